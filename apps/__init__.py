@@ -1,0 +1,1 @@
+"""The three applications built on :mod:`core`."""

@@ -1,0 +1,19 @@
+"""Streamlit pages of the Customer service app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.plugins import AppPages
+
+PAGES_DIR = Path(__file__).with_name("pages")
+
+
+def pages() -> AppPages:
+    """This app's contribution to the suite (entry point `aigc.ui`)."""
+    return AppPages(
+        name="support",
+        title="Customer service",
+        description="A retrieval-augmented support bot that answers agents' questions from the knowledge base, cites its sources and hands off to a human when unsure.",
+        pages=[],
+    )

@@ -1,0 +1,196 @@
+"""The ``aigc`` command line.
+
+Commands parse their arguments and call one plain function (spaCy's ``train_cli`` → ``train``
+pattern); tests call the same functions. App commands (``aigc support``, ``aigc finance``,
+``aigc recommend``) are mounted from the ``aigc.cli`` entry points, so ``core`` never imports
+``apps``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core import __version__
+from core.plugins import GROUP_CLI, demo_preparers, load_group
+
+logger = logging.getLogger(__name__)
+console = Console(stderr=True)
+out = Console()
+
+app = typer.Typer(
+    name="aigc",
+    help="aigc-suite: fine-tuned small language models for support, finance news and recommendations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (SQLite by default, PostgreSQL via AIGC_DB_URL).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+class UserError(Exception):
+    """An error whose message is meant for the person at the terminal (no traceback)."""
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr through rich; ``verbose`` shows debug messages."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False) -> None:
+    setup_logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print the suite's version."""
+    out.print(f"aigc-suite {__version__}")
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List the default models and where they resolve on this machine (no network)."""
+    from core.models import list_models
+
+    rows = list_models()
+    if as_json:
+        out.print_json(json.dumps(rows))
+    else:
+        table = Table(title="Default models")
+        for col in ("name", "kind", "package", "status", "path"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            style = "green" if row["status"] == "installed" else "red"
+            table.add_row(row["name"], row["kind"], row["package"], f"[{style}]{row['status']}[/]", row["path"])
+        out.print(table)
+    if any(row["status"] != "installed" for row in rows):
+        raise typer.Exit(1)
+
+
+def launch_ui(apps: list[str] | None = None, port: int = 8501, address: str = "localhost", headless: bool = True):
+    """Start the Streamlit suite (all apps, or only ``apps``) and wait for it to exit.
+
+    Returns:
+        The Streamlit process's exit code.
+    """
+    from core.ui.shell import APP_SCRIPT
+
+    env = dict(os.environ)
+    if apps:
+        env["AIGC_UI_APPS"] = ",".join(apps)
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", APP_SCRIPT,
+        "--server.port", str(port),
+        "--server.address", address,
+        "--server.headless", str(headless).lower(),
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    console.print(f"[bold]aigc-suite[/] on http://{address}:{port}  (Ctrl-C stops it)")
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
+    app_name: Annotated[
+        list[str] | None, typer.Option("--app", help="Only these apps (support, finance, recommend).")
+    ] = None,
+    headless: Annotated[bool, typer.Option(help="Do not open a browser.")] = True,
+) -> None:
+    """Start the Streamlit suite with every installed app's pages."""
+    raise typer.Exit(launch_ui(app_name, port, address, headless))
+
+
+@app.command("prepare-demo")
+def prepare_demo(
+    only: Annotated[list[str] | None, typer.Option("--app", help="Only these apps.")] = None,
+) -> None:
+    """Build each app's demo state (indexes, models, database rows) from its shipped sample data."""
+    from core.paths import data_dir
+
+    target = data_dir()
+    for name, prepare in demo_preparers().items():
+        if only and name not in only:
+            continue
+        console.print(f"[bold]{name}[/]: preparing demo data in {target}")
+        prepare(target)
+    console.print("[green]demo data ready[/]")
+
+
+@db_app.command("upgrade")
+def db_upgrade(url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None) -> None:
+    """Create or migrate every app's tables to the latest schema."""
+    from core.storage import current_revisions, migrate
+
+    migrate(url)
+    out.print(f"schema at {', '.join(sorted(current_revisions(url))) or '(empty)'}")
+
+
+@db_app.command("current")
+def db_current(url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None) -> None:
+    """Show the schema revisions the database is at."""
+    from core.storage import current_revisions
+
+    out.print(", ".join(sorted(current_revisions(url))) or "(no schema yet: run `aigc db upgrade`)")
+
+
+def _mount_apps() -> None:
+    for name, sub in load_group(GROUP_CLI).items():
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=name)
+
+
+_mount_apps()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from core.config import ConfigError
+    from core.models import ModelNotFoundError
+
+    errors: list[type[BaseException]] = [UserError, ConfigError, ModelNotFoundError, FileNotFoundError, ValueError]
+    try:
+        from core.storage import StorageError
+
+        errors.append(StorageError)
+    except ImportError:  # pragma: no cover - storage always ships
+        pass
+    return tuple(errors)
+
+
+def main() -> None:
+    """Console-script entry point: run the app; known errors print one clear line and exit 2."""
+    try:
+        app()
+    except _user_errors() as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["app", "launch_ui", "main", "UserError"]

@@ -1,0 +1,1 @@
+"""The Streamlit shell that hosts every app's pages (``aigc ui``)."""

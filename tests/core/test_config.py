@@ -1,0 +1,79 @@
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from core.config import ConfigError, describe, load_config, save_config, to_dict
+
+
+@dataclass(frozen=True)
+class Lora:
+    r: int = field(default=8, metadata={"help": "rank"})
+    alpha: float = 16.0
+    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+
+
+@dataclass(frozen=True)
+class Train:
+    lora: Lora = field(default_factory=Lora)
+    epochs: int = 3
+    lr: float = 2e-4
+    pooling: Literal["mean", "cls"] = "mean"
+    out: str | None = None
+    shuffle: bool = True
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(Train, overrides=["lora.r=16", "epochs=5", "lora.targets=[q_proj, v_proj]", "shuffle=false"])
+    assert cfg.lora.r == 16 and cfg.epochs == 5 and cfg.shuffle is False
+    assert cfg.lora.targets == ["q_proj", "v_proj"]
+    assert cfg.lr == 2e-4 and cfg.out is None
+
+
+def test_yaml_section_then_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  lora:\n    alpha: 32\n")
+    cfg = load_config(Train, path, overrides=["lora.alpha=8"], section="train")
+    assert cfg.epochs == 7 and cfg.lora.alpha == 8.0 and cfg.lora.r == 8
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochs=three", "epochs: expected int"),
+        ("lora.rank=4", "lora.rank"),
+        ("pooling=max", "not one of"),
+        ("epochs", "section.key=value"),
+        ("epochs=2.5", "expected int"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Train, overrides=[override])
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(Train, path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Train, tmp_path / "missing.yaml")
+
+
+def test_save_round_trip_with_seed(tmp_path):
+    cfg = load_config(Train, overrides=["lora.r=4"])
+    path = save_config(cfg, tmp_path / "run" / "config.json", seed=123)
+    data = json.loads(path.read_text())
+    assert data["seed"] == 123 and data["lora"]["r"] == 4
+    data.pop("seed")
+    assert load_config(Train, overrides=[]) != cfg
+    assert to_dict(cfg) == data
+    assert not list((tmp_path / "run").glob(".*")), "temporary file left behind"
+
+
+def test_describe_lists_dotted_fields_with_help():
+    rows = {name: (default, help_) for name, _, default, help_ in describe(Train)}
+    assert rows["lora.r"] == (8, "rank")
+    assert rows["epochs"][0] == 3
