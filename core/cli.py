@@ -51,7 +51,7 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "alembic.runtime.migration"):
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
