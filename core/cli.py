@@ -33,7 +33,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database schema (SQLite by default, PostgreSQL via AIGC_DB_URL).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema (SQLite by default, PostgreSQL via AIGC_DB_URL).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 
@@ -80,13 +82,17 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             table.add_column(col, overflow="fold")
         for row in rows:
             style = "green" if row["status"] == "installed" else "red"
-            table.add_row(row["name"], row["kind"], row["package"], f"[{style}]{row['status']}[/]", row["path"])
+            table.add_row(
+                row["name"], row["kind"], row["package"], f"[{style}]{row['status']}[/]", row["path"]
+            )
         out.print(table)
     if any(row["status"] != "installed" for row in rows):
         raise typer.Exit(1)
 
 
-def launch_ui(apps: list[str] | None = None, port: int = 8501, address: str = "localhost", headless: bool = True):
+def launch_ui(
+    apps: list[str] | None = None, port: int = 8501, address: str = "localhost", headless: bool = True
+):
     """Start the Streamlit suite (all apps, or only ``apps``) and wait for it to exit.
 
     Returns:
@@ -141,7 +147,9 @@ def prepare_demo(
 
 
 @db_app.command("upgrade")
-def db_upgrade(url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None) -> None:
+def db_upgrade(
+    url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None,
+) -> None:
     """Create or migrate every app's tables to the latest schema."""
     from core.storage import current_revisions, migrate
 
@@ -150,7 +158,9 @@ def db_upgrade(url: Annotated[str | None, typer.Option(help="Database URL (defau
 
 
 @db_app.command("current")
-def db_current(url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None) -> None:
+def db_current(
+    url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None,
+) -> None:
     """Show the schema revisions the database is at."""
     from core.storage import current_revisions
 
@@ -170,7 +180,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.config import ConfigError
     from core.models import ModelNotFoundError
 
-    errors: list[type[BaseException]] = [UserError, ConfigError, ModelNotFoundError, FileNotFoundError, ValueError]
+    errors: list[type[BaseException]] = [
+        UserError,
+        ConfigError,
+        ModelNotFoundError,
+        FileNotFoundError,
+        ValueError,
+    ]
     try:
         from core.storage import StorageError
 

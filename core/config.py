@@ -130,7 +130,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], _prefix: str = "") -> T:
     unknown = set(data) - names
     if unknown:
         where = f"{_prefix}." if _prefix else ""
-        raise ConfigError(f"unknown config key(s) {sorted(where + k for k in unknown)}; known: {sorted(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {sorted(where + k for k in unknown)}; known: {sorted(names)}"
+        )
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:

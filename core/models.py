@@ -152,7 +152,9 @@ def resolve(spec: str) -> ResolvedModel:
             )
         path = pkg / known.subdir if known.subdir else pkg
         if known.gguf_file and not (path / known.gguf_file).is_file():
-            raise ModelNotFoundError(f"Package {known.distribution} is installed but {known.gguf_file} is missing.")
+            raise ModelNotFoundError(
+                f"Package {known.distribution} is installed but {known.gguf_file} is missing."
+            )
         return ResolvedModel(spec, name, str(path), known.gguf_file, "package")
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
@@ -202,7 +204,9 @@ def materialize(resolved: ResolvedModel) -> Path:
 
     logger.info("Materialising GGUF checkpoint once", extra={"gguf": str(gguf_path), "target": str(target)})
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolved.path, gguf_file=resolved.gguf_file, dtype=torch.float32
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{safe_name}-", dir=target.parent))
     try:
@@ -213,7 +217,9 @@ def materialize(resolved: ResolvedModel) -> Path:
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "source_gguf": str(gguf_path)})
+        save_model(
+            model, str(tmp / "model.safetensors"), metadata={"format": "pt", "source_gguf": str(gguf_path)}
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -277,7 +283,9 @@ def load_causal_lm(spec: str = DEFAULT_GENERATOR, dtype: torch.dtype = torch.flo
 
     def factory():
         try:
-            model = AutoModelForCausalLM.from_pretrained(materialize(resolved), dtype=dtype, **_hub_kwargs(resolved))
+            model = AutoModelForCausalLM.from_pretrained(
+                materialize(resolved), dtype=dtype, **_hub_kwargs(resolved)
+            )
         except (OSError, ValueError) as err:
             raise _not_found(resolved, err) from err
         return model.eval()

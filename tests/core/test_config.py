@@ -25,7 +25,9 @@ class Train:
 
 
 def test_defaults_and_overrides():
-    cfg = load_config(Train, overrides=["lora.r=16", "epochs=5", "lora.targets=[q_proj, v_proj]", "shuffle=false"])
+    cfg = load_config(
+        Train, overrides=["lora.r=16", "epochs=5", "lora.targets=[q_proj, v_proj]", "shuffle=false"]
+    )
     assert cfg.lora.r == 16 and cfg.epochs == 5 and cfg.shuffle is False
     assert cfg.lora.targets == ["q_proj", "v_proj"]
     assert cfg.lr == 2e-4 and cfg.out is None

@@ -14,6 +14,9 @@ def pages() -> AppPages:
     return AppPages(
         name="support",
         title="Customer service",
-        description="A retrieval-augmented support bot that answers agents' questions from the knowledge base, cites its sources and hands off to a human when unsure.",
+        description=(
+            "A retrieval-augmented support bot that answers agents' questions from the knowledge "
+            "base, cites its sources and hands off to a human when unsure."
+        ),
         pages=[],
     )

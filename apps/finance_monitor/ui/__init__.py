@@ -14,6 +14,9 @@ def pages() -> AppPages:
     return AppPages(
         name="finance",
         title="Finance monitor",
-        description="Financial news sentiment and topic monitor: fine-tuned classifiers score incoming headlines, trends per topic, and alerts when negative news surges.",
+        description=(
+            "Financial news sentiment and topic monitor: fine-tuned classifiers score incoming "
+            "headlines, trends per topic, and alerts when negative news surges."
+        ),
         pages=[],
     )

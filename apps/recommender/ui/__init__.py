@@ -14,6 +14,9 @@ def pages() -> AppPages:
     return AppPages(
         name="recommend",
         title="Recommender",
-        description="Text-embedding recommender: a behaviour-tuned encoder, FAISS candidates and a learned ranker score top-k items per user in batch jobs.",
+        description=(
+            "Text-embedding recommender: a behaviour-tuned encoder, FAISS candidates and a learned "
+            "ranker score top-k items per user in batch jobs."
+        ),
         pages=[],
     )
