@@ -1,0 +1,460 @@
+"""Text classification: a pretrained encoder, optional LoRA adapter, and one or more linear heads.
+
+:class:`TextClassifier` pools the encoder's token states (mean or ``[CLS]``) and feeds them to one
+linear head per label set, so several tasks (say sentiment and topic) share one encoder pass.
+Predictions come back as label strings; probabilities use a per-head temperature that
+:meth:`TextClassifier.calibrate_temperature` fits on held-out data (temperature scaling, Guo et al. 2017).
+
+Saved layout (see :meth:`TextClassifier.save_pretrained`)::
+
+    config.json                 base model id, heads and labels, pooling, temperatures, LoRA settings,
+                                seed and resolved training config, sha256 of each weight file
+    adapter_model.safetensors   peft adapter of the encoder (with adapter_config.json); absent without LoRA
+    heads.safetensors           head weights
+    metrics.json                validation metrics, when trained
+
+Example:
+    >>> clf = TextClassifier.from_pretrained("runs/reviews")
+    >>> clf.predict(["The battery died after two days"])
+    ['negative']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from core.config import from_dict, to_dict
+from core.lora import (
+    LoraSettings,
+    apply_lora,
+    commit_files,
+    load_adapter,
+    remove_dir,
+    resolve_settings,
+    sha256_file,
+    staging_dir,
+    verify_files,
+)
+from core.models import load_encoder
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KIND = "text-classifier"
+CONFIG_FILE = "config.json"
+HEADS_FILE = "heads.safetensors"
+METRICS_FILE = "metrics.json"
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+DEFAULT_HEAD = "label"
+Pooling = Literal["mean", "cls"]
+
+
+def fit_temperature(logits: np.ndarray, targets: Sequence[int], max_iter: int = 100) -> float:
+    """Fit one temperature ``T`` that minimises the NLL of ``softmax(logits / T)`` (LBFGS on log T).
+
+    Args:
+        logits: ``(n, n_classes)`` uncalibrated logits of held-out examples.
+        targets: The true class index of each row.
+        max_iter: LBFGS iterations.
+
+    Returns:
+        The temperature, clamped to ``[0.05, 100]``.
+
+    Raises:
+        ValueError: on empty input, mismatched lengths or out-of-range targets.
+    """
+    scores = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    y = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+    if scores.ndim != 2 or len(scores) == 0:
+        raise ValueError(f"logits must be a non-empty (n, n_classes) array, got shape {tuple(scores.shape)}")
+    if len(y) != len(scores):
+        raise ValueError(f"{len(scores)} logit rows but {len(y)} targets; they must match one to one.")
+    if y.min() < 0 or y.max() >= scores.shape[1]:
+        raise ValueError(f"targets must lie in [0, {scores.shape[1] - 1}]")
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(scores / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 100.0))
+
+
+def _check_heads(heads: Mapping[str, Sequence[str]] | Sequence[str]) -> dict[str, list[str]]:
+    if not isinstance(heads, Mapping):
+        heads = {DEFAULT_HEAD: list(heads)}
+    if not heads:
+        raise ValueError("heads is empty: give {head_name: [label, ...]} with at least one head.")
+    checked: dict[str, list[str]] = {}
+    for name, labels in heads.items():
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"Head name {name!r} must be a non-empty string without dots.")
+        labels = [str(label) for label in labels]
+        if len(labels) < 2 or any(not label for label in labels) or len(set(labels)) != len(labels):
+            raise ValueError(f"Head {name!r} needs at least two distinct, non-empty labels, got {labels}.")
+        checked[name] = labels
+    return checked
+
+
+class TextClassifier(torch.nn.Module):
+    """A transformer encoder with pooled linear classification heads.
+
+    Args:
+        base_model: Encoder spec (see :mod:`core.models`; e.g. ``"minilm-l6"``), recorded as given in
+            ``config.json``.
+        heads: ``{head_name: [label, ...]}``, or a plain list of labels for one head named ``"label"``.
+        pooling: ``"mean"`` over non-padding tokens, or the ``"cls"`` token state.
+        max_length: Longest input in tokens; longer texts are truncated.
+        lora: Wrap the encoder with a fresh LoRA adapter (to fine-tune it); ``None`` keeps the
+            encoder frozen, so only the heads train.
+        dropout: Dropout on the pooled vector during training.
+        temperatures: Per-head softmax temperature (default 1.0 each).
+    """
+
+    def __init__(
+        self,
+        base_model: str,
+        heads: Mapping[str, Sequence[str]] | Sequence[str],
+        pooling: Pooling = "mean",
+        max_length: int = 256,
+        lora: LoraSettings | None = None,
+        dropout: float = 0.1,
+        temperatures: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self._build(base_model, heads, pooling, max_length, dropout, temperatures)
+        self.lora = resolve_settings(lora, self.encoder) if lora is not None else None
+        if self.lora is not None:
+            self.encoder = apply_lora(self.encoder, self.lora)
+        self.eval()
+
+    def _build(
+        self,
+        base_model: str,
+        heads: Mapping[str, Sequence[str]] | Sequence[str],
+        pooling: str,
+        max_length: int,
+        dropout: float,
+        temperatures: Mapping[str, float] | None,
+    ) -> None:
+        self.head_labels = _check_heads(heads)
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        unknown = set(temperatures or {}) - set(self.head_labels)
+        if unknown:
+            raise ValueError(f"temperatures name unknown heads {sorted(unknown)}; heads: {self.head_names}")
+        self.base_model, self.pooling, self.max_length = str(base_model), pooling, int(max_length)
+        self.temperatures = {h: float((temperatures or {}).get(h, 1.0)) for h in self.head_labels}
+        if any(not t > 0 for t in self.temperatures.values()):
+            raise ValueError(f"temperatures must be > 0, got {self.temperatures}")
+        self.lora: LoraSettings | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.train_config: dict[str, Any] | None = None
+        self.seed: int | None = None
+        self._saved_adapter: dict[str, bytes] | None = None  # adapter files of a merged encoder
+        # fresh=True: LoRA rewrites modules and training (or .to(device)) changes weights; the cached
+        # copy is shared with other callers and must stay as it is.
+        self.encoder, self.tokenizer = load_encoder(self.base_model, fresh=True)
+        self.encoder.requires_grad_(False)
+        self.dropout = torch.nn.Dropout(dropout)
+        hidden = self.encoder.config.hidden_size
+        self.heads = torch.nn.ModuleDict(
+            {name: torch.nn.Linear(hidden, len(labels)) for name, labels in self.head_labels.items()}
+        )
+        # Zero-initialised heads start from uniform predictions (a logistic regression's usual start),
+        # so the first steps follow the data rather than a random projection.
+        for layer in self.heads.values():
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+
+    # --- structure -------------------------------------------------------------------------------
+
+    @property
+    def head_names(self) -> list[str]:
+        """Head names in order."""
+        return list(self.head_labels)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the weights."""
+        return next(self.heads.parameters()).device
+
+    def labels(self, head: str | None = None) -> list[str]:
+        """Labels of ``head`` in column order of :meth:`predict_proba`."""
+        return list(self.head_labels[self._head(head)])
+
+    def _head(self, head: str | None) -> str:
+        if head is None:
+            if len(self.head_labels) > 1:
+                raise ValueError(f"This classifier has several heads; pass head= one of {self.head_names}.")
+            return self.head_names[0]
+        if head not in self.head_labels:
+            raise ValueError(f"Unknown head {head!r}; heads: {self.head_names}")
+        return head
+
+    # --- forward ---------------------------------------------------------------------------------
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Uncalibrated logits ``{head: (batch, n_labels)}`` for a tokenised batch."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = self.dropout(pooled)
+        return {name: layer(pooled) for name, layer in self.heads.items()}
+
+    def _logits(
+        self, texts: Sequence[str], heads: Sequence[str], batch_size: int, show_progress_bar: bool
+    ) -> dict[str, np.ndarray]:
+        if isinstance(texts, str):
+            raise ValueError("texts must be a list of strings (wrap a single text in a list).")
+        texts = list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts must be a list of strings (wrap a single text in a list).")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = {h: np.zeros((len(texts), len(self.head_labels[h])), dtype=np.float32) for h in heads}
+        # Longest first and sorted, so each batch pads to similar lengths (and memory peaks at once).
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                starts = range(0, len(order), batch_size)
+                for start in tqdm(starts, desc="Classifying", disable=not show_progress_bar):
+                    idx = order[start : start + batch_size]
+                    enc = self.tokenizer(
+                        [texts[i] for i in idx],
+                        padding=True,
+                        truncation=True,
+                        max_length=self.max_length,
+                        return_tensors="pt",
+                    ).to(self.device)
+                    logits = self(enc["input_ids"], enc["attention_mask"])
+                    for h in heads:
+                        out[h][idx] = logits[h].float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def logits(
+        self,
+        texts: Sequence[str],
+        head: str | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Uncalibrated logits, shape ``(len(texts), n_labels)``, columns in :meth:`labels` order."""
+        name = self._head(head)
+        return self._logits(texts, [name], batch_size, show_progress_bar)[name]
+
+    def predict_proba(
+        self,
+        texts: Sequence[str],
+        head: str | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Class probabilities ``softmax(logits / T)``, columns in :meth:`labels` order.
+
+        Args:
+            texts: Texts to classify.
+            head: Head name; may be omitted when there is one head.
+            batch_size: Texts per forward pass.
+            show_progress_bar: Show a tqdm bar.
+
+        Returns:
+            ``(len(texts), n_labels)`` float32 array whose rows sum to 1.
+        """
+        name = self._head(head)
+        logits = torch.from_numpy(self.logits(texts, name, batch_size, show_progress_bar))
+        return torch.softmax(logits / self.temperatures[name], dim=-1).numpy()
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        head: str | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> list[str]:
+        """The most likely label of each text (see :meth:`predict_proba` for the arguments)."""
+        name = self._head(head)
+        labels = self.head_labels[name]
+        return [labels[i] for i in self.logits(texts, name, batch_size, show_progress_bar).argmax(axis=1)]
+
+    def predict_all(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
+    ) -> dict[str, list[str]]:
+        """Labels of every head from one encoder pass: ``{head: [label, ...]}``."""
+        logits = self._logits(texts, self.head_names, batch_size, show_progress_bar)
+        return {h: [self.head_labels[h][i] for i in scores.argmax(axis=1)] for h, scores in logits.items()}
+
+    def calibrate_temperature(
+        self, texts: Sequence[str], labels: Sequence[str], head: str | None = None, batch_size: int = 64
+    ) -> float:
+        """Fit and store the temperature of ``head`` on held-out ``texts`` with true ``labels``.
+
+        Returns:
+            The fitted temperature (also used by :meth:`predict_proba` from now on).
+
+        Raises:
+            ValueError: on a label the head does not know, or mismatched lengths.
+        """
+        name = self._head(head)
+        index = {label: i for i, label in enumerate(self.head_labels[name])}
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels; they must match one to one.")
+        unknown = sorted({str(label) for label in labels} - set(index))
+        if unknown:
+            raise ValueError(f"Labels {unknown[:5]} are not labels of head {name!r}: {list(index)}")
+        targets = [index[str(label)] for label in labels]
+        self.temperatures[name] = fit_temperature(self.logits(texts, name, batch_size), targets)
+        logger.info("Calibrated temperature", extra={"head": name, "temperature": self.temperatures[name]})
+        return self.temperatures[name]
+
+    # --- persistence -----------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": KIND,
+            "base_model": self.base_model,
+            "heads": self.head_labels,
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "dropout": self.dropout.p,
+            "temperatures": self.temperatures,
+            "lora": to_dict(self.lora) if self.lora is not None else None,
+            "seed": self.seed,
+            "train_config": self.train_config,
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Save to ``directory``: adapter, head weights, ``config.json`` (and ``metrics.json``).
+
+        Files are written to a staging directory, then moved in with ``os.replace``, ``config.json``
+        last; it records the sha256 of each weight file so a half-written directory is detected on load.
+        Other files in ``directory`` (a training run's checkpoints and logs) are left alone.
+
+        Returns:
+            The directory.
+        """
+        directory = Path(directory)
+        staging = staging_dir(directory)
+        try:
+            if self.lora is not None:
+                self._save_adapter(staging)
+            heads = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
+            save_file(heads, str(staging / HEADS_FILE), metadata={"format": "pt"})
+            if self.metrics is not None:
+                (staging / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
+            config = self._config()
+            config["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
+            (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
+            commit_files(staging, directory, last=CONFIG_FILE, stale=ADAPTER_FILES)
+        finally:
+            remove_dir(staging)
+        logger.info("Saved classifier", extra={"path": str(directory), "heads": self.head_names})
+        return directory
+
+    def _save_adapter(self, staging: Path) -> None:
+        if self._saved_adapter is not None:  # merged on load: write back the adapter we loaded
+            for name, payload in self._saved_adapter.items():
+                (staging / name).write_bytes(payload)
+            return
+        self.encoder.save_pretrained(str(staging), safe_serialization=True)
+        (staging / "README.md").unlink(missing_ok=True)  # peft's model card template
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, merge: bool = True, device: str | torch.device | None = None
+    ) -> TextClassifier:
+        """Load a classifier saved by :meth:`save_pretrained`.
+
+        Args:
+            directory: The saved directory.
+            merge: Merge the LoRA weights into the encoder for faster inference. A merged classifier
+                predicts identically but cannot be trained further; load with ``merge=False`` for that.
+            device: Move the model there (default: stay on CPU).
+
+        Raises:
+            FileNotFoundError: if the directory or one of its files is missing.
+            ValueError: if ``config.json`` is unreadable or a weight file is corrupt or does not fit.
+        """
+        directory = Path(directory)
+        config = _read_config(directory)
+        lora = from_dict(LoraSettings, config["lora"]) if config.get("lora") else None
+        self = cls.__new__(cls)
+        torch.nn.Module.__init__(self)
+        self._build(
+            config["base_model"],
+            config["heads"],
+            config["pooling"],
+            config["max_length"],
+            float(config.get("dropout", 0.1)),
+            config.get("temperatures"),
+        )
+        self.lora, self.seed, self.train_config = lora, config.get("seed"), config.get("train_config")
+        metrics_path = directory / METRICS_FILE
+        self.metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+        if lora is not None:
+            self._load_adapter(directory, merge)
+        heads = load_file(str(directory / HEADS_FILE))
+        try:
+            self.heads.load_state_dict(heads)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{directory / HEADS_FILE} does not fit the heads in config.json: {err}"
+            ) from err
+        if device is not None:
+            self.to(device)
+        return self.eval()
+
+    def _load_adapter(self, directory: Path, merge: bool) -> None:
+        if merge:  # a merged encoder cannot save the adapter again: keep its files for save_pretrained
+            self._saved_adapter = {name: (directory / name).read_bytes() for name in ADAPTER_FILES}
+        self.encoder = load_adapter(self.encoder, directory, merge=merge)
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Classifier directory '{directory}' does not exist.")
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: '{directory}' is not a saved TextClassifier (train one, or check the path)."
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("kind") != KIND:
+        raise ValueError(f"{path} does not describe a {KIND} (kind={config.get('kind')!r}).")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}.")
+    missing = [k for k in ("base_model", "heads", "pooling", "max_length") if k not in config]
+    if missing:
+        raise ValueError(f"{path} lacks the keys {missing}.")
+    expected = [HEADS_FILE] + (list(ADAPTER_FILES) if config.get("lora") else [])
+    for name in expected:
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} is missing: the classifier directory is incomplete.")
+    verify_files(directory, config.get("files") or {}, CONFIG_FILE)
+    return config

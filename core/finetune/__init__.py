@@ -1,0 +1,50 @@
+"""LoRA fine-tuning of text classifiers and causal LMs over one shared training loop.
+
+* :func:`train_classifier` — labelled texts (CSV, DataFrame, tuples) -> a saved
+  :class:`~core.classification.TextClassifier` directory;
+* :func:`train_causal_lm` — (prompt, response) pairs -> a peft adapter directory for a causal LM,
+  trained on the response tokens only; :func:`load_causal_lm_with_adapter` loads it back;
+* :func:`fit` — the loop both use (see :mod:`core.finetune.loop`).
+
+Example:
+    >>> from core.finetune import train_classifier
+    >>> report = train_classifier("reviews.csv", out_dir="runs/reviews", model="minilm-l6", epochs=3)
+    >>> report["best_metric"]
+    1.0
+"""
+
+from core.finetune.causal_lm import (
+    CausalLMTrainConfig,
+    causal_lm_task,
+    encode_pair,
+    fit_causal_lm,
+    load_causal_lm_with_adapter,
+    save_causal_lm_adapter,
+    train_causal_lm,
+)
+from core.finetune.classifier import ClassifierTrainConfig, classifier_task, fit_classifier, train_classifier
+from core.finetune.data import LabelledTexts, read_labelled_texts, read_pairs, split_indices
+from core.finetune.loop import TrainConfig, TrainingTask, epoch_batches, fit, with_overrides
+
+__all__ = [
+    "CausalLMTrainConfig",
+    "ClassifierTrainConfig",
+    "LabelledTexts",
+    "TrainConfig",
+    "TrainingTask",
+    "causal_lm_task",
+    "classifier_task",
+    "encode_pair",
+    "epoch_batches",
+    "fit",
+    "fit_causal_lm",
+    "fit_classifier",
+    "load_causal_lm_with_adapter",
+    "read_labelled_texts",
+    "read_pairs",
+    "save_causal_lm_adapter",
+    "split_indices",
+    "train_causal_lm",
+    "train_classifier",
+    "with_overrides",
+]

@@ -1,0 +1,259 @@
+"""Fine-tune a :class:`~core.classification.TextClassifier`: LoRA on the encoder plus trainable heads.
+
+Example:
+    >>> report = train_classifier("reviews.csv", out_dir="runs/reviews", model="minilm-l6", epochs=3)
+    >>> TextClassifier.from_pretrained("runs/reviews").predict(["The battery died after two days"])
+    ['negative']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from core.classification import TextClassifier
+from core.config import to_dict, write_json_atomic
+from core.finetune.data import LabelledTexts, read_labelled_texts, split_indices
+from core.finetune.loop import REPORT_FILE, TrainConfig, TrainingTask, fit, pad, with_overrides
+from core.metrics import accuracy, f1
+from core.models import DEFAULT_ENCODER
+from core.seed import set_seed
+
+logger = logging.getLogger(__name__)
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig(TrainConfig):
+    """Training settings of a text classifier (the loop's settings plus the classifier's own)."""
+
+    batch_size: int = field(default=8, metadata={"help": "Examples per forward pass."})
+    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the LoRA weights."})
+    head_lr: float = field(default=1e-2, metadata={"help": "Peak learning rate of the classification heads."})
+    metric: Literal["macro_f1", "accuracy"] = field(
+        default="macro_f1",
+        metadata={"help": "Validation metric that picks the best epoch (mean over heads)."},
+    )
+    pooling: Literal["mean", "cls"] = field(
+        default="mean", metadata={"help": "Mean of token states, or [CLS]."}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled vector before the heads."})
+    use_lora: bool = field(
+        default=True,
+        metadata={"help": "Adapt the encoder with LoRA; false trains the heads on a frozen encoder."},
+    )
+
+
+def _targets(data: LabelledTexts, classifier: TextClassifier) -> dict[str, np.ndarray]:
+    targets = {}
+    for head, values in data.labels.items():
+        if head not in classifier.head_labels:
+            raise ValueError(
+                f"{data.source}: label column '{head}' is not a head of the classifier "
+                f"{classifier.head_names}."
+            )
+        index = {label: i for i, label in enumerate(classifier.labels(head))}
+        unknown = sorted({v for v in values if v is not None} - set(index))
+        if unknown:
+            raise ValueError(
+                f"{data.source}: labels {unknown[:5]} in column '{head}' are not labels of the head: "
+                f"{list(index)}."
+            )
+        targets[head] = np.array([IGNORE if v is None else index[v] for v in values], dtype=np.int64)
+    return targets
+
+
+def _loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    # Sum over the heads that have at least one label in this batch (cross-entropy of none is NaN).
+    losses = [
+        torch.nn.functional.cross_entropy(logits[h], y, ignore_index=IGNORE)
+        for h, y in labels.items()
+        if bool((y != IGNORE).any())
+    ]
+    return torch.stack(losses).sum()
+
+
+def classifier_task(
+    classifier: TextClassifier, data: LabelledTexts, config: ClassifierTrainConfig
+) -> TrainingTask:
+    """Build the :class:`~core.finetune.loop.TrainingTask` for ``classifier`` on ``data``.
+
+    The split is stratified by the first head's label; texts are tokenised once, without padding.
+    """
+    targets = _targets(data, classifier)
+    first = next(iter(data.labels))
+    train, val = split_indices(len(data.texts), config.val_fraction, config.seed, strata=data.labels[first])
+    ids = classifier.tokenizer(data.texts, truncation=True, max_length=classifier.max_length)["input_ids"]
+    pad_id = classifier.tokenizer.pad_token_id or 0
+
+    def collate(rows: Sequence[int]) -> dict[str, Any]:
+        seqs = [ids[i] for i in rows]
+        input_ids = pad(seqs, pad_id)
+        lengths = torch.tensor([len(s) for s in seqs])
+        mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
+        labels = {h: torch.from_numpy(t[list(rows)]) for h, t in targets.items()}
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+    def loss(batch: dict[str, Any]) -> torch.Tensor:
+        return _loss(classifier(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+
+    def evaluate() -> dict[str, float]:
+        device = classifier.device
+        order = sorted(val, key=lambda i: len(ids[i]))
+        chunks = [order[s : s + config.eval_batch_size] for s in range(0, len(order), config.eval_batch_size)]
+        logits: dict[str, list[torch.Tensor]] = {h: [] for h in targets}
+        for chunk in chunks:
+            batch = collate(chunk)
+            out = classifier(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            for h in targets:
+                logits[h].append(out[h].float().cpu())
+        return _val_metrics(
+            {h: torch.cat(v) for h, v in logits.items()}, {h: t[order] for h, t in targets.items()}
+        )
+
+    encoder_params = [p for p in classifier.encoder.parameters() if p.requires_grad]
+    groups = [{"params": list(classifier.heads.parameters()), "lr": config.head_lr}]
+    if encoder_params:
+        groups.insert(0, {"params": encoder_params, "lr": config.lr})
+    logger.info("Classifier data", extra={"source": data.source, "train": len(train), "val": len(val)})
+    return TrainingTask(
+        model=classifier,
+        lengths=[len(ids[i]) for i in train],
+        # The loop indexes the training split; collate() takes positions in the whole data set.
+        collate=lambda rows: collate([train[r] for r in rows]),
+        loss=loss,
+        evaluate=evaluate if val else None,
+        metric=config.metric,
+        greater_is_better=True,
+        val_size=len(val),
+        param_groups=groups,
+    )
+
+
+def _val_metrics(logits: dict[str, torch.Tensor], targets: dict[str, np.ndarray]) -> dict[str, float]:
+    per_head: dict[str, dict[str, float]] = {}
+    for h, scores in logits.items():
+        keep = targets[h] != IGNORE
+        if not keep.any():
+            continue
+        y = torch.from_numpy(targets[h][keep])
+        pred = scores[torch.from_numpy(keep)].argmax(1)
+        per_head[h] = {
+            "loss": float(torch.nn.functional.cross_entropy(scores[torch.from_numpy(keep)], y)),
+            "macro_f1": f1(y.tolist(), pred.tolist(), average="macro"),
+            "accuracy": accuracy(y.tolist(), pred.tolist()),
+        }
+    result = {k: float(np.mean([m[k] for m in per_head.values()])) for k in ("loss", "macro_f1", "accuracy")}
+    if len(per_head) > 1:
+        result.update({f"{h}/{k}": v for h, m in per_head.items() for k, v in m.items()})
+    return result
+
+
+def _best_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    best = next((row for row in report["history"] if row["epoch"] == report["best_epoch"]), {})
+    keys = ("metric", "best_metric", "best_epoch", "epochs_run", "train_size", "val_size", "seed")
+    validation = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+    return {**{k: report[k] for k in keys}, "train_loss": best.get("train_loss"), "validation": validation}
+
+
+def fit_classifier(
+    classifier: TextClassifier,
+    data: Any,
+    run_dir: str | Path,
+    config: ClassifierTrainConfig | None = None,
+    text_column: str = "text",
+    label_columns: Sequence[str] | None = None,
+    resume_from: str | Path | bool | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train an existing classifier in place (its best epoch's weights stay in it) and return the report.
+
+    Args:
+        classifier: The classifier; LoRA weights (if any) and heads are trained.
+        data: CSV/TSV/JSONL path, DataFrame, or ``(text, label, ...)`` tuples (see
+            :func:`~core.finetune.data.read_labelled_texts`).
+        run_dir: Run directory for the checkpoint, TensorBoard events and ``report.json``.
+        config: Training settings; ``pooling``, ``dropout``, ``max_length`` and ``use_lora`` are fixed
+            by ``classifier`` already and are not used here.
+        text_column: Column of the texts.
+        label_columns: One label column per head, named like the heads; default: the head names.
+        resume_from: Resume checkpoint (see :func:`~core.finetune.loop.fit`).
+        on_epoch_end: Called with each epoch's metrics.
+
+    Returns:
+        The run report; ``classifier.metrics`` holds the best epoch's validation metrics.
+    """
+    config = config or ClassifierTrainConfig()
+    labelled = (
+        data
+        if isinstance(data, LabelledTexts)
+        else read_labelled_texts(data, text_column, label_columns or classifier.head_names)
+    )
+    task = classifier_task(classifier, labelled, config)
+    report = fit(task, config, run_dir, resume_from=resume_from, on_epoch_end=on_epoch_end)
+    classifier.metrics = _best_metrics(report)
+    classifier.train_config = to_dict(config)
+    classifier.seed = config.seed
+    return report
+
+
+def train_classifier(
+    data: Any,
+    out_dir: str | Path,
+    model: str = DEFAULT_ENCODER,
+    text_column: str = "text",
+    label_column: str | Sequence[str] = "label",
+    config: ClassifierTrainConfig | None = None,
+    resume_from: str | Path | bool | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Fine-tune a LoRA text classifier on labelled texts and save it to ``out_dir``.
+
+    Args:
+        data: A CSV/TSV/JSONL/JSON file with ``text`` and ``label`` columns, a pandas DataFrame, or a
+            list of ``(text, label)`` tuples.
+        out_dir: Where the classifier is saved (load it with ``TextClassifier.from_pretrained``); the
+            run's checkpoint, TensorBoard events and ``report.json`` go there too.
+        model: Encoder spec, e.g. ``"minilm-l6"`` or a local Hugging Face directory.
+        text_column: Column of the texts.
+        label_column: Column of the labels, or several columns for a multi-head classifier (one head
+            per column, named like it; rows may leave some of them empty).
+        config: Training settings (default :class:`ClassifierTrainConfig`).
+        resume_from: Continue an interrupted run: a checkpoint directory, or ``True`` for ``out_dir``'s.
+        on_epoch_end: Called with each epoch's metrics.
+        **overrides: Replace fields of ``config``, e.g. ``epochs=5, lr=2e-4``.
+
+    Returns:
+        The run report (``best_metric``, ``best_epoch``, ``wall_time_s``, ``samples_per_s``, ...).
+
+    Raises:
+        FileNotFoundError: if ``data`` is a path that does not exist.
+        ValueError: naming the file, row and column of bad data, or an unknown config field.
+    """
+    config = with_overrides(config or ClassifierTrainConfig(), overrides)
+    columns = [label_column] if isinstance(label_column, str) else list(label_column)
+    labelled = read_labelled_texts(data, text_column, columns)
+    set_seed(config.seed)  # head and LoRA initialisation
+    classifier = TextClassifier(
+        model,
+        heads={column: labelled.label_set(column) for column in columns},
+        pooling=config.pooling,
+        max_length=config.max_length,
+        lora=config.lora if config.use_lora else None,
+        dropout=config.dropout,
+    )
+    report = fit_classifier(
+        classifier, labelled, out_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end
+    )
+    classifier.save_pretrained(out_dir)
+    report.update(base_model=str(model), heads=classifier.head_labels, output_dir=str(out_dir))
+    write_json_atomic(Path(out_dir) / REPORT_FILE, report)
+    return report

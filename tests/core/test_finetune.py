@@ -1,0 +1,386 @@
+"""The shared fine-tuning loop, data readers, classifier training and causal-LM SFT (tiny random models)."""
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.classification import TextClassifier
+from core.finetune import (
+    CausalLMTrainConfig,
+    ClassifierTrainConfig,
+    TrainConfig,
+    TrainingTask,
+    encode_pair,
+    epoch_batches,
+    fit,
+    fit_causal_lm,
+    load_causal_lm_with_adapter,
+    read_labelled_texts,
+    read_pairs,
+    save_causal_lm_adapter,
+    split_indices,
+    train_causal_lm,
+    train_classifier,
+    with_overrides,
+)
+from core.finetune.loop import lr_factor
+from core.generation import Generator
+from core.lora import LoraSettings, apply_lora
+from core.models import load_causal_lm, load_tokenizer
+
+REPORT_KEYS = {
+    "epochs_run",
+    "best_epoch",
+    "metric",
+    "best_metric",
+    "stopped_early",
+    "resumed",
+    "train_size",
+    "val_size",
+    "optimizer_steps",
+    "wall_time_s",
+    "train_time_s",
+    "samples_per_s",
+    "seed",
+    "device",
+    "history",
+    "config",
+}
+
+
+def good_bad(n: int, seed: int) -> list[tuple[str, str]]:
+    """A trivially learnable task: the label is whether the text says good or bad."""
+    rng = random.Random(seed)
+    things = ["movie", "pizza", "phone", "hotel", "book", "service"]
+    templates = ["the {} was {}", "{} , {} overall", "what a {} {} experience", "honestly {} and {}"]
+    rows = []
+    for i in range(n):
+        label = "good" if i % 2 == 0 else "bad"
+        rows.append((rng.choice(templates).format(rng.choice(things), label), label))
+    return rows
+
+
+def scalar_tags(run_dir) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+# --- loop pieces ----------------------------------------------------------------------------------
+
+
+def test_lr_schedule_warms_up_decays_and_never_stalls():
+    factors = [lr_factor(step, total=20, warmup=4, kind="linear") for step in range(20)]
+    assert factors[:4] == sorted(factors[:4]) and factors[3] < 1.0 and factors[4] == 1.0
+    assert factors[4:] == sorted(factors[4:], reverse=True)
+    assert min(factors) > 0
+    cosine = [lr_factor(step, total=20, warmup=0, kind="cosine") for step in range(20)]
+    assert cosine[0] == 1.0 and cosine[10] == pytest.approx(0.5) and min(cosine) > 0
+    assert lr_factor(15, total=20, warmup=2, kind="constant") == 1.0
+
+
+def test_epoch_batches_cover_everything_once_and_group_similar_lengths():
+    lengths = [random.Random(i).randint(1, 200) for i in range(100)]
+    batches = epoch_batches(lengths, batch_size=8, seed=3, bucket_batches=4)
+    assert sorted(i for b in batches for i in b) == list(range(100))
+    assert batches == epoch_batches(lengths, batch_size=8, seed=3, bucket_batches=4)
+    assert batches != epoch_batches(lengths, batch_size=8, seed=4, bucket_batches=4)
+    # Padding waste: sorted chunks pad far less than random batches of the same size.
+    waste = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    rng = np.random.default_rng(0).permutation(100).tolist()
+    random_batches = [rng[i : i + 8] for i in range(0, 100, 8)]
+    random_waste = sum(
+        max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in random_batches
+    )
+    assert waste < random_waste / 2
+
+
+def test_stratified_split_keeps_every_class_in_train_and_is_seeded():
+    labels = ["a"] * 50 + ["b"] * 10 + ["c"] * 1
+    train, val = split_indices(len(labels), 0.2, seed=7, strata=labels)
+    assert sorted(train + val) == list(range(61)) and not set(train) & set(val)
+    assert [labels[i] for i in val].count("a") == 10 and [labels[i] for i in val].count("b") == 2
+    assert 60 in train  # a class of one stays in training
+    assert (train, val) == split_indices(len(labels), 0.2, seed=7, strata=labels)
+    assert split_indices(10, 0.0, seed=1) == (list(range(10)), [])
+
+
+def test_config_overrides_are_checked():
+    config = with_overrides(ClassifierTrainConfig(), {"epochs": "5", "lora": {"r": 4}})
+    assert config.epochs == 5 and config.lora.r == 4 and isinstance(config, ClassifierTrainConfig)
+    with pytest.raises(ValueError, match="unknown config key"):
+        with_overrides(ClassifierTrainConfig(), {"epoch": 5})
+    with pytest.raises(ValueError, match="val_fraction"):
+        TrainConfig(val_fraction=1.5)
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_read_labelled_texts_from_files_frames_and_tuples(tmp_path):
+    csv = tmp_path / "reviews.csv"
+    csv.write_text('text,label\n"Great, really",pos\nAwful,neg\nNA,neg\n')
+    data = read_labelled_texts(csv)
+    assert data.texts == ["Great, really", "Awful", "NA"] and data.labels == {"label": ["pos", "neg", "neg"]}
+    frame = pd.DataFrame({"body": ["x", "y", "z"], "s": ["a", "b", None], "t": ["u", None, "v"]})
+    multi = read_labelled_texts(frame, "body", ["s", "t"])
+    assert multi.labels == {"s": ["a", "b", None], "t": ["u", None, "v"]}
+    assert read_labelled_texts([("hi", "a"), ("yo", "b")]).label_set("label") == ["a", "b"]
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text('{"prompt": "Hi", "response": "Hello"}\n\n{"prompt": "Bye", "response": "Ciao"}\n')
+    assert read_pairs(jsonl) == [("Hi", "Hello"), ("Bye", "Ciao")]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        (
+            "text,lbl\na,b\n",
+            ValueError,
+            r"reviews.csv: missing column\(s\) \['label'\]; found \['text', 'lbl'\]",
+        ),
+        ("text,label\ngood,pos\n  ,neg\n", ValueError, r"reviews.csv, row 2: empty text in column 'text'"),
+        ("text,label\ngood,pos\nbad,\n", ValueError, r"reviews.csv, row 2: empty label in column 'label'"),
+        ("text,label\ngood,pos\nfine,pos\n", ValueError, r"column 'label' has 1 distinct label"),
+        ("text,label\n", ValueError, "no rows to train on"),
+    ],
+)
+def test_bad_training_data_names_file_row_and_column(tmp_path, content, error, message):
+    path = tmp_path / "reviews.csv"
+    path.write_text(content)
+    with pytest.raises(error, match=message):
+        read_labelled_texts(path)
+
+
+def test_bad_sources_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.csv' does not exist"):
+        train_classifier(tmp_path / "missing.csv", tmp_path / "out")
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(ValueError, match="unsupported file type '.xlsx'"):
+        read_labelled_texts(tmp_path / "data.xlsx")
+    with pytest.raises(ValueError, match="item 2: expected a tuple of 2 values"):
+        read_labelled_texts([("a", "x"), ("b",)])
+    (tmp_path / "p.jsonl").write_text('{"prompt": "Hi", "response": ""}\n')
+    with pytest.raises(ValueError, match=r"p.jsonl, row 1: empty response"):
+        read_pairs(tmp_path / "p.jsonl")
+    (tmp_path / "q.jsonl").write_text('{"prompt": "Hi", "answer": "x"}\n')
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['response'\]"):
+        read_pairs(tmp_path / "q.jsonl")
+
+
+# --- the loop on a toy module ---------------------------------------------------------------------
+
+
+def toy_task(scripted: list[float]) -> TrainingTask:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x = torch.randn(32, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    metrics = iter(scripted)
+    return TrainingTask(
+        model=model,
+        lengths=[1] * 32,
+        collate=lambda rows: {"x": x[list(rows)], "y": y[list(rows)]},
+        loss=lambda batch: torch.nn.functional.mse_loss(model(batch["x"]), batch["y"]),
+        evaluate=lambda: {"accuracy": next(metrics), "loss": 1.0},
+        metric="accuracy",
+        greater_is_better=True,
+        val_size=8,
+    )
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    task = toy_task([0.5, 0.8, 0.7, 0.6, 0.9, 0.95])
+    snapshots = {}
+    config = TrainConfig(epochs=6, patience=2, batch_size=8, lr=0.05, show_progress_bar=False)
+    report = fit(
+        task,
+        config,
+        tmp_path,
+        on_epoch_end=lambda row: snapshots.update({row["epoch"]: task.model.weight.detach().clone()}),
+    )
+    assert report["epochs_run"] == 4 and report["stopped_early"]
+    assert report["best_epoch"] == 2 and report["best_metric"] == 0.8
+    assert torch.equal(task.model.weight, snapshots[2]) and not torch.equal(snapshots[2], snapshots[4])
+    losses = [row["train_loss"] for row in report["history"]]
+    assert losses == sorted(losses, reverse=True)  # a learnable regression: the loss goes down
+    assert set(report) >= REPORT_KEYS and report["optimizer_steps"] == 16
+    assert json.loads((tmp_path / "report.json").read_text())["best_epoch"] == 2
+    assert {"train/loss", "lr", "train/epoch_loss", "val/accuracy", "val/loss"} <= scalar_tags(tmp_path)
+    # Resuming a run that already stopped early trains no further.
+    again = fit(toy_task([]), config, tmp_path, resume_from=True)
+    assert again["epochs_run"] == 4 and again["best_epoch"] == 2 and again["resumed"]
+    with pytest.raises(FileNotFoundError, match="No resume checkpoint"):
+        fit(toy_task([]), config, tmp_path / "elsewhere", resume_from=True)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    config = TrainConfig(epochs=2, batch_size=4, grad_accum=3, val_fraction=0, show_progress_bar=False)
+    task = toy_task([])
+    task.evaluate = None
+    report = fit(task, config, tmp_path)
+    assert report["optimizer_steps"] == 2 * 3  # 8 batches per epoch -> 3 steps (the last one partial)
+    assert report["metric"] == "train_loss" and report["best_epoch"] == 2
+    # A new (not resumed) run in the same directory replaces the earlier run's event files.
+    fit(task, config, tmp_path)
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+# --- classifiers ----------------------------------------------------------------------------------
+
+
+def test_train_classifier_learns_good_vs_bad(tiny_encoder_dir, tmp_path):
+    out = tmp_path / "run"
+    report = train_classifier(
+        good_bad(80, seed=0),
+        out,
+        model=str(tiny_encoder_dir),
+        epochs=6,
+        lr=1e-2,
+        head_lr=5e-2,
+        show_progress_bar=False,
+    )
+    assert set(report) >= REPORT_KEYS | {"base_model", "heads", "output_dir"}
+    assert report["train_size"] == 64 and report["val_size"] == 16 and report["best_metric"] == 1.0
+    losses = [row["train_loss"] for row in report["history"]]
+    assert losses[-1] < losses[0] / 2
+    clf = TextClassifier.from_pretrained(out)
+    held_out = good_bad(40, seed=1)
+    assert clf.predict([t for t, _ in held_out]) == [label for _, label in held_out]
+    assert clf.metrics["best_epoch"] == report["best_epoch"] and clf.seed == 42
+    assert clf.train_config["lr"] == 1e-2 and clf.labels() == ["bad", "good"]
+    assert {
+        "config.json",
+        "heads.safetensors",
+        "adapter_model.safetensors",
+        "metrics.json",
+        "report.json",
+    } <= {p.name for p in out.iterdir()}
+    assert {p.name for p in (out / "checkpoint").iterdir()} == {
+        "trainable.safetensors",
+        "best.safetensors",
+        "optimizer.pt",
+        "trainer_state.json",
+    }
+    assert {"train/loss", "lr", "val/macro_f1", "val/loss"} <= scalar_tags(out)
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_encoder_dir, tmp_path):
+    data = good_bad(40, seed=2)
+    settings = {"model": str(tiny_encoder_dir), "epochs": 3, "patience": 0, "show_progress_bar": False}
+    full = train_classifier(data, tmp_path / "full", **settings)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(row):
+        if row["epoch"] == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_classifier(data, tmp_path / "cut", on_epoch_end=interrupt, **settings)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and not (tmp_path / "cut" / "config.json").exists()
+
+    resumed = train_classifier(data, tmp_path / "cut", resume_from=True, **settings)
+    assert resumed["resumed"] and resumed["epochs_run"] == 3
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    for a, b in zip(full["history"], resumed["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+    texts = [t for t, _ in good_bad(10, seed=3)]
+    np.testing.assert_allclose(
+        TextClassifier.from_pretrained(tmp_path / "cut").predict_proba(texts),
+        TextClassifier.from_pretrained(tmp_path / "full").predict_proba(texts),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="trained on 32 examples"):
+        train_classifier(good_bad(60, seed=2), tmp_path / "cut", resume_from=True, **settings)
+
+
+# --- causal LMs -----------------------------------------------------------------------------------
+
+
+def test_encode_pair_labels_only_the_response_and_end_token(tiny_causal_lm_dir):
+    tokenizer = load_tokenizer(str(tiny_causal_lm_dir))
+    ids, labels = encode_pair(tokenizer, "What are your opening hours?", "Nine to five.", max_length=128)
+    assert len(ids) == len(labels)
+    n_prompt = labels.count(-100)
+    assert labels[:n_prompt] == [-100] * n_prompt and -100 not in labels[n_prompt:]
+    assert tokenizer.decode(ids[:n_prompt]).endswith("<|im_start|>assistant\n")
+    assert "What are your opening hours?" in tokenizer.decode(ids[:n_prompt])
+    assert tokenizer.decode(labels[n_prompt:]) == "Nine to five.<|im_end|>"
+    short_ids, short_labels = encode_pair(tokenizer, "Hi", "A long answer " * 50, max_length=64)
+    assert len(short_ids) == 64 and short_labels[-1] != -100
+    with pytest.raises(ValueError, match="leaving no room for the response"):
+        encode_pair(tokenizer, "word " * 100, "x", max_length=32)
+
+
+PAIRS = [(f"What colour is item {i}?", f"Item {i} is {'red' if i % 2 else 'blue'}.") for i in range(12)]
+
+
+def test_causal_lm_adapter_trains_and_reloads_with_identical_logits(tiny_causal_lm_dir, tmp_path):
+    base, tokenizer = load_causal_lm(str(tiny_causal_lm_dir), fresh=True)
+    torch.manual_seed(0)  # LoRA A initialisation
+    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0), task_type="CAUSAL_LM")
+    config = CausalLMTrainConfig(epochs=4, batch_size=4, lr=2e-2, val_fraction=0.25, show_progress_bar=False)
+    report = fit_causal_lm(model, tokenizer, PAIRS, tmp_path / "run", config)
+    assert report["metric"] == "loss" and report["train_size"] == 9 and report["val_size"] == 3
+    val_losses = [row["val_loss"] for row in report["history"]]
+    assert val_losses[-1] < val_losses[0] and report["best_metric"] == min(val_losses)
+    assert "val/perplexity" in scalar_tags(tmp_path / "run")
+
+    out = save_causal_lm_adapter(model, tmp_path / "adapter", str(tiny_causal_lm_dir), config, report)
+    manifest = json.loads((out / "aigc_adapter.json").read_text())
+    assert manifest["base_model"] == str(tiny_causal_lm_dir) and manifest["kind"] == "causal-lm-adapter"
+    assert manifest["lora"]["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    ids = torch.tensor([encode_pair(tokenizer, *PAIRS[0])[0]])
+    with torch.inference_mode():
+        expected = model(input_ids=ids).logits
+        reloaded, _ = load_causal_lm_with_adapter(out)
+        merged, _ = load_causal_lm_with_adapter(out, merge=True)
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-5, rtol=0)
+        plain, _ = load_causal_lm(str(tiny_causal_lm_dir), fresh=True)
+        assert (plain(input_ids=ids).logits - expected).abs().max() > 1e-3  # the adapter changed the model
+    # The generator reads the manifest and merges the adapter.
+    assert Generator(adapter=str(out)).generate(PAIRS[0][0], max_new_tokens=3).token_ids
+
+
+def test_train_causal_lm_from_jsonl_writes_an_adapter_directory(tiny_causal_lm_dir, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in PAIRS))
+    out = tmp_path / "lm"
+    report = train_causal_lm(
+        path, out, model=str(tiny_causal_lm_dir), epochs=2, val_fraction=0, show_progress_bar=False
+    )
+    assert report["epochs_run"] == 2 and report["val_size"] == 0 and report["metric"] == "train_loss"
+    assert report["history"][1]["train_loss"] < report["history"][0]["train_loss"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "aigc_adapter.json", "report.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert not (out / "README.md").exists()
+    (out / "adapter_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="does not match the checksum"):
+        load_causal_lm_with_adapter(out)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_causal_lm_with_adapter(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_smollm2_sft_learns_a_reply(tmp_path):
+    pairs = [("What is the secret word?", "The secret word is BLUEBERRY.")] * 8
+    report = train_causal_lm(
+        pairs, tmp_path / "smol", epochs=5, lr=3e-3, batch_size=4, val_fraction=0, show_progress_bar=False
+    )
+    assert report["history"][-1]["train_loss"] < 0.5 * report["history"][0]["train_loss"]
+    reply = (
+        Generator(adapter=str(tmp_path / "smol")).generate("What is the secret word?", max_new_tokens=12).text
+    )
+    assert "BLUEBERRY" in reply
