@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Finance monitor: Financial news sentiment and topic monitor: fine-tuned classifiers score incoming headlines, trends per topic, and alerts when negative news surges.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Financial news sentiment and topic monitor: fine-tuned classifiers score incoming "
+        "headlines, trends per topic, and alerts when negative news surges."
+    ),
+    no_args_is_help=True,
+)
 
 
 @app.command()

@@ -1,0 +1,211 @@
+"""Sentiment per topic, entity or source and time bucket, with a rolling baseline.
+
+Input is a frame of scored items (:func:`apps.finance_monitor.storage.scored_frame` makes one):
+``timestamp`` (UTC), ``sentiment`` (negative / neutral / positive), and as available
+``sentiment_confidence``, ``topic``, ``tickers`` (lists), ``source``, ``group_id``, ``item_id``.
+
+For each key and bucket (``5min``, ``15min``, ``hour``, ``day``; buckets start on UTC
+boundaries) the result has the volume, the counts and shares of negative / positive items, and
+the confidence-weighted mean sentiment ``sum(c * v) / sum(c)`` with ``v`` = -1 / 0 / +1 and
+``c`` the sentiment confidence. Buckets without items are present with volume 0 (shares and
+mean are NaN), so a quiet period counts as quiet. Near-duplicate copies (same ``group_id``)
+count once, at the earliest copy.
+
+Baselines: for each metric, ``{metric}_baseline_mean`` and ``{metric}_baseline_std`` are the mean
+and sample standard deviation (ddof=1) over the previous ``baseline_buckets`` buckets of the
+same key, not counting the bucket itself; empty buckets are skipped for the shares and the mean
+sentiment (they have no value) and count as 0 for the volume. A baseline needs at least
+``min_baseline_buckets`` values, else it is NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+BUCKETS: dict[str, str] = {"5min": "5min", "15min": "15min", "hour": "h", "day": "D"}
+SCOPES: tuple[str, ...] = ("topic", "entity", "source", "all")
+METRICS: tuple[str, ...] = ("share_negative", "share_positive", "mean_sentiment", "volume")
+SENTIMENT_VALUES: dict[str, float] = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
+_SCOPE_COLUMN = {"topic": "topic", "entity": "tickers", "source": "source"}
+
+
+def bucket_offset(bucket: str) -> pd.Timedelta:
+    """The length of a bucket name (``"hour"`` -> 1 hour).
+
+    Raises:
+        ValueError: Unknown bucket name.
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}; expected one of {list(BUCKETS)}")
+    return pd.Timedelta(pd.tseries.frequencies.to_offset(BUCKETS[bucket]))
+
+
+def aggregate(
+    frame: pd.DataFrame,
+    *,
+    by: str = "topic",
+    bucket: str = "hour",
+    baseline_buckets: int = 24,
+    min_baseline_buckets: int = 3,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    dedup_groups: bool = True,
+    with_items: bool = False,
+    sentiment_values: Mapping[str, float] = SENTIMENT_VALUES,
+) -> pd.DataFrame:
+    """Aggregate scored items per key and time bucket.
+
+    Args:
+        frame: Scored items (see the module docstring for the columns).
+        by: ``"topic"``, ``"entity"`` (each ticker of an item), ``"source"`` or ``"all"``.
+        bucket: Bucket size: ``"5min"``, ``"15min"``, ``"hour"`` or ``"day"``.
+        baseline_buckets: How many previous buckets the baseline covers.
+        min_baseline_buckets: Fewest values for a baseline (at least 2, for a standard deviation).
+        start: Only items at or after this time; the first bucket is the one holding ``start``.
+        end: Only items before this time; the last bucket is the one holding the last instant.
+        dedup_groups: Count each ``group_id`` once.
+        with_items: Add ``item_ids``: the ids of each bucket's items (needs ``item_id``).
+        sentiment_values: Numeric value of each sentiment label for the mean.
+
+    Returns:
+        One row per key and bucket, sorted by key then ``bucket_start``, with columns ``key``,
+        ``bucket_start``, ``bucket_end``, ``volume``, ``negative``, ``neutral``, ``positive``,
+        the :data:`METRICS` and their ``_baseline_mean`` / ``_baseline_std``, and
+        ``baseline_count`` (buckets with items in the baseline window).
+
+    Raises:
+        ValueError: Unknown ``by`` or ``bucket``, missing columns, unknown sentiment labels.
+    """
+    if by not in SCOPES:
+        raise ValueError(f"unknown aggregation scope {by!r}; expected one of {list(SCOPES)}")
+    step = bucket_offset(bucket)
+    if baseline_buckets < 1 or min_baseline_buckets < 2:
+        raise ValueError("baseline_buckets must be >= 1 and min_baseline_buckets >= 2")
+    df = _prepare(frame, by, dedup_groups, with_items, sentiment_values, start, end)
+    freq = BUCKETS[bucket]
+    df["bucket_start"] = df["timestamp"].dt.floor(freq)
+    grouped = df.groupby(["key", "bucket_start"], sort=True)
+    table = grouped.agg(
+        volume=("value", "size"),
+        negative=("is_negative", "sum"),
+        neutral=("is_neutral", "sum"),
+        positive=("is_positive", "sum"),
+        weight=("weight", "sum"),
+        weighted=("weighted", "sum"),
+    )
+    if with_items:
+        table["item_ids"] = grouped["item_id"].agg(list)
+    first = _utc(start, "start").floor(freq) if start is not None else None
+    last = (_utc(end, "end") - pd.Timedelta(1, "us")).floor(freq) if end is not None else None
+    if table.empty and (first is None or last is None):
+        return _empty(with_items)
+    first = first if first is not None else table.index.get_level_values("bucket_start").min()
+    last = last if last is not None else table.index.get_level_values("bucket_start").max()
+    keys = sorted(table.index.get_level_values("key").unique())
+    grid = pd.MultiIndex.from_product(
+        [keys, pd.date_range(first, last, freq=freq)], names=["key", "bucket_start"]
+    )
+    table = table.reindex(grid)
+    for column in ("volume", "negative", "neutral", "positive"):
+        table[column] = table[column].fillna(0).astype(int)
+    if with_items:
+        table["item_ids"] = [ids if isinstance(ids, list) else [] for ids in table["item_ids"]]
+    volume = table["volume"].where(table["volume"] > 0)
+    table["share_negative"] = table["negative"] / volume
+    table["share_positive"] = table["positive"] / volume
+    table["mean_sentiment"] = (table["weighted"] / table["weight"].where(table["weight"] > 0)).where(
+        volume > 0
+    )
+    table = table.drop(columns=["weight", "weighted"]).reset_index()
+    table["bucket_end"] = table["bucket_start"] + step
+    _add_baselines(table, baseline_buckets, min_baseline_buckets)
+    ordered = ["key", "bucket_start", "bucket_end", "volume", "negative", "neutral", "positive"]
+    rest = [c for c in table.columns if c not in ordered]
+    return table[ordered + rest]
+
+
+def _prepare(
+    frame: pd.DataFrame,
+    by: str,
+    dedup_groups: bool,
+    with_items: bool,
+    sentiment_values: Mapping[str, float],
+    start: datetime | None,
+    end: datetime | None,
+) -> pd.DataFrame:
+    needed = ["timestamp", "sentiment"]
+    if by in _SCOPE_COLUMN:
+        needed.append(_SCOPE_COLUMN[by])
+    if with_items:
+        needed.append("item_id")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"scored items lack column(s) {missing} needed to aggregate by {by!r}")
+    df = frame.copy()
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    if dedup_groups and "group_id" in df.columns:
+        order = ["timestamp", "item_id"] if "item_id" in df.columns else ["timestamp"]
+        df = df.sort_values(order, kind="stable").drop_duplicates("group_id", keep="first")
+    if start is not None:
+        df = df[df["timestamp"] >= _utc(start, "start")]
+    if end is not None:
+        df = df[df["timestamp"] < _utc(end, "end")]
+    unknown = sorted(set(df["sentiment"].dropna()) - set(sentiment_values)) + (
+        ["<missing>"] if df["sentiment"].isna().any() else []
+    )
+    if unknown:
+        raise ValueError(f"unknown sentiment label(s) {unknown}; expected {sorted(sentiment_values)}")
+    df["value"] = df["sentiment"].map(dict(sentiment_values)).astype(float)
+    if "sentiment_confidence" in df.columns:
+        df["weight"] = pd.to_numeric(df["sentiment_confidence"]).fillna(1.0).astype(float)
+    else:
+        df["weight"] = 1.0
+    df["weighted"] = df["weight"] * df["value"]
+    for label in ("negative", "neutral", "positive"):
+        df[f"is_{label}"] = (df["sentiment"] == label).astype(int)
+    if by == "all":
+        df["key"] = "all"
+    elif by == "entity":
+        df = df.explode("tickers")
+        df = df[df["tickers"].notna() & (df["tickers"].astype(str) != "")]
+        df["key"] = df["tickers"].astype(str)
+    else:
+        df = df[df[_SCOPE_COLUMN[by]].notna()]
+        df["key"] = df[_SCOPE_COLUMN[by]].astype(str)
+    return df
+
+
+def _utc(when: datetime, name: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(when)
+    if stamp.tzinfo is None:
+        raise ValueError(f"{name}={when!r} is naive; pass a timezone-aware datetime (UTC)")
+    return stamp.tz_convert("UTC")
+
+
+def _add_baselines(table: pd.DataFrame, window: int, min_periods: int) -> None:
+    groups = table.groupby("key", sort=False)
+    for metric in METRICS:
+        previous = groups[metric].shift(1)
+        rolling = previous.groupby(table["key"], sort=False).rolling(window, min_periods=min_periods)
+        table[f"{metric}_baseline_mean"] = rolling.mean().reset_index(level=0, drop=True)
+        table[f"{metric}_baseline_std"] = rolling.std().reset_index(level=0, drop=True)
+    has_items = (table["volume"] > 0).astype(float)
+    counts = has_items.groupby(table["key"], sort=False).shift(1)
+    rolled = counts.groupby(table["key"], sort=False).rolling(window, min_periods=1).sum()
+    table["baseline_count"] = rolled.reset_index(level=0, drop=True).fillna(0).astype(int)
+
+
+def _empty(with_items: bool) -> pd.DataFrame:
+    columns = ["key", "bucket_start", "bucket_end", "volume", "negative", "neutral", "positive"]
+    columns += [*METRICS[:3]]
+    columns += [f"{m}_baseline_{s}" for m in METRICS for s in ("mean", "std")] + ["baseline_count"]
+    if with_items:
+        columns.append("item_ids")
+    return pd.DataFrame({c: pd.Series(dtype=np.float64) for c in columns})

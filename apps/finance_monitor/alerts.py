@@ -1,0 +1,265 @@
+"""Alerts: incidents in the database, notifications, and the dashboard's acknowledge/mute.
+
+Rules (:mod:`apps.finance_monitor.rules`) find the buckets in which a metric crosses its
+threshold; this module turns those breaches into alerts in the database and sends them.
+
+One incident raises one alert: a breach within ``cooldown`` of an existing alert of the same
+rule and key extends that alert (window, peak value, linked items) instead of raising a new
+one; nothing is sent again. Evaluating the same data twice changes nothing. A new alert is sent
+to the sinks (the log, a webhook) unless its rule and key are muted; muted alerts are still
+stored (status ``muted``). The current time comes from an injected clock, so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from apps.finance_monitor.rules import AlertRule, Breach, find_breaches
+from apps.finance_monitor.sinks import AlertSink
+from apps.finance_monitor.storage import Alert, AlertItem, Item
+from core.storage import session_scope, upsert, utcnow
+
+logger = logging.getLogger(__name__)
+
+# --- incidents in the database -------------------------------------------------------------------
+
+
+class AlertEngine:
+    """Turns breaches into alerts (one per incident), stores them and notifies the sinks.
+
+    Args:
+        engine: A migrated database engine.
+        rules: The alert rules.
+        sinks: Where new alerts are sent besides the database (log, webhook).
+        clock: Current time (aware UTC), used for mutes and timestamps.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: Sequence[AlertRule],
+        sinks: Sequence[AlertSink] = (),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.rules = list(rules)
+        self.sinks = list(sinks)
+        self.clock = clock
+
+    def history(self) -> timedelta:
+        """How much item history before the evaluated period the rules need."""
+        return max((r.history() for r in self.rules), default=timedelta(0))
+
+    def evaluate(self, scored: pd.DataFrame, *, since: datetime | None = None) -> list[Alert]:
+        """Apply every rule to ``scored``; store, extend or skip alerts; notify new ones.
+
+        Args:
+            scored: Scored items (see :func:`apps.finance_monitor.storage.scored_frame`).
+            since: Only buckets ending after this time (history before it feeds the baselines).
+
+        Returns:
+            The alerts created by this call (extended ones are not included).
+        """
+        created: list[Alert] = []
+        with session_scope(self.engine) as session:
+            for rule in self.rules:
+                for breach in find_breaches(rule, scored, since=since):
+                    alert = self._apply(session, rule, breach)
+                    if alert is not None:
+                        created.append(alert)
+        for alert in created:
+            if alert.status != "muted":
+                self._notify(alert)
+        return created
+
+    def _apply(self, session: Session, rule: AlertRule, breach: Breach) -> Alert | None:
+        now = self.clock()
+        incident = session.scalars(
+            sa.select(Alert)
+            .where(
+                Alert.rule == rule.name,
+                Alert.key == breach.key,
+                Alert.window_start <= breach.bucket_end + rule.cooldown,
+                Alert.window_end >= breach.bucket_start - rule.cooldown,
+            )
+            .order_by(Alert.window_end.desc())
+            .limit(1)
+        ).first()
+        if incident is not None:
+            _extend(incident, breach, now)
+            _link(session, incident.id, breach.item_ids)
+            return None
+        alert = Alert(
+            rule=rule.name, scope=rule.scope, key=breach.key, metric=rule.metric, window=rule.window,
+            window_start=breach.bucket_start, window_end=breach.bucket_end, created_at=now, updated_at=now,
+            status="muted" if _muted(session, rule.name, breach.key, now) else "open",
+            deliveries={}, message="",
+        )  # fmt: skip
+        _set_peak(alert, breach)
+        session.add(alert)
+        session.flush()  # assigns alert.id
+        _link(session, alert.id, breach.item_ids)
+        logger.info("Alert raised", extra={"alert_id": alert.id, "rule": rule.name, "key": breach.key})
+        return alert
+
+    def _notify(self, alert: Alert) -> None:
+        with session_scope(self.engine) as session:
+            item_ids = list(
+                session.scalars(sa.select(AlertItem.item_id).where(AlertItem.alert_id == alert.id))
+            )
+        payload = alert_payload(alert, item_ids)
+        deliveries: dict[str, Any] = {}
+        for sink in self.sinks:
+            try:
+                sink.send(payload)
+                deliveries[sink.name] = "ok"
+            except Exception as err:  # noqa: BLE001 - one failing sink must not stop the others
+                logger.error("Alert delivery failed", extra={"sink": sink.name, "alert_id": alert.id})
+                deliveries[sink.name] = f"error: {err}"
+        with session_scope(self.engine) as session:
+            session.execute(sa.update(Alert).where(Alert.id == alert.id).values(deliveries=deliveries))
+        alert.deliveries = deliveries
+
+
+def _set_peak(alert: Alert, breach: Breach) -> None:
+    alert.value = breach.value
+    alert.threshold = breach.threshold
+    alert.reason = breach.reason
+    alert.baseline_mean = breach.baseline_mean
+    alert.baseline_std = breach.baseline_std
+    alert.volume = breach.volume
+    alert.message = describe(alert)
+
+
+def _extend(alert: Alert, breach: Breach, now: datetime) -> None:
+    alert.window_start = min(alert.window_start, breach.bucket_start)
+    alert.window_end = max(alert.window_end, breach.bucket_end)
+    if breach.value > alert.value:
+        _set_peak(alert, breach)
+    else:
+        alert.message = describe(alert)
+    alert.updated_at = now
+
+
+def _link(session: Session, alert_id: int, item_ids: Sequence[str]) -> None:
+    rows = [{"alert_id": alert_id, "item_id": item_id} for item_id in dict.fromkeys(item_ids)]
+    if rows:
+        upsert(session, AlertItem, rows, key_columns=["alert_id", "item_id"], update_columns=[])
+
+
+def _muted(session: Session, rule: str, key: str, now: datetime) -> bool:
+    stmt = sa.select(Alert.id).where(Alert.rule == rule, Alert.key == key, Alert.muted_until > now)
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
+def describe(alert: Alert) -> str:
+    """A one-line summary of an alert for people."""
+    pct = alert.metric != "volume"
+
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else (f"{x:.0%}" if pct else f"{x:.1f}")
+
+    base = (
+        f"baseline {fmt(alert.baseline_mean)} ± {fmt(alert.baseline_std)}, "
+        if alert.baseline_mean is not None
+        else ""
+    )
+    return (
+        f"{alert.rule}: {alert.metric.replace('_', ' ')} {fmt(alert.value)} for {alert.scope} {alert.key!r} "
+        f"({base}threshold {fmt(alert.threshold)}, {alert.volume} items) in {alert.window} buckets "
+        f"{alert.window_start:%Y-%m-%d %H:%M}–{alert.window_end:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def alert_payload(alert: Alert, item_ids: Sequence[str]) -> dict[str, Any]:
+    """The JSON document sent to sinks for an alert."""
+    return {
+        "id": alert.id,
+        "rule": alert.rule,
+        "scope": alert.scope,
+        "key": alert.key,
+        "metric": alert.metric,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "reason": alert.reason,
+        "baseline_mean": alert.baseline_mean,
+        "baseline_std": alert.baseline_std,
+        "volume": alert.volume,
+        "window": alert.window,
+        "window_start": alert.window_start.isoformat(),
+        "window_end": alert.window_end.isoformat(),
+        "status": alert.status,
+        "created_at": alert.created_at.isoformat(),
+        "message": alert.message,
+        "item_ids": list(item_ids),
+    }
+
+
+# --- dashboard actions ---------------------------------------------------------------------------
+
+
+def list_alerts(engine: Engine, *, status: str | None = None, limit: int | None = 200) -> list[Alert]:
+    """Alerts, newest incident first, optionally only one status (open/acknowledged/muted)."""
+    stmt = sa.select(Alert).order_by(Alert.window_start.desc(), Alert.id.desc())
+    if status is not None:
+        stmt = stmt.where(Alert.status == status)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with session_scope(engine) as session:
+        return list(session.scalars(stmt))
+
+
+def alert_items(engine: Engine, alert_id: int) -> list[Item]:
+    """The items behind an alert, oldest first."""
+    stmt = (
+        sa.select(Item)
+        .join(AlertItem, AlertItem.item_id == Item.id)
+        .where(AlertItem.alert_id == alert_id)
+        .order_by(Item.timestamp, Item.id)
+    )
+    with session_scope(engine) as session:
+        return list(session.scalars(stmt))
+
+
+def acknowledge(
+    engine: Engine, alert_id: int, *, by: str | None = None, now: datetime | None = None
+) -> Alert:
+    """Mark an alert acknowledged (by whom, when).
+
+    Raises:
+        ValueError: No alert with this id.
+    """
+    with session_scope(engine) as session:
+        alert = _get(session, alert_id)
+        alert.status = "acknowledged"
+        alert.acknowledged_at = now or utcnow()
+        alert.acknowledged_by = by
+        return alert
+
+
+def mute(engine: Engine, alert_id: int, until: datetime) -> Alert:
+    """Mute an alert's rule and key until ``until``: new incidents are stored as ``muted`` and not sent.
+
+    Raises:
+        ValueError: No alert with this id.
+    """
+    with session_scope(engine) as session:
+        alert = _get(session, alert_id)
+        alert.status = "muted"
+        alert.muted_until = until
+        return alert
+
+
+def _get(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise ValueError(f"no alert with id {alert_id}")
+    return alert

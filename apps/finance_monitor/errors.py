@@ -1,0 +1,80 @@
+"""Input errors that name the file, row and field, so a person can find and fix the bad record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """A bad record in an input file.
+
+    The message reads ``"{path}: row {row} (line {line}), field 'label': {problem}"`` with the
+    parts that are known; the parts are also kept as attributes for programs.
+
+    Attributes:
+        path: The file.
+        row: 1-based record number (header excluded), if the problem is in one record.
+        line: 1-based physical line where the record starts, where the format has lines.
+        field: The column or element at fault.
+        problem: What is wrong, and what to do about it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        problem: str,
+        *,
+        row: int | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.row = row
+        self.line = line
+        self.field = field
+        self.problem = problem
+        super().__init__(format_location(path, row=row, line=line, field=field) + problem)
+
+
+def format_location(
+    path: str | Path, *, row: int | None = None, line: int | None = None, field: str | None = None
+) -> str:
+    """``"file: row 3 (line 4), field 'x': "`` with whichever parts are given."""
+    parts = [f"{path}:"]
+    if row is not None:
+        parts.append(f"row {row}" + (f" (line {line})" if line is not None else "") + ("," if field else ":"))
+    elif line is not None:
+        parts.append(f"line {line}" + ("," if field else ":"))
+    if field is not None:
+        parts.append(f"field {field!r}:")
+    return " ".join(parts) + " "
+
+
+def decode_bytes(raw: bytes, path: str | Path, encoding: str) -> str:
+    """Decode ``raw`` strictly; on failure raise :class:`DataError` naming the line and byte.
+
+    Args:
+        raw: File contents.
+        path: The file, for the message.
+        encoding: Codec name; ``utf-8`` also strips a byte-order mark.
+
+    Returns:
+        The text.
+
+    Raises:
+        DataError: The bytes are not valid in ``encoding``.
+    """
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        bad = raw[err.start : err.start + 4]
+        raise DataError(
+            path,
+            f"cannot decode byte(s) {bad!r} at offset {err.start} as {encoding}; "
+            "the file has another encoding (Financial PhraseBank files are Latin-1: pass encoding='latin-1')",
+            line=line,
+        ) from err
+    except LookupError as err:
+        raise ValueError(f"{path}: unknown encoding {encoding!r}") from err

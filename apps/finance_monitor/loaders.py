@@ -1,0 +1,396 @@
+"""Labelled text for training and evaluating the sentiment and topic classifiers.
+
+Formats (``format="auto"`` picks one from the extension, then from the content):
+
+* CSV with a header holding ``text`` and ``label`` columns (names configurable). Parsed with the
+  ``csv`` module, so CRLF record ends and newlines inside quoted fields (twitter-financial-news)
+  are handled. UTF-8 by default (a BOM is ignored).
+* Parquet and JSON Lines with the same two fields.
+* Financial PhraseBank: one ``sentence@label`` record per line, no header, split on the last
+  ``@``. Decoded as UTF-8 when valid, else Latin-1 (the upstream files are Latin-1); the
+  upstream mojibake is kept as is so numbers stay comparable with published ones.
+
+Numeric labels need a label map: ``"0=negative,1=positive,2=neutral"``, a preset name
+(``"tfns"`` for twitter-financial-news-sentiment, ``"tfn-topic"`` for its 20 topics) or the
+path of a classes file (one name per line, line index = id, like ``classes.txt``).
+
+Every problem raises :class:`~apps.finance_monitor.errors.DataError` naming the file, row
+(and line) and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from apps.finance_monitor.errors import DataError, decode_bytes
+from apps.finance_monitor.labels import (
+    INT_LABEL,
+    LABEL_MAP_PRESETS,
+    SENTIMENT_LABELS,
+    normalise_int_label,
+    parse_label_map,
+)
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["auto", "csv", "parquet", "jsonl", "phrasebank"]
+Dedup = Literal["none", "exact", "text"]
+
+_PHRASEBANK_LINE = re.compile(r".+@\s*(positive|neutral|negative)\s*$")
+
+
+@dataclass
+class LabelledData:
+    """Texts with one string label each, plus where they came from.
+
+    Attributes:
+        texts: The texts, in file order.
+        labels: One label per text, from ``label_names``.
+        label_names: The label set in a stable order (label map order, the ``labels`` argument,
+            negative/neutral/positive for PhraseBank, else sorted); may include labels with no rows.
+        source: The file read.
+        format: The format it was read as.
+        rows: 1-based record number in the source of each text (for error reports and audits).
+        duplicates_removed: Rows dropped as repeats by de-duplication.
+        conflicts_removed: Rows dropped because the same text carried different labels.
+    """
+
+    texts: list[str]
+    labels: list[str]
+    label_names: list[str]
+    source: str
+    format: str
+    rows: list[int] = field(default_factory=list)
+    duplicates_removed: int = 0
+    conflicts_removed: int = 0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_counts(self) -> dict[str, int]:
+        """Rows per label, in ``label_names`` order (zero counts included)."""
+        counts = Counter(self.labels)
+        return {name: counts.get(name, 0) for name in self.label_names}
+
+    def label_ids(self) -> list[int]:
+        """Each row's label as an index into ``label_names``."""
+        index = {name: i for i, name in enumerate(self.label_names)}
+        return [index[label] for label in self.labels]
+
+    def to_records(self) -> list[dict[str, str]]:
+        """``[{"text": ..., "label": ...}, ...]``."""
+        return [{"text": t, "label": y} for t, y in zip(self.texts, self.labels, strict=True)]
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the format of ``path``: by extension, then PhraseBank lines, then CSV.
+
+    Raises:
+        DataError: The content fits no supported format.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    with path.open("rb") as fh:
+        head = fh.read(64 * 1024).decode("latin-1")
+    # split on \n only: str.splitlines also breaks on \x85, a byte of UTF-8 "Å" decoded as Latin-1
+    chunks = head.split("\n")
+    lines = [line.rstrip("\r") for line in chunks[:-1] or chunks if line.strip()][:20]
+    if lines and all(_PHRASEBANK_LINE.fullmatch(line) for line in lines):
+        return "phrasebank"
+    if lines and lines[0].lstrip().startswith("{"):
+        return "jsonl"
+    if lines and "," in lines[0]:
+        return "csv"
+    raise DataError(
+        path,
+        "cannot tell the format: expected CSV with a header, Parquet, JSON Lines or Financial "
+        "PhraseBank 'sentence@label' lines; pass format= explicitly",
+    )
+
+
+def load_labelled(
+    path: str | Path,
+    *,
+    format: Format = "auto",
+    text_column: str = "text",
+    label_column: str = "label",
+    label_map: str | Path | Mapping[Any, str] | None = None,
+    labels: Sequence[str] | None = None,
+    encoding: str | None = None,
+    dedup: Dedup = "none",
+) -> LabelledData:
+    """Read a labelled file for training or evaluation.
+
+    Args:
+        path: The file.
+        format: ``"auto"``, ``"csv"``, ``"parquet"``, ``"jsonl"`` or ``"phrasebank"``.
+        text_column: Column (or JSON key) of the text.
+        label_column: Column (or JSON key) of the label.
+        label_map: Maps raw (numeric) labels to names (:func:`apps.finance_monitor.labels.parse_label_map`).
+        labels: The allowed label names (in order); others are an error. Case differences are
+            forgiven (``"Positive"`` becomes ``"positive"``).
+        encoding: Text encoding. Default UTF-8, and for PhraseBank UTF-8 else Latin-1.
+        dedup: ``"none"``; ``"exact"`` drops repeated (text, label) rows; ``"text"`` keeps one
+            row per text and drops every row of a text whose rows disagree on the label. Texts
+            are compared with runs of whitespace collapsed.
+
+    Returns:
+        The texts and labels.
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataError: Missing columns, empty texts, unknown or missing labels, undecodable bytes,
+            malformed records; the message names file, row and field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"labelled data file not found: {path}")
+    fmt = detect_format(path) if format == "auto" else format
+    readers = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}
+    if fmt == "phrasebank":
+        records = _read_phrasebank(path, encoding)
+    elif fmt in readers:
+        records = readers[fmt](path, encoding or "utf-8", text_column, label_column)
+    else:
+        raise ValueError(f"{path}: unknown format {fmt!r}; expected csv, parquet, jsonl or phrasebank")
+    if not records:
+        raise DataError(path, "no labelled rows")
+    allowed = list(SENTIMENT_LABELS) if fmt == "phrasebank" and labels is None else labels
+    data = _resolve_labels(path, fmt, records, parse_label_map(label_map), allowed, label_column)
+    if dedup != "none":
+        data = deduplicate(data, dedup)
+    logger.info(
+        "Loaded labelled data",
+        extra={"path": str(path), "format": fmt, "rows": len(data), "labels": data.label_counts()},
+    )
+    return data
+
+
+def deduplicate(data: LabelledData, mode: Dedup = "exact") -> LabelledData:
+    """Drop repeated rows (see ``dedup`` in :func:`load_labelled`); the first occurrence is kept.
+
+    Returns:
+        A new :class:`LabelledData` with the removal counts added to the old ones.
+    """
+    if mode not in ("none", "exact", "text"):
+        raise ValueError(f"dedup must be 'none', 'exact' or 'text', not {mode!r}")
+    if mode == "none":
+        return data
+    keys = [" ".join(t.split()) for t in data.texts]
+    conflicting: set[str] = set()
+    if mode == "text":
+        seen_label: dict[str, str] = {}
+        for key, label in zip(keys, data.labels, strict=True):
+            if seen_label.setdefault(key, label) != label:
+                conflicting.add(key)
+    keep: list[int] = []
+    seen: set[Any] = set()
+    conflicts = duplicates = 0
+    for i, (key, label) in enumerate(zip(keys, data.labels, strict=True)):
+        if key in conflicting:
+            conflicts += 1
+            continue
+        ident = (key, label) if mode == "exact" else key
+        if ident in seen:
+            duplicates += 1
+            continue
+        seen.add(ident)
+        keep.append(i)
+    if duplicates or conflicts:
+        logger.info(
+            "Removed duplicate rows",
+            extra={"source": data.source, "duplicates": duplicates, "conflicting_rows": conflicts},
+        )
+    return replace(
+        data,
+        texts=[data.texts[i] for i in keep],
+        labels=[data.labels[i] for i in keep],
+        rows=[data.rows[i] for i in keep],
+        duplicates_removed=data.duplicates_removed + duplicates,
+        conflicts_removed=data.conflicts_removed + conflicts,
+    )
+
+
+# --- readers: each returns [(row, line, text, raw_label)] -----------------------------------------
+
+_Record = tuple[int, int | None, str, Any]
+
+
+def _read_csv(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
+    text = decode_bytes(path.read_bytes(), path, encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(path, "empty file (expected a header line with 'text,label')") from None
+    except csv.Error as err:
+        raise DataError(path, f"malformed CSV header: {err}", line=1) from err
+    header = [h.strip() for h in header]
+    cols = _require_columns(path, header, text_column, label_column)
+    records: list[_Record] = []
+    row = 0
+    line = reader.line_num + 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            problem = f"malformed CSV ({err}); is the file truncated?"
+            raise DataError(path, problem, row=row + 1, line=line) from err
+        if fields:  # csv yields [] for blank lines
+            row += 1
+            if len(fields) != len(header):
+                problem = f"expected {len(header)} fields like the header, got {len(fields)}"
+                raise DataError(path, problem, row=row, line=line)
+            records.append((row, line, fields[cols[0]], fields[cols[1]]))
+        line = reader.line_num + 1
+    return records
+
+
+def _read_parquet(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        _require_columns(path, list(schema.names), text_column, label_column)
+        table = pq.read_table(path, columns=[text_column, label_column])
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(path, f"not a readable Parquet file: {err}") from err
+    texts = table.column(text_column).to_pylist()
+    labels = table.column(label_column).to_pylist()
+    return [(i + 1, None, t, y) for i, (t, y) in enumerate(zip(texts, labels, strict=True))]
+
+
+def _read_jsonl(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
+    text = decode_bytes(path.read_bytes(), path, encoding)
+    records: list[_Record] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        row = len(records) + 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            problem = f"invalid JSON ({err.msg} at column {err.colno})"
+            raise DataError(path, problem, row=row, line=lineno) from err
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=row, line=lineno)
+        for key in (text_column, label_column):
+            if key not in obj:
+                raise DataError(path, f"missing key (keys: {sorted(obj)})", row=row, line=lineno, field=key)
+        records.append((row, lineno, obj[text_column], obj[label_column]))
+    return records
+
+
+def _read_phrasebank(path: Path, encoding: str | None) -> list[_Record]:
+    raw = path.read_bytes()
+    if encoding is None:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")  # the upstream files; Latin-1 decodes any byte
+    else:
+        text = decode_bytes(raw, path, encoding)
+    records: list[_Record] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        sentence, sep, label = line.rpartition("@")
+        row = len(records) + 1
+        if not sep:
+            problem = "no '@' separating sentence and label ('sentence@label')"
+            raise DataError(path, problem, row=row, line=lineno)
+        records.append((row, lineno, sentence, label))
+    return records
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _require_columns(path: Path, header: list[str], *columns: str) -> tuple[int, ...]:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(
+            path,
+            f"missing column(s) {missing}; found {header}. Name them in the header or pass "
+            "text_column=/label_column= (CLI: --text-column/--label-column)",
+            field=missing[0],
+        )
+    return tuple(header.index(c) for c in columns)
+
+
+def _resolve_labels(
+    path: Path,
+    fmt: str,
+    records: list[_Record],
+    label_map: dict[str, str] | None,
+    allowed: Sequence[str] | None,
+    label_column: str,
+) -> LabelledData:
+    field_name = "label" if fmt == "phrasebank" else label_column
+    text_field = "sentence" if fmt == "phrasebank" else None
+    canonical = {name.lower(): name for name in allowed} if allowed is not None else None
+    texts: list[str] = []
+    labels: list[str] = []
+    rows: list[int] = []
+    for row, line, text, raw in records:
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(path, "empty text", row=row, line=line, field=text_field or "text")
+        if raw is None or (isinstance(raw, float) and raw != raw) or not str(raw).strip():
+            raise DataError(path, "missing label", row=row, line=line, field=field_name)
+        label = str(raw).strip()
+        if label_map is not None:
+            key = normalise_int_label(label)
+            if key not in label_map:
+                raise DataError(
+                    path, f"unknown label {label!r}; the label map knows {sorted(label_map)}",
+                    row=row, line=line, field=field_name,
+                )  # fmt: skip
+            label = label_map[key]
+        if canonical is not None:
+            if label.lower() not in canonical:
+                raise DataError(
+                    path, f"unknown label {label!r}; expected one of {list(allowed or [])}",
+                    row=row, line=line, field=field_name,
+                )  # fmt: skip
+            label = canonical[label.lower()]
+        texts.append(text)
+        labels.append(label)
+        rows.append(row)
+    if label_map is None and allowed is None and all(INT_LABEL.fullmatch(y) for y in labels):
+        found = sorted(set(labels), key=lambda y: int(float(y)))[:10]
+        raise DataError(
+            path,
+            f"labels are numeric ({', '.join(found)}); pass a label map such as "
+            f"'0=negative,1=positive,2=neutral', a preset {sorted(LABEL_MAP_PRESETS)} or a classes file",
+            field=field_name,
+        )
+    if label_map is not None:
+        names = list(dict.fromkeys(label_map[k] for k in sorted(label_map, key=_map_order)))
+    elif allowed is not None:
+        names = list(allowed)
+    else:
+        names = sorted(set(labels))
+    return LabelledData(texts, labels, names, str(path), fmt, rows)
+
+
+def _map_order(key: str) -> tuple[int, int | str]:
+    return (0, int(key)) if INT_LABEL.fullmatch(key) else (1, key)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the finance monitor (branch ``finance``)."""

@@ -1,0 +1,370 @@
+"""News items and the readers that turn CSV, JSON Lines, RSS 2.0 and Atom files into them.
+
+A :class:`NewsItem` has an id (given, or a stable hash of source, title and timestamp), a UTC
+timestamp, a source, a title, an optional body and url, and tickers (a ``tickers`` column plus
+the cashtags such as ``$AAPL`` found in title and body).
+
+Columns / keys are matched by name with common aliases (``headline`` for ``title``,
+``published`` for ``timestamp``, ...; see :data:`FIELD_ALIASES`). Timestamps in ISO 8601,
+RFC 822 (RSS ``pubDate``), epoch seconds or milliseconds, or free formats with a zone
+abbreviation (``EST``, ``CET``) are converted to UTC; a timestamp without a zone is taken to
+be in ``assume_tz`` (UTC by default). XML is parsed with ``defusedxml`` (no entity expansion).
+Every bad record raises :class:`~apps.finance_monitor.errors.DataError` naming file, row, field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as safe_et
+from defusedxml import DefusedXmlException
+
+from apps.finance_monitor.errors import DataError, decode_bytes
+from apps.finance_monitor.timestamps import parse_timestamp, to_utc
+
+logger = logging.getLogger(__name__)
+
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "item_id", "guid"),
+    "timestamp": (
+        "timestamp",
+        "published",
+        "published_at",
+        "pubdate",
+        "date",
+        "datetime",
+        "time",
+        "created_at",
+    ),
+    "source": ("source", "publisher", "feed"),
+    "title": ("title", "headline", "text"),
+    "body": ("body", "summary", "description", "content"),
+    "tickers": ("tickers", "symbols", "entities"),
+    "url": ("url", "link"),
+}
+
+_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:\.[A-Za-z]{1,2})?)(?!\w)")
+_TICKER_SPLIT = re.compile(r"[\s,;|]+")
+_TAG = re.compile(r"<[^>]+>")
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_DC_DATE = "{http://purl.org/dc/elements/1.1/}date"
+MAX_ID_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class NewsItem:
+    """One news headline or story.
+
+    Attributes:
+        id: Unique id: the one given by the source, else :func:`stable_item_id`.
+        timestamp: Publication time, timezone-aware UTC.
+        source: Publisher or feed name.
+        title: Headline (the text that is classified).
+        body: Optional story text or summary.
+        tickers: Upper-case symbols without ``$``, in order of first mention.
+        url: Optional link.
+        origin: ``"file:row"`` it was read from, for audits.
+    """
+
+    id: str
+    timestamp: datetime
+    source: str
+    title: str
+    body: str | None = None
+    tickers: tuple[str, ...] = ()
+    url: str | None = None
+    origin: str | None = None
+
+
+def extract_cashtags(text: str) -> list[str]:
+    """Cashtags in ``text`` (``$AAPL``, ``$brk.b``), upper-cased, without ``$``, first mention first.
+
+    Dollar amounts (``$5bn``) are not cashtags: a symbol starts with a letter.
+    """
+    return list(dict.fromkeys(m.group(1).upper() for m in _CASHTAG.finditer(text)))
+
+
+def stable_item_id(source: str, title: str, timestamp: datetime) -> str:
+    """A 20-hex-digit id from source, title and UTC timestamp (case and spacing of source/title ignored)."""
+    key = "\x1f".join(
+        [" ".join(source.split()).lower(), " ".join(title.split()), to_utc(timestamp).isoformat()]
+    )
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+# --- readers -----------------------------------------------------------------------------------
+
+
+def read_news(
+    path: str | Path,
+    *,
+    default_source: str | None = None,
+    assume_tz: tzinfo = UTC,
+    dayfirst: bool = False,
+) -> list[NewsItem]:
+    """Read news items from a CSV, JSON Lines, RSS 2.0 or Atom file (chosen by extension, then content).
+
+    Repeats of the same item within the file (same id and content) are dropped.
+
+    Args:
+        path: The file.
+        default_source: Source for records that name none (CSV/JSONL without a source column;
+            feeds use their channel title).
+        assume_tz: Zone of timestamps without one.
+        dayfirst: Read ambiguous dates as day/month.
+
+    Returns:
+        Items in file order.
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataError: Unknown format, missing fields, bad timestamps, the same id with different
+            content twice, malformed CSV/JSON/XML, undecodable bytes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"news file not found: {path}")
+    raw = path.read_bytes()
+    kind = _news_format(path, raw)
+    if kind == "feed":
+        records = _feed_records(path, raw)
+    else:
+        text = decode_bytes(raw, path, "utf-8")
+        records = _csv_records(path, text) if kind == "csv" else _jsonl_records(path, text)
+    items = [
+        _to_item(path, row, line, rec, default_source, assume_tz, dayfirst) for row, line, rec in records
+    ]
+    return _drop_repeats(path, items)
+
+
+def _news_format(path: Path, raw: bytes) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".xml", ".rss", ".atom"):
+        return "feed"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head == b"<":
+        return "feed"
+    if head == b"{":
+        return "jsonl"
+    raise DataError(path, "unknown news format: expected .csv, .jsonl, or an RSS/Atom .xml file")
+
+
+_Rec = tuple[int, int | None, dict[str, Any]]
+
+
+def _csv_records(path: Path, text: str) -> list[_Rec]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(path, "empty file (expected a header line such as 'timestamp,source,title')")
+    header = [h.strip().lower() for h in header]
+    _resolve_columns(path, header)
+    records: list[_Rec] = []
+    line = reader.line_num + 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            problem = f"malformed CSV ({err}); is the file truncated?"
+            raise DataError(path, problem, row=len(records) + 1, line=line) from err
+        if fields:
+            if len(fields) != len(header):
+                problem = f"expected {len(header)} fields like the header, got {len(fields)}"
+                raise DataError(path, problem, row=len(records) + 1, line=line)
+            records.append((len(records) + 1, line, dict(zip(header, fields, strict=True))))
+        line = reader.line_num + 1
+    return records
+
+
+def _jsonl_records(path: Path, text: str) -> list[_Rec]:
+    records: list[_Rec] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        row = len(records) + 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            problem = f"invalid JSON ({err.msg} at column {err.colno}); is the file truncated?"
+            raise DataError(path, problem, row=row, line=lineno) from err
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=row, line=lineno)
+        records.append((row, lineno, {str(k).lower(): v for k, v in obj.items()}))
+    return records
+
+
+def _feed_records(path: Path, raw: bytes) -> list[_Rec]:
+    try:
+        root = safe_et.fromstring(raw)
+    except ParseError as err:
+        line = err.position[0] if getattr(err, "position", None) else None
+        raise DataError(path, f"malformed XML ({err}); is the file truncated?", line=line) from err
+    except DefusedXmlException as err:
+        raise DataError(path, f"refused unsafe XML ({type(err).__name__}: {err})") from err
+    if root.tag == "rss":
+        channel = root.find("channel")
+        if channel is None:
+            raise DataError(path, "RSS file without a <channel> element", field="channel")
+        feed_title = _text(channel.find("title"))
+        return [(i, None, _rss_item(el, feed_title)) for i, el in enumerate(channel.findall("item"), start=1)]
+    if root.tag == f"{_ATOM}feed":
+        feed_title = _text(root.find(f"{_ATOM}title"))
+        return [
+            (i, None, _atom_entry(el, feed_title)) for i, el in enumerate(root.findall(f"{_ATOM}entry"), 1)
+        ]
+    raise DataError(path, f"XML root <{root.tag}> is neither RSS 2.0 <rss> nor Atom <feed>")
+
+
+def _rss_item(el: Element, feed_title: str | None) -> dict[str, Any]:
+    return {
+        "id": _text(el.find("guid")),
+        "title": _text(el.find("title")),
+        "timestamp": _text(el.find("pubDate")) or _text(el.find(_DC_DATE)),
+        "source": _text(el.find("source")) or feed_title,
+        "body": _strip_html(_text(el.find("description"))),
+        "url": _text(el.find("link")),
+        "tickers": " ".join(
+            _text(c) or "" for c in el.findall("category") if (_text(c) or "").startswith("$")
+        ),
+    }
+
+
+def _atom_entry(el: Element, feed_title: str | None) -> dict[str, Any]:
+    links = el.findall(f"{_ATOM}link")
+    href = next((ln.get("href") for ln in links if ln.get("rel", "alternate") == "alternate"), None)
+    source = el.find(f"{_ATOM}source/{_ATOM}title")
+    return {
+        "id": _text(el.find(f"{_ATOM}id")),
+        "title": _strip_html(_text(el.find(f"{_ATOM}title"))),
+        "timestamp": _text(el.find(f"{_ATOM}published")) or _text(el.find(f"{_ATOM}updated")),
+        "source": _text(source) or feed_title,
+        "body": _strip_html(_text(el.find(f"{_ATOM}summary")) or _text(el.find(f"{_ATOM}content"))),
+        "url": href,
+    }
+
+
+def _text(el: Element | None) -> str | None:
+    if el is None or el.text is None:
+        return None
+    return el.text.strip() or None
+
+
+def _strip_html(text: str | None) -> str | None:
+    if not text:
+        return None
+    return " ".join(html.unescape(_TAG.sub(" ", text)).split()) or None
+
+
+# --- records to items --------------------------------------------------------------------------
+
+
+def _resolve_columns(path: Path, header: Iterable[str]) -> None:
+    names = set(header)
+    for needed in ("title", "timestamp"):
+        if not names.intersection(FIELD_ALIASES[needed]):
+            raise DataError(
+                path,
+                f"missing column: one of {list(FIELD_ALIASES[needed])}; found {sorted(names)}",
+                field=needed,
+            )
+
+
+def _pick(rec: Mapping[str, Any], name: str) -> Any:
+    for alias in FIELD_ALIASES[name]:
+        value = rec.get(alias)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _to_item(
+    path: Path,
+    row: int,
+    line: int | None,
+    rec: Mapping[str, Any],
+    default_source: str | None,
+    assume_tz: tzinfo,
+    dayfirst: bool,
+) -> NewsItem:
+    def fail(field: str, problem: str) -> DataError:
+        return DataError(path, problem, row=row, line=line, field=field)
+
+    title = _pick(rec, "title")
+    if not isinstance(title, str):
+        raise fail("title", "missing title" if title is None else f"title must be text, got {title!r}")
+    if not title.strip():
+        raise fail("title", "empty title")
+    source = _pick(rec, "source") or default_source
+    if not source or not str(source).strip():
+        raise fail("source", "no source: add a 'source' column/key or pass default_source")
+    raw_ts = _pick(rec, "timestamp")
+    if raw_ts is None:
+        raise fail("timestamp", "missing timestamp")
+    try:
+        timestamp = parse_timestamp(raw_ts, assume_tz=assume_tz, dayfirst=dayfirst)
+    except (ValueError, OverflowError, OSError) as err:
+        raise fail("timestamp", str(err)) from None
+    body = _pick(rec, "body")
+    body = (str(body).strip() or None) if body is not None else None
+    title = " ".join(title.split())
+    source = str(source).strip()
+    given_tickers = _pick(rec, "tickers")
+    if isinstance(given_tickers, list | tuple):
+        given_tickers = " ".join(str(t) for t in given_tickers)
+    tickers = [t.lstrip("$").upper() for t in _TICKER_SPLIT.split(str(given_tickers or "")) if t.strip("$ ")]
+    tickers += extract_cashtags(title) + extract_cashtags(body or "")
+    given_id = _pick(rec, "id")
+    item_id = str(given_id).strip() if given_id is not None else ""
+    if len(item_id) > MAX_ID_LENGTH:  # long GUID URLs: keep the key short and stable
+        item_id = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:40]
+    url = _pick(rec, "url")
+    return NewsItem(
+        id=item_id or stable_item_id(source, title, timestamp),
+        timestamp=timestamp,
+        source=source,
+        title=title,
+        body=body,
+        tickers=tuple(dict.fromkeys(tickers)),
+        url=str(url).strip() if url else None,
+        origin=f"{path}:{row}",
+    )
+
+
+def _drop_repeats(path: Path, items: list[NewsItem]) -> list[NewsItem]:
+    seen: dict[str, NewsItem] = {}
+    kept: list[NewsItem] = []
+    for item in items:
+        first = seen.get(item.id)
+        if first is None:
+            seen[item.id] = item
+            kept.append(item)
+        elif replace(first, origin=None) != replace(item, origin=None):
+            row = int(str(item.origin).rsplit(":", 1)[1])
+            raise DataError(
+                path,
+                f"duplicate id {item.id!r} with different content (first at row "
+                f"{str(first.origin).rsplit(':', 1)[1]})",
+                row=row,
+                field="id",
+            )
+    if len(kept) < len(items):
+        logger.info("Dropped repeated items", extra={"path": str(path), "repeats": len(items) - len(kept)})
+    return kept

@@ -1,0 +1,245 @@
+"""Alert rules: their YAML form and the buckets in which they fire.
+
+A rule watches one metric (default the share of negative items) per topic, entity, source or
+overall, in buckets of its ``window``. A bucket *breaches* when it has at least ``min_volume``
+items and its value is above the baseline mean by ``std_factor`` standard deviations
+(``baseline_mean + std_factor * max(baseline_std, min_std)``) or at least the absolute
+``threshold``. :mod:`apps.finance_monitor.alerts` turns breaches into alerts.
+
+Example ``rules.yaml``::
+
+    defaults:
+      window: hour
+      cooldown: 6h
+    rules:
+      - name: topic-negative-surge
+        scope: topic
+        std_factor: 3.0
+        threshold: 0.7
+        min_volume: 6
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from apps.finance_monitor.aggregate import BUCKETS, SCOPES, aggregate, bucket_offset
+
+logger = logging.getLogger(__name__)
+
+RULE_METRICS: tuple[str, ...] = ("share_negative", "share_positive", "volume")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*")
+_UNITS = {"s": "seconds", "sec": "seconds", "min": "minutes", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One alert rule (YAML keys have the same names)."""
+
+    name: str
+    scope: str = dataclasses.field(default="topic", metadata={"help": "topic | entity | source | all"})
+    keys: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "only these keys; empty: all"})
+    metric: str = dataclasses.field(default="share_negative", metadata={"help": f"one of {RULE_METRICS}"})
+    window: str = dataclasses.field(default="hour", metadata={"help": f"bucket size, one of {list(BUCKETS)}"})
+    std_factor: float | None = dataclasses.field(default=3.0, metadata={"help": "fire above mean + N std"})
+    min_std: float = dataclasses.field(default=0.05, metadata={"help": "floor of the baseline std"})
+    threshold: float | None = dataclasses.field(default=None, metadata={"help": "fire at or above this"})
+    min_volume: int = dataclasses.field(default=5, metadata={"help": "fewest items in the bucket"})
+    baseline_buckets: int = dataclasses.field(default=24, metadata={"help": "buckets in the baseline"})
+    min_baseline_buckets: int = dataclasses.field(default=3, metadata={"help": "fewest baseline values"})
+    cooldown: timedelta = dataclasses.field(
+        default=timedelta(hours=6), metadata={"help": "breaches this close to an alert extend it"}
+    )
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.name.strip():
+            problems.append("name: must not be empty")
+        if self.scope not in SCOPES:
+            problems.append(f"scope: {self.scope!r} is not one of {list(SCOPES)}")
+        if self.metric not in RULE_METRICS:
+            problems.append(f"metric: {self.metric!r} is not one of {list(RULE_METRICS)}")
+        if self.window not in BUCKETS:
+            problems.append(f"window: {self.window!r} is not one of {list(BUCKETS)}")
+        if self.std_factor is None and self.threshold is None:
+            problems.append("std_factor/threshold: give at least one")
+        if self.min_volume < 1 or self.baseline_buckets < 1 or self.min_baseline_buckets < 2:
+            problems.append("min_volume and baseline_buckets must be >= 1, min_baseline_buckets >= 2")
+        if self.cooldown < timedelta(0):
+            problems.append("cooldown: must not be negative")
+        if problems:
+            raise ValueError(f"alert rule {self.name!r}: " + "; ".join(problems))
+
+    def history(self) -> timedelta:
+        """How far before the evaluated buckets the scored items must reach (for the baseline)."""
+        return bucket_offset(self.window).to_pytimedelta() * (self.baseline_buckets + 1)
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"90s"``, ``"30min"``, ``"6h"``, ``"2d"`` (or a number of seconds) as a ``timedelta``."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return timedelta(seconds=float(text))
+    match = _DURATION.fullmatch(str(text))
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like '30min', '6h' or '2d'")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def load_rules(path: str | Path) -> list[AlertRule]:
+    """Read alert rules from YAML: ``rules:`` (a list of mappings) and optional ``defaults:``.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Invalid YAML, unknown keys or bad values, naming the file, rule and key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"alert rules file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list) or not doc["rules"]:
+        raise ValueError(f"{path}: expected a mapping with a non-empty 'rules:' list")
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{path}: 'defaults' must be a mapping")
+    rules = [
+        _rule_from_mapping(path, i, {**defaults, **(raw or {})}) for i, raw in enumerate(doc["rules"], 1)
+    ]
+    names = [r.name for r in rules]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{path}: rule names must be unique; repeated: {dupes}")
+    return rules
+
+
+def _rule_from_mapping(path: Path, index: int, raw: dict[str, Any]) -> AlertRule:
+    where = f"{path}: rule {index} ({raw.get('name', 'unnamed')!r})"
+    fields = {f.name: f for f in dataclasses.fields(AlertRule)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    if "name" not in raw:
+        raise ValueError(f"{where}: missing key 'name'")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            values[key] = _coerce(key, value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}, key {key!r}: {err}") from None
+    try:
+        return AlertRule(**values)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key == "cooldown":
+        return parse_duration(value)
+    if key == "keys":
+        return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value or ())
+    if key in ("std_factor", "threshold"):
+        return None if value is None else float(value)
+    if key == "min_std":
+        return float(value)
+    if key in ("min_volume", "baseline_buckets", "min_baseline_buckets"):
+        if isinstance(value, bool) or float(value) != int(value):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
+# --- breaches -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One bucket in which a rule's condition holds for one key."""
+
+    rule: str
+    key: str
+    bucket_start: datetime
+    bucket_end: datetime
+    value: float
+    threshold: float
+    reason: str  # baseline | absolute
+    baseline_mean: float | None
+    baseline_std: float | None
+    volume: int
+    item_ids: tuple[str, ...]
+
+
+def find_breaches(rule: AlertRule, scored: pd.DataFrame, *, since: datetime | None = None) -> list[Breach]:
+    """The buckets of ``scored`` where ``rule`` fires, oldest first.
+
+    Args:
+        rule: The rule.
+        scored: Scored items reaching :meth:`AlertRule.history` before ``since``.
+        since: Only buckets ending after this time.
+    """
+    if scored.empty:
+        return []
+    table = aggregate(
+        scored,
+        by=rule.scope,
+        bucket=rule.window,
+        baseline_buckets=rule.baseline_buckets,
+        min_baseline_buckets=rule.min_baseline_buckets,
+        with_items=True,
+    )
+    table = table[table["volume"] >= rule.min_volume]
+    if rule.keys:
+        table = table[table["key"].isin(rule.keys)]
+    if since is not None:
+        table = table[table["bucket_end"] > pd.Timestamp(since)]
+    breaches = []
+    for row in table.sort_values(["bucket_start", "key"]).itertuples(index=False):
+        breach = _check(rule, row._asdict())
+        if breach is not None:
+            breaches.append(breach)
+    return breaches
+
+
+def _check(rule: AlertRule, row: dict[str, Any]) -> Breach | None:
+    value = float(row[rule.metric])
+    mean = _num(row[f"{rule.metric}_baseline_mean"])
+    std = _num(row[f"{rule.metric}_baseline_std"])
+    fired: tuple[float, str] | None = None
+    if rule.std_factor is not None and mean is not None and std is not None:
+        limit = mean + rule.std_factor * max(std, rule.min_std)
+        if value > limit:
+            fired = (limit, "baseline")
+    if fired is None and rule.threshold is not None and value >= rule.threshold:
+        fired = (rule.threshold, "absolute")
+    if fired is None:
+        return None
+    return Breach(
+        rule=rule.name,
+        key=str(row["key"]),
+        bucket_start=row["bucket_start"].to_pydatetime(),
+        bucket_end=row["bucket_end"].to_pydatetime(),
+        value=value,
+        threshold=fired[0],
+        reason=fired[1],
+        baseline_mean=mean,
+        baseline_std=std,
+        volume=int(row["volume"]),
+        item_ids=tuple(row["item_ids"]),
+    )
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)

@@ -1,0 +1,393 @@
+"""Finance monitor tables (``finance_*``, Alembic branch ``finance``) and the queries on them.
+
+* ``finance_items``: one row per news item (natural key: item id); ``group_id`` names the
+  near-duplicate group (the id of the first copy), so syndicated copies count once.
+* ``finance_scores``: sentiment and topic per item *and model version*; scoring again with a
+  new model adds rows, so history is kept; the same version overwrites its own row.
+* ``finance_alerts`` / ``finance_alert_items``: raised alerts and the items behind them.
+* ``finance_files``: files seen by ingestion (path, size, mtime, content hash, outcome), so a
+  file, or a copy of it under another name, is processed once.
+
+The schema is created by ``core.storage.migrate()`` (``aigc db upgrade``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from apps.finance_monitor.news import NewsItem
+from core.storage import TYPE_ANNOTATION_MAP, new_metadata, upsert, utcnow
+from core.storage import register_migrations as _register_migrations
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "versions"
+_CHUNK = 500  # ids per IN (...) clause; stays under SQLite's bound-parameter limit
+
+
+class FinanceBase(DeclarativeBase):
+    """Declarative base of the finance monitor's tables."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class Item(FinanceBase):
+    """A news item as ingested."""
+
+    __tablename__ = "finance_items"
+
+    id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(sa.String(256), index=True)
+    title: Mapped[str] = mapped_column(sa.Text)
+    body: Mapped[str | None] = mapped_column(sa.Text)
+    url: Mapped[str | None] = mapped_column(sa.String(2048))
+    tickers: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    group_id: Mapped[str] = mapped_column(sa.String(128), index=True)
+    origin: Mapped[str | None] = mapped_column(sa.String(1024))
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Score(FinanceBase):
+    """Labels of one item by one model version."""
+
+    __tablename__ = "finance_scores"
+    __table_args__ = (sa.UniqueConstraint("item_id", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[str] = mapped_column(
+        sa.String(128), sa.ForeignKey("finance_items.id", ondelete="CASCADE"), index=True
+    )
+    model_version: Mapped[str] = mapped_column(sa.String(256), index=True)
+    sentiment: Mapped[str] = mapped_column(sa.String(64))
+    sentiment_confidence: Mapped[float]
+    topic: Mapped[str | None] = mapped_column(sa.String(128), index=True)
+    topic_confidence: Mapped[float | None]
+    # {"sentiment": {label: p, ...}, "topic": {label: p, ...}}
+    probabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    scored_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Alert(FinanceBase):
+    """One incident: a rule's metric crossed its threshold for one topic/entity/source."""
+
+    __tablename__ = "finance_alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(sa.String(128), index=True)
+    scope: Mapped[str] = mapped_column(sa.String(16))  # topic | entity | source | all
+    key: Mapped[str] = mapped_column(sa.String(256), index=True)  # the topic/entity/source value
+    metric: Mapped[str] = mapped_column(sa.String(32))
+    value: Mapped[float]
+    threshold: Mapped[float]
+    reason: Mapped[str] = mapped_column(sa.String(16))  # baseline | absolute
+    baseline_mean: Mapped[float | None]
+    baseline_std: Mapped[float | None]
+    volume: Mapped[int]
+    window: Mapped[str] = mapped_column(sa.String(16))  # bucket size, e.g. "hour"
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    window_end: Mapped[datetime]
+    message: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open|acknowledged|muted
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(128))
+    muted_until: Mapped[datetime | None]
+    deliveries: Mapped[dict[str, Any]] = mapped_column(default=dict)  # sink name -> "ok" | error text
+
+
+class AlertItem(FinanceBase):
+    """Link from an alert to an item in its window."""
+
+    __tablename__ = "finance_alert_items"
+
+    alert_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("finance_alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(
+        sa.String(128), sa.ForeignKey("finance_items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ProcessedFile(FinanceBase):
+    """An input file seen by ingestion: one row per (path, content hash)."""
+
+    __tablename__ = "finance_files"
+    __table_args__ = (sa.UniqueConstraint("path", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(sa.String(1024), index=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(sa.BigInteger)
+    status: Mapped[str] = mapped_column(sa.String(16))  # done | copy (same content as a done file) | failed
+    items: Mapped[int] = mapped_column(default=0)
+    new_items: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def register_migrations() -> None:
+    """Register the ``finance`` Alembic branch with core (done on import of this module)."""
+    _register_migrations("finance", MIGRATIONS_DIR, FinanceBase.metadata)
+
+
+register_migrations()
+
+
+# --- items ---------------------------------------------------------------------------------------
+
+
+def existing_item_ids(session: Session, ids: Iterable[str]) -> set[str]:
+    """The subset of ``ids`` already stored."""
+    ids = list(dict.fromkeys(ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found.update(session.scalars(sa.select(Item.id).where(Item.id.in_(chunk))))
+    return found
+
+
+def store_items(
+    session: Session, items: Sequence[NewsItem], groups: Mapping[str, str] | None = None
+) -> list[str]:
+    """Insert items that are not stored yet; stored items are left as they are (idempotent).
+
+    Args:
+        session: Open session (the caller commits).
+        items: Parsed items.
+        groups: Near-duplicate group per item id; default each item is its own group.
+
+    Returns:
+        Ids of the items inserted by this call, in input order.
+    """
+    groups = groups or {}
+    fresh = {item.id: item for item in items}
+    existing = existing_item_ids(session, fresh)
+    new = [item for item_id, item in fresh.items() if item_id not in existing]
+    rows = [
+        {
+            "id": item.id,
+            "timestamp": item.timestamp,
+            "source": item.source,
+            "title": item.title,
+            "body": item.body,
+            "url": item.url,
+            "tickers": list(item.tickers),
+            "group_id": groups.get(item.id, item.id),
+            "origin": item.origin,
+            "ingested_at": utcnow(),
+        }
+        for item in new
+    ]
+    # DO NOTHING on conflict: a concurrent writer may have inserted the same id since the check.
+    for start in range(0, len(rows), _CHUNK):
+        upsert(session, Item, rows[start : start + _CHUNK], key_columns=["id"], update_columns=[])
+    if existing:
+        _warn_on_id_collisions(session, [fresh[i] for i in existing])
+    return [item.id for item in new]
+
+
+def _warn_on_id_collisions(session: Session, items: Sequence[NewsItem]) -> None:
+    """Log stored ids that arrive again with another title (two sources reusing an id)."""
+    stored: dict[str, str] = {}
+    ids = [item.id for item in items]
+    for start in range(0, len(ids), _CHUNK):
+        rows = session.execute(sa.select(Item.id, Item.title).where(Item.id.in_(ids[start : start + _CHUNK])))
+        stored.update({row.id: row.title for row in rows})
+    clashes = [item.id for item in items if stored.get(item.id, item.title) != item.title]
+    if clashes:
+        logger.warning(
+            "Items reuse stored ids with other titles; the stored items are kept",
+            extra={"count": len(clashes), "ids": clashes[:10]},
+        )
+    logger.debug("Skipped stored items", extra={"count": len(items)})
+
+
+def items_between(session: Session, start: datetime, end: datetime) -> list[Item]:
+    """Items published in ``[start, end]``, oldest first (to rebuild the near-duplicate index)."""
+    stmt = (
+        sa.select(Item)
+        .where(Item.timestamp >= start, Item.timestamp <= end)
+        .order_by(Item.timestamp, Item.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def get_items(session: Session, ids: Iterable[str]) -> list[Item]:
+    """The stored items with these ids, oldest first."""
+    ids = list(dict.fromkeys(ids))
+    found: list[Item] = []
+    for start in range(0, len(ids), _CHUNK):
+        found += session.scalars(sa.select(Item).where(Item.id.in_(ids[start : start + _CHUNK])))
+    return sorted(found, key=lambda item: (item.timestamp, item.id))
+
+
+# --- scores --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """Labels of one item by one model version (see :class:`Score`)."""
+
+    item_id: str
+    model_version: str
+    sentiment: str
+    sentiment_confidence: float
+    topic: str | None = None
+    topic_confidence: float | None = None
+    probabilities: dict[str, Any] = field(default_factory=dict)
+    scored_at: datetime | None = None
+
+
+def store_scores(session: Session, scores: Sequence[ScoreRow]) -> int:
+    """Write scores; the same (item, model version) is overwritten, other versions are kept.
+
+    Returns:
+        The number of rows written.
+    """
+    rows = [
+        {
+            "item_id": s.item_id,
+            "model_version": s.model_version,
+            "sentiment": s.sentiment,
+            "sentiment_confidence": float(s.sentiment_confidence),
+            "topic": s.topic,
+            "topic_confidence": None if s.topic_confidence is None else float(s.topic_confidence),
+            "probabilities": s.probabilities,
+            "scored_at": s.scored_at or utcnow(),
+        }
+        for s in scores
+    ]
+    for start in range(0, len(rows), _CHUNK):
+        upsert(session, Score, rows[start : start + _CHUNK], key_columns=["item_id", "model_version"])
+    return len(rows)
+
+
+def unscored_items(session: Session, model_version: str, limit: int | None = None) -> list[Item]:
+    """Items with no score from ``model_version`` yet, oldest first."""
+    scored = sa.select(Score.item_id).where(Score.model_version == model_version)
+    stmt = sa.select(Item).where(Item.id.not_in(scored)).order_by(Item.timestamp, Item.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+SCORED_COLUMNS = [
+    "item_id", "timestamp", "source", "title", "tickers", "group_id", "model_version",
+    "sentiment", "sentiment_confidence", "topic", "topic_confidence", "scored_at",
+]  # fmt: skip
+
+
+def scored_frame(
+    session: Session,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_version: str | None = None,
+) -> pd.DataFrame:
+    """Scored items as a DataFrame for aggregation and the dashboard.
+
+    Args:
+        session: Open session.
+        start: Only items published at or after this time.
+        end: Only items published before this time.
+        model_version: Scores of this model version; default each item's latest score.
+
+    Returns:
+        One row per scored item with :data:`SCORED_COLUMNS` (``timestamp`` as UTC datetimes,
+        ``tickers`` as lists), ordered by timestamp.
+    """
+    if model_version is None:
+        rank = (
+            sa.func.row_number()
+            .over(partition_by=Score.item_id, order_by=(Score.scored_at.desc(), Score.id.desc()))
+            .label("rank")
+        )
+        latest = sa.select(Score.id, rank).subquery()
+        chosen = sa.select(latest.c.id).where(latest.c.rank == 1)
+        score_filter = Score.id.in_(chosen)
+    else:
+        score_filter = Score.model_version == model_version
+    stmt = (
+        sa.select(
+            Item.id,
+            Item.timestamp,
+            Item.source,
+            Item.title,
+            Item.tickers,
+            Item.group_id,
+            Score.model_version,
+            Score.sentiment,
+            Score.sentiment_confidence,
+            Score.topic,
+            Score.topic_confidence,
+            Score.scored_at,
+        )  # fmt: skip
+        .join(Score, Score.item_id == Item.id)
+        .where(score_filter)
+        .order_by(Item.timestamp, Item.id)
+    )
+    if start is not None:
+        stmt = stmt.where(Item.timestamp >= start)
+    if end is not None:
+        stmt = stmt.where(Item.timestamp < end)
+    rows = session.execute(stmt).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=SCORED_COLUMNS)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
+    return frame
+
+
+# --- processed files -----------------------------------------------------------------------------
+
+
+def file_done(session: Session, sha256: str) -> ProcessedFile | None:
+    """A successfully ingested file with this content hash (at any path), if there is one."""
+    stmt = sa.select(ProcessedFile).where(ProcessedFile.sha256 == sha256, ProcessedFile.status == "done")
+    return session.scalars(stmt.limit(1)).first()
+
+
+def file_unchanged(session: Session, path: str, size: int, mtime_ns: int) -> bool:
+    """Whether ``path`` was recorded with this size and mtime (so it need not even be hashed)."""
+    stmt = sa.select(ProcessedFile.id).where(
+        ProcessedFile.path == path, ProcessedFile.size == size, ProcessedFile.mtime_ns == mtime_ns
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
+def record_file(
+    session: Session,
+    *,
+    sha256: str,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    status: str,
+    items: int = 0,
+    new_items: int = 0,
+    error: str | None = None,
+) -> None:
+    """Record (or update) what happened to the file at ``path`` with content ``sha256``."""
+    row = {
+        "sha256": sha256,
+        "path": path,
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "status": status,
+        "items": items,
+        "new_items": new_items,
+        "error": error,
+        "processed_at": utcnow(),
+    }
+    upsert(session, ProcessedFile, [row], key_columns=["path", "sha256"])

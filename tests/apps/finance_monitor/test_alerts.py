@@ -1,0 +1,223 @@
+"""Alert rules: YAML, breaches, one alert per incident with cooldown, mute/acknowledge, webhook delivery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from apps.finance_monitor.alerts import AlertEngine, acknowledge, alert_items, list_alerts, mute
+from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.rules import AlertRule, find_breaches, load_rules, parse_duration
+from apps.finance_monitor.sinks import WebhookSink
+from apps.finance_monitor.storage import Alert, ScoreRow, scored_frame, store_items, store_scores
+from core.storage import session_scope
+from tests.apps.finance_monitor.test_sinks import Recorder
+
+T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
+RULE = AlertRule(
+    name="energy-surge",
+    scope="topic",
+    std_factor=3.0,
+    min_volume=5,
+    baseline_buckets=24,
+    min_baseline_buckets=6,
+    cooldown=timedelta(hours=6),
+)
+# Baseline or absolute: once a surge sits in the baseline, a later surge can only cross the threshold.
+INCIDENT_RULE = AlertRule(**{**RULE.__dict__, "threshold": 0.9})
+
+
+def hourly(negatives_per_hour: dict[int, tuple[int, int]], topic: str = "Energy") -> list[dict]:
+    """Scored rows: {hour: (negatives, total)}; the rest of each hour's items are neutral."""
+    rows = []
+    for hour, (neg, total) in negatives_per_hour.items():
+        for i in range(total):
+            rows.append(
+                {
+                    "item_id": f"{topic[:3]}-{hour}-{i}",
+                    "timestamp": T0 + timedelta(hours=hour, minutes=5 * i),
+                    "sentiment": "negative" if i < neg else "neutral",
+                    "sentiment_confidence": 0.9,
+                    "topic": topic,
+                    "tickers": [],
+                    "source": "Wirewatch",
+                }
+            )
+    return rows
+
+
+def baseline_hours(hours: range) -> dict[int, tuple[int, int]]:
+    return {h: (1 + h % 2, 5) for h in hours}  # shares alternate 0.2 / 0.4
+
+
+def store(engine, rows: list[dict]) -> pd.DataFrame:
+    """Store rows as items with scores; return the scored frame read back from the database."""
+    items = [NewsItem(r["item_id"], r["timestamp"], r["source"], f"Headline {r['item_id']}") for r in rows]
+    scores = [
+        ScoreRow(r["item_id"], "v1", r["sentiment"], r["sentiment_confidence"], r["topic"], 0.8) for r in rows
+    ]
+    with session_scope(engine) as session:
+        store_items(session, items)
+        store_scores(session, scores)
+    with session_scope(engine) as session:
+        return scored_frame(session)
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send(self, payload) -> None:
+        self.sent.append(dict(payload))
+
+
+def test_parse_duration():
+    assert parse_duration("6h") == timedelta(hours=6)
+    assert parse_duration(" 30min ") == timedelta(minutes=30)
+    assert parse_duration("1.5d") == timedelta(hours=36)
+    assert parse_duration(90) == timedelta(seconds=90)
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
+
+
+def test_load_rules_with_defaults(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "defaults:\n  window: hour\n  cooldown: 3h\n"
+        "rules:\n"
+        "  - name: topic-surge\n    scope: topic\n    std_factor: 2.5\n    threshold: 0.8\n"
+        "  - name: nwe\n    scope: entity\n    keys: NWE\n    std_factor: null\n    threshold: 0.5\n"
+        "    window: day\n    min_volume: 3\n",
+        encoding="utf-8",
+    )
+    first, second = load_rules(path)
+    assert (first.std_factor, first.threshold, first.cooldown, first.window) == (
+        2.5,
+        0.8,
+        timedelta(hours=3),
+        "hour",
+    )
+    assert (second.keys, second.std_factor, second.window, second.min_volume) == (("NWE",), None, "day", 3)
+    assert second.history() == timedelta(days=25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules:\n  - name: a\n    colour: red\n", r"rule 1 \('a'\): unknown key\(s\) \['colour'\]"),
+        (
+            "rules:\n  - name: a\n    window: week\n",
+            r"rule 1 \('a'\): alert rule 'a': window: 'week' is not one of",
+        ),
+        ("rules:\n  - scope: topic\n", r"rule 1 \('unnamed'\): missing key 'name'"),
+        ("rules:\n  - name: a\n    std_factor: null\n", "give at least one"),
+        ("rules:\n  - name: a\n    min_volume: 2.5\n", r"key 'min_volume': expected a whole number"),
+        ("rules:\n  - name: a\n    cooldown: later\n", r"key 'cooldown': 'later' is not a duration"),
+        ("rules:\n  - name: a\n  - name: a\n", r"repeated: \['a'\]"),
+        ("rules: []\n", "non-empty 'rules:' list"),
+        ("rules: [\n", "not valid YAML"),
+    ],
+)
+def test_load_rules_errors(tmp_path, text, message):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as info:
+        load_rules(path)
+    assert str(path) in str(info.value)
+
+
+def test_find_breaches_baseline_absolute_volume_and_keys():
+    rows = hourly({**baseline_hours(range(24)), 24: (5, 6), 25: (4, 4)})
+    rows += hourly({**baseline_hours(range(24)), 24: (6, 6)}, topic="Tech")
+    frame = pd.DataFrame(rows)
+    breaches = find_breaches(RULE, frame)
+    assert [(b.key, b.bucket_start) for b in breaches] == [
+        ("Energy", T0 + timedelta(hours=24)),
+        ("Tech", T0 + timedelta(hours=24)),
+    ]  # hour 25 of Energy has only 4 items (< min_volume 5)
+    energy = breaches[0]
+    assert energy.reason == "baseline" and energy.value == pytest.approx(5 / 6)
+    assert energy.baseline_mean == pytest.approx(0.3)  # 12 hours at 0.2, 12 at 0.4
+    assert energy.threshold == pytest.approx(0.3 + 3 * energy.baseline_std)
+    assert energy.volume == 6 and energy.item_ids == tuple(f"Ene-24-{i}" for i in range(6))
+    only_tech = AlertRule(**{**RULE.__dict__, "keys": ("Tech",)})
+    assert [b.key for b in find_breaches(only_tech, frame)] == ["Tech"]
+    absolute = AlertRule(name="abs", std_factor=None, threshold=0.4, min_volume=5)
+    assert {(b.key, b.reason) for b in find_breaches(absolute, frame)} >= {("Energy", "absolute")}
+    assert find_breaches(RULE, frame, since=T0 + timedelta(hours=25)) == []
+
+
+def test_one_alert_per_incident_with_cooldown(db):
+    now = [T0 + timedelta(hours=30)]
+    sink = ListSink()
+    engine = AlertEngine(db, [INCIDENT_RULE], sinks=[sink], clock=lambda: now[0])
+    # Surge at hours 24 and 25: one incident.
+    frame = store(db, hourly({**baseline_hours(range(24)), 24: (6, 6), 25: (6, 6), 26: (1, 5)}))
+    created = engine.evaluate(frame)
+    assert len(created) == 1 and len(sink.sent) == 1
+    alert = created[0]
+    assert (alert.window_start, alert.window_end) == (T0 + timedelta(hours=24), T0 + timedelta(hours=26))
+    assert alert.value == 1.0 and alert.status == "open" and alert.deliveries == {"list": "ok"}
+    assert len(alert_items(db, alert.id)) == 12
+    assert "energy-surge: share negative 100% for topic 'Energy'" in alert.message
+
+    # Evaluating the same data again: nothing new, nothing re-sent.
+    assert engine.evaluate(frame) == [] and len(sink.sent) == 1
+
+    # Another surge 4 h after the incident ended (within the 6 h cooldown) extends it.
+    frame = store(db, hourly({**baseline_hours(range(27, 30)), 30: (6, 6)}))
+    assert engine.evaluate(frame) == []
+    (extended,) = list_alerts(db)
+    assert extended.window_end == T0 + timedelta(hours=31) and len(alert_items(db, extended.id)) == 18
+
+    # A surge well after the cooldown is a new incident.
+    frame = store(db, hourly({**baseline_hours(range(31, 45)), 45: (6, 6)}))
+    created = engine.evaluate(frame, since=T0 + timedelta(hours=40))
+    assert [a.window_start for a in created] == [T0 + timedelta(hours=45)]
+    assert len(sink.sent) == 2 and sink.sent[1]["item_ids"] == [f"Ene-45-{i}" for i in range(6)]
+
+
+def test_mute_and_acknowledge(sqlite_db):
+    now = [T0 + timedelta(hours=25)]
+    sink = ListSink()
+    engine = AlertEngine(sqlite_db, [RULE], sinks=[sink], clock=lambda: now[0])
+    (first,) = engine.evaluate(store(sqlite_db, hourly({**baseline_hours(range(24)), 24: (6, 6)})))
+    acked = acknowledge(sqlite_db, first.id, by="ana", now=now[0])
+    assert (acked.status, acked.acknowledged_by, acked.acknowledged_at) == ("acknowledged", "ana", now[0])
+    mute(sqlite_db, first.id, until=T0 + timedelta(days=5))
+    now[0] = T0 + timedelta(hours=50)
+    frame = store(sqlite_db, hourly({**baseline_hours(range(25, 48)), 48: (6, 6)}))
+    (second,) = engine.evaluate(frame)
+    assert second.status == "muted" and len(sink.sent) == 1  # stored, not sent
+    assert [a.status for a in list_alerts(sqlite_db, status="muted")] == ["muted", "muted"]
+    with pytest.raises(ValueError, match="no alert with id 999"):
+        acknowledge(sqlite_db, 999)
+
+
+def test_webhook_delivery_recorded_and_failures_do_not_stop_alerts(sqlite_db):
+    recorder = Recorder([500])
+    recorder.thread.start()
+    try:
+        ok = WebhookSink(recorder.url, sleep=lambda s: None)
+        broken = WebhookSink(
+            recorder.url.replace("/hook", "/x"), retries=0, name="broken", sleep=lambda s: None
+        )
+        recorder.statuses[:] = [500, 200, 404]  # ok: 500 then 200; broken: 404
+        engine = AlertEngine(sqlite_db, [RULE], sinks=[ok, broken], clock=lambda: T0 + timedelta(days=2))
+        (alert,) = engine.evaluate(store(sqlite_db, hourly({**baseline_hours(range(24)), 24: (6, 6)})))
+    finally:
+        recorder.server.shutdown()
+        recorder.server.server_close()
+    assert recorder.bodies[1]["id"] == alert.id and recorder.bodies[1]["rule"] == "energy-surge"
+    assert recorder.bodies[1]["window_start"] == (T0 + timedelta(hours=24)).isoformat()
+    with session_scope(sqlite_db) as session:
+        stored = session.scalars(sa.select(Alert)).one()
+    assert stored.deliveries["webhook"] == "ok"
+    assert (
+        stored.deliveries["broken"].startswith("error: webhook") and "HTTP 404" in stored.deliveries["broken"]
+    )

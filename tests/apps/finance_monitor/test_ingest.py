@@ -1,0 +1,120 @@
+"""Ingestion: files once each, no duplicates on re-runs, syndicated copies grouped, failures recorded."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from apps.finance_monitor.errors import DataError
+from apps.finance_monitor.ingest import Ingestor
+from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.storage import Item, ProcessedFile
+from core.storage import session_scope
+
+HEADER = "id,timestamp,source,title\n"
+FIRST = (
+    HEADER
+    + "w1,2026-03-02T09:00:00Z,Wirewatch,Northwind cuts 2026 outlook as refinery stays shut\n"
+    + "w2,2026-03-02T09:30:00Z,Wirewatch,Qortex wins data centre contract in Ohio\n"
+)
+SECOND = (
+    HEADER
+    + "q1,2026-03-02T11:00:00Z,Quay,UPDATE 1-Northwind cuts 2026 outlook as refinery stays shut\n"
+    + "q2,2026-03-02T11:05:00Z,Quay,Fed officials see no rush to move rates\n"
+)
+
+
+def _groups(engine) -> dict[str, str]:
+    with session_scope(engine) as session:
+        return dict(session.execute(sa.select(Item.id, Item.group_id)).all())
+
+
+def test_files_once_copies_skipped_near_duplicates_grouped(db, tmp_path):
+    first = tmp_path / "a.csv"
+    first.write_text(FIRST, encoding="utf-8")
+    ingestor = Ingestor(db)
+    result = ingestor.ingest_file(first)
+    assert (result.status, result.items, result.new_ids) == ("ingested", 2, ["w1", "w2"])
+    assert ingestor.ingest_file(first).status == "unchanged"
+    copy = tmp_path / "copy-of-a.csv"
+    copy.write_bytes(first.read_bytes())
+    assert ingestor.ingest_file(copy).status == "copy"
+
+    second = tmp_path / "b.csv"
+    second.write_text(SECOND, encoding="utf-8")
+    fresh = Ingestor(db)  # a new process: the index is rebuilt from the database
+    result = fresh.ingest_file(second)
+    assert (result.new_ids, result.near_duplicates) == (["q1", "q2"], 1)
+    assert _groups(db) == {"w1": "w1", "w2": "w2", "q1": "w1", "q2": "q2"}
+
+    # An edited file is read again; only its new item is stored.
+    first.write_text(
+        FIRST + "w3,2026-03-02T12:00:00Z,Wirewatch,Acme names new finance chief\n", encoding="utf-8"
+    )
+    result = fresh.ingest_file(first)
+    assert (result.status, result.items, result.new_ids) == ("ingested", 3, ["w3"])
+    with session_scope(db) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Item)) == 5
+        statuses = sorted(session.scalars(sa.select(ProcessedFile.status)))
+    assert statuses == ["copy", "done", "done", "done"]
+
+
+def test_bad_file_is_recorded_and_retried_once_fixed(sqlite_db, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + "x1,not a date,Wirewatch,Acme up\n", encoding="utf-8")
+    ingestor = Ingestor(sqlite_db)
+    with pytest.raises(DataError, match=r"row 1 \(line 2\), field 'timestamp'"):
+        ingestor.ingest_file(path)
+    with session_scope(sqlite_db) as session:
+        record = session.scalars(sa.select(ProcessedFile)).one()
+        assert record.status == "failed" and "field 'timestamp'" in (record.error or "")
+        assert session.scalar(sa.select(sa.func.count()).select_from(Item)) == 0
+    assert ingestor.ingest_file(path).status == "unchanged"  # not retried while unchanged
+    path.write_text(HEADER + "x1,2026-03-02T09:00:00-05:00,Wirewatch,Acme up\n", encoding="utf-8")
+    assert ingestor.ingest_file(path).new_ids == ["x1"]
+
+
+def test_scan_folder_picks_up_new_files_and_skips_fresh_ones(sqlite_db, tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    now = [datetime(2026, 3, 2, 12, tzinfo=UTC).timestamp()]
+    ingestor = Ingestor(sqlite_db, min_age_s=5, clock=lambda: now[0])
+
+    def put(name: str, text: str, age_s: float) -> None:
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, (now[0] - age_s, now[0] - age_s))
+
+    put("a.csv", FIRST, age_s=60)
+    (folder / "notes.txt").write_text("ignored", encoding="utf-8")
+    assert [r.status for r in ingestor.scan_folder(folder)] == ["ingested"]
+    put("b.csv", SECOND, age_s=1)  # still being written
+    put("broken.jsonl", '{"title": "x"', age_s=60)
+    results = ingestor.scan_folder(folder)
+    assert [(os.path.basename(r.path or ""), r.status) for r in results] == [
+        ("a.csv", "unchanged"),
+        ("broken.jsonl", "failed"),
+    ]
+    now[0] += 10
+    results = {os.path.basename(r.path or ""): r for r in ingestor.scan_folder(folder)}
+    assert results["b.csv"].new_ids == ["q1", "q2"] and results["b.csv"].near_duplicates == 1
+    assert results["broken.jsonl"].status == "unchanged"
+    with pytest.raises(FileNotFoundError, match="watched folder not found"):
+        ingestor.scan_folder(tmp_path / "nope")
+
+
+def test_ingest_items_directly(sqlite_db):
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    items = [
+        NewsItem("a", t0, "Wirewatch", "Helio Motors recalls 40,000 sedans over brake fault"),
+        NewsItem("b", t0 + timedelta(hours=3), "Quay", "Helio Motors recalls 40,000 sedans over brake fault"),
+        NewsItem("c", t0 + timedelta(days=5), "Quay", "Helio Motors recalls 40,000 sedans over brake fault"),
+    ]
+    ingestor = Ingestor(sqlite_db, dedup_window=timedelta(hours=48))
+    result = ingestor.ingest_items(items)
+    assert (result.new_ids, result.near_duplicates) == (["a", "b", "c"], 1)
+    assert _groups(sqlite_db) == {"a": "a", "b": "a", "c": "c"}  # c is outside the window
+    assert ingestor.ingest_items(items).new_ids == []
