@@ -1,0 +1,234 @@
+"""Baseline scorers: popularity, ItemKNN, BPR-MF (through ``implicit``) and frozen-encoder text.
+
+All follow :class:`~apps.recommender.scorer.Scorer`: ``fit(train)`` then ``score(user_ids)``.
+
+* :class:`PopularityScorer`: training interactions per item.
+* :class:`ItemKNNScorer`: cosine item-item similarity of binary co-occurrence
+  (``|U_i & U_j| / (sqrt|U_i| sqrt|U_j| + shrink)``), pruned to each item's top neighbours;
+  a user's score for item ``i`` sums the similarities from the items in their history.
+  Built in blocks of items with sparse products, so memory stays ``O(block * n_items)``.
+* :class:`BPRScorer`: Bayesian personalised ranking matrix factorisation from ``implicit``
+  (CPU, one thread by default so runs are reproducible).
+* :class:`TextScorer`: cosine similarity between item vectors from a frozen text encoder and the
+  user's recency-weighted mean history vector (:mod:`apps.recommender.text_vectors`). Items with
+  no interactions score like any other, so this is the baseline that can recommend cold items.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from tqdm.auto import tqdm
+
+from apps.recommender.data import Dataset
+from apps.recommender.scorer import Scorer
+from apps.recommender.text_vectors import TextEncoder, embed_items, history_matrix, normalise
+
+logger = logging.getLogger(__name__)
+
+
+class PopularityScorer(Scorer):
+    """Scores every item by its number of training interactions (the same list for everyone)."""
+
+    name = "popularity"
+
+    def _fit(self, train: Dataset) -> None:
+        logger.debug("Popularity fitted", extra={"items": train.n_items})
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.popularity, (len(user_idx), len(self.popularity))).copy()
+
+
+class ItemKNNScorer(Scorer):
+    """Item-based collaborative filtering on cosine co-occurrence similarity.
+
+    Args:
+        neighbours: Similar items kept per item.
+        shrink: Added to the cosine denominator; damps similarities between rare items.
+        block_size: Items per block when building the similarity matrix.
+        show_progress_bar: Show a tqdm bar over blocks.
+    """
+
+    name = "itemknn"
+
+    def __init__(
+        self,
+        neighbours: int = 100,
+        shrink: float = 0.0,
+        block_size: int = 1024,
+        show_progress_bar: bool = False,
+    ) -> None:
+        super().__init__()
+        if neighbours < 1 or block_size < 1 or shrink < 0:
+            raise ValueError(
+                f"need neighbours >= 1, block_size >= 1, shrink >= 0; "
+                f"got {neighbours}, {block_size}, {shrink}"
+            )
+        self.neighbours = neighbours
+        self.shrink = shrink
+        self.block_size = block_size
+        self.show_progress_bar = show_progress_bar
+        self.similarity: sparse.csr_matrix | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        users_items = self.seen
+        items_users = users_items.T.tocsr()
+        n_items = train.n_items
+        norms = np.sqrt(np.asarray(users_items.sum(axis=0)).ravel())
+        k = min(self.neighbours, max(n_items - 1, 1))
+        rows, cols, vals = [], [], []
+        starts = range(0, n_items, self.block_size)
+        for start in tqdm(starts, desc="ItemKNN", unit="block", disable=not self.show_progress_bar):
+            stop = min(start + self.block_size, n_items)
+            co = (items_users[start:stop] @ users_items).toarray()
+            denominator = norms[start:stop, None] * norms[None, :] + self.shrink
+            sim = np.divide(co, denominator, out=np.zeros_like(co), where=denominator > 0)
+            sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            best = (
+                np.argpartition(-sim, k - 1, axis=1)[:, :k]
+                if k < n_items
+                else np.tile(np.arange(n_items), (stop - start, 1))
+            )
+            best_vals = np.take_along_axis(sim, best, axis=1)
+            keep = best_vals > 0
+            rows.append(np.nonzero(keep)[0] + start)
+            cols.append(best[keep])
+            vals.append(best_vals[keep])
+        self.similarity = sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(n_items, n_items),
+            dtype=np.float32,
+        )
+        logger.info("ItemKNN fitted", extra={"items": n_items, "similarities": self.similarity.nnz})
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        assert self.similarity is not None
+        return np.asarray((self.seen[user_idx] @ self.similarity).toarray(), dtype=np.float32)
+
+    def similar_items(self, item_idx: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar items to one item: ``(indices, similarities)``, best first."""
+        if self.similarity is None:
+            raise RuntimeError("ItemKNNScorer is not fitted; call fit(train) first")
+        row = self.similarity.getrow(item_idx)
+        order = np.lexsort((row.indices, -row.data))[:k]
+        return row.indices[order].astype(np.int64), row.data[order]
+
+
+def bpr_available() -> bool:
+    """Whether the ``implicit`` package (BPR-MF) is installed."""
+    try:
+        import implicit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class BPRScorer(Scorer):
+    """BPR matrix factorisation from the ``implicit`` package (CPU).
+
+    Args:
+        factors: Latent dimensions.
+        iterations: Training epochs.
+        learning_rate: SGD step.
+        regularization: L2 penalty.
+        seed: Random state of the initial factors and the sampler.
+        num_threads: Threads; 1 keeps runs reproducible (more threads race on updates).
+    """
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        iterations: int = 100,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        seed: int = 0,
+        num_threads: int = 1,
+    ) -> None:
+        super().__init__()
+        self.params: dict[str, Any] = {
+            "factors": factors,
+            "iterations": iterations,
+            "learning_rate": learning_rate,
+            "regularization": regularization,
+            "random_state": seed,
+            "num_threads": num_threads,
+        }
+        self.user_factors: np.ndarray | None = None
+        self.item_factors: np.ndarray | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        try:
+            from implicit.cpu.bpr import BayesianPersonalizedRanking
+        except ImportError as err:
+            raise ImportError("BPRScorer needs the 'implicit' package: pip install implicit") from err
+        model = BayesianPersonalizedRanking(**self.params)
+        model.fit(self.seen.astype(np.float32), show_progress=False)
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        logger.info(
+            "BPR fitted", extra={"params": self.params, "users": train.n_users, "items": train.n_items}
+        )
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        assert self.user_factors is not None and self.item_factors is not None
+        return self.user_factors[user_idx] @ self.item_factors.T
+
+
+class TextScorer(Scorer):
+    """Cosine similarity of item text vectors to the user's recency-weighted history vector.
+
+    Args:
+        encoder: A frozen text encoder (:class:`core.embeddings.Embedder`); used when
+            ``item_vectors`` is not given.
+        item_vectors: Precomputed ``(n_items, dim)`` vectors in item-index order (shared between
+            fits on different splits of the same catalogue).
+        half_life: Recency half-life in interactions (``None``: plain mean).
+        max_history: Most recent items used per user.
+        batch_size: Encoder batch size.
+        show_progress_bar: Show the encoder's progress bar.
+    """
+
+    name = "text"
+
+    def __init__(
+        self,
+        encoder: TextEncoder | None = None,
+        item_vectors: np.ndarray | None = None,
+        half_life: float | None = 10.0,
+        max_history: int | None = 50,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> None:
+        super().__init__()
+        if encoder is None and item_vectors is None:
+            raise ValueError("TextScorer needs an encoder or precomputed item_vectors")
+        self.encoder = encoder
+        self.item_vectors = (
+            None if item_vectors is None else normalise(np.asarray(item_vectors, dtype=np.float32))
+        )
+        self.half_life = half_life
+        self.max_history = max_history
+        self.batch_size = batch_size
+        self.show_progress_bar = show_progress_bar
+        self._weights: sparse.csr_matrix | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        if self.item_vectors is None:
+            assert self.encoder is not None
+            self.item_vectors = embed_items(train, self.encoder, self.batch_size, self.show_progress_bar)
+        if self.item_vectors.shape[0] != train.n_items:
+            raise ValueError(
+                f"item_vectors has {self.item_vectors.shape[0]} rows "
+                f"but {train.name} has {train.n_items} items"
+            )
+        self._weights = history_matrix(train.histories(), train.n_items, self.half_life, self.max_history)
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        assert self._weights is not None and self.item_vectors is not None
+        users = normalise(np.asarray(self._weights[user_idx] @ self.item_vectors, dtype=np.float32))
+        return users @ self.item_vectors.T

@@ -1,0 +1,145 @@
+"""Ranker features for (user, candidate item) pairs, computed as of the user's last training time.
+
+Features (all float32; names in :data:`FEATURES`):
+
+* ``text_sim``: cosine between the item's text vector and the user's recency-weighted history
+  vector (0 without history);
+* ``text_sim_max``: highest cosine to any of the user's last ``max_similar_history`` items (that
+  item is also returned as the "most similar history item" for reasons);
+* ``cf_score``: ``log1p`` of the ItemKNN score (sum of co-occurrence similarities from history);
+* ``popularity``: ``log1p`` of the item's training interactions;
+* ``recent_popularity``: ``log1p`` of its interactions in the ``recent_days`` before the user's
+  last training interaction (what was popular when the user was active);
+* ``user_activity``: ``log1p`` of the user's training interactions;
+* ``item_age``: ``log1p`` of days from the item's start (its ``timestamp`` column when given,
+  else its first training interaction) to the user's reference time, clipped at 0; items with
+  neither are treated as new (age 0);
+* ``from_text``, ``from_cf``, ``from_popular``: which candidate sources proposed the item.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from apps.recommender.data import Dataset
+from apps.recommender.text_vectors import normalise
+
+logger = logging.getLogger(__name__)
+
+FEATURES = (
+    "text_sim",
+    "text_sim_max",
+    "cf_score",
+    "popularity",
+    "recent_popularity",
+    "user_activity",
+    "item_age",
+    "from_text",
+    "from_cf",
+    "from_popular",
+)
+_DAY = 86400.0
+_SHIFT = np.int64(2**34)  # > any span of epoch seconds between 1800 and 2100
+
+
+class FeatureBuilder:
+    """Computes :data:`FEATURES` for candidate frames from :class:`CandidateGenerator`.
+
+    Args:
+        train: Training data the features are computed from.
+        item_vectors: ``(n_items, dim)`` text vectors in item-index order.
+        recent_days: Window of ``recent_popularity``.
+        max_similar_history: Most recent history items compared for ``text_sim_max``.
+    """
+
+    def __init__(
+        self,
+        train: Dataset,
+        item_vectors: np.ndarray,
+        recent_days: float = 30.0,
+        max_similar_history: int = 20,
+    ) -> None:
+        if recent_days <= 0 or max_similar_history < 1:
+            raise ValueError(
+                f"need recent_days > 0 and max_similar_history >= 1, got {recent_days}, {max_similar_history}"
+            )
+        self.train = train
+        self.item_vectors = normalise(np.asarray(item_vectors, dtype=np.float32))
+        self.window = int(recent_days * _DAY)
+        self.max_similar_history = max_similar_history
+        frame = train.interactions
+        self.histories = train.histories()
+        self.popularity = np.log1p(train.item_counts()).astype(np.float32)
+        self.activity = np.log1p([len(h) for h in self.histories]).astype(np.float32)
+        self.t_min = int(frame["timestamp"].min()) if len(frame) else 0
+        self.user_time = np.full(train.n_users, frame["timestamp"].max() if len(frame) else 0, dtype=np.int64)
+        last = frame.groupby("user_idx")["timestamp"].max()
+        self.user_time[last.index.to_numpy()] = last.to_numpy()
+        # Sorted (item, time) keys answer "interactions of item i in (a, b]" with two searchsorted calls.
+        self.keys = np.sort(
+            frame["item_idx"].to_numpy() * _SHIFT + (frame["timestamp"].to_numpy() - self.t_min)
+        )
+        start = train.item_first_seen()
+        if "timestamp" in train.items.columns:
+            given = train.items["timestamp"].to_numpy(dtype=float, na_value=np.nan)
+            start = np.where(np.isnan(given), start, given)
+        self.item_start = start
+
+    def build(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """Feature columns for each candidate row (same index), plus the most similar history item.
+
+        Args:
+            candidates: Output of :meth:`CandidateGenerator.generate`.
+
+        Returns:
+            A frame with :data:`FEATURES` and ``similar_item_idx`` (-1 without history) and
+            ``similar_score``.
+        """
+        users = candidates["user_id"].map(self.train.user_index).fillna(-1).to_numpy(dtype=np.int64)
+        items = candidates["item_idx"].to_numpy(dtype=np.int64)
+        known = users >= 0
+        safe = np.where(known, users, 0)
+        t_ref = np.where(known, self.user_time[safe], self.user_time.max(initial=0))
+        rel = t_ref - self.t_min
+        hi = np.searchsorted(self.keys, items * _SHIFT + rel, side="right")
+        lo = np.searchsorted(self.keys, items * _SHIFT + rel - self.window, side="right")
+        age_days = np.clip((t_ref - np.nan_to_num(self.item_start[items], nan=t_ref)) / _DAY, 0, None)
+        similar_idx, similar_score = self._most_similar(users, items)
+        out = pd.DataFrame(
+            {
+                "text_sim": candidates["text_score"].fillna(0.0).to_numpy(dtype=np.float32),
+                "text_sim_max": similar_score,
+                "cf_score": np.log1p(candidates["cf_score"].to_numpy(dtype=np.float32)),
+                "popularity": self.popularity[items],
+                "recent_popularity": np.log1p(hi - lo).astype(np.float32),
+                "user_activity": np.where(known, self.activity[safe], 0).astype(np.float32),
+                "item_age": np.log1p(age_days).astype(np.float32),
+                "from_text": candidates["from_text"].to_numpy(dtype=np.float32),
+                "from_cf": candidates["from_cf"].to_numpy(dtype=np.float32),
+                "from_popular": candidates["from_popular"].to_numpy(dtype=np.float32),
+            },
+            index=candidates.index,
+        )
+        out["similar_item_idx"] = similar_idx
+        out["similar_score"] = similar_score
+        return out
+
+    def _most_similar(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        best_idx = np.full(len(users), -1, dtype=np.int64)
+        best = np.zeros(len(users), dtype=np.float32)
+        order = np.argsort(users, kind="stable")
+        bounds = np.flatnonzero(np.diff(users[order])) + 1
+        for group in np.split(order, bounds):
+            if not len(group) or users[group[0]] < 0:
+                continue
+            history = self.histories[users[group[0]]][-self.max_similar_history :]
+            if not len(history):
+                continue
+            sims = self.item_vectors[items[group]] @ self.item_vectors[history].T
+            pick = np.argmax(sims, axis=1)
+            best_idx[group] = history[pick]
+            best[group] = sims[np.arange(len(group)), pick]
+        return best_idx, best

@@ -1,0 +1,100 @@
+"""Ranker features, the logistic-regression ranker's JSON round trip, and the hybrid scorer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from apps.recommender.baselines import ItemKNNScorer
+from apps.recommender.candidates import CandidateConfig, CandidateGenerator
+from apps.recommender.data import build_dataset, clean_interactions, clean_items
+from apps.recommender.evaluation import evaluate_next_item
+from apps.recommender.features import FEATURES, FeatureBuilder
+from apps.recommender.ranker import HybridScorer, LinearRanker, RankerConfig
+from apps.recommender.splits import leave_last_out
+
+DAY = 86400
+# u1 {A@day0, B@day10}, u2 {B@day1, C@day40}; D published on day 35; E unknown age.
+ROWS = [("u1", "A", 0), ("u1", "B", 10 * DAY), ("u2", "B", 1 * DAY), ("u2", "C", 40 * DAY)]
+VECTORS = np.array([[1, 0, 0], [0.8, 0.6, 0], [0, 1, 0], [0, 0, 1], [0.6, 0, 0.8]], dtype=np.float32)
+
+
+@pytest.fixture
+def train():
+    items = pd.DataFrame(
+        {"item_id": list("ABCDE"), "title": list("ABCDE"), "timestamp": ["", "", "", str(35 * DAY), ""]}
+    )
+    frame = pd.DataFrame(ROWS, columns=["user_id", "item_id", "timestamp"])
+    items = clean_items(items)
+    return build_dataset(items, clean_interactions(frame, {c: i for i, c in enumerate("ABCDE")}), "toy")
+
+
+def test_features_by_hand(train):
+    gen = CandidateGenerator(
+        train, VECTORS, config=CandidateConfig(n_text=5, n_cf=5, n_popular=5, half_life=None)
+    )
+    candidates = gen.generate(["u1"])
+    assert candidates["item_id"].tolist() == ["C", "D", "E"]
+    features = FeatureBuilder(train, VECTORS, recent_days=30).build(candidates)
+    assert list(features.columns[: len(FEATURES)]) == list(FEATURES)
+    # u1's reference time is day 10; within (day -20, day 10]: C has no interactions yet.
+    assert features["recent_popularity"].tolist() == [0, 0, 0]
+    assert features["popularity"].tolist() == pytest.approx(np.log1p([1, 0, 0]).tolist())
+    assert features["user_activity"].tolist() == pytest.approx([np.log1p(2)] * 3)
+    # C starts at its first interaction (day 40, after t_ref: age 0); D is published on day 35; E unknown.
+    assert features["item_age"].tolist() == [0, 0, 0]
+    # Most similar history item: C is closest to B (0.6), E to A (0.6); D ties at 0 (first: A).
+    assert features["similar_item_idx"].tolist() == [1, 0, 0]
+    assert features["text_sim_max"].tolist() == pytest.approx([0.6, 0.0, 0.6])
+    u2 = FeatureBuilder(train, VECTORS, recent_days=30).build(gen.generate(["u2"]))
+    # u2's reference is day 40: A (day 0) is 40 days old and had no interactions in (day 10, day 40].
+    a = gen.generate(["u2"])["item_id"].tolist().index("A")
+    assert u2["item_age"].iloc[a] == pytest.approx(np.log1p(40)) and u2["recent_popularity"].iloc[a] == 0
+    with pytest.raises(ValueError, match="recent_days"):
+        FeatureBuilder(train, VECTORS, recent_days=0)
+
+
+def test_linear_ranker_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
+    y = (x["a"] - x["b"] + rng.normal(scale=0.1, size=200) > 0).astype(int).to_numpy()
+    ranker = LinearRanker(["a", "b"]).fit(x, y)
+    assert ranker.coef[0] > 0 > ranker.coef[1]
+    path = ranker.save(tmp_path / "model", note="test")
+    assert json.loads(path.read_text())["note"] == "test"
+    loaded = LinearRanker.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.decision(x), ranker.decision(x))
+    np.testing.assert_allclose(ranker.contributions(x).sum(axis=1) + ranker.intercept, ranker.decision(x))
+    with pytest.raises(ValueError, match="positive and negative"):
+        LinearRanker(["a", "b"]).fit(x, np.zeros(200))
+    with pytest.raises(ValueError, match="missing feature"):
+        ranker.decision(x[["a"]])
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt ranker file"):
+        LinearRanker.load(tmp_path / "model")
+    with pytest.raises(FileNotFoundError):
+        LinearRanker.load(tmp_path / "nowhere")
+
+
+def test_hybrid_beats_baselines_and_explains(sample_dataset, sample_minilm_vectors, tmp_path):
+    vectors, _ = sample_minilm_vectors
+    split = leave_last_out(sample_dataset)
+    config = RankerConfig(candidates=CandidateConfig(n_text=50, n_cf=50, n_popular=20))
+    hybrid = HybridScorer(vectors, config).fit(split.train)
+    ours = evaluate_next_item(hybrid, split)
+    itemknn = evaluate_next_item(ItemKNNScorer().fit(split.train), split)
+    assert ours["ndcg@10"] > itemknn["ndcg@10"]
+    recs = hybrid.recommend_with_reasons(["U0001", "nobody"], k=5)
+    mine = recs.loc[recs["user_id"] == "U0001"]
+    assert mine["rank"].tolist() == [1, 2, 3, 4, 5] and mine["score"].is_monotonic_decreasing
+    history = set(split.train.interactions.loc[split.train.interactions["user_id"] == "U0001", "item_id"])
+    assert not set(mine["item_id"]) & history
+    assert set(mine["similar_item_id"]) <= history and mine["reason"].str.startswith("similar to '").all()
+    assert recs.loc[recs["user_id"] == "nobody", "similar_item_id"].isna().all()
+    # A saved ranker serves the same scores without retraining.
+    hybrid.save_ranker(tmp_path / "ranker")
+    again = HybridScorer(vectors, config, ranker=LinearRanker.load(tmp_path / "ranker")).fit(split.train)
+    np.testing.assert_allclose(again.score(["U0001"]), hybrid.score(["U0001"]))
