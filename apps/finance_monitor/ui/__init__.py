@@ -1,4 +1,4 @@
-"""Streamlit pages of the Finance monitor app."""
+"""Streamlit pages of the Finance monitor app (shown by ``aigc ui`` and ``aigc finance ui``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from pathlib import Path
 from core.plugins import AppPages
 
 PAGES_DIR = Path(__file__).with_name("pages")
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("overview.py", "Sentiment trend", ":material/monitoring:"),
+    ("topics.py", "Topic breakdown", ":material/bar_chart:"),
+    ("items.py", "News items", ":material/newspaper:"),
+    ("alerts.py", "Alerts", ":material/notifications:"),
+)
 
 
 def pages() -> AppPages:
@@ -18,5 +24,5 @@ def pages() -> AppPages:
             "Financial news sentiment and topic monitor: fine-tuned classifiers score incoming "
             "headlines, trends per topic, and alerts when negative news surges."
         ),
-        pages=[],
+        pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
     )

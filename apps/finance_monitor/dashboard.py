@@ -1,0 +1,565 @@
+"""Queries behind the analyst dashboard: plain functions returning DataFrames.
+
+The Streamlit pages under ``apps/finance_monitor/ui/pages`` only lay out what these return, so
+every number on screen is computed (and tested) here or in :mod:`~apps.finance_monitor.aggregate`.
+
+Time ranges are anchored at the newest stored item rather than the wall clock, so a quiet feed
+or a replayed archive (the sample stream is from March 2026) still shows its last days.
+Near-duplicate copies (same ``group_id``) count once in trends and breakdowns, as in the alert
+rules; item lists show one row per story with the number of copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from apps.finance_monitor import alerts as alert_ops
+from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset
+from apps.finance_monitor.storage import Alert, AlertItem, Item, Score, scored_frame
+from core.storage import session_scope, utcnow
+
+logger = logging.getLogger(__name__)
+
+TIME_RANGES: dict[str, timedelta | None] = {
+    "Last 24 hours": timedelta(days=1),
+    "Last 3 days": timedelta(days=3),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All": None,
+}
+TREND_METRICS: dict[str, str] = {
+    "share_negative": "Negative share",
+    "share_positive": "Positive share",
+    "mean_sentiment": "Mean sentiment (confidence-weighted)",
+    "volume": "Volume (stories)",
+}
+ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "muted")
+ITEM_COLUMNS = [
+    "timestamp", "source", "title", "sentiment", "sentiment_confidence", "topic",
+    "topic_confidence", "tickers", "copies", "item_id",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """What is in the database and how fresh it is.
+
+    Attributes:
+        ready: The finance tables exist.
+        items: Stored items.
+        scored: Items with at least one score.
+        newest_item: Publication time of the newest item.
+        oldest_item: Publication time of the oldest item.
+        last_ingested: When an item was last stored.
+        last_scored: When an item was last scored.
+        model_versions: Model versions that scored items, newest first.
+        open_alerts: Alerts with status ``open``.
+    """
+
+    ready: bool
+    items: int = 0
+    scored: int = 0
+    newest_item: datetime | None = None
+    oldest_item: datetime | None = None
+    last_ingested: datetime | None = None
+    last_scored: datetime | None = None
+    model_versions: tuple[str, ...] = ()
+    open_alerts: int = 0
+
+    def active(self, now: datetime | None = None, within: timedelta = timedelta(minutes=10)) -> bool:
+        """Whether the monitor stored or scored something within ``within`` of ``now``."""
+        now = now or utcnow()
+        last = max((t for t in (self.last_ingested, self.last_scored) if t is not None), default=None)
+        return last is not None and now - last <= within
+
+
+def has_schema(engine: Engine) -> bool:
+    """Whether the finance tables exist (``aigc db upgrade`` has run)."""
+    return sa.inspect(engine).has_table(Score.__tablename__)
+
+
+def monitor_status(engine: Engine) -> MonitorStatus:
+    """Counts and freshness of the stored items, scores and alerts."""
+    if not has_schema(engine):
+        return MonitorStatus(ready=False)
+    with session_scope(engine) as session:
+        items, oldest, newest, ingested = session.execute(
+            sa.select(
+                sa.func.count(Item.id),
+                sa.func.min(Item.timestamp),
+                sa.func.max(Item.timestamp),
+                sa.func.max(Item.ingested_at),
+            )
+        ).one()
+        scored = session.scalar(sa.select(sa.func.count(sa.distinct(Score.item_id))))
+        versions = session.execute(
+            sa.select(Score.model_version, sa.func.max(Score.scored_at).label("last"))
+            .group_by(Score.model_version)
+            .order_by(sa.desc("last"))
+        ).all()
+        open_alerts = session.scalar(sa.select(sa.func.count(Alert.id)).where(Alert.status == "open"))
+    return MonitorStatus(
+        ready=True,
+        items=int(items or 0),
+        scored=int(scored or 0),
+        newest_item=_as_utc(newest),
+        oldest_item=_as_utc(oldest),
+        last_ingested=_as_utc(ingested),
+        last_scored=_as_utc(versions[0].last) if versions else None,
+        model_versions=tuple(v.model_version for v in versions),
+        open_alerts=int(open_alerts or 0),
+    )
+
+
+def _as_utc(value: object) -> datetime | None:
+    """An aware UTC datetime (min/max keep the column type, but be safe with raw driver values)."""
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def resolve_range(
+    choice: str, newest: datetime | None, oldest: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """The ``[start, end)`` of a :data:`TIME_RANGES` choice, ending at the hour after the newest item.
+
+    Args:
+        choice: A :data:`TIME_RANGES` label.
+        newest: Publication time of the newest item (``None``: no items, no bounds).
+        oldest: Publication time of the oldest item; the start is not earlier than its hour.
+
+    Raises:
+        ValueError: Unknown choice.
+    """
+    if choice not in TIME_RANGES:
+        raise ValueError(f"unknown time range {choice!r}; expected one of {list(TIME_RANGES)}")
+    span = TIME_RANGES[choice]
+    if newest is None or span is None:
+        return None, None
+    end = pd.Timestamp(newest).floor("h").to_pydatetime() + timedelta(hours=1)
+    start = end - span
+    if oldest is not None:
+        start = max(start, pd.Timestamp(oldest).floor("h").to_pydatetime())
+    return start, end
+
+
+def load_scored(
+    engine: Engine,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_version: str | None = None,
+) -> pd.DataFrame:
+    """Scored items published in ``[start, end)`` (each item's latest score unless ``model_version``)."""
+    with session_scope(engine) as session:
+        return scored_frame(session, start=start, end=end, model_version=model_version)
+
+
+def key_options(scored: pd.DataFrame, by: str, limit: int | None = None) -> list[str]:
+    """Topics / entities / sources in ``scored``, most stories first (ties by name)."""
+    keys = _keyed(_stories(scored), by)["key"]
+    counts = keys.value_counts()
+    ordered = sorted(counts.index, key=lambda k: (-counts[k], k))
+    return ordered[:limit] if limit is not None else ordered
+
+
+def trend(
+    scored: pd.DataFrame,
+    *,
+    by: str = "topic",
+    bucket: str = "hour",
+    keys: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    smooth: int = 1,
+) -> pd.DataFrame:
+    """Per key and bucket: volume, shares, mean sentiment and baselines (see :func:`aggregate`).
+
+    Args:
+        scored: Scored items (:func:`load_scored`).
+        by: ``topic``, ``entity``, ``source`` or ``all``.
+        bucket: ``5min``, ``15min``, ``hour`` or ``day``.
+        keys: Only these keys; default all.
+        start: First bucket holds this time (empty leading buckets are kept).
+        end: Last bucket holds the instant before this time.
+        smooth: Pool the shares and the mean sentiment over this many trailing buckets (1: off).
+            Shares are pooled exactly (sum of counts over sum of volumes); the mean sentiment is
+            the volume-weighted mean of the bucket means. ``volume`` stays per bucket.
+
+    Raises:
+        ValueError: ``smooth`` < 1, or a bad ``by`` / ``bucket``.
+    """
+    if smooth < 1:
+        raise ValueError(f"smooth must be >= 1 bucket, got {smooth}")
+    if scored.empty:
+        return aggregate(scored.assign(sentiment=pd.Series(dtype=str)), by=by, bucket=bucket)
+    table = aggregate(scored, by=by, bucket=bucket, start=start, end=end)
+    if keys:
+        table = table[table["key"].isin(keys)].reset_index(drop=True)
+    if smooth > 1 and not table.empty:
+        table = _pool(table, smooth)
+    return table
+
+
+def _pool(table: pd.DataFrame, window: int) -> pd.DataFrame:
+    table = table.copy()
+
+    def rolled(column: pd.Series) -> pd.Series:
+        by_key = column.groupby(table["key"], sort=False)
+        return by_key.rolling(window, min_periods=1).sum().reset_index(level=0, drop=True)
+
+    volume = rolled(table["volume"]).where(lambda v: v > 0)
+    table["share_negative"] = rolled(table["negative"]) / volume
+    table["share_positive"] = rolled(table["positive"]) / volume
+    weighted = rolled((table["mean_sentiment"] * table["volume"]).fillna(0.0))
+    table["mean_sentiment"] = weighted / volume
+    return table
+
+
+def trend_chart(table: pd.DataFrame, metric: str = "share_negative") -> pd.DataFrame:
+    """``table`` (from :func:`trend`) in long form for a chart: ``bucket_start``, ``key``, ``value``.
+
+    Buckets without a value (no items: shares and mean are undefined) are left out, so lines join
+    the buckets that have items; volume keeps its zeros.
+
+    Raises:
+        ValueError: Unknown metric.
+    """
+    if metric not in TREND_METRICS:
+        raise ValueError(f"unknown trend metric {metric!r}; expected one of {list(TREND_METRICS)}")
+    if table.empty:
+        return pd.DataFrame(
+            {"bucket_start": pd.Series(dtype="datetime64[ns, UTC]"), "key": [], "value": []}
+        ).astype({"key": str, "value": float})
+    out = table[["bucket_start", "key", metric]].rename(columns={metric: "value"})
+    out = out.dropna(subset=["value"]).astype({"value": float, "key": str})
+    return out.reset_index(drop=True)
+
+
+def topic_breakdown(scored: pd.DataFrame, by: str = "topic") -> pd.DataFrame:
+    """One row per key (most stories first): stories, sentiment counts and shares, mean sentiment.
+
+    ``mean_sentiment`` is confidence-weighted as in the trend; ``mean_confidence`` is the mean
+    sentiment confidence (how sure the model is about this key's items).
+    """
+    columns = [
+        "key", "stories", "negative", "neutral", "positive", "share_negative", "share_positive",
+        "mean_sentiment", "mean_confidence",
+    ]  # fmt: skip
+    df = _keyed(_stories(scored), by)
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    df["value"] = df["sentiment"].map(SENTIMENT_VALUES).astype(float)
+    df["weight"] = pd.to_numeric(df["sentiment_confidence"]).fillna(1.0).astype(float)
+    df["weighted"] = df["value"] * df["weight"]
+    grouped = df.groupby("key")
+    out = pd.DataFrame({"stories": grouped.size()})
+    for label in ("negative", "neutral", "positive"):
+        out[label] = grouped["sentiment"].apply(lambda s, lab=label: int((s == lab).sum()))
+    out["share_negative"] = out["negative"] / out["stories"]
+    out["share_positive"] = out["positive"] / out["stories"]
+    weight = grouped["weight"].sum()
+    out["mean_sentiment"] = grouped["weighted"].sum() / weight.where(weight > 0)
+    out["mean_confidence"] = grouped["weight"].mean()
+    out = out.reset_index().sort_values(["stories", "key"], ascending=[False, True], kind="stable")
+    return out[columns].reset_index(drop=True)
+
+
+def latest_items(
+    scored: pd.DataFrame,
+    *,
+    limit: int = 50,
+    topics: list[str] | None = None,
+    sentiments: list[str] | None = None,
+    search: str | None = None,
+) -> pd.DataFrame:
+    """Newest stories first (one row per near-duplicate group, with its number of ``copies``).
+
+    Args:
+        scored: Scored items.
+        limit: Most rows.
+        topics: Only these topics.
+        sentiments: Only these sentiment labels.
+        search: Only titles containing this text (case-insensitive).
+    """
+    df = _filter(_collapse(scored), topics, sentiments, search)
+    df = df.sort_values(["timestamp", "item_id"], ascending=[False, True], kind="stable")
+    return df.head(limit)[ITEM_COLUMNS].reset_index(drop=True)
+
+
+def extreme_items(
+    scored: pd.DataFrame, sentiment: str = "negative", *, limit: int = 10, topics: list[str] | None = None
+) -> pd.DataFrame:
+    """The stories labelled ``sentiment`` the model is surest about (then newest first).
+
+    Raises:
+        ValueError: ``sentiment`` is not ``negative`` or ``positive``.
+    """
+    if sentiment not in ("negative", "positive"):
+        raise ValueError(f"sentiment must be 'negative' or 'positive', got {sentiment!r}")
+    df = _filter(_collapse(scored), topics, [sentiment], None)
+    df = df.sort_values(
+        ["sentiment_confidence", "timestamp", "item_id"], ascending=[False, False, True], kind="stable"
+    )
+    return df.head(limit)[ITEM_COLUMNS].reset_index(drop=True)
+
+
+# --- alerts ----------------------------------------------------------------------------------------
+
+ALERT_COLUMNS = [
+    "id", "status", "rule", "scope", "key", "metric", "value", "threshold", "reason", "volume",
+    "window", "window_start", "window_end", "items", "message", "created_at", "acknowledged_by",
+    "muted_until", "deliveries",
+]  # fmt: skip
+
+
+def alerts_frame(engine: Engine, status: str | None = None, limit: int | None = 200) -> pd.DataFrame:
+    """Alerts, newest incident first, with the number of linked items.
+
+    Args:
+        engine: A migrated engine.
+        status: ``open``, ``acknowledged`` or ``muted``; default all.
+        limit: Most rows.
+
+    Raises:
+        ValueError: Unknown status.
+    """
+    if status is not None and status not in ALERT_STATUSES:
+        raise ValueError(f"unknown alert status {status!r}; expected one of {list(ALERT_STATUSES)}")
+    rows = alert_ops.list_alerts(engine, status=status, limit=limit)
+    counts: dict[int, int] = {}
+    if rows:
+        with session_scope(engine) as session:
+            counted = session.execute(
+                sa.select(AlertItem.alert_id, sa.func.count())
+                .where(AlertItem.alert_id.in_([a.id for a in rows]))
+                .group_by(AlertItem.alert_id)
+            )
+            counts = {alert_id: int(n) for alert_id, n in counted}
+    records = [
+        {**{c: getattr(a, c) for c in ALERT_COLUMNS if c not in ("items", "deliveries")},
+         "items": counts.get(a.id, 0), "deliveries": _deliveries(a.deliveries)}
+        for a in rows
+    ]  # fmt: skip
+    frame = pd.DataFrame(records, columns=ALERT_COLUMNS)
+    for column in ("window_start", "window_end", "created_at", "muted_until"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def alert_windows(
+    engine: Engine,
+    scope: str,
+    keys: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Windows of alerts on ``scope`` (and ``keys``) that overlap ``[start, end)``, to shade on a trend.
+
+    Returns:
+        ``id``, ``key``, ``rule``, ``status``, ``window_start``, ``window_end``, oldest first.
+    """
+    stmt = sa.select(
+        Alert.id, Alert.key, Alert.rule, Alert.status, Alert.window_start, Alert.window_end
+    ).where(Alert.scope == scope)
+    if keys:
+        stmt = stmt.where(Alert.key.in_(keys))
+    if start is not None:
+        stmt = stmt.where(Alert.window_end > start)
+    if end is not None:
+        stmt = stmt.where(Alert.window_start < end)
+    with session_scope(engine) as session:
+        rows = session.execute(stmt.order_by(Alert.window_start, Alert.id)).all()
+    columns = ["id", "key", "rule", "status", "window_start", "window_end"]
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    for column in ("window_start", "window_end"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _deliveries(deliveries: dict | None) -> str:
+    return ", ".join(f"{sink}: {state}" for sink, state in sorted((deliveries or {}).items())) or "db only"
+
+
+def alert_drilldown(engine: Engine, alert_id: int) -> pd.DataFrame:
+    """The items behind an alert, oldest first, with each item's latest labels.
+
+    Raises:
+        ValueError: No alert with this id.
+    """
+    with session_scope(engine) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            raise ValueError(f"no alert with id {alert_id}")
+        ids = list(session.scalars(sa.select(AlertItem.item_id).where(AlertItem.alert_id == alert_id)))
+        # Copies of a story lie within the dedup window (48 h by default) of the alert's items.
+        margin = timedelta(days=3)
+        scored = scored_frame(session, start=alert.window_start - margin, end=alert.window_end + margin)
+    frame = scored[scored["item_id"].isin(ids)]
+    if len(frame) < len(ids):
+        missing = sorted(set(ids) - set(frame["item_id"]))
+        logger.warning("Alert items without scores", extra={"alert_id": alert_id, "items": missing[:10]})
+    copies = scored.groupby("group_id")["item_id"].transform("size")
+    frame = frame.assign(copies=copies.loc[frame.index])
+    frame = frame.sort_values(["timestamp", "item_id"], kind="stable")
+    return frame[ITEM_COLUMNS].reset_index(drop=True)
+
+
+def acknowledge_alert(engine: Engine, alert_id: int, by: str | None = None) -> None:
+    """Mark an alert acknowledged by ``by`` (blank means anonymous)."""
+    alert_ops.acknowledge(engine, alert_id, by=(by or "").strip() or None)
+
+
+def mute_alert(engine: Engine, alert_id: int, hours: float, now: datetime | None = None) -> datetime:
+    """Mute an alert's rule and key for ``hours``; new incidents are stored muted and not sent.
+
+    Returns:
+        When the mute ends.
+
+    Raises:
+        ValueError: ``hours`` not positive, or no such alert.
+    """
+    if hours <= 0:
+        raise ValueError(f"mute duration must be positive, got {hours} hours")
+    until = (now or utcnow()) + timedelta(hours=hours)
+    alert_ops.mute(engine, alert_id, until)
+    return until
+
+
+def unmute_alert(engine: Engine, alert_id: int) -> None:
+    """End the mute of an alert's rule and key now; the alert goes back to ``open``.
+
+    Raises:
+        ValueError: No alert with this id.
+    """
+    with session_scope(engine) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            raise ValueError(f"no alert with id {alert_id}")
+        session.execute(
+            sa.update(Alert)
+            .where(Alert.rule == alert.rule, Alert.key == alert.key, Alert.muted_until.is_not(None))
+            .values(muted_until=None)
+        )
+        alert.status = "acknowledged" if alert.acknowledged_at is not None else "open"
+        alert.muted_until = None
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _stories(scored: pd.DataFrame) -> pd.DataFrame:
+    """One row per near-duplicate group: its earliest copy (as the aggregation counts it)."""
+    if scored.empty or "group_id" not in scored.columns:
+        return scored.copy()
+    ordered = scored.sort_values(["timestamp", "item_id"], kind="stable")
+    return ordered.drop_duplicates("group_id", keep="first")
+
+
+def _collapse(scored: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_stories` with a ``copies`` column (items in the group within ``scored``)."""
+    if scored.empty:
+        return scored.assign(copies=pd.Series(dtype=int)).reindex(columns=[*scored.columns, "copies"])
+    copies = scored.groupby("group_id")["item_id"].size()
+    stories = _stories(scored)
+    return stories.assign(copies=stories["group_id"].map(copies).astype(int))
+
+
+def _keyed(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    if df.empty:
+        return df.assign(key=pd.Series(dtype=str))
+    if by == "all":
+        return df.assign(key="all")
+    if by == "entity":
+        exploded = df.explode("tickers")
+        exploded = exploded[exploded["tickers"].notna() & (exploded["tickers"].astype(str) != "")]
+        return exploded.assign(key=exploded["tickers"].astype(str))
+    column = {"topic": "topic", "source": "source"}.get(by)
+    if column is None:
+        raise ValueError(f"unknown key {by!r}; expected topic, entity, source or all")
+    kept = df[df[column].notna()]
+    return kept.assign(key=kept[column].astype(str))
+
+
+def _filter(
+    df: pd.DataFrame, topics: list[str] | None, sentiments: list[str] | None, search: str | None
+) -> pd.DataFrame:
+    if topics:
+        df = df[df["topic"].isin(topics)]
+    if sentiments:
+        df = df[df["sentiment"].isin(sentiments)]
+    if search and search.strip():
+        df = df[df["title"].str.contains(search.strip(), case=False, regex=False)]
+    return df
+
+
+# --- alert presentation ------------------------------------------------------------------------------
+
+
+def alerts_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`alerts_frame` as short text columns for a plain table (readable without a canvas)."""
+    columns = ["Alert", "Status", "Rule", "Key", "Value", "Threshold", "Stories", "Window (UTC)"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    pct = frame["metric"] != "volume"
+    out = pd.DataFrame(
+        {
+            "Alert": "#" + frame["id"].astype(str),
+            "Status": frame["status"],
+            "Rule": frame["rule"],
+            "Key": frame["scope"] + ": " + frame["key"],
+            "Value": [_num(v, p) for v, p in zip(frame["value"], pct, strict=True)],
+            "Threshold": [_num(v, p) for v, p in zip(frame["threshold"], pct, strict=True)],
+            "Stories": frame["items"].astype(int),
+            "Window (UTC)": [
+                f"{s:%a %d %b %H:%M}–{e:%H:%M}"
+                if s.date() == e.date()
+                else f"{s:%a %d %b %H:%M}–{e:%a %d %b %H:%M}"
+                for s, e in zip(frame["window_start"], frame["window_end"], strict=True)
+            ],
+        }
+    )
+    return out.set_index("Alert")
+
+
+def _num(value: float, pct: bool) -> str:
+    return f"{value:.0%}" if pct else f"{value:.1f}"
+
+
+def alert_context(engine: Engine, alert_id: int, before: timedelta = timedelta(days=1)) -> pd.DataFrame:
+    """The alert's metric for its key around the incident, for a chart.
+
+    Returns:
+        Indexed by bucket start: ``value`` (the metric), ``baseline`` (its rolling mean) and
+        ``threshold`` (the alert's threshold, constant), from ``before`` the window to 6 buckets after.
+
+    Raises:
+        ValueError: No alert with this id.
+    """
+    with session_scope(engine) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            raise ValueError(f"no alert with id {alert_id}")
+        rule_window, step = alert.window, bucket_offset(alert.window)
+        start, end = alert.window_start - before, alert.window_end + 6 * step
+        # The baseline needs history before the shown period; 3x the span is plenty for a chart.
+        scored = scored_frame(session, start=start - 3 * before, end=end)
+    table = aggregate(scored, by=alert.scope, bucket=rule_window, start=start - 3 * before, end=end)
+    table = table[(table["key"] == alert.key) & (table["bucket_start"] >= pd.Timestamp(start))]
+    metric = alert.metric
+    out = pd.DataFrame(
+        {
+            "value": table[metric].to_numpy(dtype=float),
+            "baseline": table[f"{metric}_baseline_mean"].to_numpy(dtype=float),
+            "threshold": float(alert.threshold),
+        },
+        index=pd.DatetimeIndex(table["bucket_start"], name="bucket_start"),
+    )
+    return out

@@ -1,0 +1,78 @@
+"""Alerts: the list, acknowledge and mute, and a drill-down to the items behind each alert."""
+
+import streamlit as st
+
+from apps.finance_monitor import dashboard
+from apps.finance_monitor.ui import charts, common
+
+STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
+MUTE_HOURS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "7 days": 168}
+
+st.title("Alerts")
+db = common.engine()
+wanted = st.query_params.get("alert")
+status_label = st.sidebar.radio("Status", list(STATUSES), index=3 if wanted else 0, key="alerts_status")
+run_every = common.refresh_interval()
+
+
+@st.fragment(run_every=run_every)
+def alerts_view() -> None:
+    common.status_or_stop(db)
+    frame = dashboard.alerts_frame(db, status=STATUSES[status_label])
+    if frame.empty:
+        st.success(f"No {status_label.lower() if status_label != 'All' else ''} alerts.")
+        return
+    table = dashboard.alerts_table(frame)
+    st.table(table)
+    ids = frame["id"].tolist()
+    index = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in ids else 0
+    labels = {i: f"#{i} · {k} · {r}" for i, k, r in zip(ids, frame["key"], frame["rule"], strict=True)}
+    chosen = st.selectbox("Alert", ids, index=index, format_func=labels.get, key="alerts_chosen")
+    st.query_params["alert"] = str(chosen)
+    alert = frame.set_index("id").loc[chosen]
+    shown = table.loc[f"#{chosen}"]
+    st.subheader(f"Alert #{chosen}: {alert['key']}")
+    st.markdown(alert["message"])
+    cols = st.columns(4)
+    cols[0].metric(alert["metric"].replace("_", " ").capitalize(), shown["Value"])
+    cols[1].metric("Threshold", shown["Threshold"], alert["reason"], delta_color="off")
+    cols[2].metric("Stories", int(alert["items"]))
+    cols[3].metric("Status", alert["status"])
+    st.caption(f"Delivered to: {alert['deliveries']}")
+    actions(chosen, alert)
+    st.subheader("Metric around the incident")
+    own = dashboard.alert_windows(db, alert["scope"], [alert["key"]])
+    own = own[own["id"] == chosen]
+    context = dashboard.alert_context(db, chosen)
+    metric_name = alert["metric"].replace("_", " ")
+    st.altair_chart(
+        charts.incident(context, own, metric_name, alert["metric"] != "volume"), use_container_width=True
+    )
+    st.subheader("Items behind the alert")
+    common.items_table(dashboard.alert_drilldown(db, chosen), key="alert_items")
+
+
+def actions(alert_id: int, alert) -> None:
+    name, ack, mute_for, mute = st.columns([3, 2, 3, 2], vertical_alignment="bottom")
+    who = name.text_input("Your name", key="alerts_who", placeholder="analyst")
+    acknowledged = alert["status"] == "acknowledged"
+    if ack.button("Acknowledge", key="alerts_ack", disabled=acknowledged, type="primary", width="stretch"):
+        dashboard.acknowledge_alert(db, alert_id, by=who)
+        st.toast(f"Alert #{alert_id} acknowledged")
+        st.rerun()
+    if alert["status"] == "muted":
+        until = alert["muted_until"]
+        mute_for.caption(f"Muted until {until:%Y-%m-%d %H:%M} UTC" if until is not None else "Muted")
+        if mute.button("Unmute", key="alerts_unmute", width="stretch"):
+            dashboard.unmute_alert(db, alert_id)
+            st.toast(f"Alert #{alert_id} unmuted")
+            st.rerun()
+        return
+    hours = mute_for.selectbox("Mute rule and key for", list(MUTE_HOURS), index=2, key="alerts_mute_for")
+    if mute.button("Mute", key="alerts_mute", width="stretch"):
+        until = dashboard.mute_alert(db, alert_id, MUTE_HOURS[hours])
+        st.toast(f"Alert #{alert_id} muted until {until:%Y-%m-%d %H:%M} UTC")
+        st.rerun()
+
+
+alerts_view()

@@ -1,0 +1,73 @@
+"""Sentiment trend: negative share, mean sentiment and volume per topic or ticker over time."""
+
+import streamlit as st
+
+from apps.finance_monitor import dashboard
+from apps.finance_monitor.ui import charts, common
+
+BUCKETS = {"5 minutes": "5min", "15 minutes": "15min", "Hour": "hour", "Day": "day"}
+SCOPES = {"Topic": "topic", "Ticker": "entity", "Source": "source"}
+SMOOTHING = {"Off": 1, "3 buckets": 3, "6 buckets": 6, "12 buckets": 12}
+
+st.title("Sentiment trend")
+db = common.engine()
+range_choice = common.time_range_choice()
+scope_label = st.sidebar.radio("Group by", list(SCOPES), horizontal=True, key="trend_scope")
+bucket_label = st.sidebar.selectbox("Bucket", list(BUCKETS), index=2, key="trend_bucket")
+metric = st.sidebar.selectbox(
+    "Metric", list(dashboard.TREND_METRICS), format_func=dashboard.TREND_METRICS.get, key="trend_metric"
+)
+smooth_label = st.sidebar.selectbox(
+    "Smooth over",
+    list(SMOOTHING),
+    index=2,
+    key="trend_smooth",
+    help="Shares and mean sentiment pooled over this many trailing buckets; volume is per bucket.",
+)
+run_every = common.refresh_interval()
+by = SCOPES[scope_label]
+
+
+@st.fragment(run_every=run_every)
+def trend_view() -> None:
+    status = common.status_or_stop(db)
+    start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
+    common.range_caption(status, start, end)
+    common.alerts_banner(status)
+    scored = dashboard.load_scored(db, start, end)
+    options = dashboard.key_options(scored, by, limit=50)
+    keys = st.multiselect(
+        f"{scope_label}s", options, default=options[: 6 if by != "entity" else 5], key=f"trend_keys_{by}"
+    )
+    table = dashboard.trend(
+        scored,
+        by=by,
+        bucket=BUCKETS[bucket_label],
+        keys=keys,
+        start=start,
+        end=end,
+        smooth=SMOOTHING[smooth_label],
+    )
+    if not keys or table.empty:
+        st.info(f"Pick at least one {scope_label.lower()} with items in this period.")
+        return
+    stories = table.groupby("key")["volume"].sum()
+    cols = st.columns(3)
+    cols[0].metric("Stories", int(stories.sum()))
+    negative = table["negative"].sum() / max(int(table["volume"].sum()), 1)
+    cols[1].metric("Negative share", f"{negative:.0%}")
+    cols[2].metric("Open alerts", status.open_alerts)
+    windows = dashboard.alert_windows(db, by, keys, start, end)
+    st.subheader(dashboard.TREND_METRICS[metric])
+    percent = metric.startswith("share")
+    chart = charts.trend_lines(
+        dashboard.trend_chart(table, metric), dashboard.TREND_METRICS[metric], windows, percent
+    )
+    st.altair_chart(chart, use_container_width=True)
+    if not windows.empty:
+        st.caption(f"Shaded: {len(windows)} alert window(s) on the shown {scope_label.lower()}s.")
+    st.subheader("Volume")
+    st.altair_chart(charts.volume_bars(dashboard.trend_chart(table, "volume")), use_container_width=True)
+
+
+trend_view()

@@ -1,0 +1,274 @@
+"""Dashboard queries: hand-computed toy frames, and the sample stream in SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from apps.finance_monitor import dashboard
+from apps.finance_monitor.storage import Alert, AlertItem
+from core.storage import create_engine, session_scope
+from tests.apps.finance_monitor.sample_db import build_sample_db, fill_sample_db, truth_labels
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def scored(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (item_id, minutes after T0, sentiment, confidence, topic, tickers, group_id or None)."""
+    return pd.DataFrame(
+        [
+            {
+                "item_id": item_id,
+                "timestamp": T0 + timedelta(minutes=minutes),
+                "source": "Wirewatch",
+                "title": f"Headline {item_id}",
+                "tickers": tickers,
+                "group_id": group or item_id,
+                "model_version": "v1",
+                "sentiment": sentiment,
+                "sentiment_confidence": confidence,
+                "topic": topic,
+                "topic_confidence": 0.9,
+                "scored_at": T0,
+            }
+            for item_id, minutes, sentiment, confidence, topic, tickers, group in rows
+        ]
+    )
+
+
+TOY = scored(
+    [
+        ("a", 0, "negative", 0.9, "Energy", ["NWDE"], None),
+        ("a2", 5, "negative", 0.8, "Energy", ["NWDE"], "a"),  # syndicated copy of a
+        ("b", 10, "positive", 0.5, "Energy", [], None),
+        ("c", 30, "neutral", 0.7, "Earnings", ["NWDE", "QRTX"], None),
+        ("d", 70, "negative", 0.6, "Earnings", ["QRTX"], None),
+        ("e", 75, "positive", 0.95, "Earnings", [], None),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def sample_template(tmp_path_factory):
+    """A SQLite file with the sample stream, its true labels and the two surge alerts."""
+    return build_sample_db(tmp_path_factory.mktemp("finance-sample") / "sample.db")
+
+
+@pytest.fixture
+def sample_engine(sample_template, tmp_path):
+    """A private copy of the sample database (tests may acknowledge and mute)."""
+    target = tmp_path / "sample.db"
+    target.write_bytes(sample_template.read_bytes())
+    engine = create_engine(f"sqlite:///{target}")
+    yield engine
+    engine.dispose()
+
+
+# --- time ranges -------------------------------------------------------------------------------------
+
+
+def test_resolve_range_ends_after_the_newest_item_and_clips_to_the_oldest():
+    newest = datetime(2026, 3, 6, 20, 50, tzinfo=UTC)
+    oldest = datetime(2026, 3, 2, 6, 2, tzinfo=UTC)
+    start, end = dashboard.resolve_range("Last 24 hours", newest, oldest)
+    assert (start, end) == (datetime(2026, 3, 5, 21, tzinfo=UTC), datetime(2026, 3, 6, 21, tzinfo=UTC))
+    assert dashboard.resolve_range("Last 30 days", newest, oldest)[0] == datetime(2026, 3, 2, 6, tzinfo=UTC)
+    assert dashboard.resolve_range("All", newest, oldest) == (None, None)
+    assert dashboard.resolve_range("Last 7 days", None) == (None, None)
+    with pytest.raises(ValueError, match="unknown time range 'Last week'"):
+        dashboard.resolve_range("Last week", newest)
+
+
+# --- breakdowns and item lists -------------------------------------------------------------------------
+
+
+def test_topic_breakdown_counts_copies_once_and_weights_by_confidence():
+    table = dashboard.topic_breakdown(TOY).set_index("key")
+    assert list(table.index) == ["Earnings", "Energy"]  # 3 stories each: tie broken by name
+    energy = table.loc["Energy"]
+    assert (energy["stories"], energy["negative"], energy["neutral"], energy["positive"]) == (2, 1, 0, 1)
+    assert energy["share_negative"] == 0.5
+    assert energy["mean_sentiment"] == pytest.approx((-0.9 + 0.5) / (0.9 + 0.5))
+    earnings = table.loc["Earnings"]
+    assert earnings["stories"] == 3
+    assert earnings["mean_sentiment"] == pytest.approx((-0.6 + 0.95) / (0.7 + 0.6 + 0.95))
+    assert earnings["mean_confidence"] == pytest.approx((0.7 + 0.6 + 0.95) / 3)
+
+
+def test_breakdown_by_entity_explodes_tickers():
+    table = dashboard.topic_breakdown(TOY, by="entity").set_index("key")
+    assert table["stories"].to_dict() == {"NWDE": 2, "QRTX": 2}
+    assert table.loc["QRTX", "negative"] == 1
+    assert dashboard.key_options(TOY, "entity") == ["NWDE", "QRTX"]
+    assert dashboard.topic_breakdown(TOY.iloc[0:0]).empty
+
+
+def test_latest_items_collapse_copies_filter_and_limit():
+    latest = dashboard.latest_items(TOY, limit=10)
+    assert list(latest["item_id"]) == ["e", "d", "c", "b", "a"]
+    assert latest.set_index("item_id").loc["a", "copies"] == 2
+    assert list(latest.columns) == dashboard.ITEM_COLUMNS
+    assert list(dashboard.latest_items(TOY, limit=2)["item_id"]) == ["e", "d"]
+    negative = dashboard.latest_items(TOY, sentiments=["negative"], topics=["Energy"])
+    assert list(negative["item_id"]) == ["a"]
+    assert list(dashboard.latest_items(TOY, search="headline C")["item_id"]) == ["c"]
+    assert dashboard.latest_items(TOY.iloc[0:0]).empty
+
+
+def test_extreme_items_rank_by_confidence():
+    assert list(dashboard.extreme_items(TOY, "negative")["item_id"]) == ["a", "d"]
+    assert list(dashboard.extreme_items(TOY, "positive")["item_id"]) == ["e", "b"]
+    assert list(dashboard.extreme_items(TOY, "positive", topics=["Energy"])["item_id"]) == ["b"]
+    with pytest.raises(ValueError, match="'negative' or 'positive'"):
+        dashboard.extreme_items(TOY, "neutral")
+
+
+# --- trends ------------------------------------------------------------------------------------------------
+
+
+def test_trend_filters_keys_and_long_form_drops_empty_buckets():
+    table = dashboard.trend(TOY, by="topic", bucket="15min", keys=["Energy"])
+    assert set(table["key"]) == {"Energy"}
+    assert list(table["volume"]) == [2, 0, 0, 0, 0, 0]  # 09:00 .. 10:15; a2 is a copy of a
+    long = dashboard.trend_chart(table, "share_negative")
+    assert list(long.columns) == ["bucket_start", "key", "value"]
+    assert len(long) == 1 and long["value"].iloc[0] == 0.5  # empty buckets have no share
+    assert len(dashboard.trend_chart(table, "volume")) == 6  # volume keeps its zeros
+    with pytest.raises(ValueError, match="unknown trend metric"):
+        dashboard.trend_chart(table, "median")
+
+
+def test_trend_smoothing_pools_counts_over_trailing_buckets():
+    table = dashboard.trend(TOY, by="all", bucket="hour", smooth=2).set_index("bucket_start")
+    first, second = table.index
+    assert table.loc[first, "share_negative"] == pytest.approx(1 / 3)  # a, b, c (a2 is a copy)
+    assert table.loc[second, "share_negative"] == pytest.approx(2 / 5)  # pooled: 2 negatives of 5
+    assert table.loc[second, "volume"] == 2  # volume stays per bucket
+    raw = dashboard.trend(TOY, by="all", bucket="hour")
+    assert raw["share_negative"].iloc[1] == 0.5
+    with pytest.raises(ValueError, match="smooth must be >= 1"):
+        dashboard.trend(TOY, smooth=0)
+
+
+def test_trend_of_nothing_is_an_empty_table():
+    empty = dashboard.trend(TOY.iloc[0:0])
+    assert empty.empty and "share_negative" in empty.columns
+    assert dashboard.trend_chart(empty).empty
+
+
+# --- database: status, alerts, actions ----------------------------------------------------------------------
+
+
+def test_status_before_and_after_migration(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert dashboard.monitor_status(engine) == dashboard.MonitorStatus(ready=False)
+    from core.storage import migrate
+
+    migrate(engine)
+    status = dashboard.monitor_status(engine)
+    assert status.ready and status.items == 0 and status.newest_item is None and not status.active()
+    engine.dispose()
+
+
+def test_sample_database_status_and_alerts(sample_engine):
+    status = dashboard.monitor_status(sample_engine)
+    assert (status.items, status.scored, status.open_alerts) == (506, 506, 2)
+    assert status.model_versions == ("truth",)
+    assert status.newest_item == datetime(2026, 3, 6, 20, 50, 15, tzinfo=UTC)
+    assert status.active(now=status.last_ingested + timedelta(minutes=5))
+    assert not status.active(now=status.last_scored + timedelta(hours=1))
+    frame = dashboard.alerts_frame(sample_engine)
+    assert list(frame["key"]) == ["NWDE", "Energy | Oil"]  # newest incident first
+    assert list(frame["status"]) == ["open", "open"]
+    with session_scope(sample_engine) as session:
+        linked = dict(
+            session.execute(sa.select(AlertItem.alert_id, sa.func.count()).group_by(AlertItem.alert_id)).all()
+        )
+    assert dict(zip(frame["id"], frame["items"], strict=True)) == linked
+    table = dashboard.alerts_table(frame)
+    assert table.loc[f"#{frame['id'].iloc[1]}"].to_dict() == {
+        "Status": "open",
+        "Rule": "topic-negative-surge",
+        "Key": "topic: Energy | Oil",
+        "Value": "100%",
+        "Threshold": "70%",
+        "Stories": linked[frame["id"].iloc[1]],
+        "Window (UTC)": "Thu 05 Mar 13:00–16:00",
+    }
+    with pytest.raises(ValueError, match="unknown alert status"):
+        dashboard.alerts_frame(sample_engine, status="closed")
+
+
+def test_drilldown_lists_the_alert_items_with_their_labels(sample_engine):
+    frame = dashboard.alerts_frame(sample_engine)
+    energy = int(frame.loc[frame["key"] == "Energy | Oil", "id"].iloc[0])
+    items = dashboard.alert_drilldown(sample_engine, energy)
+    truth = truth_labels()
+    assert len(items) == int(frame.loc[frame["id"] == energy, "items"].iloc[0])
+    assert set(items["topic"]) == {"Energy | Oil"}
+    assert all(items["sentiment"] == [truth[i]["sentiment"] for i in items["item_id"]])
+    assert (items["sentiment"] == "negative").mean() > 0.8
+    window = (datetime(2026, 3, 5, 13, tzinfo=UTC), datetime(2026, 3, 5, 16, tzinfo=UTC))
+    assert items["timestamp"].between(*window, inclusive="left").all()
+    assert items["copies"].max() > 1  # the blast stories were syndicated
+    with pytest.raises(ValueError, match="no alert with id 999"):
+        dashboard.alert_drilldown(sample_engine, 999)
+
+
+def test_alert_context_and_windows(sample_engine):
+    frame = dashboard.alerts_frame(sample_engine).set_index("key")
+    energy = int(frame.loc["Energy | Oil", "id"])
+    context = dashboard.alert_context(sample_engine, energy)
+    assert list(context.columns) == ["value", "baseline", "threshold"]
+    assert set(context["threshold"]) == {0.7}
+    assert context["value"].max() == pytest.approx(frame.loc["Energy | Oil", "value"])
+    assert context.index.min() == pd.Timestamp("2026-03-04 13:00", tz="UTC")
+    assert not math.isnan(context.loc[pd.Timestamp("2026-03-05 13:00", tz="UTC"), "baseline"])
+    windows = dashboard.alert_windows(sample_engine, "topic", ["Energy | Oil", "Earnings"])
+    assert list(windows["id"]) == [energy]
+    start = datetime(2026, 3, 6, tzinfo=UTC)
+    assert dashboard.alert_windows(sample_engine, "topic", start=start).empty
+    assert list(dashboard.alert_windows(sample_engine, "entity")["key"]) == ["NWDE"]
+
+
+def test_acknowledge_mute_and_unmute(sample_engine):
+    ids = dict(zip(*dashboard.alerts_frame(sample_engine)[["key", "id"]].to_numpy().T, strict=True))
+    energy, nwde = int(ids["Energy | Oil"]), int(ids["NWDE"])
+    dashboard.acknowledge_alert(sample_engine, energy, by="  dana ")
+    now = datetime(2026, 3, 5, 17, tzinfo=UTC)
+    until = dashboard.mute_alert(sample_engine, nwde, 6, now=now)
+    assert until == now + timedelta(hours=6)
+    frame = dashboard.alerts_frame(sample_engine).set_index("id")
+    assert frame.loc[energy, "status"] == "acknowledged" and frame.loc[energy, "acknowledged_by"] == "dana"
+    assert frame.loc[nwde, "status"] == "muted" and frame.loc[nwde, "muted_until"] == pd.Timestamp(until)
+    assert list(dashboard.alerts_frame(sample_engine, status="open")["id"]) == []
+    assert dashboard.monitor_status(sample_engine).open_alerts == 0
+    dashboard.unmute_alert(sample_engine, nwde)
+    with session_scope(sample_engine) as session:
+        alert = session.get(Alert, nwde)
+        assert (alert.status, alert.muted_until) == ("open", None)
+    with pytest.raises(ValueError, match="positive"):
+        dashboard.mute_alert(sample_engine, nwde, 0)
+    with pytest.raises(ValueError, match="no alert with id 42"):
+        dashboard.unmute_alert(sample_engine, 42)
+
+
+def test_dashboard_queries_on_each_database(db):
+    """The same queries on SQLite and PostgreSQL (window functions, JSON tickers, aware timestamps)."""
+    assert fill_sample_db(db) == 2
+    status = dashboard.monitor_status(db)
+    assert (status.items, status.scored, status.open_alerts) == (506, 506, 2)
+    start, end = dashboard.resolve_range("Last 7 days", status.newest_item, status.oldest_item)
+    frame = dashboard.load_scored(db, start, end)
+    assert len(frame) == 506 and frame["timestamp"].dt.tz is not None
+    assert dashboard.key_options(frame, "entity", limit=1) == ["NWDE"]
+    assert dashboard.topic_breakdown(frame)["stories"].sum() == frame["group_id"].nunique()
+    alerts = dashboard.alerts_frame(db)
+    first = int(alerts["id"].iloc[0])
+    assert len(dashboard.alert_drilldown(db, first)) == alerts["items"].iloc[0]
+    dashboard.acknowledge_alert(db, first, by="dana")
+    assert dashboard.alerts_frame(db, status="acknowledged")["id"].tolist() == [first]
