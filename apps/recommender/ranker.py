@@ -26,11 +26,14 @@ import numpy as np
 import pandas as pd
 
 from apps.recommender.candidates import CandidateConfig, CandidateGenerator
+from apps.recommender.cold import ColdRanker, ColdSlots, merge_slots
 from apps.recommender.data import Dataset
 from apps.recommender.features import FEATURES, FeatureBuilder
 from apps.recommender.scorer import Scorer, top_k
 from apps.recommender.splits import leave_last_out
+from apps.recommender.text_vectors import normalise
 from core.config import to_dict
+from core.index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class RankerConfig:
     max_iter: int = field(default=1000, metadata={"help": "solver iterations"})
     max_train_users: int | None = field(default=None, metadata={"help": "train on a seeded sample of users"})
     seed: int = field(default=0, metadata={"help": "seed of the user sample"})
+    cold: ColdSlots = field(default_factory=ColdSlots)
 
 
 class LinearRanker:
@@ -215,23 +219,33 @@ def training_rows(
 class HybridScorer(Scorer):
     """Candidates (text ANN, co-occurrence, popular) ranked by a learned logistic regression.
 
+    Cold items (no training interactions) also get the reserved positions of
+    :class:`~apps.recommender.cold.ColdSlots`, ranked among themselves by text similarity.
+
     Args:
         item_vectors: ``(n_items, dim)`` text vectors (frozen or fine-tuned encoder).
-        config: Candidate counts, features and regression settings.
+        config: Candidate counts, features, regression settings and cold slots.
         ranker: A trained ranker to use instead of training one in :meth:`fit`.
+        index: A vector index over the same item vectors (built when ``None``).
     """
 
     name = "hybrid"
 
     def __init__(
-        self, item_vectors: np.ndarray, config: RankerConfig | None = None, ranker: LinearRanker | None = None
+        self,
+        item_vectors: np.ndarray,
+        config: RankerConfig | None = None,
+        ranker: LinearRanker | None = None,
+        index: VectorIndex | None = None,
     ) -> None:
         super().__init__()
         self.item_vectors = np.asarray(item_vectors, dtype=np.float32)
         self.config = config or RankerConfig()
         self.ranker = ranker
+        self.index = index
         self.generator: CandidateGenerator | None = None
         self.features: FeatureBuilder | None = None
+        self.cold: ColdRanker | None = None
 
     def _fit(self, train: Dataset) -> None:
         if self.ranker is None:
@@ -241,16 +255,35 @@ class HybridScorer(Scorer):
                 "Ranker fitted",
                 extra={"coef": dict(zip(FEATURES, self.ranker.coef.round(3).tolist(), strict=True))},
             )
-        self.generator = CandidateGenerator(train, self.item_vectors, config=self.config.candidates)
+        self.generator = CandidateGenerator(
+            train, self.item_vectors, index=self.index, config=self.config.candidates
+        )
         self.features = FeatureBuilder(
             train, self.item_vectors, self.config.recent_days, self.config.max_similar_history
         )
+        self.cold = ColdRanker(self.generator.item_vectors, train.item_counts())
 
     def _ranked_candidates(self, user_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
         assert self.generator is not None and self.features is not None and self.ranker is not None
         candidates = self.generator.generate(list(user_ids))
         features = self.features.build(candidates)
         return candidates, features, self.ranker.decision(features)
+
+    def user_vectors(self, user_ids: Sequence[str]) -> np.ndarray:
+        """Recency-weighted history vectors (zero rows for unknown users and empty histories)."""
+        assert self.generator is not None
+        index = self.train.user_index
+        users = np.array([index.get(str(u), -1) for u in user_ids], dtype=np.int64)
+        vectors = np.asarray(self.generator.weights[np.maximum(users, 0)] @ self.generator.item_vectors)
+        vectors[users < 0] = 0.0
+        return normalise(vectors.astype(np.float32))
+
+    def _cold_top(self, user_ids: Sequence[str], length: int) -> np.ndarray:
+        slots = self.config.cold
+        n = slots.n_slots(length)
+        if self.cold is None or not n or not len(self.cold):
+            return np.full((len(user_ids), 0), -1, dtype=np.int64)
+        return self.cold.top(self.user_vectors(user_ids), n)[0]
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         user_ids = self.train.user_ids[user_idx].tolist()
@@ -261,12 +294,22 @@ class HybridScorer(Scorer):
         row_of = {u: r for r, u in enumerate(user_ids)}
         rows = candidates["user_id"].map(row_of).to_numpy()
         out[rows, candidates["item_idx"].to_numpy()] = 1 + 1 / (1 + np.exp(-logits))
+        length = min(self.config.cold.last_slot, self.train.n_items)
+        cold = self._cold_top(user_ids, length)
+        if cold.shape[1]:
+            seen = self.seen[user_idx]
+            for r in range(len(user_ids)):
+                row = out[r].copy()
+                row[seen.indices[seen.indptr[r] : seen.indptr[r + 1]]] = -np.inf
+                head, _ = merge_slots(top_k(row[None, :], length)[0][0], cold[r], length, self.config.cold)
+                # The merged head ranks above everything else (scores in (3, 4]).
+                out[r, head] = 3 + (length - np.arange(len(head), dtype=np.float32)) / length
         return out
 
     def recommend_with_reasons(
         self, user_ids: Sequence[str], k: int = 10, n_reasons: int = 2
     ) -> pd.DataFrame:
-        """Top-``k`` per user with score and reason.
+        """Top-``k`` unseen items per user with score and reason.
 
         Args:
             user_ids: The users (unknown ids get popular items; see the candidate fallback).
@@ -274,53 +317,98 @@ class HybridScorer(Scorer):
             n_reasons: Features named in each reason.
 
         Returns:
-            ``user_id``, ``rank`` (1-based), ``item_id``, ``score`` (logit), ``reason``,
-            ``similar_item_id`` (most similar history item, or None) and ``similar_score``.
+            ``user_id``, ``rank`` (1-based), ``item_id``, ``score`` (ranker logit; an item in a
+            reserved cold slot, or filling a list beyond the candidates, repeats the score before
+            it, so scores never increase down a list), ``reason``, ``similar_item_id`` (most
+            similar history item, or None), ``similar_score`` and ``cold_slot``.
         """
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        user_ids = [str(u) for u in user_ids]
         candidates, features, logits = self._ranked_candidates(user_ids)
-        assert self.ranker is not None
+        assert self.ranker is not None and self.features is not None
         reason_cols = [
             self.ranker.feature_names.index(f) for f in REASON_FEATURES if f in self.ranker.feature_names
         ]
         contributions = self.ranker.contributions(features)[:, reason_cols]
         names = [self.ranker.feature_names[c] for c in reason_cols]
-        titles = (
-            self.train.items["title"] if "title" in self.train.items.columns else self.train.items["item_id"]
-        )
-        item_ids = self.train.item_ids
-        similar_idx = features["similar_item_idx"].to_numpy()
-        similar_score = features["similar_score"].to_numpy()
-        rows = []
-        for user_id in user_ids:
-            idx = np.flatnonzero((candidates["user_id"] == str(user_id)).to_numpy())
+        cold = self._cold_top(user_ids, k)
+        cand_users = candidates["user_id"].to_numpy()
+        cand_items = candidates["item_idx"].to_numpy(dtype=np.int64)
+        rows: list[dict[str, Any]] = []
+        for r, user_id in enumerate(user_ids):
+            idx = np.flatnonzero(cand_users == user_id)
+            order = idx[np.argsort(-logits[idx], kind="stable")]
+            warm = np.concatenate([cand_items[order], self._popular_unseen(user_id, k)])
+            items, from_cold = merge_slots(warm, cold[r] if cold.shape[1] else cold[0:0], k, self.config.cold)
+            row_of = {int(cand_items[i]): i for i in idx}
             # Relative to the user's average candidate: why this item ranks above the others.
-            relative = contributions[idx] - contributions[idx].mean(axis=0)
-            best, _ = top_k(logits[idx][None, :], k)
-            for rank, pos in enumerate(best[0][best[0] >= 0], start=1):
-                i = idx[pos]
-                order = np.argsort(-relative[pos], kind="stable")[:n_reasons]
-                factors = [
-                    f"{self._label(names[j], relative[pos, j])} ({relative[pos, j]:+.2f})"
-                    for j in order
-                    if relative[pos, j] > 0
-                ]
-                similar = int(similar_idx[i])
-                parts = (
-                    [f"similar to '{titles.iloc[similar]}' ({similar_score[i]:.2f})"] if similar >= 0 else []
-                )
-                parts += factors
-                rows.append(
-                    {
-                        "user_id": str(user_id),
-                        "rank": rank,
-                        "item_id": item_ids[candidates["item_idx"].iloc[i]],
-                        "score": float(logits[i]),
-                        "reason": "; ".join(parts) or "popular item",
-                        "similar_item_id": item_ids[similar] if similar >= 0 else None,
-                        "similar_score": float(similar_score[i]) if similar >= 0 else float("nan"),
-                    }
-                )
-        return pd.DataFrame(rows)
+            relative = contributions[idx] - (contributions[idx].mean(axis=0) if len(idx) else 0.0)
+            pos_of = {int(i): p for p, i in enumerate(idx)}
+            score = float("nan")
+            user_rows = []
+            for rank, (item, is_cold) in enumerate(zip(items.tolist(), from_cold.tolist(), strict=True), 1):
+                i = row_of.get(item)
+                if i is not None and not is_cold:
+                    score = float(logits[i])
+                    rel = relative[pos_of[i]]
+                    top = np.argsort(-rel, kind="stable")[:n_reasons]
+                    factors = [f"{self._label(names[j], rel[j])} ({rel[j]:+.2f})" for j in top if rel[j] > 0]
+                    similar = int(features["similar_item_idx"].iat[i])
+                    similarity = float(features["similar_score"].iat[i])
+                else:
+                    factors = ["new item, no interactions yet"] if is_cold else ["popular item"]
+                    similar, similarity = self._most_similar(user_id, item)
+                user_rows.append(self._row(user_id, rank, item, score, factors, similar, similarity, is_cold))
+            _fill_scores(user_rows)
+            rows.extend(user_rows)
+        columns = ["user_id", "rank", "item_id", "score", "reason", "similar_item_id", "similar_score"]
+        return pd.DataFrame(rows, columns=[*columns, "cold_slot"])
+
+    def _popular_unseen(self, user_id: str, k: int) -> np.ndarray:
+        """The ``k`` most popular items the user has not seen (fills short candidate lists)."""
+        assert self.generator is not None
+        u = self.train.user_index.get(user_id, -1)
+        seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]] if u >= 0 else []
+        order = self.generator._popular_order[: k + len(seen)]
+        return order[~np.isin(order, seen)][:k]
+
+    def _most_similar(self, user_id: str, item: int) -> tuple[int, float]:
+        assert self.features is not None
+        u = self.train.user_index.get(user_id, -1)
+        history = self.features.histories[u][-self.config.max_similar_history :] if u >= 0 else []
+        if not len(history):
+            return -1, float("nan")
+        sims = self.features.item_vectors[history] @ self.features.item_vectors[item]
+        best = int(np.argmax(sims))
+        return int(history[best]), float(sims[best])
+
+    def _row(
+        self,
+        user_id: str,
+        rank: int,
+        item: int,
+        score: float,
+        factors: list[str],
+        similar: int,
+        similarity: float,
+        is_cold: bool,
+    ) -> dict[str, Any]:
+        items = self.train.items
+        titles = items["title"] if "title" in items.columns else items["item_id"]
+        item_ids = self.train.item_ids
+        parts = [f"similar to '{titles.iloc[similar]}' ({similarity:.2f})"] if similar >= 0 else []
+        parts += factors
+        return {
+            "user_id": user_id,
+            "rank": rank,
+            "item_id": item_ids[item],
+            "score": score,
+            "reason": "; ".join(parts) or "popular item",
+            "similar_item_id": item_ids[similar] if similar >= 0 else None,
+            "similar_score": similarity if similar >= 0 else float("nan"),
+            "cold_slot": is_cold,
+        }
 
     def _label(self, feature: str, relative: float) -> str:
         if feature == "item_age":
@@ -334,3 +422,13 @@ class HybridScorer(Scorer):
         if self.ranker is None:
             raise RuntimeError("HybridScorer is not fitted; call fit(train) first")
         return self.ranker.save(directory, config=to_dict(self.config))
+
+
+def _fill_scores(rows: list[dict[str, Any]]) -> None:
+    """Items without a ranker score take the score before them (or after, at the top of a list)."""
+    scores = [row["score"] for row in rows]
+    last = next((s for s in scores if not np.isnan(s)), 0.0)
+    for row in rows:
+        if np.isnan(row["score"]):
+            row["score"] = last
+        last = row["score"]
