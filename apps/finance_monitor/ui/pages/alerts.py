@@ -36,7 +36,7 @@ def alerts_view() -> None:
     cols = st.columns(4)
     cols[0].metric(alert["metric"].replace("_", " ").capitalize(), shown["Value"])
     cols[1].metric("Threshold", shown["Threshold"], alert["reason"], delta_color="off")
-    cols[2].metric("Stories", int(alert["items"]))
+    cols[2].metric("Linked stories", int(alert["items"]), help="Stories in the alert's buckets (copies once)")
     cols[3].metric("Status", alert["status"])
     st.caption(f"Delivered to: {alert['deliveries']}")
     actions(chosen, alert)
@@ -45,9 +45,7 @@ def alerts_view() -> None:
     own = own[own["id"] == chosen]
     context = dashboard.alert_context(db, chosen)
     metric_name = alert["metric"].replace("_", " ")
-    st.altair_chart(
-        charts.incident(context, own, metric_name, alert["metric"] != "volume"), use_container_width=True
-    )
+    st.altair_chart(charts.incident(context, own, metric_name, alert["metric"] != "volume"), width="stretch")
     st.subheader("Items behind the alert")
     common.items_table(dashboard.alert_drilldown(db, chosen), key="alert_items")
 

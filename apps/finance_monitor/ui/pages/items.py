@@ -28,7 +28,7 @@ def items_view() -> None:
             scored, limit=limit, topics=topics, sentiments=sentiments, search=search
         )
         st.caption(f"{len(frame)} newest stories (syndicated copies shown once)")
-        common.items_table(frame, key="items_latest")
+        common.items_table(frame, key="items_latest", height=600)
     with negative:
         common.items_table(
             dashboard.extreme_items(scored, "negative", limit=limit, topics=topics), "items_neg"

@@ -63,11 +63,11 @@ def trend_view() -> None:
     chart = charts.trend_lines(
         dashboard.trend_chart(table, metric), dashboard.TREND_METRICS[metric], windows, percent
     )
-    st.altair_chart(chart, use_container_width=True)
+    st.altair_chart(chart, width="stretch")
     if not windows.empty:
         st.caption(f"Shaded: {len(windows)} alert window(s) on the shown {scope_label.lower()}s.")
     st.subheader("Volume")
-    st.altair_chart(charts.volume_bars(dashboard.trend_chart(table, "volume")), use_container_width=True)
+    st.altair_chart(charts.volume_bars(dashboard.trend_chart(table, "volume")), width="stretch")
 
 
 trend_view()

@@ -30,8 +30,8 @@ def breakdown_view() -> None:
         y=["negative", "neutral", "positive"],
         color=list(common.SENTIMENT_COLOURS.values()),
         horizontal=True,
-        x_label="stories",
-        y_label=scope_label.lower(),
+        x_label=scope_label.lower(),
+        y_label="stories",
     )
     st.subheader("Table")
     st.dataframe(
@@ -40,8 +40,12 @@ def breakdown_view() -> None:
         column_config={
             "key": st.column_config.TextColumn(scope_label),
             "stories": st.column_config.NumberColumn("Stories"),
-            "share_negative": st.column_config.ProgressColumn("Negative", format="percent", max_value=1.0),
-            "share_positive": st.column_config.ProgressColumn("Positive", format="percent", max_value=1.0),
+            "share_negative": st.column_config.ProgressColumn(
+                "Negative", format="percent", max_value=1.0, color="red"
+            ),
+            "share_positive": st.column_config.ProgressColumn(
+                "Positive", format="percent", max_value=1.0, color="green"
+            ),
             "mean_sentiment": st.column_config.NumberColumn("Mean sentiment", format="%+.2f"),
             "mean_confidence": st.column_config.NumberColumn("Mean confidence", format="%.2f"),
         },

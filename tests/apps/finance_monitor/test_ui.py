@@ -1,0 +1,199 @@
+"""The finance dashboard pages in Streamlit's AppTest, inside the suite's navigation, on the sample stream."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apps.finance_monitor import dashboard
+from apps.finance_monitor.ui import PAGES, PAGES_DIR, pages
+from core.storage import create_engine, migrate
+from core.ui.shell import APP_SCRIPT
+from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db
+
+PAGE_FILES = [name for name, _title, _icon in PAGES]
+
+
+@pytest.fixture(scope="module")
+def sample_template(tmp_path_factory) -> Path:
+    return build_sample_db(tmp_path_factory.mktemp("finance-ui") / "sample.db")
+
+
+@pytest.fixture
+def finance_only(monkeypatch):
+    monkeypatch.setenv("AIGC_UI_APPS", "finance")
+
+
+@pytest.fixture
+def sample_db(sample_template, finance_only) -> Path:
+    """The sample database as this test's default database (``AIGC_DATA_DIR/aigc.db``)."""
+    return copy_db(sample_template, Path(os.environ["AIGC_DATA_DIR"]))
+
+
+def open_page(name: str, query: dict[str, str] | None = None) -> AppTest:
+    """Run the suite entry script, then switch to one of this app's pages."""
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60)
+    at.query_params.update(query or {})
+    at.run()
+    at.switch_page(os.path.relpath(PAGES_DIR / name, Path(APP_SCRIPT).parent)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def chart_data(at: AppTest, index: int = 0) -> list[pd.DataFrame]:
+    """The data sets of the ``index``-th Altair chart on the page."""
+    chart = at.get("vega_lite_chart")[index]
+    return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
+
+
+def engine_for_test():
+    return create_engine(f"sqlite:///{Path(os.environ['AIGC_DATA_DIR']) / 'aigc.db'}")
+
+
+def test_pages_are_listed_for_the_suite():
+    app = pages()
+    assert app.name == "finance"
+    assert [title for _path, title, _icon in app.pages] == [
+        "Sentiment trend",
+        "Topic breakdown",
+        "News items",
+        "Alerts",
+    ]
+    assert all(Path(path).is_file() for path, _title, _icon in app.pages)
+
+
+@pytest.mark.parametrize("name", PAGE_FILES)
+def test_pages_explain_what_to_run_on_an_empty_database(name, finance_only):
+    at = open_page(name)
+    assert "aigc db upgrade" in at.info[0].value
+    engine = engine_for_test()
+    migrate(engine)
+    engine.dispose()
+    at = open_page(name)
+    assert "No scored news yet" in at.info[0].value
+
+
+def test_trend_page_shows_the_surge_and_its_alert(sample_db):
+    at = open_page("overview.py")
+    assert at.title[0].value == "Sentiment trend"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Stories"] == "377"  # 506 items, syndicated copies counted once
+    assert metrics["Open alerts"] == "2"
+    assert at.warning[0].value == "2 open alert(s)"
+    assert at.get("page_link")[0].proto.page == "finance-alerts"
+    topics = at.multiselect[0]
+    assert topics.label == "Topics" and "Energy | Oil" in topics.value and len(topics.value) == 6
+    windows, lines = chart_data(at, 0)
+    assert list(windows["key"]) == ["Energy | Oil"]
+    surge = lines[(lines["key"] == "Energy | Oil")].set_index("bucket_start")["value"]
+    assert surge.loc[pd.Timestamp("2026-03-05 15:00", tz="UTC")] > 0.8
+    assert surge.max() > lines.loc[lines["key"] != "Energy | Oil", "value"].quantile(0.9)
+    (volume,) = chart_data(at, 1)
+    assert volume["value"].sum() == 377
+
+    at.multiselect[0].set_value(["Earnings"]).run()
+    (lines,) = chart_data(at, 0)  # no alert on Earnings: nothing shaded
+    assert set(lines["key"]) == {"Earnings"}
+
+    at.sidebar.radio(key="trend_scope").set_value("Ticker").run()
+    assert not at.exception
+    tickers = at.multiselect[0]
+    assert tickers.label == "Tickers" and tickers.value[0] == "NWDE"
+    windows, _lines = chart_data(at, 0)
+    assert list(windows["key"]) == ["NWDE"]
+
+
+def test_trend_page_metrics_and_ranges(sample_db):
+    at = open_page("overview.py")
+    at.sidebar.selectbox(key="trend_metric").set_value("mean_sentiment").run()
+    at.sidebar.selectbox(key="finance_range").set_value("Last 24 hours").run()
+    assert not at.exception
+    assert at.subheader[0].value == dashboard.TREND_METRICS["mean_sentiment"]
+    assert at.caption[0].value.startswith("2026-03-05 21:00 – 2026-03-06 21:00 UTC")
+    (lines,) = chart_data(at, 0)  # the surge is before this range: no alert window
+    assert lines["value"].between(-1, 1).all()
+    assert lines["bucket_start"].min() >= pd.Timestamp("2026-03-05 21:00", tz="UTC")
+
+
+def test_topic_breakdown_page(sample_db):
+    at = open_page("topics.py")
+    table = at.dataframe[0].value
+    assert table["key"].iloc[0] == "Energy | Oil" and table["stories"].iloc[0] == 87
+    assert table["stories"].sum() == 377
+    bars = chart_data(at, 0)[-1]  # long form: key, series (negative/neutral/positive), value
+    stacked = bars.groupby("key")[bars.columns[-1]].sum()
+    assert stacked["Energy | Oil"] == 87 and stacked.sum() == 377
+    at.sidebar.radio(key="breakdown_scope").set_value("Ticker").run()
+    assert at.dataframe[0].value["key"].iloc[0] == "NWDE"
+
+
+def test_items_page_lists_labels_and_extremes(sample_db):
+    at = open_page("items.py")
+    latest, most_negative, most_positive = (d.value for d in at.dataframe)
+    assert latest["timestamp"].is_monotonic_decreasing and len(latest) == 50
+    assert {"sentiment", "sentiment_confidence", "topic", "topic_confidence", "copies"} <= set(latest)
+    assert set(most_negative["sentiment"]) == {"negative"}
+    assert set(most_positive["sentiment"]) == {"positive"}
+    at.multiselect(key="items_sentiments").set_value(["negative"]).run()
+    at.multiselect(key="items_topics").set_value(["Energy | Oil"]).run()
+    at.text_input(key="items_search").set_value("refinery").run()
+    latest = at.dataframe[0].value
+    assert len(latest) > 5
+    assert set(latest["sentiment"]) == {"negative"} and set(latest["topic"]) == {"Energy | Oil"}
+    assert latest["title"].str.contains("refinery", case=False).all()
+
+
+def test_alerts_page_lists_alerts_and_drills_down(sample_db):
+    at = open_page("alerts.py")
+    table = at.table[0].value
+    assert list(table["Key"]) == ["entity: NWDE", "topic: Energy | Oil"]
+    assert list(table["Status"]) == ["open", "open"]
+    energy = int(table.index[1].lstrip("#"))
+    at.selectbox(key="alerts_chosen").set_value(energy).run()
+    assert at.subheader[0].value == f"Alert #{energy}: Energy | Oil"
+    assert at.markdown[0].value.startswith("topic-negative-surge: share negative 100%")
+    items = at.dataframe[0].value
+    assert len(items) == table.loc[f"#{energy}", "Stories"]
+    assert set(items["topic"]) == {"Energy | Oil"}
+    window, context = chart_data(at, 0)[:2]
+    assert list(window["id"]) == [energy]
+    assert context["y"].max() == 1.0
+
+
+def test_alert_from_the_url_is_preselected(sample_db):
+    engine = engine_for_test()
+    energy = int(dashboard.alerts_frame(engine).set_index("key").loc["Energy | Oil", "id"])
+    engine.dispose()
+    at = open_page("alerts.py", {"alert": str(energy)})
+    assert at.sidebar.radio(key="alerts_status").value == "All"
+    assert at.selectbox(key="alerts_chosen").value == energy
+
+
+def test_acknowledge_and_mute_from_the_page(sample_db):
+    at = open_page("alerts.py")
+    first = at.selectbox(key="alerts_chosen").value
+    at.text_input(key="alerts_who").set_value("dana")
+    at.button(key="alerts_ack").click().run()
+    assert not at.exception
+    engine = engine_for_test()
+    frame = dashboard.alerts_frame(engine).set_index("id")
+    assert frame.loc[first, "status"] == "acknowledged" and frame.loc[first, "acknowledged_by"] == "dana"
+    assert list(at.table[0].value["Status"]) == ["open"]  # the Open filter hides the acknowledged one
+
+    second = at.selectbox(key="alerts_chosen").value
+    assert second != first
+    at.selectbox(key="alerts_mute_for").set_value("6 hours")
+    at.button(key="alerts_mute").click().run()
+    assert not at.exception
+    assert dashboard.alerts_frame(engine).set_index("id").loc[second, "status"] == "muted"
+    assert "No open alerts" in at.success[0].value
+
+    at.sidebar.radio(key="alerts_status").set_value("Muted").run()
+    at.button(key="alerts_unmute").click().run()
+    assert dashboard.alerts_frame(engine).set_index("id").loc[second, "status"] == "open"
+    engine.dispose()

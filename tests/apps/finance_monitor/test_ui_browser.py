@@ -1,0 +1,97 @@
+"""The finance dashboard in a real headless Chromium, on a database filled from the sample stream."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from apps.finance_monitor import dashboard
+from core.storage import create_engine
+from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db
+from tests.browser import chromium_page, free_port, screenshot, streamlit_server
+
+pytestmark = pytest.mark.browser
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+
+
+@pytest.fixture
+def sample_data_dir(tmp_path) -> Path:
+    """This test's data directory, holding the sample stream scored with its true labels."""
+    data_dir = Path(os.environ["AIGC_DATA_DIR"])
+    copy_db(build_sample_db(tmp_path / "sample.db"), data_dir)
+    return data_dir
+
+
+def test_dashboard_shows_the_surge_alert_and_acknowledges_it(sample_data_dir):
+    with streamlit_server(["finance"]) as url, chromium_page(height=1800) as page:
+        page.goto(f"{url}/finance-overview")
+        page.get_by_text("2 open alert(s)").wait_for(timeout=60_000)
+        page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
+        time.sleep(1.5)  # let Vega draw before the screenshot
+        screenshot(page, "finance_overview")
+
+        page.get_by_role("link", name="Review alerts").click()
+        page.get_by_role("heading", name="Alerts").wait_for(timeout=30_000)
+        table = page.locator("[data-testid='stTable']")
+        table.get_by_text("topic: Energy | Oil").wait_for(timeout=30_000)
+        assert table.get_by_text("topic-negative-surge").count() == 1
+        assert table.get_by_text("entity: NWDE").count() == 1
+        expect(page.get_by_role("heading", name="Alert #2: NWDE")).to_be_visible()
+        assert table.get_by_text("Thu 05 Mar 13:00–16:00").count() == 1
+        page.get_by_role("heading", name="Items behind the alert").wait_for(timeout=30_000)
+        time.sleep(1.5)
+        screenshot(page, "finance_alerts")
+
+        page.get_by_role("button", name="Acknowledge").click()
+        # The Open filter now lists only the other alert, and the detail switches to it.
+        expect(table.locator("tbody tr")).to_have_count(1, timeout=30_000)
+        expect(table).not_to_contain_text("entity: NWDE")
+        expect(page.get_by_role("heading", name="Alert #1: Energy | Oil")).to_be_visible(timeout=30_000)
+        time.sleep(1.5)
+        screenshot(page, "finance_alert_acknowledged")
+
+    engine = create_engine(f"sqlite:///{sample_data_dir / 'aigc.db'}")
+    try:
+        assert sorted(dashboard.alerts_frame(engine)["status"]) == ["acknowledged", "open"]
+    finally:
+        engine.dispose()
+
+
+def test_finance_ui_command_serves_only_this_app(sample_data_dir):
+    port = free_port()
+    cmd = [sys.executable, "-m", "core.cli", "finance", "ui", "--port", str(port), "--address", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "aigc finance ui did not become healthy in 60 s"
+                time.sleep(0.3)
+        with chromium_page() as page:
+            page.goto(url)
+            nav = page.locator("[data-testid='stSidebarNav']")
+            nav.get_by_text("Sentiment trend").wait_for(timeout=60_000)
+            assert nav.get_by_text("Alerts").count() == 1
+            page.get_by_role("heading", name="aigc-suite").wait_for(timeout=60_000)
+            page.get_by_text("minilm-l6").first.wait_for(timeout=60_000)  # the home page is fully drawn
+            assert page.get_by_role("heading", name="Finance monitor").count() == 1
+            assert page.get_by_text("Customer service").count() == 0
+            assert page.get_by_text("Recommender").count() == 0
+            screenshot(page, "finance_ui_home")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
