@@ -18,3 +18,8 @@ def ui(
     from core.cli import launch_ui
 
     raise typer.Exit(launch_ui(["recommend"], port, address))
+
+
+from apps.recommender import cli_batch  # noqa: E402
+
+app.registered_commands += cli_batch.app.registered_commands

@@ -1,0 +1,438 @@
+"""Resumable batch scoring: users in chunks -> top-k items per user with score and reason.
+
+The job splits the user list into fixed chunks (chunk ``i`` is always the same users), scores each
+chunk with a :class:`ChunkScorer` and writes it as ``chunk-000012.parquet`` into a work directory
+next to the output (``<out>.work/``), each file written to a temporary name and renamed, so a
+chunk file is either complete or absent. ``manifest.json`` there records the job (users hash, k,
+chunk size, model fingerprint, output). Killed and started again with the same arguments, the job
+finds the manifest, skips the chunks already on disk and scores the rest; a work directory of a
+different job is refused rather than mixed in. When every chunk is there, the output (Parquet or
+CSV, by extension) is assembled in chunk order into a temporary file and renamed into place, DB
+rows are replaced chunk by chunk (:mod:`apps.recommender.storage`), and the work directory is
+removed. The result is byte-for-byte the output of an uninterrupted run, whatever the engine:
+chunks are the unit of work of both the local loop and :mod:`apps.recommender.ray_engine`.
+
+Output columns: ``user_id`` (str), ``rank`` (int32, 1-based), ``item_id`` (str), ``score``
+(float64, higher first) and ``reason`` (str). Items the user interacted with are never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.engine import Engine
+from tqdm.auto import tqdm
+
+from apps.recommender.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "score", "reason")
+OUTPUT_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+Engines = Literal["local", "ray"]
+
+
+class BatchError(RuntimeError):
+    """The job cannot run as asked (bad output path, a work directory of another job...)."""
+
+
+class ChunkScorer(Protocol):
+    """A loaded model that scores users in chunks."""
+
+    def user_ids(self) -> list[str]:
+        """Every user the model knows, in a stable order (``--users all``)."""
+        ...
+
+    def recommend_chunk(self, user_ids: Sequence[str], k: int) -> pd.DataFrame:
+        """Top-``k`` unseen items per user: :data:`OUTPUT_COLUMNS`, users in input order, rank order."""
+        ...
+
+
+class ScorerFactory(Protocol):
+    """A picklable recipe for a :class:`ChunkScorer` (Ray workers call it to load their copy)."""
+
+    def __call__(self) -> ChunkScorer:
+        """Load the scorer."""
+        ...
+
+    def fingerprint(self) -> str:
+        """Identity of the model (path and content hash), recorded in the job manifest."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How the job is cut up and run."""
+
+    k: int = field(default=100, metadata={"help": "items per user"})
+    chunk_size: int = field(default=256, metadata={"help": "users per chunk (unit of work and of resume)"})
+    engine: Engines = field(default="local", metadata={"help": "local: this process; ray: Ray actors"})
+    ray_workers: int | None = field(default=None, metadata={"help": "Ray actors (default: cluster CPUs)"})
+    keep_work_dir: bool = field(default=False, metadata={"help": "keep chunk files after success"})
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.chunk_size < 1:
+            raise ValueError(f"k and chunk_size must be positive, got {self.k}, {self.chunk_size}")
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a finished job did."""
+
+    out: Path | None
+    run_id: str
+    n_users: int
+    n_rows: int
+    n_chunks: int
+    chunks_scored: int
+    chunks_resumed: int
+    seconds: float
+
+
+def output_format(out: str | Path) -> str:
+    """``"parquet"`` or ``"csv"`` from the extension.
+
+    Raises:
+        BatchError: Any other extension.
+    """
+    fmt = FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise BatchError(f"{out}: unsupported output type; use .parquet or .csv")
+    return fmt
+
+
+def read_users(path: str | Path) -> list[str]:
+    """User ids from a file: a ``user_id`` column (CSV/TSV/Parquet) or one id per line (``.txt``).
+
+    Repeated ids are kept once (first occurrence), with a warning.
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataError: No ``user_id`` column, an empty id, or no ids at all.
+    """
+    from apps.recommender.tables import as_str, read_table
+
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        values, first_row = pd.Series(lines, dtype=str).str.strip(), 1
+    else:
+        frame = read_table(path)
+        if "user_id" not in frame.columns:
+            raise DataError(path, f"no 'user_id' column (columns: {list(frame.columns)})", field="user_id")
+        values, first_row = as_str(frame["user_id"]), 1
+    if values.empty:
+        raise DataError(path, "no user ids")
+    empty = (values == "").to_numpy().nonzero()[0]
+    if len(empty):
+        raise DataError(path, "empty user id", row=int(empty[0]) + first_row, field="user_id")
+    users = list(dict.fromkeys(values.tolist()))
+    if len(users) < len(values):
+        logger.warning(
+            "Repeated user ids scored once", extra={"path": str(path), "dropped": len(values) - len(users)}
+        )
+    return users
+
+
+def work_dir_for(out: Path | None, run_id: str) -> Path:
+    """``<out>.work`` next to the output; for a DB-only job, under the data directory."""
+    if out is not None:
+        return out.with_name(out.name + ".work")
+    from core.paths import data_dir
+
+    return data_dir() / "recommend" / "jobs" / run_id
+
+
+def chunk_path(work: Path, index: int) -> Path:
+    """File of chunk ``index``."""
+    return work / f"chunk-{index:06d}.parquet"
+
+
+def chunked(users: Sequence[str], size: int) -> list[list[str]]:
+    """Fixed chunks of ``size`` users (the last may be shorter)."""
+    return [list(users[i : i + size]) for i in range(0, len(users), size)]
+
+
+def to_table(frame: pd.DataFrame, users: Sequence[str], k: int) -> pa.Table:
+    """Validate a chunk's output and convert it to :data:`OUTPUT_SCHEMA`, ordered by user then rank.
+
+    Raises:
+        BatchError: Missing columns, unknown users, more than ``k`` rows for a user, or NaN scores.
+    """
+    missing = [c for c in OUTPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BatchError(f"scorer output lacks column(s) {missing}")
+    frame = frame[list(OUTPUT_COLUMNS)].copy()
+    frame["user_id"] = frame["user_id"].astype(str)
+    position = {u: i for i, u in enumerate(users)}
+    pos = frame["user_id"].map(position)
+    if pos.isna().any():
+        raise BatchError(
+            f"scorer returned user(s) outside the chunk: {frame['user_id'][pos.isna()].iloc[0]!r}"
+        )
+    if len(frame) and frame.groupby("user_id").size().max() > k:
+        raise BatchError(f"scorer returned more than k={k} rows for a user")
+    if frame["score"].isna().any():
+        raise BatchError("scorer returned NaN scores")
+    frame = frame.assign(_pos=pos.to_numpy()).sort_values(["_pos", "rank"], kind="stable")
+    frame = frame.drop(columns="_pos").reset_index(drop=True)
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame["reason"] = frame["reason"].fillna("").astype(str)
+    return pa.Table.from_pandas(frame, schema=OUTPUT_SCHEMA, preserve_index=False).replace_schema_metadata(
+        None
+    )
+
+
+def _temp_beside(path: Path) -> str:
+    """A temporary file in ``path``'s folder with the usual permissions (mkstemp makes it 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file to a temporary name in its folder, then rename it into place."""
+    tmp = _temp_beside(path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def score_chunks_local(
+    factory: ScorerFactory,
+    chunks: Sequence[tuple[int, list[str]]],
+    k: int,
+    sink: Callable[[int, pd.DataFrame], None],
+    show_progress_bar: bool = True,
+    scorer: ChunkScorer | None = None,
+) -> None:
+    """The local engine: score ``chunks`` one after another in this process and pass each to ``sink``."""
+    scorer = scorer if scorer is not None else factory()
+    for index, users in tqdm(chunks, desc="Scoring", unit="chunk", disable=not show_progress_bar):
+        sink(index, scorer.recommend_chunk(users, k))
+
+
+def _users_hash(users: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(users)).encode("utf-8")).hexdigest()
+
+
+def _job_spec(
+    factory: ScorerFactory, users: Sequence[str], out: Path | None, config: BatchConfig
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": factory.fingerprint(),
+        "users_sha256": _users_hash(users),
+        "n_users": len(users),
+        "k": config.k,
+        "chunk_size": config.chunk_size,
+        "out": str(out) if out is not None else None,
+        "format": output_format(out) if out is not None else None,
+    }
+
+
+def _open_work_dir(work: Path, spec: dict[str, Any], restart: bool) -> None:
+    manifest = work / MANIFEST
+    if work.exists() and restart:
+        shutil.rmtree(work)
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text(encoding="utf-8")).get("job")
+        except (json.JSONDecodeError, AttributeError) as err:
+            raise BatchError(
+                f"{manifest}: corrupt manifest ({err}); delete {work} or pass --restart"
+            ) from err
+        if found != spec:
+            diff = sorted(k for k in spec if not isinstance(found, dict) or found.get(k) != spec[k])
+            raise BatchError(
+                f"{work} holds chunks of another job (differs in {', '.join(diff)}); "
+                "delete it or pass --restart to start over"
+            )
+        logger.info("Resuming batch job", extra={"work_dir": str(work)})
+        return
+    if work.exists() and any(work.iterdir()):
+        raise BatchError(f"{work} exists without {MANIFEST}; delete it or pass --restart")
+    work.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"job": spec}, indent=2, sort_keys=True)
+    tmp = manifest.with_name(MANIFEST + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, manifest)
+
+
+def _done(path: Path) -> bool:
+    """A chunk file that exists and whose footer reads (renames make partial files unlikely)."""
+    if not path.is_file():
+        return False
+    try:
+        pq.read_metadata(path)
+        return True
+    except (OSError, pa.ArrowException):
+        logger.warning("Unreadable chunk file is scored again", extra={"path": str(path)})
+        path.unlink()
+        return False
+
+
+def _assemble(work: Path, n_chunks: int, out: Path) -> int:
+    """Concatenate chunk files in order into ``out`` (temporary file + rename); returns rows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(out)
+    rows = 0
+    try:
+        if output_format(out) == "parquet":
+            with pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
+                for i in range(n_chunks):
+                    table = pq.read_table(chunk_path(work, i), schema=OUTPUT_SCHEMA)
+                    writer.write_table(table)
+                    rows += table.num_rows
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(",".join(OUTPUT_COLUMNS) + "\n")
+                for i in range(n_chunks):
+                    frame = pq.read_table(chunk_path(work, i), schema=OUTPUT_SCHEMA).to_pandas()
+                    frame.to_csv(fh, header=False, index=False, lineterminator="\n")
+                    rows += len(frame)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return rows
+
+
+def _write_db(engine: Engine, run_id: str, work: Path, n_chunks: int, spec: dict[str, Any]) -> int:
+    from apps.recommender import storage
+    from core.storage import migrate, session_scope
+
+    migrate(engine)
+    storage.start_run(engine, run_id, spec["model"], spec["k"], spec["n_users"], spec["out"])
+    rows = 0
+    for i in range(n_chunks):
+        frame = pq.read_table(chunk_path(work, i), schema=OUTPUT_SCHEMA).to_pandas()
+        with session_scope(engine) as session:
+            rows += storage.replace_rows(session, run_id, frame)
+    storage.finish_run(engine, run_id)
+    return rows
+
+
+def run_batch(
+    factory: ScorerFactory,
+    out: str | Path | None,
+    users: Iterable[str] | None = None,
+    config: BatchConfig | None = None,
+    db: Engine | str | None = None,
+    run_id: str | None = None,
+    restart: bool = False,
+    show_progress_bar: bool = True,
+) -> BatchResult:
+    """Score users in chunks and write top-k per user to a file and/or the database, resumably.
+
+    Args:
+        factory: Loads the model (in this process, or in each Ray worker).
+        out: ``.parquet`` or ``.csv`` output path, or ``None`` for DB-only.
+        users: User ids to score; ``None`` scores every user the model knows.
+        config: k, chunk size, engine.
+        db: Engine or URL to write ``recommend_*`` rows to (``None``: no DB rows).
+        run_id: Run key of the DB rows (default derived from the job: same job, same id).
+        restart: Discard the work directory of an earlier run instead of resuming it.
+        show_progress_bar: tqdm bar over chunks.
+
+    Returns:
+        Counts and timing.
+
+    Raises:
+        BatchError: No output given, bad extension, or a work directory of another job.
+    """
+    import time
+
+    started = time.perf_counter()
+    config = config or BatchConfig()
+    if out is None and db is None:
+        raise BatchError("nothing to write: give an output path and/or a database")
+    out = Path(out) if out is not None else None
+    if out is not None:
+        output_format(out)
+    local = factory() if (users is None or config.engine == "local") else None
+    user_list = list(users) if users is not None else local.user_ids()  # type: ignore[union-attr]
+    if not user_list:
+        raise BatchError("no users to score")
+    spec = _job_spec(factory, user_list, out, config)
+    run_id = run_id or "batch-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    work = work_dir_for(out, run_id)
+    _open_work_dir(work, spec, restart)
+    for stale in work.glob(".*.tmp"):
+        stale.unlink()  # a temporary chunk file of a killed run
+    chunks = chunked(user_list, config.chunk_size)
+    pending = [(i, c) for i, c in enumerate(chunks) if not _done(chunk_path(work, i))]
+    logger.info(
+        "Batch job",
+        extra={
+            "users": len(user_list),
+            "chunks": len(chunks),
+            "pending": len(pending),
+            "engine": config.engine,
+        },
+    )
+
+    def sink(index: int, frame: pd.DataFrame) -> None:
+        write_atomic(to_table(frame, chunks[index], config.k), chunk_path(work, index))
+
+    if pending and config.engine == "ray":
+        from apps.recommender.ray_engine import score_chunks_ray
+
+        score_chunks_ray(factory, pending, config.k, sink, config.ray_workers, show_progress_bar)
+    elif pending:
+        score_chunks_local(factory, pending, config.k, sink, show_progress_bar, scorer=local)
+    rows = _assemble(work, len(chunks), out) if out is not None else 0
+    if db is not None:
+        from core.storage import engine_for
+
+        with engine_for(db) as engine:
+            rows = _write_db(engine, run_id, work, len(chunks), spec)
+    if not config.keep_work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    result = BatchResult(
+        out=out,
+        run_id=run_id,
+        n_users=len(user_list),
+        n_rows=rows,
+        n_chunks=len(chunks),
+        chunks_scored=len(pending),
+        chunks_resumed=len(chunks) - len(pending),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    logger.info("Batch job done", extra=asdict(result) | {"out": str(out)})
+    return result

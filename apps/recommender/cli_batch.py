@@ -1,0 +1,106 @@
+"""`aigc recommend score`: the batch-scoring job (mounted on the recommender's CLI in ``cli.py``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from apps.recommender.batch import BatchConfig, BatchError, read_users, run_batch
+from apps.recommender.batch_models import resolve_model
+from apps.recommender.errors import DataError
+from core.storage import StorageError
+
+app = typer.Typer()
+console = Console(stderr=True, soft_wrap=True)  # paths in messages stay copyable
+logger = logging.getLogger(__name__)
+
+
+@app.command()
+def score(
+    out: Annotated[
+        Path | None, typer.Option(help="Output file, .parquet or .csv (written atomically at the end).")
+    ] = None,
+    users: Annotated[
+        str,
+        typer.Option(help="'all' (every user of the model) or a file: .csv/.parquet with user_id, or .txt."),
+    ] = "all",
+    k: Annotated[int, typer.Option(min=1, help="Items per user.")] = 100,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (RAY_ADDRESS or a local instance).")
+    ] = "local",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model directory (default: the demo model from `aigc demo`), or synthetic:items=N,..."
+        ),
+    ] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Also write rows to recommend_* tables (AIGC_DB_URL).")
+    ] = False,
+    run_id: Annotated[
+        str | None, typer.Option(help="Run key of DB rows (default: derived from the job).")
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option(min=1, help="Users per chunk (unit of work and of resume).")
+    ] = 256,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray actors (default: one per cluster CPU).")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option(help="Discard chunks of an earlier, unfinished run of this job.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Score users in chunks and write top-k unseen items per user with score and reason.
+
+    Resumable: killed and started again with the same arguments, the job continues from the
+    chunks already in <out>.work/ and ends with exactly the output of an uninterrupted run.
+    """
+    if engine not in ("local", "ray"):
+        console.print(f"[red]error:[/red] --engine must be local or ray, got {engine!r}")
+        raise typer.Exit(code=2)
+    if out is None and not db:
+        console.print("[red]error:[/red] nothing to write: pass --out PATH and/or --db")
+        raise typer.Exit(code=2)
+    from apps.recommender.model import ModelError  # imported here: loads the ranker stack
+
+    try:
+        factory = resolve_model(model)
+        user_list = None if users == "all" else read_users(users)
+        result = run_batch(
+            factory,
+            out,
+            user_list,
+            BatchConfig(k=k, chunk_size=chunk_size, engine=engine, ray_workers=workers),  # type: ignore[arg-type]
+            db=_db_url() if db else None,
+            run_id=run_id,
+            restart=restart,
+            show_progress_bar=progress,
+        )
+    except (
+        BatchError,
+        DataError,
+        ModelError,
+        StorageError,
+        FileNotFoundError,
+        ValueError,
+        ImportError,
+    ) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
+    where = [str(result.out)] if result.out else []
+    where += [f"database run {result.run_id}"] if db else []
+    console.print(
+        f"[green]done:[/green] {result.n_rows} rows for {result.n_users} users in {result.seconds:.1f}s "
+        f"({result.chunks_resumed} of {result.n_chunks} chunks resumed) -> {', '.join(where)}"
+    )
+
+
+def _db_url() -> str:
+    from core.storage import get_db_url
+
+    return get_db_url()

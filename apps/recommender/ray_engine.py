@@ -1,0 +1,114 @@
+"""The Ray engine of :mod:`apps.recommender.batch`: chunks of users scored by a pool of Ray actors.
+
+Each actor loads the model once from the job's :class:`~apps.recommender.batch.ScorerFactory`
+(for a saved model: its directory path, so the directory must be readable from every node: a
+shared filesystem or object-store mount), then scores whole chunks. Chunks are the same as the
+local engine's, scored by the same code, and results come back to the driver, which validates and
+writes them exactly as the local engine does; so the output is identical to a local run and a
+killed Ray job resumes like a local one (chunks already on disk are not sent again).
+
+Where it runs:
+
+* no Ray running in this process and no ``RAY_ADDRESS``: ``ray.init()`` starts a local instance
+  for the job and shuts it down afterwards;
+* ``RAY_ADDRESS=ray://head-node:10001`` (Ray Client) or ``RAY_ADDRESS=auto`` / ``head:6379`` on a
+  cluster node: the job connects to that cluster; one actor per CPU of the cluster unless
+  ``ray_workers`` says otherwise. Every node needs this package installed (same version), e.g.
+  in the cluster's image, or shipped with ``RAY_RUNTIME_ENV_JSON='{"py_modules": [...]}'``
+  (read by the driver here);
+* Ray already initialised by the caller (tests, notebooks): that instance is used and left running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from apps.recommender.batch import ChunkScorer, ScorerFactory
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_ENV_VAR = "RAY_RUNTIME_ENV_JSON"
+
+
+class ChunkWorker:
+    """Actor body: holds one loaded scorer and scores chunks with it."""
+
+    def __init__(self, factory: ScorerFactory) -> None:
+        self.scorer: ChunkScorer = factory()
+
+    def score(self, index: int, user_ids: list[str], k: int) -> tuple[int, pd.DataFrame]:
+        """Top-``k`` rows of one chunk, tagged with its index."""
+        return index, self.scorer.recommend_chunk(user_ids, k)
+
+
+def _init_ray() -> bool:
+    """Connect to ``RAY_ADDRESS`` or start a local instance; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    runtime_env: dict[str, Any] | None = None
+    if os.environ.get(RUNTIME_ENV_VAR):
+        runtime_env = json.loads(os.environ[RUNTIME_ENV_VAR])
+    address = os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
+    logger.info(
+        "Ray initialised", extra={"address": address or "local", "resources": ray.cluster_resources()}
+    )
+    return True
+
+
+def score_chunks_ray(
+    factory: ScorerFactory,
+    chunks: Sequence[tuple[int, list[str]]],
+    k: int,
+    sink: Callable[[int, pd.DataFrame], None],
+    workers: int | None = None,
+    show_progress_bar: bool = True,
+) -> None:
+    """Score ``chunks`` on Ray actors; ``sink(index, frame)`` runs in the driver as each one returns.
+
+    Args:
+        factory: Picklable model loader, called once per actor.
+        chunks: ``(chunk index, user ids)`` pairs still to score.
+        k: Items per user.
+        sink: Writes a finished chunk (in completion order; chunk files make order irrelevant).
+        workers: Actors; default one per CPU in the cluster (at most one per chunk).
+        show_progress_bar: tqdm bar over chunks.
+
+    Raises:
+        ImportError: Ray is not installed (``pip install "ray[data]"``).
+    """
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError as err:
+        raise ImportError('the Ray engine needs Ray: pip install "ray[data]"') from err
+    started = _init_ray()
+    actors: list[Any] = []
+    try:
+        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n = max(1, min(n, len(chunks)))
+        remote_worker = ray.remote(num_cpus=1)(ChunkWorker)
+        actors = [remote_worker.remote(factory) for _ in range(n)]
+        pool = ActorPool(actors)
+        logger.info("Ray scoring", extra={"actors": n, "chunks": len(chunks)})
+        results = pool.map_unordered(
+            lambda actor, chunk: actor.score.remote(chunk[0], chunk[1], k), list(chunks)
+        )
+        for index, frame in tqdm(
+            results, total=len(chunks), desc="Scoring (ray)", unit="chunk", disable=not show_progress_bar
+        ):
+            sink(index, frame)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
