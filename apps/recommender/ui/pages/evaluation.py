@@ -1,0 +1,49 @@
+"""Evaluation charts: the hybrid model against its baselines, next-item and cold-start protocols."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from apps.recommender.ui import views
+
+st.title("Model evaluation")
+default = views.data_root() / "eval.json"
+chosen = st.sidebar.text_input("Evaluation JSON", value=str(default), key="recommend_eval_path")
+
+
+@st.cache_data(show_spinner="Evaluating on the shipped sample (about 30 s)...")
+def _sample_report() -> dict:
+    return views.sample_report()
+
+
+try:
+    report = views.load_eval(Path(chosen).expanduser())
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+if report is None:
+    st.caption(
+        f"No report at `{chosen}` (write one with `aigc recommend eval --json`); computed on the sample."
+    )
+    report = _sample_report()
+protocol = report.get("protocol", {})
+dataset = protocol.get("dataset", {})
+st.caption(
+    f"{protocol.get('split', 'leave-last-out')} on {dataset.get('name', '?')}: "
+    f"{dataset.get('users', '?')} users, {dataset.get('items', '?')} items; "
+    f"{protocol.get('ranking', '')}"
+)
+table = views.metrics_table(report)
+st.subheader("Next item")
+st.bar_chart(table.drop(columns=["coverage"]), stack=False, horizontal=False)
+st.table(table)
+cold = views.cold_table(report)
+if cold is not None:
+    st.subheader("Cold-start items")
+    st.caption(
+        f"{report['cold_start'].get('cold_items', '?')} items first seen after "
+        f"{report['cold_start'].get('split_time_iso', 'the split time')}; "
+        "popularity and CF cannot reach them."
+    )
+    st.bar_chart(cold, stack=False)
+    st.table(cold)

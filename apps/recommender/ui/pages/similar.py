@@ -1,0 +1,16 @@
+"""An item's most similar items by (fine-tuned) text vector."""
+
+import streamlit as st
+
+from apps.recommender.ui import common, views
+
+st.title("Similar items")
+model = common.model_or_stop()
+labels = views.item_labels(model)
+left, right = st.columns([3, 1])
+item = left.selectbox("Item", list(labels), format_func=labels.get, key="recommend_item")
+k = right.slider("Neighbours", 5, 30, 10, key="recommend_similar_k")
+text = model.items.set_index(model.items["item_id"].astype(str)).loc[item, "text"]
+st.markdown(f"**{labels[item]}**")
+st.caption(text)
+st.table(views.similar_table(model, item, k))

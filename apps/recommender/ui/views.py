@@ -1,0 +1,111 @@
+"""Plain functions behind the recommender pages (no Streamlit here, so tests call them directly)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("hr@10", "ndcg@10", "recall@50", "mrr", "coverage")
+HISTORY_COLUMNS = ["when", "title", "item_id", "event", "rating"]
+
+
+def data_root() -> Path:
+    """``<data dir>/recommend``: the demo model, its batch output and ``eval.json``."""
+    from core.paths import data_dir
+
+    return data_dir() / "recommend"
+
+
+def model_fingerprint(path: Path) -> str:
+    """Changes whenever the model is saved again (cache key of the loaded model)."""
+    manifest = path / "manifest.json"
+    return f"{manifest.stat().st_mtime_ns}" if manifest.is_file() else "missing"
+
+
+def history_table(model: Any, user_id: str, limit: int = 20) -> pd.DataFrame:
+    """The user's most recent ``limit`` training interactions, newest first."""
+    frame = model.history(user_id).tail(limit).iloc[::-1]
+    when = [datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%d") for t in frame["timestamp"]]
+    out = frame.assign(when=when)
+    out["rating"] = out["rating"].map(lambda r: "" if pd.isna(r) else f"{r:g}")
+    return out.loc[:, HISTORY_COLUMNS].reset_index(drop=True)
+
+
+def recommendation_table(model: Any, user_id: str, k: int) -> pd.DataFrame:
+    """Top-``k`` for one user with titles: ``rank``, ``title``, ``item_id``, ``score``, ``reason``."""
+    frame = model.recommend_frame([user_id], k)
+    titles = _titles(model)
+    frame = frame.assign(title=frame["item_id"].map(titles), score=frame["score"].round(3))
+    return frame.loc[:, ["rank", "title", "item_id", "score", "reason"]].reset_index(drop=True)
+
+
+def similar_table(model: Any, item_id: str, k: int) -> pd.DataFrame:
+    """Nearest items by text vector: ``title``, ``item_id``, ``similarity``."""
+    frame = model.similar_items(item_id, k)
+    return pd.DataFrame(
+        {"title": frame["title"], "item_id": frame["item_id"], "similarity": frame["score"].round(3)}
+    )
+
+
+def item_labels(model: Any) -> dict[str, str]:
+    """``item_id -> "item_id: title"`` for pickers."""
+    titles = _titles(model)
+    return {item: f"{item}: {titles.get(item, '')}" for item in model.items["item_id"].astype(str)}
+
+
+def _titles(model: Any) -> pd.Series:
+    items = model.items.set_index(model.items["item_id"].astype(str))
+    return items["title" if "title" in items.columns else "text"].astype(str)
+
+
+def load_eval(path: Path) -> dict[str, Any] | None:
+    """An evaluation report (``aigc recommend eval --json``) or ``None`` when the file is absent.
+
+    Raises:
+        ValueError: The file is not an evaluation report.
+    """
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(report, dict) or not isinstance(report.get("models"), dict):
+        raise ValueError(f"{path}: no 'models' section; expected the output of `aigc recommend eval --json`")
+    return report
+
+
+def metrics_table(report: dict[str, Any]) -> pd.DataFrame:
+    """Models x :data:`METRICS` (rounded), models in report order."""
+    rows = {name: {m: values.get(m) for m in METRICS} for name, values in report["models"].items()}
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float).round(4)
+
+
+def cold_table(report: dict[str, Any]) -> pd.DataFrame | None:
+    """Models x cold-start metrics, or ``None`` when the report has no cold-start section."""
+    section = report.get("cold_start")
+    if not isinstance(section, dict) or not section.get("models"):
+        return None
+    rows = {
+        name: {m: v for m, v in values.items() if m != "n_users"}
+        for name, values in section["models"].items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float).round(4)
+
+
+def sample_report() -> dict[str, Any]:
+    """The evaluation protocol on the shipped sample with frozen MiniLM vectors (slow: ~30 s)."""
+    from apps.recommender.demo import ENCODER, SAMPLE_DIR, evaluate_sample
+    from apps.recommender.formats import load_folder
+    from apps.recommender.text_vectors import embed_items
+    from core.embeddings import Embedder
+
+    dataset = load_folder(SAMPLE_DIR)
+    return evaluate_sample(dataset, embed_items(dataset, Embedder(ENCODER)))

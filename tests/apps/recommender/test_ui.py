@@ -1,0 +1,103 @@
+"""The recommender pages in Streamlit's AppTest, inside the suite's navigation, on the sample model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apps.recommender.ui import PAGES, PAGES_DIR, pages, views
+from core.ui.shell import APP_SCRIPT
+from tests.apps.recommender.sample_model import install_demo_state, saved_sample_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, sample_dataset, sample_minilm_vectors) -> Path:
+    return saved_sample_model(tmp_path_factory.mktemp("rec-ui"), sample_dataset, sample_minilm_vectors)
+
+
+@pytest.fixture(scope="module")
+def report(sample_dataset, sample_minilm_vectors) -> dict:
+    """A real evaluation report on the sample (baselines only: fast)."""
+    from apps.recommender.baselines import ItemKNNScorer, PopularityScorer, TextScorer
+    from apps.recommender.evaluation import evaluate
+
+    vectors = sample_minilm_vectors[0]
+    scorers = {
+        "popularity": PopularityScorer,
+        "itemknn": ItemKNNScorer,
+        "text": lambda: TextScorer(item_vectors=vectors),
+    }
+    return evaluate(sample_dataset, scorers)
+
+
+@pytest.fixture
+def demo_state(model_dir, report, monkeypatch) -> Path:
+    monkeypatch.setenv("AIGC_UI_APPS", "recommend")
+    return install_demo_state(Path(os.environ["AIGC_DATA_DIR"]), model_dir, report)
+
+
+def open_page(name: str) -> AppTest:
+    """Run the suite entry script, then switch to one of this app's pages."""
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=90)
+    at.run()
+    at.switch_page(os.path.relpath(PAGES_DIR / name, Path(APP_SCRIPT).parent)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_pages_are_listed_for_the_suite():
+    app = pages()
+    assert app.name == "recommend"
+    assert [Path(p).name for p, _t, _i in app.pages] == [name for name, _t, _i in PAGES]
+    assert all(Path(p).is_file() for p, _t, _i in app.pages)
+
+
+def test_user_page_shows_history_and_unseen_recommendations(demo_state, sample_dataset):
+    at = open_page("user.py")
+    user = at.selectbox(key="recommend_user")
+    assert user.value == "U0001"
+    user.set_value("U0007").run()
+    at.slider(key="recommend_k").set_value(15).run()
+    assert not at.exception
+    history, recs = (t.value for t in at.table)
+    seen = set(sample_dataset.interactions.loc[sample_dataset.interactions["user_id"] == "U0007", "item_id"])
+    assert set(history["item_id"]) <= seen and len(history) == min(20, len(seen))
+    assert len(recs) == 15 and not set(recs["item_id"]) & seen
+    assert recs["rank"].tolist() == list(range(1, 16))
+    assert recs["reason"].str.contains("similar to '").any()
+
+
+def test_similar_items_page(demo_state):
+    at = open_page("similar.py")
+    at.selectbox(key="recommend_item").set_value("B002").run()
+    table = at.table[0].value
+    assert len(table) == 10 and "B002" not in set(table["item_id"])
+    # The sample's series: the same detective's other cases are the nearest books.
+    assert "B001" in set(table["item_id"].head(3))
+    assert any("A Quiet Word at Hollowmere" in m.value for m in at.markdown)
+
+
+def test_evaluation_page_charts_the_report(demo_state, report):
+    at = open_page("evaluation.py")
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 2
+    table = at.table[0].value
+    assert list(table.index) == ["popularity", "itemknn", "text"]
+    assert table.loc["itemknn", "ndcg@10"] == pytest.approx(report["models"]["itemknn"]["ndcg@10"], abs=1e-4)
+    cold = at.table[1].value
+    assert cold.loc["popularity", "recall@50"] == 0 and cold.loc["text", "recall@50"] > 0
+
+
+def test_pages_explain_a_missing_model(monkeypatch):
+    monkeypatch.setenv("AIGC_UI_APPS", "recommend")
+    at = open_page("user.py")
+    assert "aigc demo" in at.info[0].value
+
+
+def test_views_reject_a_bad_eval_file(tmp_path):
+    (tmp_path / "e.json").write_text('{"x": 1}')
+    with pytest.raises(ValueError, match="no 'models' section"):
+        views.load_eval(tmp_path / "e.json")
+    assert views.load_eval(tmp_path / "missing.json") is None
