@@ -30,11 +30,11 @@ def truth_labels() -> dict[str, dict[str, str]]:
         return {row["id"]: row for row in csv.DictReader(fh)}
 
 
-def fill_sample_db(engine: Engine) -> int:
+def fill_sample_db(engine: Engine, *, raise_alerts: bool = True) -> int:
     """Ingest the sample stream into ``engine`` (migrated), score it with the truth, raise alerts.
 
     Returns:
-        The number of alerts raised.
+        The number of alerts raised (0 when ``raise_alerts`` is off).
     """
     ingestor = Ingestor(engine)
     for name in STREAM_FILES:
@@ -46,18 +46,23 @@ def fill_sample_db(engine: Engine) -> int:
     ]
     with session_scope(engine) as session:
         store_scores(session, rows)
+    return raise_sample_alerts(engine) if raise_alerts else 0
+
+
+def raise_sample_alerts(engine: Engine) -> int:
+    """Apply the shipped alert rules to everything scored in ``engine``; the number of new alerts."""
     with session_scope(engine) as session:
         frame = scored_frame(session)
     alert_engine = AlertEngine(engine, load_rules(SAMPLE_DATA_DIR / "alert_rules.yaml"))
     return len(alert_engine.evaluate(frame))
 
 
-def build_sample_db(path: Path) -> Path:
+def build_sample_db(path: Path, *, raise_alerts: bool = True) -> Path:
     """Create a migrated SQLite file at ``path`` filled by :func:`fill_sample_db`; return ``path``."""
     engine = create_engine(f"sqlite:///{path}")
     try:
         migrate(engine)
-        fill_sample_db(engine)
+        fill_sample_db(engine, raise_alerts=raise_alerts)
     finally:
         engine.dispose()  # the last connection checkpoints the WAL, so the file alone is complete
     return path

@@ -13,7 +13,7 @@ import pytest
 
 from apps.finance_monitor import dashboard
 from core.storage import create_engine
-from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db
+from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db, raise_sample_alerts
 from tests.browser import chromium_page, free_port, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
@@ -22,30 +22,41 @@ expect = pytest.importorskip("playwright.sync_api", reason="playwright is not in
 
 @pytest.fixture
 def sample_data_dir(tmp_path) -> Path:
-    """This test's data directory, holding the sample stream scored with its true labels."""
+    """This test's data directory, holding the sample stream scored with its true labels (no alerts yet)."""
     data_dir = Path(os.environ["AIGC_DATA_DIR"])
-    copy_db(build_sample_db(tmp_path / "sample.db"), data_dir)
+    copy_db(build_sample_db(tmp_path / "sample.db", raise_alerts=False), data_dir)
     return data_dir
 
 
-def test_dashboard_shows_the_surge_alert_and_acknowledges_it(sample_data_dir):
-    with streamlit_server(["finance"]) as url, chromium_page(height=1800) as page:
-        page.goto(f"{url}/finance-overview")
-        page.get_by_text("2 open alert(s)").wait_for(timeout=60_000)
-        page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
-        time.sleep(1.5)  # let Vega draw before the screenshot
-        screenshot(page, "finance_overview")
+def raise_alerts(data_dir: Path) -> int:
+    """What the monitor's alert step does: apply the shipped rules to the scored items."""
+    engine = create_engine(f"sqlite:///{data_dir / 'aigc.db'}")
+    try:
+        return raise_sample_alerts(engine)
+    finally:
+        engine.dispose()
 
-        page.get_by_role("link", name="Review alerts").click()
-        page.get_by_role("heading", name="Alerts").wait_for(timeout=30_000)
+
+def test_dashboard_shows_the_surge_alert_as_it_is_raised_and_acknowledges_it(sample_data_dir):
+    with streamlit_server(["finance"]) as url, chromium_page(height=1800) as page:
+        page.goto(f"{url}/finance-alerts")
+        page.get_by_text("No open alerts").wait_for(timeout=60_000)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.locator("[data-testid='stSelectbox']").filter(has_text="Every").click()
+        page.get_by_role("option", name="10 s").click()
+        expect(sidebar.get_by_role("combobox", name="Every")).to_have_value("10 s")
+        time.sleep(3)  # let the rerun from the selection finish: from now on only the timer redraws
+
+        assert raise_alerts(sample_data_dir) == 2
         table = page.locator("[data-testid='stTable']")
-        table.get_by_text("topic: Energy | Oil").wait_for(timeout=30_000)
+        expect(table.locator("tbody tr")).to_have_count(2, timeout=25_000)  # no reload: auto-refresh
         assert table.get_by_text("topic-negative-surge").count() == 1
+        assert table.get_by_text("topic: Energy | Oil").count() == 1
         assert table.get_by_text("entity: NWDE").count() == 1
-        expect(page.get_by_role("heading", name="Alert #2: NWDE")).to_be_visible()
         assert table.get_by_text("Thu 05 Mar 13:00–16:00").count() == 1
+        expect(page.get_by_role("heading", name="Alert #2: NWDE")).to_be_visible()
         page.get_by_role("heading", name="Items behind the alert").wait_for(timeout=30_000)
-        time.sleep(1.5)
+        time.sleep(1.5)  # let Vega draw before the screenshot
         screenshot(page, "finance_alerts")
 
         page.get_by_role("button", name="Acknowledge").click()
@@ -56,6 +67,13 @@ def test_dashboard_shows_the_surge_alert_and_acknowledges_it(sample_data_dir):
         time.sleep(1.5)
         screenshot(page, "finance_alert_acknowledged")
 
+        page.locator("[data-testid='stSidebarNav']").get_by_text("Sentiment trend").click()
+        page.get_by_text("1 open alert(s)").wait_for(timeout=60_000)
+        page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
+        page.get_by_text("Shaded: 1 alert window(s) on the shown topics.").wait_for(timeout=30_000)
+        time.sleep(1.5)
+        screenshot(page, "finance_overview")
+
     engine = create_engine(f"sqlite:///{sample_data_dir / 'aigc.db'}")
     try:
         assert sorted(dashboard.alerts_frame(engine)["status"]) == ["acknowledged", "open"]
@@ -63,7 +81,7 @@ def test_dashboard_shows_the_surge_alert_and_acknowledges_it(sample_data_dir):
         engine.dispose()
 
 
-def test_finance_ui_command_serves_only_this_app(sample_data_dir):
+def test_finance_ui_command_serves_only_this_app():
     port = free_port()
     cmd = [sys.executable, "-m", "core.cli", "finance", "ui", "--port", str(port), "--address", "127.0.0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

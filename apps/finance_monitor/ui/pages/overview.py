@@ -20,7 +20,7 @@ metric = st.sidebar.selectbox(
 smooth_label = st.sidebar.selectbox(
     "Smooth over",
     list(SMOOTHING),
-    index=2,
+    index=1,
     key="trend_smooth",
     help="Shares and mean sentiment pooled over this many trailing buckets; volume is per bucket.",
 )
