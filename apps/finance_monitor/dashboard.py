@@ -117,6 +117,19 @@ def monitor_status(engine: Engine) -> MonitorStatus:
     )
 
 
+def model_versions(engine: Engine) -> list[str]:
+    """Model versions that scored items, most recently used first (empty without the schema)."""
+    if not has_schema(engine):
+        return []
+    stmt = (
+        sa.select(Score.model_version)
+        .group_by(Score.model_version)
+        .order_by(sa.func.max(Score.scored_at).desc(), Score.model_version)
+    )
+    with session_scope(engine) as session:
+        return list(session.scalars(stmt))
+
+
 def _as_utc(value: object) -> datetime | None:
     """An aware UTC datetime (min/max keep the column type, but be safe with raw driver values)."""
     if value is None:

@@ -52,6 +52,21 @@ def status_or_stop(db: Engine) -> dashboard.MonitorStatus:
     return status
 
 
+def model_version_choice(db: Engine) -> str | None:
+    """Sidebar picker of the model version to show when items were scored by several; ``None``: latest."""
+    versions = dashboard.model_versions(db)
+    if len(versions) < 2:
+        return None
+    latest = "Latest per item"
+    choice = st.sidebar.selectbox(
+        "Model version",
+        [latest, *versions],
+        key="finance_model_version",
+        help="Re-scoring with a new model keeps the old scores; pick one version to compare.",
+    )
+    return None if choice == latest else choice
+
+
 def refresh_interval() -> int | None:
     """Sidebar toggle for auto-refresh; the interval in seconds, or ``None`` when off."""
     with st.sidebar:

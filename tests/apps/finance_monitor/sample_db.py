@@ -74,3 +74,20 @@ def copy_db(template: Path, data_dir: Path) -> Path:
     target = data_dir / "aigc.db"
     shutil.copyfile(template, target)
     return target
+
+
+def rescore_energy_as_neutral(engine: Engine, version: str = "v2") -> int:
+    """Score every ``Energy | Oil`` item again as neutral under ``version`` (a second model's opinion).
+
+    Returns:
+        The number of items re-scored.
+    """
+    truth = truth_labels()
+    rows = [
+        ScoreRow(item_id, version, "neutral", 0.6, row["topic"], 0.9)
+        for item_id, row in truth.items()
+        if row["topic"] == "Energy | Oil"
+    ]
+    with session_scope(engine) as session:
+        store_scores(session, rows)
+    return len(rows)

@@ -12,7 +12,12 @@ import sqlalchemy as sa
 from apps.finance_monitor import dashboard
 from apps.finance_monitor.storage import Alert, AlertItem
 from core.storage import create_engine, session_scope
-from tests.apps.finance_monitor.sample_db import build_sample_db, fill_sample_db, truth_labels
+from tests.apps.finance_monitor.sample_db import (
+    build_sample_db,
+    fill_sample_db,
+    rescore_energy_as_neutral,
+    truth_labels,
+)
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -272,3 +277,21 @@ def test_dashboard_queries_on_each_database(db):
     assert len(dashboard.alert_drilldown(db, first)) == alerts["items"].iloc[0]
     dashboard.acknowledge_alert(db, first, by="dana")
     assert dashboard.alerts_frame(db, status="acknowledged")["id"].tolist() == [first]
+
+
+def test_rescoring_keeps_history_and_each_version_can_be_shown(sample_engine):
+    assert dashboard.model_versions(sample_engine) == ["truth"]
+    n = rescore_energy_as_neutral(sample_engine)
+    assert dashboard.model_versions(sample_engine) == ["v2", "truth"]  # most recently used first
+    latest = dashboard.load_scored(sample_engine)
+    energy = latest[latest["topic"] == "Energy | Oil"]
+    assert (
+        len(energy) == n
+        and set(energy["model_version"]) == {"v2"}
+        and set(energy["sentiment"]) == {"neutral"}
+    )
+    assert len(latest) == 506  # the other items keep their only (truth) score
+    old = dashboard.load_scored(sample_engine, model_version="truth")
+    assert len(old) == 506 and (old.loc[old["topic"] == "Energy | Oil", "sentiment"] == "negative").sum() > 30
+    assert len(dashboard.load_scored(sample_engine, model_version="v2")) == n
+    assert dashboard.model_versions(create_engine("sqlite://")) == []

@@ -14,7 +14,7 @@ from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import PAGES, PAGES_DIR, pages
 from core.storage import create_engine, migrate
 from core.ui.shell import APP_SCRIPT
-from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db
+from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db, rescore_energy_as_neutral
 
 PAGE_FILES = [name for name, _title, _icon in PAGES]
 
@@ -197,3 +197,19 @@ def test_acknowledge_and_mute_from_the_page(sample_db):
     at.button(key="alerts_unmute").click().run()
     assert dashboard.alerts_frame(engine).set_index("id").loc[second, "status"] == "open"
     engine.dispose()
+
+
+def test_model_version_picker_appears_after_rescoring(sample_db):
+    at = open_page("overview.py")
+    assert not any(s.label == "Model version" for s in at.sidebar.selectbox)
+    negative_truth = {m.label: m.value for m in at.metric}["Negative share"]
+    engine = engine_for_test()
+    rescore_energy_as_neutral(engine)
+    engine.dispose()
+    at = open_page("overview.py")
+    picker = at.sidebar.selectbox(key="finance_model_version")
+    assert picker.options == ["Latest per item", "v2", "truth"]
+    negative_latest = {m.label: m.value for m in at.metric}["Negative share"]
+    assert int(negative_latest.rstrip("%")) < int(negative_truth.rstrip("%"))  # Energy re-scored neutral
+    picker.set_value("truth").run()
+    assert {m.label: m.value for m in at.metric}["Negative share"] == negative_truth

@@ -9,6 +9,7 @@ st.title("News items")
 db = common.engine()
 range_choice = common.time_range_choice()
 limit = st.sidebar.slider("Rows", 10, 500, 50, step=10, key="items_limit")
+version = common.model_version_choice(db)
 run_every = common.refresh_interval()
 
 
@@ -17,7 +18,7 @@ def items_view() -> None:
     status = common.status_or_stop(db)
     start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
     common.range_caption(status, start, end)
-    scored = dashboard.load_scored(db, start, end)
+    scored = dashboard.load_scored(db, start, end, version)
     left, middle, right = st.columns([2, 2, 3])
     topics = left.multiselect("Topics", dashboard.key_options(scored, "topic"), key="items_topics")
     sentiments = middle.multiselect("Sentiment", ["negative", "neutral", "positive"], key="items_sentiments")

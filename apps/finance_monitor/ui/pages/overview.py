@@ -24,6 +24,7 @@ smooth_label = st.sidebar.selectbox(
     key="trend_smooth",
     help="Shares and mean sentiment pooled over this many trailing buckets; volume is per bucket.",
 )
+version = common.model_version_choice(db)
 run_every = common.refresh_interval()
 by = SCOPES[scope_label]
 
@@ -34,7 +35,7 @@ def trend_view() -> None:
     start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
     common.range_caption(status, start, end)
     common.alerts_banner(status)
-    scored = dashboard.load_scored(db, start, end)
+    scored = dashboard.load_scored(db, start, end, version)
     options = dashboard.key_options(scored, by, limit=50)
     keys = st.multiselect(
         f"{scope_label}s", options, default=options[: 6 if by != "entity" else 5], key=f"trend_keys_{by}"

@@ -11,6 +11,7 @@ st.title("Topic breakdown")
 db = common.engine()
 range_choice = common.time_range_choice()
 scope_label = st.sidebar.radio("Break down by", list(SCOPES), horizontal=True, key="breakdown_scope")
+version = common.model_version_choice(db)
 run_every = common.refresh_interval()
 
 
@@ -19,7 +20,7 @@ def breakdown_view() -> None:
     status = common.status_or_stop(db)
     start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
     common.range_caption(status, start, end)
-    table = dashboard.topic_breakdown(dashboard.load_scored(db, start, end), by=SCOPES[scope_label])
+    table = dashboard.topic_breakdown(dashboard.load_scored(db, start, end, version), by=SCOPES[scope_label])
     if table.empty:
         st.info("No scored items in this period.")
         return
