@@ -100,6 +100,25 @@ def cold_table(report: dict[str, Any]) -> pd.DataFrame | None:
     return pd.DataFrame.from_dict(rows, orient="index").astype(float).round(4)
 
 
+def metric_chart(table: pd.DataFrame) -> Any:
+    """Grouped bars (Altair): one group per model, in the table's order, one bar per metric."""
+    import altair as alt
+
+    long = table.rename_axis("model").reset_index().melt("model", var_name="metric", value_name="value")
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("model:N", sort=list(table.index), title=None, axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("metric:N", sort=list(table.columns)),
+            y=alt.Y("value:Q", title=None),
+            color=alt.Color("metric:N", sort=list(table.columns), title="metric"),
+            tooltip=["model", "metric", alt.Tooltip("value:Q", format=".4f")],
+        )
+        .properties(height=280)
+    )
+
+
 def sample_report() -> dict[str, Any]:
     """The evaluation protocol on the shipped sample with frozen MiniLM vectors (slow: ~30 s)."""
     from apps.recommender.demo import ENCODER, SAMPLE_DIR, evaluate_sample

@@ -35,7 +35,7 @@ st.caption(
 )
 table = views.metrics_table(report)
 st.subheader("Next item")
-st.bar_chart(table.drop(columns=["coverage"]), stack=False, horizontal=False)
+st.altair_chart(views.metric_chart(table), width="stretch")
 st.table(table)
 cold = views.cold_table(report)
 if cold is not None:
@@ -45,5 +45,5 @@ if cold is not None:
         f"{report['cold_start'].get('split_time_iso', 'the split time')}; "
         "popularity and CF cannot reach them."
     )
-    st.bar_chart(cold, stack=False)
+    st.altair_chart(views.metric_chart(cold), width="stretch")
     st.table(cold)

@@ -19,7 +19,7 @@ if history.empty:
 hist_col, rec_col = st.columns([2, 3])
 with hist_col:
     st.subheader("History")
-    st.caption(f"{len(model.history(user))} interactions; newest 20 shown")
+    st.caption(f"{len(model.history(user))} interactions; newest {len(history)} shown, newest first")
     st.table(history)
 with rec_col:
     st.subheader("Recommendations")
