@@ -1,4 +1,4 @@
-"""Streamlit pages of the Customer service app."""
+"""Streamlit pages of the Customer service app (shown by ``aigc ui`` and ``aigc support ui``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from pathlib import Path
 from core.plugins import AppPages
 
 PAGES_DIR = Path(__file__).with_name("pages")
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("chat.py", "Agent chat", ":material/support_agent:"),
+    ("admin.py", "Knowledge base", ":material/library_books:"),
+)
 
 
 def pages() -> AppPages:
@@ -18,5 +22,5 @@ def pages() -> AppPages:
             "A retrieval-augmented support bot that answers agents' questions from the knowledge "
             "base, cites its sources and hands off to a human when unsure."
         ),
-        pages=[],
+        pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
     )

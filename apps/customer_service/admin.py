@@ -1,0 +1,153 @@
+"""Knowledge-base administration behind the admin page: uploaded sources, re-indexing, statistics.
+
+Uploaded files live beside the KB in ``{kb_dir}_sources/`` (not inside it: the KB directory is
+replaced wholesale by every build). A re-index builds from those files (plus, optionally, the
+shipped sample store), then recalibrates the answer gate when the sample validation questions fit
+the KB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apps.customer_service.confidence import Calibration, calibrate_kb
+from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
+from apps.customer_service.errors import SourceError
+from apps.customer_service.evaluation import read_queries
+from apps.customer_service.kb import load_sources, read_source
+from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SUFFIXES = (".csv", ".json", ".jsonl", ".md", ".markdown", ".txt")
+Progress = Callable[[float, str], Any]
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    """What a re-index did: entry count, build report, and how the gate was calibrated."""
+
+    entries: int
+    report: BuildReport
+    calibration_note: str | None
+
+
+def sources_dir(kb_dir: Path) -> Path:
+    """Folder of uploaded sources of ``kb_dir``: ``{kb_dir}_sources`` beside it."""
+    return kb_dir.parent / f"{kb_dir.name}_sources"
+
+
+def source_files(folder: Path) -> list[Path]:
+    """Uploaded source files in ``folder``, by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in UPLOAD_SUFFIXES)
+
+
+def save_uploads(folder: Path, files: Sequence[tuple[str, bytes]]) -> list[Path]:
+    """Check each uploaded file parses as a KB source, then save it into ``folder``.
+
+    Args:
+        folder: Destination (created).
+        files: ``(file name, content)`` pairs.
+
+    Returns:
+        The saved paths.
+
+    Raises:
+        SourceError: A file has an unsupported type or does not parse (nothing of it is saved).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for name, content in files:
+        clean = Path(name).name
+        if Path(clean).suffix.lower() not in UPLOAD_SUFFIXES or clean.startswith("."):
+            raise SourceError(clean, f"unsupported file type; upload {', '.join(UPLOAD_SUFFIXES)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / clean
+            probe.write_bytes(content)
+            try:
+                read_source(probe)
+            except SourceError as err:
+                raise SourceError(clean, err.problem, row=err.row, line=err.line, field=err.field) from err
+        target = folder / clean
+        fd, tmp_path = tempfile.mkstemp(prefix=f".{clean}.", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        os.replace(tmp_path, target)
+        saved.append(target)
+    return saved
+
+
+def index_sources(folder: Path, include_sample: bool = True) -> list[Path]:
+    """The sources of a re-index: the sample store (optional) and every uploaded file."""
+    return [*(SAMPLE_SOURCES if include_sample else ()), *source_files(folder)]
+
+
+def reindex(kb_dir: Path, sources: Sequence[Path], progress: Progress | None = None) -> ReindexResult:
+    """Build ``kb_dir`` from ``sources`` (incrementally, atomically) and recalibrate the gate.
+
+    Args:
+        kb_dir: The knowledge base.
+        sources: Files and folders.
+        progress: Called with ``(fraction done, stage)``.
+
+    Raises:
+        ValueError: No sources.
+        SourceError: A bad source (the previous KB is kept).
+    """
+    report = progress or (lambda _fraction, _text: None)
+    if not sources:
+        raise ValueError("nothing to index: upload files or include the sample store")
+    report(0.05, "Reading sources…")
+    entries = load_sources(list(sources))
+    report(0.2, f"Embedding and indexing {len(entries)} entries…")
+    kb = KnowledgeBase.build(list(sources), kb_dir)
+    report(0.85, "Calibrating the answer gate…")
+    note = None
+    queries = read_queries(QUERIES)
+    if all(gold in kb for q in queries for gold in q.gold_ids):
+        calibrate_kb(kb_dir, QUERIES, OUT_OF_SCOPE)
+    else:
+        note = (
+            "The answer gate uses its default thresholds: the sample validation questions do not fit this KB "
+            "(run `aigc support calibrate --queries YOUR.csv --out-of-scope OOS.csv`)."
+        )
+    report(1.0, "Done")
+    return ReindexResult(len(kb), kb.last_build, note)
+
+
+def kb_statistics(kb_dir: Path) -> dict[str, Any]:
+    """Counts by kind and category, encoder, build time, and the answer gate in use."""
+    kb = KnowledgeBase.load(kb_dir)
+    stats = kb.stats()
+    categories = Counter(e.category or f"({e.kind})" for e in kb.entries)
+    stats["by_category"] = [{"category": c, "entries": n} for c, n in categories.most_common()]
+    calibration = Calibration.load(kb_dir)
+    gate = calibration or Calibration()
+    stats["gate"] = {
+        "calibrated": calibration is not None,
+        "handoff_threshold": round(gate.handoff_threshold, 3),
+        "verbatim_margin": round(gate.verbatim_margin, 3),
+        **gate.report,
+    }
+    return stats
+
+
+__all__ = [
+    "UPLOAD_SUFFIXES",
+    "ReindexResult",
+    "index_sources",
+    "kb_statistics",
+    "reindex",
+    "save_uploads",
+    "source_files",
+    "sources_dir",
+]

@@ -1,0 +1,1 @@
+"""Revision files of the ``support`` branch."""

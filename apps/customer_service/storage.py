@@ -1,0 +1,399 @@
+"""Support-bot tables (``support_*``, Alembic branch ``support``) and the queries on them.
+
+* ``support_conversations``: one chat; tagged with the first predicted intent and whether it was
+  handed off;
+* ``support_messages``: user and assistant turns in order; assistant turns carry confidence,
+  route (``faq`` / ``generate`` / ``handoff``), intent, the retrieval query and latencies;
+* ``support_message_sources``: the entries retrieved for an answer, with their scores and whether
+  the answer cited them;
+* ``support_handoffs``: answers that handed the conversation to a human (open until resolved);
+* ``support_feedback``: one thumbs up/down per answer from an agent, with an optional corrected
+  answer (exported as FAQ rows by :mod:`apps.customer_service.feedback`).
+
+:class:`SupportStore` wraps an engine for the UI and CLI; the schema comes from
+``core.storage.migrate()`` (``aigc db upgrade``), which :class:`SupportStore` runs on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
+
+from core.storage import (
+    TYPE_ANNOTATION_MAP,
+    create_engine,
+    migrate,
+    new_metadata,
+    session_scope,
+    upsert,
+    utcnow,
+)
+from core.storage import register_migrations as _register_migrations
+
+if TYPE_CHECKING:
+    from apps.customer_service.bot import Answer
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "versions"
+
+
+class SupportBase(DeclarativeBase):
+    """Declarative base of the support bot's tables."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class Conversation(SupportBase):
+    """One chat between an agent and the bot."""
+
+    __tablename__ = "support_conversations"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    kb: Mapped[str | None] = mapped_column(sa.String(1024))
+    intent: Mapped[str | None] = mapped_column(sa.String(128), index=True)
+    handoff: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Message(SupportBase):
+    """A user question or a bot answer."""
+
+    __tablename__ = "support_messages"
+    __table_args__ = (sa.UniqueConstraint("conversation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("support_conversations.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    role: Mapped[str] = mapped_column(sa.String(16))  # user | assistant
+    content: Mapped[str] = mapped_column(sa.Text)
+    route: Mapped[str | None] = mapped_column(sa.String(16))  # faq | generate | handoff
+    confidence: Mapped[float | None]
+    handoff: Mapped[bool] = mapped_column(default=False)
+    intent: Mapped[str | None] = mapped_column(sa.String(128))
+    intent_confidence: Mapped[float | None]
+    query: Mapped[str | None] = mapped_column(sa.Text)
+    latency_ms: Mapped[float | None]
+    ttft_ms: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageSource(SupportBase):
+    """A KB entry retrieved for an answer, with its scores."""
+
+    __tablename__ = "support_message_sources"
+
+    message_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("support_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    entry_id: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    rank: Mapped[int]
+    title: Mapped[str] = mapped_column(sa.Text)
+    url: Mapped[str | None] = mapped_column(sa.String(2048))
+    score: Mapped[float]
+    cosine: Mapped[float | None]
+    cited: Mapped[bool] = mapped_column(default=False)
+
+
+class Handoff(SupportBase):
+    """An answer that handed the conversation to a human agent."""
+
+    __tablename__ = "support_handoffs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("support_conversations.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("support_messages.id", ondelete="CASCADE"), unique=True
+    )
+    reason: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open | resolved
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+
+
+class Feedback(SupportBase):
+    """An agent's rating of an answer, optionally with the answer it should have given."""
+
+    __tablename__ = "support_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("support_messages.id", ondelete="CASCADE"), unique=True
+    )
+    rating: Mapped[int]  # +1 thumbs up, -1 thumbs down
+    corrected_answer: Mapped[str | None] = mapped_column(sa.Text)
+    agent: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def register_migrations() -> None:
+    """Register the ``support`` Alembic branch with core (done on import of this module)."""
+    _register_migrations("support", MIGRATIONS_DIR, SupportBase.metadata)
+
+
+register_migrations()
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A thumbs-down answer with the agent's corrected answer, ready to become an FAQ row."""
+
+    message_id: int
+    conversation_id: str
+    question: str
+    answer: str
+    rejected_answer: str
+    intent: str | None
+    created_at: datetime
+
+
+class SupportStore:
+    """Conversations, answers, hand-offs and feedback in the suite's database.
+
+    Args:
+        engine: An engine, a URL, or ``None`` for ``AIGC_DB_URL`` / the local SQLite file.
+        create: Run the migrations (all branches) once, so the tables exist.
+    """
+
+    def __init__(self, engine: Engine | str | None = None, create: bool = True) -> None:
+        self.engine = engine if isinstance(engine, Engine) else create_engine(engine)
+        if create:
+            migrate(self.engine)
+
+    # ------------------------------------------------------------------------------ writes
+    def start_conversation(self, title: str, kb: str | Path | None = None) -> str:
+        """Create a conversation; returns its id."""
+        conversation_id = str(uuid.uuid4())
+        with session_scope(self.engine) as session:
+            session.add(
+                Conversation(id=conversation_id, title=title.strip()[:200] or "(untitled)", kb=str(kb or ""))
+            )
+        return conversation_id
+
+    def add_exchange(self, conversation_id: str, question: str, answer: Answer) -> int:
+        """Store a question and the bot's answer (sources, hand-off); returns the answer's message id.
+
+        Raises:
+            KeyError: No such conversation.
+        """
+        with session_scope(self.engine) as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise KeyError(f"no conversation {conversation_id!r}")
+            position = session.scalar(
+                sa.select(sa.func.count()).where(Message.conversation_id == conversation_id)
+            )
+            session.add(
+                Message(conversation_id=conversation_id, position=position, role="user", content=question)
+            )
+            reply = Message(
+                conversation_id=conversation_id,
+                position=position + 1,
+                role="assistant",
+                content=answer.text,
+                route=answer.route,
+                confidence=float(answer.confidence),
+                handoff=answer.handoff,
+                intent=answer.intent,
+                intent_confidence=answer.intent_confidence,
+                query=answer.query,
+                latency_ms=float(answer.latency_ms),
+                ttft_ms=float(answer.ttft_ms),
+            )
+            session.add(reply)
+            session.flush()
+            cited = {s.id for s in answer.sources}
+            rows = {s.id: (rank, s) for rank, s in enumerate([*answer.sources, *answer.related], start=1)}
+            for entry_id, (rank, source) in rows.items():
+                session.add(
+                    MessageSource(
+                        message_id=reply.id,
+                        entry_id=entry_id,
+                        rank=rank,
+                        title=source.title,
+                        url=source.url,
+                        score=float(source.score),
+                        cosine=source.cosine,
+                        cited=entry_id in cited,
+                    )
+                )
+            if answer.handoff:
+                session.add(
+                    Handoff(conversation_id=conversation_id, message_id=reply.id, reason="low_confidence")
+                )
+                conversation.handoff = True
+            if conversation.intent is None and answer.intent is not None:
+                conversation.intent = answer.intent
+            conversation.updated_at = utcnow()
+            return reply.id
+
+    def record_feedback(
+        self, message_id: int, rating: int, corrected_answer: str | None = None, agent: str | None = None
+    ) -> None:
+        """Rate an answer (+1 / -1), replacing earlier feedback on it.
+
+        Raises:
+            ValueError: Rating not +1 or -1, or the message is not a bot answer.
+        """
+        if rating not in (1, -1):
+            raise ValueError(f"rating must be 1 (thumbs up) or -1 (thumbs down), got {rating!r}")
+        corrected = (corrected_answer or "").strip() or None
+        with session_scope(self.engine) as session:
+            message = session.get(Message, message_id)
+            if message is None or message.role != "assistant":
+                raise ValueError(f"message {message_id} is not a bot answer")
+            row = {"message_id": message_id, "rating": rating, "corrected_answer": corrected, "agent": agent}
+            upsert(session, Feedback, [row], key_columns=["message_id"])
+
+    def resolve_handoff(self, message_id: int) -> None:
+        """Mark the hand-off of this answer resolved."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                sa.update(Handoff)
+                .where(Handoff.message_id == message_id)
+                .values(status="resolved", resolved_at=utcnow())
+            )
+
+    # ------------------------------------------------------------------------------- reads
+    def conversations(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Most recent conversations first: id, title, intent, handoff, messages, timestamps."""
+        counts = (
+            sa.select(Message.conversation_id, sa.func.count().label("n"))
+            .group_by(Message.conversation_id)
+            .subquery()
+        )
+        stmt = (
+            sa.select(Conversation, sa.func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+            .order_by(Conversation.updated_at.desc(), Conversation.id)
+            .limit(limit)
+        )
+        with session_scope(self.engine) as session:
+            return [
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "kb": c.kb,
+                    "intent": c.intent,
+                    "handoff": c.handoff,
+                    "messages": int(n),
+                    "created_at": c.created_at,
+                    "updated_at": c.updated_at,
+                }
+                for c, n in session.execute(stmt)
+            ]
+
+    def messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's messages in order, answers with ``sources`` and ``feedback``."""
+        with session_scope(self.engine) as session:
+            rows = session.scalars(
+                sa.select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.position)
+            ).all()
+            ids = [m.id for m in rows if m.role == "assistant"]
+            sources: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+            for s in session.scalars(
+                sa.select(MessageSource).where(MessageSource.message_id.in_(ids)).order_by(MessageSource.rank)
+            ):
+                sources[s.message_id].append(
+                    {"id": s.entry_id, "title": s.title, "url": s.url, "score": s.score, "cited": s.cited}
+                )
+            feedback = {
+                f.message_id: {"rating": f.rating, "corrected_answer": f.corrected_answer}
+                for f in session.scalars(sa.select(Feedback).where(Feedback.message_id.in_(ids)))
+            }
+            return [
+                {
+                    "id": m.id,
+                    "role": m.role,
+                    "content": m.content,
+                    "route": m.route,
+                    "confidence": m.confidence,
+                    "handoff": m.handoff,
+                    "intent": m.intent,
+                    "intent_confidence": m.intent_confidence,
+                    "latency_ms": m.latency_ms,
+                    "sources": sources.get(m.id, []),
+                    "feedback": feedback.get(m.id),
+                }
+                for m in rows
+            ]
+
+    def corrections(self, since: datetime | None = None) -> list[Correction]:
+        """Answers rated down with a corrected answer, oldest first (optionally only newer than ``since``)."""
+        question = aliased(Message)
+        stmt = (
+            sa.select(Feedback, Message, question.content)
+            .join(Message, Message.id == Feedback.message_id)
+            .join(
+                question,
+                (question.conversation_id == Message.conversation_id)
+                & (question.position == Message.position - 1),
+            )
+            .where(Feedback.rating < 0, Feedback.corrected_answer.is_not(None))
+            .order_by(Feedback.updated_at, Feedback.id)
+        )
+        if since is not None:
+            stmt = stmt.where(Feedback.updated_at > since)
+        with session_scope(self.engine) as session:
+            return [
+                Correction(
+                    message_id=m.id,
+                    conversation_id=m.conversation_id,
+                    question=q,
+                    answer=f.corrected_answer or "",
+                    rejected_answer=m.content,
+                    intent=m.intent,
+                    created_at=f.updated_at,
+                )
+                for f, m, q in session.execute(stmt)
+            ]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of conversations, answers, hand-offs (open) and feedback (up / down / corrected)."""
+        with session_scope(self.engine) as session:
+
+            def count(stmt: Any) -> int:
+                return int(session.scalar(stmt) or 0)
+
+            return {
+                "conversations": count(sa.select(sa.func.count()).select_from(Conversation)),
+                "answers": count(sa.select(sa.func.count()).where(Message.role == "assistant")),
+                "handoffs": count(sa.select(sa.func.count()).select_from(Handoff)),
+                "open_handoffs": count(sa.select(sa.func.count()).where(Handoff.status == "open")),
+                "thumbs_up": count(sa.select(sa.func.count()).where(Feedback.rating > 0)),
+                "thumbs_down": count(sa.select(sa.func.count()).where(Feedback.rating < 0)),
+                "corrections": count(
+                    sa.select(sa.func.count()).where(Feedback.corrected_answer.is_not(None))
+                ),
+            }
+
+
+__all__ = [
+    "Conversation",
+    "Correction",
+    "Feedback",
+    "Handoff",
+    "Message",
+    "MessageSource",
+    "SupportBase",
+    "SupportStore",
+    "register_migrations",
+]

@@ -1,0 +1,77 @@
+"""Shared pieces of the support pages: cached bot and store, the KB picker. Layout only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from apps.customer_service.bot import SupportBot
+from apps.customer_service.config import load_bot_config
+from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
+from apps.customer_service.storage import SupportStore
+from core.paths import data_dir
+from core.storage import get_db_url
+
+KB_KEY = "support_kb_dir"
+
+
+@st.cache_resource(show_spinner="Loading the knowledge base and models…")
+def _bot(kb_dir: str, built_at: str) -> SupportBot:
+    """One bot per KB directory and build (a re-index changes ``built_at`` and reloads it)."""
+    del built_at  # only part of the cache key
+    return SupportBot.from_dir(kb_dir, load_bot_config())
+
+
+def bot(kb_dir: Path) -> SupportBot:
+    """The bot over ``kb_dir`` (cached; reloaded after the KB is rebuilt or recalibrated)."""
+    manifest = kb_dir / MANIFEST_FILE
+    calibration = kb_dir / "calibration.json"
+    stamp = f"{manifest.stat().st_mtime_ns}-{calibration.stat().st_mtime_ns if calibration.exists() else 0}"
+    return _bot(str(kb_dir), stamp)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> SupportStore:
+    return SupportStore(url)
+
+
+def store() -> SupportStore:
+    """The conversation store of ``AIGC_DB_URL`` (or the local SQLite file); tables created on first use."""
+    return _store(get_db_url())
+
+
+def known_kbs() -> list[Path]:
+    """Knowledge bases under ``$AIGC_DATA_DIR/support`` (the default first), plus the one picked last."""
+    found = [default_kb_dir()]
+    root = data_dir() / "support"
+    if root.is_dir():
+        found += sorted(p.parent for p in root.glob("*/" + MANIFEST_FILE))
+    if KB_KEY in st.session_state:
+        found.append(Path(st.session_state[KB_KEY]))
+    return list(dict.fromkeys(found))
+
+
+def kb_picker(label: str = "Knowledge base") -> Path:
+    """Sidebar selector of a KB directory (or a typed path); remembered across pages."""
+    options = [str(p) for p in known_kbs()]
+    current = st.session_state.get(KB_KEY, options[0])
+    with st.sidebar:
+        choice = st.selectbox(label, options, index=options.index(current) if current in options else 0)
+        typed = st.text_input(
+            "…or another KB directory", value="", placeholder="/path/to/kb", key="support_kb_typed"
+        )
+    picked = typed.strip() or choice
+    st.session_state[KB_KEY] = picked
+    return Path(picked)
+
+
+def kb_ready(kb_dir: Path) -> bool:
+    """Whether ``kb_dir`` holds a knowledge base; explains what to run when not."""
+    if (kb_dir / MANIFEST_FILE).is_file():
+        return True
+    st.info(
+        f"No knowledge base at `{kb_dir}` yet. Build one on the **Knowledge base** page, or run "
+        f"`aigc support index FAQ.csv policies/ --kb-dir {kb_dir}` (or `aigc prepare-demo --app support`)."
+    )
+    return False

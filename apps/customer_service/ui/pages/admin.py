@@ -1,0 +1,65 @@
+"""Knowledge base admin: upload FAQ files and documents, (re)index with progress, KB statistics."""
+
+import streamlit as st
+
+from apps.customer_service import admin
+from apps.customer_service.errors import KBFormatError, SourceError
+from apps.customer_service.ui import common
+
+st.title("Knowledge base")
+kb_dir = common.kb_picker()
+sources_dir = admin.sources_dir(kb_dir)
+
+st.subheader("Sources")
+uploads = st.file_uploader(
+    "Add FAQ files (CSV, JSON, JSONL) or documents (Markdown, text)",
+    type=[s.lstrip(".") for s in admin.UPLOAD_SUFFIXES],
+    accept_multiple_files=True,
+)
+if uploads and st.button("Save uploaded files", icon=":material/upload:"):
+    try:
+        saved = admin.save_uploads(sources_dir, [(f.name, f.getvalue()) for f in uploads])
+    except SourceError as err:
+        st.error(str(err))
+    else:
+        st.success(f"Saved {', '.join(p.name for p in saved)} to `{sources_dir}`.")
+include_sample = st.checkbox("Include the shipped sample store (FAQ + policies)", value=True)
+files = admin.source_files(sources_dir)
+if files:
+    st.table([{"file": p.name, "bytes": p.stat().st_size} for p in files])
+else:
+    st.caption(f"No uploaded files in `{sources_dir}` yet.")
+
+if st.button("(Re)index", type="primary", icon=":material/sync:"):
+    bar = st.progress(0.0, text="Starting…")
+    try:
+        result = admin.reindex(
+            kb_dir,
+            admin.index_sources(sources_dir, include_sample),
+            progress=lambda fraction, text: bar.progress(fraction, text=text),
+        )
+    except (SourceError, KBFormatError, FileNotFoundError, ValueError) as err:
+        st.error(f"Indexing failed; the previous knowledge base is unchanged. {err}")
+    else:
+        report = result.report
+        st.success(
+            f"Indexed {result.entries} entries: added {report.added}, updated {report.updated}, "
+            f"removed {report.removed}, unchanged {report.unchanged} ({report.seconds:.1f} s)."
+        )
+        if result.calibration_note:
+            st.info(result.calibration_note)
+
+st.subheader("Statistics")
+if common.kb_ready(kb_dir):
+    stats = admin.kb_statistics(kb_dir)
+    cols = st.columns(4)
+    cols[0].metric("Entries", stats["entries"])
+    cols[1].metric("FAQ", stats["counts"].get("faq", 0))
+    cols[2].metric("Document passages", stats["counts"].get("doc", 0))
+    cols[3].metric("Dialogues", stats["counts"].get("dialogue", 0))
+    st.caption(f"Encoder `{stats['embedding_model']}` (dim {stats['dim']}), built {stats['built_at']}")
+    st.bar_chart(stats["by_category"], x="category", y="entries", horizontal=True)
+    st.markdown("**Answer gate**")
+    st.table([stats["gate"]])
+    st.markdown("**Conversations**")
+    st.table([common.store().stats()])

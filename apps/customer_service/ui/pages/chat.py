@@ -1,0 +1,131 @@
+"""Agent chat: streamed answers with sources, intent and confidence badges, hand-off banner, feedback."""
+
+from typing import Any
+
+import streamlit as st
+
+from apps.customer_service.bot import EmptyQuestionError, SupportBot
+from apps.customer_service.storage import SupportStore
+from apps.customer_service.ui import common
+
+CONV_KEY = "support_conversation"
+HANDOFF_BANNER = "Hand-off: the bot is not confident it can answer this. A human agent should take over."
+
+st.title("Agent chat")
+kb_dir = common.kb_picker()
+if not common.kb_ready(kb_dir):
+    st.stop()
+db: SupportStore = common.store()
+bot: SupportBot = common.bot(kb_dir)
+
+
+def sidebar_conversations() -> None:
+    with st.sidebar:
+        if st.button("New conversation", icon=":material/add_comment:", width="stretch"):
+            st.session_state.pop(CONV_KEY, None)
+        st.subheader("Past conversations")
+        past = db.conversations(limit=20)
+        if not past:
+            st.caption("None yet.")
+        for conv in past:
+            flags = (" · hand-off" if conv["handoff"] else "") + (
+                f" · {conv['intent']}" if conv["intent"] else ""
+            )
+            label = f"{conv['title'][:40]}{flags}"
+            current = st.session_state.get(CONV_KEY) == conv["id"]
+            if st.button(label, key=f"support_conv_{conv['id']}", type="primary" if current else "secondary"):
+                st.session_state[CONV_KEY] = conv["id"]
+                st.rerun()
+
+
+def badges(message: dict[str, Any]) -> None:
+    row = st.container(horizontal=True)
+    with row:
+        confidence = message["confidence"] or 0.0
+        colour = "green" if confidence >= bot.calibration.handoff_threshold else "red"
+        st.badge(f"confidence {confidence:.2f}", color=colour, icon=":material/speed:")
+        if message["intent"]:
+            st.badge(f"intent: {message['intent']}", color="violet", icon=":material/label:")
+        st.badge(f"route: {message['route']}", color="gray")
+        if message.get("latency_ms") is not None:
+            st.badge(f"{message['latency_ms']:.0f} ms", color="gray", icon=":material/timer:")
+
+
+def sources(message: dict[str, Any]) -> None:
+    cited = [s for s in message["sources"] if s["cited"]]
+    for source in cited:
+        with st.expander(f"Source [{source['id']}] {source['title']} · score {source['score']:.3f}"):
+            if source["id"] in bot.kb:
+                st.markdown(bot.kb.get(source["id"]).text)
+            if source["url"]:
+                st.markdown(f"[{source['url']}]({source['url']})")
+    others = [s for s in message["sources"] if not s["cited"]]
+    if others:
+        with st.expander("Other retrieved entries"):
+            st.table([{"id": s["id"], "title": s["title"], "score": round(s["score"], 3)} for s in others])
+
+
+def feedback(message: dict[str, Any]) -> None:
+    saved = message["feedback"] or {}
+    default = None if not saved else (1 if saved["rating"] > 0 else 0)
+    rating = st.feedback("thumbs", key=f"support_fb_{message['id']}", default=default)
+    if rating == 1 and default != 1:
+        db.record_feedback(message["id"], 1)
+        st.toast("Thanks, marked as helpful.")
+    elif rating == 0:
+        with st.form(key=f"support_fix_{message['id']}", border=False):
+            corrected = st.text_area(
+                "Correct answer (becomes an FAQ entry via `aigc support export-feedback`)",
+                value=saved.get("corrected_answer") or "",
+                key=f"support_fix_text_{message['id']}",
+            )
+            if st.form_submit_button("Save correction"):
+                db.record_feedback(message["id"], -1, corrected)
+                st.toast("Correction saved.")
+        if default != 0:
+            db.record_feedback(message["id"], -1, saved.get("corrected_answer"))
+
+
+def render(message: dict[str, Any]) -> None:
+    with st.chat_message(message["role"]):
+        if message["role"] == "user":
+            st.markdown(message["content"])
+            return
+        if message["handoff"]:
+            st.warning(HANDOFF_BANNER, icon=":material/support_agent:")
+        st.markdown(message["content"])
+        badges(message)
+        sources(message)
+        feedback(message)
+
+
+def ask(question: str, history: list[dict[str, str]]) -> None:
+    with st.chat_message("user"):
+        st.markdown(question)
+    with st.chat_message("assistant"):
+        try:
+            stream = bot.stream(question, history)
+        except EmptyQuestionError as err:
+            st.error(str(err))
+            return
+        st.write_stream(stream)
+    answer = stream.answer
+    conv_id = st.session_state.get(CONV_KEY) or db.start_conversation(question[:80], kb_dir)
+    st.session_state[CONV_KEY] = conv_id
+    db.add_exchange(conv_id, question, answer)
+    if answer.notice:
+        st.session_state["support_notice"] = answer.notice
+    st.rerun()
+
+
+sidebar_conversations()
+if notice := st.session_state.pop("support_notice", None):
+    st.info(notice)
+conversation = st.session_state.get(CONV_KEY)
+messages = db.messages(conversation) if conversation else []
+if not messages:
+    st.caption(f"Ask a customer's question; answers come from `{kb_dir}` with their sources.")
+for msg in messages:
+    render(msg)
+if question := st.chat_input("Type the customer's question"):
+    ask(question, [{"role": m["role"], "content": m["content"]} for m in messages])
