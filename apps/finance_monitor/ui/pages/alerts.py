@@ -6,6 +6,7 @@ from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import charts, common
 
 STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
+TABLE_ROWS = 25
 MUTE_HOURS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "7 days": 168}
 
 st.title("Alerts")
@@ -23,7 +24,9 @@ def alerts_view() -> None:
         st.success(f"No {status_label.lower() if status_label != 'All' else ''} alerts.")
         return
     table = dashboard.alerts_table(frame)
-    st.table(table)
+    st.table(table.head(TABLE_ROWS))
+    if len(table) > TABLE_ROWS:
+        st.caption(f"The {TABLE_ROWS} newest of {len(table)} alerts; pick any below.")
     ids = frame["id"].tolist()
     index = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in ids else 0
     labels = {i: f"#{i} · {k} · {r}" for i, k, r in zip(ids, frame["key"], frame["rule"], strict=True)}
