@@ -1,0 +1,351 @@
+"""The saved recommender: catalogue, training history, item index, ranker and encoder adapter.
+
+A model directory holds (no pickles)::
+
+    manifest.json          format, encoder, config, counts, training metrics, sha256 of every file
+    items.parquet          item_id, text (+ title, timestamp when known)
+    users.parquet          user ids in index order
+    interactions.parquet   the training history (user_id, item_id, timestamp, event, rating)
+    ranker.json            the logistic-regression ranker (see apps.recommender.ranker)
+    index/                 core VectorIndex of the item text vectors (FAISS + JSON manifest)
+    encoder/               LoRA adapter of the fine-tuned text encoder (peft safetensors), optional
+
+:meth:`RecommenderModel.save` writes everything into a temporary directory next to the target
+and renames it into place, so a reader sees the old model or the new one, never a mix; the file
+hashes in the manifest catch a directory altered afterwards (:meth:`RecommenderModel.load` raises
+:class:`ModelError`).
+
+Serving (:meth:`RecommenderModel.recommend`) needs only the item vectors, not the encoder, so a
+batch worker loads in seconds; :meth:`RecommenderModel.embedder` loads the (adapted) encoder for
+new text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from apps.recommender.data import Dataset
+from apps.recommender.ranker import HybridScorer, LinearRanker, RankerConfig
+from core.config import ConfigError, from_dict, to_dict
+from core.index import IndexFormatError, IndexMismatchError, VectorIndex
+from core.lora import sha256_file
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KIND = "aigc-recommender"
+MANIFEST = "manifest.json"
+OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "score", "reason")
+_ITEM_COLUMNS = ("item_id", "text", "title", "timestamp")
+_INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "rating")
+
+Recommendation = tuple[str, float, str]
+
+
+class ModelError(RuntimeError):
+    """A model directory is missing, incomplete, corrupt or of another format."""
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Which text encoder produced the item vectors."""
+
+    base: str = "minilm-l6"
+    model_id: str = "minilm-l6"
+    adapter: str | None = None
+    max_length: int | None = None
+
+
+class RecommenderModel:
+    """A trained hybrid recommender, ready to score users.
+
+    Args:
+        scorer: The fitted :class:`~apps.recommender.ranker.HybridScorer`.
+        encoder: The encoder that made the item vectors.
+        index: Vector index of the item vectors (keyed by item id).
+        metrics: Training metrics recorded in the manifest (e.g. encoder fine-tuning gain).
+        path: Where the model was loaded from (``None`` for a model not saved yet).
+    """
+
+    def __init__(
+        self,
+        scorer: HybridScorer,
+        encoder: EncoderInfo,
+        index: VectorIndex,
+        metrics: dict[str, Any] | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.scorer = scorer
+        self.encoder = encoder
+        self.index = index
+        self.metrics = dict(metrics or {})
+        self.path = path
+        self._adapter_source: Path | None = None
+        self._embedder: Any = None
+
+    # ------------------------------------------------------------------------------- queries
+
+    @property
+    def train(self) -> Dataset:
+        """The training data (catalogue, users and their history)."""
+        return self.scorer.train
+
+    @property
+    def items(self) -> pd.DataFrame:
+        """The catalogue: ``item_id``, ``text`` and the other item columns."""
+        return self.train.items
+
+    def user_ids(self) -> list[str]:
+        """Every user the model knows, in index order (``--users all`` of a batch job)."""
+        return [str(u) for u in self.train.user_ids]
+
+    def history(self, user_id: str) -> pd.DataFrame:
+        """A user's training interactions, oldest first, with item titles (empty when unknown)."""
+        frame = self.train.interactions
+        rows = frame.loc[frame["user_id"] == str(user_id), ["item_id", "timestamp", "event", "rating"]]
+        titles = self.items.set_index("item_id")
+        column = "title" if "title" in titles.columns else "text"
+        return rows.assign(title=rows["item_id"].map(titles[column])).reset_index(drop=True)
+
+    def recommend(
+        self, user_ids: Sequence[str], k: int = 10, exclude_seen: bool = True
+    ) -> list[list[Recommendation]]:
+        """Top-``k`` items per user as ``(item_id, score, reason)``, best first.
+
+        Unknown users and users without history get popular items (a documented fallback).
+
+        Args:
+            user_ids: The users.
+            k: Items per user.
+            exclude_seen: Must be True: the model never recommends an item the user had.
+
+        Returns:
+            One list per user, in input order.
+        """
+        if not exclude_seen:
+            raise ValueError("RecommenderModel always excludes items the user has seen")
+        frame = self.recommend_frame(user_ids, k)
+        grouped = {u: g for u, g in frame.groupby("user_id", sort=False)}
+        out = []
+        for user_id in user_ids:
+            group = grouped.get(str(user_id))
+            rows = [] if group is None else group.itertuples(index=False)
+            out.append([(str(r.item_id), float(r.score), str(r.reason)) for r in rows])
+        return out
+
+    def recommend_frame(self, user_ids: Sequence[str], k: int = 10) -> pd.DataFrame:
+        """Top-``k`` per user as a frame: ``user_id``, ``rank``, ``item_id``, ``score``, ``reason``,
+        ``similar_item_id``, ``similar_score``, ``cold_slot`` (see
+        :meth:`HybridScorer.recommend_with_reasons`)."""
+        return self.scorer.recommend_with_reasons([str(u) for u in user_ids], k)
+
+    def recommend_chunk(self, user_ids: Sequence[str], k: int) -> pd.DataFrame:
+        """Batch-job form of :meth:`recommend_frame`: only :data:`OUTPUT_COLUMNS`."""
+        frame = self.recommend_frame(user_ids, k)
+        return frame.loc[:, list(OUTPUT_COLUMNS)].reset_index(drop=True)
+
+    def similar_items(self, item_id: str, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items whose text vectors are closest to ``item_id``'s (itself excluded).
+
+        Raises:
+            KeyError: Unknown item id.
+        """
+        if str(item_id) not in self.index:
+            raise KeyError(f"unknown item id {item_id!r}")
+        vector = self.index.get_vectors([str(item_id)])
+        ids, scores = self.index.search(vector, min(k + 1, len(self.index)))
+        pairs = [(i, float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != str(item_id)][:k]
+        frame = pd.DataFrame(pairs, columns=["item_id", "score"])
+        titles = self.items.set_index("item_id")
+        column = "title" if "title" in titles.columns else "text"
+        return frame.assign(title=frame["item_id"].map(titles[column]))
+
+    def embedder(self) -> Any:
+        """The text encoder of the item vectors (with its LoRA adapter), loaded on first use."""
+        if self._embedder is None:
+            from apps.recommender.encoder_training import load_embedder
+
+            adapter = self._adapter_dir()
+            self._embedder = load_embedder(self.encoder.base, adapter, self.encoder.max_length)
+        return self._embedder
+
+    def _adapter_dir(self) -> Path | None:
+        if self.encoder.adapter is None:
+            return None
+        if self.path is not None:
+            return self.path / self.encoder.adapter
+        return self._adapter_source
+
+    def fingerprint(self) -> str:
+        """Identity of a saved model: its path and the sha256 of its manifest."""
+        if self.path is None:
+            raise ModelError("the model is not saved; save() it first")
+        return f"{self.path.resolve()}@{sha256_file(self.path / MANIFEST)[:16]}"
+
+    # ------------------------------------------------------------------------------- save/load
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model directory atomically (temp dir renamed into place).
+
+        Returns:
+            The directory.
+        """
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            self._write(tmp)
+            old = None
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(directory, old)
+            os.replace(tmp, directory)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.path = directory
+        logger.info("Saved recommender", extra={"path": str(directory)})
+        return directory
+
+    def _write(self, tmp: Path) -> None:
+        train = self.train
+        items = train.items.loc[:, [c for c in _ITEM_COLUMNS if c in train.items.columns]].copy()
+        items["item_id"] = items["item_id"].astype(str)
+        items.to_parquet(tmp / "items.parquet", index=False)
+        pd.DataFrame({"user_id": self.user_ids()}).to_parquet(tmp / "users.parquet", index=False)
+        train.interactions.loc[:, list(_INTERACTION_COLUMNS)].to_parquet(
+            tmp / "interactions.parquet", index=False
+        )
+        assert self.scorer.ranker is not None
+        self.scorer.ranker.save(tmp)
+        self.index.save(tmp / "index")
+        adapter = self._adapter_dir()
+        if self.encoder.adapter is not None:
+            if adapter is None or not adapter.is_dir():
+                raise ModelError(f"encoder adapter directory {adapter} is missing")
+            shutil.copytree(adapter, tmp / self.encoder.adapter)
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": KIND,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "encoder": to_dict(self.encoder),
+            "ranker_config": to_dict(self.scorer.config),
+            "counts": {
+                "items": train.n_items,
+                "users": train.n_users,
+                "interactions": len(train.interactions),
+            },
+            "metrics": to_dict(self.metrics),
+            "files": {name: sha256_file(tmp / name) for name in files},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RecommenderModel:
+        """Load a model saved by :meth:`save`.
+
+        Raises:
+            ModelError: The directory is missing, incomplete, altered or not a recommender model.
+        """
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        for name, digest in manifest["files"].items():
+            path = directory / name
+            if not path.is_file():
+                raise ModelError(f"{path} is missing: the model directory is incomplete; train it again")
+            if sha256_file(path) != digest:
+                raise ModelError(
+                    f"{path} does not match its checksum in {directory / MANIFEST}: corrupt model"
+                )
+        try:
+            encoder = from_dict(EncoderInfo, manifest["encoder"])
+            config = from_dict(RankerConfig, manifest["ranker_config"])
+            train = _read_dataset(directory)
+            index = VectorIndex.load(directory / "index", expected_model=encoder.model_id)
+            ranker = LinearRanker.load(directory)
+        except (ConfigError, IndexFormatError, IndexMismatchError, KeyError, ValueError, OSError) as err:
+            raise ModelError(f"{directory}: cannot load the recommender model ({err})") from err
+        if len(index) != train.n_items:
+            raise ModelError(f"{directory}: index holds {len(index)} items, catalogue {train.n_items}")
+        vectors = index.get_vectors(train.item_ids.astype(str).tolist())
+        scorer = HybridScorer(vectors, config, ranker=ranker, index=index).fit(train)
+        model = cls(scorer, encoder, index, manifest.get("metrics"), path=directory)
+        logger.info("Loaded recommender", extra={"path": str(directory), "counts": manifest["counts"]})
+        return model
+
+
+class ModelLoader:
+    """A picklable recipe that loads a saved model (for batch jobs and Ray workers).
+
+    Args:
+        path: The model directory.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __call__(self) -> RecommenderModel:
+        """Load the model."""
+        return RecommenderModel.load(self.path)
+
+    def fingerprint(self) -> str:
+        """Path and manifest hash of the model (changes whenever the model is saved again)."""
+        manifest = self.path / MANIFEST
+        if not manifest.is_file():
+            raise ModelError(f"{manifest} is missing: not a recommender model directory")
+        return f"{self.path.resolve()}@{sha256_file(manifest)[:16]}"
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: no such model directory; run `aigc recommend train` first")
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: not a (complete) recommender model directory")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: corrupt manifest ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        raise ModelError(f"{path}: not a recommender model manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{path}: format {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if not isinstance(manifest.get("files"), dict):
+        raise ModelError(f"{path}: manifest lists no files")
+    return manifest
+
+
+def _read_dataset(directory: Path) -> Dataset:
+    items = pd.read_parquet(directory / "items.parquet")
+    items["item_id"] = items["item_id"].astype(str)
+    if "timestamp" in items.columns:
+        items["timestamp"] = items["timestamp"].astype("Int64")
+    user_ids = pd.read_parquet(directory / "users.parquet")["user_id"].astype(str).tolist()
+    frame = pd.read_parquet(directory / "interactions.parquet")
+    item_index = {item_id: i for i, item_id in enumerate(items["item_id"])}
+    user_index = {user_id: u for u, user_id in enumerate(user_ids)}
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame["user_idx"] = frame["user_id"].map(user_index)
+    frame["item_idx"] = frame["item_id"].map(item_index)
+    if frame[["user_idx", "item_idx"]].isna().any().any():
+        raise ValueError("interactions.parquet names users or items missing from the catalogue")
+    frame = frame.astype({"user_idx": np.int64, "item_idx": np.int64, "timestamp": np.int64})
+    columns = ["user_id", "item_id", "user_idx", "item_idx", "timestamp", "event", "rating"]
+    return Dataset(items, frame[columns], user_ids, name=str(directory))

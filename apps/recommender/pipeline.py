@@ -1,0 +1,258 @@
+"""Train and evaluate the recommender end to end (what ``aigc recommend train``/``eval`` call).
+
+:func:`train_model` on a dataset:
+
+1. time-based validation split (last interaction per user held out);
+2. LoRA contrastive fine-tuning of the encoder on the validation split's training part, and the
+   text-only next-item metrics of the frozen and the fine-tuned encoder on the held-out items
+   (the gain is recorded in the model manifest);
+3. item vectors from the fine-tuned encoder, a :class:`~core.index.VectorIndex`, and the hybrid
+   ranker trained on all data (its own inner time split);
+4. the model directory (:class:`~apps.recommender.model.RecommenderModel`).
+
+:func:`evaluate_models` runs the evaluation protocol of :mod:`apps.recommender.evaluation` with
+the baselines (popularity, ItemKNN, BPR when ``implicit`` is installed, text-only with the frozen
+encoder), the text-only score of the fine-tuned encoder (``text_ft``), and the hybrid. Every model
+that learns, the encoder included, is fit on each split's training part only.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apps.recommender.baselines import BPRScorer, ItemKNNScorer, PopularityScorer, TextScorer, bpr_available
+from apps.recommender.candidates import build_item_index
+from apps.recommender.data import DataConfig, Dataset
+from apps.recommender.encoder_training import ContrastiveConfig, TrainResult, load_embedder, train_encoder
+from apps.recommender.evaluation import EvalConfig, evaluate, evaluate_next_item
+from apps.recommender.model import EncoderInfo, RecommenderModel
+from apps.recommender.ranker import HybridScorer, RankerConfig
+from apps.recommender.scorer import Scorer
+from apps.recommender.splits import leave_last_out
+from apps.recommender.text_vectors import embed_items
+from core import models
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("popularity", "itemknn", "bpr", "text", "text_ft", "hybrid")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The item-text encoder."""
+
+    model: str = field(default=models.DEFAULT_ENCODER, metadata={"help": "encoder spec (short name or dir)"})
+    max_length: int = field(default=64, metadata={"help": "token limit of an item text"})
+    batch_size: int = field(default=64, metadata={"help": "texts per forward pass when embedding"})
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """Everything ``aigc recommend train``/``eval`` read from ``configs/recommender.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    finetune: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class Vectors:
+    """Item vectors per encoder, computed once: frozen, and fine-tuned per training split.
+
+    Args:
+        dataset: The full catalogue (vectors are in its item order).
+        config: Encoder and fine-tuning settings.
+        work_dir: Where adapters are written.
+        show_progress_bar: Show tqdm bars.
+    """
+
+    def __init__(
+        self, dataset: Dataset, config: RecommenderConfig, work_dir: Path, show_progress_bar: bool = False
+    ) -> None:
+        self.dataset = dataset
+        self.config = config
+        self.work_dir = work_dir
+        self.show = show_progress_bar
+        self._frozen: np.ndarray | None = None
+        self._tuned: dict[int, tuple[np.ndarray, TrainResult]] = {}
+
+    def frozen(self) -> np.ndarray:
+        """Vectors of the frozen encoder."""
+        if self._frozen is None:
+            enc = self.config.encoder
+            embedder = load_embedder(enc.model, None, enc.max_length)
+            self._frozen = embed_items(self.dataset, embedder, enc.batch_size, self.show)
+        return self._frozen
+
+    def tuned(self, train: Dataset) -> tuple[np.ndarray, TrainResult]:
+        """Vectors of the encoder fine-tuned on ``train`` (fine-tuned on first request)."""
+        key = id(train)
+        if key not in self._tuned:
+            out = self.work_dir / f"adapter-{len(self._tuned)}"
+            result = train_encoder(train, out, self.config.encoder.model, self.config.finetune, self.show)
+            vectors = embed_items(self.dataset, result.embedder, self.config.encoder.batch_size, self.show)
+            self._tuned[key] = (vectors, result)
+        return self._tuned[key]
+
+    def for_train(self, train: Dataset) -> np.ndarray:
+        """Fine-tuned vectors when fine-tuning is enabled, else frozen."""
+        return self.tuned(train)[0] if self.config.finetune.enabled else self.frozen()
+
+    def training_summaries(self) -> list[dict[str, Any]]:
+        """One summary per fine-tuning run."""
+        return [result.summary() for _, result in self._tuned.values()]
+
+
+class DeferredScorer(Scorer):
+    """A scorer whose real model is built at ``fit`` time from the training split.
+
+    Args:
+        name: Model name in reports.
+        build: Called with the training data; returns an unfitted scorer.
+    """
+
+    def __init__(self, name: str, build: Callable[[Dataset], Scorer]) -> None:
+        super().__init__()
+        self.name = name
+        self.build = build
+        self.inner: Scorer | None = None
+
+    def _fit(self, train: Dataset) -> None:
+        self.inner = self.build(train).fit(train)
+
+    def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        assert self.inner is not None
+        return self.inner._score_users(user_idx)
+
+
+def scorer_factories(
+    vectors: Vectors, config: RecommenderConfig, names: tuple[str, ...] = MODELS
+) -> dict[str, Callable[[], Scorer]]:
+    """Model name -> factory of an unfitted scorer (unknown names raise ``ValueError``)."""
+    table: Mapping[str, Callable[[], Scorer]] = {
+        "popularity": PopularityScorer,
+        "itemknn": ItemKNNScorer,
+        "bpr": BPRScorer,
+        "text": lambda: DeferredScorer("text", lambda _: TextScorer(item_vectors=vectors.frozen())),
+        "text_ft": lambda: DeferredScorer("text_ft", lambda t: TextScorer(item_vectors=vectors.tuned(t)[0])),
+        "hybrid": lambda: DeferredScorer(
+            "hybrid", lambda t: HybridScorer(vectors.for_train(t), config.ranker)
+        ),
+        "hybrid_frozen": lambda: DeferredScorer(
+            "hybrid_frozen", lambda _: HybridScorer(vectors.frozen(), config.ranker)
+        ),
+    }
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(table)}")
+    out = {}
+    for name in names:
+        if name == "bpr" and not bpr_available():
+            logger.warning("BPR skipped: the 'implicit' package is not installed")
+            continue
+        if name == "text_ft" and not config.finetune.enabled:
+            continue
+        out[name] = table[name]
+    return out
+
+
+def evaluate_models(
+    dataset: Dataset,
+    config: RecommenderConfig | None = None,
+    names: tuple[str, ...] = MODELS,
+    cold_start: bool = True,
+    show_progress_bar: bool = False,
+) -> dict[str, Any]:
+    """The evaluation protocol with baselines and the hybrid, as a JSON-serialisable report.
+
+    Returns:
+        ``{"protocol", "models": {name: metrics}, "cold_start": {...}, "encoder": {...}}``; ``encoder``
+        compares text-only ``text`` (frozen) with ``text_ft`` (fine-tuned) and lists the fine-tuning runs.
+    """
+    config = config or RecommenderConfig()
+    with tempfile.TemporaryDirectory(prefix="aigc-rec-eval-") as work:
+        vectors = Vectors(dataset, config, Path(work), show_progress_bar)
+        factories = scorer_factories(vectors, config, names)
+        report = evaluate(dataset, factories, config.eval, cold_start, show_progress_bar)
+        report["encoder"] = _encoder_section(report, config, vectors.training_summaries())
+    return report
+
+
+def _encoder_section(report: dict[str, Any], config: RecommenderConfig, runs: list[dict[str, Any]]) -> dict:
+    section: dict[str, Any] = {
+        "base": config.encoder.model,
+        "fine_tuned": config.finetune.enabled,
+        "runs": runs,
+    }
+    found = report["models"]
+    if "text" in found and "text_ft" in found:
+        frozen, tuned = found["text"]["ndcg@10"], found["text_ft"]["ndcg@10"]
+        section["text_ndcg@10"] = {
+            "frozen": frozen,
+            "fine_tuned": tuned,
+            "ratio": tuned / frozen if frozen else None,
+        }
+    for runs_key in ("runs",):
+        for run in section[runs_key]:
+            run.pop("adapter_dir", None)  # a temporary directory, gone after the run
+    return section
+
+
+def train_model(
+    dataset: Dataset,
+    out_dir: str | Path,
+    config: RecommenderConfig | None = None,
+    show_progress_bar: bool = False,
+) -> RecommenderModel:
+    """Fine-tune the encoder, build the index, train the ranker and save the model directory.
+
+    Args:
+        dataset: Items and interactions.
+        out_dir: Model directory (replaced atomically when it exists).
+        config: Settings.
+        show_progress_bar: Show tqdm bars.
+
+    Returns:
+        The saved model (``metrics["encoder"]`` holds the validation gain of fine-tuning).
+    """
+    config = config or RecommenderConfig()
+    enc = config.encoder
+    split = leave_last_out(dataset)
+    metrics: dict[str, Any] = {"validation": split.info}
+    with tempfile.TemporaryDirectory(prefix="aigc-rec-train-") as work:
+        adapter = None
+        if config.finetune.enabled:
+            result = train_encoder(
+                split.train, Path(work) / "encoder", enc.model, config.finetune, show_progress_bar
+            )
+            embedder, adapter = result.embedder, result.adapter_dir
+            vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
+            frozen = embed_items(dataset, load_embedder(enc.model, None, enc.max_length), enc.batch_size)
+            before = evaluate_next_item(TextScorer(item_vectors=frozen).fit(split.train), split, config.eval)
+            after = evaluate_next_item(TextScorer(item_vectors=vectors).fit(split.train), split, config.eval)
+            metrics["encoder"] = {
+                **{k: v for k, v in result.summary().items() if k != "adapter_dir"},
+                "validation_text_only": {"frozen": _core(before), "fine_tuned": _core(after)},
+            }
+        else:
+            embedder = load_embedder(enc.model, None, enc.max_length)
+            vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
+        index = build_item_index(dataset, vectors, embedder.model_id)
+        scorer = HybridScorer(vectors, config.ranker, index=index).fit(dataset)
+        info = EncoderInfo(enc.model, embedder.model_id, "encoder" if adapter else None, enc.max_length)
+        model = RecommenderModel(scorer, info, index, metrics)
+        model._adapter_source = adapter
+        model.save(out_dir)
+    return model
+
+
+def _core(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "few_history"}
