@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from apps.finance_monitor import dashboard
-from core.storage import create_engine, get_db_url, mask_url
+from core.storage import StorageError, create_engine, get_db_url, mask_url
 
 PAGES_DIR = Path(__file__).with_name("pages")
 ALERTS_PAGE = str(PAGES_DIR / "alerts.py")
@@ -36,7 +37,16 @@ def engine() -> Engine:
 
 def status_or_stop(db: Engine) -> dashboard.MonitorStatus:
     """The monitor's status; explains what to run and stops the page when there is nothing to show."""
-    status = dashboard.monitor_status(db)
+    try:
+        status = dashboard.monitor_status(db)
+    except (StorageError, OperationalError) as err:
+        # StorageError already names the (masked) URL and what to do; a failing query does not.
+        problem = (
+            str(err) if isinstance(err, StorageError) else f"{mask_url(db.url)} cannot be read: {err.orig}"
+        )
+        st.error(problem, icon=":material/error:")
+        st.caption("The page retries on the next refresh; check the server or AIGC_DB_URL.")
+        st.stop()
     if not status.ready:
         st.info(
             f"The finance tables do not exist yet in {mask_url(db.url)}. Run `aigc db upgrade`, then "

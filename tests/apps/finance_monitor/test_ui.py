@@ -213,3 +213,10 @@ def test_model_version_picker_appears_after_rescoring(sample_db):
     assert int(negative_latest.rstrip("%")) < int(negative_truth.rstrip("%"))  # Energy re-scored neutral
     picker.set_value("truth").run()
     assert {m.label: m.value for m in at.metric}["Negative share"] == negative_truth
+
+
+def test_an_unreachable_database_is_reported_not_raised(finance_only, monkeypatch):
+    monkeypatch.setenv("AIGC_DB_URL", "postgresql://aigc:secret@127.0.0.1:1/aigc")
+    at = open_page("alerts.py")
+    assert "Cannot connect to database" in at.error[0].value and "127.0.0.1:1" in at.error[0].value
+    assert "secret" not in at.error[0].value
