@@ -104,6 +104,7 @@ def test_trend_page_shows_the_surge_and_its_alert(sample_db):
     assert not at.exception
     tickers = at.multiselect[0]
     assert tickers.label == "Tickers" and tickers.value[0] == "NWDE"
+    assert at.metric[0].label == "Ticker mentions"  # an item naming two tickers counts for both
     windows, _lines = chart_data(at, 0)
     assert list(windows["key"]) == ["NWDE"]
 

@@ -54,7 +54,7 @@ def trend_view() -> None:
         return
     stories = table.groupby("key")["volume"].sum()
     cols = st.columns(3)
-    cols[0].metric("Stories", int(stories.sum()))
+    cols[0].metric("Stories" if by != "entity" else "Ticker mentions", int(stories.sum()))
     negative = table["negative"].sum() / max(int(table["volume"].sum()), 1)
     cols[1].metric("Negative share", f"{negative:.0%}")
     cols[2].metric("Open alerts", status.open_alerts)
