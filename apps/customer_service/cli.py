@@ -115,3 +115,108 @@ def evaluate(
     for metric in (key for key in first if key != "queries"):
         table.add_row(metric, *(f"{results[mode][metric]:.3f}" for mode in results))
     Console().print(table)
+
+
+@app.command("ask")
+def ask(
+    question: Annotated[str, typer.Argument(help="The customer's question.")],
+    kb_dir: KBDirOption = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML with a 'bot:' section (default configs/customer_service.yaml)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Bot setting, e.g. answer.max_new_tokens=64 or gate.handoff_threshold=0.6."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer one question from the knowledge base, with cited sources (or hand off)."""
+    from apps.customer_service.bot import EmptyQuestionError, SupportBot
+    from apps.customer_service.config import load_bot_config
+    from apps.customer_service.errors import KBFormatError
+    from apps.customer_service.knowledge_base import default_kb_dir
+    from core.config import ConfigError
+
+    try:
+        config = load_bot_config(config_file, overrides or [])
+        bot = SupportBot.from_dir(kb_dir or default_kb_dir(), config)
+        reply = bot.answer(question)
+    except (EmptyQuestionError, ConfigError, FileNotFoundError, KBFormatError, ValueError) as err:
+        console.print(f"[red]Error:[/] {err}")
+        raise typer.Exit(code=2) from None
+    if reply.notice:
+        console.print(f"[yellow]{reply.notice}[/]")
+    if as_json:
+        typer.echo(json.dumps(reply.to_json(), ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    out.print(reply.text)
+    for source in reply.sources:
+        out.print(
+            f"  [{source.id}] {source.title} (score {source.score:.3f})"
+            + (f" {source.url}" if source.url else "")
+        )
+    badge = "[red]HAND-OFF to a human agent[/]" if reply.handoff else f"route {reply.route}"
+    intent = f", intent {reply.intent}" if reply.intent else ""
+    console.print(f"{badge}; confidence {reply.confidence:.2f}{intent}; {reply.latency_ms:.0f} ms")
+
+
+@app.command("export-feedback")
+def export_feedback_cmd(
+    out: Annotated[Path, typer.Option("--out", help="FAQ file to write (.csv, .jsonl or .json).")] = Path(
+        "feedback_faq.csv"
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Write agents' corrected answers as FAQ rows, ready for `aigc support index`."""
+    from apps.customer_service.feedback import export_feedback
+    from apps.customer_service.storage import SupportStore
+    from core.storage import StorageError
+
+    try:
+        rows = export_feedback(SupportStore(), out)
+    except (StorageError, ValueError, OSError) as err:
+        console.print(f"[red]Error:[/] {err}")
+        raise typer.Exit(code=2) from None
+    if as_json:
+        typer.echo(json.dumps({"rows": rows, "path": str(out)}))
+        return
+    if rows:
+        console.print(f"[green]Wrote {rows} corrected answer(s)[/] to {out}; index it with the KB sources.")
+    else:
+        console.print(f"[yellow]No corrected answers yet[/]; wrote an empty file {out}.")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    kb_dir: KBDirOption = None,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="In-scope CSV query,gold_ids (default: sample queries).")
+    ] = None,
+    out_of_scope: Annotated[
+        Path | None, typer.Option("--out-of-scope", help="CSV with a query column (default: sample file).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit the answer gate (confidence, hand-off threshold, verbatim margin) and save it in the KB."""
+    from apps.customer_service.confidence import calibrate_kb
+    from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES
+    from apps.customer_service.errors import KBFormatError, SourceError
+    from apps.customer_service.knowledge_base import default_kb_dir
+
+    target = kb_dir or default_kb_dir()
+    try:
+        calibration = calibrate_kb(target, queries or QUERIES, out_of_scope or OUT_OF_SCOPE)
+    except (FileNotFoundError, KBFormatError, SourceError, ValueError) as err:
+        console.print(f"[red]Error:[/] {err}")
+        raise typer.Exit(code=2) from None
+    if as_json:
+        typer.echo(json.dumps(asdict(calibration), indent=2))
+        return
+    console.print(
+        f"[green]Calibrated[/] {target}: hand-off below {calibration.handoff_threshold:.3f}, verbatim FAQ at "
+        f"margin >= {calibration.verbatim_margin:.3f}; {calibration.report}"
+    )

@@ -219,7 +219,9 @@ class SupportStore:
             session.add(reply)
             session.flush()
             cited = {s.id for s in answer.sources}
-            rows = {s.id: (rank, s) for rank, s in enumerate([*answer.sources, *answer.related], start=1)}
+            rows: dict[str, tuple[int, Any]] = {}
+            for source in [*answer.sources, *answer.related]:
+                rows.setdefault(source.id, (len(rows) + 1, source))
             for entry_id, (rank, source) in rows.items():
                 session.add(
                     MessageSource(

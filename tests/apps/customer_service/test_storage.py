@@ -1,0 +1,144 @@
+"""Conversation store on SQLite and (when reachable) PostgreSQL, and the feedback export."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import make_url
+
+from apps.customer_service.bot import Answer, Source
+from apps.customer_service.feedback import export_feedback
+from apps.customer_service.kb import read_qa_file
+from apps.customer_service.storage import SupportBase, SupportStore
+from core.storage import create_engine
+
+
+@pytest.fixture
+def url(db_url: str) -> Iterator[str]:
+    """``db_url``; on PostgreSQL a fresh schema per test, dropped afterwards."""
+    if not db_url.startswith("postgresql"):
+        yield db_url
+        return
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(db_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            make_url(db_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def store(url) -> Iterator[SupportStore]:
+    store = SupportStore(url)
+    yield store
+    store.engine.dispose()
+
+
+def answer(text: str, handoff: bool = False, intent: str | None = "returns") -> Answer:
+    cited = [] if handoff else [Source("ret-03", "Refunds", "https://x/ret-03", 0.91, "faq", 0.7)]
+    related = [Source("ret-03", "Refunds", None, 0.91), Source("ret-01", "Return policy", None, 0.4)]
+    return Answer(
+        text=text,
+        sources=cited,
+        confidence=0.2 if handoff else 0.9,
+        handoff=handoff,
+        intent=intent,
+        intent_confidence=0.8,
+        latency_ms=12.5,
+        ttft_ms=3.0,
+        route="handoff" if handoff else "faq",
+        query="refund",
+        related=related,
+    )
+
+
+def test_migration_matches_the_models(url, store):
+    with store.engine.connect() as conn:
+        only_ours = {
+            "include_name": lambda name, kind, _parent: kind != "table" or name.startswith("support_")
+        }
+        diff = compare_metadata(MigrationContext.configure(conn, opts=only_ours), SupportBase.metadata)
+    assert diff == []
+
+
+def test_exchanges_are_stored_with_sources_intent_and_handoffs(store):
+    conv = store.start_conversation("refund question", kb="kb")
+    first = store.add_exchange(conv, "when do i get my money back", answer("Within 5 days."))
+    second = store.add_exchange(conv, "what is the capital of peru", answer("I don't know", handoff=True))
+    messages = store.messages(conv)
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1]["id"] == first and messages[3]["id"] == second
+    assert messages[1]["content"] == "Within 5 days." and messages[1]["route"] == "faq"
+    assert messages[1]["sources"][0] == {
+        "id": "ret-03",
+        "title": "Refunds",
+        "url": "https://x/ret-03",
+        "score": 0.91,
+        "cited": True,
+    }
+    assert [s["cited"] for s in messages[1]["sources"]] == [True, False]
+    assert messages[3]["handoff"] and not any(s["cited"] for s in messages[3]["sources"])
+    [summary] = store.conversations()
+    assert summary["intent"] == "returns" and summary["handoff"] and summary["messages"] == 4
+    stats = store.stats()
+    assert stats["answers"] == 2 and stats["handoffs"] == 1 and stats["open_handoffs"] == 1
+    store.resolve_handoff(second)
+    assert store.stats()["open_handoffs"] == 0
+    with pytest.raises(KeyError):
+        store.add_exchange("nope", "q", answer("a"))
+
+
+def test_feedback_is_one_row_per_answer_and_corrections_export_as_faq_rows(store, tmp_path):
+    conv = store.start_conversation("c")
+    good = store.add_exchange(conv, "do you take paypal", answer("Yes."))
+    bad = store.add_exchange(conv, "can I return a mattress", answer("Yes, any time."))
+    store.record_feedback(good, 1)
+    store.record_feedback(bad, 1)
+    store.record_feedback(bad, -1, "  Opened mattresses cannot be returned for hygiene reasons.  ")
+    assert store.stats()["thumbs_up"] == 1 and store.stats()["thumbs_down"] == 1
+    assert store.messages(conv)[3]["feedback"]["rating"] == -1
+    with pytest.raises(ValueError, match="rating"):
+        store.record_feedback(good, 0)
+    with pytest.raises(ValueError, match="not a bot answer"):
+        store.record_feedback(good - 1, 1)
+    [correction] = store.corrections()
+    assert correction.question == "can I return a mattress"
+    assert correction.rejected_answer == "Yes, any time."
+
+    out = tmp_path / "fb" / "corrections.csv"
+    assert export_feedback(store, out) == 1
+    with out.open(encoding="utf-8") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["id"] == f"feedback-{bad}" and row["category"] == "returns"
+    [entry] = read_qa_file(out)  # the export is a valid FAQ source
+    assert entry.question == "can I return a mattress"
+    assert entry.text == "Opened mattresses cannot be returned for hygiene reasons."
+    assert export_feedback(store, tmp_path / "c.jsonl") == 1
+    assert read_qa_file(tmp_path / "c.jsonl")[0].id == f"feedback-{bad}"
+    with pytest.raises(ValueError, match="export format"):
+        export_feedback(store, tmp_path / "c.xlsx")
+
+
+def test_store_uses_the_default_database(tmp_path):
+    store = SupportStore()
+    assert store.engine.url.get_backend_name() == "sqlite"
+    store.start_conversation("x")
+    engine = create_engine()
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from support_conversations")) == 1
+    engine.dispose()
+    store.engine.dispose()
