@@ -72,17 +72,27 @@ class Vectors:
         config: Encoder and fine-tuning settings.
         work_dir: Where adapters are written.
         show_progress_bar: Show tqdm bars.
+        max_tunes: Fine-tune for at most this many training splits; later splits get the frozen
+            vectors (never vectors tuned on another split, which could have seen their targets).
     """
 
     def __init__(
-        self, dataset: Dataset, config: RecommenderConfig, work_dir: Path, show_progress_bar: bool = False
+        self,
+        dataset: Dataset,
+        config: RecommenderConfig,
+        work_dir: Path,
+        show_progress_bar: bool = False,
+        max_tunes: int | None = None,
     ) -> None:
         self.dataset = dataset
         self.config = config
         self.work_dir = work_dir
         self.show = show_progress_bar
+        self.max_tunes = max_tunes
         self._frozen: np.ndarray | None = None
         self._tuned: dict[int, tuple[np.ndarray, TrainResult]] = {}
+        self.frozen_instead: list[str] = []
+        self.split_names: list[str] = []
 
     def frozen(self) -> np.ndarray:
         """Vectors of the frozen encoder."""
@@ -95,11 +105,17 @@ class Vectors:
     def tuned(self, train: Dataset) -> tuple[np.ndarray, TrainResult]:
         """Vectors of the encoder fine-tuned on ``train`` (fine-tuned on first request)."""
         key = id(train)
+        if key not in self._tuned and self.max_tunes is not None and len(self._tuned) >= self.max_tunes:
+            if train.name not in self.frozen_instead:
+                logger.warning("Fine-tuning budget spent: frozen vectors", extra={"split": train.name})
+                self.frozen_instead.append(train.name)
+            return self.frozen(), None  # type: ignore[return-value]
         if key not in self._tuned:
             out = self.work_dir / f"adapter-{len(self._tuned)}"
             result = train_encoder(train, out, self.config.encoder.model, self.config.finetune, self.show)
             vectors = embed_items(self.dataset, result.embedder, self.config.encoder.batch_size, self.show)
             self._tuned[key] = (vectors, result)
+            self.split_names.append(train.name)
         return self._tuned[key]
 
     def for_train(self, train: Dataset) -> np.ndarray:
@@ -108,7 +124,10 @@ class Vectors:
 
     def training_summaries(self) -> list[dict[str, Any]]:
         """One summary per fine-tuning run."""
-        return [result.summary() for _, result in self._tuned.values()]
+        return [
+            {"split": k, **r.summary()}
+            for k, (_, r) in zip(self.split_names, self._tuned.values(), strict=True)
+        ]
 
 
 class DeferredScorer(Scorer):
@@ -170,8 +189,12 @@ def evaluate_models(
     names: tuple[str, ...] = MODELS,
     cold_start: bool = True,
     show_progress_bar: bool = False,
+    max_tunes: int | None = None,
 ) -> dict[str, Any]:
     """The evaluation protocol with baselines and the hybrid, as a JSON-serialisable report.
+
+    ``max_tunes=1`` fine-tunes the encoder for the next-item split only; the cold-start split then
+    uses the frozen encoder for ``text_ft`` and ``hybrid`` (recorded in ``encoder.frozen_instead``).
 
     Returns:
         ``{"protocol", "models": {name: metrics}, "cold_start": {...}, "encoder": {...}}``; ``encoder``
@@ -179,10 +202,11 @@ def evaluate_models(
     """
     config = config or RecommenderConfig()
     with tempfile.TemporaryDirectory(prefix="aigc-rec-eval-") as work:
-        vectors = Vectors(dataset, config, Path(work), show_progress_bar)
+        vectors = Vectors(dataset, config, Path(work), show_progress_bar, max_tunes)
         factories = scorer_factories(vectors, config, names)
         report = evaluate(dataset, factories, config.eval, cold_start, show_progress_bar)
         report["encoder"] = _encoder_section(report, config, vectors.training_summaries())
+        report["encoder"]["frozen_instead"] = vectors.frozen_instead
     return report
 
 
