@@ -261,7 +261,7 @@ def _job_spec(
         "n_users": len(users),
         "k": config.k,
         "chunk_size": config.chunk_size,
-        "out": str(out) if out is not None else None,
+        "out": str(out.resolve()) if out is not None else None,
         "format": output_format(out) if out is not None else None,
     }
 
@@ -385,7 +385,8 @@ def run_batch(
     out = Path(out) if out is not None else None
     if out is not None:
         output_format(out)
-    local = factory() if (users is None or config.engine == "local") else None
+    # The model is loaded here only to list its users or to score locally (not for a finished job).
+    local = factory() if users is None else None
     user_list = list(users) if users is not None else local.user_ids()  # type: ignore[union-attr]
     if not user_list:
         raise BatchError("no users to score")
@@ -415,7 +416,7 @@ def run_batch(
 
         score_chunks_ray(factory, pending, config.k, sink, config.ray_workers, show_progress_bar)
     elif pending:
-        score_chunks_local(factory, pending, config.k, sink, show_progress_bar, scorer=local)
+        score_chunks_local(factory, pending, config.k, sink, show_progress_bar, scorer=local)  # loads if None
     rows = _assemble(work, len(chunks), out) if out is not None else 0
     if db is not None:
         from core.storage import engine_for

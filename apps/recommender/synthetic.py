@@ -102,7 +102,7 @@ class SyntheticScorer:
             ]
         )
         ids, scores = self.index.search(normalise(vectors), min(k + self.spec.history, self.spec.n_items))
-        frames = []
+        columns: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": [], "reason": []}
         for user_id, history, found, found_scores in zip(user_ids, histories, ids, scores, strict=True):
             seen = set(history.tolist())
             keep = [j for j, item in enumerate(found) if self._position[item] not in seen][:k]
@@ -115,15 +115,9 @@ class SyntheticScorer:
                 ]
             else:
                 reasons = ["popular item"] * len(items)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": str(user_id),
-                        "rank": np.arange(1, len(items) + 1, dtype=np.int32),
-                        "item_id": [found[j] for j in keep],
-                        "score": np.asarray(found_scores, dtype=np.float64)[keep],
-                        "reason": reasons,
-                    }
-                )
-            )
-        return pd.concat(frames, ignore_index=True)
+            columns["user_id"] += [str(user_id)] * len(items)
+            columns["rank"] += range(1, len(items) + 1)
+            columns["item_id"] += [found[j] for j in keep]
+            columns["score"] += found_scores[keep].astype(np.float64).tolist()
+            columns["reason"] += reasons
+        return pd.DataFrame(columns).astype({"rank": np.int32, "score": np.float64})

@@ -23,7 +23,7 @@ from apps.recommender.synthetic import SyntheticCatalogue
 from core.storage import create_engine
 
 ROOT = Path(__file__).resolve().parents[3]
-SPEC = "synthetic:items=20000,users=1500,dim=32,history=20"
+SPEC = "synthetic:items=5000,users=800,dim=32,history=20"
 SMALL = SyntheticCatalogue(n_items=500, n_users=60, dim=16, history=10)
 
 
@@ -149,7 +149,7 @@ def _score_cmd(out: Path) -> list[str]:
         "--k",
         "50",
         "--chunk-size",
-        "10",
+        "8",
         "--out",
         str(out),
         "--no-progress",
@@ -172,14 +172,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(list(work.glob("chunk-*.parquet")))
-    assert proc.returncode == -signal.SIGKILL and not out.exists() and 3 <= done_before < 150
+    assert proc.returncode == -signal.SIGKILL and not out.exists() and 3 <= done_before < 100
 
     resumed = subprocess.run(_score_cmd(out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"({done_before} of 150 chunks resumed)" in " ".join(resumed.stderr.split())
+    assert f"({done_before} of 100 chunks resumed)" in " ".join(resumed.stderr.split())
     clean = tmp_path / "recs.parquet"  # the same job uninterrupted, in this process
-    run_batch(parse_synthetic(SPEC), clean, config=BatchConfig(k=50, chunk_size=10), show_progress_bar=False)
+    run_batch(parse_synthetic(SPEC), clean, config=BatchConfig(k=50, chunk_size=8), show_progress_bar=False)
     assert out.read_bytes() == clean.read_bytes()
     assert not work.exists()
     frame = pd.read_parquet(out)
-    assert len(frame) == 1500 * 50 and not frame.duplicated(["user_id", "rank"]).any()
+    assert len(frame) == 800 * 50 and not frame.duplicated(["user_id", "rank"]).any()

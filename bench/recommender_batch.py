@@ -1,0 +1,187 @@
+"""Benchmark: batch-scoring throughput (users/s, top-100) vs catalogue size, local engine vs Ray.
+
+The catalogue is synthetic (:class:`apps.recommender.synthetic.SyntheticCatalogue`: seeded random
+unit item vectors, dim 64, 20 history items per user; exact inner-product search in a flat
+:class:`core.index.VectorIndex`), at 10k, 100k and 1M items. Both engines run the same job through
+:func:`apps.recommender.batch.run_batch` (chunk files, assembly of the Parquet output), so the
+numbers include what a real job pays: model load (each Ray actor builds its own copy), scoring,
+chunk writes and the final file. Ray runs on a local instance started once before the timings
+(its start-up time is reported separately); the local engine's load time is reported too, and the
+scoring-only rate beside the end-to-end one. The outputs of the two engines are compared byte
+for byte.
+
+Run (results: ``bench/results/recommender_batch.json`` and ``.png``)::
+
+    nice -n 5 .venv/bin/python -m bench.recommender_batch
+    nice -n 5 .venv/bin/python -m bench.recommender_batch --sizes 10000,100000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apps.recommender.batch import BatchConfig, run_batch
+from apps.recommender.synthetic import SyntheticCatalogue, SyntheticScorer
+from core.config import write_json_atomic
+
+logger = logging.getLogger("bench.recommender_batch")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Users per catalogue size: enough for several chunks, small enough to keep the run under ~15 min.
+USERS = {10_000: 4096, 100_000: 2048, 1_000_000: 512}
+K = 100
+DIM = 64
+HISTORY = 20
+
+
+@dataclass(frozen=True)
+class TimedLoad:
+    """Wraps a factory to record how long the local engine spends loading the model."""
+
+    spec: SyntheticCatalogue
+
+    def __call__(self) -> SyntheticScorer:
+        started = time.perf_counter()
+        scorer = self.spec()
+        LOADS.append(time.perf_counter() - started)
+        return scorer
+
+    def fingerprint(self) -> str:
+        return self.spec.fingerprint()
+
+
+LOADS: list[float] = []
+
+
+def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Path) -> list[dict[str, Any]]:
+    spec = SyntheticCatalogue(n_items=n_items, n_users=n_users, dim=DIM, history=HISTORY)
+    users = [f"u{u:06d}" for u in range(n_users)]
+    rows = []
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp / f"{engine}-{n_items}.parquet"
+        config = BatchConfig(k=K, chunk_size=chunk_size, engine=engine, ray_workers=workers)  # type: ignore[arg-type]
+        LOADS.clear()
+        factory = TimedLoad(spec) if engine == "local" else spec
+        started = time.perf_counter()
+        result = run_batch(factory, out, users, config, show_progress_bar=False)
+        seconds = time.perf_counter() - started
+        row: dict[str, Any] = {
+            "n_items": n_items,
+            "n_users": n_users,
+            "engine": engine,
+            "workers": workers if engine == "ray" else 1,
+            "chunks": result.n_chunks,
+            "rows": result.n_rows,
+            "seconds": round(seconds, 2),
+            "users_per_s": round(n_users / seconds, 1),
+        }
+        if engine == "local":
+            row["load_seconds"] = round(LOADS[0], 2)
+            row["scoring_users_per_s"] = round(n_users / (seconds - LOADS[0]), 1)
+        rows.append(row)
+        outputs[engine] = out.read_bytes()
+        out.unlink()
+        logger.info("measured %s (load average %.1f)", row, os.getloadavg()[0])
+    for row in rows:
+        row["identical_output"] = outputs["local"] == outputs["ray"]
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for engine, style in (("local", "o-"), ("ray", "s-")):
+        sel = [r for r in rows if r["engine"] == engine]
+        ax.plot(
+            [r["n_items"] for r in sel],
+            [r["users_per_s"] for r in sel],
+            style,
+            label=f"{engine} (end to end)",
+        )
+    sel = [r for r in rows if r["engine"] == "local"]
+    ax.plot(
+        [r["n_items"] for r in sel],
+        [r["scoring_users_per_s"] for r in sel],
+        "o--",
+        label="local (scoring only)",
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("catalogue size (items)")
+    ax.set_ylabel("users / s (top-100)")
+    ax.set_title("Batch scoring throughput, synthetic catalogue (dim 64), 2 CPUs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="catalogue sizes, comma-separated")
+    parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors (default: CPUs)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "recommender_batch.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import ray
+
+    cpus = os.cpu_count() or 1
+    workers = args.workers or cpus
+    load_start = round(os.getloadavg()[0], 2)  # the machine is shared: record how busy it was
+    started = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - started
+    rows: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for size in (int(s) for s in args.sizes.split(",")):
+                rows += run_size(size, USERS.get(size, 512), args.chunk_size, workers, Path(tmp))
+    finally:
+        ray.shutdown()
+    ratios = {
+        str(size): round(
+            next(r["users_per_s"] for r in rows if r["n_items"] == size and r["engine"] == "ray")
+            / next(r["users_per_s"] for r in rows if r["n_items"] == size and r["engine"] == "local"),
+            2,
+        )
+        for size in sorted({r["n_items"] for r in rows})
+    }
+    report = {
+        "benchmark": "recommender_batch",
+        "what": "users/s for top-100 over a synthetic catalogue; local engine vs Ray actors; same job code",
+        "machine": {"cpus": cpus, "python": platform.python_version(), "platform": platform.platform()},
+        "config": {
+            "k": K,
+            "dim": DIM,
+            "history": HISTORY,
+            "chunk_size": args.chunk_size,
+            "ray_workers": workers,
+        },
+        "ray_start_seconds": round(ray_start, 2),
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "results": rows,
+        "ray_over_local_users_per_s": ratios,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out, report)
+    plot(rows, args.out.with_suffix(".png"))
+    print(json.dumps({"ray_over_local": ratios, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
