@@ -37,7 +37,7 @@ logger = logging.getLogger("bench.recommender_batch")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Users per catalogue size: enough for several chunks, small enough to keep the run under ~15 min.
-USERS = {10_000: 4096, 100_000: 2048, 1_000_000: 512}
+USERS = {10_000: 8192, 100_000: 4096, 1_000_000: 1024}
 K = 100
 DIM = 64
 HISTORY = 20
