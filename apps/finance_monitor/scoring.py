@@ -1,0 +1,193 @@
+"""Scoring: label stored news items with sentiment and topic, in batches, with the model version.
+
+:class:`Scorer` wraps the trained classifiers: a sentiment model and an optional topic model,
+or one model with both heads (then one encoder pass labels both). Its ``version`` names the
+model(s) (see :func:`apps.finance_monitor.sentiment.model_version`); scores are stored per
+(item, version), so scoring with a new model adds rows and keeps the old ones (history), and
+scoring again with the same model skips what it already scored.
+
+:func:`score_pending` commits each batch in its own transaction: an interrupted run keeps the
+batches already done, and the next run continues with the items still unscored.
+The headline (``title``) is what is classified: the models are trained on headlines and
+single sentences.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from tqdm.auto import tqdm
+
+from apps.finance_monitor.labels import SENTIMENT_LABELS
+from apps.finance_monitor.sentiment import head_probabilities, load_model, model_version
+from apps.finance_monitor.storage import ScoreRow, store_scores, unscored_items
+from core.classification import TextClassifier
+from core.storage import session_scope, utcnow
+
+logger = logging.getLogger(__name__)
+
+SENTIMENT_HEAD = "sentiment"
+TOPIC_HEAD = "topic"
+
+
+@dataclass
+class Label:
+    """One text's labels: sentiment and topic with their (calibrated) confidences."""
+
+    sentiment: str
+    sentiment_confidence: float
+    topic: str | None
+    topic_confidence: float | None
+    probabilities: dict[str, dict[str, float]]
+
+
+class Scorer:
+    """Labels texts with sentiment (and topic) from one or two trained classifiers.
+
+    Args:
+        sentiment_model: A classifier with a sentiment head (named ``sentiment``, or its only head),
+            and possibly a ``topic`` head too.
+        topic_model: A separate topic classifier (its ``topic`` head, or its only head).
+        version: Model version recorded with every score.
+
+    Raises:
+        ValueError: The sentiment head's labels are not negative / neutral / positive.
+    """
+
+    def __init__(
+        self,
+        sentiment_model: TextClassifier,
+        topic_model: TextClassifier | None = None,
+        version: str = "unversioned",
+    ) -> None:
+        self.sentiment_model = sentiment_model
+        self.topic_model = topic_model
+        self.version = version
+        self.sentiment_head = _pick_head(sentiment_model, SENTIMENT_HEAD)
+        labels = set(sentiment_model.labels(self.sentiment_head))
+        if not labels <= set(SENTIMENT_LABELS):
+            raise ValueError(
+                f"the sentiment model's labels {sorted(labels)} must be among {list(SENTIMENT_LABELS)}; "
+                "train it with --label-map to name numeric labels"
+            )
+        if topic_model is not None:
+            self.topic_head: str | None = _pick_head(topic_model, TOPIC_HEAD)
+        else:
+            self.topic_head = TOPIC_HEAD if TOPIC_HEAD in sentiment_model.head_names else None
+
+    @classmethod
+    def from_dirs(cls, sentiment_dir: str | Path, topic_dir: str | Path | None = None) -> Scorer:
+        """Load the models saved in ``sentiment_dir`` (and ``topic_dir``).
+
+        Raises:
+            FileNotFoundError, ValueError: A directory is missing, incomplete or corrupt.
+        """
+        sentiment = load_model(sentiment_dir)
+        topic = load_model(topic_dir) if topic_dir else None
+        version = model_version(sentiment_dir) + (f"+{model_version(topic_dir)}" if topic_dir else "")
+        return cls(sentiment, topic, version)
+
+    def label(self, texts: Sequence[str], batch_size: int = 64) -> list[Label]:
+        """Sentiment and topic of each text, with calibrated confidences."""
+        texts = list(texts)
+        probs = head_probabilities(self.sentiment_model, texts, batch_size)
+        sentiment = probs[self.sentiment_head]
+        topic = None
+        if self.topic_model is not None and self.topic_head is not None:
+            topic = head_probabilities(self.topic_model, texts, batch_size)[self.topic_head]
+            topic_labels = self.topic_model.labels(self.topic_head)
+        elif self.topic_head is not None:
+            topic = probs[self.topic_head]
+            topic_labels = self.sentiment_model.labels(self.topic_head)
+        sentiment_labels = self.sentiment_model.labels(self.sentiment_head)
+        out = []
+        for i in range(len(texts)):
+            s = int(sentiment[i].argmax())
+            p: dict[str, dict[str, float]] = {
+                "sentiment": {
+                    lab: round(float(v), 5) for lab, v in zip(sentiment_labels, sentiment[i], strict=True)
+                }
+            }
+            if topic is not None:
+                t = int(topic[i].argmax())
+                p["topic"] = {lab: round(float(v), 5) for lab, v in zip(topic_labels, topic[i], strict=True)}
+                out.append(
+                    Label(sentiment_labels[s], float(sentiment[i, s]), topic_labels[t], float(topic[i, t]), p)
+                )
+            else:
+                out.append(Label(sentiment_labels[s], float(sentiment[i, s]), None, None, p))
+        return out
+
+
+def _pick_head(model: TextClassifier, wanted: str) -> str:
+    if wanted in model.head_names:
+        return wanted
+    if len(model.head_names) == 1:
+        return model.head_names[0]
+    raise ValueError(f"the model has heads {model.head_names} and none is named {wanted!r}")
+
+
+def score_pending(
+    engine: Engine,
+    scorer: Scorer,
+    *,
+    batch_size: int = 64,
+    limit: int | None = None,
+    show_progress_bar: bool = False,
+) -> list[str]:
+    """Score the stored items that ``scorer.version`` has not scored yet, oldest first.
+
+    Args:
+        engine: Migrated database.
+        scorer: The models.
+        batch_size: Items per batch (one transaction and one set of forward passes each).
+        limit: Score at most this many items.
+        show_progress_bar: Show a tqdm bar over batches.
+
+    Returns:
+        Ids of the items scored by this call.
+    """
+    done: list[str] = []
+    bar = tqdm(desc="Scoring", unit="item", disable=not show_progress_bar)
+    try:
+        while limit is None or len(done) < limit:
+            size = batch_size if limit is None else min(batch_size, limit - len(done))
+            with session_scope(engine) as session:
+                items = unscored_items(session, scorer.version, limit=size)
+                if not items:
+                    break
+                labels = scorer.label([item.title for item in items], batch_size)
+                now = utcnow()
+                store_scores(
+                    session,
+                    [
+                        _row(item.id, scorer.version, lab, now)
+                        for item, lab in zip(items, labels, strict=True)
+                    ],
+                )
+                ids = [item.id for item in items]
+            done += ids
+            bar.update(len(ids))
+    finally:
+        bar.close()
+    if done:
+        logger.info("Scored items", extra={"count": len(done), "model_version": scorer.version})
+    return done
+
+
+def _row(item_id: str, version: str, label: Label, now: Any) -> ScoreRow:
+    return ScoreRow(
+        item_id=item_id,
+        model_version=version,
+        sentiment=label.sentiment,
+        sentiment_confidence=label.sentiment_confidence,
+        topic=label.topic,
+        topic_confidence=label.topic_confidence,
+        probabilities=label.probabilities,
+        scored_at=now,
+    )

@@ -1,0 +1,264 @@
+"""Sentiment and topic classifiers: train, calibrate, evaluate, load, and label texts.
+
+The models are :class:`core.classification.TextClassifier` directories trained with
+:func:`core.finetune.train_classifier` (LoRA on the packaged MiniLM by default). One head is
+named after its task (``sentiment`` or ``topic``); :func:`train_multitask` trains one encoder
+with both heads on rows that each carry one of the two labels (``docs/benchmarks/finance.md``
+records the measurement that chose two models by default).
+
+After training, the temperature of each head is fitted on the validation split the training
+loop held out (:mod:`apps.finance_monitor.calibration`), so ``predict_proba`` is calibrated.
+``finance.json`` beside the weights records the task, label map and data set, so ``eval`` can
+read numeric labels with the same map.
+
+Example:
+    >>> report = train("sentiment", "train.csv", "runs/sentiment", epochs=3)
+    >>> model = load_model("runs/sentiment")
+    >>> evaluate(model, "test.csv")["weighted_f1"]
+    0.87
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from apps.finance_monitor.calibration import calibrate, save_calibration, softmax
+from apps.finance_monitor.errors import DataError
+from apps.finance_monitor.labels import SENTIMENT_LABELS, parse_label_map
+from apps.finance_monitor.loaders import Dedup, LabelledData, load_labelled
+from core.classification import CONFIG_FILE, TextClassifier
+from core.config import write_json_atomic
+from core.finetune import ClassifierTrainConfig, split_indices, train_classifier, with_overrides
+from core.metrics import classification_report
+from core.models import DEFAULT_ENCODER
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["sentiment", "topic"]
+TASKS: tuple[str, ...] = ("sentiment", "topic")
+META_FILE = "finance.json"
+
+
+@dataclass(frozen=True)
+class FinanceTrainConfig(ClassifierTrainConfig):
+    """Training settings of a finance classifier (the core classifier's, plus data handling)."""
+
+    model: str = field(
+        default=DEFAULT_ENCODER, metadata={"help": "Encoder to fine-tune (short name or dir)."}
+    )
+    dedup: Dedup = field(
+        default="text",
+        metadata={"help": "Drop repeated texts before the split: none | exact | text (conflicts dropped)."},
+    )
+    calibrate: bool = field(default=True, metadata={"help": "Fit a temperature per head on validation."})
+
+
+def load_training_data(
+    task: str,
+    data: str | Path | LabelledData,
+    label_map: str | Path | Mapping[Any, str] | None = None,
+    dedup: Dedup = "text",
+    text_column: str = "text",
+    label_column: str = "label",
+) -> LabelledData:
+    """Read labelled data for ``task`` (sentiment labels are checked against negative/neutral/positive).
+
+    Raises:
+        ValueError: Unknown task. DataError: Bad file (names file, row and field).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
+    if isinstance(data, LabelledData):
+        return data
+    labels = list(SENTIMENT_LABELS) if task == "sentiment" else None
+    return load_labelled(
+        data,
+        label_map=label_map,
+        labels=labels,
+        dedup=dedup,
+        text_column=text_column,
+        label_column=label_column,
+    )
+
+
+def train(
+    task: str,
+    data: str | Path | LabelledData,
+    out_dir: str | Path,
+    *,
+    label_map: str | Path | Mapping[Any, str] | None = None,
+    config: FinanceTrainConfig | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Fine-tune a one-head classifier for ``task`` on ``data`` and save it, calibrated, to ``out_dir``.
+
+    Args:
+        task: ``"sentiment"`` or ``"topic"`` (also the head's name).
+        data: CSV / Parquet / JSON Lines / PhraseBank file, or already loaded data.
+        out_dir: Model directory.
+        label_map: Map of numeric labels to names (``"0=negative,1=positive,2=neutral"``, ``"tfns"``,
+            ``"tfn-topic"`` or a classes file).
+        config: Training settings; ``overrides`` replace fields (``epochs=5``, ``lora={"r": 16}``).
+        text_column: Column of the texts.
+        label_column: Column of the labels.
+
+    Returns:
+        The training report plus ``calibration`` and ``model_version``.
+    """
+    config = with_overrides(config or FinanceTrainConfig(), overrides)
+    labelled = load_training_data(task, data, label_map, config.dedup, text_column, label_column)
+    return train_multitask({task: labelled}, out_dir, config=config, label_map=label_map)
+
+
+def train_multitask(
+    datasets: Mapping[str, LabelledData],
+    out_dir: str | Path,
+    *,
+    config: FinanceTrainConfig | None = None,
+    label_map: str | Path | Mapping[Any, str] | None = None,
+) -> dict[str, Any]:
+    """Train one encoder with one head per entry of ``datasets`` (each row trains only its head).
+
+    Args:
+        datasets: ``{head: data}``, e.g. ``{"sentiment": ..., "topic": ...}``.
+        out_dir: Model directory.
+        config: Training settings.
+        label_map: Recorded in ``finance.json`` (one-head models only).
+
+    Returns:
+        The training report plus ``calibration`` and ``model_version``.
+    """
+    config = config or FinanceTrainConfig()
+    heads = list(datasets)
+    rows: list[dict[str, str]] = []
+    for head, data in datasets.items():
+        rows += [
+            {"text": t, **{h: (y if h == head else "") for h in heads}}
+            for t, y in zip(data.texts, data.labels, strict=True)
+        ]
+    frame = pd.DataFrame(rows, columns=["text", *heads])
+    out_dir = Path(out_dir)
+    report = train_classifier(frame, out_dir, model=config.model, label_column=heads, config=config)
+    model = TextClassifier.from_pretrained(out_dir)
+    stats: dict[str, dict[str, Any]] = {}
+    if config.calibrate:
+        # The loop's validation split, rebuilt from the same function, seed and strata.
+        strata = [r[heads[0]] or None for r in rows]
+        _, val = split_indices(len(rows), config.val_fraction, config.seed, strata=strata)
+        for head in heads:
+            chosen = [i for i in val if rows[i][head]]
+            if chosen:
+                texts = [rows[i]["text"] for i in chosen]
+                stats[head] = calibrate(
+                    model, texts, [rows[i][head] for i in chosen], head, config.eval_batch_size
+                )
+        model.save_pretrained(out_dir)
+    save_calibration(out_dir, stats)
+    meta = {
+        "tasks": heads,
+        "label_map": parse_label_map(label_map) if len(heads) == 1 else None,
+        "data": {
+            h: {
+                "source": d.source,
+                "rows": len(d),
+                "labels": d.label_counts(),
+                "duplicates_removed": d.duplicates_removed,
+                "conflicts_removed": d.conflicts_removed,
+            }
+            for h, d in datasets.items()
+        },
+        "base_model": config.model,
+    }
+    write_json_atomic(out_dir / META_FILE, meta)
+    report.update(calibration=stats, model_version=model_version(out_dir), heads=model.head_labels)
+    return report
+
+
+def load_model(directory: str | Path) -> TextClassifier:
+    """Load a trained finance classifier (LoRA merged, eval mode).
+
+    Raises:
+        FileNotFoundError, ValueError: The directory is missing, incomplete or corrupt (the core
+            loader checks the sha256 of every weight file).
+    """
+    return TextClassifier.from_pretrained(directory)
+
+
+def model_version(directory: str | Path) -> str:
+    """``"<dir name>-<12 hex>"``: the hash covers ``config.json``, which holds the sha256 of every
+    weight file and the temperatures, so retraining or recalibrating gives a new version."""
+    directory = Path(directory)
+    digest = hashlib.sha256((directory / CONFIG_FILE).read_bytes()).hexdigest()[:12]
+    return f"{directory.resolve().name}-{digest}"
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """The ``finance.json`` of a model directory (``{}`` for a plain core classifier)."""
+    path = Path(directory) / META_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def head_probabilities(
+    model: TextClassifier, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
+) -> dict[str, np.ndarray]:
+    """Calibrated probabilities of every head from one encoder pass: ``{head: (n, n_labels)}``."""
+    if not texts:
+        return {h: np.zeros((0, len(model.labels(h))), dtype=np.float32) for h in model.head_names}
+    # One pass for all heads; TextClassifier.predict_proba would run the encoder once per head.
+    logits = model._logits(list(texts), model.head_names, batch_size, show_progress_bar)  # noqa: SLF001
+    return {h: softmax(v, model.temperatures[h]).astype(np.float32) for h, v in logits.items()}
+
+
+def evaluate(
+    model: TextClassifier | str | Path,
+    data: str | Path | LabelledData,
+    *,
+    head: str | None = None,
+    label_map: str | Path | Mapping[Any, str] | None = None,
+    batch_size: int = 64,
+    show_progress_bar: bool = False,
+) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1, per-class scores and confusion matrix of ``model`` on ``data``.
+
+    Args:
+        model: A classifier or its directory (a directory's ``finance.json`` supplies the label map).
+        data: Labelled file or data.
+        head: The head to evaluate (default: the only one, else ``sentiment``).
+        label_map: Numeric label map (default: the one the model was trained with).
+
+    Returns:
+        ``{"accuracy", "macro_f1", "weighted_f1", "per_class", "confusion", "n"}``.
+
+    Raises:
+        DataError: A label in ``data`` that the model does not know (names file and row).
+    """
+    if not isinstance(model, TextClassifier):
+        label_map = label_map if label_map is not None else read_meta(model).get("label_map")
+        model = load_model(model)
+    name = head or (model.head_names[0] if len(model.head_names) == 1 else "sentiment")
+    labels = model.labels(name)
+    if not isinstance(data, LabelledData):
+        data = load_labelled(data, label_map=label_map, labels=labels)
+    else:
+        bad = next((i for i, y in enumerate(data.labels) if y not in labels), None)
+        if bad is not None:
+            row = data.rows[bad] if data.rows else bad + 1
+            raise DataError(
+                data.source, f"label {data.labels[bad]!r} is not one of {labels}", row=row, field="label"
+            )
+    probs = head_probabilities(model, data.texts, batch_size, show_progress_bar)[name]
+    predicted = [labels[i] for i in probs.argmax(axis=1)]
+    report = classification_report(data.labels, predicted, labels=labels)
+    report["n"] = len(data)
+    return report

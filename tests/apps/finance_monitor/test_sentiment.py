@@ -1,0 +1,116 @@
+"""Training, calibration, evaluation and loading of the finance classifiers (tiny random encoder)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from apps.finance_monitor.errors import DataError
+from apps.finance_monitor.loaders import load_labelled
+from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
+from apps.finance_monitor.sentiment import (
+    evaluate,
+    head_probabilities,
+    load_model,
+    model_version,
+    read_meta,
+    train,
+    train_multitask,
+)
+from tests.apps.finance_monitor.model_fixtures import copy_model, tiny_config
+
+
+def test_trained_model_is_calibrated_and_recorded(tiny_sentiment_dir):
+    model = load_model(tiny_sentiment_dir)
+    assert model.head_labels == {"sentiment": ["negative", "neutral", "positive"]}
+    calibration = json.loads((tiny_sentiment_dir / "calibration.json").read_text())["sentiment"]
+    assert calibration["n"] == 72  # 20 % of the 360 rows (stratified) are the validation split
+    assert model.temperatures["sentiment"] == pytest.approx(calibration["temperature"])
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+    meta = read_meta(tiny_sentiment_dir)
+    assert meta["tasks"] == ["sentiment"] and meta["data"]["sentiment"]["rows"] == 360
+
+
+def test_predict_proba_applies_the_temperature(tiny_sentiment_dir):
+    model = load_model(tiny_sentiment_dir)
+    texts = ["Glenmoor Steel shares plunge after profit warning", "Westgate to hold investor day"]
+    logits = model.logits(texts)
+    expected = np.exp(logits / model.temperatures["sentiment"])
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(texts), expected, rtol=1e-5)
+    np.testing.assert_allclose(head_probabilities(model, texts)["sentiment"], expected, rtol=1e-5)
+
+
+def test_model_version_changes_with_the_weights(tiny_sentiment_dir, tmp_path):
+    version = model_version(tiny_sentiment_dir)
+    assert version.startswith("sentiment-") and version == model_version(tiny_sentiment_dir)
+    copy = copy_model(tiny_sentiment_dir, tmp_path / "sentiment")
+    model = load_model(copy)
+    model.temperatures["sentiment"] = 3.0
+    model.save_pretrained(copy)
+    assert model_version(copy) != version
+
+
+def test_evaluate_reports_every_metric(tiny_topic_dir):
+    report = evaluate(tiny_topic_dir, SAMPLE_DATA_DIR / "train_topic.csv")
+    assert set(report) >= {"accuracy", "macro_f1", "weighted_f1", "per_class", "confusion"}
+    assert report["n"] == 300
+    labels = report["confusion"]["labels"]
+    assert len(labels) == 6 and np.array(report["confusion"]["matrix"]).sum() == 300
+    assert report["accuracy"] > 1 / 6  # trained: better than chance on its own training file
+
+
+def test_numeric_labels_with_a_label_map(tiny_encoder_dir, tmp_path):
+    data = tmp_path / "numeric.csv"
+    rows = ["text,label"] + [f"Stock {i} falls sharply,0" for i in range(12)]
+    rows += [f"Stock {i} climbs to a record,1" for i in range(12)] + [
+        f"Stock {i} holds AGM,2" for i in range(12)
+    ]
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "model"
+    train("sentiment", data, out, label_map="tfns", config=tiny_config(tiny_encoder_dir))
+    assert read_meta(out)["label_map"] == {"0": "negative", "1": "positive", "2": "neutral"}
+    report = evaluate(out, data)  # the model's own label map reads the numeric labels
+    assert report["n"] == 36
+
+
+def test_unknown_sentiment_label_names_file_row_and_field(tiny_encoder_dir, tmp_path):
+    data = tmp_path / "bad.csv"
+    data.write_text("text,label\nShares rise,positive\nShares fall,bearish\n")
+    with pytest.raises(DataError) as err:
+        train("sentiment", data, tmp_path / "m", config=tiny_config(tiny_encoder_dir))
+    assert "bad.csv" in str(err.value) and "row 2" in str(err.value) and "label" in str(err.value)
+    assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_rejects_labels_the_model_lacks(tiny_sentiment_dir, tmp_path):
+    data = tmp_path / "eval.csv"
+    data.write_text("text,label\nShares rise,positive\nRates held,mixed\n")
+    with pytest.raises(DataError, match="row 2"):
+        evaluate(tiny_sentiment_dir, data)
+
+
+def test_corrupt_model_directory_is_detected(tiny_sentiment_dir, tmp_path):
+    copy = copy_model(tiny_sentiment_dir, tmp_path / "broken")
+    (copy / "heads.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError):
+        load_model(copy)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "nowhere")
+
+
+def test_one_encoder_two_heads(tiny_encoder_dir, tmp_path):
+    sentiment = load_labelled(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    topic = load_labelled(SAMPLE_DATA_DIR / "train_topic.csv")
+    out = tmp_path / "joint"
+    report = train_multitask(
+        {"sentiment": sentiment, "topic": topic}, out, config=tiny_config(tiny_encoder_dir)
+    )
+    model = load_model(out)
+    assert model.head_names == ["sentiment", "topic"]
+    assert set(report["calibration"]) == {"sentiment", "topic"}
+    probs = head_probabilities(model, ["Northwind Energy refinery blast"])
+    assert probs["sentiment"].shape == (1, 3) and probs["topic"].shape == (1, 6)
+    assert evaluate(model, topic, head="topic")["n"] == 300
