@@ -285,11 +285,11 @@ def _open_work_dir(work: Path, spec: dict[str, Any], restart: bool) -> None:
             )
         logger.info("Resuming batch job", extra={"work_dir": str(work)})
         return
-    if work.exists() and any(work.iterdir()):
+    if work.exists() and any(not p.name.endswith(".tmp") for p in work.iterdir()):
         raise BatchError(f"{work} exists without {MANIFEST}; delete it or pass --restart")
     work.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"job": spec}, indent=2, sort_keys=True)
-    tmp = manifest.with_name(MANIFEST + ".tmp")
+    tmp = manifest.with_name(f".{MANIFEST}.tmp")  # a leftover is removed with the stale chunk files
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, manifest)
 
