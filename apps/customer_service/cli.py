@@ -220,3 +220,8 @@ def calibrate_cmd(
         f"[green]Calibrated[/] {target}: hand-off below {calibration.handoff_threshold:.3f}, verbatim FAQ at "
         f"margin >= {calibration.verbatim_margin:.3f}; {calibration.report}"
     )
+
+
+from apps.customer_service import cli_models  # noqa: E402
+
+app.registered_commands += cli_models.app.registered_commands
