@@ -130,7 +130,11 @@ def kb_statistics(kb_dir: Path) -> dict[str, Any]:
     stats = kb.stats()
     categories = Counter(e.category or f"({e.kind})" for e in kb.entries)
     stats["by_category"] = [{"category": c, "entries": n} for c, n in categories.most_common()]
-    calibration = Calibration.load(kb_dir)
+    try:
+        calibration = Calibration.load(kb_dir)
+    except ValueError as err:
+        logger.warning("Ignoring an unreadable calibration", extra={"error": str(err)})
+        calibration = None
     gate = calibration or Calibration()
     stats["gate"] = {
         "calibrated": calibration is not None,

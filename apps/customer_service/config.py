@@ -57,7 +57,7 @@ class RewriteConfig:
     """Follow-up rewriting before retrieval."""
 
     enabled: bool = field(default=True, metadata={"help": "Rewrite short or anaphoric follow-ups"})
-    max_words: int = field(default=6, metadata={"help": "Questions this short count as follow-ups"})
+    max_words: int = field(default=3, metadata={"help": "Questions this short count as follow-ups"})
     max_terms: int = field(default=8, metadata={"help": "Key terms carried over from the last user turn"})
 
 

@@ -1,9 +1,12 @@
 """Follow-up rewriting: make a short or anaphoric question retrievable on its own.
 
 "and how much does it cost?" after "do you ship to Switzerland?" retrieves nothing useful by
-itself. When a question is short (at most ``max_words`` words) or refers back with a pronoun
-("it", "that", "there" …), the key terms of the previous user turn (words minus stop words, in
-order) are prepended: ``"ship switzerland | and how much does it cost?"``. This costs microseconds;
+itself. When a question refers back with a pronoun ("it", "that", "there" …), opens like a
+continuation ("and …", "what about …", "also …") or is very short (at most ``max_words`` words),
+the key terms of the previous user turn (words minus stop words, in order) are prepended:
+``"ship switzerland | and how much does it cost?"``. Length alone is a weak signal: with a
+six-word limit "how tall is mount everest" after a password question was rewritten into a
+password query and answered from the password FAQ, so the limit is three words. This costs microseconds;
 an LM rewrite with SmolLM2-135M costs a generation call before retrieval, for a model that is
 unreliable at the task, so the cheap rule is the default.
 """
@@ -21,6 +24,7 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 ANAPHORA = frozenset(
     "it its it's that this these those they them their there one ones he she him her".split()  # noqa: SIM905
 )
+CONTINUATIONS = ("and ", "but ", "also ", "what about ", "how about ", "what if ", "same ", "then ")
 STOP_WORDS = frozenset(
     """a an and are as at be been but by can could did do does for from get got had has have how i i'm
     if in into is it its it's me my of on or our please so than that the their them then there these
@@ -43,10 +47,11 @@ def key_terms(text: str, limit: int = 8) -> list[str]:
     return list(seen)[:limit]
 
 
-def is_follow_up(question: str, max_words: int = 6) -> bool:
-    """Whether ``question`` likely depends on the conversation (short, or uses a back-reference)."""
+def is_follow_up(question: str, max_words: int = 3) -> bool:
+    """Whether ``question`` likely depends on the conversation (back-reference, continuation, very short)."""
     tokens = words(question)
-    return len(tokens) <= max_words or any(t in ANAPHORA for t in tokens)
+    opening = " ".join(tokens) + " "
+    return len(tokens) <= max_words or any(t in ANAPHORA for t in tokens) or opening.startswith(CONTINUATIONS)
 
 
 def last_user_turn(history: Sequence[Turn] | None) -> str | None:

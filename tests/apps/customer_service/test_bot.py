@@ -85,7 +85,7 @@ def test_follow_ups_are_rewritten_with_the_history(bot):
         {"role": "user", "content": "Can I return a mattress?"},
         {"role": "assistant", "content": "..."},
     ]
-    reply = bot.answer("how long do i have?", history)
+    reply = bot.answer("and how long do i have?", history)
     assert reply.query.startswith("return mattress |")
 
 

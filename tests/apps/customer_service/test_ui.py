@@ -1,0 +1,94 @@
+"""The support pages in Streamlit's AppTest, inside the suite's navigation, on the calibrated sample KB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apps.customer_service.storage import SupportStore
+from apps.customer_service.ui import PAGES_DIR, pages
+from core.ui.shell import APP_SCRIPT
+from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, data_kb_dir  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def support_only(monkeypatch):
+    monkeypatch.setenv("AIGC_UI_APPS", "support")
+
+
+def open_page(name: str) -> AppTest:
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=180)
+    at.run()
+    at.switch_page(os.path.relpath(PAGES_DIR / name, Path(APP_SCRIPT).parent)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_pages_are_listed_for_the_suite():
+    app = pages()
+    assert app.name == "support"
+    assert [title for _path, title, _icon in app.pages] == ["Agent chat", "Knowledge base"]
+    assert all(Path(path).is_file() for path, _title, _icon in app.pages)
+
+
+def test_chat_without_a_kb_says_what_to_run():
+    at = open_page("chat.py")
+    assert "aigc support index" in at.info[0].value
+
+
+def test_chat_answers_with_sources_badges_and_stores_the_conversation(data_kb_dir):  # noqa: F811
+    at = open_page("chat.py")
+    at.chat_input[0].set_value("i forgot my login password").run()
+    assert not at.exception, [e.value for e in at.exception]
+    texts = [m.value for m in at.markdown]
+    assert any(t.startswith("Click Sign in, then Forgot password") for t in texts)
+    labels = [e.label for e in at.expander]
+    assert any(label.startswith("Source [acct-01] Resetting your password · score") for label in labels)
+    badges = " ".join(t for t in texts if "-badge[" in t)  # st.badge renders as badge markdown
+    assert "confidence" in badges and "route: faq" in badges
+    assert not at.warning  # no hand-off banner
+    [conversation] = SupportStore().conversations()
+    assert conversation["messages"] == 2 and conversation["title"] == "i forgot my login password"
+
+    at.chat_input[0].set_value("how tall is mount everest").run()
+    assert not at.exception
+    assert "Hand-off" in at.warning[0].value
+
+
+def test_thumbs_down_with_a_correction_is_saved(data_kb_dir):  # noqa: F811
+    at = open_page("chat.py")
+    at.chat_input[0].set_value("i forgot my login password").run()
+    store = SupportStore()
+    conv = store.conversations()[0]["id"]
+    answer_id = store.messages(conv)[1]["id"]
+    at.session_state[f"support_fb_{answer_id}"] = 0
+    at.run()
+    at.text_area(key=f"support_fix_text_{answer_id}").input("Use the reset link we email you.")
+    [save] = [b for b in at.button if b.label == "Save correction"]
+    save.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [correction] = store.corrections()
+    assert correction.answer == "Use the reset link we email you."
+
+
+def test_admin_shows_statistics_and_reindexes_uploads(data_kb_dir):  # noqa: F811
+    at = open_page("admin.py")
+    assert at.metric[1].label == "FAQ" and at.metric[1].value == "46"
+    assert at.get("vega_lite_chart"), "the entries-per-category chart"
+    entries_before = int(at.metric[0].value)
+    uploads = data_kb_dir.parent / "kb_sources"
+    uploads.mkdir()
+    (uploads / "extra.csv").write_text(
+        'id,question,answer\nextra-1,Do you sell plants?,"Yes, our garden range has 200 plants."\n',
+        encoding="utf-8",
+    )
+    at.run()
+    [reindex] = [b for b in at.button if b.label == "(Re)index"]
+    reindex.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, at.error[0].value if at.error else ""
+    assert "Indexed" in at.success[0].value and "added 1" in at.success[0].value
+    assert int(at.metric[0].value) == entries_before + 1
