@@ -9,11 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from apps.recommender.batch import BatchConfig, BatchError, read_users, run_batch
-from apps.recommender.batch_models import resolve_model
-from apps.recommender.errors import DataError
-from core.storage import StorageError
-
 app = typer.Typer()
 console = Console(stderr=True, soft_wrap=True)  # paths in messages stay copyable
 logger = logging.getLogger(__name__)
@@ -66,7 +61,12 @@ def score(
     if out is None and not db:
         console.print("[red]error:[/red] nothing to write: pass --out PATH and/or --db")
         raise typer.Exit(code=2)
-    from apps.recommender.model import ModelError  # imported here: loads the ranker stack
+    # Imported here, not at module level: every `aigc` command loads this module.
+    from apps.recommender.batch import BatchConfig, BatchError, read_users, run_batch
+    from apps.recommender.batch_models import resolve_model
+    from apps.recommender.errors import DataError
+    from apps.recommender.model import ModelError
+    from core.storage import StorageError
 
     try:
         factory = resolve_model(model)
