@@ -1,0 +1,242 @@
+"""Learning from past dialogues: fine-tune the answer model on question -> answer pairs, and score it.
+
+Past support exchanges come as question -> best-answer pairs in the same files the knowledge base
+reads as dialogues (CSV, JSON or JSON Lines with ``question`` and ``answer``; optional ``id``,
+``title``, ``url``, ``category``), so one file serves both
+(see :func:`apps.customer_service.kb.read_qa_file`).
+
+* :func:`finetune_answers` holds out a share of the pairs (``heldout.jsonl`` in the output
+  directory), then trains a LoRA adapter of the answer model on the rest with
+  :func:`core.finetune.train_causal_lm` — the loss covers the answer tokens only;
+* :func:`evaluate_answers` generates answers to held-out questions with the base model and with the
+  adapter, and scores both against the reference answers with ROUGE-L and BLEU
+  (:mod:`core.metrics`).
+
+Example:
+    >>> report = finetune_answers("past_dialogues.jsonl", "runs/answers", epochs=2)
+    >>> evaluate_answers("runs/answers/heldout.jsonl", adapter="runs/answers")["after"]["rouge_l"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apps.customer_service.kb import read_qa_file
+from core.config import write_json_atomic
+from core.finetune import CausalLMTrainConfig, train_causal_lm, with_overrides
+from core.generation import GenerateSettings, Generator
+from core.metrics import bleu, rouge_l
+from core.models import DEFAULT_GENERATOR
+from core.paths import data_dir
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_FILE = "heldout.jsonl"
+SUPPORT_SYSTEM_PROMPT = (
+    "You are a customer-support assistant for an online store. Answer the customer's question "
+    "briefly, politely and factually."
+)
+
+
+@dataclass(frozen=True)
+class QAPair:
+    """One past question and the answer that resolved it."""
+
+    question: str
+    answer: str
+    id: str
+
+
+def default_adapter_dir() -> Path:
+    """Where ``aigc support finetune`` saves the answer adapter by default."""
+    return data_dir() / "support" / "answer-adapter"
+
+
+def read_dialogue_pairs(path: str | Path) -> list[QAPair]:
+    """Read question -> answer pairs from a CSV, JSON or JSON Lines file.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        SourceError: Bad encoding, malformed file, missing/empty ``question`` or ``answer``, or a
+            duplicate id — naming the file, row and field.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"pairs file {path} does not exist")
+    return [QAPair(e.question, e.text, e.id) for e in read_qa_file(path, kind="dialogue")]
+
+
+def split_heldout(
+    pairs: Sequence[QAPair], fraction: float = 0.1, seed: int = 42, min_heldout: int = 1
+) -> tuple[list[QAPair], list[QAPair]]:
+    """Shuffle ``pairs`` with ``seed`` and split off ``fraction`` (at least ``min_heldout``) for testing.
+
+    Returns:
+        ``(train, heldout)``; ``heldout`` is empty when ``fraction`` is 0.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), or too few pairs to keep one for training.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return list(pairs), []
+    n = max(min_heldout, round(len(pairs) * fraction))
+    if n >= len(pairs):
+        raise ValueError(f"{len(pairs)} pair(s) are too few to hold out {n} and still train on some")
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def write_pairs_jsonl(path: str | Path, pairs: Sequence[QAPair]) -> Path:
+    """Write pairs as JSON Lines (``id``, ``question``, ``answer``), atomically."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for p in pairs:
+                fh.write(json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def finetune_answers(
+    pairs: str | Path | Sequence[QAPair],
+    out_dir: str | Path | None = None,
+    model: str = DEFAULT_GENERATOR,
+    heldout_fraction: float = 0.1,
+    config: CausalLMTrainConfig | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train a LoRA adapter of the answer model on past question -> answer pairs.
+
+    Args:
+        pairs: A pairs file (see :func:`read_dialogue_pairs`) or pairs.
+        out_dir: Adapter directory (default :func:`default_adapter_dir`); also gets ``heldout.jsonl``,
+            the pairs kept out of training for :func:`evaluate_answers`.
+        model: Base causal LM spec (default SmolLM2-135M-Instruct).
+        heldout_fraction: Share of pairs kept for testing (0: train on all).
+        config: Training settings; the system prompt defaults to :data:`SUPPORT_SYSTEM_PROMPT`.
+        **overrides: Replace config fields, e.g. ``epochs=2``.
+
+    Returns:
+        The training report (see :func:`core.finetune.train_causal_lm`) plus ``heldout`` (count)
+        and ``heldout_file``.
+
+    Raises:
+        FileNotFoundError: Missing pairs file.
+        SourceError: Bad pairs file.
+        ValueError: Too few pairs, or an unknown config field.
+    """
+    items = read_dialogue_pairs(pairs) if isinstance(pairs, str | Path) else list(pairs)
+    config = config or CausalLMTrainConfig(system_prompt=SUPPORT_SYSTEM_PROMPT)
+    config = with_overrides(config, overrides)
+    train, heldout = split_heldout(items, heldout_fraction, config.seed)
+    out_dir = Path(out_dir or default_adapter_dir())
+    report = train_causal_lm([(p.question, p.answer) for p in train], out_dir, model, config)
+    report["pairs"] = len(items)
+    report["heldout"] = len(heldout)
+    if heldout:
+        report["heldout_file"] = str(write_pairs_jsonl(out_dir / HELDOUT_FILE, heldout))
+    write_json_atomic(out_dir / "report.json", report)
+    return report
+
+
+def _adapter_system_prompt(adapter: str | Path) -> str | None:
+    manifest = Path(adapter) / "aigc_adapter.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text(encoding="utf-8")).get("system_prompt")
+    return None
+
+
+def _score(generator: Generator, pairs: Sequence[QAPair], settings: GenerateSettings) -> dict[str, Any]:
+    start = time.perf_counter()
+    results = generator.generate_batch([p.question for p in pairs], settings, batch_size=8)
+    hypotheses = [r.text.strip() for r in results]
+    references = [p.answer for p in pairs]
+    return {
+        "rouge_l": round(rouge_l(hypotheses, references), 4),
+        "bleu": round(bleu(hypotheses, references), 2),
+        "seconds": round(time.perf_counter() - start, 1),
+        "samples": [
+            {"question": p.question, "reference": p.answer, "answer": h}
+            for p, h in zip(pairs[:3], hypotheses[:3], strict=False)
+        ],
+    }
+
+
+def evaluate_answers(
+    pairs: str | Path | Sequence[QAPair],
+    adapter: str | Path | None = None,
+    model: str | None = None,
+    max_new_tokens: int = 128,
+    limit: int | None = None,
+    system_prompt: str | None = None,
+) -> dict[str, Any]:
+    """ROUGE-L (0-1) and BLEU (0-100) of generated answers against reference answers.
+
+    The base model's answers are scored as ``before``; with ``adapter``, the adapted model's as
+    ``after``. Both use greedy decoding and the adapter's training system prompt.
+
+    Args:
+        pairs: Held-out pairs (a file, e.g. ``heldout.jsonl`` from :func:`finetune_answers`).
+        adapter: Adapter directory from :func:`finetune_answers`.
+        model: Base model spec (default: the adapter's base, else SmolLM2-135M-Instruct).
+        max_new_tokens: Longest generated answer.
+        limit: Score only the first ``limit`` pairs.
+        system_prompt: System message (default: the adapter's, else :data:`SUPPORT_SYSTEM_PROMPT`).
+
+    Returns:
+        ``{"pairs", "before": {"rouge_l", "bleu", "seconds", "samples"}, "after": {...} | None,
+        "delta": {"rouge_l", "bleu"} | None}``.
+    """
+    items = read_dialogue_pairs(pairs) if isinstance(pairs, str | Path) else list(pairs)
+    if limit is not None:
+        items = items[:limit]
+    if not items:
+        raise ValueError("no pairs to evaluate")
+    if system_prompt is None:
+        system_prompt = (_adapter_system_prompt(adapter) if adapter else None) or SUPPORT_SYSTEM_PROMPT
+    if model is None and adapter is not None:
+        from core.generation import adapter_base_model
+
+        model = adapter_base_model(adapter)
+    settings = GenerateSettings(max_new_tokens=max_new_tokens)
+    result: dict[str, Any] = {"pairs": len(items), "before": None, "after": None, "delta": None}
+    result["before"] = _score(Generator(model, system_prompt=system_prompt), items, settings)
+    if adapter is not None:
+        result["after"] = _score(
+            Generator(model, adapter=adapter, system_prompt=system_prompt), items, settings
+        )
+        result["delta"] = {k: round(result["after"][k] - result["before"][k], 4) for k in ("rouge_l", "bleu")}
+    logger.info("Evaluated answers", extra={"pairs": len(items), "delta": result["delta"]})
+    return result
+
+
+__all__ = [
+    "HELDOUT_FILE",
+    "SUPPORT_SYSTEM_PROMPT",
+    "QAPair",
+    "default_adapter_dir",
+    "evaluate_answers",
+    "finetune_answers",
+    "read_dialogue_pairs",
+    "split_heldout",
+    "write_pairs_jsonl",
+]
