@@ -203,7 +203,7 @@ def find_breaches(rule: AlertRule, scored: pd.DataFrame, *, since: datetime | No
     table = table[table["volume"] >= rule.min_volume]
     if rule.keys:
         table = table[table["key"].isin(rule.keys)]
-    if since is not None:
+    if since is not None and not table.empty:  # an empty table's bucket_end is float, not datetime
         table = table[table["bucket_end"] > pd.Timestamp(since)]
     breaches = []
     for row in table.sort_values(["bucket_start", "key"]).itertuples(index=False):

@@ -1,0 +1,161 @@
+"""`aigc finance train / eval / classify / monitor`: outputs, JSON, clean errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from typer.testing import CliRunner
+
+from apps.finance_monitor.cli import app
+from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
+from tests.apps.finance_monitor.model_fixtures import TINY, copy_model
+
+ROOT = Path(__file__).resolve().parents[3]
+runner = CliRunner()
+
+
+def tiny_sets(encoder) -> list[str]:
+    torch.set_num_threads(1)  # see model_fixtures.tiny_config
+    sets = [f"model={encoder}"] + [f"{k}={v}" for k, v in TINY.items()]
+    return [part for s in sets for part in ("--set", s)]
+
+
+def test_train_eval_json(tmp_path, tiny_encoder_dir):
+    out = tmp_path / "topic"
+    args = ["train", "--task", "topic", "--data", str(SAMPLE_DATA_DIR / "train_topic.csv"), "--out", str(out)]
+    result = runner.invoke(app, args + tiny_sets(tiny_encoder_dir))
+    assert result.exit_code == 0, result.output
+    assert (out / "calibration.json").is_file() and (out / "config.json").is_file()
+    result = runner.invoke(
+        app, ["eval", "--model", str(out), "--data", str(SAMPLE_DATA_DIR / "train_topic.csv"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"accuracy", "macro_f1", "weighted_f1", "per_class", "confusion"}
+    assert sum(c["support"] for c in report["per_class"].values()) == 300
+
+
+def test_classify_writes_labels_and_confidences(tmp_path, tiny_sentiment_dir):
+    src = tmp_path / "in.csv"
+    # CRLF records with a newline inside a quoted field, as in the twitter data
+    src.write_bytes(
+        b'id,text\r\n1,"Shares fall\nafter warning"\r\n2,Profit beats forecasts\r\n3,AGM on Friday\r\n'
+    )
+    out = tmp_path / "out" / "labelled.csv"
+    result = runner.invoke(
+        app, ["classify", "--model", str(tiny_sentiment_dir), "--input", str(src), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["id", "text", "sentiment", "sentiment_confidence"]
+    assert frame["text"][0] == "Shares fall\nafter warning"
+    assert set(frame["sentiment"]) <= {"negative", "neutral", "positive"}
+    assert frame["sentiment_confidence"].between(1 / 3, 1).all()
+    jsonl = tmp_path / "labelled.jsonl"
+    result = runner.invoke(
+        app, ["classify", "--model", str(tiny_sentiment_dir), "--input", str(src), "--out", str(jsonl)]
+    )
+    assert result.exit_code == 0 and len(jsonl.read_text().splitlines()) == 3
+
+
+def test_bad_inputs_exit_2_with_one_clear_line(tmp_path, tiny_sentiment_dir):
+    empty_text = tmp_path / "in.csv"
+    empty_text.write_text("text,id\nfine headline,1\n   ,2\n")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(
+        app, ["classify", "--model", str(tiny_sentiment_dir), "--input", str(empty_text), "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "row 2" in result.output and "'text'" in result.output
+    assert not out.exists() and "Traceback" not in result.output
+
+    broken = copy_model(tiny_sentiment_dir, tmp_path / "broken")
+    (broken / "config.json").write_text("{not json")
+    result = runner.invoke(
+        app, ["eval", "--model", str(broken), "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv")]
+    )
+    assert result.exit_code == 2 and "config.json" in result.output
+
+    no_label = tmp_path / "nolabel.csv"
+    no_label.write_text("text,sentiment\nShares rise,positive\n")
+    result = runner.invoke(
+        app, ["train", "--task", "sentiment", "--data", str(no_label), "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 2 and "nolabel.csv" in result.output and "label" in result.output
+    assert not (tmp_path / "m").exists()
+
+    result = runner.invoke(
+        app, ["train", "--task", "mood", "--data", str(no_label), "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 2 and "mood" in result.output
+
+
+def test_monitor_once_over_a_folder(tmp_path, tiny_sentiment_dir, tiny_topic_dir, monkeypatch):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(SAMPLE_DATA_DIR / "news_stream.jsonl", inbox)
+    os.utime(inbox / "news_stream.jsonl", (time.time() - 60, time.time() - 60))
+    args = ["monitor", "--once", "--watch-dir", str(inbox), "--set", f"sentiment_model={tiny_sentiment_dir}"]
+    args += ["--set", f"topic_model={tiny_topic_dir}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "100 new items, 100 scored" in result.output
+    result = runner.invoke(app, args)
+    assert "0 new items, 0 scored" in result.output
+    assert (
+        runner.invoke(app, ["monitor", "--watch-dir", str(inbox)]).exit_code == 2
+    )  # neither --once nor --follow
+
+
+def test_follow_subprocess_picks_up_a_file_and_stops_cleanly_on_sigterm(tmp_path, tiny_sentiment_dir):
+    inbox, data = tmp_path / "inbox", tmp_path / "data"
+    inbox.mkdir()
+    env = {
+        **os.environ,
+        "AIGC_DATA_DIR": str(data),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("AIGC_DB_URL", None)
+    cmd = [sys.executable, "-c", "from core.cli import main; main()", "finance", "monitor", "--follow"]
+    cmd += ["--watch-dir", str(inbox), "--set", f"sentiment_model={tiny_sentiment_dir}"]
+    cmd += ["--set", "poll_interval_s=0.2", "--set", "min_file_age_s=0"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        db = data / "aigc.db"
+        deadline = time.monotonic() + 120
+        while not db.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shutil.copy(SAMPLE_DATA_DIR / "news_stream.jsonl", inbox)  # arrives while the monitor runs
+
+        def scored() -> int:
+            try:
+                with sqlite3.connect(db) as conn:
+                    return conn.execute("select count(*) from finance_scores").fetchone()[0]
+            except sqlite3.Error:
+                return 0
+
+        while scored() < 100 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert scored() == 100
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "stopped cleanly" in output and "Traceback" not in output
+    with sqlite3.connect(data / "aigc.db") as conn:
+        assert conn.execute("select count(*) from finance_items").fetchone()[0] == 100
