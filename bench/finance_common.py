@@ -1,0 +1,142 @@
+"""Shared runner of the finance benchmarks (PhraseBank, TFNS sentiment, TFN topic).
+
+Each benchmark loads real data from ``../shared/data/finance`` (never copied into the project),
+trains one classifier per configuration with :func:`apps.finance_monitor.sentiment.train`
+(validation for best epoch and calibration carved from the training part only), evaluates on
+the held-out part, times training and scoring, and writes ``bench/results/finance_<name>.json``.
+``python -m bench.finance_report`` merges them into ``finance.json``, a PNG and the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "finance"
+RESULTS = ROOT / "bench" / "results"
+RUNS = Path(os.environ.get("FINANCE_BENCH_RUNS", "/tmp/finance_bench_runs"))
+
+# name -> training overrides. "lora-attn" is the core default (LoRA r=8 on query/value... of the
+# attention); "lora-all" adapts every linear layer of the encoder with r=16 (closest to a full
+# fine-tune the core classifier can save).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "lora-attn": {"lora": {"r": 8, "alpha": 16}},
+    "lora-all": {"lora": {"r": 16, "alpha": 32, "target_modules": ["query", "key", "value", "dense"]}},
+}
+
+
+def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
+    """Common command-line options of the finance benchmarks."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", action="append", choices=sorted(CONFIGS), help="configurations to run")
+    parser.add_argument("--epochs", type=int, default=default_epochs)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("FINANCE_BENCH_THREADS", "2")))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-train", type=int, default=None, help="subsample the training part")
+    parser.add_argument("--model", default="minilm-l6")
+    return parser.parse_args()
+
+
+def run(
+    name: str,
+    description: str,
+    load: Callable[[], tuple[Any, Any, dict[str, Any]]],
+    target: tuple[str, float],
+    default_epochs: int = 3,
+) -> dict[str, Any]:
+    """Train and evaluate every configuration on ``load()``'s (train, test) split; write the JSON.
+
+    Args:
+        name: Benchmark name (file ``finance_<name>.json``).
+        description: For ``--help``.
+        load: Returns ``(train LabelledData, test LabelledData, protocol dict)``.
+        target: ``(metric, value)`` the issue asks for.
+        default_epochs: Epochs unless ``--epochs`` says otherwise.
+    """
+    args = parse_args(description, default_epochs)
+    logging.basicConfig(level=logging.WARNING)
+    if not DATA.is_dir():
+        raise SystemExit(f"real data not found at {DATA}; the finance benchmarks need ../shared/data/finance")
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from apps.finance_monitor.sentiment import evaluate, load_model, train
+
+    train_data, test_data, protocol = load()
+    if args.max_train and len(train_data) > args.max_train:
+        rng = np.random.default_rng(42)
+        keep = sorted(rng.choice(len(train_data), args.max_train, replace=False).tolist())
+        from dataclasses import replace
+
+        train_data = replace(
+            train_data,
+            texts=[train_data.texts[i] for i in keep],
+            labels=[train_data.labels[i] for i in keep],
+            rows=[train_data.rows[i] for i in keep],
+        )
+        protocol["train_subsampled_to"] = args.max_train
+    task = "topic" if name == "topic" else "sentiment"
+    results: dict[str, Any] = {
+        "benchmark": name,
+        "protocol": protocol,
+        "target": {"metric": target[0], "value": target[1]},
+        "machine": {"threads": args.threads, "cpu": platform.processor() or platform.machine()},
+        "load_average_at_start": os.getloadavg(),
+        "runs": [],
+    }
+    out = RESULTS / f"finance_{name}.json"
+    for config_name in args.config or ["lora-attn"]:
+        run_dir = RUNS / f"{name}-{config_name}"
+        tick = time.perf_counter()
+        report = train(
+            task,
+            train_data,
+            run_dir,
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            val_fraction=0.1,
+            seed=42,
+            show_progress_bar=False,
+            **CONFIGS[config_name],
+        )
+        train_wall = time.perf_counter() - tick
+        model = load_model(run_dir)
+        tick = time.perf_counter()
+        metrics = evaluate(model, test_data, batch_size=64)  # scoring + metrics (metrics take ms)
+        score_s = time.perf_counter() - tick
+        row = {
+            "config": config_name,
+            "model": args.model,
+            "overrides": CONFIGS[config_name],
+            "epochs": args.epochs,
+            "epochs_run": report["epochs_run"],
+            "best_epoch": report["best_epoch"],
+            "train_rows": report["train_size"],
+            "val_rows": report["val_size"],
+            "test_rows": len(test_data),
+            "train_wall_s": round(train_wall, 1),
+            "train_loop_s": report["wall_time_s"],
+            "train_samples_per_s": report["samples_per_s"],
+            "score_items_per_s": round(len(test_data) / score_s, 1),
+            "calibration": report["calibration"],
+            "load_average_at_end": os.getloadavg(),
+            **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
+            "per_class": metrics["per_class"],
+            "confusion": metrics["confusion"],
+        }
+        row["target_met"] = row[target[0]] >= target[1]
+        results["runs"].append(row)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps({k: row[k] for k in ("config", "accuracy", "weighted_f1", "train_wall_s")}))
+    return results
