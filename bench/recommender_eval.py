@@ -58,7 +58,7 @@ def _config(args: argparse.Namespace) -> RecommenderConfig:
         base.finetune,
         steps=args.steps,
         batch_size=args.batch_size,
-        max_query_length=96,
+        max_query_length=64,
         max_item_length=32,
         max_pairs=20000,
     )
@@ -125,12 +125,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150, help="contrastive fine-tuning steps")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per contrastive batch")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate a seeded user sample")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} not found: the benchmark needs ../shared/data/recsys/ml-latest-small")
     config = _config(args)
