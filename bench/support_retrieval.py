@@ -140,7 +140,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         )
         ax.bar_label(bars, fmt="%.2f", fontsize=6)
     ax.set_xticks(x, metrics)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0.5, 1.02)
     ax.set_title(
         f"StackFAQ test paraphrases ({results['data']['test_queries']}), KB of 719 answers, MiniLM-L6"
     )
