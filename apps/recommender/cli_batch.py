@@ -45,6 +45,14 @@ def score(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Ray actors (default: one per cluster CPU).")
     ] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="BLAS/OpenMP threads per scorer; equal settings give bit-identical local and Ray output. "
+            "0: the libraries' default.",
+        ),
+    ] = 1,
     restart: Annotated[
         bool, typer.Option(help="Discard chunks of an earlier, unfinished run of this job.")
     ] = False,
@@ -75,7 +83,9 @@ def score(
             factory,
             out,
             user_list,
-            BatchConfig(k=k, chunk_size=chunk_size, engine=engine, ray_workers=workers),  # type: ignore[arg-type]
+            BatchConfig(
+                k=k, chunk_size=chunk_size, engine=engine, ray_workers=workers, threads=threads or None
+            ),  # type: ignore[arg-type]
             db=_db_url() if db else None,
             run_id=run_id,
             restart=restart,

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from apps.recommender.batch import ChunkScorer, ScorerFactory
+from apps.recommender.batch import ChunkScorer, ScorerFactory, limit_threads
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,14 @@ RUNTIME_ENV_VAR = "RAY_RUNTIME_ENV_JSON"
 class ChunkWorker:
     """Actor body: holds one loaded scorer and scores chunks with it."""
 
-    def __init__(self, factory: ScorerFactory) -> None:
+    def __init__(self, factory: ScorerFactory, threads: int | None = 1) -> None:
         self.scorer: ChunkScorer = factory()
+        self.threads = threads
 
     def score(self, index: int, user_ids: list[str], k: int) -> tuple[int, pd.DataFrame]:
-        """Top-``k`` rows of one chunk, tagged with its index."""
-        return index, self.scorer.recommend_chunk(user_ids, k)
+        """Top-``k`` rows of one chunk, tagged with its index (same thread cap as the local engine)."""
+        with limit_threads(self.threads):
+            return index, self.scorer.recommend_chunk(user_ids, k)
 
 
 def _init_ray() -> bool:
@@ -72,6 +74,7 @@ def score_chunks_ray(
     sink: Callable[[int, pd.DataFrame], None],
     workers: int | None = None,
     show_progress_bar: bool = True,
+    threads: int | None = 1,
 ) -> None:
     """Score ``chunks`` on Ray actors; ``sink(index, frame)`` runs in the driver as each one returns.
 
@@ -82,6 +85,7 @@ def score_chunks_ray(
         sink: Writes a finished chunk (in completion order; chunk files make order irrelevant).
         workers: Actors; default one per CPU in the cluster (at most one per chunk).
         show_progress_bar: tqdm bar over chunks.
+        threads: BLAS/OpenMP threads per actor (also its CPU reservation); ``None``: Ray's default.
 
     Raises:
         ImportError: Ray is not installed (``pip install "ray[data]"``).
@@ -94,10 +98,11 @@ def score_chunks_ray(
     started = _init_ray()
     actors: list[Any] = []
     try:
-        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = threads or 1
+        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         n = max(1, min(n, len(chunks)))
-        remote_worker = ray.remote(num_cpus=1)(ChunkWorker)
-        actors = [remote_worker.remote(factory) for _ in range(n)]
+        remote_worker = ray.remote(num_cpus=cpus)(ChunkWorker)
+        actors = [remote_worker.remote(factory, threads) for _ in range(n)]
         pool = ActorPool(actors)
         logger.info("Ray scoring", extra={"actors": n, "chunks": len(chunks)})
         results = pool.map_unordered(
