@@ -97,6 +97,11 @@ def test_work_dir_of_another_job_is_refused(tmp_path):
     assert (work / "manifest.json").is_file() and len(list(work.glob("chunk-*.parquet"))) == 3
     with pytest.raises(BatchError, match="another job.*k"):
         run_batch(SMALL, out, config=BatchConfig(k=6, chunk_size=25), show_progress_bar=False)
+    # Thread count sets the summation order, so chunks scored with another one are not mixed in.
+    with pytest.raises(BatchError, match=r"another job \(differs in threads\)"):
+        run_batch(SMALL, out, config=BatchConfig(k=5, chunk_size=25, threads=None), show_progress_bar=False)
+    with pytest.raises(ValueError, match="threads"):
+        BatchConfig(threads=0)
     result = run_batch(
         SMALL, out, config=BatchConfig(k=6, chunk_size=25), restart=True, show_progress_bar=False
     )
