@@ -37,6 +37,7 @@ from core.storage import StorageError, session_scope, utcnow
 logger = logging.getLogger(__name__)
 
 SAMPLE_RULES = Path(__file__).resolve().parent / "sample_data" / "alert_rules.yaml"
+JOINT_MODEL = "news"  # DATA_DIR/finance/models/news: one encoder with sentiment and topic heads
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,11 @@ class MonitorConfig:
         default="", metadata={"help": "Folder of news files; empty: DATA_DIR/finance/inbox."}
     )
     sentiment_model: str = field(
-        default="", metadata={"help": "Sentiment model dir; empty: DATA_DIR/finance/models/sentiment."}
+        default="",
+        metadata={
+            "help": "Sentiment (or two-head) model dir; empty: DATA_DIR/finance/models/news if present, "
+            "else DATA_DIR/finance/models/sentiment."
+        },
     )
     topic_model: str = field(
         default="", metadata={"help": "Topic model dir; empty: DATA_DIR/finance/models/topic if present."}
@@ -197,9 +202,16 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
         ValueError: A corrupt model directory or a bad rules file.
     """
     models = data_dir / "finance" / "models"
-    sentiment = Path(config.sentiment_model) if config.sentiment_model else models / "sentiment"
+    if config.sentiment_model:
+        sentiment = Path(config.sentiment_model)
+    elif (models / JOINT_MODEL / "config.json").is_file():
+        sentiment = models / JOINT_MODEL
+    else:
+        sentiment = models / "sentiment"
     topic: Path | None = Path(config.topic_model) if config.topic_model else models / "topic"
-    if not config.topic_model and not (topic / "config.json").is_file():
+    if not config.topic_model and (
+        sentiment == models / JOINT_MODEL or not (topic / "config.json").is_file()
+    ):
         topic = None
     if not (sentiment / "config.json").is_file() and not sentiment.is_dir():
         raise FileNotFoundError(

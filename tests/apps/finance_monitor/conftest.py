@@ -11,7 +11,11 @@ from sqlalchemy.engine import Engine, make_url
 
 import apps.finance_monitor.storage  # noqa: F401 - registers the finance migration branch
 from core.storage import create_engine, migrate
-from tests.apps.finance_monitor.model_fixtures import tiny_sentiment_dir, tiny_topic_dir  # noqa: F401 - fixtures
+from tests.apps.finance_monitor.model_fixtures import (  # noqa: F401 - fixtures
+    tiny_joint_dir,
+    tiny_sentiment_dir,
+    tiny_topic_dir,
+)
 
 
 @pytest.fixture

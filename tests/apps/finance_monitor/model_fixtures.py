@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps.finance_monitor.loaders import load_labelled
 from apps.finance_monitor.news import read_news
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.scoring import Label, Scorer
-from apps.finance_monitor.sentiment import FinanceTrainConfig, train
+from apps.finance_monitor.sentiment import FinanceTrainConfig, train, train_multitask
 
 TINY = {"epochs": 2, "batch_size": 16, "max_length": 32, "show_progress_bar": False, "lr": 5e-3}
 
@@ -42,6 +43,15 @@ def tiny_topic_dir(tiny_encoder_dir, tmp_path_factory) -> Path:
     """A topic model trained on the shipped training file with the tiny encoder."""
     out = tmp_path_factory.mktemp("fin-models") / "topic"
     train("topic", SAMPLE_DATA_DIR / "train_topic.csv", out, config=tiny_config(tiny_encoder_dir))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_joint_dir(tiny_encoder_dir, tmp_path_factory) -> Path:
+    """One tiny encoder with sentiment and topic heads, trained on both shipped files."""
+    out = tmp_path_factory.mktemp("fin-models") / "news"
+    data = {task: load_labelled(SAMPLE_DATA_DIR / f"train_{task}.csv") for task in ("sentiment", "topic")}
+    train_multitask(data, out, config=tiny_config(tiny_encoder_dir))
     return out
 
 

@@ -23,17 +23,27 @@ def table_counts(data_dir):
         engine.dispose()
 
 
-def test_prepare_reuses_models_and_is_idempotent(tmp_path, tiny_sentiment_dir, tiny_topic_dir):
+def test_prepare_reuses_the_model_and_is_idempotent(tmp_path, tiny_joint_dir):
     data_dir = tmp_path / "data"
-    shutil.copytree(tiny_sentiment_dir, models_dir(data_dir) / "sentiment")
-    shutil.copytree(tiny_topic_dir, models_dir(data_dir) / "topic")
-    stamp = (models_dir(data_dir) / "sentiment" / "config.json").stat().st_mtime_ns
+    shutil.copytree(tiny_joint_dir, models_dir(data_dir) / "news")
+    stamp = (models_dir(data_dir) / "news" / "config.json").stat().st_mtime_ns
     prepare(data_dir)
     first = table_counts(data_dir)
     assert first[0] == 506 and first[1] == 506
     prepare(data_dir)
     assert table_counts(data_dir) == first
-    assert (models_dir(data_dir) / "sentiment" / "config.json").stat().st_mtime_ns == stamp  # not retrained
+    assert (models_dir(data_dir) / "news" / "config.json").stat().st_mtime_ns == stamp  # not retrained
+
+
+def test_monitor_defaults_to_the_demo_model(tmp_path, tiny_joint_dir):
+    from apps.finance_monitor.monitor import MonitorConfig, build_monitor
+
+    shutil.copytree(tiny_joint_dir, models_dir(tmp_path) / "news")
+    engine = create_engine(f"sqlite:///{tmp_path / 'aigc.db'}")
+    monitor = build_monitor(engine, MonitorConfig(), tmp_path)
+    engine.dispose()
+    assert monitor.scorer.topic_model is None and monitor.scorer.topic_head == "topic"
+    assert monitor.scorer.version.startswith("news-")
 
 
 @pytest.mark.slow
