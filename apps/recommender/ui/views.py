@@ -46,6 +46,37 @@ def recommendation_table(model: Any, user_id: str, k: int) -> pd.DataFrame:
     return frame.loc[:, ["rank", "title", "item_id", "score", "reason"]].reset_index(drop=True)
 
 
+def batch_summary(path: Path) -> dict[str, Any] | None:
+    """Rows, users and distinct items of a batch output file (``None`` when absent)."""
+    if not path.is_file():
+        return None
+    frame = _read_batch(path, columns=["user_id", "item_id"])
+    return {
+        "rows": len(frame),
+        "users": int(frame["user_id"].nunique()),
+        "items": int(frame["item_id"].nunique()),
+        "modified": datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def batch_rows(path: Path, model: Any, user_id: str) -> pd.DataFrame:
+    """One user's rows of a batch output file, with titles (same columns as the live table)."""
+    frame = _read_batch(path, user_id=user_id)
+    frame = frame.assign(
+        title=frame["item_id"].astype(str).map(_titles(model)), score=frame["score"].round(3)
+    )
+    return frame.loc[:, ["rank", "title", "item_id", "score", "reason"]].reset_index(drop=True)
+
+
+def _read_batch(path: Path, columns: list[str] | None = None, user_id: str | None = None) -> pd.DataFrame:
+    if path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path, dtype={"user_id": str, "item_id": str}, keep_default_na=False)
+        frame = frame if user_id is None else frame[frame["user_id"] == user_id]
+        return frame if columns is None else frame[columns]
+    filters = None if user_id is None else [("user_id", "==", user_id)]
+    return pd.read_parquet(path, columns=columns, filters=filters)
+
+
 def similar_table(model: Any, item_id: str, k: int) -> pd.DataFrame:
     """Nearest items by text vector: ``title``, ``item_id``, ``similarity``."""
     frame = model.similar_items(item_id, k)

@@ -39,6 +39,23 @@ def demo_state(model_dir, report, monkeypatch) -> Path:
     return install_demo_state(Path(os.environ["AIGC_DATA_DIR"]), model_dir, report)
 
 
+def test_user_page_shows_the_users_rows_of_the_batch_output(demo_state):
+    from apps.recommender.batch import BatchConfig, run_batch
+    from apps.recommender.model import ModelLoader
+
+    out = demo_state / "recommendations.parquet"
+    run_batch(
+        ModelLoader(demo_state / "model"), out, ["U0002", "U0007"], BatchConfig(k=7), show_progress_bar=False
+    )
+    at = open_page("user.py")  # U0001 first: not in this output
+    assert len(at.table) == 2 and "`U0001` is not in this batch output." in [c.value for c in at.caption]
+    assert "14 rows for 2 users, 14 distinct items" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="recommend_user").set_value("U0007").run()
+    live, batch = at.table[1].value, at.table[2].value
+    assert batch["item_id"].tolist() == live["item_id"].head(7).tolist()  # the job and the page agree
+    assert batch["rank"].tolist() == list(range(1, 8))
+
+
 def open_page(name: str) -> AppTest:
     """Run the suite entry script, then switch to one of this app's pages."""
     at = AppTest.from_file(APP_SCRIPT, default_timeout=90)
@@ -94,6 +111,11 @@ def test_pages_explain_a_missing_model(monkeypatch):
     monkeypatch.setenv("AIGC_UI_APPS", "recommend")
     at = open_page("user.py")
     assert "aigc demo" in at.info[0].value
+
+
+def test_user_page_without_batch_output(demo_state):
+    at = open_page("user.py")
+    assert len(at.table) == 2 and any(c.value.startswith("No batch output at") for c in at.caption)
 
 
 def test_views_reject_a_bad_eval_file(tmp_path):

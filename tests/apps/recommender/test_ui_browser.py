@@ -30,19 +30,27 @@ def demo_state(tmp_path_factory, sample_dataset, sample_minilm_vectors) -> Path:
         "text": lambda: TextScorer(item_vectors=vectors),
     }
     report = evaluate(sample_dataset, scorers)
-    return install_demo_state(Path(os.environ["AIGC_DATA_DIR"]), model_dir, report)
+    root = install_demo_state(Path(os.environ["AIGC_DATA_DIR"]), model_dir, report)
+    from apps.recommender.batch import BatchConfig, run_batch
+    from apps.recommender.model import ModelLoader
+
+    users = ["U0001", "U0002", "U0003"]
+    run_batch(ModelLoader(root / "model"), root / "recommendations.parquet", users, BatchConfig(k=5))
+    return root
 
 
 def test_user_page_and_evaluation_in_chromium(demo_state):
-    with streamlit_server(["recommend"]) as url, chromium_page(height=1600) as page:
+    with streamlit_server(["recommend"]) as url, chromium_page(height=2100) as page:
         page.goto(f"{url}/recommend-user")
         page.get_by_role("heading", name="Recommendations").wait_for(timeout=90_000)
         tables = page.locator("[data-testid='stTable']")
-        expect(tables).to_have_count(2, timeout=60_000)
+        expect(tables).to_have_count(3, timeout=60_000)
         recs = tables.nth(1)
         expect(recs.locator("tbody tr")).to_have_count(10, timeout=30_000)
         expect(recs).to_contain_text("similar to '")
         expect(tables.nth(0)).to_contain_text("purchase")  # the history table
+        expect(tables.nth(2).locator("tbody tr")).to_have_count(5)  # U0001's rows of the batch output
+        page.get_by_text("15 rows for 3 users").wait_for(timeout=30_000)
         time.sleep(1)
         screenshot(page, "recommend_user")
 

@@ -1,4 +1,7 @@
-"""Pick a user: their history, and the model's recommendations with scores and reasons."""
+"""Pick a user: their history, the model's recommendations with scores and reasons, and the
+rows the last batch job wrote for them."""
+
+from pathlib import Path
 
 import streamlit as st
 
@@ -6,6 +9,13 @@ from apps.recommender.ui import common, views
 
 st.title("User recommendations")
 model = common.model_or_stop()
+batch_path = Path(
+    st.sidebar.text_input(
+        "Batch output (.parquet/.csv)",
+        value=str(views.data_root() / "recommendations.parquet"),
+        key="recommend_batch_path",
+    )
+).expanduser()
 users = model.user_ids()
 left, right = st.columns([3, 1])
 if len(users) <= 5000:
@@ -27,3 +37,18 @@ with rec_col:
         "Unseen items ranked by the learned ranker; the reason names the features that lifted each one."
     )
     st.table(views.recommendation_table(model, user, k))
+
+st.subheader("In the batch output")
+summary = views.batch_summary(batch_path)
+if summary is None:
+    st.caption(f"No batch output at `{batch_path}` (write one with `aigc recommend score --out PATH`).")
+else:
+    st.caption(
+        f"`{batch_path}` ({summary['modified']}): {summary['rows']} rows for {summary['users']} users, "
+        f"{summary['items']} distinct items."
+    )
+    rows = views.batch_rows(batch_path, model, user)
+    if rows.empty:
+        st.caption(f"`{user}` is not in this batch output.")
+    else:
+        st.table(rows)
