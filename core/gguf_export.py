@@ -198,11 +198,13 @@ def gguf_adapter_for(adapter_dir: str | Path) -> Path:
     return out
 
 
-# llama.cpp's general.file_type codes for the dense types a companion can have.
+# llama.cpp's general.file_type codes for the types a companion can have (dense, or re-quantised).
 _DENSE_TYPES: dict[str, tuple[Any, int]] = {"F32": (np.float32, 0), "F16": (np.float16, 1)}
+_QUANT_TYPES: dict[str, int] = {"Q8_0": 7, "Q4_0": 2}
+CompanionType = Literal["F32", "F16", "Q8_0", "Q4_0"]
 
 
-def dense_companion(gguf_path: str | Path, dtype: Literal["F32", "F16"] = "F32") -> Path:
+def dense_companion(gguf_path: str | Path, dtype: CompanionType = "F32") -> Path:
     """A de-quantised copy of a quantised GGUF model, written once to the cache (the fast-prefill weights).
 
     llama.cpp evaluates a 512-token prompt 3x (F32) or 2x (F16) as fast from dense weights as from Q4_1
@@ -211,18 +213,23 @@ def dense_companion(gguf_path: str | Path, dtype: Literal["F32", "F16"] = "F32")
     are those of the de-quantised torch model, so the first generated token is the torch path's. F16 is
     half the size and nearly as close.
 
+    ``"Q8_0"`` and ``"Q4_0"`` re-quantise the de-quantised weights instead (llama.cpp repacks these types
+    into its interleaved CPU layouts at load time): a decoding companion that
+    :class:`core.llamacpp.LlamaCppGenerator` can use instead of the original file.
+
     Args:
         gguf_path: The quantised model.
-        dtype: ``"F32"`` (exact, 4 bytes a weight) or ``"F16"``.
+        dtype: ``"F32"`` (exact, 4 bytes a weight), ``"F16"``, ``"Q8_0"`` or ``"Q4_0"``.
 
     Returns:
         The dense file, or ``gguf_path`` itself when it holds no quantised matrices.
     """
     import gguf
 
-    if dtype not in _DENSE_TYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DENSE_TYPES)}, got {dtype!r}")
-    np_type, file_type = _DENSE_TYPES[dtype]
+    if dtype not in _DENSE_TYPES and dtype not in _QUANT_TYPES:
+        raise ValueError(f"dtype must be one of {sorted([*_DENSE_TYPES, *_QUANT_TYPES])}, got {dtype!r}")
+    np_type, file_type = _DENSE_TYPES.get(dtype, (np.float32, _QUANT_TYPES.get(dtype, 0)))
+    quant = getattr(gguf.GGMLQuantizationType, dtype) if dtype in _QUANT_TYPES else None
     gguf_path = Path(gguf_path)
     stat = gguf_path.stat()
     key = hashlib.sha1(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
@@ -243,7 +250,10 @@ def dense_companion(gguf_path: str | Path, dtype: Literal["F32", "F16"] = "F32")
                 )
             else:
                 dense = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-                writer.add_tensor(tensor.name, dense.astype(np_type))
+                if quant is not None:
+                    writer.add_tensor(tensor.name, gguf.quants.quantize(dense, quant), raw_dtype=quant)
+                else:
+                    writer.add_tensor(tensor.name, dense.astype(np_type))
 
     fields = _copied_fields(reader, file_type)
     _write_gguf(target, reader.fields["general.architecture"].contents(), fields, add_tensors)

@@ -21,7 +21,8 @@ ESSAY = "Write a long essay about the history of Rome."
 
 @pytest.fixture(scope="module")
 def smol() -> Generator:
-    return Generator()  # the default model; the loaded weights are cached per process
+    # The torch reference path on the default model (tests/core/test_llamacpp.py covers the fast path).
+    return Generator(backend="torch")
 
 
 def test_greedy_answers_capital_of_france(smol):
@@ -210,3 +211,19 @@ def test_adapter_manifest_names_base_model(tiny_causal_lm_dir, lora_adapter_dir,
     assert adapter_base_model(lora_adapter_dir) == str(tiny_causal_lm_dir)
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         Generator(adapter=str(tmp_path / "missing"))
+
+
+def test_backend_choice_and_fallback(tiny_causal_lm_dir, monkeypatch):
+    with pytest.raises(ValueError, match="backend"):
+        Generator(model=str(tiny_causal_lm_dir), backend="onnx")
+    # No GGUF file: auto falls back to torch and says why.
+    gen = Generator(model=str(tiny_causal_lm_dir))
+    assert gen.backend == "torch" and "no GGUF file" in gen.fallback_reason
+    ids = gen.encode(CAPITAL)
+    expected = gen.generate(CAPITAL, max_new_tokens=4).token_ids
+    assert gen.generate_ids(ids, max_new_tokens=4).token_ids == expected
+    with pytest.raises((ValueError, ModuleNotFoundError)):  # no GGUF file, or no llama-cpp-python
+        Generator(model=str(tiny_causal_lm_dir), backend="llamacpp")
+    monkeypatch.setenv("AIGC_GENERATION_BACKEND", "torch")
+    forced = Generator(model=str(tiny_causal_lm_dir))
+    assert forced.backend == "torch" and forced.fallback_reason is None
