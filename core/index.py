@@ -88,6 +88,10 @@ class IndexConfig:
     hnsw_ef_search: int = field(default=128, metadata={"help": "HNSW candidate list size when searching"})
     ivf_nlist: int | None = field(default=None, metadata={"help": "IVF lists; None: 4*sqrt(training size)"})
     ivf_nprobe: int = field(default=32, metadata={"help": "IVF lists visited per query"})
+    ivf_storage: Literal["flat", "sq8"] = field(
+        default="flat",
+        metadata={"help": "IVF storage: flat float32, or sq8 (8-bit codes, a quarter of the memory)"},
+    )
     compact_ratio: float = field(default=0.25, metadata={"help": "HNSW: rebuild when this share is removed"})
 
     def __post_init__(self) -> None:
@@ -100,6 +104,8 @@ class IndexConfig:
                 raise ValueError(f"IndexConfig.{name} must be positive, got {getattr(self, name)}")
         if self.ivf_nlist is not None and self.ivf_nlist < 1:
             raise ValueError(f"IndexConfig.ivf_nlist must be positive or None, got {self.ivf_nlist}")
+        if self.ivf_storage not in ("flat", "sq8"):
+            raise ValueError(f"IndexConfig.ivf_storage must be flat or sq8, got {self.ivf_storage!r}")
         if not 0 < self.compact_ratio <= 1:
             raise ValueError(f"IndexConfig.compact_ratio must be in (0, 1], got {self.compact_ratio}")
 
@@ -193,6 +199,10 @@ class VectorIndex:
         # IVF keeps ids in its inverted lists; IndexIDMap2 over IVF would break on removal,
         # because IDMap2 assumes the sub-index renumbers like IndexFlat.
         quantizer = faiss.IndexFlatIP(self.dim)
+        if self.config.ivf_storage == "sq8":
+            return faiss.IndexIVFScalarQuantizer(
+                quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
         return faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
 
     def _as_matrix(self, vectors: Any, what: str) -> np.ndarray:

@@ -102,7 +102,7 @@ def test_lora_save_load_round_trip_is_identical(lora_clf, tiny_encoder_dir, tmp_
     assert config["temperatures"] == {"label": 1.7}
     assert config["lora"]["r"] == 4 and config["lora"]["target_modules"] == ["query", "value"]
 
-    merged = TextClassifier.from_pretrained(out)  # LoRA merged into the encoder
+    merged = TextClassifier.from_pretrained(out, precision="fp32")  # LoRA merged in
     unmerged = TextClassifier.from_pretrained(out, merge=False)
     np.testing.assert_allclose(merged.predict_proba(TEXTS), expected, atol=1e-5)
     np.testing.assert_allclose(unmerged.predict_proba(TEXTS), expected, atol=1e-5)
@@ -114,16 +114,34 @@ def test_lora_save_load_round_trip_is_identical(lora_clf, tiny_encoder_dir, tmp_
 
     # A merged classifier re-saves its adapter unchanged (e.g. after calibration in an app).
     merged.temperatures["label"] = 0.8
-    again = TextClassifier.from_pretrained(merged.save_pretrained(tmp_path / "resaved"))
+    again = TextClassifier.from_pretrained(merged.save_pretrained(tmp_path / "resaved"), precision="fp32")
     assert again.temperatures == {"label": 0.8}
     np.testing.assert_allclose(again.logits(TEXTS), lora_clf.logits(TEXTS), atol=1e-5)
+
+
+def test_bf16_inference_keeps_the_labels(lora_clf, tmp_path):
+    out = lora_clf.save_pretrained(tmp_path / "clf")
+    exact = TextClassifier.from_pretrained(out, precision="fp32")
+    fast = TextClassifier.from_pretrained(out, precision="bf16")
+    assert next(fast.encoder.parameters()).dtype == torch.bfloat16
+    assert next(fast.heads.parameters()).dtype == torch.float32
+    proba = fast.predict_proba(TEXTS)
+    assert proba.dtype == np.float32
+    reference = exact.predict_proba(TEXTS)
+    np.testing.assert_allclose(proba, reference, atol=0.05)
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 0.05  # bf16 may flip near-ties only
+    assert clear.any()
+    assert (proba.argmax(1) == reference.argmax(1))[clear].all()
+    unmerged = TextClassifier.from_pretrained(out, merge=False, precision="bf16")
+    assert next(unmerged.encoder.parameters()).dtype == torch.float32  # trainable: stays fp32
 
 
 def test_frozen_encoder_classifier_saves_heads_only(tiny_encoder_dir, tmp_path):
     clf = _randomise(TextClassifier(str(tiny_encoder_dir), ["a", "b"], pooling="cls", max_length=16))
     out = clf.save_pretrained(tmp_path / "probe")
     assert not (out / "adapter_model.safetensors").exists()
-    loaded = TextClassifier.from_pretrained(out)
+    loaded = TextClassifier.from_pretrained(out, precision="fp32")
     assert loaded.lora is None and loaded.pooling == "cls" and loaded.max_length == 16
     np.testing.assert_allclose(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-6)
 
@@ -189,7 +207,7 @@ def test_multi_head_classifier_learns_both_tasks_and_round_trips(tiny_encoder_di
     assert np.mean([p == t for p, (_, _, t) in zip(predicted["topic"], held_out, strict=True)]) >= 0.9
     assert clf.predict(texts, head="topic") == predicted["topic"]
 
-    loaded = TextClassifier.from_pretrained(clf.save_pretrained(tmp_path / "model"))
+    loaded = TextClassifier.from_pretrained(clf.save_pretrained(tmp_path / "model"), precision="fp32")
     assert (
         loaded.head_names == ["sentiment", "topic"] and loaded.metrics["best_epoch"] == report["best_epoch"]
     )
@@ -212,7 +230,7 @@ def test_minilm_lora_classifier_trains_and_reloads_identically(tmp_path):
     report = fit_classifier(clf, ROOT / "samples" / "reviews.csv", tmp_path / "run", config)
     assert report["epochs_run"] == 1 and report["train_size"] + report["val_size"] == 40
     texts = ["The strap snapped on day one.", "Works great, arrived early.", "Battery died after two days."]
-    loaded = TextClassifier.from_pretrained(clf.save_pretrained(tmp_path / "model"))
+    loaded = TextClassifier.from_pretrained(clf.save_pretrained(tmp_path / "model"), precision="fp32")
     assert json.loads((tmp_path / "model" / "config.json").read_text())["base_model"] == "minilm-l6"
     np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
     assert loaded.predict(texts) == clf.predict(texts)

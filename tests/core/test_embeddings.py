@@ -35,12 +35,17 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def minilm() -> Embedder:
-    return Embedder("minilm-l6")
+    return Embedder("minilm-l6", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def minilm_bf16() -> Embedder:
+    return Embedder("minilm-l6", precision="bf16")
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_encoder_dir) -> Embedder:
-    return Embedder(str(tiny_encoder_dir))
+    return Embedder(str(tiny_encoder_dir), precision="fp32")
 
 
 def test_matches_sentence_transformers(minilm):
@@ -54,6 +59,22 @@ def test_matches_sentence_transformers(minilm):
     assert cosine.min() >= 0.999, cosine
     assert minilm.max_length == reference.max_seq_length == 256
     assert minilm.pooling == ("mean",) and minilm.dim == 384 and minilm.model_id == "minilm-l6"
+
+
+def test_bf16_stays_close_to_fp32(minilm, minilm_bf16):
+    assert minilm_bf16.model.dtype == torch.bfloat16 and minilm.model.dtype == torch.float32
+    fast = minilm_bf16.encode(TEXTS, batch_size=4)
+    exact = minilm.encode(TEXTS, batch_size=4)
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert (fast * exact).sum(axis=1).min() >= 0.995
+    query = minilm_bf16.encode(["I forgot my password"])
+    assert int(np.argmax(fast @ query[0])) == 0
+
+
+def test_precision_is_checked():
+    with pytest.raises(ValueError, match="precision"):
+        Embedder("minilm-l6", precision="int4")
 
 
 def test_vectors_are_normalised_and_order_restored(minilm):
@@ -82,7 +103,7 @@ def test_empty_and_invalid_input(tiny):
 def test_plain_hf_directory_defaults_and_unnormalised_output(tiny_encoder_dir, tiny):
     # No sentence-transformers files: mean pooling, limit = min(tokenizer 512, positions 128).
     assert tiny.max_length == 128 and tiny.pooling == ("mean",) and tiny.dim == 32
-    raw = Embedder(str(tiny_encoder_dir), normalize=False).encode(TEXTS, batch_size=5)
+    raw = Embedder(str(tiny_encoder_dir), normalize=False, precision="fp32").encode(TEXTS, batch_size=5)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
     np.testing.assert_allclose(
         raw / np.linalg.norm(raw, axis=1, keepdims=True), tiny.encode(TEXTS), atol=1e-5
@@ -101,7 +122,7 @@ def test_reads_sentence_transformers_config(tmp_path, tiny_encoder_dir):
     (model_dir / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8}))
     (model_dir / "1_Pooling").mkdir()
     (model_dir / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
-    embedder = Embedder(str(model_dir), normalize=False)
+    embedder = Embedder(str(model_dir), normalize=False, precision="fp32")
     assert embedder.max_length == 8 and embedder.pooling == ("cls",)
     text = "a sentence that is clearly longer than eight tokens in total"
     model, tok = models.load_encoder(str(model_dir))
