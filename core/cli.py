@@ -167,6 +167,15 @@ def db_current(
     out.print(", ".join(sorted(current_revisions(url))) or "(no schema yet: run `aigc db upgrade`)")
 
 
+def _register_bench() -> None:
+    from core.bench.cli import bench
+
+    app.command("bench")(bench)
+
+
+_register_bench()
+
+
 def _mount_apps() -> None:
     for name, sub in load_group(GROUP_CLI).items():
         if isinstance(sub, typer.Typer):

@@ -1,0 +1,36 @@
+"""The ``aigc bench`` command (registered on the root CLI by :mod:`core.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def bench(
+    name: Annotated[str, typer.Argument(help="generation|embeddings|classification|index|finetune|all")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    reps: Annotated[int, typer.Option(help="Timed repetitions per contestant (after a warm-up).")] = 5,
+    quick: Annotated[bool, typer.Option(help="Smaller inputs: a smoke run, noisier numbers.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Result directory (default ./bench/results).")] = None,
+) -> None:
+    """Measure the project's fast paths against peer libraries, alternating runs (2 threads).
+
+    Writes NAME.json and NAME.md (and NAME.png where there is a curve) to the result directory; ratios
+    are project / peer. A peer that is not installed is reported as skipped.
+    """
+    from core.bench import BENCHES, run_bench
+
+    if name != "all" and name not in BENCHES:
+        console.print(f"[red]error:[/] unknown benchmark {name!r}; choose {', '.join(BENCHES)} or all")
+        raise typer.Exit(2)
+    result = run_bench(name, reps=reps, quick=quick, out=out)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        console.print_json(json.dumps(result, default=str))

@@ -1,0 +1,73 @@
+"""The ``aigc bench`` harness: alternation, ratios, result files, CLI, and a small real index run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from core.bench import harness, run_bench
+from core.bench.index import clustered_vectors, measure
+from core.cli import app
+
+
+def test_alternate_interleaves_and_keeps_outputs():
+    calls: list[str] = []
+    contestants = {"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}
+    timings = harness.alternate(contestants, reps=3, warmup=1)
+    # warm-up a b, then a b / b a / a b: both sides alternate who goes first.
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert len(timings.runs["a"]) == len(timings.runs["b"]) == 3
+    assert timings.outputs == {"a": 1, "b": 2}
+    assert timings.median("a") >= 0
+
+
+def test_ratio_and_markdown():
+    assert harness.ratio(3.0, 2.0) == 1.5
+    assert harness.ratio(1.0, None) is None and harness.ratio(1.0, 0) is None
+    table = harness.markdown_table(["x", "y"], [["a|b", 0.123456], ["c", 12345.6]])
+    assert table.splitlines()[:2] == ["| x | y |", "|---|---|"]
+    assert "a\\|b" in table and "0.123" in table and "12,346" in table
+
+
+def test_write_results_is_atomic_json_and_md(tmp_path):
+    path = harness.write_results("demo", {"ratio": 1.2}, "### demo\n", tmp_path)
+    assert json.loads(path.read_text()) == {"ratio": 1.2}
+    assert (tmp_path / "demo.md").read_text() == "### demo\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.md"]
+
+
+def test_missing_shared_data_is_reported_as_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "shared_data_dir", _raise_skip)
+    import core.bench.embeddings as emb
+
+    monkeypatch.setattr(emb, "mixed_sentences", lambda n: _raise_skip())
+    result = run_bench("embeddings", reps=1, quick=True, out=tmp_path)
+    assert "skipped" in result and "shared data" in result["skipped"]
+    assert json.loads((tmp_path / "embeddings.json").read_text())["skipped"] == result["skipped"]
+
+
+def _raise_skip(*_args):
+    raise harness.BenchSkipped("shared data not found (test)")
+
+
+def test_cli_rejects_unknown_benchmark():
+    result = CliRunner().invoke(app, ["bench", "nonsense"])
+    assert result.exit_code == 2
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        run_bench("nonsense")
+
+
+def test_clustered_vectors_are_unit_and_clustered():
+    vectors = clustered_vectors(2000, clusters=10)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors[:200] @ vectors[:200].T
+    assert (sims > 0.5).mean() > 0.05  # same-cluster pairs are close; random 384-d pairs are not
+
+
+def test_index_measure_on_a_small_exact_index():
+    row = measure(3000)
+    assert row["kind"] == "flat" and row["recall_at_10"] == 1.0  # exact below flat_threshold
+    assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and row["build_s"] >= 0
