@@ -91,13 +91,16 @@ def _fit_lr(x: np.ndarray, y: np.ndarray) -> tuple[Any, dict[float, float]]:
 
 
 def frozen_lr(
-    train: LabelledTexts, test: LabelledTexts, model: str, per_intent: int = 0
+    train: LabelledTexts, test: LabelledTexts, model: str, per_intent: int = 0, shots_only: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Frozen sentence embeddings + multinomial logistic regression (C chosen on validation).
 
     Returns ``{"frozen_lr": ...}`` trained on all of ``train``, plus ``"frozen_lr_{n}shot"`` trained
-    on the ``per_intent`` sample (same embeddings) when ``per_intent`` is set.
+    on the ``per_intent`` sample (same embeddings) when ``per_intent`` is set; ``shots_only`` embeds
+    and reports only that sample.
     """
+    if per_intent and shots_only:
+        train = _subset(train, per_intent_rows(train, per_intent))
     from core.embeddings import Embedder
 
     start = time.perf_counter()
@@ -109,8 +112,10 @@ def frozen_lr(
     x_test = embedder.encode(test.texts, show_progress_bar=True)
     test_embed_s = time.perf_counter() - tick
     gold = test.labels[HEAD]
-    variants = {"frozen_lr": list(range(len(y_train)))}
-    if per_intent:
+    variants = {} if shots_only else {"frozen_lr": list(range(len(y_train)))}
+    if per_intent and shots_only:
+        variants[f"frozen_lr_{per_intent}shot"] = list(range(len(y_train)))
+    elif per_intent:
         variants[f"frozen_lr_{per_intent}shot"] = per_intent_rows(train, per_intent)
     out = {}
     for name, rows in variants.items():
@@ -200,7 +205,7 @@ def _run_method(method: str, args: argparse.Namespace, base: ClassifierTrainConf
     few = _subset(train, per_intent_rows(train, args.per_intent)) if args.per_intent else train
     logger.info("running %s", method)
     if method == "frozen_lr":
-        results = frozen_lr(train, test, args.model, args.per_intent)
+        results = frozen_lr(train, test, args.model, args.per_intent, args.frozen_shots_only)
     elif method == "lora":
         results = {f"lora{shots}": lora(few, test, args.model, base)}
     elif method == "full":
@@ -282,6 +287,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=int,
         default=0,
         help="train the fine-tuned methods on N utterances per intent (0: all); frozen_lr reports both",
+    )
+    parser.add_argument(
+        "--frozen-shots-only",
+        action="store_true",
+        help="with --per-intent: frozen_lr embeds and reports the per-intent sample only",
     )
     parser.add_argument("--limit", type=int, default=0, help="smoke test: about N train rows, 52 test rows")
     parser.add_argument(
