@@ -35,6 +35,12 @@ class ColdSlots:
     )
     every: int = field(default=4, metadata={"help": "a reserved slot every this many positions after it"})
     last_slot: int = field(default=100, metadata={"help": "no reserved slots after this position"})
+    freshness_weight: float = field(
+        default=0.2, metadata={"help": "added to the cosine of a brand-new item (needs item timestamps)"}
+    )
+    freshness_half_life_days: float = field(
+        default=730.0, metadata={"help": "days after which an item's freshness bonus halves"}
+    )
 
     def __post_init__(self) -> None:
         if self.first_slot < 0 or self.every < 1 or self.last_slot < 0:
@@ -63,14 +69,35 @@ class ColdSlots:
 class ColdRanker:
     """Ranks the items without training interactions by text similarity to a user's history.
 
+    When item start times are known (an item ``timestamp``, e.g. a release date), newer items get
+    a bonus ``freshness_weight * 0.5 ** (age_days / half_life_days)`` on top of the cosine, age
+    counted back from the end of the training data; items of unknown age get none.
+
     Args:
         item_vectors: ``(n_items, dim)`` L2-normalised text vectors.
         item_counts: Training interactions per item; items with 0 are cold.
+        item_start: Epoch seconds each item became available (NaN: unknown), or ``None``.
+        now: Reference time (epoch seconds), e.g. the last training interaction.
+        slots: Freshness settings.
     """
 
-    def __init__(self, item_vectors: np.ndarray, item_counts: np.ndarray) -> None:
+    def __init__(
+        self,
+        item_vectors: np.ndarray,
+        item_counts: np.ndarray,
+        item_start: np.ndarray | None = None,
+        now: float | None = None,
+        slots: ColdSlots | None = None,
+    ) -> None:
+        slots = slots or ColdSlots()
         self.cold_items = np.flatnonzero(np.asarray(item_counts) == 0).astype(np.int64)
         self.vectors = normalise(np.asarray(item_vectors, dtype=np.float32)[self.cold_items])
+        self.bonus = np.zeros(len(self.cold_items), dtype=np.float32)
+        if item_start is not None and now is not None and slots.freshness_weight:
+            start = np.asarray(item_start, dtype=float)[self.cold_items]
+            age = np.clip((now - start) / 86400.0, 0, None)
+            fresh = slots.freshness_weight * 0.5 ** (age / slots.freshness_half_life_days)
+            self.bonus = np.nan_to_num(fresh, nan=0.0).astype(np.float32)
         logger.info("Cold items", extra={"cold_items": len(self.cold_items)})
 
     def __len__(self) -> int:
@@ -91,7 +118,7 @@ class ColdRanker:
         sims = np.full((len(user_vectors), n), -np.inf, dtype=np.float32)
         if n == 0 or len(user_vectors) == 0:
             return items, sims
-        scores = np.asarray(user_vectors, dtype=np.float32) @ self.vectors.T
+        scores = np.asarray(user_vectors, dtype=np.float32) @ self.vectors.T + self.bonus
         active = np.abs(user_vectors).sum(axis=1) > 0
         part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else None
         for r in np.flatnonzero(active):

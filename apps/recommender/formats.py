@@ -158,6 +158,10 @@ def _load_ml_latest(folder: Path, config: DataConfig, use_tags: bool) -> Dataset
         read_table(movies_path), movies_path, {"movieId": "item_id", "title": "title", "genres": "genres"}
     )
     movies["genres"] = movies["genres"].replace("(no genres listed)", "")
+    # The release year closes the title, "Toy Story (1995)": it becomes the item's timestamp
+    # (January 1st), so item age is known even for movies nobody has rated yet.
+    year = movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]
+    movies["timestamp"] = pd.to_datetime(year, format="%Y", errors="coerce", utc=True)
     tags_path = folder / "tags.csv"
     if use_tags and tags_path.is_file():
         tags = _rename(read_table(tags_path), tags_path, {"movieId": "item_id", "tag": "tag"})

@@ -261,7 +261,11 @@ class HybridScorer(Scorer):
         self.features = FeatureBuilder(
             train, self.item_vectors, self.config.recent_days, self.config.max_similar_history
         )
-        self.cold = ColdRanker(self.generator.item_vectors, train.item_counts())
+        frame = train.interactions
+        now = float(frame["timestamp"].max()) if len(frame) else None
+        self.cold = ColdRanker(
+            self.generator.item_vectors, train.item_counts(), self.features.item_start, now, self.config.cold
+        )
 
     def _ranked_candidates(self, user_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
         assert self.generator is not None and self.features is not None and self.ranker is not None

@@ -55,3 +55,21 @@ def test_hybrid_finds_cold_items_better_than_text_only(sample_dataset, sample_mi
     slot_rows = recs.loc[recs["cold_slot"]]
     assert set(slot_rows["item_id"]) <= cold and slot_rows["rank"].tolist() == [11, 15, 19]
     assert slot_rows["reason"].str.contains("new item").all() and recs["score"].is_monotonic_decreasing
+
+
+def test_freshness_bonus_prefers_newer_cold_items():
+    vectors = np.array([[1, 0], [1, 0], [1, 0]], dtype=np.float32)
+    day = 86400.0
+    start = np.array([0.0, 1000 * day, np.nan])  # old, new, unknown age
+    ranker = ColdRanker(vectors, np.zeros(3), start, now=1000 * day, slots=ColdSlots())
+    assert ranker.bonus == pytest.approx([0.2 * 0.5 ** (1000 / 730), 0.2, 0.0])
+    items, _ = ranker.top(np.array([[1.0, 0.0]], dtype=np.float32), 3)
+    assert items[0].tolist() == [1, 0, 2]
+
+
+def test_movielens_release_year_becomes_item_timestamp(ml_latest_dir):
+    from apps.recommender.formats import load_movielens
+
+    items = load_movielens(ml_latest_dir).items
+    assert items["timestamp"].tolist()[:2] == [788918400, 788918400]  # 1995-01-01
+    assert items["timestamp"].isna().tolist() == [False, False, True, False]  # "Silent Reel" has no year
