@@ -76,8 +76,8 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
     from core.classification import TextClassifier
     from core.paths import cache_dir
 
-    directory = fine_tuned_classifier(cache_dir() / "bench" / "fpb-sentiment-lora")
-    n = 500 if quick else 5_000
+    directory = fine_tuned_classifier(cache_dir() / "bench" / "fpb-sentiment-lora", 300 if quick else 800)
+    n = 200 if quick else 5_000
     texts = mixed_sentences(n, seed=1)
     project = TextClassifier.from_pretrained(directory)
     pipe, max_length = pipeline_peer(directory)

@@ -141,7 +141,7 @@ def _plot(per_size: dict[str, dict[str, Any]], out: str | Path | None) -> str:
 
     rows = list(per_size.values())
     n = [r["n"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
     axes[0].plot(n, [r["p50_ms"] for r in rows], "o-", label="p50")
     axes[0].plot(n, [r["p99_ms"] for r in rows], "s--", label="p99")
     axes[0].set_ylabel("query latency (ms)")
