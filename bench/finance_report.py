@@ -32,7 +32,7 @@ def main() -> None:
                 f"| {run[metric]:.3f} | {target:.2f} | {run['train_wall_s']:.0f} "
                 f"| {run['score_items_per_s']:.1f} |"
             )
-            labels.append(f"{NAMES[name]}\n{run['config']}")
+            labels.append(f"{NAMES[name]}\n{run['train_rows']} train rows")
             values.append(run[metric])
             targets.append(target)
     print("\n".join(rows))
