@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,9 @@ def bench(
     Writes NAME.json and NAME.md (and NAME.png where there is a curve) to the result directory; ratios
     are project / peer. A peer that is not installed is reported as skipped.
     """
+    # Passive OpenMP waiting for every library in the process (torch, FAISS, llama.cpp) before they load:
+    # spinning threads collapse on a shared CPU (see core.llamacpp), and both sides get the same setting.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from core.bench import BENCHES, run_bench
 
     if name != "all" and name not in BENCHES:
