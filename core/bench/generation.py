@@ -15,6 +15,7 @@ measured on short real questions (``greedy_text_match``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -187,6 +188,11 @@ def make_adapter(directory: Path) -> Path:
             if "lora_B" in name:
                 param.mul_(0.05)
     model.save_pretrained(directory)
+    # peft records the materialised cache directory; name the packaged model (which has the GGUF file).
+    config_path = directory / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "smollm2-135m-instruct"
+    config_path.write_text(json.dumps(config, indent=2))
     return directory
 
 
