@@ -95,8 +95,24 @@ def evaluate(
         typer.Option("--set", help="Retrieval setting, e.g. fusion=rrf or dense_weight=0.5."),
     ] = None,
     as_json: JsonOption = False,
+    answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers",
+            help="Also answer the queries with the bot: ROUGE-L, gold citation and hand-off rates.",
+        ),
+    ] = False,
+    out_of_scope: Annotated[
+        Path | None,
+        typer.Option("--out-of-scope", help="CSV (query) of questions the KB cannot answer, for --answers."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Answer at most this many questions per set.")] = None,
 ) -> None:
-    """Score BM25, dense and hybrid retrieval (recall@1/3/5/10, hit@k, MRR@10) on labelled queries."""
+    """Score BM25, dense and hybrid retrieval (recall@1/3/5/10, hit@k, MRR@10) on labelled queries.
+
+    With --answers, the bot also answers them (and the --out-of-scope questions); the result gains an
+    "answers" section with ROUGE-L, the rate of answers citing a gold id and the hand-off rates.
+    """
     from apps.customer_service.evaluation import evaluate_retrieval
     from apps.customer_service.knowledge_base import default_kb_dir
     from apps.customer_service.retrieval import RetrievalConfig
@@ -104,9 +120,18 @@ def evaluate(
 
     config = load_config(RetrievalConfig, overrides=overrides or [])
     results = evaluate_retrieval(kb_dir or default_kb_dir(), queries, config)
+    quality = None
+    if answers:
+        from apps.customer_service.answer_eval import evaluate_answers
+        from apps.customer_service.bot import SupportBot
+
+        bot = SupportBot.from_dir(kb_dir or default_kb_dir())
+        quality = evaluate_answers(bot, queries, out_of_scope, limit=limit)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(json.dumps(results | ({"answers": quality} if quality else {}), indent=2))
         return
+    if quality:
+        Console().print({key: value for key, value in quality.items()})
     first = next(iter(results.values()))
     table = Table(title=f"Retrieval on {queries} ({first['queries']} queries)")
     table.add_column("metric")
