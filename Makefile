@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: install run test test-all lint format browser demo clean
+.PHONY: install run test test-all lint format browser demo clean bench
 
 install: $(STAMP)
 
@@ -50,3 +50,7 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Benchmarks (real data in ../shared/data; results in bench/results/, tables in docs/benchmarks/).
+bench: install
+	$(BIN)/aigc bench all --json
