@@ -3,7 +3,7 @@
 The suite keeps its state in one database: SQLite in the data directory by default (WAL mode,
 foreign keys on), PostgreSQL for teams (``AIGC_DB_URL=postgresql+psycopg2://user:pw@host/db``).
 Each app owns one SQLAlchemy metadata whose tables carry its prefix (``support_*``,
-``finance_*``, ``recsys_*``) and one Alembic branch of migrations (see ``core.migrations``)::
+``finance_*``, ``recommend_*``) and one Alembic branch of migrations (see ``core.migrations``)::
 
     class SupportBase(DeclarativeBase):
         metadata = new_metadata()

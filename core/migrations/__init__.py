@@ -1,7 +1,7 @@
 """Schema migrations with Alembic, driven from Python (no ``alembic.ini`` needed).
 
 Every app owns one Alembic branch named after its table prefix (``core``, ``support``,
-``finance``, ``recsys``) with its revision files in its own ``versions`` folder. :func:`migrate`
+``finance``, ``recommend``) with its revision files in its own ``versions`` folder. :func:`migrate`
 upgrades all branches at once from core's folder, every folder passed to
 :func:`register_migrations`, and every ``apps/<app>/migrations/versions`` folder found beside
 ``core``. All branches share one ``alembic_version`` table.

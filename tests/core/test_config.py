@@ -79,3 +79,19 @@ def test_describe_lists_dotted_fields_with_help():
     rows = {name: (default, help_) for name, _, default, help_ in describe(Train)}
     assert rows["lora.r"] == (8, "rank")
     assert rows["epochs"][0] == 3
+
+
+def test_write_json_atomic_leaves_a_readable_file_and_no_temp(tmp_path):
+    import json
+    import os
+    import stat
+
+    from core.config import write_json_atomic
+
+    target = tmp_path / "out" / "report.json"
+    write_json_atomic(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]
