@@ -11,7 +11,9 @@ sentences, default settings) when not in quick mode.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,7 +108,9 @@ def _trainer(rows: list[tuple[str, str]], labels: list[str]) -> Any:
                 train_dataset=dataset,
                 data_collator=DataCollatorWithPadding(clf.tokenizer),
             )
-            trainer.train()
+            # Trainer prints its metrics dict to stdout, which must stay clean for `aigc bench --json`.
+            with contextlib.redirect_stdout(sys.stderr):
+                trainer.train()
 
     return run
 
