@@ -53,7 +53,7 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "alembic"):
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "alembic", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
