@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.errors import InputError
 
-class SourceError(ValueError):
+
+class SourceError(InputError):
     """A bad knowledge-base source file or record.
 
     The message reads ``"{path}: row {row} (line {line}), field 'question': {problem}"`` with the
@@ -21,39 +23,9 @@ class SourceError(ValueError):
         problem: What is wrong, and what to do about it.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        problem: str,
-        *,
-        row: int | None = None,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.path = str(path)
-        self.row = row
-        self.line = line
-        self.field = field
-        self.problem = problem
-        super().__init__(format_location(path, row=row, line=line, field=field) + problem)
-
 
 class KBFormatError(ValueError):
     """A knowledge-base directory that is not one, or whose files are corrupt or inconsistent."""
-
-
-def format_location(
-    path: str | Path, *, row: int | None = None, line: int | None = None, field: str | None = None
-) -> str:
-    """``"file: row 3 (line 5), field 'x': "`` with whichever parts are given."""
-    parts = [f"{path}:"]
-    if row is not None:
-        parts.append(f"row {row}" + (f" (line {line})" if line is not None else "") + ("," if field else ":"))
-    elif line is not None:
-        parts.append(f"line {line}" + ("," if field else ":"))
-    if field is not None:
-        parts.append(f"field {field!r}:")
-    return " ".join(parts) + " "
 
 
 def read_utf8(path: str | Path) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from core.errors import InputError
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A bad record or column in an input file.
 
     The message reads ``"{path}: row {row} (line {line}), field 'item_id': {problem}"`` with the
@@ -18,33 +18,3 @@ class DataError(ValueError):
         field: The column at fault.
         problem: What is wrong, and what to do about it.
     """
-
-    def __init__(
-        self,
-        path: str | Path,
-        problem: str,
-        *,
-        row: int | None = None,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.path = str(path)
-        self.row = row
-        self.line = line
-        self.field = field
-        self.problem = problem
-        super().__init__(format_location(path, row=row, line=line, field=field) + problem)
-
-
-def format_location(
-    path: str | Path, *, row: int | None = None, line: int | None = None, field: str | None = None
-) -> str:
-    """``"file: row 3 (line 4), field 'x': "`` with whichever parts are given."""
-    parts = [f"{path}:"]
-    if row is not None:
-        parts.append(f"row {row}" + (f" (line {line})" if line is not None else "") + ("," if field else ":"))
-    elif line is not None:
-        parts.append(f"line {line}" + ("," if field else ":"))
-    if field is not None:
-        parts.append(f"field {field!r}:")
-    return " ".join(parts) + " "
