@@ -95,6 +95,30 @@ def db_url(request, tmp_path) -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture
+def isolated_db_url(db_url: str):
+    """``db_url``, isolated: on PostgreSQL a fresh schema per test (via search_path), dropped after."""
+    if not db_url.startswith("postgresql"):
+        yield db_url
+        return
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(db_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        isolated = make_url(db_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield isolated.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
 def require_shared_data(*parts: str) -> Path:
     """Path under ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA.joinpath(*parts)

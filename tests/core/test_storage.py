@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -56,22 +55,9 @@ class Event(DemoBase):
 
 
 @pytest.fixture
-def url(db_url: str) -> Iterator[str]:
-    """``db_url``, isolated: on PostgreSQL a fresh schema per test (via search_path), dropped after."""
-    if not db_url.startswith("postgresql"):
-        yield db_url
-        return
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(db_url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        isolated = make_url(db_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield isolated.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def url(isolated_db_url: str) -> str:
+    """``db_url``, isolated per test (see tests/conftest.py)."""
+    return isolated_db_url
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import csv
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import make_url
 
 from apps.customer_service.bot import Answer, Source
 from apps.customer_service.feedback import export_feedback
@@ -20,25 +18,9 @@ from core.storage import create_engine
 
 
 @pytest.fixture
-def url(db_url: str) -> Iterator[str]:
-    """``db_url``; on PostgreSQL a fresh schema per test, dropped afterwards."""
-    if not db_url.startswith("postgresql"):
-        yield db_url
-        return
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(db_url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            make_url(db_url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def url(isolated_db_url: str) -> str:
+    """``db_url``, isolated per test (see tests/conftest.py)."""
+    return isolated_db_url
 
 
 @pytest.fixture

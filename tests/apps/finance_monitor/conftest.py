@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 import apps.finance_monitor.storage  # noqa: F401 - registers the finance migration branch
 from core.storage import create_engine, migrate
@@ -19,22 +17,9 @@ from tests.apps.finance_monitor.model_fixtures import (  # noqa: F401 - fixtures
 
 
 @pytest.fixture
-def isolated_url(db_url: str) -> Iterator[str]:
-    """``db_url``; on PostgreSQL a fresh schema per test (via search_path), dropped afterwards."""
-    if not db_url.startswith("postgresql"):
-        yield db_url
-        return
-    schema = f"test_fin_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(db_url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = make_url(db_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def isolated_url(isolated_db_url: str) -> str:
+    """``db_url``, isolated per test (see tests/conftest.py)."""
+    return isolated_db_url
 
 
 @pytest.fixture
