@@ -31,11 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +41,8 @@ from typing import Any, Literal
 
 import faiss
 import numpy as np
+
+from core.atomic import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -454,9 +452,7 @@ class VectorIndex:
             The directory.
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as tmp:
             faiss.write_index(self._index, str(tmp / INDEX_FILE))
             labels = sorted(self._label_to_id)
             ids_payload = {
@@ -467,16 +463,6 @@ class VectorIndex:
             }
             (tmp / IDS_FILE).write_text(json.dumps(ids_payload), encoding="utf-8")
             (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest(), indent=2) + "\n", encoding="utf-8")
-            old = None
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         logger.info(
             "Saved vector index", extra={"path": str(directory), "count": len(self), "kind": self._kind}
         )

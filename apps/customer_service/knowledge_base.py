@@ -27,11 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -43,6 +39,7 @@ from apps.customer_service.bm25_index import FIELDS, BM25Config, FieldBM25
 from apps.customer_service.chunking import ChunkConfig
 from apps.customer_service.errors import KBFormatError
 from apps.customer_service.kb import Entry, Source, load_sources
+from core.atomic import atomic_directory
 from core.config import from_dict, to_dict
 from core.embeddings import Embedder
 from core.index import VectorIndex
@@ -424,9 +421,7 @@ def _write_atomically(
     manifest: dict[str, Any],
 ) -> None:
     """Write everything into a temp sibling, then swap it in; the old KB survives any failure."""
-    kb_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{kb_dir.name}.tmp-", dir=kb_dir.parent))
-    try:
+    with atomic_directory(kb_dir) as tmp:
         with (tmp / ENTRIES_FILE).open("w", encoding="utf-8") as fh:
             for entry in entries:
                 fh.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
@@ -437,25 +432,6 @@ def _write_atomically(
         (tmp / MANIFEST_FILE).write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        _swap(tmp, kb_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["BuildReport", "KBConfig", "KnowledgeBase", "default_kb_dir", "load_config", "read_manifest"]

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +36,7 @@ import pandas as pd
 
 from apps.recommender.data import Dataset
 from apps.recommender.ranker import HybridScorer, LinearRanker, RankerConfig
+from core.atomic import atomic_directory
 from core.config import ConfigError, from_dict, to_dict
 from core.index import IndexFormatError, IndexMismatchError, VectorIndex
 from core.lora import sha256_file
@@ -204,20 +202,8 @@ class RecommenderModel:
             The directory.
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as tmp:
             self._write(tmp)
-            old = None
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         self.path = directory
         logger.info("Saved recommender", extra={"path": str(directory)})
         return directory

@@ -1,0 +1,51 @@
+"""Write a whole output directory so that readers see the old or the new one, never a half-written mix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` to fill; on success it replaces ``target``.
+
+    On an exception the temporary directory is removed and ``target`` is left as it was. An existing
+    ``target`` is moved aside, the new one renamed into place, then the old one deleted (during the
+    swap the path is briefly absent); if the rename fails, the old directory is put back.
+
+    Example::
+
+        with atomic_directory("runs/index") as tmp:
+            (tmp / "manifest.json").write_text("{}")
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        swap_directory(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_directory(new: Path, target: Path) -> None:
+    """Replace ``target`` by ``new`` (both on one file system), restoring ``target`` if that fails."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
