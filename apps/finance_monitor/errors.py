@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from core.errors import InputError
@@ -50,3 +51,25 @@ def decode_bytes(raw: bytes, path: str | Path, encoding: str) -> str:
         ) from err
     except LookupError as err:
         raise ValueError(f"{path}: unknown encoding {encoding!r}") from err
+
+
+def jsonl_objects(path: str | Path, text: str) -> list[tuple[int, int, dict]]:
+    """Parse JSON Lines: ``(row, line, object)`` per non-blank line (row and line 1-based).
+
+    Raises:
+        DataError: A line that is not valid JSON (naming row and line) or not a JSON object.
+    """
+    records: list[tuple[int, int, dict]] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        row = len(records) + 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            problem = f"invalid JSON ({err.msg} at column {err.colno}); is the file truncated?"
+            raise DataError(path, problem, row=row, line=lineno) from err
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=row, line=lineno)
+        records.append((row, lineno, obj))
+    return records

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 from collections import Counter
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from apps.finance_monitor.errors import DataError, decode_bytes
+from apps.finance_monitor.errors import DataError, decode_bytes, jsonl_objects
 from apps.finance_monitor.labels import (
     INT_LABEL,
     LABEL_MAP_PRESETS,
@@ -281,17 +280,7 @@ def _read_parquet(path: Path, encoding: str, text_column: str, label_column: str
 def _read_jsonl(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
     text = decode_bytes(path.read_bytes(), path, encoding)
     records: list[_Record] = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        row = len(records) + 1
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            problem = f"invalid JSON ({err.msg} at column {err.colno})"
-            raise DataError(path, problem, row=row, line=lineno) from err
-        if not isinstance(obj, dict):
-            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=row, line=lineno)
+    for row, lineno, obj in jsonl_objects(path, text):
         for key in (text_column, label_column):
             if key not in obj:
                 raise DataError(path, f"missing key (keys: {sorted(obj)})", row=row, line=lineno, field=key)

@@ -18,7 +18,6 @@ import csv
 import hashlib
 import html
 import io
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -31,7 +30,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 
-from apps.finance_monitor.errors import DataError, decode_bytes
+from apps.finance_monitor.errors import DataError, decode_bytes, jsonl_objects
 from apps.finance_monitor.timestamps import parse_timestamp, to_utc
 
 logger = logging.getLogger(__name__)
@@ -195,20 +194,10 @@ def _csv_records(path: Path, text: str) -> list[_Rec]:
 
 
 def _jsonl_records(path: Path, text: str) -> list[_Rec]:
-    records: list[_Rec] = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        row = len(records) + 1
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            problem = f"invalid JSON ({err.msg} at column {err.colno}); is the file truncated?"
-            raise DataError(path, problem, row=row, line=lineno) from err
-        if not isinstance(obj, dict):
-            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=row, line=lineno)
-        records.append((row, lineno, {str(k).lower(): v for k, v in obj.items()}))
-    return records
+    return [
+        (row, line, {str(k).lower(): v for k, v in obj.items()})
+        for row, line, obj in jsonl_objects(path, text)
+    ]
 
 
 def _feed_records(path: Path, raw: bytes) -> list[_Rec]:
