@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
 from core.config import from_dict, to_dict
@@ -53,6 +53,7 @@ KIND = "text-classifier"
 CONFIG_FILE = "config.json"
 HEADS_FILE = "heads.safetensors"
 METRICS_FILE = "metrics.json"
+ENCODER_FILE = "encoder.safetensors"  # all encoder weights of a fully fine-tuned classifier
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 DEFAULT_HEAD = "label"
 Pooling = Literal["mean", "cls"]
@@ -119,7 +120,9 @@ class TextClassifier(torch.nn.Module):
         pooling: ``"mean"`` over non-padding tokens, or the ``"cls"`` token state.
         max_length: Longest input in tokens; longer texts are truncated.
         lora: Wrap the encoder with a fresh LoRA adapter (to fine-tune it); ``None`` keeps the
-            encoder frozen, so only the heads train.
+            encoder frozen, so only the heads train (unless ``full_finetune``).
+        full_finetune: Train every encoder weight (no LoRA). The saved directory then holds the whole
+            encoder (``encoder.safetensors``, ~90 MB for MiniLM) instead of a small adapter.
         dropout: Dropout on the pooled vector during training.
         temperatures: Per-head softmax temperature (default 1.0 each).
     """
@@ -133,12 +136,18 @@ class TextClassifier(torch.nn.Module):
         lora: LoraSettings | None = None,
         dropout: float = 0.1,
         temperatures: Mapping[str, float] | None = None,
+        full_finetune: bool = False,
     ) -> None:
         super().__init__()
+        if full_finetune and lora is not None:
+            raise ValueError("full_finetune trains every encoder weight; it cannot be combined with lora")
         self._build(base_model, heads, pooling, max_length, dropout, temperatures)
         self.lora = resolve_settings(lora, self.encoder) if lora is not None else None
         if self.lora is not None:
             self.encoder = apply_lora(self.encoder, self.lora)
+        self.full_finetune = bool(full_finetune)
+        if self.full_finetune:
+            self.encoder.requires_grad_(True)
         self.eval()
 
     def _build(
@@ -163,6 +172,7 @@ class TextClassifier(torch.nn.Module):
         if any(not t > 0 for t in self.temperatures.values()):
             raise ValueError(f"temperatures must be > 0, got {self.temperatures}")
         self.lora: LoraSettings | None = None
+        self.full_finetune = False
         self.metrics: dict[str, Any] | None = None
         self.train_config: dict[str, Any] | None = None
         self.seed: int | None = None
@@ -343,6 +353,7 @@ class TextClassifier(torch.nn.Module):
             "dropout": self.dropout.p,
             "temperatures": self.temperatures,
             "lora": to_dict(self.lora) if self.lora is not None else None,
+            "encoder_weights": ENCODER_FILE if self.full_finetune else None,
             "seed": self.seed,
             "train_config": self.train_config,
         }
@@ -362,6 +373,8 @@ class TextClassifier(torch.nn.Module):
         try:
             if self.lora is not None:
                 self._save_adapter(staging)
+            if self.full_finetune:  # save_model copes with shared (tied) tensors
+                save_model(self.encoder, str(staging / ENCODER_FILE), metadata={"format": "pt"})
             heads = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
             save_file(heads, str(staging / HEADS_FILE), metadata={"format": "pt"})
             if self.metrics is not None:
@@ -369,7 +382,7 @@ class TextClassifier(torch.nn.Module):
             config = self._config()
             config["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
-            commit_files(staging, directory, last=CONFIG_FILE, stale=ADAPTER_FILES)
+            commit_files(staging, directory, last=CONFIG_FILE, stale=(*ADAPTER_FILES, ENCODER_FILE))
         finally:
             remove_dir(staging)
         logger.info("Saved classifier", extra={"path": str(directory), "heads": self.head_names})
@@ -425,6 +438,14 @@ class TextClassifier(torch.nn.Module):
         self.metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
         if lora is not None:
             self._load_adapter(directory, merge)
+        if config.get("encoder_weights"):
+            self.full_finetune = True
+            path = directory / ENCODER_FILE
+            try:
+                load_model(self.encoder, str(path), strict=True)
+            except (RuntimeError, OSError, ValueError) as err:  # wrong shapes/keys, or a corrupt file
+                raise ValueError(f"{path} does not fit the encoder '{config['base_model']}': {err}") from err
+            self.encoder.requires_grad_(not merge)  # merge=False: loaded to train further
         heads = load_file(str(directory / HEADS_FILE))
         try:
             self.heads.load_state_dict(heads)
@@ -468,6 +489,8 @@ def _read_config(directory: Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} lacks the keys {missing}.")
     expected = [HEADS_FILE] + (list(ADAPTER_FILES) if config.get("lora") else [])
+    if config.get("encoder_weights"):
+        expected.append(ENCODER_FILE)
     for name in expected:
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} is missing: the classifier directory is incomplete.")

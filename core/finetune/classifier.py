@@ -49,6 +49,13 @@ class ClassifierTrainConfig(TrainConfig):
         default=True,
         metadata={"help": "Adapt the encoder with LoRA; false trains the heads on a frozen encoder."},
     )
+    full_finetune: bool = field(
+        default=False,
+        metadata={
+            "help": "Train every encoder weight instead of LoRA (use a small lr such as 1e-4); "
+            "the saved model then carries the whole encoder."
+        },
+    )
 
 
 def _targets(data: LabelledTexts, classifier: TextClassifier) -> dict[str, np.ndarray]:
@@ -247,8 +254,9 @@ def train_classifier(
         heads={column: labelled.label_set(column) for column in columns},
         pooling=config.pooling,
         max_length=config.max_length,
-        lora=config.lora if config.use_lora else None,
+        lora=config.lora if config.use_lora and not config.full_finetune else None,
         dropout=config.dropout,
+        full_finetune=config.full_finetune,
     )
     report = fit_classifier(
         classifier, labelled, out_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end

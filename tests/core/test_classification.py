@@ -234,3 +234,35 @@ def test_minilm_lora_classifier_trains_and_reloads_identically(tmp_path):
     assert json.loads((tmp_path / "model" / "config.json").read_text())["base_model"] == "minilm-l6"
     np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
     assert loaded.predict(texts) == clf.predict(texts)
+
+
+def test_full_finetune_trains_every_encoder_weight_and_round_trips(tiny_encoder_dir, tmp_path):
+    with pytest.raises(ValueError, match="cannot be combined with lora"):
+        TextClassifier(str(tiny_encoder_dir), ["a", "b"], lora=LoraSettings(r=4), full_finetune=True)
+    rows = [(t, s) for t, s, _ in _reviews(60, seed=0)]
+    clf = TextClassifier(str(tiny_encoder_dir), ["bad", "good"], full_finetune=True)
+    before = {k: v.clone() for k, v in clf.encoder.state_dict().items()}
+    config = ClassifierTrainConfig(epochs=6, batch_size=8, lr=1e-3, head_lr=5e-2, show_progress_bar=False)
+    report = fit_classifier(clf, rows, tmp_path / "run", config)
+    assert report["best_metric"] >= 0.9, report["history"][-1]
+    after = clf.encoder.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2  # not just a head: the encoder itself moved
+
+    out = clf.save_pretrained(tmp_path / "model")
+    assert (out / "encoder.safetensors").is_file() and not (out / "adapter_model.safetensors").exists()
+    assert json.loads((out / "config.json").read_text())["encoder_weights"] == "encoder.safetensors"
+    texts = [t for t, _, _ in _reviews(20, seed=1)]
+    loaded = TextClassifier.from_pretrained(out, precision="fp32")
+    np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
+    assert not any(p.requires_grad for p in loaded.encoder.parameters())
+    trainable = TextClassifier.from_pretrained(out, merge=False)
+    assert all(p.requires_grad for p in trainable.encoder.parameters())
+    # The saved encoder is what predicts: the base encoder with the same heads does not.
+    bare = TextClassifier(str(tiny_encoder_dir), ["bad", "good"])
+    bare.heads.load_state_dict(clf.heads.state_dict())
+    assert np.abs(bare.predict_proba(texts) - clf.predict_proba(texts)).max() > 1e-3
+
+    (out / "encoder.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="encoder.safetensors"):
+        TextClassifier.from_pretrained(out)
