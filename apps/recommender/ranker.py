@@ -337,11 +337,15 @@ class HybridScorer(Scorer):
         contributions = self.ranker.contributions(features)[:, reason_cols]
         names = [self.ranker.feature_names[c] for c in reason_cols]
         cold = self._cold_top(user_ids, k)
-        cand_users = candidates["user_id"].to_numpy()
         cand_items = candidates["item_idx"].to_numpy(dtype=np.int64)
+        similar_idx = features["similar_item_idx"].to_numpy()
+        similar_scores = features["similar_score"].to_numpy()
+        # Row positions of each user's candidates, found in one pass (not one scan per user).
+        by_user = candidates.groupby("user_id", sort=False).indices if len(candidates) else {}
+        empty = np.zeros(0, dtype=np.int64)
         rows: list[dict[str, Any]] = []
         for r, user_id in enumerate(user_ids):
-            idx = np.flatnonzero(cand_users == user_id)
+            idx = np.asarray(by_user.get(user_id, empty), dtype=np.int64)
             order = idx[np.argsort(-logits[idx], kind="stable")]
             warm = np.concatenate([cand_items[order], self._popular_unseen(user_id, k)])
             items, from_cold = merge_slots(warm, cold[r] if cold.shape[1] else cold[0:0], k, self.config.cold)
@@ -358,8 +362,8 @@ class HybridScorer(Scorer):
                     rel = relative[pos_of[i]]
                     top = np.argsort(-rel, kind="stable")[:n_reasons]
                     factors = [f"{self._label(names[j], rel[j])} ({rel[j]:+.2f})" for j in top if rel[j] > 0]
-                    similar = int(features["similar_item_idx"].iat[i])
-                    similarity = float(features["similar_score"].iat[i])
+                    similar = int(similar_idx[i])
+                    similarity = float(similar_scores[i])
                 else:
                     factors = ["new item, no interactions yet"] if is_cold else ["popular item"]
                     similar, similarity = self._most_similar(user_id, item)
@@ -398,10 +402,9 @@ class HybridScorer(Scorer):
         similarity: float,
         is_cold: bool,
     ) -> dict[str, Any]:
-        items = self.train.items
-        titles = items["title"] if "title" in items.columns else items["item_id"]
+        titles = self._titles()
         item_ids = self.train.item_ids
-        parts = [f"similar to '{titles.iloc[similar]}' ({similarity:.2f})"] if similar >= 0 else []
+        parts = [f"similar to '{titles[similar]}' ({similarity:.2f})"] if similar >= 0 else []
         parts += factors
         return {
             "user_id": user_id,
@@ -413,6 +416,16 @@ class HybridScorer(Scorer):
             "similar_score": similarity if similar >= 0 else float("nan"),
             "cold_slot": is_cold,
         }
+
+    def _titles(self) -> np.ndarray:
+        """Item titles (or ids) by item index, cached per training set."""
+        items = self.train.items
+        cached = getattr(self, "_title_cache", None)
+        if cached is None or cached[0] is not items:
+            column = items["title"] if "title" in items.columns else items["item_id"]
+            cached = (items, column.astype(str).to_numpy())
+            self._title_cache = cached
+        return cached[1]
 
     def _label(self, feature: str, relative: float) -> str:
         if feature == "item_age":
