@@ -30,6 +30,8 @@ RUNS = Path(os.environ.get("FINANCE_BENCH_RUNS", "/tmp/finance_bench_runs"))
 CONFIGS: dict[str, dict[str, Any]] = {
     "lora-attn": {"lora": {"r": 8, "alpha": 16}},
     "lora-all": {"lora": {"r": 16, "alpha": 32, "target_modules": ["query", "key", "value", "dense"]}},
+    # every encoder weight trained (no LoRA); the model directory then carries the whole encoder
+    "full": {"full_finetune": True, "lr": 1e-4},
 }
 
 
@@ -42,6 +44,8 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training part")
     parser.add_argument("--model", default="minilm-l6")
+    parser.add_argument("--lr", type=float, default=None, help="override the configuration's encoder lr")
+    parser.add_argument("--max-length", type=int, default=None, help="override the token limit")
     return parser.parse_args()
 
 
@@ -94,8 +98,18 @@ def run(
         "runs": [],
     }
     out = RESULTS / f"finance_{name}.json"
+    # Runs of other configurations measured earlier stay in the file (with their own protocol notes).
+    if out.is_file():
+        earlier = json.loads(out.read_text()).get("runs", [])
+        running = set(args.config or ["lora-attn"])
+        results["earlier_runs"] = [r for r in earlier if r.get("config") not in running]
     for config_name in args.config or ["lora-attn"]:
         run_dir = RUNS / f"{name}-{config_name}"
+        overrides = dict(CONFIGS[config_name])
+        if args.lr is not None:
+            overrides["lr"] = args.lr
+        if args.max_length is not None:
+            overrides["max_length"] = args.max_length
         tick = time.perf_counter()
         report = train(
             task,
@@ -107,7 +121,7 @@ def run(
             val_fraction=0.1,
             seed=42,
             show_progress_bar=False,
-            **CONFIGS[config_name],
+            **overrides,
         )
         train_wall = time.perf_counter() - tick
         model = load_model(run_dir)
@@ -117,7 +131,7 @@ def run(
         row = {
             "config": config_name,
             "model": args.model,
-            "overrides": CONFIGS[config_name],
+            "overrides": overrides,
             "epochs": args.epochs,
             "epochs_run": report["epochs_run"],
             "best_epoch": report["best_epoch"],
