@@ -169,9 +169,8 @@ def full(
         torch.manual_seed(config.seed)
         classifier = TextClassifier(
             model, {HEAD: sorted(set(train.labels[HEAD]))}, pooling=config.pooling,
-            max_length=config.max_length, lora=None, dropout=config.dropout,
+            max_length=config.max_length, dropout=config.dropout, full_finetune=True,
         )  # fmt: skip
-        classifier.encoder.requires_grad_(True)
         report = fit_classifier(classifier, train, tmp, config)
         train_s = time.perf_counter() - start
     tick = time.perf_counter()
