@@ -165,7 +165,15 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "loadavg_1m": round(load[0], 2) if load else None,
+        # The fast paths depend on these: bf16 weights only pay off with AVX512-BF16/AMX.
+        "cpu_fast_bf16": _fast_bf16(),
     }
+
+
+def _fast_bf16() -> bool:
+    from core.embeddings import cpu_has_fast_bf16
+
+    return cpu_has_fast_bf16()
 
 
 def results_dir(out: str | Path | None = None) -> Path:
