@@ -1,11 +1,11 @@
 """``aigc bench index``: :class:`core.index.VectorIndex` build time, memory, latency and recall.
 
 For each size (10k, 100k, 1M vectors of dim 384) the index is built with the default configuration
-(``kind="auto"``: exact below ``flat_threshold``, HNSW above) or ``--set kind=...``; reported are the
-build time, the resident memory the index added, p50/p99 latency of single-vector queries and recall@10
-against exact search (FAISS ``IndexFlatIP``). The vectors are clustered synthetic unit vectors (a
-mixture of 1,000 Gaussian clusters), standing in for sentence embeddings at sizes the data sets here do
-not reach; queries are held-out points of the same mixture.
+(``kind="auto"``: exact below ``flat_threshold``, HNSW above, IVF-SQ8 above ``ivf_threshold``);
+reported are the build time, the resident memory the index added, p50/p99 latency of single-vector
+queries and recall@10 against exact search (FAISS ``IndexFlatIP``). The vectors are clustered
+synthetic unit vectors (a mixture of 1,000 Gaussian clusters), standing in for sentence embeddings at
+sizes the data sets here do not reach; queries are held-out points of the same mixture.
 """
 
 from __future__ import annotations
@@ -43,13 +43,11 @@ def clustered_vectors(n: int, seed: int = 0, clusters: int = 1000, spread: float
 
 
 def config_for(n: int) -> Any:
-    """The index configuration measured at ``n`` vectors: the default (``auto``) up to 100k; above, IVF with
-    8-bit scalar codes (HNSW over float vectors would need ~1.8 GB at 1M, over the 0.8 GB target)."""
+    """The index configuration measured at ``n`` vectors: the default (``auto``: flat, then HNSW above
+    50k, then IVF with 8-bit codes above 500k, where HNSW over floats would need ~1.8 GB at 1M)."""
     from core.index import IndexConfig
 
-    if n <= 100_000:
-        return IndexConfig()
-    return IndexConfig(kind="ivf", ivf_storage="sq8", ivf_nlist=2048, ivf_nprobe=24)
+    return IndexConfig()
 
 
 def measure(n: int, config: Any = None, seed: int = 0) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def measure(n: int, config: Any = None, seed: int = 0) -> dict[str, Any]:
     lat = np.array(latencies) * 1000
     return {
         "n": n,
-        "kind": index.kind + ("-sq8" if index.kind == "ivf" and config.ivf_storage == "sq8" else ""),
+        "kind": index.kind + ("-sq8" if index.kind == "ivf" and index.config.ivf_storage == "sq8" else ""),
         "build_s": round(build_s, 3),
         "rss_added_mb": round(rss_mb, 1),
         "vectors_mb": round(base.nbytes / 2**20, 1),

@@ -257,3 +257,24 @@ def test_config_validation():
         VectorIndex(8, "")
     index = VectorIndex.from_config(8, MODEL, IndexConfig(kind="hnsw", metric="cosine"))
     assert index.kind == "hnsw" and index.metric == "cosine"
+
+
+def test_auto_index_moves_to_ivf_sq8_past_the_ivf_threshold(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(900, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"v{i}" for i in range(900)]
+    config = IndexConfig(flat_threshold=100, ivf_threshold=600, ivf_nprobe=64)
+    index = VectorIndex.from_config(32, "test-model", config)
+    index.add(ids[:400], vectors[:400])
+    assert index.kind == "hnsw"
+    index.remove(["v3"])  # a tombstone must not come back as a live vector
+    index.add(ids[400:], vectors[400:])
+    assert index.kind == "ivf" and index.config.ivf_storage == "sq8" and len(index) == 899
+    assert "v3" not in index
+    hits, _ = index.search(vectors[[0, 450, 899]], k=1)
+    assert hits == [["v0"], ["v450"], ["v899"]]
+    out = index.save(tmp_path / "idx")
+    loaded = VectorIndex.load(out)
+    assert loaded.kind == "ivf" and loaded.config.ivf_storage == "sq8" and len(loaded) == 899
+    assert loaded.search(vectors[[7]], k=1)[0] == [["v7"]]
