@@ -60,16 +60,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_backend(backend: str, kb_dir: Path, questions: list[str], deadline: float) -> dict[str, Any]:
-    """Answer every question with one backend; stops early at ``deadline`` (recorded)."""
+def run_backend(
+    backend: str, kb_dir: Path, questions: list[str], deadline: float, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Answer every question with one backend; stops early at ``deadline`` (recorded).
+
+    ``overrides`` are ``a.b=c`` settings on top of ``configs/customer_service.yaml``.
+    """
     from apps.customer_service.bot import SupportBot
+    from apps.customer_service.config import load_bot_config
     from core.generation import Generator
 
     start = time.perf_counter()
     generator = (
         Generator(backend=backend, n_threads=THREADS) if backend == "llamacpp" else Generator(backend="torch")
     )
-    bot = SupportBot.from_dir(kb_dir, generator=generator)
+    bot = SupportBot.from_dir(kb_dir, load_bot_config(overrides=overrides or []), generator=generator)
     load_s = time.perf_counter() - start
     bot.answer("can i return a mattress after sleeping on it")  # warm-up: encoder, model, caches
     rows = []
@@ -127,11 +133,14 @@ def main() -> None:
     parser.add_argument(
         "--max-seconds", type=float, default=3600.0, help="Stop each backend after this long."
     )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="bot config a.b=c")
+    parser.add_argument("--out", type=Path, default=RESULTS / "support_latency.json")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(THREADS)
     from apps.customer_service.confidence import calibrate_kb, read_out_of_scope
+    from apps.customer_service.config import load_bot_config
     from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
     from apps.customer_service.evaluation import read_queries
     from apps.customer_service.knowledge_base import KnowledgeBase
@@ -141,21 +150,23 @@ def main() -> None:
     # still measures every route in proportion.
     questions = [questions[i] for i in np.random.default_rng(0).permutation(len(questions))]
     results: dict[str, Any] = {"threads": THREADS, "cpus": os.cpu_count(), "load_avg_before": os.getloadavg(),
-                               "target_p50_full_ms": TARGET_P50_FULL_MS, "backends": {}}  # fmt: skip
+                               "target_p50_full_ms": TARGET_P50_FULL_MS, "overrides": args.overrides,
+                               "backends": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         kb_dir = Path(tmp) / "kb"
         KnowledgeBase.build(list(SAMPLE_SOURCES), kb_dir)
-        results["calibration"] = calibrate_kb(kb_dir, QUERIES, OUT_OF_SCOPE).report
+        passages = load_bot_config(overrides=args.overrides).answer.passages
+        results["calibration"] = calibrate_kb(kb_dir, QUERIES, OUT_OF_SCOPE, passages=passages).report
         for backend in args.backends.split(","):
             deadline = time.perf_counter() + args.max_seconds
-            results["backends"][backend] = run_backend(backend, kb_dir, questions, deadline)
+            results["backends"][backend] = run_backend(backend, kb_dir, questions, deadline, args.overrides)
             print(
                 backend, json.dumps({k: v for k, v in results["backends"][backend].items() if k != "answers"})
             )
     results["load_avg_after"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "support_latency.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, RESULTS / "support_latency.png")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

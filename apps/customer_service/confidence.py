@@ -240,7 +240,7 @@ def calibrate_kb(
     queries_csv: str | Path,
     out_of_scope_csv: str | Path,
     retriever: Retriever | None = None,
-    passages: int = 3,
+    passages: int | None = None,
 ) -> Calibration:
     """Calibrate the gate for the KB in ``kb_dir`` and save ``calibration.json`` there.
 
@@ -249,11 +249,12 @@ def calibrate_kb(
         queries_csv: In-scope validation questions (``query,gold_ids``).
         out_of_scope_csv: Out-of-scope questions (``query``).
         retriever: The retriever to calibrate (default: one with default settings over the KB).
-        passages: Passages the bot gives the answer model.
+        passages: Passages the bot gives the answer model (default: ``AnswerConfig.passages``).
 
     Returns:
         The saved calibration.
     """
+    from apps.customer_service.config import AnswerConfig
     from apps.customer_service.evaluation import read_queries
     from apps.customer_service.knowledge_base import KnowledgeBase
 
@@ -262,7 +263,7 @@ def calibrate_kb(
         retriever,
         read_queries(queries_csv, retriever.kb),
         read_out_of_scope(out_of_scope_csv),
-        passages=passages,
+        passages=AnswerConfig().passages if passages is None else passages,
     )
     calibration.save(kb_dir)
     return calibration
