@@ -168,15 +168,28 @@ def ui_server(
             raise TimeoutError(f"aigc ui did not become healthy within {timeout:.0f} s")
         yield proc, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        # ``aigc ui`` runs ``streamlit run`` as a child; make sure that one is gone too.
+        stop_tree(proc.pid)
+
+
+def stop_tree(pid: int, timeout: float = 20.0) -> None:
+    """Stop ``pid`` and its descendants: SIGTERM to all, SIGKILL to what is left after ``timeout`` s.
+
+    ``aigc ui`` runs ``streamlit run`` as a child and does not forward SIGTERM to it, so the
+    children are listed (and signalled) before the parent exits and they are re-parented.
+    """
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                child.kill()
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def suite_pages() -> list[tuple[str, str]]:
