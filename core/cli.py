@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -111,10 +112,22 @@ def launch_ui(
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     console.print(f"[bold]aigc-suite[/] on http://{address}:{port}  (Ctrl-C stops it)")
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, _frame: Any) -> None:
+        # A signal sent to this process alone (a service manager's SIGTERM, `kill`) must stop the
+        # Streamlit server too, or it is left running without its parent.
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, forward) for s in signals}
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if code < 0 else code  # stopped by a signal (Ctrl-C, SIGTERM): a normal shutdown
 
 
 @app.command()

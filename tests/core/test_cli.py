@@ -34,3 +34,42 @@ def test_db_upgrade_and_current(tmp_path):
     assert result.exit_code == 0, result.output
     current = runner.invoke(app, ["db", "current", "--url", url])
     assert current.exit_code == 0 and "(no schema" not in current.stdout
+
+
+def test_ui_stops_its_streamlit_server_on_sigterm(tmp_path):
+    """SIGTERM to `aigc ui` alone (not its process group) must not leave the Streamlit server running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import psutil
+
+    from tests.browser import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "ui", "--port", str(port), "--address", "127.0.0.1"],
+        env={**os.environ, "AIGC_HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "aigc ui should run Streamlit as a child process"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"left running: {[p.pid for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
