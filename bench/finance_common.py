@@ -98,11 +98,13 @@ def run(
         "runs": [],
     }
     out = RESULTS / f"finance_{name}.json"
-    # Runs of other configurations measured earlier stay in the file (with their own protocol notes).
+    # Runs of other configurations (or epoch counts) measured earlier stay in the file.
     if out.is_file():
         earlier = json.loads(out.read_text()).get("runs", [])
         running = set(args.config or ["lora-attn"])
-        results["earlier_runs"] = [r for r in earlier if r.get("config") not in running]
+        results["earlier_runs"] = [
+            r for r in earlier if r.get("config") not in running or r.get("epochs") != args.epochs
+        ]
     for config_name in args.config or ["lora-attn"]:
         run_dir = RUNS / f"{name}-{config_name}"
         overrides = dict(CONFIGS[config_name])
