@@ -9,7 +9,8 @@ out of scope or retrieval missed, and picks two thresholds:
 
 * ``handoff_threshold``: the cut that best separates answerable from not (balanced accuracy);
   below it the bot says it does not know and hands off;
-* ``verbatim_margin``: how far the top hit's fused score must lead the second one for a curated
+* ``verbatim_margin``: how far the top hit's fused score must lead the best hit answering another
+  question (other curated answers to the same question are not competitors) for a curated
   FAQ hit to be returned as written: the smallest margin above which the top hit was right for at
   least ``verbatim_precision`` of the answered validation questions. On the sample queries the
   wrong top hits all led by < 0.25 (near-ties between two FAQs, or an FAQ and a policy passage),
@@ -109,10 +110,25 @@ def top_cosine(hits: Sequence[Hit]) -> float:
 
 
 def margin(hits: Sequence[Hit]) -> float:
-    """Lead of the first hit's ranking score over the second's (the first's score when alone)."""
+    """Lead of the first hit's ranking score over the best hit that answers a *different* question.
+
+    FAQ entries that share the first hit's question (several curated answers to one question, as in
+    forum-style FAQs) are not competitors: they do not make the match less certain, so they are
+    skipped. The first hit's score when nothing else competes.
+    """
     if not hits:
         return 0.0
-    return hits[0].score - (hits[1].score if len(hits) > 1 else 0.0)
+    top = hits[0].entry
+    key = _question_key(top.question) if top.kind == "faq" else None
+    for hit in hits[1:]:
+        if key and hit.entry.kind == "faq" and _question_key(hit.entry.question) == key:
+            continue
+        return hits[0].score - hit.score
+    return hits[0].score
+
+
+def _question_key(question: str) -> str:
+    return " ".join(question.lower().split())
 
 
 def _sigmoid(x: float) -> float:

@@ -19,12 +19,13 @@ def make_hit(
     kind: str = "faq",
     text: str = "Answer text.",
     rank: int = 1,
+    question: str | None = None,
 ) -> Hit:
-    """A retrieval hit over a hand-made entry."""
+    """A retrieval hit over a hand-made entry (``question`` defaults to one of its own)."""
     entry = Entry(
         id=id_,
         kind=kind,
-        question="" if kind == "doc" else f"Question {id_}?",
+        question="" if kind == "doc" else (question or f"Question {id_}?"),
         text=text,
         title=f"Title {id_}",
     )

@@ -47,6 +47,23 @@ def test_route_hands_off_below_threshold_and_quotes_a_clear_faq_winner():
     assert cal.route(doc, 0.99) == "generate"  # only curated FAQ answers are quoted verbatim
 
 
+def test_margin_skips_other_answers_to_the_same_question():
+    same = "How do I export my contacts?"
+    hits = [
+        make_hit("t1-a", score=1.0, question=same),
+        make_hit("t1-b", score=0.97, rank=2, question="how do I  export my contacts?"),
+        make_hit("t2-a", score=0.5, rank=3),
+    ]
+    # The runner-up is another answer to the same question, not a competitor: the lead is over t2-a.
+    assert margin(hits) == pytest.approx(0.5)
+    cal = Calibration(weight=10, bias=-5, handoff_threshold=0.5, verbatim_margin=0.25)
+    assert cal.route(hits, 0.9) == "faq"
+    assert margin(hits[:2]) == pytest.approx(1.0)  # nothing else competes
+    other = [make_hit("t1-a", score=1.0, question=same), make_hit("t3-a", score=0.97, rank=2)]
+    assert margin(other) == pytest.approx(0.03)
+    assert cal.route(other, 0.9) == "generate"
+
+
 def test_best_cut_separates_the_classes():
     import numpy as np
 
