@@ -100,7 +100,8 @@ def run(
     out = RESULTS / f"finance_{name}.json"
     # Runs of other configurations (or epoch counts) measured earlier stay in the file.
     if out.is_file():
-        earlier = json.loads(out.read_text()).get("runs", [])
+        previous = json.loads(out.read_text())
+        earlier = [*previous.get("earlier_runs", []), *previous.get("runs", [])]
         running = set(args.config or ["lora-attn"])
         results["earlier_runs"] = [
             r for r in earlier if r.get("config") not in running or r.get("epochs") != args.epochs
