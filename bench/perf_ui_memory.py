@@ -28,19 +28,17 @@ import logging
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from core.ui.server import ui_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GIB = 1024**3
@@ -130,66 +128,6 @@ class RssSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def ui_server(
-    log_path: Path, env: dict[str, str], timeout: float = 120.0
-) -> Iterator[tuple[subprocess.Popen, str]]:
-    """Run ``aigc ui`` (all apps) on a free port, logging to ``log_path``; yield the process and URL.
-
-    Mirrors ``tests/browser.py``'s ``streamlit_server``, but logs to a file rather than an unread
-    pipe, which could fill and stall the server during a long run.
-    """
-    port = free_port()
-    cmd = [sys.executable, "-m", "core.cli", "ui", "--port", str(port), "--address", "127.0.0.1"]
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"aigc ui exited early:\n{log_path.read_text(encoding='utf-8')}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            raise TimeoutError(f"aigc ui did not become healthy within {timeout:.0f} s")
-        yield proc, url
-    finally:
-        stop_tree(proc.pid)
-
-
-def stop_tree(pid: int, timeout: float = 20.0) -> None:
-    """Stop ``pid`` and its descendants: SIGTERM to all, SIGKILL to what is left after ``timeout`` s.
-
-    ``aigc ui`` runs ``streamlit run`` as a child and does not forward SIGTERM to it, so the
-    children are listed (and signalled) before the parent exits and they are re-parented.
-    """
-    try:
-        root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
 
 
 def suite_pages() -> list[tuple[str, str]]:
@@ -344,7 +282,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "ui.log"
         try:
-            with ui_server(log_path, _server_env()) as (proc, url):
+            with ui_server(env=_server_env(), log_path=log_path, timeout=120.0) as (proc, url):
                 sampler = RssSampler(proc.pid, interval=args.interval)
                 sampler.start()
                 try:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from core.ui.server import free_port, ui_server
+
+__all__ = ["CHROMIUM_ARGS", "chromium_page", "free_port", "screenshot", "streamlit_server"]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -27,43 +26,14 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent / "_artifacts" / "screenshots"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def streamlit_server(apps: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``aigc ui`` on a free port; yield its base URL; stop it afterwards."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "core.cli", "ui", "--port", str(port), "--address", "127.0.0.1"]
-    for app in apps or []:
-        cmd += ["--app", app]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            raise TimeoutError("streamlit did not become healthy within 60 s")
+    """Run ``aigc ui`` on a free port; yield its base URL; stop it (and its Streamlit child) afterwards."""
+    with (
+        tempfile.TemporaryDirectory(prefix="aigc-ui-") as tmp,
+        ui_server(apps, env, Path(tmp) / "ui.log") as (_, url),
+    ):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @contextlib.contextmanager
