@@ -246,6 +246,7 @@ class HybridScorer(Scorer):
         self.generator: CandidateGenerator | None = None
         self.features: FeatureBuilder | None = None
         self.cold: ColdRanker | None = None
+        self._title_cache: tuple[pd.DataFrame, np.ndarray] | None = None
 
     def _fit(self, train: Dataset) -> None:
         if self.ranker is None:
@@ -420,7 +421,7 @@ class HybridScorer(Scorer):
     def _titles(self) -> np.ndarray:
         """Item titles (or ids) by item index, cached per training set."""
         items = self.train.items
-        cached = getattr(self, "_title_cache", None)
+        cached = self._title_cache
         if cached is None or cached[0] is not items:
             column = items["title"] if "title" in items.columns else items["item_id"]
             cached = (items, column.astype(str).to_numpy())
