@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,15 @@ import torch
 from core.classification import TextClassifier
 from core.config import to_dict, write_json_atomic
 from core.finetune.data import LabelledTexts, read_labelled_texts, split_indices
-from core.finetune.loop import REPORT_FILE, TrainConfig, TrainingTask, fit, pad, with_overrides
+from core.finetune.loop import (
+    CHECKPOINT_DIR,
+    REPORT_FILE,
+    TrainConfig,
+    TrainingTask,
+    fit,
+    pad,
+    with_overrides,
+)
 from core.metrics import accuracy, f1
 from core.models import DEFAULT_ENCODER
 from core.seed import set_seed
@@ -262,6 +271,11 @@ def train_classifier(
         classifier, labelled, out_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end
     )
     classifier.save_pretrained(out_dir)
+    if config.full_finetune:
+        # The resume state of a finished full fine-tune holds every encoder weight three times
+        # (weights, best weights, Adam moments: ~350 MB for MiniLM); nothing is left to resume.
+        shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)
+        logger.info("Removed the resume checkpoint of a finished full fine-tune", extra={"dir": str(out_dir)})
     report.update(base_model=str(model), heads=classifier.head_labels, output_dir=str(out_dir))
     write_json_atomic(Path(out_dir) / REPORT_FILE, report)
     return report

@@ -266,3 +266,17 @@ def test_full_finetune_trains_every_encoder_weight_and_round_trips(tiny_encoder_
     (out / "encoder.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="encoder.safetensors"):
         TextClassifier.from_pretrained(out)
+
+
+def test_train_classifier_full_finetune_leaves_a_lean_model_directory(tiny_encoder_dir, tmp_path):
+    from core.finetune import train_classifier
+
+    rows = [(t, s) for t, s, _ in _reviews(40, seed=3)]
+    out = tmp_path / "model"
+    report = train_classifier(
+        rows, out, model=str(tiny_encoder_dir), epochs=2, lr=1e-3, full_finetune=True, show_progress_bar=False
+    )
+    assert report["epochs_run"] == 2
+    assert (out / "encoder.safetensors").is_file() and not (out / "checkpoint").exists()
+    loaded = TextClassifier.from_pretrained(out, precision="fp32")
+    assert loaded.full_finetune and loaded.labels() == ["bad", "good"]
