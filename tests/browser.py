@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.ui.server import free_port, ui_server
+from core.ui.server import CHROMIUM_ARGS, free_port, ui_server
 
 __all__ = ["CHROMIUM_ARGS", "chromium_page", "free_port", "screenshot", "streamlit_server"]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parent / "_artifacts" / "screenshots"
 
 

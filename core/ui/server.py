@@ -16,6 +16,18 @@ from typing import IO
 
 logger = logging.getLogger(__name__)
 
+# Debian's headless Chromium in a container, with no network chatter of its own (browser tests and
+# the memory benchmark drive the suite with it).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
