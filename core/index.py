@@ -260,36 +260,40 @@ class VectorIndex:
 
     def _rebuild(self, kind: str) -> None:
         """Rebuild as ``kind`` from the live vectors (drops tombstones)."""
-        labels, vectors = self._stored()
-        live = np.fromiter((label not in self._tombstones for label in labels), bool, len(labels))
+        labels, vectors = self._live_stored()
         logger.info(
-            "Rebuilding vector index",
-            extra={"from_kind": self._kind, "to_kind": kind, "count": int(live.sum())},
+            "Rebuilding vector index", extra={"from_kind": self._kind, "to_kind": kind, "count": len(labels)}
         )
         self._index = self._new_index(kind)
         self._kind = kind
         self._tombstones.clear()
         self._hnsw_params = None
-        if live.any():
-            self._index.add_with_ids(vectors[live], labels[live])
+        if len(labels):
+            self._index.add_with_ids(vectors, labels)
+
+    def _live_stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, vectors)`` of the live (not tombstoned) vectors of a flat or HNSW index."""
+        labels, vectors = self._stored()
+        live = np.fromiter((label not in self._tombstones for label in labels), bool, len(labels))
+        return labels[live], vectors[live]
 
     def _convert_to_ivf(self, incoming: np.ndarray) -> None:
         """``auto`` past ``ivf_threshold``: move the live vectors into an IVF-SQ8 index trained on a
         sample of them and of ``incoming`` (the batch about to be added)."""
-        labels, vectors = self._stored() if self._index.ntotal else (np.zeros(0, np.int64), incoming[:0])
-        live = np.fromiter((label not in self._tombstones for label in labels), bool, len(labels))
-        labels, vectors = labels[live], vectors[live]
+        labels, vectors = self._live_stored() if self._index.ntotal else (np.zeros(0, np.int64), incoming[:0])
         logger.info(
             "Converting vector index to IVF-SQ8", extra={"from_kind": self._kind, "count": len(labels)}
         )
-        pool = np.concatenate([vectors, incoming]) if len(vectors) else incoming
-        rng = np.random.default_rng(0)
-        sample = pool[np.sort(rng.choice(len(pool), min(len(pool), 200_000), replace=False))]
+        total = len(vectors) + len(incoming)
+        # Sample positions over both sets and gather them, rather than concatenating every vector.
+        picked = np.sort(np.random.default_rng(0).choice(total, min(total, 200_000), replace=False))
+        old = picked[picked < len(vectors)]
+        sample = np.concatenate([vectors[old], incoming[picked[len(old) :] - len(vectors)]])
         self.config = dataclasses.replace(self.config, ivf_storage="sq8")
         self._kind = "ivf"
         self._tombstones.clear()
         self._hnsw_params = None
-        self._train_ivf(sample, nlist_for=len(pool))
+        self._train_ivf(sample, nlist_for=total)
         if len(labels):
             self._index.add_with_ids(vectors, labels)
 
