@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
+from core.batching import token_batches
 from core.config import from_dict, to_dict
 from core.lora import (
     LoraSettings,
@@ -242,25 +243,20 @@ class TextClassifier(torch.nn.Module):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = {h: np.zeros((len(texts), len(self.head_labels[h])), dtype=np.float32) for h in heads}
-        # Longest first and sorted, so each batch pads to similar lengths (and memory peaks at once).
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
-                starts = range(0, len(order), batch_size)
-                for start in tqdm(starts, desc="Classifying", disable=not show_progress_bar):
-                    idx = order[start : start + batch_size]
-                    enc = self.tokenizer(
-                        [texts[i] for i in idx],
-                        padding=True,
-                        truncation=True,
-                        max_length=self.max_length,
-                        return_tensors="pt",
-                    ).to(self.device)
+            with (
+                torch.inference_mode(),
+                tqdm(total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar) as bar,
+            ):
+                # Tokenised once, sorted by token count (longest first), padded per batch.
+                for idx, enc in token_batches(self.tokenizer, texts, self.max_length, batch_size):
+                    enc = {key: value.to(self.device) for key, value in enc.items()}
                     logits = self(enc["input_ids"], enc["attention_mask"])
                     for h in heads:
                         out[h][idx] = logits[h].float().cpu().numpy()
+                    bar.update(len(idx))
         finally:
             self.train(was_training)
         return out

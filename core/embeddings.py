@@ -8,8 +8,9 @@ reads the two files a sentence-transformers directory uses to describe inference
 * ``<pooling dir>/config.json`` (``1_Pooling`` by default, located through ``modules.json``):
   the pooling mode(s). Mean pooling is the default for plain Hugging Face encoders.
 
-Texts are sorted by length before batching so each batch pads to similar lengths; the output
-rows are written straight back to their input positions.
+Texts are tokenised once and sorted by token count before batching (:mod:`core.batching`), so each
+batch pads to within a few tokens of its real length; the output rows are written straight back to
+their input positions.
 
 Example:
     >>> embedder = Embedder("minilm-l6")
@@ -31,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from core import models
+from core.batching import token_batches
 
 logger = logging.getLogger(__name__)
 
@@ -315,33 +317,29 @@ class Embedder:
             return out
         if self._lowercase:
             texts = [t.lower() for t in texts]
-        # Longest first (as sentence-transformers): batches pad to similar lengths, and an
-        # out-of-memory error shows on the first batch rather than the last.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        starts = range(0, len(texts), batch_size)
         show = len(texts) > PROGRESS_BAR_THRESHOLD if show_progress_bar is None else show_progress_bar
         device = self.device
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
-                for start in tqdm(starts, desc="Embedding", unit="batch", disable=not show):
-                    idx = order[start : start + batch_size]
-                    out[idx] = self._encode_batch([texts[i] for i in idx], device)
+            with (
+                torch.inference_mode(),
+                tqdm(total=len(texts), desc="Embedding", unit="text", disable=not show) as bar,
+            ):
+                # Tokenised once, sorted by token count (longest first): each batch pads to within a
+                # few tokens of its real length, and an out-of-memory error shows on the first batch.
+                batches = token_batches(
+                    self.tokenizer, texts, self.max_length, batch_size, self._with_token_types
+                )
+                for idx, features in batches:
+                    out[idx] = self._encode_batch(features, device)
+                    bar.update(len(idx))
         finally:
             if was_training:
                 self.model.train()
         return out
 
-    def _encode_batch(self, batch: list[str], device: torch.device) -> np.ndarray:
-        features = self.tokenizer(
-            batch,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-            return_token_type_ids=self._with_token_types,
-        )
+    def _encode_batch(self, features: dict[str, torch.Tensor], device: torch.device) -> np.ndarray:
         features = {key: value.to(device) for key, value in features.items()}
         output = self.model(**features)
         hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]

@@ -2,8 +2,10 @@
 
 10,000 real texts of mixed length (support answers, finance sentences, banking queries, tweets), the
 same model (MiniLM-L6) and batch size (64) on both sides, alternated rep by rep. The project path is the
-default ``Embedder()`` (bf16 on a CPU with fast bf16, length-sorted batches); the cosine of its vectors
-to sentence-transformers' fp32 vectors is reported (target >= 0.99).
+default ``Embedder()`` (bf16 on a CPU with fast bf16; batches sorted by token count, see
+:mod:`core.batching`); the cosine of its vectors to sentence-transformers' fp32 vectors is reported
+(target >= 0.99). ``Embedder(precision="fp32")`` runs beside them, so the same run also shows what a
+CPU without fast bf16 gets (the batching alone).
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
     n = 250 if quick else 10_000
     texts = mixed_sentences(n)
     project = Embedder()
+    project_fp32 = Embedder(precision="fp32")
     peer = SentenceTransformer(str(models.model_path(models.DEFAULT_ENCODER)), device="cpu")
     contestants = {
         "project": lambda: project.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False),
+        "project_fp32": lambda: project_fp32.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False),
         "sentence_transformers": lambda: peer.encode(
             texts, batch_size=BATCH_SIZE, convert_to_numpy=True, normalize_embeddings=True
         ),
@@ -52,6 +56,8 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
     timings = alternate(contestants, reps=reps, warmup=1, label="embeddings")
     got, ref = timings.outputs["project"], timings.outputs["sentence_transformers"]
     cosine = (got * ref).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
+    got32 = timings.outputs["project_fp32"]
+    cosine32 = (got32 * ref).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
     rates = {name: round(n / timings.median(name), 1) for name in contestants}
     lengths = [len(t) for t in texts]
     result: dict[str, Any] = {
@@ -68,14 +74,18 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
         "ratio_vs_sentence_transformers": ratio(rates["project"], rates["sentence_transformers"]),
         "cosine_min": round(float(cosine.min()), 5),
         "cosine_mean": round(float(cosine.mean()), 5),
+        "fp32_ratio_vs_sentence_transformers": ratio(rates["project_fp32"], rates["sentence_transformers"]),
+        "fp32_cosine_min": round(float(cosine32.min()), 5),
         "env": environment(),
         "skipped": {},
     }
     table = markdown_table(
         ["contestant", "sentences/s", "median s", "cosine to peer (min / mean)"],
         [
-            ["project Embedder", rates["project"], result["seconds_median"]["project"],
-             f"{result['cosine_min']} / {result['cosine_mean']}"],
+            [f"project Embedder ({result['project_precision']})", rates["project"],
+             result["seconds_median"]["project"], f"{result['cosine_min']} / {result['cosine_mean']}"],
+            ["project Embedder (fp32)", rates["project_fp32"], result["seconds_median"]["project_fp32"],
+             f"{result['fp32_cosine_min']} / -"],
             ["sentence-transformers", rates["sentence_transformers"],
              result["seconds_median"]["sentence_transformers"], "1 / 1"],
         ],

@@ -40,9 +40,10 @@ def test_write_results_is_atomic_json_and_md(tmp_path):
 
 
 def test_missing_shared_data_is_reported_as_skipped(tmp_path, monkeypatch):
-    monkeypatch.setattr(harness, "shared_data_dir", _raise_skip)
+    # Imported first: core.bench.data binds harness.shared_data_dir at import time.
     import core.bench.embeddings as emb
 
+    monkeypatch.setattr(harness, "shared_data_dir", _raise_skip)
     monkeypatch.setattr(emb, "mixed_sentences", lambda n: _raise_skip())
     result = run_bench("embeddings", reps=1, quick=True, out=tmp_path)
     assert "skipped" in result and "shared data" in result["skipped"]
@@ -71,3 +72,24 @@ def test_index_measure_on_a_small_exact_index():
     row = measure(3000)
     assert row["kind"] == "flat" and row["recall_at_10"] == 1.0  # exact below flat_threshold
     assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and row["build_s"] >= 0
+
+
+def test_embeddings_bench_quick_run_on_real_text(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from tests.conftest import require_shared_data
+
+    require_shared_data("support", "stackfaq")
+    result = run_bench("embeddings", reps=1, quick=True, out=tmp_path)
+    assert not result["skipped"], result
+    assert result["texts"] == 250
+    rates = result["sentences_per_s"]
+    assert set(rates) == {"project", "project_fp32", "sentence_transformers"}
+    assert all(rate > 0 for rate in rates.values())
+    # Quality is asserted, speed only reported: bf16 (where the CPU has it) within the 0.99 bound,
+    # fp32 the same vectors as sentence-transformers.
+    assert result["cosine_min"] >= 0.99
+    assert result["fp32_cosine_min"] >= 0.9999
+    assert result["ratio_vs_sentence_transformers"] == pytest.approx(
+        rates["project"] / rates["sentence_transformers"], rel=0.01
+    )
+    assert "project Embedder (fp32)" in (tmp_path / "embeddings.md").read_text()
