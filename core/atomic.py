@@ -1,4 +1,4 @@
-"""Write a whole output directory so that readers see the old or the new one, never a half-written mix."""
+"""Atomic outputs: readers see the old file or directory or the new one, never a half-written mix."""
 
 from __future__ import annotations
 
@@ -49,3 +49,28 @@ def swap_directory(new: Path, target: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def default_file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file: ``0o666`` less the umask (mkstemp creates 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename, with the usual file mode.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

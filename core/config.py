@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from core.atomic import write_bytes_atomic
 
 T = TypeVar("T")
 
@@ -220,21 +220,7 @@ def save_config(obj: Any, path: str | Path, **extra: Any) -> Path:
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
-        # mkstemp creates 0600 files; give the result the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
 def describe(cls: type) -> list[tuple[str, str, Any, str]]:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.atomic import default_file_mode
 from core.generation import adapter_base_model
 from core.models import resolve
 from core.paths import cache_dir
@@ -292,7 +293,7 @@ def _write_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600
+        os.chmod(tmp_name, default_file_mode())  # mkstemp creates 0600
         os.replace(tmp_name, out_path)
     finally:
         if os.path.exists(tmp_name):

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import torch
 
+from core.atomic import default_file_mode
+
 logger = logging.getLogger(__name__)
 
 # Target modules per ``config.model_type``; anything else falls back to peft's own table, then to a scan.
@@ -257,7 +259,7 @@ def commit_files(staging: str | Path, target: str | Path, last: str, stale: Iter
     ordered = [n for n in names if n != last] + ([last] if last in names else [])
     for name in ordered:
         # mkstemp/safetensors create owner-only files; artifacts are meant to be shared like any output.
-        os.chmod(staging / name, 0o644)
+        os.chmod(staging / name, default_file_mode())
         os.replace(staging / name, target / name)
     for name in stale:
         if name not in names and (target / name).is_file():

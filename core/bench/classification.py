@@ -2,7 +2,7 @@
 
 Both sides run the same fine-tuned weights (a LoRA MiniLM sentiment classifier trained on the Financial
 PhraseBank, merged): the project's ``TextClassifier.from_pretrained(...).predict`` (bf16 on a CPU with
-fast bf16, length-sorted batches) and ``pipeline("text-classification")`` over a transformers model
+fast bf16, batches sorted by token count) and ``pipeline("text-classification")`` over a transformers model
 wrapping the same encoder and head (fp32), same batch size. Items are real texts of mixed length.
 Reports items/s, the ratio, and how often the labels agree.
 """

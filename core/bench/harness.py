@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.atomic import default_file_mode, write_bytes_atomic
+
 logger = logging.getLogger(__name__)
 
 THREADS = 2
@@ -183,17 +185,6 @@ def results_dir(out: str | Path | None = None) -> Path:
     return path
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub Markdown table."""
 
@@ -211,8 +202,8 @@ def write_results(name: str, result: dict[str, Any], markdown: str, out: str | P
     """Write ``<name>.json`` and ``<name>.md`` atomically; returns the JSON path."""
     directory = results_dir(out)
     path = directory / f"{name}.json"
-    _atomic_write(path, (json.dumps(result, indent=2, default=str) + "\n").encode())
-    _atomic_write(directory / f"{name}.md", markdown.encode())
+    write_bytes_atomic(path, (json.dumps(result, indent=2, default=str) + "\n").encode())
+    write_bytes_atomic(directory / f"{name}.md", markdown.encode())
     return path
 
 
@@ -224,6 +215,7 @@ def save_plot(fig: Any, name: str, out: str | Path | None = None) -> str:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
