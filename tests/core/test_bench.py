@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.bench import harness, run_bench
-from core.bench.index import clustered_vectors, measure
+from core.bench.index import clustered_vectors, measure, measure_isolated
 from core.cli import app
 
 
@@ -72,6 +72,13 @@ def test_index_measure_on_a_small_exact_index():
     row = measure(3000)
     assert row["kind"] == "flat" and row["recall_at_10"] == 1.0  # exact below flat_threshold
     assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and row["build_s"] >= 0
+
+
+def test_index_measure_isolated_counts_the_index_memory():
+    # 20k float vectors are 29 MiB; a fresh process cannot hide them in memory freed earlier.
+    row = measure_isolated(20_000)
+    assert row["kind"] == "flat" and row["recall_at_10"] == 1.0
+    assert row["rss_added_mb"] >= 0.8 * row["vectors_mb"]
 
 
 def test_embeddings_bench_quick_run_on_real_text(tmp_path):
