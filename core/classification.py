@@ -452,7 +452,7 @@ class TextClassifier(torch.nn.Module):
         if device is not None:
             self.to(device)
         if merge:
-            from core.embeddings import resolve_precision
+            from core.precision import resolve_precision
 
             dtype = resolve_precision(precision, self.device)
             if dtype != torch.float32:

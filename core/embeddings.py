@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from core import models
 from core.batching import token_batches
+from core.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +50,6 @@ _LEGACY_POOLING_KEYS = {
 _KNOWN_MODULES = ("Transformer", "Pooling", "Normalize")
 # encode() shows a progress bar by default above this many texts.
 PROGRESS_BAR_THRESHOLD = 1024
-Precision = Literal["auto", "fp32", "bf16"]
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX) that oneDNN uses."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Weight dtype for ``precision`` on ``device`` (``auto``: bf16 on a CPU with fast bf16, else fp32)."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cpu" and cpu_has_fast_bf16()):
-        return torch.bfloat16
-    return torch.float32
 
 
 def _read_json(path: Path) -> dict[str, Any] | list[Any] | None:

@@ -173,7 +173,7 @@ def environment() -> dict[str, Any]:
 
 
 def _fast_bf16() -> bool:
-    from core.embeddings import cpu_has_fast_bf16
+    from core.precision import cpu_has_fast_bf16
 
     return cpu_has_fast_bf16()
 

@@ -2,6 +2,8 @@
 
 AdamW on the trainable parameters only, linear warm-up then linear or cosine decay (see
 :func:`lr_factor`), gradient accumulation and clipping, length-bucketed batches with dynamic padding,
+bf16 autocast for the training forward pass where the CPU runs bf16 fast (``precision="auto"``;
+the weights, gradients and optimizer state stay fp32),
 the task metric on the validation split after each epoch (under ``torch.inference_mode``), early
 stopping with patience, the best epoch's weights restored at the end, a resume checkpoint after every
 epoch, TensorBoard scalars and a final ``report.json``.
@@ -37,6 +39,7 @@ from tqdm.auto import tqdm
 
 from core.config import from_dict, to_dict, write_json_atomic
 from core.lora import LoraSettings, load_trainable_state, trainable_state_dict
+from core.precision import Precision, resolve_precision
 from core.seed import DEFAULT_SEED, set_seed
 
 logger = logging.getLogger(__name__)
@@ -77,6 +80,13 @@ class TrainConfig:
         default=32, metadata={"help": "Batches per shuffled chunk sorted by length (less padding)."}
     )
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when available)."})
+    precision: Precision = field(
+        default="auto",
+        metadata={
+            "help": "Training compute: fp32, bf16 (autocast; weights and optimizer stay fp32), or auto "
+            "(bf16 on a CPU with AVX512-BF16/AMX, else fp32)."
+        },
+    )
     show_progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm bar per epoch."})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter settings."})
 
@@ -94,6 +104,7 @@ class TrainConfig:
             "max_length": self.max_length >= 8,
             "eval_batch_size": self.eval_batch_size >= 1,
             "bucket_batches": self.bucket_batches >= 1,
+            "precision": self.precision in ("auto", "fp32", "bf16"),
         }
         for name, ok in checks.items():
             if not ok:
@@ -308,12 +319,14 @@ def _train_epoch(
     torch.manual_seed(config.seed + epoch)
     batches = epoch_batches(task.lengths, config.batch_size, config.seed + epoch, config.bucket_batches)
     task.model.train()
+    autocast_bf16 = resolve_precision(config.precision, device) == torch.bfloat16
     total, count, step_loss, step_batches = 0.0, 0, 0.0, 0
     bar = tqdm(
         batches, desc=f"Epoch {epoch}/{config.epochs}", disable=not config.show_progress_bar, leave=False
     )
     for i, indices in enumerate(bar):
-        loss = task.loss(_to(task.collate(indices), device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
+            loss = task.loss(_to(task.collate(indices), device)).float()
         (loss / config.grad_accum).backward()
         total, count = total + loss.item() * len(indices), count + len(indices)
         step_loss, step_batches = step_loss + loss.item(), step_batches + 1

@@ -232,6 +232,34 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_precision_runs_the_forward_in_that_dtype_and_keeps_fp32_weights(tmp_path, precision):
+    task = toy_task([])
+    task.evaluate = None
+    seen = []
+    inner = task.loss
+
+    def loss(batch):
+        seen.append(task.model(batch["x"]).dtype)  # what the forward computes in, under the loop's autocast
+        return inner(batch)
+
+    task.loss = loss
+    config = TrainConfig(epochs=3, batch_size=8, lr=0.05, val_fraction=0, precision=precision,
+                         show_progress_bar=False)  # fmt: skip
+    report = fit(task, config, tmp_path)
+    expected = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert set(seen) == {expected}
+    assert task.model.weight.dtype == torch.float32  # master weights and optimizer stay fp32
+    losses = [row["train_loss"] for row in report["history"]]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.9 * losses[0]  # it learns
+    assert report["config"]["precision"] == precision
+
+
+def test_training_precision_is_checked():
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")
+
+
 # --- classifiers ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,36 @@
+"""Numeric precision of model weights and compute: fp32, or bf16 where the CPU runs it fast.
+
+bf16 halves the bytes per weight and, on CPUs with bf16 dot-product instructions (AVX512-BF16 or
+AMX, which oneDNN uses), runs matrix products about twice as fast as fp32. ``auto`` picks bf16 only
+there, so results stay exact fp32 on CPUs where bf16 would be emulated (and slower).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX) that oneDNN uses."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """Weight dtype for ``precision`` on ``device`` (``auto``: bf16 on a CPU with fast bf16, else fp32)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cpu" and cpu_has_fast_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+__all__ = ["Precision", "cpu_has_fast_bf16", "resolve_precision"]
