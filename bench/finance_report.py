@@ -42,6 +42,8 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from core.bench.harness import save_figure
+
         fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(values), 3.6))
         xs = range(len(values))
         ax.bar(xs, values, color="#4c78a8", label="measured (MiniLM-L6)")
@@ -52,7 +54,7 @@ def main() -> None:
         ax.legend(loc="lower right", fontsize=8)
         ax.set_title("Finance classifiers vs targets")
         fig.tight_layout()
-        fig.savefig(RESULTS / "finance.png", dpi=120)
+        save_figure(fig, RESULTS / "finance.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.bench.harness import save_figure
+
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     labels = {
         "local": "local, 1 thread (end to end)",
@@ -130,7 +132,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

@@ -93,6 +93,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.bench.harness import save_figure
+
     names = list(report["models"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for ax, key in zip(axes[:2], ("ndcg@10", "hr@10"), strict=True):
@@ -116,8 +118,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for i, v in enumerate(values):
         axes[2].text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

@@ -191,6 +191,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.bench.harness import save_figure
+
     s = results["summary"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     names = ["gold citation", "ROUGE-L (answered)", "hand-off in scope", "hand-off out of scope"]
@@ -216,8 +218,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_title("route mix (questions)", fontsize=9)
     right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -230,6 +230,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.bench.harness import save_figure
+
     methods = list(results["methods"])
     x = np.arange(len(methods))
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -243,8 +245,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_title("BANKING77 test (3,080), MiniLM-L6, 2 CPU threads")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.bench.harness import save_figure
+
     groups = ["all", "faq", "generate", "handoff"]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / (2 * max(len(results["backends"]), 1))
@@ -123,7 +125,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Support bot latency, {THREADS} threads (load avg {results['load_avg_before'][0]:.1f})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

@@ -214,6 +214,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.bench.harness import save_figure
+
     rows = results["test"]
     names = list(rows)
     metrics = ["mrr@10", "hit@1", "hit@5", "hit@10", "recall@10"]
@@ -232,8 +234,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -207,19 +207,37 @@ def write_results(name: str, result: dict[str, Any], markdown: str, out: str | P
     return path
 
 
-def save_plot(fig: Any, name: str, out: str | Path | None = None) -> str:
-    """Save a matplotlib figure as ``<name>.png`` (atomically); returns the file name."""
-    directory = results_dir(out)
-    path = directory / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".png")
+def save_figure(fig: Any, path: str | Path, dpi: int = 120, **kwargs: Any) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (temporary sibling, then rename) and close it.
+
+    Args:
+        fig: The figure.
+        path: Target file; the format follows its suffix.
+        dpi: Resolution.
+        **kwargs: Passed to ``fig.savefig`` (e.g. ``bbox_inches="tight"``).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, **kwargs)
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return path.name
+        plt.close(fig)
+    return path
+
+
+def save_plot(fig: Any, name: str, out: str | Path | None = None) -> str:
+    """Save a matplotlib figure as ``<name>.png`` in the result directory; returns the file name."""
+    return save_figure(fig, results_dir(out) / f"{name}.png", dpi=110, bbox_inches="tight").name
 
 
 def ratio(project: float | None, peer: float | None) -> float | None:

@@ -171,6 +171,4 @@ def _plot(per_size: dict[str, dict[str, Any]], out: str | Path | None) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("vectors")
     fig.suptitle("VectorIndex (dim 384, " + ", ".join(f"{r['n']:,}: {r['kind']}" for r in rows) + ")")
-    name = save_plot(fig, "index", out)
-    plt.close(fig)
-    return name
+    return save_plot(fig, "index", out)

@@ -100,3 +100,19 @@ def test_embeddings_bench_quick_run_on_real_text(tmp_path):
         rates["project"] / rates["sentence_transformers"], rel=0.01
     )
     assert "project Embedder (fp32)" in (tmp_path / "embeddings.md").read_text()
+
+
+def test_save_figure_writes_atomically_and_closes_the_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = harness.save_figure(fig, tmp_path / "plots" / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["curve.png"]  # no temporary left
+    assert not plt.fignum_exists(fig.number)
+    fig, _ = plt.subplots()
+    assert harness.save_plot(fig, "demo", tmp_path) == "demo.png" and (tmp_path / "demo.png").is_file()
