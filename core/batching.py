@@ -51,18 +51,15 @@ def pad_right(
     Returns:
         ``{name: LongTensor (len(rows), longest)}`` plus ``attention_mask`` (1 on real tokens).
     """
-    lengths = [len(fields["input_ids"][r]) for r in rows]
-    width = max(lengths, default=0)
+    lengths = np.array([len(fields["input_ids"][r]) for r in rows], dtype=np.int64)
+    width = int(lengths.max(initial=0))
     out: dict[str, torch.Tensor] = {}
     for name, lists in fields.items():
         array = np.full((len(rows), width), pad_values.get(name, 0), dtype=np.int64)
         for i, r in enumerate(rows):
             array[i, : lengths[i]] = lists[r]
         out[name] = torch.from_numpy(array)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1
-    out["attention_mask"] = torch.from_numpy(mask)
+    out["attention_mask"] = torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64))
     return out
 
 

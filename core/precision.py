@@ -7,6 +7,7 @@ there, so results stay exact fp32 on CPUs where bf16 would be emulated (and slow
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ import torch
 Precision = Literal["auto", "fp32", "bf16"]
 
 
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX) that oneDNN uses."""
     try:

@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 64
 
 
+def _cosine_to(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of unit vectors ``got`` to the reference rows ``ref``."""
+    return (got * ref).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
+
+
 def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> dict[str, Any]:
     """Run the embeddings benchmark; returns the result dict (also written to ``out``)."""
     from core import models
@@ -54,10 +59,9 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
         ),
     }
     timings = alternate(contestants, reps=reps, warmup=1, label="embeddings")
-    got, ref = timings.outputs["project"], timings.outputs["sentence_transformers"]
-    cosine = (got * ref).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
-    got32 = timings.outputs["project_fp32"]
-    cosine32 = (got32 * ref).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-12)
+    ref = timings.outputs["sentence_transformers"]
+    cosine = _cosine_to(timings.outputs["project"], ref)
+    cosine32 = _cosine_to(timings.outputs["project_fp32"], ref)
     rates = {name: round(n / timings.median(name), 1) for name in contestants}
     lengths = [len(t) for t in texts]
     result: dict[str, Any] = {

@@ -33,11 +33,20 @@ from core.bench.harness import (
     ratio,
     write_results,
 )
-from core.precision import cpu_has_fast_bf16
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 8
+
+
+def _project_trains_in_bf16() -> bool:
+    """Whether the project side's training config resolves to bf16 autocast on this CPU."""
+    import torch
+
+    from core.finetune import ClassifierTrainConfig
+    from core.precision import resolve_precision
+
+    return resolve_precision(ClassifierTrainConfig().precision, torch.device("cpu")) == torch.bfloat16
 
 
 def _fresh_classifier(labels: list[str]) -> Any:
@@ -131,7 +140,7 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
     contestants = {"project": _project(rows, label_set), "trainer": _trainer(rows, label_set)}
     # Where the project loop trains in bf16 (precision="auto" on a CPU with fast bf16), Trainer is
     # also measured with its own bf16 switch, so the gain of the loop itself is visible.
-    project_bf16 = cpu_has_fast_bf16()  # what precision="auto" resolves to on the CPU
+    project_bf16 = _project_trains_in_bf16()
     if project_bf16:
         contestants["trainer_bf16"] = _trainer(rows, label_set, bf16=True)
     timings = alternate(contestants, reps=reps, warmup=1, label="finetune")
