@@ -17,15 +17,13 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from core import __version__
+from core.console import console, out, print_error
 from core.plugins import GROUP_CLI, demo_preparers, load_group
 
 logger = logging.getLogger(__name__)
-console = Console(stderr=True)
-out = Console()
 
 app = typer.Typer(
     name="aigc",
@@ -223,7 +221,7 @@ def main() -> None:
     try:
         app()
     except _user_errors() as err:
-        console.print(f"[red]error:[/] {err}")
+        print_error(err)
         sys.exit(2)
 
 

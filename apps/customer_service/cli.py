@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from core.console import console, print_error
+from core.console import out as out_console
+
 logger = logging.getLogger(__name__)
-console = Console(stderr=True)
 
 app = typer.Typer(
     help=(
@@ -131,7 +132,7 @@ def evaluate(
         typer.echo(json.dumps(results | ({"answers": quality} if quality else {}), indent=2))
         return
     if quality:
-        Console().print({key: value for key, value in quality.items()})
+        out_console.print({key: value for key, value in quality.items()})
     first = next(iter(results.values()))
     table = Table(title=f"Retrieval on {queries} ({first['queries']} queries)")
     table.add_column("metric")
@@ -139,7 +140,7 @@ def evaluate(
         table.add_column(mode, justify="right")
     for metric in (key for key in first if key != "queries"):
         table.add_row(metric, *(f"{results[mode][metric]:.3f}" for mode in results))
-    Console().print(table)
+    out_console.print(table)
 
 
 @app.command("ask")
@@ -170,17 +171,16 @@ def ask(
         bot = SupportBot.from_dir(kb_dir or default_kb_dir(), config)
         reply = bot.answer(question)
     except (EmptyQuestionError, ConfigError, FileNotFoundError, KBFormatError, ValueError) as err:
-        console.print(f"[red]Error:[/] {err}")
+        print_error(err)
         raise typer.Exit(code=2) from None
     if reply.notice:
         console.print(f"[yellow]{reply.notice}[/]")
     if as_json:
         typer.echo(json.dumps(reply.to_json(), ensure_ascii=False, indent=2))
         return
-    out = Console()
-    out.print(reply.text)
+    out_console.print(reply.text, markup=False)
     for source in reply.sources:
-        out.print(
+        out_console.print(
             f"  [{source.id}] {source.title} (score {source.score:.3f})"
             + (f" {source.url}" if source.url else "")
         )
@@ -204,7 +204,7 @@ def export_feedback_cmd(
     try:
         rows = export_feedback(SupportStore(), out)
     except (StorageError, ValueError, OSError) as err:
-        console.print(f"[red]Error:[/] {err}")
+        print_error(err)
         raise typer.Exit(code=2) from None
     if as_json:
         typer.echo(json.dumps({"rows": rows, "path": str(out)}))
@@ -236,7 +236,7 @@ def calibrate_cmd(
     try:
         calibration = calibrate_kb(target, queries or QUERIES, out_of_scope or OUT_OF_SCOPE)
     except (FileNotFoundError, KBFormatError, SourceError, ValueError) as err:
-        console.print(f"[red]Error:[/] {err}")
+        print_error(err)
         raise typer.Exit(code=2) from None
     if as_json:
         typer.echo(json.dumps(asdict(calibration), indent=2))

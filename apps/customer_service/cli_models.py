@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from apps.customer_service.errors import KBFormatError, SourceError
+from core.console import console, print_error
+from core.console import out as out_console
 
 logger = logging.getLogger(__name__)
-console = Console(stderr=True)
+
 SAMPLE_INTENTS = Path(__file__).resolve().parent / "sample_data" / "intents.csv"
 
 app = typer.Typer(no_args_is_help=True)
@@ -40,7 +41,7 @@ def _run(action: Callable[[], T]) -> T:
     try:
         return action()
     except (FileNotFoundError, SourceError, KBFormatError, ConfigError, ValueError) as err:
-        console.print(f"[red]Error:[/] {err}")
+        print_error(err)
         raise typer.Exit(code=2) from err
 
 
@@ -132,7 +133,7 @@ def eval_intents_cmd(
     table.add_column("value", justify="right")
     for key in ("accuracy", "macro_f1", "weighted_f1"):
         table.add_row(key, f"{result[key]:.3f}")
-    Console().print(table)
+    out_console.print(table)
     if result["unknown_labels"]:
         console.print(f"[yellow]Labels the model does not know:[/] {result['unknown_labels']}")
 
@@ -210,4 +211,4 @@ def eval_answers_cmd(
         table.add_row(
             key, f"{result['before'][key]:.3f}", f"{result['after'][key]:.3f}", f"{result['delta'][key]:+.3f}"
         )
-    Console().print(table)
+    out_console.print(table)

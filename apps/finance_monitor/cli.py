@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+
+from core.console import console, print_error
 
 logger = logging.getLogger(__name__)
-console = Console(stderr=True, soft_wrap=True)  # error lines stay whole (names of files, rows)
+
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -55,10 +56,10 @@ def _run(step: Callable[[], T]) -> T:
     try:
         return step()
     except (StorageError, SQLAlchemyError) as err:
-        console.print(f"[red]database error:[/] {err}")
+        print_error(err)
         raise typer.Exit(code=3) from None
     except (FileNotFoundError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/] {err}")
+        print_error(err)
         raise typer.Exit(code=2) from None
 
 
@@ -185,7 +186,7 @@ def monitor_cmd(
     from core.storage import create_engine, migrate
 
     if once == follow:
-        console.print("[red]error:[/] give exactly one of --once and --follow")
+        print_error("give exactly one of --once and --follow")
         raise typer.Exit(code=2)
 
     def setup():
@@ -203,7 +204,7 @@ def monitor_cmd(
             f"{result.new_items} new items, {result.scored} scored, {len(result.alerts)} new alerts"
         )
         for error in result.errors:
-            console.print(f"[red]error:[/] {error}")
+            print_error(error)
         if result.errors:
             raise typer.Exit(code=2)
         return

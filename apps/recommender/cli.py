@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
+from core.console import console, print_error
 
 app = typer.Typer(
     help=(
@@ -53,7 +52,7 @@ InteractionsOption = Annotated[
 
 
 def _fail(err: BaseException) -> typer.Exit:
-    console.print(f"[red]error:[/] {err}")
+    print_error(err)
     return typer.Exit(code=2)
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from core.console import console, print_error
 
 app = typer.Typer()
-console = Console(stderr=True, soft_wrap=True)  # paths in messages stay copyable
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,10 +65,10 @@ def score(
     chunks already in <out>.work/ and ends with exactly the output of an uninterrupted run.
     """
     if engine not in ("local", "ray"):
-        console.print(f"[red]error:[/red] --engine must be local or ray, got {engine!r}")
+        print_error(f"--engine must be local or ray, got {engine!r}")
         raise typer.Exit(code=2)
     if out is None and not db:
-        console.print("[red]error:[/red] nothing to write: pass --out PATH and/or --db")
+        print_error("nothing to write: pass --out PATH and/or --db")
         raise typer.Exit(code=2)
     # Imported here, not at module level: every `aigc` command loads this module.
     from apps.recommender.batch import BatchConfig, BatchError, read_users, run_batch
@@ -100,7 +101,7 @@ def score(
         ValueError,
         ImportError,
     ) as err:
-        console.print(f"[red]error:[/red] {err}")
+        print_error(err)
         raise typer.Exit(code=2) from err
     where = [str(result.out)] if result.out else []
     where += [f"database run {result.run_id}"] if db else []

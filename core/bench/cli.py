@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True)
+from core.console import console, print_error
 
 
 def bench(
@@ -31,7 +30,7 @@ def bench(
     from core.bench import BENCHES, run_bench
 
     if name != "all" and name not in BENCHES:
-        console.print(f"[red]error:[/] unknown benchmark {name!r}; choose {', '.join(BENCHES)} or all")
+        print_error(f"unknown benchmark {name!r}; choose {', '.join(BENCHES)} or all")
         raise typer.Exit(2)
     result = run_bench(name, reps=reps, quick=quick, out=out)
     if as_json:
