@@ -1,4 +1,12 @@
-"""The support bot: rewrite → hybrid retrieve → confidence gate → verbatim FAQ, cited generation or hand-off.
+"""The support bot: rewrite → hybrid retrieve → confidence gate → verbatim FAQ, grounded answer or hand-off.
+
+An answer states only what its cited sources say. When the gate does not quote a curated FAQ
+answer, the bot quotes the passage sentences that best answer the question (route ``extract``,
+:mod:`core.extractive`), each cited; a KB that enables generation (``answer.mode: generate``)
+gets answers written by the answer model, of which only the sentences that the grounding
+verifier (:mod:`core.grounding`) finds supported by a cited passage are kept; when too little is
+left, the extractive answer is shown instead. Nothing the verifier has not checked reaches the
+agent, so a generated answer is not streamed token by token.
 
 Example:
     >>> bot = SupportBot.from_dir("kb")
@@ -19,6 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apps.customer_service.answering import (
+    answer_confidence,
+    answer_mode,
+    cite_sentences,
+    extractive_passages,
+)
 from apps.customer_service.confidence import Calibration, Route
 from apps.customer_service.config import BotConfig
 from apps.customer_service.knowledge_base import KnowledgeBase
@@ -28,10 +42,13 @@ from apps.customer_service.prompts import (
     build_messages,
     finalize_citations,
     looks_like_injection,
+    passage_text,
 )
 from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
 from core.embeddings import Embedder
+from core.extractive import PickedSentence, SentencePicker
+from core.grounding import GroundingVerifier, Verification
 from core.paths import data_dir
 
 logger = logging.getLogger(__name__)
@@ -54,11 +71,20 @@ class Source:
     score: float
     kind: str = "faq"
     cosine: float | None = None
+    text: str = ""
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Source:
-        """The source view of a retrieval hit."""
-        return cls(hit.id, hit.title, hit.url, round(hit.score, 4), hit.entry.kind, hit.scores.get("dense"))
+        """The source view of a retrieval hit (``text`` is the cited passage or FAQ answer)."""
+        return cls(
+            hit.id,
+            hit.title,
+            hit.url,
+            round(hit.score, 4),
+            hit.entry.kind,
+            hit.scores.get("dense"),
+            hit.entry.text,
+        )
 
 
 @dataclass
@@ -68,17 +94,25 @@ class Answer:
     Attributes:
         text: The answer (a verbatim FAQ answer, a generated cited answer, or the hand-off message).
         sources: Cited entries (empty on hand-off).
-        confidence: Retrieval confidence in ``[0, 1]``.
+        confidence: Confidence in the *answer*, in ``[0, 1]``: the retrieval confidence, lowered when
+            the quoted sentences match the question weakly or a generated answer lost sentences
+            to verification (:func:`apps.customer_service.answering.answer_confidence`).
         handoff: Whether a human agent should take over.
         intent: Predicted intent label (``None`` without an intent model).
         intent_confidence: Its probability.
         latency_ms: Time to the full answer.
         ttft_ms: Time to the first text chunk.
-        route: ``faq`` (verbatim), ``generate`` or ``handoff``.
+        route: ``faq`` (curated answer verbatim), ``extract`` (quoted passage sentences),
+            ``generate`` (verified generated answer) or ``handoff``.
         query: The retrieval query (after follow-up rewriting).
         related: The top hits considered, also on hand-off, for the agent.
         notice: A message for the user (e.g. the question was truncated).
         dropped: Ids of retrieved entries left out because their text reads as instructions.
+        retrieval_confidence: The gate's confidence that the retrieved entries answer the question.
+        evidence: The quoted sentences of an extractive answer (``source_id``, ``text``, ``start``,
+            ``end`` in the passage, ``score``), for highlighting in the UI.
+        verification: For generated answers, the verifier's verdict (sentences, supported, dropped
+            with reasons, and ``used``: whether the generated text was shown).
     """
 
     text: str
@@ -94,14 +128,21 @@ class Answer:
     related: list[Source] = field(default_factory=list)
     notice: str | None = None
     dropped: list[str] = field(default_factory=list)
+    retrieval_confidence: float = 0.0
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    verification: dict[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``aigc support ask --json`` payload."""
-        return {
+    def to_json(self, question: str | None = None) -> dict[str, Any]:
+        """The ``aigc support ask --json`` payload (with ``question`` first when given)."""
+        payload = {} if question is None else {"question": question}
+        return payload | {
             "answer": self.text,
-            "sources": [{"id": s.id, "title": s.title, "score": s.score} for s in self.sources],
+            "route": self.route,
             "confidence": round(self.confidence, 4),
             "handoff": self.handoff,
+            "sources": [
+                {"id": s.id, "title": s.title, "score": s.score, "text": s.text} for s in self.sources
+            ],
             "intent": self.intent,
             "latency_ms": round(self.latency_ms, 1),
         }
@@ -120,6 +161,8 @@ class AnswerStream:
     def __init__(
         self, chunks: Iterator[str], finish: Callable[[str, float | None], tuple[Answer, str]]
     ) -> None:
+        # ``finish(streamed text, time of the first chunk)`` returns the answer and any text the
+        # stream must still emit.
         self._chunks = chunks
         self._finish = finish
         self.answer: Answer | None = None
@@ -151,6 +194,12 @@ class _Plan:
     intent_confidence: float | None
     notice: str | None
     start: float
+    text: str = ""
+    sources: list[Hit] = field(default_factory=list)
+    answer_confidence: float = 0.0
+    evidence: list[PickedSentence] = field(default_factory=list)
+    verification: Verification | None = None
+    generated_used: bool = False
 
 
 class SupportBot:
@@ -263,17 +312,98 @@ class SupportBot:
             EmptyQuestionError: The question is empty.
         """
         plan = self._plan(question, history)
-        if plan.route == "generate":
+        if plan.route == "extract":
+            chunks: Iterator[str] = self._answer_from_passages(plan)
+        elif plan.route == "faq":
+            plan.text, plan.sources, plan.answer_confidence = (
+                plan.used[0].entry.text,
+                plan.used[:1],
+                plan.confidence,
+            )
+            chunks = iter([plan.text])
+        else:
+            plan.text = DONT_KNOW
+            chunks = iter([plan.text])
+        return AnswerStream(chunks, lambda text, first: self._finish(plan, first))
+
+    # ------------------------------------------------------------------------------ grounded answers
+    @property
+    def answer_mode(self) -> str:
+        """``extractive`` or ``generate``: the KB's ``answering.json``, else ``config.answer.mode``."""
+        return answer_mode(self.kb.path, self.config.answer)
+
+    @property
+    def picker(self) -> SentencePicker:
+        """The extractive sentence picker (on the retriever's encoder)."""
+        if getattr(self, "_picker", None) is None:
             cfg = self.config.answer
-            messages = self._fit_prompt(plan.question, plan.used)
-            chunks = self.generator.stream(
+            self._picker = SentencePicker(
+                self.retriever.embedder,
+                per_passage=cfg.sentences_per_passage,
+                max_passages=cfg.passages,
+                max_chars=cfg.max_answer_chars,
+                passage_margin=cfg.passage_margin,
+            )
+        return self._picker
+
+    @property
+    def verifier(self) -> GroundingVerifier:
+        """The grounding verifier of generated answers (on the retriever's encoder)."""
+        if getattr(self, "_verifier", None) is None:
+            self._verifier = GroundingVerifier(self.retriever.embedder, self.config.answer.support_threshold)
+        return self._verifier
+
+    def _answer_from_passages(self, plan: _Plan) -> Iterator[str]:
+        """Yield the grounded answer (one chunk: nothing unverified is streamed) and fill ``plan``."""
+        if self.answer_mode == "generate":
+            self._generate_verified(plan)
+        if not plan.generated_used and plan.route != "handoff":
+            self._extract(plan)
+        yield plan.text
+
+    def _extract(self, plan: _Plan) -> None:
+        """Quote the passage sentences that answer the question (or hand off when none does)."""
+        picked = self.picker.pick(plan.question, extractive_passages(plan.used))
+        if not picked or max(p.score for p in picked) < self.config.answer.min_sentence_score:
+            plan.route, plan.text, plan.sources, plan.answer_confidence = (
+                "handoff",
+                DONT_KNOW,
+                [],
+                plan.confidence,
+            )
+            return
+        by_id = {h.id: h for h in plan.used}
+        plan.route = "extract"
+        plan.evidence = picked
+        plan.text = cite_sentences([(p.source_id, p.text) for p in picked])
+        plan.sources = [by_id[i] for i in dict.fromkeys(p.source_id for p in picked)]
+        plan.answer_confidence = answer_confidence(plan.confidence, picked)
+
+    def _generate_verified(self, plan: _Plan) -> None:
+        """Generate, keep the supported sentences; ``plan.generated_used`` says whether it is shown."""
+        cfg = self.config.answer
+        messages = self._fit_prompt(plan.question, plan.used)
+        raw = "".join(
+            self.generator.stream(
                 messages, max_new_tokens=cfg.max_new_tokens, repetition_penalty=cfg.repetition_penalty
             )
-        elif plan.route == "faq":
-            chunks = iter([plan.used[0].entry.text])
-        else:
-            chunks = iter([DONT_KNOW])
-        return AnswerStream(chunks, lambda text, first: self._finish(plan, text, first))
+        )
+        text, _, cited = finalize_citations(raw, plan.used)
+        if not raw.strip() or _DONT_KNOW_RE.search(raw):
+            # The model itself found no answer in the passages: quote them rather than guess.
+            plan.verification = Verification()
+            return
+        by_id = {h.id: h for h in plan.used}
+        result = self.verifier.verify(text, {i: passage_text(by_id[i]) for i in cited})
+        plan.verification = result
+        if not result.kept or result.supported_share < cfg.min_supported_share:
+            logger.info("Generated answer failed verification", extra=result.to_dict())
+            return
+        plan.generated_used = True
+        plan.route = "generate"
+        plan.text = cite_sentences([(c.source_id or cited[0], c.sentence) for c in result.kept])
+        plan.sources = [by_id[i] for i in dict.fromkeys(c.source_id or cited[0] for c in result.kept)]
+        plan.answer_confidence = answer_confidence(plan.confidence, supported_share=result.supported_share)
 
     def _fit_prompt(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
         """The prompt, with the question (then passages) shortened until it fits the model's context."""
@@ -315,38 +445,34 @@ class SupportBot:
             question, query, hits, used, dropped, confidence, route, intent, intent_conf, notice, start
         )
 
-    def _finish(self, plan: _Plan, text: str, first: float | None) -> tuple[Answer, str]:
+    def _finish(self, plan: _Plan, first: float | None) -> tuple[Answer, str]:
         now = time.perf_counter()
-        route, sources, suffix = plan.route, [], ""
-        if route == "generate":
-            text, suffix, cited = finalize_citations(text, plan.used)
-            by_id = {h.id: h for h in plan.used}
-            sources = [Source.from_hit(by_id[i]) for i in cited]
-            if not text.strip() or _DONT_KNOW_RE.search(text):
-                # The model itself found no answer in the passages: hand off rather than guess.
-                route, text, sources, suffix = "handoff", DONT_KNOW, [], ""
-        elif route == "faq":
-            sources = [Source.from_hit(plan.used[0])]
+        verification = None
+        if plan.verification is not None:
+            verification = plan.verification.to_dict() | {"used": plan.generated_used}
         answer = Answer(
-            text=text,
-            sources=sources,
-            confidence=plan.confidence,
-            handoff=route == "handoff",
+            text=plan.text,
+            sources=[Source.from_hit(h) for h in plan.sources],
+            confidence=plan.answer_confidence,
+            handoff=plan.route == "handoff",
             intent=plan.intent,
             intent_confidence=plan.intent_confidence,
             latency_ms=1000 * (now - plan.start),
             ttft_ms=1000 * ((first or now) - plan.start),
-            route=route,
+            route=plan.route,
             query=plan.query,
             related=[Source.from_hit(h) for h in plan.hits],
             notice=plan.notice,
             dropped=plan.dropped,
+            retrieval_confidence=plan.confidence,
+            evidence=[p.to_dict() for p in plan.evidence],
+            verification=verification,
         )
         logger.info(
             "Answered",
-            extra={"route": route, "confidence": plan.confidence, "latency_ms": answer.latency_ms},
+            extra={"route": plan.route, "confidence": answer.confidence, "latency_ms": answer.latency_ms},
         )
-        return answer, suffix
+        return answer, ""
 
 
 __all__ = ["Answer", "AnswerStream", "EmptyQuestionError", "Source", "SupportBot"]

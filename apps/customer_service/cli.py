@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from core.console import console, print_error
+from core.console import console, exit_on_error, fail, print_error
 from core.console import out as out_console
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,11 @@ def evaluate(
 
 @app.command("ask")
 def ask(
-    question: Annotated[str, typer.Argument(help="The customer's question.")],
+    question: Annotated[str | None, typer.Argument(help="The customer's question.")] = None,
+    questions_file: Annotated[
+        Path | None,
+        typer.Option("--questions", help="CSV with a 'question' column: answer every row (one model load)."),
+    ] = None,
     kb_dir: KBDirOption = None,
     config_file: Annotated[
         Path | None,
@@ -153,40 +157,77 @@ def ask(
     ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option(
-            "--set", help="Bot setting, e.g. answer.max_new_tokens=64 or gate.handoff_threshold=0.6."
-        ),
+        typer.Option("--set", help="Bot setting, e.g. answer.mode=generate or gate.handoff_threshold=0.6."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Answer one question from the knowledge base, with cited sources (or hand off)."""
+    """Answer a question (or every row of --questions) from the knowledge base, with cited sources.
+
+    With --json, prints one JSON object per answer (one per line with --questions): question,
+    answer, route, confidence, handoff, and sources (id, title, score, text of the cited passage).
+    """
     from apps.customer_service.bot import EmptyQuestionError, SupportBot
     from apps.customer_service.config import load_bot_config
-    from apps.customer_service.errors import KBFormatError
+    from apps.customer_service.errors import KBFormatError, SourceError
+    from apps.customer_service.evaluation import read_questions
     from apps.customer_service.knowledge_base import default_kb_dir
     from core.config import ConfigError
 
-    try:
-        config = load_bot_config(config_file, overrides or [])
-        bot = SupportBot.from_dir(kb_dir or default_kb_dir(), config)
-        reply = bot.answer(question)
-    except (EmptyQuestionError, ConfigError, FileNotFoundError, KBFormatError, ValueError) as err:
-        print_error(err)
-        raise typer.Exit(code=2) from None
+    if (question is None) == (questions_file is None):
+        raise fail("give exactly one of a QUESTION argument and --questions FILE")
+    input_errors = (
+        EmptyQuestionError,
+        ConfigError,
+        FileNotFoundError,
+        KBFormatError,
+        SourceError,
+        ValueError,
+    )
+    with exit_on_error(*input_errors):
+        questions = [question] if question is not None else read_questions(questions_file)
+        bot = SupportBot.from_dir(kb_dir or default_kb_dir(), load_bot_config(config_file, overrides or []))
+    batch = questions_file is not None
+    for i, text in enumerate(questions):
+        with exit_on_error(*input_errors):
+            reply = bot.answer(text)
+        if as_json:
+            payload = reply.to_json(text if batch else None)
+            typer.echo(json.dumps(payload, ensure_ascii=False, indent=None if batch else 2))
+            continue
+        if batch:
+            out_console.print(f"Q{i + 1}: {text}", markup=False)
+        _print_answer(reply)
+
+
+def _print_answer(reply) -> None:  # noqa: ANN001 - an apps.customer_service.bot.Answer
     if reply.notice:
-        console.print(f"[yellow]{reply.notice}[/]")
-    if as_json:
-        typer.echo(json.dumps(reply.to_json(), ensure_ascii=False, indent=2))
-        return
+        console.print(reply.notice, markup=False)
     out_console.print(reply.text, markup=False)
     for source in reply.sources:
         out_console.print(
             f"  [{source.id}] {source.title} (score {source.score:.3f})"
-            + (f" {source.url}" if source.url else "")
+            + (f" {source.url}" if source.url else ""),
+            markup=False,
         )
-    badge = "[red]HAND-OFF to a human agent[/]" if reply.handoff else f"route {reply.route}"
+    badge = "HAND-OFF to a human agent" if reply.handoff else f"route {reply.route}"
     intent = f", intent {reply.intent}" if reply.intent else ""
-    console.print(f"{badge}; confidence {reply.confidence:.2f}{intent}; {reply.latency_ms:.0f} ms")
+    console.print(
+        f"{badge}; confidence {reply.confidence:.2f}{intent}; {reply.latency_ms:.0f} ms", markup=False
+    )
+
+
+@app.command("answering")
+def answering_cmd(
+    mode: Annotated[str, typer.Option("--mode", help="extractive (quote passages) or generate (verified).")],
+    kb_dir: KBDirOption = None,
+) -> None:
+    """Choose how this KB answers from passages: quoted sentences, or verified generated answers."""
+    from apps.customer_service.answering import set_answer_mode
+    from apps.customer_service.knowledge_base import default_kb_dir
+
+    with exit_on_error(ValueError, OSError):
+        path = set_answer_mode(kb_dir or default_kb_dir(), mode)
+    console.print(f"answer mode {mode} written to {path}", markup=False)
 
 
 @app.command("export-feedback")

@@ -41,7 +41,7 @@ from core.config import write_json_atomic
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
-Route = Literal["faq", "generate", "handoff"]
+Route = Literal["faq", "extract", "generate", "handoff"]
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,16 @@ class Calibration:
         return _sigmoid(self.weight * top_cosine(hits) + self.bias)
 
     def route(self, hits: Sequence[Hit], confidence: float) -> Route:
-        """``faq`` (verbatim), ``generate`` or ``handoff`` for these hits and confidence."""
+        """``faq`` (verbatim), ``extract`` (answer from the passages) or ``handoff`` for these hits.
+
+        The bot answers an ``extract`` route by quoting passage sentences, or, where generation is
+        enabled for the KB, with a verified generated answer (route ``generate``).
+        """
         if not hits or confidence < self.handoff_threshold:
             return "handoff"
         if hits[0].entry.kind == "faq" and margin(hits) >= self.verbatim_margin:
             return "faq"
-        return "generate"
+        return "extract"
 
     def save(self, kb_dir: str | Path) -> Path:
         """Write ``calibration.json`` into ``kb_dir`` atomically."""

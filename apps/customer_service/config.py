@@ -10,19 +10,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from apps.customer_service.retrieval import RetrievalConfig
 from core.config import load_config
+from core.grounding import DEFAULT_SUPPORT_THRESHOLD
 from core.paths import project_root
 
 CONFIG_FILE = "customer_service.yaml"
+AnswerMode = Literal["extractive", "generate"]
+ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 SECTION = "bot"
 
 
 @dataclass(frozen=True)
 class AnswerConfig:
-    """How answers are generated from retrieved passages."""
+    """How answers are written from retrieved passages (when no curated FAQ answer is quoted).
 
+    ``mode: extractive`` (the default) quotes the passage sentences that best answer the question;
+    ``mode: generate`` lets the answer model write the answer, and keeps only the sentences the
+    grounding verifier finds supported by a cited passage (falling back to the extractive answer
+    when too little survives). A KB can choose its own mode in ``answering.json``
+    (``aigc support answering --kb-dir DIR --mode generate``).
+    """
+
+    mode: AnswerMode = field(
+        default="extractive",
+        metadata={"help": "extractive (quote passage sentences) or generate (verified generated answers)"},
+    )
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "Causal LM spec for answers"})
     adapter: str | None = field(
         default=None, metadata={"help": "LoRA adapter directory for the answer model"}
@@ -36,6 +51,26 @@ class AnswerConfig:
     passage_chars: int = field(default=600, metadata={"help": "Characters kept of each passage"})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest generated answer, in tokens"})
     repetition_penalty: float = field(default=1.1, metadata={"help": "Decoding repetition penalty"})
+    # Extractive answers (core.extractive.SentencePicker).
+    sentences_per_passage: int = field(default=3, metadata={"help": "Most sentences quoted from one passage"})
+    max_answer_chars: int = field(default=600, metadata={"help": "Longest extractive answer, in characters"})
+    passage_margin: float = field(
+        default=0.06,
+        metadata={"help": "A second passage is quoted when its best sentence scores within this of the best"},
+    )
+    min_sentence_score: float = field(
+        default=0.15,
+        metadata={"help": "Below this question-sentence score nothing in the passages answers: hand off"},
+    )
+    # Verified generation (core.grounding.GroundingVerifier).
+    support_threshold: float = field(
+        default=DEFAULT_SUPPORT_THRESHOLD,
+        metadata={"help": "Cosine a generated sentence needs to its best cited passage sentence"},
+    )
+    min_supported_share: float = field(
+        default=0.5,
+        metadata={"help": "Below this share of supported sentences a generated answer is replaced"},
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +136,9 @@ def load_bot_config(path: str | Path | None = None, overrides: Sequence[str] = (
 
 
 __all__ = [
+    "ANSWER_MODES",
     "AnswerConfig",
+    "AnswerMode",
     "BotConfig",
     "GateConfig",
     "RewriteConfig",

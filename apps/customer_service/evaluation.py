@@ -95,6 +95,37 @@ def read_queries(path: str | Path, kb: KnowledgeBase | None = None) -> list[Eval
     return queries
 
 
+def read_questions(path: str | Path, column: str = "question") -> list[str]:
+    """The questions of a CSV file (one per row in ``column``; other columns are ignored).
+
+    Raises:
+        FileNotFoundError: The file does not exist (or is a folder).
+        SourceError: Bad encoding, malformed CSV, a missing column, an empty question or no
+            questions at all — naming the row and field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"questions file {path} does not exist or is not a file")
+    text = decode_utf8(path.read_bytes(), path)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    questions = []
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+        if column not in header:
+            raise SourceError(path, f"missing column '{column}' in the header {header}", line=1, field=column)
+        reader.fieldnames = header
+        for row, record in enumerate(reader):
+            question = (record.get(column) or "").strip()
+            if not question:
+                raise SourceError(path, "is empty", row=row, line=reader.line_num, field=column)
+            questions.append(question)
+    except csv.Error as err:
+        raise SourceError(path, f"malformed CSV: {err}", line=reader.line_num) from err
+    if not questions:
+        raise SourceError(path, "holds no questions")
+    return questions
+
+
 def score_rankings(rankings: Sequence[Sequence[str]], queries: Sequence[EvalQuery]) -> dict[str, float]:
     """Query-averaged ``recall@k`` and ``hit@k`` (k in :data:`K_VALUES`), ``mrr@10`` and ``ndcg@10``."""
     gold = [set(q.gold_ids) for q in queries]

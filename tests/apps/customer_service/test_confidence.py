@@ -43,8 +43,8 @@ def test_route_hands_off_below_threshold_and_quotes_a_clear_faq_winner():
     assert cal.route(clear, 0.49) == "handoff"
     assert cal.route([], 0.9) == "handoff"
     assert cal.route(clear, 0.6) == "faq"
-    assert cal.route(close, 0.99) == "generate"
-    assert cal.route(doc, 0.99) == "generate"  # only curated FAQ answers are quoted verbatim
+    assert cal.route(close, 0.99) == "extract"
+    assert cal.route(doc, 0.99) == "extract"  # only curated FAQ answers are quoted verbatim
 
 
 def test_margin_skips_other_answers_to_the_same_question():
@@ -61,7 +61,7 @@ def test_margin_skips_other_answers_to_the_same_question():
     assert margin(hits[:2]) == pytest.approx(1.0)  # nothing else competes
     other = [make_hit("t1-a", score=1.0, question=same), make_hit("t3-a", score=0.97, rank=2)]
     assert margin(other) == pytest.approx(0.03)
-    assert cal.route(other, 0.9) == "generate"
+    assert cal.route(other, 0.9) == "extract"
 
 
 def test_best_cut_separates_the_classes():

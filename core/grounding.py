@@ -1,0 +1,220 @@
+"""Grounding verifier: is every sentence of an answer supported by the passages it cites?
+
+A sentence is *supported* when all three checks pass against its cited passages:
+
+1. **facts** — every number, URL, e-mail address, phone number and name in it occurs in the cited
+   text (:func:`core.facts.unsupported_facts`);
+2. **meaning** — its embedding is close to the best passage sentence (or pair of adjacent
+   sentences): cosine at or above ``threshold``, calibrated on labelled (claim, passage, supported)
+   pairs with :func:`calibrate_threshold`;
+3. **polarity** — it is negated ("not", "never", "cannot", a leading "No") exactly when that best
+   passage sentence is, so "you can return opened mattresses" is not supported by "opened
+   mattresses cannot be returned".
+
+:meth:`GroundingVerifier.verify` keeps the supported sentences of an answer and reports the
+dropped ones with their reasons; the caller decides what to show when too little is left.
+
+Example:
+    >>> verifier = GroundingVerifier(Embedder("minilm-l6"), threshold=0.6)
+    >>> result = verifier.verify("Returns take 4 weeks. Plus members have 60 days.", {"ret": passage})
+    >>> result.text, [c.reasons for c in result.dropped]
+    ('Plus members have 60 days.', [['number 4']])
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.facts import is_negated, unsupported_facts
+from core.sentences import split_sentences
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SUPPORT_THRESHOLD",
+    "GroundingVerifier",
+    "SentenceCheck",
+    "Verification",
+    "calibrate_threshold",
+]
+
+#: Cosine (all-MiniLM-L6-v2) at or above which a claim counts as meaning what a passage sentence
+#: says; calibrated on the labelled pairs of ``bench/data/grounding_pairs.csv``
+#: (docs/benchmarks/support_grounding.md).
+DEFAULT_SUPPORT_THRESHOLD = 0.62
+_CITATION = re.compile(r"\s*\[[^\[\]]{1,200}\]")
+_LEADING_NO = re.compile(r"^\s*no\b", re.IGNORECASE)
+
+
+class _Encoder(Protocol):
+    def encode(
+        self, texts: Sequence[str], batch_size: int = ..., show_progress_bar: bool | None = ...
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """The verdict on one answer sentence.
+
+    Attributes:
+        sentence: The sentence (citations removed).
+        supported: Whether all checks passed.
+        reasons: Why not (``"number 4"``, ``"meaning 0.41 < 0.62"``, ``"polarity"``); empty when supported.
+        score: Cosine to the best passage sentence (or adjacent pair).
+        evidence: That passage text.
+        source_id: The passage it came from.
+    """
+
+    sentence: str
+    supported: bool
+    reasons: list[str]
+    score: float
+    evidence: str = ""
+    source_id: str | None = None
+
+
+@dataclass
+class Verification:
+    """The verdict on an answer: its sentences, which were kept and which dropped."""
+
+    checks: list[SentenceCheck] = field(default_factory=list)
+
+    @property
+    def kept(self) -> list[SentenceCheck]:
+        """The supported sentences, in answer order."""
+        return [c for c in self.checks if c.supported]
+
+    @property
+    def dropped(self) -> list[SentenceCheck]:
+        """The unsupported sentences, in answer order."""
+        return [c for c in self.checks if not c.supported]
+
+    @property
+    def supported_share(self) -> float:
+        """Share of sentences supported (0 for an answer without sentences)."""
+        return len(self.kept) / len(self.checks) if self.checks else 0.0
+
+    @property
+    def text(self) -> str:
+        """The answer made of the supported sentences only."""
+        return " ".join(c.sentence for c in self.kept)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (counts and the dropped sentences with their reasons)."""
+        return {
+            "sentences": len(self.checks),
+            "supported": len(self.kept),
+            "supported_share": round(self.supported_share, 4),
+            "dropped": [{"sentence": c.sentence, "reasons": c.reasons} for c in self.dropped],
+        }
+
+
+class GroundingVerifier:
+    """Checks answer sentences against cited passages (facts, meaning, polarity).
+
+    Args:
+        embedder: Sentence encoder with ``encode(texts) -> (n, dim)`` L2-normalised rows (the KB's).
+        threshold: Cosine at or above which a sentence's meaning counts as supported.
+        min_words: Sentences shorter than this (after removing citations) are not checked for
+            meaning, only for facts ("Yes." or "Thank you." state nothing to verify).
+    """
+
+    def __init__(
+        self, embedder: _Encoder, threshold: float = DEFAULT_SUPPORT_THRESHOLD, min_words: int = 3
+    ) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+        self.min_words = min_words
+
+    def check(self, sentences: Sequence[str], passages: Mapping[str, str]) -> list[SentenceCheck]:
+        """Verdicts on ``sentences`` against ``passages`` (``{source id: text}``), in order."""
+        sentences = [s for s in (_CITATION.sub("", s).strip() for s in sentences) if s]
+        if not sentences:
+            return []
+        units = _evidence_units(passages)
+        if not units:
+            return [SentenceCheck(s, False, ["no cited passage"], 0.0) for s in sentences]
+        cited_text = "\n".join(passages.values())
+        vectors = np.asarray(self.embedder.encode(sentences + [text for _, text in units]))
+        sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T
+        checks = []
+        for i, sentence in enumerate(sentences):
+            best = int(np.argmax(sims[i]))
+            source_id, evidence = units[best]
+            score = float(sims[i, best])
+            reasons = unsupported_facts(sentence, cited_text)
+            if len(sentence.split()) >= self.min_words:
+                if score < self.threshold:
+                    reasons.append(f"meaning {score:.2f} < {self.threshold:.2f}")
+                if _negated(sentence) != _negated(evidence):
+                    reasons.append("polarity")
+            checks.append(SentenceCheck(sentence, not reasons, reasons, score, evidence, source_id))
+        return checks
+
+    def verify(self, answer: str, passages: Mapping[str, str]) -> Verification:
+        """Split ``answer`` into sentences and check each against ``passages``."""
+        result = Verification(self.check([s.text for s in split_sentences(answer)], passages))
+        if result.dropped:
+            logger.info(
+                "Dropped unsupported answer sentences",
+                extra={"dropped": len(result.dropped), "sentences": len(result.checks)},
+            )
+        return result
+
+
+def _negated(text: str) -> bool:
+    return is_negated(text) or bool(_LEADING_NO.match(text))
+
+
+def _evidence_units(passages: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each passage's sentences and each pair of adjacent sentences (an answer may join two)."""
+    units: list[tuple[str, str]] = []
+    for source_id, text in passages.items():
+        sentences = [s.text for s in split_sentences(text)]
+        units += [(source_id, s) for s in sentences]
+        units += [(source_id, f"{a} {b}") for a, b in zip(sentences, sentences[1:], strict=False)]
+    return units
+
+
+def calibrate_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, dict[str, float]]:
+    """The cosine threshold that best separates supported from unsupported labelled pairs.
+
+    Chooses the cut with the highest balanced accuracy, ties broken towards the *higher* cut
+    (a wrongly kept sentence reaches a customer; a wrongly dropped one only shortens an answer).
+
+    Args:
+        scores: Cosine of each labelled claim to its best passage sentence.
+        labels: Whether a person judged the claim supported by the passage.
+
+    Returns:
+        ``(threshold, report)`` where the report has the balanced accuracy, precision and recall
+        of "supported" at that threshold.
+
+    Raises:
+        ValueError: Lengths differ or only one class is present.
+    """
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    if len(s) != len(y) or y.all() or not y.any():
+        raise ValueError("calibration needs as many labels as scores, with both classes present")
+    values = np.unique(s)
+    cuts = np.concatenate([(values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]])
+    best_cut, best_acc = float(cuts[0]), -1.0
+    for cut in cuts:
+        predicted = s >= cut
+        acc = (predicted[y].mean() + (~predicted[~y]).mean()) / 2
+        if acc >= best_acc - 1e-12:
+            best_cut, best_acc = float(cut), float(acc)
+    predicted = s >= best_cut
+    precision = float(y[predicted].mean()) if predicted.any() else 1.0
+    return round(best_cut, 4), {
+        "balanced_accuracy": round(best_acc, 4),
+        "precision": round(precision, 4),
+        "recall": round(float(predicted[y].mean()), 4),
+        "pairs": int(len(y)),
+    }
