@@ -42,6 +42,7 @@ __all__ = [
     "SentenceCheck",
     "Verification",
     "calibrate_threshold",
+    "strip_citations",
 ]
 
 #: Cosine (all-MiniLM-L6-v2) at or above which a claim counts as meaning what a passage sentence
@@ -134,7 +135,7 @@ class GroundingVerifier:
 
     def check(self, sentences: Sequence[str], passages: Mapping[str, str]) -> list[SentenceCheck]:
         """Verdicts on ``sentences`` against ``passages`` (``{source id: text}``), in order."""
-        sentences = [s for s in (_CITATION.sub("", s).strip() for s in sentences) if s]
+        sentences = [s for s in (strip_citations(s) for s in sentences) if s]
         if not sentences:
             return []
         units = _evidence_units(passages)
@@ -166,6 +167,11 @@ class GroundingVerifier:
                 extra={"dropped": len(result.dropped), "sentences": len(result.checks)},
             )
         return result
+
+
+def strip_citations(text: str) -> str:
+    """``text`` without bracketed citations (``[order-01]``): they are references, not claims."""
+    return " ".join(_CITATION.sub("", text).split())
 
 
 def _negated(text: str) -> bool:

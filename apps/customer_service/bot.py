@@ -138,11 +138,11 @@ class Answer:
         return payload | {
             "answer": self.text,
             "route": self.route,
-            "confidence": round(self.confidence, 4),
-            "handoff": self.handoff,
             "sources": [
                 {"id": s.id, "title": s.title, "score": s.score, "text": s.text} for s in self.sources
             ],
+            "confidence": round(self.confidence, 4),
+            "handoff": self.handoff,
             "intent": self.intent,
             "latency_ms": round(self.latency_ms, 1),
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from apps.customer_service.bot import EmptyQuestionError, SupportBot
@@ -42,28 +44,96 @@ def test_out_of_scope_questions_hand_off(bot):
     assert reply.related, "the agent still sees what retrieval found"
 
 
-def test_generated_answers_stream_and_always_cite_a_given_passage(bot, monkeypatch):
-    # Force generation: a near-tie between two entries is not quoted verbatim.
+def test_passage_answers_quote_cited_sentences_with_their_spans(bot):
+    # A near-tie between two entries is not quoted verbatim: the bot answers from the passages.
     bot.calibration = Calibration(**{**bot.calibration.__dict__, "verbatim_margin": 2.0})
     stream = bot.stream("how long until i get my money back after a return")
     chunks = list(stream)
     reply = stream.answer
-    assert reply is not None and len(chunks) > 1
-    if reply.route == "generate":
-        assert "".join(chunks).strip() == reply.text.strip()
-        cited = [s.id for s in reply.sources]
-        assert cited and set(cited) <= {s.id for s in reply.related}
-        assert f"[{cited[0]}]" in reply.text
-    else:  # the random model's text happened to read as "I don't know"
-        assert reply.handoff
+    assert reply is not None and reply.route == "extract" and not reply.handoff
+    assert "".join(chunks) == reply.text
+    cited = [s.id for s in reply.sources]
+    assert cited and set(cited) <= {s.id for s in reply.related}
+    for item in reply.evidence:  # every quoted sentence stands verbatim in its cited source
+        source = bot.kb.get(item["source_id"])
+        assert item["source_id"] in cited
+        assert source.text[item["start"] + 1 : item["end"]] == item["text"][1:]
+        assert item["text"] in reply.text
+    assert "5 working days" in reply.text and f"[{cited[0]}]" in reply.text
+    assert 0 < reply.confidence <= reply.retrieval_confidence
+
+
+class ScriptedGenerator:
+    """Stands in for the answer model's *text* only, to test what verification keeps: the real
+    SmolLM2 runs through the same path in test_e2e.py."""
+
+    max_positions = None
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.prompts: list = []
+
+    def stream(self, messages, **_kwargs):
+        self.prompts.append(messages)
+        yield from self.text.split(" ")[:1]
+        yield " " + " ".join(self.text.split(" ")[1:])
+
+
+def test_generated_sentences_that_the_sources_do_not_support_are_dropped(calibrated_kb_dir, minilm):  # noqa: F811
+    text = (
+        "We refund within 5 working days after the returned item reaches our warehouse [ret-03]. "
+        "You will also get a 20 % voucher at https://deals.example.com/refund [ret-03]."
+    )
+    config = BotConfig(answer=replace(BotConfig().answer, mode="generate"))
+    bot = SupportBot.from_dir(calibrated_kb_dir, config, embedder=minilm, generator=ScriptedGenerator(text))
+    bot.calibration = Calibration(**{**bot.calibration.__dict__, "verbatim_margin": 2.0})
+    reply = bot.answer("how long until i get my money back after a return")
+    assert reply.route == "generate", reply.verification
+    assert "deals.example.com" not in reply.text and "20" not in reply.text
+    assert reply.text.startswith("We refund within 5 working days") and "[ret-03]" in reply.text
+    assert reply.verification["supported"] == 1 and reply.verification["sentences"] == 2
+    reasons = reply.verification["dropped"][0]["reasons"]
+    assert "number 20" in reasons and any(r.startswith("url deals.example.com") for r in reasons)
+    assert reply.confidence == pytest.approx(0.5 * reply.retrieval_confidence, abs=1e-3)
+
+
+def test_a_generated_answer_that_fails_verification_is_never_shown(calibrated_kb_dir, minilm):  # noqa: F811
+    text = "The return window for shoes is 4 weeks after the purchase date [ret-03]. Call 0800 555 0199."
+    config = BotConfig(answer=replace(BotConfig().answer, mode="generate"))
+    bot = SupportBot.from_dir(calibrated_kb_dir, config, embedder=minilm, generator=ScriptedGenerator(text))
+    bot.calibration = Calibration(**{**bot.calibration.__dict__, "verbatim_margin": 2.0})
+    reply = bot.answer("how long until i get my money back after a return")
+    assert reply.route == "extract" and reply.verification["used"] is False
+    assert "4 weeks" not in reply.text and "0800" not in reply.text
+    assert reply.verification["supported"] == 0
+
+
+def test_a_kb_opts_into_generation_with_answering_json(calibrated_kb_dir, minilm, tmp_path):  # noqa: F811
+    import shutil
+
+    from apps.customer_service.answering import set_answer_mode
+
+    kb_dir = tmp_path / "kb"
+    shutil.copytree(calibrated_kb_dir, kb_dir)
+    assert SupportBot.from_dir(kb_dir, embedder=minilm).answer_mode == "extractive"
+    set_answer_mode(kb_dir, "generate")
+    assert SupportBot.from_dir(kb_dir, embedder=minilm).answer_mode == "generate"
+    with pytest.raises(ValueError, match="must be one of"):
+        set_answer_mode(kb_dir, "creative")
+    (kb_dir / "answering.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="answering.json"):
+        SupportBot.from_dir(kb_dir, embedder=minilm).answer_mode  # noqa: B018
 
 
 def test_json_payload_has_the_documented_keys(bot):
     payload = bot.answer("i forgot my login password").to_json()
-    assert list(payload) == ["answer", "sources", "confidence", "handoff", "intent", "latency_ms"]
+    assert list(payload) == ["answer", "route", "sources", "confidence", "handoff", "intent", "latency_ms"]
+    faq = bot.kb.get("acct-01")
+    assert payload["route"] == "faq"
     assert payload["sources"] == [
-        {"id": "acct-01", "title": "Resetting your password", "score": payload["sources"][0]["score"]}
+        {"id": "acct-01", "title": faq.title, "score": payload["sources"][0]["score"], "text": faq.text}
     ]
+    assert list(bot.answer("i forgot my login password").to_json("q?"))[:2] == ["question", "answer"]
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t"])

@@ -25,10 +25,66 @@ def test_ask_prints_the_documented_json(calibrated_kb_dir):  # noqa: F811
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"answer", "sources", "confidence", "handoff", "intent", "latency_ms"}
-    assert payload["sources"][0]["id"] == "acct-01" and set(payload["sources"][0]) == {"id", "title", "score"}
+    assert set(payload) == {"answer", "route", "sources", "confidence", "handoff", "intent", "latency_ms"}
+    source = payload["sources"][0]
+    assert source["id"] == "acct-01" and set(source) == {"id", "title", "score", "text"}
+    assert source["text"] == payload["answer"] and payload["route"] == "faq"
     assert payload["handoff"] is False and payload["intent"] is None
     assert payload["answer"].startswith("Click Sign in, then Forgot password")
+
+
+def test_ask_answers_every_row_of_a_questions_file_as_json_lines(calibrated_kb_dir, tmp_path):  # noqa: F811
+    questions = tmp_path / "questions.csv"
+    questions.write_text(
+        "id,question\n1,i forgot my login password\n2,how tall is mount everest\n"
+        '3,"how long until i get my money back after a return"\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app, ["ask", "--questions", str(questions), "--kb-dir", str(calibrated_kb_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["question"] for r in rows] == [
+        "i forgot my login password",
+        "how tall is mount everest",
+        "how long until i get my money back after a return",
+    ]
+    assert [r["route"] for r in rows][:2] == ["faq", "handoff"] and rows[1]["sources"] == []
+    for row in rows:
+        assert {"question", "answer", "route", "confidence", "handoff", "sources"} <= set(row)
+        for source in row["sources"]:
+            assert set(source) == {"id", "title", "score", "text"} and source["text"]
+    assert "5 working days" in rows[2]["answer"] and not rows[2]["handoff"]
+
+
+def test_ask_questions_file_errors_name_the_row_and_field(calibrated_kb_dir, tmp_path):  # noqa: F811
+    bad = tmp_path / "q.csv"
+    bad.write_text("question\nfine\n   \n", encoding="utf-8")
+    result = runner.invoke(app, ["ask", "--questions", str(bad), "--kb-dir", str(calibrated_kb_dir)])
+    assert result.exit_code == 2
+    assert f"{bad}: row 1 (line 3), field 'question': is empty" in result.output
+    no_column = tmp_path / "c.csv"
+    no_column.write_text("query\nhello\n", encoding="utf-8")
+    result = runner.invoke(app, ["ask", "--questions", str(no_column), "--kb-dir", str(calibrated_kb_dir)])
+    assert result.exit_code == 2 and "missing column 'question'" in result.output
+    both = runner.invoke(app, ["ask", "hi", "--questions", str(bad), "--kb-dir", str(calibrated_kb_dir)])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    folder = runner.invoke(app, ["ask", "--questions", str(tmp_path), "--kb-dir", str(calibrated_kb_dir)])
+    assert folder.exit_code == 2 and "not a file" in folder.output
+    assert "Traceback" not in result.output + both.output + folder.output
+
+
+def test_answering_sets_the_kb_answer_mode(calibrated_kb_dir, tmp_path):  # noqa: F811
+    kb_dir = tmp_path / "kb"
+    shutil.copytree(calibrated_kb_dir, kb_dir)
+    result = runner.invoke(app, ["answering", "--kb-dir", str(kb_dir), "--mode", "generate"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((kb_dir / "answering.json").read_text())["mode"] == "generate"
+    bad = runner.invoke(app, ["answering", "--kb-dir", str(kb_dir), "--mode", "poetry"])
+    assert bad.exit_code == 2 and "must be one of" in bad.output
+    nokb = runner.invoke(app, ["answering", "--kb-dir", str(tmp_path), "--mode", "generate"])
+    assert nokb.exit_code == 2 and "no knowledge base" in nokb.output
 
 
 def test_ask_hands_off_out_of_scope(calibrated_kb_dir):  # noqa: F811
