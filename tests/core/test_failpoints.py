@@ -23,7 +23,9 @@ def _run(env_value: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     if env_value is not None:
         env[ENV_VAR] = env_value
-    return subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=False
+    )
 
 
 def test_unarmed_point_does_nothing():
