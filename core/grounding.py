@@ -51,6 +51,7 @@ __all__ = [
 DEFAULT_SUPPORT_THRESHOLD = 0.62
 _CITATION = re.compile(r"\s*\[[^\[\]]{1,200}\]")
 _LEADING_NO = re.compile(r"^\s*no\b", re.IGNORECASE)
+_CLAUSE = re.compile(r"\s*(?:;|:|—|–|\s-\s)\s*|,\s+(?:but|while|whereas|and)\s+")
 
 
 class _Encoder(Protocol):
@@ -179,11 +180,15 @@ def _negated(text: str) -> bool:
 
 
 def _evidence_units(passages: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Each passage's sentences and each pair of adjacent sentences (an answer may join two)."""
+    """Each passage's sentences, their clauses (an answer may restate half of one) and each pair of
+    adjacent sentences (an answer may join two)."""
     units: list[tuple[str, str]] = []
     for source_id, text in passages.items():
         sentences = [s.text for s in split_sentences(text)]
         units += [(source_id, s) for s in sentences]
+        for sentence in sentences:
+            clauses = [c.strip() for c in _CLAUSE.split(sentence) if len(c.split()) >= 3]
+            units += [(source_id, c) for c in clauses if len(clauses) > 1]
         units += [(source_id, f"{a} {b}") for a, b in zip(sentences, sentences[1:], strict=False)]
     return units
 
