@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import streamlit as st
 
+from apps.customer_service.answering import highlight_spans
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.config import load_bot_config
 from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
@@ -64,6 +66,35 @@ def kb_picker(label: str = "Knowledge base") -> Path:
     picked = typed.strip() or choice
     st.session_state[KB_KEY] = picked
     return Path(picked)
+
+
+def confidence_level(confidence: float, handoff_threshold: float) -> tuple[str, str]:
+    """``(label, badge colour)`` of an answer's confidence: high at 0.8 and above, low under the
+    KB's hand-off threshold, medium in between."""
+    if confidence >= max(0.8, handoff_threshold):
+        return "high", "green"
+    if confidence >= handoff_threshold:
+        return "medium", "orange"
+    return "low", "red"
+
+
+def highlighted_markdown(passage: str, answer: str) -> str:
+    """``passage`` as Markdown with the sentences that ``answer`` quotes highlighted.
+
+    Markdown control characters inside the passage are escaped, so KB text cannot change the
+    page's layout or add links that the KB does not show as text.
+    """
+    out, last = [], 0
+    for start, end in highlight_spans(answer, passage):
+        out.append(_escape(passage[last:start]))
+        out.append(f":orange-background[{_escape(passage[start:end])}]")
+        last = end
+    out.append(_escape(passage[last:]))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]()#+!|<>~:$-])", r"\\\1", text)
 
 
 def kb_ready(kb_dir: Path) -> bool:

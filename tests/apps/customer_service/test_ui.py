@@ -58,6 +58,33 @@ def test_chat_answers_with_sources_badges_and_stores_the_conversation(data_kb_di
     assert "Hand-off" in at.warning[0].value
 
 
+def test_a_passage_answer_is_quoted_with_its_sentences_highlighted_in_the_source(data_kb_dir):  # noqa: F811
+    at = open_page("chat.py")
+    at.chat_input[0].set_value("can i return a mattress after sleeping on it").run()
+    assert not at.exception, [e.value for e in at.exception]
+    texts = [m.value for m in at.markdown]
+    answer = next(t for t in texts if t.startswith("Opened mattresses"))
+    assert "[policies/returns.md#items-we-cannot-take-back-0]" in answer
+    badges = " ".join(t for t in texts if "-badge[" in t)
+    assert "route: extract" in badges and "quoted from sources" in badges
+    highlighted = [t for t in texts if ":orange-background[" in t]
+    assert any(
+        "orange-background[Opened mattresses, pillows and duvets cannot be returned" in t for t in highlighted
+    )
+
+
+def test_confidence_levels_and_highlighting_escape_markdown():
+    from apps.customer_service.ui.common import confidence_level, highlighted_markdown
+
+    assert confidence_level(0.95, 0.5) == ("high", "green")
+    assert confidence_level(0.6, 0.5) == ("medium", "orange")
+    assert confidence_level(0.3, 0.5) == ("low", "red")
+    marked = highlighted_markdown(
+        "See [terms](http://x.example). Items must be unused.", "Items must be unused. [r]"
+    )
+    assert marked == "See \\[terms\\]\\(http\\://x.example\\). :orange-background[Items must be unused.]"
+
+
 def test_thumbs_down_with_a_correction_is_saved(data_kb_dir):  # noqa: F811
     at = open_page("chat.py")
     at.chat_input[0].set_value("i forgot my login password").run()

@@ -26,6 +26,17 @@ def test_chat_answers_with_sources_in_the_browser(data_kb_dir):  # noqa: F811
         source.click()  # open the expander: the entry's text and link
         page.get_by_text("https://help.pinecrest.example/faq/acct-01").wait_for(timeout=30_000)
 
+        box.fill("What is the return window for shoes?")
+        box.press("Enter")
+        page.get_by_text("quoted from sources").first.wait_for(timeout=120_000)
+        passage = page.get_by_text("Source [policies/returns.md#return-window-0]").first
+        passage.click()  # the quoted sentences are highlighted in the passage
+        highlight = page.locator("span", has_text="You have 30 days from the day of delivery").last
+        highlight.wait_for(timeout=30_000)
+        assert "30 days" in page.inner_text("body") and "4 weeks" not in page.inner_text("body")
+        time.sleep(1.0)
+        screenshot(page, "support_chat_quoted")
+
         box.fill("how tall is mount everest")
         box.press("Enter")
         page.get_by_text("Hand-off: the bot is not confident").wait_for(timeout=120_000)

@@ -7,6 +7,7 @@ import streamlit as st
 from apps.customer_service.bot import EmptyQuestionError, SupportBot
 from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
+from apps.customer_service.ui.common import confidence_level, highlighted_markdown
 
 CONV_KEY = "support_conversation"
 HANDOFF_BANNER = "Hand-off: the bot is not confident it can answer this. A human agent should take over."
@@ -38,15 +39,25 @@ def sidebar_conversations() -> None:
                 st.rerun()
 
 
+ROUTE_LABELS = {
+    "faq": "curated FAQ answer",
+    "extract": "quoted from sources",
+    "generate": "generated, verified",
+    "handoff": "hand-off",
+}
+
+
 def badges(message: dict[str, Any]) -> None:
     row = st.container(horizontal=True)
     with row:
         confidence = message["confidence"] or 0.0
-        colour = "green" if confidence >= bot.calibration.handoff_threshold else "red"
-        st.badge(f"confidence {confidence:.2f}", color=colour, icon=":material/speed:")
+        level, colour = confidence_level(confidence, bot.calibration.handoff_threshold)
+        st.badge(f"confidence {confidence:.2f} ({level})", color=colour, icon=":material/speed:")
         if message["intent"]:
             st.badge(f"intent: {message['intent']}", color="violet", icon=":material/label:")
         st.badge(f"route: {message['route']}", color="gray")
+        if message["route"] in ROUTE_LABELS and message["route"] != "handoff":
+            st.badge(ROUTE_LABELS[message["route"]], color="blue", icon=":material/verified:")
         if message.get("latency_ms") is not None:
             st.badge(f"{message['latency_ms']:.0f} ms", color="gray", icon=":material/timer:")
 
@@ -56,7 +67,8 @@ def sources(message: dict[str, Any]) -> None:
     for source in cited:
         with st.expander(f"Source [{source['id']}] {source['title']} · score {source['score']:.3f}"):
             if source["id"] in bot.kb:
-                st.markdown(bot.kb.get(source["id"]).text)
+                # The sentences the answer quotes are highlighted in their passage.
+                st.markdown(highlighted_markdown(bot.kb.get(source["id"]).text, message["content"]))
             if source["url"]:
                 st.markdown(f"[{source['url']}]({source['url']})")
     others = [s for s in message["sources"] if not s["cited"]]
