@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 import requests
 
-from apps.finance_monitor.webhook_safety import AllowList, UnsafeWebhookURL, check_webhook_url, mask_url
+from apps.finance_monitor.webhook_safety import (
+    AllowList,
+    Resolver,
+    UnsafeWebhookURL,
+    check_webhook_url,
+    checked_session,
+    mask_url,
+    resolve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,8 @@ class WebhookSink:
         timeout: Seconds to connect, and seconds to wait for each read of the answer.
         headers: Extra request headers (e.g. an ``Authorization`` read from an environment variable).
         name: Name of the sink in the outbox.
+        resolver: Looks up the host before each attempt (tests inject answers; the address then
+            connected to is checked as well).
 
     Raises:
         UnsafeWebhookURL: Bad scheme or a literal non-public address (checked without DNS here).
@@ -92,6 +102,7 @@ class WebhookSink:
         timeout: float = 5.0,
         headers: Mapping[str, str] | None = None,
         name: str = "webhook",
+        resolver: Resolver = resolve,
     ) -> None:
         check_webhook_url(url, allow, resolver=None)
         if timeout <= 0:
@@ -102,8 +113,8 @@ class WebhookSink:
         self.timeout = timeout
         self.headers = dict(headers or {})
         self.name = name
-        self._session = requests.Session()
-        self._session.trust_env = False  # no proxies or .netrc from the environment: the checked host is hit
+        self.resolver = resolver
+        self._session = checked_session(allow)
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, target={self.target!r})"
@@ -115,7 +126,7 @@ class WebhookSink:
             DeliveryError: Refused, failed or timed out (``retryable`` says what to do next).
         """
         try:
-            check_webhook_url(self.url, self.allow)
+            check_webhook_url(self.url, self.allow, resolver=self.resolver)
         except UnsafeWebhookURL as err:
             raise DeliveryError(str(err), retryable=False) from None
         except OSError as err:
@@ -125,6 +136,8 @@ class WebhookSink:
             response = self._session.post(
                 self.url, json=dict(payload), headers=headers, timeout=self.timeout, allow_redirects=False
             )
+        except UnsafeWebhookURL as err:  # the address connected to (see checked_session)
+            raise DeliveryError(str(err), retryable=False) from None
         except requests.Timeout:
             raise DeliveryError(f"{self.target}: timed out after {self.timeout:g}s", retryable=True) from None
         except requests.RequestException as err:

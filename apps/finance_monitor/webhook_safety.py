@@ -6,22 +6,32 @@ non-global addresses are refused (every address the name resolves to is checked)
 file or a DNS answer cannot turn the monitor into a probe of the internal network. Hosts,
 addresses or networks listed under ``webhooks: allow:`` in the rules YAML are exempt (a local
 receiver during tests, an internal alert router). The check runs when the monitor starts and
-again before every attempt, because DNS answers change; redirects are never followed.
+again before every attempt, because DNS answers change; and :func:`checked_session` checks the
+address actually connected to, before a byte is sent, so a DNS answer that changes between the
+check and the connection (DNS rebinding) is caught too. Redirects are never followed.
 
 **What is shown.** Webhook URLs often carry their token (Slack-style
 ``/services/T…/B…/secret`` paths, ``?token=`` queries, ``user:password@``). Only
 :func:`mask_url`'s form is written to the database, the log and the UI; the real URL stays in
-the process (read from the config or, preferably, an environment variable).
+the process (read from the config or, preferably, an environment variable). urllib3's debug
+log lines, which repeat the request path and query, are masked too (:class:`MaskRequestLines`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -177,3 +187,81 @@ def check_webhook_url(
                 f"webhook URL {shown}: {host} resolves to {address}, a {reason} address; alerts go only "
                 "to public addresses unless the rules file lists the host under 'webhooks: allow:'"
             )
+
+
+def check_peer(sock: socket.socket, host: str, allow: AllowList) -> None:
+    """Refuse a connected socket whose peer is not public (unless ``host`` or the peer is allowed).
+
+    Raises:
+        UnsafeWebhookURL: The peer is forbidden (the socket is closed).
+    """
+    if host.lower().rstrip(".") in allow.hosts:
+        return
+    address = ipaddress.ip_address(str(sock.getpeername()[0]).split("%")[0])
+    reason = non_public_reason(address)
+    if reason is not None and not allow.allows(address):
+        sock.close()
+        raise UnsafeWebhookURL(
+            f"webhook host {host} connected to {address}, a {reason} address (its DNS answer changed?); "
+            "alerts go only to public addresses unless the rules file lists the host under 'webhooks: allow:'"
+        )
+
+
+def checked_session(allow: AllowList = AllowList()) -> requests.Session:
+    """A requests session that checks every new connection's peer address against ``allow``.
+
+    Proxies and ``.netrc`` from the environment are not used, so the peer is the webhook host.
+    """
+
+    class Checked(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            check_peer(sock, self.host, allow)
+            return sock
+
+    class CheckedTLS(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            check_peer(sock, self.host, allow)
+            return sock
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Checked
+
+    class TLSPool(HTTPSConnectionPool):
+        ConnectionCls = CheckedTLS
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", Adapter())
+    session.mount("https://", Adapter())
+    return session
+
+
+_REQUEST_LINE = re.compile(r'"([A-Z]+) (\S+) ')
+
+
+class MaskRequestLines(logging.Filter):
+    """Masks the path and query in urllib3's ``"POST /path?query HTTP/1.1"`` debug lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message with masked request targets; never drops a record."""
+        message = record.getMessage()
+        masked = _REQUEST_LINE.sub(lambda m: f'"{m.group(1)} {_mask_target(m.group(2))} ', message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def _mask_target(target: str) -> str:
+    if "://" in target:
+        return mask_url(target)
+    return mask_url("http://h" + target).removeprefix("http://h")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(MaskRequestLines())

@@ -79,3 +79,22 @@ def test_log_sink(caplog):
         LogSink().send({"id": 7, "rule": "surge", "key": "Energy", "message": "surge: share 90%"}, "k")
     assert "ALERT surge: share 90%" in caplog.text
     assert caplog.records[0].rule == "surge"
+
+
+def test_a_dns_answer_that_changes_after_the_check_is_caught_at_connect():
+    """DNS rebinding: the pre-check sees a public address, the connection lands on loopback."""
+    with Receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        sink = WebhookSink(f"http://localhost:{port}/hook", resolver=lambda host, port: ["93.184.216.34"])
+        with pytest.raises(DeliveryError, match="connected to 127.0.0.1, a loopback address") as info:
+            sink.send({"id": 8}, "k-8")
+    assert not info.value.retryable and receiver.bodies == []  # refused before a byte was sent
+
+
+def test_urllib3_debug_lines_do_not_show_the_token(caplog):
+    with Receiver() as receiver, caplog.at_level(logging.DEBUG, logger="urllib3"):
+        WebhookSink(receiver.url + "/T0AB12CD3/xYzSecretToken1234567890?token=SECRET9", allow=LOCAL).send(
+            {"id": 9}, "k-9"
+        )
+    assert '"POST /hook/***/***?token=*** HTTP/1.1" 200' in caplog.text
+    assert "SECRET9" not in caplog.text and "xYzSecret" not in caplog.text
