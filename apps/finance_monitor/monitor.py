@@ -191,7 +191,10 @@ class Monitor:
             if pending is None:
                 return 0, []
             top, oldest = pending
-            since = pd.Timestamp(oldest).tz_convert("UTC").to_pydatetime()
+            stamp = pd.Timestamp(oldest)
+            since = (
+                stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            ).to_pydatetime()
             frame = scored_frame(session, start=since - self.alerts.history(), model_version=version)
             # Buckets ending after `since`: the bucket holding the oldest new item is re-evaluated too.
             created = self.alerts.evaluate(frame, since=since, session=session)
