@@ -401,7 +401,7 @@ def alert_windows(
 
 def _delivery_states(engine: Engine, alert_ids: list[int]) -> dict[int, str]:
     """``alert id -> "log: delivered, webhook: pending (2 attempts)"`` from the outbox."""
-    if not alert_ids:
+    if not alert_ids or not _has_outbox(engine):
         return {}
     with session_scope(engine) as session:
         rows = session.execute(
@@ -495,9 +495,14 @@ DELIVERY_COLUMNS = [
 
 def delivery_counts(engine: Engine) -> dict[str, int]:
     """``{"pending": n, "delivered": n, "dead": n}`` (zeros without the schema)."""
-    if not has_schema(engine):
+    if not _has_outbox(engine):
         return dict.fromkeys(outbox.DELIVERY_STATUSES, 0)
     return outbox.delivery_counts(engine)
+
+
+def _has_outbox(engine: Engine) -> bool:
+    """Whether the outbox exists (a database not yet upgraded to finance_0002 has alerts but no outbox)."""
+    return sa.inspect(engine).has_table(Delivery.__tablename__)
 
 
 def deliveries_frame(

@@ -133,8 +133,15 @@ class WebhookSink:
             raise DeliveryError(f"{self.target}: host does not resolve ({err})", retryable=True) from None
         headers = {**self.headers, IDEMPOTENCY_HEADER: idempotency_key}
         try:
+            # stream: the answer's body is read only up to _MAX_BODY bytes, so a receiver that
+            # trickles a long body cannot hold the sender beyond one more read timeout.
             response = self._session.post(
-                self.url, json=dict(payload), headers=headers, timeout=self.timeout, allow_redirects=False
+                self.url,
+                json=dict(payload),
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
             )
         except UnsafeWebhookURL as err:  # the address connected to (see checked_session)
             raise DeliveryError(str(err), retryable=False) from None
@@ -143,12 +150,22 @@ class WebhookSink:
         except requests.RequestException as err:
             # requests' messages repeat the URL (with its token): name the failure only.
             raise DeliveryError(f"{self.target}: {type(err).__name__}", retryable=True) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            logger.info("Webhook delivered", extra={"target": self.target, "status": status})
-            return
-        body = " ".join(response.text[:_MAX_BODY].replace(self.url, self.target).split())
+        with response:
+            status = response.status_code
+            if 200 <= status < 300:
+                logger.info("Webhook delivered", extra={"target": self.target, "status": status})
+                return
+            body = self._start_of_body(response)
         if 300 <= status < 400:
             raise DeliveryError(f"{self.target}: HTTP {status} redirect not followed", retryable=False)
         retryable = status >= 500 or status in RETRY_STATUSES
         raise DeliveryError(f"{self.target}: HTTP {status} {body}".rstrip(), retryable=retryable)
+
+    def _start_of_body(self, response: requests.Response) -> str:
+        """The first characters of a refusal's body, on one line, without the URL."""
+        try:
+            raw = response.raw.read(_MAX_BODY, decode_content=True) or b""
+        except Exception:  # noqa: BLE001 - the body only decorates the error message
+            return ""
+        text = raw.decode(response.encoding or "utf-8", errors="replace")
+        return " ".join(text.replace(self.url, self.target).split())

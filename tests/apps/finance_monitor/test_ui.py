@@ -234,6 +234,8 @@ def test_dead_deliveries_are_shown_masked_and_retried_from_the_alerts_page(sampl
     with session_scope(engine) as session:
         (row,) = enqueue(session, alert_id, {"id": alert_id}, [sink], utcnow())
         row.status, row.attempts, row.last_error = "dead", 8, f"{sink.target}: HTTP 500"
+    overview = open_page("overview.py")
+    assert "1 alert deliveries failed for good" in overview.error[0].value
     at = open_page("alerts.py")
     assert "1 dead, 0 pending" in at.expander[0].label
     outbox = at.dataframe[0].value
