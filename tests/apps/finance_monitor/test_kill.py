@@ -8,6 +8,7 @@ URL carries a token that must appear nowhere: not in the database, not in the ou
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -15,11 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from apps.finance_monitor.cli import app
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
+from apps.finance_monitor.storage import Alert, Delivery, Item, Score
 from core.failpoints import EXIT_CODE
+from core.storage import create_engine, session_scope
 from tests.apps.finance_monitor.receiver import Receiver
 
 pytestmark = pytest.mark.slow  # about 20 s per monitor process on a busy 2-core machine
@@ -38,12 +42,11 @@ rules:
     min_volume: 10
     cooldown: 0s
 """
-ALERTS_SQL = "select rule, key, window_start, window_end, volume from finance_alerts"
 BATCHES = 8  # 506 items in batches of 64
 
 
 def run_monitor(
-    tmp: Path, model: Path, url: str, failpoint: str = "", *extra: str
+    tmp: Path, model: Path, url: str, failpoint: str = "", *extra: str, db_url: str | None = None
 ) -> subprocess.CompletedProcess:
     rules = tmp / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
@@ -59,6 +62,8 @@ def run_monitor(
         "COLUMNS": "60",
     }
     env.pop("AIGC_DB_URL", None)
+    if db_url:
+        env["AIGC_DB_URL"] = db_url
     cmd = [sys.executable, "-c", "from core.cli import main; main()", "finance", "monitor", "--once"]
     cmd += ["--watch-dir", str(tmp / "inbox"), "--set", f"sentiment_model={model}", "--set", f"rules={rules}"]
     cmd += ["--set", "batch_size=64", "--set", "webhook_backoff_s=0", "--set", "webhook_max_backoff_s=0"]
@@ -68,25 +73,32 @@ def run_monitor(
     )
 
 
-def state(tmp: Path) -> dict:
-    with sqlite3.connect(tmp / "data" / "aigc.db") as conn:
-        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-        dump = "\n".join(conn.iterdump())
-        return {
-            "items": one("select count(*) from finance_items"),
-            "distinct_scored": one("select count(distinct item_id) from finance_scores"),
-            "scores": one("select count(*) from finance_scores"),
-            "alerts": sorted(
-                conn.execute(
-                    "select rule, key, window_start, window_end, volume from finance_alerts"
-                ).fetchall()
-            ),
-            "alert_ids": [r[0] for r in conn.execute("select id from finance_alerts order by id")],
-            "deliveries": sorted(
-                conn.execute("select alert_id, sink, status, attempts from finance_deliveries").fetchall()
-            ),
-            "token_in_db": TOKEN in dump,
-        }
+def state(tmp: Path, db_url: str | None = None) -> dict:
+    """Counts, alerts and deliveries of a run's database (SQLite in its data dir, or ``db_url``)."""
+    engine = create_engine(db_url or f"sqlite:///{tmp / 'data' / 'aigc.db'}")
+    try:
+        with session_scope(engine) as session:
+            count = lambda stmt: session.scalar(stmt)  # noqa: E731
+            alerts = list(session.scalars(sa.select(Alert).order_by(Alert.id)))
+            deliveries = list(session.scalars(sa.select(Delivery)))
+            texts = [a.message for a in alerts] + [
+                json.dumps(d.payload) + d.target + (d.last_error or "") for d in deliveries
+            ]
+            result = {
+                "items": count(sa.select(sa.func.count()).select_from(Item)),
+                "distinct_scored": count(sa.select(sa.func.count(sa.distinct(Score.item_id)))),
+                "scores": count(sa.select(sa.func.count()).select_from(Score)),
+                "alerts": sorted((a.rule, a.key, a.window_start, a.window_end, a.volume) for a in alerts),
+                "alert_ids": [a.id for a in alerts],
+                "deliveries": sorted((d.alert_id, d.sink, d.status, d.attempts) for d in deliveries),
+                "token_in_db": any(TOKEN in text for text in texts),
+            }
+    finally:
+        engine.dispose()
+    if db_url is None:  # SQLite: look at every byte of every table
+        with sqlite3.connect(tmp / "data" / "aigc.db") as conn:
+            result["token_in_db"] |= TOKEN in "\n".join(conn.iterdump())
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +112,8 @@ def uninterrupted(tiny_sentiment_dir, tmp_path_factory) -> dict:
     return result
 
 
-def check_complete(tmp: Path, baseline: dict, receiver: Receiver) -> dict:
-    after = state(tmp)
+def check_complete(tmp: Path, baseline: dict, receiver: Receiver, db_url: str | None = None) -> dict:
+    after = state(tmp, db_url)
     assert after["items"] == after["distinct_scored"] == after["scores"] == baseline["items"] == 506
     assert after["alerts"] == baseline["alerts"]
     assert receiver.accepted_alert_ids() == dict.fromkeys(after["alert_ids"], 1)  # each delivered once
@@ -128,6 +140,20 @@ def test_killed_at_a_fault_point_then_rerun(point, uninterrupted, tiny_sentiment
     after = check_complete(tmp_path, uninterrupted, receiver)
     assert {d[2] for d in after["deliveries"]} == {"delivered"}
     assert TOKEN not in killed.stdout + killed.stderr + rerun.stdout + rerun.stderr
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_killed_after_the_last_score_batch_on_postgresql(
+    isolated_db_url, uninterrupted, tiny_sentiment_dir, tmp_path
+):
+    point = f"monitor.after_score_commit@{BATCHES}"
+    with Receiver() as receiver:
+        killed = run_monitor(tmp_path, tiny_sentiment_dir, receiver.url, point, db_url=isolated_db_url)
+        assert killed.returncode == EXIT_CODE, killed.stderr
+        rerun = run_monitor(tmp_path, tiny_sentiment_dir, receiver.url, db_url=isolated_db_url)
+        assert rerun.returncode == 0, rerun.stderr
+    after = check_complete(tmp_path, uninterrupted, receiver, isolated_db_url)
+    assert {d[2] for d in after["deliveries"]} == {"delivered"}
 
 
 def test_receiver_fails_then_recovers_delivered_once(uninterrupted, tiny_sentiment_dir, tmp_path):
