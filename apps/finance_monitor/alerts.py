@@ -5,9 +5,11 @@ threshold; this module turns those breaches into alerts in the database and send
 
 One incident raises one alert: a breach within ``cooldown`` of an existing alert of the same
 rule and key extends that alert (window, peak value, linked items) instead of raising a new
-one; nothing is sent again. Evaluating the same data twice changes nothing. A new alert is sent
-to the sinks (the log, a webhook) unless its rule and key are muted; muted alerts are still
-stored (status ``muted``). The current time comes from an injected clock, so tests never sleep.
+one; nothing is sent again. Evaluating the same data twice changes nothing. A new alert gets one
+delivery per sink (the log, a webhook) in the outbox, committed with it
+(:mod:`apps.finance_monitor.outbox` sends them), unless its rule and key are muted; muted alerts
+are still stored (status ``muted``). The current time comes from an injected clock, so tests
+never sleep.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from apps.finance_monitor.outbox import enqueue
 from apps.finance_monitor.rules import AlertRule, Breach, find_breaches
 from apps.finance_monitor.sinks import AlertSink
 from apps.finance_monitor.storage import Alert, AlertItem, Item
@@ -33,12 +36,14 @@ logger = logging.getLogger(__name__)
 
 
 class AlertEngine:
-    """Turns breaches into alerts (one per incident), stores them and notifies the sinks.
+    """Turns breaches into alerts (one per incident) and queues each new alert for its sinks.
 
     Args:
         engine: A migrated database engine.
         rules: The alert rules.
-        sinks: Where new alerts are sent besides the database (log, webhook).
+        sinks: Where new alerts are sent besides the database (log, webhook): a delivery per sink
+            goes into the outbox in the alert's transaction; :class:`apps.finance_monitor.outbox.Sender`
+            sends it.
         clock: Current time (aware UTC), used for mutes and timestamps.
     """
 
@@ -58,26 +63,33 @@ class AlertEngine:
         """How much item history before the evaluated period the rules need."""
         return max((r.history() for r in self.rules), default=timedelta(0))
 
-    def evaluate(self, scored: pd.DataFrame, *, since: datetime | None = None) -> list[Alert]:
-        """Apply every rule to ``scored``; store, extend or skip alerts; notify new ones.
+    def evaluate(
+        self, scored: pd.DataFrame, *, since: datetime | None = None, session: Session | None = None
+    ) -> list[Alert]:
+        """Apply every rule to ``scored``; store, extend or skip alerts; queue new ones for delivery.
 
         Args:
             scored: Scored items (see :func:`apps.finance_monitor.storage.scored_frame`).
             since: Only buckets ending after this time (history before it feeds the baselines).
+            session: Work in this transaction (the caller commits, e.g. with its watermark);
+                default a transaction of its own.
 
         Returns:
             The alerts created by this call (extended ones are not included).
         """
+        if session is None:
+            with session_scope(self.engine) as own:
+                return self.evaluate(scored, since=since, session=own)
         created: list[Alert] = []
-        with session_scope(self.engine) as session:
-            for rule in self.rules:
-                for breach in find_breaches(rule, scored, since=since):
-                    alert = self._apply(session, rule, breach)
-                    if alert is not None:
-                        created.append(alert)
-        for alert in created:
-            if alert.status != "muted":
-                self._notify(alert)
+        for rule in self.rules:
+            for breach in find_breaches(rule, scored, since=since):
+                alert = self._apply(session, rule, breach)
+                if alert is None:
+                    continue
+                created.append(alert)
+                if alert.status != "muted":
+                    payload = alert_payload(alert, list(dict.fromkeys(breach.item_ids)))
+                    enqueue(session, alert.id, payload, self.sinks, alert.created_at)
         return created
 
     def _apply(self, session: Session, rule: AlertRule, breach: Breach) -> Alert | None:
@@ -109,24 +121,6 @@ class AlertEngine:
         _link(session, alert.id, breach.item_ids)
         logger.info("Alert raised", extra={"alert_id": alert.id, "rule": rule.name, "key": breach.key})
         return alert
-
-    def _notify(self, alert: Alert) -> None:
-        with session_scope(self.engine) as session:
-            item_ids = list(
-                session.scalars(sa.select(AlertItem.item_id).where(AlertItem.alert_id == alert.id))
-            )
-        payload = alert_payload(alert, item_ids)
-        deliveries: dict[str, Any] = {}
-        for sink in self.sinks:
-            try:
-                sink.send(payload)
-                deliveries[sink.name] = "ok"
-            except Exception as err:  # noqa: BLE001 - one failing sink must not stop the others
-                logger.error("Alert delivery failed", extra={"sink": sink.name, "alert_id": alert.id})
-                deliveries[sink.name] = f"error: {err}"
-        with session_scope(self.engine) as session:
-            session.execute(sa.update(Alert).where(Alert.id == alert.id).values(deliveries=deliveries))
-        alert.deliveries = deliveries
 
 
 def _set_peak(alert: Alert, breach: Breach) -> None:

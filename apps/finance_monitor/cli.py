@@ -1,4 +1,4 @@
-"""`aigc finance` commands: train, eval, classify, monitor, ui.
+"""`aigc finance` commands: train, eval, classify, monitor, deliveries, ui.
 
 Each command parses its options and calls a plain function (``sentiment.train``,
 ``sentiment.evaluate``, ``classify.classify_file``, ``monitor.Monitor``); errors in the input
@@ -181,6 +181,7 @@ def monitor_cmd(
     """Ingest -> score -> aggregate -> alert: once, or following the watched folder."""
     from apps.finance_monitor.monitor import MonitorConfig, build_monitor
     from apps.finance_monitor.monitor import watch_dir as resolve_watch_dir
+    from apps.finance_monitor.outbox import delivery_counts
     from core.config import load_config
     from core.paths import data_dir
     from core.storage import create_engine, migrate
@@ -203,6 +204,12 @@ def monitor_cmd(
         console.print(
             f"{result.new_items} new items, {result.scored} scored, {len(result.alerts)} new alerts"
         )
+        sent = _run(monitor.deliver)
+        counts = _run(lambda: delivery_counts(monitor.engine))
+        console.print(
+            f"deliveries: {len(sent.sent)} sent, {counts['pending']} pending, {counts['dead']} dead"
+            + (" (see `aigc finance deliveries`)" if counts["pending"] or counts["dead"] else "")
+        )
         for error in result.errors:
             print_error(error)
         if result.errors:
@@ -219,3 +226,41 @@ def monitor_cmd(
     with _stop_on_signals(stop):
         cycles = _run(lambda: monitor.follow(folder, stop, cfg.poll_interval_s, cfg.max_db_failures, report))
     console.print(f"stopped cleanly after {cycles} cycles")
+
+
+@app.command("deliveries")
+def deliveries_cmd(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="pending, delivered or dead (repeatable); default pending and dead."),
+    ] = None,
+    retry_ids: Annotated[
+        list[int] | None, typer.Option("--retry", help="Send this dead or waiting delivery again.")
+    ] = None,
+    retry_dead: Annotated[bool, typer.Option("--retry-dead", help="Send every dead delivery again.")] = False,
+    limit: Annotated[int, typer.Option(help="Most rows listed.")] = 50,
+) -> None:
+    """The alert outbox: deliveries waiting for a retry and dead letters; requeue them.
+
+    Requeued deliveries are sent by the next `aigc finance monitor` pass (or at once by a running
+    `--follow`). Targets are shown masked.
+    """
+    from apps.finance_monitor.outbox import delivery_counts, list_deliveries, retry
+    from core.storage import create_engine, migrate
+
+    engine = _run(create_engine)
+    _run(lambda: migrate(engine))
+    if retry_ids or retry_dead:
+        count = _run(lambda: retry(engine, retry_ids or [], all_dead=retry_dead))
+        console.print(f"requeued {count} deliveries")
+    rows = _run(lambda: list_deliveries(engine, status or ["pending", "dead"], limit=limit))
+    counts = _run(lambda: delivery_counts(engine))
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    for d in rows:
+        when = "" if d.status != "pending" else f", next {d.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+        console.print(
+            f"#{d.id} alert {d.alert_id} -> {d.sink} ({d.target}): {d.status}, {d.attempts} attempts{when}"
+            + (f"; last error: {d.last_error}" if d.last_error else ""),
+            markup=False,
+            highlight=False,
+        )

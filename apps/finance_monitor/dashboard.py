@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from apps.finance_monitor import alerts as alert_ops
+from apps.finance_monitor import outbox
 from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset
-from apps.finance_monitor.storage import Alert, AlertItem, Item, Score, scored_frame
+from apps.finance_monitor.storage import Alert, AlertItem, Delivery, Item, Score, scored_frame
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -356,9 +357,10 @@ def alerts_frame(engine: Engine, status: str | None = None, limit: int | None = 
                 .group_by(AlertItem.alert_id)
             )
             counts = {alert_id: int(n) for alert_id, n in counted}
+    delivered = _delivery_states(engine, [a.id for a in rows])
     records = [
         {**{c: getattr(a, c) for c in ALERT_COLUMNS if c not in ("items", "deliveries")},
-         "items": counts.get(a.id, 0), "deliveries": _deliveries(a.deliveries)}
+         "items": counts.get(a.id, 0), "deliveries": delivered.get(a.id) or _deliveries(a.deliveries)}
         for a in rows
     ]  # fmt: skip
     frame = pd.DataFrame(records, columns=ALERT_COLUMNS)
@@ -397,7 +399,25 @@ def alert_windows(
     return frame
 
 
+def _delivery_states(engine: Engine, alert_ids: list[int]) -> dict[int, str]:
+    """``alert id -> "log: delivered, webhook: pending (2 attempts)"`` from the outbox."""
+    if not alert_ids or not _has_outbox(engine):
+        return {}
+    with session_scope(engine) as session:
+        rows = session.execute(
+            sa.select(Delivery.alert_id, Delivery.sink, Delivery.status, Delivery.attempts)
+            .where(Delivery.alert_id.in_(alert_ids))
+            .order_by(Delivery.sink)
+        ).all()
+    states: dict[int, list[str]] = {}
+    for alert_id, sink, status, attempts in rows:
+        tried = f" ({attempts} attempts)" if status != "delivered" and attempts else ""
+        states.setdefault(alert_id, []).append(f"{sink}: {status}{tried}")
+    return {alert_id: ", ".join(parts) for alert_id, parts in states.items()}
+
+
 def _deliveries(deliveries: dict | None) -> str:
+    """The pre-outbox ``deliveries`` column of old alerts."""
     return ", ".join(f"{sink}: {state}" for sink, state in sorted((deliveries or {}).items())) or "db only"
 
 
@@ -463,6 +483,53 @@ def unmute_alert(engine: Engine, alert_id: int) -> None:
         )
         alert.status = "acknowledged" if alert.acknowledged_at is not None else "open"
         alert.muted_until = None
+
+
+# --- delivery outbox -------------------------------------------------------------------------------
+
+DELIVERY_COLUMNS = [
+    "id", "alert_id", "sink", "target", "status", "attempts", "next_attempt_at", "last_error",
+    "created_at", "delivered_at",
+]  # fmt: skip
+
+
+def delivery_counts(engine: Engine) -> dict[str, int]:
+    """``{"pending": n, "delivered": n, "dead": n}`` (zeros without the schema)."""
+    if not _has_outbox(engine):
+        return dict.fromkeys(outbox.DELIVERY_STATUSES, 0)
+    return outbox.delivery_counts(engine)
+
+
+def _has_outbox(engine: Engine) -> bool:
+    """Whether the outbox exists (a database not yet upgraded to finance_0002 has alerts but no outbox)."""
+    return sa.inspect(engine).has_table(Delivery.__tablename__)
+
+
+def deliveries_frame(
+    engine: Engine, statuses: list[str] | None = None, limit: int | None = 200
+) -> pd.DataFrame:
+    """Outbox rows, newest first: default those needing attention (pending and dead).
+
+    Targets are masked (:func:`apps.finance_monitor.webhook_safety.mask_url`); so are errors.
+
+    Raises:
+        ValueError: Unknown status.
+    """
+    rows = outbox.list_deliveries(engine, statuses or ["pending", "dead"], limit=limit)
+    records = [{c: getattr(d, c) for c in DELIVERY_COLUMNS} for d in rows]
+    frame = pd.DataFrame(records, columns=DELIVERY_COLUMNS)
+    for column in ("next_attempt_at", "created_at", "delivered_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def retry_deliveries(engine: Engine, ids: list[int] | None = None, *, all_dead: bool = False) -> int:
+    """Requeue dead (or waiting) deliveries for the next sender pass; the number requeued.
+
+    Raises:
+        ValueError: Unknown or already delivered id.
+    """
+    return outbox.retry(engine, ids or [], all_dead=all_dead)
 
 
 # --- helpers ---------------------------------------------------------------------------------------

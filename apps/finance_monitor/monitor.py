@@ -3,10 +3,18 @@
 One *cycle* ingests new files (each file in one transaction, see
 :mod:`apps.finance_monitor.ingest`), scores the items the current model version has not scored
 (a transaction per batch, see :mod:`apps.finance_monitor.scoring`), then applies the alert
-rules to the scored items around the newly scored ones (the rules aggregate per bucket; alerts
-are de-duplicated by :class:`apps.finance_monitor.alerts.AlertEngine`). Every step is
-idempotent, so a cycle can be repeated, or interrupted and run again, without duplicates and
-without losing what was stored.
+rules to every score past the *alert watermark* (the highest ``finance_scores.id`` evaluated,
+per model version), with the history the baselines need. The new alerts, their outbox
+deliveries and the advanced watermark are committed in one transaction, so a process killed
+after scoring evaluates those scores on restart, and one killed after the alerts never
+evaluates them twice (alerts are also de-duplicated per incident by
+:class:`apps.finance_monitor.alerts.AlertEngine`). Sending is not part of the cycle: the
+outbox's :class:`~apps.finance_monitor.outbox.Sender` runs after it (``--once``) or beside it
+in a thread (``--follow``), so a hanging webhook never stalls scoring.
+
+Fault points (``AIGC_FAILPOINT``, see :mod:`core.failpoints`): ``monitor.after_score_commit``
+(after each score batch), ``monitor.after_alert_commit`` (after the alerts' transaction) and
+``monitor.before_delivery`` (before each delivery attempt).
 
 :meth:`Monitor.follow` repeats cycles until its ``stop`` event is set; the CLI sets it on
 SIGINT / SIGTERM, so the cycle in progress finishes before the process exits.
@@ -15,6 +23,7 @@ SIGINT / SIGTERM, so the cycle in progress finishes before the process exits.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,22 +31,36 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from apps.finance_monitor.alerts import AlertEngine
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
-from apps.finance_monitor.rules import AlertRule, load_rules
+from apps.finance_monitor.outbox import DeliveryPolicy, DeliveryWorker, Sender, SendReport
+from apps.finance_monitor.rules import AlertRule, load_rules, load_webhook_allow
 from apps.finance_monitor.scoring import Scorer, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink, WebhookSink
-from apps.finance_monitor.storage import get_items, scored_frame
+from apps.finance_monitor.storage import (
+    Alert,
+    Score,
+    get_watermark,
+    scored_frame,
+    scores_after,
+    set_watermark,
+)
+from apps.finance_monitor.webhook_safety import AllowList, check_webhook_url, mask_url
+from core.failpoints import failpoint
 from core.storage import StorageError, session_scope, utcnow
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RULES = Path(__file__).resolve().parent / "sample_data" / "alert_rules.yaml"
 JOINT_MODEL = "news"  # DATA_DIR/finance/models/news: one encoder with sentiment and topic heads
+ALERT_WATERMARK = "alerts"  # finance_watermarks.name of the alert rules' progress
+WEBHOOK_URL_ENV = "AIGC_FINANCE_WEBHOOK_URL"
+WORKER_JOIN_S = 30.0  # how long a stopping --follow waits for the delivery in progress
 
 
 @dataclass(frozen=True)
@@ -62,8 +85,21 @@ class MonitorConfig:
     poll_interval_s: float = field(default=2.0, metadata={"help": "Seconds between folder scans (--follow)."})
     min_file_age_s: float = field(default=1.0, metadata={"help": "Skip files modified more recently."})
     dedup_threshold: float = field(default=0.6, metadata={"help": "Headline similarity of near-duplicates."})
-    webhook_url: str = field(default="", metadata={"help": "POST alerts here as JSON; empty: no webhook."})
-    webhook_retries: int = field(default=3, metadata={"help": "Webhook retries after the first attempt."})
+    webhook_url: str = field(
+        default="",
+        metadata={
+            "help": "POST alerts here as JSON; empty: the URL in $AIGC_FINANCE_WEBHOOK_URL, else no webhook. "
+            "A URL holding a token is better kept in that variable than in a config file."
+        },
+    )
+    webhook_token_env: str = field(
+        default="",
+        metadata={"help": "Environment variable whose value is sent as 'Authorization: Bearer <value>'."},
+    )
+    webhook_timeout_s: float = field(default=5.0, metadata={"help": "Seconds to connect and per read."})
+    webhook_max_attempts: int = field(default=8, metadata={"help": "Attempts before a delivery is dead."})
+    webhook_backoff_s: float = field(default=2.0, metadata={"help": "Wait after the first failed attempt."})
+    webhook_max_backoff_s: float = field(default=600.0, metadata={"help": "Longest wait between attempts."})
     max_db_failures: int = field(
         default=5, metadata={"help": "--follow gives up after this many cycles failing on the database."}
     )
@@ -76,6 +112,7 @@ class CycleResult:
     files: list[IngestResult] = field(default_factory=list)
     new_items: int = 0
     scored: int = 0
+    evaluated: int = 0
     alerts: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -90,7 +127,8 @@ class Monitor:
         sinks: Alert sinks besides the database (log, webhook).
         ingestor: Reads files into the database (default: a new one on ``engine``).
         batch_size: Items per scoring batch.
-        clock: Current time for the alert engine (injected by tests).
+        clock: Current time for the alert engine and the outbox (injected by tests).
+        policy: Retries of the outbox.
     """
 
     def __init__(
@@ -102,16 +140,19 @@ class Monitor:
         ingestor: Ingestor | None = None,
         batch_size: int = 64,
         clock: Callable[[], datetime] = utcnow,
+        policy: DeliveryPolicy = DeliveryPolicy(),
     ) -> None:
         self.engine = engine
         self.scorer = scorer
         self.ingestor = ingestor or Ingestor(engine)
         self.alerts = AlertEngine(engine, rules, sinks, clock=clock)
+        self.sender = Sender(engine, sinks, policy, clock=clock)
         self.batch_size = batch_size
 
     def cycle(self, folder: str | Path | None = None, files: Sequence[str | Path] = ()) -> CycleResult:
         """Ingest ``folder``'s new files and ``files``, score what is unscored, evaluate the rules.
 
+        Deliveries are not sent here: call :meth:`deliver` (or run a :class:`DeliveryWorker`).
         Bad files are recorded and reported in ``errors`` (the other files still go in).
 
         Raises:
@@ -129,22 +170,46 @@ class Monitor:
         result.new_items = sum(len(f.new_ids) for f in result.files)
         scored = score_pending(self.engine, self.scorer, batch_size=self.batch_size)
         result.scored = len(scored)
-        if scored:
-            result.alerts = [a.id for a in self._evaluate(scored)]
+        result.evaluated, alerts = self.evaluate_pending()
+        result.alerts = [a.id for a in alerts]
         logger.info(
             "Monitor cycle",
             extra={"new_items": result.new_items, "scored": result.scored, "alerts": len(result.alerts)},
         )
         return result
 
-    def _evaluate(self, scored_ids: Sequence[str]) -> list:
+    def evaluate_pending(self) -> tuple[int, list[Alert]]:
+        """Apply the rules to every score past the alert watermark; commit alerts, deliveries, watermark.
+
+        Returns:
+            The number of scores evaluated and the alerts created.
+        """
+        version = self.scorer.version
         with session_scope(self.engine) as session:
-            since = min(item.timestamp for item in get_items(session, scored_ids))
-        start = since - self.alerts.history()
-        with session_scope(self.engine) as session:
-            frame = scored_frame(session, start=start, model_version=self.scorer.version)
-        # Buckets ending after `since`: the bucket holding the oldest new item is re-evaluated too.
-        return self.alerts.evaluate(frame, since=pd.Timestamp(since).to_pydatetime())
+            mark = get_watermark(session, ALERT_WATERMARK, version)
+            pending = scores_after(session, version, mark)
+            if pending is None:
+                return 0, []
+            top, oldest = pending
+            stamp = pd.Timestamp(oldest)
+            since = (
+                stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            ).to_pydatetime()
+            frame = scored_frame(session, start=since - self.alerts.history(), model_version=version)
+            # Buckets ending after `since`: the bucket holding the oldest new item is re-evaluated too.
+            created = self.alerts.evaluate(frame, since=since, session=session)
+            evaluated = session.scalar(
+                sa.select(sa.func.count(Score.id)).where(
+                    Score.model_version == version, Score.id > mark, Score.id <= top
+                )
+            )
+            set_watermark(session, ALERT_WATERMARK, version, top)
+        failpoint("monitor.after_alert_commit")
+        return int(evaluated or 0), created
+
+    def deliver(self, stop: threading.Event | None = None) -> SendReport:
+        """Send the due deliveries of the outbox (one pass; failures wait for their retry time)."""
+        return self.sender.deliver_due(stop)
 
     def follow(
         self,
@@ -167,31 +232,72 @@ class Monitor:
             The number of cycles run.
         """
         cycles = failures = 0
-        while not stop.is_set():
-            try:
-                result = self.cycle(folder)
-                failures = 0
-                if on_cycle is not None:
-                    on_cycle(result)
-            except (StorageError, SQLAlchemyError) as err:
-                failures += 1
-                logger.error(
-                    "Database error; retrying next cycle", extra={"error": str(err), "failures": failures}
-                )
-                if failures >= max_db_failures:
-                    raise
-            cycles += 1
-            stop.wait(poll_interval_s)
+        worker = DeliveryWorker(self.sender, poll_s=max(poll_interval_s, 0.05))
+        worker.start()
+        try:
+            while not stop.is_set():
+                try:
+                    result = self.cycle(folder)
+                    failures = 0
+                    if result.alerts:
+                        worker.wake()
+                    if on_cycle is not None:
+                        on_cycle(result)
+                except (StorageError, SQLAlchemyError) as err:
+                    failures += 1
+                    logger.error(
+                        "Database error; retrying next cycle", extra={"error": str(err), "failures": failures}
+                    )
+                    if failures >= max_db_failures:
+                        raise
+                cycles += 1
+                stop.wait(poll_interval_s)
+        finally:
+            worker.stop()
+            # An attempt in progress ends within its timeout; a receiver that hangs longer keeps its
+            # delivery pending (claimed for a lease), and it is retried after the restart.
+            worker.join(timeout=WORKER_JOIN_S)
         logger.info("Monitor stopped", extra={"cycles": cycles})
         return cycles
 
 
-def build_sinks(config: MonitorConfig) -> list[AlertSink]:
-    """The log sink, and a webhook sink when ``config.webhook_url`` is set."""
+def build_sinks(config: MonitorConfig, allow: AllowList = AllowList()) -> list[AlertSink]:
+    """The log sink, and a webhook sink when a webhook URL is configured.
+
+    The URL is ``config.webhook_url``, else ``$AIGC_FINANCE_WEBHOOK_URL``; with
+    ``config.webhook_token_env`` the named variable's value is sent as a bearer token. The URL is
+    checked against ``allow`` now (its host resolved; a name that does not resolve yet is only
+    logged, as every attempt checks again).
+
+    Raises:
+        ValueError: A forbidden webhook URL (shown masked), a missing token variable or bad settings.
+    """
     sinks: list[AlertSink] = [LogSink()]
-    if config.webhook_url:
-        sinks.append(WebhookSink(config.webhook_url, retries=config.webhook_retries))
+    url = config.webhook_url or os.environ.get(WEBHOOK_URL_ENV, "")
+    if not url:
+        return sinks
+    headers = {}
+    if config.webhook_token_env:
+        token = os.environ.get(config.webhook_token_env, "")
+        if not token:
+            raise ValueError(f"webhook_token_env: environment variable {config.webhook_token_env} is not set")
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        check_webhook_url(url, allow)
+    except OSError as err:
+        logger.warning("Webhook host does not resolve", extra={"target": mask_url(url), "error": str(err)})
+    sinks.append(WebhookSink(url, allow=allow, timeout=config.webhook_timeout_s, headers=headers))
     return sinks
+
+
+def delivery_policy(config: MonitorConfig) -> DeliveryPolicy:
+    """The outbox's retry policy from ``config`` (the lease outlasts an attempt's timeouts)."""
+    return DeliveryPolicy(
+        max_attempts=config.webhook_max_attempts,
+        backoff_s=config.webhook_backoff_s,
+        max_backoff_s=config.webhook_max_backoff_s,
+        lease_s=max(60.0, 4 * config.webhook_timeout_s),
+    )
 
 
 def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Monitor:
@@ -218,10 +324,13 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
             f"sentiment model not found at {sentiment}: train one with "
             "`aigc finance train --task sentiment --data FILE --out DIR` or run `aigc prepare-demo`"
         )
+    rules_file = config.rules or SAMPLE_RULES
+    rules = load_rules(rules_file)
+    sinks = build_sinks(config, load_webhook_allow(rules_file))
+    policy = delivery_policy(config)
     scorer = Scorer.from_dirs(sentiment, topic)
-    rules = load_rules(config.rules or SAMPLE_RULES)
     ingestor = Ingestor(engine, dedup_threshold=config.dedup_threshold, min_age_s=config.min_file_age_s)
-    return Monitor(engine, scorer, rules, build_sinks(config), ingestor, batch_size=config.batch_size)
+    return Monitor(engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy)
 
 
 def watch_dir(config: MonitorConfig, data_dir: Path) -> Path:

@@ -17,6 +17,8 @@ Example ``rules.yaml``::
         std_factor: 3.0
         threshold: 0.7
         min_volume: 6
+    webhooks:              # optional: hosts exempt from the public-address rule for webhooks
+      allow: [127.0.0.1]   # host names, addresses or networks (e.g. 10.1.0.0/16)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pandas as pd
 import yaml
 
 from apps.finance_monitor.aggregate import BUCKETS, SCOPES, aggregate, bucket_offset
+from apps.finance_monitor.webhook_safety import AllowList
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +106,8 @@ def load_rules(path: str | Path) -> list[AlertRule]:
         ValueError: Invalid YAML, unknown keys or bad values, naming the file, rule and key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"alert rules file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list) or not doc["rules"]:
+    doc = _read_doc(path)
+    if not isinstance(doc.get("rules"), list) or not doc["rules"]:
         raise ValueError(f"{path}: expected a mapping with a non-empty 'rules:' list")
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -122,6 +120,36 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     if dupes:
         raise ValueError(f"{path}: rule names must be unique; repeated: {dupes}")
     return rules
+
+
+def load_webhook_allow(path: str | Path) -> AllowList:
+    """The ``webhooks: allow:`` list of a rules file (hosts exempt from the public-address rule).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Invalid YAML or a malformed ``webhooks`` section, naming the file.
+    """
+    path = Path(path)
+    section = _read_doc(path).get("webhooks") or {}
+    if not isinstance(section, dict) or set(section) - {"allow"}:
+        raise ValueError(f"{path}: 'webhooks' must be a mapping with only 'allow:' (a list of hosts)")
+    allow = section.get("allow") or []
+    allow = [allow] if isinstance(allow, str) else allow
+    if not isinstance(allow, list):
+        raise ValueError(f"{path}: webhooks.allow must be a list of host names, addresses or networks")
+    return AllowList.parse(allow, where=f"{path}: webhooks.allow")
+
+
+def _read_doc(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"alert rules file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping with a non-empty 'rules:' list")
+    return doc
 
 
 def _rule_from_mapping(path: Path, index: int, raw: dict[str, Any]) -> AlertRule:

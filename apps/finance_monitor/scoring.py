@@ -27,6 +27,7 @@ from apps.finance_monitor.labels import SENTIMENT_LABELS
 from apps.finance_monitor.sentiment import head_probabilities, load_model, model_version
 from apps.finance_monitor.storage import ScoreRow, store_scores, unscored_items
 from core.classification import TextClassifier
+from core.failpoints import failpoint
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ def score_pending(
                     ],
                 )
                 ids = [item.id for item in items]
+            failpoint("monitor.after_score_commit")
             done += ids
             bar.update(len(ids))
     finally:

@@ -7,6 +7,10 @@
 * ``finance_alerts`` / ``finance_alert_items``: raised alerts and the items behind them.
 * ``finance_files``: files seen by ingestion (path, size, mtime, content hash, outcome), so a
   file, or a copy of it under another name, is processed once.
+* ``finance_deliveries``: the alert outbox, one row per (alert, sink), written in the alert's
+  transaction and worked off by :mod:`apps.finance_monitor.outbox` (pending -> delivered | dead).
+* ``finance_watermarks``: how far the alert rules have evaluated the scores of each model
+  version (the highest ``finance_scores.id`` evaluated), advanced in the alerts' transaction.
 
 The schema is created by ``core.storage.migrate()`` (``aigc db upgrade``).
 """
@@ -104,7 +108,9 @@ class Alert(FinanceBase):
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(sa.String(128))
     muted_until: Mapped[datetime | None]
-    deliveries: Mapped[dict[str, Any]] = mapped_column(default=dict)  # sink name -> "ok" | error text
+    # Before the outbox (finance_0002): sink name -> "ok" | error text. Kept for old alerts; new ones use
+    # finance_deliveries.
+    deliveries: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class AlertItem(FinanceBase):
@@ -136,6 +142,40 @@ class ProcessedFile(FinanceBase):
     new_items: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(FinanceBase):
+    """One alert to deliver to one sink (the outbox row); see :mod:`apps.finance_monitor.outbox`."""
+
+    __tablename__ = "finance_deliveries"
+    __table_args__ = (sa.UniqueConstraint("alert_id", "sink"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(sa.ForeignKey("finance_alerts.id", ondelete="CASCADE"), index=True)
+    sink: Mapped[str] = mapped_column(sa.String(64))  # the sink's name, e.g. "webhook"
+    # Sent as the Idempotency-Key header: the same on every attempt, so receivers can drop repeats.
+    idempotency_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    target: Mapped[str] = mapped_column(sa.String(2048), default="")  # masked: never a token
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the document sent
+    # pending | delivered | dead
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)  # masked
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+
+class Watermark(FinanceBase):
+    """How far a consumer of the scores (the alert rules) has got, per model version."""
+
+    __tablename__ = "finance_watermarks"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
+    position: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # highest finance_scores.id done
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def register_migrations() -> None:
@@ -347,6 +387,35 @@ def scored_frame(
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
     return frame
+
+
+# --- watermarks ---------------------------------------------------------------------------------
+
+
+def get_watermark(session: Session, name: str, model_version: str) -> int:
+    """The position of watermark ``name`` for ``model_version`` (0 when never set)."""
+    row = session.get(Watermark, (name, model_version))
+    return 0 if row is None else int(row.position)
+
+
+def set_watermark(session: Session, name: str, model_version: str, position: int) -> None:
+    """Move watermark ``name`` of ``model_version`` to ``position`` (never backwards; the caller commits)."""
+    current = get_watermark(session, name, model_version)
+    row = {"name": name, "model_version": model_version, "position": max(current, position)}
+    upsert(session, Watermark, [{**row, "updated_at": utcnow()}], key_columns=["name", "model_version"])
+
+
+def scores_after(session: Session, model_version: str, position: int) -> tuple[int, datetime] | None:
+    """``(highest score id, oldest item timestamp)`` of the scores of ``model_version`` past ``position``.
+
+    ``None`` when there are none: everything scored has been evaluated.
+    """
+    top, oldest = session.execute(
+        sa.select(sa.func.max(Score.id), sa.func.min(Item.timestamp))
+        .join(Item, Item.id == Score.item_id)
+        .where(Score.model_version == model_version, Score.id > position)
+    ).one()
+    return None if top is None else (int(top), oldest)
 
 
 # --- processed files -----------------------------------------------------------------------------

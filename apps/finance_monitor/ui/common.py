@@ -105,9 +105,13 @@ def range_caption(status: dashboard.MonitorStatus, start: datetime | None, end: 
 
 
 def alerts_banner(status: dashboard.MonitorStatus) -> None:
-    """A warning with a link to the alert list when alerts are open."""
+    """A warning with a link to the alert list when alerts are open or deliveries are dead."""
+    dead = dashboard.delivery_counts(engine())["dead"]
+    if dead:
+        st.error(f"{dead} alert deliveries failed for good (dead letters)", icon=":material/outbox:")
     if status.open_alerts:
         st.warning(f"{status.open_alerts} open alert(s)", icon=":material/notifications_active:")
+    if status.open_alerts or dead:
         st.page_link(ALERTS_PAGE, label="Review alerts", icon=":material/arrow_forward:")
 
 

@@ -1,4 +1,4 @@
-"""Alert rules: YAML, breaches, one alert per incident with cooldown, mute/acknowledge, webhook delivery."""
+"""Alert rules: YAML, breaches, one alert per incident with cooldown, mute/acknowledge, queued deliveries."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import sqlalchemy as sa
 
 from apps.finance_monitor.alerts import AlertEngine, acknowledge, alert_items, list_alerts, mute
 from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.outbox import Sender
 from apps.finance_monitor.rules import AlertRule, find_breaches, load_rules, parse_duration
-from apps.finance_monitor.sinks import WebhookSink
-from apps.finance_monitor.storage import Alert, ScoreRow, scored_frame, store_items, store_scores
+from apps.finance_monitor.storage import Delivery, ScoreRow, scored_frame, store_items, store_scores
 from core.storage import session_scope
-from tests.apps.finance_monitor.test_sinks import Recorder
 
 T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
 RULE = AlertRule(
@@ -68,12 +67,17 @@ def store(engine, rows: list[dict]) -> pd.DataFrame:
 
 class ListSink:
     name = "list"
+    target = "a list"
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
 
-    def send(self, payload) -> None:
+    def send(self, payload, idempotency_key) -> None:
         self.sent.append(dict(payload))
+
+
+def deliver(engine, sink, now) -> None:
+    Sender(engine, [sink], clock=lambda: now).deliver_due()
 
 
 def test_parse_duration():
@@ -159,15 +163,27 @@ def test_one_alert_per_incident_with_cooldown(db):
     # Surge at hours 24 and 25: one incident.
     frame = store(db, hourly({**baseline_hours(range(24)), 24: (6, 6), 25: (6, 6), 26: (1, 5)}))
     created = engine.evaluate(frame)
-    assert len(created) == 1 and len(sink.sent) == 1
+    assert len(created) == 1 and sink.sent == []  # queued in the outbox, not sent by the rules
+    deliver(db, sink, now[0])
+    assert len(sink.sent) == 1
     alert = created[0]
     assert (alert.window_start, alert.window_end) == (T0 + timedelta(hours=24), T0 + timedelta(hours=26))
-    assert alert.value == 1.0 and alert.status == "open" and alert.deliveries == {"list": "ok"}
+    assert alert.value == 1.0 and alert.status == "open"
+    with session_scope(db) as session:
+        (delivery,) = session.scalars(sa.select(Delivery))
+    assert (delivery.alert_id, delivery.sink, delivery.status, delivery.attempts) == (
+        alert.id,
+        "list",
+        "delivered",
+        1,
+    )
     assert len(alert_items(db, alert.id)) == 12
     assert "energy-surge: share negative 100% for topic 'Energy'" in alert.message
 
     # Evaluating the same data again: nothing new, nothing re-sent.
-    assert engine.evaluate(frame) == [] and len(sink.sent) == 1
+    assert engine.evaluate(frame) == []
+    deliver(db, sink, now[0])
+    assert len(sink.sent) == 1
 
     # Another surge 4 h after the incident ended (within the 6 h cooldown) extends it.
     frame = store(db, hourly({**baseline_hours(range(27, 30)), 30: (6, 6)}))
@@ -179,6 +195,7 @@ def test_one_alert_per_incident_with_cooldown(db):
     frame = store(db, hourly({**baseline_hours(range(31, 45)), 45: (6, 6)}))
     created = engine.evaluate(frame, since=T0 + timedelta(hours=40))
     assert [a.window_start for a in created] == [T0 + timedelta(hours=45)]
+    deliver(db, sink, now[0])
     assert len(sink.sent) == 2 and sink.sent[1]["item_ids"] == [f"Ene-45-{i}" for i in range(6)]
 
 
@@ -187,37 +204,15 @@ def test_mute_and_acknowledge(sqlite_db):
     sink = ListSink()
     engine = AlertEngine(sqlite_db, [RULE], sinks=[sink], clock=lambda: now[0])
     (first,) = engine.evaluate(store(sqlite_db, hourly({**baseline_hours(range(24)), 24: (6, 6)})))
+    deliver(sqlite_db, sink, now[0])
     acked = acknowledge(sqlite_db, first.id, by="ana", now=now[0])
     assert (acked.status, acked.acknowledged_by, acked.acknowledged_at) == ("acknowledged", "ana", now[0])
     mute(sqlite_db, first.id, until=T0 + timedelta(days=5))
     now[0] = T0 + timedelta(hours=50)
     frame = store(sqlite_db, hourly({**baseline_hours(range(25, 48)), 48: (6, 6)}))
     (second,) = engine.evaluate(frame)
+    deliver(sqlite_db, sink, now[0])
     assert second.status == "muted" and len(sink.sent) == 1  # stored, not sent
     assert [a.status for a in list_alerts(sqlite_db, status="muted")] == ["muted", "muted"]
     with pytest.raises(ValueError, match="no alert with id 999"):
         acknowledge(sqlite_db, 999)
-
-
-def test_webhook_delivery_recorded_and_failures_do_not_stop_alerts(sqlite_db):
-    recorder = Recorder([500])
-    recorder.thread.start()
-    try:
-        ok = WebhookSink(recorder.url, sleep=lambda s: None)
-        broken = WebhookSink(
-            recorder.url.replace("/hook", "/x"), retries=0, name="broken", sleep=lambda s: None
-        )
-        recorder.statuses[:] = [500, 200, 404]  # ok: 500 then 200; broken: 404
-        engine = AlertEngine(sqlite_db, [RULE], sinks=[ok, broken], clock=lambda: T0 + timedelta(days=2))
-        (alert,) = engine.evaluate(store(sqlite_db, hourly({**baseline_hours(range(24)), 24: (6, 6)})))
-    finally:
-        recorder.server.shutdown()
-        recorder.server.server_close()
-    assert recorder.bodies[1]["id"] == alert.id and recorder.bodies[1]["rule"] == "energy-surge"
-    assert recorder.bodies[1]["window_start"] == (T0 + timedelta(hours=24)).isoformat()
-    with session_scope(sqlite_db) as session:
-        stored = session.scalars(sa.select(Alert)).one()
-    assert stored.deliveries["webhook"] == "ok"
-    assert (
-        stored.deliveries["broken"].startswith("error: webhook") and "HTTP 404" in stored.deliveries["broken"]
-    )

@@ -159,3 +159,18 @@ def test_follow_subprocess_picks_up_a_file_and_stops_cleanly_on_sigterm(tmp_path
     assert "stopped cleanly" in output and "Traceback" not in output
     with sqlite3.connect(data / "aigc.db") as conn:
         assert conn.execute("select count(*) from finance_items").fetchone()[0] == 100
+
+
+def test_monitor_refuses_a_loopback_webhook_unless_allow_listed(tmp_path, tiny_sentiment_dir, monkeypatch):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    args = ["monitor", "--once", "--watch-dir", str(inbox), "--set", f"sentiment_model={tiny_sentiment_dir}"]
+    monkeypatch.setenv("AIGC_FINANCE_WEBHOOK_URL", "http://127.0.0.1:9/hook?token=SECRET77")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "loopback" in result.output and "token=***" in result.output
+    assert "SECRET77" not in result.output and len(result.output.strip().splitlines()) == 1
+    rules = tmp_path / "rules.yaml"
+    rules.write_text((SAMPLE_DATA_DIR / "alert_rules.yaml").read_text() + "webhooks:\n  allow: [127.0.0.1]\n")
+    result = runner.invoke(app, [*args, "--set", f"rules={rules}"])
+    assert result.exit_code == 0, result.output
+    assert "deliveries: 0 sent, 0 pending, 0 dead" in result.output

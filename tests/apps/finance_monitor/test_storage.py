@@ -22,7 +22,7 @@ from apps.finance_monitor.storage import (
     store_scores,
     unscored_items,
 )
-from core.storage import current_revisions, session_scope
+from core.storage import create_engine, current_revisions, migrate, session_scope
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -35,7 +35,7 @@ def _items(n: int = 3) -> list[NewsItem]:
 
 
 def test_migration_creates_finance_branch_matching_models(db):
-    assert "finance_0001" in current_revisions(db)
+    assert "finance_0002" in current_revisions(db)  # the head: outbox and watermark
     with db.connect() as conn:
         context = MigrationContext.configure(
             conn,
@@ -122,3 +122,12 @@ def test_reused_id_with_other_title_keeps_stored_item_and_warns(sqlite_db, caplo
     assert "reuse stored ids" in caplog.text and caplog.records[0].ids == ["n0"]
     with session_scope(sqlite_db) as session:
         assert get_items(session, ["n0"])[0].title == "Headline 0"
+
+
+def test_upgrade_from_finance_0001_adds_the_outbox_and_the_watermark(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "finance_0001")
+    assert not sa.inspect(engine).has_table("finance_deliveries")
+    migrate(engine)
+    assert {"finance_deliveries", "finance_watermarks"} <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()

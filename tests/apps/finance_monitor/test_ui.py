@@ -221,3 +221,28 @@ def test_an_unreachable_database_is_reported_not_raised(finance_only, monkeypatc
     at = open_page("alerts.py")
     assert "Cannot connect to database" in at.error[0].value and "127.0.0.1:1" in at.error[0].value
     assert "secret" not in at.error[0].value
+
+
+def test_dead_deliveries_are_shown_masked_and_retried_from_the_alerts_page(sample_db):
+    from apps.finance_monitor.outbox import enqueue
+    from apps.finance_monitor.sinks import WebhookSink
+    from core.storage import session_scope, utcnow
+
+    engine = engine_for_test()
+    alert_id = int(dashboard.alerts_frame(engine)["id"].iloc[0])
+    sink = WebhookSink("https://hooks.example.com/services/T0AB12CD3/B0CD34EF5/xYzSecretToken1234567890")
+    with session_scope(engine) as session:
+        (row,) = enqueue(session, alert_id, {"id": alert_id}, [sink], utcnow())
+        row.status, row.attempts, row.last_error = "dead", 8, f"{sink.target}: HTTP 500"
+    overview = open_page("overview.py")
+    assert "1 alert deliveries failed for good" in overview.error[0].value
+    at = open_page("alerts.py")
+    assert "1 dead, 0 pending" in at.expander[0].label
+    outbox = at.dataframe[0].value
+    assert list(outbox["status"]) == ["dead"] and "xYzSecret" not in outbox.to_csv()
+    assert outbox["target"].iloc[0] == "https://hooks.example.com/services/***/***/***"
+    at.button(key="alerts_outbox_retry_dead").click().run()
+    assert not at.exception
+    assert dashboard.delivery_counts(engine) == {"pending": 1, "delivered": 0, "dead": 0}
+    assert dashboard.alerts_frame(engine).set_index("id").loc[alert_id, "deliveries"] == "webhook: pending"
+    engine.dispose()

@@ -1,4 +1,4 @@
-"""Alerts: the list, acknowledge and mute, and a drill-down to the items behind each alert."""
+"""Alerts: the list, acknowledge and mute, a drill-down to the items, and the delivery outbox."""
 
 import streamlit as st
 
@@ -7,6 +7,7 @@ from apps.finance_monitor.ui import charts, common
 
 STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
 TABLE_ROWS = 25
+OUTBOX_COLUMNS = ["id", "alert_id", "sink", "target", "status", "attempts", "next_attempt_at", "last_error"]
 MUTE_HOURS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "7 days": 168}
 
 st.title("Alerts")
@@ -19,6 +20,7 @@ run_every = common.refresh_interval()
 @st.fragment(run_every=run_every)
 def alerts_view() -> None:
     common.status_or_stop(db)
+    outbox_view()
     frame = dashboard.alerts_frame(db, status=STATUSES[status_label])
     if frame.empty:
         st.success(f"No {status_label.lower() if status_label != 'All' else ''} alerts.")
@@ -74,6 +76,44 @@ def actions(alert_id: int, alert) -> None:
         until = dashboard.mute_alert(db, alert_id, MUTE_HOURS[hours])
         st.toast(f"Alert #{alert_id} muted until {until:%Y-%m-%d %H:%M} UTC")
         st.rerun()
+
+
+def outbox_view() -> None:
+    """Dead letters and deliveries waiting for a retry, with retry buttons (targets masked)."""
+    counts = dashboard.delivery_counts(db)
+    if not counts["pending"] and not counts["dead"]:
+        return
+    with st.expander(
+        f"Deliveries: {counts['dead']} dead, {counts['pending']} pending, {counts['delivered']} delivered",
+        expanded=bool(counts["dead"]),
+        icon=":material/outbox:",
+    ):
+        frame = dashboard.deliveries_frame(db)
+        st.dataframe(
+            frame,
+            key="alerts_outbox",
+            hide_index=True,
+            column_order=OUTBOX_COLUMNS,
+            column_config={
+                "id": st.column_config.NumberColumn("Delivery"),
+                "alert_id": st.column_config.NumberColumn("Alert"),
+                "next_attempt_at": st.column_config.DatetimeColumn(
+                    "Next attempt (UTC)", format="YYYY-MM-DD HH:mm:ss"
+                ),
+                "last_error": st.column_config.TextColumn("Last error", width="large"),
+            },
+        )
+        pick, one, dead = st.columns([3, 2, 2], vertical_alignment="bottom")
+        chosen = pick.selectbox("Delivery", frame["id"].tolist(), key="alerts_outbox_pick")
+        if one.button("Retry now", key="alerts_outbox_retry", width="stretch"):
+            dashboard.retry_deliveries(db, [int(chosen)])
+            st.toast(f"Delivery #{chosen} queued; the monitor sends it on its next pass")
+            st.rerun()
+        no_dead = not counts["dead"]
+        if dead.button("Retry all dead", key="alerts_outbox_retry_dead", disabled=no_dead, width="stretch"):
+            n = dashboard.retry_deliveries(db, all_dead=True)
+            st.toast(f"{n} dead deliveries queued again")
+            st.rerun()
 
 
 alerts_view()
