@@ -112,7 +112,8 @@ class Answer:
         evidence: The quoted sentences of an extractive answer (``source_id``, ``text``, ``start``,
             ``end`` in the passage, ``score``), for highlighting in the UI.
         verification: For generated answers, the verifier's verdict (sentences, supported, dropped
-            with reasons, and ``used``: whether the generated text was shown).
+            with reasons, ``used``: whether the generated text was shown, and ``generated``: the
+            model's text before verification, for audits; never shown as an answer).
     """
 
     text: str
@@ -200,6 +201,7 @@ class _Plan:
     evidence: list[PickedSentence] = field(default_factory=list)
     verification: Verification | None = None
     generated_used: bool = False
+    generated: str = ""
 
 
 class SupportBot:
@@ -389,6 +391,7 @@ class SupportBot:
             )
         )
         text, _, cited = finalize_citations(raw, plan.used)
+        plan.generated = text
         if not raw.strip() or _DONT_KNOW_RE.search(raw):
             # The model itself found no answer in the passages: quote them rather than guess.
             plan.verification = Verification()
@@ -449,7 +452,10 @@ class SupportBot:
         now = time.perf_counter()
         verification = None
         if plan.verification is not None:
-            verification = plan.verification.to_dict() | {"used": plan.generated_used}
+            verification = plan.verification.to_dict() | {
+                "used": plan.generated_used,
+                "generated": plan.generated,
+            }
         answer = Answer(
             text=plan.text,
             sources=[Source.from_hit(h) for h in plan.sources],
