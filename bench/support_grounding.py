@@ -113,9 +113,9 @@ def stackfaq_set(
 
 
 # ------------------------------------------------------------------------------ checks
-def fact_problems(answer: str, sources: list[str]) -> list[str]:
-    """Facts of ``answer`` (citations removed) that none of ``sources`` contains."""
-    return unsupported_facts(strip_citations(answer), "\n".join(sources))
+def fact_problems(answer: str, sources: dict[str, str]) -> list[str]:
+    """Facts of ``answer`` (citations of ``sources`` removed) that none of ``sources`` contains."""
+    return unsupported_facts(strip_citations(answer, sources), "\n".join(sources.values()))
 
 
 def answer_record(
@@ -125,7 +125,7 @@ def answer_record(
     cpu = time.process_time()
     reply = bot.answer(question)
     cpu_ms = 1000 * (time.process_time() - cpu)
-    sources = [f"{s.title}: {s.text}" for s in reply.sources]
+    sources = [f"{s.title}\n\n{s.text}" for s in reply.sources]
     row: dict[str, Any] = {
         "question": question,
         "in_scope": query is not None,
@@ -141,9 +141,9 @@ def answer_record(
         row.update(_checks(verifier, reply.text, dict(zip(row["sources"], sources, strict=True))))
     if reply.verification is not None and reply.verification.get("generated"):
         generated = reply.verification["generated"]
-        cited = {s.id: f"{s.title}: {s.text}" for s in reply.related if f"[{s.id}]" in generated}
+        cited = {s.id: f"{s.title}\n\n{s.text}" for s in reply.related if f"[{s.id}]" in generated}
         by_id = {h.id: h for h in bot.retriever.search(reply.query, k=bot.config.top_k)}
-        cited = cited or {i: f"{by_id[i].entry.title}: {by_id[i].entry.text}" for i in list(by_id)[:1]}
+        cited = cited or {i: f"{by_id[i].entry.title}\n\n{by_id[i].entry.text}" for i in list(by_id)[:1]}
         row["unverified"] = {"answer": generated, "sources": list(cited)} | _checks(
             verifier, generated, cited
         )
@@ -152,8 +152,8 @@ def answer_record(
 
 
 def _checks(verifier: GroundingVerifier, answer: str, sources: dict[str, str]) -> dict[str, Any]:
-    problems = fact_problems(answer, list(sources.values()))
-    checks = verifier.check([s.text for s in split_sentences(strip_citations(answer))], sources)
+    problems = fact_problems(answer, sources)
+    checks = verifier.check([s.text for s in split_sentences(strip_citations(answer, sources))], sources)
     return {
         "unsupported": problems,
         "fabricated_contact": [p for p in problems if p.split()[0] in CONTACT_KINDS],

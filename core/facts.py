@@ -125,6 +125,15 @@ def extract_facts(text: str) -> Facts:
     )
 
 
+def _raw_numbers(text: str) -> dict[str, set[str]]:
+    """Normalised number → the tokens it was written as (a number inside a URL of the source, or
+    split from one, still counts where the same digits stand in the source)."""
+    raw: dict[str, set[str]] = {}
+    for token in _NUMBER.findall(_URL.sub(" ", _EMAIL.sub(" ", text))):
+        raw.setdefault(_norm_number(token), set()).add(token)
+    return raw
+
+
 def is_negated(text: str) -> bool:
     """Whether ``text`` contains a negation ("not", "no", "never", "cannot", "-n't", "without" …)."""
     return bool(_NEGATION.search(text))
@@ -142,7 +151,12 @@ def unsupported_facts(claim: str, source: str) -> list[str]:
     source_words = {w.lower().strip("'’-") for w in _WORD.findall(source)}
     source_words |= {re.sub(r"['’]s$", "", w) for w in source_words}
     source_digits = re.sub(r"\D", "", source)
-    missing = [f"number {n}" for n in sorted(claimed.numbers - given.numbers)]
+    raw = _raw_numbers(claim)
+    missing = [
+        f"number {n}"
+        for n in sorted(claimed.numbers - given.numbers)
+        if not any(re.search(rf"(?<![\d]){re.escape(token)}(?![\d])", source) for token in raw.get(n, ()))
+    ]
     missing += [f"url {u}" for u in sorted(claimed.urls) if not any(g.startswith(u) for g in given.urls)]
     missing += [f"email {e}" for e in sorted(claimed.emails - given.emails)]
     missing += [f"phone {p}" for p in sorted(claimed.phones) if p not in source_digits]

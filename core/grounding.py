@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,13 +136,14 @@ class GroundingVerifier:
 
     def check(self, sentences: Sequence[str], passages: Mapping[str, str]) -> list[SentenceCheck]:
         """Verdicts on ``sentences`` against ``passages`` (``{source id: text}``), in order."""
-        sentences = [s for s in (strip_citations(s) for s in sentences) if s]
+        sentences = [s for s in (strip_citations(s, passages) for s in sentences) if s]
         if not sentences:
             return []
         units = _evidence_units(passages)
         if not units:
             return [SentenceCheck(s, False, ["no cited passage"], 0.0) for s in sentences]
         cited_text = "\n".join(passages.values())
+        flat_cited = " ".join(cited_text.split())
         vectors = np.asarray(self.embedder.encode(sentences + [text for _, text in units]))
         sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T
         checks = []
@@ -150,6 +151,11 @@ class GroundingVerifier:
             best = int(np.argmax(sims[i]))
             source_id, evidence = units[best]
             score = float(sims[i, best])
+            quoted = " ".join(sentence.split())
+            if quoted in flat_cited:  # a verbatim quote says what its source says
+                origin = next(i for i, t in passages.items() if quoted in " ".join(t.split()))
+                checks.append(SentenceCheck(sentence, True, [], 1.0, sentence, origin))
+                continue
             reasons = unsupported_facts(sentence, cited_text)
             if len(sentence.split()) >= self.min_words:
                 if score < self.threshold:
@@ -161,6 +167,7 @@ class GroundingVerifier:
 
     def verify(self, answer: str, passages: Mapping[str, str]) -> Verification:
         """Split ``answer`` into sentences and check each against ``passages``."""
+        answer = strip_citations(answer, passages)
         result = Verification(self.check([s.text for s in split_sentences(answer)], passages))
         if result.dropped:
             logger.info(
@@ -170,9 +177,23 @@ class GroundingVerifier:
         return result
 
 
-def strip_citations(text: str) -> str:
-    """``text`` without bracketed citations (``[order-01]``): they are references, not claims."""
-    return " ".join(_CITATION.sub("", text).split())
+def strip_citations(text: str, ids: Iterable[str] | None = None) -> str:
+    """``text`` without bracketed citations (``[order-01]``): they are references, not claims.
+
+    Args:
+        text: The answer.
+        ids: The source ids that may be cited; when given, only brackets naming them are removed
+            (a source's own "[Group Name]" stays part of the quote).
+    """
+    if ids is None:
+        return " ".join(_CITATION.sub("", text).split())
+    allowed = set(ids)
+
+    def drop(match: re.Match[str]) -> str:
+        parts = [p.strip() for p in re.split(r"[,;]", match.group(0).strip()[1:-1])]
+        return "" if all(p in allowed for p in parts) else match.group(0)
+
+    return " ".join(_CITATION.sub(drop, text).split())
 
 
 def _negated(text: str) -> bool:

@@ -23,6 +23,7 @@ from functools import lru_cache
 __all__ = ["Sentence", "split_sentences"]
 
 _MARKUP = re.compile(r"^(?:[#>*+\-]+|\d+[.)])\s+")
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'\])]*[^\s<>\"'\]).,;:!?]")
 _local = threading.local()
 
 
@@ -53,11 +54,14 @@ def _segmenter():  # noqa: ANN202 - pysbd has no type hints
 
 @lru_cache(maxsize=8192)
 def _split(text: str) -> tuple[Sentence, ...]:
+    # A URL's "?" or "." must not end a sentence: segment a copy in which each URL is masked by
+    # letters of the same length, then cut the original at the same offsets.
+    masked = _URL.sub(lambda m: "u" * len(m.group(0)), text)
     out: list[Sentence] = []
-    for span in _segmenter().segment(text):
+    for span in _segmenter().segment(masked):
         # pysbd's spans include trailing whitespace; a paragraph break inside one span is a boundary too.
         offset = span.start
-        for piece in re.split(r"(\n\s*\n)", span.sent):
+        for piece in re.split(r"(\n\s*\n)", text[span.start : span.start + len(span.sent)]):
             stripped = piece.strip()
             if stripped:
                 lead = len(piece) - len(piece.lstrip())

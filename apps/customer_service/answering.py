@@ -34,6 +34,7 @@ __all__ = [
     "answer_confidence",
     "answer_mode",
     "cite_sentences",
+    "evidence_text",
     "extractive_passages",
     "highlight_spans",
     "set_answer_mode",
@@ -91,6 +92,12 @@ def set_answer_mode(kb_dir: str | Path, mode: str) -> Path:
 def extractive_passages(hits: Sequence[Hit]) -> list[Passage]:
     """The hits as passages to quote: FAQ answer or passage text, with the question or title as context."""
     return [Passage(h.id, h.entry.text, h.entry.question or h.entry.title) for h in hits]
+
+
+def evidence_text(hit: Hit) -> str:
+    """What a generated answer is checked against: the entry's title, a blank line, its text (the
+    blank line keeps the title out of the first sentence)."""
+    return f"{hit.entry.title}\n\n{hit.entry.text}"
 
 
 def cite_sentences(sentences: Sequence[tuple[str, str]]) -> str:

@@ -31,6 +31,7 @@ from apps.customer_service.answering import (
     answer_confidence,
     answer_mode,
     cite_sentences,
+    evidence_text,
     extractive_passages,
 )
 from apps.customer_service.confidence import Calibration, Route
@@ -42,7 +43,6 @@ from apps.customer_service.prompts import (
     build_messages,
     finalize_citations,
     looks_like_injection,
-    passage_text,
 )
 from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
@@ -397,7 +397,7 @@ class SupportBot:
             plan.verification = Verification()
             return
         by_id = {h.id: h for h in plan.used}
-        result = self.verifier.verify(text, {i: passage_text(by_id[i]) for i in cited})
+        result = self.verifier.verify(text, {i: evidence_text(by_id[i]) for i in cited})
         plan.verification = result
         if not result.kept or result.supported_share < cfg.min_supported_share:
             logger.info("Generated answer failed verification", extra=result.to_dict())

@@ -25,7 +25,7 @@ def row(route: str, unsupported: list[str], in_scope: bool = True, **extra) -> d
 
 def test_fact_problems_ignore_citations_and_read_every_source():
     answer = "Returns are free within 30 days [ret-01]. Call 0800 555 0199 [ret-01]."
-    problems = fact_problems(answer, ["Returns are free.", "You have 30 days."])
+    problems = fact_problems(answer, {"ret-01": "Returns are free.", "x": "You have 30 days."})
     assert "number 30" not in problems and "phone 08005550199" in problems
     assert not any("ret-01" in p for p in problems)
 

@@ -129,3 +129,29 @@ def test_picker_drops_a_leading_yes_that_answers_another_question(minilm):
     )
     picked = SentencePicker(minilm).pick("Do you ship to Canada?", [faq])
     assert picked[0].text == "We ship to 28 countries in Europe."
+
+
+def test_urls_do_not_end_sentences():
+    text = "Create the link as below http://maps.google.com/maps?z=18&q=10.8,106.7 and share it. Done now."
+    assert [s.text for s in split_sentences(text)] == [
+        "Create the link as below http://maps.google.com/maps?z=18&q=10.8,106.7 and share it.",
+        "Done now.",
+    ]
+
+
+def test_numbers_written_inside_a_source_url_count_as_given():
+    source = "Use http://maps.google.com/maps?z=18&q=10.8061,106.7130 to share."
+    assert unsupported_facts("Zoom z=18&q=10.8061,106.7130 works.", source) == []
+
+
+def test_only_citations_of_the_sources_are_stripped():
+    assert strip_citations("Mail [Group Name]+subscribe@groups.example [t1].", ["t1"]) == (
+        "Mail [Group Name]+subscribe@groups.example."
+    )
+
+
+def test_verbatim_quotes_are_supported_whatever_their_length(minilm):
+    result = GroundingVerifier(minilm).verify(
+        "I don't think so. [d1]", {"d1": "Title\n\nI don't think so. Ask again."}
+    )
+    assert result.supported_share == 1.0 and result.checks[0].source_id == "d1"
