@@ -35,12 +35,12 @@ import numpy as np
 
 from apps.customer_service.errors import SourceError, decode_utf8
 from apps.customer_service.evaluation import EvalQuery
+from apps.customer_service.knowledge_base import CALIBRATION_FILE
 from apps.customer_service.retrieval import Hit, Retriever
 from core.config import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_FILE = "calibration.json"
 Route = Literal["faq", "extract", "generate", "handoff"]
 
 

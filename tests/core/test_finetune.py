@@ -313,11 +313,14 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_encoder_dir
 
     with pytest.raises(Interrupted):
         train_classifier(data, tmp_path / "cut", on_epoch_end=interrupt, **settings)
-    state = json.loads((tmp_path / "cut" / "checkpoint" / "trainer_state.json").read_text())
-    assert state["epoch"] == 2 and not (tmp_path / "cut" / "config.json").exists()
+    # The run builds aside (see core.io.artifacts): "cut" does not exist until training finishes.
+    (build,) = tmp_path.glob(".cut.tmp-*")
+    state = json.loads((build / "checkpoint" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and not (tmp_path / "cut").exists()
 
     resumed = train_classifier(data, tmp_path / "cut", resume_from=True, **settings)
     assert resumed["resumed"] and resumed["epochs_run"] == 3
+    assert not list(tmp_path.glob(".cut.tmp-*"))  # the adopted build became "cut"; nothing left over
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
     for a, b in zip(full["history"], resumed["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)

@@ -39,7 +39,13 @@ def test_build_and_load_round_trip(sources, tmp_path, tiny_embedder):
     ids = ["ship", "ret", "docs/warranty.md#cover-0", "docs/warranty.md#claims-0", "past.jsonl#0"]
     assert [e.id for e in built.entries] == ids
     assert built.last_build.added == 5 and built.last_build.embedded == 10  # two fields per entry
-    assert sorted(p.name for p in kb_dir.iterdir()) == ["bm25", "dense", "entries.jsonl", "manifest.json"]
+    assert sorted(p.name for p in kb_dir.iterdir()) == [
+        "artifact.json",
+        "bm25",
+        "dense",
+        "entries.jsonl",
+        "manifest.json",
+    ]
     manifest = read_manifest(kb_dir)
     assert manifest["embedding_model"] == tiny_embedder.model_id and manifest["dim"] == 32
     assert manifest["counts"] == {"entries": 5, "faq": 2, "doc": 2, "dialogue": 1}
@@ -55,8 +61,8 @@ def test_build_and_load_round_trip(sources, tmp_path, tiny_embedder):
     assert loaded.bm25.scores("delivery")["question"].argmax() == 0
     with pytest.raises(KeyError, match="nope"):
         loaded.get("nope")
-    # Only the KB directory is left beside it: no temp or old copies.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "src"]
+    # Only the KB directory (and its lock file) is left beside it: no temp or old copies.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".kb.lock", "kb", "src"]
 
 
 def test_incremental_reindex(sources, tmp_path, tiny_embedder):
@@ -131,7 +137,7 @@ def test_failure_while_writing_leaves_previous_kb_intact(sources, tmp_path, tiny
         build(sources, kb_dir, tiny_embedder)
     after = {p.relative_to(kb_dir): p.read_bytes() for p in kb_dir.rglob("*") if p.is_file()}
     assert after == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "src"]  # temp dir cleaned up
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".kb.lock", "kb", "src"]  # temp dir cleaned up
     assert KnowledgeBase.load(kb_dir).get("ship").text == "Three to five days."
 
 
@@ -139,7 +145,7 @@ def test_refuses_to_replace_a_directory_that_is_not_a_kb(sources, tmp_path, tiny
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("do not delete")
-    with pytest.raises(KBFormatError, match="is not a knowledge base this version can update"):
+    with pytest.raises(KBFormatError, match="is not empty and holds no aigc artifact"):
         build(sources, precious, tiny_embedder)
     assert (precious / "thesis.txt").read_text() == "do not delete"
     # An empty directory is fine to build into.
