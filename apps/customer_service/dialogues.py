@@ -30,6 +30,7 @@ from typing import Any
 
 from apps.customer_service.kb import read_qa_file
 from core.config import write_json_atomic
+from core.errors import check_path_kind
 from core.finetune import CausalLMTrainConfig, train_causal_lm, with_overrides
 from core.finetune.causal_lm import KIND as ADAPTER_KIND
 from core.finetune.loop import REPORT_FILE, RUN_STATE
@@ -72,7 +73,7 @@ def read_dialogue_pairs(path: str | Path) -> list[QAPair]:
         SourceError: Bad encoding, malformed file, missing/empty ``question`` or ``answer``, or a
             duplicate id — naming the file, row and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.exists():
         raise FileNotFoundError(f"pairs file {path} does not exist")
     return [QAPair(e.question, e.text, e.id) for e in read_qa_file(path, kind="dialogue")]

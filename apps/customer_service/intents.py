@@ -36,6 +36,7 @@ from apps.customer_service.errors import SourceError, read_utf8
 from core.classification import KIND as CLASSIFIER_KIND
 from core.classification import TextClassifier
 from core.config import write_json_atomic
+from core.errors import check_path_kind
 from core.finetune import (
     ClassifierTrainConfig,
     LabelledTexts,
@@ -43,6 +44,7 @@ from core.finetune import (
     train_classifier,
     with_overrides,
 )
+from core.finetune.data import require_validation
 from core.finetune.loop import REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
 from core.metrics import accuracy, classification_report, f1
@@ -84,7 +86,7 @@ def read_intents_csv(
         SourceError: Bad encoding, malformed CSV, missing column, an empty text or label, no rows,
             or fewer than two distinct labels — naming the row (0-based), line and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.exists():
         raise FileNotFoundError(f"intent file {path} does not exist")
     reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""), strict=True)
@@ -253,13 +255,14 @@ def train_intents(
     config = with_overrides(config or ClassifierTrainConfig(), overrides)
     out_dir = Path(out_dir or default_intent_dir())
     labels = [str(label) for label in labelled.labels[HEAD]]
+    # The same stratified split classifier_task() draws: data order, fraction and seed are unchanged.
+    _, val = split_indices(len(labels), config.val_fraction, config.seed, strata=labels)
+    require_validation(val, len(labels), config.val_fraction, str(labelled.source))
     # Built aside and swapped in whole; a directory holding anything but an intent model is refused.
     with open_artifact(
         out_dir, KIND, legacy=(CLASSIFIER_KIND,), unhashed=RUN_STATE, embeds=(CLASSIFIER_KIND,)
     ) as build:
         report = train_classifier(list(zip(labelled.texts, labels, strict=True)), build, model, config=config)
-        # The same stratified split classifier_task() drew: data order, fraction and seed are unchanged.
-        _, val = split_indices(len(labels), config.val_fraction, config.seed, strata=labels)
         report["labels"] = sorted(set(labels))
         report["data"] = labelled.source
         report["output_dir"] = str(out_dir)

@@ -39,6 +39,7 @@ from core.classification import CONFIG_FILE, TextClassifier
 from core.classification import KIND as CLASSIFIER_KIND
 from core.config import write_json_atomic
 from core.finetune import ClassifierTrainConfig, split_indices, train_classifier, with_overrides
+from core.finetune.data import require_validation
 from core.finetune.loop import REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
 from core.metrics import classification_report
@@ -123,6 +124,10 @@ def train(
     """
     config = with_overrides(config or FinanceTrainConfig(), overrides)
     labelled = load_training_data(task, data, label_map, config.dedup, text_column, label_column)
+    # Too few rows for a validation split is refused here, naming the file, before the model loads.
+    n = len(labelled.texts)
+    _, val = split_indices(n, config.val_fraction, config.seed, strata=list(labelled.labels))
+    require_validation(val, n, config.val_fraction, str(labelled.source))
     return train_multitask({task: labelled}, out_dir, config=config, label_map=label_map)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from core.config import to_dict, write_json_atomic
-from core.finetune.data import read_pairs, split_indices
+from core.finetune.data import read_pairs, require_validation, split_indices
 from core.finetune.loop import (
     CHECKPOINT_DIR,
     REPORT_FILE,
@@ -135,6 +135,7 @@ def causal_lm_task(
         except ValueError as err:
             raise ValueError(f"pair {i}: {err}") from err
     train, val = split_indices(len(encoded), config.val_fraction, config.seed)
+    require_validation(val, len(encoded), config.val_fraction, "the training pairs")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def collate(rows: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch
 
 from core.classification import FORMAT_VERSION, KIND, TextClassifier
 from core.config import to_dict, write_json_atomic
-from core.finetune.data import LabelledTexts, read_labelled_texts, split_indices
+from core.finetune.data import LabelledTexts, read_labelled_texts, require_validation, split_indices
 from core.finetune.loop import (
     CHECKPOINT_DIR,
     REPORT_FILE,
@@ -108,6 +108,7 @@ def classifier_task(
     targets = _targets(data, classifier)
     first = next(iter(data.labels))
     train, val = split_indices(len(data.texts), config.val_fraction, config.seed, strata=data.labels[first])
+    require_validation(val, len(data.texts), config.val_fraction, str(data.source))
     ids = classifier.tokenizer(data.texts, truncation=True, max_length=classifier.max_length)["input_ids"]
     pad_id = classifier.tokenizer.pad_token_id or 0
 

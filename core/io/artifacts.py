@@ -13,7 +13,8 @@ Every artifact directory holds ``artifact.json``::
   (:func:`core.atomic.swap_directory`), so readers see the old directory or the new one, never a mix;
 * removes what killed builds left behind (``.NAME.tmp-*``, ``.NAME.old-*``) on its next run, after putting
   back a directory whose swap was interrupted between the two renames (:func:`recover`);
-* holds a lock file (``.NAME.lock``) while it builds, so two processes never build the same directory;
+* holds a lock (``.NAME.lock``, removed afterwards) while it builds, so two processes never build the
+  same directory at once;
 * writes ``artifact.json`` last, with the sha256 of every file, which :func:`verify_artifact` checks on load.
 
 Run state that changes after the build (a training run's ``checkpoint/``, a KB's ``calibration.json``) is
@@ -30,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -42,8 +44,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock, Timeout
 
 from core.atomic import swap_directory
 
@@ -138,10 +138,10 @@ def check_target(target: str | Path, kind: str, legacy: Collection[str] = ()) ->
     if found is None:
         raise ArtifactError(
             f"{target} is not empty and holds no aigc artifact ({ARTIFACT_FILE} missing); refusing to "
-            f"write a {kind} into it: choose another output directory or empty it"
+            f"write an artifact of kind {kind!r} into it: choose another output directory or empty it"
         )
     raise ArtifactError(
-        f"{target} holds a {found} artifact, not a {kind}; refusing to overwrite it: "
+        f"{target} holds an artifact of kind {found!r}, not {kind!r}; refusing to overwrite it: "
         "choose another output directory"
     )
 
@@ -208,17 +208,29 @@ def clean_leftovers(target: str | Path, keep: Path | None = None) -> list[Path]:
 
 @contextmanager
 def _lock(target: Path) -> Iterator[None]:
-    lock = FileLock(str(target.parent / f".{target.name}.lock"), timeout=0)
+    """Hold ``.NAME.lock`` beside ``target`` (non-blocking flock); the file is removed on release.
+
+    Unlinking while still holding the lock is safe because nobody waits for it: a process that
+    opened the old file fails to lock it and refuses, one that comes later creates a new file.
+    The kernel drops the lock of a killed process, so a kill never leaves ``target`` locked.
+    """
+    path = target.parent / f".{target.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        lock.acquire()
-    except Timeout:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
         raise ArtifactError(
             f"another process is writing {target}; wait for it to finish or choose another output directory"
         ) from None
     try:
         yield
     finally:
-        lock.release()
+        try:
+            os.unlink(path)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------- write
@@ -381,7 +393,7 @@ def verify_artifact(directory: str | Path, kinds: Collection[str] = ()) -> dict[
         raise ArtifactError(f"{path} is not a valid artifact manifest (no 'files'); build it again")
     if kinds and manifest.get("kind") not in kinds:
         raise ArtifactError(
-            f"{directory} holds a {manifest.get('kind')} artifact, not a {' or '.join(sorted(kinds))}"
+            f"{directory} holds an artifact of kind {manifest.get('kind')!r}, not {' or '.join(sorted(kinds))}"
         )
     try:
         verify_files(directory, manifest["files"], ARTIFACT_FILE)

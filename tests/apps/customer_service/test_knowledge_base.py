@@ -61,8 +61,8 @@ def test_build_and_load_round_trip(sources, tmp_path, tiny_embedder):
     assert loaded.bm25.scores("delivery")["question"].argmax() == 0
     with pytest.raises(KeyError, match="nope"):
         loaded.get("nope")
-    # Only the KB directory (and its lock file) is left beside it: no temp or old copies.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".kb.lock", "kb", "src"]
+    # Only the KB directory is left beside it: no temp or old copies, no lock file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "src"]
 
 
 def test_incremental_reindex(sources, tmp_path, tiny_embedder):
@@ -137,7 +137,7 @@ def test_failure_while_writing_leaves_previous_kb_intact(sources, tmp_path, tiny
         build(sources, kb_dir, tiny_embedder)
     after = {p.relative_to(kb_dir): p.read_bytes() for p in kb_dir.rglob("*") if p.is_file()}
     assert after == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".kb.lock", "kb", "src"]  # temp dir cleaned up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "src"]  # temp dir cleaned up
     assert KnowledgeBase.load(kb_dir).get("ship").text == "Three to five days."
 
 
