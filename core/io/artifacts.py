@@ -392,8 +392,9 @@ def verify_artifact(directory: str | Path, kinds: Collection[str] = ()) -> dict[
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise ArtifactError(f"{path} is not a valid artifact manifest (no 'files'); build it again")
     if kinds and manifest.get("kind") not in kinds:
+        wanted = " or ".join(repr(k) for k in sorted(kinds))
         raise ArtifactError(
-            f"{directory} holds an artifact of kind {manifest.get('kind')!r}, not {' or '.join(sorted(kinds))}"
+            f"{directory} holds an artifact of kind {manifest.get('kind')!r}, not {wanted}; check the path"
         )
     try:
         verify_files(directory, manifest["files"], ARTIFACT_FILE)
