@@ -275,6 +275,8 @@ def evaluate(
     """
     if not isinstance(model, TextClassifier):
         label_map = label_map if label_map is not None else read_meta(model).get("label_map")
+        if not isinstance(data, LabelledData):  # bad input fails before the model loads
+            data = load_labelled(data, label_map=label_map)
         model = load_model(model)
     name = head or (model.head_names[0] if len(model.head_names) == 1 else "sentiment")
     labels = model.labels(name)
