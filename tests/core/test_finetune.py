@@ -335,6 +335,46 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_encoder_dir
         train_classifier(good_bad(60, seed=2), tmp_path / "cut", resume_from=True, **settings)
 
 
+KILL_SCRIPT = """
+import sys
+from core.finetune import train_classifier
+train_classifier(sys.argv[1], sys.argv[2], model=sys.argv[3], epochs=2, patience=0, show_progress_bar=False,
+                 resume_from=sys.argv[4] == "resume" or None)
+"""
+
+
+def test_training_killed_after_a_checkpoint_resumes_from_it(tiny_encoder_dir, tmp_path):
+    """AIGC_FAILPOINT=train.after_checkpoint kills a real run after epoch 1's checkpoint; it resumes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.failpoints import ENV_VAR, EXIT_CODE
+
+    data = tmp_path / "train.csv"
+    pd.DataFrame(good_bad(24, seed=4), columns=["text", "label"]).to_csv(data, index=False)
+    out = tmp_path / "model"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), ENV_VAR: "train.after_checkpoint"}
+    args = [sys.executable, "-c", KILL_SCRIPT, str(data), str(out), str(tiny_encoder_dir)]
+    killed = subprocess.run([*args, "new"], env=env, capture_output=True, text=True, check=False)
+    assert killed.returncode == EXIT_CODE, killed.stderr
+    assert not out.exists()  # the model directory appears only when training has finished
+    (build,) = tmp_path.glob(".model.tmp-*")
+    state = json.loads((build / "checkpoint" / "trainer_state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+
+    resumed = train_classifier(
+        str(data), out, model=str(tiny_encoder_dir), epochs=2, patience=0, show_progress_bar=False,
+        resume_from=True,
+    )  # fmt: skip
+    assert resumed["resumed"] and [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == state["history"][0]  # epoch 1 was not trained again
+    TextClassifier.from_pretrained(out)  # complete and verified against its artifact manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "train.csv"]  # no leftovers
+
+
 # --- causal LMs -----------------------------------------------------------------------------------
 
 
