@@ -90,7 +90,7 @@ def empty_file(suffix: str) -> st.SearchStrategy[Malformed]:
 
 @st.composite
 def jsonl_broken_line(draw, required: Sequence[str]) -> Malformed:
-    """JSON Lines with one truncated or non-object line among good ones; the error names its row."""
+    """JSON Lines with one truncated or non-object line among good ones; the error names its line."""
     import json
 
     n = draw(st.integers(min_value=1, max_value=4))
@@ -101,7 +101,8 @@ def jsonl_broken_line(draw, required: Sequence[str]) -> Malformed:
         if i == bad:
             line = draw(st.sampled_from([line[: len(line) // 2], "[1, 2]", "42", line + ",", "{'a': 1}"]))
         lines.append(line)
-    return Malformed("broken.jsonl", ("\n".join(lines) + "\n").encode(), (f"row {bad + 1}",))
+    # Apps number rows from 0 or 1 (each says which); the physical line is 1-based everywhere.
+    return Malformed("broken.jsonl", ("\n".join(lines) + "\n").encode(), (f"(line {bad + 1})",))
 
 
 @st.composite
