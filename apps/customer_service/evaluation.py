@@ -100,13 +100,13 @@ def read_questions(path: str | Path, column: str = "question") -> list[str]:
     """The questions of a CSV file (one per row in ``column``; other columns are ignored).
 
     Raises:
-        FileNotFoundError: The file does not exist (or is a folder).
+        FileNotFoundError: The file does not exist.
         SourceError: Bad encoding, malformed CSV, a missing column, an empty question or no
             questions at all — naming the row and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
-        raise FileNotFoundError(f"questions file {path} does not exist or is not a file")
+        raise FileNotFoundError(f"questions file {path} does not exist")
     text = decode_utf8(path.read_bytes(), path)
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     questions = []

@@ -62,6 +62,16 @@ def test_index_rejects_malformed_faq(tmp_path, bad):
 
 
 @FEW
+@given(bad=files(("question",), jsonl=False))
+def test_ask_rejects_malformed_questions(tmp_path, bad, tiny_kb):
+    out = tmp_path / "out"
+    check_rejected(
+        tmp_path / "in", bad, lambda p: ["support", "ask", "--kb-dir", str(tiny_kb), "--questions", str(p)],
+        out,
+    )
+
+
+@FEW
 @given(bad=files(("text", "label"), jsonl=False))
 def test_train_intents_rejects_malformed_data(tmp_path, bad):
     out = tmp_path / "out"
