@@ -66,7 +66,9 @@ def test_index_rejects_malformed_faq(tmp_path, bad):
 def test_ask_rejects_malformed_questions(tmp_path, bad, tiny_kb):
     out = tmp_path / "out"
     check_rejected(
-        tmp_path / "in", bad, lambda p: ["support", "ask", "--kb-dir", str(tiny_kb), "--questions", str(p)],
+        tmp_path / "in",
+        bad,
+        lambda p: ["support", "ask", "--kb-dir", str(tiny_kb), "--questions", str(p)],
         out,
     )
 
