@@ -89,12 +89,12 @@ def index(
         console.print("Answer gate: recalibrated on the configured labelled queries.")
     else:
         why = (
-            "the entries changed, its calibration was dropped"
+            "the entries changed, so its calibration was dropped; recalibrate it"
             if report.calibration == "dropped"
-            else "not calibrated yet"
+            else "not calibrated; calibrate it"
         )
         console.print(
-            f"Answer gate: {why}; it must be recalibrated: aigc support calibrate --kb-dir {target}",
+            f"Answer gate: {why}: aigc support calibrate --kb-dir {target}",
             markup=False,
             style="yellow",
         )
