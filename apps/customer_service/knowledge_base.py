@@ -244,7 +244,7 @@ class KnowledgeBase:
             calibrate_kb(kb_dir, str(config.calibration_queries), str(config.calibration_out_of_scope))
             manifest["last_build"]["calibration"] = "recalibrated"
         elif report.calibration == "dropped":
-            logger.info("The entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
+            logger.info("Entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
         logger.info("Built knowledge base", extra={"path": str(kb_dir), **manifest["last_build"]})
         return cls(kb_dir, entries, dense, bm25, manifest)
 
