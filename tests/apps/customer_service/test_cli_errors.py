@@ -147,3 +147,21 @@ def test_three_utterances_are_refused_before_training(tmp_path):
     result = run_aigc("support", "train-intents", "--data", str(data), "--out", str(tmp_path / "m"))
     assert_one_line_error(result, str(data), "validation split")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["three.csv"]
+
+
+@pytest.mark.parametrize(
+    ("command", "data_option", "data"),
+    [
+        ("train-intents", "--data", SAMPLE / "intents.csv"),
+        ("finetune", "--pairs", SAMPLE / "faq.csv"),
+    ],
+)
+def test_model_commands_refuse_to_write_into_a_knowledge_base(tmp_path, tiny_kb, command, data_option, data):
+    import shutil
+
+    kb = shutil.copytree(tiny_kb, tmp_path / "kb")
+    before = {p.relative_to(kb): p.read_bytes() for p in kb.rglob("*") if p.is_file()}
+    result = run_aigc("support", command, data_option, str(data), "--out", str(kb))
+    assert_one_line_error(result, str(kb), "'aigc-support-kb'", "refusing")
+    assert {p.relative_to(kb): p.read_bytes() for p in kb.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb"]
