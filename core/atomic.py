@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.failpoints import failpoint
+
 
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
@@ -41,6 +43,7 @@ def swap_directory(new: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(target, old)
+        failpoint("index.between_renames")  # the path is absent here; core.io.artifacts.recover puts it back
     try:
         os.replace(new, target)
     except OSError:

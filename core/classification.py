@@ -34,17 +34,8 @@ from tqdm.auto import tqdm
 
 from core.batching import token_batches
 from core.config import from_dict, to_dict
-from core.lora import (
-    LoraSettings,
-    apply_lora,
-    commit_files,
-    load_adapter,
-    remove_dir,
-    resolve_settings,
-    sha256_file,
-    staging_dir,
-    verify_files,
-)
+from core.io.artifacts import open_artifact, recover, sha256_file, verify_artifact, verify_files
+from core.lora import LoraSettings, apply_lora, load_adapter, resolve_settings
 from core.models import load_encoder
 
 logger = logging.getLogger(__name__)
@@ -357,40 +348,49 @@ class TextClassifier(torch.nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """Save to ``directory``: adapter, head weights, ``config.json`` (and ``metrics.json``).
 
-        Files are written to a staging directory, then moved in with ``os.replace``, ``config.json``
-        last; it records the sha256 of each weight file so a half-written directory is detected on load.
-        Other files in ``directory`` (a training run's checkpoints and logs) are left alone.
+        The directory is an artifact (:func:`core.io.artifacts.open_artifact`): it is built aside and
+        swapped in whole, and a directory of another kind, or a non-empty one that is no artifact, is
+        refused. ``config.json`` records the sha256 of each weight file. Other files in ``directory``
+        (a training run's checkpoint, an app's files around the classifier it embeds) are kept.
 
         Returns:
             The directory.
+
+        Raises:
+            core.io.artifacts.ArtifactError: ``directory`` must not be written.
         """
+        from core.finetune.loop import RUN_STATE
+
         directory = Path(directory)
-        staging = staging_dir(directory)
-        try:
+        with open_artifact(directory, KIND, version=FORMAT_VERSION, unhashed=RUN_STATE, update=True) as out:
+            for name in (*ADAPTER_FILES, ENCODER_FILE, METRICS_FILE):  # stale when writing in place
+                (out / name).unlink(missing_ok=True)
+            weights = []
             if self.lora is not None:
-                self._save_adapter(staging)
+                weights += self._save_adapter(out)
             if self.full_finetune:  # save_model copes with shared (tied) tensors
-                save_model(self.encoder, str(staging / ENCODER_FILE), metadata={"format": "pt"})
+                save_model(self.encoder, str(out / ENCODER_FILE), metadata={"format": "pt"})
+                weights.append(ENCODER_FILE)
             heads = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
-            save_file(heads, str(staging / HEADS_FILE), metadata={"format": "pt"})
+            save_file(heads, str(out / HEADS_FILE), metadata={"format": "pt"})
+            weights.append(HEADS_FILE)
             if self.metrics is not None:
-                (staging / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
+                (out / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
+                weights.append(METRICS_FILE)
             config = self._config()
-            config["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
-            (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
-            commit_files(staging, directory, last=CONFIG_FILE, stale=(*ADAPTER_FILES, ENCODER_FILE))
-        finally:
-            remove_dir(staging)
+            config["files"] = {name: sha256_file(out / name) for name in sorted(weights)}
+            (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
         logger.info("Saved classifier", extra={"path": str(directory), "heads": self.head_names})
         return directory
 
-    def _save_adapter(self, staging: Path) -> None:
+    def _save_adapter(self, out: Path) -> list[str]:
         if self._saved_adapter is not None:  # merged on load: write back the adapter we loaded
             for name, payload in self._saved_adapter.items():
-                (staging / name).write_bytes(payload)
-            return
-        self.encoder.save_pretrained(str(staging), safe_serialization=True)
-        (staging / "README.md").unlink(missing_ok=True)  # peft's model card template
+                (out / name).write_bytes(payload)
+            return list(self._saved_adapter)
+        self.encoder.save_pretrained(str(out), safe_serialization=True)
+        (out / "README.md").unlink(missing_ok=True)  # peft's model card template
+        return list(ADAPTER_FILES)
 
     @classmethod
     def from_pretrained(
@@ -466,6 +466,7 @@ class TextClassifier(torch.nn.Module):
 
 
 def _read_config(directory: Path) -> dict[str, Any]:
+    recover(directory)  # a save killed between the two renames of its swap
     if not directory.is_dir():
         raise FileNotFoundError(f"Classifier directory '{directory}' does not exist.")
     path = directory / CONFIG_FILE
@@ -490,5 +491,6 @@ def _read_config(directory: Path) -> dict[str, Any]:
     for name in expected:
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} is missing: the classifier directory is incomplete.")
-    verify_files(directory, config.get("files") or {}, CONFIG_FILE)
+    if verify_artifact(directory) is None:  # saved before artifact manifests: check its own hashes
+        verify_files(directory, config.get("files") or {}, CONFIG_FILE)
     return config

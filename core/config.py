@@ -172,6 +172,15 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return result
 
 
+def yaml_error_message(path: str | Path, err: yaml.YAMLError) -> str:
+    """One line naming the file, line and column of a YAML syntax error, and what is wrong there."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    context = getattr(err, "context", None)
+    return f"{path}: {where}not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -192,16 +201,22 @@ def load_config(
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, not a file; --config takes a YAML file")
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError as err:
             raise ConfigError(f"config file not found: {path}") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from err
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            raise ConfigError(yaml_error_message(path, err)) from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
         if section is not None:
             loaded = loaded.get(section, {}) or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+            raise ConfigError(f"{path}: field {section!r}: expected a mapping")
         data = loaded
     data = apply_overrides(data, overrides)
     try:

@@ -53,3 +53,24 @@ def format_location(
     if field is not None:
         parts.append(f"field {field!r}:")
     return " ".join(parts) + " "
+
+
+def check_path_kind(path: str | Path, want: str) -> Path:
+    """Raise :class:`InputError` when ``path`` exists but is a folder where a file belongs, or the reverse.
+
+    Readers call it before their own "does not exist" check, so that a folder passed as a file (or a
+    file passed as a folder) is named for what it is instead of being reported missing.
+
+    Args:
+        path: The path given.
+        want: ``"file"`` or ``"folder"``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if want == "file" and path.is_dir():
+        raise InputError(path, "is a folder, not a file; give the path of a file")
+    if want == "folder" and path.exists() and not path.is_dir():
+        raise InputError(path, "is a file, not a folder; give the path of a folder")
+    return path

@@ -14,21 +14,15 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
-import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-
-from core.atomic import default_file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -234,74 +228,3 @@ def settings_from_peft(adapter_config: Mapping[str, Any]) -> LoraSettings:
         target_modules=tuple(sorted(targets)),
         bias=adapter_config.get("bias", "none"),
     )
-
-
-def commit_files(staging: str | Path, target: str | Path, last: str, stale: Iterable[str] = ()) -> Path:
-    """Move every file of ``staging`` into ``target`` with ``os.replace``, writing ``last`` last.
-
-    A model directory may share its folder with a run (checkpoints, TensorBoard events), so it is
-    updated file by file rather than swapped whole. ``last`` (the manifest) lands after the weights it
-    describes, so a reader that finds it finds complete weights; manifests should record file hashes
-    so that a half-replaced directory is detected on load.
-
-    Args:
-        staging: A directory on the same file system as ``target`` (e.g. a temporary dir inside it).
-        target: The destination directory (created if needed).
-        last: Name of the file to move last.
-        stale: File names to delete from ``target`` when the new content does not include them.
-
-    Returns:
-        ``target`` as a path.
-    """
-    staging, target = Path(staging), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in staging.iterdir() if p.is_file())
-    ordered = [n for n in names if n != last] + ([last] if last in names else [])
-    for name in ordered:
-        # mkstemp/safetensors create owner-only files; artifacts are meant to be shared like any output.
-        os.chmod(staging / name, default_file_mode())
-        os.replace(staging / name, target / name)
-    for name in stale:
-        if name not in names and (target / name).is_file():
-            (target / name).unlink()
-    return target
-
-
-def staging_dir(target: str | Path) -> Path:
-    """A fresh temporary directory inside ``target``'s parent, for :func:`commit_files`."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}-tmp-", dir=target.parent))
-
-
-def remove_dir(path: str | Path) -> None:
-    """Delete a staging directory, ignoring errors."""
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file (recorded in manifests to detect half-written or altered weights)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_files(directory: str | Path, digests: Mapping[str, str], manifest: str) -> None:
-    """Check that each file named in ``digests`` exists in ``directory`` with that sha256.
-
-    Raises:
-        FileNotFoundError: if a file is missing.
-        ValueError: if a file's content differs from the manifest ``manifest``.
-    """
-    directory = Path(directory)
-    for name, digest in digests.items():
-        path = directory / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the directory is incomplete.")
-        if sha256_file(path) != digest:
-            raise ValueError(
-                f"{path} does not match the checksum in {directory / manifest}: the directory is corrupt "
-                "or half-written; save or train it again."
-            )

@@ -84,11 +84,30 @@ def get_db_url() -> str:
 
 
 def mask_url(url: str | URL) -> str:
-    """``url`` with its password replaced by ``***``, safe for logs and error messages."""
+    """``url`` with its password replaced by ``***``, safe for logs and error messages.
+
+    Malformed URLs are masked too: ``user:secret@host/db`` (no scheme) or a non-numeric port.
+    """
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", str(url))
+        text = str(url)
+        scheme, sep, rest = text.partition("://")
+        if not sep:
+            scheme, rest = "", text
+        credentials, at, host = rest.rpartition("@")
+        if not at:
+            return text
+        user, colon, _ = credentials.partition(":")
+        return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+
+
+def db_error_text(err: BaseException) -> str:
+    """The first line of a database error without SQLAlchemy's SQL echo and background link."""
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip()
+    text = text.splitlines()[0] if text else type(err).__name__
+    return re.sub(r"\s*\[SQL: .*$", "", text)
 
 
 def create_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
@@ -112,9 +131,11 @@ def create_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     raw = url if url is not None else get_db_url()
     try:
         parsed = make_url(raw)
-    except ArgumentError as err:
+        parsed.port  # noqa: B018 - a non-numeric port fails here, not at the first connection
+    except (ArgumentError, ValueError) as err:
+        reason = "its port is not a number" if "invalid literal for int()" in str(err) else str(err)
         raise StorageError(
-            f"Invalid database URL {mask_url(raw)!r} ({err}); set {DB_URL_ENV} to e.g. "
+            f"Invalid database URL {mask_url(raw)!r} ({reason}); set {DB_URL_ENV} to e.g. "
             "'sqlite:////path/aigc.db' or 'postgresql+psycopg2://user:password@host:5432/db'"
         ) from err
     backend = parsed.get_backend_name()
@@ -405,6 +426,7 @@ __all__ = [
     "StorageError",
     "UTCDateTime",
     "create_engine",
+    "db_error_text",
     "current_revisions",
     "engine_for",
     "get_db_url",

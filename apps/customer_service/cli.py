@@ -83,6 +83,21 @@ def index(
         f"added {report.added}, updated {report.updated}, removed {report.removed}, "
         f"unchanged {report.unchanged}; embedded {report.embedded} texts in {report.seconds:.1f} s"
     )
+    if report.calibration == "kept":
+        console.print("Answer gate: calibration kept (the entries did not change).")
+    elif report.calibration == "recalibrated":
+        console.print("Answer gate: recalibrated on the configured labelled queries.")
+    else:
+        why = (
+            "the entries changed, so its calibration was dropped; recalibrate it"
+            if report.calibration == "dropped"
+            else "not calibrated; calibrate it"
+        )
+        console.print(
+            f"Answer gate: {why}: aigc support calibrate --kb-dir {target}",
+            markup=False,
+            style="yellow",
+        )
 
 
 @app.command("eval")

@@ -35,12 +35,13 @@ import numpy as np
 
 from apps.customer_service.errors import SourceError, decode_utf8
 from apps.customer_service.evaluation import EvalQuery
+from apps.customer_service.knowledge_base import CALIBRATION_FILE
 from apps.customer_service.retrieval import Hit, Retriever
 from core.config import write_json_atomic
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_FILE = "calibration.json"
 Route = Literal["faq", "extract", "generate", "handoff"]
 
 
@@ -143,9 +144,12 @@ def read_out_of_scope(path: str | Path) -> list[str]:
     """Questions from a CSV with a ``query`` column (questions the KB must not answer).
 
     Raises:
-        SourceError: Missing column or an empty query, naming the row.
+        FileNotFoundError: No such file.
+        SourceError: Missing column, an empty query or no rows at all, naming the row.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
+    if not path.is_file():
+        raise FileNotFoundError(f"out-of-scope questions file {path} does not exist")
     reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
     if "query" not in (reader.fieldnames or []):
         raise SourceError(
@@ -159,6 +163,8 @@ def read_out_of_scope(path: str | Path) -> list[str]:
         if not text:
             raise SourceError(path, "is empty", row=row, line=reader.line_num, field="query")
         questions.append(text)
+    if not questions:
+        raise SourceError(path, "holds no questions (a header and no rows)")
     return questions
 
 

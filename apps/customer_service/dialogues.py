@@ -30,8 +30,12 @@ from typing import Any
 
 from apps.customer_service.kb import read_qa_file
 from core.config import write_json_atomic
+from core.errors import check_path_kind
 from core.finetune import CausalLMTrainConfig, train_causal_lm, with_overrides
+from core.finetune.causal_lm import KIND as ADAPTER_KIND
+from core.finetune.loop import REPORT_FILE, RUN_STATE
 from core.generation import GenerateSettings, Generator
+from core.io.artifacts import open_artifact
 from core.metrics import bleu, rouge_l
 from core.models import DEFAULT_GENERATOR
 from core.paths import data_dir
@@ -39,6 +43,8 @@ from core.paths import data_dir
 logger = logging.getLogger(__name__)
 
 HELDOUT_FILE = "heldout.jsonl"
+#: Artifact kind of an answer-adapter directory (a core causal-LM adapter plus its held-out pairs).
+KIND = "support-answer-adapter"
 SUPPORT_SYSTEM_PROMPT = (
     "You are a customer-support assistant for an online store. Answer the customer's question "
     "briefly, politely and factually."
@@ -67,7 +73,7 @@ def read_dialogue_pairs(path: str | Path) -> list[QAPair]:
         SourceError: Bad encoding, malformed file, missing/empty ``question`` or ``answer``, or a
             duplicate id — naming the file, row and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.exists():
         raise FileNotFoundError(f"pairs file {path} does not exist")
     return [QAPair(e.question, e.text, e.id) for e in read_qa_file(path, kind="dialogue")]
@@ -149,12 +155,18 @@ def finetune_answers(
     config = with_overrides(config, overrides)
     train, heldout = split_heldout(items, heldout_fraction, config.seed)
     out_dir = Path(out_dir or default_adapter_dir())
-    report = train_causal_lm([(p.question, p.answer) for p in train], out_dir, model, config)
-    report["pairs"] = len(items)
-    report["heldout"] = len(heldout)
-    if heldout:
-        report["heldout_file"] = str(write_pairs_jsonl(out_dir / HELDOUT_FILE, heldout))
-    write_json_atomic(out_dir / "report.json", report)
+    # Built aside and swapped in whole; a directory holding anything but an answer adapter is refused.
+    with open_artifact(
+        out_dir, KIND, legacy=(ADAPTER_KIND,), unhashed=RUN_STATE, embeds=(ADAPTER_KIND,)
+    ) as build:
+        report = train_causal_lm([(p.question, p.answer) for p in train], build, model, config)
+        report["pairs"] = len(items)
+        report["heldout"] = len(heldout)
+        report["output_dir"] = str(out_dir)
+        if heldout:
+            write_pairs_jsonl(build / HELDOUT_FILE, heldout)
+            report["heldout_file"] = str(out_dir / HELDOUT_FILE)
+        write_json_atomic(build / REPORT_FILE, report)
     return report
 
 

@@ -28,6 +28,7 @@ from apps.customer_service.errors import SourceError, decode_utf8
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import MODES, Mode, RetrievalConfig, Retriever
 from core.embeddings import Embedder
+from core.errors import check_path_kind
 from core.metrics import hit_rate_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def read_queries(path: str | Path, kb: KnowledgeBase | None = None) -> list[Eval
         SourceError: Bad encoding, malformed CSV, missing column, empty query or gold ids, or a
             gold id the knowledge base does not hold — naming the row and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"queries file {path} does not exist")
     text = decode_utf8(path.read_bytes(), path)
@@ -99,13 +100,13 @@ def read_questions(path: str | Path, column: str = "question") -> list[str]:
     """The questions of a CSV file (one per row in ``column``; other columns are ignored).
 
     Raises:
-        FileNotFoundError: The file does not exist (or is a folder).
+        FileNotFoundError: The file does not exist.
         SourceError: Bad encoding, malformed CSV, a missing column, an empty question or no
             questions at all — naming the row and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
-        raise FileNotFoundError(f"questions file {path} does not exist or is not a file")
+        raise FileNotFoundError(f"questions file {path} does not exist")
     text = decode_utf8(path.read_bytes(), path)
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     questions = []

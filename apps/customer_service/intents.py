@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from apps.customer_service.errors import SourceError, read_utf8
+from core.classification import KIND as CLASSIFIER_KIND
 from core.classification import TextClassifier
 from core.config import write_json_atomic
+from core.errors import check_path_kind
 from core.finetune import (
     ClassifierTrainConfig,
     LabelledTexts,
@@ -42,6 +44,9 @@ from core.finetune import (
     train_classifier,
     with_overrides,
 )
+from core.finetune.data import require_validation
+from core.finetune.loop import REPORT_FILE, RUN_STATE
+from core.io.artifacts import open_artifact
 from core.metrics import accuracy, classification_report, f1
 from core.models import DEFAULT_ENCODER
 from core.paths import data_dir
@@ -50,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 HEAD = "label"
 VALIDATION_FILE = "validation.csv"
+#: Artifact kind of an intent model directory (a core classifier plus its validation split).
+KIND = "support-intents"
 EVAL_FILE = "eval.json"
 BANKING77_SPLITS = ("train", "test")
 
@@ -79,7 +86,7 @@ def read_intents_csv(
         SourceError: Bad encoding, malformed CSV, missing column, an empty text or label, no rows,
             or fewer than two distinct labels — naming the row (0-based), line and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.exists():
         raise FileNotFoundError(f"intent file {path} does not exist")
     reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""), strict=True)
@@ -248,20 +255,26 @@ def train_intents(
     config = with_overrides(config or ClassifierTrainConfig(), overrides)
     out_dir = Path(out_dir or default_intent_dir())
     labels = [str(label) for label in labelled.labels[HEAD]]
-    report = train_classifier(list(zip(labelled.texts, labels, strict=True)), out_dir, model, config=config)
-    # The same stratified split classifier_task() drew: data order, fraction and seed are unchanged.
+    # The same stratified split classifier_task() draws: data order, fraction and seed are unchanged.
     _, val = split_indices(len(labels), config.val_fraction, config.seed, strata=labels)
-    report["labels"] = sorted(set(labels))
-    report["data"] = labelled.source
-    if val:
-        val_texts, val_labels = [labelled.texts[i] for i in val], [labels[i] for i in val]
-        _write_csv_atomic(out_dir / VALIDATION_FILE, val_texts, val_labels)
-        report["validation_file"] = str(out_dir / VALIDATION_FILE)
-        if calibrate:
-            classifier = TextClassifier.from_pretrained(out_dir, merge=False)
-            report["temperature"] = classifier.calibrate_temperature(val_texts, val_labels)
-            classifier.save_pretrained(out_dir)
-    write_json_atomic(out_dir / "report.json", report)
+    require_validation(val, len(labels), config.val_fraction, str(labelled.source))
+    # Built aside and swapped in whole; a directory holding anything but an intent model is refused.
+    with open_artifact(
+        out_dir, KIND, legacy=(CLASSIFIER_KIND,), unhashed=RUN_STATE, embeds=(CLASSIFIER_KIND,)
+    ) as build:
+        report = train_classifier(list(zip(labelled.texts, labels, strict=True)), build, model, config=config)
+        report["labels"] = sorted(set(labels))
+        report["data"] = labelled.source
+        report["output_dir"] = str(out_dir)
+        if val:
+            val_texts, val_labels = [labelled.texts[i] for i in val], [labels[i] for i in val]
+            _write_csv_atomic(build / VALIDATION_FILE, val_texts, val_labels)
+            report["validation_file"] = str(out_dir / VALIDATION_FILE)
+            if calibrate:
+                classifier = TextClassifier.from_pretrained(build, merge=False)
+                report["temperature"] = classifier.calibrate_temperature(val_texts, val_labels)
+                classifier.save_pretrained(build)
+        write_json_atomic(build / REPORT_FILE, report)
     return report
 
 

@@ -8,13 +8,18 @@ Layout of ``kb_dir``::
     dense/question/        core VectorIndex of the entries' question fields
     dense/content/         core VectorIndex of the entries' content fields
     bm25/                  FieldBM25 (bm25s files per field + config.json)
+    calibration.json       the answer gate fitted on this KB (apps.customer_service.confidence)
+    artifact.json          kind, format version and the sha256 of every file but calibration.json
 
 :meth:`KnowledgeBase.build` reads the sources, then re-uses the vectors of every entry whose
 content hash and embedding model are unchanged since the previous build in ``kb_dir``, embeds
 only new and changed entries, drops removed ones and rebuilds BM25 (cheap). Everything is written
-to a temporary sibling directory that is swapped in by two renames; on any error the previous
-knowledge base stays as it was. A directory that exists but is not a knowledge base is never
-replaced.
+to a temporary sibling directory that is swapped in by two renames (:func:`core.io.artifacts.open_artifact`);
+on any error the previous knowledge base stays as it was, and a kill between the renames is undone
+on the next load or build. A directory that exists but is not a knowledge base is never replaced.
+The answer gate's ``calibration.json`` is kept when the entries did not change; otherwise it is
+dropped (it was fitted on other entries) and the build report says so, or the gate is recalibrated
+when ``calibration_queries`` and ``calibration_out_of_scope`` are configured.
 
 Example:
     >>> kb = KnowledgeBase.build(["faq.csv", "policies/"], "kb")  # first build: embeds everything
@@ -39,10 +44,10 @@ from apps.customer_service.bm25_index import FIELDS, BM25Config, FieldBM25
 from apps.customer_service.chunking import ChunkConfig
 from apps.customer_service.errors import KBFormatError
 from apps.customer_service.kb import Entry, Source, load_sources
-from core.atomic import atomic_directory
 from core.config import from_dict, to_dict
 from core.embeddings import Embedder
 from core.index import VectorIndex
+from core.io.artifacts import ArtifactError, check_target, open_artifact, recover, verify_artifact
 from core.paths import data_dir
 
 logger = logging.getLogger(__name__)
@@ -53,6 +58,7 @@ MANIFEST_FILE = "manifest.json"
 ENTRIES_FILE = "entries.jsonl"
 DENSE_DIR = "dense"
 BM25_DIR = "bm25"
+CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,22 @@ class KBConfig:
     batch_size: int = field(default=64, metadata={"help": "Texts per embedding batch"})
     chunking: ChunkConfig = field(default_factory=ChunkConfig)
     bm25: BM25Config = field(default_factory=BM25Config)
+    calibration_queries: str | None = field(
+        default=None,
+        metadata={"help": "In-scope CSV (query,gold_ids): recalibrate the answer gate when entries change"},
+    )
+    calibration_out_of_scope: str | None = field(
+        default=None, metadata={"help": "Out-of-scope CSV (query) used with calibration_queries"}
+    )
 
 
 @dataclass(frozen=True)
 class BuildReport:
-    """What a build did: entry counts by fate, texts embedded, time taken."""
+    """What a build did: entry counts by fate, texts embedded, time taken, and the answer gate.
+
+    ``calibration`` is ``kept`` (entries unchanged), ``dropped`` (the entries changed: recalibrate),
+    ``recalibrated`` (with the configured labelled queries) or ``none`` (there was none).
+    """
 
     added: int = 0
     updated: int = 0
@@ -75,6 +92,7 @@ class BuildReport:
     unchanged: int = 0
     embedded: int = 0
     seconds: float = 0.0
+    calibration: str = "none"
 
 
 class KnowledgeBase:
@@ -185,6 +203,7 @@ class KnowledgeBase:
         start = time.perf_counter()
         config = config or KBConfig()
         kb_dir = Path(kb_dir)
+        _check_target(kb_dir)
         entries = load_sources(sources, config.chunking)
         previous = _previous_for_update(kb_dir)
         embedder = embedder or Embedder(config.embedding_model)
@@ -203,6 +222,8 @@ class KnowledgeBase:
         )
         old_hashes = previous.manifest["hashes"] if previous else {}
         new_ids = {e.id for e in entries}
+        unchanged = previous is not None and len(reusable) == len(entries) == len(old_hashes)
+        calibrated = previous is not None and (kb_dir / CALIBRATION_FILE).is_file()
         report = BuildReport(
             added=sum(e.id not in old_hashes for e in entries),
             updated=sum(e.id in old_hashes and e.id not in reusable for e in entries),
@@ -210,10 +231,21 @@ class KnowledgeBase:
             unchanged=len(reusable),
             embedded=embedded,
             seconds=round(time.perf_counter() - start, 3),
+            calibration=("kept" if unchanged else "dropped") if calibrated else "none",
         )
+        recalibrate = report.calibration != "kept" and bool(config.calibration_queries)
+        if recalibrate and not config.calibration_out_of_scope:
+            raise KBFormatError("calibration_queries needs calibration_out_of_scope (a query CSV)")
         manifest = _manifest(entries, sources, config, embedder, report)
-        _write_atomically(kb_dir, entries, dense, bm25, manifest)
-        logger.info("Built knowledge base", extra={"path": str(kb_dir), **asdict(report)})
+        _write_atomically(kb_dir, entries, dense, bm25, manifest, report.calibration == "kept")
+        if recalibrate:
+            from apps.customer_service.confidence import calibrate_kb
+
+            calibrate_kb(kb_dir, str(config.calibration_queries), str(config.calibration_out_of_scope))
+            manifest["last_build"]["calibration"] = "recalibrated"
+        elif report.calibration == "dropped":
+            logger.info("Entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
+        logger.info("Built knowledge base", extra={"path": str(kb_dir), **manifest["last_build"]})
         return cls(kb_dir, entries, dense, bm25, manifest)
 
     # --------------------------------------------------------------------------------- load
@@ -253,6 +285,10 @@ class KnowledgeBase:
             raise KBFormatError(
                 f"{kb_dir}: BM25 index holds {bm25.n_docs} documents for {len(entries)} entries"
             )
+        try:  # last: the checks above name the part at fault, the hashes catch what they miss
+            verify_artifact(kb_dir, kinds=(KB_FORMAT,))
+        except (ArtifactError, FileNotFoundError) as err:
+            raise KBFormatError(f"{err} Rebuild the knowledge base.") from err
         return cls(kb_dir, entries, dense, bm25, manifest)
 
 
@@ -270,6 +306,9 @@ def read_manifest(kb_dir: str | Path) -> dict[str, Any]:
         KBFormatError: No manifest, not JSON, another format, or missing fields.
     """
     kb_dir = Path(kb_dir)
+    recover(kb_dir)  # a build killed between the two renames of its swap
+    if kb_dir.exists() and not kb_dir.is_dir():
+        raise KBFormatError(f"{kb_dir} is a file, not a knowledge-base directory")
     if not kb_dir.is_dir():
         raise FileNotFoundError(
             f"knowledge base {kb_dir} does not exist; build it with "
@@ -318,13 +357,19 @@ def _read_entries(path: Path) -> list[Entry]:
     return entries
 
 
+def _check_target(kb_dir: Path) -> None:
+    """Refuse a ``kb_dir`` that is a file, another artifact, or a non-empty folder that is no KB."""
+    recover(kb_dir)
+    try:
+        check_target(kb_dir, KB_FORMAT)
+    except ArtifactError as err:
+        raise KBFormatError(f"{err} (--kb-dir)") from err
+
+
 def _previous_for_update(kb_dir: Path) -> KnowledgeBase | None:
     """The KB already in ``kb_dir`` (``None`` when absent or unreadable but ours)."""
-    if not kb_dir.exists():
-        return None
-    if not kb_dir.is_dir():
-        raise KBFormatError(f"{kb_dir} is a file, not a knowledge-base directory; choose another --kb-dir")
-    if not any(kb_dir.iterdir()):
+    _check_target(kb_dir)
+    if not kb_dir.exists() or not any(kb_dir.iterdir()):
         return None
     try:
         read_manifest(kb_dir)
@@ -419,9 +464,13 @@ def _write_atomically(
     dense: dict[str, VectorIndex],
     bm25: FieldBM25,
     manifest: dict[str, Any],
+    keep_calibration: bool = False,
 ) -> None:
     """Write everything into a temp sibling, then swap it in; the old KB survives any failure."""
-    with atomic_directory(kb_dir) as tmp:
+    carry = (CALIBRATION_FILE,) if keep_calibration else ()
+    with open_artifact(
+        kb_dir, KB_FORMAT, version=FORMAT_VERSION, unhashed=(CALIBRATION_FILE,), carry=carry
+    ) as tmp:
         with (tmp / ENTRIES_FILE).open("w", encoding="utf-8") as fh:
             for entry in entries:
                 fh.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
@@ -434,4 +483,12 @@ def _write_atomically(
         )
 
 
-__all__ = ["BuildReport", "KBConfig", "KnowledgeBase", "default_kb_dir", "load_config", "read_manifest"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "BuildReport",
+    "KBConfig",
+    "KnowledgeBase",
+    "default_kb_dir",
+    "load_config",
+    "read_manifest",
+]

@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from apps.finance_monitor.errors import DataError
+from apps.finance_monitor.errors import DataError, decode_bytes, jsonl_objects
 from apps.finance_monitor.sentiment import head_probabilities, load_model
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
@@ -36,25 +37,30 @@ def read_texts(path: str | Path, text_column: str | None = None) -> tuple[pd.Dat
         FileNotFoundError: No such file.
         DataError: Unreadable file, missing text column, or an empty text (naming file, row, field).
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            frame = pd.read_json(path, lines=True, dtype=False)
+        elif suffix in (".jsonl", ".ndjson"):  # parsed line by line, so an error names its row and line
+            records = jsonl_objects(path, decode_bytes(path.read_bytes(), path, "utf-8"))
+            frame = pd.DataFrame([obj for _, _, obj in records])
         elif suffix == ".txt":
             lines = path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
             frame = pd.DataFrame({"text": [line for line in lines if line.strip()]})
         else:
             sep = "\t" if suffix == ".tsv" else ","
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+    except DataError:
+        raise
     except UnicodeDecodeError as err:
         raise DataError(path, f"not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from err
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise DataError(path, f"cannot read the file: {err}") from err
+    if frame.empty:
+        raise DataError(path, "no rows to classify (the file holds a header or nothing); nothing was written")
     column = text_column or next((c for c in TEXT_COLUMNS if c in frame.columns), None)
     if column is None or column not in frame.columns:
         wanted = text_column or " / ".join(TEXT_COLUMNS)
@@ -87,8 +93,10 @@ def classify_file(
     out_path = Path(out_path)
     if out_path.suffix.lower() not in OUTPUT_FORMATS:
         raise ValueError(f"output {out_path}: use one of the extensions {list(OUTPUT_FORMATS)}")
+    if out_path.is_dir():
+        raise ValueError(f"output {out_path} is a folder; --out must be a file path")
+    frame, column = read_texts(input_path, text_column)  # bad input fails before the model loads
     model = load_model(model_dir)
-    frame, column = read_texts(input_path, text_column)
     texts = frame[column].tolist()
     chunk = batch_size * 8
     results: dict[str, list] = {h: [] for h in model.head_names}

@@ -32,6 +32,7 @@ from apps.finance_monitor.storage import (
     record_file,
     store_items,
 )
+from core.errors import check_path_kind
 from core.storage import session_scope
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class Ingestor:
         Raises:
             FileNotFoundError: ``folder`` is not a directory.
         """
-        folder = Path(folder)
+        folder = check_path_kind(folder, "folder")
         if not folder.is_dir():
             raise FileNotFoundError(f"watched folder not found: {folder}")
         files = {p for pattern in patterns for p in folder.glob(pattern) if p.is_file()}

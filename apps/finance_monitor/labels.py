@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.finance_monitor.errors import DataError, decode_bytes
+from core.errors import check_path_kind
 
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
@@ -93,7 +94,7 @@ def read_label_names(path: str | Path) -> list[str]:
         FileNotFoundError: No such file.
         DataError: A blank line between names, or a name given twice.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"classes file not found: {path}")
     lines = decode_bytes(path.read_bytes(), path, "utf-8").replace("\r\n", "\n").split("\n")

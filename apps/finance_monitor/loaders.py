@@ -38,6 +38,7 @@ from apps.finance_monitor.labels import (
     normalise_int_label,
     parse_label_map,
 )
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def load_labelled(
         DataError: Missing columns, empty texts, unknown or missing labels, undecodable bytes,
             malformed records; the message names file, row and field.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"labelled data file not found: {path}")
     fmt = detect_format(path) if format == "auto" else format

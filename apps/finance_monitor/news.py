@@ -32,6 +32,7 @@ from defusedxml import DefusedXmlException
 
 from apps.finance_monitor.errors import DataError, decode_bytes, jsonl_objects
 from apps.finance_monitor.timestamps import parse_timestamp, to_utc
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def read_news(
         DataError: Unknown format, missing fields, bad timestamps, the same id with different
             content twice, malformed CSV/JSON/XML, undecodable bytes.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"news file not found: {path}")
     raw = path.read_bytes()

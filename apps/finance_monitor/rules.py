@@ -37,6 +37,8 @@ import yaml
 
 from apps.finance_monitor.aggregate import BUCKETS, SCOPES, aggregate, bucket_offset
 from apps.finance_monitor.webhook_safety import AllowList
+from core.config import yaml_error_message
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +143,15 @@ def load_webhook_allow(path: str | Path) -> AllowList:
 
 
 def _read_doc(path: Path) -> dict[str, Any]:
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"alert rules file not found: {path}")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from err
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
+        raise ValueError(yaml_error_message(path, err)) from err
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping with a non-empty 'rules:' list")
     return doc

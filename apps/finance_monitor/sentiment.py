@@ -36,8 +36,12 @@ from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS, parse_label_map
 from apps.finance_monitor.loaders import Dedup, LabelledData, load_labelled
 from core.classification import CONFIG_FILE, TextClassifier
+from core.classification import KIND as CLASSIFIER_KIND
 from core.config import write_json_atomic
 from core.finetune import ClassifierTrainConfig, split_indices, train_classifier, with_overrides
+from core.finetune.data import require_validation
+from core.finetune.loop import REPORT_FILE, RUN_STATE
+from core.io.artifacts import open_artifact
 from core.metrics import classification_report
 from core.models import DEFAULT_ENCODER
 
@@ -46,6 +50,8 @@ logger = logging.getLogger(__name__)
 Task = Literal["sentiment", "topic"]
 TASKS: tuple[str, ...] = ("sentiment", "topic")
 META_FILE = "finance.json"
+#: Artifact kind of a finance model directory (a core classifier plus calibration and finance.json).
+KIND = "finance-classifier"
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,10 @@ def train(
     """
     config = with_overrides(config or FinanceTrainConfig(), overrides)
     labelled = load_training_data(task, data, label_map, config.dedup, text_column, label_column)
+    # Too few rows for a validation split is refused here, naming the file, before the model loads.
+    n = len(labelled.texts)
+    _, val = split_indices(n, config.val_fraction, config.seed, strata=list(labelled.labels))
+    require_validation(val, n, config.val_fraction, str(labelled.source))
     return train_multitask({task: labelled}, out_dir, config=config, label_map=label_map)
 
 
@@ -149,6 +159,26 @@ def train_multitask(
         ]
     frame = pd.DataFrame(rows, columns=["text", *heads])
     out_dir = Path(out_dir)
+    # Built aside and swapped in whole; a KB or any other directory that is no finance model is refused.
+    with open_artifact(
+        out_dir, KIND, legacy=(CLASSIFIER_KIND,), unhashed=RUN_STATE, embeds=(CLASSIFIER_KIND,)
+    ) as build:
+        report = _train_into(build, frame, rows, heads, datasets, config, label_map)
+        report["output_dir"] = str(out_dir)
+        write_json_atomic(build / REPORT_FILE, report)
+    report.update(model_version=model_version(out_dir))
+    return report
+
+
+def _train_into(
+    out_dir: Path,
+    frame: pd.DataFrame,
+    rows: list[dict[str, str]],
+    heads: list[str],
+    datasets: Mapping[str, LabelledData],
+    config: FinanceTrainConfig,
+    label_map: str | Path | Mapping[Any, str] | None,
+) -> dict[str, Any]:
     report = train_classifier(frame, out_dir, model=config.model, label_column=heads, config=config)
     model = TextClassifier.from_pretrained(out_dir)
     stats: dict[str, dict[str, Any]] = {}
@@ -181,7 +211,7 @@ def train_multitask(
         "base_model": config.model,
     }
     write_json_atomic(out_dir / META_FILE, meta)
-    report.update(calibration=stats, model_version=model_version(out_dir), heads=model.head_labels)
+    report.update(calibration=stats, heads=model.head_labels)
     return report
 
 
@@ -245,6 +275,8 @@ def evaluate(
     """
     if not isinstance(model, TextClassifier):
         label_map = label_map if label_map is not None else read_meta(model).get("label_map")
+        if not isinstance(data, LabelledData):  # bad input fails before the model loads
+            data = load_labelled(data, label_map=label_map)
         model = load_model(model)
     name = head or (model.head_names[0] if len(model.head_names) == 1 else "sentiment")
     labels = model.labels(name)

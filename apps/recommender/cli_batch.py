@@ -78,8 +78,8 @@ def score(
     from core.storage import StorageError
 
     try:
+        user_list = None if users == "all" else read_users(users)  # bad input fails before the model
         factory = resolve_model(model)
-        user_list = None if users == "all" else read_users(users)
         result = run_batch(
             factory,
             out,

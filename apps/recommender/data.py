@@ -254,6 +254,8 @@ def clean_items(
     config = config or DataConfig()
     if "item_id" not in frame.columns:
         raise DataError(path, f"missing required column 'item_id'; found {list(frame.columns)}")
+    if frame.empty:
+        raise DataError(path, "no items: the file holds a header and no rows")
     text_fields = [f for f in config.text_fields if f in frame.columns]
     if not text_fields:
         raise DataError(
@@ -318,6 +320,8 @@ def clean_interactions(
     missing = [c for c in ("user_id", "item_id", "timestamp") if c not in frame.columns]
     if missing:
         raise DataError(path, f"missing required column(s) {missing}; found {list(frame.columns)}")
+    if frame.empty:
+        raise DataError(path, "no interactions: the file holds a header and no rows")
     check = RowChecker(path, len(frame), config.on_error, line_offset, row_numbers)
     users, items = as_str(frame["user_id"]), as_str(frame["item_id"])
     check.flag(users == "", "user_id", lambda _: "empty user_id")

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from core.lora import sha256_file
+from core.io.artifacts import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from apps.recommender.data import Dataset
 from core import models
 from core.config import to_dict
 from core.embeddings import Embedder, pool, read_pooling_modes
-from core.lora import LoraSettings, apply_lora, load_adapter, sha256_file
+from core.io.artifacts import sha256_file
+from core.lora import LoraSettings, apply_lora, load_adapter
 
 logger = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from apps.recommender.data import (
 )
 from apps.recommender.errors import DataError
 from apps.recommender.tables import read_table
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def detect_layout(folder: str | Path) -> Layout:
         FileNotFoundError: The folder is missing or matches no known layout (the message lists
             what was looked for and what is there).
     """
-    folder = Path(folder)
+    folder = check_path_kind(folder, "folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     present = {p.name for p in folder.iterdir()}

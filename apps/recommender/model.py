@@ -36,10 +36,9 @@ import pandas as pd
 
 from apps.recommender.data import Dataset
 from apps.recommender.ranker import HybridScorer, LinearRanker, RankerConfig
-from core.atomic import atomic_directory
 from core.config import ConfigError, from_dict, to_dict
 from core.index import IndexFormatError, IndexMismatchError, VectorIndex
-from core.lora import sha256_file
+from core.io.artifacts import open_artifact, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +197,17 @@ class RecommenderModel:
     def save(self, directory: str | Path) -> Path:
         """Write the model directory atomically (temp dir renamed into place).
 
+        A directory holding another kind of artifact (a knowledge base, a classifier), or a non-empty
+        one that is no artifact, is refused (see :func:`core.io.artifacts.open_artifact`).
+
         Returns:
             The directory.
+
+        Raises:
+            core.io.artifacts.ArtifactError: ``directory`` must not be written.
         """
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with open_artifact(directory, KIND, version=FORMAT_VERSION) as tmp:
             self._write(tmp)
         self.path = directory
         logger.info("Saved recommender", extra={"path": str(directory)})

@@ -32,12 +32,13 @@ from apps.recommender.candidates import build_item_index
 from apps.recommender.data import DataConfig, Dataset
 from apps.recommender.encoder_training import ContrastiveConfig, TrainResult, load_embedder, train_encoder
 from apps.recommender.evaluation import EvalConfig, evaluate, evaluate_next_item
-from apps.recommender.model import EncoderInfo, RecommenderModel
+from apps.recommender.model import KIND, EncoderInfo, RecommenderModel
 from apps.recommender.ranker import HybridScorer, RankerConfig
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
 from apps.recommender.text_vectors import embed_items
 from core import models
+from core.io.artifacts import check_target
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ def train_model(
     Returns:
         The saved model (``metrics["encoder"]`` holds the validation gain of fine-tuning).
     """
+    check_target(out_dir, KIND)  # refuse a KB or any other directory before hours of training
     config = config or RecommenderConfig()
     enc = config.encoder
     split = leave_last_out(dataset)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from apps.recommender.errors import DataError
+from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
         FileNotFoundError: The file does not exist.
         DataError: Unsupported extension, undecodable bytes or malformed CSV.
     """
-    path = Path(path)
+    path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()

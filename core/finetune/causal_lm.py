@@ -25,20 +25,20 @@ from typing import Any
 import torch
 
 from core.config import to_dict, write_json_atomic
-from core.finetune.data import read_pairs, split_indices
-from core.finetune.loop import REPORT_FILE, TrainConfig, TrainingTask, fit, pad, with_overrides
-from core.generation import ADAPTER_MANIFEST, adapter_base_model
-from core.lora import (
-    LoraSettings,
-    apply_lora,
-    commit_files,
-    load_adapter,
-    remove_dir,
-    settings_from_peft,
-    sha256_file,
-    staging_dir,
-    verify_files,
+from core.finetune.data import read_pairs, require_validation, split_indices
+from core.finetune.loop import (
+    CHECKPOINT_DIR,
+    REPORT_FILE,
+    RUN_STATE,
+    TrainConfig,
+    TrainingTask,
+    fit,
+    pad,
+    with_overrides,
 )
+from core.generation import ADAPTER_MANIFEST, adapter_base_model
+from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
+from core.lora import LoraSettings, apply_lora, load_adapter, settings_from_peft
 from core.models import DEFAULT_GENERATOR, load_causal_lm
 from core.seed import set_seed
 
@@ -135,6 +135,7 @@ def causal_lm_task(
         except ValueError as err:
             raise ValueError(f"pair {i}: {err}") from err
     train, val = split_indices(len(encoded), config.val_fraction, config.seed)
+    require_validation(val, len(encoded), config.val_fraction, "the training pairs")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def collate(rows: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -211,11 +212,15 @@ def save_causal_lm_adapter(
 ) -> Path:
     """Save a peft causal-LM adapter with an ``aigc_adapter.json`` manifest naming ``base_model``.
 
-    Only the adapter is written (a GGUF-origin base cannot ``save_pretrained``; its adapter can). Files
-    are staged, then moved in with ``os.replace``, the manifest (with each file's sha256) last.
+    Only the adapter is written (a GGUF-origin base cannot ``save_pretrained``; its adapter can). The
+    directory is an artifact (:func:`core.io.artifacts.open_artifact`): built aside and swapped in whole,
+    a training run's checkpoint and report carried over; another kind is refused.
 
     Returns:
         ``out_dir``.
+
+    Raises:
+        core.io.artifacts.ArtifactError: ``out_dir`` must not be written.
     """
     out_dir = Path(out_dir)
     config = config or CausalLMTrainConfig()
@@ -231,15 +236,12 @@ def save_causal_lm_adapter(
         else None,
         "train_config": to_dict(config),
     }
-    staging = staging_dir(out_dir)
-    try:
-        model.save_pretrained(str(staging), safe_serialization=True)
-        (staging / "README.md").unlink(missing_ok=True)  # peft's model card template
-        manifest["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        (staging / ADAPTER_MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        commit_files(staging, out_dir, last=ADAPTER_MANIFEST)
-    finally:
-        remove_dir(staging)
+    with open_artifact(out_dir, KIND, version=FORMAT_VERSION, unhashed=RUN_STATE, update=True) as out:
+        model.save_pretrained(str(out), safe_serialization=True)
+        (out / "README.md").unlink(missing_ok=True)  # peft's model card template
+        weights = ("adapter_config.json", "adapter_model.safetensors")
+        manifest["files"] = {name: sha256_file(out / name) for name in weights if (out / name).is_file()}
+        (out / ADAPTER_MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     logger.info("Saved causal-LM adapter", extra={"path": str(out_dir), "base_model": str(base_model)})
     return out_dir
 
@@ -280,14 +282,22 @@ def train_causal_lm(
     """
     config = with_overrides(config or CausalLMTrainConfig(), overrides)
     pairs = read_pairs(pairs, prompt_column, response_column)
-    out_dir = Path(out_dir)
     set_seed(config.seed)  # LoRA initialisation
     base, tokenizer = load_causal_lm(model, fresh=True)  # fresh: peft rewrites the modules in place
     peft_model = apply_lora(base, config.lora, task_type="CAUSAL_LM")
-    report = fit_causal_lm(peft_model, tokenizer, pairs, out_dir, config, resume_from, on_epoch_end)
-    save_causal_lm_adapter(peft_model, out_dir, model, config, report)
-    report.update(base_model=str(model), output_dir=str(out_dir))
-    write_json_atomic(out_dir / REPORT_FILE, report)
+    with open_artifact(
+        out_dir,
+        KIND,
+        version=FORMAT_VERSION,
+        unhashed=RUN_STATE,
+        carry=RUN_STATE if resume_from else (),
+        resumable=(CHECKPOINT_DIR,),
+        resume=bool(resume_from),
+    ) as run_dir:
+        report = fit_causal_lm(peft_model, tokenizer, pairs, run_dir, config, resume_from, on_epoch_end)
+        save_causal_lm_adapter(peft_model, run_dir, model, config, report)
+        report.update(base_model=str(model), output_dir=str(out_dir))
+        write_json_atomic(run_dir / REPORT_FILE, report)
     return report
 
 
@@ -310,11 +320,12 @@ def load_causal_lm_with_adapter(
         ValueError: if a file does not match the manifest's checksum.
     """
     adapter_dir = Path(adapter_dir)
+    artifact = verify_artifact(adapter_dir)
     if not adapter_dir.is_dir():
         raise FileNotFoundError(f"Adapter directory '{adapter_dir}' does not exist.")
     base_spec = adapter_base_model(adapter_dir)
     manifest_path = adapter_dir / ADAPTER_MANIFEST
-    if manifest_path.is_file():
+    if artifact is None and manifest_path.is_file():
         verify_files(adapter_dir, json.loads(manifest_path.read_text()).get("files") or {}, ADAPTER_MANIFEST)
     base, tokenizer = load_causal_lm(base_spec, fresh=True)
     model = load_adapter(base, adapter_dir, merge=merge)

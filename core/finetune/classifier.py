@@ -18,18 +18,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from core.classification import TextClassifier
+from core.classification import FORMAT_VERSION, KIND, TextClassifier
 from core.config import to_dict, write_json_atomic
-from core.finetune.data import LabelledTexts, read_labelled_texts, split_indices
+from core.finetune.data import LabelledTexts, read_labelled_texts, require_validation, split_indices
 from core.finetune.loop import (
     CHECKPOINT_DIR,
     REPORT_FILE,
+    RUN_STATE,
     TrainConfig,
     TrainingTask,
     fit,
     pad,
     with_overrides,
 )
+from core.io.artifacts import open_artifact
 from core.metrics import accuracy, f1
 from core.models import DEFAULT_ENCODER
 from core.seed import set_seed
@@ -106,6 +108,7 @@ def classifier_task(
     targets = _targets(data, classifier)
     first = next(iter(data.labels))
     train, val = split_indices(len(data.texts), config.val_fraction, config.seed, strata=data.labels[first])
+    require_validation(val, len(data.texts), config.val_fraction, str(data.source))
     ids = classifier.tokenizer(data.texts, truncation=True, max_length=classifier.max_length)["input_ids"]
     pad_id = classifier.tokenizer.pad_token_id or 0
 
@@ -237,7 +240,9 @@ def train_classifier(
         data: A CSV/TSV/JSONL/JSON file with ``text`` and ``label`` columns, a pandas DataFrame, or a
             list of ``(text, label)`` tuples.
         out_dir: Where the classifier is saved (load it with ``TextClassifier.from_pretrained``); the
-            run's checkpoint, TensorBoard events and ``report.json`` go there too.
+            run's checkpoint, TensorBoard events and ``report.json`` go there too. The run builds in a
+            temporary sibling that replaces ``out_dir`` at the end (see
+            :func:`core.io.artifacts.open_artifact`); a killed run resumes there with ``resume_from=True``.
         model: Encoder spec, e.g. ``"minilm-l6"`` or a local Hugging Face directory.
         text_column: Column of the texts.
         label_column: Column of the labels, or several columns for a multi-head classifier (one head
@@ -253,6 +258,7 @@ def train_classifier(
     Raises:
         FileNotFoundError: if ``data`` is a path that does not exist.
         ValueError: naming the file, row and column of bad data, or an unknown config field.
+        core.io.artifacts.ArtifactError: ``out_dir`` holds something else (nothing is written).
     """
     config = with_overrides(config or ClassifierTrainConfig(), overrides)
     columns = [label_column] if isinstance(label_column, str) else list(label_column)
@@ -267,15 +273,24 @@ def train_classifier(
         dropout=config.dropout,
         full_finetune=config.full_finetune,
     )
-    report = fit_classifier(
-        classifier, labelled, out_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end
-    )
-    classifier.save_pretrained(out_dir)
-    if config.full_finetune:
-        # The resume state of a finished full fine-tune holds every encoder weight three times
-        # (weights, best weights, Adam moments: ~350 MB for MiniLM); nothing is left to resume.
-        shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)
-        logger.info("Removed the resume checkpoint of a finished full fine-tune", extra={"dir": str(out_dir)})
-    report.update(base_model=str(model), heads=classifier.head_labels, output_dir=str(out_dir))
-    write_json_atomic(Path(out_dir) / REPORT_FILE, report)
+    with open_artifact(
+        out_dir,
+        KIND,
+        version=FORMAT_VERSION,
+        unhashed=RUN_STATE,
+        carry=RUN_STATE if resume_from else (),
+        resumable=(CHECKPOINT_DIR,),
+        resume=bool(resume_from),
+    ) as run_dir:
+        report = fit_classifier(
+            classifier, labelled, run_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end
+        )
+        classifier.save_pretrained(run_dir)
+        if config.full_finetune:
+            # The resume state of a finished full fine-tune holds every encoder weight three times
+            # (weights, best weights, Adam moments: ~350 MB for MiniLM); nothing is left to resume.
+            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+            logger.info("Removed a full fine-tune's resume checkpoint", extra={"dir": str(out_dir)})
+        report.update(base_model=str(model), heads=classifier.head_labels, output_dir=str(out_dir))
+        write_json_atomic(run_dir / REPORT_FILE, report)
     return report

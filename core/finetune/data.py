@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import check_path_kind
+
 logger = logging.getLogger(__name__)
 
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
@@ -86,7 +88,7 @@ def read_columns(data: Any, columns: Sequence[str], what: str = "data") -> tuple
     import pandas as pd
 
     if isinstance(data, (str, Path)):
-        path = Path(data)
+        path = check_path_kind(data, "file")
         if not path.is_file():
             raise FileNotFoundError(f"{what} file '{path}' does not exist.")
         source = str(path)
@@ -225,3 +227,20 @@ def split_indices(
         val += members[:k]
     chosen = set(val)
     return [i for i in range(n) if i not in chosen], sorted(val)
+
+
+def require_validation(val: Sequence[int], n: int, val_fraction: float, source: str) -> None:
+    """Refuse a run that asked for a validation split (``val_fraction > 0``) but got none.
+
+    Training without validation picks no best epoch and reports no metric, so a file too small to hold
+    one out (three rows of three labels) is an input error, not a silent exit 0.
+
+    Raises:
+        ValueError: Naming the data and what to do.
+    """
+    if val_fraction > 0 and not val:
+        raise ValueError(
+            f"{source}: {n} example(s) leave nothing for the validation split (val_fraction={val_fraction}; "
+            "a label needs at least 2 examples to be held out): add examples, or set val_fraction=0 "
+            "to train without validation"
+        )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +36,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from core.atomic import atomic_directory
 from core.config import from_dict, to_dict, write_json_atomic
+from core.failpoints import failpoint
+from core.io.artifacts import clean_leftovers, recover
 from core.lora import LoraSettings, load_trainable_state, trainable_state_dict
 from core.precision import Precision, resolve_precision
 from core.seed import DEFAULT_SEED, set_seed
@@ -48,6 +50,8 @@ CHECKPOINT_DIR = "checkpoint"
 REPORT_FILE = "report.json"
 TENSORBOARD_DIR = "tensorboard"
 _STATE_FILE = "trainer_state.json"
+#: What a run leaves beside the model: not hashed in artifact manifests, carried over by a new save.
+RUN_STATE = (CHECKPOINT_DIR, TENSORBOARD_DIR, REPORT_FILE)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,7 @@ def _is_better(state: _State, metric: float, val_loss: float, greater_is_better:
 
 def _checkpoint_path(run_dir: Path, resume_from: str | Path | bool) -> Path:
     path = run_dir / CHECKPOINT_DIR if resume_from is True else Path(resume_from)
+    recover(path)  # a kill between the two renames of _save_checkpoint leaves the previous one aside
     if not (path / _STATE_FILE).is_file() and (path / CHECKPOINT_DIR / _STATE_FILE).is_file():
         path = path / CHECKPOINT_DIR
     if not (path / _STATE_FILE).is_file():
@@ -268,21 +273,17 @@ def _save_checkpoint(
     run_dir: Path, task: TrainingTask, opt: Any, sched: Any, state: _State, extra: dict[str, Any], best: Any
 ) -> None:
     target = run_dir / CHECKPOINT_DIR
-    tmp, old = run_dir / f".{CHECKPOINT_DIR}.tmp", run_dir / f".{CHECKPOINT_DIR}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(
-        {k: v.cpu() for k, v in trainable_state_dict(task.model).items()}, str(tmp / "trainable.safetensors")
-    )
-    if best is not None:
-        save_file(best, str(tmp / "best.safetensors"))
-    # Optimizer state is a resume-only file (as nanoGPT does); shipped artifacts are safetensors.
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    (tmp / _STATE_FILE).write_text(json.dumps({**state.__dict__, **extra}, indent=2, default=str) + "\n")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    clean_leftovers(target)
+    with atomic_directory(target) as tmp:
+        save_file(
+            {k: v.cpu() for k, v in trainable_state_dict(task.model).items()},
+            str(tmp / "trainable.safetensors"),
+        )
+        if best is not None:
+            save_file(best, str(tmp / "best.safetensors"))
+        # Optimizer state is a resume-only file (as nanoGPT does); shipped artifacts are safetensors.
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
+        (tmp / _STATE_FILE).write_text(json.dumps({**state.__dict__, **extra}, indent=2, default=str) + "\n")
 
 
 def _load_checkpoint(
@@ -427,6 +428,7 @@ def fit(
             _save_checkpoint(
                 run_dir, task, opt, sched, state, {"train_size": n_train, "config": to_dict(config)}, best
             )
+            failpoint("train.after_checkpoint")
             logger.info("Epoch done", extra={"run_dir": str(run_dir), **row})
             if on_epoch_end is not None:
                 on_epoch_end(dict(row))

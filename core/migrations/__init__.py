@@ -40,7 +40,7 @@ from sqlalchemy.exc import DBAPIError
 
 import core.artifacts  # noqa: F401  (puts core_artifacts on CoreBase.metadata for autogenerate)
 from core.paths import project_root
-from core.storage import CoreBase, StorageError, engine_for, mask_url
+from core.storage import CoreBase, StorageError, db_error_text, engine_for, mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,9 @@ def migrate(engine_or_url: Engine | str | URL | None = None, target: str = "head
                 with connection.begin():
                     command.upgrade(_config(connection), target)
             except (CommandError, DBAPIError) as err:
-                raise StorageError(f"Migrating {mask_url(engine.url)} to {target!r} failed: {err}") from err
+                raise StorageError(
+                    f"Migrating {mask_url(engine.url)} to {target!r} failed: {db_error_text(err)}"
+                ) from err
         heads = set(MigrationContext.configure(connection).get_current_heads())
         logger.info(
             "Database schema upgraded", extra={"url": mask_url(engine.url), "revisions": sorted(heads)}

@@ -90,6 +90,7 @@ def test_lora_save_load_round_trip_is_identical(lora_clf, tiny_encoder_dir, tmp_
     expected = lora_clf.predict_proba(TEXTS)
     out = lora_clf.save_pretrained(tmp_path / "clf")
     assert {p.name for p in out.iterdir()} == {
+        "artifact.json",
         "config.json",
         "adapter_config.json",
         "adapter_model.safetensors",

@@ -95,3 +95,21 @@ def test_write_json_atomic_leaves_a_readable_file_and_no_temp(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]
+
+
+def test_yaml_errors_name_file_line_and_column_on_one_line(tmp_path):
+    @dataclass(frozen=True)
+    class Small:
+        epochs: int = 1
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: [1,\n  lr: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Small, path, section="train")
+    message = str(info.value)
+    assert message.startswith(f"{path}: line 4, column 1: not valid YAML") and "\n" not in message
+    path.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        load_config(Small, path, section="train")
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_config(Small, tmp_path, section="train")

@@ -21,3 +21,17 @@ def test_message_names_the_known_parts(kwargs, message):
     err = InputError("news.csv", "unknown label", **kwargs)
     assert str(err) == message
     assert isinstance(err, ValueError) and err.path == "news.csv" and err.problem == "unknown label"
+
+
+def test_check_path_kind_names_a_folder_given_for_a_file_and_the_reverse(tmp_path):
+    from core.errors import check_path_kind
+
+    (tmp_path / "f.csv").write_text("x")
+    assert check_path_kind(tmp_path / "f.csv", "file") == tmp_path / "f.csv"
+    assert (
+        check_path_kind(tmp_path / "missing.csv", "file") == tmp_path / "missing.csv"
+    )  # callers say "missing"
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        check_path_kind(tmp_path, "file")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        check_path_kind(tmp_path / "f.csv", "folder")

@@ -313,11 +313,14 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_encoder_dir
 
     with pytest.raises(Interrupted):
         train_classifier(data, tmp_path / "cut", on_epoch_end=interrupt, **settings)
-    state = json.loads((tmp_path / "cut" / "checkpoint" / "trainer_state.json").read_text())
-    assert state["epoch"] == 2 and not (tmp_path / "cut" / "config.json").exists()
+    # The run builds aside (see core.io.artifacts): "cut" does not exist until training finishes.
+    (build,) = tmp_path.glob(".cut.tmp-*")
+    state = json.loads((build / "checkpoint" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and not (tmp_path / "cut").exists()
 
     resumed = train_classifier(data, tmp_path / "cut", resume_from=True, **settings)
     assert resumed["resumed"] and resumed["epochs_run"] == 3
+    assert not list(tmp_path.glob(".cut*"))  # the adopted build became "cut"; nothing left over
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
     for a, b in zip(full["history"], resumed["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
@@ -330,6 +333,46 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_encoder_dir
     )
     with pytest.raises(ValueError, match="trained on 32 examples"):
         train_classifier(good_bad(60, seed=2), tmp_path / "cut", resume_from=True, **settings)
+
+
+KILL_SCRIPT = """
+import sys
+from core.finetune import train_classifier
+train_classifier(sys.argv[1], sys.argv[2], model=sys.argv[3], epochs=2, patience=0, show_progress_bar=False,
+                 resume_from=sys.argv[4] == "resume" or None)
+"""
+
+
+def test_training_killed_after_a_checkpoint_resumes_from_it(tiny_encoder_dir, tmp_path):
+    """AIGC_FAILPOINT=train.after_checkpoint kills a real run after epoch 1's checkpoint; it resumes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.failpoints import ENV_VAR, EXIT_CODE
+
+    data = tmp_path / "train.csv"
+    pd.DataFrame(good_bad(24, seed=4), columns=["text", "label"]).to_csv(data, index=False)
+    out = tmp_path / "model"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), ENV_VAR: "train.after_checkpoint"}
+    args = [sys.executable, "-c", KILL_SCRIPT, str(data), str(out), str(tiny_encoder_dir)]
+    killed = subprocess.run([*args, "new"], env=env, capture_output=True, text=True, check=False)
+    assert killed.returncode == EXIT_CODE, killed.stderr
+    assert not out.exists()  # the model directory appears only when training has finished
+    (build,) = tmp_path.glob(".model.tmp-*")
+    state = json.loads((build / "checkpoint" / "trainer_state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+
+    resumed = train_classifier(
+        str(data), out, model=str(tiny_encoder_dir), epochs=2, patience=0, show_progress_bar=False,
+        resume_from=True,
+    )  # fmt: skip
+    assert resumed["resumed"] and [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == state["history"][0]  # epoch 1 was not trained again
+    TextClassifier.from_pretrained(out)  # complete and verified against its artifact manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "train.csv"]  # no leftovers
 
 
 # --- causal LMs -----------------------------------------------------------------------------------

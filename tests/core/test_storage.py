@@ -295,3 +295,38 @@ def test_discover_app_migration_folders(tmp_path):
     ]
     assert migrations.CORE_VERSIONS_DIR in migrations.version_locations()
     assert all(isinstance(p, Path) for p in migrations.version_locations())
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "why"),
+    [
+        (
+            "postgresql://u:secret@127.0.0.1:54x2/test",
+            "postgresql://u:***@127.0.0.1:54x2/test",
+            "port is not a number",
+        ),
+        ("u:secret@127.0.0.1:5432/test", "u:***@127.0.0.1:5432/test", "Could not parse"),
+    ],
+)
+def test_malformed_db_urls_fail_in_one_line_without_the_password(url, shown, why):
+    from core.storage import StorageError, create_engine, mask_url
+
+    assert mask_url(url) == shown
+    with pytest.raises(StorageError) as info:
+        create_engine(url)
+    message = str(info.value)
+    assert shown in message and why in message and "secret" not in message and "\n" not in message
+    assert "invalid literal for int()" not in message
+
+
+def test_a_failed_migration_says_why_without_the_sql(tmp_path):
+    from core.storage import StorageError, migrate
+
+    url = f"sqlite:///{tmp_path / 'clash.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE core_artifacts (x INTEGER)"))
+    engine.dispose()
+    with pytest.raises(StorageError, match="table core_artifacts already exists") as info:
+        migrate(url)
+    assert "[SQL:" not in str(info.value) and "\n" not in str(info.value)

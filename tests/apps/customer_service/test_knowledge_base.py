@@ -39,7 +39,13 @@ def test_build_and_load_round_trip(sources, tmp_path, tiny_embedder):
     ids = ["ship", "ret", "docs/warranty.md#cover-0", "docs/warranty.md#claims-0", "past.jsonl#0"]
     assert [e.id for e in built.entries] == ids
     assert built.last_build.added == 5 and built.last_build.embedded == 10  # two fields per entry
-    assert sorted(p.name for p in kb_dir.iterdir()) == ["bm25", "dense", "entries.jsonl", "manifest.json"]
+    assert sorted(p.name for p in kb_dir.iterdir()) == [
+        "artifact.json",
+        "bm25",
+        "dense",
+        "entries.jsonl",
+        "manifest.json",
+    ]
     manifest = read_manifest(kb_dir)
     assert manifest["embedding_model"] == tiny_embedder.model_id and manifest["dim"] == 32
     assert manifest["counts"] == {"entries": 5, "faq": 2, "doc": 2, "dialogue": 1}
@@ -55,7 +61,7 @@ def test_build_and_load_round_trip(sources, tmp_path, tiny_embedder):
     assert loaded.bm25.scores("delivery")["question"].argmax() == 0
     with pytest.raises(KeyError, match="nope"):
         loaded.get("nope")
-    # Only the KB directory is left beside it: no temp or old copies.
+    # Only the KB directory is left beside it: no temp or old copies, no lock file.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "src"]
 
 
@@ -139,7 +145,7 @@ def test_refuses_to_replace_a_directory_that_is_not_a_kb(sources, tmp_path, tiny
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("do not delete")
-    with pytest.raises(KBFormatError, match="is not a knowledge base this version can update"):
+    with pytest.raises(KBFormatError, match="is not empty and holds no aigc artifact"):
         build(sources, precious, tiny_embedder)
     assert (precious / "thesis.txt").read_text() == "do not delete"
     # An empty directory is fine to build into.
@@ -207,3 +213,80 @@ def test_load_missing_or_unknown_directory(tmp_path):
         KnowledgeBase.load(tmp_path / "missing")
     with pytest.raises(KBFormatError, match="is not a knowledge base: it has no manifest.json"):
         KnowledgeBase.load(tmp_path)
+
+
+# --- the answer gate's calibration across rebuilds ---------------------------------------------------
+
+
+def test_rebuild_keeps_calibration_only_when_entries_are_unchanged(sources, tmp_path, tiny_embedder):
+    from apps.customer_service.confidence import Calibration
+
+    kb_dir = tmp_path / "kb"
+    assert build(sources, kb_dir, tiny_embedder).last_build.calibration == "none"
+    Calibration(handoff_threshold=0.42, fitted=True).save(kb_dir)
+    KnowledgeBase.load(kb_dir)  # calibration.json is a sidecar: loading still verifies
+    again = build(sources, kb_dir, tiny_embedder)
+    assert again.last_build.calibration == "kept"
+    assert Calibration.load(kb_dir).handoff_threshold == 0.42
+    (sources / "faq.csv").write_text(FAQ + "new,Do you gift wrap?,Yes for 2 EUR.\n", encoding="utf-8")
+    changed = build(sources, kb_dir, tiny_embedder)
+    assert changed.last_build.calibration == "dropped"
+    assert Calibration.load(kb_dir) is None  # fitted on other entries: the gate must be recalibrated
+    assert KnowledgeBase.load(kb_dir).last_build.calibration == "dropped"
+
+
+def test_rebuild_recalibrates_when_labelled_queries_are_configured(sources, tmp_path, tiny_embedder):
+    from apps.customer_service.confidence import Calibration
+
+    queries = tmp_path / "queries.csv"
+    queries.write_text("query,gold_ids\nHow long is delivery?,ship\nCan I return it?,ret\n")
+    oos = tmp_path / "oos.csv"
+    oos.write_text("query\nWhat is the weather on Mars?\nWho won the 1954 World Cup?\n")
+    kb_dir = tmp_path / "kb"
+    build(sources, kb_dir, tiny_embedder)
+    Calibration(handoff_threshold=0.42, fitted=True).save(kb_dir)
+    (sources / "faq.csv").write_text(FAQ + "new,Do you gift wrap?,Yes for 2 EUR.\n", encoding="utf-8")
+    config = KBConfig(calibration_queries=str(queries), calibration_out_of_scope=str(oos))
+    specs = [sources / "faq.csv", sources / "docs", f"dialogue:{sources / 'past.jsonl'}"]
+    kb = KnowledgeBase.build(specs, kb_dir, config, embedder=tiny_embedder)
+    assert kb.last_build.calibration == "recalibrated"
+    calibration = Calibration.load(kb_dir)
+    assert calibration is not None and calibration.fitted and calibration.handoff_threshold != 0.42
+
+
+# --- kill tests: AIGC_FAILPOINT=index.between_renames ---------------------------------------------
+
+
+def test_kb_is_loadable_after_a_kill_between_the_renames_and_after_the_rerun(
+    sources, tmp_path, tiny_encoder_dir
+):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.failpoints import ENV_VAR, EXIT_CODE
+
+    root = Path(__file__).resolve().parents[3]
+    kb_dir = tmp_path / "kb"
+    specs = [str(sources / "faq.csv"), str(sources / "docs"), f"dialogue:{sources / 'past.jsonl'}"]
+    command = [sys.executable, "-m", "core.cli", "support", "index", *specs, "--kb-dir", str(kb_dir),
+               "--set", f"embedding_model={tiny_encoder_dir}", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop(ENV_VAR, None)
+    KnowledgeBase.build(specs, kb_dir, embedder=Embedder(str(tiny_encoder_dir)))
+    old_ids = [e.id for e in KnowledgeBase.load(kb_dir).entries]
+    (sources / "faq.csv").write_text(FAQ + "new,Do you gift wrap?,Yes for 2 EUR.\n", encoding="utf-8")
+
+    killed = subprocess.run(
+        command, env={**env, ENV_VAR: "index.between_renames"}, capture_output=True, text=True, check=False
+    )
+    assert killed.returncode == EXIT_CODE and "failpoint index.between_renames" in killed.stderr
+    assert not kb_dir.exists()  # killed with the old KB moved aside and the new one beside it
+    loaded = KnowledgeBase.load(kb_dir)  # the interrupted swap is completed on load
+    assert [e.id for e in loaded.entries] == [*old_ids[:2], "new", *old_ids[2:]]
+
+    rerun = KnowledgeBase.build(specs, kb_dir, embedder=Embedder(str(tiny_encoder_dir)))  # a normal rerun
+    assert rerun.last_build.embedded == 0  # the recovered KB already holds every entry
+    assert len(KnowledgeBase.load(kb_dir)) == len(old_ids) + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb", "src"]  # leftovers cleaned

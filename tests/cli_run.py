@@ -1,0 +1,51 @@
+"""Run the ``aigc`` console script in-process, as a user would (known errors -> one line, exit 2)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from dataclasses import dataclass
+
+
+@dataclass
+class CliResult:
+    """Exit code and captured output of one ``aigc`` run."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        """The lines of stderr that start with ``error:``."""
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+
+def run_aigc(*args: str) -> CliResult:
+    """Call :func:`core.cli.main` with ``args`` (no TTY, output captured); never raises ``SystemExit``."""
+    from core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["aigc", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = argv
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> str:
+    """Exit code 2, exactly one ``error:`` line holding every fragment, and no traceback."""
+    assert result.code == 2, (result.code, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.error_lines
+    assert len(lines) == 1, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
