@@ -187,6 +187,16 @@ def _register_bench() -> None:
 _register_bench()
 
 
+def _register_auth() -> None:
+    from core.auth.cli import audit, users_app
+
+    app.add_typer(users_app, name="users")
+    app.command("audit")(audit)
+
+
+_register_auth()
+
+
 def _mount_apps() -> None:
     for name, sub in load_group(GROUP_CLI).items():
         if isinstance(sub, typer.Typer):
