@@ -87,3 +87,14 @@ def test_reset_password_lifts_lock_and_disable_blocks(engine):
     assert authenticate("alice", "new password", engine=engine).ok
     changes = [e["action"] for e in audit_events(actor="admin", engine=engine)]
     assert changes == ["user_enable", "user_disable", "user_reset_password"]
+
+
+def test_core_migration_matches_the_models(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from core.storage import CoreBase
+
+    with engine.connect() as conn:
+        only_core = {"include_name": lambda name, kind, _parent: kind != "table" or name.startswith("core_")}
+        assert compare_metadata(MigrationContext.configure(conn, opts=only_core), CoreBase.metadata) == []
