@@ -44,6 +44,17 @@ def _engine():
     return engine
 
 
+def record_cli_event(action: str, target: str | None = None, details: dict | None = None) -> None:
+    """Audit a command that changed shared state (KB index, calibration, export), as ``cli:<login>``."""
+    from core.auth.audit import record_event
+
+    engine = _engine()
+    try:
+        record_event(action, actor=cli_actor(), target=target, details=details, engine=engine)
+    finally:
+        engine.dispose()
+
+
 def read_password(from_stdin: bool) -> str:
     """A new password from stdin's first line (``--password-stdin``) or a prompt typed twice.
 
@@ -231,4 +242,4 @@ def audit(
     out.print(table)
 
 
-__all__ = ["audit", "cli_actor", "parse_since", "read_password", "users_app"]
+__all__ = ["audit", "cli_actor", "parse_since", "read_password", "record_cli_event", "users_app"]

@@ -66,7 +66,7 @@ def resume_session(
 
     A live session's ``last_seen_at`` moves to ``now`` (at most every 30 s).
     """
-    if not token:
+    if not isinstance(token, str) or not token:
         return None
     now = now or utcnow()
     with engine_for(engine) as eng, session_scope(eng) as session:

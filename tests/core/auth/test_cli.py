@@ -35,3 +35,20 @@ def test_users_and_audit_commands():
     assert all(e["actor"].startswith("cli") for e in events)
     assert "correct horse" not in json.dumps(events) and last not in json.dumps(events)
     assert aigc("audit", "--since", "yesterday").exit_code == 2
+
+
+def test_ui_refuses_a_public_address_while_no_user_exists(capsys):
+    import pytest
+
+    from core.auth import add_user
+    from core.cli import UserError, check_ui_exposure, is_loopback
+
+    assert is_loopback("localhost") and is_loopback("127.0.0.1") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+    check_ui_exposure("127.0.0.1", no_auth=False)  # local use without users stays open
+    with pytest.raises(UserError, match="refusing to serve on 0.0.0.0"):
+        check_ui_exposure("0.0.0.0", no_auth=False)
+    check_ui_exposure("0.0.0.0", no_auth=True)
+    assert "warning: serving on 0.0.0.0 WITHOUT sign-in" in capsys.readouterr().err
+    add_user("lead", "admin", "correct horse")
+    check_ui_exposure("0.0.0.0", no_auth=False)  # sign-in is on now
