@@ -13,6 +13,7 @@ from apps.customer_service.config import load_bot_config
 from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
 from apps.customer_service.storage import SupportStore
 from core.auth import Permission
+from core.generation_worker import GenerationWorker, shared_worker
 from core.paths import data_dir
 from core.storage import get_db_url
 from core.ui import auth
@@ -20,11 +21,22 @@ from core.ui import auth
 KB_KEY = "support_kb_dir"
 
 
+@st.cache_resource(show_spinner="Loading the answer model…")
+def _generation_worker(model: str | None, adapter: str | None, backend: str | None) -> GenerationWorker:
+    """The process's one generation worker: every session's generated answers queue here (FIFO)."""
+    from core.generation import Generator
+
+    return shared_worker(Generator(model, adapter, backend=backend))  # type: ignore[arg-type]
+
+
 @st.cache_resource(show_spinner="Loading the knowledge base and models…")
 def _bot(kb_dir: str, built_at: str) -> SupportBot:
     """One bot per KB directory and build (a re-index changes ``built_at`` and reloads it)."""
     del built_at  # only part of the cache key
-    return SupportBot.from_dir(kb_dir, load_bot_config())
+    config = load_bot_config()
+    answer = config.answer
+    worker = _generation_worker(answer.model, str(answer.adapter) if answer.adapter else None, answer.backend)
+    return SupportBot.from_dir(kb_dir, config, generator=worker)
 
 
 def bot(kb_dir: Path) -> SupportBot:

@@ -9,6 +9,7 @@ from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
 from apps.customer_service.ui.common import confidence_level, highlighted_markdown
 from core.auth import Permission
+from core.generation_worker import queue_status
 from core.ui import auth
 
 CONV_KEY = "support_conversation"
@@ -126,7 +127,16 @@ def ask(question: str, history: list[dict[str, str]]) -> None:
         except EmptyQuestionError as err:
             st.error(str(err))
             return
-        st.write_stream(stream)
+        waiting = st.empty()
+
+        def show_queue(position: int) -> None:
+            if position > 0:
+                waiting.info(f"queued (position {position})", icon=":material/hourglass_top:")
+            else:
+                waiting.empty()
+
+        with queue_status(show_queue):
+            st.write_stream(stream)
     answer = stream.answer
     conv_id = st.session_state.get(CONV_KEY) or db.start_conversation(question[:80], kb_dir, owner=who.name)
     st.session_state[CONV_KEY] = conv_id
