@@ -13,10 +13,13 @@ from rich.table import Table
 
 from core.auth.audit import AuditAction
 from core.auth.cli import record_cli_event
+from core.bench import register_bench
 from core.console import console, exit_on_error, fail, print_error
 from core.console import out as out_console
 
 logger = logging.getLogger(__name__)
+
+register_bench("concurrency", "apps.customer_service.bench_concurrency:run")
 
 app = typer.Typer(
     help=(

@@ -11,6 +11,7 @@ from core.ui import auth
 
 auth.require(Permission.AUDIT_READ, "Audit log")
 st.title("Audit log")
+SHOWN = 100
 SPANS = {
     "Last hour": timedelta(hours=1),
     "Last 24 hours": timedelta(days=1),
@@ -24,21 +25,24 @@ shown = [e for e in events if not chosen or e["action"] in chosen]
 if not shown:
     st.info("No events in this period.")
 else:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "when (UTC)": e["at"].strftime("%Y-%m-%d %H:%M:%S"),
-                    "actor": e["actor"] or "-",
-                    "action": e["action"],
-                    "target": e["target"] or "",
-                    "outcome": e["outcome"],
-                    "details": ", ".join(f"{k}={v}" for k, v in e["details"].items()),
-                }
-                for e in shown
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+    frame = pd.DataFrame(
+        [
+            {
+                "when (UTC)": e["at"].strftime("%Y-%m-%d %H:%M:%S"),
+                "actor": e["actor"] or "-",
+                "action": e["action"],
+                "target": e["target"] or "",
+                "outcome": e["outcome"],
+                "details": ", ".join(f"{k}={v}" for k, v in e["details"].items()),
+            }
+            for e in shown
+        ]
     )
-    st.caption(f"{len(shown)} events, newest first. The same log: `aigc audit --since 24h --json`.")
+    st.table(frame.head(SHOWN).set_index("when (UTC)"))
+    st.caption(
+        f"The newest {min(SHOWN, len(frame))} of {len(frame)} events. The same log: "
+        "`aigc audit --since 24h --json`."
+    )
+    st.download_button(
+        "Download as CSV", frame.to_csv(index=False), file_name="aigc-audit.csv", mime="text/csv"
+    )
