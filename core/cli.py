@@ -89,15 +89,70 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         raise typer.Exit(1)
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (an IP or host name to bind) only accepts connections from this machine."""
+    import ipaddress
+
+    if address.strip().lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public interface
+
+
+def check_ui_exposure(address: str, no_auth: bool) -> None:
+    """Refuse to serve the UI beyond this machine while no user exists (sign-in would be off).
+
+    Raises:
+        UserError: ``address`` is not loopback, no user exists and ``no_auth`` is not set.
+    """
+    from core.auth import users_exist
+    from core.storage import create_engine, migrate
+
+    engine = create_engine()
+    try:
+        migrate(engine)
+        has_users = users_exist(engine=engine)
+    finally:
+        engine.dispose()
+    if has_users:
+        return
+    if not no_auth and not is_loopback(address):
+        raise UserError(
+            f"refusing to serve on {address}: no user exists, so anyone reaching the port could read every "
+            "conversation and change the knowledge base. Add one with `aigc users add NAME --role admin` "
+            "(sign-in is then on), serve on localhost, or pass --no-auth to serve without sign-in anyway"
+        )
+    if not is_loopback(address):
+        print_error(
+            f"serving on {address} WITHOUT sign-in (--no-auth): anyone who reaches the port can read every "
+            "conversation, upload files and re-index the knowledge base",
+            label="warning",
+        )
+
+
 def launch_ui(
-    apps: list[str] | None = None, port: int = 8501, address: str = "localhost", headless: bool = True
+    apps: list[str] | None = None,
+    port: int = 8501,
+    address: str = "localhost",
+    headless: bool = True,
+    no_auth: bool = False,
 ):
     """Start the Streamlit suite (all apps, or only ``apps``) and wait for it to exit.
 
+    Sign-in is on whenever at least one user exists. With no user, the suite refuses to listen
+    on a non-loopback address unless ``no_auth`` is set (see :func:`check_ui_exposure`).
+
     Returns:
         The Streamlit process's exit code.
+
+    Raises:
+        UserError: Non-loopback address, no user, and no ``no_auth``.
     """
     from core.ui.shell import APP_SCRIPT
+
+    check_ui_exposure(address, no_auth)
 
     env = dict(os.environ)
     if apps:
@@ -136,9 +191,15 @@ def ui(
         list[str] | None, typer.Option("--app", help="Only these apps (support, finance, recommend).")
     ] = None,
     headless: Annotated[bool, typer.Option(help="Do not open a browser.")] = True,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth", help="Serve on a non-loopback address although no user exists (no sign-in)."
+        ),
+    ] = False,
 ) -> None:
-    """Start the Streamlit suite with every installed app's pages."""
-    raise typer.Exit(launch_ui(app_name, port, address, headless))
+    """Start the Streamlit suite with every installed app's pages (sign-in on once a user exists)."""
+    raise typer.Exit(launch_ui(app_name, port, address, headless, no_auth=no_auth))
 
 
 @app.command("prepare-demo")
@@ -185,6 +246,16 @@ def _register_bench() -> None:
 
 
 _register_bench()
+
+
+def _register_auth() -> None:
+    from core.auth.cli import audit, users_app
+
+    app.add_typer(users_app, name="users")
+    app.command("audit")(audit)
+
+
+_register_auth()
 
 
 def _mount_apps() -> None:

@@ -36,12 +36,24 @@ class AppPages:
         title: Section title in the navigation.
         description: One paragraph for the home page.
         pages: ``(path_to_page_script, title, icon)`` tuples; paths are absolute.
+        permission: What a role needs to use the app's pages (a :class:`core.auth.Permission`
+            value such as ``"chat"``); ``None``: admins only.
+        page_permissions: Per-page exceptions, keyed by the page script's file name
+            (``{"admin.py": "kb.admin"}``).
     """
 
     name: str
     title: str
     description: str
     pages: list[tuple[str, str, str]] = field(default_factory=list)
+    permission: str | None = None
+    page_permissions: dict[str, str] = field(default_factory=dict)
+
+    def permission_for(self, path: str) -> str | None:
+        """The permission the page at ``path`` needs (``None``: admins only)."""
+        from pathlib import Path
+
+        return self.page_permissions.get(Path(path).name, self.permission)
 
 
 def load_group(group: str) -> dict[str, Any]:

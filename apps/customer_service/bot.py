@@ -48,12 +48,17 @@ from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
 from core.embeddings import Embedder
 from core.extractive import PickedSentence, SentencePicker
+from core.generation_worker import GenerationUnavailableError
 from core.grounding import GroundingVerifier, Verification
 from core.paths import data_dir
 
 logger = logging.getLogger(__name__)
 
 Turn = Mapping[str, str]
+BUSY_HANDOFF = (
+    "The answer model is busy right now, so this question is handed to you: the most relevant "
+    "knowledge-base entries are listed below as sources."
+)
 _DONT_KNOW_RE = re.compile(r"\b(i\s+(do\s*n[o']?t|don't|cannot|can't)\s+know|not\s+sure)\b", re.IGNORECASE)
 
 
@@ -385,11 +390,23 @@ class SupportBot:
         """Generate, keep the supported sentences; ``plan.generated_used`` says whether it is shown."""
         cfg = self.config.answer
         messages = self._fit_prompt(plan.question, plan.used)
-        raw = "".join(
-            self.generator.stream(
-                messages, max_new_tokens=cfg.max_new_tokens, repetition_penalty=cfg.repetition_penalty
+        try:
+            raw = "".join(
+                self.generator.stream(
+                    messages, max_new_tokens=cfg.max_new_tokens, repetition_penalty=cfg.repetition_penalty
+                )
             )
-        )
+        except GenerationUnavailableError as err:
+            # The shared generation queue is full or the deadline passed: hand off with the sources.
+            logger.warning("Generated answer unavailable; handing off", extra={"reason": str(err)})
+            plan.route, plan.text, plan.sources, plan.answer_confidence = (
+                "handoff",
+                BUSY_HANDOFF,
+                list(plan.used),
+                plan.confidence,
+            )
+            plan.notice = f"Handed off: {err}."
+            return
         text, _, cited = finalize_citations(raw, plan.used)
         plan.generated = text
         if not raw.strip() or _DONT_KNOW_RE.search(raw):

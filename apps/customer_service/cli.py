@@ -11,10 +11,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from core.auth.audit import AuditAction
+from core.auth.cli import record_cli_event
+from core.bench import register_bench
 from core.console import console, exit_on_error, fail, print_error
 from core.console import out as out_console
 
 logger = logging.getLogger(__name__)
+
+register_bench("concurrency", "apps.customer_service.bench_concurrency:run")
 
 app = typer.Typer(
     help=(
@@ -73,6 +78,11 @@ def index(
     target = kb_dir or default_kb_dir()
     kb = KnowledgeBase.build(all_sources, target, config, show_progress_bar=progress)
     report = kb.last_build
+    record_cli_event(
+        AuditAction.KB_REINDEX,
+        str(target),
+        {"entries": len(kb), "added": report.added, "removed": report.removed},
+    )
     if as_json:
         typer.echo(json.dumps({**kb.stats(), "path": str(target), "last_build": asdict(report)}, indent=2))
         return
@@ -262,6 +272,7 @@ def export_feedback_cmd(
     except (StorageError, ValueError, OSError) as err:
         print_error(err)
         raise typer.Exit(code=2) from None
+    record_cli_event(AuditAction.FEEDBACK_EXPORT, str(out), {"rows": rows})
     if as_json:
         typer.echo(json.dumps({"rows": rows, "path": str(out)}))
         return
@@ -294,6 +305,9 @@ def calibrate_cmd(
     except (FileNotFoundError, KBFormatError, SourceError, ValueError) as err:
         print_error(err)
         raise typer.Exit(code=2) from None
+    record_cli_event(
+        AuditAction.KB_CALIBRATE, str(target), {"handoff_threshold": calibration.handoff_threshold}
+    )
     if as_json:
         typer.echo(json.dumps(asdict(calibration), indent=2))
         return

@@ -1,7 +1,7 @@
 """Support-bot tables (``support_*``, Alembic branch ``support``) and the queries on them.
 
-* ``support_conversations``: one chat; tagged with the first predicted intent and whether it was
-  handed off;
+* ``support_conversations``: one chat, owned by the agent who started it; tagged with the first
+  predicted intent and whether it was handed off;
 * ``support_messages``: user and assistant turns in order; assistant turns carry confidence,
   route (``faq`` / ``generate`` / ``handoff``), intent, the retrieval query and latencies;
 * ``support_message_sources``: the entries retrieved for an answer, with their scores and whether
@@ -61,6 +61,7 @@ class Conversation(SupportBase):
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(200))
     kb: Mapped[str | None] = mapped_column(sa.String(1024))
+    owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)  # user name; None without sign-in
     intent: Mapped[str | None] = mapped_column(sa.String(128), index=True)
     handoff: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -177,28 +178,43 @@ class SupportStore:
             migrate(self.engine)
 
     # ------------------------------------------------------------------------------ writes
-    def start_conversation(self, title: str, kb: str | Path | None = None) -> str:
-        """Create a conversation; returns its id."""
+    def start_conversation(self, title: str, kb: str | Path | None = None, owner: str | None = None) -> str:
+        """Create a conversation owned by ``owner`` (the signed-in agent); returns its id."""
         conversation_id = str(uuid.uuid4())
         with session_scope(self.engine) as session:
             session.add(
-                Conversation(id=conversation_id, title=title.strip()[:200] or "(untitled)", kb=str(kb or ""))
+                Conversation(
+                    id=conversation_id,
+                    title=title.strip()[:200] or "(untitled)",
+                    kb=str(kb or ""),
+                    owner=owner,
+                )
             )
         return conversation_id
 
     def add_exchange(self, conversation_id: str, question: str, answer: Answer) -> int:
         """Store a question and the bot's answer (sources, hand-off); returns the answer's message id.
 
+        Safe with many writers to one conversation: the transaction starts by updating the
+        conversation's row, which holds its write lock (a row lock on PostgreSQL, the database's
+        write lock on SQLite) until commit, so positions are allocated one writer at a time.
+
         Raises:
             KeyError: No such conversation.
         """
         with session_scope(self.engine) as session:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is None:
-                raise KeyError(f"no conversation {conversation_id!r}")
-            position = session.scalar(
-                sa.select(sa.func.count()).where(Message.conversation_id == conversation_id)
+            # The write comes first: on SQLite a transaction that read before writing could not
+            # upgrade its snapshot once another writer committed (SQLITE_BUSY_SNAPSHOT).
+            locked = session.execute(
+                sa.update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
             )
+            if locked.rowcount == 0:
+                raise KeyError(f"no conversation {conversation_id!r}")
+            conversation = session.get_one(Conversation, conversation_id)
+            last = session.scalar(
+                sa.select(sa.func.max(Message.position)).where(Message.conversation_id == conversation_id)
+            )
+            position = 0 if last is None else last + 1
             session.add(
                 Message(conversation_id=conversation_id, position=position, role="user", content=question)
             )
@@ -273,8 +289,20 @@ class SupportStore:
             )
 
     # ------------------------------------------------------------------------------- reads
-    def conversations(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Most recent conversations first: id, title, intent, handoff, messages, timestamps."""
+    def conversation_owner(self, conversation_id: str) -> str | None:
+        """The owner of a conversation (``None`` for one started without sign-in).
+
+        Raises:
+            KeyError: No such conversation.
+        """
+        with session_scope(self.engine) as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise KeyError(f"no conversation {conversation_id!r}")
+            return conversation.owner
+
+    def conversations(self, limit: int = 50, owner: str | None = None) -> list[dict[str, Any]]:
+        """Most recent conversations first (only ``owner``'s when given): id, title, owner, intent, ..."""
         counts = (
             sa.select(Message.conversation_id, sa.func.count().label("n"))
             .group_by(Message.conversation_id)
@@ -286,12 +314,15 @@ class SupportStore:
             .order_by(Conversation.updated_at.desc(), Conversation.id)
             .limit(limit)
         )
+        if owner is not None:
+            stmt = stmt.where(Conversation.owner == owner)
         with session_scope(self.engine) as session:
             return [
                 {
                     "id": c.id,
                     "title": c.title,
                     "kb": c.kb,
+                    "owner": c.owner,
                     "intent": c.intent,
                     "handoff": c.handoff,
                     "messages": int(n),

@@ -13,11 +13,17 @@ from core.console import console, print_error
 
 
 def bench(
-    name: Annotated[str, typer.Argument(help="generation|embeddings|classification|index|finetune|all")],
+    name: Annotated[
+        str, typer.Argument(help="generation|embeddings|classification|index|finetune|concurrency|all")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     reps: Annotated[int, typer.Option(help="Timed repetitions per contestant (after a warm-up).")] = 5,
     quick: Annotated[bool, typer.Option(help="Smaller inputs: a smoke run, noisier numbers.")] = False,
     out: Annotated[Path | None, typer.Option(help="Result directory (default ./bench/results).")] = None,
+    agents: Annotated[int | None, typer.Option(help="concurrency: simultaneous agents (default 20).")] = None,
+    questions: Annotated[
+        int | None, typer.Option(help="concurrency: questions per agent (default 5).")
+    ] = None,
 ) -> None:
     """Measure the project's fast paths against peer libraries, alternating runs (2 threads).
 
@@ -27,12 +33,18 @@ def bench(
     # Passive OpenMP waiting for every library in the process (torch, FAISS, llama.cpp) before they load:
     # spinning threads collapse on a shared CPU (see core.llamacpp), and both sides get the same setting.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from core.bench import BENCHES, run_bench
+    from core.bench import bench_names, run_bench
 
-    if name != "all" and name not in BENCHES:
-        print_error(f"unknown benchmark {name!r}; choose {', '.join(BENCHES)} or all")
+    if name != "all" and name not in bench_names():
+        print_error(f"unknown benchmark {name!r}; choose {', '.join(bench_names())} or all")
         raise typer.Exit(2)
-    result = run_bench(name, reps=reps, quick=quick, out=out)
+    for option, value in (("--agents", agents), ("--questions", questions)):
+        if value is not None and value < 1:
+            print_error(f"{option} must be at least 1, got {value}")
+            raise typer.Exit(2)
+    result = run_bench(
+        name, reps=reps, quick=quick, out=out, options={"agents": agents, "questions": questions}
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 import core.artifacts  # noqa: F401  (puts core_artifacts on CoreBase.metadata for autogenerate)
+import core.auth.models  # noqa: F401  (core_users, core_sessions, core_api_keys, core_audit_log)
 from core.paths import project_root
 from core.storage import CoreBase, StorageError, db_error_text, engine_for, mask_url
 
@@ -158,10 +160,55 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
         connection.commit()
 
 
+# Alembic loads revision files as modules, which is not thread-safe: one thread of a process at a time.
+_PROCESS_LOCK = threading.RLock()
+# Any constant shared by every process of the suite: the key of its PostgreSQL advisory lock.
+_PG_MIGRATE_LOCK = 0x41494743_4D494752  # "AIGC" "MIGR"
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold the database's migration lock: one migrator at a time, across threads and processes.
+
+    PostgreSQL: a session-level advisory lock (waited for). SQLite file: an exclusive file lock on
+    ``<database>.migrate.lock`` beside it. An in-memory SQLite database is private to its
+    connection, so it needs none.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_MIGRATE_LOCK})")
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_MIGRATE_LOCK})")
+            connection.commit()
+        return
+    database = connection.engine.url.database or ""
+    if dialect != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{Path(database).expanduser()}.migrate.lock"):
+        yield
+
+
+def _revisions(connection: Connection) -> set[str]:
+    try:
+        return set(MigrationContext.configure(connection).get_current_heads())
+    finally:
+        connection.rollback()
+
+
 def migrate(engine_or_url: Engine | str | URL | None = None, target: str = "heads") -> set[str]:
     """Upgrade the database schema of every branch (creates the tables on an empty database).
 
-    Running it again is a no-op. On SQLite, foreign keys are off while migrating.
+    Running it again is a no-op. On SQLite, foreign keys are off while migrating. Safe when many
+    threads or processes start at once on an empty database: they take turns through a lock
+    (PostgreSQL advisory lock, or a file lock beside the SQLite file), and a database already at
+    the newest revisions is not locked at all.
 
     Args:
         engine_or_url: Engine or URL; default ``AIGC_DB_URL`` or the local SQLite file.
@@ -173,8 +220,10 @@ def migrate(engine_or_url: Engine | str | URL | None = None, target: str = "head
     Raises:
         StorageError: The database cannot be reached or a migration fails.
     """
-    with engine_for(engine_or_url) as engine, engine.connect() as connection:
-        with _sqlite_foreign_keys_off(connection):
+    with _PROCESS_LOCK, engine_for(engine_or_url) as engine, engine.connect() as connection:
+        if target == "heads" and (current := _revisions(connection)) and current == head_revisions():
+            return current
+        with _migration_lock(connection), _sqlite_foreign_keys_off(connection):
             try:
                 with connection.begin():
                     command.upgrade(_config(connection), target)
@@ -204,7 +253,8 @@ def current_revisions(engine_or_url: Engine | str | URL | None = None) -> set[st
 
 def head_revisions() -> set[str]:
     """The newest revision of every branch; a database is up to date when it is at these."""
-    return set(ScriptDirectory.from_config(_config()).get_heads())
+    with _PROCESS_LOCK:
+        return set(ScriptDirectory.from_config(_config()).get_heads())
 
 
 def new_revision(

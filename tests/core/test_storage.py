@@ -102,7 +102,7 @@ def test_sqlite_engine_creates_folder_and_sets_pragmas(tmp_path):
 
 def test_migrate_creates_tables_and_is_idempotent(url, engine):
     first = migrate(url)
-    assert "core_0001" in first
+    assert "core_0002" in first
     assert first == head_revisions() == current_revisions(url)
     assert migrate(engine) == first  # second run: nothing to do, nothing breaks
     tables = set(sa.inspect(engine).get_table_names())
@@ -267,7 +267,7 @@ def test_app_branch_autogenerate_and_migrate(url, tmp_path, monkeypatch):
     assert "core_artifacts" not in text and "core.storage" not in text
     assert "down_revision: str | Sequence[str] | None = 'demo_0001'" in second.read_text().replace('"', "'")
 
-    assert migrate(url) >= {"core_0001", "demo_0002"}
+    assert migrate(url) >= {"core_0002", "demo_0002"}
     engine = create_engine(url)
     assert {"demo_events", "core_artifacts"} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()

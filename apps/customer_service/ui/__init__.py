@@ -23,4 +23,6 @@ def pages() -> AppPages:
             "base, cites its sources and hands off to a human when unsure."
         ),
         pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
+        permission="chat",
+        page_permissions={"admin.py": "kb.admin"},
     )

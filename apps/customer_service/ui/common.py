@@ -12,17 +12,31 @@ from apps.customer_service.bot import SupportBot
 from apps.customer_service.config import load_bot_config
 from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
 from apps.customer_service.storage import SupportStore
+from core.auth import Permission
+from core.generation_worker import GenerationWorker, shared_worker
 from core.paths import data_dir
 from core.storage import get_db_url
+from core.ui import auth
 
 KB_KEY = "support_kb_dir"
+
+
+@st.cache_resource(show_spinner="Loading the answer model…")
+def _generation_worker(model: str | None, adapter: str | None, backend: str | None) -> GenerationWorker:
+    """The process's one generation worker: every session's generated answers queue here (FIFO)."""
+    from core.generation import Generator
+
+    return shared_worker(Generator(model, adapter, backend=backend))  # type: ignore[arg-type]
 
 
 @st.cache_resource(show_spinner="Loading the knowledge base and models…")
 def _bot(kb_dir: str, built_at: str) -> SupportBot:
     """One bot per KB directory and build (a re-index changes ``built_at`` and reloads it)."""
     del built_at  # only part of the cache key
-    return SupportBot.from_dir(kb_dir, load_bot_config())
+    config = load_bot_config()
+    answer = config.answer
+    worker = _generation_worker(answer.model, str(answer.adapter) if answer.adapter else None, answer.backend)
+    return SupportBot.from_dir(kb_dir, config, generator=worker)
 
 
 def bot(kb_dir: Path) -> SupportBot:
@@ -43,26 +57,38 @@ def store() -> SupportStore:
     return _store(get_db_url())
 
 
-def known_kbs() -> list[Path]:
-    """Knowledge bases under ``$AIGC_DATA_DIR/support`` (the default first), plus the one picked last."""
+def data_kbs() -> list[Path]:
+    """Knowledge bases under ``$AIGC_DATA_DIR/support`` (the default first, built or not)."""
     found = [default_kb_dir()]
     root = data_dir() / "support"
     if root.is_dir():
         found += sorted(p.parent for p in root.glob("*/" + MANIFEST_FILE))
-    if KB_KEY in st.session_state:
+    return list(dict.fromkeys(found))
+
+
+def known_kbs() -> list[Path]:
+    """The KBs under the data directory, plus (for roles that may type a path) the one picked last."""
+    found = data_kbs()
+    if KB_KEY in st.session_state and auth.viewer().can(Permission.KB_ANY_PATH):
         found.append(Path(st.session_state[KB_KEY]))
     return list(dict.fromkeys(found))
 
 
 def kb_picker(label: str = "Knowledge base") -> Path:
-    """Sidebar selector of a KB directory (or a typed path); remembered across pages."""
+    """Sidebar selector of a KB directory; remembered across pages.
+
+    Only the KBs under the data directory are offered; typing another directory (where the
+    server would then write uploads and build a KB) is for admins only.
+    """
     options = [str(p) for p in known_kbs()]
     current = st.session_state.get(KB_KEY, options[0])
+    typed = ""
     with st.sidebar:
         choice = st.selectbox(label, options, index=options.index(current) if current in options else 0)
-        typed = st.text_input(
-            "…or another KB directory", value="", placeholder="/path/to/kb", key="support_kb_typed"
-        )
+        if auth.viewer().can(Permission.KB_ANY_PATH):
+            typed = st.text_input(
+                "…or another KB directory", value="", placeholder="/path/to/kb", key="support_kb_typed"
+            )
     picked = typed.strip() or choice
     st.session_state[KB_KEY] = picked
     return Path(picked)

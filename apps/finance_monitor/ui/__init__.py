@@ -25,4 +25,5 @@ def pages() -> AppPages:
             "headlines, trends per topic, and alerts when negative news surges."
         ),
         pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
+        permission="finance.view",
     )

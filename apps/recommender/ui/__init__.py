@@ -24,4 +24,5 @@ def pages() -> AppPages:
             "ranker score top-k items per user in batch jobs."
         ),
         pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
+        permission="recommend.view",
     )

@@ -5,7 +5,10 @@ import streamlit as st
 from apps.customer_service import admin
 from apps.customer_service.errors import KBFormatError, SourceError
 from apps.customer_service.ui import common
+from core.auth import AuditAction, Permission
+from core.ui import auth
 
+auth.require(Permission.KB_ADMIN, "Knowledge base")
 st.title("Knowledge base")
 kb_dir = common.kb_picker()
 sources_dir = admin.sources_dir(kb_dir)
@@ -22,6 +25,7 @@ if uploads and st.button("Save uploaded files", icon=":material/upload:"):
     except SourceError as err:
         st.error(str(err))
     else:
+        auth.audit(AuditAction.KB_UPLOAD, target=str(kb_dir), details={"files": [p.name for p in saved]})
         st.success(f"Saved {', '.join(p.name for p in saved)} to `{sources_dir}`.")
 include_sample = st.checkbox("Include the shipped sample store (FAQ + policies)", value=True)
 files = admin.source_files(sources_dir)
@@ -39,9 +43,22 @@ if st.button("(Re)index", type="primary", icon=":material/sync:"):
             progress=lambda fraction, text: bar.progress(fraction, text=text),
         )
     except (SourceError, KBFormatError, FileNotFoundError, ValueError) as err:
+        auth.audit(
+            AuditAction.KB_REINDEX, target=str(kb_dir), outcome="failed", details={"error": str(err)[:500]}
+        )
         st.error(f"Indexing failed; the previous knowledge base is unchanged. {err}")
     else:
         report = result.report
+        auth.audit(
+            AuditAction.KB_REINDEX,
+            target=str(kb_dir),
+            details={"entries": result.entries, "added": report.added, "removed": report.removed},
+        )
+        auth.audit(
+            AuditAction.KB_CALIBRATE,
+            target=str(kb_dir),
+            details={"calibrated": result.calibration_note is None},
+        )
         st.success(
             f"Indexed {result.entries} entries: added {report.added}, updated {report.updated}, "
             f"removed {report.removed}, unchanged {report.unchanged} ({report.seconds:.1f} s)."

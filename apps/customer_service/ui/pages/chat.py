@@ -8,10 +8,16 @@ from apps.customer_service.bot import EmptyQuestionError, SupportBot
 from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
 from apps.customer_service.ui.common import confidence_level, highlighted_markdown
+from core.auth import Permission
+from core.generation_worker import queue_status
+from core.ui import auth
 
 CONV_KEY = "support_conversation"
 HANDOFF_BANNER = "Hand-off: the bot is not confident it can answer this. A human agent should take over."
 
+who = auth.require(Permission.CHAT, "Agent chat")
+# Agents see their own conversations; admins (and everyone while sign-in is off) see all.
+owner_filter = None if who.can(Permission.CONVERSATIONS_ALL) else who.name
 st.title("Agent chat")
 kb_dir = common.kb_picker()
 if not common.kb_ready(kb_dir):
@@ -25,14 +31,15 @@ def sidebar_conversations() -> None:
         if st.button("New conversation", icon=":material/add_comment:", width="stretch"):
             st.session_state.pop(CONV_KEY, None)
         st.subheader("Past conversations")
-        past = db.conversations(limit=20)
+        past = db.conversations(limit=20, owner=owner_filter)
         if not past:
             st.caption("None yet.")
         for conv in past:
             flags = (" · hand-off" if conv["handoff"] else "") + (
                 f" · {conv['intent']}" if conv["intent"] else ""
             )
-            label = f"{conv['title'][:40]}{flags}"
+            by = f" · {conv['owner']}" if owner_filter is None and conv["owner"] else ""
+            label = f"{conv['title'][:40]}{flags}{by}"
             current = st.session_state.get(CONV_KEY) == conv["id"]
             if st.button(label, key=f"support_conv_{conv['id']}", type="primary" if current else "secondary"):
                 st.session_state[CONV_KEY] = conv["id"]
@@ -82,7 +89,7 @@ def feedback(message: dict[str, Any]) -> None:
     default = None if not saved else (1 if saved["rating"] > 0 else 0)
     rating = st.feedback("thumbs", key=f"support_fb_{message['id']}", default=default)
     if rating == 1 and default != 1:
-        db.record_feedback(message["id"], 1)
+        db.record_feedback(message["id"], 1, agent=who.name)
         st.toast("Thanks, marked as helpful.")
     elif rating == 0:
         with st.form(key=f"support_fix_{message['id']}", border=False):
@@ -92,10 +99,10 @@ def feedback(message: dict[str, Any]) -> None:
                 key=f"support_fix_text_{message['id']}",
             )
             if st.form_submit_button("Save correction"):
-                db.record_feedback(message["id"], -1, corrected)
+                db.record_feedback(message["id"], -1, corrected, agent=who.name)
                 st.toast("Correction saved.")
         if default != 0:
-            db.record_feedback(message["id"], -1, saved.get("corrected_answer"))
+            db.record_feedback(message["id"], -1, saved.get("corrected_answer"), agent=who.name)
 
 
 def render(message: dict[str, Any]) -> None:
@@ -120,9 +127,18 @@ def ask(question: str, history: list[dict[str, str]]) -> None:
         except EmptyQuestionError as err:
             st.error(str(err))
             return
-        st.write_stream(stream)
+        waiting = st.empty()
+
+        def show_queue(position: int) -> None:
+            if position > 0:
+                waiting.info(f"queued (position {position})", icon=":material/hourglass_top:")
+            else:
+                waiting.empty()
+
+        with queue_status(show_queue):
+            st.write_stream(stream)
     answer = stream.answer
-    conv_id = st.session_state.get(CONV_KEY) or db.start_conversation(question[:80], kb_dir)
+    conv_id = st.session_state.get(CONV_KEY) or db.start_conversation(question[:80], kb_dir, owner=who.name)
     st.session_state[CONV_KEY] = conv_id
     db.add_exchange(conv_id, question, answer)
     if answer.notice:
@@ -134,6 +150,18 @@ sidebar_conversations()
 if notice := st.session_state.pop("support_notice", None):
     st.info(notice)
 conversation = st.session_state.get(CONV_KEY)
+
+
+def _owned(conversation_id: str) -> bool:
+    try:
+        return owner_filter is None or db.conversation_owner(conversation_id) == owner_filter
+    except KeyError:
+        return False
+
+
+if conversation and not _owned(conversation):
+    st.session_state.pop(CONV_KEY, None)  # never show another agent's (or a deleted) conversation
+    conversation = None
 messages = db.messages(conversation) if conversation else []
 if not messages:
     st.caption(f"Ask a customer's question; answers come from `{kb_dir}` with their sources.")

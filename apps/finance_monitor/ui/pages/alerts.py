@@ -4,12 +4,15 @@ import streamlit as st
 
 from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import charts, common
+from core.auth import AuditAction, Permission
+from core.ui import auth
 
 STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
 TABLE_ROWS = 25
 OUTBOX_COLUMNS = ["id", "alert_id", "sink", "target", "status", "attempts", "next_attempt_at", "last_error"]
 MUTE_HOURS = {"1 hour": 1, "6 hours": 6, "24 hours": 24, "7 days": 168}
 
+who = auth.require(Permission.FINANCE_VIEW, "Alerts")
 st.title("Alerts")
 db = common.engine()
 wanted = st.query_params.get("alert")
@@ -56,11 +59,20 @@ def alerts_view() -> None:
 
 
 def actions(alert_id: int, alert) -> None:
+    if not auth.viewer().can(Permission.ALERTS_MANAGE):
+        st.caption("Your role may not acknowledge or mute alerts.")
+        return
     name, ack, mute_for, mute = st.columns([3, 2, 3, 2], vertical_alignment="bottom")
-    who = name.text_input("Your name", key="alerts_who", placeholder="analyst")
+    if who.name is not None:  # signed in: the audit log and the alert record who
+        name.text_input("Acknowledged as", value=who.name, disabled=True, key="alerts_who_signed_in")
+        by = who.name
+    else:
+        by = name.text_input("Your name", key="alerts_who", placeholder="analyst")
     acknowledged = alert["status"] == "acknowledged"
+    target = f"alert #{alert_id} {alert['key']}"
     if ack.button("Acknowledge", key="alerts_ack", disabled=acknowledged, type="primary", width="stretch"):
-        dashboard.acknowledge_alert(db, alert_id, by=who)
+        dashboard.acknowledge_alert(db, alert_id, by=by)
+        auth.audit(AuditAction.ALERT_ACKNOWLEDGE, target=target, details={"alert_id": alert_id, "by": by})
         st.toast(f"Alert #{alert_id} acknowledged")
         st.rerun()
     if alert["status"] == "muted":
@@ -68,12 +80,16 @@ def actions(alert_id: int, alert) -> None:
         mute_for.caption(f"Muted until {until:%Y-%m-%d %H:%M} UTC" if until is not None else "Muted")
         if mute.button("Unmute", key="alerts_unmute", width="stretch"):
             dashboard.unmute_alert(db, alert_id)
+            auth.audit(AuditAction.ALERT_UNMUTE, target=target, details={"alert_id": alert_id})
             st.toast(f"Alert #{alert_id} unmuted")
             st.rerun()
         return
     hours = mute_for.selectbox("Mute rule and key for", list(MUTE_HOURS), index=2, key="alerts_mute_for")
     if mute.button("Mute", key="alerts_mute", width="stretch"):
         until = dashboard.mute_alert(db, alert_id, MUTE_HOURS[hours])
+        auth.audit(
+            AuditAction.ALERT_MUTE, target=target, details={"alert_id": alert_id, "until": until.isoformat()}
+        )
         st.toast(f"Alert #{alert_id} muted until {until:%Y-%m-%d %H:%M} UTC")
         st.rerun()
 

@@ -4,7 +4,10 @@ import streamlit as st
 
 from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import common
+from core.auth import Permission
+from core.ui import auth
 
+auth.require(Permission.FINANCE_VIEW, "News items")
 st.title("News items")
 db = common.engine()
 range_choice = common.time_range_choice()

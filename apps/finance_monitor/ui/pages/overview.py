@@ -4,11 +4,14 @@ import streamlit as st
 
 from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import charts, common
+from core.auth import Permission
+from core.ui import auth
 
 BUCKETS = {"5 minutes": "5min", "15 minutes": "15min", "Hour": "hour", "Day": "day"}
 SCOPES = {"Topic": "topic", "Ticker": "entity", "Source": "source"}
 SMOOTHING = {"Off": 1, "3 buckets": 3, "6 buckets": 6, "12 buckets": 12}
 
+auth.require(Permission.FINANCE_VIEW, "Sentiment trend")
 st.title("Sentiment trend")
 db = common.engine()
 range_choice = common.time_range_choice()

@@ -4,9 +4,12 @@ import streamlit as st
 
 from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import common
+from core.auth import Permission
+from core.ui import auth
 
 SCOPES = {"Topic": "topic", "Ticker": "entity", "Source": "source"}
 
+auth.require(Permission.FINANCE_VIEW, "Topic breakdown")
 st.title("Topic breakdown")
 db = common.engine()
 range_choice = common.time_range_choice()

@@ -5,7 +5,10 @@ from pathlib import Path
 import streamlit as st
 
 from apps.recommender.ui import views
+from core.auth import Permission
+from core.ui import auth
 
+auth.require(Permission.RECOMMEND_VIEW, "Model evaluation")
 st.title("Model evaluation")
 default = views.data_root() / "eval.json"
 chosen = st.sidebar.text_input("Evaluation JSON", value=str(default), key="recommend_eval_path")

@@ -3,7 +3,10 @@
 import streamlit as st
 
 from apps.recommender.ui import common, views
+from core.auth import Permission
+from core.ui import auth
 
+auth.require(Permission.RECOMMEND_VIEW, "Similar items")
 st.title("Similar items")
 model = common.model_or_stop()
 labels = views.item_labels(model)

@@ -6,7 +6,10 @@ from pathlib import Path
 import streamlit as st
 
 from apps.recommender.ui import common, views
+from core.auth import Permission
+from core.ui import auth
 
+auth.require(Permission.RECOMMEND_VIEW, "User recommendations")
 st.title("User recommendations")
 model = common.model_or_stop()
 batch_path = Path(
