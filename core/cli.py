@@ -239,6 +239,25 @@ def db_current(
     out.print(", ".join(sorted(current_revisions(url))) or "(no schema yet: run `aigc db upgrade`)")
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    engine: Annotated[
+        str, typer.Option(help="local (uvicorn) or ray (Ray Serve; RAY_ADDRESS joins a cluster).")
+    ] = "local",
+    app_name: Annotated[
+        list[str] | None, typer.Option("--app", help="Only these apps (support, finance, recommend).")
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="Ray Serve replicas of the API (--engine ray).")] = 1,
+    num_cpus: Annotated[float, typer.Option(help="CPUs reserved per Ray replica (--engine ray).")] = 1.0,
+) -> None:
+    """Serve the HTTP API: OpenAPI at /openapi.json, endpoints under /v1, keys from `aigc users api-key`."""
+    from core.api.serve import serve
+
+    serve(host, port, engine, app_name, replicas, num_cpus)  # type: ignore[arg-type]
+
+
 def _register_bench() -> None:
     from core.bench.cli import bench
 

@@ -36,10 +36,12 @@ logger = logging.getLogger(__name__)
 Messages = Sequence[Mapping[str, str]]
 PromptLike = str | Messages
 ADAPTER_MANIFEST = "aigc_adapter.json"
-Backend = Literal["auto", "llamacpp", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "llamacpp", "torch")
+Backend = Literal["auto", "llamacpp", "torch", "openai"]
+BACKENDS: tuple[str, ...] = ("auto", "llamacpp", "torch", "openai")
 # Environment variable that sets the default backend (``auto`` when unset).
 BACKEND_ENV = "AIGC_GENERATION_BACKEND"
+# A remote OpenAI-compatible server; when set, ``auto`` generates there (see core.remote_generation).
+GENERATION_URL_ENV = "AIGC_GENERATION_URL"
 # Kept for code that imported the private names from here; the helpers live in core.textstream.
 _END_OF_TURN_TOKENS = END_OF_TURN_TOKENS
 _IncrementalDecoder = IncrementalDecoder
@@ -212,8 +214,10 @@ class Generator:
         system_prompt: System message added to chat prompts that have none.
         use_chat_template: Wrap string prompts in the tokenizer's chat template; when ``False`` (or the
             tokenizer has no template) strings are used verbatim.
-        backend: ``auto``, ``llamacpp`` (raise when unavailable) or ``torch``; ``None`` reads
-            ``AIGC_GENERATION_BACKEND`` (default ``auto``).
+        backend: ``auto``, ``llamacpp`` (raise when unavailable), ``torch`` or ``openai`` (the
+            OpenAI-compatible server at ``AIGC_GENERATION_URL``, see :mod:`core.remote_generation`;
+            ``auto`` picks it whenever that variable is set); ``None`` reads ``AIGC_GENERATION_BACKEND``
+            (default ``auto``).
         n_threads: CPU threads of the llama.cpp backend (default: all the process may use).
     """
 
@@ -232,7 +236,17 @@ class Generator:
         self._fast: Any = None
         self.fallback_reason: str | None = None
         self._spec = (model, adapter)
-        if requested != "torch":
+        if requested == "openai" or (requested == "auto" and os.environ.get(GENERATION_URL_ENV, "").strip()):
+            if adapter is not None:
+                raise ValueError(
+                    "a remote generation server cannot apply a local adapter: serve the merged model"
+                )
+            from core.remote_generation import RemoteGenerator
+
+            self._fast = RemoteGenerator(
+                tokenizer_model=model, system_prompt=system_prompt, use_chat_template=use_chat_template
+            )
+        elif requested != "torch":
             options = {"system_prompt": system_prompt, "use_chat_template": use_chat_template}
             self._fast, self.fallback_reason = _choose_fast_backend(
                 requested, model, adapter, n_threads=n_threads, **options
@@ -262,8 +276,8 @@ class Generator:
 
     @property
     def backend(self) -> str:
-        """The backend in use: ``llamacpp`` or ``torch``."""
-        return "llamacpp" if self._fast is not None else "torch"
+        """The backend in use: ``llamacpp``, ``openai`` (a remote server) or ``torch``."""
+        return getattr(self._fast, "backend_name", "llamacpp") if self._fast is not None else "torch"
 
     @property
     def model(self) -> Any:
@@ -367,7 +381,7 @@ class Generator:
         """Yield the completion as text chunks while it is generated (same text as :meth:`generate`)."""
         settings = (settings or GenerateSettings()).with_overrides(**overrides)
         if self._fast is not None:
-            yield from self._fast.stream_ids(self.encode(prompt, system), settings)
+            yield from self._fast.stream(prompt, settings, system)
             return
         rows = [self._new_row(self.encode(prompt, system), settings)]
         for _, chunk in self._run(rows, settings, time.perf_counter(), {}):
@@ -404,6 +418,10 @@ class Generator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         settings = (settings or GenerateSettings()).with_overrides(**overrides)
+        if self._fast is not None:
+            return self._fast.generate_batch(
+                prompts, settings, system=system, show_progress_bar=show_progress_bar
+            )
         encoded = [self.encode(p, system) for p in prompts]
         return self._generate_encoded(encoded, settings, batch_size, show_progress_bar)
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The live-API fixtures (``api``, ``suite_data_dir``) of the API endpoint, fuzz and README tests.
+pytest_plugins = ["tests.api_harness"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

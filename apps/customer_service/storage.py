@@ -369,6 +369,39 @@ class SupportStore:
                 for m in rows
             ]
 
+    def handoffs(self, status: str | None = "open", limit: int = 50) -> list[dict[str, Any]]:
+        """Hand-offs, newest first (only ``status`` when given): conversation, answer, question, reason."""
+        question = aliased(Message)
+        stmt = (
+            sa.select(Handoff, Message, question.content)
+            .join(Message, Message.id == Handoff.message_id)
+            .outerjoin(
+                question,
+                (question.conversation_id == Message.conversation_id)
+                & (question.position == Message.position - 1),
+            )
+            .order_by(Handoff.created_at.desc(), Handoff.id.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            stmt = stmt.where(Handoff.status == status)
+        with session_scope(self.engine) as session:
+            return [
+                {
+                    "id": h.id,
+                    "conversation_id": h.conversation_id,
+                    "message_id": h.message_id,
+                    "question": q,
+                    "answer": m.content,
+                    "confidence": m.confidence,
+                    "reason": h.reason,
+                    "status": h.status,
+                    "created_at": h.created_at,
+                    "resolved_at": h.resolved_at,
+                }
+                for h, m, q in session.execute(stmt)
+            ]
+
     def corrections(self, since: datetime | None = None) -> list[Correction]:
         """Answers rated down with a corrected answer, oldest first (optionally only newer than ``since``)."""
         question = aliased(Message)

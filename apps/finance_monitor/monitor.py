@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from apps.finance_monitor.alerts import AlertEngine
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
+from apps.finance_monitor.news import NewsItem
 from apps.finance_monitor.outbox import DeliveryPolicy, DeliveryWorker, Sender, SendReport
 from apps.finance_monitor.rules import AlertRule, load_rules, load_webhook_allow
 from apps.finance_monitor.scoring import Scorer, score_pending
@@ -176,6 +177,22 @@ class Monitor:
             "Monitor cycle",
             extra={"new_items": result.new_items, "scored": result.scored, "alerts": len(result.alerts)},
         )
+        return result
+
+    def ingest_items(self, items: Sequence[NewsItem]) -> CycleResult:
+        """One cycle over items given directly (the HTTP API's ``POST /v1/finance/items``).
+
+        Stored ids are skipped (idempotent), then what is unscored is scored and the rules evaluated
+        past the watermark, as in :meth:`cycle`; deliveries wait in the outbox for :meth:`deliver`.
+
+        Raises:
+            StorageError, SQLAlchemyError: The database failed (what was committed stays).
+        """
+        stored = self.ingestor.ingest_items(items)
+        result = CycleResult(files=[stored], new_items=len(stored.new_ids))
+        result.scored = len(score_pending(self.engine, self.scorer, batch_size=self.batch_size))
+        result.evaluated, alerts = self.evaluate_pending()
+        result.alerts = [a.id for a in alerts]
         return result
 
     def evaluate_pending(self) -> tuple[int, list[Alert]]:

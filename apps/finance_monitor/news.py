@@ -20,7 +20,7 @@ import html
 import io
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -145,6 +145,31 @@ def read_news(
         records = _csv_records(path, text) if kind == "csv" else _jsonl_records(path, text)
     items = [
         _to_item(path, row, line, rec, default_source, assume_tz, dayfirst) for row, line, rec in records
+    ]
+    return _drop_repeats(path, items)
+
+
+def parse_records(
+    records: Sequence[Mapping[str, Any]],
+    origin: str = "request",
+    *,
+    default_source: str | None = None,
+    assume_tz: tzinfo = UTC,
+) -> list[NewsItem]:
+    """News items from records already parsed (e.g. a JSON request body), checked like a file's rows.
+
+    Args:
+        records: One mapping per item, with the same keys as a JSON Lines file.
+        origin: Name of where they came from, in errors and ``NewsItem.origin`` (rows count from 1).
+        default_source: Source for records that name none.
+        assume_tz: Zone of timestamps without one.
+
+    Raises:
+        DataError: A bad record (naming its row and field), or one id twice with different content.
+    """
+    path = Path(origin)
+    items = [
+        _to_item(path, row, None, rec, default_source, assume_tz, False) for row, rec in enumerate(records, 1)
     ]
     return _drop_repeats(path, items)
 

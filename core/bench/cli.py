@@ -14,7 +14,7 @@ from core.console import console, print_error
 
 def bench(
     name: Annotated[
-        str, typer.Argument(help="generation|embeddings|classification|index|finetune|concurrency|all")
+        str, typer.Argument(help="generation|embeddings|classification|index|finetune|concurrency|all|api")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     reps: Annotated[int, typer.Option(help="Timed repetitions per contestant (after a warm-up).")] = 5,
@@ -23,6 +23,11 @@ def bench(
     agents: Annotated[int | None, typer.Option(help="concurrency: simultaneous agents (default 20).")] = None,
     questions: Annotated[
         int | None, typer.Option(help="concurrency: questions per agent (default 5).")
+    ] = None,
+    clients: Annotated[int, typer.Option(help="api: most concurrent clients (curve at 1, 5, 10, N).")] = 20,
+    seconds: Annotated[float, typer.Option(help="api: seconds of load per client count.")] = 60.0,
+    engine: Annotated[
+        list[str] | None, typer.Option("--engine", help="api: local and/or ray (default both).")
     ] = None,
 ) -> None:
     """Measure the project's fast paths against peer libraries, alternating runs (2 threads).
@@ -35,6 +40,21 @@ def bench(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from core.bench import bench_names, run_bench
 
+    if name == "api":
+        # Load on the HTTP API (needs the demo state: `aigc prepare-demo`); not part of `all`.
+        from core.bench.api import ENGINES, run_api_bench
+        from core.bench.harness import BenchSkipped
+
+        try:
+            result = run_api_bench(clients, seconds, engine or ENGINES, out)
+        except (BenchSkipped, ValueError) as err:
+            print_error(f"bench api: {err}")
+            raise typer.Exit(2) from None
+        if as_json:
+            typer.echo(json.dumps(result, indent=2, default=str))
+        else:
+            console.print_json(json.dumps(result, default=str))
+        return
     if name != "all" and name not in bench_names():
         print_error(f"unknown benchmark {name!r}; choose {', '.join(bench_names())} or all")
         raise typer.Exit(2)

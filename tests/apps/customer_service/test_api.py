@@ -1,0 +1,124 @@
+"""The support endpoints on a live API: ask, SSE stream, conversations, feedback, hand-offs."""
+
+from __future__ import annotations
+
+import json
+
+FAQ_QUESTION = "How do I reset my password?"
+OFF_TOPIC = "What is the boiling point of tungsten in kelvin?"
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    """``(event, data)`` pairs of a server-sent-events body."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_ask_quotes_the_faq_and_stores_the_conversation(api) -> None:
+    reply = api.client.post("/v1/support/ask", json={"question": FAQ_QUESTION}, headers=api.headers("agent"))
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["route"] == "faq" and body["handoff"] is False and 0 < body["confidence"] <= 1
+    assert [s["id"] for s in body["sources"]] and body["answer"]
+    stored = api.client.get(
+        f"/v1/support/conversations/{body['conversation_id']}", headers=api.headers("agent")
+    )
+    messages = stored.json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["id"] == body["message_id"] and messages[1]["content"] == body["answer"]
+    listed = api.client.get("/v1/support/conversations", headers=api.headers("agent")).json()
+    assert body["conversation_id"] in [c["id"] for c in listed]
+
+
+def test_follow_up_in_a_conversation_and_unknown_conversation(api) -> None:
+    first = api.client.post(
+        "/v1/support/ask", json={"question": FAQ_QUESTION}, headers=api.headers("agent")
+    ).json()
+    follow = api.client.post(
+        "/v1/support/ask",
+        json={"question": "and how long does that take?", "conversation_id": first["conversation_id"]},
+        headers=api.headers("agent"),
+    )
+    assert follow.status_code == 200 and follow.json()["conversation_id"] == first["conversation_id"]
+    messages = api.client.get(
+        f"/v1/support/conversations/{first['conversation_id']}", headers=api.headers("agent")
+    ).json()["messages"]
+    assert len(messages) == 4
+    missing = api.client.post(
+        "/v1/support/ask", json={"question": "hi", "conversation_id": "nope"}, headers=api.headers("agent")
+    )
+    assert missing.status_code == 404 and missing.json()["field"] == "body.conversation_id"
+
+
+def test_off_topic_hands_off_and_shows_in_the_queue(api) -> None:
+    reply = api.client.post(
+        "/v1/support/ask", json={"question": OFF_TOPIC}, headers=api.headers("agent")
+    ).json()
+    assert reply["handoff"] is True and reply["route"] == "handoff" and reply["sources"] == []
+    queue = api.client.get("/v1/support/handoffs", headers=api.headers("agent")).json()
+    entry = next(h for h in queue if h["message_id"] == reply["message_id"])
+    assert entry["question"] == OFF_TOPIC and entry["status"] == "open"
+
+
+def test_stream_sends_chunks_then_the_stored_answer(api) -> None:
+    with api.client.stream(
+        "POST", "/v1/support/ask/stream", json={"question": FAQ_QUESTION}, headers=api.headers("agent")
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response.read().decode())
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "answer" and set(kinds[:-1]) == {"chunk"}
+    answer = events[-1][1]
+    assert "".join(data["text"] for kind, data in events if kind == "chunk") == answer["answer"]
+    assert answer["message_id"] > 0 and answer["route"] == "faq"
+
+
+def test_feedback_is_recorded_and_validated(api) -> None:
+    reply = api.client.post(
+        "/v1/support/ask", json={"question": FAQ_QUESTION}, headers=api.headers("agent")
+    ).json()
+    body = {"message_id": reply["message_id"], "rating": -1, "corrected_answer": "Use the reset link."}
+    assert api.client.post("/v1/support/feedback", json=body, headers=api.headers("agent")).status_code == 200
+    messages = api.client.get(
+        f"/v1/support/conversations/{reply['conversation_id']}", headers=api.headers("agent")
+    ).json()["messages"]
+    assert messages[1]["feedback"] == {"rating": -1, "corrected_answer": "Use the reset link."}
+    bad = api.client.post("/v1/support/feedback", json={**body, "rating": 5}, headers=api.headers("agent"))
+    assert bad.status_code == 422 and bad.json()["field"] == "body.rating"
+    unknown = api.client.post(
+        "/v1/support/feedback", json={**body, "message_id": 10**9}, headers=api.headers("agent")
+    )
+    assert unknown.status_code == 404
+
+
+def test_roles_and_bad_questions(api) -> None:
+    assert api.client.post("/v1/support/ask", json={"question": FAQ_QUESTION}).status_code == 401
+    denied = api.client.post(
+        "/v1/support/ask", json={"question": FAQ_QUESTION}, headers=api.headers("analyst")
+    )
+    assert denied.status_code == 403
+    blank = api.client.post("/v1/support/ask", json={"question": "   "}, headers=api.headers("agent"))
+    assert blank.status_code == 422 and blank.json()["field"] == "body.question"
+
+
+def test_conversations_belong_to_the_keys_user(api) -> None:
+    reply = api.client.post("/v1/support/ask", json={"question": FAQ_QUESTION}, headers=api.headers("agent"))
+    cid = reply.json()["conversation_id"]
+    path = f"/v1/support/conversations/{cid}"
+    # Another agent (kb_admin may chat too) neither reads nor continues it, nor sees it listed.
+    assert api.client.get(path, headers=api.headers("kb_admin")).status_code == 404
+    follow = {"question": "and then?", "conversation_id": cid}
+    assert api.client.post("/v1/support/ask", json=follow, headers=api.headers("kb_admin")).status_code == 404
+    listed = api.client.get("/v1/support/conversations", headers=api.headers("kb_admin")).json()
+    assert cid not in [c["id"] for c in listed]
+    # An admin sees every agent's conversations.
+    assert api.client.get(path, headers=api.headers("admin")).status_code == 200
+    owners = {
+        c["id"]: c["owner"]
+        for c in api.client.get("/v1/support/conversations", headers=api.headers("admin")).json()
+    }
+    assert owners[cid] == "user-agent"
