@@ -315,7 +315,9 @@ def run_dataset(
 ) -> dict[str, Any]:  # fmt: skip
     """Answer every question in each mode; summaries per mode and the rows."""
     base = load_bot_config()
-    verifier = GroundingVerifier(embedder, base.answer.support_threshold)
+    verifier = GroundingVerifier(
+        embedder, base.answer.support_threshold, word_coverage=base.answer.word_coverage
+    )
     questions = [(q.query, q) for q in inside] + [(text, None) for text in outside]
     order = np.random.default_rng(seed).permutation(len(questions))
     modes: dict[str, Any] = {}

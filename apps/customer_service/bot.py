@@ -357,7 +357,10 @@ class SupportBot:
     def verifier(self) -> GroundingVerifier:
         """The grounding verifier of generated answers (on the retriever's encoder)."""
         if getattr(self, "_verifier", None) is None:
-            self._verifier = GroundingVerifier(self.retriever.embedder, self.config.answer.support_threshold)
+            cfg = self.config.answer
+            self._verifier = GroundingVerifier(
+                self.retriever.embedder, cfg.support_threshold, word_coverage=cfg.word_coverage
+            )
         return self._verifier
 
     def _answer_from_passages(self, plan: _Plan) -> Iterator[str]:

@@ -14,7 +14,7 @@ from typing import Literal, get_args
 
 from apps.customer_service.retrieval import RetrievalConfig
 from core.config import load_config
-from core.grounding import DEFAULT_SUPPORT_THRESHOLD
+from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
 from core.paths import project_root
 
 CONFIG_FILE = "customer_service.yaml"
@@ -66,6 +66,10 @@ class AnswerConfig:
     support_threshold: float = field(
         default=DEFAULT_SUPPORT_THRESHOLD,
         metadata={"help": "Cosine a generated sentence needs to its best cited passage sentence"},
+    )
+    word_coverage: float = field(
+        default=DEFAULT_WORD_COVERAGE,
+        metadata={"help": "Share of a generated sentence's content words its cited text must contain"},
     )
     min_supported_share: float = field(
         default=0.5,
