@@ -47,7 +47,7 @@ DATA = ROOT.parent / "shared" / "data" / "recsys" / "ml-latest-small"
 RESULTS = ROOT / "bench" / "results"
 NAME = "recommender_eval"
 TARGET_RATIO = 1.1
-BASELINES = ("popularity", "itemknn", "bpr", "text")
+BASELINES = ("popularity", "itemknn", "ease", "bpr", "text")
 MODELS = (*BASELINES, "text_ft", "hybrid", "hybrid_frozen")
 KEYS = ("hr@10", "ndcg@10", "recall@50", "mrr", "coverage")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.recommender.baselines import BPRScorer, ItemKNNScorer, PopularityScorer, TextScorer, bpr_available
+from apps.recommender.baselines import BPRScorer, EASEScorer, ItemKNNScorer, PopularityScorer, TextScorer, bpr_available
 from apps.recommender.candidates import build_item_index
 from apps.recommender.data import DataConfig, Dataset
 from apps.recommender.encoder_training import ContrastiveConfig, TrainResult, load_embedder, train_encoder
@@ -42,7 +42,7 @@ from core.io.artifacts import check_target
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("popularity", "itemknn", "bpr", "text", "text_ft", "hybrid")
+MODELS = ("popularity", "itemknn", "ease", "bpr", "text", "text_ft", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,7 @@ def scorer_factories(
     table: Mapping[str, Callable[[], Scorer]] = {
         "popularity": PopularityScorer,
         "itemknn": ItemKNNScorer,
+        "ease": EASEScorer,
         "bpr": BPRScorer,
         "text": lambda: DeferredScorer("text", lambda _: TextScorer(item_vectors=vectors.frozen())),
         "text_ft": lambda: DeferredScorer("text_ft", lambda t: TextScorer(item_vectors=vectors.tuned(t)[0])),
