@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from apps.recommender.baselines import BPRScorer, EASEScorer, ItemKNNScorer, PopularityScorer, TextScorer, bpr_available
+from apps.recommender.baselines import (
+    BPRScorer,
+    EASEScorer,
+    ItemKNNScorer,
+    PopularityScorer,
+    TextScorer,
+    bpr_available,
+)
 from apps.recommender.candidates import build_item_index
 from apps.recommender.data import DataConfig, Dataset
 from apps.recommender.encoder_training import ContrastiveConfig, TrainResult, load_embedder, train_encoder
