@@ -14,11 +14,13 @@ Run (results: ``bench/results/recommender_batch.json`` and ``.png``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_batch
     nice -n 5 .venv/bin/python -m bench.recommender_batch --sizes 10000,100000 --workers 2
+    nice -n 5 .venv/bin/python -m bench.recommender_batch --index auto   # approximate search + recall@100
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from apps.recommender.batch import BatchConfig, run_batch
 from apps.recommender.synthetic import SyntheticCatalogue, SyntheticScorer
@@ -62,8 +66,20 @@ class TimedLoad:
 LOADS: list[float] = []
 
 
-def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Path) -> list[dict[str, Any]]:
-    spec = SyntheticCatalogue(n_items=n_items, n_users=n_users, dim=DIM, history=HISTORY)
+def recall_vs_exact(spec: SyntheticCatalogue, n_users: int = 256) -> float:
+    """Mean recall@K of the approximate index's top-K lists against exact search (same users)."""
+    users = [f"u{u:06d}" for u in range(min(n_users, spec.n_users))]
+    approx = spec().recommend_chunk(users, K)
+    exact = dataclasses.replace(spec, index="flat")().recommend_chunk(users, K)
+    found = approx.groupby("user_id")["item_id"].apply(set)
+    truth = exact.groupby("user_id")["item_id"].apply(set)
+    return float(np.mean([len(found.get(u, set()) & truth[u]) / len(truth[u]) for u in truth.index]))
+
+
+def run_size(
+    n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Path, index: str = "flat"
+) -> list[dict[str, Any]]:
+    spec = SyntheticCatalogue(n_items=n_items, n_users=n_users, dim=DIM, history=HISTORY, index=index)
     users = [f"u{u:06d}" for u in range(n_users)]
     rows = []
     outputs = {}
@@ -87,6 +103,7 @@ def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Pat
             "rows": result.n_rows,
             "seconds": round(seconds, 2),
             "users_per_s": round(n_users / seconds, 1),
+            "index": index,
         }
         if engine == "local":
             row["load_seconds"] = round(LOADS[0], 2)
@@ -97,6 +114,10 @@ def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Pat
         logger.info("measured %s (load average %.1f)", row, os.getloadavg()[0])
     for row in rows:
         row["identical_to_local"] = outputs[row["engine"]] == outputs["local"]
+    if index != "flat":
+        recall = round(recall_vs_exact(spec), 4)
+        for row in rows:
+            row[f"recall@{K}_vs_exact"] = recall
     return rows
 
 
@@ -128,7 +149,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("catalogue size (items)")
     ax.set_ylabel("users / s (top-100)")
-    ax.set_title("Batch scoring throughput, synthetic catalogue (dim 64), 2 CPUs")
+    index = rows[0].get("index", "flat") if rows else "flat"
+    ax.set_title(f"Batch scoring throughput, synthetic catalogue (dim 64, index {index}), 2 CPUs")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -139,9 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="catalogue sizes, comma-separated")
     parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument(
+        "--index", choices=("flat", "auto"), default="flat", help="auto: HNSW above 50k, IVF-SQ8 above 500k"
+    )
     parser.add_argument("--workers", type=int, default=None, help="Ray actors (default: CPUs)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "recommender_batch.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: recommender_batch[_auto].json")
     args = parser.parse_args()
+    args.out = args.out or RESULTS / (
+        "recommender_batch.json" if args.index == "flat" else "recommender_batch_auto.json"
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import ray
 
@@ -155,7 +183,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for size in (int(s) for s in args.sizes.split(",")):
-                rows += run_size(size, USERS.get(size, 512), args.chunk_size, workers, Path(tmp))
+                rows += run_size(size, USERS.get(size, 512), args.chunk_size, workers, Path(tmp), args.index)
     finally:
         ray.shutdown()
 
@@ -177,6 +205,7 @@ def main() -> None:
             "history": HISTORY,
             "chunk_size": args.chunk_size,
             "ray_workers": workers,
+            "index": args.index,
         },
         "ray_start_seconds": round(ray_start, 2),
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
