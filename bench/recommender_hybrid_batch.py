@@ -6,7 +6,8 @@ ranker, cold-item slots. The job is :func:`apps.recommender.batch.run_batch` on 
 (1 BLAS thread, chunks of 256 users, chunk files, Parquet assembly): what ``aigc recommend score
 --users all --k 100`` runs after the model is loaded. Reported: users/s of the job, the time to
 embed the catalogue and to fit the model (paid once per model, not per job), and whether two runs
-wrote byte-identical files. Target (issue 18): >= 500 users/s end to end on 2 cores.
+wrote byte-identical files; also users per CPU-second of the job's process (1 thread), which the
+other jobs on a shared machine do not change. Target (issue 18): >= 500 users/s end to end on 2 cores.
 
 Run (results: ``bench/results/recommender_hybrid_batch.json``)::
 
@@ -101,6 +102,7 @@ def main() -> None:
             outputs.append(out.read_bytes())
             logger.info("run %s", runs[-1])
     best = max(r["users_per_s"] for r in runs)
+    best_cpu = max(r["users_per_cpu_s"] for r in runs)
     report = {
         "benchmark": "recommender_hybrid_batch",
         "what": "aigc recommend score --users all --k 100, ml-latest-small, hybrid (frozen MiniLM), local",
@@ -114,6 +116,7 @@ def main() -> None:
         "fit_seconds": round(fit_s, 1),
         "runs": runs,
         "best_users_per_s": best,
+        "best_users_per_cpu_s": best_cpu,
         "identical_outputs": outputs[0] == outputs[1],
         "target_users_per_s": TARGET,
         "target_met": best >= TARGET,

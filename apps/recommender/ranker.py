@@ -455,8 +455,10 @@ class HybridScorer(Scorer):
             return out
         cols = [self.ranker.feature_names.index(f) for f in names]
         contributions = self.ranker.contributions(features)[:, cols]
-        sums = np.zeros((len(counts), len(cols)))
-        np.add.at(sums, row, contributions)
+        sums = np.stack(
+            [np.bincount(row, weights=contributions[:, j], minlength=len(counts)) for j in range(len(cols))],
+            axis=1,
+        )
         relative = contributions[pos[picked]] - (sums / np.maximum(counts, 1)[:, None])[row[pos[picked]]]
         top = np.argsort(-relative, axis=1, kind="stable")[:, :n_reasons]
         values = np.take_along_axis(relative, top, axis=1)
