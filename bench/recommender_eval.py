@@ -51,6 +51,10 @@ NAME = "recommender_eval"
 TARGET_RATIO = 1.2
 BASELINES = ("popularity", "itemknn", "ease", "bpr", "text")
 MODELS = (*BASELINES, "text_ft", "hybrid", "hybrid_frozen")
+ITEM_TEXT = {
+    "ml-latest-small": "title (year) + genres; tags left out (applied after the test/cold cut)",
+    "mind-small-subset": "news title + abstract + category|subcategory (MIND news.tsv)",
+}
 # name -> (loader, suffix of the result files). MovieLens tags are left out (applied after the cut).
 DATASETS = {
     "ml-latest-small": (lambda folder, data: load_movielens(folder, data, use_tags=False), ""),
@@ -158,7 +162,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "item_text": "title (year) + genres; tags left out (applied after the test/cold cut)",
+        "item_text": ITEM_TEXT[args.dataset],
         "dataset": args.dataset,
         "finetune_epochs": config.finetune.epochs,
         "finetune_max_pairs": config.finetune.max_pairs,
