@@ -14,11 +14,13 @@ Run (results: ``bench/results/recommender_batch.json`` and ``.png``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_batch
     nice -n 5 .venv/bin/python -m bench.recommender_batch --sizes 10000,100000 --workers 2
+    nice -n 5 .venv/bin/python -m bench.recommender_batch --index auto   # approximate search + recall@100
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from apps.recommender.batch import BatchConfig, run_batch
 from apps.recommender.synthetic import SyntheticCatalogue, SyntheticScorer
@@ -53,6 +57,7 @@ class TimedLoad:
         started = time.perf_counter()
         scorer = self.spec()
         LOADS.append(time.perf_counter() - started)
+        BUILT[self.spec] = scorer
         return scorer
 
     def fingerprint(self) -> str:
@@ -60,16 +65,37 @@ class TimedLoad:
 
 
 LOADS: list[float] = []
+BUILT: dict[SyntheticCatalogue, SyntheticScorer] = {}  # the local engine's model, reused for recall
 
 
-def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Path) -> list[dict[str, Any]]:
-    spec = SyntheticCatalogue(n_items=n_items, n_users=n_users, dim=DIM, history=HISTORY)
+def recall_vs_exact(spec: SyntheticCatalogue, n_users: int = 256) -> float:
+    """Mean recall@K of the approximate index's top-K lists against exact search (same users)."""
+    users = [f"u{u:06d}" for u in range(min(n_users, spec.n_users))]
+    approx = (BUILT.get(spec) or spec()).recommend_chunk(users, K)
+    exact = dataclasses.replace(spec, index="flat")().recommend_chunk(users, K)
+    found = approx.groupby("user_id")["item_id"].apply(set)
+    truth = exact.groupby("user_id")["item_id"].apply(set)
+    return float(np.mean([len(found.get(u, set()) & truth[u]) / len(truth[u]) for u in truth.index]))
+
+
+def run_size(
+    n_items: int,
+    n_users: int,
+    chunk_size: int,
+    workers: int,
+    tmp: Path,
+    index: str = "flat",
+    engines: tuple[str, ...] = ("local", "local_mt", "ray"),
+) -> list[dict[str, Any]]:
+    spec = SyntheticCatalogue(n_items=n_items, n_users=n_users, dim=DIM, history=HISTORY, index=index)
     users = [f"u{u:06d}" for u in range(n_users)]
     rows = []
     outputs = {}
     # local: 1 BLAS/OpenMP thread (the default: bit-identical to Ray actors); local_mt: the
     # libraries' default threads (both cores); ray: `workers` single-threaded actors.
     for name, engine, threads in (("local", "local", 1), ("local_mt", "local", None), ("ray", "ray", 1)):
+        if name not in engines:
+            continue
         out = tmp / f"{name}-{n_items}.parquet"
         config = BatchConfig(k=K, chunk_size=chunk_size, engine=engine, ray_workers=workers, threads=threads)  # type: ignore[arg-type]
         LOADS.clear()
@@ -87,6 +113,7 @@ def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Pat
             "rows": result.n_rows,
             "seconds": round(seconds, 2),
             "users_per_s": round(n_users / seconds, 1),
+            "index": index,
         }
         if engine == "local":
             row["load_seconds"] = round(LOADS[0], 2)
@@ -97,6 +124,10 @@ def run_size(n_items: int, n_users: int, chunk_size: int, workers: int, tmp: Pat
         logger.info("measured %s (load average %.1f)", row, os.getloadavg()[0])
     for row in rows:
         row["identical_to_local"] = outputs[row["engine"]] == outputs["local"]
+    if index != "flat":
+        recall = round(recall_vs_exact(spec), 4)
+        for row in rows:
+            row[f"recall@{K}_vs_exact"] = recall
     return rows
 
 
@@ -128,7 +159,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("catalogue size (items)")
     ax.set_ylabel("users / s (top-100)")
-    ax.set_title("Batch scoring throughput, synthetic catalogue (dim 64), 2 CPUs")
+    index = rows[0].get("index", "flat") if rows else "flat"
+    ax.set_title(f"Batch scoring throughput, synthetic catalogue (dim 64, index {index}), 2 CPUs")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -139,9 +171,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="catalogue sizes, comma-separated")
     parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument(
+        "--index", choices=("flat", "auto"), default="flat", help="auto: HNSW above 50k, IVF-SQ8 above 500k"
+    )
     parser.add_argument("--workers", type=int, default=None, help="Ray actors (default: CPUs)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "recommender_batch.json")
+    parser.add_argument("--engines", default="local,local_mt,ray", help="subset of local,local_mt,ray")
+    parser.add_argument("--out", type=Path, default=None, help="default: recommender_batch[_auto].json")
     args = parser.parse_args()
+    engines = tuple(args.engines.split(","))
+    args.out = args.out or RESULTS / (
+        "recommender_batch.json" if args.index == "flat" else "recommender_batch_auto.json"
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import ray
 
@@ -149,23 +189,31 @@ def main() -> None:
     workers = args.workers or cpus
     load_start = round(os.getloadavg()[0], 2)  # the machine is shared: record how busy it was
     started = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    if "ray" in engines:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - started
     rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for size in (int(s) for s in args.sizes.split(",")):
-                rows += run_size(size, USERS.get(size, 512), args.chunk_size, workers, Path(tmp))
+                rows += run_size(
+                    size, USERS.get(size, 512), args.chunk_size, workers, Path(tmp), args.index, engines
+                )
     finally:
         ray.shutdown()
 
-    def rate(size: int, engine: str) -> float:
-        return next(r["users_per_s"] for r in rows if r["n_items"] == size and r["engine"] == engine)
+    def rate(size: int, engine: str) -> float | None:
+        found = [r["users_per_s"] for r in rows if r["n_items"] == size and r["engine"] == engine]
+        return found[0] if found else None
+
+    def ratio(size: int, a: str, b: str) -> float | None:
+        x, y = rate(size, a), rate(size, b)
+        return round(x / y, 2) if x and y else None
 
     sizes = sorted({r["n_items"] for r in rows})
     ratios = {
-        "ray_over_local": {str(n): round(rate(n, "ray") / rate(n, "local"), 2) for n in sizes},
-        "ray_over_local_mt": {str(n): round(rate(n, "ray") / rate(n, "local_mt"), 2) for n in sizes},
+        "ray_over_local": {str(n): ratio(n, "ray", "local") for n in sizes},
+        "ray_over_local_mt": {str(n): ratio(n, "ray", "local_mt") for n in sizes},
     }
     report = {
         "benchmark": "recommender_batch",
@@ -177,6 +225,7 @@ def main() -> None:
             "history": HISTORY,
             "chunk_size": args.chunk_size,
             "ray_workers": workers,
+            "index": args.index,
         },
         "ray_start_seconds": round(ray_start, 2),
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},

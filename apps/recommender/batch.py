@@ -9,7 +9,9 @@ finds the manifest, skips the chunks already on disk and scores the rest; a work
 different job is refused rather than mixed in. When every chunk is there, the output (Parquet or
 CSV, by extension) is assembled in chunk order into a temporary file and renamed into place, DB
 rows are replaced chunk by chunk (:mod:`apps.recommender.storage`), and the work directory is
-removed. The result is byte-for-byte the output of an uninterrupted run, whatever the engine:
+removed. A run killed while assembling (fault point ``score.during_assembly``) leaves its chunk
+files and a temporary output file; the next run removes the temporary file and assembles again. The
+result is byte-for-byte the output of an uninterrupted run, whatever the engine:
 chunks are the unit of work of both the local loop and :mod:`apps.recommender.ray_engine`.
 
 Output columns: ``user_id`` (str), ``rank`` (int32, 1-based), ``item_id`` (str), ``score``
@@ -18,6 +20,7 @@ Output columns: ``user_id`` (str), ``rank`` (int32, 1-based), ``item_id`` (str),
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -37,6 +40,7 @@ from sqlalchemy.engine import Engine
 from tqdm.auto import tqdm
 
 from apps.recommender.errors import DataError
+from core.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
 
@@ -331,9 +335,17 @@ def _done(path: Path) -> bool:
         return False
 
 
+def _remove_stale_outputs(out: Path) -> None:
+    """Temporary output files of a run killed while assembling (``.<name>.*.tmp`` beside ``out``)."""
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        logger.info("Removing a temporary output of a killed run", extra={"path": str(stale)})
+        stale.unlink(missing_ok=True)
+
+
 def _assemble(work: Path, n_chunks: int, out: Path) -> int:
     """Concatenate chunk files in order into ``out`` (temporary file + rename); returns rows."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_outputs(out)
     tmp = _temp_beside(out)
     rows = 0
     try:
@@ -343,6 +355,7 @@ def _assemble(work: Path, n_chunks: int, out: Path) -> int:
                     table = pq.read_table(chunk_path(work, i), schema=OUTPUT_SCHEMA)
                     writer.write_table(table)
                     rows += table.num_rows
+                    failpoint("score.during_assembly")  # a kill here leaves a half-written temp file
         else:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 fh.write(",".join(OUTPUT_COLUMNS) + "\n")
@@ -350,6 +363,7 @@ def _assemble(work: Path, n_chunks: int, out: Path) -> int:
                     frame = pq.read_table(chunk_path(work, i), schema=OUTPUT_SCHEMA).to_pandas()
                     frame.to_csv(fh, header=False, index=False, lineterminator="\n")
                     rows += len(frame)
+                    failpoint("score.during_assembly")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -59,17 +59,21 @@ def default_model_dir() -> Path:
 
 
 def parse_synthetic(spec: str) -> SyntheticCatalogue:
-    """``synthetic:items=10000,users=1000,dim=64,history=20,seed=0`` (any subset of the keys).
+    """``synthetic:items=10000,users=1000,dim=64,history=20,seed=0,index=auto`` (any subset of the keys).
 
     Raises:
         BatchError: Unknown key or a value that is not a positive integer.
     """
     fields = {"items": "n_items", "users": "n_users", "dim": "dim", "history": "history", "seed": "seed"}
-    kwargs: dict[str, int] = {}
+    kwargs: dict[str, Any] = {}
     for part in filter(None, spec.removeprefix(SYNTHETIC_PREFIX).split(",")):
         key, _, value = part.partition("=")
+        if key.strip() == "index" and value.strip() in ("flat", "auto"):
+            kwargs["index"] = value.strip()
+            continue
         if key.strip() not in fields or not value.strip().isdigit():
-            raise BatchError(f"bad synthetic model spec {spec!r} at {part!r}; keys: {', '.join(fields)}")
+            keys = ", ".join([*fields, "index (flat|auto)"])
+            raise BatchError(f"bad synthetic model spec {spec!r} at {part!r}; keys: {keys}")
         kwargs[fields[key.strip()]] = int(value)
     return SyntheticCatalogue(**kwargs)
 

@@ -40,7 +40,7 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML settings (default: configs/recommender.yaml).")
 ]
 SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override one setting, e.g. --set finetune.steps=50.")
+    list[str] | None, typer.Option("--set", help="Override one setting, e.g. --set finetune.epochs=1.")
 ]
 MovieLensOption = Annotated[
     Path | None, typer.Option("--movielens", help="A MovieLens folder (ml-latest-small or ml-100k).")

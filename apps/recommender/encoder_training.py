@@ -1,42 +1,65 @@
-"""Behaviour-supervised LoRA fine-tuning of the text encoder (contrastive, in-batch negatives).
+"""Behaviour-supervised LoRA fine-tuning of the item-text encoder: the data, prepared for core.
 
 Training pairs come from interaction histories: for a user who engaged with items
 ``i_1, ..., i_t`` (by time), the *query* is the text of the ``history_items`` most recent items
-before ``i_t`` (newest first, joined with " | ") and the *positive* is the text of ``i_t``. A batch
-of ``B`` pairs is encoded by the same LoRA-adapted encoder (mean pooling, L2-normalised), and the
-InfoNCE loss is the cross entropy of ``q_b . p_c / temperature`` over the ``B`` positives of the
-batch: every other pair's item is a negative (in-batch negatives). When two pairs of a batch share
-the same positive item, the duplicate is masked out instead of being counted as a negative.
+before ``i_t`` (newest first, joined with " | ") and the *positive* is ``i_t``. This module builds
+those pairs and what the literature adds to in-batch negatives, then hands them to
+:func:`core.finetune.contrastive.train_contrastive`, which trains them in the shared loop
+(:func:`core.finetune.loop.fit`: resume checkpoints, bf16 where fast, seeding, validation early
+stopping):
 
-Only the LoRA weights train (:func:`core.lora.apply_lora`); the adapter is saved in peft's
-format (``adapter_config.json`` + ``adapter_model.safetensors``) with ``training.json`` (config,
-base model, loss curve). The adapted encoder's id, ``"<base>+lora:<sha256[:12] of the weights>"``,
-is recorded in the item index so vectors of different encoders are never mixed.
+* **mined hard negatives** (:func:`mine_negatives`): per pair, ``hard_negatives`` items drawn from
+  ranks ``hard_skip`` to ``hard_skip + hard_pool`` of the frozen encoder's neighbours of the query,
+  never an item of the user's own history (the nearest ranks are skipped: they are often items the
+  user would have liked, false negatives);
+* **popularity-corrected sampling** (:func:`item_log_q`): the log share of each item among the
+  positives, subtracted from in-batch logits by the loss (``logq_correction``).
+
+The adapter is saved in peft's format (``adapter_config.json`` + ``adapter_model.safetensors``) with
+``training.json`` (config, base model, the loop's report). The adapted encoder's id,
+``"<base>+lora:<sha256[:12] of the weights>"``, is recorded in the item index so vectors of
+different encoders are never mixed. Nothing here imports torch: the model code is in ``core``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from apps.recommender.data import Dataset
+from apps.recommender.text_vectors import embed_items, normalise
 from core import models
 from core.config import to_dict
-from core.embeddings import Embedder, pool, read_pooling_modes
-from core.io.artifacts import sha256_file
-from core.lora import LoraSettings, apply_lora, load_adapter
+from core.embeddings import Embedder, read_pooling_modes
+from core.finetune.contrastive import (
+    ADAPTER_WEIGHTS,
+    ContrastivePairs,
+    ContrastiveTrainConfig,
+    adapter_model_id,
+    train_contrastive,
+)
+from core.lora import LoraSettings, load_adapter
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+__all__ = [
+    "ADAPTER_WEIGHTS",
+    "ContrastiveConfig",
+    "Pairs",
+    "TrainResult",
+    "adapter_model_id",
+    "item_log_q",
+    "load_embedder",
+    "make_pairs",
+    "mine_negatives",
+    "train_encoder",
+]
+
 TRAINING_FILE = "training.json"
 SEPARATOR = " | "
 
@@ -46,34 +69,69 @@ class ContrastiveConfig:
     """Contrastive fine-tuning of the item-text encoder on user histories."""
 
     enabled: bool = field(default=True, metadata={"help": "fine-tune the encoder (False: frozen encoder)"})
-    steps: int = field(default=200, metadata={"help": "optimiser steps"})
+    epochs: int = field(
+        default=2, metadata={"help": "most passes over the pairs (early stopping on validation)"}
+    )
     batch_size: int = field(default=32, metadata={"help": "pairs per batch (the in-batch negatives)"})
     lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights"})
     temperature: float = field(default=0.05, metadata={"help": "softmax temperature of InfoNCE"})
+    hard_negatives: int = field(
+        default=2, metadata={"help": "mined hard negatives per pair (0: in-batch only)"}
+    )
+    hard_skip: int = field(
+        default=10, metadata={"help": "nearest neighbours skipped when mining (false negatives)"}
+    )
+    hard_pool: int = field(default=100, metadata={"help": "neighbour ranks hard negatives are drawn from"})
+    logq_correction: bool = field(default=True, metadata={"help": "popularity-corrected in-batch logits"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of pairs held out for early stopping"})
+    patience: int = field(
+        default=1, metadata={"help": "epochs without a better validation MRR before stopping"}
+    )
     history_items: int = field(default=5, metadata={"help": "most recent items in the query text"})
     max_query_length: int = field(default=128, metadata={"help": "token limit of the history text"})
     max_item_length: int = field(default=64, metadata={"help": "token limit of an item text"})
     max_pairs: int = field(default=20000, metadata={"help": "seeded sample of training pairs"})
     lora: LoraSettings = field(default_factory=LoraSettings)
-    seed: int = field(default=0, metadata={"help": "seed of pair sampling, batches and LoRA init"})
+    seed: int = field(default=0, metadata={"help": "seed of pair sampling, mining, batches and LoRA init"})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "history_items", "max_query_length", "max_item_length"):
+        for name in ("epochs", "batch_size", "history_items", "max_query_length", "max_item_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ContrastiveConfig.{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError("ContrastiveConfig.batch_size must be >= 2 (in-batch negatives)")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError("ContrastiveConfig.lr and temperature must be positive")
+        if self.hard_negatives < 0 or self.hard_skip < 0 or self.hard_pool < 1:
+            raise ValueError("ContrastiveConfig needs hard_negatives >= 0, hard_skip >= 0, hard_pool >= 1")
+
+    def train_config(self, show_progress_bar: bool = False) -> ContrastiveTrainConfig:
+        """The settings of the core training loop."""
+        return ContrastiveTrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            temperature=self.temperature,
+            logq_correction=self.logq_correction,
+            val_fraction=self.val_fraction,
+            patience=self.patience,
+            max_query_length=self.max_query_length,
+            max_item_length=self.max_item_length,
+            lora=self.lora,
+            seed=self.seed,
+            show_progress_bar=show_progress_bar,
+        )
 
 
 @dataclass
 class Pairs:
-    """Training pairs: query (history) texts, positive item texts and positive item indices."""
+    """Training pairs: query (history) texts, positive item texts and indices, and who made them."""
 
     queries: list[str]
     positives: list[str]
     items: np.ndarray
+    users: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    recent: list[np.ndarray] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -98,35 +156,68 @@ def make_pairs(train: Dataset, config: ContrastiveConfig) -> Pairs:
         rng = np.random.default_rng(config.seed)
         keep = np.sort(rng.choice(len(where), config.max_pairs, replace=False))
         where = [where[i] for i in keep]
-    queries, positives, items = [], [], []
+    queries, positives, items, recents = [], [], [], []
     for u, t in where:
         history = histories[u]
         recent = history[max(0, t - config.history_items) : t][::-1]
         queries.append(SEPARATOR.join(texts[i] for i in recent))
         positives.append(texts[history[t]])
         items.append(int(history[t]))
-    return Pairs(queries, positives, np.asarray(items, dtype=np.int64))
+        recents.append(np.asarray(recent, dtype=np.int64))
+    users = np.asarray([u for u, _ in where], dtype=np.int64)
+    return Pairs(queries, positives, np.asarray(items, dtype=np.int64), users, recents)
 
 
-def info_nce(
-    queries: torch.Tensor, positives: torch.Tensor, items: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """InfoNCE over in-batch negatives; duplicates of a row's positive item are masked out.
+def mine_negatives(
+    train: Dataset, pairs: Pairs, item_vectors: np.ndarray, config: ContrastiveConfig, block: int = 1024
+) -> np.ndarray:
+    """Hard negatives per pair from the neighbours of the query's mean item vector.
 
     Args:
-        queries: ``(B, d)`` L2-normalised query vectors.
-        positives: ``(B, d)`` L2-normalised positive item vectors.
-        items: ``(B,)`` item index of each positive.
-        temperature: Softmax temperature.
+        train: The training data (a user's whole history is never a negative for them).
+        pairs: From :func:`make_pairs`.
+        item_vectors: ``(n_items, dim)`` vectors of a frozen encoder.
+        config: ``hard_negatives``, ``hard_skip``, ``hard_pool`` and ``seed``.
+        block: Pairs scored at once (memory ``block x n_items``).
 
     Returns:
-        The mean loss (scalar).
+        ``(len(pairs), hard_negatives)`` item indices; -1 where too few items are left.
     """
-    logits = queries @ positives.T / temperature
-    same = items[:, None] == items[None, :]
-    same.fill_diagonal_(False)
-    logits = logits.masked_fill(same, float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, torch.arange(len(items), device=logits.device))
+    n = config.hard_negatives
+    out = np.full((len(pairs), n), -1, dtype=np.int64)
+    if not n or not len(pairs):
+        return out
+    vectors = normalise(np.asarray(item_vectors, dtype=np.float32))
+    seen = train.user_item_matrix()
+    rng = np.random.default_rng([config.seed, 7])
+    depth = min(config.hard_skip + config.hard_pool, train.n_items)
+    for start in range(0, len(pairs), block):
+        rows = np.arange(start, min(start + block, len(pairs)))
+        query = np.stack([vectors[pairs.recent[r]].mean(axis=0) for r in rows])
+        scores = normalise(query) @ vectors.T
+        excluded = seen[pairs.users[rows]].tocoo()
+        scores[excluded.row, excluded.col] = -np.inf
+        scores[np.arange(len(rows)), pairs.items[rows]] = -np.inf
+        if depth < train.n_items:
+            top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+        else:
+            top = np.broadcast_to(np.arange(train.n_items), scores.shape)
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        pool = np.take_along_axis(top, order, axis=1)[:, config.hard_skip :]
+        valid = np.isfinite(np.take_along_axis(scores, pool, axis=1))
+        for i, r in enumerate(rows):
+            choices = pool[i][valid[i]]
+            if len(choices):
+                picked = rng.choice(choices, size=min(n, len(choices)), replace=False)
+                out[r, : len(picked)] = picked
+    return out
+
+
+def item_log_q(items: np.ndarray, n_items: int) -> np.ndarray:
+    """Log share of each item among the positives (items never a positive get half a count)."""
+    counts = np.bincount(items, minlength=n_items).astype(np.float64)
+    counts[counts == 0] = 0.5
+    return np.log(counts / max(len(items), 1)).astype(np.float32)
 
 
 @dataclass
@@ -135,32 +226,31 @@ class TrainResult:
 
     adapter_dir: Path
     model_id: str
-    losses: list[float]
+    report: dict[str, Any]
     pairs: int
     seconds: float
     embedder: Embedder = field(repr=False)
 
+    @property
+    def losses(self) -> list[float]:
+        """Training loss per epoch."""
+        return [row["train_loss"] for row in self.report.get("history", [])]
+
     def summary(self) -> dict[str, Any]:
-        """JSON-serialisable summary (first/last loss averaged over 10 steps)."""
-        head, tail = self.losses[:10], self.losses[-10:]
+        """JSON-serialisable summary: pairs, epochs, validation MRR per epoch, losses, time."""
+        history = self.report.get("history", [])
         return {
             "adapter_dir": str(self.adapter_dir),
             "model_id": self.model_id,
             "pairs": self.pairs,
-            "steps": len(self.losses),
-            "loss_start": float(np.mean(head)) if head else None,
-            "loss_end": float(np.mean(tail)) if tail else None,
+            "epochs_run": self.report.get("epochs_run"),
+            "best_epoch": self.report.get("best_epoch"),
+            "stopped_early": self.report.get("stopped_early"),
+            "val_mrr": [row.get("val_mrr") for row in history],
+            "loss_start": self.losses[0] if self.losses else None,
+            "loss_end": self.losses[-1] if self.losses else None,
             "seconds": round(self.seconds, 1),
         }
-
-
-def _embed(
-    model: Any, tokenizer: Any, texts: list[str], max_length: int, pooling: tuple[str, ...]
-) -> torch.Tensor:
-    features = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    output = model(**features)
-    hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-    return torch.nn.functional.normalize(pool(hidden, features["attention_mask"], pooling), dim=-1)
 
 
 def train_encoder(
@@ -169,6 +259,7 @@ def train_encoder(
     base: str = models.DEFAULT_ENCODER,
     config: ContrastiveConfig | None = None,
     show_progress_bar: bool = False,
+    item_vectors: np.ndarray | None = None,
 ) -> TrainResult:
     """LoRA-fine-tune ``base`` so a user's recent history lands near the next item they engage with.
 
@@ -176,20 +267,18 @@ def train_encoder(
         train: Training interactions and item texts.
         out_dir: Where the adapter is written (created; replaced files are overwritten).
         base: Encoder spec (short name, directory).
-        config: Steps, batch size, LoRA settings...
-        show_progress_bar: Show a tqdm bar over steps.
+        config: Epochs, batch size, negatives, LoRA settings...
+        show_progress_bar: Show tqdm bars.
+        item_vectors: Frozen-encoder vectors of ``train``'s items for mining hard negatives
+            (computed here when needed and not given).
 
     Returns:
-        The adapter directory, its model id, the loss per step and an :class:`Embedder` of the
+        The adapter directory, its model id, the training report and an :class:`Embedder` of the
         adapted encoder (merged weights).
 
     Raises:
         ValueError: Fewer pairs than one batch.
     """
-    import time
-
-    from core.seed import set_seed
-
     config = config or ContrastiveConfig()
     pairs = make_pairs(train, config)
     if len(pairs) < config.batch_size:
@@ -197,59 +286,30 @@ def train_encoder(
             f"{train.name}: {len(pairs)} (history, next item) pairs, fewer than one batch of "
             f"{config.batch_size}; users need at least two interactions"
         )
-    set_seed(config.seed)
-    started = time.perf_counter()
-    encoder, tokenizer = models.load_encoder(base, fresh=True)
-    pooling = read_pooling_modes(models.model_path(base))
-    model = apply_lora(encoder, config.lora)
-    model.train()
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    warmup = max(1, config.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / config.steps))
+    negatives = None
+    if config.hard_negatives:
+        if item_vectors is None:
+            item_vectors = embed_items(train, load_embedder(base, None, config.max_item_length))
+        negatives = mine_negatives(train, pairs, item_vectors, config)
+    data = ContrastivePairs(
+        queries=pairs.queries,
+        items=pairs.items,
+        item_texts=train.texts,
+        negatives=negatives,
+        item_log_q=item_log_q(pairs.items, train.n_items),
     )
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(pairs))
-    cursor, losses = 0, []
-    for _ in tqdm(range(config.steps), desc="Contrastive", unit="step", disable=not show_progress_bar):
-        if cursor + config.batch_size > len(order):
-            order, cursor = rng.permutation(len(pairs)), 0
-        batch = order[cursor : cursor + config.batch_size]
-        cursor += config.batch_size
-        q = _embed(model, tokenizer, [pairs.queries[i] for i in batch], config.max_query_length, pooling)
-        p = _embed(model, tokenizer, [pairs.positives[i] for i in batch], config.max_item_length, pooling)
-        loss = info_nce(q, p, torch.as_tensor(pairs.items[batch]), config.temperature)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-    model.eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    model_id = adapter_model_id(base, out_dir)
-    seconds = time.perf_counter() - started
+    result = train_contrastive(data, out_dir, base, config.train_config(show_progress_bar))
     training = {
         "base": base,
-        "model_id": model_id,
+        "model_id": result.model_id,
         "config": to_dict(config),
-        "losses": losses,
         "pairs": len(pairs),
+        "report": result.report,
     }
-    (out_dir / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
-    logger.info("Encoder fine-tuned", extra={"model_id": model_id, "steps": config.steps, "seconds": seconds})
-    merged = model.merge_and_unload()
-    embedder = Embedder.from_model(merged, tokenizer, model_id, config.max_item_length, pooling)
-    return TrainResult(out_dir, model_id, losses, len(pairs), seconds, embedder)
-
-
-def adapter_model_id(base: str, adapter_dir: str | Path) -> str:
-    """``"<base>+lora:<sha256[:12]>"`` of the adapter weights in ``adapter_dir``."""
-    path = Path(adapter_dir) / ADAPTER_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: not a LoRA adapter directory")
-    return f"{base}+lora:{sha256_file(path)[:12]}"
+    (Path(out_dir) / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(
+        result.adapter_dir, result.model_id, result.report, len(pairs), result.seconds, result.embedder
+    )
 
 
 def load_embedder(

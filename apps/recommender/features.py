@@ -10,11 +10,20 @@ Features (all float32; names in :data:`FEATURES`):
 * ``popularity``: ``log1p`` of the item's training interactions;
 * ``recent_popularity``: ``log1p`` of its interactions in the ``recent_days`` before the user's
   last training interaction (what was popular when the user was active);
+* ``trend_popularity``: ``log1p`` of its interactions among the last ``trend_share`` of all
+  training interactions before the user's reference time (a window measured in interactions, not
+  days, so one setting fits news that turns over hourly and films that stay for years);
+* ``ease_score``: the EASE score of the item for the user (0 when EASE is off);
 * ``user_activity``: ``log1p`` of the user's training interactions;
 * ``item_age``: ``log1p`` of days from the item's start (its ``timestamp`` column when given,
   else its first training interaction) to the user's reference time, clipped at 0; items with
   neither are treated as new (age 0);
-* ``from_text``, ``from_cf``, ``from_popular``: which candidate sources proposed the item.
+* ``from_text``, ``from_cf``, ``from_popular``, ``from_ease``: which candidate sources proposed the
+  item;
+* ``text_rank``, ``cf_rank``, ``ease_rank``, ``popularity_rank``: ``log1p`` of the item's rank among
+  the user's candidates by text similarity, CF score, EASE score and popularity (0 = best). Raw
+  scores differ in scale from user to user (a long history sums more co-occurrences); ranks do
+  not, which a linear model needs to compare candidates across users.
 """
 
 from __future__ import annotations
@@ -35,11 +44,18 @@ FEATURES = (
     "cf_score",
     "popularity",
     "recent_popularity",
+    "trend_popularity",
+    "ease_score",
     "user_activity",
     "item_age",
     "from_text",
     "from_cf",
     "from_popular",
+    "from_ease",
+    "text_rank",
+    "cf_rank",
+    "ease_rank",
+    "popularity_rank",
 )
 _DAY = 86400.0
 _SHIFT = np.int64(2**34)  # > any span of epoch seconds between 1800 and 2100
@@ -53,6 +69,8 @@ class FeatureBuilder:
         item_vectors: ``(n_items, dim)`` text vectors in item-index order.
         recent_days: Window of ``recent_popularity``.
         max_similar_history: Most recent history items compared for ``text_sim_max``.
+        trend_share: Share of all training interactions (the most recent before the user's
+            reference time) counted by ``trend_popularity``.
     """
 
     def __init__(
@@ -61,6 +79,7 @@ class FeatureBuilder:
         item_vectors: np.ndarray,
         recent_days: float = 30.0,
         max_similar_history: int = 20,
+        trend_share: float = 0.05,
     ) -> None:
         if recent_days <= 0 or max_similar_history < 1:
             raise ValueError(
@@ -75,6 +94,8 @@ class FeatureBuilder:
         self.popularity = np.log1p(train.item_counts()).astype(np.float32)
         self.activity = np.log1p([len(h) for h in self.histories]).astype(np.float32)
         self.t_min = int(frame["timestamp"].min()) if len(frame) else 0
+        self.times = np.sort(frame["timestamp"].to_numpy(dtype=np.int64)) - self.t_min
+        self.trend_window = max(1, int(np.ceil(trend_share * len(self.times))))
         self.user_time = np.full(train.n_users, frame["timestamp"].max() if len(frame) else 0, dtype=np.int64)
         last = frame.groupby("user_idx")["timestamp"].max()
         self.user_time[last.index.to_numpy()] = last.to_numpy()
@@ -106,6 +127,9 @@ class FeatureBuilder:
         rel = t_ref - self.t_min
         hi = np.searchsorted(self.keys, items * _SHIFT + rel, side="right")
         lo = np.searchsorted(self.keys, items * _SHIFT + rel - self.window, side="right")
+        end = np.searchsorted(self.times, rel, side="right")
+        start = self.times[np.maximum(end - self.trend_window, 0)] if len(self.times) else rel
+        trend_lo = np.searchsorted(self.keys, items * _SHIFT + start, side="left")
         age_days = np.clip((t_ref - np.nan_to_num(self.item_start[items], nan=t_ref)) / _DAY, 0, None)
         similar_idx, similar_score = self._most_similar(users, items)
         out = pd.DataFrame(
@@ -115,14 +139,25 @@ class FeatureBuilder:
                 "cf_score": np.log1p(candidates["cf_score"].to_numpy(dtype=np.float32)),
                 "popularity": self.popularity[items],
                 "recent_popularity": np.log1p(hi - lo).astype(np.float32),
+                "trend_popularity": np.log1p(hi - trend_lo).astype(np.float32),
+                "ease_score": _column(candidates, "ease_score"),
                 "user_activity": np.where(known, self.activity[safe], 0).astype(np.float32),
                 "item_age": np.log1p(age_days).astype(np.float32),
                 "from_text": candidates["from_text"].to_numpy(dtype=np.float32),
                 "from_cf": candidates["from_cf"].to_numpy(dtype=np.float32),
                 "from_popular": candidates["from_popular"].to_numpy(dtype=np.float32),
+                "from_ease": _column(candidates, "from_ease"),
             },
             index=candidates.index,
         )
+        group = pd.factorize(candidates["user_id"])[0] if len(candidates) else np.empty(0, dtype=np.int64)
+        for name, source in (
+            ("text_rank", "text_sim"),
+            ("cf_rank", "cf_score"),
+            ("ease_rank", "ease_score"),
+            ("popularity_rank", "popularity"),
+        ):
+            out[name] = np.log1p(_rank_within(group, out[source].to_numpy())).astype(np.float32)
         out["similar_item_idx"] = similar_idx
         out["similar_score"] = similar_score
         return out
@@ -143,3 +178,22 @@ class FeatureBuilder:
             best_idx[group] = history[pick]
             best[group] = sims[np.arange(len(group)), pick]
         return best_idx, best
+
+
+def _column(candidates: pd.DataFrame, name: str) -> np.ndarray:
+    """A float32 candidate column, zeros when the generator did not produce it (EASE off)."""
+    if name not in candidates.columns:
+        return np.zeros(len(candidates), dtype=np.float32)
+    return candidates[name].fillna(0).to_numpy(dtype=np.float32)
+
+
+def _rank_within(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """0-based rank of each value within its group, highest first (ties by position)."""
+    if not len(values):
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort((np.arange(len(values)), -values, group))
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))
+    return rank

@@ -3,7 +3,8 @@
 :func:`train_model` on a dataset:
 
 1. time-based validation split (last interaction per user held out);
-2. LoRA contrastive fine-tuning of the encoder on the validation split's training part, and the
+2. LoRA contrastive fine-tuning of the encoder (core.finetune.contrastive; hard negatives mined
+   with the frozen encoder) on the validation split's training part, and the
    text-only next-item metrics of the frozen and the fine-tuned encoder on the held-out items
    (the gain is recorded in the model manifest);
 3. item vectors from the fine-tuned encoder, a :class:`~core.index.VectorIndex`, and the hybrid
@@ -27,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from apps.recommender.baselines import BPRScorer, ItemKNNScorer, PopularityScorer, TextScorer, bpr_available
+from apps.recommender.baselines import (
+    BPRScorer,
+    EASEScorer,
+    ItemKNNScorer,
+    PopularityScorer,
+    TextScorer,
+    bpr_available,
+)
 from apps.recommender.candidates import build_item_index
 from apps.recommender.data import DataConfig, Dataset
 from apps.recommender.encoder_training import ContrastiveConfig, TrainResult, load_embedder, train_encoder
@@ -42,7 +50,7 @@ from core.io.artifacts import check_target
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("popularity", "itemknn", "bpr", "text", "text_ft", "hybrid")
+MODELS = ("popularity", "itemknn", "ease", "bpr", "text", "text_ft", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,9 @@ class Vectors:
             return self.frozen(), None  # type: ignore[return-value]
         if key not in self._tuned:
             out = self.work_dir / f"adapter-{len(self._tuned)}"
-            result = train_encoder(train, out, self.config.encoder.model, self.config.finetune, self.show)
+            result = train_encoder(
+                train, out, self.config.encoder.model, self.config.finetune, self.show, self.frozen()
+            )
             vectors = embed_items(self.dataset, result.embedder, self.config.encoder.batch_size, self.show)
             self._tuned[key] = (vectors, result)
             self.split_names.append(train.name)
@@ -160,6 +170,7 @@ def scorer_factories(
     table: Mapping[str, Callable[[], Scorer]] = {
         "popularity": PopularityScorer,
         "itemknn": ItemKNNScorer,
+        "ease": EASEScorer,
         "bpr": BPRScorer,
         "text": lambda: DeferredScorer("text", lambda _: TextScorer(item_vectors=vectors.frozen())),
         "text_ft": lambda: DeferredScorer("text_ft", lambda t: TextScorer(item_vectors=vectors.tuned(t)[0])),
@@ -256,12 +267,12 @@ def train_model(
     with tempfile.TemporaryDirectory(prefix="aigc-rec-train-") as work:
         adapter = None
         if config.finetune.enabled:
+            frozen = embed_items(dataset, load_embedder(enc.model, None, enc.max_length), enc.batch_size)
             result = train_encoder(
-                split.train, Path(work) / "encoder", enc.model, config.finetune, show_progress_bar
+                split.train, Path(work) / "encoder", enc.model, config.finetune, show_progress_bar, frozen
             )
             embedder, adapter = result.embedder, result.adapter_dir
             vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
-            frozen = embed_items(dataset, load_embedder(enc.model, None, enc.max_length), enc.batch_size)
             before = evaluate_next_item(TextScorer(item_vectors=frozen).fit(split.train), split, config.eval)
             after = evaluate_next_item(TextScorer(item_vectors=vectors).fit(split.train), split, config.eval)
             metrics["encoder"] = {

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from apps.recommender.baselines import EASEScorer
 from apps.recommender.candidates import CandidateConfig, CandidateGenerator
 from apps.recommender.cold import ColdRanker, ColdSlots, merge_slots
 from apps.recommender.data import Dataset
@@ -45,11 +46,22 @@ FEATURE_LABELS = {
     "cf_score": "chosen with items you chose",
     "popularity": "popular",
     "recent_popularity": "popular lately",
+    "trend_popularity": "trending now",
+    "ease_score": "fits the items you chose",
     "user_activity": "fits your activity level",
     "item_age": "item age",
 }
 # Features that are constant per user or binary flags explain nothing about one item against another.
-REASON_FEATURES = ("text_sim", "text_sim_max", "cf_score", "popularity", "recent_popularity", "item_age")
+REASON_FEATURES = (
+    "text_sim",
+    "text_sim_max",
+    "cf_score",
+    "ease_score",
+    "popularity",
+    "recent_popularity",
+    "trend_popularity",
+    "item_age",
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,14 @@ class RankerConfig:
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     recent_days: float = field(default=30.0, metadata={"help": "window of the recent-popularity feature"})
     max_similar_history: int = field(default=20, metadata={"help": "history items compared for reasons"})
+    trend_share: float = field(
+        default=0.05, metadata={"help": "share of recent interactions counted by trend_popularity"}
+    )
+    ease: bool = field(default=True, metadata={"help": "EASE as a candidate source and a feature"})
+    ease_l2: float = field(default=200.0, metadata={"help": "ridge penalty of the EASE source"})
+    ease_max_items: int = field(
+        default=6000, metadata={"help": "most popular items in the EASE source (its cost grows as n^3)"}
+    )
     c: float = field(default=1.0, metadata={"help": "inverse L2 regularisation of the logistic regression"})
     max_iter: int = field(default=1000, metadata={"help": "solver iterations"})
     max_train_users: int | None = field(default=None, metadata={"help": "train on a seeded sample of users"})
@@ -199,10 +219,12 @@ def training_rows(
             np.random.default_rng(config.seed).choice(len(users), config.max_train_users, replace=False)
         )
         users, targets = users[keep], targets[keep]
-    generator = CandidateGenerator(inner.train, item_vectors, config=config.candidates)
+    generator = CandidateGenerator(
+        inner.train, item_vectors, config=config.candidates, ease=fit_ease(inner.train, config)
+    )
     user_ids = inner.train.user_ids[users]
     candidates = generator.generate(user_ids.tolist())
-    builder = FeatureBuilder(inner.train, item_vectors, config.recent_days, config.max_similar_history)
+    builder = feature_builder(inner.train, item_vectors, config)
     features = builder.build(candidates)
     target_of = dict(zip(user_ids.tolist(), targets.tolist(), strict=True))
     labels = (candidates["item_idx"].to_numpy() == candidates["user_id"].map(target_of).to_numpy()).astype(
@@ -214,6 +236,20 @@ def training_rows(
         extra={"rows": len(features), "positives": int(labels.sum()), "users": len(users)},
     )
     return features, labels
+
+
+def fit_ease(train: Dataset, config: RankerConfig) -> EASEScorer | None:
+    """The EASE source of the hybrid, fit on ``train`` (``None`` when switched off)."""
+    if not config.ease:
+        return None
+    return EASEScorer(l2=config.ease_l2, max_items=config.ease_max_items).fit(train)
+
+
+def feature_builder(train: Dataset, item_vectors: np.ndarray, config: RankerConfig) -> FeatureBuilder:
+    """The :class:`FeatureBuilder` of ``config`` on ``train``."""
+    return FeatureBuilder(
+        train, item_vectors, config.recent_days, config.max_similar_history, config.trend_share
+    )
 
 
 class HybridScorer(Scorer):
@@ -257,11 +293,13 @@ class HybridScorer(Scorer):
                 extra={"coef": dict(zip(FEATURES, self.ranker.coef.round(3).tolist(), strict=True))},
             )
         self.generator = CandidateGenerator(
-            train, self.item_vectors, index=self.index, config=self.config.candidates
+            train,
+            self.item_vectors,
+            index=self.index,
+            config=self.config.candidates,
+            ease=fit_ease(train, self.config),
         )
-        self.features = FeatureBuilder(
-            train, self.item_vectors, self.config.recent_days, self.config.max_similar_history
-        )
+        self.features = feature_builder(train, self.item_vectors, self.config)
         frame = train.interactions
         now = float(frame["timestamp"].max()) if len(frame) else None
         self.cold = ColdRanker(
@@ -316,6 +354,10 @@ class HybridScorer(Scorer):
     ) -> pd.DataFrame:
         """Top-``k`` unseen items per user with score and reason.
 
+        Computed for the whole list of users at once: candidates, features, logits and the
+        contributions behind the reasons are arrays over every (user, candidate) row; only the
+        merge of ranked, popular and cold items walks each user's list (at most ``k`` steps).
+
         Args:
             user_ids: The users (unknown ids get popular items; see the candidate fallback).
             k: Items per user.
@@ -330,49 +372,126 @@ class HybridScorer(Scorer):
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         user_ids = [str(u) for u in user_ids]
+        unique = list(dict.fromkeys(user_ids))
+        frame = self._reasons_frame(unique, k, n_reasons)
+        if len(unique) == len(user_ids):
+            return frame
+        parts = {u: g for u, g in frame.groupby("user_id", sort=False)}
+        return pd.concat([parts[u] for u in user_ids if u in parts], ignore_index=True)
+
+    def _reasons_frame(self, user_ids: list[str], k: int, n_reasons: int) -> pd.DataFrame:
         candidates, features, logits = self._ranked_candidates(user_ids)
         assert self.ranker is not None and self.features is not None
-        reason_cols = [
-            self.ranker.feature_names.index(f) for f in REASON_FEATURES if f in self.ranker.feature_names
-        ]
-        contributions = self.ranker.contributions(features)[:, reason_cols]
-        names = [self.ranker.feature_names[c] for c in reason_cols]
-        cold = self._cold_top(user_ids, k)
+        n_items = self.train.n_items
+        row = pd.Index(user_ids).get_indexer(candidates["user_id"])
         cand_items = candidates["item_idx"].to_numpy(dtype=np.int64)
-        similar_idx = features["similar_item_idx"].to_numpy()
-        similar_scores = features["similar_score"].to_numpy()
-        # Row positions of each user's candidates, found in one pass (not one scan per user).
-        by_user = candidates.groupby("user_id", sort=False).indices if len(candidates) else {}
-        empty = np.zeros(0, dtype=np.int64)
-        rows: list[dict[str, Any]] = []
+        cand_keys = row * n_items + cand_items  # sorted: users in input order, items ascending
+        order = np.lexsort((cand_items, -logits, row))
+        counts = np.bincount(row, minlength=len(user_ids))
+        offsets = np.r_[0, np.cumsum(counts)]
+        cold = self._cold_top(user_ids, k)
+        n_head = k + cold.shape[1]  # enough ranked items even when every cold item is also a candidate
+        out_row, out_item, out_cold = [], [], []
         for r, user_id in enumerate(user_ids):
-            idx = np.asarray(by_user.get(user_id, empty), dtype=np.int64)
-            order = idx[np.argsort(-logits[idx], kind="stable")]
-            warm = np.concatenate([cand_items[order], self._popular_unseen(user_id, k)])
+            ranked = cand_items[order[offsets[r] : offsets[r] + min(counts[r], n_head)]]
+            warm = np.concatenate([ranked, self._popular_unseen(user_id, k)])
             items, from_cold = merge_slots(warm, cold[r] if cold.shape[1] else cold[0:0], k, self.config.cold)
-            row_of = {int(cand_items[i]): i for i in idx}
-            # Relative to the user's average candidate: why this item ranks above the others.
-            relative = contributions[idx] - (contributions[idx].mean(axis=0) if len(idx) else 0.0)
-            pos_of = {int(i): p for p, i in enumerate(idx)}
-            score = float("nan")
-            user_rows = []
-            for rank, (item, is_cold) in enumerate(zip(items.tolist(), from_cold.tolist(), strict=True), 1):
-                i = row_of.get(item)
-                if i is not None and not is_cold:
-                    score = float(logits[i])
-                    rel = relative[pos_of[i]]
-                    top = np.argsort(-rel, kind="stable")[:n_reasons]
-                    factors = [f"{self._label(names[j], rel[j])} ({rel[j]:+.2f})" for j in top if rel[j] > 0]
-                    similar = int(similar_idx[i])
-                    similarity = float(similar_scores[i])
-                else:
-                    factors = ["new item, no interactions yet"] if is_cold else ["popular item"]
-                    similar, similarity = self._most_similar(user_id, item)
-                user_rows.append(self._row(user_id, rank, item, score, factors, similar, similarity, is_cold))
-            _fill_scores(user_rows)
-            rows.extend(user_rows)
-        columns = ["user_id", "rank", "item_id", "score", "reason", "similar_item_id", "similar_score"]
-        return pd.DataFrame(rows, columns=[*columns, "cold_slot"])
+            out_row.append(np.full(len(items), r))
+            out_item.append(items)
+            out_cold.append(from_cold)
+        rows = np.concatenate(out_row) if out_row else np.empty(0, dtype=np.int64)
+        items = np.concatenate(out_item) if out_item else np.empty(0, dtype=np.int64)
+        is_cold = np.concatenate(out_cold) if out_cold else np.empty(0, dtype=bool)
+        keys = rows * n_items + items
+        pos = np.minimum(np.searchsorted(cand_keys, keys), max(len(cand_keys) - 1, 0))
+        ranked = (cand_keys[pos] == keys) & ~is_cold if len(cand_keys) else np.zeros(len(keys), dtype=bool)
+        scores = pd.Series(np.where(ranked, logits[pos] if len(logits) else 0.0, np.nan))
+        scores = scores.groupby(rows).ffill().groupby(rows).bfill().fillna(0.0)
+        similar = np.where(ranked, features["similar_item_idx"].to_numpy()[pos] if len(pos) else -1, -1)
+        similarity = np.where(ranked, features["similar_score"].to_numpy()[pos] if len(pos) else 0.0, np.nan)
+        self._fill_most_similar(user_ids, rows, items, ~ranked, similar, similarity)
+        factors = self._factors(features, row, counts, pos, ranked, is_cold, n_reasons)
+        titles, item_ids = self._titles(), self.train.item_ids
+        has_similar = similar >= 0
+        lead = [
+            f"similar to '{titles[s]}' ({v:.2f})" if s >= 0 else ""
+            for s, v in zip(similar.tolist(), similarity.tolist(), strict=True)
+        ]
+        reasons = [
+            "; ".join(p for p in (a, b) if p) or "popular item" for a, b in zip(lead, factors, strict=True)
+        ]
+        ids = np.asarray(user_ids, dtype=object)
+        return pd.DataFrame(
+            {
+                "user_id": ids[rows] if len(rows) else np.empty(0, dtype=object),
+                "rank": np.concatenate([np.arange(1, len(i) + 1) for i in out_item]) if out_item else [],
+                "item_id": item_ids[items],
+                "score": scores.to_numpy(dtype=np.float64),
+                "reason": reasons,
+                "similar_item_id": pd.Series(
+                    np.where(has_similar, item_ids[np.maximum(similar, 0)], None), dtype=object
+                ),
+                "similar_score": np.where(has_similar, similarity, np.nan),
+                "cold_slot": is_cold,
+            }
+        )
+
+    def _factors(
+        self,
+        features: pd.DataFrame,
+        row: np.ndarray,
+        counts: np.ndarray,
+        pos: np.ndarray,
+        ranked: np.ndarray,
+        is_cold: np.ndarray,
+        n_reasons: int,
+    ) -> list[str]:
+        """The ``n_reasons`` features that lift each ranked item most above the user's average candidate."""
+        assert self.ranker is not None
+        names = [f for f in REASON_FEATURES if f in self.ranker.feature_names]
+        out = ["new item, no interactions yet" if c else "popular item" for c in is_cold.tolist()]
+        picked = np.flatnonzero(ranked)
+        if not len(picked) or not names:
+            return out
+        cols = [self.ranker.feature_names.index(f) for f in names]
+        contributions = self.ranker.contributions(features)[:, cols]
+        sums = np.stack(
+            [np.bincount(row, weights=contributions[:, j], minlength=len(counts)) for j in range(len(cols))],
+            axis=1,
+        )
+        relative = contributions[pos[picked]] - (sums / np.maximum(counts, 1)[:, None])[row[pos[picked]]]
+        top = np.argsort(-relative, axis=1, kind="stable")[:, :n_reasons]
+        values = np.take_along_axis(relative, top, axis=1)
+        labels = [self._label(n, 0.0) for n in names]
+        for i, tops, vals in zip(picked.tolist(), top.tolist(), values.tolist(), strict=True):
+            out[i] = "; ".join(f"{labels[j]} ({v:+.2f})" for j, v in zip(tops, vals, strict=True) if v > 0)
+        return out
+
+    def _fill_most_similar(
+        self,
+        user_ids: list[str],
+        rows: np.ndarray,
+        items: np.ndarray,
+        missing: np.ndarray,
+        similar: np.ndarray,
+        similarity: np.ndarray,
+    ) -> None:
+        """Most similar history item of the rows the ranker did not score (cold and popular fills)."""
+        assert self.features is not None
+        vectors = self.features.item_vectors
+        todo = np.flatnonzero(missing)
+        bounds = np.flatnonzero(np.diff(rows[todo])) + 1
+        for group in np.split(todo, bounds):
+            if not len(group):
+                continue
+            u = self.train.user_index.get(user_ids[rows[group[0]]], -1)
+            history = self.features.histories[u][-self.config.max_similar_history :] if u >= 0 else []
+            if not len(history):
+                continue
+            sims = vectors[items[group]] @ vectors[history].T
+            best = np.argmax(sims, axis=1)
+            similar[group] = np.asarray(history)[best]
+            similarity[group] = sims[np.arange(len(group)), best]
 
     def _popular_unseen(self, user_id: str, k: int) -> np.ndarray:
         """The ``k`` most popular items the user has not seen (fills short candidate lists)."""
@@ -381,42 +500,6 @@ class HybridScorer(Scorer):
         seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]] if u >= 0 else []
         order = self.generator._popular_order[: k + len(seen)]
         return order[~np.isin(order, seen)][:k]
-
-    def _most_similar(self, user_id: str, item: int) -> tuple[int, float]:
-        assert self.features is not None
-        u = self.train.user_index.get(user_id, -1)
-        history = self.features.histories[u][-self.config.max_similar_history :] if u >= 0 else []
-        if not len(history):
-            return -1, float("nan")
-        sims = self.features.item_vectors[history] @ self.features.item_vectors[item]
-        best = int(np.argmax(sims))
-        return int(history[best]), float(sims[best])
-
-    def _row(
-        self,
-        user_id: str,
-        rank: int,
-        item: int,
-        score: float,
-        factors: list[str],
-        similar: int,
-        similarity: float,
-        is_cold: bool,
-    ) -> dict[str, Any]:
-        titles = self._titles()
-        item_ids = self.train.item_ids
-        parts = [f"similar to '{titles[similar]}' ({similarity:.2f})"] if similar >= 0 else []
-        parts += factors
-        return {
-            "user_id": user_id,
-            "rank": rank,
-            "item_id": item_ids[item],
-            "score": score,
-            "reason": "; ".join(parts) or "popular item",
-            "similar_item_id": item_ids[similar] if similar >= 0 else None,
-            "similar_score": similarity if similar >= 0 else float("nan"),
-            "cold_slot": is_cold,
-        }
 
     def _titles(self) -> np.ndarray:
         """Item titles (or ids) by item index, cached per training set."""
@@ -440,13 +523,3 @@ class HybridScorer(Scorer):
         if self.ranker is None:
             raise RuntimeError("HybridScorer is not fitted; call fit(train) first")
         return self.ranker.save(directory, config=to_dict(self.config))
-
-
-def _fill_scores(rows: list[dict[str, Any]]) -> None:
-    """Items without a ranker score take the score before them (or after, at the top of a list)."""
-    scores = [row["score"] for row in rows]
-    last = next((s for s in scores if not np.isnan(s)), 0.0)
-    for row in rows:
-        if np.isnan(row["score"]):
-            row["score"] = last
-        last = row["score"]

@@ -1,9 +1,11 @@
 """A synthetic catalogue for batch-scoring throughput: random unit item vectors, random histories.
 
 The scorer is a plain content-based recommender (user vector = normalised mean of the history's
-item vectors, exact inner-product search in a flat :class:`core.index.VectorIndex`, seen items
-removed, reason = the closest history item), so its cost per user is the cost of the real
-text-similarity stage at any catalogue size. Everything is derived from the seed: item ``i`` and
+item vectors, inner-product search in a :class:`core.index.VectorIndex`, seen items removed,
+reason = the closest history item), so its cost per user is the cost of the real text-similarity
+stage at any catalogue size. The index is exact (``flat``) by default; ``index="auto"`` lets the
+core index pick HNSW above 50k items and IVF-SQ8 above 500k, as a real catalogue would.
+Everything is derived from the seed: item ``i`` and
 user ``u`` are the same in every process, which is what lets Ray workers rebuild the catalogue
 instead of shipping it.
 """
@@ -35,6 +37,7 @@ class SyntheticCatalogue:
         dim: Vector dimension.
         history: Items each user has seen.
         seed: Everything derives from it.
+        index: ``flat`` (exact search) or ``auto`` (the core index's approximate kinds when large).
     """
 
     n_items: int = 10_000
@@ -42,6 +45,11 @@ class SyntheticCatalogue:
     dim: int = 64
     history: int = 20
     seed: int = 0
+    index: str = "flat"
+
+    def __post_init__(self) -> None:
+        if self.index not in ("flat", "auto"):
+            raise ValueError(f"index must be 'flat' or 'auto', got {self.index!r}")
 
     def __call__(self) -> SyntheticScorer:
         """Build the catalogue and its index."""
@@ -49,10 +57,11 @@ class SyntheticCatalogue:
 
     def fingerprint(self) -> str:
         """The parameters (they determine the model)."""
-        return (
+        text = (
             f"synthetic:items={self.n_items}:users={self.n_users}:dim={self.dim}:"
             f"history={self.history}:seed={self.seed}"
         )
+        return text if self.index == "flat" else f"{text}:index={self.index}"
 
 
 class SyntheticScorer:
@@ -64,7 +73,7 @@ class SyntheticScorer:
         self.spec = spec
         self.item_ids = [f"i{i:07d}" for i in range(spec.n_items)]
         self.vectors = self._item_vectors()
-        self.index = VectorIndex(spec.dim, spec.fingerprint(), kind="flat")
+        self.index = VectorIndex(spec.dim, spec.fingerprint(), kind=spec.index)  # type: ignore[arg-type]
         self.index.add(self.item_ids, self.vectors)
         self._position = {item: i for i, item in enumerate(self.item_ids)}
 

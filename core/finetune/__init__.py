@@ -4,7 +4,9 @@
   :class:`~core.classification.TextClassifier` directory;
 * :func:`train_causal_lm` — (prompt, response) pairs -> a peft adapter directory for a causal LM,
   trained on the response tokens only; :func:`load_causal_lm_with_adapter` loads it back;
-* :func:`fit` — the loop both use (see :mod:`core.finetune.loop`).
+* :func:`train_contrastive` — (query, item) pairs with in-batch and hard negatives -> a LoRA adapter
+  of a text encoder (InfoNCE, popularity-corrected logits; see :mod:`core.finetune.contrastive`);
+* :func:`fit` — the loop they all use (see :mod:`core.finetune.loop`).
 
 Example:
     >>> from core.finetune import train_classifier
@@ -23,17 +25,26 @@ from core.finetune.causal_lm import (
     train_causal_lm,
 )
 from core.finetune.classifier import ClassifierTrainConfig, classifier_task, fit_classifier, train_classifier
+from core.finetune.contrastive import (
+    ContrastivePairs,
+    ContrastiveTrainConfig,
+    contrastive_task,
+    train_contrastive,
+)
 from core.finetune.data import LabelledTexts, read_labelled_texts, read_pairs, split_indices
 from core.finetune.loop import TrainConfig, TrainingTask, epoch_batches, fit, with_overrides
 
 __all__ = [
     "CausalLMTrainConfig",
     "ClassifierTrainConfig",
+    "ContrastivePairs",
+    "ContrastiveTrainConfig",
     "LabelledTexts",
     "TrainConfig",
     "TrainingTask",
     "causal_lm_task",
     "classifier_task",
+    "contrastive_task",
     "encode_pair",
     "epoch_batches",
     "fit",
@@ -46,5 +57,6 @@ __all__ = [
     "split_indices",
     "train_causal_lm",
     "train_classifier",
+    "train_contrastive",
     "with_overrides",
 ]

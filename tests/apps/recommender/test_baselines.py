@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.recommender.baselines import BPRScorer, ItemKNNScorer, PopularityScorer, TextScorer, bpr_available
+from apps.recommender.baselines import (
+    BPRScorer,
+    EASEScorer,
+    ItemKNNScorer,
+    PopularityScorer,
+    TextScorer,
+    bpr_available,
+)
 from apps.recommender.data import build_dataset, clean_interactions, clean_items
 from apps.recommender.evaluation import EvalConfig, evaluate, evaluate_next_item
 from apps.recommender.scorer import Scorer
@@ -144,3 +151,28 @@ def test_frozen_minilm_text_scorer_on_sample_data(sample_dataset, sample_minilm_
     assert report["models"]["text"]["ndcg@10"] > 1.5 * report["models"]["popularity"]["ndcg@10"]
     cold = report["cold_start"]["models"]
     assert cold["popularity"]["recall@50"] == 0.0 and cold["text"]["recall@50"] > 0.25
+
+
+def test_ease_matches_per_item_ridge_regression(train):
+    """Each column of B is the ridge regression of that item on the others (Steck 2019, eq. 1)."""
+    l2 = 0.5
+    scorer = EASEScorer(l2=l2).fit(train)
+    assert scorer.items.tolist() == [0, 1, 2, 3]  # E has no interactions: not in the model
+    x = train.user_item_matrix(binary=True).toarray()[:, :4].astype(float)
+    expected = np.zeros((4, 4))
+    for j in range(4):
+        others = [i for i in range(4) if i != j]
+        a = x[:, others]
+        expected[others, j] = np.linalg.solve(a.T @ a + l2 * np.eye(3), a.T @ x[:, j])
+    np.testing.assert_allclose(scorer.weights, expected, atol=1e-5)
+    scores = scorer.score(["u3"], exclude_seen=False)[0]
+    np.testing.assert_allclose(scores, [*expected[0], 0.0], atol=1e-5)
+    assert scorer.score(["u3"])[0][0] == -np.inf
+    with pytest.raises(ValueError, match="l2 > 0"):
+        EASEScorer(l2=0)
+
+
+def test_ease_max_items_keeps_the_most_popular(train):
+    scorer = EASEScorer(l2=1.0, max_items=2).fit(train)
+    assert scorer.items.tolist() == [0, 1]  # A and B have two users each
+    assert scorer.score(["u4"], exclude_seen=False)[0][2:].tolist() == [0, 0, 0]

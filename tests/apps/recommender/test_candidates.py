@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.recommender.baselines import ItemKNNScorer
+from apps.recommender import candidates as candidates_module
+from apps.recommender.baselines import EASEScorer, ItemKNNScorer
 from apps.recommender.candidates import CandidateConfig, CandidateGenerator, build_item_index
 from apps.recommender.data import build_dataset, clean_interactions, clean_items
 from apps.recommender.splits import cold_start_split, leave_last_out
@@ -84,3 +85,31 @@ def test_candidates_on_sample_data_reach_targets_and_cold_items(sample_dataset, 
     cold_frame = cold_gen.generate(cold.train.user_ids[cold.test_users].tolist())
     cold_rows = cold_frame.loc[cold_frame["item_idx"].isin(cold.cold_items)]
     assert len(cold_rows) and cold_rows["from_text"].all() and not cold_rows["from_cf"].any()
+
+
+def test_index_path_matches_dense_path(sample_dataset, sample_minilm_vectors, monkeypatch):
+    """Large catalogues search the vector index and keep sparse CF rows; the result is the same."""
+    vectors, _ = sample_minilm_vectors
+    split = leave_last_out(sample_dataset)
+    config = CandidateConfig(n_text=20, n_cf=20, n_popular=5, n_ease=10)
+    ease = EASEScorer(l2=10.0).fit(split.train)
+    users = [*split.train.user_ids[:40].tolist(), "nobody"]
+    dense = CandidateGenerator(split.train, vectors, config=config, ease=ease).generate(users)
+    monkeypatch.setattr(candidates_module, "DENSE_ITEMS", 0)
+    indexed = CandidateGenerator(split.train, vectors, config=config, ease=ease).generate(users)
+    pd.testing.assert_frame_equal(dense, indexed, check_exact=False, atol=1e-5)
+
+
+def test_ease_source_and_score(train):
+    ease = EASEScorer(l2=0.5).fit(train)
+    config = CandidateConfig(n_text=0, n_cf=0, n_popular=0, n_ease=1)
+    frame = CandidateGenerator(train, VECTORS, config=config, ease=ease, embedding_model="m").generate(["u3"])
+    # u3 saw A only: EASE ranks B (co-occurs with A) first; E and F are outside the EASE model.
+    assert frame["item_id"].tolist() == ["B"] and frame["from_ease"].all()
+    expected = ease.score(["u3"], exclude_seen=False)[0][1]
+    assert frame["ease_score"].iloc[0] == pytest.approx(expected) and expected > 0
+    items = clean_items(pd.DataFrame({"item_id": list("AB"), "title": ["Item A", "Item B"]}))
+    frame = pd.DataFrame([("u1", "A", 1), ("u1", "B", 2)], columns=["user_id", "item_id", "timestamp"])
+    small = build_dataset(items, clean_interactions(frame, {"A": 0, "B": 1}), "small")
+    with pytest.raises(ValueError, match="another catalogue"):
+        CandidateGenerator(train, VECTORS, ease=EASEScorer().fit(small))

@@ -1,4 +1,4 @@
-"""Contrastive LoRA fine-tuning of the item encoder: pairs, InfoNCE, a real training run (tiny encoder)."""
+"""Contrastive LoRA fine-tuning of the item encoder: pairs, mined negatives, a real run (tiny encoder)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from apps.recommender.data import build_dataset, clean_interactions, clean_items
 from apps.recommender.encoder_training import (
     ADAPTER_WEIGHTS,
     ContrastiveConfig,
-    info_nce,
+    item_log_q,
     load_embedder,
     make_pairs,
+    mine_negatives,
     train_encoder,
 )
 from apps.recommender.text_vectors import embed_items
+from core.finetune.contrastive import info_nce
 from core.lora import LoraSettings
 
 TOPICS = {
@@ -67,28 +69,35 @@ def test_make_pairs_newest_history_first(topical):
     )
 
 
-def test_info_nce_hand_computed_and_duplicate_mask():
-    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    p = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
-    loss = info_nce(q, p, torch.tensor([0, 1]), temperature=1.0)
-    expected = (-np.log(np.e / (np.e + np.exp(0.6))) - np.log(np.exp(0.8) / (1 + np.exp(0.8)))) / 2
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
-    # The same item twice in a batch is not its own negative: the loss is the one-item loss (0).
-    same = info_nce(q[:1].repeat(2, 1), p[:1].repeat(2, 1), torch.tensor([3, 3]), temperature=1.0)
-    assert float(same) == pytest.approx(0.0, abs=1e-6)
+def test_mined_negatives_are_near_but_never_seen(topical):
+    vectors = np.eye(topical.n_items, dtype=np.float32)
+    vectors[:, 0] += 0.5  # every item leans towards item 0
+    pairs = make_pairs(topical, ContrastiveConfig(history_items=2))
+    config = ContrastiveConfig(hard_negatives=2, hard_skip=0, hard_pool=3)
+    negatives = mine_negatives(topical, pairs, vectors, config)
+    assert negatives.shape == (len(pairs), 2)
+    seen = topical.user_item_matrix().toarray() > 0
+    for r in range(len(pairs)):
+        picked = negatives[r][negatives[r] >= 0]
+        assert len(picked) and not seen[pairs.users[r], picked].any() and pairs.items[r] not in picked
+    assert (negatives == mine_negatives(topical, pairs, vectors, config)).all()  # seeded
+    log_q = item_log_q(np.array([0, 0, 1]), 3)
+    np.testing.assert_allclose(np.exp(log_q), [2 / 3, 1 / 3, 0.5 / 3], rtol=1e-6)
 
 
 def _pair_loss(embedder, pairs) -> float:
     """InfoNCE over all pairs at once: lower when histories land nearer their next items."""
     q = torch.as_tensor(embedder.encode(pairs.queries))
     p = torch.as_tensor(embedder.encode(pairs.positives))
-    return float(info_nce(q, p, torch.as_tensor(pairs.items), temperature=0.05))
+    items = torch.as_tensor(pairs.items)
+    return float(info_nce(q, p, items, items, temperature=0.05))
 
 
 def test_contrastive_training_lowers_loss_and_round_trips(topical, tiny_encoder_dir, tmp_path):
     config = ContrastiveConfig(
-        steps=25,
-        batch_size=16,
+        epochs=4,
+        batch_size=8,
+        patience=0,
         lr=2e-2,
         max_query_length=32,
         max_item_length=16,
@@ -98,8 +107,10 @@ def test_contrastive_training_lowers_loss_and_round_trips(topical, tiny_encoder_
     base = str(tiny_encoder_dir)
     result = train_encoder(topical, tmp_path / "adapter", base, config)
     assert (tmp_path / "adapter" / ADAPTER_WEIGHTS).is_file()
-    assert json.loads((tmp_path / "adapter" / "training.json").read_text())["base"] == base
-    assert result.model_id.startswith(f"{base}+lora:") and len(result.losses) == 25
+    training = json.loads((tmp_path / "adapter" / "training.json").read_text())
+    assert training["base"] == base and training["report"]["epochs_run"] == 4
+    assert result.model_id.startswith(f"{base}+lora:") and len(result.losses) == 4
+    assert result.summary()["val_mrr"][0] is not None  # validation split scored every epoch
     pairs = make_pairs(topical, config)
     frozen = load_embedder(base, None, 16)
     assert _pair_loss(result.embedder, pairs) < _pair_loss(frozen, pairs) - 0.05

@@ -58,7 +58,7 @@ def _settings(encoder: Path) -> list[str]:
     options = {
         "encoder.model": str(encoder),
         "encoder.max_length": 16,
-        "finetune.steps": 3,
+        "finetune.epochs": 1,
         "finetune.batch_size": 4,
         "finetune.max_query_length": 32,
         "finetune.max_item_length": 16,
