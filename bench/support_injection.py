@@ -1,0 +1,277 @@
+"""Benchmark (and trainer) of the support bot's prompt-injection screen.
+
+Method:
+
+* **Held-out precision/recall by family.** ``apps/customer_service/injection_data/examples.csv``
+  holds injections and ordinary KB-style text we wrote, each row tagged with a *family* (one
+  template or topic: "fake system message", "German", "leetspeak", "imperative customer
+  instructions" …). Grouped 5-fold cross-validation (scikit-learn ``GroupKFold``) keeps every
+  family wholly in the training or in the test part, so the numbers measure how the screen does
+  on kinds of text it has never seen, not on rewordings of its training sentences. Peers in the
+  same run: the rules alone, the learned n-gram screen alone, rules or screen (what the bot
+  uses), the same screen with MiniLM sentence embeddings added (``--embeddings``), and the
+  regular expression the bot used before (``prompts.looks_like_injection`` of issue 12).
+* **Red-team set** (``bench/data/injection_redteam.jsonl``, 65 injections in 60+ techniques,
+  written after the rules and not used for training): share flagged by each peer.
+* **False positives** on whole KB entries (every field): the sample KB (FAQ + policies) and the
+  StackFAQ KB (719 answers of 125 threads, read at run time from ../shared/data). Target ≤ 1 %.
+
+With ``--save`` the screen is refitted on all examples and written to
+``apps/customer_service/injection_data/screen`` (the shipped artifact).
+
+Run (results: ``bench/results/support_injection.json``)::
+
+    nice -n 10 .venv/bin/python -m bench.support_injection --save
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+
+from apps.customer_service.injection_screen import (
+    EXAMPLES_FILE,
+    SCREEN_DIR,
+    read_examples,
+    rule_match,
+    screen_entries,
+    train_screen,
+)
+from apps.customer_service.kb import load_sources
+from core.config import write_json_atomic
+from core.text_screen import TextScreen, TextScreenConfig
+
+logger = logging.getLogger("bench.support_injection")
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "support_injection"
+RESULTS = ROOT / "bench" / "results"
+REDTEAM = ROOT / "bench" / "data" / "injection_redteam.jsonl"
+SAMPLE = ROOT / "apps" / "customer_service" / "sample_data"
+STACKFAQ = ROOT.parent / "shared" / "data" / "support" / "stackfaq" / "stackExchange-FAQ.xml"
+# The screen of prompts.py before issue 12 (kept here only as the baseline peer).
+OLD_REGEX = re.compile(
+    r"""(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)?(previous|prior|above|earlier|preceding|other)?\s*
+        (instructions|rules|prompts?|directions|guidelines)
+      | you\s+are\s+now\b
+      | new\s+instructions?\s*:
+      | system\s+prompt
+      | (act|behave|pretend)\s+as\s+(if\s+you\s+are\s+|an?\s+)
+      | do\s+not\s+(cite|mention)\s+(any\s+)?sources
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def prf(pred: Sequence[bool], gold: Sequence[int]) -> dict[str, float]:
+    """Precision, recall, F1 and false-positive rate of boolean predictions."""
+    p, g = np.asarray(pred, bool), np.asarray(gold, bool)
+    tp, fp, fn = int((p & g).sum()), int((p & ~g).sum()), int((~p & g).sum())
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    fpr = fp / int((~g).sum()) if (~g).sum() else 0.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "fpr": round(fpr, 4),
+    }
+
+
+def cross_validate(
+    rows: list[dict[str, Any]], config: TextScreenConfig, embedder: Any = None, folds: int = 5
+) -> dict[str, Any]:
+    """Grouped (by family) out-of-fold scan scores of the learned screen."""
+    texts = [r["text"] for r in rows]
+    labels = np.asarray([r["label"] for r in rows])
+    groups = [r["family"] for r in rows]
+    scores = np.zeros(len(rows))
+    for train, test in GroupKFold(n_splits=folds).split(texts, labels, groups):
+        screen = TextScreen.fit([texts[i] for i in train], labels[train], config, embedder=embedder)
+        scores[test] = [s for s, _ in screen.scan_many([texts[i] for i in test])]
+    return {"scores": scores, "labels": labels}
+
+
+def choose_threshold(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> float:
+    """Smallest threshold on a 0.05 grid whose held-out false-positive rate is at most ``max_fpr``.
+
+    A KB entry is many segments, each a chance for a false positive, so the per-example rate
+    must sit well below the 1 % target for entries.
+    """
+    for threshold in np.arange(0.5, 0.96, 0.05):
+        if float(np.mean(scores[labels == 0] >= threshold)) <= max_fpr:
+            return round(float(threshold), 2)
+    return 0.95
+
+
+def per_family(rows: list[dict[str, Any]], pred: Sequence[bool]) -> dict[str, float]:
+    """Share of each family's rows flagged (recall for injection families, FPR for ordinary ones)."""
+    out: dict[str, list[bool]] = {}
+    for row, p in zip(rows, pred, strict=True):
+        out.setdefault(row["family"], []).append(bool(p))
+    return {fam: round(sum(v) / len(v), 3) for fam, v in sorted(out.items())}
+
+
+def kb_false_positives(entries: list[Any], screen: TextScreen | None) -> dict[str, Any]:
+    """Flagged share of KB entries (all fields), with the flagged ids, reasons and excerpts."""
+    start = time.perf_counter()
+    verdicts = screen_entries(entries, screen)
+    flagged = {i: v for i, v in verdicts.items() if v.flagged}
+    return {
+        "entries": len(entries),
+        "flagged": len(flagged),
+        "rate": round(len(flagged) / max(len(entries), 1), 4),
+        "seconds": round(time.perf_counter() - start, 2),
+        "examples": [
+            {"id": i, "reason": v.reason, "field": v.field, "score": v.score, "excerpt": v.excerpt}
+            for i, v in list(flagged.items())[:20]
+        ],
+    }
+
+
+def stackfaq_entries(path: Path) -> list[Any]:
+    """The StackFAQ KB entries (read at run time, never copied), or ``[]`` when absent."""
+    if not path.is_file():
+        logger.warning("StackFAQ not found at %s; skipped", path)
+        return []
+    from apps.customer_service.entries import Entry
+    from bench.support_retrieval import load_stackfaq
+
+    data = load_stackfaq(path)
+    return [Entry(e["id"], "faq", e["question"], e["answer"], e["question"]) for e in data.entries]
+
+
+def redteam_rows(path: Path = REDTEAM) -> list[dict[str, Any]]:
+    """The red-team cases (one JSON object a line)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--examples", type=Path, default=EXAMPLES_FILE)
+    parser.add_argument("--stackfaq", type=Path, default=STACKFAQ)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--max-fpr", type=float, default=0.005, help="held-out FPR bound that picks the threshold"
+    )
+    parser.add_argument("--embeddings", action="store_true", help="also measure n-grams + MiniLM embeddings")
+    parser.add_argument(
+        "--save", action="store_true", help="refit on all examples and write the shipped screen"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    rows = read_examples(args.examples)
+    labels = [r["label"] for r in rows]
+    rules = [rule_match(r["text"]) is not None for r in rows]
+    old = [OLD_REGEX.search(r["text"]) is not None for r in rows]
+    cv = cross_validate(rows, TextScreenConfig(), folds=args.folds)
+    threshold = choose_threshold(cv["scores"], np.asarray(labels), args.max_fpr)
+    config = replace(TextScreenConfig(), threshold=threshold)
+    model = cv["scores"] >= threshold
+    combined = np.asarray(rules) | model
+    heldout = {
+        "old_regex": prf(old, labels),
+        "rules": prf(rules, labels),
+        "ngram_screen": prf(model, labels),
+        "rules_or_ngram_screen": prf(combined, labels),
+    }
+    peers = {"ngram_screen": config}
+    embedder = None
+    if args.embeddings:
+        from bench.support_retrieval import CachedEmbedder
+
+        embedder = CachedEmbedder("minilm-l6")
+        emb_config = TextScreenConfig(embedding_model="minilm-l6", threshold=threshold)
+        cv_emb = cross_validate(rows, emb_config, embedder=embedder, folds=args.folds)
+        heldout["ngram_minilm_screen"] = prf(cv_emb["scores"] >= threshold, labels)
+        heldout["rules_or_ngram_minilm_screen"] = prf(
+            np.asarray(rules) | (cv_emb["scores"] >= threshold), labels
+        )
+        peers["ngram_minilm_screen"] = emb_config
+    screen = train_screen(rows, config)
+    if args.save:
+        screen.save_pretrained(
+            SCREEN_DIR,
+            trained_on=str(args.examples.relative_to(ROOT)) if args.examples.is_relative_to(ROOT) else "",
+            examples=len(rows),
+            heldout_by_family=heldout["rules_or_ngram_screen"],
+        )
+    redteam = redteam_rows()
+    rt_texts = [r["injection"] for r in redteam]
+    rt_scores = [s for s, _ in screen.scan_many(rt_texts)]
+    rt_rules = [rule_match(t) is not None for t in rt_texts]
+    red = {
+        "cases": len(redteam),
+        "old_regex": round(float(np.mean([OLD_REGEX.search(t) is not None for t in rt_texts])), 4),
+        "rules": round(float(np.mean(rt_rules)), 4),
+        "ngram_screen": round(float(np.mean(np.asarray(rt_scores) >= threshold)), 4),
+        "rules_or_ngram_screen": round(
+            float(np.mean(np.asarray(rt_rules) | (np.asarray(rt_scores) >= threshold))), 4
+        ),
+        "missed": [
+            r["id"] for r, a, s in zip(redteam, rt_rules, rt_scores, strict=True) if not a and s < threshold
+        ],
+    }
+    sample = load_sources([SAMPLE / "faq.csv", SAMPLE / "policies"])
+    stack = stackfaq_entries(args.stackfaq)
+    false_pos = {"sample_kb": kb_false_positives(sample, screen)}
+    false_pos["stackfaq_kb"] = kb_false_positives(stack, screen) if stack else {"skipped": str(args.stackfaq)}
+    false_pos["sample_kb_old_regex"] = round(
+        float(np.mean([bool(OLD_REGEX.search(f"{e.question}\n{e.text}")) for e in sample])), 4
+    )
+    if stack:
+        false_pos["stackfaq_kb_old_regex"] = round(
+            float(np.mean([bool(OLD_REGEX.search(f"{e.question}\n{e.text}")) for e in stack])), 4
+        )
+    results = {
+        "benchmark": NAME,
+        "command": "nice -n 10 .venv/bin/python -m bench."
+        + NAME
+        + (" --embeddings" if args.embeddings else ""),
+        "examples": {
+            "rows": len(rows),
+            "injections": int(sum(labels)),
+            "families": len({r["family"] for r in rows}),
+        },
+        "threshold": threshold,
+        "threshold_rule": f"smallest of 0.50, 0.55, ... 0.95 with held-out example FPR <= {args.max_fpr}",
+        "heldout_by_family": heldout,
+        "heldout_per_family_rules_or_screen": per_family(rows, combined),
+        "redteam_detection": red,
+        "false_positives": false_pos,
+        "peers": {name: vars(cfg) for name, cfg in peers.items()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out, results)
+    print(json.dumps({k: results[k] for k in ("heldout_by_family", "redteam_detection")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {kk: vv for kk, vv in v.items() if kk != "examples"} if isinstance(v, dict) else v
+                for k, v in false_pos.items()
+            },
+            indent=2,
+        )
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["cross_validate", "kb_false_positives", "main", "prf", "redteam_rows"]
