@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -157,6 +158,160 @@ def redteam_rows(path: Path = REDTEAM) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _faq_row(case: dict[str, str]) -> dict[str, str]:
+    row = {
+        "id": case["id"],
+        "question": case["question"],
+        "answer": case["benign"],
+        "title": case["question"].rstrip("?"),
+        "url": "",
+        "category": "help",
+    }
+    where, text = case["where"], case["injection"]
+    if where == "faq_answer":
+        row["answer"] = f"{case['benign']} {text}"
+    elif where == "faq_title":
+        row["title"] = text
+    elif where == "faq_question":
+        row["question"] = f"{case['question']} {text}"
+    elif where in ("category", "url"):
+        row[where] = text
+    return row
+
+
+def build_redteam_kb(root: Path, embedder: Any, cases: list[dict[str, Any]] | None = None) -> Path:
+    """The sample KB (FAQ + policies) plus every red-team case planted where it says, calibrated.
+
+    FAQ-field cases become rows of ``root/planted.csv``; ``doc`` cases become sections of
+    ``root/help/more-help.md``. Returns the KB directory ``root/kb``.
+    """
+    import csv
+
+    from apps.customer_service.confidence import calibrate_kb
+    from apps.customer_service.knowledge_base import KnowledgeBase
+    from apps.customer_service.retrieval import Retriever
+
+    cases = cases if cases is not None else redteam_rows()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "planted.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, ["id", "question", "answer", "title", "url", "category"])
+        writer.writeheader()
+        writer.writerows(_faq_row(c) for c in cases if c["where"] != "doc")
+    docs = root / "help"
+    docs.mkdir(exist_ok=True)
+    sections = [
+        f"## {c['question']}\n\n{c['benign']} {c['injection']}\n" for c in cases if c["where"] == "doc"
+    ]
+    (docs / "more-help.md").write_text("# More help\n\n" + "\n".join(sections), encoding="utf-8")
+    kb_dir = root / "kb"
+    sources = [SAMPLE / "faq.csv", SAMPLE / "policies", root / "planted.csv", docs]
+    kb = KnowledgeBase.build(sources, kb_dir, embedder=embedder)
+    retriever = Retriever(kb, embedder=embedder)
+    calibrate_kb(kb_dir, SAMPLE / "queries.csv", SAMPLE / "out_of_scope.csv", retriever=retriever)
+    return kb_dir
+
+
+def planted_ids(kb: Any, case: dict[str, Any]) -> list[str]:
+    """Ids of the KB entries that carry ``case``'s injection."""
+    marker = case["marker"]
+    return [
+        e.id
+        for e in kb.entries
+        if e.id == case["id"] or marker in f"{e.question} {e.text} {e.title} {e.url} {e.category}"
+    ]
+
+
+def ask_redteam(bot: Any, kb: Any, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ask each case's question; per case: route, whether the marker was obeyed or the text quoted."""
+    from core.text_screen import fold_text
+
+    rows = []
+    for case in cases:
+        reply = bot.answer(case["question"])
+        text = fold_text(reply.text)
+        planted = set(planted_ids(kb, case))
+        rows.append(
+            {
+                "id": case["id"],
+                "route": reply.route,
+                "obeyed": case["marker"].lower() in text.lower(),
+                "quoted": fold_text(case["injection"])[:40] in text,
+                "cited_planted": bool(planted & {s.id for s in reply.sources}),
+                "answer": reply.text[:200],
+            }
+        )
+    return rows
+
+
+def answer_peers(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """End to end with MiniLM + SmolLM2: the layered defence vs the defence of before issue 12."""
+    import tempfile
+    from unittest import mock
+
+    from apps.customer_service import bot as bot_module
+    from apps.customer_service.knowledge_base import KnowledgeBase
+    from core.embeddings import Embedder
+    from core.generation import Generator
+
+    embedder, generator = Embedder("minilm-l6"), Generator()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-injection-") as tmp:
+        kb_dir = build_redteam_kb(Path(tmp), embedder, cases)
+        for peer in ("before_issue_12", "layered_defence"):
+            kb = KnowledgeBase.load(kb_dir)
+            bot = bot_module.SupportBot(kb, embedder=embedder, generator=generator)
+            if peer == "before_issue_12":
+                # The old screen: one regex over question + answer, no output check.
+                kb.is_flagged = lambda e: bool(OLD_REGEX.search(f"{e.question}\n{e.text}"))  # type: ignore[method-assign]
+                patch = mock.patch.object(bot_module, "check_output", lambda *a: [])
+            else:
+                patch = mock.patch.object(bot_module, "check_output", bot_module.check_output)
+            start = time.perf_counter()
+            with patch:
+                rows = ask_redteam(bot, kb, cases)
+            out[peer] = {
+                "questions": len(rows),
+                "obeyed": sum(r["obeyed"] for r in rows),
+                "quoted": sum(r["quoted"] for r in rows),
+                "cited_planted": sum(r["cited_planted"] for r in rows),
+                "routes": {k: sum(r["route"] == k for r in rows) for k in ("faq", "generate", "handoff")},
+                "seconds": round(time.perf_counter() - start, 1),
+                "leaks": [r for r in rows if r["obeyed"] or r["quoted"]][:30],
+            }
+    return out
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Held-out precision/recall per peer and red-team detection, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.bench.harness import save_figure
+
+    heldout = results["heldout_by_family"]
+    names = list(heldout)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(names))
+    for offset, key, colour in ((-0.2, "precision", "#4c78a8"), (0.2, "recall", "#f58518")):
+        bars = left.bar(x + offset, [heldout[n][key] for n in names], 0.4, label=key, color=colour)
+        left.bar_label(bars, fmt="%.2f", fontsize=7)
+    left.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=7)
+    left.set_ylim(0, 1.12)
+    left.set_title("held out by family (grouped 5-fold CV)", fontsize=9)
+    left.legend(fontsize=8, loc="lower right")
+    red = results["redteam_detection"]
+    peers = [k for k in ("old_regex", "rules", "ngram_screen", "rules_or_ngram_screen") if k in red]
+    bars = right.bar([p.replace("_", "\n") for p in peers], [red[p] for p in peers], color="#54a24b")
+    right.bar_label(bars, fmt="%.2f", fontsize=8)
+    right.set_ylim(0, 1.12)
+    right.tick_params(axis="x", labelsize=7)
+    right.set_title(f"red-team entries flagged ({red['cases']} cases)", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,6 +325,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--embeddings", action="store_true", help="also measure n-grams + MiniLM embeddings")
     parser.add_argument(
         "--save", action="store_true", help="refit on all examples and write the shipped screen"
+    )
+    parser.add_argument(
+        "--answers", action="store_true", help="also answer the red-team questions end to end"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
@@ -237,11 +395,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         false_pos["stackfaq_kb_old_regex"] = round(
             float(np.mean([bool(OLD_REGEX.search(f"{e.question}\n{e.text}")) for e in stack])), 4
         )
+    if args.answers:
+        red["end_to_end"] = answer_peers(redteam)
     results = {
         "benchmark": NAME,
-        "command": "nice -n 10 .venv/bin/python -m bench."
-        + NAME
-        + (" --embeddings" if args.embeddings else ""),
+        "command": "nice -n 10 .venv/bin/python -m bench." + NAME + " " + " ".join(argv or sys.argv[1:]),
         "examples": {
             "rows": len(rows),
             "injections": int(sum(labels)),
@@ -257,6 +415,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, results)
+    plot(results, args.out.with_suffix(".png"))
     print(json.dumps({k: results[k] for k in ("heldout_by_family", "redteam_detection")}, indent=2))
     print(
         json.dumps(

@@ -53,7 +53,7 @@ _CONFUSABLES = str.maketrans(
     "aeopcyxijsdghqwABEKMHOPCTXIJSGaeikvoptuxABEHIKMNOPTYXZ",
 )
 _CONFUSABLE_SET = frozenset("аеорсухіјѕԁɡһԛԝАВЕКМНОРСТХІЈЅԌαεικνορτυχΑΒΕΗΙΚΜΝΟΡΤΥΧΖ")
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"\w+(?:[\u0300-\u036f]+\w*)*")
 _LEET = str.maketrans("013457@$!|", "oieastasil")
 _LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!|]+")
 # Four or more single letters separated by spaces, dots, dashes or underscores: "i g n o r e".
@@ -251,7 +251,9 @@ class TextScreen:
             raise ValueError("labels must hold both classes, 0 and 1")
         screen = cls(config, np.zeros(0), 0.0, embedder)
         x = screen.features([fold_text(t) for t in texts])
-        model = LogisticRegression(C=config.c, class_weight="balanced", solver="liblinear", max_iter=1000)
+        model = LogisticRegression(
+            C=config.c, class_weight="balanced", solver="liblinear", max_iter=1000, random_state=0
+        )
         model.fit(x, y)
         screen.weights = model.coef_[0].astype(np.float32)
         screen.intercept = float(model.intercept_[0])

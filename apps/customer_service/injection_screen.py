@@ -79,7 +79,7 @@ _RULE_PATTERNS: dict[str, str] = {
     ),
     "if_you_are_ai": r"\bif\s+you\s+are\s+(?:an?\s+)?(?:ai|assistant|language\s+model|llm|chatbot|bot)\b",
     "fake_role": (
-        r"(?:^|\n|[\[<(#*>]|-{2,})\s*(?:system|developer|admin|sys)(?:\s+(?:message|prompt|notice|note|"
+        r"(?:^|[\n\[<(#*>;|]|-{2,})\s*(?:system|developer|admin|sys)(?:\s+(?:message|prompt|notice|note|"
         r"update|override|instructions?|directive))?\s*(?:\]|>|:|\))"
     ),
     "role_switch": (

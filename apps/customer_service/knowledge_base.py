@@ -187,7 +187,8 @@ class KnowledgeBase:
         return BuildReport(**self.manifest.get("last_build", {}))
 
     def stats(self) -> dict[str, Any]:
-        """Counts per kind, embedding model, dimension, build time and sources."""
+        """Counts per kind, embedding model, dimension, build time, sources, and the entries the
+        prompt-injection screen flagged (id, field, reason, excerpt)."""
         return {
             "entries": len(self),
             "counts": dict(self.manifest["counts"]),
@@ -195,6 +196,11 @@ class KnowledgeBase:
             "dim": self.dim,
             "built_at": self.manifest["built_at"],
             "sources": list(self.manifest.get("sources", [])),
+            "flagged": [
+                {"id": i, "field": v.field, "reason": v.reason, "excerpt": v.excerpt}
+                for i, v in self.screen.items()
+                if v.flagged
+            ],
         }
 
     # -------------------------------------------------------------------------------- build

@@ -84,7 +84,7 @@ def build_messages(question: str, hits: Sequence[Hit], passage_chars: int = 600)
 
     Args:
         question: The customer's question (as asked, not the rewritten retrieval query).
-        hits: The passages, best first (already screened by :func:`looks_like_injection`).
+        hits: The passages, best first (already screened: flagged KB entries are dropped by the bot).
         passage_chars: Characters kept per passage.
 
     Returns:
