@@ -43,6 +43,7 @@ from sklearn.model_selection import GroupKFold
 from apps.customer_service.injection_screen import (
     EXAMPLES_FILE,
     SCREEN_DIR,
+    check_output,
     read_examples,
     rule_match,
     screen_entries,
@@ -243,8 +244,10 @@ def ask_redteam(bot: Any, kb: Any, cases: list[dict[str, Any]]) -> list[dict[str
     return rows
 
 
-def answer_peers(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """End to end with MiniLM + SmolLM2: the layered defence vs the defence of before issue 12."""
+def answer_peers(cases: list[dict[str, Any]], before_cases: int) -> dict[str, Any]:
+    """End to end with MiniLM + SmolLM2: the layered defence (all cases) vs the defence of before
+    issue 12 (the first ``before_cases`` cases: it sends the planted passages to SmolLM2, which is
+    slow on a shared 2-core machine), then ordinary questions on the clean sample KB."""
     import tempfile
     from unittest import mock
 
@@ -257,7 +260,7 @@ def answer_peers(cases: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-injection-") as tmp:
         kb_dir = build_redteam_kb(Path(tmp), embedder, cases)
-        for peer in ("before_issue_12", "layered_defence"):
+        for peer in ("layered_defence", "before_issue_12"):
             kb = KnowledgeBase.load(kb_dir)
             bot = bot_module.SupportBot(kb, embedder=embedder, generator=generator)
             if peer == "before_issue_12":
@@ -268,7 +271,7 @@ def answer_peers(cases: list[dict[str, Any]]) -> dict[str, Any]:
                 patch = mock.patch.object(bot_module, "check_output", bot_module.check_output)
             start = time.perf_counter()
             with patch:
-                rows = ask_redteam(bot, kb, cases)
+                rows = ask_redteam(bot, kb, cases if peer == "layered_defence" else cases[:before_cases])
             out[peer] = {
                 "questions": len(rows),
                 "obeyed": sum(r["obeyed"] for r in rows),
@@ -278,7 +281,54 @@ def answer_peers(cases: list[dict[str, Any]]) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - start, 1),
                 "leaks": [r for r in rows if r["obeyed"] or r["quoted"]][:30],
             }
+        out["ordinary_questions"] = ordinary_withheld(Path(tmp), embedder, generator)
     return out
+
+
+def ordinary_withheld(root: Path, embedder: Any, generator: Any) -> dict[str, Any]:
+    """How often the output check withholds answers to ordinary questions on the clean sample KB."""
+    import csv
+
+    from apps.customer_service.bot import SupportBot
+    from apps.customer_service.confidence import calibrate_kb
+    from apps.customer_service.knowledge_base import KnowledgeBase
+    from apps.customer_service.prompts import WITHHELD
+    from apps.customer_service.retrieval import Retriever
+
+    kb = KnowledgeBase.build([SAMPLE / "faq.csv", SAMPLE / "policies"], root / "clean-kb", embedder=embedder)
+    calibrate_kb(
+        root / "clean-kb",
+        SAMPLE / "queries.csv",
+        SAMPLE / "out_of_scope.csv",
+        retriever=Retriever(kb, embedder=embedder),
+    )
+    bot = SupportBot(KnowledgeBase.load(root / "clean-kb"), embedder=embedder, generator=generator)
+    with (SAMPLE / "queries.csv").open(encoding="utf-8", newline="") as fh:
+        questions = [row["query"] for row in csv.DictReader(fh)]
+    from unittest import mock
+
+    from apps.customer_service import bot as bot_module
+
+    checked: list[dict[str, Any]] = []
+
+    def recording_check(answer: str, passages: Sequence[str]) -> list[Any]:
+        problems = check_output(answer, passages)
+        if problems:
+            checked.append({"answer": answer[:200], "problems": [vars(p) for p in problems]})
+        return problems
+
+    with mock.patch.object(bot_module, "check_output", recording_check):
+        rows = [bot.answer(q) for q in questions]
+    withheld = [(q, r) for q, r in zip(questions, rows, strict=True) if r.text == WITHHELD]
+    generated = sum(r.route == "generate" for r in rows) + len(withheld)
+    return {
+        "questions": len(rows),
+        "generated": generated,
+        "withheld": len(withheld),
+        "withheld_share_of_generated": round(len(withheld) / generated, 4) if generated else 0.0,
+        "withheld_questions": [q for q, _ in withheld],
+        "withheld_answers": checked,
+    }
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -329,6 +379,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--answers", action="store_true", help="also answer the red-team questions end to end"
     )
+    parser.add_argument("--before-cases", type=int, default=16, help="red-team cases for the old defence")
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -396,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             float(np.mean([bool(OLD_REGEX.search(f"{e.question}\n{e.text}")) for e in stack])), 4
         )
     if args.answers:
-        red["end_to_end"] = answer_peers(redteam)
+        red["end_to_end"] = answer_peers(redteam, args.before_cases)
     results = {
         "benchmark": NAME,
         "command": "nice -n 10 .venv/bin/python -m bench." + NAME + " " + " ".join(argv or sys.argv[1:]),
