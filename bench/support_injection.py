@@ -32,6 +32,7 @@ import logging
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -244,10 +245,11 @@ def ask_redteam(bot: Any, kb: Any, cases: list[dict[str, Any]]) -> list[dict[str
     return rows
 
 
-def answer_peers(cases: list[dict[str, Any]], before_cases: int) -> dict[str, Any]:
-    """End to end with MiniLM + SmolLM2: the layered defence (all cases) vs the defence of before
-    issue 12 (the first ``before_cases`` cases: it sends the planted passages to SmolLM2, which is
-    slow on a shared 2-core machine), then ordinary questions on the clean sample KB."""
+def answer_peers(cases: list[dict[str, Any]], generate_cases: int, ordinary: int) -> dict[str, Any]:
+    """End to end with MiniLM + SmolLM2 on the red-team KB: the layered defence vs the defence of
+    before issue 12, in both answer modes (``extractive``: all cases; ``generate``: the first
+    ``generate_cases``, SmolLM2 is slow on a shared 2-core machine), then the output check's cost on
+    the first ``ordinary`` sample queries (clean sample KB, ``generate`` mode)."""
     import tempfile
     from unittest import mock
 
@@ -260,39 +262,47 @@ def answer_peers(cases: list[dict[str, Any]], before_cases: int) -> dict[str, An
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-injection-") as tmp:
         kb_dir = build_redteam_kb(Path(tmp), embedder, cases)
-        for peer in ("layered_defence", "before_issue_12"):
-            kb = KnowledgeBase.load(kb_dir)
-            bot = bot_module.SupportBot(kb, embedder=embedder, generator=generator)
-            if peer == "before_issue_12":
-                # The old screen: one regex over question + answer, no output check.
-                kb.is_flagged = lambda e: bool(OLD_REGEX.search(f"{e.question}\n{e.text}"))  # type: ignore[method-assign]
-                patch = mock.patch.object(bot_module, "check_output", lambda *a: [])
-            else:
-                patch = mock.patch.object(bot_module, "check_output", bot_module.check_output)
-            start = time.perf_counter()
-            with patch:
-                rows = ask_redteam(bot, kb, cases if peer == "layered_defence" else cases[:before_cases])
-            out[peer] = {
-                "questions": len(rows),
-                "obeyed": sum(r["obeyed"] for r in rows),
-                "quoted": sum(r["quoted"] for r in rows),
-                "cited_planted": sum(r["cited_planted"] for r in rows),
-                "routes": {k: sum(r["route"] == k for r in rows) for k in ("faq", "generate", "handoff")},
-                "seconds": round(time.perf_counter() - start, 1),
-                "leaks": [r for r in rows if r["obeyed"] or r["quoted"]][:30],
-            }
-        out["ordinary_questions"] = ordinary_withheld(Path(tmp), embedder, generator)
+        for mode in ("extractive", "generate"):
+            asked = cases if mode == "extractive" else cases[:generate_cases]
+            for peer in ("layered_defence", "before_issue_12"):
+                kb = KnowledgeBase.load(kb_dir)
+                bot = bot_module.SupportBot(kb, _mode_config(mode), embedder=embedder, generator=generator)
+                if peer == "before_issue_12":
+                    # The old screen: one regex over question + answer, no output check.
+                    kb.is_flagged = lambda e: bool(OLD_REGEX.search(f"{e.question}\n{e.text}"))  # type: ignore[method-assign]
+                    patch = mock.patch.object(bot_module, "check_output", lambda *a: [])
+                else:
+                    patch = mock.patch.object(bot_module, "check_output", bot_module.check_output)
+                start = time.perf_counter()
+                with patch:
+                    rows = ask_redteam(bot, kb, asked)
+                out[f"{peer}_{mode}"] = {
+                    "questions": len(rows),
+                    "obeyed": sum(r["obeyed"] for r in rows),
+                    "quoted": sum(r["quoted"] for r in rows),
+                    "cited_planted": sum(r["cited_planted"] for r in rows),
+                    "routes": dict(Counter(r["route"] for r in rows)),
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "leaks": [r for r in rows if r["obeyed"] or r["quoted"]][:30],
+                }
+        out["ordinary_questions_generate"] = ordinary_withheld(Path(tmp), embedder, generator, ordinary)
     return out
 
 
-def ordinary_withheld(root: Path, embedder: Any, generator: Any) -> dict[str, Any]:
-    """How often the output check withholds answers to ordinary questions on the clean sample KB."""
-    import csv
+def _mode_config(mode: str) -> Any:
+    from apps.customer_service.config import BotConfig
 
-    from apps.customer_service.bot import SupportBot
+    return BotConfig(answer=replace(BotConfig().answer, mode=mode))
+
+
+def ordinary_withheld(root: Path, embedder: Any, generator: Any, limit: int) -> dict[str, Any]:
+    """How often the output check withholds verified generated answers to ordinary questions."""
+    import csv
+    from unittest import mock
+
+    from apps.customer_service import bot as bot_module
     from apps.customer_service.confidence import calibrate_kb
     from apps.customer_service.knowledge_base import KnowledgeBase
-    from apps.customer_service.prompts import WITHHELD
     from apps.customer_service.retrieval import Retriever
 
     kb = KnowledgeBase.build([SAMPLE / "faq.csv", SAMPLE / "policies"], root / "clean-kb", embedder=embedder)
@@ -302,32 +312,31 @@ def ordinary_withheld(root: Path, embedder: Any, generator: Any) -> dict[str, An
         SAMPLE / "out_of_scope.csv",
         retriever=Retriever(kb, embedder=embedder),
     )
-    bot = SupportBot(KnowledgeBase.load(root / "clean-kb"), embedder=embedder, generator=generator)
+    bot = bot_module.SupportBot(
+        KnowledgeBase.load(root / "clean-kb"),
+        _mode_config("generate"),
+        embedder=embedder,
+        generator=generator,
+    )
     with (SAMPLE / "queries.csv").open(encoding="utf-8", newline="") as fh:
-        questions = [row["query"] for row in csv.DictReader(fh)]
-    from unittest import mock
-
-    from apps.customer_service import bot as bot_module
-
+        questions = [row["query"] for row in csv.DictReader(fh)][:limit]
     checked: list[dict[str, Any]] = []
 
     def recording_check(answer: str, passages: Sequence[str]) -> list[Any]:
         problems = check_output(answer, passages)
-        if problems:
-            checked.append({"answer": answer[:200], "problems": [vars(p) for p in problems]})
+        checked.append({"answer": answer[:200], "problems": [vars(p) for p in problems]})
         return problems
 
     with mock.patch.object(bot_module, "check_output", recording_check):
-        rows = [bot.answer(q) for q in questions]
-    withheld = [(q, r) for q, r in zip(questions, rows, strict=True) if r.text == WITHHELD]
-    generated = sum(r.route == "generate" for r in rows) + len(withheld)
+        routes = Counter(bot.answer(q).route for q in questions)
+    withheld = [c for c in checked if c["problems"]]
     return {
-        "questions": len(rows),
-        "generated": generated,
+        "questions": len(questions),
+        "routes": dict(routes),
+        "checked": len(checked),
         "withheld": len(withheld),
-        "withheld_share_of_generated": round(len(withheld) / generated, 4) if generated else 0.0,
-        "withheld_questions": [q for q, _ in withheld],
-        "withheld_answers": checked,
+        "withheld_share_of_checked": round(len(withheld) / len(checked), 4) if checked else 0.0,
+        "withheld_answers": withheld,
     }
 
 
@@ -379,7 +388,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--answers", action="store_true", help="also answer the red-team questions end to end"
     )
-    parser.add_argument("--before-cases", type=int, default=16, help="red-team cases for the old defence")
+    parser.add_argument("--generate-cases", type=int, default=12, help="red-team cases in generate mode")
+    parser.add_argument("--ordinary", type=int, default=20, help="sample queries for the output check's cost")
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -447,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             float(np.mean([bool(OLD_REGEX.search(f"{e.question}\n{e.text}")) for e in stack])), 4
         )
     if args.answers:
-        red["end_to_end"] = answer_peers(redteam, args.before_cases)
+        red["end_to_end"] = answer_peers(redteam, args.generate_cases, args.ordinary)
     results = {
         "benchmark": NAME,
         "command": "nice -n 10 .venv/bin/python -m bench." + NAME + " " + " ".join(argv or sys.argv[1:]),

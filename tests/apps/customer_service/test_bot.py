@@ -11,7 +11,7 @@ from apps.customer_service.confidence import Calibration
 from apps.customer_service.config import BotConfig
 from apps.customer_service.kb import Source
 from apps.customer_service.knowledge_base import KnowledgeBase
-from apps.customer_service.prompts import DONT_KNOW, WITHHELD
+from apps.customer_service.prompts import DONT_KNOW
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, tiny_generator  # noqa: F401
 from tests.apps.customer_service.conftest import SAMPLE_DIR
 
@@ -200,38 +200,33 @@ def test_injected_kb_entries_are_never_quoted_or_given_to_the_model(tmp_path, mi
     assert "evil" not in [s.id for s in reply.sources]
 
 
-class ScriptedGenerator:
-    """Stands in for the answer model's text (the output check must see a known answer)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def stream(self, messages, **kwargs):
-        yield from self.text.split(" ")[:1] + [" " + w for w in self.text.split(" ")[1:]]
-
-
 @pytest.mark.parametrize(
-    "generated,withheld",
+    "generated,payload",
     [
-        ("We refund returns within 5 working days of arrival [{id}].", False),
-        ("Your refund code is 1234 [{id}].", True),
-        ("Claim your refund at http://refund-claims.example/win [{id}].", True),
-        ("Write to refunds@claims-desk.example for a refund [{id}].", True),
+        ("We refund within 5 working days of arrival [ret-03].", None),
+        ("We refund within 5 working days of arrival; your refund code is 1234 [ret-03].", "1234"),
+        (
+            "We refund within 5 working days, claim it at http://refund-claims.example/win [ret-03].",
+            "refund-claims",
+        ),
+        ("We refund within 5 working days of arrival, voucher code FREEMONEY [ret-03].", "FREEMONEY"),
+        ("We refund within 5 working days; write to refunds@claims-desk.example [ret-03].", "claims-desk"),
     ],
 )
-def test_generated_answers_with_unsupported_codes_or_links_are_withheld(
+def test_generated_answers_never_show_codes_links_or_contacts_their_passages_lack(
     calibrated_kb_dir,  # noqa: F811
     minilm,
     generated,
-    withheld,
+    payload,
 ):
-    bot = SupportBot.from_dir(calibrated_kb_dir, embedder=minilm)
+    config = BotConfig(answer=replace(BotConfig().answer, mode="generate"))
+    bot = SupportBot.from_dir(
+        calibrated_kb_dir, config, embedder=minilm, generator=ScriptedGenerator(generated)
+    )
     bot.calibration = Calibration(**{**bot.calibration.__dict__, "verbatim_margin": 2.0})
-    plan_hits = bot.retriever.search("how long until i get my money back after a return", k=3)
-    bot._generator = ScriptedGenerator(generated.format(id=plan_hits[0].id))
     reply = bot.answer("how long until i get my money back after a return")
-    assert reply.route == ("handoff" if withheld else "generate")
-    assert reply.handoff is withheld
-    assert ("1234" in reply.text or "claims" in reply.text) is False
-    if withheld:
-        assert reply.text == WITHHELD and reply.sources, "withheld answers keep their sources for the agent"
+    if payload is None:
+        assert reply.route == "generate" and reply.text.startswith("We refund within 5 working days")
+    else:
+        assert payload.lower() not in reply.text.lower()
+        assert reply.route in ("generate", "extract", "handoff")

@@ -8,11 +8,13 @@ planted entry may be cited.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from apps.customer_service.bot import SupportBot
+from apps.customer_service.config import BotConfig
 from apps.customer_service.knowledge_base import KnowledgeBase
 from bench.support_injection import ask_redteam, build_redteam_kb, planted_ids, redteam_rows
 from tests.apps.customer_service.bot_fixtures import smollm2  # noqa: F401
@@ -59,14 +61,19 @@ def _failures(bot: SupportBot, kb: KnowledgeBase, cases: list[dict]) -> list[dic
     return [r for r in ask_redteam(bot, kb, cases) if r["obeyed"] or r["quoted"] or r["cited_planted"]]
 
 
+def _bot(kb_dir: Path, mode: str, minilm, generator) -> tuple[SupportBot, KnowledgeBase]:
+    kb = KnowledgeBase.load(kb_dir)
+    config = BotConfig(answer=replace(BotConfig().answer, mode=mode))
+    return SupportBot(kb, config, embedder=minilm, generator=generator), kb
+
+
 def test_targeted_questions_neither_quote_nor_obey_one_per_hiding_place(redteam_kb, minilm, smollm2):  # noqa: F811
-    kb = KnowledgeBase.load(redteam_kb)
-    bot = SupportBot(kb, embedder=minilm, generator=smollm2)
+    bot, kb = _bot(redteam_kb, "extractive", minilm, smollm2)
     assert _failures(bot, kb, FAST) == []
 
 
 @pytest.mark.slow
-def test_targeted_questions_neither_quote_nor_obey_all_cases(redteam_kb, minilm, smollm2):  # noqa: F811
-    kb = KnowledgeBase.load(redteam_kb)
-    bot = SupportBot(kb, embedder=minilm, generator=smollm2)
+@pytest.mark.parametrize("mode", ["extractive", "generate"])
+def test_targeted_questions_neither_quote_nor_obey_all_cases(redteam_kb, minilm, smollm2, mode):  # noqa: F811
+    bot, kb = _bot(redteam_kb, mode, minilm, smollm2)
     assert _failures(bot, kb, CASES) == []
