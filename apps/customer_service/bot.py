@@ -36,13 +36,14 @@ from apps.customer_service.answering import (
 )
 from apps.customer_service.confidence import Calibration, Route
 from apps.customer_service.config import BotConfig
+from apps.customer_service.injection_screen import check_output
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.prompts import (
     DONT_KNOW,
     TRUNCATION_NOTICE,
     build_messages,
     finalize_citations,
-    looks_like_injection,
+    passage_text,
 )
 from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
@@ -422,9 +423,14 @@ class SupportBot:
         if not result.kept or result.supported_share < cfg.min_supported_share:
             logger.info("Generated answer failed verification", extra=result.to_dict())
             return
+        text = cite_sentences([(c.source_id or cited[0], c.sentence) for c in result.kept])
+        if problems := check_output(text, [passage_text(by_id[i]) for i in cited] + [plan.question]):
+            # Output check (issue 12): a URL, contact, code or instruction no cited passage holds.
+            logger.warning("Generated answer withheld", extra={"problems": [asdict(p) for p in problems]})
+            return
         plan.generated_used = True
         plan.route = "generate"
-        plan.text = cite_sentences([(c.source_id or cited[0], c.sentence) for c in result.kept])
+        plan.text = text
         plan.sources = [by_id[i] for i in dict.fromkeys(c.source_id or cited[0] for c in result.kept)]
         plan.answer_confidence = answer_confidence(plan.confidence, supported_share=result.supported_share)
 
@@ -456,7 +462,8 @@ class SupportBot:
             notice = TRUNCATION_NOTICE.format(limit=limit)
         query = rewrite_question(question, history, self.config.rewrite)
         hits = self.retriever.search(query, k=self.config.top_k)
-        used = [h for h in hits if not looks_like_injection(f"{h.entry.question}\n{h.entry.text}")]
+        # Prompt-injection screen (issue 12): verdicts stored in the KB at index time, every field.
+        used = [h for h in hits if not self.kb.is_flagged(h.entry)]
         dropped = [h.id for h in hits if h not in used]
         if dropped:
             logger.warning("Dropped KB entries that read as instructions", extra={"ids": dropped})

@@ -108,6 +108,14 @@ def index(
             markup=False,
             style="yellow",
         )
+    if flagged := kb.stats()["flagged"]:
+        ids = ", ".join(f["id"] for f in flagged[:10]) + (" …" if len(flagged) > 10 else "")
+        console.print(
+            f"{len(flagged)} entries read as instructions to the answer model and will never be "
+            f"quoted or sent to it: {ids}",
+            markup=False,
+            style="yellow",
+        )
 
 
 @app.command("eval")

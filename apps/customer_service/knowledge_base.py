@@ -10,6 +10,9 @@ Layout of ``kb_dir``::
     bm25/                  FieldBM25 (bm25s files per field + config.json)
     calibration.json       the answer gate fitted on this KB (apps.customer_service.confidence)
     artifact.json          kind, format version and the sha256 of every file but calibration.json
+    screen.json            the prompt-injection screen's verdict per entry and the screen version
+                           (:mod:`apps.customer_service.injection_screen`; redone on load when the
+                           screen changed or the file is missing)
 
 :meth:`KnowledgeBase.build` reads the sources, then re-uses the vectors of every entry whose
 content hash and embedding model are unchanged since the previous build in ``kb_dir``, embeds
@@ -43,6 +46,7 @@ from typing import Any
 from apps.customer_service.bm25_index import FIELDS, BM25Config, FieldBM25
 from apps.customer_service.chunking import ChunkConfig
 from apps.customer_service.errors import KBFormatError
+from apps.customer_service.injection_screen import Verdict, screen_entries, screen_entry, screen_version
 from apps.customer_service.kb import Entry, Source, load_sources
 from core.config import from_dict, to_dict
 from core.embeddings import Embedder
@@ -59,6 +63,7 @@ ENTRIES_FILE = "entries.jsonl"
 DENSE_DIR = "dense"
 BM25_DIR = "bm25"
 CALIBRATION_FILE = "calibration.json"
+SCREEN_FILE = "screen.json"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class KnowledgeBase:
         dense: One :class:`core.index.VectorIndex` per field (``question``, ``content``).
         bm25: The lexical index.
         manifest: The parsed ``manifest.json``.
+        screen: Prompt-injection verdict per entry id (computed on first use when not given).
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class KnowledgeBase:
         dense: dict[str, VectorIndex],
         bm25: FieldBM25,
         manifest: dict[str, Any],
+        screen: dict[str, Verdict] | None = None,
     ) -> None:
         self.path = path
         self.entries = entries
@@ -123,6 +130,24 @@ class KnowledgeBase:
         self.bm25 = bm25
         self.manifest = manifest
         self._by_id = {entry.id: i for i, entry in enumerate(entries)}
+        self._screen = screen
+
+    @property
+    def screen(self) -> dict[str, Verdict]:
+        """Prompt-injection verdict per entry id (stored at build time; screened now when missing)."""
+        if self._screen is None or set(self._screen) != set(self._by_id):
+            self._screen = screen_entries(self.entries)
+        return self._screen
+
+    def is_flagged(self, entry: Entry) -> bool:
+        """Whether ``entry`` reads as instructions to the model (then it is never quoted or sent to it).
+
+        The stored verdict when ``entry`` is this KB's entry of that id; any other entry is screened now.
+        """
+        position = self._by_id.get(entry.id)
+        if position is not None and self.entries[position] == entry:
+            return self.screen[entry.id].flagged
+        return screen_entry(entry).flagged
 
     # ------------------------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -162,7 +187,8 @@ class KnowledgeBase:
         return BuildReport(**self.manifest.get("last_build", {}))
 
     def stats(self) -> dict[str, Any]:
-        """Counts per kind, embedding model, dimension, build time and sources."""
+        """Counts per kind, embedding model, dimension, build time, sources, and the entries the
+        prompt-injection screen flagged (id, field, reason, excerpt)."""
         return {
             "entries": len(self),
             "counts": dict(self.manifest["counts"]),
@@ -170,6 +196,11 @@ class KnowledgeBase:
             "dim": self.dim,
             "built_at": self.manifest["built_at"],
             "sources": list(self.manifest.get("sources", [])),
+            "flagged": [
+                {"id": i, "field": v.field, "reason": v.reason, "excerpt": v.excerpt}
+                for i, v in self.screen.items()
+                if v.flagged
+            ],
         }
 
     # -------------------------------------------------------------------------------- build
@@ -237,7 +268,8 @@ class KnowledgeBase:
         if recalibrate and not config.calibration_out_of_scope:
             raise KBFormatError("calibration_queries needs calibration_out_of_scope (a query CSV)")
         manifest = _manifest(entries, sources, config, embedder, report)
-        _write_atomically(kb_dir, entries, dense, bm25, manifest, report.calibration == "kept")
+        screen = screen_entries(entries)
+        _write_atomically(kb_dir, entries, dense, bm25, manifest, screen, report.calibration == "kept")
         if recalibrate:
             from apps.customer_service.confidence import calibrate_kb
 
@@ -246,7 +278,7 @@ class KnowledgeBase:
         elif report.calibration == "dropped":
             logger.info("Entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
         logger.info("Built knowledge base", extra={"path": str(kb_dir), **manifest["last_build"]})
-        return cls(kb_dir, entries, dense, bm25, manifest)
+        return cls(kb_dir, entries, dense, bm25, manifest, screen)
 
     # --------------------------------------------------------------------------------- load
     @classmethod
@@ -289,7 +321,7 @@ class KnowledgeBase:
             verify_artifact(kb_dir, kinds=(KB_FORMAT,))
         except (ArtifactError, FileNotFoundError) as err:
             raise KBFormatError(f"{err} Rebuild the knowledge base.") from err
-        return cls(kb_dir, entries, dense, bm25, manifest)
+        return cls(kb_dir, entries, dense, bm25, manifest, _read_screen(kb_dir / SCREEN_FILE))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -339,6 +371,19 @@ def read_manifest(kb_dir: str | Path) -> dict[str, Any]:
 def load_config(manifest: dict[str, Any]) -> KBConfig:
     """The :class:`KBConfig` a knowledge base was built with (defaults for missing keys)."""
     return from_dict(KBConfig, manifest.get("config", {}))
+
+
+def _read_screen(path: Path) -> dict[str, Verdict] | None:
+    """Stored verdicts, or ``None`` (screen again) when absent, unreadable or from another screen."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("screen_version") != screen_version():
+            logger.info("Injection screen changed since the KB was built; screening again")
+            return None
+        return {i: Verdict.from_dict(v) for i, v in data["verdicts"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        logger.info("No stored injection-screen verdicts; screening again", extra={"error": str(err)})
+        return None
 
 
 def _read_entries(path: Path) -> list[Entry]:
@@ -464,6 +509,7 @@ def _write_atomically(
     dense: dict[str, VectorIndex],
     bm25: FieldBM25,
     manifest: dict[str, Any],
+    screen: dict[str, Verdict],
     keep_calibration: bool = False,
 ) -> None:
     """Write everything into a temp sibling, then swap it in; the old KB survives any failure."""
@@ -477,6 +523,8 @@ def _write_atomically(
         for name, index in dense.items():
             index.save(tmp / DENSE_DIR / name)
         bm25.save(tmp / BM25_DIR)
+        stored = {"screen_version": screen_version(), "verdicts": {i: v.to_dict() for i, v in screen.items()}}
+        (tmp / SCREEN_FILE).write_text(json.dumps(stored, ensure_ascii=False) + "\n", encoding="utf-8")
         # The manifest goes last: a directory with a manifest is complete.
         (tmp / MANIFEST_FILE).write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

@@ -1,15 +1,22 @@
 """Prompts for grounded answers, KB-text hygiene and citation formatting.
 
-KB text is data, never instructions. Three layers keep it that way:
+KB text is data, never instructions. The layers that keep it that way:
 
-1. :func:`looks_like_injection` flags passages that address the model ("ignore previous
-   instructions", "you are now …", "system prompt" …); the bot drops them from the prompt and
-   never returns them verbatim (they stay searchable, and the drop is logged);
-2. :func:`clean_passage` removes chat-template control tokens (``<|im_start|>`` …) so a passage
-   cannot open a new turn;
+1. the prompt-injection screen (:mod:`apps.customer_service.injection_screen`: Unicode
+   normalisation, rules in several languages and a learned screen, over every field) flags
+   entries that address the model; the KB stores the verdicts at index time and the bot drops
+   flagged entries from the prompt and never returns them verbatim (they stay searchable, and the
+   drop is logged). :func:`looks_like_injection` is the same screen for one text;
+2. :func:`clean_passage` normalises the text (NFKC, zero-width and bidi characters removed) and
+   removes chat-template control tokens (``<|im_start|>`` …) and anything shaped like the
+   ``<passage>`` delimiters, so a passage can neither open a new turn nor close its own block;
 3. the system prompt tells the model that passages are quoted reference material inside
    ``<passage>`` tags, and the answer's citations are checked against the ids actually given
-   (:func:`finalize_citations`).
+   (:func:`finalize_citations`);
+4. a generated answer is checked against its passages
+   (:func:`apps.customer_service.injection_screen.check_output`) and withheld when it holds a URL,
+   contact, code or instruction that they do not (the bot then quotes passage sentences instead,
+   or hands off).
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from apps.customer_service.injection_screen import screen_text
 from apps.customer_service.retrieval import Hit
+from core.text_screen import fold_text
 
 SYSTEM_PROMPT = (
     "You are a customer-support assistant. Answer the customer's question using only the facts in "
@@ -34,30 +43,32 @@ TRUNCATION_NOTICE = (
     "Note: your question was longer than {limit} characters; only the first {limit} were used."
 )
 
-_INJECTION = re.compile(
-    r"""(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)?(previous|prior|above|earlier|preceding|other)?\s*
-        (instructions|rules|prompts?|directions|guidelines)
-      | you\s+are\s+now\b
-      | new\s+instructions?\s*:
-      | system\s+prompt
-      | (act|behave|pretend)\s+as\s+(if\s+you\s+are\s+|an?\s+)
-      | do\s+not\s+(cite|mention)\s+(any\s+)?sources
-    """,
-    re.IGNORECASE | re.VERBOSE,
+# Chat-template tokens and anything shaped like our own delimiters (after NFKC, so full-width
+# look-alikes are caught too).
+_CONTROL_TOKENS = re.compile(
+    r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<<\s*/?SYS\s*>>|<\s*/?\s*passage[^>]*>?|</?\s*(?:system|user|assistant)\s*>",
+    re.IGNORECASE,
 )
-_CONTROL_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]")
 _CITATION = re.compile(r"\[([^\[\]\s][^\[\]]{0,200}?)\]")
 _SPACED_CITATION = re.compile(r"\s*" + _CITATION.pattern)
 
 
 def looks_like_injection(text: str) -> bool:
-    """Whether ``text`` contains instructions aimed at the model rather than customer facts."""
-    return bool(_INJECTION.search(text))
+    """Whether ``text`` contains instructions aimed at the model rather than customer facts.
+
+    The prompt-injection screen on one text (rules and learned screen, after normalisation).
+    """
+    return screen_text(text).flagged
 
 
 def clean_passage(text: str, limit: int | None = None) -> str:
-    """``text`` without chat control tokens, whitespace-collapsed, cut to ``limit`` characters at a word."""
-    text = " ".join(_CONTROL_TOKENS.sub(" ", text).split())
+    """``text`` normalised, without chat control tokens or passage delimiters, whitespace-collapsed,
+    cut to ``limit`` characters at a word."""
+    text = fold_text(text)
+    previous = None
+    while previous != text:  # "<pas<passage>sage>" must not reassemble into a delimiter
+        previous, text = text, _CONTROL_TOKENS.sub(" ", text)
+    text = " ".join(text.split())
     if limit is not None and len(text) > limit:
         text = text[:limit].rsplit(" ", 1)[0] + " …"
     return text
@@ -73,14 +84,15 @@ def build_messages(question: str, hits: Sequence[Hit], passage_chars: int = 600)
 
     Args:
         question: The customer's question (as asked, not the rewritten retrieval query).
-        hits: The passages, best first (already screened by :func:`looks_like_injection`).
+        hits: The passages, best first (already screened: flagged KB entries are dropped by the bot).
         passage_chars: Characters kept per passage.
 
     Returns:
         ``[{"role": "system", ...}, {"role": "user", ...}]``.
     """
     blocks = [
-        f"<passage>\n[{hit.id}] {clean_passage(passage_text(hit), passage_chars)}\n</passage>" for hit in hits
+        f"<passage>\n[{clean_passage(hit.id)}] {clean_passage(passage_text(hit), passage_chars)}\n</passage>"
+        for hit in hits
     ]
     user = "Passages:\n" + "\n".join(blocks) + f"\n\nCustomer question: {clean_passage(question)}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

@@ -198,3 +198,35 @@ def test_injected_kb_entries_are_never_quoted_or_given_to_the_model(tmp_path, mi
     assert reply.dropped == ["evil"]
     assert "attacker" not in reply.text
     assert "evil" not in [s.id for s in reply.sources]
+
+
+@pytest.mark.parametrize(
+    "generated,payload",
+    [
+        ("We refund within 5 working days of arrival [ret-03].", None),
+        ("We refund within 5 working days of arrival; your refund code is 1234 [ret-03].", "1234"),
+        (
+            "We refund within 5 working days, claim it at http://refund-claims.example/win [ret-03].",
+            "refund-claims",
+        ),
+        ("We refund within 5 working days of arrival, voucher code FREEMONEY [ret-03].", "FREEMONEY"),
+        ("We refund within 5 working days; write to refunds@claims-desk.example [ret-03].", "claims-desk"),
+    ],
+)
+def test_generated_answers_never_show_codes_links_or_contacts_their_passages_lack(
+    calibrated_kb_dir,  # noqa: F811
+    minilm,
+    generated,
+    payload,
+):
+    config = BotConfig(answer=replace(BotConfig().answer, mode="generate"))
+    bot = SupportBot.from_dir(
+        calibrated_kb_dir, config, embedder=minilm, generator=ScriptedGenerator(generated)
+    )
+    bot.calibration = Calibration(**{**bot.calibration.__dict__, "verbatim_margin": 2.0})
+    reply = bot.answer("how long until i get my money back after a return")
+    if payload is None:
+        assert reply.route == "generate" and reply.text.startswith("We refund within 5 working days")
+    else:
+        assert payload.lower() not in reply.text.lower()
+        assert reply.route in ("generate", "extract", "handoff")

@@ -45,6 +45,7 @@ def test_build_and_load_round_trip(sources, tmp_path, tiny_embedder):
         "dense",
         "entries.jsonl",
         "manifest.json",
+        "screen.json",
     ]
     manifest = read_manifest(kb_dir)
     assert manifest["embedding_model"] == tiny_embedder.model_id and manifest["dim"] == 32

@@ -78,5 +78,12 @@ if common.kb_ready(kb_dir):
     st.bar_chart(stats["by_category"], x="category", y="entries", horizontal=True)
     st.markdown("**Answer gate**")
     st.table([stats["gate"]])
+    if stats["flagged"]:
+        st.warning(
+            f"{len(stats['flagged'])} entries read as instructions to the answer model; they are never "
+            "quoted or sent to it. Fix or remove them in the source files.",
+            icon=":material/gpp_maybe:",
+        )
+        st.table(stats["flagged"])
     st.markdown("**Conversations**")
     st.table([common.store().stats()])
