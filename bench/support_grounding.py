@@ -167,12 +167,16 @@ def _checks(verifier: GroundingVerifier, answer: str, sources: dict[str, str]) -
 
 # ------------------------------------------------------------------------------ summary
 def summarize(rows: list[dict[str, Any]], key: str | None = None) -> dict[str, Any]:
-    """Rates over in-scope questions, by route (``key="unverified"`` reads the unverified text)."""
+    """Rates over in-scope questions, by route.
+
+    ``key="unverified"`` reads the model's text before verification where the bot asked the model,
+    and the quoted FAQ answer where it quoted one: what the bot showed before answers were grounded.
+    """
     inside = [r for r in rows if r["in_scope"]]
     outside = [r for r in rows if not r["in_scope"]]
 
     def view(r: dict[str, Any]) -> dict[str, Any] | None:
-        if key is None:
+        if key is None or r["route"] == "faq":  # curated answers were quoted before this change too
             return None if r["route"] == "handoff" else r
         return r.get(key)
 
