@@ -12,7 +12,7 @@ import pytest
 
 from core.ui.server import CHROMIUM_ARGS, free_port, ui_server
 
-__all__ = ["CHROMIUM_ARGS", "chromium_page", "free_port", "screenshot", "streamlit_server"]
+__all__ = ["CHROMIUM_ARGS", "chromium_page", "close_page_not_found", "free_port", "screenshot", "streamlit_server"]
 
 SCREENSHOTS = Path(__file__).resolve().parent / "_artifacts" / "screenshots"
 
@@ -41,6 +41,16 @@ def chromium_page(width: int = 1400, height: int = 1000):
             yield page
         finally:
             browser.close()
+
+
+def close_page_not_found(page, wait_s: float = 1.0) -> None:
+    """Close Streamlit's "Page not found" notice, which a server's very first session shows when it
+    opens on a deep link (a known cold-start quirk, see the closing notes); later sessions never do."""
+    import time
+
+    time.sleep(wait_s)
+    if page.get_by_text("Page not found").count():
+        page.keyboard.press("Escape")
 
 
 def screenshot(page, name: str) -> Path:

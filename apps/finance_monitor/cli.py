@@ -193,9 +193,12 @@ def monitor_cmd(
     def setup():
         cfg = load_config(MonitorConfig, _config_path(config), overrides or [], section="monitor")
         engine = create_engine()
-        migrate(engine)
         folder = watch_dir or resolve_watch_dir(cfg, data_dir())
-        return cfg, build_monitor(engine, cfg, data_dir()), folder
+        # Models, rules and the webhook are checked before the database is touched: bad settings
+        # leave nothing behind (not even a new schema).
+        built = build_monitor(engine, cfg, data_dir())
+        migrate(engine)
+        return cfg, built, folder
 
     cfg, monitor, folder = _run(setup)
     console.print(f"monitoring {folder} with model {monitor.scorer.version}")

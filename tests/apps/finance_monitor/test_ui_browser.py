@@ -14,7 +14,7 @@ import pytest
 from apps.finance_monitor import dashboard
 from core.storage import create_engine
 from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db, raise_sample_alerts
-from tests.browser import chromium_page, free_port, screenshot, streamlit_server
+from tests.browser import chromium_page, close_page_not_found, free_port, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
@@ -41,6 +41,7 @@ def test_dashboard_shows_the_surge_alert_as_it_is_raised_and_acknowledges_it(sam
     with streamlit_server(["finance"]) as url, chromium_page(height=1800) as page:
         page.goto(f"{url}/finance-alerts")
         page.get_by_text("No open alerts").wait_for(timeout=60_000)
+        close_page_not_found(page)
         sidebar = page.locator("[data-testid='stSidebar']")
         sidebar.locator("[data-testid='stSelectbox']").filter(has_text="Every").click()
         page.get_by_role("option", name="10 s").click()
