@@ -12,7 +12,14 @@ import pytest
 
 from core.ui.server import CHROMIUM_ARGS, free_port, ui_server
 
-__all__ = ["CHROMIUM_ARGS", "chromium_page", "close_page_not_found", "free_port", "screenshot", "streamlit_server"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "chromium_page",
+    "close_page_not_found",
+    "free_port",
+    "screenshot",
+    "streamlit_server",
+]
 
 SCREENSHOTS = Path(__file__).resolve().parent / "_artifacts" / "screenshots"
 
