@@ -72,7 +72,6 @@ def test_targeted_questions_neither_quote_nor_obey_one_per_hiding_place(redteam_
     assert _failures(bot, kb, FAST) == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["extractive", "generate"])
 def test_targeted_questions_neither_quote_nor_obey_all_cases(redteam_kb, minilm, smollm2, mode):  # noqa: F811
     bot, kb = _bot(redteam_kb, mode, minilm, smollm2)
