@@ -241,6 +241,8 @@ class SupportBot:
         self.calibration = calibration or self._default_calibration()
         self._intent_model = intent_model
         self._intent_loaded = intent_model is not None
+        self._picker: SentencePicker | None = None
+        self._verifier: GroundingVerifier | None = None
 
     @classmethod
     def from_dir(cls, kb_dir: str | Path, config: BotConfig | None = None, **kwargs: Any) -> SupportBot:
@@ -343,7 +345,7 @@ class SupportBot:
     @property
     def picker(self) -> SentencePicker:
         """The extractive sentence picker (on the retriever's encoder)."""
-        if getattr(self, "_picker", None) is None:
+        if self._picker is None:
             cfg = self.config.answer
             self._picker = SentencePicker(
                 self.retriever.embedder,
@@ -357,7 +359,7 @@ class SupportBot:
     @property
     def verifier(self) -> GroundingVerifier:
         """The grounding verifier of generated answers (on the retriever's encoder)."""
-        if getattr(self, "_verifier", None) is None:
+        if self._verifier is None:
             cfg = self.config.answer
             self._verifier = GroundingVerifier(
                 self.retriever.embedder, cfg.support_threshold, word_coverage=cfg.word_coverage
