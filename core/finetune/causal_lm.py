@@ -27,12 +27,12 @@ import torch
 from core.config import to_dict, write_json_atomic
 from core.finetune.data import read_pairs, require_validation, split_indices
 from core.finetune.loop import (
-    CHECKPOINT_DIR,
     REPORT_FILE,
     RUN_STATE,
     TrainConfig,
     TrainingTask,
     fit,
+    open_run_dir,
     pad,
     with_overrides,
 )
@@ -285,15 +285,7 @@ def train_causal_lm(
     set_seed(config.seed)  # LoRA initialisation
     base, tokenizer = load_causal_lm(model, fresh=True)  # fresh: peft rewrites the modules in place
     peft_model = apply_lora(base, config.lora, task_type="CAUSAL_LM")
-    with open_artifact(
-        out_dir,
-        KIND,
-        version=FORMAT_VERSION,
-        unhashed=RUN_STATE,
-        carry=RUN_STATE if resume_from else (),
-        resumable=(CHECKPOINT_DIR,),
-        resume=bool(resume_from),
-    ) as run_dir:
+    with open_run_dir(out_dir, KIND, FORMAT_VERSION, resume=bool(resume_from)) as run_dir:
         report = fit_causal_lm(peft_model, tokenizer, pairs, run_dir, config, resume_from, on_epoch_end)
         save_causal_lm_adapter(peft_model, run_dir, model, config, report)
         report.update(base_model=str(model), output_dir=str(out_dir))

@@ -24,14 +24,13 @@ from core.finetune.data import LabelledTexts, read_labelled_texts, require_valid
 from core.finetune.loop import (
     CHECKPOINT_DIR,
     REPORT_FILE,
-    RUN_STATE,
     TrainConfig,
     TrainingTask,
     fit,
+    open_run_dir,
     pad,
     with_overrides,
 )
-from core.io.artifacts import open_artifact
 from core.metrics import accuracy, f1
 from core.models import DEFAULT_ENCODER
 from core.seed import set_seed
@@ -273,15 +272,7 @@ def train_classifier(
         dropout=config.dropout,
         full_finetune=config.full_finetune,
     )
-    with open_artifact(
-        out_dir,
-        KIND,
-        version=FORMAT_VERSION,
-        unhashed=RUN_STATE,
-        carry=RUN_STATE if resume_from else (),
-        resumable=(CHECKPOINT_DIR,),
-        resume=bool(resume_from),
-    ) as run_dir:
+    with open_run_dir(out_dir, KIND, FORMAT_VERSION, resume=bool(resume_from)) as run_dir:
         report = fit_classifier(
             classifier, labelled, run_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end
         )

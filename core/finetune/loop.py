@@ -27,6 +27,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from core.atomic import atomic_directory
 from core.config import from_dict, to_dict, write_json_atomic
 from core.failpoints import failpoint
-from core.io.artifacts import clean_leftovers, recover
+from core.io.artifacts import clean_leftovers, open_artifact, recover
 from core.lora import LoraSettings, load_trainable_state, trainable_state_dict
 from core.precision import Precision, resolve_precision
 from core.seed import DEFAULT_SEED, set_seed
@@ -472,3 +473,20 @@ def _report(
         "history": state.history,
         "config": to_dict(config),
     }
+
+
+def open_run_dir(out_dir: str | Path, kind: str, version: int, resume: bool) -> AbstractContextManager[Path]:
+    """The artifact directory a training run fills (:func:`core.io.artifacts.open_artifact`).
+
+    The run state (checkpoint, TensorBoard logs, report) is not hashed; when resuming it is carried
+    over from the killed run and its checkpoint is picked up.
+    """
+    return open_artifact(
+        out_dir,
+        kind,
+        version=version,
+        unhashed=RUN_STATE,
+        carry=RUN_STATE if resume else (),
+        resumable=(CHECKPOINT_DIR,),
+        resume=resume,
+    )
