@@ -45,7 +45,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from core.atomic import atomic_directory
+from core.io.artifacts import ArtifactError, open_artifact, verify_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 Metric = Literal["ip", "cosine"]
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+#: Kind of the artifact directory (``artifact.json``, :mod:`core.io.artifacts`) an index is saved as.
+ARTIFACT_KIND = "aigc-vector-index"
+# Directories saved before artifact manifests: their manifest.json records the FAISS kind.
+_LEGACY_KINDS = ("flat", "hnsw", "ivf")
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
 # Manifest fields and their checks (format_version 1).
@@ -495,7 +499,7 @@ class VectorIndex:
             The directory.
         """
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with open_artifact(directory, ARTIFACT_KIND, version=FORMAT_VERSION, legacy=_LEGACY_KINDS) as tmp:
             faiss.write_index(self._index, str(tmp / INDEX_FILE))
             labels = sorted(self._label_to_id)
             ids_payload = {
@@ -526,6 +530,10 @@ class VectorIndex:
         """
         directory = Path(directory)
         manifest = _read_manifest(directory)
+        try:  # file hashes; indexes saved before artifact manifests have none and rely on their own checks
+            verify_artifact(directory, kinds=(ARTIFACT_KIND,))
+        except ArtifactError as err:
+            raise IndexFormatError(str(err)) from err
         if expected_model is not None and manifest["embedding_model"] != expected_model:
             raise IndexMismatchError(
                 f"Index at {directory} was built with embedding model '{manifest['embedding_model']}', "

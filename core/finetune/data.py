@@ -6,9 +6,7 @@ cell, so a mistake in a 10,000-row file is found at once.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import check_path_kind
+from core.errors import InputError, check_path_kind
+from core.io.tables import cell_text, read_rows
 
 logger = logging.getLogger(__name__)
-
-_CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
-_JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 
 
 @dataclass(frozen=True)
@@ -36,36 +32,6 @@ class LabelledTexts:
     def label_set(self, head: str) -> list[str]:
         """Sorted distinct labels of ``head``."""
         return sorted({label for label in self.labels[head] if label is not None})
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
-def _read_json_rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON: {err}") from err
-        if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON list of objects.")
-    else:
-        rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {lineno}: not valid JSON: {err}") from err
-    for i, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}, row {i}: expected a JSON object, got {type(row).__name__}.")
-    return rows
 
 
 def read_columns(data: Any, columns: Sequence[str], what: str = "data") -> tuple[list[list[str]], str]:
@@ -91,35 +57,22 @@ def read_columns(data: Any, columns: Sequence[str], what: str = "data") -> tuple
         path = check_path_kind(data, "file")
         if not path.is_file():
             raise FileNotFoundError(f"{what} file '{path}' does not exist.")
-        source = str(path)
-        if path.suffix.lower() in _CSV_SUFFIXES:
-            try:
-                frame = pd.read_csv(
-                    path, sep=_CSV_SUFFIXES[path.suffix.lower()], dtype=str, keep_default_na=False
-                )
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-                raise ValueError(f"{path}: cannot read as CSV: {err}") from err
-            data = frame
-        elif path.suffix.lower() in _JSON_SUFFIXES:
-            rows = _read_json_rows(path)
-            found = sorted({k for row in rows for k in row})
-            missing = [c for c in columns if rows and c not in found]
-            if missing:
-                raise ValueError(f"{path}: missing key(s) {missing}; found {found}.")
-            return [[_cell(row.get(c)) for c in columns] for row in rows], source
-        else:
-            raise ValueError(
-                f"{path}: unsupported file type '{path.suffix}'; use .csv, .tsv, .jsonl or .json."
-            )
-    else:
-        source = "DataFrame" if isinstance(data, pd.DataFrame) else f"{what} list"
+        # Keys may differ per JSON object (a multi-head row may lack a head): check their union.
+        records = list(read_rows(path))
+        found = list(dict.fromkeys(k for row in records for k in row))
+        missing = [c for c in columns if records and c not in found]
+        if missing:
+            raise InputError(path, f"missing column(s) {missing}; found {found}", field=missing[0])
+        return [[row.text(c, strip=False) for c in columns] for row in records], str(path)
+    source = "DataFrame" if isinstance(data, pd.DataFrame) else f"{what} list"
     if isinstance(data, pd.DataFrame):
         missing = [c for c in columns if c not in data.columns]
         if missing:
             raise ValueError(
                 f"{source}: missing column(s) {missing}; found {[str(c) for c in data.columns]}."
             )
-        return [[_cell(v) for v in values] for values in data[list(columns)].itertuples(index=False)], source
+        values = data[list(columns)].itertuples(index=False)
+        return [[cell_text(v) for v in row] for row in values], source
     if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
         raise ValueError(
             f"{what} must be a file path, a pandas DataFrame or a list of tuples, got {type(data).__name__}."
@@ -131,7 +84,7 @@ def read_columns(data: Any, columns: Sequence[str], what: str = "data") -> tuple
                 f"{source}, item {i}: expected a tuple of {len(columns)} values {tuple(columns)}, "
                 f"got {item!r}."
             )
-        rows.append([_cell(v) for v in item])
+        rows.append([cell_text(v) for v in item])
     return rows, source
 
 

@@ -143,7 +143,7 @@ def test_read_labelled_texts_from_files_frames_and_tuples(tmp_path):
         (
             "text,lbl\na,b\n",
             ValueError,
-            r"reviews.csv: missing column\(s\) \['label'\]; found \['text', 'lbl'\]",
+            r"reviews.csv: field 'label': missing column\(s\) \['label'\]; found \['text', 'lbl'\]",
         ),
         ("text,label\ngood,pos\n  ,neg\n", ValueError, r"reviews.csv, row 2: empty text in column 'text'"),
         ("text,label\ngood,pos\nbad,\n", ValueError, r"reviews.csv, row 2: empty label in column 'label'"),
@@ -170,7 +170,7 @@ def test_bad_sources_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"p.jsonl, row 1: empty response"):
         read_pairs(tmp_path / "p.jsonl")
     (tmp_path / "q.jsonl").write_text('{"prompt": "Hi", "answer": "x"}\n')
-    with pytest.raises(ValueError, match=r"missing key\(s\) \['response'\]"):
+    with pytest.raises(ValueError, match=r"field 'response': missing column\(s\) \['response'\]"):
         read_pairs(tmp_path / "q.jsonl")
 
 

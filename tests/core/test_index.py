@@ -172,6 +172,7 @@ def test_corrupt_or_missing_files_give_clear_errors(tmp_path, data):
     path = index.save(tmp_path / "idx")
     manifest_path = path / "manifest.json"
     good = manifest_path.read_text()
+    assert json.loads((path / "artifact.json").read_text())["kind"] == "aigc-vector-index"
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         VectorIndex.load(tmp_path / "nope")
@@ -181,6 +182,16 @@ def test_corrupt_or_missing_files_give_clear_errors(tmp_path, data):
     manifest_path.write_text(json.dumps({k: v for k, v in json.loads(good).items() if k != "dim"}))
     with pytest.raises(IndexFormatError, match=r"lacks field\(s\) \['dim'\]"):
         VectorIndex.load(path)
+    manifest_path.write_text(json.dumps({**json.loads(good), "count": 6}))
+    with pytest.raises(IndexFormatError, match=r"manifest.json does not match the checksum in .*artifact"):
+        VectorIndex.load(path)
+    manifest_path.write_text(good)
+    (path / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexFormatError, match=r"index.faiss does not match the checksum"):
+        VectorIndex.load(path)
+    # An index saved before artifact manifests (no artifact.json) is checked by its own consistency rules.
+    index.save(path)
+    (path / "artifact.json").unlink()
     manifest_path.write_text(json.dumps({**json.loads(good), "count": 6}))
     with pytest.raises(IndexFormatError, match="manifest count 6"):
         VectorIndex.load(path)
