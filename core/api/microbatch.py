@@ -1,14 +1,14 @@
-"""Micro-batching for model endpoints: concurrent requests share one model call on one worker thread.
+"""Micro-batching for model endpoints: concurrent requests share model calls on a few worker threads.
 
 Under load, twenty clients each posting 32 headlines would otherwise run twenty forward passes at
-once on the request threads: each pass starts its own intra-op threads, so two cores juggle dozens of
-threads, and every pass pads to its own longest text. :class:`MicroBatcher` queues the requests'
-items instead; its worker thread takes everything queued when it becomes free (up to
-``max_items``), calls the model once over all of it (the model sorts by length and pads per batch)
-and hands each request its slice. Nothing waits for a batch to fill: with one client a request is
-served at once, under load requests batch up by themselves while the previous call runs.
+once on the request threads: two cores juggle twenty passes (and their intra-op threads), and every
+pass pads to its own longest text. :class:`MicroBatcher` queues the requests' items instead; a
+worker thread (one per core) takes everything queued when it becomes free (up to ``max_items``),
+calls the model once over all of it (the model sorts by length and pads per batch) and hands each
+request its slice. Nothing waits for a batch to fill: with one client a request is served at once,
+under load requests batch up by themselves while the previous calls run.
 
-The worker thread may run at a lower CPU priority (``nice``, Linux): throughput work (classifying
+The worker threads may run at a lower CPU priority (``nice``, Linux): throughput work (classifying
 batches) then yields the CPU to latency-bound requests (recommendations, quoted answers) served on
 the request threads, and takes every cycle they leave idle.
 
