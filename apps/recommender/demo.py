@@ -5,7 +5,8 @@
 * ``model/``: a hybrid model fit on the sample (frozen MiniLM item vectors, candidates and the
   logistic-regression ranker; no encoder fine-tuning, to stay fast), the default ``--model`` of
   ``aigc recommend score`` and of the UI;
-* ``recommendations.parquet``: top-20 for every sample user, written by the batch job;
+* ``recommendations.parquet``: top-20 for every sample user, written by the batch job, which also
+  writes them to the database (``AIGC_DB_URL`` or ``data_dir/aigc.db``), where the API serves them;
 * ``eval.json``: the evaluation protocol on the sample (popularity, ItemKNN, text, hybrid, and the
   cold-start section), which the UI's evaluation page charts.
 
@@ -104,20 +105,31 @@ def prepare(data_dir: Path) -> None:
     """
     from apps.recommender.batch import BatchConfig, run_batch
     from apps.recommender.model import ModelLoader
+    from apps.recommender.storage import latest_run
+    from core.storage import DB_URL_ENV, create_engine, migrate
 
     root = demo_dir(data_dir)
-    if is_current(data_dir):
-        logger.info("Recommender demo is current", extra={"path": str(root)})
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    model, vectors = fit_sample_model(root / "model")
-    result = run_batch(
-        ModelLoader(root / "model"),
-        root / "recommendations.parquet",
-        config=BatchConfig(k=DEMO_K, chunk_size=100),
-        restart=True,
-        show_progress_bar=False,
-    )
+    db = create_engine(os.environ.get(DB_URL_ENV) or f"sqlite:///{Path(data_dir) / 'aigc.db'}")
+    try:
+        migrate(db)
+        if is_current(data_dir):
+            if latest_run(db, ModelLoader(root / "model").fingerprint()) is None:  # e.g. a new database
+                run_batch(ModelLoader(root / "model"), None, config=BatchConfig(k=DEMO_K, chunk_size=100),
+                          db=db, restart=True, show_progress_bar=False)  # fmt: skip
+            logger.info("Recommender demo is current", extra={"path": str(root)})
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        model, vectors = fit_sample_model(root / "model")
+        result = run_batch(
+            ModelLoader(root / "model"),
+            root / "recommendations.parquet",
+            config=BatchConfig(k=DEMO_K, chunk_size=100),
+            db=db,
+            restart=True,
+            show_progress_bar=False,
+        )
+    finally:
+        db.dispose()
     _write_json(root / "eval.json", evaluate_sample(model.train, vectors))
     _write_json(root / STAMP, {"sample": _sample_hashes(), "k": DEMO_K, "encoder": ENCODER})
     logger.info("Prepared recommender demo", extra={"path": str(root), "rows": result.n_rows})

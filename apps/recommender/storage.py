@@ -158,3 +158,28 @@ def recommendations(engine: Engine, run_id: str, user_ids: Sequence[str] | None 
     with engine.connect() as conn:
         frame = pd.read_sql(stmt.order_by(Recommendation.user_id, Recommendation.rank), conn)
     return frame
+
+
+def latest_run(engine: Engine, model: str) -> tuple[str, int] | None:
+    """``(run_id, k)`` of the newest finished run scored with ``model`` (a model fingerprint), or None."""
+    stmt = (
+        sa.select(Run.run_id, Run.k)
+        .where(Run.model == model, Run.status == "done")
+        .order_by(Run.finished_at.desc(), Run.run_id)
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    return None if row is None else (str(row.run_id), int(row.k))
+
+
+def user_rows(engine: Engine, run_id: str, user_id: str, k: int) -> list[tuple[int, str, float, str]]:
+    """A user's first ``k`` rows of a run as ``(rank, item_id, score, reason)``, best first (serving path)."""
+    stmt = (
+        sa.select(Recommendation.rank, Recommendation.item_id, Recommendation.score, Recommendation.reason)
+        .where(Recommendation.run_id == run_id, Recommendation.user_id == str(user_id))
+        .order_by(Recommendation.rank)
+        .limit(k)
+    )
+    with engine.connect() as conn:
+        return [(int(r.rank), str(r.item_id), float(r.score), str(r.reason)) for r in conn.execute(stmt)]

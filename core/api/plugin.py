@@ -132,7 +132,7 @@ def service(request: Request, name: str) -> Any:
 def service_dependency(name: str) -> Callable[[Request], Any]:
     """A FastAPI dependency returning app ``name``'s loaded service."""
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:  # no blocking work: stays on the event loop
         return service(request, name)
 
     dependency.__name__ = f"{name}_service"

@@ -177,6 +177,96 @@ def _drive(url: str, key: str, mix: list[list[Any]], clients: int, seconds: floa
     }
 
 
+def _tree_cpu_s(proc: Any) -> float:
+    """CPU seconds (user + system) of a process and its living descendants (Ray's workers)."""
+    import psutil
+
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def cpu_per_request(
+    url: str, key: str, mix: list[list[Any]], pid: int, per_endpoint: int = 40, idle_s: float = 2.0
+) -> dict[str, Any]:
+    """CPU time per request of each endpoint, from one client sending one request at a time.
+
+    The server's CPU (its process tree, less the idle rate measured first: Ray's own processes
+    tick along) and this client's are read around every request, so the numbers hold on a busy
+    machine where latencies do not: a request costs the same CPU whoever else runs.
+
+    Returns:
+        ``{"endpoints": {name: {"requests", "server_cpu_ms", "client_cpu_ms", "wall_ms"}},
+        "idle_server_cpu_per_s": ...}``; names split by ``label_field`` like the load steps.
+    """
+    import psutil
+
+    proc = psutil.Process(pid)
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    before, t0 = _tree_cpu_s(proc), time.perf_counter()
+    time.sleep(idle_s)
+    idle = max(0.0, (_tree_cpu_s(proc) - before) / (time.perf_counter() - t0))
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    for group in mix:
+        for req in itertools.islice(itertools.cycle(group), per_endpoint):
+            server0, client0, wall0 = _tree_cpu_s(proc), time.process_time(), time.perf_counter()
+            response = session.request(req.method, url + req.path, json=req.body, timeout=120)
+            name = req.name
+            if response.status_code >= 400:
+                name = f"{req.name} [{response.status_code}]"  # errors are cheap: never mix them in
+            elif req.label_field:
+                with contextlib.suppress(ValueError):
+                    name = f"{req.name} ({response.json().get(req.label_field)})"
+            client, wall = time.process_time() - client0, time.perf_counter() - wall0
+            server = _tree_cpu_s(proc) - server0 - idle * wall
+            row = totals[name]
+            row[0] += 1
+            row[1] += server
+            row[2] += client
+            row[3] += wall
+    endpoints = {
+        name: {
+            "requests": int(n),
+            "server_cpu_ms": round(1000 * server / n, 2),
+            "client_cpu_ms": round(1000 * client / n, 2),
+            "wall_ms": round(1000 * wall / n, 2),
+        }
+        for name, (n, server, client, wall) in sorted(totals.items())
+    }
+    return {"endpoints": endpoints, "idle_server_cpu_per_s": round(idle, 4)}
+
+
+def cpu_bound_capacity(profile: dict[str, Any], mix: list[list[Any]], cores: float) -> dict[str, Any]:
+    """What ``cores`` fully busy CPUs can serve of the benchmark's mix, from the CPU per request.
+
+    Closed-loop clients send each endpoint the same share of requests, so one round of the mix
+    (one request per endpoint) costs the sum of their CPU (server and client, which share the
+    machine); the busy machine completes ``cores / that`` rounds a second whatever the number of
+    clients. Returns rounds/s and classified texts/s at that ceiling.
+    """
+    endpoints = profile["endpoints"]
+    round_s = 0.0
+    for group in mix:
+        name = group[0].name
+        rows = [e for n, e in endpoints.items() if n == name or n.startswith(f"{name} (")]
+        if not rows:
+            continue
+        n = sum(r["requests"] for r in rows)
+        round_s += sum(r["requests"] * (r["server_cpu_ms"] + r["client_cpu_ms"]) for r in rows) / n / 1000
+    rounds = cores / round_s if round_s > 0 else None
+    texts = {group[0].name: group[0].items for group in mix}.get("finance/classify", 0)
+    return {
+        "cores": cores,
+        "round_cpu_ms": round(1000 * round_s, 1),
+        "rounds_per_s": None if rounds is None else round(rounds, 2),
+        "classify_texts_per_s": None if rounds is None else round(rounds * texts, 1),
+    }
+
+
 def bench_engine(engine: str, clients: int, seconds: float, port: int = 8765) -> dict[str, Any]:
     """Serve with ``engine``, then run the client steps (``seconds`` each); the server is stopped after."""
     mix = _requests_mix()
@@ -191,6 +281,7 @@ def bench_engine(engine: str, clients: int, seconds: float, port: int = 8765) ->
             key, prefix = _bench_key()
             try:
                 _drive(url, key, mix, min(clients, 2), min(5.0, seconds))  # warm-up, not reported
+                cpu = cpu_per_request(url, key, mix, proc.pid)
                 steps = [_drive(url, key, mix, c, seconds) for c in client_steps(clients)]
             finally:
                 from core.auth import revoke_api_key
@@ -198,7 +289,17 @@ def bench_engine(engine: str, clients: int, seconds: float, port: int = 8765) ->
                 revoke_api_key(prefix, actor="aigc bench api")
         finally:
             _stop(proc)
-    return {"engine": engine, "ready_s": round(ready_s, 1), "steps": steps}
+    cores = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cpu["capacity"] = cpu_bound_capacity(cpu, mix, cores)
+    return {"engine": engine, "ready_s": round(ready_s, 1), "cpu": cpu, "steps": steps}
+
+
+def _quoted_p95(endpoints: dict[str, Any]) -> float | None:
+    names = ("support/ask (faq)", "support/ask (extract)")
+    quoted = [endpoints[n]["p95_ms"] for n in names if endpoints.get(n, {}).get("p95_ms") is not None]
+    if quoted:
+        return max(quoted)
+    return endpoints.get("support/ask", {}).get("p95_ms")
 
 
 def check_targets(step: dict[str, Any]) -> dict[str, Any]:
@@ -207,8 +308,9 @@ def check_targets(step: dict[str, Any]) -> dict[str, Any]:
     values = {
         "classify_texts_per_s": ep.get("finance/classify", {}).get("items_per_s"),
         "recommend_users_p95_ms": ep.get("recommend/users", {}).get("p95_ms"),
-        # Quoted FAQ answers (route faq); generated ones are reported beside them.
-        "support_ask_p95_ms": ep.get("support/ask (faq)", ep.get("support/ask", {})).get("p95_ms"),
+        # Quoted answers (routes faq and extract; generated ones are reported beside them): the
+        # larger p95 of the two bounds the p95 of both together.
+        "support_ask_p95_ms": _quoted_p95(ep),
     }
     out: dict[str, Any] = {"errors": {"value": step["errors"], "target": 0, "met": step["errors"] == 0}}
     for name, target in TARGETS.items():
@@ -248,11 +350,27 @@ def _markdown(result: dict[str, Any]) -> str:
             targets.append(
                 [engine, name, t["value"], t["target"], {True: "met", False: "**miss**"}.get(t["met"], "–")]
             )
+    cpu_rows, capacity = [], []
+    for engine, run in result["engines"].items():
+        for name, e in run.get("cpu", {}).get("endpoints", {}).items():
+            cpu_rows.append(
+                [engine, name, e["requests"], e["server_cpu_ms"], e["client_cpu_ms"], e["wall_ms"]]
+            )
+        cap = run.get("cpu", {}).get("capacity")
+        if cap:
+            capacity.append([engine, cap["cores"], cap["round_cpu_ms"], cap["rounds_per_s"],
+                             cap["classify_texts_per_s"]])  # fmt: skip
     return (
         f"### api (`aigc bench api --clients {result['clients']} --seconds {result['seconds']}`)\n\n"
         + table
         + "\n\nTargets at the most clients:\n\n"
         + markdown_table(["engine", "target", "value", "goal", "status"], targets)
+        + "\n\nCPU per request (one client, one request at a time):\n\n"
+        + markdown_table(
+            ["engine", "endpoint", "requests", "server CPU ms", "client CPU ms", "wall ms"], cpu_rows
+        )
+        + "\n\nCPU-bound ceiling of the mix (all cores busy):\n\n"
+        + markdown_table(["engine", "cores", "CPU ms per round", "rounds/s", "classify texts/s"], capacity)
         + "\n"
     )
 

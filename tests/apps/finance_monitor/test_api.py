@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 HEADLINES = ["Acme shares plunge after profit warning", "Globex beats estimates and raises guidance"]
 
 
@@ -96,3 +98,31 @@ def test_alerts_list_and_acknowledge(api) -> None:
     assert alert_id not in [a["id"] for a in still_open]
     missing = api.client.post("/v1/finance/alerts/999999/acknowledge", headers=api.headers("analyst"))
     assert missing.status_code == 404 and missing.json()["field"] == "path.alert_id"
+
+
+def test_concurrent_classify_requests_are_batched_with_the_same_labels(api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apps.finance_monitor.news import read_news
+    from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
+
+    titles = [item.title for item in read_news(SAMPLE_DATA_DIR / "news_stream.csv")][:96]
+    batches = [titles[i : i + 8] for i in range(0, len(titles), 8)]
+    headers = api.headers("analyst")
+    service = api.client.app.state.services["finance"].value
+    alone = [service.monitor.scorer.label(batch) for batch in batches]  # one model call per request
+    calls = service.classify.calls
+
+    def post(batch: list[str]) -> dict:
+        reply = api.client.post("/v1/finance/classify", json={"texts": batch}, headers=headers)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        replies = list(pool.map(post, batches))
+    for reply, labels in zip(replies, alone, strict=True):
+        assert len(reply["results"]) == len(labels)
+        for r, lab in zip(reply["results"], labels, strict=True):  # padding differs in a shared call
+            for head in ("sentiment", "topic"):
+                assert r["probabilities"][head] == pytest.approx(lab.probabilities[head], abs=0.02)
+    assert 1 <= service.classify.calls - calls <= len(batches)

@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 
 from apps.recommender.demo import DEMO_K, demo_dir, is_current, prepare
+from apps.recommender.model import ModelLoader
+from apps.recommender.storage import latest_run, recommendations
+from core.storage import create_engine
 
 
 @pytest.mark.slow
@@ -24,5 +27,17 @@ def test_prepare_builds_demo_state_once(tmp_path: Path):
     stamp = (root / "model" / "manifest.json").stat().st_mtime_ns
     prepare(tmp_path)  # nothing changed: nothing rebuilt
     assert (root / "model" / "manifest.json").stat().st_mtime_ns == stamp
+    # The batch run is in the database too (the API serves it); a new database gets it again.
+    for fresh in (False, True):
+        if fresh:
+            for db_file in tmp_path.glob("aigc.db*"):
+                db_file.unlink()
+            prepare(tmp_path)
+            assert (root / "model" / "manifest.json").stat().st_mtime_ns == stamp
+        engine = create_engine(f"sqlite:///{tmp_path / 'aigc.db'}")
+        run = latest_run(engine, ModelLoader(root / "model").fingerprint())
+        assert run is not None and run[1] == DEMO_K
+        assert len(recommendations(engine, run[0])) == 400 * DEMO_K
+        engine.dispose()
     (root / "eval.json").unlink()
     assert not is_current(tmp_path)
