@@ -187,8 +187,7 @@ def run(
     from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
     from apps.customer_service.knowledge_base import KnowledgeBase
     from apps.customer_service.storage import SupportStore
-    from core.generation import Generator
-    from core.generation import GenerationWorker
+    from core.generation import GenerationWorker, Generator
 
     if quick:
         agents, questions, batching = min(agents, 4), min(questions, 2), False

@@ -17,7 +17,7 @@ ESSAY = "Write a long essay about the history of Rome."
 
 @pytest.fixture(scope="module")
 def smol() -> Generator:
-    # The torch reference path on the default model (tests/core/generation/test_llamacpp.py covers the fast path).
+    # The torch reference path on the default model (test_llamacpp.py covers the fast path).
     return Generator(backend="torch")
 
 
