@@ -2,7 +2,7 @@
 
 Apps record what they write (``record_artifact("classifier", out_dir, model_id="minilm-l6",
 metadata=metrics)``) and the UI lists it. The table, ``core_artifacts``, is created by core's
-first migration (``aigc db upgrade`` / :func:`core.storage.migrate`); the path is the natural
+first migration (``aigc db upgrade`` / :func:`core.schema.migrate`); the path is the natural
 key, so recording the same output again updates its row.
 """
 
@@ -126,7 +126,7 @@ def _needs_core_tables(engine: Engine) -> Iterator[None]:
             raise
         raise StorageError(
             f"Database {mask_url(engine.url)} has no {Artifact.__tablename__} table yet: run "
-            "`aigc db upgrade` (or core.storage.migrate()) first"
+            "`aigc db upgrade` (or core.schema.migrate()) first"
         ) from err
 
 

@@ -108,7 +108,8 @@ def check_ui_exposure(address: str, no_auth: bool) -> None:
         UserError: ``address`` is not loopback, no user exists and ``no_auth`` is not set.
     """
     from core.auth import users_exist
-    from core.storage import create_engine, migrate
+    from core.schema import migrate
+    from core.storage import create_engine
 
     engine = create_engine()
     try:
@@ -223,7 +224,7 @@ def db_upgrade(
     url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None,
 ) -> None:
     """Create or migrate every app's tables to the latest schema."""
-    from core.storage import current_revisions, migrate
+    from core.schema import current_revisions, migrate
 
     migrate(url)
     out.print(f"schema at {', '.join(sorted(current_revisions(url))) or '(empty)'}")
@@ -234,7 +235,7 @@ def db_current(
     url: Annotated[str | None, typer.Option(help="Database URL (default AIGC_DB_URL).")] = None,
 ) -> None:
     """Show the schema revisions the database is at."""
-    from core.storage import current_revisions
+    from core.schema import current_revisions
 
     out.print(", ".join(sorted(current_revisions(url))) or "(no schema yet: run `aigc db upgrade`)")
 

@@ -3,7 +3,9 @@
 The suite keeps its state in one database: SQLite in the data directory by default (WAL mode,
 foreign keys on), PostgreSQL for teams (``AIGC_DB_URL=postgresql+psycopg2://user:pw@host/db``).
 Each app owns one SQLAlchemy metadata whose tables carry its prefix (``support_*``,
-``finance_*``, ``recommend_*``) and one Alembic branch of migrations (see ``core.migrations``)::
+``finance_*``, ``recommend_*``) and one Alembic branch of migrations, run by :mod:`core.schema`::
+
+    from core.schema import migrate, register_migrations
 
     class SupportBase(DeclarativeBase):
         metadata = new_metadata()
@@ -31,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -42,9 +44,6 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core.paths import data_dir
-
-if TYPE_CHECKING:
-    from core.migrations import current_revisions, head_revisions, migrate, new_revision, register_migrations
 
 logger = logging.getLogger(__name__)
 
@@ -407,19 +406,6 @@ def _validate_upsert(
     return key_cols
 
 
-# Migrations live in core.migrations (which imports this module); they are re-exported lazily so that
-# `from core.storage import migrate` works without an import cycle.
-_MIGRATION_API = ("current_revisions", "head_revisions", "migrate", "new_revision", "register_migrations")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MIGRATION_API:
-        from core import migrations
-
-        return getattr(migrations, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "TYPE_ANNOTATION_MAP",
     "CoreBase",
@@ -427,15 +413,10 @@ __all__ = [
     "UTCDateTime",
     "create_engine",
     "db_error_text",
-    "current_revisions",
     "engine_for",
     "get_db_url",
-    "head_revisions",
     "mask_url",
-    "migrate",
     "new_metadata",
-    "new_revision",
-    "register_migrations",
     "session_factory",
     "session_scope",
     "upsert",

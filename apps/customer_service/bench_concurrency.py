@@ -8,7 +8,7 @@ conversation and asks ``questions`` questions drawn in turn from the sample set'
 
 Two contestants run in the same process, one after the other, on the same questions:
 
-* ``worker``: generated answers go through :class:`core.generation_worker.GenerationWorker`
+* ``worker``: generated answers go through :class:`core.generation.worker.GenerationWorker`
   (FIFO, bounded queue, per-request deadline after which the agent gets a hand-off with sources);
 * ``lock`` (the peer: how the UI worked before): every thread calls the generator directly and
   waits on llama.cpp's lock in no particular order.
@@ -138,7 +138,7 @@ def drive(bot: Any, store: Any, agents: int, questions: int, token_count: Any) -
 
 def measure_batching(generator: Any, torch_generator: Any) -> dict[str, Any]:
     """Aggregate decode tokens/s for 1, 4, 8 concurrent requests: llama.cpp in turn vs a torch batch."""
-    from core.generation_worker import GenerationWorker
+    from core.generation import GenerationWorker
 
     prompts = [
         [{"role": "user", "content": f"Write two sentences about returning item number {i}."}]
@@ -187,8 +187,7 @@ def run(
     from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
     from apps.customer_service.knowledge_base import KnowledgeBase
     from apps.customer_service.storage import SupportStore
-    from core.generation import Generator
-    from core.generation_worker import GenerationWorker
+    from core.generation import GenerationWorker, Generator
 
     if quick:
         agents, questions, batching = min(agents, 4), min(questions, 2), False

@@ -49,7 +49,7 @@ from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
 from core.embeddings import Embedder
 from core.extractive import PickedSentence, SentencePicker
-from core.generation_worker import GenerationUnavailableError
+from core.generation import GenerationUnavailableError
 from core.grounding import GroundingVerifier, Verification
 from core.paths import data_dir
 

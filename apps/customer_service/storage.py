@@ -27,16 +27,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 
+from core.schema import migrate
+from core.schema import register_migrations as _register_migrations
 from core.storage import (
     TYPE_ANNOTATION_MAP,
     create_engine,
-    migrate,
     new_metadata,
     session_scope,
     upsert,
     utcnow,
 )
-from core.storage import register_migrations as _register_migrations
 
 if TYPE_CHECKING:
     from apps.customer_service.bot import Answer

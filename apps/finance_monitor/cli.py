@@ -184,7 +184,8 @@ def monitor_cmd(
     from apps.finance_monitor.outbox import delivery_counts
     from core.config import load_config
     from core.paths import data_dir
-    from core.storage import create_engine, migrate
+    from core.schema import migrate
+    from core.storage import create_engine
 
     if once == follow:
         print_error("give exactly one of --once and --follow")
@@ -249,7 +250,8 @@ def deliveries_cmd(
     `--follow`). Targets are shown masked.
     """
     from apps.finance_monitor.outbox import delivery_counts, list_deliveries, retry
-    from core.storage import create_engine, migrate
+    from core.schema import migrate
+    from core.storage import create_engine
 
     engine = _run(create_engine)
     _run(lambda: migrate(engine))

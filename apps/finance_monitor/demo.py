@@ -18,7 +18,8 @@ from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.scoring import Scorer
 from apps.finance_monitor.sentiment import FinanceTrainConfig, load_model, train_multitask
 from apps.finance_monitor.sinks import LogSink
-from core.storage import DB_URL_ENV, create_engine, migrate
+from core.schema import migrate
+from core.storage import DB_URL_ENV, create_engine
 
 logger = logging.getLogger(__name__)
 

@@ -373,7 +373,8 @@ def _assemble(work: Path, n_chunks: int, out: Path) -> int:
 
 def _write_db(engine: Engine, run_id: str, work: Path, n_chunks: int, spec: dict[str, Any]) -> int:
     from apps.recommender import storage
-    from core.storage import migrate, session_scope
+    from core.schema import migrate
+    from core.storage import session_scope
 
     migrate(engine)
     storage.start_run(engine, run_id, spec["model"], spec["k"], spec["n_users"], spec["out"])

@@ -106,7 +106,8 @@ def prepare(data_dir: Path) -> None:
     from apps.recommender.batch import BatchConfig, run_batch
     from apps.recommender.model import ModelLoader
     from apps.recommender.storage import latest_run
-    from core.storage import DB_URL_ENV, create_engine, migrate
+    from core.schema import migrate
+    from core.storage import DB_URL_ENV, create_engine
 
     root = demo_dir(data_dir)
     db = create_engine(os.environ.get(DB_URL_ENV) or f"sqlite:///{Path(data_dir) / 'aigc.db'}")

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from core.schema import register_migrations as _register_migrations
 from core.storage import TYPE_ANNOTATION_MAP, new_metadata, session_scope, upsert, utcnow
-from core.storage import register_migrations as _register_migrations
 
 logger = logging.getLogger(__name__)
 

@@ -57,7 +57,8 @@ def create_app(
     Returns:
         The FastAPI app; its apps' models load in the background when it starts.
     """
-    from core.storage import create_engine, migrate
+    from core.schema import migrate
+    from core.storage import create_engine
 
     settings = settings or ApiSettings.from_env()
     plugins = dict(api_plugins() if plugins is None else plugins)

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.generation_worker import GenerationUnavailableError
+from core.generation import GenerationUnavailableError
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,8 @@ def cli_actor() -> str:
 
 
 def _engine():
-    from core.storage import create_engine, migrate
+    from core.schema import migrate
+    from core.storage import create_engine
 
     engine = create_engine()
     migrate(engine)

@@ -1,6 +1,6 @@
 """Core's tables for serving a team: users, UI sessions, API keys and the audit log.
 
-Created by core's migration ``core_0002`` (``aigc db upgrade`` / :func:`core.storage.migrate`).
+Created by core's migration ``core_0002`` (``aigc db upgrade`` / :func:`core.schema.migrate`).
 Secrets are never stored: passwords as Argon2id hashes, session tokens and API keys as SHA-256
 digests (they are long random strings, so a fast hash is enough and lookups stay cheap).
 """

@@ -36,7 +36,8 @@ def bench(
     are project / peer. A peer that is not installed is reported as skipped.
     """
     # Passive OpenMP waiting for every library in the process (torch, FAISS, llama.cpp) before they load:
-    # spinning threads collapse on a shared CPU (see core.llamacpp), and both sides get the same setting.
+    # spinning threads collapse on a shared CPU (see core.generation.llamacpp), and both sides get the
+    # same setting.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from core.bench import bench_names, run_bench
 

@@ -118,7 +118,7 @@ def _project(adapter: Path | None, prompt: list[int]) -> tuple[Any, Any]:
 def _llamacpp_peer(adapter_gguf: Path | None, prompt: list[int]) -> Any:
     import llama_cpp
 
-    from core.gguf_export import gguf_path_of
+    from core.generation.gguf_export import gguf_path_of
 
     llm = llama_cpp.Llama(
         model_path=str(gguf_path_of("smollm2-135m-instruct")),
@@ -226,7 +226,7 @@ def greedy_text_match(adapter: Path | None, prompts: list[str], max_new_tokens: 
 
 
 def _measure(adapter: Path | None, prompt: list[int], reps: int, skipped: dict[str, str]) -> dict[str, Any]:
-    from core.gguf_export import gguf_adapter_for
+    from core.generation.gguf_export import gguf_adapter_for
 
     gen, project = _project(adapter, prompt)
     contestants: dict[str, _Runner] = {"project": _Runner(project)}

@@ -37,6 +37,7 @@ from core.finetune.loop import (
     with_overrides,
 )
 from core.generation import ADAPTER_MANIFEST, adapter_base_model
+from core.generation.textstream import end_token_ids
 from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
 from core.lora import LoraSettings, apply_lora, load_adapter, settings_from_peft
 from core.models import DEFAULT_GENERATOR, load_causal_lm
@@ -47,7 +48,6 @@ logger = logging.getLogger(__name__)
 IGNORE = -100
 FORMAT_VERSION = 1
 KIND = "causal-lm-adapter"
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,6 @@ class CausalLMTrainConfig(TrainConfig):
     lora: LoraSettings = field(
         default_factory=lambda: LoraSettings(dropout=0.05), metadata={"help": "LoRA adapter settings."}
     )
-
-
-def _end_ids(tokenizer: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    added = tokenizer.get_added_vocab()
-    return ids | {added[t] for t in _END_OF_TURN if t in added}
 
 
 def encode_pair(
@@ -106,7 +100,7 @@ def encode_pair(
             "offset_mapping"
         ]
         n_prompt = sum(1 for start, _ in offsets if start < len(prompt_text))
-    end_ids = _end_ids(tokenizer)
+    end_ids = end_token_ids(tokenizer)
     ends = [i for i in range(n_prompt, len(ids)) if ids[i] in end_ids]
     if ends:
         ids = ids[: ends[-1] + 1]

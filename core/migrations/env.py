@@ -1,4 +1,4 @@
-"""Alembic environment for the suite; run through ``core.migrations.migrate``, not the alembic CLI.
+"""Alembic environment for the suite; run through ``core.schema.migrate``, not the alembic CLI.
 
 The caller passes an open connection (and, to autogenerate, the branch's metadata and table
 prefix) in ``config.attributes``, so no URL or ``alembic.ini`` is read here.
@@ -16,7 +16,7 @@ config = context.config
 connection = config.attributes.get("connection")
 if connection is None:
     raise RuntimeError(
-        "these migrations run through core.storage.migrate() or `aigc db upgrade`, not `alembic`"
+        "these migrations run through core.schema.migrate() or `aigc db upgrade`, not `alembic`"
     )
 if context.is_offline_mode():
     raise RuntimeError(

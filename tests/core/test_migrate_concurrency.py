@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import create_engine, current_revisions, head_revisions, migrate
+from core.schema import current_revisions, head_revisions, migrate
+from core.storage import create_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 

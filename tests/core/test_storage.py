@@ -1,4 +1,4 @@
-"""Tests for core.storage and core.migrations, on SQLite and (when it answers) PostgreSQL."""
+"""Tests for core.storage and core.schema (migrations), on SQLite and (when it answers) PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,21 +15,17 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core import migrations, storage
+from core import schema, storage
 from core.artifacts import list_artifacts, record_artifact
 from core.paths import data_dir
+from core.schema import current_revisions, head_revisions, migrate, new_revision, register_migrations
 from core.storage import (
     TYPE_ANNOTATION_MAP,
     CoreBase,
     StorageError,
     create_engine,
-    current_revisions,
     get_db_url,
-    head_revisions,
-    migrate,
     new_metadata,
-    new_revision,
-    register_migrations,
     session_scope,
     upsert,
 )
@@ -252,7 +248,7 @@ def test_sqlite_folder_that_cannot_be_created(tmp_path):
 
 
 def test_app_branch_autogenerate_and_migrate(url, tmp_path, monkeypatch):
-    monkeypatch.setattr(migrations, "_BRANCHES", dict(migrations._BRANCHES))
+    monkeypatch.setattr(schema, "_BRANCHES", dict(schema._BRANCHES))
     versions = tmp_path / "demo_versions"
     versions.mkdir()
     register_migrations("demo", versions, DemoBase.metadata)
@@ -274,7 +270,7 @@ def test_app_branch_autogenerate_and_migrate(url, tmp_path, monkeypatch):
 
 
 def test_register_migrations_validates(tmp_path, monkeypatch):
-    monkeypatch.setattr(migrations, "_BRANCHES", dict(migrations._BRANCHES))
+    monkeypatch.setattr(schema, "_BRANCHES", dict(schema._BRANCHES))
     with pytest.raises(ValueError, match="lower-case"):
         register_migrations("Support-App", tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -290,11 +286,11 @@ def test_register_migrations_validates(tmp_path, monkeypatch):
 def test_discover_app_migration_folders(tmp_path):
     (tmp_path / "finance_monitor" / "migrations" / "versions").mkdir(parents=True)
     (tmp_path / "recommender").mkdir()
-    assert migrations.discover_migrations(tmp_path) == [
+    assert schema.discover_migrations(tmp_path) == [
         (tmp_path / "finance_monitor" / "migrations" / "versions").resolve()
     ]
-    assert migrations.CORE_VERSIONS_DIR in migrations.version_locations()
-    assert all(isinstance(p, Path) for p in migrations.version_locations())
+    assert schema.CORE_VERSIONS_DIR in schema.version_locations()
+    assert all(isinstance(p, Path) for p in schema.version_locations())
 
 
 @pytest.mark.parametrize(
@@ -320,7 +316,8 @@ def test_malformed_db_urls_fail_in_one_line_without_the_password(url, shown, why
 
 
 def test_a_failed_migration_says_why_without_the_sql(tmp_path):
-    from core.storage import StorageError, migrate
+    from core.schema import migrate
+    from core.storage import StorageError
 
     url = f"sqlite:///{tmp_path / 'clash.db'}"
     engine = sa.create_engine(url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from core.auth import add_user, audit_events
-from core.storage import migrate
+from core.schema import migrate
 from core.ui.shell import APP_SCRIPT
 
 

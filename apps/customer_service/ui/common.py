@@ -13,7 +13,7 @@ from apps.customer_service.config import load_bot_config
 from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
 from apps.customer_service.storage import SupportStore
 from core.auth import Permission
-from core.generation_worker import GenerationWorker, shared_worker
+from core.generation import GenerationWorker, shared_worker
 from core.paths import data_dir
 from core.storage import get_db_url
 from core.ui import auth

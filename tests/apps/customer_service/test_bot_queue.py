@@ -11,7 +11,7 @@ import pytest
 from apps.customer_service.bot import BUSY_HANDOFF, SupportBot
 from apps.customer_service.confidence import Calibration
 from apps.customer_service.config import BotConfig
-from core.generation_worker import GenerationWorker
+from core.generation import GenerationWorker
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, tiny_generator  # noqa: F401
 
 GENERATED = "how long until i get my money back after a return"

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 import apps.finance_monitor.storage  # noqa: F401 - registers the finance migration branch
-from core.storage import create_engine, migrate
+from core.schema import migrate
+from core.storage import create_engine
 from tests.apps.finance_monitor.model_fixtures import (  # noqa: F401 - fixtures
     tiny_joint_dir,
     tiny_sentiment_dir,

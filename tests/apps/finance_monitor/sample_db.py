@@ -19,7 +19,8 @@ from apps.finance_monitor.ingest import Ingestor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.storage import ScoreRow, scored_frame, store_scores
-from core.storage import create_engine, migrate, session_scope
+from core.schema import migrate
+from core.storage import create_engine, session_scope
 
 TRUTH_VERSION = "truth"
 

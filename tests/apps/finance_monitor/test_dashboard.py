@@ -171,7 +171,7 @@ def test_trend_of_nothing_is_an_empty_table():
 def test_status_before_and_after_migration(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     assert dashboard.monitor_status(engine) == dashboard.MonitorStatus(ready=False)
-    from core.storage import migrate
+    from core.schema import migrate
 
     migrate(engine)
     status = dashboard.monitor_status(engine)

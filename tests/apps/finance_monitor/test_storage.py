@@ -22,7 +22,8 @@ from apps.finance_monitor.storage import (
     store_scores,
     unscored_items,
 )
-from core.storage import create_engine, current_revisions, migrate, session_scope
+from core.schema import current_revisions, migrate
+from core.storage import create_engine, session_scope
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 

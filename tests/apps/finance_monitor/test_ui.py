@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from apps.finance_monitor import dashboard
 from apps.finance_monitor.ui import PAGES, PAGES_DIR, pages
-from core.storage import create_engine, migrate
+from core.schema import migrate
+from core.storage import create_engine
 from core.ui.shell import APP_SCRIPT
 from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db, rescore_energy_as_neutral
 

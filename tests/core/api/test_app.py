@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from core.api import ApiPlugin, ApiSettings, Principal, create_app, require, service_dependency, wait_loaded
-from core.generation_worker import QueueFullError
+from core.generation import QueueFullError
 
 KEYS = {
     "key-analyst": Principal("ann", "analyst", "k1"),

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from core.api import ApiSettings, create_app, wait_loaded
 from core.api.auth import core_auth_verifier
 from core.auth import add_user, create_api_key, revoke_api_key
-from core.storage import create_engine, migrate
+from core.schema import migrate
+from core.storage import create_engine
 from tests.core.api.test_app import auth, toy_plugin
 
 CACHE_S = 1.0

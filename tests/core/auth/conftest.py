@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.storage import create_engine, migrate
+from core.schema import migrate
+from core.storage import create_engine
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
 from apps.customer_service.ui.common import confidence_level, highlighted_markdown
 from core.auth import Permission
-from core.generation_worker import queue_status
+from core.generation import queue_status
 from core.ui import auth
 
 CONV_KEY = "support_conversation"

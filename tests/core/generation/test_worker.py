@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from core.generation_worker import (
+from core.generation import (
     DeadlineExceededError,
     GenerationWorker,
     QueueFullError,

@@ -2,7 +2,8 @@
 
 * :class:`IncrementalDecoder` turns generated token ids into text deltas for streaming;
 * :class:`StopMatcher` cuts the streamed text at the first stop string, across chunk boundaries;
-* :data:`END_OF_TURN_TOKENS` lists the end-of-turn tokens of common chat templates.
+* :data:`END_OF_TURN_TOKENS` lists the end-of-turn tokens of common chat templates, and
+  :func:`end_token_ids` / :func:`pad_token_id` the ids that end and pad a generated sequence.
 
 Both backends detokenise with the Hugging Face tokenizer through these classes, so equal token ids give
 equal text whichever backend produced them.
@@ -34,6 +35,11 @@ def end_token_ids(tokenizer: Any, *extra: int | Sequence[int] | None) -> set[int
     added = tokenizer.get_added_vocab()
     ids.update(added[tok] for tok in END_OF_TURN_TOKENS if tok in added)
     return ids
+
+
+def pad_token_id(tokenizer: Any, eos_ids: set[int]) -> int:
+    """The id that left-pads a batch: the tokenizer's pad token, else the smallest end id (else 0)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0)
 
 
 class IncrementalDecoder:
@@ -107,4 +113,4 @@ class StopMatcher:
         return emit
 
 
-__all__ = ["END_OF_TURN_TOKENS", "IncrementalDecoder", "StopMatcher", "end_token_ids"]
+__all__ = ["END_OF_TURN_TOKENS", "IncrementalDecoder", "StopMatcher", "end_token_ids", "pad_token_id"]

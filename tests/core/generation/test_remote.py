@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from core.generation import GenerateSettings, Generator
-from core.generation_worker import GenerationUnavailableError
-from core.gguf_export import gguf_path_of
-from core.remote_generation import GenerationServiceError, RemoteGenerator
+from core.generation import GenerateSettings, GenerationUnavailableError, Generator
+from core.generation.gguf_export import gguf_path_of
+from core.generation.remote import GenerationServiceError, RemoteGenerator
 from tests.servers import free_port, start_process, stop_process, wait_http
 
 QUESTION = "What is the capital of France? Answer in one sentence."

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from core.generation import GenerateSettings, Generator
-from core.gguf_export import dense_companion, export_lora_to_gguf, gguf_path_of
-from core.llamacpp import LlamaCppGenerator, is_available
+from core.generation.gguf_export import dense_companion, export_lora_to_gguf, gguf_path_of
+from core.generation.llamacpp import LlamaCppGenerator, is_available
 
 CAPITAL = "What is the capital of France?"
 ESSAY = "Write a long essay about the history of Rome."
@@ -26,7 +26,7 @@ PROMPTS = [CAPITAL, "List three fruits.", "How do I reset my password?", "Why is
 
 _PROBE = """
 import llama_cpp
-from core.gguf_export import gguf_path_of
+from core.generation.gguf_export import gguf_path_of
 llm = llama_cpp.Llama(str(gguf_path_of("smollm2-135m-instruct")), n_ctx=64, n_threads=2, verbose=False)
 llm.eval([1, 9690, 198])
 """

@@ -1,7 +1,7 @@
 """Generation on a remote OpenAI-compatible server (llama.cpp's server, vLLM, TGI, a hosted API).
 
 :class:`RemoteGenerator` has the calling conventions and results of :class:`core.generation.Generator`
-and :class:`core.llamacpp.LlamaCppGenerator`; ``Generator`` uses it as its backend when
+and :class:`core.generation.llamacpp.LlamaCppGenerator`; ``Generator`` uses it as its backend when
 ``AIGC_GENERATION_URL`` is set (or ``backend="openai"``), so generation can move to a GPU pool while
 retrieval and prompting stay local. Prompts go as chat messages to ``/v1/chat/completions`` (the
 server applies its model's chat template); already tokenised prompts go as text to ``/v1/completions``.
@@ -26,14 +26,20 @@ from urllib.parse import urlsplit
 
 import requests
 
-from core.generation import GenerateSettings, GenerationResult, Generator, PromptLike
-from core.generation_worker import GenerationUnavailableError
+from core.generation.prompting import Prompter, PromptingMixin
+from core.generation.textstream import end_token_ids
+from core.generation.types import (
+    GENERATION_URL_ENV,
+    GenerateSettings,
+    GenerationResult,
+    GenerationUnavailableError,
+    PromptLike,
+)
 from core.models import DEFAULT_GENERATOR, load_tokenizer
-from core.textstream import end_token_ids
 
 logger = logging.getLogger(__name__)
 
-URL_ENV = "AIGC_GENERATION_URL"
+URL_ENV = GENERATION_URL_ENV
 MODEL_ENV = "AIGC_GENERATION_MODEL"
 KEY_ENV = "AIGC_GENERATION_API_KEY"
 CONTEXT_ENV = "AIGC_GENERATION_CONTEXT"
@@ -43,7 +49,7 @@ _MAX_STOP = 4  # the OpenAI API accepts at most four stop strings
 class GenerationServiceError(GenerationUnavailableError):
     """The generation server cannot be reached or answered with an error (the message says which).
 
-    A :class:`~core.generation_worker.GenerationUnavailableError`: callers that hand off when no
+    A :class:`~core.generation.types.GenerationUnavailableError`: callers that hand off when no
     generated answer comes (the support bot) do the same when the server is down.
     """
 
@@ -64,7 +70,7 @@ def _masked(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else "(not a URL)"
 
 
-class RemoteGenerator:
+class RemoteGenerator(PromptingMixin):
     """Generate text with a model served behind an OpenAI-compatible HTTP API.
 
     Args:
@@ -84,8 +90,6 @@ class RemoteGenerator:
     """
 
     backend_name = "openai"
-    build_prompt = Generator.build_prompt
-    encode = Generator.encode
 
     def __init__(
         self,
@@ -107,10 +111,8 @@ class RemoteGenerator:
         key = api_key or os.environ.get(KEY_ENV)
         if key:
             self._session.headers["Authorization"] = f"Bearer {key}"
-        self.tokenizer = load_tokenizer(tokenizer_model or DEFAULT_GENERATOR)
-        self.system_prompt = system_prompt
-        self.use_chat_template = (
-            use_chat_template and getattr(self.tokenizer, "chat_template", None) is not None
+        self.prompter = Prompter(
+            load_tokenizer(tokenizer_model or DEFAULT_GENERATOR), system_prompt, use_chat_template
         )
         self.eos_ids = end_token_ids(self.tokenizer)
         env_context = os.environ.get(CONTEXT_ENV, "").strip()
@@ -168,23 +170,12 @@ class RemoteGenerator:
             options["seed"] = settings.seed
         return options
 
-    def _messages(self, prompt: PromptLike, system: str | None) -> list[dict[str, str]]:
-        system = system if system is not None else self.system_prompt
-        if isinstance(prompt, str):
-            messages = [{"role": "user", "content": prompt}]
-        else:
-            messages = [dict(m) for m in prompt]
-            if not messages or any("role" not in m or "content" not in m for m in messages):
-                raise ValueError("Messages must be a non-empty list of {'role': ..., 'content': ...} dicts.")
-        if system is not None and messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": system})
-        return messages
-
     def _request(self, prompt: PromptLike, system: str | None) -> tuple[str, dict[str, Any]]:
         if isinstance(prompt, str) and not self.use_chat_template:
+            # Only a per-call system message is prepended here (system_prompt is not: kept as it was).
             text = prompt if system is None else f"{system}\n\n{prompt}"
             return "/completions", {"prompt": text}
-        return "/chat/completions", {"messages": self._messages(prompt, system)}
+        return "/chat/completions", {"messages": self.prompter.messages(prompt, system)}
 
     def _complete(self, path: str, body: dict[str, Any], settings: GenerateSettings) -> GenerationResult:
         t0 = time.perf_counter()

@@ -7,12 +7,8 @@ import json
 import pytest
 import torch
 
-from core.generation import (
-    GenerateSettings,
-    Generator,
-    _StopMatcher,
-    adapter_base_model,
-)
+from core.generation import GenerateSettings, Generator, adapter_base_model
+from core.generation.textstream import StopMatcher
 
 CAPITAL = "What is the capital of France?"
 COLOURS = "Name three colors."
@@ -21,7 +17,7 @@ ESSAY = "Write a long essay about the history of Rome."
 
 @pytest.fixture(scope="module")
 def smol() -> Generator:
-    # The torch reference path on the default model (tests/core/test_llamacpp.py covers the fast path).
+    # The torch reference path on the default model (test_llamacpp.py covers the fast path).
     return Generator(backend="torch")
 
 
@@ -78,11 +74,11 @@ def test_stop_string_spanning_chunks_is_cut_and_stripped(smol):
 
 
 def test_stop_matcher_holds_back_partial_stop():
-    matcher = _StopMatcher(["STOP", "xy"])
+    matcher = StopMatcher(["STOP", "xy"])
     assert matcher.push("Hel") == ("", False)  # "Hel" could still begin "STOP": held
     assert matcher.push("lo ST") == ("Hello", False)  # " ST" held (3 = len("STOP") - 1 chars)
     assert matcher.push("OP and more") == (" ", True)
-    never = _StopMatcher(["zzz"])
+    never = StopMatcher(["zzz"])
     assert never.push("abcd") == ("ab", False)
     assert never.flush() == "cd"
 

@@ -2,18 +2,19 @@
 
 :class:`LlamaCppGenerator` runs a GGUF checkpoint (the packaged SmolLM2 Q4_1 file by default) with
 `llama-cpp-python <https://github.com/abetlen/llama-cpp-python>`_. Prompts are rendered and tokenised by
-the Hugging Face tokenizer exactly as :class:`~core.generation.Generator` does and llama.cpp receives
-token ids, so both backends see token-identical prompts. Decoding (greedy, temperature / top-k / top-p,
-repetition penalty over prompt and output) uses llama.cpp's sampler chain in the torch path's order;
-text is detokenised incrementally by the HF tokenizer, so equal token ids give equal text.
+the Hugging Face tokenizer with the torch backend's :class:`~core.generation.prompting.Prompter` and
+llama.cpp receives token ids, so both backends see token-identical prompts. Decoding (greedy,
+temperature / top-k / top-p, repetition penalty over prompt and output) uses llama.cpp's sampler chain
+in the torch path's order; text is detokenised incrementally by the HF tokenizer, so equal token ids
+give equal text.
 
 Two llama.cpp contexts share the work. The prompt is evaluated by a de-quantised F32 copy of the model
-(:func:`core.gguf_export.dense_companion`): llama.cpp's batched kernels are ~3x as fast on F32 as on
-Q4_1 weights here, and F32 gives exactly the torch path's logits, so the first token is the torch path's.
-The prompt's KV cache then moves (``llama_state_seq_get/set_data``) to the Q4_1 model, whose
-single-token kernels decode ~3x as fast as the torch path. A fine-tuned model stays on this path: its
-peft adapter is exported once as a GGUF LoRA adapter (:func:`core.gguf_export.export_lora_to_gguf`)
-that llama.cpp applies on top of both models.
+(:func:`core.generation.gguf_export.dense_companion`): llama.cpp's batched kernels are ~3x as fast
+on F32 as on Q4_1 weights here, and F32 gives exactly the torch path's logits, so the first token is
+the torch path's. The prompt's KV cache then moves (``llama_state_seq_get/set_data``) to the Q4_1
+model, whose single-token kernels decode ~3x as fast as the torch path. A fine-tuned model stays on
+this path: its peft adapter is exported once as a GGUF LoRA adapter
+(:func:`core.generation.gguf_export.export_lora_to_gguf`) that llama.cpp applies on top of both models.
 
 Q4_1 kernels quantise activations, so later tokens are not bit-identical to the fp32 torch model's:
 ~98% of greedy next-token choices agree, and texts drift apart after a near-tie.
@@ -42,10 +43,12 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from core.generation import GenerateSettings, GenerationResult, Generator, PromptLike, adapter_base_model
-from core.gguf_export import dense_companion, export_lora_to_gguf, gguf_adapter_for, gguf_path_of
+from core.generation.adapters import adapter_base_model
+from core.generation.gguf_export import dense_companion, export_lora_to_gguf, gguf_adapter_for, gguf_path_of
+from core.generation.prompting import Prompter, PromptingMixin
+from core.generation.textstream import IncrementalDecoder, StopMatcher, end_token_ids
+from core.generation.types import FinishReason, GenerateSettings, GenerationResult, PromptLike
 from core.models import DEFAULT_GENERATOR, load_tokenizer
-from core.textstream import IncrementalDecoder, StopMatcher, end_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +69,14 @@ def is_available() -> bool:
         return False
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(PromptingMixin):
     """Generate text with llama.cpp over a GGUF model, optionally with a LoRA adapter.
 
-    Same calling conventions and results as :class:`~core.generation.Generator`, whose prompt rendering it
-    shares. With ``fast_prefill`` the prompt is evaluated by a de-quantised copy of the model (see
-    :func:`core.gguf_export.dense_companion`) and its KV cache handed to the quantised model for
-    decoding: a third of the time to first token at the same decoding speed. One instance decodes one
+    Same calling conventions and results as :class:`~core.generation.Generator`, and the same prompt
+    rendering (:class:`~core.generation.prompting.Prompter`). With ``fast_prefill`` the prompt is
+    evaluated by a de-quantised copy of the model (see
+    :func:`core.generation.gguf_export.dense_companion`) and its KV cache handed to the quantised model
+    for decoding: a third of the time to first token at the same decoding speed. One instance decodes one
     prompt at a time; concurrent calls wait for each other.
 
     Args:
@@ -89,8 +93,7 @@ class LlamaCppGenerator:
         flash_attn: Use llama.cpp's fused attention (faster prompt evaluation).
     """
 
-    build_prompt = Generator.build_prompt
-    encode = Generator.encode
+    backend_name = "llamacpp"
 
     def __init__(
         self,
@@ -123,11 +126,8 @@ class LlamaCppGenerator:
         self.adapter_path = lora_path
         # Like Generator: an adapter saved with its own tokenizer (e.g. added tokens) brings it along.
         has_tokenizer = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
-        self.tokenizer = load_tokenizer(str(adapter) if has_tokenizer else spec)
-        self.system_prompt = system_prompt
-        self.use_chat_template = (
-            use_chat_template and getattr(self.tokenizer, "chat_template", None) is not None
-        )
+        tokenizer = load_tokenizer(str(adapter) if has_tokenizer else spec)
+        self.prompter = Prompter(tokenizer, system_prompt, use_chat_template)
         threads = n_threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
         options = {"n_ctx": n_ctx, "threads": threads, "flash_attn": flash_attn, "lora": lora_path}
         self.llm = _load_llama(self.model_path, **options)
@@ -215,7 +215,7 @@ class LlamaCppGenerator:
             for step, token in enumerate(steps):
                 if step == 0:
                     state["ttft_s"] = time.perf_counter() - t0
-                end: Literal["stop", "length"] | None = None
+                end: FinishReason | None = None
                 if token in self.eos_ids:
                     decoder.ids.append(token)
                     text, end = decoder.flush(), "stop"

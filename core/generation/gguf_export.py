@@ -7,7 +7,7 @@ F32 copy of the base model with the exported adapter gives the logits of the tor
 adapter merged (to 1e-4).
 
 :func:`dense_companion` writes a de-quantised (F32 or F16) copy of a quantised GGUF model, used by
-:class:`core.llamacpp.LlamaCppGenerator` to evaluate prompts quickly.
+:class:`core.generation.llamacpp.LlamaCppGenerator` to evaluate prompts quickly.
 
 Only ``gguf``, ``numpy`` and ``safetensors`` are needed here, not llama.cpp itself.
 """
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.atomic import default_file_mode
-from core.generation import adapter_base_model
+from core.generation.adapters import adapter_base_model
 from core.models import resolve
 from core.paths import cache_dir
 
@@ -112,7 +112,7 @@ def export_lora_to_gguf(adapter_dir: str | Path, out_path: str | Path, base_mode
         adapter_dir: A peft adapter directory (``adapter_config.json`` + ``adapter_model.safetensors``).
         out_path: The ``.gguf`` file to write (atomically).
         base_model: The base model spec, which must resolve to a GGUF file; defaults to the base model
-            recorded in the adapter (see :func:`core.generation.adapter_base_model`).
+            recorded in the adapter (see :func:`core.generation.adapters.adapter_base_model`).
 
     Returns:
         ``out_path``.
@@ -216,7 +216,7 @@ def dense_companion(gguf_path: str | Path, dtype: CompanionType = "F32") -> Path
 
     ``"Q8_0"`` and ``"Q4_0"`` re-quantise the de-quantised weights instead (llama.cpp repacks these types
     into its interleaved CPU layouts at load time): a decoding companion that
-    :class:`core.llamacpp.LlamaCppGenerator` can use instead of the original file.
+    :class:`core.generation.llamacpp.LlamaCppGenerator` can use instead of the original file.
 
     Args:
         gguf_path: The quantised model.

@@ -12,8 +12,8 @@ presents its ``stream(prompt, **overrides)`` interface, so a bot takes it as its
 * each request has a deadline (``deadline_s`` from submission): a request still waiting, or
   still decoding, when it passes ends with :class:`DeadlineExceededError`, and the worker moves on.
 
-Callers catch :class:`GenerationUnavailableError` (both errors) and hand off instead of failing.
-Work that needs no generation (verbatim FAQ answers, hand-offs) never enters the queue.
+Callers catch :class:`~core.generation.types.GenerationUnavailableError` (both errors) and hand off
+instead of failing. Work that needs no generation (verbatim FAQ answers, hand-offs) never enters the queue.
 
 Example:
     >>> worker = shared_worker(Generator())          # one per process and generator
@@ -34,6 +34,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from core.generation.types import GenerationUnavailableError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = int(os.environ.get("AIGC_GENERATION_QUEUE", "32"))
@@ -44,10 +46,6 @@ _POLL_S = 0.25
 _STATUS: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
     "aigc_generation_queue_status", default=None
 )
-
-
-class GenerationUnavailableError(RuntimeError):
-    """No generated answer for this request (queue full or deadline passed); hand off instead."""
 
 
 class QueueFullError(GenerationUnavailableError):
@@ -257,7 +255,6 @@ def shared_worker(
 
 __all__ = [
     "DeadlineExceededError",
-    "GenerationUnavailableError",
     "GenerationWorker",
     "QueueFullError",
     "queue_status",
