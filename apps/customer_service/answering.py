@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -135,7 +136,8 @@ def answer_confidence(
         confidence *= min(1.0, max(0.0, (best - _WEAK_MATCH) / (_GOOD_MATCH - _WEAK_MATCH)))
     if supported_share is not None:
         confidence *= supported_share
-    return round(confidence, 4)
+    # Rounded down, so that the shown confidence never exceeds the retrieval confidence it scales.
+    return math.floor(confidence * 10_000) / 10_000
 
 
 def highlight_spans(answer: str, passage: str) -> list[tuple[int, int]]:
