@@ -69,7 +69,11 @@ def version() -> None:
 
 @app.command()
 def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """List the default models and where they resolve on this machine (no network)."""
+    """List the packaged models, their state and where they resolve on this machine (no network).
+
+    Exits 1 when a default model is missing; an optional one (`mpnet-base`, the `accurate` extra) is
+    listed with its state but never fails the command.
+    """
     from core.models import list_models
 
     rows = list_models()
@@ -80,12 +84,11 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         for col in ("name", "kind", "package", "status", "path"):
             table.add_column(col, overflow="fold")
         for row in rows:
-            style = "green" if row["status"] == "installed" else "red"
-            table.add_row(
-                row["name"], row["kind"], row["package"], f"[{style}]{row['status']}[/]", row["path"]
-            )
+            status = row["status"] + (" (optional)" if row["optional"] else "")
+            style = "green" if row["status"] == "installed" else "yellow" if row["optional"] else "red"
+            table.add_row(row["name"], row["kind"], row["package"], f"[{style}]{status}[/]", row["path"])
         out.print(table)
-    if any(row["status"] != "installed" for row in rows):
+    if any(row["status"] != "installed" and not row["optional"] for row in rows):
         raise typer.Exit(1)
 
 

@@ -37,6 +37,7 @@ KNOWN_POINTS: tuple[str, ...] = (
     "index.between_renames",
     "score.during_assembly",
     "train.after_checkpoint",
+    "models.during_assembly",
 )
 
 _hits: Counter[str] = Counter()

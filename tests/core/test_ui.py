@@ -25,8 +25,10 @@ def test_home_page_renders_apps_and_models():
     subheaders = [s.value for s in at.subheader]
     assert {"Customer service", "Finance monitor", "Recommender", "Models"} <= set(subheaders)
     table = at.table[0].value
-    assert set(table.index) == {"smollm2-135m-instruct", "minilm-l6"}
-    assert set(table["status"]) == {"installed"}
+    assert set(table.index) == {"smollm2-135m-instruct", "minilm-l6", "mpnet-base"}
+    assert set(table.loc[["smollm2-135m-instruct", "minilm-l6"], "status"]) == {"installed"}
+    # The optional encoder (the `accurate` extra) shows its state, installed or not.
+    assert table.loc["mpnet-base", "status"] in {"installed", "not assembled", "missing"}
 
 
 def test_suite_entry_script_renders_home_by_default():
