@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.news import extract_cashtags, read_news, stable_item_id
+from apps.finance_monitor.sources import extract_cashtags, read_news, stable_item_id
 from apps.finance_monitor.timestamps import parse_timestamp
 
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from apps.finance_monitor.datasets import deduplicate, detect_format, load_labelled
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS, TFN_TOPIC_CLASSES, parse_label_map, read_label_names
-from apps.finance_monitor.loaders import deduplicate, detect_format, load_labelled
 from tests.conftest import require_shared_data
 
 
