@@ -157,6 +157,5 @@ def test_ece_is_zero_for_perfectly_calibrated_and_large_for_overconfident():
     logits[np.arange(600), np.where(rng.random(600) < 0.7, y, (y + 1) % 3)] += 6.0
     assert expected_calibration_error(softmax(logits), y) > 0.25
 
-
     assert expected_calibration_error(np.zeros((0, 3)), []) == 0.0
     assert negative_log_likelihood(np.array([[0.5, 0.5]]), [1]) == pytest.approx(np.log(2))

@@ -27,19 +27,13 @@ def items_view() -> None:
     search = right.text_input("Headline contains", key="items_search")
     latest, negative, positive = st.tabs(["Latest", "Most negative", "Most positive"])
     with latest:
-        frame = queries.latest_items(
-            scored, limit=limit, topics=topics, sentiments=sentiments, search=search
-        )
+        frame = queries.latest_items(scored, limit=limit, topics=topics, sentiments=sentiments, search=search)
         st.caption(f"{len(frame)} newest stories (syndicated copies shown once)")
         common.items_table(frame, key="items_latest", height=600)
     with negative:
-        common.items_table(
-            queries.extreme_items(scored, "negative", limit=limit, topics=topics), "items_neg"
-        )
+        common.items_table(queries.extreme_items(scored, "negative", limit=limit, topics=topics), "items_neg")
     with positive:
-        common.items_table(
-            queries.extreme_items(scored, "positive", limit=limit, topics=topics), "items_pos"
-        )
+        common.items_table(queries.extreme_items(scored, "positive", limit=limit, topics=topics), "items_pos")
 
 
 items_view()
