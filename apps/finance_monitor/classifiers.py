@@ -1,4 +1,4 @@
-"""Sentiment and topic classifiers: train, calibrate, evaluate, load, and label texts.
+"""The finance models (sentiment and topic classifiers): train, calibrate, evaluate and load them.
 
 The models are :class:`core.classification.TextClassifier` directories trained with
 :func:`core.finetune.train_classifier` (LoRA on the packaged MiniLM by default). One head is
@@ -7,9 +7,10 @@ with both heads on rows that each carry one of the two labels (``docs/benchmarks
 records the measurement that chose two models by default).
 
 After training, the temperature of each head is fitted on the validation split the training
-loop held out (:mod:`apps.finance_monitor.calibration`), so ``predict_proba`` is calibrated.
+loop held out (:mod:`core.calibration`), so ``predict_proba`` is calibrated.
 ``finance.json`` beside the weights records the task, label map and data set, so ``eval`` can
-read numeric labels with the same map.
+read numeric labels with the same map. Labelling stored news items and whole files with a trained
+model is in :mod:`apps.finance_monitor.scoring`.
 
 Example:
     >>> report = train("sentiment", "train.csv", "runs/sentiment", epochs=3)

@@ -1,6 +1,6 @@
 """Widgets shared by the finance dashboard pages: the database engine, status, filters, refresh.
 
-Layout only; every query is in :mod:`apps.finance_monitor.dashboard`.
+Layout only; every query is in :mod:`apps.finance_monitor.ui.queries`.
 """
 
 from __future__ import annotations
