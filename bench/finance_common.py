@@ -1,7 +1,7 @@
 """Shared runner of the finance benchmarks (PhraseBank, TFNS sentiment, TFN topic).
 
 Each benchmark loads real data from ``../shared/data/finance`` (never copied into the project),
-trains one classifier per configuration with :func:`apps.finance_monitor.sentiment.train`
+trains one classifier per configuration with :func:`apps.finance_monitor.classifiers.train`
 (validation for best epoch and calibration carved from the training part only), evaluates on
 the held-out part, times training and scoring, and writes ``bench/results/finance_<name>.json``.
 ``python -m bench.finance_report`` merges them into ``finance.json``, a PNG and the Markdown table.
@@ -73,7 +73,7 @@ def run(
     import torch
 
     torch.set_num_threads(args.threads)
-    from apps.finance_monitor.sentiment import evaluate, load_model, train
+    from apps.finance_monitor.classifiers import evaluate, load_model, train
 
     train_data, test_data, protocol = load()
     if args.max_train and len(train_data) > args.max_train:

@@ -34,12 +34,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from apps.finance_monitor.classifiers import train, train_multitask
+    from apps.finance_monitor.datasets import load_labelled
     from apps.finance_monitor.demo import DEMO_TRAINING, TRAIN_FILES
-    from apps.finance_monitor.loaders import load_labelled
-    from apps.finance_monitor.news import read_news
     from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
     from apps.finance_monitor.scoring import Scorer
-    from apps.finance_monitor.sentiment import train, train_multitask
+    from apps.finance_monitor.sources import read_news
     from core.metrics import classification_report
 
     timings: dict[str, float | None] = {}

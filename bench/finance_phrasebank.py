@@ -14,7 +14,7 @@ from bench.finance_common import DATA, run
 
 def load():
     """De-duplicated 50Agree (conflicting texts dropped), shuffled with seed 42, 75 % train / 25 % test."""
-    from apps.finance_monitor.loaders import load_labelled
+    from apps.finance_monitor.datasets import load_labelled
 
     data = load_labelled(DATA / "financial_phrasebank" / "Sentences_50Agree.txt", dedup="text")
     order = np.random.default_rng(42).permutation(len(data)).tolist()

@@ -13,7 +13,7 @@ from bench.finance_common import DATA, run
 
 def load():
     """sent_train.csv with the TFNS label map; stratified 80/20 split, seed 42."""
-    from apps.finance_monitor.loaders import load_labelled
+    from apps.finance_monitor.datasets import load_labelled
     from core.finetune import split_indices
 
     data = load_labelled(DATA / "twitter_financial_news_sentiment" / "sent_train.csv", label_map="tfns")

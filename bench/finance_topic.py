@@ -10,7 +10,7 @@ from bench.finance_common import DATA, run
 
 def load():
     """train.parquet / validation.parquet with classes.txt as the label map (20 topics)."""
-    from apps.finance_monitor.loaders import load_labelled
+    from apps.finance_monitor.datasets import load_labelled
 
     folder = DATA / "twitter_financial_news_topic"
     classes = folder / "classes.txt"

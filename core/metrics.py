@@ -1,11 +1,14 @@
-"""Evaluation metrics for classification, retrieval, ranking and generation.
+"""Evaluation metrics for classification, calibration, retrieval, ranking and generation.
 
 Plain functions over plain Python values. Classification uses scikit-learn, BLEU uses sacrebleu and
 ROUGE-L uses rouge-score, so the numbers match what those libraries report elsewhere. Retrieval and
 ranking metrics use binary relevance and are averaged over queries (or users).
 
 Every function raises ``ValueError`` on empty inputs, mismatched lengths or ``k < 1`` rather than
-returning a misleading number.
+returning a misleading number (except :func:`expected_calibration_error`, which is 0 for no rows).
+Calibration metrics (:func:`softmax`, :func:`expected_calibration_error`,
+:func:`negative_log_likelihood`, :func:`calibration_stats`) work on NumPy arrays of logits or
+probabilities; fitting a temperature is model-side code in :mod:`core.calibration`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import logging
 import math
 from collections.abc import Collection, Hashable, Sequence
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -236,3 +241,62 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str], use_stemmer: b
         scorer.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hypotheses, references, strict=True)
     ]
     return float(sum(scores) / len(scores))
+
+
+# --- calibration ------------------------------------------------------------------------------------
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)`` (float64)."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, targets: Sequence[int], bins: int = 10) -> float:
+    """Expected calibration error of the top-class confidence over ``bins`` equal-width bins.
+
+    Args:
+        probs: ``(n, n_classes)`` probabilities.
+        targets: True class index per row.
+        bins: Number of confidence bins on ``[0, 1]``.
+
+    Returns:
+        ``sum_b |acc_b - conf_b| * n_b / n``; 0 for empty input.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(targets)
+    if len(probs) == 0:
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += abs(correct[mask].mean() - conf[mask].mean()) * mask.sum()
+    return float(total / len(probs))
+
+
+def negative_log_likelihood(probs: np.ndarray, targets: Sequence[int]) -> float:
+    """Mean ``-log p(true class)`` (probabilities clipped at 1e-12)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.int64)
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
+
+
+def calibration_stats(logits: np.ndarray, targets: Sequence[int], temperature: float) -> dict[str, float]:
+    """NLL and ECE before (``T = 1``) and after scaling by ``temperature``, and the accuracy."""
+    before, after = softmax(logits), softmax(logits, temperature)
+    return {
+        "temperature": float(temperature),
+        "n": len(targets),
+        "nll_before": negative_log_likelihood(before, targets),
+        "nll_after": negative_log_likelihood(after, targets),
+        "ece_before": expected_calibration_error(before, targets),
+        "ece_after": expected_calibration_error(after, targets),
+        "accuracy": float((np.asarray(logits).argmax(axis=1) == np.asarray(targets)).mean()),
+    }

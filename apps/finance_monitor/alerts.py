@@ -1,4 +1,4 @@
-"""Alerts: incidents in the database, notifications, and the dashboard's acknowledge/mute.
+"""Alerts: incidents in the database, notifications, and every action on them (acknowledge, mute, unmute).
 
 Rules (:mod:`apps.finance_monitor.rules`) find the buckets in which a metric crosses its
 threshold; this module turns those breaches into alerts in the database and sends them.
@@ -197,7 +197,7 @@ def alert_payload(alert: Alert, item_ids: Sequence[str]) -> dict[str, Any]:
     }
 
 
-# --- dashboard actions ---------------------------------------------------------------------------
+# --- actions (dashboard, API) --------------------------------------------------------------------
 
 
 def list_alerts(engine: Engine, *, status: str | None = None, limit: int | None = 200) -> list[Alert]:
@@ -226,7 +226,7 @@ def alert_items(engine: Engine, alert_id: int) -> list[Item]:
 def acknowledge(
     engine: Engine, alert_id: int, *, by: str | None = None, now: datetime | None = None
 ) -> Alert:
-    """Mark an alert acknowledged (by whom, when).
+    """Mark an alert acknowledged (by whom, when); a blank ``by`` is recorded as anonymous.
 
     Raises:
         ValueError: No alert with this id.
@@ -235,7 +235,7 @@ def acknowledge(
         alert = _get(session, alert_id)
         alert.status = "acknowledged"
         alert.acknowledged_at = now or utcnow()
-        alert.acknowledged_by = by
+        alert.acknowledged_by = (by or "").strip() or None
         return alert
 
 
@@ -250,6 +250,39 @@ def mute(engine: Engine, alert_id: int, until: datetime) -> Alert:
         alert.status = "muted"
         alert.muted_until = until
         return alert
+
+
+def mute_for(engine: Engine, alert_id: int, hours: float, now: datetime | None = None) -> datetime:
+    """Mute an alert's rule and key for ``hours`` (see :func:`mute`).
+
+    Returns:
+        When the mute ends.
+
+    Raises:
+        ValueError: ``hours`` not positive, or no such alert.
+    """
+    if hours <= 0:
+        raise ValueError(f"mute duration must be positive, got {hours} hours")
+    until = (now or utcnow()) + timedelta(hours=hours)
+    mute(engine, alert_id, until)
+    return until
+
+
+def unmute(engine: Engine, alert_id: int) -> None:
+    """End the mute of an alert's rule and key now; the alert goes back to ``open`` (or ``acknowledged``).
+
+    Raises:
+        ValueError: No alert with this id.
+    """
+    with session_scope(engine) as session:
+        alert = _get(session, alert_id)
+        session.execute(
+            sa.update(Alert)
+            .where(Alert.rule == alert.rule, Alert.key == alert.key, Alert.muted_until.is_not(None))
+            .values(muted_until=None)
+        )
+        alert.status = "acknowledged" if alert.acknowledged_at is not None else "open"
+        alert.muted_until = None
 
 
 def _get(session: Session, alert_id: int) -> Alert:

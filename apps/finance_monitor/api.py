@@ -24,10 +24,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from apps.finance_monitor.alerts import acknowledge, alert_items, alert_payload, list_alerts
+from apps.finance_monitor.config import MonitorConfig
 from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.monitor import Monitor, MonitorConfig, build_monitor
-from apps.finance_monitor.news import parse_records
+from apps.finance_monitor.monitor import Monitor, build_monitor
 from apps.finance_monitor.scoring import Label
+from apps.finance_monitor.sources import parse_records
 from core.api import ApiError, ApiPlugin, BenchRequest, Principal, require, service_dependency
 from core.api.microbatch import MicroBatcher
 
@@ -58,7 +59,7 @@ def load_service(engine: Engine) -> FinanceService:
     Raises:
         FileNotFoundError: No trained model yet (``aigc prepare-demo --app finance``).
     """
-    from apps.finance_monitor.cli import CONFIG_FILE
+    from apps.finance_monitor.config import CONFIG_FILE
     from core.config import load_config
     from core.paths import data_dir
 
@@ -225,8 +226,8 @@ def acknowledge_alert(
 
 def _bench_requests() -> list[BenchRequest]:
     """A batch of 32 headlines of the shipped sample stream for the load benchmark."""
-    from apps.finance_monitor.news import read_news
     from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
+    from apps.finance_monitor.sources import read_news
 
     titles = [item.title for item in read_news(SAMPLE_DATA_DIR / "news_stream.csv")]
     return [

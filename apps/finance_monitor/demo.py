@@ -11,12 +11,13 @@ import logging
 import os
 from pathlib import Path
 
-from apps.finance_monitor.loaders import load_labelled
+from apps.finance_monitor.classifiers import load_model, train_multitask
+from apps.finance_monitor.config import FinanceTrainConfig
+from apps.finance_monitor.datasets import load_labelled
 from apps.finance_monitor.monitor import JOINT_MODEL, SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.scoring import Scorer
-from apps.finance_monitor.sentiment import FinanceTrainConfig, load_model, train_multitask
 from apps.finance_monitor.sinks import LogSink
 from core.schema import migrate
 from core.storage import DB_URL_ENV, create_engine

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from apps.finance_monitor.dedup import NearDuplicateIndex
 from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.news import NewsItem, read_news
+from apps.finance_monitor.sources import NewsItem, read_news
 from apps.finance_monitor.storage import (
     existing_item_ids,
     file_done,

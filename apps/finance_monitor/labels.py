@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apps.finance_monitor.errors import DataError, decode_bytes
+from apps.finance_monitor.errors import DataError
 from core.errors import check_path_kind
+from core.io.tables import decode_text
 
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
@@ -97,7 +98,7 @@ def read_label_names(path: str | Path) -> list[str]:
     path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"classes file not found: {path}")
-    lines = decode_bytes(path.read_bytes(), path, "utf-8").replace("\r\n", "\n").split("\n")
+    lines = decode_text(path.read_bytes(), path, error=DataError).replace("\r\n", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     names: list[str] = []

@@ -36,13 +36,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from apps.finance_monitor.alerts import AlertEngine
+from apps.finance_monitor.config import MonitorConfig
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
-from apps.finance_monitor.news import NewsItem
 from apps.finance_monitor.outbox import DeliveryPolicy, DeliveryWorker, Sender, SendReport
 from apps.finance_monitor.rules import AlertRule, load_rules, load_webhook_allow
 from apps.finance_monitor.scoring import Scorer, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink, WebhookSink
+from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import (
     Alert,
     Score,
@@ -62,48 +63,6 @@ JOINT_MODEL = "news"  # DATA_DIR/finance/models/news: one encoder with sentiment
 ALERT_WATERMARK = "alerts"  # finance_watermarks.name of the alert rules' progress
 WEBHOOK_URL_ENV = "AIGC_FINANCE_WEBHOOK_URL"
 WORKER_JOIN_S = 30.0  # how long a stopping --follow waits for the delivery in progress
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """Settings of ``aigc finance monitor`` (section ``monitor:`` of configs/finance_monitor.yaml)."""
-
-    watch_dir: str = field(
-        default="", metadata={"help": "Folder of news files; empty: DATA_DIR/finance/inbox."}
-    )
-    sentiment_model: str = field(
-        default="",
-        metadata={
-            "help": "Sentiment (or two-head) model dir; empty: DATA_DIR/finance/models/news if present, "
-            "else DATA_DIR/finance/models/sentiment."
-        },
-    )
-    topic_model: str = field(
-        default="", metadata={"help": "Topic model dir; empty: DATA_DIR/finance/models/topic if present."}
-    )
-    rules: str = field(default="", metadata={"help": "Alert rules YAML; empty: the shipped sample rules."})
-    batch_size: int = field(default=64, metadata={"help": "Items per scoring batch."})
-    poll_interval_s: float = field(default=2.0, metadata={"help": "Seconds between folder scans (--follow)."})
-    min_file_age_s: float = field(default=1.0, metadata={"help": "Skip files modified more recently."})
-    dedup_threshold: float = field(default=0.6, metadata={"help": "Headline similarity of near-duplicates."})
-    webhook_url: str = field(
-        default="",
-        metadata={
-            "help": "POST alerts here as JSON; empty: the URL in $AIGC_FINANCE_WEBHOOK_URL, else no webhook. "
-            "A URL holding a token is better kept in that variable than in a config file."
-        },
-    )
-    webhook_token_env: str = field(
-        default="",
-        metadata={"help": "Environment variable whose value is sent as 'Authorization: Bearer <value>'."},
-    )
-    webhook_timeout_s: float = field(default=5.0, metadata={"help": "Seconds to connect and per read."})
-    webhook_max_attempts: int = field(default=8, metadata={"help": "Attempts before a delivery is dead."})
-    webhook_backoff_s: float = field(default=2.0, metadata={"help": "Wait after the first failed attempt."})
-    webhook_max_backoff_s: float = field(default=600.0, metadata={"help": "Longest wait between attempts."})
-    max_db_failures: int = field(
-        default=5, metadata={"help": "--follow gives up after this many cycles failing on the database."}
-    )
 
 
 @dataclass

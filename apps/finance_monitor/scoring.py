@@ -1,8 +1,8 @@
-"""Scoring: label stored news items with sentiment and topic, in batches, with the model version.
+"""Scoring: label texts with the trained classifiers, stored news items (the monitor) or a whole file.
 
 :class:`Scorer` wraps the trained classifiers: a sentiment model and an optional topic model,
 or one model with both heads (then one encoder pass labels both). Its ``version`` names the
-model(s) (see :func:`apps.finance_monitor.sentiment.model_version`); scores are stored per
+model(s) (see :func:`apps.finance_monitor.classifiers.model_version`); scores are stored per
 (item, version), so scoring with a new model adds rows and keeps the old ones (history), and
 scoring again with the same model skips what it already scored.
 
@@ -10,6 +10,13 @@ scoring again with the same model skips what it already scored.
 batches already done, and the next run continues with the items still unscored.
 The headline (``title``) is what is classified: the models are trained on headlines and
 single sentences.
+
+:func:`classify_file` (``aigc finance classify``) labels every row of a file instead. Input: CSV /
+TSV (a header, a text column; CRLF and newlines inside quotes are fine), Parquet, JSON Lines (read
+by :mod:`core.io.tables`), or plain text (one text per line). The text column is ``--text-column``
+or the first of ``text``, ``title``, ``headline``, ``sentence``. Output (by extension: ``.csv``,
+``.jsonl``, ``.parquet``): the input columns plus, for each head, ``<head>`` and
+``<head>_confidence`` (calibrated), written atomically (complete or absent).
 """
 
 from __future__ import annotations
@@ -20,20 +27,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 from tqdm.auto import tqdm
 
+from apps.finance_monitor.classifiers import head_probabilities, load_model, model_version
+from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS
-from apps.finance_monitor.sentiment import head_probabilities, load_model, model_version
 from apps.finance_monitor.storage import ScoreRow, store_scores, unscored_items
+from core.atomic import write_bytes_atomic
 from core.classification import TextClassifier
+from core.errors import check_path_kind
 from core.failpoints import failpoint
+from core.io.tables import FORMATS, decode_text, read_frame
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
 
 SENTIMENT_HEAD = "sentiment"
 TOPIC_HEAD = "topic"
+TEXT_COLUMNS: tuple[str, ...] = ("text", "title", "headline", "sentence")
+OUTPUT_FORMATS: tuple[str, ...] = (".csv", ".jsonl", ".parquet")
 
 
 @dataclass
@@ -193,3 +207,103 @@ def _row(item_id: str, version: str, label: Label, now: Any) -> ScoreRow:
         probabilities=label.probabilities,
         scored_at=now,
     )
+
+
+# --- files (aigc finance classify) ------------------------------------------------------------------
+
+
+def read_texts(path: str | Path, text_column: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Read the rows to classify and pick the text column.
+
+    Returns:
+        ``(frame, text_column)``; every cell of other columns is kept as read.
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataError: Unreadable file, missing text column, or an empty text (naming file, row, field).
+    """
+    path = check_path_kind(path, "file")
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":  # one text per line, no header
+        text = decode_text(path.read_bytes(), path, error=DataError)
+        rows = text.replace("\r\n", "\n").split("\n")
+        numbered = [(n, line) for n, line in enumerate(rows, start=1) if line.strip()]
+        frame = pd.DataFrame({"text": [line for _, line in numbered]})
+        lines: list[int | None] = [n for n, _ in numbered]
+    else:  # an unknown suffix is read as CSV
+        frame = read_frame(path, format=None if suffix in FORMATS else "csv", error=DataError)
+        lines = frame.attrs["lines"]
+    frame = frame.reset_index(drop=True)
+    frame.attrs = {}
+    if frame.empty:
+        raise DataError(path, "no rows to classify (the file holds a header or nothing); nothing was written")
+    column = text_column or next((c for c in TEXT_COLUMNS if c in frame.columns), None)
+    if column is None or column not in frame.columns:
+        wanted = text_column or " / ".join(TEXT_COLUMNS)
+        raise DataError(path, f"no text column {wanted!r}; columns are {list(frame.columns)}", field=wanted)
+    for i, value in enumerate(frame[column]):
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(path, "empty text (every row needs one)", row=i + 1, line=lines[i], field=column)
+    return frame, column
+
+
+def classify_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    out_path: str | Path,
+    *,
+    text_column: str | None = None,
+    batch_size: int = 64,
+    show_progress_bar: bool = True,
+) -> int:
+    """Label every row of ``input_path`` with every head of the model and write ``out_path``.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        FileNotFoundError, ValueError: Missing input or a missing / corrupt model directory.
+        DataError: Bad input rows.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(f"output {out_path}: use one of the extensions {list(OUTPUT_FORMATS)}")
+    if out_path.is_dir():
+        raise ValueError(f"output {out_path} is a folder; --out must be a file path")
+    frame, column = read_texts(input_path, text_column)  # bad input fails before the model loads
+    model = load_model(model_dir)
+    texts = frame[column].tolist()
+    chunk = batch_size * 8
+    results: dict[str, list] = {h: [] for h in model.head_names}
+    confidences: dict[str, list[float]] = {h: [] for h in model.head_names}
+    with tqdm(total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar) as bar:
+        for start in range(0, len(texts), chunk):
+            probs = head_probabilities(model, texts[start : start + chunk], batch_size)
+            for head, p in probs.items():
+                labels = model.labels(head)
+                results[head] += [labels[i] for i in p.argmax(axis=1)]
+                confidences[head] += [round(float(v), 5) for v in p.max(axis=1)]
+            bar.update(min(chunk, len(texts) - start))
+    out = frame.copy()
+    for head in model.head_names:
+        out[head] = results[head]
+        out[f"{head}_confidence"] = confidences[head]
+    write_frame(out, out_path)
+    logger.info(
+        "Classified file", extra={"input": str(input_path), "output": str(out_path), "rows": len(out)}
+    )
+    return len(out)
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write ``frame`` as CSV / JSON Lines / Parquet (by extension), atomically (:mod:`core.atomic`)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        data = frame.to_parquet(index=False)
+    elif suffix == ".jsonl":
+        data = frame.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8")
+    else:
+        data = frame.to_csv(index=False).encode("utf-8")
+    write_bytes_atomic(path, data)

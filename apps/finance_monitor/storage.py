@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.sources import NewsItem
 from core.schema import register_migrations as _register_migrations
 from core.storage import TYPE_ANNOTATION_MAP, new_metadata, upsert, utcnow
 

@@ -42,8 +42,6 @@ KNOWN_EXCEPTIONS: frozenset[str] = frozenset(
         "cycle: apps.customer_service.confidence, apps.customer_service.config, "
         "apps.customer_service.evaluation, apps.customer_service.knowledge_base, "
         "apps.customer_service.retrieval",
-        # issue 13: ECE/NLL move to core/metrics.py.
-        "apps.finance_monitor.calibration imports torch",
         # issue 13: no app imports torch (the concurrency bench sets torch's thread count).
         "apps.customer_service.bench_concurrency imports torch",
     }

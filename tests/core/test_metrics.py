@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from core.metrics import (
@@ -11,12 +12,15 @@ from core.metrics import (
     bleu,
     catalogue_coverage,
     classification_report,
+    expected_calibration_error,
     f1,
     hit_rate_at_k,
     mrr_at_k,
     ndcg_at_k,
+    negative_log_likelihood,
     recall_at_k,
     rouge_l,
+    softmax,
 )
 
 Y_TRUE = ["a", "a", "a", "b", "b", "c"]
@@ -142,3 +146,16 @@ def test_rouge_l_hand_computed():
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_ece_is_zero_for_perfectly_calibrated_and_large_for_overconfident():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(probs, [0, 1]) == pytest.approx(0.0)
+    rng = np.random.default_rng(0)  # logits right 70 % of the time but claiming ~99 %
+    y = rng.integers(0, 3, 600)
+    logits = rng.normal(0, 0.3, (600, 3))
+    logits[np.arange(600), np.where(rng.random(600) < 0.7, y, (y + 1) % 3)] += 6.0
+    assert expected_calibration_error(softmax(logits), y) > 0.25
+
+    assert expected_calibration_error(np.zeros((0, 3)), []) == 0.0
+    assert negative_log_likelihood(np.array([[0.5, 0.5]]), [1]) == pytest.approx(np.log(2))

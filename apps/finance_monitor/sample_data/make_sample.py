@@ -27,7 +27,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from apps.finance_monitor.dedup import NearDuplicateIndex, jaccard, shingles
-from apps.finance_monitor.news import stable_item_id
+from apps.finance_monitor.sources import stable_item_id
 
 OUT = Path(__file__).resolve().parent
 SEED = 20260302

@@ -1,4 +1,4 @@
-"""Altair chart specs of the finance dashboard (layout only: the data comes from ``dashboard``)."""
+"""Altair chart specs of the finance dashboard (layout only: the data comes from ``queries``)."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def trend_lines(long: pd.DataFrame, y_title: str, windows: pd.DataFrame, percent
     """One line with points per key over time, alert windows shaded behind.
 
     Args:
-        long: ``bucket_start``, ``key``, ``value`` (see ``dashboard.trend_chart``).
+        long: ``bucket_start``, ``key``, ``value`` (see ``queries.trend_chart``).
         y_title: Axis title.
-        windows: Alert windows (``dashboard.alert_windows``).
+        windows: Alert windows (``queries.alert_windows``).
         percent: Format the axis as percentages.
     """
     fmt = ".0%" if percent else ".2f"
@@ -81,8 +81,8 @@ def incident(context: pd.DataFrame, windows: pd.DataFrame, y_title: str, percent
     """An alert's metric (points and line), its rolling baseline (dashed) and threshold (red rule).
 
     Args:
-        context: ``dashboard.alert_context``: indexed by bucket start, ``value``, ``baseline``, ``threshold``.
-        windows: The alert's own window (one row of ``dashboard.alert_windows``).
+        context: ``queries.alert_context``: indexed by bucket start, ``value``, ``baseline``, ``threshold``.
+        windows: The alert's own window (one row of ``queries.alert_windows``).
         y_title: Axis title.
         percent: Format the axis as percentages.
     """

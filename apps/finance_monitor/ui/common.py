@@ -1,6 +1,6 @@
 """Widgets shared by the finance dashboard pages: the database engine, status, filters, refresh.
 
-Layout only; every query is in :mod:`apps.finance_monitor.dashboard`.
+Layout only; every query is in :mod:`apps.finance_monitor.ui.queries`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from apps.finance_monitor import dashboard
+from apps.finance_monitor.ui import queries
 from core.storage import StorageError, create_engine, get_db_url, mask_url
 
 PAGES_DIR = Path(__file__).with_name("pages")
@@ -35,10 +35,10 @@ def engine() -> Engine:
     return get_engine(get_db_url())
 
 
-def status_or_stop(db: Engine) -> dashboard.MonitorStatus:
+def status_or_stop(db: Engine) -> queries.MonitorStatus:
     """The monitor's status; explains what to run and stops the page when there is nothing to show."""
     try:
-        status = dashboard.monitor_status(db)
+        status = queries.monitor_status(db)
     except (StorageError, OperationalError) as err:
         # StorageError already names the (masked) URL and what to do; a failing query does not.
         problem = (
@@ -64,7 +64,7 @@ def status_or_stop(db: Engine) -> dashboard.MonitorStatus:
 
 def model_version_choice(db: Engine) -> str | None:
     """Sidebar picker of the model version to show when items were scored by several; ``None``: latest."""
-    versions = dashboard.model_versions(db)
+    versions = queries.model_versions(db)
     if len(versions) < 2:
         return None
     latest = "Latest per item"
@@ -90,12 +90,12 @@ def refresh_interval() -> int | None:
 
 
 def time_range_choice(default: str = "Last 7 days") -> str:
-    """Sidebar picker of a :data:`~apps.finance_monitor.dashboard.TIME_RANGES` label."""
-    names = list(dashboard.TIME_RANGES)
+    """Sidebar picker of a :data:`~apps.finance_monitor.ui.queries.TIME_RANGES` label."""
+    names = list(queries.TIME_RANGES)
     return st.sidebar.selectbox("Time range", names, index=names.index(default), key="finance_range")
 
 
-def range_caption(status: dashboard.MonitorStatus, start: datetime | None, end: datetime | None) -> None:
+def range_caption(status: queries.MonitorStatus, start: datetime | None, end: datetime | None) -> None:
     """One line: the shown period, and how fresh the data is."""
     period = "all items" if start is None else f"{_fmt(start)} – {_fmt(end)} UTC"
     fresh = f"newest item {_fmt(status.newest_item)} UTC" if status.newest_item else "no items"
@@ -104,9 +104,9 @@ def range_caption(status: dashboard.MonitorStatus, start: datetime | None, end: 
     st.caption(f"{period} · {fresh} · {status.scored} scored items · model {versions}{live}")
 
 
-def alerts_banner(status: dashboard.MonitorStatus) -> None:
+def alerts_banner(status: queries.MonitorStatus) -> None:
     """A warning with a link to the alert list when alerts are open or deliveries are dead."""
-    dead = dashboard.delivery_counts(engine())["dead"]
+    dead = queries.delivery_counts(engine())["dead"]
     if dead:
         st.error(f"{dead} alert deliveries failed for good (dead letters)", icon=":material/outbox:")
     if status.open_alerts:

@@ -15,6 +15,7 @@ from tests.apps.finance_monitor.model_fixtures import (  # noqa: F401 - fixtures
     tiny_sentiment_dir,
     tiny_topic_dir,
 )
+from tests.apps.finance_monitor.sample_db import build_sample_db
 
 
 @pytest.fixture
@@ -37,5 +38,21 @@ def sqlite_db(tmp_path) -> Iterator[Engine]:
     """A migrated SQLite engine (for tests whose logic does not depend on the database)."""
     engine = create_engine(f"sqlite:///{tmp_path / 'finance.db'}")
     migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sample_template(tmp_path_factory):
+    """A SQLite file with the sample stream, its true labels and the two surge alerts."""
+    return build_sample_db(tmp_path_factory.mktemp("finance-sample") / "sample.db")
+
+
+@pytest.fixture
+def sample_engine(sample_template, tmp_path):
+    """A private copy of the sample database (tests may acknowledge and mute)."""
+    target = tmp_path / "sample.db"
+    target.write_bytes(sample_template.read_bytes())
+    engine = create_engine(f"sqlite:///{target}")
     yield engine
     engine.dispose()

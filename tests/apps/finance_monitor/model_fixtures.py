@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from apps.finance_monitor.loaders import load_labelled
-from apps.finance_monitor.news import read_news
+from apps.finance_monitor.classifiers import train, train_multitask
+from apps.finance_monitor.config import FinanceTrainConfig
+from apps.finance_monitor.datasets import load_labelled
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.scoring import Label, Scorer
-from apps.finance_monitor.sentiment import FinanceTrainConfig, train, train_multitask
+from apps.finance_monitor.sources import read_news
 
 TINY = {"epochs": 2, "batch_size": 16, "max_length": 32, "show_progress_bar": False, "lr": 5e-3}
 

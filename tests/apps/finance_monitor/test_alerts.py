@@ -8,11 +8,20 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from apps.finance_monitor.alerts import AlertEngine, acknowledge, alert_items, list_alerts, mute
-from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.alerts import (
+    AlertEngine,
+    acknowledge,
+    alert_items,
+    list_alerts,
+    mute,
+    mute_for,
+    unmute,
+)
 from apps.finance_monitor.outbox import Sender
 from apps.finance_monitor.rules import AlertRule, find_breaches, load_rules, parse_duration
-from apps.finance_monitor.storage import Delivery, ScoreRow, scored_frame, store_items, store_scores
+from apps.finance_monitor.sources import NewsItem
+from apps.finance_monitor.storage import Alert, Delivery, ScoreRow, scored_frame, store_items, store_scores
+from apps.finance_monitor.ui import queries
 from core.storage import session_scope
 
 T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
@@ -216,3 +225,25 @@ def test_mute_and_acknowledge(sqlite_db):
     assert [a.status for a in list_alerts(sqlite_db, status="muted")] == ["muted", "muted"]
     with pytest.raises(ValueError, match="no alert with id 999"):
         acknowledge(sqlite_db, 999)
+
+
+def test_acknowledge_mute_and_unmute_on_the_sample_database(sample_engine):
+    ids = dict(zip(*queries.alerts_frame(sample_engine)[["key", "id"]].to_numpy().T, strict=True))
+    energy, nwde = int(ids["Energy | Oil"]), int(ids["NWDE"])
+    acknowledge(sample_engine, energy, by="  dana ")
+    now = datetime(2026, 3, 5, 17, tzinfo=UTC)
+    until = mute_for(sample_engine, nwde, 6, now=now)
+    assert until == now + timedelta(hours=6)
+    frame = queries.alerts_frame(sample_engine).set_index("id")
+    assert frame.loc[energy, "status"] == "acknowledged" and frame.loc[energy, "acknowledged_by"] == "dana"
+    assert frame.loc[nwde, "status"] == "muted" and frame.loc[nwde, "muted_until"] == pd.Timestamp(until)
+    assert list(queries.alerts_frame(sample_engine, status="open")["id"]) == []
+    assert queries.monitor_status(sample_engine).open_alerts == 0
+    unmute(sample_engine, nwde)
+    with session_scope(sample_engine) as session:
+        alert = session.get(Alert, nwde)
+        assert (alert.status, alert.muted_until) == ("open", None)
+    with pytest.raises(ValueError, match="positive"):
+        mute_for(sample_engine, nwde, 0)
+    with pytest.raises(ValueError, match="no alert with id 42"):
+        unmute(sample_engine, 42)

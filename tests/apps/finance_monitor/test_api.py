@@ -103,8 +103,8 @@ def test_alerts_list_and_acknowledge(api) -> None:
 def test_concurrent_classify_requests_are_batched_with_the_same_labels(api) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from apps.finance_monitor.news import read_news
     from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
+    from apps.finance_monitor.sources import read_news
 
     titles = [item.title for item in read_news(SAMPLE_DATA_DIR / "news_stream.csv")][:96]
     batches = [titles[i : i + 8] for i in range(0, len(titles), 8)]

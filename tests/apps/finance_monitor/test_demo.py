@@ -36,7 +36,8 @@ def test_prepare_reuses_the_model_and_is_idempotent(tmp_path, tiny_joint_dir):
 
 
 def test_monitor_defaults_to_the_demo_model(tmp_path, tiny_joint_dir):
-    from apps.finance_monitor.monitor import MonitorConfig, build_monitor
+    from apps.finance_monitor.config import MonitorConfig
+    from apps.finance_monitor.monitor import build_monitor
 
     shutil.copytree(tiny_joint_dir, models_dir(tmp_path) / "news")
     engine = create_engine(f"sqlite:///{tmp_path / 'aigc.db'}")

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor
-from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import Item, ProcessedFile
 from core.storage import session_scope
 

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from apps.finance_monitor.classifiers import load_model
 from apps.finance_monitor.monitor import ALERT_WATERMARK, SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.scoring import Scorer, score_pending
-from apps.finance_monitor.sentiment import load_model
 from apps.finance_monitor.sinks import LogSink, WebhookSink
 from apps.finance_monitor.storage import Alert, AlertItem, Delivery, Item, Score, get_watermark
 from apps.finance_monitor.webhook_safety import AllowList

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from apps.finance_monitor.alerts import AlertEngine
+from apps.finance_monitor.datasets import load_labelled
 from apps.finance_monitor.ingest import Ingestor
-from apps.finance_monitor.loaders import load_labelled
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES, make_sample
 from apps.finance_monitor.storage import Item, ScoreRow, scored_frame, store_scores

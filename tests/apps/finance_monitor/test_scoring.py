@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.classifiers import load_model
 from apps.finance_monitor.scoring import Scorer, score_pending
-from apps.finance_monitor.sentiment import load_model
+from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import Score, scored_frame, store_items
 from core.storage import session_scope
 from tests.apps.finance_monitor.model_fixtures import copy_model

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from apps.finance_monitor.news import NewsItem
+from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import (
     FinanceBase,
     Score,

@@ -10,8 +10,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apps.finance_monitor import dashboard
-from apps.finance_monitor.ui import PAGES, PAGES_DIR, pages
+from apps.finance_monitor.ui import PAGES, PAGES_DIR, pages, queries
 from core.schema import migrate
 from core.storage import create_engine
 from core.ui.shell import APP_SCRIPT
@@ -115,7 +114,7 @@ def test_trend_page_metrics_and_ranges(sample_db):
     at.sidebar.selectbox(key="trend_metric").set_value("mean_sentiment").run()
     at.sidebar.selectbox(key="finance_range").set_value("Last 24 hours").run()
     assert not at.exception
-    assert at.subheader[0].value == dashboard.TREND_METRICS["mean_sentiment"]
+    assert at.subheader[0].value == queries.TREND_METRICS["mean_sentiment"]
     assert at.caption[0].value.startswith("2026-03-05 21:00 – 2026-03-06 21:00 UTC")
     (lines,) = chart_data(at, 0)  # the surge is before this range: no alert window
     assert lines["value"].between(-1, 1).all()
@@ -169,7 +168,7 @@ def test_alerts_page_lists_alerts_and_drills_down(sample_db):
 
 def test_alert_from_the_url_is_preselected(sample_db):
     engine = engine_for_test()
-    energy = int(dashboard.alerts_frame(engine).set_index("key").loc["Energy | Oil", "id"])
+    energy = int(queries.alerts_frame(engine).set_index("key").loc["Energy | Oil", "id"])
     engine.dispose()
     at = open_page("alerts.py", {"alert": str(energy)})
     assert at.sidebar.radio(key="alerts_status").value == "All"
@@ -183,7 +182,7 @@ def test_acknowledge_and_mute_from_the_page(sample_db):
     at.button(key="alerts_ack").click().run()
     assert not at.exception
     engine = engine_for_test()
-    frame = dashboard.alerts_frame(engine).set_index("id")
+    frame = queries.alerts_frame(engine).set_index("id")
     assert frame.loc[first, "status"] == "acknowledged" and frame.loc[first, "acknowledged_by"] == "dana"
     assert list(at.table[0].value["Status"]) == ["open"]  # the Open filter hides the acknowledged one
 
@@ -192,12 +191,12 @@ def test_acknowledge_and_mute_from_the_page(sample_db):
     at.selectbox(key="alerts_mute_for").set_value("6 hours")
     at.button(key="alerts_mute").click().run()
     assert not at.exception
-    assert dashboard.alerts_frame(engine).set_index("id").loc[second, "status"] == "muted"
+    assert queries.alerts_frame(engine).set_index("id").loc[second, "status"] == "muted"
     assert "No open alerts" in at.success[0].value
 
     at.sidebar.radio(key="alerts_status").set_value("Muted").run()
     at.button(key="alerts_unmute").click().run()
-    assert dashboard.alerts_frame(engine).set_index("id").loc[second, "status"] == "open"
+    assert queries.alerts_frame(engine).set_index("id").loc[second, "status"] == "open"
     engine.dispose()
 
 
@@ -233,7 +232,7 @@ def test_dead_deliveries_are_shown_masked_and_retried_from_the_alerts_page(sampl
     from core.storage import session_scope, utcnow
 
     engine = engine_for_test()
-    alert_id = int(dashboard.alerts_frame(engine)["id"].iloc[0])
+    alert_id = int(queries.alerts_frame(engine)["id"].iloc[0])
     sink = WebhookSink("https://hooks.example.com/services/T0AB12CD3/B0CD34EF5/xYzSecretToken1234567890")
     with session_scope(engine) as session:
         (row,) = enqueue(session, alert_id, {"id": alert_id}, [sink], utcnow())
@@ -247,6 +246,6 @@ def test_dead_deliveries_are_shown_masked_and_retried_from_the_alerts_page(sampl
     assert outbox["target"].iloc[0] == "https://hooks.example.com/services/***/***/***"
     at.button(key="alerts_outbox_retry_dead").click().run()
     assert not at.exception
-    assert dashboard.delivery_counts(engine) == {"pending": 1, "delivered": 0, "dead": 0}
-    assert dashboard.alerts_frame(engine).set_index("id").loc[alert_id, "deliveries"] == "webhook: pending"
+    assert queries.delivery_counts(engine) == {"pending": 1, "delivered": 0, "dead": 0}
+    assert queries.alerts_frame(engine).set_index("id").loc[alert_id, "deliveries"] == "webhook: pending"
     engine.dispose()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.finance_monitor import dashboard
+from apps.finance_monitor.ui import queries
 from core.storage import create_engine
 from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db, raise_sample_alerts
 from tests.browser import chromium_page, close_page_not_found, free_port, screenshot, streamlit_server
@@ -77,7 +77,7 @@ def test_dashboard_shows_the_surge_alert_as_it_is_raised_and_acknowledges_it(sam
 
     engine = create_engine(f"sqlite:///{sample_data_dir / 'aigc.db'}")
     try:
-        assert sorted(dashboard.alerts_frame(engine)["status"]) == ["acknowledged", "open"]
+        assert sorted(queries.alerts_frame(engine)["status"]) == ["acknowledged", "open"]
     finally:
         engine.dispose()
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from apps.finance_monitor import dashboard
-from apps.finance_monitor.ui import charts, common
+from apps.finance_monitor import alerts, outbox
+from apps.finance_monitor.ui import charts, common, queries
 from core.auth import AuditAction, Permission
 from core.ui import auth
 
@@ -24,11 +24,11 @@ run_every = common.refresh_interval()
 def alerts_view() -> None:
     common.status_or_stop(db)
     outbox_view()
-    frame = dashboard.alerts_frame(db, status=STATUSES[status_label])
+    frame = queries.alerts_frame(db, status=STATUSES[status_label])
     if frame.empty:
         st.success(f"No {status_label.lower() if status_label != 'All' else ''} alerts.")
         return
-    table = dashboard.alerts_table(frame)
+    table = queries.alerts_table(frame)
     st.table(table.head(TABLE_ROWS))
     if len(table) > TABLE_ROWS:
         st.caption(f"The {TABLE_ROWS} newest of {len(table)} alerts; pick any below.")
@@ -49,13 +49,13 @@ def alerts_view() -> None:
     st.caption(f"Delivered to: {alert['deliveries']}")
     actions(chosen, alert)
     st.subheader("Metric around the incident")
-    own = dashboard.alert_windows(db, alert["scope"], [alert["key"]])
+    own = queries.alert_windows(db, alert["scope"], [alert["key"]])
     own = own[own["id"] == chosen]
-    context = dashboard.alert_context(db, chosen)
+    context = queries.alert_context(db, chosen)
     metric_name = alert["metric"].replace("_", " ")
     st.altair_chart(charts.incident(context, own, metric_name, alert["metric"] != "volume"), width="stretch")
     st.subheader("Items behind the alert")
-    common.items_table(dashboard.alert_drilldown(db, chosen), key="alert_items")
+    common.items_table(queries.alert_drilldown(db, chosen), key="alert_items")
 
 
 def actions(alert_id: int, alert) -> None:
@@ -71,7 +71,7 @@ def actions(alert_id: int, alert) -> None:
     acknowledged = alert["status"] == "acknowledged"
     target = f"alert #{alert_id} {alert['key']}"
     if ack.button("Acknowledge", key="alerts_ack", disabled=acknowledged, type="primary", width="stretch"):
-        dashboard.acknowledge_alert(db, alert_id, by=by)
+        alerts.acknowledge(db, alert_id, by=by)
         auth.audit(AuditAction.ALERT_ACKNOWLEDGE, target=target, details={"alert_id": alert_id, "by": by})
         st.toast(f"Alert #{alert_id} acknowledged")
         st.rerun()
@@ -79,14 +79,14 @@ def actions(alert_id: int, alert) -> None:
         until = alert["muted_until"]
         mute_for.caption(f"Muted until {until:%Y-%m-%d %H:%M} UTC" if until is not None else "Muted")
         if mute.button("Unmute", key="alerts_unmute", width="stretch"):
-            dashboard.unmute_alert(db, alert_id)
+            alerts.unmute(db, alert_id)
             auth.audit(AuditAction.ALERT_UNMUTE, target=target, details={"alert_id": alert_id})
             st.toast(f"Alert #{alert_id} unmuted")
             st.rerun()
         return
     hours = mute_for.selectbox("Mute rule and key for", list(MUTE_HOURS), index=2, key="alerts_mute_for")
     if mute.button("Mute", key="alerts_mute", width="stretch"):
-        until = dashboard.mute_alert(db, alert_id, MUTE_HOURS[hours])
+        until = alerts.mute_for(db, alert_id, MUTE_HOURS[hours])
         auth.audit(
             AuditAction.ALERT_MUTE, target=target, details={"alert_id": alert_id, "until": until.isoformat()}
         )
@@ -96,7 +96,7 @@ def actions(alert_id: int, alert) -> None:
 
 def outbox_view() -> None:
     """Dead letters and deliveries waiting for a retry, with retry buttons (targets masked)."""
-    counts = dashboard.delivery_counts(db)
+    counts = queries.delivery_counts(db)
     if not counts["pending"] and not counts["dead"]:
         return
     with st.expander(
@@ -104,7 +104,7 @@ def outbox_view() -> None:
         expanded=bool(counts["dead"]),
         icon=":material/outbox:",
     ):
-        frame = dashboard.deliveries_frame(db)
+        frame = queries.deliveries_frame(db)
         st.dataframe(
             frame,
             key="alerts_outbox",
@@ -122,12 +122,12 @@ def outbox_view() -> None:
         pick, one, dead = st.columns([3, 2, 2], vertical_alignment="bottom")
         chosen = pick.selectbox("Delivery", frame["id"].tolist(), key="alerts_outbox_pick")
         if one.button("Retry now", key="alerts_outbox_retry", width="stretch"):
-            dashboard.retry_deliveries(db, [int(chosen)])
+            outbox.retry(db, [int(chosen)])
             st.toast(f"Delivery #{chosen} queued; the monitor sends it on its next pass")
             st.rerun()
         no_dead = not counts["dead"]
         if dead.button("Retry all dead", key="alerts_outbox_retry_dead", disabled=no_dead, width="stretch"):
-            n = dashboard.retry_deliveries(db, all_dead=True)
+            n = outbox.retry(db, [], all_dead=True)
             st.toast(f"{n} dead deliveries queued again")
             st.rerun()
 

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from apps.finance_monitor import dashboard
-from apps.finance_monitor.ui import common
+from apps.finance_monitor.ui import common, queries
 from core.auth import Permission
 from core.ui import auth
 
@@ -19,28 +18,22 @@ run_every = common.refresh_interval()
 @st.fragment(run_every=run_every)
 def items_view() -> None:
     status = common.status_or_stop(db)
-    start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
+    start, end = queries.resolve_range(range_choice, status.newest_item, status.oldest_item)
     common.range_caption(status, start, end)
-    scored = dashboard.load_scored(db, start, end, version)
+    scored = queries.load_scored(db, start, end, version)
     left, middle, right = st.columns([2, 2, 3])
-    topics = left.multiselect("Topics", dashboard.key_options(scored, "topic"), key="items_topics")
+    topics = left.multiselect("Topics", queries.key_options(scored, "topic"), key="items_topics")
     sentiments = middle.multiselect("Sentiment", ["negative", "neutral", "positive"], key="items_sentiments")
     search = right.text_input("Headline contains", key="items_search")
     latest, negative, positive = st.tabs(["Latest", "Most negative", "Most positive"])
     with latest:
-        frame = dashboard.latest_items(
-            scored, limit=limit, topics=topics, sentiments=sentiments, search=search
-        )
+        frame = queries.latest_items(scored, limit=limit, topics=topics, sentiments=sentiments, search=search)
         st.caption(f"{len(frame)} newest stories (syndicated copies shown once)")
         common.items_table(frame, key="items_latest", height=600)
     with negative:
-        common.items_table(
-            dashboard.extreme_items(scored, "negative", limit=limit, topics=topics), "items_neg"
-        )
+        common.items_table(queries.extreme_items(scored, "negative", limit=limit, topics=topics), "items_neg")
     with positive:
-        common.items_table(
-            dashboard.extreme_items(scored, "positive", limit=limit, topics=topics), "items_pos"
-        )
+        common.items_table(queries.extreme_items(scored, "positive", limit=limit, topics=topics), "items_pos")
 
 
 items_view()

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from apps.finance_monitor import dashboard
-from apps.finance_monitor.ui import charts, common
+from apps.finance_monitor.ui import charts, common, queries
 from core.auth import Permission
 from core.ui import auth
 
@@ -18,7 +17,7 @@ range_choice = common.time_range_choice()
 scope_label = st.sidebar.radio("Group by", list(SCOPES), horizontal=True, key="trend_scope")
 bucket_label = st.sidebar.selectbox("Bucket", list(BUCKETS), index=2, key="trend_bucket")
 metric = st.sidebar.selectbox(
-    "Metric", list(dashboard.TREND_METRICS), format_func=dashboard.TREND_METRICS.get, key="trend_metric"
+    "Metric", list(queries.TREND_METRICS), format_func=queries.TREND_METRICS.get, key="trend_metric"
 )
 smooth_label = st.sidebar.selectbox(
     "Smooth over",
@@ -35,15 +34,15 @@ by = SCOPES[scope_label]
 @st.fragment(run_every=run_every)
 def trend_view() -> None:
     status = common.status_or_stop(db)
-    start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
+    start, end = queries.resolve_range(range_choice, status.newest_item, status.oldest_item)
     common.range_caption(status, start, end)
     common.alerts_banner(status)
-    scored = dashboard.load_scored(db, start, end, version)
-    options = dashboard.key_options(scored, by, limit=50)
+    scored = queries.load_scored(db, start, end, version)
+    options = queries.key_options(scored, by, limit=50)
     keys = st.multiselect(
         f"{scope_label}s", options, default=options[: 6 if by != "entity" else 5], key=f"trend_keys_{by}"
     )
-    table = dashboard.trend(
+    table = queries.trend(
         scored,
         by=by,
         bucket=BUCKETS[bucket_label],
@@ -61,17 +60,17 @@ def trend_view() -> None:
     negative = table["negative"].sum() / max(int(table["volume"].sum()), 1)
     cols[1].metric("Negative share", f"{negative:.0%}")
     cols[2].metric("Open alerts", status.open_alerts)
-    windows = dashboard.alert_windows(db, by, keys, start, end)
-    st.subheader(dashboard.TREND_METRICS[metric])
+    windows = queries.alert_windows(db, by, keys, start, end)
+    st.subheader(queries.TREND_METRICS[metric])
     percent = metric.startswith("share")
     chart = charts.trend_lines(
-        dashboard.trend_chart(table, metric), dashboard.TREND_METRICS[metric], windows, percent
+        queries.trend_chart(table, metric), queries.TREND_METRICS[metric], windows, percent
     )
     st.altair_chart(chart, width="stretch")
     if not windows.empty:
         st.caption(f"Shaded: {len(windows)} alert window(s) on the shown {scope_label.lower()}s.")
     st.subheader("Volume")
-    st.altair_chart(charts.volume_bars(dashboard.trend_chart(table, "volume")), width="stretch")
+    st.altair_chart(charts.volume_bars(queries.trend_chart(table, "volume")), width="stretch")
 
 
 trend_view()

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from apps.finance_monitor import dashboard
-from apps.finance_monitor.ui import common
+from apps.finance_monitor.ui import common, queries
 from core.auth import Permission
 from core.ui import auth
 
@@ -21,9 +20,9 @@ run_every = common.refresh_interval()
 @st.fragment(run_every=run_every)
 def breakdown_view() -> None:
     status = common.status_or_stop(db)
-    start, end = dashboard.resolve_range(range_choice, status.newest_item, status.oldest_item)
+    start, end = queries.resolve_range(range_choice, status.newest_item, status.oldest_item)
     common.range_caption(status, start, end)
-    table = dashboard.topic_breakdown(dashboard.load_scored(db, start, end, version), by=SCOPES[scope_label])
+    table = queries.topic_breakdown(queries.load_scored(db, start, end, version), by=SCOPES[scope_label])
     if table.empty:
         st.info("No scored items in this period.")
         return

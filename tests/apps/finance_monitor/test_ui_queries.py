@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from apps.finance_monitor import dashboard
-from apps.finance_monitor.storage import Alert, AlertItem
+from apps.finance_monitor import alerts as alerts_module
+from apps.finance_monitor.storage import AlertItem
+from apps.finance_monitor.ui import queries
 from core.storage import create_engine, session_scope
 from tests.apps.finance_monitor.sample_db import (
-    build_sample_db,
     fill_sample_db,
     rescore_energy_as_neutral,
     truth_labels,
@@ -57,42 +57,26 @@ TOY = scored(
 )
 
 
-@pytest.fixture(scope="module")
-def sample_template(tmp_path_factory):
-    """A SQLite file with the sample stream, its true labels and the two surge alerts."""
-    return build_sample_db(tmp_path_factory.mktemp("finance-sample") / "sample.db")
-
-
-@pytest.fixture
-def sample_engine(sample_template, tmp_path):
-    """A private copy of the sample database (tests may acknowledge and mute)."""
-    target = tmp_path / "sample.db"
-    target.write_bytes(sample_template.read_bytes())
-    engine = create_engine(f"sqlite:///{target}")
-    yield engine
-    engine.dispose()
-
-
 # --- time ranges -------------------------------------------------------------------------------------
 
 
 def test_resolve_range_ends_after_the_newest_item_and_clips_to_the_oldest():
     newest = datetime(2026, 3, 6, 20, 50, tzinfo=UTC)
     oldest = datetime(2026, 3, 2, 6, 2, tzinfo=UTC)
-    start, end = dashboard.resolve_range("Last 24 hours", newest, oldest)
+    start, end = queries.resolve_range("Last 24 hours", newest, oldest)
     assert (start, end) == (datetime(2026, 3, 5, 21, tzinfo=UTC), datetime(2026, 3, 6, 21, tzinfo=UTC))
-    assert dashboard.resolve_range("Last 30 days", newest, oldest)[0] == datetime(2026, 3, 2, 6, tzinfo=UTC)
-    assert dashboard.resolve_range("All", newest, oldest) == (None, None)
-    assert dashboard.resolve_range("Last 7 days", None) == (None, None)
+    assert queries.resolve_range("Last 30 days", newest, oldest)[0] == datetime(2026, 3, 2, 6, tzinfo=UTC)
+    assert queries.resolve_range("All", newest, oldest) == (None, None)
+    assert queries.resolve_range("Last 7 days", None) == (None, None)
     with pytest.raises(ValueError, match="unknown time range 'Last week'"):
-        dashboard.resolve_range("Last week", newest)
+        queries.resolve_range("Last week", newest)
 
 
 # --- breakdowns and item lists -------------------------------------------------------------------------
 
 
 def test_topic_breakdown_counts_copies_once_and_weights_by_confidence():
-    table = dashboard.topic_breakdown(TOY).set_index("key")
+    table = queries.topic_breakdown(TOY).set_index("key")
     assert list(table.index) == ["Earnings", "Energy"]  # 3 stories each: tie broken by name
     energy = table.loc["Energy"]
     assert (energy["stories"], energy["negative"], energy["neutral"], energy["positive"]) == (2, 1, 0, 1)
@@ -105,64 +89,64 @@ def test_topic_breakdown_counts_copies_once_and_weights_by_confidence():
 
 
 def test_breakdown_by_entity_explodes_tickers():
-    table = dashboard.topic_breakdown(TOY, by="entity").set_index("key")
+    table = queries.topic_breakdown(TOY, by="entity").set_index("key")
     assert table["stories"].to_dict() == {"NWDE": 2, "QRTX": 2}
     assert table.loc["QRTX", "negative"] == 1
-    assert dashboard.key_options(TOY, "entity") == ["NWDE", "QRTX"]
-    assert dashboard.topic_breakdown(TOY.iloc[0:0]).empty
+    assert queries.key_options(TOY, "entity") == ["NWDE", "QRTX"]
+    assert queries.topic_breakdown(TOY.iloc[0:0]).empty
 
 
 def test_latest_items_collapse_copies_filter_and_limit():
-    latest = dashboard.latest_items(TOY, limit=10)
+    latest = queries.latest_items(TOY, limit=10)
     assert list(latest["item_id"]) == ["e", "d", "c", "b", "a"]
     assert latest.set_index("item_id").loc["a", "copies"] == 2
-    assert list(latest.columns) == dashboard.ITEM_COLUMNS
-    assert list(dashboard.latest_items(TOY, limit=2)["item_id"]) == ["e", "d"]
-    negative = dashboard.latest_items(TOY, sentiments=["negative"], topics=["Energy"])
+    assert list(latest.columns) == queries.ITEM_COLUMNS
+    assert list(queries.latest_items(TOY, limit=2)["item_id"]) == ["e", "d"]
+    negative = queries.latest_items(TOY, sentiments=["negative"], topics=["Energy"])
     assert list(negative["item_id"]) == ["a"]
-    assert list(dashboard.latest_items(TOY, search="headline C")["item_id"]) == ["c"]
-    assert dashboard.latest_items(TOY.iloc[0:0]).empty
+    assert list(queries.latest_items(TOY, search="headline C")["item_id"]) == ["c"]
+    assert queries.latest_items(TOY.iloc[0:0]).empty
 
 
 def test_extreme_items_rank_by_confidence():
-    assert list(dashboard.extreme_items(TOY, "negative")["item_id"]) == ["a", "d"]
-    assert list(dashboard.extreme_items(TOY, "positive")["item_id"]) == ["e", "b"]
-    assert list(dashboard.extreme_items(TOY, "positive", topics=["Energy"])["item_id"]) == ["b"]
+    assert list(queries.extreme_items(TOY, "negative")["item_id"]) == ["a", "d"]
+    assert list(queries.extreme_items(TOY, "positive")["item_id"]) == ["e", "b"]
+    assert list(queries.extreme_items(TOY, "positive", topics=["Energy"])["item_id"]) == ["b"]
     with pytest.raises(ValueError, match="'negative' or 'positive'"):
-        dashboard.extreme_items(TOY, "neutral")
+        queries.extreme_items(TOY, "neutral")
 
 
 # --- trends ------------------------------------------------------------------------------------------------
 
 
 def test_trend_filters_keys_and_long_form_drops_empty_buckets():
-    table = dashboard.trend(TOY, by="topic", bucket="15min", keys=["Energy"])
+    table = queries.trend(TOY, by="topic", bucket="15min", keys=["Energy"])
     assert set(table["key"]) == {"Energy"}
     assert list(table["volume"]) == [2, 0, 0, 0, 0, 0]  # 09:00 .. 10:15; a2 is a copy of a
-    long = dashboard.trend_chart(table, "share_negative")
+    long = queries.trend_chart(table, "share_negative")
     assert list(long.columns) == ["bucket_start", "key", "value"]
     assert len(long) == 1 and long["value"].iloc[0] == 0.5  # empty buckets have no share
-    assert len(dashboard.trend_chart(table, "volume")) == 6  # volume keeps its zeros
+    assert len(queries.trend_chart(table, "volume")) == 6  # volume keeps its zeros
     with pytest.raises(ValueError, match="unknown trend metric"):
-        dashboard.trend_chart(table, "median")
+        queries.trend_chart(table, "median")
 
 
 def test_trend_smoothing_pools_counts_over_trailing_buckets():
-    table = dashboard.trend(TOY, by="all", bucket="hour", smooth=2).set_index("bucket_start")
+    table = queries.trend(TOY, by="all", bucket="hour", smooth=2).set_index("bucket_start")
     first, second = table.index
     assert table.loc[first, "share_negative"] == pytest.approx(1 / 3)  # a, b, c (a2 is a copy)
     assert table.loc[second, "share_negative"] == pytest.approx(2 / 5)  # pooled: 2 negatives of 5
     assert table.loc[second, "volume"] == 2  # volume stays per bucket
-    raw = dashboard.trend(TOY, by="all", bucket="hour")
+    raw = queries.trend(TOY, by="all", bucket="hour")
     assert raw["share_negative"].iloc[1] == 0.5
     with pytest.raises(ValueError, match="smooth must be >= 1"):
-        dashboard.trend(TOY, smooth=0)
+        queries.trend(TOY, smooth=0)
 
 
 def test_trend_of_nothing_is_an_empty_table():
-    empty = dashboard.trend(TOY.iloc[0:0])
+    empty = queries.trend(TOY.iloc[0:0])
     assert empty.empty and "share_negative" in empty.columns
-    assert dashboard.trend_chart(empty).empty
+    assert queries.trend_chart(empty).empty
 
 
 # --- database: status, alerts, actions ----------------------------------------------------------------------
@@ -170,23 +154,23 @@ def test_trend_of_nothing_is_an_empty_table():
 
 def test_status_before_and_after_migration(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
-    assert dashboard.monitor_status(engine) == dashboard.MonitorStatus(ready=False)
+    assert queries.monitor_status(engine) == queries.MonitorStatus(ready=False)
     from core.schema import migrate
 
     migrate(engine)
-    status = dashboard.monitor_status(engine)
+    status = queries.monitor_status(engine)
     assert status.ready and status.items == 0 and status.newest_item is None and not status.active()
     engine.dispose()
 
 
 def test_sample_database_status_and_alerts(sample_engine):
-    status = dashboard.monitor_status(sample_engine)
+    status = queries.monitor_status(sample_engine)
     assert (status.items, status.scored, status.open_alerts) == (506, 506, 2)
     assert status.model_versions == ("truth",)
     assert status.newest_item == datetime(2026, 3, 6, 20, 50, 15, tzinfo=UTC)
     assert status.active(now=status.last_ingested + timedelta(minutes=5))
     assert not status.active(now=status.last_scored + timedelta(hours=1))
-    frame = dashboard.alerts_frame(sample_engine)
+    frame = queries.alerts_frame(sample_engine)
     assert list(frame["key"]) == ["NWDE", "Energy | Oil"]  # newest incident first
     assert list(frame["status"]) == ["open", "open"]
     with session_scope(sample_engine) as session:
@@ -194,7 +178,7 @@ def test_sample_database_status_and_alerts(sample_engine):
             session.execute(sa.select(AlertItem.alert_id, sa.func.count()).group_by(AlertItem.alert_id)).all()
         )
     assert dict(zip(frame["id"], frame["items"], strict=True)) == linked
-    table = dashboard.alerts_table(frame)
+    table = queries.alerts_table(frame)
     assert table.loc[f"#{frame['id'].iloc[1]}"].to_dict() == {
         "Status": "open",
         "Rule": "topic-negative-surge",
@@ -205,13 +189,13 @@ def test_sample_database_status_and_alerts(sample_engine):
         "Window (UTC)": "Thu 05 Mar 13:00–16:00",
     }
     with pytest.raises(ValueError, match="unknown alert status"):
-        dashboard.alerts_frame(sample_engine, status="closed")
+        queries.alerts_frame(sample_engine, status="closed")
 
 
 def test_drilldown_lists_the_alert_items_with_their_labels(sample_engine):
-    frame = dashboard.alerts_frame(sample_engine)
+    frame = queries.alerts_frame(sample_engine)
     energy = int(frame.loc[frame["key"] == "Energy | Oil", "id"].iloc[0])
-    items = dashboard.alert_drilldown(sample_engine, energy)
+    items = queries.alert_drilldown(sample_engine, energy)
     truth = truth_labels()
     assert len(items) == int(frame.loc[frame["id"] == energy, "items"].iloc[0])
     assert set(items["topic"]) == {"Energy | Oil"}
@@ -221,69 +205,47 @@ def test_drilldown_lists_the_alert_items_with_their_labels(sample_engine):
     assert items["timestamp"].between(*window, inclusive="left").all()
     assert items["copies"].max() > 1  # the blast stories were syndicated
     with pytest.raises(ValueError, match="no alert with id 999"):
-        dashboard.alert_drilldown(sample_engine, 999)
+        queries.alert_drilldown(sample_engine, 999)
 
 
 def test_alert_context_and_windows(sample_engine):
-    frame = dashboard.alerts_frame(sample_engine).set_index("key")
+    frame = queries.alerts_frame(sample_engine).set_index("key")
     energy = int(frame.loc["Energy | Oil", "id"])
-    context = dashboard.alert_context(sample_engine, energy)
+    context = queries.alert_context(sample_engine, energy)
     assert list(context.columns) == ["value", "baseline", "threshold"]
     assert set(context["threshold"]) == {0.7}
     assert context["value"].max() == pytest.approx(frame.loc["Energy | Oil", "value"])
     assert context.index.min() == pd.Timestamp("2026-03-04 13:00", tz="UTC")
     assert not math.isnan(context.loc[pd.Timestamp("2026-03-05 13:00", tz="UTC"), "baseline"])
-    windows = dashboard.alert_windows(sample_engine, "topic", ["Energy | Oil", "Earnings"])
+    windows = queries.alert_windows(sample_engine, "topic", ["Energy | Oil", "Earnings"])
     assert list(windows["id"]) == [energy]
     start = datetime(2026, 3, 6, tzinfo=UTC)
-    assert dashboard.alert_windows(sample_engine, "topic", start=start).empty
-    assert list(dashboard.alert_windows(sample_engine, "entity")["key"]) == ["NWDE"]
-
-
-def test_acknowledge_mute_and_unmute(sample_engine):
-    ids = dict(zip(*dashboard.alerts_frame(sample_engine)[["key", "id"]].to_numpy().T, strict=True))
-    energy, nwde = int(ids["Energy | Oil"]), int(ids["NWDE"])
-    dashboard.acknowledge_alert(sample_engine, energy, by="  dana ")
-    now = datetime(2026, 3, 5, 17, tzinfo=UTC)
-    until = dashboard.mute_alert(sample_engine, nwde, 6, now=now)
-    assert until == now + timedelta(hours=6)
-    frame = dashboard.alerts_frame(sample_engine).set_index("id")
-    assert frame.loc[energy, "status"] == "acknowledged" and frame.loc[energy, "acknowledged_by"] == "dana"
-    assert frame.loc[nwde, "status"] == "muted" and frame.loc[nwde, "muted_until"] == pd.Timestamp(until)
-    assert list(dashboard.alerts_frame(sample_engine, status="open")["id"]) == []
-    assert dashboard.monitor_status(sample_engine).open_alerts == 0
-    dashboard.unmute_alert(sample_engine, nwde)
-    with session_scope(sample_engine) as session:
-        alert = session.get(Alert, nwde)
-        assert (alert.status, alert.muted_until) == ("open", None)
-    with pytest.raises(ValueError, match="positive"):
-        dashboard.mute_alert(sample_engine, nwde, 0)
-    with pytest.raises(ValueError, match="no alert with id 42"):
-        dashboard.unmute_alert(sample_engine, 42)
+    assert queries.alert_windows(sample_engine, "topic", start=start).empty
+    assert list(queries.alert_windows(sample_engine, "entity")["key"]) == ["NWDE"]
 
 
 def test_dashboard_queries_on_each_database(db):
     """The same queries on SQLite and PostgreSQL (window functions, JSON tickers, aware timestamps)."""
     assert fill_sample_db(db) == 2
-    status = dashboard.monitor_status(db)
+    status = queries.monitor_status(db)
     assert (status.items, status.scored, status.open_alerts) == (506, 506, 2)
-    start, end = dashboard.resolve_range("Last 7 days", status.newest_item, status.oldest_item)
-    frame = dashboard.load_scored(db, start, end)
+    start, end = queries.resolve_range("Last 7 days", status.newest_item, status.oldest_item)
+    frame = queries.load_scored(db, start, end)
     assert len(frame) == 506 and frame["timestamp"].dt.tz is not None
-    assert dashboard.key_options(frame, "entity", limit=1) == ["NWDE"]
-    assert dashboard.topic_breakdown(frame)["stories"].sum() == frame["group_id"].nunique()
-    alerts = dashboard.alerts_frame(db)
+    assert queries.key_options(frame, "entity", limit=1) == ["NWDE"]
+    assert queries.topic_breakdown(frame)["stories"].sum() == frame["group_id"].nunique()
+    alerts = queries.alerts_frame(db)
     first = int(alerts["id"].iloc[0])
-    assert len(dashboard.alert_drilldown(db, first)) == alerts["items"].iloc[0]
-    dashboard.acknowledge_alert(db, first, by="dana")
-    assert dashboard.alerts_frame(db, status="acknowledged")["id"].tolist() == [first]
+    assert len(queries.alert_drilldown(db, first)) == alerts["items"].iloc[0]
+    alerts_module.acknowledge(db, first, by="dana")
+    assert queries.alerts_frame(db, status="acknowledged")["id"].tolist() == [first]
 
 
 def test_rescoring_keeps_history_and_each_version_can_be_shown(sample_engine):
-    assert dashboard.model_versions(sample_engine) == ["truth"]
+    assert queries.model_versions(sample_engine) == ["truth"]
     n = rescore_energy_as_neutral(sample_engine)
-    assert dashboard.model_versions(sample_engine) == ["v2", "truth"]  # most recently used first
-    latest = dashboard.load_scored(sample_engine)
+    assert queries.model_versions(sample_engine) == ["v2", "truth"]  # most recently used first
+    latest = queries.load_scored(sample_engine)
     energy = latest[latest["topic"] == "Energy | Oil"]
     assert (
         len(energy) == n
@@ -291,7 +253,7 @@ def test_rescoring_keeps_history_and_each_version_can_be_shown(sample_engine):
         and set(energy["sentiment"]) == {"neutral"}
     )
     assert len(latest) == 506  # the other items keep their only (truth) score
-    old = dashboard.load_scored(sample_engine, model_version="truth")
+    old = queries.load_scored(sample_engine, model_version="truth")
     assert len(old) == 506 and (old.loc[old["topic"] == "Energy | Oil", "sentiment"] == "negative").sum() > 30
-    assert len(dashboard.load_scored(sample_engine, model_version="v2")) == n
-    assert dashboard.model_versions(create_engine("sqlite://")) == []
+    assert len(queries.load_scored(sample_engine, model_version="v2")) == n
+    assert queries.model_versions(create_engine("sqlite://")) == []

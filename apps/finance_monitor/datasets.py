@@ -2,10 +2,10 @@
 
 Formats (``format="auto"`` picks one from the extension, then from the content):
 
-* CSV with a header holding ``text`` and ``label`` columns (names configurable). Parsed with the
-  ``csv`` module, so CRLF record ends and newlines inside quoted fields (twitter-financial-news)
-  are handled. UTF-8 by default (a BOM is ignored).
-* Parquet and JSON Lines with the same two fields.
+* CSV with a header holding ``text`` and ``label`` columns (names configurable), Parquet and JSON
+  Lines with the same two fields, all read by :func:`core.io.tables.read_rows` (CRLF record ends
+  and newlines inside quoted fields, as in twitter-financial-news, are handled; UTF-8 by default,
+  a BOM is ignored).
 * Financial PhraseBank: one ``sentence@label`` record per line, no header, split on the last
   ``@``. Decoded as UTF-8 when valid, else Latin-1 (the upstream files are Latin-1); the
   upstream mojibake is kept as is so numbers stay comparable with published ones.
@@ -20,8 +20,6 @@ Every problem raises :class:`~apps.finance_monitor.errors.DataError` naming the 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections import Counter
@@ -30,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from apps.finance_monitor.errors import DataError, decode_bytes, jsonl_objects
+from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import (
     INT_LABEL,
     LABEL_MAP_PRESETS,
@@ -39,6 +37,7 @@ from apps.finance_monitor.labels import (
     parse_label_map,
 )
 from core.errors import check_path_kind
+from core.io.tables import decode_text, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -161,11 +160,13 @@ def load_labelled(
     if not path.is_file():
         raise FileNotFoundError(f"labelled data file not found: {path}")
     fmt = detect_format(path) if format == "auto" else format
-    readers = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}
     if fmt == "phrasebank":
         records = _read_phrasebank(path, encoding)
-    elif fmt in readers:
-        records = readers[fmt](path, encoding or "utf-8", text_column, label_column)
+    elif fmt in ("csv", "parquet", "jsonl"):
+        rows = read_rows(
+            path, columns=[text_column, label_column], format=fmt, encoding=encoding, error=DataError
+        )
+        records = [(r.row, r.line, r[text_column], r[label_column]) for r in rows]
     else:
         raise ValueError(f"{path}: unknown format {fmt!r}; expected csv, parquet, jsonl or phrasebank")
     if not records:
@@ -226,67 +227,9 @@ def deduplicate(data: LabelledData, mode: Dedup = "exact") -> LabelledData:
     )
 
 
-# --- readers: each returns [(row, line, text, raw_label)] -----------------------------------------
+# --- records: (row, line, text, raw_label) -----------------------------------------
 
 _Record = tuple[int, int | None, str, Any]
-
-
-def _read_csv(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
-    text = decode_bytes(path.read_bytes(), path, encoding)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataError(path, "empty file (expected a header line with 'text,label')") from None
-    except csv.Error as err:
-        raise DataError(path, f"malformed CSV header: {err}", line=1) from err
-    header = [h.strip() for h in header]
-    cols = _require_columns(path, header, text_column, label_column)
-    records: list[_Record] = []
-    row = 0
-    line = reader.line_num + 1
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            problem = f"malformed CSV ({err}); is the file truncated?"
-            raise DataError(path, problem, row=row + 1, line=line) from err
-        if fields:  # csv yields [] for blank lines
-            row += 1
-            if len(fields) != len(header):
-                problem = f"expected {len(header)} fields like the header, got {len(fields)}"
-                raise DataError(path, problem, row=row, line=line)
-            records.append((row, line, fields[cols[0]], fields[cols[1]]))
-        line = reader.line_num + 1
-    return records
-
-
-def _read_parquet(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(path)
-        _require_columns(path, list(schema.names), text_column, label_column)
-        table = pq.read_table(path, columns=[text_column, label_column])
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, f"not a readable Parquet file: {err}") from err
-    texts = table.column(text_column).to_pylist()
-    labels = table.column(label_column).to_pylist()
-    return [(i + 1, None, t, y) for i, (t, y) in enumerate(zip(texts, labels, strict=True))]
-
-
-def _read_jsonl(path: Path, encoding: str, text_column: str, label_column: str) -> list[_Record]:
-    text = decode_bytes(path.read_bytes(), path, encoding)
-    records: list[_Record] = []
-    for row, lineno, obj in jsonl_objects(path, text):
-        for key in (text_column, label_column):
-            if key not in obj:
-                raise DataError(path, f"missing key (keys: {sorted(obj)})", row=row, line=lineno, field=key)
-        records.append((row, lineno, obj[text_column], obj[label_column]))
-    return records
 
 
 def _read_phrasebank(path: Path, encoding: str | None) -> list[_Record]:
@@ -297,7 +240,7 @@ def _read_phrasebank(path: Path, encoding: str | None) -> list[_Record]:
         except UnicodeDecodeError:
             text = raw.decode("latin-1")  # the upstream files; Latin-1 decodes any byte
     else:
-        text = decode_bytes(raw, path, encoding)
+        text = decode_text(raw, path, encoding, error=DataError)
     records: list[_Record] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
@@ -313,18 +256,6 @@ def _read_phrasebank(path: Path, encoding: str | None) -> list[_Record]:
 
 
 # --- validation ----------------------------------------------------------------------------------
-
-
-def _require_columns(path: Path, header: list[str], *columns: str) -> tuple[int, ...]:
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(
-            path,
-            f"missing column(s) {missing}; found {header}. Name them in the header or pass "
-            "text_column=/label_column= (CLI: --text-column/--label-column)",
-            field=missing[0],
-        )
-    return tuple(header.index(c) for c in columns)
 
 
 def _resolve_labels(

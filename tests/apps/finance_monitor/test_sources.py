@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.news import extract_cashtags, read_news, stable_item_id
+from apps.finance_monitor.sources import extract_cashtags, read_news, stable_item_id
 from apps.finance_monitor.timestamps import parse_timestamp
 
 
@@ -135,7 +135,7 @@ def test_jsonl_truncated_and_non_object(tmp_path):
     path = tmp_path / "news.jsonl"
     good = json.dumps({"timestamp": 1772442900, "source": "W", "title": "Acme up", "tickers": ["acme"]})
     path.write_text(good + "\n" + good[:20], encoding="utf-8")
-    with pytest.raises(DataError, match=r"row 2 \(line 2\): invalid JSON .*truncated"):
+    with pytest.raises(DataError, match=r"row 2 \(line 2\): not valid JSON"):
         read_news(path)
     path.write_text(good + "\n[1, 2]\n", encoding="utf-8")
     with pytest.raises(DataError, match="expected a JSON object, got list"):

@@ -7,10 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.loaders import load_labelled
-from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
-from apps.finance_monitor.sentiment import (
+from apps.finance_monitor.classifiers import (
     evaluate,
     head_probabilities,
     load_model,
@@ -18,6 +15,9 @@ from apps.finance_monitor.sentiment import (
     read_meta,
     train,
 )
+from apps.finance_monitor.datasets import load_labelled
+from apps.finance_monitor.errors import DataError
+from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
 from tests.apps.finance_monitor.model_fixtures import copy_model, tiny_config
 
 

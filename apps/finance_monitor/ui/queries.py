@@ -19,9 +19,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from apps.finance_monitor import alerts as alert_ops
 from apps.finance_monitor import outbox
 from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset
+from apps.finance_monitor.alerts import list_alerts
 from apps.finance_monitor.storage import Alert, AlertItem, Delivery, Item, Score, scored_frame
 from core.storage import session_scope, utcnow
 
@@ -347,7 +347,7 @@ def alerts_frame(engine: Engine, status: str | None = None, limit: int | None = 
     """
     if status is not None and status not in ALERT_STATUSES:
         raise ValueError(f"unknown alert status {status!r}; expected one of {list(ALERT_STATUSES)}")
-    rows = alert_ops.list_alerts(engine, status=status, limit=limit)
+    rows = list_alerts(engine, status=status, limit=limit)
     counts: dict[int, int] = {}
     if rows:
         with session_scope(engine) as session:
@@ -445,46 +445,6 @@ def alert_drilldown(engine: Engine, alert_id: int) -> pd.DataFrame:
     return frame[ITEM_COLUMNS].reset_index(drop=True)
 
 
-def acknowledge_alert(engine: Engine, alert_id: int, by: str | None = None) -> None:
-    """Mark an alert acknowledged by ``by`` (blank means anonymous)."""
-    alert_ops.acknowledge(engine, alert_id, by=(by or "").strip() or None)
-
-
-def mute_alert(engine: Engine, alert_id: int, hours: float, now: datetime | None = None) -> datetime:
-    """Mute an alert's rule and key for ``hours``; new incidents are stored muted and not sent.
-
-    Returns:
-        When the mute ends.
-
-    Raises:
-        ValueError: ``hours`` not positive, or no such alert.
-    """
-    if hours <= 0:
-        raise ValueError(f"mute duration must be positive, got {hours} hours")
-    until = (now or utcnow()) + timedelta(hours=hours)
-    alert_ops.mute(engine, alert_id, until)
-    return until
-
-
-def unmute_alert(engine: Engine, alert_id: int) -> None:
-    """End the mute of an alert's rule and key now; the alert goes back to ``open``.
-
-    Raises:
-        ValueError: No alert with this id.
-    """
-    with session_scope(engine) as session:
-        alert = session.get(Alert, alert_id)
-        if alert is None:
-            raise ValueError(f"no alert with id {alert_id}")
-        session.execute(
-            sa.update(Alert)
-            .where(Alert.rule == alert.rule, Alert.key == alert.key, Alert.muted_until.is_not(None))
-            .values(muted_until=None)
-        )
-        alert.status = "acknowledged" if alert.acknowledged_at is not None else "open"
-        alert.muted_until = None
-
-
 # --- delivery outbox -------------------------------------------------------------------------------
 
 DELIVERY_COLUMNS = [
@@ -521,15 +481,6 @@ def deliveries_frame(
     for column in ("next_attempt_at", "created_at", "delivered_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
-
-
-def retry_deliveries(engine: Engine, ids: list[int] | None = None, *, all_dead: bool = False) -> int:
-    """Requeue dead (or waiting) deliveries for the next sender pass; the number requeued.
-
-    Raises:
-        ValueError: Unknown or already delivered id.
-    """
-    return outbox.retry(engine, ids or [], all_dead=all_dead)
 
 
 # --- helpers ---------------------------------------------------------------------------------------

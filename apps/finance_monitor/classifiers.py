@@ -1,4 +1,4 @@
-"""Sentiment and topic classifiers: train, calibrate, evaluate, load, and label texts.
+"""The finance models (sentiment and topic classifiers): train, calibrate, evaluate and load them.
 
 The models are :class:`core.classification.TextClassifier` directories trained with
 :func:`core.finetune.train_classifier` (LoRA on the packaged MiniLM by default). One head is
@@ -7,9 +7,10 @@ with both heads on rows that each carry one of the two labels (``docs/benchmarks
 records the measurement that chose two models by default).
 
 After training, the temperature of each head is fitted on the validation split the training
-loop held out (:mod:`apps.finance_monitor.calibration`), so ``predict_proba`` is calibrated.
+loop held out (:mod:`core.calibration`), so ``predict_proba`` is calibrated.
 ``finance.json`` beside the weights records the task, label map and data set, so ``eval`` can
-read numeric labels with the same map.
+read numeric labels with the same map. Labelling stored news items and whole files with a trained
+model is in :mod:`apps.finance_monitor.scoring`.
 
 Example:
     >>> report = train("sentiment", "train.csv", "runs/sentiment", epochs=3)
@@ -24,26 +25,25 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from apps.finance_monitor.calibration import calibrate, save_calibration, softmax
+from apps.finance_monitor.config import FinanceTrainConfig
+from apps.finance_monitor.datasets import Dedup, LabelledData, load_labelled
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS, parse_label_map
-from apps.finance_monitor.loaders import Dedup, LabelledData, load_labelled
+from core.calibration import calibrate, save_calibration
 from core.classification import CONFIG_FILE, TextClassifier
 from core.classification import KIND as CLASSIFIER_KIND
 from core.config import write_json_atomic
-from core.finetune import ClassifierTrainConfig, split_indices, train_classifier, with_overrides
+from core.finetune import split_indices, train_classifier, with_overrides
 from core.finetune.data import require_validation
 from core.finetune.loop import REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
-from core.metrics import classification_report
-from core.models import DEFAULT_ENCODER
+from core.metrics import classification_report, softmax
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +52,6 @@ TASKS: tuple[str, ...] = ("sentiment", "topic")
 META_FILE = "finance.json"
 #: Artifact kind of a finance model directory (a core classifier plus calibration and finance.json).
 KIND = "finance-classifier"
-
-
-@dataclass(frozen=True)
-class FinanceTrainConfig(ClassifierTrainConfig):
-    """Training settings of a finance classifier (the core classifier's, plus data handling)."""
-
-    model: str = field(
-        default=DEFAULT_ENCODER, metadata={"help": "Encoder to fine-tune (short name or dir)."}
-    )
-    dedup: Dedup = field(
-        default="text",
-        metadata={"help": "Drop repeated texts before the split: none | exact | text (conflicts dropped)."},
-    )
-    calibrate: bool = field(default=True, metadata={"help": "Fit a temperature per head on validation."})
 
 
 def load_training_data(

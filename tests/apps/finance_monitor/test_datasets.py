@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from apps.finance_monitor.datasets import deduplicate, detect_format, load_labelled
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS, TFN_TOPIC_CLASSES, parse_label_map, read_label_names
-from apps.finance_monitor.loaders import deduplicate, detect_format, load_labelled
 from tests.conftest import require_shared_data
 
 
@@ -86,17 +86,17 @@ def test_missing_column_lists_what_was_found(tmp_path):
 def test_wrong_field_count_and_truncated_quote(tmp_path):
     path = tmp_path / "fields.csv"
     path.write_text("text,label\nok,positive\na,b,c\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"row 2 \(line 3\): expected 2 fields like the header, got 3"):
+    with pytest.raises(DataError, match=r"row 2 \(line 3\): 3 fields but the header names 2"):
         load_labelled(path)
     path.write_text('text,label\nok,positive\n"never closed,neutral\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"row 2 \(line 3\): malformed CSV .*truncated"):
+    with pytest.raises(DataError, match=r"line 3: malformed CSV"):
         load_labelled(path)
 
 
 def test_latin1_csv_gives_clear_decode_error(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\nok,positive\nSeppälä sells,neutral\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"line 3: cannot decode byte\(s\) .* as utf-8"):
+    with pytest.raises(DataError, match=r"line 3: not valid UTF-8: byte\(s\) .* name its encoding"):
         load_labelled(path)
     assert load_labelled(path, encoding="latin-1").texts[1] == "Seppälä sells"
 
@@ -184,7 +184,7 @@ def test_parquet_null_text_and_missing_column(tmp_path):
 def test_corrupt_parquet(tmp_path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not really parquet")
-    with pytest.raises(DataError, match="not a readable Parquet file"):
+    with pytest.raises(DataError, match="cannot read Parquet"):
         load_labelled(path)
 
 
@@ -192,7 +192,7 @@ def test_jsonl(tmp_path):
     path = tmp_path / "data.jsonl"
     rows = [{"text": "up", "label": "positive"}, {"text": "down", "label": "negative"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n{broken\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"row 3 \(line 4\): invalid JSON"):
+    with pytest.raises(DataError, match=r"row 3 \(line 4\): not valid JSON"):
         load_labelled(path)
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     assert load_labelled(path).to_records() == rows

@@ -1,18 +1,13 @@
-"""Temperature scaling: ECE/NLL, fitting on over-confident logits, the JSON record."""
+"""Temperature scaling: fitting on over-confident logits, the JSON record."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from apps.finance_monitor.calibration import (
-    calibration_stats,
-    expected_calibration_error,
-    load_calibration,
-    save_calibration,
-    softmax,
-)
+from core.calibration import load_calibration, save_calibration
 from core.classification import fit_temperature
+from core.metrics import calibration_stats, softmax
 
 
 def overconfident(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -23,13 +18,6 @@ def overconfident(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     logits = rng.normal(0, 0.3, (n, 3))
     logits[np.arange(n), pred] += 6.0
     return logits, y
-
-
-def test_ece_is_zero_for_perfectly_calibrated_and_large_for_overconfident():
-    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
-    assert expected_calibration_error(probs, [0, 1]) == pytest.approx(0.0)
-    logits, y = overconfident()
-    assert expected_calibration_error(softmax(logits), y) > 0.25
 
 
 def test_temperature_fit_cuts_nll_and_ece_but_not_accuracy():

@@ -14,10 +14,8 @@ Every bad record raises :class:`~apps.finance_monitor.errors.DataError` naming f
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
-import io
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,9 +28,10 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 
-from apps.finance_monitor.errors import DataError, decode_bytes, jsonl_objects
+from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.timestamps import parse_timestamp, to_utc
 from core.errors import check_path_kind
+from core.io.tables import read_frame, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +137,7 @@ def read_news(
         raise FileNotFoundError(f"news file not found: {path}")
     raw = path.read_bytes()
     kind = _news_format(path, raw)
-    if kind == "feed":
-        records = _feed_records(path, raw)
-    else:
-        text = decode_bytes(raw, path, "utf-8")
-        records = _csv_records(path, text) if kind == "csv" else _jsonl_records(path, text)
+    records = _feed_records(path, raw) if kind == "feed" else _table_records(path, kind)
     items = [
         _to_item(path, row, line, rec, default_source, assume_tz, dayfirst) for row, line, rec in records
     ]
@@ -193,37 +188,14 @@ def _news_format(path: Path, raw: bytes) -> str:
 _Rec = tuple[int, int | None, dict[str, Any]]
 
 
-def _csv_records(path: Path, text: str) -> list[_Rec]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header = next(reader, None)
-    if header is None:
-        raise DataError(path, "empty file (expected a header line such as 'timestamp,source,title')")
-    header = [h.strip().lower() for h in header]
-    _resolve_columns(path, header)
-    records: list[_Rec] = []
-    line = reader.line_num + 1
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            problem = f"malformed CSV ({err}); is the file truncated?"
-            raise DataError(path, problem, row=len(records) + 1, line=line) from err
-        if fields:
-            if len(fields) != len(header):
-                problem = f"expected {len(header)} fields like the header, got {len(fields)}"
-                raise DataError(path, problem, row=len(records) + 1, line=line)
-            records.append((len(records) + 1, line, dict(zip(header, fields, strict=True))))
-        line = reader.line_num + 1
+def _table_records(path: Path, kind: str) -> list[_Rec]:
+    """CSV or JSON Lines records through :mod:`core.io.tables`, with column / key names lower-cased."""
+    rows = read_rows(path, format=kind, error=DataError)
+    records = [(r.row, r.line, {str(k).strip().lower(): v for k, v in r.items()}) for r in rows]
+    if kind == "csv":
+        header = records[0][2] if records else read_frame(path, format="csv", error=DataError).columns
+        _resolve_columns(path, [str(h).lower() for h in header])
     return records
-
-
-def _jsonl_records(path: Path, text: str) -> list[_Rec]:
-    return [
-        (row, line, {str(k).lower(): v for k, v in obj.items()})
-        for row, line, obj in jsonl_objects(path, text)
-    ]
 
 
 def _feed_records(path: Path, raw: bytes) -> list[_Rec]:

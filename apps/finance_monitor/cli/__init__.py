@@ -1,0 +1,38 @@
+"""`aigc finance` commands: train, eval, classify, monitor, deliveries, ui.
+
+The commands live in sub-apps joined here with ``add_typer``: :mod:`~apps.finance_monitor.cli.models`
+(train, eval, classify) and :mod:`~apps.finance_monitor.cli.monitor` (monitor, deliveries). Each parses
+its options and calls a plain function; errors in the input print one line naming the file, row and
+field, and exit with status 2 (:func:`~apps.finance_monitor.cli.options.command_errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from apps.finance_monitor.cli import models, monitor
+
+app = typer.Typer(
+    help=(
+        "Financial news sentiment and topic monitor: fine-tuned classifiers score incoming "
+        "headlines, trends per topic, and alerts when negative news surges."
+    ),
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
+) -> None:
+    """Start only this app's Streamlit pages."""
+    from core.cli import launch_ui
+
+    raise typer.Exit(launch_ui(["finance"], port, address))
+
+
+app.add_typer(models.app)
+app.add_typer(monitor.app)

@@ -1,0 +1,93 @@
+"""``aigc finance train / eval / classify``: the sentiment and topic classifiers.
+
+Each command parses its options and calls a plain function (:func:`~apps.finance_monitor.classifiers.train`,
+:func:`~apps.finance_monitor.classifiers.evaluate`, :func:`~apps.finance_monitor.scoring.classify_file`);
+bad input prints one line naming the file, row and field, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
+from core.console import console
+
+app = typer.Typer()
+
+
+@app.command("train")
+def train_cmd(
+    task: Annotated[str, typer.Option("--task", help="sentiment or topic.")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/Parquet/JSONL (text,label) or PhraseBank file.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            "--label-map", help="Numeric labels: '0=negative,1=positive', tfns, tfn-topic or a classes file."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Fine-tune a sentiment or topic classifier (LoRA) and calibrate it on its validation split."""
+    from apps.finance_monitor.classifiers import train
+    from apps.finance_monitor.config import FinanceTrainConfig
+    from core.config import load_config
+
+    with command_errors():
+        cfg = load_config(FinanceTrainConfig, config_path(config), overrides or [], section="train")
+        report = train(task, data, out, label_map=label_map, config=cfg)
+    val = report.get("best_metric")
+    shown = "n/a" if val is None else f"{val:.4f}"
+    console.print(
+        f"[green]trained[/] {task} model -> {out} (version {report['model_version']}, "
+        f"validation {report['metric']} {shown}, {report['wall_time_s']:.0f}s)"
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model directory.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled file (same formats as train).")],
+    label_map: Annotated[
+        str | None, typer.Option("--label-map", help="Numeric label map (default: the model's).")
+    ] = None,
+    head: Annotated[str | None, typer.Option("--head", help="Head of a two-head model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+) -> None:
+    """Accuracy, macro/weighted F1, per-class scores and confusion matrix on a labelled file."""
+    from apps.finance_monitor.classifiers import evaluate
+
+    with command_errors():
+        report = evaluate(model, data, head=head, label_map=label_map, show_progress_bar=not as_json)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion")}
+            )
+        )
+        return
+    console.print(
+        f"n={report['n']}  accuracy {report['accuracy']:.4f}  macro F1 {report['macro_f1']:.4f}  "
+        f"weighted F1 {report['weighted_f1']:.4f}"
+    )
+
+
+@app.command("classify")
+def classify_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model directory.")],
+    input_path: Annotated[Path, typer.Option("--input", help="CSV/TSV/Parquet/JSONL/TXT of texts.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .csv, .jsonl or .parquet.")],
+    text_column: Annotated[str | None, typer.Option("--text-column", help="Column of the texts.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+) -> None:
+    """Label every row of a file (in batches, with a progress bar); the output is written atomically."""
+    from apps.finance_monitor.scoring import classify_file
+
+    with command_errors():
+        rows = classify_file(model, input_path, out, text_column=text_column, batch_size=batch_size)
+    console.print(f"[green]classified[/] {rows} rows -> {out}")

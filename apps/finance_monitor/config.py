@@ -1,0 +1,74 @@
+"""Settings of the finance monitor: a frozen dataclass per component, values in configs/finance_monitor.yaml.
+
+:class:`FinanceTrainConfig` is the ``train:`` section (``aigc finance train --set epochs=5``),
+:class:`MonitorConfig` the ``monitor:`` section (``aigc finance monitor --set webhook_url=...``);
+:func:`core.config.load_config` reads them with dotted overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apps.finance_monitor.datasets import Dedup
+from core.finetune import ClassifierTrainConfig
+from core.models import DEFAULT_ENCODER
+
+#: The app's settings file (sections ``train:`` and ``monitor:``).
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "configs" / "finance_monitor.yaml"
+
+
+@dataclass(frozen=True)
+class FinanceTrainConfig(ClassifierTrainConfig):
+    """Training settings of a finance classifier (the core classifier's, plus data handling)."""
+
+    model: str = field(
+        default=DEFAULT_ENCODER, metadata={"help": "Encoder to fine-tune (short name or dir)."}
+    )
+    dedup: Dedup = field(
+        default="text",
+        metadata={"help": "Drop repeated texts before the split: none | exact | text (conflicts dropped)."},
+    )
+    calibrate: bool = field(default=True, metadata={"help": "Fit a temperature per head on validation."})
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Settings of ``aigc finance monitor`` (section ``monitor:`` of configs/finance_monitor.yaml)."""
+
+    watch_dir: str = field(
+        default="", metadata={"help": "Folder of news files; empty: DATA_DIR/finance/inbox."}
+    )
+    sentiment_model: str = field(
+        default="",
+        metadata={
+            "help": "Sentiment (or two-head) model dir; empty: DATA_DIR/finance/models/news if present, "
+            "else DATA_DIR/finance/models/sentiment."
+        },
+    )
+    topic_model: str = field(
+        default="", metadata={"help": "Topic model dir; empty: DATA_DIR/finance/models/topic if present."}
+    )
+    rules: str = field(default="", metadata={"help": "Alert rules YAML; empty: the shipped sample rules."})
+    batch_size: int = field(default=64, metadata={"help": "Items per scoring batch."})
+    poll_interval_s: float = field(default=2.0, metadata={"help": "Seconds between folder scans (--follow)."})
+    min_file_age_s: float = field(default=1.0, metadata={"help": "Skip files modified more recently."})
+    dedup_threshold: float = field(default=0.6, metadata={"help": "Headline similarity of near-duplicates."})
+    webhook_url: str = field(
+        default="",
+        metadata={
+            "help": "POST alerts here as JSON; empty: the URL in $AIGC_FINANCE_WEBHOOK_URL, else no webhook. "
+            "A URL holding a token is better kept in that variable than in a config file."
+        },
+    )
+    webhook_token_env: str = field(
+        default="",
+        metadata={"help": "Environment variable whose value is sent as 'Authorization: Bearer <value>'."},
+    )
+    webhook_timeout_s: float = field(default=5.0, metadata={"help": "Seconds to connect and per read."})
+    webhook_max_attempts: int = field(default=8, metadata={"help": "Attempts before a delivery is dead."})
+    webhook_backoff_s: float = field(default=2.0, metadata={"help": "Wait after the first failed attempt."})
+    webhook_max_backoff_s: float = field(default=600.0, metadata={"help": "Longest wait between attempts."})
+    max_db_failures: int = field(
+        default=5, metadata={"help": "--follow gives up after this many cycles failing on the database."}
+    )
