@@ -34,9 +34,9 @@ from typing import Any, Literal
 import numpy as np
 
 from apps.customer_service.errors import SourceError, decode_utf8
-from apps.customer_service.evaluation import EvalQuery
 from apps.customer_service.knowledge_base import CALIBRATION_FILE
 from apps.customer_service.retrieval import Hit, Retriever
+from apps.customer_service.retrieval_eval import EvalQuery
 from core.config import write_json_atomic
 from core.errors import check_path_kind
 
@@ -281,8 +281,8 @@ def calibrate_kb(
         The saved calibration.
     """
     from apps.customer_service.config import AnswerConfig
-    from apps.customer_service.evaluation import read_queries
     from apps.customer_service.knowledge_base import KnowledgeBase
+    from apps.customer_service.retrieval_eval import read_queries
 
     retriever = retriever or Retriever(KnowledgeBase.load(kb_dir))
     calibration = calibrate(

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from apps.customer_service.chunking import TOP_SLUG, ChunkConfig, chunk_document
+from apps.customer_service.chunking import TOP_SLUG, chunk_document
+from apps.customer_service.config import ChunkConfig
 from apps.customer_service.entries import Entry
 from apps.customer_service.errors import SourceError, read_utf8
 

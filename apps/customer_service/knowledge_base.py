@@ -38,16 +38,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apps.customer_service.bm25_index import FIELDS, BM25Config, FieldBM25
-from apps.customer_service.chunking import ChunkConfig
+from apps.customer_service.bm25_index import FIELDS, FieldBM25
+from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError
 from apps.customer_service.injection_screen import Verdict, screen_entries, screen_entry, screen_version
-from apps.customer_service.kb import Entry, Source, load_sources
+from apps.customer_service.sources import Entry, Source, load_sources
 from core.config import from_dict, to_dict
 from core.embeddings import Embedder
 from core.index import VectorIndex
@@ -64,23 +64,6 @@ DENSE_DIR = "dense"
 BM25_DIR = "bm25"
 CALIBRATION_FILE = "calibration.json"
 SCREEN_FILE = "screen.json"
-
-
-@dataclass(frozen=True)
-class KBConfig:
-    """How a knowledge base is built."""
-
-    embedding_model: str = field(default="minilm-l6", metadata={"help": "Encoder spec for the dense index"})
-    batch_size: int = field(default=64, metadata={"help": "Texts per embedding batch"})
-    chunking: ChunkConfig = field(default_factory=ChunkConfig)
-    bm25: BM25Config = field(default_factory=BM25Config)
-    calibration_queries: str | None = field(
-        default=None,
-        metadata={"help": "In-scope CSV (query,gold_ids): recalibrate the answer gate when entries change"},
-    )
-    calibration_out_of_scope: str | None = field(
-        default=None, metadata={"help": "Out-of-scope CSV (query) used with calibration_queries"}
-    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +199,7 @@ class KnowledgeBase:
         """Index ``sources`` into ``kb_dir``, re-using unchanged vectors of the KB already there.
 
         Args:
-            sources: Files and folders (see :func:`apps.customer_service.kb.read_source`); the KB
+            sources: Files and folders (see :func:`apps.customer_service.sources.read_source`); the KB
                 holds exactly their entries afterwards.
             kb_dir: The knowledge-base directory (created, or updated in place atomically).
             config: Build settings; ``embedder``, when given, replaces its ``embedding_model``.
@@ -534,7 +517,6 @@ def _write_atomically(
 __all__ = [
     "CALIBRATION_FILE",
     "BuildReport",
-    "KBConfig",
     "KnowledgeBase",
     "default_kb_dir",
     "load_config",

@@ -15,9 +15,9 @@ from apps.customer_service.confidence import (
     read_out_of_scope,
 )
 from apps.customer_service.errors import SourceError
-from apps.customer_service.evaluation import read_queries
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval_eval import read_queries
 from tests.apps.customer_service.bot_fixtures import make_hit
 from tests.apps.customer_service.conftest import SAMPLE_DIR
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from apps.customer_service import knowledge_base as kb_module
+from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError, SourceError
-from apps.customer_service.knowledge_base import KBConfig, KnowledgeBase, load_config, read_manifest
+from apps.customer_service.knowledge_base import KnowledgeBase, load_config, read_manifest
 from core.embeddings import Embedder
 
 FAQ = (

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from apps.customer_service.chunking import ChunkConfig
+from apps.customer_service.config import ChunkConfig
 from apps.customer_service.documents import DOC_SUFFIXES, document_files, read_document
 from apps.customer_service.entries import ENTRY_KINDS, Entry, EntryKind
 from apps.customer_service.errors import SourceError, read_utf8

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from apps.customer_service.config import MODES, Mode, RetrievalConfig
 from apps.customer_service.errors import SourceError, decode_utf8
 from apps.customer_service.knowledge_base import KnowledgeBase
-from apps.customer_service.retrieval import MODES, Mode, RetrievalConfig, Retriever
+from apps.customer_service.retrieval import Retriever
 from core.embeddings import Embedder
 from core.errors import check_path_kind
 from core.metrics import hit_rate_at_k, mrr_at_k, ndcg_at_k, recall_at_k

@@ -3,7 +3,14 @@ import json
 import pytest
 
 from apps.customer_service.errors import SourceError
-from apps.customer_service.kb import Entry, Source, load_sources, read_document, read_qa_file, read_source
+from apps.customer_service.sources import (
+    Entry,
+    Source,
+    load_sources,
+    read_document,
+    read_qa_file,
+    read_source,
+)
 
 from .conftest import SAMPLE_DIR
 

@@ -20,9 +20,9 @@ from typing import Any
 from apps.customer_service.confidence import Calibration, calibrate_kb
 from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
 from apps.customer_service.errors import SourceError
-from apps.customer_service.evaluation import read_queries
-from apps.customer_service.kb import load_sources, read_source
 from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase
+from apps.customer_service.retrieval_eval import read_queries
+from apps.customer_service.sources import load_sources, read_source
 
 logger = logging.getLogger(__name__)
 
