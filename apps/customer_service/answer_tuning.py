@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.customer_service.sources import read_qa_file
+from core.atomic import write_bytes_atomic
 from core.config import write_json_atomic
 from core.errors import check_path_kind
 from core.finetune import CausalLMTrainConfig, train_causal_lm, with_overrides
@@ -105,20 +106,9 @@ def split_heldout(
 
 def write_pairs_jsonl(path: str | Path, pairs: Sequence[QAPair]) -> Path:
     """Write pairs as JSON Lines (``id``, ``question``, ``answer``), atomically."""
-    import os
-    import tempfile
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for p in pairs:
-                fh.write(json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    lines = (json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) + "\n" for p in pairs)
+    write_bytes_atomic(path, "".join(lines).encode("utf-8"))
     return path
 
 

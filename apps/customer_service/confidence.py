@@ -21,8 +21,6 @@ The result is saved as ``calibration.json`` in the KB directory (:meth:`Calibrat
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -33,12 +31,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from apps.customer_service.errors import SourceError, decode_utf8
+from apps.customer_service.errors import SourceError
 from apps.customer_service.knowledge_base import CALIBRATION_FILE
 from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.retrieval_eval import EvalQuery
 from core.config import write_json_atomic
 from core.errors import check_path_kind
+from core.io.tables import read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -150,18 +149,11 @@ def read_out_of_scope(path: str | Path) -> list[str]:
     path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"out-of-scope questions file {path} does not exist")
-    reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
-    if "query" not in (reader.fieldnames or []):
-        raise SourceError(
-            path, f"missing column 'query' in the header {reader.fieldnames}", line=1, field="query"
-        )
     questions = []
-    for row, record in enumerate(reader):
-        if not any(str(v or "").strip() for v in record.values()):
-            continue  # blank line
-        text = (record.get("query") or "").strip()
+    for record in read_rows(path, columns=("query",), format="csv", row_base=0, error=SourceError):
+        text = record.text("query")
         if not text:
-            raise SourceError(path, "is empty", row=row, line=reader.line_num, field="query")
+            raise record.error("is empty", field="query")
         questions.append(text)
     if not questions:
         raise SourceError(path, "holds no questions (a header and no rows)")

@@ -91,7 +91,7 @@ def test_out_of_scope_file_errors_name_row_and_field(tmp_path):
     with pytest.raises(SourceError, match=r"row 1.*field 'query'"):
         read_out_of_scope(path)
     path.write_text("question\nx\n", encoding="utf-8")
-    with pytest.raises(SourceError, match="missing column 'query'"):
+    with pytest.raises(SourceError, match=r"line 1, field 'query': missing column\(s\) \['query'\]"):
         read_out_of_scope(path)
 
 
