@@ -1,10 +1,12 @@
-"""`aigc support ask`, `export-feedback` and `calibrate` from the command line."""
+"""`aigc support` (:mod:`apps.customer_service.cli`): the joined sub-apps, and `ask`, `answering`,
+`export-feedback` and `calibrate` from the command line."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import typer
 from typer.testing import CliRunner
 
 from apps.customer_service.cli import app
@@ -17,6 +19,15 @@ runner = CliRunner()
 def flat(text: str) -> str:
     """Output with rich's line wrapping undone."""
     return " ".join(text.split())
+
+
+def test_support_joins_the_commands_of_both_sub_apps_in_order():
+    group = typer.main.get_command(app)
+    commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate"]
+    commands += ["train-intents", "eval-intents", "finetune", "eval-answers"]
+    assert list(group.commands) == commands
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and all(name in result.output for name in commands)
 
 
 def test_ask_prints_the_documented_json(calibrated_kb_dir):  # noqa: F811
