@@ -71,14 +71,14 @@ def test_ask_answers_every_row_of_a_questions_file_as_json_lines(calibrated_kb_d
 
 def test_ask_questions_file_errors_name_the_row_and_field(calibrated_kb_dir, tmp_path):  # noqa: F811
     bad = tmp_path / "q.csv"
-    bad.write_text("question\nfine\n   \n", encoding="utf-8")
+    bad.write_text("question,channel\nfine,mail\n   ,chat\n", encoding="utf-8")
     result = runner.invoke(app, ["ask", "--questions", str(bad), "--kb-dir", str(calibrated_kb_dir)])
     assert result.exit_code == 2
     assert f"{bad}: row 1 (line 3), field 'question': is empty" in result.output
     no_column = tmp_path / "c.csv"
     no_column.write_text("query\nhello\n", encoding="utf-8")
     result = runner.invoke(app, ["ask", "--questions", str(no_column), "--kb-dir", str(calibrated_kb_dir)])
-    assert result.exit_code == 2 and "missing column 'question'" in result.output
+    assert result.exit_code == 2 and "field 'question': missing column(s) ['question']" in result.output
     both = runner.invoke(app, ["ask", "hi", "--questions", str(bad), "--kb-dir", str(calibrated_kb_dir)])
     assert both.exit_code == 2 and "exactly one" in both.output
     folder = runner.invoke(app, ["ask", "--questions", str(tmp_path), "--kb-dir", str(calibrated_kb_dir)])
