@@ -334,7 +334,7 @@ def read_rows(
             Without them an object with exactly one key holding a list is read as that list.
 
     Yields:
-        :class:`Row` per record (blank lines skipped).
+        :class:`Row` per record (blank lines, and lines of only empty cells, skipped).
 
     Raises:
         InputError: (as ``error``) a missing file, unknown type, undecodable bytes, malformed record or
