@@ -21,8 +21,9 @@ to a temporary sibling directory that is swapped in by two renames (:func:`core.
 on any error the previous knowledge base stays as it was, and a kill between the renames is undone
 on the next load or build. A directory that exists but is not a knowledge base is never replaced.
 The answer gate's ``calibration.json`` is kept when the entries did not change; otherwise it is
-dropped (it was fitted on other entries) and the build report says so, or the gate is recalibrated
-when ``calibration_queries`` and ``calibration_out_of_scope`` are configured.
+dropped (it was fitted on other entries) and the build report says so;
+:func:`apps.customer_service.confidence.build_and_calibrate` then recalibrates it when
+``calibration_queries`` and ``calibration_out_of_scope`` are configured.
 
 Example:
     >>> kb = KnowledgeBase.build(["faq.csv", "policies/"], "kb")  # first build: embeds everything
@@ -247,18 +248,10 @@ class KnowledgeBase:
             seconds=round(time.perf_counter() - start, 3),
             calibration=("kept" if unchanged else "dropped") if calibrated else "none",
         )
-        recalibrate = report.calibration != "kept" and bool(config.calibration_queries)
-        if recalibrate and not config.calibration_out_of_scope:
-            raise KBFormatError("calibration_queries needs calibration_out_of_scope (a query CSV)")
         manifest = _manifest(entries, sources, config, embedder, report)
         screen = screen_entries(entries)
         _write_atomically(kb_dir, entries, dense, bm25, manifest, screen, report.calibration == "kept")
-        if recalibrate:
-            from apps.customer_service.confidence import calibrate_kb
-
-            calibrate_kb(kb_dir, str(config.calibration_queries), str(config.calibration_out_of_scope))
-            manifest["last_build"]["calibration"] = "recalibrated"
-        elif report.calibration == "dropped":
+        if report.calibration == "dropped":
             logger.info("Entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
         logger.info("Built knowledge base", extra={"path": str(kb_dir), **manifest["last_build"]})
         return cls(kb_dir, entries, dense, bm25, manifest, screen)

@@ -37,10 +37,6 @@ KNOWN_EXCEPTIONS: frozenset[str] = frozenset(
     {
         # issue 13: batch.py imports ray_engine lazily, ray_engine imports batch (a batch/ package next).
         "cycle: apps.recommender.batch, apps.recommender.ray_engine",
-        # issue 13: knowledge_base imports confidence.calibrate_kb lazily (recalibration on build), and
-        # confidence, retrieval and retrieval_eval import knowledge_base (config no longer does).
-        "cycle: apps.customer_service.confidence, apps.customer_service.knowledge_base, "
-        "apps.customer_service.retrieval, apps.customer_service.retrieval_eval",
     }
 )
 

@@ -61,14 +61,15 @@ def index(
     as_json: JsonOption = False,
 ) -> None:
     """Build or update a knowledge base: unchanged entries keep their vectors, the swap is atomic."""
+    from apps.customer_service.confidence import build_and_calibrate
     from apps.customer_service.config import KBConfig
-    from apps.customer_service.knowledge_base import KnowledgeBase, default_kb_dir
+    from apps.customer_service.knowledge_base import default_kb_dir
     from core.config import load_config
 
     config = load_config(KBConfig, overrides=overrides or [])
     all_sources = list(sources) + [f"dialogue:{path}" for path in dialogues or []]
     target = kb_dir or default_kb_dir()
-    kb = KnowledgeBase.build(all_sources, target, config, show_progress_bar=progress)
+    kb = build_and_calibrate(all_sources, target, config, show_progress_bar=progress)
     report = kb.last_build
     record_cli_event(
         AuditAction.KB_REINDEX,
