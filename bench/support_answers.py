@@ -44,9 +44,9 @@ import torch
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import calibrate
 from apps.customer_service.config import load_bot_config
-from apps.customer_service.evaluation import EvalQuery
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval_eval import EvalQuery
 from bench.support_latency import percentiles
 from bench.support_retrieval import DATA, CachedEmbedder, load_stackfaq
 from core.config import to_dict, write_json_atomic

@@ -48,9 +48,9 @@ import torch
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import calibrate, read_out_of_scope
 from apps.customer_service.config import BotConfig, load_bot_config
-from apps.customer_service.evaluation import EvalQuery, read_queries
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval_eval import EvalQuery, read_queries
 from bench.support_answers import OUT_OF_SCOPE, read_out_of_scope_splits, sample_questions
 from bench.support_latency import percentiles
 from bench.support_retrieval import DATA, CachedEmbedder, load_stackfaq

@@ -50,7 +50,7 @@ from apps.customer_service.injection_screen import (
     screen_entries,
     train_screen,
 )
-from apps.customer_service.kb import load_sources
+from apps.customer_service.sources import load_sources
 from core.config import write_json_atomic
 from core.text_screen import TextScreen, TextScreenConfig
 

@@ -144,8 +144,8 @@ def main() -> None:
     from apps.customer_service.confidence import calibrate_kb, read_out_of_scope
     from apps.customer_service.config import load_bot_config
     from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
-    from apps.customer_service.evaluation import read_queries
     from apps.customer_service.knowledge_base import KnowledgeBase
+    from apps.customer_service.retrieval_eval import read_queries
 
     questions = [q.query for q in read_queries(QUERIES)] + read_out_of_scope(OUT_OF_SCOPE)
     # A fixed shuffle mixes in-scope and out-of-scope questions, so a run stopped by --max-seconds

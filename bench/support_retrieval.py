@@ -2,7 +2,7 @@
 
 KB: the 719 answers of the 125 Stack Exchange threads, each an FAQ entry whose question field is
 the thread's title (``t{thread}-a{answer}``). Queries: the 1,250 human paraphrases; a query's
-relevant entries are all answers of its thread. Metrics (:mod:`apps.customer_service.evaluation`):
+relevant entries are all answers of its thread. Metrics (:mod:`apps.customer_service.retrieval_eval`):
 recall@k (share of the thread's answers in the top k), hit@k (any of them), MRR@10, nDCG@10.
 
 The paraphrases come in two halves per thread (the ``*`` separator): the first five are the
@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from apps.customer_service.config import RetrievalConfig
 from apps.customer_service.demo import QUERIES as SAMPLE_QUERIES
 from apps.customer_service.demo import SAMPLE_SOURCES
-from apps.customer_service.evaluation import MRR_K, EvalQuery, read_queries, score_rankings
 from apps.customer_service.knowledge_base import KnowledgeBase
-from apps.customer_service.retrieval import RetrievalConfig, Retriever
+from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval_eval import MRR_K, EvalQuery, read_queries, score_rankings
 from core.config import to_dict, write_json_atomic
 from core.embeddings import Embedder
 
@@ -128,7 +129,7 @@ def rankings(retriever: Retriever, queries: list[EvalQuery], mode: str) -> list[
 
 
 def score(retriever: Retriever, queries: list[EvalQuery], mode: str) -> dict[str, float]:
-    """Metrics of one mode on ``queries`` (see :func:`~apps.customer_service.evaluation.score_rankings`)."""
+    """Metrics of one mode on ``queries`` (:func:`~apps.customer_service.retrieval_eval.score_rankings`)."""
     start = time.perf_counter()
     metrics: dict[str, float] = score_rankings(rankings(retriever, queries, mode), queries)
     metrics["ms_per_query"] = round(1000 * (time.perf_counter() - start) / len(queries), 2)

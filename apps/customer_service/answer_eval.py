@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import read_out_of_scope
-from apps.customer_service.evaluation import EvalQuery, read_queries
+from apps.customer_service.retrieval_eval import EvalQuery, read_queries
 from core.metrics import rouge_l
 
 logger = logging.getLogger(__name__)
 
 
-def evaluate_answers(
+def evaluate_bot_answers(
     bot: SupportBot,
     queries: str | Path | Sequence[EvalQuery],
     out_of_scope: str | Path | Sequence[str] | None = None,

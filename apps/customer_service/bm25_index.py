@@ -1,7 +1,7 @@
 """Field-aware lexical (BM25) index over knowledge-base entries, built with the ``bm25s`` library.
 
 One ``bm25s.BM25`` index per field (``question`` and ``content``, see
-:meth:`apps.customer_service.kb.Entry.question_field`), document ``i`` of each being entry ``i``
+:meth:`apps.customer_service.sources.Entry.question_field`), document ``i`` of each being entry ``i``
 of the knowledge base. Text is lower-cased, split into words of two or more characters, English
 stop words are dropped and words are reduced to their Snowball stems (``refunds`` and
 ``refunded`` both match ``refund``), the same way for documents and queries.
@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import bm25s
 import numpy as np
 
+from apps.customer_service.config import BM25Config
 from apps.customer_service.errors import KBFormatError
 
 logger = logging.getLogger(__name__)
@@ -36,30 +37,6 @@ if logging.getLogger("bm25s").level == logging.DEBUG:
 
 FIELDS: tuple[str, ...] = ("question", "content")
 CONFIG_FILE = "config.json"
-
-
-@dataclass(frozen=True)
-class BM25Config:
-    """Tokenisation and scoring parameters of the lexical index."""
-
-    k1: float = field(default=1.5, metadata={"help": "BM25 term-frequency saturation"})
-    b: float = field(default=0.75, metadata={"help": "BM25 length normalisation (0: none, 1: full)"})
-    method: str = field(
-        default="lucene", metadata={"help": "bm25s scoring variant: lucene, robertson, atire"}
-    )
-    stemmer: Literal["snowball", "none"] = field(
-        default="snowball", metadata={"help": "snowball (English Snowball stems via NLTK) or none"}
-    )
-    stopwords: str = field(
-        default="en_plus",
-        metadata={"help": "bm25s stop-word list: en_plus (NLTK English), en (Lucene), '' (none)"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.stemmer not in ("snowball", "none"):
-            raise ValueError(f"BM25Config.stemmer must be snowball or none, got {self.stemmer!r}")
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"BM25Config needs k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
 
 
 @lru_cache(maxsize=1)
@@ -181,4 +158,4 @@ class FieldBM25:
         return cls(indexes, n_docs, config)
 
 
-__all__ = ["FIELDS", "BM25Config", "FieldBM25", "tokenize"]
+__all__ = ["FIELDS", "FieldBM25", "tokenize"]

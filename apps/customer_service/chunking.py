@@ -18,7 +18,9 @@ Plain text (``markdown=False``) has no headings: the whole file is one ``top`` s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from apps.customer_service.config import ChunkConfig
 
 TOP_SLUG = "top"
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
@@ -26,28 +28,6 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-
-
-@dataclass(frozen=True)
-class ChunkConfig:
-    """How documents are cut into passages."""
-
-    max_chars: int = field(
-        default=700,
-        metadata={"help": "Longest passage in characters, overlap included (MiniLM reads ~256 tokens)"},
-    )
-    overlap_chars: int = field(
-        default=150, metadata={"help": "At most this much of a passage's end starts the next one"}
-    )
-
-    def __post_init__(self) -> None:
-        if self.max_chars < 50:
-            raise ValueError(f"ChunkConfig.max_chars must be at least 50, got {self.max_chars}")
-        if not 0 <= self.overlap_chars <= self.max_chars // 2:
-            raise ValueError(
-                f"ChunkConfig.overlap_chars must be between 0 and max_chars/2 ({self.max_chars // 2}), "
-                f"got {self.overlap_chars}"
-            )
 
 
 @dataclass(frozen=True)
@@ -256,7 +236,6 @@ def chunk_document(text: str, config: ChunkConfig | None = None, markdown: bool 
 __all__ = [
     "TOP_SLUG",
     "Chunk",
-    "ChunkConfig",
     "Section",
     "chunk_document",
     "chunk_text",

@@ -21,8 +21,6 @@ The result is saved as ``calibration.json`` in the KB directory (:meth:`Calibrat
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -33,12 +31,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from apps.customer_service.errors import SourceError, decode_utf8
-from apps.customer_service.evaluation import EvalQuery
-from apps.customer_service.knowledge_base import CALIBRATION_FILE
+from apps.customer_service.config import KBConfig
+from apps.customer_service.errors import KBFormatError, SourceError
+from apps.customer_service.knowledge_base import CALIBRATION_FILE, KnowledgeBase
 from apps.customer_service.retrieval import Hit, Retriever
+from apps.customer_service.retrieval_eval import EvalQuery
+from apps.customer_service.sources import Source
 from core.config import write_json_atomic
+from core.embeddings import Embedder
 from core.errors import check_path_kind
+from core.io.tables import read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -150,18 +152,11 @@ def read_out_of_scope(path: str | Path) -> list[str]:
     path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"out-of-scope questions file {path} does not exist")
-    reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
-    if "query" not in (reader.fieldnames or []):
-        raise SourceError(
-            path, f"missing column 'query' in the header {reader.fieldnames}", line=1, field="query"
-        )
     questions = []
-    for row, record in enumerate(reader):
-        if not any(str(v or "").strip() for v in record.values()):
-            continue  # blank line
-        text = (record.get("query") or "").strip()
+    for record in read_rows(path, columns=("query",), format="csv", row_base=0, error=SourceError):
+        text = record.text("query")
         if not text:
-            raise SourceError(path, "is empty", row=row, line=reader.line_num, field="query")
+            raise record.error("is empty", field="query")
         questions.append(text)
     if not questions:
         raise SourceError(path, "holds no questions (a header and no rows)")
@@ -281,8 +276,7 @@ def calibrate_kb(
         The saved calibration.
     """
     from apps.customer_service.config import AnswerConfig
-    from apps.customer_service.evaluation import read_queries
-    from apps.customer_service.knowledge_base import KnowledgeBase
+    from apps.customer_service.retrieval_eval import read_queries
 
     retriever = retriever or Retriever(KnowledgeBase.load(kb_dir))
     calibration = calibrate(
@@ -295,10 +289,35 @@ def calibrate_kb(
     return calibration
 
 
+def build_and_calibrate(
+    sources: Sequence[str | Path | Source],
+    kb_dir: str | Path,
+    config: KBConfig | None = None,
+    embedder: Embedder | None = None,
+    show_progress_bar: bool = False,
+) -> KnowledgeBase:
+    """Build ``kb_dir`` (:meth:`KnowledgeBase.build`), then recalibrate its answer gate when ``config``
+    names labelled queries and the entries changed (``last_build.calibration`` is then ``recalibrated``).
+
+    Raises:
+        KBFormatError: ``calibration_queries`` without ``calibration_out_of_scope`` (nothing is written).
+        FileNotFoundError, SourceError: as :meth:`KnowledgeBase.build` and :func:`calibrate_kb`.
+    """
+    config = config or KBConfig()
+    if config.calibration_queries and not config.calibration_out_of_scope:
+        raise KBFormatError("calibration_queries needs calibration_out_of_scope (a query CSV)")
+    kb = KnowledgeBase.build(sources, kb_dir, config, embedder, show_progress_bar)
+    if config.calibration_queries and kb.last_build.calibration != "kept":
+        calibrate_kb(kb_dir, str(config.calibration_queries), str(config.calibration_out_of_scope))
+        kb.manifest["last_build"]["calibration"] = "recalibrated"
+    return kb
+
+
 __all__ = [
     "CALIBRATION_FILE",
     "Calibration",
     "Route",
+    "build_and_calibrate",
     "calibrate",
     "calibrate_kb",
     "margin",

@@ -11,9 +11,10 @@ import logging
 from pathlib import Path
 
 from apps.customer_service.confidence import CALIBRATION_FILE, calibrate_kb
+from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError
-from apps.customer_service.kb import load_sources
-from apps.customer_service.knowledge_base import KBConfig, KnowledgeBase, read_manifest
+from apps.customer_service.knowledge_base import KnowledgeBase, read_manifest
+from apps.customer_service.sources import load_sources
 from core.models import resolve
 
 logger = logging.getLogger(__name__)

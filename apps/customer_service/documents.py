@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from apps.customer_service.chunking import TOP_SLUG, ChunkConfig, chunk_document
+from apps.customer_service.chunking import TOP_SLUG, chunk_document
+from apps.customer_service.config import ChunkConfig
 from apps.customer_service.entries import Entry
-from apps.customer_service.errors import SourceError, read_utf8
+from apps.customer_service.errors import SourceError
+from core.io.tables import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def read_document(
     """
     path = Path(path)
     label = label or path.name
-    meta, body = _front_matter(path, read_utf8(path))
+    meta, body = _front_matter(path, read_text(path, error=SourceError))
     markdown = path.suffix.lower() != ".txt"
     chunks = chunk_document(body, chunking, markdown=markdown)
     title = _doc_title(path, meta, (c.headings for c in chunks))

@@ -17,7 +17,7 @@ class Entry:
     """One retrievable item of the knowledge base.
 
     Attributes:
-        id: Unique id (see :mod:`apps.customer_service.kb` for how it is made).
+        id: Unique id (see :mod:`apps.customer_service.sources` for how it is made).
         kind: ``faq``, ``doc`` (a document passage) or ``dialogue``.
         question: The FAQ or customer question; empty for document passages.
         text: The answer (FAQ, dialogue) or the passage text (doc).

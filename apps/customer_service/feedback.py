@@ -14,14 +14,14 @@ The export is written to a temporary file and renamed, so a failed export leaves
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from apps.customer_service.storage import Correction, SupportStore
+from core.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -65,22 +65,17 @@ def export_feedback(store: SupportStore, out: str | Path, since: datetime | None
     if suffix not in FORMATS:
         raise ValueError(f"{out}: export format must be one of {', '.join(FORMATS)}")
     rows = correction_rows(store.corrections(since))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            if suffix == ".csv":
-                writer = csv.DictWriter(fh, fieldnames=FAQ_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            elif suffix == ".jsonl":
-                fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            else:
-                json.dump(rows, fh, ensure_ascii=False, indent=2)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if suffix == ".csv":
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=FAQ_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    elif suffix == ".jsonl":
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    else:
+        text = json.dumps(rows, ensure_ascii=False, indent=2)
+    write_bytes_atomic(out, text.encode("utf-8"))
     logger.info("Exported corrections", extra={"path": str(out), "rows": len(rows)})
     return len(rows)
 

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import re
@@ -42,6 +41,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from apps.customer_service.entries import Entry
+from apps.customer_service.errors import SourceError
+from core.io.tables import read_rows
 from core.text_screen import TextScreen, TextScreenConfig, fold_text, text_views
 
 logger = logging.getLogger(__name__)
@@ -396,14 +397,14 @@ def read_examples(path: str | Path = EXAMPLES_FILE) -> list[dict[str, Any]]:
     """Rows ``{"text", "label", "family"}`` of an examples CSV (label 1: injection, 0: ordinary text).
 
     Raises:
-        ValueError: A row without text, or a label other than 0/1 (naming the row).
+        SourceError: A missing column, a row without text, or a label other than 0/1 (naming the row).
     """
     rows = []
-    with Path(path).open(encoding="utf-8", newline="") as fh:
-        for number, row in enumerate(csv.DictReader(fh)):
-            if not (row.get("text") or "").strip() or row.get("label") not in ("0", "1"):
-                raise ValueError(f"{path}: row {number}: needs text and a label 0 or 1")
-            rows.append({"text": row["text"], "label": int(row["label"]), "family": row.get("family") or ""})
+    for row in read_rows(path, columns=("text", "label"), format="csv", row_base=0, error=SourceError):
+        if not row.text("text") or row.text("label", strip=False) not in ("0", "1"):
+            raise row.error("needs text and a label 0 or 1")
+        family = row.text("family", strip=False)
+        rows.append({"text": row["text"], "label": int(row["label"]), "family": family})
     return rows
 
 

@@ -25,14 +25,13 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.customer_service.errors import SourceError, read_utf8
+from apps.customer_service.errors import SourceError
+from core.atomic import write_bytes_atomic
 from core.classification import KIND as CLASSIFIER_KIND
 from core.classification import TextClassifier
 from core.config import write_json_atomic
@@ -47,6 +46,7 @@ from core.finetune import (
 from core.finetune.data import require_validation
 from core.finetune.loop import REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
+from core.io.tables import read_rows, read_text
 from core.metrics import accuracy, classification_report, f1
 from core.models import DEFAULT_ENCODER
 from core.paths import data_dir
@@ -89,30 +89,15 @@ def read_intents_csv(
     path = check_path_kind(path, "file")
     if not path.exists():
         raise FileNotFoundError(f"intent file {path} does not exist")
-    reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""), strict=True)
     texts: list[str] = []
     labels: list[str | None] = []
-    try:
-        header = [(h or "").strip() for h in reader.fieldnames or []]
-        missing = [c for c in (text_column, label_column) if c not in header]
-        if missing:
-            raise SourceError(
-                path, f"missing column(s) {missing}; the header is {header}", line=1, field=missing[0]
-            )
-        reader.fieldnames = header
-        for row, record in enumerate(reader):
-            if None in record:  # more cells than header columns
-                raise SourceError(
-                    path, f"has {len(header) + len(record[None])} cells for {len(header)} columns",
-                    row=row, line=reader.line_num,
-                )  # fmt: skip
-            for column in (text_column, label_column):
-                if not (record.get(column) or "").strip():
-                    raise SourceError(path, "is empty", row=row, line=reader.line_num, field=column)
-            texts.append(record[text_column].strip())
-            labels.append(record[label_column].strip())
-    except csv.Error as err:
-        raise SourceError(path, f"malformed CSV: {err}", line=reader.line_num) from err
+    columns = (text_column, label_column)
+    for record in read_rows(path, columns=columns, format="csv", row_base=0, error=SourceError):
+        for column in columns:
+            if not record.text(column):
+                raise record.error("is empty", field=column)
+        texts.append(record.text(text_column))
+        labels.append(record.text(label_column))
     if not texts:
         raise SourceError(path, "holds no labelled rows")
     distinct = sorted(set(labels))  # type: ignore[type-var]
@@ -147,7 +132,7 @@ def load_banking77(root: str | Path, split: str = "train") -> LabelledTexts:
     if not categories_path.is_file():
         raise FileNotFoundError(f"{categories_path} does not exist (is {root} the BANKING77 folder?)")
     try:
-        categories = set(json.loads(read_utf8(categories_path)))
+        categories = set(json.loads(read_text(categories_path, error=SourceError)))
     except (json.JSONDecodeError, TypeError) as err:
         raise SourceError(categories_path, f"expected a JSON list of label strings: {err}") from err
     data = read_intents_csv(root / f"{split}.csv", text_column="text", label_column="category")
@@ -205,16 +190,11 @@ def _as_labelled(data: LabelledTexts | str | Path, text_column: str, label_colum
 
 
 def _write_csv_atomic(path: Path, texts: list[str], labels: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            writer.writerows(zip(texts, labels, strict=True))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "label"])
+    writer.writerows(zip(texts, labels, strict=True))
+    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def train_intents(

@@ -21,8 +21,9 @@ to a temporary sibling directory that is swapped in by two renames (:func:`core.
 on any error the previous knowledge base stays as it was, and a kill between the renames is undone
 on the next load or build. A directory that exists but is not a knowledge base is never replaced.
 The answer gate's ``calibration.json`` is kept when the entries did not change; otherwise it is
-dropped (it was fitted on other entries) and the build report says so, or the gate is recalibrated
-when ``calibration_queries`` and ``calibration_out_of_scope`` are configured.
+dropped (it was fitted on other entries) and the build report says so;
+:func:`apps.customer_service.confidence.build_and_calibrate` then recalibrates it when
+``calibration_queries`` and ``calibration_out_of_scope`` are configured.
 
 Example:
     >>> kb = KnowledgeBase.build(["faq.csv", "policies/"], "kb")  # first build: embeds everything
@@ -38,16 +39,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apps.customer_service.bm25_index import FIELDS, BM25Config, FieldBM25
-from apps.customer_service.chunking import ChunkConfig
+from apps.customer_service.bm25_index import FIELDS, FieldBM25
+from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError
 from apps.customer_service.injection_screen import Verdict, screen_entries, screen_entry, screen_version
-from apps.customer_service.kb import Entry, Source, load_sources
+from apps.customer_service.sources import Entry, Source, load_sources
 from core.config import from_dict, to_dict
 from core.embeddings import Embedder
 from core.index import VectorIndex
@@ -64,23 +65,6 @@ DENSE_DIR = "dense"
 BM25_DIR = "bm25"
 CALIBRATION_FILE = "calibration.json"
 SCREEN_FILE = "screen.json"
-
-
-@dataclass(frozen=True)
-class KBConfig:
-    """How a knowledge base is built."""
-
-    embedding_model: str = field(default="minilm-l6", metadata={"help": "Encoder spec for the dense index"})
-    batch_size: int = field(default=64, metadata={"help": "Texts per embedding batch"})
-    chunking: ChunkConfig = field(default_factory=ChunkConfig)
-    bm25: BM25Config = field(default_factory=BM25Config)
-    calibration_queries: str | None = field(
-        default=None,
-        metadata={"help": "In-scope CSV (query,gold_ids): recalibrate the answer gate when entries change"},
-    )
-    calibration_out_of_scope: str | None = field(
-        default=None, metadata={"help": "Out-of-scope CSV (query) used with calibration_queries"}
-    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +200,7 @@ class KnowledgeBase:
         """Index ``sources`` into ``kb_dir``, re-using unchanged vectors of the KB already there.
 
         Args:
-            sources: Files and folders (see :func:`apps.customer_service.kb.read_source`); the KB
+            sources: Files and folders (see :func:`apps.customer_service.sources.read_source`); the KB
                 holds exactly their entries afterwards.
             kb_dir: The knowledge-base directory (created, or updated in place atomically).
             config: Build settings; ``embedder``, when given, replaces its ``embedding_model``.
@@ -264,18 +248,10 @@ class KnowledgeBase:
             seconds=round(time.perf_counter() - start, 3),
             calibration=("kept" if unchanged else "dropped") if calibrated else "none",
         )
-        recalibrate = report.calibration != "kept" and bool(config.calibration_queries)
-        if recalibrate and not config.calibration_out_of_scope:
-            raise KBFormatError("calibration_queries needs calibration_out_of_scope (a query CSV)")
         manifest = _manifest(entries, sources, config, embedder, report)
         screen = screen_entries(entries)
         _write_atomically(kb_dir, entries, dense, bm25, manifest, screen, report.calibration == "kept")
-        if recalibrate:
-            from apps.customer_service.confidence import calibrate_kb
-
-            calibrate_kb(kb_dir, str(config.calibration_queries), str(config.calibration_out_of_scope))
-            manifest["last_build"]["calibration"] = "recalibrated"
-        elif report.calibration == "dropped":
+        if report.calibration == "dropped":
             logger.info("Entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
         logger.info("Built knowledge base", extra={"path": str(kb_dir), **manifest["last_build"]})
         return cls(kb_dir, entries, dense, bm25, manifest, screen)
@@ -534,7 +510,6 @@ def _write_atomically(
 __all__ = [
     "CALIBRATION_FILE",
     "BuildReport",
-    "KBConfig",
     "KnowledgeBase",
     "default_kb_dir",
     "load_config",

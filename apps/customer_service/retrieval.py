@@ -24,75 +24,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from apps.customer_service.config import MODES, Mode, RetrievalConfig
 from apps.customer_service.fusion import (
-    FieldCombine,
-    Normalization,
     combine_fields,
     reciprocal_rank_fusion,
     score_fusion,
 )
-from apps.customer_service.kb import Entry
 from apps.customer_service.knowledge_base import KnowledgeBase
+from apps.customer_service.sources import Entry
 from core.embeddings import Embedder
 from core.index import IndexMismatchError
 
 logger = logging.getLogger(__name__)
-
-Mode = Literal["bm25", "dense", "hybrid"]
-Fusion = Literal["rrf", "score"]
-MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
-
-
-@dataclass(frozen=True)
-class RetrievalConfig:
-    """How queries are matched and fused.
-
-    The fusion defaults are provisional, picked on the shipped sample queries (38 paraphrases,
-    MiniLM): min-max score fusion with ``dense_weight=0.8`` and ``field_combine="max"`` scored
-    MRR@10 0.886, against 0.873 for dense alone, 0.535 for BM25, 0.806 for RRF at the same
-    weights and 0.847 with weighted fields; score fusion beat RRF at every weight tried
-    (0.5-0.8). Re-choose them on a real dev split (StackFAQ) with :mod:`~apps.customer_service.evaluation`.
-    """
-
-    mode: Mode = field(default="hybrid", metadata={"help": "bm25 | dense | hybrid"})
-    fusion: Fusion = field(
-        default="score", metadata={"help": "hybrid fusion: rrf (reciprocal rank) or score (normalised sum)"}
-    )
-    rrf_k: int = field(default=60, metadata={"help": "RRF smoothing constant"})
-    normalization: Normalization = field(
-        default="minmax", metadata={"help": "score fusion: minmax or zscore over the candidate pool"}
-    )
-    dense_weight: float = field(
-        default=0.8, metadata={"help": "Weight of dense vs BM25 (1 - weight) in both fusions"}
-    )
-    field_combine: FieldCombine = field(
-        default="max", metadata={"help": "Question/content field combination: max or weighted"}
-    )
-    question_weight: float = field(
-        default=0.5, metadata={"help": "Weight of the question field when field_combine=weighted"}
-    )
-    candidates: int = field(default=50, metadata={"help": "Candidates per retriever before fusion"})
-
-    def __post_init__(self) -> None:
-        checks = {
-            "mode": self.mode in MODES,
-            "fusion": self.fusion in ("rrf", "score"),
-            "normalization": self.normalization in ("minmax", "zscore"),
-            "field_combine": self.field_combine in ("max", "weighted"),
-            "rrf_k": self.rrf_k >= 1,
-            "candidates": self.candidates >= 1,
-            "dense_weight": 0.0 <= self.dense_weight <= 1.0,
-            "question_weight": 0.0 <= self.question_weight <= 1.0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"RetrievalConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
 
 
 @dataclass(frozen=True)
@@ -292,4 +241,4 @@ class Retriever:
         return fused
 
 
-__all__ = ["MODES", "Fusion", "Hit", "Mode", "RetrievalConfig", "Retriever"]
+__all__ = ["Hit", "Retriever"]

@@ -2,7 +2,7 @@
 
 Every input file the suite reads (training data, KB sources, news files, interaction logs, question
 lists) goes through :func:`read_rows` (records one by one) or :func:`read_frame` (a pandas frame of the
-same cells). Both
+same cells); whole text files (Markdown, JSON documents) through :func:`read_text`. All
 
 * pick the format from the suffix (``.csv``, ``.tsv``/``.tab``, ``.txt`` with a ``delimiter``, ``.json``
   (a list of objects), ``.jsonl``/``.ndjson``, ``.parquet``/``.pq``) or from ``format=``;
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import InputError, check_path_kind
+from core.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,8 +152,20 @@ def decode_text(
         raise error(path, f"unknown encoding {encoding!r}") from err
 
 
+def read_text(path: str | Path, encoding: str | None = None, *, error: type[InputError] = InputError) -> str:
+    """A whole text file (Markdown, JSON), decoded like the tables (:func:`decode_text`).
+
+    Raises:
+        InputError: (as ``error``) a folder or missing file, or bytes that do not decode.
+    """
+    path = _open_file(path, error)
+    return decode_text(path.read_bytes(), path, encoding, error=error)
+
+
 def _open_file(path: str | Path, error: type[InputError]) -> Path:
-    path = check_path_kind(path, "file")
+    path = Path(path)
+    if path.is_dir():  # as check_path_kind, but raised as the caller's error type
+        raise error(path, "is a folder, not a file; give the path of a file")
     if not path.is_file():
         raise error(path, "no such file")
     return path
@@ -178,14 +190,20 @@ def _check_columns(
 
 
 def _delimited_rows(
-    text: str, path: Path, delimiter: str, columns: Sequence[str], row_base: int, error: type[InputError]
+    text: str,
+    path: Path,
+    delimiter: str,
+    columns: Sequence[str],
+    row_base: int,
+    error: type[InputError],
+    lower_header: bool = False,
 ) -> Iterator[Row]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         if header is None:
             raise error(path, "empty file; the first line must name the columns")
-        header = [h.strip() for h in header]
+        header = [h.strip().lower() if lower_header else h.strip() for h in header]
         _check_columns(path, header, columns, error, line=1)
         seen = {h for h in header if h}
         if len(seen) != len([h for h in header if h]):
@@ -196,8 +214,8 @@ def _delimited_rows(
         for values in reader:
             start = previous_end + 1
             previous_end = reader.line_num
-            if not values or (len(values) == 1 and not values[0].strip()):
-                continue  # a blank line is no record
+            if not any(v.strip() for v in values):
+                continue  # a blank line (or one of empty cells, as spreadsheets export) is no record
             if len(values) > len(header) and any(v.strip() for v in values[len(header) :]):
                 raise error(
                     path,
@@ -245,13 +263,24 @@ def _jsonl_rows(
 
 
 def _json_rows(
-    text: str, path: Path, columns: Sequence[str], row_base: int, error: type[InputError]
+    text: str,
+    path: Path,
+    columns: Sequence[str],
+    row_base: int,
+    error: type[InputError],
+    records_keys: Sequence[str] = (),
 ) -> Iterator[Row]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise error(path, f"not valid JSON: {err.msg} (column {err.colno})", line=err.lineno) from err
-    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
+    if records_keys and isinstance(value, dict):
+        keys = [key for key in records_keys if isinstance(value.get(key), list)]
+        if not keys:
+            named = " or ".join(repr(key) for key in records_keys)
+            raise error(path, f"expected a JSON list of objects, or an object with a {named} list")
+        value = value[keys[0]]
+    elif isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
         value = next(iter(value.values()))  # {"items": [...]} as written by many exporters
     if not isinstance(value, list):
         raise error(path, f"expected a JSON list of objects, got {type(value).__name__}")
@@ -285,6 +314,8 @@ def read_rows(
     delimiter: str | None = None,
     row_base: int = 1,
     error: type[InputError] = InputError,
+    lower_header: bool = False,
+    records_keys: Sequence[str] = (),
 ) -> Iterator[Row]:
     """Yield the records of a table file, each with its file, row number and line.
 
@@ -296,9 +327,14 @@ def read_rows(
         delimiter: Cell delimiter of a delimited file (default ``,`` for CSV, tab for TSV).
         row_base: Number of the first record (1, or 0 where an app's ids count from 0).
         error: :class:`InputError` subclass to raise (the app's own, for its callers).
+        lower_header: Lower-case the header names of a delimited file (``Question`` reads as
+            ``question``); ``columns`` are then given in lower case.
+        records_keys: Keys under which a JSON object may hold the list of records
+            (``{"entries": [...], "version": 2}``); when given, a JSON object without one is refused.
+            Without them an object with exactly one key holding a list is read as that list.
 
     Yields:
-        :class:`Row` per record (blank lines skipped).
+        :class:`Row` per record (blank lines, and lines of only empty cells, skipped).
 
     Raises:
         InputError: (as ``error``) a missing file, unknown type, undecodable bytes, malformed record or
@@ -315,12 +351,12 @@ def read_rows(
     text = decode_text(path.read_bytes(), path, encoding, error=error)
     if fmt in _DELIMITERS or delimiter is not None:
         yield from _delimited_rows(
-            text, path, delimiter or _DELIMITERS.get(fmt, ","), columns, row_base, error
+            text, path, delimiter or _DELIMITERS.get(fmt, ","), columns, row_base, error, lower_header
         )
     elif fmt == "jsonl":
         yield from _jsonl_rows(text, path, columns, row_base, error)
     else:
-        yield from _json_rows(text, path, columns, row_base, error)
+        yield from _json_rows(text, path, columns, row_base, error, records_keys)
 
 
 def read_frame(

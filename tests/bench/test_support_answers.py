@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.customer_service.confidence import read_out_of_scope
-from apps.customer_service.evaluation import EvalQuery
+from apps.customer_service.retrieval_eval import EvalQuery
 from bench.support_answers import OUT_OF_SCOPE, read_out_of_scope_splits, sample_questions, summarize
 
 

@@ -37,13 +37,6 @@ KNOWN_EXCEPTIONS: frozenset[str] = frozenset(
     {
         # issue 13: batch.py imports ray_engine lazily, ray_engine imports batch (a batch/ package next).
         "cycle: apps.recommender.batch, apps.recommender.ray_engine",
-        # issue 13 (same layout in every app): knowledge_base imports confidence.calibrate_kb lazily,
-        # and confidence, config, evaluation and retrieval all import knowledge_base.
-        "cycle: apps.customer_service.confidence, apps.customer_service.config, "
-        "apps.customer_service.evaluation, apps.customer_service.knowledge_base, "
-        "apps.customer_service.retrieval",
-        # issue 13: no app imports torch (the concurrency bench sets torch's thread count).
-        "apps.customer_service.bench_concurrency imports torch",
     }
 )
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.io.tables import cell_text, read_frame, read_rows, table_format
+from core.io.tables import cell_text, read_frame, read_rows, read_text, table_format
 
 
 class AppError(InputError):
@@ -118,3 +118,35 @@ def test_txt_with_delimiter_and_cell_text(tmp_path: Path) -> None:
     path = _write(tmp_path / "x.txt", "text|label\nup|pos\n")
     assert [dict(r) for r in read_rows(path, delimiter="|")] == [{"text": "up", "label": "pos"}]
     assert cell_text(float("nan")) == "" and cell_text(None) == "" and cell_text(3) == "3"
+
+
+def test_lower_header_blank_rows_and_folder_as_app_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "faq.csv", "Question,ANSWER\nq1,a1\n,\n , \nq2,a2\n")
+    rows = list(read_rows(path, columns=["question", "answer"], lower_header=True, row_base=0))
+    assert [(r.row, r.line, r["question"], r["answer"]) for r in rows] == [
+        (0, 2, "q1", "a1"),
+        (1, 5, "q2", "a2"),
+    ]
+    with pytest.raises(InputError, match="missing column"):
+        list(read_rows(path, columns=["question"]))
+    with pytest.raises(AppError, match="is a folder"):
+        list(read_rows(tmp_path, error=AppError))
+
+
+def test_json_records_keys(tmp_path: Path) -> None:
+    keyed = _write(tmp_path / "k.json", json.dumps({"version": 2, "faqs": [{"q": "a"}, {"q": "b"}]}))
+    assert [r["q"] for r in read_rows(keyed, records_keys=("entries", "faqs"))] == ["a", "b"]
+    other = _write(tmp_path / "o.json", json.dumps({"items": [{"q": "a"}]}))
+    with pytest.raises(
+        AppError, match=r"o\.json: expected a JSON list of objects, or an object with a 'entries'"
+    ):
+        list(read_rows(other, records_keys=("entries",), error=AppError))
+    assert [r["q"] for r in read_rows(other)] == ["a"]
+
+
+def test_read_text(tmp_path: Path) -> None:
+    assert read_text(_write(tmp_path / "a.md", "\ufeff# Title\n")) == "# Title\n"
+    with pytest.raises(AppError, match=r"b\.md: line 2: not valid UTF-8"):
+        read_text(_write(tmp_path / "b.md", "ok\ncaf\xe9\n", "latin-1"), error=AppError)
+    with pytest.raises(AppError, match="is a folder"):
+        read_text(tmp_path, error=AppError)

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from apps.customer_service.answer_eval import evaluate_answers
+from apps.customer_service.answer_eval import evaluate_bot_answers
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import read_out_of_scope
-from apps.customer_service.evaluation import read_queries
+from apps.customer_service.retrieval_eval import read_queries
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, smollm2  # noqa: F401
 from tests.apps.customer_service.conftest import SAMPLE_DIR
 
@@ -23,7 +23,7 @@ def bot(calibrated_kb_dir, minilm, smollm2) -> SupportBot:  # noqa: F811
 def test_answers_cite_gold_and_out_of_scope_is_handed_off(bot):
     queries = read_queries(SAMPLE_DIR / "queries.csv", bot.kb)[:6]
     outside = read_out_of_scope(SAMPLE_DIR / "out_of_scope.csv")[:4]
-    report = evaluate_answers(bot, queries, outside, show_progress_bar=False)
+    report = evaluate_bot_answers(bot, queries, outside, show_progress_bar=False)
     assert report["queries"] == 6 and report["out_of_scope"] == 4
     assert sum(report["routes"].values()) == 10
     # The gate was calibrated on these queries: in-scope ones are answered and cite their gold entry.

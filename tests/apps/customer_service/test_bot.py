@@ -9,9 +9,9 @@ import pytest
 from apps.customer_service.bot import EmptyQuestionError, SupportBot
 from apps.customer_service.confidence import Calibration
 from apps.customer_service.config import BotConfig
-from apps.customer_service.kb import Source
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.prompts import DONT_KNOW
+from apps.customer_service.sources import Source
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, tiny_generator  # noqa: F401
 from tests.apps.customer_service.conftest import SAMPLE_DIR
 

@@ -1,6 +1,7 @@
 import pytest
 
-from apps.customer_service.chunking import ChunkConfig, chunk_document, chunk_text, slugify, split_sections
+from apps.customer_service.chunking import chunk_document, chunk_text, slugify, split_sections
+from apps.customer_service.config import ChunkConfig
 
 DOC = """Welcome text before any heading.
 

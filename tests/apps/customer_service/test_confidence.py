@@ -15,9 +15,9 @@ from apps.customer_service.confidence import (
     read_out_of_scope,
 )
 from apps.customer_service.errors import SourceError
-from apps.customer_service.evaluation import read_queries
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval_eval import read_queries
 from tests.apps.customer_service.bot_fixtures import make_hit
 from tests.apps.customer_service.conftest import SAMPLE_DIR
 
@@ -91,7 +91,7 @@ def test_out_of_scope_file_errors_name_row_and_field(tmp_path):
     with pytest.raises(SourceError, match=r"row 1.*field 'query'"):
         read_out_of_scope(path)
     path.write_text("question\nx\n", encoding="utf-8")
-    with pytest.raises(SourceError, match="missing column 'query'"):
+    with pytest.raises(SourceError, match=r"line 1, field 'query': missing column\(s\) \['query'\]"):
         read_out_of_scope(path)
 
 

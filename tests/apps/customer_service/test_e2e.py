@@ -12,9 +12,9 @@ import pytest
 
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.config import BotConfig
-from apps.customer_service.kb import Source
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.prompts import DONT_KNOW
+from apps.customer_service.sources import Source
 from core.facts import unsupported_facts
 from core.grounding import strip_citations
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, smollm2  # noqa: F401

@@ -20,7 +20,7 @@ from apps.customer_service.injection_screen import (
     screen_entry,
     screen_text,
 )
-from apps.customer_service.kb import load_sources
+from apps.customer_service.sources import load_sources
 from tests.apps.customer_service.conftest import SAMPLE_DIR
 
 # The five wordings of issue 12 (four of them passed the old regex) and a few more shapes.

@@ -37,7 +37,7 @@ def test_read_sample_intents():
         ("utterance,label\nhi,greet\n", "line 1, field 'text': missing column(s) ['text']"),
         ("text,label\nhi,greet\n  ,bye\n", "row 1 (line 3), field 'text': is empty"),
         ("text,label\nhi,greet\nbye,\n", "row 1 (line 3), field 'label': is empty"),
-        ("text,label\nhi,greet,extra\n", "row 0 (line 2): has 3 cells for 2 columns"),
+        ("text,label\nhi,greet,extra\n", "row 0 (line 2): 3 fields but the header names 2"),
         ("text,label\nhi,greet\nhello,greet\n", "1 distinct label(s) ['greet']"),
         ("text,label\n", "holds no labelled rows"),
         ('text,label\n"unclosed,greet\n', "malformed CSV"),

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from apps.customer_service import knowledge_base as kb_module
+from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError, SourceError
-from apps.customer_service.knowledge_base import KBConfig, KnowledgeBase, load_config, read_manifest
+from apps.customer_service.knowledge_base import KnowledgeBase, load_config, read_manifest
 from core.embeddings import Embedder
 
 FAQ = (
@@ -237,7 +238,7 @@ def test_rebuild_keeps_calibration_only_when_entries_are_unchanged(sources, tmp_
 
 
 def test_rebuild_recalibrates_when_labelled_queries_are_configured(sources, tmp_path, tiny_embedder):
-    from apps.customer_service.confidence import Calibration
+    from apps.customer_service.confidence import Calibration, build_and_calibrate
 
     queries = tmp_path / "queries.csv"
     queries.write_text("query,gold_ids\nHow long is delivery?,ship\nCan I return it?,ret\n")
@@ -247,9 +248,12 @@ def test_rebuild_recalibrates_when_labelled_queries_are_configured(sources, tmp_
     build(sources, kb_dir, tiny_embedder)
     Calibration(handoff_threshold=0.42, fitted=True).save(kb_dir)
     (sources / "faq.csv").write_text(FAQ + "new,Do you gift wrap?,Yes for 2 EUR.\n", encoding="utf-8")
-    config = KBConfig(calibration_queries=str(queries), calibration_out_of_scope=str(oos))
     specs = [sources / "faq.csv", sources / "docs", f"dialogue:{sources / 'past.jsonl'}"]
-    kb = KnowledgeBase.build(specs, kb_dir, config, embedder=tiny_embedder)
+    with pytest.raises(KBFormatError, match="calibration_queries needs calibration_out_of_scope"):
+        build_and_calibrate(specs, kb_dir, KBConfig(calibration_queries=str(queries)), embedder=tiny_embedder)
+    assert "new" not in KnowledgeBase.load(kb_dir) and Calibration.load(kb_dir).handoff_threshold == 0.42
+    config = KBConfig(calibration_queries=str(queries), calibration_out_of_scope=str(oos))
+    kb = build_and_calibrate(specs, kb_dir, config, embedder=tiny_embedder)
     assert kb.last_build.calibration == "recalibrated"
     calibration = Calibration.load(kb_dir)
     assert calibration is not None and calibration.fitted and calibration.handoff_threshold != 0.42

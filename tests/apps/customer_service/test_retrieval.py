@@ -1,7 +1,8 @@
 import pytest
 
+from apps.customer_service.config import RetrievalConfig
 from apps.customer_service.knowledge_base import KnowledgeBase
-from apps.customer_service.retrieval import RetrievalConfig, Retriever
+from apps.customer_service.retrieval import Retriever
 from core.embeddings import Embedder
 from core.index import IndexMismatchError
 

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from apps.customer_service.bot import Answer, Source
 from apps.customer_service.feedback import export_feedback
-from apps.customer_service.kb import read_qa_file
+from apps.customer_service.sources import read_qa_file
 from apps.customer_service.storage import SupportBase, SupportStore
 from core.storage import create_engine
 

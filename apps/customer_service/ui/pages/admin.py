@@ -2,33 +2,32 @@
 
 import streamlit as st
 
-from apps.customer_service import admin
 from apps.customer_service.errors import KBFormatError, SourceError
-from apps.customer_service.ui import common
+from apps.customer_service.ui import common, queries
 from core.auth import AuditAction, Permission
 from core.ui import auth
 
 auth.require(Permission.KB_ADMIN, "Knowledge base")
 st.title("Knowledge base")
 kb_dir = common.kb_picker()
-sources_dir = admin.sources_dir(kb_dir)
+sources_dir = queries.sources_dir(kb_dir)
 
 st.subheader("Sources")
 uploads = st.file_uploader(
     "Add FAQ files (CSV, JSON, JSONL) or documents (Markdown, text)",
-    type=[s.lstrip(".") for s in admin.UPLOAD_SUFFIXES],
+    type=[s.lstrip(".") for s in queries.UPLOAD_SUFFIXES],
     accept_multiple_files=True,
 )
 if uploads and st.button("Save uploaded files", icon=":material/upload:"):
     try:
-        saved = admin.save_uploads(sources_dir, [(f.name, f.getvalue()) for f in uploads])
+        saved = queries.save_uploads(sources_dir, [(f.name, f.getvalue()) for f in uploads])
     except SourceError as err:
         st.error(str(err))
     else:
         auth.audit(AuditAction.KB_UPLOAD, target=str(kb_dir), details={"files": [p.name for p in saved]})
         st.success(f"Saved {', '.join(p.name for p in saved)} to `{sources_dir}`.")
 include_sample = st.checkbox("Include the shipped sample store (FAQ + policies)", value=True)
-files = admin.source_files(sources_dir)
+files = queries.source_files(sources_dir)
 if files:
     st.table([{"file": p.name, "bytes": p.stat().st_size} for p in files])
 else:
@@ -37,9 +36,9 @@ else:
 if st.button("(Re)index", type="primary", icon=":material/sync:"):
     bar = st.progress(0.0, text="Starting…")
     try:
-        result = admin.reindex(
+        result = queries.reindex(
             kb_dir,
-            admin.index_sources(sources_dir, include_sample),
+            queries.index_sources(sources_dir, include_sample),
             progress=lambda fraction, text: bar.progress(fraction, text=text),
         )
     except (SourceError, KBFormatError, FileNotFoundError, ValueError) as err:
@@ -68,7 +67,7 @@ if st.button("(Re)index", type="primary", icon=":material/sync:"):
 
 st.subheader("Statistics")
 if common.kb_ready(kb_dir):
-    stats = admin.kb_statistics(kb_dir)
+    stats = queries.kb_statistics(kb_dir)
     cols = st.columns(4)
     cols[0].metric("Entries", stats["entries"])
     cols[1].metric("FAQ", stats["counts"].get("faq", 0))

@@ -1,48 +1,39 @@
 """`aigc support` commands that train and score models: intents and the answer model.
 
-Registered on :mod:`apps.customer_service.cli`'s ``app`` (see the end of that module). Each command
-parses its options and calls one function of :mod:`~apps.customer_service.intents` or
-:mod:`~apps.customer_service.dialogues`; bad input exits with code 2 and a one-line message.
+Joined into ``aigc support`` by :mod:`apps.customer_service.cli`. Each command parses its options and
+calls one function of :mod:`~apps.customer_service.intents` or :mod:`~apps.customer_service.answer_tuning`;
+bad input exits with code 2 and one line (:func:`core.console.exit_on_error`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
+from apps.customer_service.cli.options import JsonOption
 from apps.customer_service.errors import KBFormatError, SourceError
-from core.console import console, print_error
+from core.config import ConfigError
+from core.console import console, exit_on_error, fail
 from core.console import out as out_console
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_INTENTS = Path(__file__).resolve().parent / "sample_data" / "intents.csv"
+SAMPLE_INTENTS = Path(__file__).resolve().parents[1] / "sample_data" / "intents.csv"
 
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
+#: Bad input: one error line and exit code 2.
+INPUT_ERRORS = (FileNotFoundError, SourceError, KBFormatError, ConfigError, ValueError)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Training setting, e.g. epochs=5, lr=5e-4, lora.r=16 (repeatable)."),
 ]
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Call ``action``; turn input errors into a red one-line message and exit code 2."""
-    from core.config import ConfigError
-
-    try:
-        return action()
-    except (FileNotFoundError, SourceError, KBFormatError, ConfigError, ValueError) as err:
-        print_error(err)
-        raise typer.Exit(code=2) from err
 
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
@@ -85,11 +76,11 @@ def train_intents_cmd(
 
     target = out or default_intent_dir()
 
-    def action() -> dict[str, Any]:
+    with exit_on_error(*INPUT_ERRORS):
         config = _train_config(ClassifierTrainConfig, overrides)
-        return train_intents(data, target, model, config, text_column=text_column, label_column=label_column)
-
-    report = _run(action)
+        report = train_intents(
+            data, target, model, config, text_column=text_column, label_column=label_column
+        )
     if as_json:
         keys = ("best_metric", "metric", "best_epoch", "epochs_run", "train_size", "val_size", "wall_time_s")
         typer.echo(json.dumps({**{k: report.get(k) for k in keys}, "labels": report["labels"],
@@ -124,7 +115,8 @@ def eval_intents_cmd(
     """Accuracy and macro-F1 of the intent classifier on labelled utterances."""
     from apps.customer_service.intents import evaluate_intents
 
-    result = _run(lambda: evaluate_intents(model_dir, data, text_column, label_column, per_label=per_label))
+    with exit_on_error(*INPUT_ERRORS):
+        result = evaluate_intents(model_dir, data, text_column, label_column, per_label=per_label)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -153,16 +145,18 @@ def finetune_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Train a LoRA adapter of the answer model on past question -> answer pairs (loss on answers only)."""
-    from apps.customer_service.dialogues import SUPPORT_SYSTEM_PROMPT, default_adapter_dir, finetune_answers
+    from apps.customer_service.answer_tuning import (
+        SUPPORT_SYSTEM_PROMPT,
+        default_adapter_dir,
+        finetune_answers,
+    )
     from core.finetune import CausalLMTrainConfig
 
     target = out or default_adapter_dir()
 
-    def action() -> dict[str, Any]:
+    with exit_on_error(*INPUT_ERRORS):
         config = _train_config(CausalLMTrainConfig, overrides, system_prompt=SUPPORT_SYSTEM_PROMPT)
-        return finetune_answers(pairs, target, model, heldout, config)
-
-    report = _run(action)
+        report = finetune_answers(pairs, target, model, heldout, config)
     if as_json:
         keys = ("pairs", "heldout", "heldout_file", "best_metric", "metric", "best_epoch", "wall_time_s")
         typer.echo(json.dumps({**{k: report.get(k) for k in keys}, "output_dir": str(target)}, indent=2))
@@ -190,17 +184,15 @@ def eval_answers_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Answer quality (ROUGE-L, BLEU) on held-out pairs, before and after fine-tuning."""
-    from apps.customer_service.dialogues import HELDOUT_FILE, default_adapter_dir, evaluate_answers
+    from apps.customer_service.answer_tuning import HELDOUT_FILE, default_adapter_dir, evaluate_answer_model
 
     adapter_dir = adapter or default_adapter_dir()
 
-    def action() -> dict[str, Any]:
-        if not adapter_dir.is_dir():
-            raise FileNotFoundError(f"adapter directory {adapter_dir} does not exist; run `finetune` first")
+    if not adapter_dir.is_dir():
+        raise fail(f"adapter directory {adapter_dir} does not exist; run `finetune` first")
+    with exit_on_error(*INPUT_ERRORS):
         source = pairs or adapter_dir / HELDOUT_FILE
-        return evaluate_answers(source, adapter_dir, max_new_tokens=max_new_tokens, limit=limit)
-
-    result = _run(action)
+        result = evaluate_answer_model(source, adapter_dir, max_new_tokens=max_new_tokens, limit=limit)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -4,8 +4,8 @@ import pytest
 from typer.testing import CliRunner
 
 from apps.customer_service.errors import SourceError
-from apps.customer_service.evaluation import evaluate_retrieval, read_queries, score_rankings
 from apps.customer_service.knowledge_base import KnowledgeBase
+from apps.customer_service.retrieval_eval import evaluate_retrieval, read_queries, score_rankings
 from core.cli import app
 
 from .conftest import SAMPLE_DIR

@@ -18,25 +18,25 @@ Sources (``kind="auto"`` picks one from the extension; a folder is read as docum
   kind, e.g. ``Source("past.jsonl", "dialogue")`` or ``"dialogue:past.jsonl"``.
 
 Every entry id must be unique across all sources; clashes raise naming both places. All text is
-stripped; files must be UTF-8. Every problem raises :class:`~apps.customer_service.errors.SourceError`
-naming the file, row (and line) and field.
+stripped; files must be UTF-8 (a byte-order mark is dropped). FAQ and dialogue files are read by
+core's table reader (:func:`core.io.tables.read_rows`, rows counted from 0, CSV header names
+case-insensitive), documents by :func:`core.io.tables.read_text`. Every problem raises
+:class:`~apps.customer_service.errors.SourceError` naming the file, row (and line) and field.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from apps.customer_service.chunking import ChunkConfig
+from apps.customer_service.config import ChunkConfig
 from apps.customer_service.documents import DOC_SUFFIXES, document_files, read_document
 from apps.customer_service.entries import ENTRY_KINDS, Entry, EntryKind
-from apps.customer_service.errors import SourceError, read_utf8
+from apps.customer_service.errors import SourceError
+from core.io.tables import Row, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -97,87 +97,12 @@ class Source:
 
 
 # ----------------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class _Record:
-    """A raw FAQ/dialogue record and where it came from."""
-
-    row: int
-    line: int | None
-    values: Mapping[str, Any]
+#: Keys under which a JSON FAQ file may hold its list of records.
+JSON_RECORD_KEYS = ("entries", "faqs")
 
 
-def _csv_records(path: Path, text: str) -> Iterator[_Record]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-        if header is None or not any(h.strip() for h in header):
-            raise SourceError(path, "empty file: expected a header row with question,answer", line=1)
-        names = [h.strip().lower() for h in header]
-        missing = [name for name in REQUIRED_FIELDS if name not in names]
-        if missing:
-            raise SourceError(
-                path, f"missing column(s) {missing} in the header {header}", line=1, field=missing[0]
-            )
-        start = reader.line_num + 1
-        row = 0
-        for cells in reader:
-            if not any(c.strip() for c in cells):  # blank line
-                start = reader.line_num + 1
-                continue
-            if len(cells) != len(names):
-                raise SourceError(
-                    path,
-                    f"has {len(cells)} fields but the header has {len(names)}; "
-                    "quote fields that contain commas",
-                    row=row,
-                    line=start,
-                )
-            yield _Record(row, start, dict(zip(names, cells, strict=True)))
-            row += 1
-            start = reader.line_num + 1
-    except csv.Error as err:
-        raise SourceError(path, f"malformed CSV: {err}", line=reader.line_num) from err
-
-
-def _json_records(path: Path, text: str) -> Iterator[_Record]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SourceError(path, f"malformed JSON: {err.msg} (column {err.colno})", line=err.lineno) from err
-    if isinstance(data, dict):
-        keys = [key for key in ("entries", "faqs") if isinstance(data.get(key), list)]
-        if not keys:
-            raise SourceError(path, "expected a JSON list of objects, or an object with an 'entries' list")
-        data = data[keys[0]]
-    if not isinstance(data, list):
-        raise SourceError(path, f"expected a JSON list of objects, got {type(data).__name__}")
-    for row, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise SourceError(path, f"expected an object, got {type(item).__name__}", row=row)
-        yield _Record(row, None, item)
-
-
-def _jsonl_records(path: Path, text: str) -> Iterator[_Record]:
-    row = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SourceError(
-                path, f"malformed JSON: {err.msg} (column {err.colno})", row=row, line=number
-            ) from err
-        if not isinstance(item, dict):
-            raise SourceError(
-                path, f"expected a JSON object, got {type(item).__name__}", row=row, line=number
-            )
-        yield _Record(row, number, item)
-        row += 1
-
-
-def _string(path: Path, record: _Record, name: str, required: bool) -> str | None:
-    value = record.values.get(name)
+def _string(path: Path, record: Row, name: str, required: bool) -> str | None:
+    value = record.get(name)
     if value is None:
         if required:
             raise SourceError(path, "is missing", row=record.row, line=record.line, field=name)
@@ -212,15 +137,21 @@ def read_qa_file(
     path = Path(path)
     label = label or path.name
     suffix = path.suffix.lower()
-    readers = {".csv": _csv_records, ".json": _json_records, ".jsonl": _jsonl_records}
-    if suffix not in readers:
+    if suffix not in FAQ_SUFFIXES:
         raise SourceError(
-            path, f"{kind} files must be {', '.join(readers)}, got {suffix or '(no extension)'}"
+            path, f"{kind} files must be {', '.join(FAQ_SUFFIXES)}, got {suffix or '(no extension)'}"
         )
-    text = read_utf8(path)
+    records = read_rows(
+        path,
+        columns=REQUIRED_FIELDS if suffix == ".csv" else (),  # JSON: a missing key is named per record
+        row_base=0,
+        error=SourceError,
+        lower_header=True,
+        records_keys=JSON_RECORD_KEYS,
+    )
     entries: list[Entry] = []
     seen: dict[str, int] = {}
-    for record in readers[suffix](path, text):
+    for record in records:
         question = _string(path, record, "question", required=True)
         answer = _string(path, record, "answer", required=True)
         given_id = _string(path, record, "id", required=False)

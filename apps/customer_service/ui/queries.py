@@ -9,7 +9,6 @@ the KB.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -20,9 +19,10 @@ from typing import Any
 from apps.customer_service.confidence import Calibration, calibrate_kb
 from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
 from apps.customer_service.errors import SourceError
-from apps.customer_service.evaluation import read_queries
-from apps.customer_service.kb import load_sources, read_source
 from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase
+from apps.customer_service.retrieval_eval import read_queries
+from apps.customer_service.sources import load_sources, read_source
+from core.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,7 @@ def save_uploads(folder: Path, files: Sequence[tuple[str, bytes]]) -> list[Path]
             except SourceError as err:
                 raise SourceError(clean, err.problem, row=err.row, line=err.line, field=err.field) from err
         target = folder / clean
-        fd, tmp_path = tempfile.mkstemp(prefix=f".{clean}.", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-        os.replace(tmp_path, target)
+        write_bytes_atomic(target, content)
         saved.append(target)
     return saved
 

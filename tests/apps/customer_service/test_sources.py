@@ -3,7 +3,14 @@ import json
 import pytest
 
 from apps.customer_service.errors import SourceError
-from apps.customer_service.kb import Entry, Source, load_sources, read_document, read_qa_file, read_source
+from apps.customer_service.sources import (
+    Entry,
+    Source,
+    load_sources,
+    read_document,
+    read_qa_file,
+    read_source,
+)
 
 from .conftest import SAMPLE_DIR
 
@@ -123,7 +130,7 @@ def test_entry_hash_covers_embedded_text_only():
             "question,answer\nQ1,A1\n  ,A2\n",
             r"faq.csv: row 1 \(line 3\), field 'question': is empty",
         ),
-        ("faq.csv", "question,answer\nQ1,A1,extra\n", r"row 0 \(line 2\): has 3 fields but the header has 2"),
+        ("faq.csv", "question,answer\nQ1,A1,extra\n", r"row 0 \(line 2\): 3 fields but the header names 2"),
         ("faq.csv", 'question,answer\nQ1,"unterminated\n', r"faq.csv: line \d+: malformed CSV"),
         ("faq.csv", "", r"empty file"),
         ("faq.csv", "question,answer\n", r"holds no records"),
@@ -132,7 +139,7 @@ def test_entry_hash_covers_embedded_text_only():
             "id,question,answer\nx,Q1,A1\nx,Q2,A2\n",
             r"row 1 \(line 3\), field 'id': duplicate id 'x'",
         ),
-        ("faq.json", '[{"question": "Q", "answer": "A"},', r"faq.json: line 1: malformed JSON"),
+        ("faq.json", '[{"question": "Q", "answer": "A"},', r"faq.json: line 1: not valid JSON"),
         ("faq.json", '{"items": []}', r"expected a JSON list"),
         ("faq.json", '[{"question": "Q"}]', r"row 0, field 'answer': is missing"),
         (
@@ -140,8 +147,8 @@ def test_entry_hash_covers_embedded_text_only():
             '[{"question": ["Q"], "answer": "A"}]',
             r"row 0, field 'question': expected text, got list",
         ),
-        ("faq.json", '["just a string"]', r"row 0: expected an object"),
-        ("faq.jsonl", '{"question": "Q", "answer": "A"}\n{broken\n', r"row 1 \(line 2\): malformed JSON"),
+        ("faq.json", '["just a string"]', r"row 0: expected a JSON object"),
+        ("faq.jsonl", '{"question": "Q", "answer": "A"}\n{broken\n', r"row 1 \(line 2\): not valid JSON"),
         ("faq.jsonl", '{"question": "Q", "answer": ""}\n', r"row 0 \(line 1\), field 'answer': is empty"),
         ("faq.xlsx", "whatever", r"unknown file type .xlsx"),
         ("doc.md", "---\ntitle: [unclosed\n---\ntext", r"doc.md: line 1, field 'front matter'"),

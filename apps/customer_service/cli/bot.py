@@ -1,4 +1,9 @@
-"""`aigc support` commands."""
+"""`aigc support` commands that build, evaluate and serve the knowledge base and the bot.
+
+``ui``, ``index``, ``eval``, ``ask``, ``answering``, ``export-feedback`` and ``calibrate``; joined into
+``aigc support`` by :mod:`apps.customer_service.cli`. Each command parses its options and calls one
+plain function; bad input exits with code 2 and one line (:func:`core.console.exit_on_error`).
+"""
 
 from __future__ import annotations
 
@@ -11,29 +16,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from apps.customer_service.cli.options import JsonOption, KBDirOption
 from core.auth.audit import AuditAction
 from core.auth.cli import record_cli_event
-from core.bench import register_bench
-from core.console import console, exit_on_error, fail, print_error
+from core.console import console, exit_on_error, fail
 from core.console import out as out_console
 
 logger = logging.getLogger(__name__)
 
-register_bench("concurrency", "apps.customer_service.bench_concurrency:run")
-
-app = typer.Typer(
-    help=(
-        "Customer service: A retrieval-augmented support bot that answers agents' questions from the "
-        "knowledge base, cites its sources and hands off to a human when unsure."
-    ),
-    no_args_is_help=True,
-)
-
-KBDirOption = Annotated[
-    Path | None,
-    typer.Option("--kb-dir", help="Knowledge-base directory (default: $AIGC_DATA_DIR/support/kb)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+app = typer.Typer(no_args_is_help=True)
 
 
 @app.command()
@@ -70,13 +61,15 @@ def index(
     as_json: JsonOption = False,
 ) -> None:
     """Build or update a knowledge base: unchanged entries keep their vectors, the swap is atomic."""
-    from apps.customer_service.knowledge_base import KBConfig, KnowledgeBase, default_kb_dir
+    from apps.customer_service.confidence import build_and_calibrate
+    from apps.customer_service.config import KBConfig
+    from apps.customer_service.knowledge_base import default_kb_dir
     from core.config import load_config
 
     config = load_config(KBConfig, overrides=overrides or [])
     all_sources = list(sources) + [f"dialogue:{path}" for path in dialogues or []]
     target = kb_dir or default_kb_dir()
-    kb = KnowledgeBase.build(all_sources, target, config, show_progress_bar=progress)
+    kb = build_and_calibrate(all_sources, target, config, show_progress_bar=progress)
     report = kb.last_build
     record_cli_event(
         AuditAction.KB_REINDEX,
@@ -147,20 +140,20 @@ def evaluate(
     With --answers, the bot also answers them (and the --out-of-scope questions); the result gains an
     "answers" section with ROUGE-L, the rate of answers citing a gold id and the hand-off rates.
     """
-    from apps.customer_service.evaluation import evaluate_retrieval
+    from apps.customer_service.config import RetrievalConfig
     from apps.customer_service.knowledge_base import default_kb_dir
-    from apps.customer_service.retrieval import RetrievalConfig
+    from apps.customer_service.retrieval_eval import evaluate_retrieval
     from core.config import load_config
 
     config = load_config(RetrievalConfig, overrides=overrides or [])
     results = evaluate_retrieval(kb_dir or default_kb_dir(), queries, config)
     quality = None
     if answers:
-        from apps.customer_service.answer_eval import evaluate_answers
+        from apps.customer_service.answer_eval import evaluate_bot_answers
         from apps.customer_service.bot import SupportBot
 
         bot = SupportBot.from_dir(kb_dir or default_kb_dir())
-        quality = evaluate_answers(bot, queries, out_of_scope, limit=limit)
+        quality = evaluate_bot_answers(bot, queries, out_of_scope, limit=limit)
     if as_json:
         typer.echo(json.dumps(results | ({"answers": quality} if quality else {}), indent=2))
         return
@@ -202,8 +195,8 @@ def ask(
     from apps.customer_service.bot import EmptyQuestionError, SupportBot
     from apps.customer_service.config import load_bot_config
     from apps.customer_service.errors import KBFormatError, SourceError
-    from apps.customer_service.evaluation import read_questions
     from apps.customer_service.knowledge_base import default_kb_dir
+    from apps.customer_service.retrieval_eval import read_questions
     from core.config import ConfigError
 
     if (question is None) == (questions_file is None):
@@ -275,11 +268,8 @@ def export_feedback_cmd(
     from apps.customer_service.storage import SupportStore
     from core.storage import StorageError
 
-    try:
+    with exit_on_error(StorageError, ValueError, OSError):
         rows = export_feedback(SupportStore(), out)
-    except (StorageError, ValueError, OSError) as err:
-        print_error(err)
-        raise typer.Exit(code=2) from None
     record_cli_event(AuditAction.FEEDBACK_EXPORT, str(out), {"rows": rows})
     if as_json:
         typer.echo(json.dumps({"rows": rows, "path": str(out)}))
@@ -308,11 +298,8 @@ def calibrate_cmd(
     from apps.customer_service.knowledge_base import default_kb_dir
 
     target = kb_dir or default_kb_dir()
-    try:
+    with exit_on_error(FileNotFoundError, KBFormatError, SourceError, ValueError):
         calibration = calibrate_kb(target, queries or QUERIES, out_of_scope or OUT_OF_SCOPE)
-    except (FileNotFoundError, KBFormatError, SourceError, ValueError) as err:
-        print_error(err)
-        raise typer.Exit(code=2) from None
     record_cli_event(
         AuditAction.KB_CALIBRATE, str(target), {"handoff_threshold": calibration.handoff_threshold}
     )
@@ -323,8 +310,3 @@ def calibrate_cmd(
         f"[green]Calibrated[/] {target}: hand-off below {calibration.handoff_threshold:.3f}, verbatim FAQ at "
         f"margin >= {calibration.verbatim_margin:.3f}; {calibration.report}"
     )
-
-
-from apps.customer_service import cli_models  # noqa: E402
-
-app.registered_commands += cli_models.app.registered_commands

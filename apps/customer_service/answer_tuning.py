@@ -3,18 +3,18 @@
 Past support exchanges come as question -> best-answer pairs in the same files the knowledge base
 reads as dialogues (CSV, JSON or JSON Lines with ``question`` and ``answer``; optional ``id``,
 ``title``, ``url``, ``category``), so one file serves both
-(see :func:`apps.customer_service.kb.read_qa_file`).
+(see :func:`apps.customer_service.sources.read_qa_file`).
 
 * :func:`finetune_answers` holds out a share of the pairs (``heldout.jsonl`` in the output
   directory), then trains a LoRA adapter of the answer model on the rest with
   :func:`core.finetune.train_causal_lm` — the loss covers the answer tokens only;
-* :func:`evaluate_answers` generates answers to held-out questions with the base model and with the
+* :func:`evaluate_answer_model` generates answers to held-out questions with the base model and with the
   adapter, and scores both against the reference answers with ROUGE-L and BLEU
   (:mod:`core.metrics`).
 
 Example:
     >>> report = finetune_answers("past_dialogues.jsonl", "runs/answers", epochs=2)
-    >>> evaluate_answers("runs/answers/heldout.jsonl", adapter="runs/answers")["after"]["rouge_l"]
+    >>> evaluate_answer_model("runs/answers/heldout.jsonl", adapter="runs/answers")["after"]["rouge_l"]
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.customer_service.kb import read_qa_file
+from apps.customer_service.sources import read_qa_file
+from core.atomic import write_bytes_atomic
 from core.config import write_json_atomic
 from core.errors import check_path_kind
 from core.finetune import CausalLMTrainConfig, train_causal_lm, with_overrides
@@ -105,20 +106,9 @@ def split_heldout(
 
 def write_pairs_jsonl(path: str | Path, pairs: Sequence[QAPair]) -> Path:
     """Write pairs as JSON Lines (``id``, ``question``, ``answer``), atomically."""
-    import os
-    import tempfile
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for p in pairs:
-                fh.write(json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    lines = (json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) + "\n" for p in pairs)
+    write_bytes_atomic(path, "".join(lines).encode("utf-8"))
     return path
 
 
@@ -135,7 +125,7 @@ def finetune_answers(
     Args:
         pairs: A pairs file (see :func:`read_dialogue_pairs`) or pairs.
         out_dir: Adapter directory (default :func:`default_adapter_dir`); also gets ``heldout.jsonl``,
-            the pairs kept out of training for :func:`evaluate_answers`.
+            the pairs kept out of training for :func:`evaluate_answer_model`.
         model: Base causal LM spec (default SmolLM2-135M-Instruct).
         heldout_fraction: Share of pairs kept for testing (0: train on all).
         config: Training settings; the system prompt defaults to :data:`SUPPORT_SYSTEM_PROMPT`.
@@ -193,7 +183,7 @@ def _score(generator: Generator, pairs: Sequence[QAPair], settings: GenerateSett
     }
 
 
-def evaluate_answers(
+def evaluate_answer_model(
     pairs: str | Path | Sequence[QAPair],
     adapter: str | Path | None = None,
     model: str | None = None,
@@ -246,7 +236,7 @@ __all__ = [
     "SUPPORT_SYSTEM_PROMPT",
     "QAPair",
     "default_adapter_dir",
-    "evaluate_answers",
+    "evaluate_answer_model",
     "finetune_answers",
     "read_dialogue_pairs",
     "split_heldout",

@@ -16,19 +16,19 @@ The arithmetic is :mod:`core.metrics`.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from apps.customer_service.errors import SourceError, decode_utf8
+from apps.customer_service.config import MODES, Mode, RetrievalConfig
+from apps.customer_service.errors import SourceError
 from apps.customer_service.knowledge_base import KnowledgeBase
-from apps.customer_service.retrieval import MODES, Mode, RetrievalConfig, Retriever
+from apps.customer_service.retrieval import Retriever
 from core.embeddings import Embedder
 from core.errors import check_path_kind
+from core.io.tables import read_rows
 from core.metrics import hit_rate_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 
 logger = logging.getLogger(__name__)
@@ -64,33 +64,18 @@ def read_queries(path: str | Path, kb: KnowledgeBase | None = None) -> list[Eval
     path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"queries file {path} does not exist")
-    text = decode_utf8(path.read_bytes(), path)
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in ("query", "gold_ids") if c not in header]
-        if missing:
-            raise SourceError(
-                path, f"missing column(s) {missing} in the header {header}", line=1, field=missing[0]
-            )
-        reader.fieldnames = header
-        queries = []
-        for row, record in enumerate(reader):
-            query = (record.get("query") or "").strip()
-            gold = tuple(g.strip() for g in (record.get("gold_ids") or "").split(";") if g.strip())
-            if not query:
-                raise SourceError(path, "is empty", row=row, line=reader.line_num, field="query")
-            if not gold:
-                raise SourceError(path, "is empty", row=row, line=reader.line_num, field="gold_ids")
-            unknown = [g for g in gold if kb is not None and g not in kb]
-            if unknown:
-                raise SourceError(
-                    path, f"id(s) {unknown} are not in the knowledge base", row=row, line=reader.line_num,
-                    field="gold_ids",
-                )  # fmt: skip
-            queries.append(EvalQuery(query, gold, row))
-    except csv.Error as err:
-        raise SourceError(path, f"malformed CSV: {err}", line=reader.line_num) from err
+    queries = []
+    for record in read_rows(path, columns=("query", "gold_ids"), format="csv", row_base=0, error=SourceError):
+        query = record.text("query")
+        gold = tuple(g.strip() for g in record.text("gold_ids").split(";") if g.strip())
+        if not query:
+            raise record.error("is empty", field="query")
+        if not gold:
+            raise record.error("is empty", field="gold_ids")
+        unknown = [g for g in gold if kb is not None and g not in kb]
+        if unknown:
+            raise record.error(f"id(s) {unknown} are not in the knowledge base", field="gold_ids")
+        queries.append(EvalQuery(query, gold, record.row))
     if not queries:
         raise SourceError(path, "holds no queries")
     return queries
@@ -107,21 +92,12 @@ def read_questions(path: str | Path, column: str = "question") -> list[str]:
     path = check_path_kind(path, "file")
     if not path.is_file():
         raise FileNotFoundError(f"questions file {path} does not exist")
-    text = decode_utf8(path.read_bytes(), path)
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     questions = []
-    try:
-        header = [h.strip() for h in reader.fieldnames or []]
-        if column not in header:
-            raise SourceError(path, f"missing column '{column}' in the header {header}", line=1, field=column)
-        reader.fieldnames = header
-        for row, record in enumerate(reader):
-            question = (record.get(column) or "").strip()
-            if not question:
-                raise SourceError(path, "is empty", row=row, line=reader.line_num, field=column)
-            questions.append(question)
-    except csv.Error as err:
-        raise SourceError(path, f"malformed CSV: {err}", line=reader.line_num) from err
+    for record in read_rows(path, columns=(column,), format="csv", row_base=0, error=SourceError):
+        question = record.text(column)
+        if not question:
+            raise record.error("is empty", field=column)
+        questions.append(question)
     if not questions:
         raise SourceError(path, "holds no questions")
     return questions

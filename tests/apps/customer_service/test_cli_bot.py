@@ -1,10 +1,12 @@
-"""`aigc support ask`, `export-feedback` and `calibrate` from the command line."""
+"""`aigc support` (:mod:`apps.customer_service.cli`): the joined sub-apps, and `ask`, `answering`,
+`export-feedback` and `calibrate` from the command line."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import typer
 from typer.testing import CliRunner
 
 from apps.customer_service.cli import app
@@ -17,6 +19,15 @@ runner = CliRunner()
 def flat(text: str) -> str:
     """Output with rich's line wrapping undone."""
     return " ".join(text.split())
+
+
+def test_support_joins_the_commands_of_both_sub_apps_in_order():
+    group = typer.main.get_command(app)
+    commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate"]
+    commands += ["train-intents", "eval-intents", "finetune", "eval-answers"]
+    assert list(group.commands) == commands
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and all(name in result.output for name in commands)
 
 
 def test_ask_prints_the_documented_json(calibrated_kb_dir):  # noqa: F811
@@ -60,14 +71,14 @@ def test_ask_answers_every_row_of_a_questions_file_as_json_lines(calibrated_kb_d
 
 def test_ask_questions_file_errors_name_the_row_and_field(calibrated_kb_dir, tmp_path):  # noqa: F811
     bad = tmp_path / "q.csv"
-    bad.write_text("question\nfine\n   \n", encoding="utf-8")
+    bad.write_text("question,channel\nfine,mail\n   ,chat\n", encoding="utf-8")
     result = runner.invoke(app, ["ask", "--questions", str(bad), "--kb-dir", str(calibrated_kb_dir)])
     assert result.exit_code == 2
     assert f"{bad}: row 1 (line 3), field 'question': is empty" in result.output
     no_column = tmp_path / "c.csv"
     no_column.write_text("query\nhello\n", encoding="utf-8")
     result = runner.invoke(app, ["ask", "--questions", str(no_column), "--kb-dir", str(calibrated_kb_dir)])
-    assert result.exit_code == 2 and "missing column 'question'" in result.output
+    assert result.exit_code == 2 and "field 'question': missing column(s) ['question']" in result.output
     both = runner.invoke(app, ["ask", "hi", "--questions", str(bad), "--kb-dir", str(calibrated_kb_dir)])
     assert both.exit_code == 2 and "exactly one" in both.output
     folder = runner.invoke(app, ["ask", "--questions", str(tmp_path), "--kb-dir", str(calibrated_kb_dir)])

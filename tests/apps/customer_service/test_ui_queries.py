@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.customer_service.admin import kb_statistics, save_uploads, source_files, sources_dir
 from apps.customer_service.errors import SourceError
+from apps.customer_service.ui.queries import kb_statistics, save_uploads, source_files, sources_dir
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir  # noqa: F401
 
 

@@ -53,7 +53,7 @@ def _questions(count: int) -> list[str]:
     """A fixed shuffle of the sample's in-scope and out-of-scope questions, repeated to ``count``."""
     from apps.customer_service.confidence import read_out_of_scope
     from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES
-    from apps.customer_service.evaluation import read_queries
+    from apps.customer_service.retrieval_eval import read_queries
 
     pool = [q.query for q in read_queries(QUERIES)] + read_out_of_scope(OUT_OF_SCOPE)
     pool = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))]
@@ -286,7 +286,7 @@ def _plot(result: dict[str, Any], out: str | Path | None) -> str:
 
 
 def main() -> None:
-    """``python -m apps.customer_service.bench_concurrency [--agents 20] [--questions 5] [--quick]``."""
+    """``python -m bench.support_concurrency [--agents 20] [--questions 5] [--quick]``."""
     import argparse
     import json
     import sys

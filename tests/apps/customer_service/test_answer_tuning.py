@@ -5,10 +5,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from apps.customer_service.dialogues import (
+from apps.customer_service.answer_tuning import (
     HELDOUT_FILE,
     QAPair,
-    evaluate_answers,
+    evaluate_answer_model,
     finetune_answers,
     read_dialogue_pairs,
     split_heldout,
@@ -93,7 +93,7 @@ def test_finetune_and_evaluate_with_a_tiny_lm(tmp_path, pairs_file, tiny_causal_
     manifest = json.loads((out / "aigc_adapter.json").read_text())
     assert "customer-support assistant" in manifest["system_prompt"]
 
-    result = evaluate_answers(out / HELDOUT_FILE, adapter=out, max_new_tokens=4)
+    result = evaluate_answer_model(out / HELDOUT_FILE, adapter=out, max_new_tokens=4)
     assert result["pairs"] == 1
     for side in ("before", "after"):
         assert 0 <= result[side]["rouge_l"] <= 1 and 0 <= result[side]["bleu"] <= 100
@@ -137,7 +137,7 @@ def test_cli_finetune_bad_input_exits_2(tmp_path):
 def test_real_smollm_answers_score_above_zero():
     """The packaged SmolLM2 answers real FAQ questions; its answers share words with the references."""
     pairs = read_dialogue_pairs(SAMPLE_DIR / "faq.csv")[:2]
-    result = evaluate_answers(pairs, max_new_tokens=24)
+    result = evaluate_answer_model(pairs, max_new_tokens=24)
     assert result["after"] is None and result["pairs"] == 2
     assert result["before"]["rouge_l"] > 0.02
     assert all(s["answer"] for s in result["before"]["samples"])
