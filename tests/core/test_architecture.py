@@ -35,8 +35,6 @@ ML_LIBRARIES = ("torch", "transformers", "peft", "faiss")
 # test_known_exceptions_still_occur, so the list can only shrink.
 KNOWN_EXCEPTIONS: frozenset[str] = frozenset(
     {
-        # issue 13: batch.py imports ray_engine lazily, ray_engine imports batch (a batch/ package next).
-        "cycle: apps.recommender.batch, apps.recommender.ray_engine",
         # issue 13 (same layout in every app): knowledge_base imports confidence.calibrate_kb lazily,
         # and confidence, config, evaluation and retrieval all import knowledge_base.
         "cycle: apps.customer_service.confidence, apps.customer_service.config, "
