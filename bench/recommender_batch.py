@@ -1,9 +1,9 @@
 """Benchmark: batch-scoring throughput (users/s, top-100) vs catalogue size, local engine vs Ray.
 
-The catalogue is synthetic (:class:`apps.recommender.synthetic.SyntheticCatalogue`: seeded random
+The catalogue is synthetic (:class:`apps.recommender.batch.synthetic.SyntheticCatalogue`: seeded random
 unit item vectors, dim 64, 20 history items per user; exact inner-product search in a flat
 :class:`core.index.VectorIndex`), at 10k, 100k and 1M items. Both engines run the same job through
-:func:`apps.recommender.batch.run_batch` (chunk files, assembly of the Parquet output), so the
+:func:`apps.recommender.batch.job.run_batch` (chunk files, assembly of the Parquet output), so the
 numbers include what a real job pays: model load (each Ray actor builds its own copy), scoring,
 chunk writes and the final file. Ray runs on a local instance started once before the timings
 (its start-up time is reported separately); the local engine's load time is reported too, and the
@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from apps.recommender.batch import BatchConfig, run_batch
-from apps.recommender.synthetic import SyntheticCatalogue, SyntheticScorer
+from apps.recommender.batch.job import run_batch
+from apps.recommender.batch.synthetic import SyntheticCatalogue, SyntheticScorer
+from apps.recommender.config import BatchConfig
 from core.config import write_json_atomic
 
 logger = logging.getLogger("bench.recommender_batch")

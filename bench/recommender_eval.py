@@ -38,8 +38,9 @@ from typing import Any
 
 import torch
 
-from apps.recommender.formats import load_mind, load_movielens
-from apps.recommender.pipeline import RecommenderConfig, evaluate_models
+from apps.recommender.config import RecommenderConfig
+from apps.recommender.pipeline import evaluate_models
+from apps.recommender.public_datasets import load_mind, load_movielens
 from core.config import write_json_atomic
 
 logger = logging.getLogger("bench.recommender_eval")

@@ -2,7 +2,7 @@
 
 The model is what ``aigc recommend train --set finetune.enabled=false`` builds: frozen MiniLM item
 vectors (title + genres), candidates from text, ItemKNN, EASE and popularity, features, the logistic
-ranker, cold-item slots. The job is :func:`apps.recommender.batch.run_batch` on the local engine
+ranker, cold-item slots. The job is :func:`apps.recommender.batch.job.run_batch` on the local engine
 (1 BLAS thread, chunks of 256 users, chunk files, Parquet assembly): what ``aigc recommend score
 --users all --k 100`` runs after the model is loaded. Reported: users/s of the job, the time to
 embed the catalogue and to fit the model (paid once per model, not per job), and whether two runs
@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from apps.recommender.batch import BatchConfig, run_batch
-from apps.recommender.batch_models import HybridChunkScorer
+from apps.recommender.batch.job import run_batch
+from apps.recommender.batch.scorers import HybridChunkScorer
 from apps.recommender.candidates import build_item_index
+from apps.recommender.config import BatchConfig, RankerConfig
 from apps.recommender.encoder_training import load_embedder
-from apps.recommender.formats import load_movielens
-from apps.recommender.ranker import HybridScorer, RankerConfig
+from apps.recommender.hybrid import HybridScorer
+from apps.recommender.public_datasets import load_movielens
 from apps.recommender.text_vectors import embed_items
 from core.config import write_json_atomic
 

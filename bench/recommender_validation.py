@@ -29,10 +29,11 @@ from apps.recommender.baselines import (
     TextScorer,
     bpr_available,
 )
+from apps.recommender.config import RankerConfig
 from apps.recommender.encoder_training import load_embedder
 from apps.recommender.evaluation import evaluate_next_item
-from apps.recommender.formats import load_mind, load_movielens
-from apps.recommender.ranker import HybridScorer, RankerConfig
+from apps.recommender.hybrid import HybridScorer
+from apps.recommender.public_datasets import load_mind, load_movielens
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
 from apps.recommender.text_vectors import embed_items

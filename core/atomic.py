@@ -61,19 +61,37 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; on success it is renamed over ``path``.
+
+    The file gets the mode a plain ``open()`` would give it. On an exception the temporary file is
+    removed and ``path`` is left as it was; a killed process leaves ``.NAME.XXXX<suffix>`` beside it
+    (give a ``suffix`` such as ``".tmp"`` so the caller can find and remove such leftovers).
+
+    Example::
+
+        with atomic_path("out/results.parquet", suffix=".tmp") as tmp:
+            pyarrow.parquet.write_table(table, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, default_file_mode())
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, suffix: str = "") -> None:
     """Write ``data`` to ``path`` through a temporary sibling and a rename, with the usual file mode.
 
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix) as tmp:
+        tmp.write_bytes(data)

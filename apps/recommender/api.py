@@ -1,6 +1,6 @@
 """HTTP endpoints of the recommender (mounted at ``/v1/recommend`` by ``aigc serve``).
 
-The same :class:`RecommenderModel` calls as the recommender pages (:mod:`apps.recommender.ui.views`):
+The same :class:`RecommenderModel` calls as the recommender pages (:mod:`apps.recommender.ui.queries`):
 top-k items with reasons for a user (unknown and cold-start users get the popular / text fallback the
 model documents) and the items closest to an item by text vector.
 
@@ -101,7 +101,7 @@ def load_service(engine: Engine) -> RecommendService:
     Raises:
         FileNotFoundError: No model there yet (``aigc prepare-demo --app recommend``).
     """
-    from apps.recommender.ui.views import data_root
+    from apps.recommender.ui.queries import data_root
 
     path = data_root() / "model"
     if not (path / "manifest.json").is_file():

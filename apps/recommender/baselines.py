@@ -25,7 +25,7 @@ import numpy as np
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from apps.recommender.data import Dataset
+from apps.recommender.interactions import Dataset
 from apps.recommender.scorer import Scorer
 from apps.recommender.text_vectors import TextEncoder, embed_items, history_matrix, normalise
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -39,7 +38,8 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from apps.recommender.baselines import EASEScorer, ItemKNNScorer
-from apps.recommender.data import Dataset
+from apps.recommender.config import CandidateConfig
+from apps.recommender.interactions import Dataset
 from apps.recommender.text_vectors import history_matrix, normalise
 from core.index import VectorIndex
 
@@ -48,28 +48,6 @@ logger = logging.getLogger(__name__)
 SOURCES = ("text", "cf", "popular", "ease")
 #: Up to this catalogue size (with an exact index) a batch's scores are computed as dense rows.
 DENSE_ITEMS = 50_000
-
-
-@dataclass(frozen=True)
-class CandidateConfig:
-    """How many candidates each source contributes."""
-
-    n_text: int = field(default=100, metadata={"help": "nearest items to the user's text vector"})
-    n_cf: int = field(default=100, metadata={"help": "items with the highest item-item co-occurrence score"})
-    n_popular: int = field(default=50, metadata={"help": "most popular unseen items"})
-    n_ease: int = field(default=100, metadata={"help": "items with the highest EASE score (when EASE is on)"})
-    half_life: float | None = field(
-        default=10.0, metadata={"help": "recency half-life of the history vector"}
-    )
-    max_history: int | None = field(default=50, metadata={"help": "most recent items in the history vector"})
-    batch_size: int = field(default=256, metadata={"help": "users per batch"})
-
-    def __post_init__(self) -> None:
-        for name in ("n_text", "n_cf", "n_popular", "n_ease"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"CandidateConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ValueError(f"CandidateConfig.batch_size must be positive, got {self.batch_size}")
 
 
 def build_item_index(dataset: Dataset, item_vectors: np.ndarray, embedding_model: str) -> VectorIndex:

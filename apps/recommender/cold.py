@@ -17,53 +17,13 @@ it off.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from apps.recommender.config import ColdSlots
 from apps.recommender.text_vectors import normalise
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ColdSlots:
-    """Where cold items (no training interactions) are placed in each list."""
-
-    first_slot: int = field(
-        default=11, metadata={"help": "1-based position of the first reserved cold slot; 0 disables"}
-    )
-    every: int = field(default=4, metadata={"help": "a reserved slot every this many positions after it"})
-    last_slot: int = field(default=100, metadata={"help": "no reserved slots after this position"})
-    freshness_weight: float = field(
-        default=0.2, metadata={"help": "added to the cosine of a brand-new item (needs item timestamps)"}
-    )
-    freshness_half_life_days: float = field(
-        default=730.0, metadata={"help": "days after which an item's freshness bonus halves"}
-    )
-
-    def __post_init__(self) -> None:
-        if self.first_slot < 0 or self.every < 1 or self.last_slot < 0:
-            raise ValueError(
-                f"ColdSlots needs first_slot >= 0, every >= 1, last_slot >= 0; got {self.first_slot}, "
-                f"{self.every}, {self.last_slot}"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any slot is reserved."""
-        return 0 < self.first_slot <= self.last_slot
-
-    def slots(self, length: int) -> np.ndarray:
-        """0-based reserved positions within a list of ``length``."""
-        if not self.enabled:
-            return np.empty(0, dtype=np.int64)
-        last = min(self.last_slot, length)
-        return np.arange(self.first_slot, last + 1, self.every, dtype=np.int64) - 1
-
-    def n_slots(self, length: int) -> int:
-        """How many reserved positions a list of ``length`` has."""
-        return len(self.slots(length))
 
 
 class ColdRanker:

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.config import write_json_atomic
 from core.io.artifacts import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,9 @@ def fit_sample_model(model_dir: Path) -> tuple[Any, Any]:
         The saved :class:`~apps.recommender.model.RecommenderModel` and the item vectors.
     """
     from apps.recommender.candidates import build_item_index
-    from apps.recommender.formats import load_folder
+    from apps.recommender.hybrid import HybridScorer
     from apps.recommender.model import EncoderInfo, RecommenderModel
-    from apps.recommender.ranker import HybridScorer
+    from apps.recommender.public_datasets import load_folder
     from apps.recommender.text_vectors import embed_items
     from core.embeddings import Embedder
 
@@ -80,7 +81,7 @@ def evaluate_sample(dataset: Any, vectors: Any) -> dict[str, Any]:
     """The evaluation protocol on the sample: popularity, ItemKNN, text (frozen) and hybrid."""
     from apps.recommender.baselines import ItemKNNScorer, PopularityScorer, TextScorer
     from apps.recommender.evaluation import evaluate
-    from apps.recommender.ranker import HybridScorer
+    from apps.recommender.hybrid import HybridScorer
 
     scorers = {
         "popularity": PopularityScorer,
@@ -91,19 +92,14 @@ def evaluate_sample(dataset: Any, vectors: Any) -> dict[str, Any]:
     return evaluate(dataset, scorers)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def prepare(data_dir: Path) -> None:
     """Build (or refresh) the demo model, its batch recommendations and the sample evaluation.
 
     Args:
         data_dir: The suite's data directory.
     """
-    from apps.recommender.batch import BatchConfig, run_batch
+    from apps.recommender.batch.job import run_batch
+    from apps.recommender.config import BatchConfig
     from apps.recommender.model import ModelLoader
     from apps.recommender.storage import latest_run
     from core.schema import migrate
@@ -131,6 +127,6 @@ def prepare(data_dir: Path) -> None:
         )
     finally:
         db.dispose()
-    _write_json(root / "eval.json", evaluate_sample(model.train, vectors))
-    _write_json(root / STAMP, {"sample": _sample_hashes(), "k": DEMO_K, "encoder": ENCODER})
+    write_json_atomic(root / "eval.json", evaluate_sample(model.train, vectors))
+    write_json_atomic(root / STAMP, {"sample": _sample_hashes(), "k": DEMO_K, "encoder": ENCODER})
     logger.info("Prepared recommender demo", extra={"path": str(root), "rows": result.n_rows})

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from apps.recommender.data import Dataset
+from apps.recommender.config import ContrastiveConfig
+from apps.recommender.interactions import Dataset
 from apps.recommender.text_vectors import embed_items, normalise
 from core import models
 from core.config import to_dict
@@ -43,7 +44,7 @@ from core.finetune.contrastive import (
     adapter_model_id,
     train_contrastive,
 )
-from core.lora import LoraSettings, load_adapter
+from core.lora import load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ __all__ = [
     "load_embedder",
     "make_pairs",
     "mine_negatives",
+    "train_config",
     "train_encoder",
 ]
 
@@ -64,63 +66,22 @@ TRAINING_FILE = "training.json"
 SEPARATOR = " | "
 
 
-@dataclass(frozen=True)
-class ContrastiveConfig:
-    """Contrastive fine-tuning of the item-text encoder on user histories."""
-
-    enabled: bool = field(default=True, metadata={"help": "fine-tune the encoder (False: frozen encoder)"})
-    epochs: int = field(
-        default=2, metadata={"help": "most passes over the pairs (early stopping on validation)"}
+def train_config(config: ContrastiveConfig, show_progress_bar: bool = False) -> ContrastiveTrainConfig:
+    """The settings of the core training loop for ``config``."""
+    return ContrastiveTrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        temperature=config.temperature,
+        logq_correction=config.logq_correction,
+        val_fraction=config.val_fraction,
+        patience=config.patience,
+        max_query_length=config.max_query_length,
+        max_item_length=config.max_item_length,
+        lora=config.lora,
+        seed=config.seed,
+        show_progress_bar=show_progress_bar,
     )
-    batch_size: int = field(default=32, metadata={"help": "pairs per batch (the in-batch negatives)"})
-    lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights"})
-    temperature: float = field(default=0.05, metadata={"help": "softmax temperature of InfoNCE"})
-    hard_negatives: int = field(
-        default=2, metadata={"help": "mined hard negatives per pair (0: in-batch only)"}
-    )
-    hard_skip: int = field(
-        default=10, metadata={"help": "nearest neighbours skipped when mining (false negatives)"}
-    )
-    hard_pool: int = field(default=100, metadata={"help": "neighbour ranks hard negatives are drawn from"})
-    logq_correction: bool = field(default=True, metadata={"help": "popularity-corrected in-batch logits"})
-    val_fraction: float = field(default=0.1, metadata={"help": "share of pairs held out for early stopping"})
-    patience: int = field(
-        default=1, metadata={"help": "epochs without a better validation MRR before stopping"}
-    )
-    history_items: int = field(default=5, metadata={"help": "most recent items in the query text"})
-    max_query_length: int = field(default=128, metadata={"help": "token limit of the history text"})
-    max_item_length: int = field(default=64, metadata={"help": "token limit of an item text"})
-    max_pairs: int = field(default=20000, metadata={"help": "seeded sample of training pairs"})
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    seed: int = field(default=0, metadata={"help": "seed of pair sampling, mining, batches and LoRA init"})
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "history_items", "max_query_length", "max_item_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ContrastiveConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError("ContrastiveConfig.batch_size must be >= 2 (in-batch negatives)")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise ValueError("ContrastiveConfig.lr and temperature must be positive")
-        if self.hard_negatives < 0 or self.hard_skip < 0 or self.hard_pool < 1:
-            raise ValueError("ContrastiveConfig needs hard_negatives >= 0, hard_skip >= 0, hard_pool >= 1")
-
-    def train_config(self, show_progress_bar: bool = False) -> ContrastiveTrainConfig:
-        """The settings of the core training loop."""
-        return ContrastiveTrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            temperature=self.temperature,
-            logq_correction=self.logq_correction,
-            val_fraction=self.val_fraction,
-            patience=self.patience,
-            max_query_length=self.max_query_length,
-            max_item_length=self.max_item_length,
-            lora=self.lora,
-            seed=self.seed,
-            show_progress_bar=show_progress_bar,
-        )
 
 
 @dataclass
@@ -298,7 +259,7 @@ def train_encoder(
         negatives=negatives,
         item_log_q=item_log_q(pairs.items, train.n_items),
     )
-    result = train_contrastive(data, out_dir, base, config.train_config(show_progress_bar))
+    result = train_contrastive(data, out_dir, base, train_config(config, show_progress_bar))
     training = {
         "base": base,
         "model_id": result.model_id,

@@ -23,52 +23,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from apps.recommender.data import Dataset
+from apps.recommender.config import EvalConfig
+from apps.recommender.interactions import Dataset
 from apps.recommender.scorer import Scorer, rank_of, top_k
 from apps.recommender.splits import Split, cold_start_split, leave_last_out
 from core import metrics
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Cut-offs and options of the evaluation protocol."""
-
-    hr_k: int = field(default=10, metadata={"help": "cut-off of the hit rate"})
-    ndcg_k: int = field(default=10, metadata={"help": "cut-off of NDCG"})
-    recall_k: int = field(default=50, metadata={"help": "cut-off of recall"})
-    coverage_k: int = field(default=10, metadata={"help": "list length counted for catalogue coverage"})
-    few_history: int = field(
-        default=5, metadata={"help": "users with at most this many training items are also reported alone"}
-    )
-    cold_quantile: float = field(
-        default=0.8, metadata={"help": "cold start: cut at this quantile of interaction times"}
-    )
-    cold_split_time: int | None = field(
-        default=None, metadata={"help": "cold start: cut at this epoch second instead"}
-    )
-    cold_candidates: Literal["all", "cold"] = field(
-        default="all", metadata={"help": "cold start: rank all unseen items, or only the cold ones"}
-    )
-    max_users: int | None = field(
-        default=None, metadata={"help": "evaluate a seeded sample of this many test users"}
-    )
-    batch_size: int = field(default=256, metadata={"help": "users scored per batch"})
-    seed: int = field(default=0, metadata={"help": "seed of the user sample"})
-
-    def __post_init__(self) -> None:
-        for name in ("hr_k", "ndcg_k", "recall_k", "coverage_k", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EvalConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.max_users is not None and self.max_users < 1:
-            raise ValueError(f"EvalConfig.max_users must be positive or None, got {self.max_users}")
 
 
 ScorerFactory = Callable[[], Scorer]

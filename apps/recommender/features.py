@@ -33,7 +33,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from apps.recommender.data import Dataset
+from apps.recommender.interactions import Dataset
 from apps.recommender.text_vectors import normalise
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 
 A model directory holds (no pickles)::
 
-    manifest.json          format, encoder, config, counts, training metrics, sha256 of every file
+    artifact.json          kind, format and the sha256 of every file (core.io.artifacts)
+    manifest.json          format, encoder, config, counts, training metrics
     items.parquet          item_id, text (+ title, timestamp when known)
     users.parquet          user ids in index order
     interactions.parquet   the training history (user_id, item_id, timestamp, event, rating)
@@ -11,9 +12,9 @@ A model directory holds (no pickles)::
     encoder/               LoRA adapter of the fine-tuned text encoder (peft safetensors), optional
 
 :meth:`RecommenderModel.save` writes everything into a temporary directory next to the target
-and renames it into place, so a reader sees the old model or the new one, never a mix; the file
-hashes in the manifest catch a directory altered afterwards (:meth:`RecommenderModel.load` raises
-:class:`ModelError`).
+and renames it into place (:func:`core.io.artifacts.open_artifact`), so a reader sees the old model
+or the new one, never a mix; the file hashes in ``artifact.json`` catch a directory altered
+afterwards (:meth:`RecommenderModel.load` raises :class:`ModelError`).
 
 Serving (:meth:`RecommenderModel.recommend`) needs only the item vectors, not the encoder, so a
 batch worker loads in seconds; :meth:`RecommenderModel.embedder` loads the (adapted) encoder for
@@ -34,11 +35,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from apps.recommender.data import Dataset
-from apps.recommender.ranker import HybridScorer, LinearRanker, RankerConfig
+from apps.recommender.config import RankerConfig
+from apps.recommender.hybrid import HybridScorer
+from apps.recommender.interactions import Dataset
+from apps.recommender.ranker import LinearRanker
 from core.config import ConfigError, from_dict, to_dict
 from core.index import IndexFormatError, IndexMismatchError, VectorIndex
-from core.io.artifacts import open_artifact, sha256_file
+from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class RecommenderModel:
     """A trained hybrid recommender, ready to score users.
 
     Args:
-        scorer: The fitted :class:`~apps.recommender.ranker.HybridScorer`.
+        scorer: The fitted :class:`~apps.recommender.hybrid.HybridScorer`.
         encoder: The encoder that made the item vectors.
         index: Vector index of the item vectors (keyed by item id).
         metrics: Training metrics recorded in the manifest (e.g. encoder fine-tuning gain).
@@ -230,7 +233,6 @@ class RecommenderModel:
             if adapter is None or not adapter.is_dir():
                 raise ModelError(f"encoder adapter directory {adapter} is missing")
             shutil.copytree(adapter, tmp / self.encoder.adapter)
-        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": KIND,
@@ -243,7 +245,6 @@ class RecommenderModel:
                 "interactions": len(train.interactions),
             },
             "metrics": to_dict(self.metrics),
-            "files": {name: sha256_file(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -256,14 +257,7 @@ class RecommenderModel:
         """
         directory = Path(directory)
         manifest = _read_manifest(directory)
-        for name, digest in manifest["files"].items():
-            path = directory / name
-            if not path.is_file():
-                raise ModelError(f"{path} is missing: the model directory is incomplete; train it again")
-            if sha256_file(path) != digest:
-                raise ModelError(
-                    f"{path} does not match its checksum in {directory / MANIFEST}: corrupt model"
-                )
+        _verify_files(directory, manifest)
         try:
             encoder = from_dict(EncoderInfo, manifest["encoder"])
             config = from_dict(RankerConfig, manifest["ranker_config"])
@@ -317,9 +311,20 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: not a recommender model manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{path}: format {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-    if not isinstance(manifest.get("files"), dict):
-        raise ModelError(f"{path}: manifest lists no files")
     return manifest
+
+
+def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
+    """Check every file against ``artifact.json`` (or, for models saved before it, ``manifest.json``)."""
+    try:
+        if verify_artifact(directory, kinds=(KIND,)) is None:
+            if not isinstance(manifest.get("files"), dict):
+                raise ModelError(f"{directory / MANIFEST}: manifest lists no files")
+            verify_files(directory, manifest["files"], MANIFEST)
+    except FileNotFoundError as err:
+        raise ModelError(f"{err} Train the model again.") from err
+    except ValueError as err:  # ArtifactError too: a file altered, another kind
+        raise ModelError(f"{err} (corrupt model)") from err
 
 
 def _read_dataset(directory: Path) -> Dataset:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,40 +36,20 @@ from apps.recommender.baselines import (
     bpr_available,
 )
 from apps.recommender.candidates import build_item_index
-from apps.recommender.data import DataConfig, Dataset
-from apps.recommender.encoder_training import ContrastiveConfig, TrainResult, load_embedder, train_encoder
-from apps.recommender.evaluation import EvalConfig, evaluate, evaluate_next_item
+from apps.recommender.config import RecommenderConfig
+from apps.recommender.encoder_training import TrainResult, load_embedder, train_encoder
+from apps.recommender.evaluation import evaluate, evaluate_next_item
+from apps.recommender.hybrid import HybridScorer
+from apps.recommender.interactions import Dataset
 from apps.recommender.model import KIND, EncoderInfo, RecommenderModel
-from apps.recommender.ranker import HybridScorer, RankerConfig
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
 from apps.recommender.text_vectors import embed_items
-from core import models
 from core.io.artifacts import check_target
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("popularity", "itemknn", "ease", "bpr", "text", "text_ft", "hybrid")
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """The item-text encoder."""
-
-    model: str = field(default=models.DEFAULT_ENCODER, metadata={"help": "encoder spec (short name or dir)"})
-    max_length: int = field(default=64, metadata={"help": "token limit of an item text"})
-    batch_size: int = field(default=64, metadata={"help": "texts per forward pass when embedding"})
-
-
-@dataclass(frozen=True)
-class RecommenderConfig:
-    """Everything ``aigc recommend train``/``eval`` read from ``configs/recommender.yaml``."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    finetune: ContrastiveConfig = field(default_factory=ContrastiveConfig)
-    ranker: RankerConfig = field(default_factory=RankerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 class Vectors:

@@ -1,6 +1,6 @@
 """The scorer interface every recommender model implements, and deterministic top-k helpers.
 
-A scorer is fit on a training :class:`~apps.recommender.data.Dataset` and scores users against
+A scorer is fit on a training :class:`~apps.recommender.interactions.Dataset` and scores users against
 the whole catalogue of that dataset. Scores are float32, higher is better. With
 ``exclude_seen=True`` items the user interacted with in training get ``-inf``.
 
@@ -22,7 +22,7 @@ from typing import Self
 import numpy as np
 from scipy import sparse
 
-from apps.recommender.data import Dataset
+from apps.recommender.interactions import Dataset
 
 logger = logging.getLogger(__name__)
 

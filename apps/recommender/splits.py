@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from apps.recommender.data import Dataset
+from apps.recommender.interactions import Dataset
 
 logger = logging.getLogger(__name__)
 

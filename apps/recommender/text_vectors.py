@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from scipy import sparse
 
-from apps.recommender.data import Dataset
+from apps.recommender.interactions import Dataset
 
 logger = logging.getLogger(__name__)
 

@@ -105,24 +105,20 @@ def cell_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def table_format(path: str | Path, format: str | None = None) -> str:
+def table_format(path: str | Path, format: str | None = None, *, error: type[InputError] = InputError) -> str:
     """The format name of ``path`` (``csv``, ``tsv``, ``json``, ``jsonl``, ``parquet``).
 
     Raises:
-        InputError: An unknown suffix or format name.
+        InputError: (as ``error``) an unknown suffix or format name.
     """
     if format is not None:
         name = FORMATS.get("." + format.lower().lstrip("."), format.lower())
         if name not in set(FORMATS.values()):
-            raise InputError(
-                path, f"unknown table format {format!r}; use one of {sorted(set(FORMATS.values()))}"
-            )
+            raise error(path, f"unknown table format {format!r}; use one of {sorted(set(FORMATS.values()))}")
         return name
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise InputError(
-            path, f"unsupported file type {suffix or '(none)'!r}; use {', '.join(sorted(FORMATS))}"
-        )
+        raise error(path, f"unsupported file type {suffix or '(none)'!r}; use {', '.join(sorted(FORMATS))}")
     return FORMATS[suffix]
 
 
@@ -197,18 +193,26 @@ def _delimited_rows(
     row_base: int,
     error: type[InputError],
     lower_header: bool = False,
+    names: Sequence[str] | None = None,
+    quoting: bool = True,
 ) -> Iterator[Row]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    quote = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True, quoting=quote)
     try:
-        header = next(reader, None)
+        header = list(names) if names is not None else next(reader, None)
         if header is None:
             raise error(path, "empty file; the first line must name the columns")
         header = [h.strip().lower() if lower_header else h.strip() for h in header]
-        _check_columns(path, header, columns, error, line=1)
+        _check_columns(path, header, columns, error, line=None if names is not None else 1)
         seen = {h for h in header if h}
         if len(seen) != len([h for h in header if h]):
             duplicated = sorted({h for h in header if h and header.count(h) > 1})
-            raise error(path, f"duplicate column name(s) {duplicated}", line=1, field=duplicated[0])
+            raise error(
+                path,
+                f"duplicate column name(s) {duplicated}",
+                line=None if names is not None else 1,
+                field=duplicated[0],
+            )
         previous_end = reader.line_num
         number = row_base
         for values in reader:
@@ -217,10 +221,11 @@ def _delimited_rows(
             if not any(v.strip() for v in values):
                 continue  # a blank line (or one of empty cells, as spreadsheets export) is no record
             if len(values) > len(header) and any(v.strip() for v in values[len(header) :]):
+                named = "the header names" if names is None else "the file's layout has"
+                hint = f"; quote cells holding {delimiter!r}" if quoting else ""
                 raise error(
                     path,
-                    f"{len(values)} fields but the header names {len(header)}; quote cells holding "
-                    f"{delimiter!r}",
+                    f"{len(values)} fields but {named} {len(header)}{hint}",
                     row=number,
                     line=start,
                 )
@@ -313,6 +318,8 @@ def read_rows(
     encoding: str | None = None,
     delimiter: str | None = None,
     row_base: int = 1,
+    names: Sequence[str] | None = None,
+    quoting: bool = True,
     error: type[InputError] = InputError,
     lower_header: bool = False,
     records_keys: Sequence[str] = (),
@@ -326,6 +333,10 @@ def read_rows(
         encoding: Text encoding; default UTF-8 (a BOM is dropped; a UTF-16 BOM switches to UTF-16).
         delimiter: Cell delimiter of a delimited file (default ``,`` for CSV, tab for TSV).
         row_base: Number of the first record (1, or 0 where an app's ids count from 0).
+        names: Column names of a delimited file that has no header line (every line is a record;
+            MovieLens ml-100k, MIND); ``None``: the first line names the columns.
+        quoting: ``False`` reads quote characters as plain text (files that never quote cells, whose
+            titles may hold a lone ``"``).
         error: :class:`InputError` subclass to raise (the app's own, for its callers).
         lower_header: Lower-case the header names of a delimited file (``Question`` reads as
             ``question``); ``columns`` are then given in lower case.
@@ -341,7 +352,7 @@ def read_rows(
             missing column, naming file, row, line and field.
     """
     path = _open_file(path, error)
-    fmt = table_format(path, format)
+    fmt = table_format(path, format, error=error)
     if fmt == "parquet":
         frame = _parquet_frame(path, error)
         _check_columns(path, list(frame.columns), columns, error)
@@ -351,7 +362,15 @@ def read_rows(
     text = decode_text(path.read_bytes(), path, encoding, error=error)
     if fmt in _DELIMITERS or delimiter is not None:
         yield from _delimited_rows(
-            text, path, delimiter or _DELIMITERS.get(fmt, ","), columns, row_base, error, lower_header
+            text,
+            path,
+            delimiter or _DELIMITERS.get(fmt, ","),
+            columns,
+            row_base,
+            error,
+            lower_header,
+            names,
+            quoting,
         )
     elif fmt == "jsonl":
         yield from _jsonl_rows(text, path, columns, row_base, error)
@@ -366,6 +385,8 @@ def read_frame(
     format: str | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
+    names: Sequence[str] | None = None,
+    quoting: bool = True,
     error: type[InputError] = InputError,
 ) -> pd.DataFrame:
     """Read a table file into a pandas frame (for column-wise work on large files).
@@ -374,23 +395,37 @@ def read_frame(
     carries a ``attrs["lines"]`` list (1-based start line of each record, ``None`` where the format has no
     lines) so callers can name the line of a bad row; its index is the record number from 1.
 
+    ``names`` and ``quoting`` are as in :func:`read_rows`.
+
     Raises:
         InputError: as :func:`read_rows`.
     """
     import pandas as pd
 
     path = _open_file(path, error)
-    fmt = table_format(path, format)
+    fmt = table_format(path, format, error=error)
     if fmt == "parquet":
         frame = _parquet_frame(path, error)
         _check_columns(path, list(frame.columns), columns, error)
         lines: list[int | None] = [None] * len(frame)
     else:
         rows = list(
-            read_rows(path, columns=columns, format=fmt, encoding=encoding, delimiter=delimiter, error=error)
+            read_rows(
+                path,
+                columns=columns,
+                format=fmt,
+                encoding=encoding,
+                delimiter=delimiter,
+                names=names,
+                quoting=quoting,
+                error=error,
+            )
         )
         if fmt in _DELIMITERS or delimiter is not None:
-            header = list(rows[0].data) if rows else _header(path, fmt, encoding, delimiter, error)
+            if names is not None:
+                header = [n.strip() for n in names if n.strip()]
+            else:
+                header = list(rows[0].data) if rows else _header(path, fmt, encoding, delimiter, error)
             frame = pd.DataFrame([dict(r.data) for r in rows], columns=header, dtype=str)
             frame = frame.fillna("")
         else:

@@ -57,3 +57,19 @@ def test_write_bytes_atomic_keeps_the_old_file_on_failure(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert path.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["out.md"]
+
+
+def test_atomic_path_renames_on_success_and_removes_the_temp_on_failure(tmp_path):
+    from core.atomic import atomic_path, default_file_mode
+
+    path = tmp_path / "out.parquet"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(path, suffix=".tmp") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.parquet.") and tmp.suffix == ".tmp"
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert path.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["out.parquet"]
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new" and sorted(os.listdir(tmp_path)) == ["out.parquet"]
+    assert os.stat(path).st_mode & 0o777 == default_file_mode()

@@ -150,3 +150,28 @@ def test_read_text(tmp_path: Path) -> None:
         read_text(_write(tmp_path / "b.md", "ok\ncaf\xe9\n", "latin-1"), error=AppError)
     with pytest.raises(AppError, match="is a folder"):
         read_text(tmp_path, error=AppError)
+
+
+def test_headerless_unquoted_files_take_names(tmp_path: Path) -> None:
+    # ml-100k's u.item: no header line, "|" cells, Latin-1, a lone quote that is just a character.
+    path = tmp_path / "u.item"
+    path.write_bytes('1|Café "Bar|\n\n2|Zoë\n'.encode("latin-1"))
+    rows = list(
+        read_rows(
+            path, format="csv", delimiter="|", names=["id", "title", "url"], quoting=False, encoding="latin-1"
+        )
+    )
+    assert [dict(r) for r in rows] == [
+        {"id": "1", "title": 'Café "Bar', "url": ""},
+        {"id": "2", "title": "Zoë", "url": ""},
+    ]
+    assert [(r.row, r.line) for r in rows] == [(1, 1), (2, 3)]
+    frame = read_frame(
+        path, format="csv", delimiter="|", names=["id", "title", "url"], quoting=False, encoding="latin-1"
+    )
+    assert frame["title"].tolist() == ['Café "Bar', "Zoë"] and frame.attrs["lines"] == [1, 3]
+    data = _write(tmp_path / "u.data", "196\t1\t3\t881250949\n196\t2\t3\t881250950\t9\n")
+    with pytest.raises(InputError, match=r"u\.data: row 2 \(line 2\): 5 fields but the file's layout has 4$"):
+        list(read_rows(data, format="tsv", names=["user", "item", "rating", "time"], quoting=False))
+    empty = _write(tmp_path / "empty.tsv", "")
+    assert read_frame(empty, names=["a", "b"]).columns.tolist() == ["a", "b"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from apps.recommender.ui import views
+from apps.recommender.ui import queries
 
 
 @st.cache_resource(show_spinner="Loading the recommender model...")
@@ -19,7 +19,7 @@ def _load(path: str, fingerprint: str) -> Any:
 
 def model_or_stop() -> Any:
     """The model chosen in the sidebar (default: the demo model); stops the page with help if absent."""
-    default = views.data_root() / "model"
+    default = queries.data_root() / "model"
     chosen = st.sidebar.text_input("Model directory", value=str(default), key="recommend_model_dir")
     path = Path(chosen).expanduser()
     if not (path / "manifest.json").is_file():
@@ -31,7 +31,7 @@ def model_or_stop() -> Any:
     from apps.recommender.model import ModelError
 
     try:
-        return _load(str(path), views.model_fingerprint(path))
+        return _load(str(path), queries.model_fingerprint(path))
     except ModelError as err:
         st.error(str(err))
         st.stop()

@@ -121,7 +121,7 @@ def generic_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def sample_dataset():
     """The shipped sample data set (loaded once per session; treat as read-only)."""
-    from apps.recommender.formats import load_folder
+    from apps.recommender.public_datasets import load_folder
 
     return load_folder(SAMPLE_DIR)
 

@@ -14,8 +14,8 @@ def saved_sample_model(root: Path, dataset, vectors: tuple) -> Path:
     if "model" in _CACHE:
         return _CACHE["model"]
     from apps.recommender.candidates import build_item_index
+    from apps.recommender.hybrid import HybridScorer
     from apps.recommender.model import EncoderInfo, RecommenderModel
-    from apps.recommender.ranker import HybridScorer
 
     item_vectors, model_id = vectors
     index = build_item_index(dataset, item_vectors, model_id)

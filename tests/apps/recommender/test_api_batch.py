@@ -24,7 +24,8 @@ def batch_api(
 ) -> Iterator[tuple[TestClient, dict, list]]:
     """The recommend API over a database holding a batch run (k=20) of the first 30 sample users."""
     from apps.recommender.api import plugin
-    from apps.recommender.batch import BatchConfig, run_batch
+    from apps.recommender.batch.job import run_batch
+    from apps.recommender.config import BatchConfig
     from apps.recommender.model import ModelLoader
     from core.api import ApiSettings, create_app, wait_loaded
 

@@ -14,8 +14,9 @@ from apps.recommender.baselines import (
     TextScorer,
     bpr_available,
 )
-from apps.recommender.data import build_dataset, clean_interactions, clean_items
-from apps.recommender.evaluation import EvalConfig, evaluate, evaluate_next_item
+from apps.recommender.config import EvalConfig
+from apps.recommender.evaluation import evaluate, evaluate_next_item
+from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
 from apps.recommender.text_vectors import embed_items, recency_weights, user_vectors

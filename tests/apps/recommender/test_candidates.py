@@ -8,8 +8,9 @@ import pytest
 
 from apps.recommender import candidates as candidates_module
 from apps.recommender.baselines import EASEScorer, ItemKNNScorer
-from apps.recommender.candidates import CandidateConfig, CandidateGenerator, build_item_index
-from apps.recommender.data import build_dataset, clean_interactions, clean_items
+from apps.recommender.candidates import CandidateGenerator, build_item_index
+from apps.recommender.config import CandidateConfig
+from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
 from apps.recommender.splits import cold_start_split, leave_last_out
 
 # u1 {A, B}, u2 {B, C}, u3 {A}, u4 {D}; E and F have text but no interactions.

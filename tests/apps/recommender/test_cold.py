@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apps.recommender.cold import ColdRanker, ColdSlots, merge_slots
+from apps.recommender.cold import ColdRanker, merge_slots
+from apps.recommender.config import ColdSlots
 
 
 def test_slot_positions():
@@ -38,8 +39,9 @@ def test_cold_ranker_orders_cold_items_by_similarity():
 
 def test_hybrid_finds_cold_items_better_than_text_only(sample_dataset, sample_minilm_vectors):
     from apps.recommender.baselines import TextScorer
+    from apps.recommender.config import RankerConfig
     from apps.recommender.evaluation import evaluate_cold_start
-    from apps.recommender.ranker import HybridScorer, RankerConfig
+    from apps.recommender.hybrid import HybridScorer
     from apps.recommender.splits import cold_start_split
 
     vectors, _ = sample_minilm_vectors
@@ -68,7 +70,7 @@ def test_freshness_bonus_prefers_newer_cold_items():
 
 
 def test_movielens_release_year_becomes_item_timestamp(ml_latest_dir):
-    from apps.recommender.formats import load_movielens
+    from apps.recommender.public_datasets import load_movielens
 
     items = load_movielens(ml_latest_dir).items
     assert items["timestamp"].tolist()[:2] == [788918400, 788918400]  # 1995-01-01

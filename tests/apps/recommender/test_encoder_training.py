@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from apps.recommender.data import build_dataset, clean_interactions, clean_items
+from apps.recommender.config import ContrastiveConfig
 from apps.recommender.encoder_training import (
     ADAPTER_WEIGHTS,
-    ContrastiveConfig,
     item_log_q,
     load_embedder,
     make_pairs,
     mine_negatives,
     train_encoder,
 )
+from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
 from apps.recommender.text_vectors import embed_items
 from core.finetune.contrastive import info_nce
 from core.lora import LoraSettings

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from apps.recommender.baselines import ItemKNNScorer, PopularityScorer
-from apps.recommender.data import build_dataset, clean_interactions, clean_items
-from apps.recommender.evaluation import EvalConfig, evaluate, evaluate_cold_start, evaluate_next_item
-from apps.recommender.formats import load_folder
+from apps.recommender.config import EvalConfig
+from apps.recommender.evaluation import evaluate, evaluate_cold_start, evaluate_next_item
+from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
+from apps.recommender.public_datasets import load_folder
 from apps.recommender.scorer import rank_of, top_k
 from apps.recommender.splits import cold_start_split, leave_last_out, time_cut
 from tests.apps.recommender.conftest import SAMPLE_DIR
@@ -149,7 +150,7 @@ def test_sample_data_has_learnable_structure():
 
 def test_real_ml_latest_small_protocol():
     """Split statistics agree with the data README (1,857 items first rated after the 80 % cut)."""
-    from apps.recommender.formats import load_movielens
+    from apps.recommender.public_datasets import load_movielens
     from tests.conftest import require_shared_data
 
     dataset = load_movielens(require_shared_data("recsys", "ml-latest-small"))

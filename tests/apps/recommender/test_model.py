@@ -163,3 +163,27 @@ def test_bad_input_exits_2_with_a_clear_message(files, tmp_path):
         app, ["train", "--movielens", str(tmp_path / "none"), "--out", str(tmp_path / "m")]
     )
     assert result.exit_code == 2 and not (tmp_path / "m").exists()
+
+
+def test_a_model_saved_before_artifact_manifests_is_checked_against_its_own_hashes(
+    tmp_path, tmp_path_factory, sample_dataset, sample_minilm_vectors
+):
+    import shutil
+
+    from tests.apps.recommender.sample_model import saved_sample_model
+
+    path = tmp_path / "legacy"
+    shutil.copytree(
+        saved_sample_model(tmp_path_factory.mktemp("rec"), sample_dataset, sample_minilm_vectors), path
+    )
+    # The layout older versions wrote: file hashes in manifest.json, no artifact.json.
+    artifact = json.loads((path / "artifact.json").read_text())
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in artifact["files"].items() if k != "manifest.json"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "artifact.json").unlink()
+    assert RecommenderModel.load(path).user_ids() == [str(u) for u in sample_dataset.user_ids]
+    ranker = path / "ranker.json"
+    ranker.write_text(ranker.read_text() + " ")
+    with pytest.raises(ModelError, match=r"ranker.json does not match the checksum in .*manifest.json"):
+        RecommenderModel.load(path)

@@ -1,4 +1,4 @@
-"""Ranker features, the logistic-regression ranker's JSON round trip, and the hybrid scorer."""
+"""Ranker features and the logistic-regression ranker's JSON round trip."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.recommender.baselines import ItemKNNScorer
-from apps.recommender.candidates import CandidateConfig, CandidateGenerator
-from apps.recommender.data import build_dataset, clean_interactions, clean_items
-from apps.recommender.evaluation import evaluate_next_item
+from apps.recommender.candidates import CandidateGenerator
+from apps.recommender.config import CandidateConfig
 from apps.recommender.features import FEATURES, FeatureBuilder
-from apps.recommender.ranker import HybridScorer, LinearRanker, RankerConfig
-from apps.recommender.splits import leave_last_out
+from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
+from apps.recommender.ranker import LinearRanker
 
 DAY = 86400
 # u1 {A@day0, B@day10}, u2 {B@day1, C@day40}; D published on day 35; E unknown age.
@@ -79,51 +77,9 @@ def test_linear_ranker_round_trip(tmp_path):
         LinearRanker.load(tmp_path / "nowhere")
 
 
-def test_hybrid_beats_baselines_and_explains(sample_dataset, sample_minilm_vectors, tmp_path):
-    vectors, _ = sample_minilm_vectors
-    split = leave_last_out(sample_dataset)
-    config = RankerConfig(candidates=CandidateConfig(n_text=50, n_cf=50, n_popular=20))
-    hybrid = HybridScorer(vectors, config).fit(split.train)
-    ours = evaluate_next_item(hybrid, split)
-    itemknn = evaluate_next_item(ItemKNNScorer().fit(split.train), split)
-    assert ours["ndcg@10"] > itemknn["ndcg@10"]
-    recs = hybrid.recommend_with_reasons(["U0001", "nobody"], k=5)
-    mine = recs.loc[recs["user_id"] == "U0001"]
-    assert mine["rank"].tolist() == [1, 2, 3, 4, 5] and mine["score"].is_monotonic_decreasing
-    history = set(split.train.interactions.loc[split.train.interactions["user_id"] == "U0001", "item_id"])
-    assert not set(mine["item_id"]) & history
-    assert set(mine["similar_item_id"]) <= history and mine["reason"].str.startswith("similar to '").all()
-    assert recs.loc[recs["user_id"] == "nobody", "similar_item_id"].isna().all()
-    # A saved ranker serves the same scores without retraining.
-    hybrid.save_ranker(tmp_path / "ranker")
-    again = HybridScorer(vectors, config, ranker=LinearRanker.load(tmp_path / "ranker")).fit(split.train)
-    np.testing.assert_allclose(again.score(["U0001"]), hybrid.score(["U0001"]))
-
-
 def test_rank_within_groups():
     from apps.recommender.features import _rank_within
 
     group = np.array([0, 0, 0, 1, 1])
     assert _rank_within(group, np.array([0.1, 0.5, 0.5, 2.0, 3.0])).tolist() == [2, 0, 1, 1, 0]
     assert _rank_within(group[:0], np.array([])).tolist() == []
-
-
-def test_reasons_for_a_chunk_equal_reasons_one_user_at_a_time(sample_dataset, sample_minilm_vectors):
-    vectors, _ = sample_minilm_vectors
-    split = leave_last_out(sample_dataset)
-    hybrid = HybridScorer(vectors, RankerConfig(candidates=CandidateConfig(n_text=30, n_cf=30))).fit(
-        split.train
-    )
-    users = [*split.train.user_ids[:6].tolist(), "nobody"]
-    together = hybrid.recommend_with_reasons([*users, users[0]], k=12)
-    alone = pd.concat(
-        [hybrid.recommend_with_reasons([u], k=12) for u in [*users, users[0]]], ignore_index=True
-    )
-    # Equal up to float rounding (BLAS blocks a 7-row product differently from a 1-row one).
-    numbers = r"[-+]?\d+\.\d\d"
-    for frame in (together, alone):
-        frame["reason"] = frame["reason"].str.replace(numbers, "#", regex=True)
-    pd.testing.assert_frame_equal(together, alone, check_exact=False, atol=1e-4)
-    assert len(together) == 12 * 8 and together["reason"].str.len().gt(0).all()
-    cold = together.loc[together["cold_slot"]]
-    assert cold["reason"].str.contains("new item, no interactions yet").all()

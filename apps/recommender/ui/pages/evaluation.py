@@ -4,23 +4,23 @@ from pathlib import Path
 
 import streamlit as st
 
-from apps.recommender.ui import views
+from apps.recommender.ui import queries
 from core.auth import Permission
 from core.ui import auth
 
 auth.require(Permission.RECOMMEND_VIEW, "Model evaluation")
 st.title("Model evaluation")
-default = views.data_root() / "eval.json"
+default = queries.data_root() / "eval.json"
 chosen = st.sidebar.text_input("Evaluation JSON", value=str(default), key="recommend_eval_path")
 
 
 @st.cache_data(show_spinner="Evaluating on the shipped sample (about 30 s)...")
 def _sample_report() -> dict:
-    return views.sample_report()
+    return queries.sample_report()
 
 
 try:
-    report = views.load_eval(Path(chosen).expanduser())
+    report = queries.load_eval(Path(chosen).expanduser())
 except ValueError as err:
     st.error(str(err))
     st.stop()
@@ -36,11 +36,11 @@ st.caption(
     f"{dataset.get('users', '?')} users, {dataset.get('items', '?')} items; "
     f"{protocol.get('ranking', '')}"
 )
-table = views.metrics_table(report)
+table = queries.metrics_table(report)
 st.subheader("Next item")
-st.altair_chart(views.metric_chart(table), width="stretch")
+st.altair_chart(queries.metric_chart(table), width="stretch")
 st.table(table)
-cold = views.cold_table(report)
+cold = queries.cold_table(report)
 if cold is not None:
     st.subheader("Cold-start items")
     st.caption(
@@ -48,5 +48,5 @@ if cold is not None:
         f"{report['cold_start'].get('split_time_iso', 'the split time')}; "
         "popularity and CF cannot reach them."
     )
-    st.altair_chart(views.metric_chart(cold), width="stretch")
+    st.altair_chart(queries.metric_chart(cold), width="stretch")
     st.table(cold)

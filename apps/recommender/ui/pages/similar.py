@@ -2,18 +2,18 @@
 
 import streamlit as st
 
-from apps.recommender.ui import common, views
+from apps.recommender.ui import common, queries
 from core.auth import Permission
 from core.ui import auth
 
 auth.require(Permission.RECOMMEND_VIEW, "Similar items")
 st.title("Similar items")
 model = common.model_or_stop()
-labels = views.item_labels(model)
+labels = queries.item_labels(model)
 left, right = st.columns([3, 1])
 item = left.selectbox("Item", list(labels), format_func=labels.get, key="recommend_item")
 k = right.slider("Neighbours", 5, 30, 10, key="recommend_similar_k")
 text = model.items.set_index(model.items["item_id"].astype(str)).loc[item, "text"]
 st.markdown(f"**{labels[item]}**")
 st.caption(text)
-st.table(views.similar_table(model, item, k))
+st.table(queries.similar_table(model, item, k))

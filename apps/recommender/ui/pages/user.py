@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from apps.recommender.ui import common, views
+from apps.recommender.ui import common, queries
 from core.auth import Permission
 from core.ui import auth
 
@@ -15,7 +15,7 @@ model = common.model_or_stop()
 batch_path = Path(
     st.sidebar.text_input(
         "Batch output (.parquet/.csv)",
-        value=str(views.data_root() / "recommendations.parquet"),
+        value=str(queries.data_root() / "recommendations.parquet"),
         key="recommend_batch_path",
     )
 ).expanduser()
@@ -26,7 +26,7 @@ if len(users) <= 5000:
 else:
     user = left.text_input("User id", value=users[0], key="recommend_user").strip()
 k = right.slider("Recommendations", 5, 50, 10, key="recommend_k")
-history = views.history_table(model, user)
+history = queries.history_table(model, user)
 if history.empty:
     st.caption(f"`{user}` has no history in the training data: popular items are recommended.")
 hist_col, rec_col = st.columns([2, 3])
@@ -39,10 +39,10 @@ with rec_col:
     st.caption(
         "Unseen items ranked by the learned ranker; the reason names the features that lifted each one."
     )
-    st.table(views.recommendation_table(model, user, k))
+    st.table(queries.recommendation_table(model, user, k))
 
 st.subheader("In the batch output")
-summary = views.batch_summary(batch_path)
+summary = queries.batch_summary(batch_path)
 if summary is None:
     st.caption(f"No batch output at `{batch_path}` (write one with `aigc recommend score --out PATH`).")
 else:
@@ -50,7 +50,7 @@ else:
         f"`{batch_path}` ({summary['modified']}): {summary['rows']} rows for {summary['users']} users, "
         f"{summary['items']} distinct items."
     )
-    rows = views.batch_rows(batch_path, model, user)
+    rows = queries.batch_rows(batch_path, model, user)
     if rows.empty:
         st.caption(f"`{user}` is not in this batch output.")
     else:

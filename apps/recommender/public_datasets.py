@@ -1,5 +1,8 @@
 """Public data set layouts: MovieLens (ml-latest-small, ml-100k), MIND, and folder auto-detection.
 
+Files are read by :func:`core.io.tables.read_frame` (the headerless, unquoted ml-100k and MIND files
+with ``names=`` and ``quoting=False``).
+
 * **ml-latest / ml-latest-small**: ``movies.csv`` (``movieId,title,genres``), ``ratings.csv``
   (``userId,movieId,rating,timestamp``) and, when present, ``tags.csv`` whose user tags become
   the items' ``tags`` (so item text reads ``"Toy Story (1995). Genres: ... Tags: pixar, fun"``).
@@ -14,7 +17,7 @@
   before the user's first impression, one second apart, in the order given. Behaviour rows
   naming news missing from ``news.tsv`` are skipped (subsets of MIND are not self-contained).
 * **generic**: ``items.{csv,tsv,parquet}`` + ``interactions.{csv,tsv,parquet}``
-  (see :mod:`apps.recommender.data`).
+  (see :mod:`apps.recommender.interactions`).
 """
 
 from __future__ import annotations
@@ -27,17 +30,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from apps.recommender.data import (
-    DataConfig,
+from apps.recommender.config import DataConfig
+from apps.recommender.errors import DataError
+from apps.recommender.interactions import (
     Dataset,
     build_dataset,
     clean_interactions,
     clean_items,
     load_dataset,
 )
-from apps.recommender.errors import DataError
-from apps.recommender.tables import read_table
 from core.errors import check_path_kind
+from core.io.tables import read_frame
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,17 @@ ML100K_GENRES = (
     "Western",
 )
 _GENERIC_SUFFIXES = (".csv", ".tsv", ".parquet")
+MIND_NEWS_COLUMNS = (
+    "news_id",
+    "category",
+    "subcategory",
+    "title",
+    "abstract",
+    "url",
+    "title_entities",
+    "abstract_entities",
+)
+MIND_BEHAVIOR_COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
 
 
 def _generic_pair(folder: Path) -> tuple[Path, Path] | None:
@@ -156,7 +170,9 @@ def _rename(frame: pd.DataFrame, path: Path, mapping: dict[str, str]) -> pd.Data
 def _load_ml_latest(folder: Path, config: DataConfig, use_tags: bool) -> Dataset:
     movies_path, ratings_path = _require(folder, "movies.csv", "ratings.csv")
     movies = _rename(
-        read_table(movies_path), movies_path, {"movieId": "item_id", "title": "title", "genres": "genres"}
+        read_frame(movies_path, error=DataError),
+        movies_path,
+        {"movieId": "item_id", "title": "title", "genres": "genres"},
     )
     movies["genres"] = movies["genres"].replace("(no genres listed)", "")
     # The release year closes the title, "Toy Story (1995)": it becomes the item's timestamp
@@ -165,7 +181,9 @@ def _load_ml_latest(folder: Path, config: DataConfig, use_tags: bool) -> Dataset
     movies["timestamp"] = pd.to_datetime(year, format="%Y", errors="coerce", utc=True)
     tags_path = folder / "tags.csv"
     if use_tags and tags_path.is_file():
-        tags = _rename(read_table(tags_path), tags_path, {"movieId": "item_id", "tag": "tag"})
+        tags = _rename(
+            read_frame(tags_path, error=DataError), tags_path, {"movieId": "item_id", "tag": "tag"}
+        )
         tags["tag"] = tags["tag"].str.strip()
         tags = tags.loc[tags["tag"] != ""]
         # First spelling of each tag per movie, in order of application; case-insensitive de-dup.
@@ -174,7 +192,7 @@ def _load_ml_latest(folder: Path, config: DataConfig, use_tags: bool) -> Dataset
         movies["tags"] = movies["item_id"].map(per_item).map(lambda v: v if isinstance(v, list) else [])
     items = clean_items(movies, config, movies_path)
     ratings = _rename(
-        read_table(ratings_path),
+        read_frame(ratings_path, error=DataError),
         ratings_path,
         {"userId": "user_id", "movieId": "item_id", "rating": "rating", "timestamp": "timestamp"},
     )
@@ -184,16 +202,11 @@ def _load_ml_latest(folder: Path, config: DataConfig, use_tags: bool) -> Dataset
     return _finish(items, interactions, f"movielens:{folder.name}")
 
 
-def _read_headerless(path: Path, sep: str, n_columns: int | None, encoding: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(
-            path, sep=sep, header=None, dtype=str, keep_default_na=False, encoding=encoding, quoting=3
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(path, f"not a valid {sep!r}-separated file: {err}") from err
-    if n_columns is not None and frame.shape[1] != n_columns:
-        raise DataError(path, f"expected {n_columns} columns per line, found {frame.shape[1]}")
-    return frame
+def _read_headerless(path: Path, sep: str, names: list[str], encoding: str) -> pd.DataFrame:
+    """A file without a header line and without quoting (ml-100k, MIND): columns ``names``."""
+    return read_frame(
+        path, format="csv", delimiter=sep, names=names, quoting=False, encoding=encoding, error=DataError
+    )
 
 
 def _load_ml_100k(folder: Path, config: DataConfig) -> Dataset:
@@ -201,33 +214,34 @@ def _load_ml_100k(folder: Path, config: DataConfig) -> Dataset:
     genres = list(ML100K_GENRES)
     genre_path = folder / "u.genre"
     if genre_path.is_file():
-        table = _read_headerless(genre_path, "|", None, "latin-1")
-        genres = [name for name in table[0].tolist() if name.strip()]
-    raw = _read_headerless(item_path, "|", 5 + len(genres), "latin-1")
+        table = _read_headerless(genre_path, "|", ["genre", "code"], "latin-1")
+        genres = [name for name in table["genre"].tolist() if name.strip()]
+    fields = ["movie id", "title", "release date", "video release date", "url"]
+    raw = _read_headerless(item_path, "|", [*fields, *(f"genre {i}" for i in range(len(genres)))], "latin-1")
     flags = raw.iloc[:, 5:].to_numpy() == "1"
     names = np.array(genres, dtype=object)
     movies = pd.DataFrame(
         {
-            "item_id": raw[0],
-            "title": raw[1],
+            "item_id": raw["movie id"],
+            "title": raw["title"],
             "genres": [[g for g in names[row] if g != "unknown"] for row in flags],
         }
     )
-    release = pd.to_datetime(raw[2].where(raw[2] != ""), format="%d-%b-%Y", errors="coerce", utc=True)
-    bad = release.isna() & (raw[2] != "")
+    dates = raw["release date"]
+    release = pd.to_datetime(dates.where(dates != ""), format="%d-%b-%Y", errors="coerce", utc=True)
+    bad = release.isna() & (dates != "")
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
             item_path,
-            f"bad release date {raw[2].iloc[pos]!r}",
+            f"bad release date {dates.iloc[pos]!r}",
             row=pos + 1,
             line=pos + 1,
             field="release date",
         )
     movies["timestamp"] = release
     items = clean_items(movies, config, item_path, line_offset=0)
-    data = _read_headerless(data_path, "\t", 4, "latin-1")
-    data.columns = ["user_id", "item_id", "rating", "timestamp"]
+    data = _read_headerless(data_path, "\t", ["user_id", "item_id", "rating", "timestamp"], "latin-1")
     data["event"] = "rating"
     index = {item_id: i for i, item_id in enumerate(items["item_id"])}
     interactions = clean_interactions(data, index, config, data_path, line_offset=0)
@@ -244,13 +258,17 @@ def load_mind(folder: str | Path, config: DataConfig | None = None) -> Dataset:
     folder = Path(folder)
     news_path, behaviors_path = _require(folder, "news.tsv", "behaviors.tsv")
     config = dataclasses.replace(config or DataConfig(), unknown_items="skip")
-    news = _read_headerless(news_path, "\t", 8, "utf-8")
+    news = _read_headerless(news_path, "\t", list(MIND_NEWS_COLUMNS), "utf-8")
     items = pd.DataFrame(
-        {"item_id": news[0], "title": news[3], "description": news[4], "tags": (news[1] + "|" + news[2])}
+        {
+            "item_id": news["news_id"],
+            "title": news["title"],
+            "description": news["abstract"],
+            "tags": news["category"] + "|" + news["subcategory"],
+        }
     )
     items = clean_items(items, config, news_path, line_offset=0)
-    behaviors = _read_headerless(behaviors_path, "\t", 5, "utf-8")
-    behaviors.columns = ["impression_id", "user_id", "time", "history", "impressions"]
+    behaviors = _read_headerless(behaviors_path, "\t", list(MIND_BEHAVIOR_COLUMNS), "utf-8")
     times = pd.to_datetime(behaviors["time"], format="%m/%d/%Y %I:%M:%S %p", errors="coerce", utc=True)
     if times.isna().any():
         pos = int(np.flatnonzero(times.isna().to_numpy())[0])

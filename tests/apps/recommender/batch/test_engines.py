@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from apps.recommender.batch import BatchConfig, run_batch
-from apps.recommender.synthetic import SyntheticCatalogue
+from apps.recommender.batch.job import run_batch
+from apps.recommender.batch.synthetic import SyntheticCatalogue
+from apps.recommender.config import BatchConfig
 from tests.apps.recommender.sample_model import saved_sample_model
 
 ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "ray[data]")')

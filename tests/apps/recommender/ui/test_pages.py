@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apps.recommender.ui import PAGES, PAGES_DIR, pages, views
+from apps.recommender.ui import PAGES, PAGES_DIR, pages, queries
 from core.ui.shell import APP_SCRIPT
 from tests.apps.recommender.sample_model import install_demo_state, saved_sample_model
 
@@ -40,7 +40,8 @@ def demo_state(model_dir, report, monkeypatch) -> Path:
 
 
 def test_user_page_shows_the_users_rows_of_the_batch_output(demo_state):
-    from apps.recommender.batch import BatchConfig, run_batch
+    from apps.recommender.batch.job import run_batch
+    from apps.recommender.config import BatchConfig
     from apps.recommender.model import ModelLoader
 
     out = demo_state / "recommendations.parquet"
@@ -118,8 +119,8 @@ def test_user_page_without_batch_output(demo_state):
     assert len(at.table) == 2 and any(c.value.startswith("No batch output at") for c in at.caption)
 
 
-def test_views_reject_a_bad_eval_file(tmp_path):
+def test_queries_reject_a_bad_eval_file(tmp_path):
     (tmp_path / "e.json").write_text('{"x": 1}')
     with pytest.raises(ValueError, match="no 'models' section"):
-        views.load_eval(tmp_path / "e.json")
-    assert views.load_eval(tmp_path / "missing.json") is None
+        queries.load_eval(tmp_path / "e.json")
+    assert queries.load_eval(tmp_path / "missing.json") is None

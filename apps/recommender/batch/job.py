@@ -1,9 +1,10 @@
 """Resumable batch scoring: users in chunks -> top-k items per user with score and reason.
 
 The job splits the user list into fixed chunks (chunk ``i`` is always the same users), scores each
-chunk with a :class:`ChunkScorer` and writes it as ``chunk-000012.parquet`` into a work directory
-next to the output (``<out>.work/``), each file written to a temporary name and renamed, so a
-chunk file is either complete or absent. ``manifest.json`` there records the job (users hash, k,
+chunk with a :class:`~apps.recommender.batch.engines.ChunkScorer` and writes it as
+``chunk-000012.parquet`` into a work directory next to the output (``<out>.work/``), each file
+written to a temporary name and renamed (:func:`core.atomic.atomic_path`), so a chunk file is
+either complete or absent. ``manifest.json`` there records the job (users hash, k,
 chunk size, model fingerprint, output). Killed and started again with the same arguments, the job
 finds the manifest, skips the chunks already on disk and scores the rest; a work directory of a
 different job is refused rather than mixed in. When every chunk is there, the output (Parquet or
@@ -12,7 +13,7 @@ rows are replaced chunk by chunk (:mod:`apps.recommender.storage`), and the work
 removed. A run killed while assembling (fault point ``score.during_assembly``) leaves its chunk
 files and a temporary output file; the next run removes the temporary file and assembles again. The
 result is byte-for-byte the output of an uninterrupted run, whatever the engine:
-chunks are the unit of work of both the local loop and :mod:`apps.recommender.ray_engine`.
+chunks are the unit of work of both engines (:mod:`apps.recommender.batch.engines`).
 
 Output columns: ``user_id`` (str), ``rank`` (int32, 1-based), ``item_id`` (str), ``score``
 (float64, higher first) and ``reason`` (str). Items the user interacted with are never returned.
@@ -24,22 +25,21 @@ import glob
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
-from tqdm.auto import tqdm
 
+from apps.recommender.batch.engines import ScorerFactory, score_chunks_local
+from apps.recommender.config import BatchConfig
 from apps.recommender.errors import DataError
+from core.atomic import atomic_path, write_bytes_atomic
 from core.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
@@ -62,57 +62,6 @@ Engines = Literal["local", "ray"]
 
 class BatchError(RuntimeError):
     """The job cannot run as asked (bad output path, a work directory of another job...)."""
-
-
-class ChunkScorer(Protocol):
-    """A loaded model that scores users in chunks."""
-
-    def user_ids(self) -> list[str]:
-        """Every user the model knows, in a stable order (``--users all``)."""
-        ...
-
-    def recommend_chunk(self, user_ids: Sequence[str], k: int) -> pd.DataFrame:
-        """Top-``k`` unseen items per user: :data:`OUTPUT_COLUMNS`, users in input order, rank order."""
-        ...
-
-
-class ScorerFactory(Protocol):
-    """A picklable recipe for a :class:`ChunkScorer` (Ray workers call it to load their copy)."""
-
-    def __call__(self) -> ChunkScorer:
-        """Load the scorer."""
-        ...
-
-    def fingerprint(self) -> str:
-        """Identity of the model (path and content hash), recorded in the job manifest."""
-        ...
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """How the job is cut up and run."""
-
-    k: int = field(default=100, metadata={"help": "items per user"})
-    chunk_size: int = field(default=256, metadata={"help": "users per chunk (unit of work and of resume)"})
-    engine: Engines = field(default="local", metadata={"help": "local: this process; ray: Ray actors"})
-    ray_workers: int | None = field(default=None, metadata={"help": "Ray actors (default: cluster CPUs)"})
-    keep_work_dir: bool = field(default=False, metadata={"help": "keep chunk files after success"})
-    threads: int | None = field(
-        default=1,
-        metadata={
-            "help": "BLAS/OpenMP threads per scorer (local process or Ray actor); the same setting gives "
-            "bit-identical scores on both engines (summation order depends on the thread count); "
-            "None: the libraries' default"
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.chunk_size < 1:
-            raise ValueError(f"k and chunk_size must be positive, got {self.k}, {self.chunk_size}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be positive or None, got {self.threads}")
-        if self.engine not in ("local", "ray"):
-            raise ValueError(f"engine must be 'local' or 'ray', got {self.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -147,10 +96,11 @@ def read_users(path: str | Path) -> list[str]:
     Repeated ids are kept once (first occurrence), with a warning.
 
     Raises:
-        FileNotFoundError: No such file.
-        DataError: No ``user_id`` column, an empty id, or no ids at all.
+        FileNotFoundError: No such ``.txt`` file.
+        DataError: No such table file, no ``user_id`` column, an empty id, or no ids at all.
     """
-    from apps.recommender.tables import as_str, read_table
+    from apps.recommender.cells import as_str
+    from core.io.tables import read_frame
 
     path = Path(path)
     if path.suffix.lower() == ".txt":
@@ -161,7 +111,7 @@ def read_users(path: str | Path) -> list[str]:
             lines.pop()
         values, first_row = pd.Series(lines, dtype=str).str.strip(), 1
     else:
-        frame = read_table(path)
+        frame = read_frame(path, error=DataError)
         if "user_id" not in frame.columns:
             raise DataError(path, f"no 'user_id' column (columns: {list(frame.columns)})", field="user_id")
         values, first_row = as_str(frame["user_id"]), 1
@@ -227,51 +177,10 @@ def to_table(frame: pd.DataFrame, users: Sequence[str], k: int) -> pa.Table:
     )
 
 
-def _temp_beside(path: Path) -> str:
-    """A temporary file in ``path``'s folder with the usual permissions (mkstemp makes it 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file to a temporary name in its folder, then rename it into place."""
-    tmp = _temp_beside(path)
-    try:
+    with atomic_path(path, suffix=".tmp") as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def limit_threads(threads: int | None) -> AbstractContextManager[Any]:
-    """Cap BLAS and OpenMP threads (``None``: leave them alone)."""
-    if threads is None:
-        return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads)
-
-
-def score_chunks_local(
-    factory: ScorerFactory,
-    chunks: Sequence[tuple[int, list[str]]],
-    k: int,
-    sink: Callable[[int, pd.DataFrame], None],
-    show_progress_bar: bool = True,
-    scorer: ChunkScorer | None = None,
-    threads: int | None = 1,
-) -> None:
-    """The local engine: score ``chunks`` one after another in this process and pass each to ``sink``."""
-    scorer = scorer if scorer is not None else factory()
-    for index, users in tqdm(chunks, desc="Scoring", unit="chunk", disable=not show_progress_bar):
-        with limit_threads(threads):
-            frame = scorer.recommend_chunk(users, k)
-        sink(index, frame)
 
 
 def _users_hash(users: Sequence[str]) -> str:
@@ -317,9 +226,8 @@ def _open_work_dir(work: Path, spec: dict[str, Any], restart: bool) -> None:
         raise BatchError(f"{work} exists without {MANIFEST}; delete it or pass --restart")
     work.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"job": spec}, indent=2, sort_keys=True)
-    tmp = manifest.with_name(f".{MANIFEST}.tmp")  # a leftover is removed with the stale chunk files
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, manifest)
+    # A leftover ".manifest.json.*.tmp" is removed with the stale chunk files.
+    write_bytes_atomic(manifest, text.encode("utf-8"), suffix=".tmp")
 
 
 def _done(path: Path) -> bool:
@@ -344,11 +252,9 @@ def _remove_stale_outputs(out: Path) -> None:
 
 def _assemble(work: Path, n_chunks: int, out: Path) -> int:
     """Concatenate chunk files in order into ``out`` (temporary file + rename); returns rows."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_outputs(out)
-    tmp = _temp_beside(out)
     rows = 0
-    try:
+    with atomic_path(out, suffix=".tmp") as tmp:
         if output_format(out) == "parquet":
             with pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
                 for i in range(n_chunks):
@@ -364,10 +270,6 @@ def _assemble(work: Path, n_chunks: int, out: Path) -> int:
                     frame.to_csv(fh, header=False, index=False, lineterminator="\n")
                     rows += len(frame)
                     failpoint("score.during_assembly")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return rows
 
 
@@ -451,7 +353,7 @@ def run_batch(
         write_atomic(to_table(frame, chunks[index], config.k), chunk_path(work, index))
 
     if pending and config.engine == "ray":
-        from apps.recommender.ray_engine import score_chunks_ray
+        from apps.recommender.batch.engines import score_chunks_ray  # imports Ray only when used
 
         score_chunks_ray(
             factory, pending, config.k, sink, config.ray_workers, show_progress_bar, config.threads

@@ -1,6 +1,6 @@
 """Reading tables and checking their cells: CSV/TSV/Parquet, row problems, timestamps, list cells.
 
-Shared by :mod:`apps.recommender.data` (generic files) and :mod:`apps.recommender.formats`
+Shared by :mod:`apps.recommender.interactions` (generic files) and :mod:`apps.recommender.public_datasets`
 (public layouts). Every problem names the file, row and field (:class:`~apps.recommender.errors.DataError`).
 """
 
@@ -9,50 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from apps.recommender.config import OnError
 from apps.recommender.errors import DataError
-from core.errors import check_path_kind
 
 logger = logging.getLogger(__name__)
 
-OnError = Literal["raise", "skip"]
 # Accepted timestamp range (epoch seconds): 1800-01-01 .. 2100-01-01.
 MIN_TIMESTAMP = -5_364_662_400
 MAX_TIMESTAMP = 4_102_444_800
-
-
-def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
-    """Read a CSV/TSV (every cell as a string, empty cells as ``""``) or Parquet file.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        DataError: Unsupported extension, undecodable bytes or malformed CSV.
-    """
-    path = check_path_kind(path, "file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for corrupt files
-            raise DataError(path, f"cannot read Parquet: {err}") from err
-    elif suffix in (".csv", ".tsv", ".txt") or sep is not None:
-        sep = sep or ("\t" if suffix == ".tsv" else ",")
-        try:
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise DataError(path, f"not valid UTF-8 (byte {err.start}); re-save the file as UTF-8") from err
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise DataError(path, f"not a valid delimited file: {err}") from err
-    else:
-        raise DataError(path, f"unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
 
 
 def as_str(series: pd.Series) -> pd.Series:

@@ -31,7 +31,8 @@ def demo_state(tmp_path_factory, sample_dataset, sample_minilm_vectors) -> Path:
     }
     report = evaluate(sample_dataset, scorers)
     root = install_demo_state(Path(os.environ["AIGC_DATA_DIR"]), model_dir, report)
-    from apps.recommender.batch import BatchConfig, run_batch
+    from apps.recommender.batch.job import run_batch
+    from apps.recommender.config import BatchConfig
     from apps.recommender.model import ModelLoader
 
     users = ["U0001", "U0002", "U0003"]

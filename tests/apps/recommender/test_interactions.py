@@ -9,15 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.recommender.data import (
-    DataConfig,
-    build_text,
-    clean_interactions,
-    clean_items,
-    load_dataset,
-)
+from apps.recommender.config import DataConfig
 from apps.recommender.errors import DataError
-from apps.recommender.tables import parse_timestamps, read_table
+from apps.recommender.interactions import build_text, clean_interactions, clean_items, load_dataset
 from tests.apps.recommender.conftest import write
 
 ITEMS = "item_id,title,description\nA,Alpha,About a.\nB,Beta,About b.\nC,Gamma,About c.\n"
@@ -77,14 +71,6 @@ def test_build_text_order_lists_and_punctuation():
     assert build_text({"title": "", "tags": []}, config) == ""
 
 
-def test_parse_timestamps_flags_bad_and_out_of_range():
-    seconds, ok = parse_timestamps(
-        pd.Series(["1700000000", "2024-02-30", "", "1700000000000", "2001-09-09T01:46:40Z"])
-    )
-    assert ok.tolist() == [True, False, False, False, True]
-    assert seconds[[0, 4]].tolist() == [1700000000, 1000000000]
-
-
 @pytest.mark.parametrize(
     ("items", "interactions", "field", "row", "words"),
     [
@@ -129,13 +115,15 @@ def test_bad_input_names_file_row_and_field(tmp_path, items, interactions, field
     assert err.path.endswith(("items.csv", "inter.csv"))
 
 
-def test_missing_and_unsupported_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
-        read_table(tmp_path / "nope.csv")
+def test_missing_and_unsupported_files_are_data_errors(tmp_path):
+    inter = write(tmp_path / "inter.csv", "user_id,item_id,timestamp\nu,A,1\n")
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        load_dataset(tmp_path / "nope.csv", inter)
     with pytest.raises(DataError, match="unsupported file type '.xlsx'"):
-        read_table(write(tmp_path / "x.xlsx", "a"))
-    with pytest.raises(DataError, match="not valid UTF-8"):
-        read_table(write(tmp_path / "latin.csv", "item_id,title\n1,Café\n", encoding="latin-1"))
+        load_dataset(write(tmp_path / "x.xlsx", "a"), inter)
+    latin = write(tmp_path / "latin.csv", "item_id,title\n1,Café\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"latin.csv: line 2: not valid UTF-8"):
+        load_dataset(latin, inter)
 
 
 def test_skip_mode_drops_bad_rows_and_warns(tmp_path, caplog):

@@ -23,7 +23,7 @@ from tests.malformed import (
     parquet_truncated,
 )
 
-SAMPLE = Path(__file__).resolve().parents[3] / "apps" / "recommender" / "sample_data"
+SAMPLE = Path(__file__).resolve().parents[4] / "apps" / "recommender" / "sample_data"
 ITEMS, INTERACTIONS = str(SAMPLE / "items.csv"), str(SAMPLE / "interactions.csv")
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 ITEM_COLUMNS = ("item_id", "title")

@@ -153,7 +153,7 @@ def metric_chart(table: pd.DataFrame) -> Any:
 def sample_report() -> dict[str, Any]:
     """The evaluation protocol on the shipped sample with frozen MiniLM vectors (slow: ~30 s)."""
     from apps.recommender.demo import ENCODER, SAMPLE_DIR, evaluate_sample
-    from apps.recommender.formats import load_folder
+    from apps.recommender.public_datasets import load_folder
     from apps.recommender.text_vectors import embed_items
     from core.embeddings import Embedder
 

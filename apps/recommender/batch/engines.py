@@ -1,13 +1,16 @@
-"""The Ray engine of :mod:`apps.recommender.batch`: chunks of users scored by a pool of Ray actors.
+"""The engines of a batch job: where chunks of users are scored (this process, or Ray actors).
 
-Each actor loads the model once from the job's :class:`~apps.recommender.batch.ScorerFactory`
-(for a saved model: its directory path, so the directory must be readable from every node: a
-shared filesystem or object-store mount), then scores whole chunks. Chunks are the same as the
-local engine's, scored by the same code, and results come back to the driver, which validates and
-writes them exactly as the local engine does; so the output is identical to a local run and a
-killed Ray job resumes like a local one (chunks already on disk are not sent again).
+Both engines run the same :class:`ChunkScorer` on the same chunks and hand each result to the job's
+``sink`` (:mod:`apps.recommender.batch.job` validates and writes it), so their outputs are identical
+and a killed job resumes the same way whichever engine ran it.
 
-Where it runs:
+* :func:`score_chunks_local`: chunks one after another in this process.
+* :func:`score_chunks_ray`: a pool of Ray actors, each loading the model once from the job's
+  :class:`ScorerFactory` (for a saved model: its directory path, so the directory must be readable
+  from every node: a shared filesystem or object-store mount), then scoring whole chunks. Results
+  come back to the driver, which writes them exactly as the local engine does.
+
+Where Ray runs:
 
 * no Ray running in this process and no ``RAY_ADDRESS``: ``ray.init()`` starts a local instance
   for the job and shuts it down afterwards;
@@ -25,14 +28,64 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from apps.recommender.batch import ChunkScorer, ScorerFactory, limit_threads
-
 logger = logging.getLogger(__name__)
+
+
+class ChunkScorer(Protocol):
+    """A loaded model that scores users in chunks."""
+
+    def user_ids(self) -> list[str]:
+        """Every user the model knows, in a stable order (``--users all``)."""
+        ...
+
+    def recommend_chunk(self, user_ids: Sequence[str], k: int) -> pd.DataFrame:
+        """Top-``k`` unseen items per user (``OUTPUT_COLUMNS`` of the job), users in input order, by rank."""
+        ...
+
+
+class ScorerFactory(Protocol):
+    """A picklable recipe for a :class:`ChunkScorer` (Ray workers call it to load their copy)."""
+
+    def __call__(self) -> ChunkScorer:
+        """Load the scorer."""
+        ...
+
+    def fingerprint(self) -> str:
+        """Identity of the model (path and content hash), recorded in the job manifest."""
+        ...
+
+
+def limit_threads(threads: int | None) -> AbstractContextManager[Any]:
+    """Cap BLAS and OpenMP threads (``None``: leave them alone)."""
+    if threads is None:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
+
+
+def score_chunks_local(
+    factory: ScorerFactory,
+    chunks: Sequence[tuple[int, list[str]]],
+    k: int,
+    sink: Callable[[int, pd.DataFrame], None],
+    show_progress_bar: bool = True,
+    scorer: ChunkScorer | None = None,
+    threads: int | None = 1,
+) -> None:
+    """The local engine: score ``chunks`` one after another in this process and pass each to ``sink``."""
+    scorer = scorer if scorer is not None else factory()
+    for index, users in tqdm(chunks, desc="Scoring", unit="chunk", disable=not show_progress_bar):
+        with limit_threads(threads):
+            frame = scorer.recommend_chunk(users, k)
+        sink(index, frame)
+
 
 RUNTIME_ENV_VAR = "RAY_RUNTIME_ENV_JSON"
 

@@ -1,4 +1,4 @@
-"""`aigc recommend score`: the batch-scoring job (mounted on the recommender's CLI in ``cli.py``)."""
+"""`aigc recommend score`: the batch-scoring job (:mod:`apps.recommender.batch.job`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from core.console import console, print_error
+from core.console import console, exit_on_error, fail
 
 app = typer.Typer()
 
@@ -65,19 +65,19 @@ def score(
     chunks already in <out>.work/ and ends with exactly the output of an uninterrupted run.
     """
     if engine not in ("local", "ray"):
-        print_error(f"--engine must be local or ray, got {engine!r}")
-        raise typer.Exit(code=2)
+        raise fail(f"--engine must be local or ray, got {engine!r}")
     if out is None and not db:
-        print_error("nothing to write: pass --out PATH and/or --db")
-        raise typer.Exit(code=2)
+        raise fail("nothing to write: pass --out PATH and/or --db")
     # Imported here, not at module level: every `aigc` command loads this module.
-    from apps.recommender.batch import BatchConfig, BatchError, read_users, run_batch
-    from apps.recommender.batch_models import resolve_model
+    from apps.recommender.batch.job import BatchError, read_users, run_batch
+    from apps.recommender.batch.scorers import resolve_model
+    from apps.recommender.config import BatchConfig
     from apps.recommender.errors import DataError
     from apps.recommender.model import ModelError
     from core.storage import StorageError
 
-    try:
+    errors = (BatchError, DataError, ModelError, StorageError, FileNotFoundError, ValueError, ImportError)
+    with exit_on_error(*errors):
         user_list = None if users == "all" else read_users(users)  # bad input fails before the model
         factory = resolve_model(model)
         result = run_batch(
@@ -92,17 +92,6 @@ def score(
             restart=restart,
             show_progress_bar=progress,
         )
-    except (
-        BatchError,
-        DataError,
-        ModelError,
-        StorageError,
-        FileNotFoundError,
-        ValueError,
-        ImportError,
-    ) as err:
-        print_error(err)
-        raise typer.Exit(code=2) from err
     where = [str(result.out)] if result.out else []
     where += [f"database run {result.run_id}"] if db else []
     console.print(

@@ -1,41 +1,21 @@
-"""`aigc recommend` commands."""
+"""`aigc recommend train` and `aigc recommend eval`: fit the model, or evaluate it against baselines."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from core.console import console, print_error
+from core.console import console, exit_on_error
 
-app = typer.Typer(
-    help=(
-        "Recommender: a behaviour-tuned text encoder, FAISS candidates and a learned ranker "
-        "score top-k items per user in batch jobs."
-    ),
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    from apps.recommender.config import RecommenderConfig
+    from apps.recommender.interactions import Dataset
 
+app = typer.Typer()
 
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
-) -> None:
-    """Start only this app's Streamlit pages."""
-    from core.cli import launch_ui
-
-    raise typer.Exit(launch_ui(["recommend"], port, address))
-
-
-from apps.recommender import cli_batch  # noqa: E402
-
-app.registered_commands += cli_batch.app.registered_commands
-
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "recommender.yaml"
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML settings (default: configs/recommender.yaml).")
 ]
@@ -51,22 +31,23 @@ InteractionsOption = Annotated[
 ]
 
 
-def _fail(err: BaseException) -> typer.Exit:
-    print_error(err)
-    return typer.Exit(code=2)
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from apps.recommender.errors import DataError
+    from core.config import ConfigError
+
+    return (DataError, ConfigError, FileNotFoundError, ValueError)
 
 
-def _load(config_path: Path | None, overrides: list[str] | None):
-    from apps.recommender.pipeline import RecommenderConfig
-    from core.config import load_config
+def load_data(
+    movielens: Path | None, items: Path | None, interactions: Path | None, config: RecommenderConfig
+) -> Dataset:
+    """The dataset of ``--movielens DIR`` (any known folder layout) or ``--items`` + ``--interactions``.
 
-    path = config_path if config_path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    return load_config(RecommenderConfig, path, overrides or [])
-
-
-def _dataset(movielens: Path | None, items: Path | None, interactions: Path | None, config):
-    from apps.recommender.data import load_dataset
-    from apps.recommender.formats import load_folder
+    Raises:
+        ValueError: Both sources or neither given.
+    """
+    from apps.recommender.interactions import load_dataset
+    from apps.recommender.public_datasets import load_folder
 
     if movielens is not None and (items is not None or interactions is not None):
         raise ValueError("give either --movielens DIR or --items FILE --interactions FILE, not both")
@@ -87,16 +68,13 @@ def train(
     set_: SetOption = None,
 ) -> None:
     """Fine-tune the encoder (LoRA, contrastive), index the items, train the ranker; save the model."""
-    from apps.recommender.errors import DataError
+    from apps.recommender.config import load_settings
     from apps.recommender.pipeline import train_model
-    from core.config import ConfigError
 
-    try:
-        settings = _load(config, set_)
-        dataset = _dataset(movielens, items, interactions, settings)
+    with exit_on_error(*_input_errors()):
+        settings = load_settings(config, set_)
+        dataset = load_data(movielens, items, interactions, settings)
         model = train_model(dataset, out, settings, show_progress_bar=True)
-    except (DataError, ConfigError, FileNotFoundError, ValueError) as err:
-        raise _fail(err) from None
     console.print(f"[green]model saved[/] to {out}")
     encoder = model.metrics.get("encoder")
     if encoder:
@@ -125,18 +103,16 @@ def eval_(
     """Evaluate the hybrid and the baselines: last interaction per user held out, full ranking."""
     import json
 
-    from apps.recommender.errors import DataError
+    from apps.recommender.config import load_settings
     from apps.recommender.pipeline import MODELS, evaluate_models
-    from core.config import ConfigError, write_json_atomic
+    from core.config import write_json_atomic
 
-    try:
+    with exit_on_error(*_input_errors()):
         overrides = list(set_ or []) + ([f"eval.max_users={max_users}"] if max_users is not None else [])
-        settings = _load(config, overrides)
+        settings = load_settings(config, overrides)
         names = tuple(n.strip() for n in models.split(",") if n.strip()) if models else MODELS
-        dataset = _dataset(movielens, items, interactions, settings)
+        dataset = load_data(movielens, items, interactions, settings)
         report = evaluate_models(dataset, settings, names, cold_start, show_progress_bar=not as_json)
-    except (DataError, ConfigError, FileNotFoundError, ValueError) as err:
-        raise _fail(err) from None
     if out is not None:
         write_json_atomic(out, report)
     if as_json:

@@ -29,7 +29,7 @@ _BLOCK = 100_000  # items generated per random block (bounded temporary memory)
 
 @dataclass(frozen=True)
 class SyntheticCatalogue:
-    """Picklable factory of a :class:`SyntheticScorer` (a :class:`~apps.recommender.batch.ScorerFactory`).
+    """Picklable factory of a :class:`SyntheticScorer` (a batch :class:`~.engines.ScorerFactory`).
 
     Attributes:
         n_items: Catalogue size.

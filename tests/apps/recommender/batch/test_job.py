@@ -15,14 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from apps.recommender import storage
-from apps.recommender.batch import BatchConfig, BatchError, read_users, run_batch
-from apps.recommender.batch_models import HybridChunkScorer, parse_synthetic
+from apps.recommender.batch.job import BatchError, read_users, run_batch
+from apps.recommender.batch.scorers import HybridChunkScorer, parse_synthetic
+from apps.recommender.batch.synthetic import SyntheticCatalogue
 from apps.recommender.cli import app
+from apps.recommender.config import BatchConfig
 from apps.recommender.errors import DataError
-from apps.recommender.synthetic import SyntheticCatalogue
 from core.storage import create_engine
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 SPEC = "synthetic:items=5000,users=800,dim=32,history=20"
 SMALL = SyntheticCatalogue(n_items=500, n_users=60, dim=16, history=10)
 
@@ -50,7 +51,7 @@ def test_synthetic_batch_is_deterministic_and_excludes_seen(tmp_path):
 
 
 def test_hybrid_scorer_batch_on_sample(tmp_path, sample_dataset, sample_minilm_vectors):
-    from apps.recommender.ranker import HybridScorer
+    from apps.recommender.hybrid import HybridScorer
 
     scorer = HybridChunkScorer(HybridScorer(sample_minilm_vectors[0]).fit(sample_dataset))
 

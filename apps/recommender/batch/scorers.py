@@ -1,6 +1,8 @@
-"""What batch scoring runs: adapters from models to :class:`~apps.recommender.batch.ChunkScorer`.
+"""What a batch job scores with: chunk scorers for models, picked by the CLI's ``--model``.
 
-* :class:`HybridChunkScorer` wraps a fitted :class:`~apps.recommender.ranker.HybridScorer`
+Each is a :class:`~apps.recommender.batch.engines.ChunkScorer`:
+
+* :class:`HybridChunkScorer` wraps a fitted :class:`~apps.recommender.hybrid.HybridScorer`
   (candidates + learned ranker, reasons from its top features and most similar history item).
 * :class:`~apps.recommender.model.ModelLoader` is the picklable factory of a saved model
   directory (``aigc recommend train``, or the demo model that ``aigc demo`` writes).
@@ -18,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from apps.recommender.batch import OUTPUT_COLUMNS, BatchError, ScorerFactory
-from apps.recommender.synthetic import SyntheticCatalogue
+from apps.recommender.batch.engines import ScorerFactory
+from apps.recommender.batch.job import OUTPUT_COLUMNS, BatchError
+from apps.recommender.batch.synthetic import SyntheticCatalogue
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ class HybridChunkScorer:
     """A fitted hybrid scorer as a chunk scorer.
 
     Args:
-        scorer: A fitted :class:`~apps.recommender.ranker.HybridScorer`.
+        scorer: A fitted :class:`~apps.recommender.hybrid.HybridScorer`.
     """
 
     def __init__(self, scorer: Any) -> None:

@@ -1,6 +1,7 @@
-"""Items and interactions for the recommender: reading, validation and a typed :class:`Dataset`.
+"""Items and interactions for the recommender: the typed :class:`Dataset`, and reading generic files.
 
-Generic inputs are CSV, TSV or Parquet (chosen by the file extension):
+Generic inputs are CSV, TSV, JSON, JSONL or Parquet (chosen by the file extension; read by
+:func:`core.io.tables.read_frame`):
 
 * **items**: ``item_id`` (required); text fields, whichever of :attr:`DataConfig.text_fields`
   exist (at least one must); list fields such as ``genres`` and ``tags`` (``|``-separated in
@@ -26,57 +27,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from apps.recommender.errors import DataError
-from apps.recommender.tables import (
-    OnError,
+from apps.recommender.cells import (
     RowChecker,
     as_str,
     blank,
     parse_list,
     parse_timestamps,
-    read_table,
     timestamp_problem,
 )
+from apps.recommender.config import DataConfig
+from apps.recommender.errors import DataError
+from core.io.tables import read_frame
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_EVENT = "interaction"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How items and interactions are read and cleaned."""
-
-    text_fields: tuple[str, ...] = field(
-        default=("title", "description", "genres", "tags"),
-        metadata={"help": "item columns joined, in this order, into the text the encoder sees"},
-    )
-    list_fields: tuple[str, ...] = field(
-        default=("genres", "tags"),
-        metadata={"help": "columns holding lists; shown as 'Genres: a, b' in the item text"},
-    )
-    list_separator: str = field(default="|", metadata={"help": "separator of list values in CSV cells"})
-    min_rating: float | None = field(
-        default=None, metadata={"help": "drop interactions rated below this (rows without a rating stay)"}
-    )
-    repeats: Literal["first", "all"] = field(
-        default="first", metadata={"help": "first: keep a user's first interaction per item; all: keep all"}
-    )
-    on_error: OnError = field(
-        default="raise", metadata={"help": "raise on a bad row, or skip it with a warning"}
-    )
-    unknown_items: OnError = field(
-        default="raise", metadata={"help": "interactions whose item is not in the items file: raise or skip"}
-    )
 
 
 # ------------------------------------------------------------------------------------- dataset
@@ -411,13 +384,14 @@ def load_dataset(
         The dataset, named after the interactions file.
 
     Raises:
-        FileNotFoundError: A file is missing.
-        DataError: A bad column or row (see the module docs).
+        DataError: A missing or unreadable file, a bad column or row (see the module docs).
     """
     config = config or DataConfig()
-    items = clean_items(read_table(items_path), config, items_path)
+    items = clean_items(read_frame(items_path, error=DataError), config, items_path)
     index = {item_id: i for i, item_id in enumerate(items["item_id"])}
-    interactions = clean_interactions(read_table(interactions_path), index, config, interactions_path)
+    interactions = clean_interactions(
+        read_frame(interactions_path, error=DataError), index, config, interactions_path
+    )
     dataset = build_dataset(items, interactions, name=str(interactions_path))
     logger.info("Loaded dataset", extra={"summary": dataset.summary()})
     return dataset
