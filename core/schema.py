@@ -41,7 +41,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-import core.artifacts  # noqa: F401  (puts core_artifacts on CoreBase.metadata for autogenerate)
+import core.artifact_registry  # noqa: F401  (puts core_artifacts on CoreBase.metadata for autogenerate)
 import core.auth.models  # noqa: F401  (core_users, core_sessions, core_api_keys, core_audit_log)
 from core.paths import project_root
 from core.storage import CoreBase, StorageError, db_error_text, engine_for, mask_url

@@ -20,7 +20,7 @@ Each app owns one SQLAlchemy metadata whose tables carry its prefix (``support_*
 
 Timestamps are stored in UTC and always come back as timezone-aware UTC datetimes
 (:class:`UTCDateTime`; ``Mapped[datetime]`` maps to it through :data:`TYPE_ANNOTATION_MAP`).
-Core's own table, ``core_artifacts``, lives in ``core.artifacts``.
+Core's own table, ``core_artifacts``, lives in ``core.artifact_registry``.
 """
 
 from __future__ import annotations

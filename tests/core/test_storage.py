@@ -16,7 +16,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core import schema, storage
-from core.artifacts import list_artifacts, record_artifact
+from core.artifact_registry import list_artifacts, record_artifact
 from core.paths import data_dir
 from core.schema import current_revisions, head_revisions, migrate, new_revision, register_migrations
 from core.storage import (
