@@ -136,6 +136,25 @@ def check_ui_exposure(address: str, no_auth: bool) -> None:
         )
 
 
+def app_ui_command(app_name: str) -> typer.Typer:
+    """A typer sub-app holding the ``ui`` command that starts only ``app_name``'s pages.
+
+    Every app adds it to its CLI (``app.add_typer(app_ui_command("finance"))``), so ``aigc finance ui``
+    and the other apps' ``ui`` commands are one function.
+    """
+    sub = typer.Typer()
+
+    @sub.command()
+    def ui(
+        port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+        address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
+    ) -> None:
+        """Start only this app's Streamlit pages."""
+        raise typer.Exit(launch_ui([app_name], port, address))
+
+    return sub
+
+
 def launch_ui(
     apps: list[str] | None = None,
     port: int = 8501,

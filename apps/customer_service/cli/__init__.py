@@ -15,6 +15,7 @@ import typer
 
 from apps.customer_service.cli import bot, models
 from core.bench import register_bench
+from core.cli import app_ui_command
 
 register_bench("concurrency", "bench.support_concurrency:run")
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
+app.add_typer(app_ui_command("support"))
 app.add_typer(bot.app)
 app.add_typer(models.app)
 

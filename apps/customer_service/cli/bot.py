@@ -27,17 +27,6 @@ logger = logging.getLogger(__name__)
 app = typer.Typer(no_args_is_help=True)
 
 
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
-) -> None:
-    """Start only this app's Streamlit pages."""
-    from core.cli import launch_ui
-
-    raise typer.Exit(launch_ui(["support"], port, address))
-
-
 @app.command("index")
 def index(
     sources: Annotated[

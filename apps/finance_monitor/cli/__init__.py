@@ -8,11 +8,10 @@ field, and exit with status 2 (:func:`~apps.finance_monitor.cli.options.command_
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from apps.finance_monitor.cli import models, monitor
+from core.cli import app_ui_command
 
 app = typer.Typer(
     help=(
@@ -23,16 +22,6 @@ app = typer.Typer(
 )
 
 
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
-) -> None:
-    """Start only this app's Streamlit pages."""
-    from core.cli import launch_ui
-
-    raise typer.Exit(launch_ui(["finance"], port, address))
-
-
+app.add_typer(app_ui_command("finance"))
 app.add_typer(models.app)
 app.add_typer(monitor.app)

@@ -8,11 +8,10 @@ a plain function; bad input becomes one ``error: ...`` line and exit code 2 thro
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from apps.recommender.cli import scoring, training
+from core.cli import app_ui_command
 
 app = typer.Typer(
     help=(
@@ -23,17 +22,7 @@ app = typer.Typer(
 )
 
 
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
-) -> None:
-    """Start only this app's Streamlit pages."""
-    from core.cli import launch_ui
-
-    raise typer.Exit(launch_ui(["recommend"], port, address))
-
-
+app.add_typer(app_ui_command("recommend"))
 app.add_typer(scoring.app)
 app.add_typer(training.app)
 
