@@ -26,8 +26,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any, Literal
 import torch
 
 from core import model_archives
+from core.atomic import atomic_directory
 from core.model_archives import ArchiveError, ArchivePart, SplitArchive
 from core.paths import cache_dir
 
@@ -64,6 +63,16 @@ class PackagedModel:
     description: str = ""
     archive: SplitArchive | None = None  # set: assembled from these parts into the cache on first use
     optional: bool = False  # not part of the default install; missing is no failure of `aigc models`
+
+
+def file_cache_key(path: Path) -> str:
+    """A short key naming a file's version (path, size, modification time) for files derived from it.
+
+    Caches built from a file (a GGUF checkpoint materialised for torch, a dense companion) are named
+    with it, so a changed file gets a new cache entry instead of a stale one.
+    """
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
 
 
 def _mpnet_part(n: int, size: int, sha256: str) -> ArchivePart:
@@ -249,8 +258,7 @@ def materialize(resolved: ResolvedModel) -> Path:
     if resolved.gguf_file is None:
         return Path(resolved.path)
     gguf_path = Path(resolved.path) / resolved.gguf_file
-    stat = gguf_path.stat()
-    key = hashlib.sha1(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = file_cache_key(gguf_path)
     safe_name = Path(resolved.name).name.replace(".gguf", "")
     target = cache_dir() / "models" / f"{safe_name}-{key}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
@@ -264,8 +272,7 @@ def materialize(resolved: ResolvedModel) -> Path:
         resolved.path, gguf_file=resolved.gguf_file, dtype=torch.float32
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{safe_name}-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         config = model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -276,12 +283,6 @@ def materialize(resolved: ResolvedModel) -> Path:
         save_model(
             model, str(tmp / "model.safetensors"), metadata={"format": "pt", "source_gguf": str(gguf_path)}
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

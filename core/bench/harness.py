@@ -17,7 +17,6 @@ import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.atomic import default_file_mode, write_bytes_atomic
+from core.atomic import atomic_path, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +222,10 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120, **kwargs: Any) -> Pa
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, **kwargs)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, **kwargs)
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
     return path
 

@@ -14,20 +14,17 @@ Only ``gguf``, ``numpy`` and ``safetensors`` are needed here, not llama.cpp itse
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from core.atomic import default_file_mode
+from core.atomic import atomic_path
 from core.generation.adapters import adapter_base_model
-from core.models import resolve
+from core.models import file_cache_key, resolve
 from core.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -232,8 +229,7 @@ def dense_companion(gguf_path: str | Path, dtype: CompanionType = "F32") -> Path
     np_type, file_type = _DENSE_TYPES.get(dtype, (np.float32, _QUANT_TYPES.get(dtype, 0)))
     quant = getattr(gguf.GGMLQuantizationType, dtype) if dtype in _QUANT_TYPES else None
     gguf_path = Path(gguf_path)
-    stat = gguf_path.stat()
-    key = hashlib.sha1(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = file_cache_key(gguf_path)
     target = cache_dir() / "models" / f"{gguf_path.stem}-{key}.{dtype}.gguf"
     if target.is_file():
         return target
@@ -282,10 +278,8 @@ def _write_gguf(
     import gguf
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}-", dir=out_path.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp_name, arch)
+    with atomic_path(out_path) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), arch)
         for name, value, value_type, sub_type in fields:
             writer.add_key_value(name, value, value_type, sub_type=sub_type)
         add_tensors(writer)
@@ -293,8 +287,3 @@ def _write_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.chmod(tmp_name, default_file_mode())  # mkstemp creates 0600
-        os.replace(tmp_name, out_path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
