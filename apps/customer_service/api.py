@@ -294,12 +294,10 @@ def handoffs(
 
 def _bench_requests() -> list[BenchRequest]:
     """Questions of the shipped sample FAQ (the demo KB quotes their answers) for the load benchmark."""
-    import csv
-
     from apps.customer_service.demo import SAMPLE_DIR
+    from core.io.tables import read_rows
 
-    with (SAMPLE_DIR / "faq.csv").open(newline="", encoding="utf-8") as fh:
-        questions = [row["question"] for row in csv.DictReader(fh)][:20]
+    questions = [row["question"] for row in read_rows(SAMPLE_DIR / "faq.csv", columns=["question"])][:20]
     return [
         BenchRequest("support/ask", "POST", "/v1/support/ask", {"question": q}, label_field="route")
         for q in questions

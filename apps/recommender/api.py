@@ -214,12 +214,11 @@ def similar(
 
 def _bench_requests() -> list[BenchRequest]:
     """Users and items of the shipped sample (the demo model is fitted on it) for the load benchmark."""
-    import pandas as pd
-
     from apps.recommender.demo import SAMPLE_DIR
+    from core.io.tables import read_frame
 
-    users = pd.read_csv(SAMPLE_DIR / "interactions.csv", usecols=["user_id"], dtype=str)["user_id"]
-    items = pd.read_csv(SAMPLE_DIR / "items.csv", usecols=["item_id"], dtype=str)["item_id"]
+    users = read_frame(SAMPLE_DIR / "interactions.csv", columns=["user_id"])["user_id"]
+    items = read_frame(SAMPLE_DIR / "items.csv", columns=["item_id"])["item_id"]
     return [
         *(
             BenchRequest("recommend/users", "GET", f"/v1/recommend/users/{u}?k=10")
