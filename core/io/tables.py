@@ -195,6 +195,7 @@ def _delimited_rows(
     lower_header: bool = False,
     names: Sequence[str] | None = None,
     quoting: bool = True,
+    header_out: list[str] | None = None,
 ) -> Iterator[Row]:
     quote = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True, quoting=quote)
@@ -213,6 +214,8 @@ def _delimited_rows(
                 line=None if names is not None else 1,
                 field=duplicated[0],
             )
+        if header_out is not None:  # read_frame's columns, also for a file without records
+            header_out.extend(h for h in header if h)
         previous_end = reader.line_num
         number = row_base
         for values in reader:
@@ -408,44 +411,21 @@ def read_frame(
         frame = _parquet_frame(path, error)
         _check_columns(path, list(frame.columns), columns, error)
         lines: list[int | None] = [None] * len(frame)
+    elif fmt in _DELIMITERS or delimiter is not None:
+        header: list[str] = []
+        text = decode_text(path.read_bytes(), path, encoding, error=error)
+        sep = delimiter or _DELIMITERS.get(fmt, ",")
+        rows = list(_delimited_rows(text, path, sep, columns, 1, error, False, names, quoting, header))
+        frame = pd.DataFrame.from_records([r.data for r in rows], columns=header).astype(str)
+        lines = [r.line for r in rows]
     else:
-        rows = list(
-            read_rows(
-                path,
-                columns=columns,
-                format=fmt,
-                encoding=encoding,
-                delimiter=delimiter,
-                names=names,
-                quoting=quoting,
-                error=error,
-            )
-        )
-        if fmt in _DELIMITERS or delimiter is not None:
-            if names is not None:
-                header = [n.strip() for n in names if n.strip()]
-            else:
-                header = list(rows[0].data) if rows else _header(path, fmt, encoding, delimiter, error)
-            frame = pd.DataFrame([dict(r.data) for r in rows], columns=header, dtype=str)
-            frame = frame.fillna("")
-        else:
-            frame = pd.DataFrame([dict(r.data) for r in rows])
-            for column in columns:
-                if column not in frame.columns:
-                    frame[column] = pd.Series(dtype=object)
+        rows = list(read_rows(path, columns=columns, format=fmt, encoding=encoding, error=error))
+        frame = pd.DataFrame.from_records([r.data for r in rows])
+        for column in columns:
+            if column not in frame.columns:
+                frame[column] = pd.Series(dtype=object)
         lines = [r.line for r in rows]
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     frame.attrs["lines"] = lines
     frame.attrs["path"] = str(path)
     return frame
-
-
-def _header(
-    path: Path, fmt: str, encoding: str | None, delimiter: str | None, error: type[InputError]
-) -> list[str]:
-    text = decode_text(path.read_bytes(), path, encoding, error=error)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or _DELIMITERS.get(fmt, ","))
-    try:
-        return [h.strip() for h in next(reader, []) if h.strip()]
-    except csv.Error as err:
-        raise error(path, f"malformed header: {err}", line=1) from err
