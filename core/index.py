@@ -516,12 +516,17 @@ class VectorIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, expected_model: str | None = None) -> VectorIndex:
+    def load(
+        cls, directory: str | Path, expected_model: str | None = None, verify: bool = True
+    ) -> VectorIndex:
         """Load an index saved by :meth:`save`.
 
         Args:
             directory: The index directory.
             expected_model: When given, the embedding model the index must have been built with.
+            verify: Check the files against the index's ``artifact.json``. Callers that verify an
+                enclosing artifact (a KB, a recommender model: its hashes cover the index's files) pass
+                ``False`` so a load hashes the index once, not twice.
 
         Raises:
             FileNotFoundError: The directory, manifest, FAISS file or ids file is missing.
@@ -531,7 +536,8 @@ class VectorIndex:
         directory = Path(directory)
         manifest = _read_manifest(directory)
         try:  # file hashes; indexes saved before artifact manifests have none and rely on their own checks
-            verify_artifact(directory, kinds=(ARTIFACT_KIND,))
+            if verify:
+                verify_artifact(directory, kinds=(ARTIFACT_KIND,))
         except ArtifactError as err:
             raise IndexFormatError(str(err)) from err
         if expected_model is not None and manifest["embedding_model"] != expected_model:

@@ -280,8 +280,8 @@ class KnowledgeBase:
         dense = {}
         for name in FIELDS:
             try:
-                index = VectorIndex.load(
-                    kb_dir / DENSE_DIR / name, expected_model=manifest["embedding_model"]
+                index = VectorIndex.load(  # its hashes are checked with the KB's below
+                    kb_dir / DENSE_DIR / name, expected_model=manifest["embedding_model"], verify=False
                 )
             except (FileNotFoundError, ValueError) as err:
                 raise KBFormatError(f"{kb_dir}: dense index '{name}' is missing or corrupt: {err}") from err

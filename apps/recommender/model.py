@@ -262,7 +262,8 @@ class RecommenderModel:
             encoder = from_dict(EncoderInfo, manifest["encoder"])
             config = from_dict(RankerConfig, manifest["ranker_config"])
             train = _read_dataset(directory)
-            index = VectorIndex.load(directory / "index", expected_model=encoder.model_id)
+            # _verify_files above checked the index's files with the model's.
+            index = VectorIndex.load(directory / "index", expected_model=encoder.model_id, verify=False)
             ranker = LinearRanker.load(directory)
         except (ConfigError, IndexFormatError, IndexMismatchError, KeyError, ValueError, OSError) as err:
             raise ModelError(f"{directory}: cannot load the recommender model ({err})") from err

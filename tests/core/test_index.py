@@ -189,6 +189,9 @@ def test_corrupt_or_missing_files_give_clear_errors(tmp_path, data):
     (path / "index.faiss").write_bytes(b"garbage")
     with pytest.raises(IndexFormatError, match=r"index.faiss does not match the checksum"):
         VectorIndex.load(path)
+    # verify=False (an enclosing artifact checks the hashes) leaves the index's own checks.
+    with pytest.raises(IndexFormatError, match="not a readable FAISS index"):
+        VectorIndex.load(path, verify=False)
     # An index saved before artifact manifests (no artifact.json) is checked by its own consistency rules.
     index.save(path)
     (path / "artifact.json").unlink()
