@@ -23,6 +23,14 @@ from core import __version__
 from core.console import console, out, print_error
 from core.plugins import GROUP_CLI, demo_preparers, load_group
 
+if __name__ == "__main__":  # pragma: no cover - exercised by a subprocess test
+    # ``python -m core.cli``: run the importable module. Mounting the app plugins from ``__main__``
+    # would import them while they import ``core.cli`` (a second copy), a circular import.
+    from core.cli import main as _main
+
+    _main()
+    raise SystemExit(0)
+
 logger = logging.getLogger(__name__)
 
 app = typer.Typer(
@@ -336,10 +344,6 @@ def main() -> None:
     except _user_errors() as err:
         print_error(err)
         sys.exit(2)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 __all__ = ["app", "launch_ui", "main", "UserError"]

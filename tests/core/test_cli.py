@@ -76,3 +76,22 @@ def test_ui_stops_its_streamlit_server_on_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_python_m_core_cli_mounts_every_app_once() -> None:
+    """``python -m core.cli`` works like ``aigc``: no plugin import cycle, all app commands mounted."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Could not load plugin" not in proc.stderr
+    for name in ("support", "finance", "recommend"):
+        assert f"│ {name} " in proc.stdout
