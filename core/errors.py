@@ -9,6 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class UserError(Exception):
+    """An error whose message is meant for the person at the terminal (no traceback)."""
+
+
 class InputError(ValueError):
     """A bad record or column in an input file.
 

@@ -95,3 +95,20 @@ def test_python_m_core_cli_mounts_every_app_once() -> None:
     assert "Could not load plugin" not in proc.stderr
     for name in ("support", "finance", "recommend"):
         assert f"│ {name} " in proc.stdout
+
+
+def test_app_cli_imported_before_core_cli_still_mounts() -> None:
+    """Importing an app's CLI first (as a test or a plugin host may) leaves ``aigc`` whole."""
+    import subprocess
+    import sys
+
+    code = (
+        "import apps.finance_monitor.cli, apps.customer_service.cli, apps.recommender.cli\n"
+        "from core.cli import app\n"
+        "print(sorted(g.name for g in app.registered_groups))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Could not load plugin" not in proc.stderr
+    for name in ("finance", "recommend", "support"):
+        assert f"'{name}'" in proc.stdout

@@ -15,7 +15,7 @@ import typer
 
 from apps.customer_service.cli import bot, models
 from core.bench import register_bench
-from core.cli import app_ui_command
+from core.ui.launch import app_ui_command
 
 register_bench("concurrency", "bench.support_concurrency:run")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from apps.finance_monitor.cli import models, monitor
-from core.cli import app_ui_command
+from core.ui.launch import app_ui_command
 
 app = typer.Typer(
     help=(
