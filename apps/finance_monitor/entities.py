@@ -36,9 +36,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import ahocorasick
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from tqdm.auto import tqdm
 
 from apps.finance_monitor.sources import CASHTAG
+from apps.finance_monitor.storage import (
+    Item,
+    LinkRow,
+    entities_for_items,
+    items_to_link,
+    store_links,
+)
 from apps.finance_monitor.watchlist import TICKER, WatchList, fold, fold_char
+from core.storage import session_scope
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +125,7 @@ class EntityLinker:
         return automaton
 
     def mentions(self, text: str) -> list[Mention]:
-        """Every entity mention in ``text``, in text order (HTML entities such as ``&amp;`` are decoded first).
+        """Every entity mention in ``text``, in text order (HTML entities such as ``&amp;`` decoded first).
 
         Offsets refer to the decoded text.
         """
@@ -212,7 +223,7 @@ def _on_word_boundaries(text: str, start: int, end: int) -> bool:
 
 
 def _case_matches(alias: str, span: str) -> bool:
-    """Whether ``span`` is written like ``alias``: all capitals for an acronym, a capital where it starts with one."""
+    """Whether ``span`` is written like ``alias``: all capitals for an acronym, else capitalised like it."""
     letters = [c for c in alias if c.isalpha()]
     if not letters:
         return True
@@ -229,7 +240,7 @@ def _is_shouting(text: str) -> bool:
 
 
 def _resolve_overlaps(found: list[Mention]) -> list[Mention]:
-    """Leftmost-longest non-overlapping mentions; between equal spans the earlier method in :data:`METHODS`."""
+    """Leftmost-longest mentions that do not overlap; for equal spans, the first method in :data:`METHODS`."""
     order = sorted(found, key=lambda m: (m.start, -(m.end - m.start), METHODS.index(m.method)))
     kept: list[Mention] = []
     for mention in order:
@@ -238,3 +249,87 @@ def _resolve_overlaps(found: list[Mention]) -> list[Mention]:
         kept.append(mention)
     return kept
 
+
+# --- links in the database -------------------------------------------------------------------------
+
+
+def item_links(linker: EntityLinker, items: Sequence[Item]) -> dict[str, list[LinkRow]]:
+    """The links of stored items (title, body and given tickers), ready for :func:`store_links`."""
+    watchlist = linker.watchlist
+    out: dict[str, list[LinkRow]] = {}
+    for item in items:
+        mentions = linker.link_item(item.title, item.body, item.tickers or ())
+        out[item.id] = [
+            LinkRow(
+                entity=m.ticker,
+                method=m.method,
+                mention=m.text,
+                name=company.name if watchlist is not None and (company := watchlist.get(m.ticker)) else None,
+            )
+            for m in mentions
+        ]
+    return out
+
+
+def link_stored(session: Session, linker: EntityLinker, items: Sequence[Item]) -> int:
+    """Link ``items`` and write their links in ``session``'s transaction (the caller commits).
+
+    Returns:
+        The number of links written.
+    """
+    return store_links(session, item_links(linker, items), linker.version)
+
+
+@dataclass
+class RelinkReport:
+    """What :func:`relink` did."""
+
+    items: int = 0
+    links: int = 0
+    changed: int = 0  # items whose entities differ from before
+    linker_version: str = ""
+
+
+def relink(
+    engine: Engine,
+    linker: EntityLinker,
+    *,
+    every: bool = False,
+    batch_size: int = 500,
+    show_progress_bar: bool = False,
+) -> RelinkReport:
+    """Link the stored items that ``linker`` has not linked yet (a new watch list re-links everything).
+
+    Each batch is one transaction, so an interrupted run keeps the batches done and the next run
+    continues with the rest; a second run finds nothing to do. Alerts already evaluated are not
+    re-evaluated: entity rules see the new links on the items that arrive from now on.
+
+    Args:
+        engine: Migrated database.
+        linker: The linker (its version is recorded with every item).
+        every: Re-link every item, even those linked by this version already.
+        batch_size: Items per transaction.
+        show_progress_bar: Show a tqdm bar.
+    """
+    report = RelinkReport(linker_version=linker.version)
+    after: str | None = None
+    with tqdm(desc="Linking", unit="item", disable=not show_progress_bar) as bar:
+        while True:
+            with session_scope(engine) as session:
+                items = items_to_link(session, linker.version, batch_size, after=after, every=every)
+                if not items:
+                    break
+                before = entities_for_items(session, [item.id for item in items])
+                links = item_links(linker, items)
+                report.links += store_links(session, links, linker.version)
+            report.items += len(items)
+            report.changed += sum(
+                [link.entity for link in links[item.id]] != before.get(item.id, []) for item in items
+            )
+            after = items[-1].id
+            bar.update(len(items))
+    logger.info(
+        "Re-linked items",
+        extra={"items": report.items, "changed": report.changed, "linker_version": report.linker_version},
+    )
+    return report

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from apps.finance_monitor.errors import DataError
 from core.errors import check_path_kind
-from core.io.tables import read_rows
+from core.io.tables import Row, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Company:
         aliases: Other names (``Apple``), without the cashtags.
         cashtags: Cashtags besides ``$ticker``, upper case without ``$`` (``GOOG``).
         row: The file row it came from (for messages).
+        line: The line where that row starts.
     """
 
     ticker: str
@@ -67,6 +68,7 @@ class Company:
     aliases: tuple[str, ...] = ()
     cashtags: tuple[str, ...] = ()
     row: int | None = None
+    line: int | None = None
 
     def names(self) -> list[str]:
         """Every name to match in text: the name without its legal suffix, then the aliases (deduplicated)."""
@@ -101,7 +103,15 @@ def fold(text: str) -> str:
     return "".join(fold_char(c) for c in text)
 
 
-_PUNCT = {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "\u2010": "-", "\u2011": "-", "\u2013": "-"}
+_PUNCT = {
+    "\u2019": "'",
+    "\u2018": "'",
+    "\u02bc": "'",
+    "\u00b4": "'",
+    "\u2010": "-",
+    "\u2011": "-",
+    "\u2013": "-",
+}
 
 
 def fold_char(char: str) -> str:
@@ -138,13 +148,15 @@ class WatchList:
         for tag in (company.ticker, *company.cashtags):
             other = self._by_cashtag.get(tag)
             if other is not None and other is not company:
-                raise _clash(self.source, company, "aliases", f"${tag}", other)
+                field = "ticker" if tag == company.ticker else "aliases"
+                raise _clash(self.source, company, field, f"${tag}", other)
             self._by_cashtag[tag] = company
         for name in company.names():
             key = fold(name)
             other = self._by_name.get(key)
             if other is not None and other is not company:
-                raise _clash(self.source, company, "aliases", name, other)
+                field = "name" if name == company_core(company.name) else "aliases"
+                raise _clash(self.source, company, field, name, other)
             self._by_name[key] = company
 
     def __len__(self) -> int:
@@ -182,7 +194,8 @@ class WatchList:
 
 def _clash(source: str, company: Company, field: str, value: str, other: Company) -> DataError:
     problem = f"{value!r} already belongs to {other.ticker}" + (f" (row {other.row})" if other.row else "")
-    return DataError(source, problem + "; each ticker, name and alias names one company", row=company.row, field=field)
+    problem += "; each ticker, name and alias names one company"
+    return DataError(source, problem, row=company.row, line=company.line, field=field)
 
 
 def load_watchlist(path: str | Path) -> WatchList:
@@ -207,20 +220,28 @@ def load_watchlist(path: str | Path) -> WatchList:
         name = " ".join(row.text("name").split())
         if not name:
             raise row.error("empty company name", field="name")
-        aliases, cashtags = _aliases(row.text("aliases"), lambda problem: row.error(problem, field="aliases"))
-        companies.append(Company(ticker, name, aliases, cashtags, row.row))
+        aliases, cashtags = _aliases(row)
+        companies.append(Company(ticker, name, aliases, cashtags, row.row, row.line))
     if not companies:
-        raise DataError(path, "no companies (the file has a header or nothing); add rows of ticker,name,aliases")
+        raise DataError(
+            path, "no companies (the file has a header or nothing); add rows of ticker,name,aliases"
+        )
     watchlist = WatchList(companies, source=str(path))
     logger.info("Watch list loaded", extra={"path": str(path), "companies": len(watchlist)})
     return watchlist
 
 
-def _aliases(cell: str, error) -> tuple[tuple[str, ...], tuple[str, ...]]:  # noqa: ANN001 - a row's error factory
+def _aliases(row: Row) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A row's names and cashtags from its ``aliases`` cell."""
+    cell = row.text("aliases")
     names: list[str] = []
     tags: list[str] = []
     if not cell:
         return (), ()
+
+    def error(problem: str) -> Exception:
+        return row.error(problem, field="aliases")
+
     for part in cell.split(ALIAS_SEPARATOR):
         alias = " ".join(part.split())
         if not alias:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from apps.finance_monitor import outbox
-from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset
+from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset, scope_column
 from apps.finance_monitor.alerts import list_alerts
 from apps.finance_monitor.storage import Alert, AlertItem, Delivery, Item, Score, scored_frame
 from core.storage import session_scope, utcnow
@@ -509,9 +509,10 @@ def _keyed(df: pd.DataFrame, by: str) -> pd.DataFrame:
     if by == "all":
         return df.assign(key="all")
     if by == "entity":
-        exploded = df.explode("tickers")
-        exploded = exploded[exploded["tickers"].notna() & (exploded["tickers"].astype(str) != "")]
-        return exploded.assign(key=exploded["tickers"].astype(str))
+        column = scope_column(df, by)
+        exploded = df.explode(column)
+        exploded = exploded[exploded[column].notna() & (exploded[column].astype(str) != "")]
+        return exploded.assign(key=exploded[column].astype(str))
     column = {"topic": "topic", "source": "source"}.get(by)
     if column is None:
         raise ValueError(f"unknown key {by!r}; expected topic, entity, source or all")
