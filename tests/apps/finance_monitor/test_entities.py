@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-from typer.testing import CliRunner
+import json
+import os
+from pathlib import Path
 
-from apps.finance_monitor.cli import app
+import pytest
+
 from apps.finance_monitor.entities import EntityLinker
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.watchlist import Company, WatchList, company_core, load_watchlist
 from core.paths import project_root
+from tests.cli_run import run_aigc
 
 WATCHLIST = """\
 ticker,name,aliases
@@ -140,7 +143,10 @@ def test_shipped_watch_lists_load():
         ("ticker,name,aliases\nAAPL,Apple,Mac||iPhone\n", "row 1 (line 2), field 'aliases'"),
         ("ticker,name,aliases\nAAPL,Apple,$12\n", "row 1 (line 2), field 'aliases'"),
         ("ticker,name\nAAPL,Apple\naapl,Apple Computer\n", "row 2 (line 3), field 'ticker'"),
-        ("ticker,name,aliases\nDAL,Delta Air Lines,Delta\nDLTA,Delta Inc.,\n", "row 2 (line 3), field 'name'"),
+        (
+            "ticker,name,aliases\nDAL,Delta Air Lines,Delta\nDLTA,Delta Inc.,\n",
+            "row 2 (line 3), field 'name'",
+        ),
         ("ticker,name,aliases\nGOOGL,Alphabet,$GOOG\nGOOG,Google,\n", "row 2 (line 3), field 'ticker'"),
         ("ticker,name,aliases\nF,Ford Motor,Ford\nFRD,Fjord Co,FORD\n", "row 2 (line 3), field 'aliases'"),
         ("ticker,company\nAAPL,Apple\n", "name"),
@@ -155,10 +161,29 @@ def test_bad_rows_name_file_row_and_field(tmp_path, body, where):
     assert str(err.value).startswith(str(path)) and where in str(err.value)
 
 
-def test_cli_reports_a_bad_watch_list_in_one_line_with_exit_2(tmp_path, monkeypatch):
+def test_cli_reports_a_bad_watch_list_in_one_line_with_exit_2(tmp_path):
     path = tmp_path / "wl.csv"
     path.write_text("ticker,name\nAAPL,Apple\n$$$,Oops\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["entities", "relink", "--watchlist", str(path)])
-    assert result.exit_code == 2
-    assert f"{path}: row 2 (line 3), field 'ticker'" in " ".join(result.output.split())
-    assert "Traceback" not in result.output
+    result = run_aigc("finance", "entities", "relink", "--watchlist", str(path))
+    assert result.code == 2 and "Traceback" not in result.stderr
+    (line,) = result.error_lines
+    assert f"{path}: row 2 (line 3), field 'ticker'" in line
+    assert not (Path(os.environ["AIGC_DATA_DIR"]) / "aigc.db").exists()  # refused before the database
+
+
+def test_cli_relinks_and_lists_entities_as_json(sample_template, tmp_path):
+    from apps.finance_monitor.sample_data import SAMPLE_WATCHLIST
+    from tests.apps.finance_monitor.sample_db import copy_db
+
+    copy_db(sample_template, Path(os.environ["AIGC_DATA_DIR"]))
+    before = json.loads(run_aigc("finance", "entities", "--json", "--days", "0").stdout)
+    assert {e["entity"]: e["stories"] for e in before["entities"]}["NWDE"] == 13  # cashtags only
+    first = run_aigc("finance", "entities", "relink", "--watchlist", str(SAMPLE_WATCHLIST))
+    assert first.code == 0 and "linked 506 items" in first.stderr
+    again = run_aigc("finance", "entities", "relink", "--watchlist", str(SAMPLE_WATCHLIST))
+    assert "linked 0 items" in again.stderr
+    after = json.loads(run_aigc("finance", "entities", "--json", "--days", "0").stdout)
+    nwde = next(e for e in after["entities"] if e["entity"] == "NWDE")
+    assert nwde["name"] == "Northwind Energy plc" and nwde["stories"] == 40 and after["start"] is None
+    table = run_aigc("finance", "entities", "--limit", "3").stdout.splitlines()
+    assert len(table) == 3 and table[0].split()[0] == after["entities"][0]["entity"]
