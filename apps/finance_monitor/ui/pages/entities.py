@@ -39,6 +39,7 @@ def entities_view() -> None:
         y=["negative", "neutral", "positive"],
         color=list(common.SENTIMENT_COLOURS.values()),
         horizontal=True,
+        sort=False,  # most stories first, as in the table
         x_label="entity",
         y_label="stories",
     )
