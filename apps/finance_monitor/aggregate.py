@@ -2,7 +2,8 @@
 
 Input is a frame of scored items (:func:`apps.finance_monitor.storage.scored_frame` makes one):
 ``timestamp`` (UTC), ``sentiment`` (negative / neutral / positive), and as available
-``sentiment_confidence``, ``topic``, ``tickers`` (lists), ``source``, ``group_id``, ``item_id``.
+``sentiment_confidence``, ``topic``, ``entities`` or else ``tickers`` (lists), ``source``,
+``group_id``, ``item_id``.
 
 For each key and bucket (``5min``, ``15min``, ``hour``, ``day``; buckets start on UTC
 boundaries) the result has the volume, the counts and shares of negative / positive items, and
@@ -64,7 +65,8 @@ def aggregate(
 
     Args:
         frame: Scored items (see the module docstring for the columns).
-        by: ``"topic"``, ``"entity"`` (each ticker of an item), ``"source"`` or ``"all"``.
+        by: ``"topic"``, ``"entity"`` (each linked entity of an item: its ``entities``, or its
+            ``tickers`` in a frame without them), ``"source"`` or ``"all"``.
         bucket: Bucket size: ``"5min"``, ``"15min"``, ``"hour"`` or ``"day"``.
         baseline_buckets: How many previous buckets the baseline covers.
         min_baseline_buckets: Fewest values for a baseline (at least 2, for a standard deviation).
@@ -142,7 +144,7 @@ def _prepare(
 ) -> pd.DataFrame:
     needed = ["timestamp", "sentiment"]
     if by in _SCOPE_COLUMN:
-        needed.append(_SCOPE_COLUMN[by])
+        needed.append(scope_column(frame, by))
     if with_items:
         needed.append("item_id")
     missing = [c for c in needed if c not in frame.columns]
@@ -173,13 +175,21 @@ def _prepare(
     if by == "all":
         df["key"] = "all"
     elif by == "entity":
-        df = df.explode("tickers")
-        df = df[df["tickers"].notna() & (df["tickers"].astype(str) != "")]
-        df["key"] = df["tickers"].astype(str)
+        column = scope_column(df, by)
+        df = df.explode(column)
+        df = df[df[column].notna() & (df[column].astype(str) != "")]
+        df["key"] = df[column].astype(str)
     else:
         df = df[df[_SCOPE_COLUMN[by]].notna()]
         df["key"] = df[_SCOPE_COLUMN[by]].astype(str)
     return df
+
+
+def scope_column(frame: pd.DataFrame, by: str) -> str:
+    """The column of the keys of scope ``by`` (``entity``: ``entities`` where present, else ``tickers``)."""
+    if by == "entity" and "entities" in frame.columns:
+        return "entities"
+    return _SCOPE_COLUMN[by]
 
 
 def _utc(when: datetime, name: str) -> pd.Timestamp:

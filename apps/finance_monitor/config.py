@@ -50,6 +50,13 @@ class MonitorConfig:
         default="", metadata={"help": "Topic model dir; empty: DATA_DIR/finance/models/topic if present."}
     )
     rules: str = field(default="", metadata={"help": "Alert rules YAML; empty: the shipped sample rules."})
+    watchlist: str = field(
+        default="",
+        metadata={
+            "help": "Watch list CSV (ticker,name,aliases) to link news to companies; empty: cashtags and "
+            "the items' tickers only. configs/finance_watchlist.csv lists 121 large companies."
+        },
+    )
     batch_size: int = field(default=64, metadata={"help": "Items per scoring batch."})
     poll_interval_s: float = field(default=2.0, metadata={"help": "Seconds between folder scans (--follow)."})
     min_file_age_s: float = field(default=1.0, metadata={"help": "Skip files modified more recently."})

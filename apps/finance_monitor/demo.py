@@ -14,11 +14,13 @@ from pathlib import Path
 from apps.finance_monitor.classifiers import load_model, train_multitask
 from apps.finance_monitor.config import FinanceTrainConfig
 from apps.finance_monitor.datasets import load_labelled
+from apps.finance_monitor.entities import EntityLinker
 from apps.finance_monitor.monitor import JOINT_MODEL, SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
-from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
+from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, SAMPLE_WATCHLIST, STREAM_FILES
 from apps.finance_monitor.scoring import Scorer
 from apps.finance_monitor.sinks import LogSink
+from apps.finance_monitor.watchlist import load_watchlist
 from core.schema import migrate
 from core.storage import DB_URL_ENV, create_engine
 
@@ -68,7 +70,10 @@ def prepare(data_dir: Path) -> None:
     engine = create_engine(url)
     try:
         migrate(engine)
-        monitor = Monitor(engine, Scorer.from_dirs(model_dir), load_rules(SAMPLE_RULES), [LogSink()])
+        # The sample watch list links headlines that name a company without its cashtag.
+        linker = EntityLinker(load_watchlist(SAMPLE_WATCHLIST))
+        rules = load_rules(SAMPLE_RULES)
+        monitor = Monitor(engine, Scorer.from_dirs(model_dir), rules, [LogSink()], linker=linker)
         result = monitor.cycle(files=[SAMPLE_DATA_DIR / name for name in STREAM_FILES])
         logger.info(
             "Finance demo ready",

@@ -37,10 +37,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from apps.finance_monitor.alerts import AlertEngine
 from apps.finance_monitor.config import MonitorConfig
+from apps.finance_monitor.entities import EntityLinker
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
 from apps.finance_monitor.outbox import DeliveryPolicy, DeliveryWorker, Sender, SendReport
-from apps.finance_monitor.rules import AlertRule, load_rules, load_webhook_allow
+from apps.finance_monitor.rules import AlertRule, load_rules, load_webhook_allow, resolve_entity_rules
 from apps.finance_monitor.scoring import Scorer, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink, WebhookSink
 from apps.finance_monitor.sources import NewsItem
@@ -52,6 +53,7 @@ from apps.finance_monitor.storage import (
     scores_after,
     set_watermark,
 )
+from apps.finance_monitor.watchlist import load_watchlist
 from apps.finance_monitor.webhook_safety import AllowList, check_webhook_url, mask_url
 from core.failpoints import failpoint
 from core.storage import StorageError, session_scope, utcnow
@@ -89,6 +91,7 @@ class Monitor:
         batch_size: Items per scoring batch.
         clock: Current time for the alert engine and the outbox (injected by tests).
         policy: Retries of the outbox.
+        linker: Links scored items to entities (default: cashtags and given tickers, no watch list).
     """
 
     def __init__(
@@ -101,9 +104,11 @@ class Monitor:
         batch_size: int = 64,
         clock: Callable[[], datetime] = utcnow,
         policy: DeliveryPolicy = DeliveryPolicy(),
+        linker: EntityLinker | None = None,
     ) -> None:
         self.engine = engine
         self.scorer = scorer
+        self.linker = linker or EntityLinker()
         self.ingestor = ingestor or Ingestor(engine)
         self.alerts = AlertEngine(engine, rules, sinks, clock=clock)
         self.sender = Sender(engine, sinks, policy, clock=clock)
@@ -128,7 +133,7 @@ class Monitor:
                 result.files.append(IngestResult(str(path), "failed", error=str(err)))
         result.errors = [f.error for f in result.files if f.error]
         result.new_items = sum(len(f.new_ids) for f in result.files)
-        scored = score_pending(self.engine, self.scorer, batch_size=self.batch_size)
+        scored = score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
         result.scored = len(scored)
         result.evaluated, alerts = self.evaluate_pending()
         result.alerts = [a.id for a in alerts]
@@ -149,7 +154,9 @@ class Monitor:
         """
         stored = self.ingestor.ingest_items(items)
         result = CycleResult(files=[stored], new_items=len(stored.new_ids))
-        result.scored = len(score_pending(self.engine, self.scorer, batch_size=self.batch_size))
+        result.scored = len(
+            score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
+        )
         result.evaluated, alerts = self.evaluate_pending()
         result.alerts = [a.id for a in alerts]
         return result
@@ -301,12 +308,25 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
             "`aigc finance train --task sentiment --data FILE --out DIR` or run `aigc prepare-demo`"
         )
     rules_file = config.rules or SAMPLE_RULES
-    rules = load_rules(rules_file)
+    linker = build_linker(config)
+    rules = resolve_entity_rules(load_rules(rules_file), linker.watchlist)
     sinks = build_sinks(config, load_webhook_allow(rules_file))
     policy = delivery_policy(config)
     scorer = Scorer.from_dirs(sentiment, topic)
     ingestor = Ingestor(engine, dedup_threshold=config.dedup_threshold, min_age_s=config.min_file_age_s)
-    return Monitor(engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy)
+    return Monitor(
+        engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy, linker=linker
+    )
+
+
+def build_linker(config: MonitorConfig) -> EntityLinker:
+    """The entity linker of ``config``: its watch list (``config.watchlist``), or cashtags only without one.
+
+    Raises:
+        FileNotFoundError: The watch list file is missing.
+        DataError: A bad watch-list row (file, row, field).
+    """
+    return EntityLinker(load_watchlist(config.watchlist) if config.watchlist else None)
 
 
 def watch_dir(config: MonitorConfig, data_dir: Path) -> Path:

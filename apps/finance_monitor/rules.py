@@ -17,6 +17,13 @@ Example ``rules.yaml``::
         std_factor: 3.0
         threshold: 0.7
         min_volume: 6
+      - name: apple-negative
+        entity: AAPL       # one company (or a list); implies scope: entity
+        threshold: 0.6
+      - name: watchlist-volume
+        entity: watchlist  # every company of the monitor's watch list (monitor.watchlist)
+        metric: volume
+        std_factor: 4.0
     webhooks:              # optional: hosts exempt from the public-address rule for webhooks
       allow: [127.0.0.1]   # host names, addresses or networks (e.g. 10.1.0.0/16)
 """
@@ -36,6 +43,7 @@ import pandas as pd
 import yaml
 
 from apps.finance_monitor.aggregate import BUCKETS, SCOPES, aggregate, bucket_offset
+from apps.finance_monitor.watchlist import WatchList
 from apps.finance_monitor.webhook_safety import AllowList
 from core.config import yaml_error_message
 from core.errors import check_path_kind
@@ -43,6 +51,7 @@ from core.errors import check_path_kind
 logger = logging.getLogger(__name__)
 
 RULE_METRICS: tuple[str, ...] = ("share_negative", "share_positive", "volume")
+WATCHLIST = "watchlist"  # `entity: watchlist`: every company of the watch list
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*")
 _UNITS = {"s": "seconds", "sec": "seconds", "min": "minutes", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -54,6 +63,9 @@ class AlertRule:
     name: str
     scope: str = dataclasses.field(default="topic", metadata={"help": "topic | entity | source | all"})
     keys: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "only these keys; empty: all"})
+    entity: tuple[str, ...] = dataclasses.field(
+        default=(), metadata={"help": "entity rule: these tickers, or 'watchlist' (implies scope: entity)"}
+    )
     metric: str = dataclasses.field(default="share_negative", metadata={"help": f"one of {RULE_METRICS}"})
     window: str = dataclasses.field(default="hour", metadata={"help": f"bucket size, one of {list(BUCKETS)}"})
     std_factor: float | None = dataclasses.field(default=3.0, metadata={"help": "fire above mean + N std"})
@@ -82,8 +94,26 @@ class AlertRule:
             problems.append("min_volume and baseline_buckets must be >= 1, min_baseline_buckets >= 2")
         if self.cooldown < timedelta(0):
             problems.append("cooldown: must not be negative")
+        if self.entity and self.scope != "entity":
+            problems.append(f"entity: only for scope 'entity', not {self.scope!r}")
+        if WATCHLIST in self.entity and len(self.entity) > 1:
+            problems.append(f"entity: {WATCHLIST!r} stands alone, not in a list of tickers")
         if problems:
             raise ValueError(f"alert rule {self.name!r}: " + "; ".join(problems))
+
+    def watched_keys(self) -> tuple[str, ...]:
+        """The keys the rule looks at (empty: all).
+
+        Raises:
+            ValueError: An ``entity: watchlist`` rule without a watch list (see :func:`resolve_entity_rules`).
+        """
+        if self.keys or not self.entity:
+            return self.keys
+        if WATCHLIST in self.entity:
+            raise ValueError(
+                f"alert rule {self.name!r}: 'entity: {WATCHLIST}' needs a watch list (monitor.watchlist)"
+            )
+        return self.entity
 
     def history(self) -> timedelta:
         """How far before the evaluated buckets the scored items must reach (for the baseline)."""
@@ -165,6 +195,10 @@ def _rule_from_mapping(path: Path, index: int, raw: dict[str, Any]) -> AlertRule
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     if "name" not in raw:
         raise ValueError(f"{where}: missing key 'name'")
+    if "entity" in raw:
+        if "keys" in raw:
+            raise ValueError(f"{where}: give 'entity' or 'keys', not both")
+        raw = {**raw, "scope": raw.get("scope", "entity")}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         try:
@@ -182,6 +216,13 @@ def _coerce(key: str, value: Any) -> Any:
         return parse_duration(value)
     if key == "keys":
         return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value or ())
+    if key == "entity":
+        values = [value] if isinstance(value, str) else list(value or [])
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise ValueError(f"expected a ticker, a list of tickers or {WATCHLIST!r}, got {value!r}")
+        return tuple(
+            WATCHLIST if v.strip().lower() == WATCHLIST else v.strip().lstrip("$").upper() for v in values
+        )
     if key in ("std_factor", "threshold"):
         return None if value is None else float(value)
     if key == "min_std":
@@ -193,6 +234,31 @@ def _coerce(key: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"expected text, got {value!r}")
     return value
+
+
+def resolve_entity_rules(rules: list[AlertRule], watchlist: WatchList | None) -> list[AlertRule]:
+    """The rules with their ``entity:`` checked against the watch list (``watchlist`` -> every ticker).
+
+    Raises:
+        ValueError: ``entity: watchlist`` without a watch list, or a ticker the watch list lacks.
+    """
+    out = []
+    for rule in rules:
+        if not rule.entity:
+            out.append(rule)
+        elif watchlist is None:
+            rule.watched_keys()  # raises for `entity: watchlist`
+            out.append(rule)
+        elif WATCHLIST in rule.entity:
+            out.append(dataclasses.replace(rule, keys=tuple(watchlist.tickers)))
+        else:
+            unknown = [t for t in rule.entity if t not in watchlist]
+            if unknown:
+                raise ValueError(
+                    f"alert rule {rule.name!r}: entity {unknown} not on the watch list {watchlist.source}"
+                )
+            out.append(rule)
+    return out
 
 
 # --- breaches -------------------------------------------------------------------------------------
@@ -234,8 +300,9 @@ def find_breaches(rule: AlertRule, scored: pd.DataFrame, *, since: datetime | No
         with_items=True,
     )
     table = table[table["volume"] >= rule.min_volume]
-    if rule.keys:
-        table = table[table["key"].isin(rule.keys)]
+    keys = rule.watched_keys()
+    if keys:
+        table = table[table["key"].isin(keys)]
     if since is not None and not table.empty:  # an empty table's bucket_end is float, not datetime
         table = table[table["bucket_end"] > pd.Timestamp(since)]
     breaches = []

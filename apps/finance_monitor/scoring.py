@@ -7,7 +7,9 @@ model(s) (see :func:`apps.finance_monitor.classifiers.model_version`); scores ar
 scoring again with the same model skips what it already scored.
 
 :func:`score_pending` commits each batch in its own transaction: an interrupted run keeps the
-batches already done, and the next run continues with the items still unscored.
+batches already done, and the next run continues with the items still unscored. With a linker,
+each item's entity links (:mod:`apps.finance_monitor.entities`) go into the same transaction as its
+scores, so no scored item lacks its entities.
 The headline (``title``) is what is classified: the models are trained on headlines and
 single sentences.
 
@@ -32,6 +34,7 @@ from sqlalchemy.engine import Engine
 from tqdm.auto import tqdm
 
 from apps.finance_monitor.classifiers import head_probabilities, load_model, model_version
+from apps.finance_monitor.entities import EntityLinker, link_stored
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS
 from apps.finance_monitor.storage import ScoreRow, store_scores, unscored_items
@@ -154,6 +157,7 @@ def score_pending(
     batch_size: int = 64,
     limit: int | None = None,
     show_progress_bar: bool = False,
+    linker: EntityLinker | None = None,
 ) -> list[str]:
     """Score the stored items that ``scorer.version`` has not scored yet, oldest first.
 
@@ -163,6 +167,7 @@ def score_pending(
         batch_size: Items per batch (one transaction and one set of forward passes each).
         limit: Score at most this many items.
         show_progress_bar: Show a tqdm bar over batches.
+        linker: Also link each batch's items to entities, in the scores' transaction.
 
     Returns:
         Ids of the items scored by this call.
@@ -185,6 +190,8 @@ def score_pending(
                         for item, lab in zip(items, labels, strict=True)
                     ],
                 )
+                if linker is not None:
+                    link_stored(session, linker, items)
                 ids = [item.id for item in items]
             failpoint("monitor.after_score_commit")
             done += ids

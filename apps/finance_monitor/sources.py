@@ -54,7 +54,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "url": ("url", "link"),
 }
 
-_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:\.[A-Za-z]{1,2})?)(?!\w)")
+CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:\.[A-Za-z]{1,2})?)(?!\w)")
 _TICKER_SPLIT = re.compile(r"[\s,;|]+")
 _TAG = re.compile(r"<[^>]+>")
 _ATOM = "{http://www.w3.org/2005/Atom}"
@@ -92,7 +92,7 @@ def extract_cashtags(text: str) -> list[str]:
 
     Dollar amounts (``$5bn``) are not cashtags: a symbol starts with a letter.
     """
-    return list(dict.fromkeys(m.group(1).upper() for m in _CASHTAG.finditer(text)))
+    return list(dict.fromkeys(m.group(1).upper() for m in CASHTAG.finditer(text)))
 
 
 def stable_item_id(source: str, title: str, timestamp: datetime) -> str:

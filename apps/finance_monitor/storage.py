@@ -11,6 +11,10 @@
   transaction and worked off by :mod:`apps.finance_monitor.outbox` (pending -> delivered | dead).
 * ``finance_watermarks``: how far the alert rules have evaluated the scores of each model
   version (the highest ``finance_scores.id`` evaluated), advanced in the alerts' transaction.
+* ``finance_entity_links``: the companies (tickers) each item mentions, one row per (item, entity),
+  with how it was found; ``finance_linked_items`` records which linker version (rules and watch
+  list) linked each item, so an item linked to no entity is told apart from one never linked, and
+  a changed watch list knows what to re-link. Both are written in the scores' transaction.
 
 The schema is created by ``core.storage.migrate()`` (``aigc db upgrade``).
 """
@@ -178,6 +182,33 @@ class Watermark(FinanceBase):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EntityLink(FinanceBase):
+    """An item mentions an entity (a watch-list ticker or a cashtag)."""
+
+    __tablename__ = "finance_entity_links"
+
+    item_id: Mapped[str] = mapped_column(
+        sa.String(128), sa.ForeignKey("finance_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity: Mapped[str] = mapped_column(sa.String(32), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(default=0)  # order of first mention in the item
+    name: Mapped[str | None] = mapped_column(sa.String(256))  # the watch list's company name
+    method: Mapped[str] = mapped_column(sa.String(16))  # cashtag | name | ner | ticker | source
+    mention: Mapped[str] = mapped_column(sa.String(256))  # the words matched, e.g. "$AAPL" or "Apple"
+
+
+class LinkedItem(FinanceBase):
+    """Which linker version (rules + watch list) last linked an item, and when."""
+
+    __tablename__ = "finance_linked_items"
+
+    item_id: Mapped[str] = mapped_column(
+        sa.String(128), sa.ForeignKey("finance_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    linker_version: Mapped[str] = mapped_column(sa.String(64), index=True)
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def register_migrations() -> None:
     """Register the ``finance`` Alembic branch with core (done on import of this module)."""
     _register_migrations("finance", MIGRATIONS_DIR, FinanceBase.metadata)
@@ -326,7 +357,7 @@ def unscored_items(session: Session, model_version: str, limit: int | None = Non
 
 SCORED_COLUMNS = [
     "item_id", "timestamp", "source", "title", "tickers", "group_id", "model_version",
-    "sentiment", "sentiment_confidence", "topic", "topic_confidence", "scored_at",
+    "sentiment", "sentiment_confidence", "topic", "topic_confidence", "scored_at", "entities",
 ]  # fmt: skip
 
 
@@ -346,7 +377,8 @@ def scored_frame(
 
     Returns:
         One row per scored item with :data:`SCORED_COLUMNS` (``timestamp`` as UTC datetimes,
-        ``tickers`` as lists), ordered by timestamp.
+        ``tickers`` and ``entities`` as lists), ordered by timestamp. ``entities`` are the item's
+        linked entities, or its ``tickers`` when it was never linked (see :func:`linked_entities`).
     """
     if model_version is None:
         rank = (
@@ -383,10 +415,119 @@ def scored_frame(
     if end is not None:
         stmt = stmt.where(Item.timestamp < end)
     rows = session.execute(stmt).all()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=SCORED_COLUMNS)
+    linked = linked_entities(session, start=start, end=end)
+    records = [(*r, linked.get(r[0], list(r[4] or []))) for r in rows]
+    frame = pd.DataFrame(records, columns=SCORED_COLUMNS)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
     return frame
+
+
+# --- entity links --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    """One entity of one item (see :class:`EntityLink`)."""
+
+    entity: str
+    method: str
+    mention: str
+    name: str | None = None
+
+
+def store_links(session: Session, links: Mapping[str, Sequence[LinkRow]], linker_version: str) -> int:
+    """Replace the entity links of the items in ``links`` and record ``linker_version`` for each.
+
+    Writing the same links again changes nothing but ``linked_at`` (idempotent); the caller commits,
+    so links go in with whatever else the transaction holds (the item's scores).
+
+    Returns:
+        The number of links written.
+    """
+    ids = list(links)
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(sa.delete(EntityLink).where(EntityLink.item_id.in_(ids[start : start + _CHUNK])))
+    rows = [
+        {"item_id": item_id, "entity": link.entity, "position": i, "name": link.name,
+         "method": link.method, "mention": link.mention[:256]}
+        for item_id, item_links in links.items()
+        for i, link in enumerate(dict((lk.entity, lk) for lk in item_links).values())
+    ]  # fmt: skip
+    for start in range(0, len(rows), _CHUNK):
+        upsert(session, EntityLink, rows[start : start + _CHUNK], key_columns=["item_id", "entity"])
+    now = utcnow()
+    marks = [{"item_id": i, "linker_version": linker_version, "linked_at": now} for i in ids]
+    for start in range(0, len(marks), _CHUNK):
+        upsert(session, LinkedItem, marks[start : start + _CHUNK], key_columns=["item_id"])
+    return len(rows)
+
+
+def items_to_link(
+    session: Session, linker_version: str, limit: int, after: str | None = None, every: bool = False
+) -> list[Item]:
+    """Items not linked by ``linker_version`` (or, with ``every``, all items), by id, after id ``after``."""
+    stmt = sa.select(Item).order_by(Item.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Item.id > after)
+    if not every:
+        current = sa.select(LinkedItem.item_id).where(LinkedItem.linker_version == linker_version)
+        stmt = stmt.where(Item.id.not_in(current))
+    return list(session.scalars(stmt))
+
+
+def linked_entities(
+    session: Session, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, list[str]]:
+    """``item id -> entities`` (first mention first) of the linked items published in ``[start, end)``.
+
+    Items never linked are absent (an item linked to nothing maps to ``[]``).
+    """
+    stmt = (
+        sa.select(LinkedItem.item_id, EntityLink.entity)
+        .join(Item, Item.id == LinkedItem.item_id)
+        .outerjoin(EntityLink, EntityLink.item_id == LinkedItem.item_id)
+        .order_by(LinkedItem.item_id, EntityLink.position)
+    )
+    if start is not None:
+        stmt = stmt.where(Item.timestamp >= start)
+    if end is not None:
+        stmt = stmt.where(Item.timestamp < end)
+    out: dict[str, list[str]] = {}
+    for item_id, entity in session.execute(stmt):
+        entities = out.setdefault(item_id, [])
+        if entity is not None:
+            entities.append(entity)
+    return out
+
+
+def entities_for_items(session: Session, item_ids: Iterable[str]) -> dict[str, list[str]]:
+    """``item id -> entities`` for the given stored items: their links, or their ``tickers`` if never linked.
+
+    The alert digest and the API use it to name the companies behind a set of items.
+    """
+    ids = list(dict.fromkeys(item_ids))
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        stmt = (
+            sa.select(Item.id, Item.tickers, LinkedItem.item_id, EntityLink.entity)
+            .outerjoin(LinkedItem, LinkedItem.item_id == Item.id)
+            .outerjoin(EntityLink, EntityLink.item_id == Item.id)
+            .where(Item.id.in_(chunk))
+            .order_by(Item.id, EntityLink.position)
+        )
+        for item_id, tickers, linked, entity in session.execute(stmt):
+            entities = out.setdefault(item_id, [] if linked is not None else list(tickers or []))
+            if entity is not None:
+                entities.append(entity)
+    return out
+
+
+def entity_names(session: Session) -> dict[str, str]:
+    """``entity -> company name`` as recorded by the latest links (entities without a name are absent)."""
+    stmt = sa.select(EntityLink.entity, EntityLink.name).where(EntityLink.name.is_not(None)).distinct()
+    return {entity: name for entity, name in session.execute(stmt)}
 
 
 # --- watermarks ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ PAGES_DIR = Path(__file__).with_name("pages")
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("overview.py", "Sentiment trend", ":material/monitoring:"),
     ("topics.py", "Topic breakdown", ":material/bar_chart:"),
+    ("entities.py", "Entities", ":material/domain:"),
     ("items.py", "News items", ":material/newspaper:"),
     ("alerts.py", "Alerts", ":material/notifications:"),
 )

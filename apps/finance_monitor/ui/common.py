@@ -129,7 +129,7 @@ def items_table(frame: pd.DataFrame, key: str, height: int | str = "auto") -> No
             "title",
             "topic",
             "topic_confidence",
-            "tickers",
+            "entities",
             "source",
             "copies",
         ],  # fmt: skip
@@ -144,7 +144,7 @@ def items_table(frame: pd.DataFrame, key: str, height: int | str = "auto") -> No
             "topic_confidence": st.column_config.ProgressColumn(
                 "Topic conf.", min_value=0.0, max_value=1.0, format="percent"
             ),
-            "tickers": st.column_config.ListColumn("Tickers"),
+            "entities": st.column_config.ListColumn("Entities", help="Companies the story mentions"),
             "source": st.column_config.TextColumn("Source"),
             "copies": st.column_config.NumberColumn("Copies", help="Syndicated copies of this story"),
         },

@@ -20,9 +20,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from apps.finance_monitor import outbox
-from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset
+from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset, scope_column
 from apps.finance_monitor.alerts import list_alerts
-from apps.finance_monitor.storage import Alert, AlertItem, Delivery, Item, Score, scored_frame
+from apps.finance_monitor.storage import (
+    Alert,
+    AlertItem,
+    Delivery,
+    EntityLink,
+    Item,
+    Score,
+    entity_names,
+    scored_frame,
+)
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -43,7 +52,7 @@ TREND_METRICS: dict[str, str] = {
 ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "muted")
 ITEM_COLUMNS = [
     "timestamp", "source", "title", "sentiment", "sentiment_confidence", "topic",
-    "topic_confidence", "tickers", "copies", "item_id",
+    "topic_confidence", "tickers", "entities", "copies", "item_id",
 ]  # fmt: skip
 
 
@@ -325,6 +334,54 @@ def extreme_items(
     return df.head(limit)[ITEM_COLUMNS].reset_index(drop=True)
 
 
+# --- entities --------------------------------------------------------------------------------------
+
+ENTITY_COLUMNS = [
+    "entity", "name", "stories", "negative", "neutral", "positive", "net_sentiment", "mean_sentiment",
+    "share_negative", "last_seen",
+]  # fmt: skip
+
+
+def company_names(engine: Engine) -> dict[str, str]:
+    """``ticker -> company name`` recorded with the entity links (empty before any watch-list linking)."""
+    if not sa.inspect(engine).has_table(EntityLink.__tablename__):
+        return {}
+    with session_scope(engine) as session:
+        return entity_names(session)
+
+
+def entity_table(scored: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per entity (most stories first): stories, sentiment counts, net and mean sentiment.
+
+    ``net_sentiment`` is ``(positive - negative) / stories`` (from -1, all negative, to +1);
+    ``mean_sentiment`` is confidence-weighted as in the trend. Syndicated copies count once.
+
+    Args:
+        scored: Scored items (:func:`load_scored`) with ``entities`` (or ``tickers``).
+        names: Company name per ticker (:func:`company_names`); missing names are empty.
+    """
+    table = topic_breakdown(scored, by="entity")
+    if table.empty:
+        return pd.DataFrame(columns=ENTITY_COLUMNS)
+    last = _keyed(_stories(scored), "entity").groupby("key")["timestamp"].max()
+    table = table.rename(columns={"key": "entity"})
+    table["name"] = table["entity"].map(names or {}).fillna("")
+    table["net_sentiment"] = (table["positive"] - table["negative"]) / table["stories"]
+    table["last_seen"] = table["entity"].map(last)
+    return table[ENTITY_COLUMNS].reset_index(drop=True)
+
+
+def entity_items(scored: pd.DataFrame, entity: str, *, limit: int = 200) -> pd.DataFrame:
+    """The stories linked to ``entity``, newest first (one row per near-duplicate group, with ``copies``)."""
+    df = _collapse(scored)
+    if df.empty:
+        return df.reindex(columns=ITEM_COLUMNS)
+    column = scope_column(df, "entity")
+    df = df[df[column].map(lambda values: entity in (values if isinstance(values, list | tuple) else []))]
+    df = df.sort_values(["timestamp", "item_id"], ascending=[False, True], kind="stable")
+    return df.head(limit)[ITEM_COLUMNS].reset_index(drop=True)
+
+
 # --- alerts ----------------------------------------------------------------------------------------
 
 ALERT_COLUMNS = [
@@ -496,6 +553,8 @@ def _stories(scored: pd.DataFrame) -> pd.DataFrame:
 
 def _collapse(scored: pd.DataFrame) -> pd.DataFrame:
     """:func:`_stories` with a ``copies`` column (items in the group within ``scored``)."""
+    if "entities" not in scored.columns and "tickers" in scored.columns:
+        scored = scored.assign(entities=scored["tickers"])  # a frame from before entity linking
     if scored.empty:
         return scored.assign(copies=pd.Series(dtype=int)).reindex(columns=[*scored.columns, "copies"])
     copies = scored.groupby("group_id")["item_id"].size()
@@ -509,9 +568,10 @@ def _keyed(df: pd.DataFrame, by: str) -> pd.DataFrame:
     if by == "all":
         return df.assign(key="all")
     if by == "entity":
-        exploded = df.explode("tickers")
-        exploded = exploded[exploded["tickers"].notna() & (exploded["tickers"].astype(str) != "")]
-        return exploded.assign(key=exploded["tickers"].astype(str))
+        column = scope_column(df, by)
+        exploded = df.explode(column)
+        exploded = exploded[exploded[column].notna() & (exploded[column].astype(str) != "")]
+        return exploded.assign(key=exploded[column].astype(str))
     column = {"topic": "topic", "source": "source"}.get(by)
     if column is None:
         raise ValueError(f"unknown key {by!r}; expected topic, entity, source or all")

@@ -1,8 +1,8 @@
 """Kill tests: `aigc finance monitor --once` dies at each fault point; a rerun loses and repeats nothing.
 
 Each run is a subprocess with its own AIGC_DATA_DIR (SQLite), the three sample stream files, the
-tiny trained sentiment model, a volume rule (its alerts do not depend on what the tiny model
-thinks) and a real webhook receiver on 127.0.0.1, allow-listed in the rules file. The webhook
+tiny trained sentiment model, the sample watch list, a volume rule (its alerts do not depend on what
+the tiny model thinks) and a real webhook receiver on 127.0.0.1, allow-listed in the rules file. The webhook
 URL carries a token that must appear nowhere: not in the database, not in the output.
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from apps.finance_monitor.cli import app
-from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
-from apps.finance_monitor.storage import Alert, Delivery, Item, Score
+from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, SAMPLE_WATCHLIST, STREAM_FILES
+from apps.finance_monitor.storage import Alert, Delivery, EntityLink, Item, LinkedItem, Score
 from core.failpoints import EXIT_CODE
 from core.storage import create_engine, session_scope
 from tests.apps.finance_monitor.receiver import Receiver
@@ -68,6 +68,7 @@ def run_monitor(
     cmd = [sys.executable, "-c", "from core.cli import main; main()", "finance", "monitor", "--once"]
     cmd += ["--watch-dir", str(tmp / "inbox"), "--set", f"sentiment_model={model}", "--set", f"rules={rules}"]
     cmd += ["--set", "batch_size=64", "--set", "webhook_backoff_s=0", "--set", "webhook_max_backoff_s=0"]
+    cmd += ["--set", f"watchlist={SAMPLE_WATCHLIST}"]
     cmd += [part for name in STREAM_FILES for part in ("--file", str(SAMPLE_DATA_DIR / name))]
     return subprocess.run(
         [*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -89,6 +90,8 @@ def state(tmp: Path, db_url: str | None = None) -> dict:
                 "items": count(sa.select(sa.func.count()).select_from(Item)),
                 "distinct_scored": count(sa.select(sa.func.count(sa.distinct(Score.item_id)))),
                 "scores": count(sa.select(sa.func.count()).select_from(Score)),
+                "linked": count(sa.select(sa.func.count()).select_from(LinkedItem)),
+                "links": sorted(session.execute(sa.select(EntityLink.item_id, EntityLink.entity)).all()),
                 "alerts": sorted((a.rule, a.key, a.window_start, a.window_end, a.volume) for a in alerts),
                 "alert_ids": [a.id for a in alerts],
                 "deliveries": sorted((d.alert_id, d.sink, d.status, d.attempts) for d in deliveries),
@@ -116,6 +119,7 @@ def uninterrupted(tiny_sentiment_dir, tmp_path_factory) -> dict:
 def check_complete(tmp: Path, baseline: dict, receiver: Receiver, db_url: str | None = None) -> dict:
     after = state(tmp, db_url)
     assert after["items"] == after["distinct_scored"] == after["scores"] == baseline["items"] == 506
+    assert after["linked"] == 506 and after["links"] == baseline["links"]  # entity links went in with scores
     assert after["alerts"] == baseline["alerts"]
     assert receiver.accepted_alert_ids() == dict.fromkeys(after["alert_ids"], 1)  # each delivered once
     assert not after["token_in_db"]

@@ -61,6 +61,7 @@ def test_pages_are_listed_for_the_suite():
     assert [title for _path, title, _icon in app.pages] == [
         "Sentiment trend",
         "Topic breakdown",
+        "Entities",
         "News items",
         "Alerts",
     ]

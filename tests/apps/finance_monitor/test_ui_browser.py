@@ -114,3 +114,23 @@ def test_finance_ui_command_serves_only_this_app():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_entities_page_in_a_browser(sample_data_dir):
+    from apps.finance_monitor.entities import EntityLinker, relink
+    from apps.finance_monitor.sample_data import SAMPLE_WATCHLIST
+    from apps.finance_monitor.watchlist import load_watchlist
+
+    engine = create_engine(f"sqlite:///{sample_data_dir / 'aigc.db'}")
+    try:
+        relink(engine, EntityLinker(load_watchlist(SAMPLE_WATCHLIST)))
+    finally:
+        engine.dispose()
+    with streamlit_server(["finance"]) as url, chromium_page(height=2400) as page:
+        page.goto(f"{url}/finance-entities?entity=NWDE")
+        page.get_by_role("heading", name="Stories mentioning NWDE").wait_for(timeout=60_000)
+        close_page_not_found(page)
+        expect(page.get_by_role("heading", name="NWDE: mean sentiment per day")).to_be_visible()
+        expect(page.locator("[data-testid='stVegaLiteChart']")).to_have_count(3, timeout=30_000)
+        time.sleep(1.5)  # let Vega draw before the screenshot
+        screenshot(page, "finance_entities")
