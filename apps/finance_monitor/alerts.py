@@ -6,7 +6,8 @@ threshold; this module turns those breaches into alerts in the database and send
 One incident raises one alert: a breach within ``cooldown`` of an existing alert of the same
 rule and key extends that alert (window, peak value, linked items) instead of raising a new
 one; nothing is sent again. Evaluating the same data twice changes nothing. A new alert gets one
-delivery per sink (the log, a webhook) in the outbox, committed with it
+delivery per sink (the log, a webhook, and each channel of its rule: Slack, Teams, e-mail, see
+:mod:`apps.finance_monitor.channels`) in the outbox, committed with it
 (:mod:`apps.finance_monitor.outbox` sends them), unless its rule and key are muted; muted alerts
 are still stored (status ``muted``). The current time comes from an injected clock, so tests
 never sleep.
@@ -15,7 +16,7 @@ never sleep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from apps.finance_monitor.alert_text import MAX_STORIES
 from apps.finance_monitor.outbox import enqueue
 from apps.finance_monitor.rules import AlertRule, Breach, find_breaches
 from apps.finance_monitor.sinks import AlertSink
@@ -41,10 +43,16 @@ class AlertEngine:
     Args:
         engine: A migrated database engine.
         rules: The alert rules.
-        sinks: Where new alerts are sent besides the database (log, webhook): a delivery per sink
+        sinks: Where every new alert is sent besides the database (log, webhook): a delivery per sink
             goes into the outbox in the alert's transaction; :class:`apps.finance_monitor.outbox.Sender`
             sends it.
         clock: Current time (aware UTC), used for mutes and timestamps.
+        channel_sinks: The sinks of the rules' channels by channel name
+            (:func:`apps.finance_monitor.channels.build_channel_sinks`): a rule's alerts also get a
+            delivery per channel of the rule.
+
+    Raises:
+        ValueError: A rule's channel without a sink in ``channel_sinks``.
     """
 
     def __init__(
@@ -53,11 +61,20 @@ class AlertEngine:
         rules: Sequence[AlertRule],
         sinks: Sequence[AlertSink] = (),
         clock: Callable[[], datetime] = utcnow,
+        channel_sinks: Mapping[str, AlertSink] | None = None,
     ) -> None:
         self.engine = engine
         self.rules = list(rules)
         self.sinks = list(sinks)
         self.clock = clock
+        self.channel_sinks = dict(channel_sinks or {})
+        missing = sorted({c.name for r in self.rules for c in r.channels} - set(self.channel_sinks))
+        if missing:
+            raise ValueError(f"alert channels without a sink: {missing} (see channels.build_channel_sinks)")
+
+    def sinks_for(self, rule: AlertRule) -> list[AlertSink]:
+        """The sinks a new alert of ``rule`` is queued for: the shared ones, then the rule's channels."""
+        return [*self.sinks, *(self.channel_sinks[c.name] for c in rule.channels)]
 
     def history(self) -> timedelta:
         """How much item history before the evaluated period the rules need."""
@@ -88,8 +105,10 @@ class AlertEngine:
                     continue
                 created.append(alert)
                 if alert.status != "muted":
-                    payload = alert_payload(alert, list(dict.fromkeys(breach.item_ids)))
-                    enqueue(session, alert.id, payload, self.sinks, alert.created_at)
+                    item_ids = list(dict.fromkeys(breach.item_ids))
+                    stories = top_stories(session, scored, item_ids, rule.metric)
+                    payload = alert_payload(alert, item_ids, stories)
+                    enqueue(session, alert.id, payload, self.sinks_for(rule), alert.created_at)
         return created
 
     def _apply(self, session: Session, rule: AlertRule, breach: Breach) -> Alert | None:
@@ -173,8 +192,47 @@ def describe(alert: Alert) -> str:
     )
 
 
-def alert_payload(alert: Alert, item_ids: Sequence[str]) -> dict[str, Any]:
-    """The JSON document sent to sinks for an alert."""
+def top_stories(
+    session: Session, scored: pd.DataFrame, item_ids: Sequence[str], metric: str, limit: int = MAX_STORIES
+) -> list[dict[str, Any]]:
+    """The stories that best show an alert, for its message: one per near-duplicate group.
+
+    Stories of the alert's sentiment (negative for ``share_negative``, positive for
+    ``share_positive``) come first, the most confident first; then the rest, newest first.
+
+    Returns:
+        Up to ``limit`` ``{"id", "timestamp", "source", "title", "sentiment", "url"}`` mappings.
+    """
+    needed = {"item_id", "timestamp", "sentiment", "sentiment_confidence"}
+    if scored.empty or not needed <= set(scored.columns):
+        return []
+    rows = scored[scored["item_id"].isin(list(item_ids))]
+    rows = rows.sort_values("timestamp", ascending=False, kind="stable")
+    if "group_id" in rows.columns:
+        rows = rows.drop_duplicates("group_id")
+    wanted = rows["sentiment"] == {"share_negative": "negative", "share_positive": "positive"}.get(metric)
+    ranked = rows.assign(_wanted=wanted, _confidence=rows["sentiment_confidence"].where(wanted, 0.0))
+    chosen = ranked.sort_values(["_wanted", "_confidence"], ascending=False, kind="stable").head(limit)
+    sentiments = dict(zip(chosen["item_id"].astype(str), chosen["sentiment"], strict=True))
+    items = {i.id: i for i in session.scalars(sa.select(Item).where(Item.id.in_(list(sentiments))))}
+    return [
+        {
+            "id": item_id,
+            "timestamp": items[item_id].timestamp.isoformat(),
+            "source": items[item_id].source,
+            "title": items[item_id].title,
+            "sentiment": sentiment,
+            "url": items[item_id].url,
+        }
+        for item_id, sentiment in sentiments.items()
+        if item_id in items
+    ]
+
+
+def alert_payload(
+    alert: Alert, item_ids: Sequence[str], stories: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The JSON document sent to sinks for an alert (``stories``: see :func:`top_stories`)."""
     return {
         "id": alert.id,
         "rule": alert.rule,
@@ -194,6 +252,7 @@ def alert_payload(alert: Alert, item_ids: Sequence[str]) -> dict[str, Any]:
         "created_at": alert.created_at.isoformat(),
         "message": alert.message,
         "item_ids": list(item_ids),
+        "stories": [dict(story) for story in stories],
     }
 
 

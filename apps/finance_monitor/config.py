@@ -72,10 +72,19 @@ class MonitorConfig:
         default="",
         metadata={"help": "Environment variable whose value is sent as 'Authorization: Bearer <value>'."},
     )
-    webhook_timeout_s: float = field(default=5.0, metadata={"help": "Seconds to connect and per read."})
+    webhook_timeout_s: float = field(
+        default=5.0, metadata={"help": "Seconds to connect and per read (webhooks and alert channels)."}
+    )
     webhook_max_attempts: int = field(default=8, metadata={"help": "Attempts before a delivery is dead."})
     webhook_backoff_s: float = field(default=2.0, metadata={"help": "Wait after the first failed attempt."})
     webhook_max_backoff_s: float = field(default=600.0, metadata={"help": "Longest wait between attempts."})
+    dashboard_url: str = field(
+        default="",
+        metadata={
+            "help": "Base URL of the Streamlit suite (https://monitor.example.com): alert messages in Slack, "
+            "Teams and e-mail link to the alert there; empty: no link."
+        },
+    )
     max_db_failures: int = field(
         default=5, metadata={"help": "--follow gives up after this many cycles failing on the database."}
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,12 +36,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from apps.finance_monitor.alerts import AlertEngine
+from apps.finance_monitor.channels import build_channel_sinks
 from apps.finance_monitor.config import MonitorConfig
 from apps.finance_monitor.entities import EntityLinker
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
 from apps.finance_monitor.outbox import DeliveryPolicy, DeliveryWorker, Sender, SendReport
-from apps.finance_monitor.rules import AlertRule, load_rules, load_webhook_allow, resolve_entity_rules
+from apps.finance_monitor.rules import (
+    AlertRule,
+    load_rules,
+    load_webhook_allow,
+    resolve_entity_rules,
+    rule_channels,
+)
 from apps.finance_monitor.scoring import Scorer, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink, WebhookSink
 from apps.finance_monitor.sources import NewsItem
@@ -86,12 +93,14 @@ class Monitor:
         engine: Migrated database.
         scorer: The models.
         rules: Alert rules.
-        sinks: Alert sinks besides the database (log, webhook).
+        sinks: Alert sinks besides the database for every alert (log, webhook).
         ingestor: Reads files into the database (default: a new one on ``engine``).
         batch_size: Items per scoring batch.
         clock: Current time for the alert engine and the outbox (injected by tests).
         policy: Retries of the outbox.
         linker: Links scored items to entities (default: cashtags and given tickers, no watch list).
+        channel_sinks: Sinks of the rules' channels by name (Slack, Teams, e-mail, webhooks:
+            :func:`apps.finance_monitor.channels.build_channel_sinks`).
     """
 
     def __init__(
@@ -105,13 +114,14 @@ class Monitor:
         clock: Callable[[], datetime] = utcnow,
         policy: DeliveryPolicy = DeliveryPolicy(),
         linker: EntityLinker | None = None,
+        channel_sinks: Mapping[str, AlertSink] | None = None,
     ) -> None:
         self.engine = engine
         self.scorer = scorer
         self.linker = linker or EntityLinker()
         self.ingestor = ingestor or Ingestor(engine)
-        self.alerts = AlertEngine(engine, rules, sinks, clock=clock)
-        self.sender = Sender(engine, sinks, policy, clock=clock)
+        self.alerts = AlertEngine(engine, rules, sinks, clock=clock, channel_sinks=channel_sinks)
+        self.sender = Sender(engine, [*sinks, *(channel_sinks or {}).values()], policy, clock=clock)
         self.batch_size = batch_size
 
     def cycle(self, folder: str | Path | None = None, files: Sequence[str | Path] = ()) -> CycleResult:
@@ -288,7 +298,8 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
 
     Raises:
         FileNotFoundError: No sentiment model or rules file.
-        ValueError: A corrupt model directory or a bad rules file.
+        ValueError: A corrupt model directory, a bad rules file, or a channel whose environment
+            variable is not set or holds no URL of its type.
     """
     models = data_dir / "finance" / "models"
     if config.sentiment_model:
@@ -310,13 +321,22 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
     rules_file = config.rules or SAMPLE_RULES
     linker = build_linker(config)
     rules = resolve_entity_rules(load_rules(rules_file), linker.watchlist)
-    sinks = build_sinks(config, load_webhook_allow(rules_file))
+    allow = load_webhook_allow(rules_file)
+    sinks = build_sinks(config, allow)
+    channel_sinks = build_channel_sinks(
+        rule_channels(rules),
+        allow=allow,
+        timeout=config.webhook_timeout_s,
+        dashboard_url=config.dashboard_url,
+        where=str(rules_file),
+    )
     policy = delivery_policy(config)
     scorer = Scorer.from_dirs(sentiment, topic)
     ingestor = Ingestor(engine, dedup_threshold=config.dedup_threshold, min_age_s=config.min_file_age_s)
     return Monitor(
-        engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy, linker=linker
-    )
+        engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy,
+        linker=linker, channel_sinks=channel_sinks,
+    )  # fmt: skip
 
 
 def build_linker(config: MonitorConfig) -> EntityLinker:

@@ -24,6 +24,9 @@ Example ``rules.yaml``::
         entity: watchlist  # every company of the monitor's watch list (monitor.watchlist)
         metric: volume
         std_factor: 4.0
+        channels: [desk-slack, {type: email, smtp_env: SMTP_URL, to: [risk@example.com]}]
+    channels:              # optional: shared alert channels (see apps/finance_monitor/channels.py)
+      desk-slack: {type: slack, url_env: SLACK_WEBHOOK_URL}
     webhooks:              # optional: hosts exempt from the public-address rule for webhooks
       allow: [127.0.0.1]   # host names, addresses or networks (e.g. 10.1.0.0/16)
 """
@@ -34,6 +37,7 @@ import dataclasses
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,6 +47,12 @@ import pandas as pd
 import yaml
 
 from apps.finance_monitor.aggregate import BUCKETS, SCOPES, aggregate, bucket_offset
+from apps.finance_monitor.channels import (
+    ChannelSpec,
+    distinct_channels,
+    parse_channel_section,
+    parse_rule_channels,
+)
 from apps.finance_monitor.watchlist import WatchList
 from apps.finance_monitor.webhook_safety import AllowList
 from core.config import yaml_error_message
@@ -76,6 +86,9 @@ class AlertRule:
     min_baseline_buckets: int = dataclasses.field(default=3, metadata={"help": "fewest baseline values"})
     cooldown: timedelta = dataclasses.field(
         default=timedelta(hours=6), metadata={"help": "breaches this close to an alert extend it"}
+    )
+    channels: tuple[ChannelSpec, ...] = dataclasses.field(
+        default=(), metadata={"help": "where its alerts go besides the log and the monitor's webhook"}
     )
 
     def __post_init__(self) -> None:
@@ -144,14 +157,22 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ValueError(f"{path}: 'defaults' must be a mapping")
+    named = parse_channel_section(str(path), doc.get("channels"))
     rules = [
-        _rule_from_mapping(path, i, {**defaults, **(raw or {})}) for i, raw in enumerate(doc["rules"], 1)
+        _rule_from_mapping(path, i, {**defaults, **(raw or {})}, named)
+        for i, raw in enumerate(doc["rules"], 1)
     ]
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"{path}: rule names must be unique; repeated: {dupes}")
+    distinct_channels(str(path), (c for r in rules for c in r.channels))
     return rules
+
+
+def rule_channels(rules: Sequence[AlertRule]) -> list[ChannelSpec]:
+    """Every channel the rules send to, once each."""
+    return list({c.name: c for r in rules for c in r.channels}.values())
 
 
 def load_webhook_allow(path: str | Path) -> AllowList:
@@ -187,7 +208,9 @@ def _read_doc(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _rule_from_mapping(path: Path, index: int, raw: dict[str, Any]) -> AlertRule:
+def _rule_from_mapping(
+    path: Path, index: int, raw: dict[str, Any], named: dict[str, ChannelSpec]
+) -> AlertRule:
     where = f"{path}: rule {index} ({raw.get('name', 'unnamed')!r})"
     fields = {f.name: f for f in dataclasses.fields(AlertRule)}
     unknown = sorted(set(raw) - set(fields))
@@ -199,6 +222,7 @@ def _rule_from_mapping(path: Path, index: int, raw: dict[str, Any]) -> AlertRule
         if "keys" in raw:
             raise ValueError(f"{where}: give 'entity' or 'keys', not both")
         raw = {**raw, "scope": raw.get("scope", "entity")}
+    channels = parse_rule_channels(where, str(raw["name"]), raw.pop("channels", None), named)
     values: dict[str, Any] = {}
     for key, value in raw.items():
         try:
@@ -206,7 +230,7 @@ def _rule_from_mapping(path: Path, index: int, raw: dict[str, Any]) -> AlertRule
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}, key {key!r}: {err}") from None
     try:
-        return AlertRule(**values)
+        return AlertRule(**values, channels=channels)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
 

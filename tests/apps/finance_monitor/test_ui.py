@@ -250,3 +250,47 @@ def test_dead_deliveries_are_shown_masked_and_retried_from_the_alerts_page(sampl
     assert queries.delivery_counts(engine) == {"pending": 1, "delivered": 0, "dead": 0}
     assert queries.alerts_frame(engine).set_index("id").loc[alert_id, "deliveries"] == "webhook: pending"
     engine.dispose()
+
+
+def test_failed_channel_deliveries_show_no_secret_on_the_alerts_page(sample_db, monkeypatch):
+    from apps.finance_monitor.alerts import alert_payload
+    from apps.finance_monitor.channels import ChannelSpec, build_channel_sinks
+    from apps.finance_monitor.outbox import DeliveryPolicy, Sender, enqueue
+    from apps.finance_monitor.storage import Alert
+    from core.storage import session_scope, utcnow
+    from tests.apps.finance_monitor.channel_servers import free_port
+
+    secrets = ("T0AB12CD3", "B0CD34EF5", "xYzSecretToken1234567890", "pw-Hunter2-Secret")
+    environ = {
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0AB12CD3/B0CD34EF5/xYzSecretToken1234567890",
+        "SMTP_URL": f"mailtos://alerts:pw-Hunter2-Secret@127.0.0.1:{free_port()}?mode=starttls",
+    }
+    monkeypatch.setenv(
+        "HTTPS_PROXY", f"http://127.0.0.1:{free_port()}"
+    )  # nothing listens: Slack fails, offline
+    specs = [
+        ChannelSpec("desk-slack", "slack", url_env="SLACK_WEBHOOK_URL"),
+        ChannelSpec(
+            "risk-mail", "email", smtp_env="SMTP_URL", to=("risk@example.com",), sender="a@example.com"
+        ),
+    ]
+    sinks = build_channel_sinks(specs, environ=environ, timeout=1)
+    engine = engine_for_test()
+    alert_id = int(queries.alerts_frame(engine)["id"].iloc[0])
+    with session_scope(engine) as session:
+        enqueue(
+            session, alert_id, alert_payload(session.get(Alert, alert_id), []), list(sinks.values()), utcnow()
+        )
+    report = Sender(engine, list(sinks.values()), DeliveryPolicy(max_attempts=1)).deliver_due()
+    assert len(report.dead) == 2
+    at = open_page("alerts.py", {"alert": str(alert_id)})
+    assert "2 dead, 0 pending" in at.expander[0].label
+    outbox = at.dataframe[0].value.set_index("sink")
+    assert outbox.loc["desk-slack", "target"] == "slack ($SLACK_WEBHOOK_URL)"
+    assert outbox.loc["desk-slack", "last_error"].endswith("A Connection error occurred posting to Slack.")
+    assert "Connection error while submitting email" in outbox.loc["risk-mail", "last_error"]
+    shown = outbox.to_csv() + " ".join(e.value for e in [*at.caption, *at.markdown, *at.toast])
+    assert "desk-slack: dead (1 attempts)" in shown
+    for secret in secrets:
+        assert secret not in shown
+    engine.dispose()
