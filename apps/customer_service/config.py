@@ -253,7 +253,7 @@ class GapsConfig:
     )
     clustering: ClusterConfig = field(
         # Threshold chosen on BANKING77 train questions (docs/benchmarks/support.md, gap report).
-        default_factory=lambda: ClusterConfig(distance_threshold=0.5),
+        default_factory=lambda: ClusterConfig(distance_threshold=0.45),
         metadata={"help": "How questions are grouped (core.clustering.ClusterConfig)"},
     )
     nearest: int = field(default=3, metadata={"help": "Nearest KB entries listed per cluster"})

@@ -37,7 +37,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,6 @@ class GapReport:
     source: str
     since: datetime | None = None
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def gaps(self) -> int:
@@ -198,6 +197,7 @@ def stored_gaps(
     """
     rows = store.gap_candidates(since, config.low_confidence, limit=config.max_questions)
     found = []
+    now: dict[str, Answer] = {}  # one answer per distinct question
     for row in rows:
         reasons = tuple(
             reason
@@ -212,16 +212,18 @@ def stored_gaps(
         if not question:
             continue
         if config.recheck and bot is not None:
-            now = bot.answer(question)
-            same_rejected = "thumbs_down" in reasons and _plain(now.text) == _plain(row["answer"] or "")
-            if not is_unanswered(now, config.low_confidence) and not same_rejected:
+            if question not in now:
+                now[question] = bot.answer(question)
+            answer = now[question]
+            same_rejected = "thumbs_down" in reasons and _plain(answer.text) == _plain(row["answer"] or "")
+            if not is_unanswered(answer, config.low_confidence) and not same_rejected:
                 continue
         found.append(GapQuestion(question, reasons, row["message_id"], row["created_at"]))
     return found, len(rows)
 
 
 def _plain(text: str) -> str:
-    return " ".join(_CITATION.sub("", text).split()).lower()
+    return strip_citations(text).lower()
 
 
 def strip_citations(text: str) -> str:
