@@ -1,4 +1,4 @@
-"""Evaluation metrics for classification, calibration, retrieval, ranking and generation.
+"""Evaluation metrics for classification, calibration, retrieval, ranking, clustering and generation.
 
 Plain functions over plain Python values. Classification uses scikit-learn, BLEU uses sacrebleu and
 ROUGE-L uses rouge-score, so the numbers match what those libraries report elsewhere. Retrieval and
@@ -191,6 +191,48 @@ def catalogue_coverage(
     if len(items) > catalogue_size:
         raise ValueError(f"{len(items)} distinct items recommended but catalogue_size is {catalogue_size}")
     return len(items) / catalogue_size
+
+
+# --- clustering -----------------------------------------------------------------------------------
+
+
+def clustering_scores(
+    y_true: Sequence[Hashable], clusters: Sequence[int], unclustered: int = -1
+) -> dict[str, float | int]:
+    """How well ``clusters`` recover the classes ``y_true``.
+
+    Rows whose cluster is ``unclustered`` are in no cluster. They are left out of ``purity`` (the
+    share of clustered rows whose cluster's majority class is their own) and counted in
+    ``unclustered_share``; for ``nmi`` and ``ari`` (scikit-learn's normalized mutual information and
+    adjusted Rand index, over every row) each of them is a cluster of its own, so leaving rows
+    unclustered is not free.
+
+    Returns:
+        ``purity``, ``nmi``, ``ari``, ``clusters`` (count), ``classes`` (count), ``unclustered_share``;
+        ``purity`` is 0 when no row is clustered.
+    """
+    from collections import Counter
+
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    _check_pair("y_true", y_true, "clusters", clusters)
+    members: dict[int, list[Hashable]] = {}
+    for label, cluster in zip(y_true, clusters, strict=True):
+        if cluster != unclustered:
+            members.setdefault(int(cluster), []).append(label)
+    clustered = sum(len(m) for m in members.values())
+    majority = sum(Counter(m).most_common(1)[0][1] for m in members.values())
+    # Unclustered rows as singletons: ids after the real ones.
+    top = max(members, default=-1)
+    singletons = [c if c != unclustered else top + 1 + i for i, c in enumerate(clusters)]
+    return {
+        "purity": majority / clustered if clustered else 0.0,
+        "nmi": float(normalized_mutual_info_score(list(y_true), singletons)),
+        "ari": float(adjusted_rand_score(list(y_true), singletons)),
+        "clusters": len(members),
+        "classes": len(set(y_true)),
+        "unclustered_share": 1.0 - clustered / len(clusters),
+    }
 
 
 # --- generation -----------------------------------------------------------------------------------

@@ -336,6 +336,45 @@ class SupportBot:
             chunks = iter([plan.text])
         return AnswerStream(chunks, lambda text, first: self._finish(plan, first))
 
+    def compose(self, question: str, hits: Sequence[Hit], generate: bool = False) -> Answer:
+        """A grounded answer to ``question`` from the given ``hits``: no retrieval, no confidence gate.
+
+        For drafting an answer from chosen passages (e.g. an FAQ answer for a group of questions the
+        bot could not answer). Entries the injection screen flagged are left out, as in
+        :meth:`stream`. With ``generate`` the answer model writes the answer and only the sentences
+        the grounding verifier supports are kept (route ``generate``); otherwise, or when the model
+        is missing or busy or too little of its text is supported, the best passage sentences are
+        quoted (route ``extract``) and ``notice`` says why generation was not used. Route
+        ``handoff`` means no passage sentence answers the question.
+
+        Raises:
+            EmptyQuestionError: The question is empty.
+        """
+        start = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise EmptyQuestionError("the question is empty: type a question for the bot")
+        question = question.strip()[: self.config.max_question_chars]
+        hits = list(hits)
+        used = [h for h in hits if not self.kb.is_flagged(h.entry)][: self.config.answer.passages]
+        dropped = [h.id for h in hits if self.kb.is_flagged(h.entry)]
+        plan = _Plan(question, question, hits, used, dropped, 1.0, "extract", None, None, None, start)
+        if not used:
+            plan.route, plan.text = "handoff", DONT_KNOW
+            return self._finish(plan, None)[0]
+        if generate:
+            try:
+                self._generate_verified(plan)
+            except FileNotFoundError as err:  # the answer model is not installed
+                logger.warning("Answer model unavailable; quoting passages", extra={"error": str(err)})
+                plan.notice = f"the answer model is unavailable ({err})"
+            if plan.route == "handoff":  # the generation queue was busy: quote instead
+                plan.route, plan.notice = "extract", "the answer model was busy"
+            elif not plan.generated_used and plan.notice is None:
+                plan.notice = "too little of the generated text was supported by the passages"
+        if not plan.generated_used:
+            self._extract(plan)
+        return self._finish(plan, None)[0]
+
     # ------------------------------------------------------------------------------ grounded answers
     @property
     def answer_mode(self) -> str:

@@ -3,9 +3,10 @@
 Every config dataclass of the app lives here, one per component: how documents are cut into
 passages (:class:`ChunkConfig`), the lexical index (:class:`BM25Config`), retrieval and fusion
 (:class:`RetrievalConfig`), the knowledge-base build (:class:`KBConfig`) and the bot
-(:class:`BotConfig` with its :class:`AnswerConfig`, :class:`GateConfig` and :class:`RewriteConfig`).
-The YAML file has one section per dataclass (``bot:`` here). Command lines override single values
-with ``--set answer.max_new_tokens=64``.
+(:class:`BotConfig` with its :class:`AnswerConfig`, :class:`GateConfig` and :class:`RewriteConfig`),
+and the knowledge-gap report (:class:`GapsConfig`). The YAML file has one section per top-level
+dataclass (``bot:``, ``gaps:``). Command lines override single values with
+``--set answer.max_new_tokens=64``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from apps.customer_service.fusion import FieldCombine, Normalization
+from core.clustering import ClusterConfig
 from core.config import load_config
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
 from core.paths import project_root
@@ -24,6 +26,8 @@ CONFIG_FILE = "customer_service.yaml"
 AnswerMode = Literal["extractive", "generate"]
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 SECTION = "bot"
+GAPS_SECTION = "gaps"
+DraftMode = Literal["generate", "extractive"]
 Mode = Literal["bm25", "dense", "hybrid"]
 Fusion = Literal["rrf", "score"]
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
@@ -238,6 +242,49 @@ class BotConfig:
     )
 
 
+@dataclass(frozen=True)
+class GapsConfig:
+    """The knowledge-gap report (:mod:`apps.customer_service.gaps`): which questions count, how they
+    are clustered, and how each cluster's draft answer is written."""
+
+    low_confidence: float = field(
+        default=0.5,
+        metadata={"help": "An answer below this confidence counts as not answered (hand-offs always do)"},
+    )
+    clustering: ClusterConfig = field(
+        # Threshold chosen on BANKING77 train questions (docs/benchmarks/support.md, gap report).
+        default_factory=lambda: ClusterConfig(distance_threshold=0.45),
+        metadata={"help": "How questions are grouped (core.clustering.ClusterConfig)"},
+    )
+    nearest: int = field(default=3, metadata={"help": "Nearest KB entries listed per cluster"})
+    examples: int = field(default=3, metadata={"help": "Example questions shown per cluster in tables"})
+    label_terms: int = field(default=3, metadata={"help": "Distinctive terms in a cluster's label"})
+    draft: DraftMode = field(
+        default="generate",
+        metadata={"help": "generate (answer model, verified) or extractive (quoted passage sentences)"},
+    )
+    recheck: bool = field(
+        default=True,
+        metadata={"help": "Ask stored questions again: ones the current KB now answers do not count"},
+    )
+    max_questions: int = field(
+        default=5000, metadata={"help": "Cluster at most this many (the most recent) stored questions"}
+    )
+
+    def __post_init__(self) -> None:
+        checks = {
+            "low_confidence": 0.0 <= self.low_confidence <= 1.0,
+            "nearest": self.nearest >= 1,
+            "examples": self.examples >= 1,
+            "label_terms": self.label_terms >= 1,
+            "draft": self.draft in ("generate", "extractive"),
+            "max_questions": self.max_questions >= 2,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"GapsConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
+
+
 def default_config_path() -> Path:
     """``configs/customer_service.yaml`` in the checkout."""
     return project_root() / "configs" / CONFIG_FILE
@@ -255,6 +302,18 @@ def load_bot_config(path: str | Path | None = None, overrides: Sequence[str] = (
     return load_config(BotConfig, path, overrides=overrides, section=SECTION)
 
 
+def load_gaps_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> GapsConfig:
+    """Defaults, then the ``gaps:`` section of ``path`` (default :func:`default_config_path` if it
+    exists), then ``a.b=c`` overrides (e.g. ``clustering.distance_threshold=0.4``).
+
+    Raises:
+        core.config.ConfigError: A bad file, key or value (naming it).
+    """
+    if path is None and default_config_path().is_file():
+        path = default_config_path()
+    return load_config(GapsConfig, path, overrides=overrides, section=GAPS_SECTION)
+
+
 __all__ = [
     "ANSWER_MODES",
     "MODES",
@@ -263,7 +322,9 @@ __all__ = [
     "BM25Config",
     "BotConfig",
     "ChunkConfig",
+    "DraftMode",
     "Fusion",
+    "GapsConfig",
     "GateConfig",
     "KBConfig",
     "Mode",
@@ -271,4 +332,5 @@ __all__ = [
     "RewriteConfig",
     "default_config_path",
     "load_bot_config",
+    "load_gaps_config",
 ]

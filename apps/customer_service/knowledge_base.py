@@ -306,6 +306,14 @@ def default_kb_dir() -> Path:
     return data_dir() / "support" / "kb"
 
 
+def sources_dir(kb_dir: str | Path) -> Path:
+    """Folder of the sources added to ``kb_dir`` after its first build (uploads on the admin page,
+    approved gap answers): ``{kb_dir}_sources`` beside it (not inside: every build replaces the KB
+    directory wholesale)."""
+    kb_dir = Path(kb_dir)
+    return kb_dir.parent / f"{kb_dir.name}_sources"
+
+
 def read_manifest(kb_dir: str | Path) -> dict[str, Any]:
     """Parse and check ``manifest.json`` of a knowledge-base directory.
 
@@ -514,4 +522,5 @@ __all__ = [
     "default_kb_dir",
     "load_config",
     "read_manifest",
+    "sources_dir",
 ]

@@ -151,6 +151,24 @@ class Retriever:
             results.append(self._rank(mode, k, n_cand, bm25, vector, pools[i]))
         return results
 
+    def search_vectors(self, vectors: np.ndarray, k: int = 5) -> list[list[Hit]]:
+        """Top-``k`` entries by dense similarity to ready query vectors (e.g. the centroid of a
+        group of questions), best first; scored like ``mode="dense"``.
+
+        Raises:
+            ValueError: ``k`` below 1.
+            IndexMismatchError: Vectors of another dimension than the KB's.
+        """
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        n_cand = max(k, self.config.candidates)
+        pools = self._dense_pools(vectors, n_cand)
+        return [
+            self._rank("dense", k, n_cand, None, vector, pool)
+            for vector, pool in zip(vectors, pools, strict=True)
+        ]
+
     # ----------------------------------------------------------------------------- scoring
     def _bm25_scores(self, query: str) -> dict[str, np.ndarray]:
         """Combined and per-field BM25 scores of every entry (arrays in KB order)."""

@@ -8,7 +8,11 @@
   the answer cited them;
 * ``support_handoffs``: answers that handed the conversation to a human (open until resolved);
 * ``support_feedback``: one thumbs up/down per answer from an agent, with an optional corrected
-  answer (exported as FAQ rows by :mod:`apps.customer_service.feedback`).
+  answer (exported as FAQ rows by :mod:`apps.customer_service.feedback`);
+* ``support_gap_reports``: one knowledge-gap report (:mod:`apps.customer_service.gaps`): the KB,
+  where the questions came from, how many the bot could not answer, the unclustered ones;
+* ``support_gap_drafts``: one cluster of a report with its draft FAQ answer and review state
+  (``pending`` / ``approved`` / ``rejected``; an approved draft names the KB entry it became).
 
 :class:`SupportStore` wraps an engine for the UI and CLI; the schema comes from
 ``core.storage.migrate()`` (``aigc db upgrade``), which :class:`SupportStore` runs on first use.
@@ -141,6 +145,55 @@ class Feedback(SupportBase):
     agent: Mapped[str | None] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class GapReport(SupportBase):
+    """A knowledge-gap report: the clusters of questions the bot could not answer, for review."""
+
+    __tablename__ = "support_gap_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kb: Mapped[str] = mapped_column(sa.String(1024), index=True)
+    source: Mapped[str] = mapped_column(sa.String(16))  # store | file
+    since: Mapped[datetime | None]
+    questions: Mapped[int]  # questions considered
+    gaps: Mapped[int]  # of which the bot could not answer
+    unclustered: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class GapDraft(SupportBase):
+    """One cluster of a gap report with its draft FAQ answer and its review."""
+
+    __tablename__ = "support_gap_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("support_gap_reports.id", ondelete="CASCADE"), index=True
+    )
+    rank: Mapped[int]  # 0: the largest cluster
+    label: Mapped[str] = mapped_column(sa.String(200))
+    size: Mapped[int]
+    questions: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # most central first
+    nearest: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    draft_answer: Mapped[str | None] = mapped_column(sa.Text)
+    draft_sources: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    method: Mapped[str] = mapped_column(sa.String(16))  # correction | generated | extractive | none
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    flagged: Mapped[bool] = mapped_column(default=False)  # the injection screen's verdict on the draft
+    flag_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
+    question: Mapped[str | None] = mapped_column(sa.Text)  # the FAQ question it was approved with
+    final_answer: Mapped[str | None] = mapped_column(sa.Text)  # the answer it was approved with
+    entry_id: Mapped[str | None] = mapped_column(sa.String(64))
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    reviewed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+GAP_DRAFT_STATUSES = ("pending", "approved", "rejected")
 
 
 def register_migrations() -> None:
@@ -432,6 +485,144 @@ class SupportStore:
                 for f, m, q in session.execute(stmt)
             ]
 
+    # ------------------------------------------------------------------------ knowledge gaps
+    def gap_candidates(
+        self, since: datetime | None = None, low_confidence: float = 0.5, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Answers that show a knowledge gap, oldest first: hand-offs, answers below ``low_confidence``
+        and answers rated down (only those asked at or after ``since`` when given).
+
+        Returns:
+            Dicts with ``message_id``, ``question``, ``answer``, ``route``, ``confidence``,
+            ``handoff``, ``rating`` (or ``None``), ``corrected_answer`` and ``created_at``; with
+            ``limit``, the newest ``limit`` of them (still oldest first).
+        """
+        question = aliased(Message)
+        stmt = (
+            sa.select(Message, question.content, Feedback.rating, Feedback.corrected_answer)
+            .join(
+                question,
+                (question.conversation_id == Message.conversation_id)
+                & (question.position == Message.position - 1),
+            )
+            .outerjoin(Feedback, Feedback.message_id == Message.id)
+            .where(
+                Message.role == "assistant",
+                Message.handoff.is_(True) | (Message.confidence < low_confidence) | (Feedback.rating < 0),
+            )
+            .order_by(Message.created_at.desc(), Message.id.desc())
+        )
+        if since is not None:
+            stmt = stmt.where(Message.created_at >= since)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with session_scope(self.engine) as session:
+            rows = [
+                {
+                    "message_id": m.id,
+                    "question": q,
+                    "answer": m.content,
+                    "route": m.route,
+                    "confidence": m.confidence,
+                    "handoff": m.handoff,
+                    "rating": rating,
+                    "corrected_answer": corrected,
+                    "created_at": m.created_at,
+                }
+                for m, q, rating, corrected in session.execute(stmt)
+            ]
+        return rows[::-1]
+
+    def save_gap_report(self, report: dict[str, Any], drafts: list[dict[str, Any]]) -> int:
+        """Store a gap report and its drafts in one transaction; returns the report id.
+
+        Args:
+            report: :class:`GapReport` columns (``kb``, ``source``, ``since``, ``questions``, ``gaps``,
+                ``unclustered``, ``settings``, ``created_by``).
+            drafts: :class:`GapDraft` columns per cluster, largest first (``rank`` is their order).
+        """
+        with session_scope(self.engine) as session:
+            row = GapReport(**report)
+            session.add(row)
+            session.flush()
+            for rank, draft in enumerate(drafts):
+                session.add(GapDraft(report_id=row.id, rank=rank, status="pending", **draft))
+            return row.id
+
+    def gap_reports(self, kb: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Gap reports, newest first (only of ``kb`` when given), without their drafts."""
+        stmt = sa.select(GapReport).order_by(GapReport.created_at.desc(), GapReport.id.desc()).limit(limit)
+        if kb is not None:
+            stmt = stmt.where(GapReport.kb == kb)
+        with session_scope(self.engine) as session:
+            return [_columns(r) for r in session.scalars(stmt)]
+
+    def gap_drafts(
+        self, report_id: int | None = None, kb: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Drafts of one report (by rank), or of every report of ``kb`` (newest first); only ``status``."""
+        stmt = sa.select(GapDraft, GapReport.kb).join(GapReport, GapReport.id == GapDraft.report_id)
+        if report_id is not None:
+            stmt = stmt.where(GapDraft.report_id == report_id).order_by(GapDraft.rank)
+        else:
+            stmt = stmt.order_by(GapDraft.created_at.desc(), GapDraft.id.desc())
+        if kb is not None:
+            stmt = stmt.where(GapReport.kb == kb)
+        if status is not None:
+            stmt = stmt.where(GapDraft.status == status)
+        with session_scope(self.engine) as session:
+            return [_columns(d) | {"kb": k} for d, k in session.execute(stmt)]
+
+    def gap_draft(self, draft_id: int) -> dict[str, Any]:
+        """One draft with its report's ``kb``.
+
+        Raises:
+            KeyError: No such draft.
+        """
+        with session_scope(self.engine) as session:
+            found = session.execute(
+                sa.select(GapDraft, GapReport.kb)
+                .join(GapReport, GapReport.id == GapDraft.report_id)
+                .where(GapDraft.id == draft_id)
+            ).first()
+            if found is None:
+                raise KeyError(f"no gap draft {draft_id}")
+            return _columns(found[0]) | {"kb": found[1]}
+
+    def review_gap_draft(
+        self,
+        draft_id: int,
+        status: str,
+        reviewer: str | None,
+        *,
+        expect: str = "pending",
+        **values: Any,
+    ) -> None:
+        """Move a draft from ``expect`` to ``status`` (with ``question``, ``final_answer``, ``entry_id``).
+
+        The change is conditional on the current status, so two reviewers cannot both approve.
+
+        Raises:
+            ValueError: Unknown status, or the draft is not in state ``expect``.
+            KeyError: No such draft.
+        """
+        if status not in GAP_DRAFT_STATUSES:
+            raise ValueError(f"status must be one of {GAP_DRAFT_STATUSES}, got {status!r}")
+        unknown = set(values) - {"question", "final_answer", "entry_id"}
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)} on a gap draft")
+        with session_scope(self.engine) as session:
+            done = session.execute(
+                sa.update(GapDraft)
+                .where(GapDraft.id == draft_id, GapDraft.status == expect)
+                .values(status=status, reviewed_by=reviewer, reviewed_at=utcnow(), **values)
+            )
+            if done.rowcount == 0:
+                current = session.get(GapDraft, draft_id)
+                if current is None:
+                    raise KeyError(f"no gap draft {draft_id}")
+                raise ValueError(f"gap draft {draft_id} is {current.status}, not {expect}")
+
     def stats(self) -> dict[str, Any]:
         """Counts of conversations, answers, hand-offs (open) and feedback (up / down / corrected)."""
         with session_scope(self.engine) as session:
@@ -452,10 +643,18 @@ class SupportStore:
             }
 
 
+def _columns(row: SupportBase) -> dict[str, Any]:
+    """A mapped row as a dict of its columns."""
+    return {column.key: getattr(row, column.key) for column in sa.inspect(row).mapper.column_attrs}
+
+
 __all__ = [
+    "GAP_DRAFT_STATUSES",
     "Conversation",
     "Correction",
     "Feedback",
+    "GapDraft",
+    "GapReport",
     "Handoff",
     "Message",
     "MessageSource",

@@ -2,6 +2,7 @@
 
 * :mod:`~apps.customer_service.cli.bot` — build, evaluate and serve the knowledge base and the bot
   (``ui``, ``index``, ``eval``, ``ask``, ``answering``, ``export-feedback``, ``calibrate``);
+* :mod:`~apps.customer_service.cli.gaps` — the knowledge-gap report (``gaps``);
 * :mod:`~apps.customer_service.cli.models` — train and score the intent classifier and the answer
   model (``train-intents``, ``eval-intents``, ``finetune``, ``eval-answers``).
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from apps.customer_service.cli import bot, models
+from apps.customer_service.cli import bot, gaps, models
 from core.bench import register_bench
 from core.ui.launch import app_ui_command
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(app_ui_command("support"))
 app.add_typer(bot.app)
+app.add_typer(gaps.app)
 app.add_typer(models.app)
 
 __all__ = ["app"]

@@ -10,6 +10,7 @@ PAGES_DIR = Path(__file__).with_name("pages")
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("chat.py", "Agent chat", ":material/support_agent:"),
     ("admin.py", "Knowledge base", ":material/library_books:"),
+    ("gaps.py", "Knowledge gaps", ":material/live_help:"),
 )
 
 
@@ -24,5 +25,5 @@ def pages() -> AppPages:
         ),
         pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
         permission="chat",
-        page_permissions={"admin.py": "kb.admin"},
+        page_permissions={"admin.py": "kb.admin", "gaps.py": "kb.admin"},
     )

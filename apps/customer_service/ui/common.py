@@ -112,14 +112,15 @@ def highlighted_markdown(passage: str, answer: str) -> str:
     """
     out, last = [], 0
     for start, end in highlight_spans(answer, passage):
-        out.append(_escape(passage[last:start]))
-        out.append(f":orange-background[{_escape(passage[start:end])}]")
+        out.append(escape_markdown(passage[last:start]))
+        out.append(f":orange-background[{escape_markdown(passage[start:end])}]")
         last = end
-    out.append(_escape(passage[last:]))
+    out.append(escape_markdown(passage[last:]))
     return "".join(out)
 
 
-def _escape(text: str) -> str:
+def escape_markdown(text: str) -> str:
+    """``text`` with Markdown control characters escaped (KB and user text shown as it is)."""
     return re.sub(r"([\\`*_{}\[\]()#+!|<>~:$-])", r"\\\1", text)
 
 

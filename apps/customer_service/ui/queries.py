@@ -1,4 +1,5 @@
-"""Knowledge-base administration behind the admin page: uploaded sources, re-indexing, statistics.
+"""Knowledge-base administration behind the admin pages: uploaded sources, re-indexing, statistics,
+and the knowledge-gap report with its review (the Knowledge gaps page).
 
 Uploaded files live beside the KB in ``{kb_dir}_sources/`` (not inside it: the KB directory is
 replaced wholesale by every build). A re-index builds from those files (plus, optionally, the
@@ -12,17 +13,33 @@ import logging
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import Calibration, calibrate_kb
+from apps.customer_service.config import load_gaps_config
 from apps.customer_service.demo import OUT_OF_SCOPE, QUERIES, SAMPLE_SOURCES
 from apps.customer_service.errors import SourceError
-from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase
+from apps.customer_service.gap_review import (
+    Approval,
+    approve,
+    latest_report,
+    reject,
+    save_report,
+    since_label,
+    sync_approved,
+    unsynced,
+)
+from apps.customer_service.gaps import gaps_from_file, gaps_from_store, strip_citations
+from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase, sources_dir
 from apps.customer_service.retrieval_eval import read_queries
 from apps.customer_service.sources import load_sources, read_source
+from apps.customer_service.storage import SupportStore
 from core.atomic import write_bytes_atomic
+from core.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +54,6 @@ class ReindexResult:
     entries: int
     report: BuildReport
     calibration_note: str | None
-
-
-def sources_dir(kb_dir: Path) -> Path:
-    """Folder of uploaded sources of ``kb_dir``: ``{kb_dir}_sources`` beside it."""
-    return kb_dir.parent / f"{kb_dir.name}_sources"
 
 
 def source_files(folder: Path) -> list[Path]:
@@ -108,17 +120,81 @@ def reindex(kb_dir: Path, sources: Sequence[Path], progress: Progress | None = N
     report(0.2, f"Embedding and indexing {len(entries)} entries…")
     kb = KnowledgeBase.build(list(sources), kb_dir)
     report(0.85, "Calibrating the answer gate…")
-    note = None
+    note = recalibrate(kb_dir, kb)
+    report(1.0, "Done")
+    return ReindexResult(len(kb), kb.last_build, note)
+
+
+def recalibrate(kb_dir: Path, kb: KnowledgeBase) -> str | None:
+    """Calibrate the gate on the sample validation questions when they fit ``kb``; else say what to run."""
     queries = read_queries(QUERIES)
     if all(gold in kb for q in queries for gold in q.gold_ids):
         calibrate_kb(kb_dir, QUERIES, OUT_OF_SCOPE)
+        return None
+    return (
+        "The answer gate uses its default thresholds: the sample validation questions do not fit this KB "
+        "(run `aigc support calibrate --queries YOUR.csv --out-of-scope OOS.csv`)."
+    )
+
+
+# ------------------------------------------------------------------------------ knowledge gaps
+def find_gaps(
+    kb_dir: Path,
+    bot: SupportBot,
+    store: SupportStore,
+    since: date | None = None,
+    questions: tuple[str, bytes] | None = None,
+    generate: bool = True,
+    created_by: str | None = None,
+) -> int:
+    """Make and store a gap report of the KB; returns its id.
+
+    Args:
+        kb_dir: The knowledge base.
+        bot: The bot over it.
+        store: The conversation store (questions, corrections; the report is saved there).
+        since: Only stored questions asked from this day on (UTC).
+        questions: An uploaded questions file ``(name, content)`` to use instead of the store.
+        generate: Let the answer model write drafts (else quote passages).
+        created_by: Who asked for it.
+
+    Raises:
+        SourceError: A bad questions file (naming the row and field).
+    """
+    config = replace(load_gaps_config(), draft="generate" if generate else "extractive")
+    if questions is not None:
+        name, content = questions
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / (Path(name).name or "questions.csv")
+            path.write_bytes(content)
+            try:
+                report = gaps_from_file(bot, path, config, store)
+            except SourceError as err:
+                raise SourceError(
+                    Path(name).name, err.problem, row=err.row, line=err.line, field=err.field
+                ) from err
     else:
-        note = (
-            "The answer gate uses its default thresholds: the sample validation questions do not fit this KB "
-            "(run `aigc support calibrate --queries YOUR.csv --out-of-scope OOS.csv`)."
-        )
-    report(1.0, "Done")
-    return ReindexResult(len(kb), kb.last_build, note)
+        moment = None if since is None else datetime.combine(since, time.min, tzinfo=UTC)
+        report = gaps_from_store(bot, store, config, moment)
+    return save_report(store, report, kb_dir, config, created_by)
+
+
+def approve_gap(
+    store: SupportStore,
+    draft_id: int,
+    kb_dir: Path,
+    reviewer: str | None,
+    question: str,
+    answer: str,
+    embedder: Embedder | None = None,
+) -> tuple[Approval, str | None]:
+    """Approve a draft into the KB (:func:`apps.customer_service.gap_review.approve`), then recalibrate
+    the gate like a re-index; returns the approval and a note when the gate could not be recalibrated."""
+    approval = approve(store, draft_id, kb_dir, reviewer, question, answer, embedder)
+    note = None
+    if approval.calibration == "dropped":
+        note = recalibrate(kb_dir, KnowledgeBase.load(kb_dir))
+    return approval, note
 
 
 def kb_statistics(kb_dir: Path) -> dict[str, Any]:
@@ -145,9 +221,18 @@ def kb_statistics(kb_dir: Path) -> dict[str, Any]:
 __all__ = [
     "UPLOAD_SUFFIXES",
     "ReindexResult",
+    "approve_gap",
+    "find_gaps",
     "index_sources",
     "kb_statistics",
+    "latest_report",
+    "recalibrate",
     "reindex",
+    "reject",
+    "since_label",
+    "strip_citations",
+    "sync_approved",
+    "unsynced",
     "save_uploads",
     "source_files",
     "sources_dir",

@@ -21,9 +21,9 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_support_joins_the_commands_of_both_sub_apps_in_order():
+def test_support_joins_the_commands_of_every_sub_app_in_order():
     group = typer.main.get_command(app)
-    commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate"]
+    commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate", "gaps"]
     commands += ["train-intents", "eval-intents", "finetune", "eval-answers"]
     assert list(group.commands) == commands
     result = runner.invoke(app, ["--help"])
