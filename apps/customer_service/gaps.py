@@ -400,8 +400,18 @@ def gaps_from_file(
         FileNotFoundError: No such file.
         SourceError: A bad file (naming the row and field).
     """
+    return gaps_from_questions(bot, read_questions(path), config, store, show_progress_bar)
+
+
+def gaps_from_questions(
+    bot: SupportBot,
+    questions: Sequence[str],
+    config: GapsConfig | None = None,
+    store: SupportStore | None = None,
+    show_progress_bar: bool = False,
+) -> GapReport:
+    """The gap report of ``questions`` already read (see :func:`gaps_from_file`)."""
     config = config or GapsConfig()
-    questions = read_questions(path)
     found = unanswered(bot, questions, config.low_confidence, show_progress_bar)
     corrections = store.corrections() if store is not None else []
     return find_gaps(bot, found, config, corrections, asked=len(questions), source="file")
@@ -425,6 +435,7 @@ __all__ = [
     "GapCluster",
     "GapQuestion",
     "GapReport",
+    "gaps_from_questions",
     "draft_answer",
     "find_gaps",
     "gaps_from_file",

@@ -91,8 +91,9 @@ def gaps_cmd(
     from apps.customer_service.bot import EmptyQuestionError, SupportBot
     from apps.customer_service.config import load_bot_config, load_gaps_config
     from apps.customer_service.errors import KBFormatError, SourceError
-    from apps.customer_service.gaps import gaps_from_file, gaps_from_store
+    from apps.customer_service.gaps import gaps_from_questions, gaps_from_store
     from apps.customer_service.knowledge_base import default_kb_dir
+    from apps.customer_service.retrieval_eval import read_questions
     from apps.customer_service.storage import SupportStore
     from core.config import ConfigError
     from core.storage import StorageError
@@ -112,11 +113,13 @@ def gaps_cmd(
         moment = parse_since(since)
         config = load_gaps_config(config_file, overrides or [])
         bot = SupportBot.from_dir(target, load_bot_config(config_file))
+        # The file is read before the store opens (and migrates): a bad file prints only its error.
+        asked = read_questions(questions_file) if questions_file is not None else None
     with exit_on_error(StorageError):
         store = SupportStore()
     with exit_on_error(*input_errors):
-        if questions_file is not None:
-            report = gaps_from_file(bot, questions_file, config, store)
+        if asked is not None:
+            report = gaps_from_questions(bot, asked, config, store)
         else:
             report = gaps_from_store(bot, store, config, moment)
     if save:
