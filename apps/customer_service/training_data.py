@@ -12,12 +12,14 @@ order; on a duplicate question (compared by :func:`normalize_question`) the late
 * ``corrections`` — agents' corrected answers (thumbs down with a correction) in the conversation store;
 * ``handoffs`` — resolved hand-offs with the agent's answer.
 
-*Hooks for data that other features add.* A resolved hand-off row of
-:meth:`SupportStore.handoffs <apps.customer_service.storage.SupportStore.handoffs>` becomes a pair
-when it carries ``agent_answer`` (the agent's reply); until the store records replies, a hand-off
-that an agent answered by correcting the bot's answer comes through that correction. Approved gap
-FAQs reach training through the KB once approved into it; a store of approved drafts that are not
-indexed yet plugs in as one more function in :data:`SOURCES`, nothing else changes.
+*Where the agent's answer comes from, and hooks for data other features add.* A hand-off counts
+once its row in ``support_handoffs`` is ``resolved``. Its question is the user turn before the bot's
+hand-off answer; its answer is the first agent turn after it (a ``support_messages`` row with role
+``agent``: what a hand-off queue stores as the agent's reply) or, where there is none, the agent's
+correction of the bot's hand-off answer (thumbs down with a corrected answer, all the chat page
+records today). Approved gap FAQs reach training through the KB once approved into it; a store of
+approved drafts that are not indexed yet plugs in as one more function in :data:`SOURCES`, nothing
+else changes.
 
 Text from users, agents and KB files is data: pairs whose question or answer the prompt-injection
 screen flags are dropped (a KB entry by its verdict stored at index time), so no instruction-like
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import random
@@ -45,16 +48,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from apps.customer_service.answer_tuning import QAPair, read_dialogue_pairs, write_pairs_jsonl
 from apps.customer_service.config import RefreshConfig
 from apps.customer_service.entries import Entry
 from apps.customer_service.injection_screen import screen_entries
 from apps.customer_service.intents import read_intents_csv
 from apps.customer_service.knowledge_base import KnowledgeBase
-from apps.customer_service.storage import SupportStore
+from apps.customer_service.storage import Feedback, Handoff, Message, SupportStore
 from core.atomic import write_bytes_atomic
 from core.config import write_json_atomic
 from core.io.artifacts import ArtifactError, open_artifact, sha256_file, verify_artifact
+from core.storage import session_scope
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +150,35 @@ def agent_corrections(ctx: SourceContext) -> Iterator[Example]:
 
 
 def resolved_handoffs(ctx: SourceContext) -> Iterator[Example]:
-    """Resolved hand-offs with the agent's answer (row key ``agent_answer``; see the module docstring)."""
+    """Resolved hand-offs with the agent's answer (see the module docstring for where it comes from)."""
     if ctx.store is None:
         return
-    for row in ctx.store.handoffs(status="resolved", limit=1_000_000):
-        answer = (row.get("agent_answer") or "").strip()
-        if row.get("question") and answer:
-            yield Example(f"handoff-{row['message_id']}", row["question"], answer, None, "handoffs")
+    with session_scope(ctx.store.engine) as session:
+        cases = session.execute(
+            sa.select(
+                Handoff.message_id, Message.conversation_id, Message.position, Feedback.corrected_answer
+            )
+            .join(Message, Message.id == Handoff.message_id)
+            .outerjoin(Feedback, Feedback.message_id == Handoff.message_id)
+            .where(Handoff.status == "resolved")
+            .order_by(Handoff.id)
+        ).all()
+        conversations = {c.conversation_id for c in cases}
+        turns: dict[str, list[tuple[int, str, str]]] = {}
+        for m in session.execute(
+            sa.select(Message.conversation_id, Message.position, Message.role, Message.content)
+            .where(Message.conversation_id.in_(conversations), Message.role.in_(("user", "agent")))
+            .order_by(Message.conversation_id, Message.position)
+        ):
+            turns.setdefault(m.conversation_id, []).append((m.position, m.role, m.content))
+    for case in cases:
+        conversation = turns.get(case.conversation_id, [])
+        question = next((t for p, r, t in conversation if p == case.position - 1 and r == "user"), None)
+        later = [(r, t) for p, r, t in conversation if p > case.position]
+        replies = [t for r, t in itertools.takewhile(lambda turn: turn[0] == "agent", later)]
+        answer = (" ".join(replies) if replies else case.corrected_answer or "").strip()
+        if question and answer:
+            yield Example(f"handoff-{case.message_id}", question, answer, None, "handoffs")
 
 
 #: The sources of a refresh, in order (a later source's answer to the same question wins).

@@ -12,8 +12,11 @@ import csv
 import json
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from apps.customer_service.bot import Answer, Source
-from apps.customer_service.storage import SupportStore
+from apps.customer_service.storage import Handoff, Message, SupportStore
+from core.storage import session_scope
 
 TRACK = [
     "where is my parcel", "track my parcel please", "parcel tracking link", "my parcel has not arrived",
@@ -93,9 +96,13 @@ def add_correction(store: SupportStore, question: str, corrected: str) -> int:
     return message
 
 
-def add_resolved_handoff(store: SupportStore, question: str) -> int:
-    """One hand-off, resolved; the answer's message id."""
+def add_resolved_handoff(store: SupportStore, question: str, reply: str | None = None) -> int:
+    """One hand-off, resolved, with the agent's ``reply`` as a message of role ``agent`` (as a hand-off
+    queue stores it) when given; the hand-off answer's message id."""
     conversation = store.start_conversation(question)
     message = store.add_exchange(conversation, question, answer("Handing you over.", handoff=True))
-    store.resolve_handoff(message)
+    with session_scope(store.engine) as session:
+        if reply is not None:
+            session.add(Message(conversation_id=conversation, position=2, role="agent", content=reply))
+        session.execute(sa.update(Handoff).where(Handoff.message_id == message).values(status="resolved"))
     return message

@@ -27,6 +27,7 @@ from .refresh_fixtures import (
     TRACK,
     add_correction,
     add_resolved_handoff,
+    answer,
     write_intents,
     write_pairs,
 )
@@ -87,25 +88,28 @@ def test_sources_merge_label_answers_and_drop_flagged_text(tmp_path, store, kb):
     assert set(data.by_source) == {"intents_file", "pairs_file", "kb", "corrections"}
 
 
-def test_resolved_handoffs_train_once_the_store_records_the_agents_reply(tmp_path, store):
-    message = add_resolved_handoff(store, "Can I pay by invoice?")
-    ctx = SourceContext(config(tmp_path), store)
-    assert not collect(ctx).pairs  # main's hand-off rows have no agent reply yet
+def test_resolved_handoffs_train_with_the_agents_reply_or_correction(tmp_path, store):
+    replied = add_resolved_handoff(store, "Can I pay by invoice?", reply="Yes, for business accounts.")
+    corrected = add_resolved_handoff(store, "Do you deliver on Sundays?")
+    store.record_feedback(corrected, -1, "No, deliveries run Monday to Saturday.")
+    add_resolved_handoff(store, "Is there a loyalty card?")  # resolved without an answer: nothing to learn
+    conversation = store.start_conversation("open one")
+    store.add_exchange(conversation, "Can I get a loan?", answer("Handing you over.", handoff=True))  # open
 
-    class RepliesStore(SupportStore):  # the hook a hand-off queue fills: rows with agent_answer
-        def handoffs(self, status="open", limit=50):
-            return [
-                {**row, "agent_answer": "Yes, for business accounts."}
-                for row in super().handoffs(status, limit)
-            ]
-
-    ctx = SourceContext(config(tmp_path), RepliesStore(store.engine, create=False))
-    [pair] = collect(ctx).pairs
-    assert (pair.id, pair.question, pair.answer) == (
-        f"handoff-{message}",
-        "Can I pay by invoice?",
-        "Yes, for business accounts.",
-    )
+    data = collect(SourceContext(config(tmp_path), store))
+    pairs = {(e.id, e.question, e.answer, e.source) for e in data.pairs}
+    assert pairs == {
+        (f"handoff-{replied}", "Can I pay by invoice?", "Yes, for business accounts.", "handoffs"),
+        (
+            f"handoff-{corrected}",
+            "Do you deliver on Sundays?",
+            "No, deliveries run Monday to Saturday.",
+            "handoffs",
+        ),
+    }
+    assert (
+        data.by_source["handoffs"] == 2 and "corrections" not in data.by_source
+    )  # same question: later wins
     assert list(SOURCES) == ["intents_file", "pairs_file", "kb", "corrections", "handoffs"]
 
 
