@@ -7,8 +7,10 @@ order; on a duplicate question (compared by :func:`normalize_question`) the late
 * ``intents_file`` — labelled utterances (``refresh.intents_data``, default the shipped sample);
 * ``pairs_file`` — past question-answer pairs (``refresh.pairs_data``, optional);
 * ``kb`` — the knowledge base's FAQ and dialogue entries: the curated FAQs, agents' corrections once
-  indexed (``aigc support export-feedback``) and approved gap FAQs once indexed; an entry's category
-  labels its question when it is one of the intent labels;
+  indexed (``aigc support export-feedback``) and approved gap FAQs; an entry's category labels its
+  question when it is one of the intent labels;
+* ``approved_faqs`` — gap drafts a kb_admin approved for this KB (:mod:`apps.customer_service.gap_review`),
+  also those the KB has not been rebuilt with yet;
 * ``corrections`` — agents' corrected answers (thumbs down with a correction) in the conversation store;
 * ``handoffs`` — resolved hand-offs with the agent's answer.
 
@@ -17,9 +19,8 @@ once its row in ``support_handoffs`` is ``resolved``. Its question is the user t
 hand-off answer; its answer is the first agent turn after it (a ``support_messages`` row with role
 ``agent``: what a hand-off queue stores as the agent's reply) or, where there is none, the agent's
 correction of the bot's hand-off answer (thumbs down with a corrected answer, all the chat page
-records today). Approved gap FAQs reach training through the KB once approved into it; a store of
-approved drafts that are not indexed yet plugs in as one more function in :data:`SOURCES`, nothing
-else changes.
+records today). Another source of approved answers plugs in as one more function in
+:data:`SOURCES`; nothing else changes.
 
 Text from users, agents and KB files is data: pairs whose question or answer the prompt-injection
 screen flags are dropped (a KB entry by its verdict stored at index time), so no instruction-like
@@ -53,6 +54,7 @@ import sqlalchemy as sa
 from apps.customer_service.answer_tuning import QAPair, read_dialogue_pairs, write_pairs_jsonl
 from apps.customer_service.config import RefreshConfig
 from apps.customer_service.entries import Entry
+from apps.customer_service.gap_review import approved_rows
 from apps.customer_service.injection_screen import screen_entries
 from apps.customer_service.intents import read_intents_csv
 from apps.customer_service.knowledge_base import KnowledgeBase
@@ -141,6 +143,14 @@ def kb_entries(ctx: SourceContext) -> Iterator[Example]:
         ctx.notes.append(f"{flagged} KB entries flagged by the injection screen were left out")
 
 
+def approved_faqs(ctx: SourceContext) -> Iterator[Example]:
+    """Gap FAQs a kb_admin approved for this KB, indexed or not yet (the database is their record)."""
+    if ctx.store is None or ctx.kb is None or ctx.kb.path is None:
+        return
+    for row in approved_rows(ctx.store, ctx.kb.path):
+        yield Example(row["id"], row["question"], row["answer"], None, "approved_faqs")
+
+
 def agent_corrections(ctx: SourceContext) -> Iterator[Example]:
     """Answers agents rated down and corrected (the corrected answer is the reference)."""
     if ctx.store is None:
@@ -186,6 +196,7 @@ SOURCES: dict[str, Source] = {
     "intents_file": intents_file,
     "pairs_file": pairs_file,
     "kb": kb_entries,
+    "approved_faqs": approved_faqs,
     "corrections": agent_corrections,
     "handoffs": resolved_handoffs,
 }
@@ -397,6 +408,7 @@ __all__ = [
     "TrainingData",
     "TrainingDataError",
     "agent_corrections",
+    "approved_faqs",
     "collect",
     "draw_heldout",
     "freeze_heldout",

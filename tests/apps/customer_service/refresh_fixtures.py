@@ -15,7 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from apps.customer_service.bot import Answer, Source
-from apps.customer_service.storage import Handoff, Message, SupportStore
+from apps.customer_service.gap_review import entry_id, kb_key
+from apps.customer_service.storage import GapDraft, GapReport, Handoff, Message, SupportStore
 from core.storage import session_scope
 
 TRACK = [
@@ -106,3 +107,18 @@ def add_resolved_handoff(store: SupportStore, question: str, reply: str | None =
             session.add(Message(conversation_id=conversation, position=2, role="agent", content=reply))
         session.execute(sa.update(Handoff).where(Handoff.message_id == message).values(status="resolved"))
     return message
+
+
+def add_approved_gap(store: SupportStore, kb_dir: Path, question: str, answer_text: str) -> str:
+    """A gap draft approved for ``kb_dir`` as an approval commits it (before the KB is rebuilt);
+    the KB entry id it becomes."""
+    with session_scope(store.engine) as session:
+        report = GapReport(kb=kb_key(kb_dir), source="store", questions=3, gaps=3)
+        session.add(report)
+        session.flush()
+        draft = GapDraft(report_id=report.id, rank=0, label="gift wrap", size=3, method="generated",
+                         status="approved", question=question, final_answer=answer_text)  # fmt: skip
+        session.add(draft)
+        session.flush()
+        draft.entry_id = entry_id(draft.id)
+        return draft.entry_id

@@ -25,6 +25,7 @@ from .refresh_fixtures import (
     PAIRS,
     REFUND,
     TRACK,
+    add_approved_gap,
     add_correction,
     add_resolved_handoff,
     answer,
@@ -110,7 +111,22 @@ def test_resolved_handoffs_train_with_the_agents_reply_or_correction(tmp_path, s
     assert (
         data.by_source["handoffs"] == 2 and "corrections" not in data.by_source
     )  # same question: later wins
-    assert list(SOURCES) == ["intents_file", "pairs_file", "kb", "corrections", "handoffs"]
+    assert list(SOURCES) == ["intents_file", "pairs_file", "kb", "approved_faqs", "corrections", "handoffs"]
+
+
+def test_approved_gap_faqs_train_before_the_kb_is_rebuilt_with_them(tmp_path, store, kb):
+    gap = add_approved_gap(store, kb.path, "Do you gift wrap orders?", "Yes, gift wrapping costs 3 euros.")
+    add_approved_gap(
+        store, tmp_path / "other-kb", "Do you sell plants?", "Yes."
+    )  # another KB's: not this one
+    data = collect(SourceContext(config(tmp_path), store, kb))
+    [pair] = [e for e in data.pairs if e.source == "approved_faqs"]
+    assert (pair.id, pair.question, pair.answer) == (
+        gap,
+        "Do you gift wrap orders?",
+        "Yes, gift wrapping costs 3 euros.",
+    )
+    assert not any(e.question == "Do you sell plants?" for e in data.pairs)
 
 
 def test_a_bad_intents_file_names_row_and_field(tmp_path):
