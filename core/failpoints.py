@@ -38,6 +38,8 @@ KNOWN_POINTS: tuple[str, ...] = (
     "score.during_assembly",
     "train.after_checkpoint",
     "models.during_assembly",
+    "versions.before_commit",
+    "versions.before_activate",
 )
 
 _hits: Counter[str] = Counter()

@@ -10,7 +10,8 @@ reads as dialogues (CSV, JSON or JSON Lines with ``question`` and ``answer``; op
   :func:`core.finetune.train_causal_lm` — the loss covers the answer tokens only;
 * :func:`evaluate_answer_model` generates answers to held-out questions with the base model and with the
   adapter, and scores both against the reference answers with ROUGE-L and BLEU
-  (:mod:`core.metrics`).
+  (:mod:`core.metrics`); :func:`score_answer_model` scores one model (the refresh loop compares the
+  served adapter with a candidate this way).
 
 Example:
     >>> report = finetune_answers("past_dialogues.jsonl", "runs/answers", epochs=2)
@@ -183,6 +184,49 @@ def _score(generator: Generator, pairs: Sequence[QAPair], settings: GenerateSett
     }
 
 
+def _answer_setup(
+    adapter: str | Path | None, model: str | None, system_prompt: str | None
+) -> tuple[str | None, str]:
+    if system_prompt is None:
+        system_prompt = (_adapter_system_prompt(adapter) if adapter else None) or SUPPORT_SYSTEM_PROMPT
+    if model is None and adapter is not None:
+        from core.generation import adapter_base_model
+
+        model = adapter_base_model(adapter)
+    return model, system_prompt
+
+
+def score_answer_model(
+    pairs: Sequence[QAPair],
+    adapter: str | Path | None = None,
+    model: str | None = None,
+    max_new_tokens: int = 128,
+    system_prompt: str | None = None,
+) -> dict[str, Any]:
+    """ROUGE-L (0-1) and BLEU (0-100) of one answer model (the base, or the base with ``adapter``).
+
+    Greedy decoding, so two models compared on the same pairs differ only by their weights.
+
+    Args:
+        pairs: Question -> reference answer pairs.
+        adapter: Adapter directory from :func:`finetune_answers` (``None``: the base model).
+        model: Base model spec (default: the adapter's base, else SmolLM2-135M-Instruct).
+        max_new_tokens: Longest generated answer.
+        system_prompt: System message (default: the adapter's, else :data:`SUPPORT_SYSTEM_PROMPT`).
+
+    Returns:
+        ``{"rouge_l", "bleu", "seconds", "samples"}`` (three question/reference/answer samples).
+
+    Raises:
+        ValueError: No pairs.
+    """
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    model, system_prompt = _answer_setup(adapter, model, system_prompt)
+    generator = Generator(model, adapter=adapter, system_prompt=system_prompt)
+    return _score(generator, list(pairs), GenerateSettings(max_new_tokens=max_new_tokens))
+
+
 def evaluate_answer_model(
     pairs: str | Path | Sequence[QAPair],
     adapter: str | Path | None = None,
@@ -213,19 +257,11 @@ def evaluate_answer_model(
         items = items[:limit]
     if not items:
         raise ValueError("no pairs to evaluate")
-    if system_prompt is None:
-        system_prompt = (_adapter_system_prompt(adapter) if adapter else None) or SUPPORT_SYSTEM_PROMPT
-    if model is None and adapter is not None:
-        from core.generation import adapter_base_model
-
-        model = adapter_base_model(adapter)
-    settings = GenerateSettings(max_new_tokens=max_new_tokens)
+    model, system_prompt = _answer_setup(adapter, model, system_prompt)
     result: dict[str, Any] = {"pairs": len(items), "before": None, "after": None, "delta": None}
-    result["before"] = _score(Generator(model, system_prompt=system_prompt), items, settings)
+    result["before"] = score_answer_model(items, None, model, max_new_tokens, system_prompt)
     if adapter is not None:
-        result["after"] = _score(
-            Generator(model, adapter=adapter, system_prompt=system_prompt), items, settings
-        )
+        result["after"] = score_answer_model(items, adapter, model, max_new_tokens, system_prompt)
         result["delta"] = {k: round(result["after"][k] - result["before"][k], 4) for k in ("rouge_l", "bleu")}
     logger.info("Evaluated answers", extra={"pairs": len(items), "delta": result["delta"]})
     return result
@@ -239,6 +275,7 @@ __all__ = [
     "evaluate_answer_model",
     "finetune_answers",
     "read_dialogue_pairs",
+    "score_answer_model",
     "split_heldout",
     "write_pairs_jsonl",
 ]

@@ -47,11 +47,11 @@ from apps.customer_service.prompts import (
 )
 from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
+from apps.customer_service.served_models import answer_adapter_path, intent_model_path
 from core.embeddings import Embedder
 from core.extractive import PickedSentence, SentencePicker
 from core.generation import GenerationUnavailableError
 from core.grounding import GroundingVerifier, Verification
-from core.paths import data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,8 @@ class SupportBot:
         calibration: Confidence mapping and thresholds (default: ``calibration.json`` in the KB
             directory when ``config.gate.use_calibration``, else ``config.gate``).
         intent_model: A :class:`core.classification.TextClassifier` (default: ``config.intent_model``,
-            or ``$AIGC_DATA_DIR/support/intents`` when it exists; none is fine).
+            else the active refreshed version's, else ``$AIGC_DATA_DIR/support/intents`` when it
+            exists; none is fine; see :mod:`apps.customer_service.served_models`).
     """
 
     def __init__(
@@ -265,7 +266,8 @@ class SupportBot:
             from core.generation import Generator
 
             cfg = self.config.answer
-            self._generator = Generator(cfg.model, cfg.adapter, backend=cfg.backend)  # type: ignore[arg-type]
+            adapter = answer_adapter_path(cfg.adapter, cfg.model)
+            self._generator = Generator(cfg.model, adapter, backend=cfg.backend)  # type: ignore[arg-type]
         return self._generator
 
     @property
@@ -273,11 +275,7 @@ class SupportBot:
         """The intent classifier, or ``None`` when none is configured or it cannot be loaded."""
         if not self._intent_loaded:
             self._intent_loaded = True
-            path = (
-                Path(self.config.intent_model)
-                if self.config.intent_model
-                else data_dir() / "support" / "intents"
-            )
+            path = intent_model_path(self.config.intent_model)
             if (path / "config.json").is_file():
                 try:
                     from core.classification import TextClassifier

@@ -4,9 +4,9 @@ Every config dataclass of the app lives here, one per component: how documents a
 passages (:class:`ChunkConfig`), the lexical index (:class:`BM25Config`), retrieval and fusion
 (:class:`RetrievalConfig`), the knowledge-base build (:class:`KBConfig`) and the bot
 (:class:`BotConfig` with its :class:`AnswerConfig`, :class:`GateConfig` and :class:`RewriteConfig`),
-and the knowledge-gap report (:class:`GapsConfig`). The YAML file has one section per top-level
-dataclass (``bot:``, ``gaps:``). Command lines override single values with
-``--set answer.max_new_tokens=64``.
+the knowledge-gap report (:class:`GapsConfig`) and the model refresh loop (:class:`RefreshConfig`).
+The YAML file has one section per top-level dataclass (``bot:``, ``gaps:``, ``refresh:``). Command
+lines override single values with ``--set answer.max_new_tokens=64``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from apps.customer_service.fusion import FieldCombine, Normalization
 from core.clustering import ClusterConfig
@@ -27,6 +27,7 @@ AnswerMode = Literal["extractive", "generate"]
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 SECTION = "bot"
 GAPS_SECTION = "gaps"
+REFRESH_SECTION = "refresh"
 DraftMode = Literal["generate", "extractive"]
 Mode = Literal["bm25", "dense", "hybrid"]
 Fusion = Literal["rrf", "score"]
@@ -285,6 +286,60 @@ class GapsConfig:
             raise ValueError(f"GapsConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
 
 
+@dataclass(frozen=True)
+class RefreshConfig:
+    """``aigc support refresh``: what the intent model and the answer adapter are retrained on, the
+    frozen held-out set, and the guard that promotes a new version only if it is not worse."""
+
+    intents_data: str | None = field(
+        default=None,
+        metadata={"help": "CSV of text,label utterances the intent model learns (None: the shipped sample)"},
+    )
+    pairs_data: str | None = field(
+        default=None,
+        metadata={"help": "Extra question,answer file (past dialogues) for the answer adapter"},
+    )
+    encoder: str = field(default="minilm-l6", metadata={"help": "Encoder of the intent classifier"})
+    answer_model: str | None = field(
+        default=None, metadata={"help": "Base model of the answer adapter (None: bot answer.model)"}
+    )
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "Share of the data frozen as the held-out set at the first refresh"}
+    )
+    max_heldout_pairs: int = field(
+        default=20, metadata={"help": "Most question-answer pairs held out (each is generated twice)"}
+    )
+    min_pairs: int = field(
+        default=5, metadata={"help": "Fewer training pairs than this: the answer adapter is not retrained"}
+    )
+    tolerance: float = field(
+        default=0.0,
+        metadata={"help": "Drop allowed on each held-out score (0-1 scale; BLEU counts as BLEU/100)"},
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "Longest answer generated when evaluating"})
+    seed: int = field(default=42, metadata={"help": "Seed of the held-out split"})
+    intent_training: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "ClassifierTrainConfig values, e.g. {epochs: 3} (--set intent_training.epochs=3)"},
+    )
+    answer_training: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "CausalLMTrainConfig values, e.g. {epochs: 1} (--set answer_training.epochs=1)"},
+    )
+
+    def __post_init__(self) -> None:
+        checks = {
+            "heldout_fraction": 0.0 < self.heldout_fraction < 1.0,
+            "max_heldout_pairs": self.max_heldout_pairs >= 1,
+            "min_pairs": self.min_pairs >= 2,
+            "tolerance": 0.0 <= self.tolerance <= 1.0,
+            "max_new_tokens": self.max_new_tokens >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"RefreshConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
+
+
 def default_config_path() -> Path:
     """``configs/customer_service.yaml`` in the checkout."""
     return project_root() / "configs" / CONFIG_FILE
@@ -314,6 +369,18 @@ def load_gaps_config(path: str | Path | None = None, overrides: Sequence[str] = 
     return load_config(GapsConfig, path, overrides=overrides, section=GAPS_SECTION)
 
 
+def load_refresh_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RefreshConfig:
+    """Defaults, then the ``refresh:`` section of ``path`` (default :func:`default_config_path` if it
+    exists), then ``a.b=c`` overrides.
+
+    Raises:
+        core.config.ConfigError: A bad file, key or value (naming it).
+    """
+    if path is None and default_config_path().is_file():
+        path = default_config_path()
+    return load_config(RefreshConfig, path, overrides=overrides, section=REFRESH_SECTION)
+
+
 __all__ = [
     "ANSWER_MODES",
     "MODES",
@@ -328,9 +395,11 @@ __all__ = [
     "GateConfig",
     "KBConfig",
     "Mode",
+    "RefreshConfig",
     "RetrievalConfig",
     "RewriteConfig",
     "default_config_path",
     "load_bot_config",
     "load_gaps_config",
+    "load_refresh_config",
 ]

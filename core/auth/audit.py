@@ -2,8 +2,9 @@
 
 Every action that changes shared state or access records one event: sign-ins and their failures,
 lockouts, knowledge-base uploads and re-indexes, calibration, alert acknowledge/mute/unmute,
-feedback exports and user changes. Read them with :func:`audit_events`, ``aigc audit`` or the
-admin's Audit page. Events never hold secrets (no passwords, tokens or keys).
+feedback exports, model refreshes, promotions and rollbacks, and user changes. Read them with
+:func:`audit_events`, ``aigc audit`` or the admin's Audit page. Events never hold secrets (no
+passwords, tokens or keys).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class AuditAction:
     ALERT_ACKNOWLEDGE = "alert_acknowledge"
     ALERT_MUTE = "alert_mute"
     ALERT_UNMUTE = "alert_unmute"
+    MODEL_REFRESH = "model_refresh"
+    MODEL_PROMOTE = "model_promote"
+    MODEL_ROLLBACK = "model_rollback"
 
 
 def record_event(

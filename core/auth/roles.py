@@ -6,8 +6,8 @@ Four roles, each a superset of nothing but what it needs:
 * ``kb_admin`` — everything an agent does, plus the knowledge-base admin (uploads, re-index,
   calibration, feedback export);
 * ``analyst`` — finance dashboards, acknowledging and muting alerts, the recommender pages;
-* ``admin`` — everything, plus users, the audit log, typing arbitrary KB paths and seeing every
-  agent's conversations.
+* ``admin`` — everything, plus users, the audit log, typing arbitrary KB paths, seeing every
+  agent's conversations, and promoting or rolling back model versions.
 
 Pages and commands ask :func:`allowed` for a permission (a short dotted string), never for a role,
 so a new role is one line here.
@@ -41,6 +41,7 @@ class Permission(StrEnum):
     RECOMMEND_VIEW = "recommend.view"
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
+    MODELS_MANAGE = "models.manage"  # promote and roll back model versions
 
 
 _AGENT = frozenset({Permission.CHAT, Permission.HANDOFFS})

@@ -4,7 +4,9 @@
   (``ui``, ``index``, ``eval``, ``ask``, ``answering``, ``export-feedback``, ``calibrate``);
 * :mod:`~apps.customer_service.cli.gaps` — the knowledge-gap report (``gaps``);
 * :mod:`~apps.customer_service.cli.models` — train and score the intent classifier and the answer
-  model (``train-intents``, ``eval-intents``, ``finetune``, ``eval-answers``).
+  model (``train-intents``, ``eval-intents``, ``finetune``, ``eval-answers``);
+* :mod:`~apps.customer_service.cli.versions` — the guarded retraining loop and its model versions
+  (``refresh``, ``versions``).
 
 Sub-apps are added without a name, so their commands sit directly under ``aigc support``. Bad input
 is turned into one error line and exit code 2 by :func:`core.console.exit_on_error` in each command.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from apps.customer_service.cli import bot, gaps, models
+from apps.customer_service.cli import bot, gaps, models, versions
 from core.bench import register_bench
 from core.ui.launch import app_ui_command
 
@@ -31,5 +33,6 @@ app.add_typer(app_ui_command("support"))
 app.add_typer(bot.app)
 app.add_typer(gaps.app)
 app.add_typer(models.app)
+app.add_typer(versions.app)
 
 __all__ = ["app"]

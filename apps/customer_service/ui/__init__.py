@@ -11,6 +11,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("chat.py", "Agent chat", ":material/support_agent:"),
     ("admin.py", "Knowledge base", ":material/library_books:"),
     ("gaps.py", "Knowledge gaps", ":material/live_help:"),
+    ("models.py", "Model versions", ":material/model_training:"),
 )
 
 
@@ -25,5 +26,5 @@ def pages() -> AppPages:
         ),
         pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
         permission="chat",
-        page_permissions={"admin.py": "kb.admin", "gaps.py": "kb.admin"},
+        page_permissions={"admin.py": "kb.admin", "gaps.py": "kb.admin", "models.py": "models.manage"},
     )

@@ -11,6 +11,7 @@ from apps.customer_service.answering import highlight_spans
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.config import load_bot_config
 from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
+from apps.customer_service.served_models import active_version, answer_adapter_path
 from apps.customer_service.storage import SupportStore
 from core.auth import Permission
 from core.generation import GenerationWorker, shared_worker
@@ -30,21 +31,24 @@ def _generation_worker(model: str | None, adapter: str | None, backend: str | No
 
 
 @st.cache_resource(show_spinner="Loading the knowledge base and models…")
-def _bot(kb_dir: str, built_at: str) -> SupportBot:
-    """One bot per KB directory and build (a re-index changes ``built_at`` and reloads it)."""
-    del built_at  # only part of the cache key
+def _bot(kb_dir: str, built_at: str, models: str | None) -> SupportBot:
+    """One bot per KB directory, build and served model version (a re-index, recalibration, promotion
+    or rollback changes the key and reloads it)."""
+    del built_at, models  # only part of the cache key
     config = load_bot_config()
     answer = config.answer
-    worker = _generation_worker(answer.model, str(answer.adapter) if answer.adapter else None, answer.backend)
+    adapter = answer_adapter_path(answer.adapter, answer.model)
+    worker = _generation_worker(answer.model, adapter, answer.backend)
     return SupportBot.from_dir(kb_dir, config, generator=worker)
 
 
 def bot(kb_dir: Path) -> SupportBot:
-    """The bot over ``kb_dir`` (cached; reloaded after the KB is rebuilt or recalibrated)."""
+    """The bot over ``kb_dir`` (cached; reloaded after the KB is rebuilt or recalibrated, and after
+    ``aigc support refresh`` promotes or rolls back a model version)."""
     manifest = kb_dir / MANIFEST_FILE
     calibration = kb_dir / "calibration.json"
     stamp = f"{manifest.stat().st_mtime_ns}-{calibration.stat().st_mtime_ns if calibration.exists() else 0}"
-    return _bot(str(kb_dir), stamp)
+    return _bot(str(kb_dir), stamp, active_version())
 
 
 @st.cache_resource(show_spinner=False)

@@ -5,6 +5,9 @@ Uploaded files live beside the KB in ``{kb_dir}_sources/`` (not inside it: the K
 replaced wholesale by every build). A re-index builds from those files (plus, optionally, the
 shipped sample store), then recalibrates the answer gate when the sample validation questions fit
 the KB.
+
+The model-versions page reads the refreshed versions (:mod:`apps.customer_service.served_models`),
+charts their held-out scores and switches the active one.
 """
 
 from __future__ import annotations
@@ -218,8 +221,86 @@ def kb_statistics(kb_dir: Path) -> dict[str, Any]:
     return stats
 
 
+# ----------------------------------------------------------------------------- model versions
+#: The held-out scores the versions page charts, with their labels.
+VERSION_METRICS = {
+    "intent_accuracy": "Intent accuracy",
+    "intent_macro_f1": "Intent macro-F1",
+    "answer_rouge_l": "Answer ROUGE-L",
+    "answer_bleu": "Answer BLEU (/100)",
+}
+
+
+def model_versions() -> list[dict[str, Any]]:
+    """The refreshed model versions, oldest first (see :mod:`apps.customer_service.served_models`)."""
+    from apps.customer_service.served_models import list_versions
+
+    return list_versions()
+
+
+def versions_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One display row per version: parts, decision, active, and each new score."""
+    return [
+        {
+            "version": row["version"],
+            "created (UTC)": (row["created_at"] or "")[:16].replace("T", " "),
+            "intents": row["components"].get("intents", "-"),
+            "adapter": row["components"].get("adapter", "-"),
+            **{label: row["scores"]["new"].get(metric) for metric, label in VERSION_METRICS.items()},
+            "passed guard": "yes" if row["promoted"] else f"no ({', '.join(row['worse'])})",
+            "active": "active" if row["active"] else "",
+        }
+        for row in rows
+    ]
+
+
+def score_chart_rows(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Long-form rows for a grouped bar chart of ``metric``: the served model before each refresh
+    (``old``) next to the version it trained (``new``); versions without the score are left out."""
+    chart = []
+    for row in rows:
+        for side in ("old", "new"):
+            value = row["scores"].get(side, {}).get(metric)
+            if value is not None:
+                chart.append({"version": row["version"], "model": side, "score": value})
+    return chart
+
+
+def switch_label(rows: Sequence[dict[str, Any]], version: str) -> str:
+    """``"Roll back"`` for a version older than the active one, ``"Promote"`` otherwise."""
+    from core.model_versions import version_number
+
+    active = next((r["version"] for r in rows if r["active"]), None)
+    older = active is not None and version_number(version) < version_number(active)
+    return "Roll back" if older else "Promote"
+
+
+def switch_model_version(version: str, actor: str | None) -> Any:
+    """Activate ``version`` (:func:`~apps.customer_service.served_models.switch_version`); the switch."""
+    from apps.customer_service.served_models import switch_version
+
+    return switch_version(version, actor=actor)
+
+
+def version_history() -> list[dict[str, Any]]:
+    """Every switch of the active version, newest first: when, to which, from which, why, who."""
+    from apps.customer_service.served_models import support_registry
+
+    return [
+        {
+            "when (UTC)": h["at"][:19].replace("T", " "),
+            "version": h["version"],
+            "previous": h.get("previous") or "-",
+            "action": h["action"],
+            "by": h.get("actor") or "-",
+        }
+        for h in reversed(support_registry().history())
+    ]
+
+
 __all__ = [
     "UPLOAD_SUFFIXES",
+    "VERSION_METRICS",
     "ReindexResult",
     "approve_gap",
     "find_gaps",
@@ -227,6 +308,7 @@ __all__ = [
     "kb_statistics",
     "latest_report",
     "recalibrate",
+    "model_versions",
     "reindex",
     "reject",
     "since_label",
@@ -235,5 +317,10 @@ __all__ = [
     "unsynced",
     "save_uploads",
     "source_files",
+    "score_chart_rows",
     "sources_dir",
+    "switch_label",
+    "switch_model_version",
+    "version_history",
+    "versions_table",
 ]

@@ -24,7 +24,7 @@ def flat(text: str) -> str:
 def test_support_joins_the_commands_of_every_sub_app_in_order():
     group = typer.main.get_command(app)
     commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate", "gaps"]
-    commands += ["train-intents", "eval-intents", "finetune", "eval-answers"]
+    commands += ["train-intents", "eval-intents", "finetune", "eval-answers", "refresh", "versions"]
     assert list(group.commands) == commands
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and all(name in result.output for name in commands)

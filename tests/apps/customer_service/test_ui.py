@@ -30,7 +30,12 @@ def open_page(name: str) -> AppTest:
 def test_pages_are_listed_for_the_suite():
     app = pages()
     assert app.name == "support"
-    assert [title for _path, title, _icon in app.pages] == ["Agent chat", "Knowledge base", "Knowledge gaps"]
+    assert [title for _path, title, _icon in app.pages] == [
+        "Agent chat",
+        "Knowledge base",
+        "Knowledge gaps",
+        "Model versions",
+    ]
     assert all(Path(path).is_file() for path, _title, _icon in app.pages)
 
 
