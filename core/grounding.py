@@ -53,6 +53,7 @@ __all__ = [
     "Verification",
     "calibrate_threshold",
     "content_words",
+    "lexical_problems",
     "strip_citations",
 ]
 
@@ -316,6 +317,34 @@ class GroundingVerifier:
 def content_words(text: str) -> list[str]:
     """The lower-cased words of ``text`` that carry content (no stop words, no single letters)."""
     return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 1 and w not in _STOP_WORDS]
+
+
+def lexical_problems(claim: str, source: str) -> list[str]:
+    """Why ``source`` does not support ``claim`` word for word (empty: it does); no model involved.
+
+    Stricter than :meth:`GroundingVerifier.check` and independent of any embedding: a claim found
+    verbatim in the source passes; otherwise *every* content word of the claim (compared by its first
+    five letters), every fact (:func:`core.facts.unsupported_facts`) and its negation must occur in
+    the source. A paraphrase that swaps in a synonym fails, which is the point: it measures how
+    much of a summary could be checked by reading the source, not how plausible it is.
+
+    Args:
+        claim: One sentence (citations removed).
+        source: The text it cites (several sources joined by newlines).
+
+    Returns:
+        ``"words: a, b"``, ``"number 4"``, ``"polarity"`` … in that order.
+    """
+    flat_claim, flat_source = " ".join(claim.split()), " ".join(source.split())
+    if flat_claim and flat_claim in flat_source:
+        return []
+    stems = {w[:5] for w in content_words(source)}
+    missing = [w for w in dict.fromkeys(content_words(claim)) if w[:5] not in stems and not w.isdigit()]
+    problems = [f"words: {', '.join(missing)}"] if missing else []
+    problems += unsupported_facts(claim, source)
+    if _negated(claim) and not _negated(source):
+        problems.append("polarity")
+    return problems
 
 
 def strip_citations(text: str, ids: Iterable[str] | None = None) -> str:
