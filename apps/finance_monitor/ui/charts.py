@@ -168,8 +168,8 @@ def digest_entities(entities: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("stories:Q", title="stories", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("entity:N", title=None, sort="-x"),
+            y=alt.Y("entity:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False, labelLimit=220)),
             tooltip=[alt.Tooltip("entity:N"), alt.Tooltip("stories:Q")],
         )
-        .properties(height=220)
+        .properties(height=max(120, 24 * len(entities)))  # one readable row per entity
     )
