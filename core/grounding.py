@@ -277,18 +277,28 @@ class GroundingVerifier:
         cited_text = "\n".join(passages.values())
         flat_cited = " ".join(cited_text.split())
         cited_stems = {w[:5] for w in content_words(cited_text)}
-        vectors = np.asarray(self.embedder.encode(sentences + [text for _, text in units]))
-        sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T
+        # A verbatim quote says what its source says: only the other sentences need the encoder.
+        quoted = [" ".join(s.split()) in flat_cited for s in sentences]
+        checked = [s for s, q in zip(sentences, quoted, strict=True) if not q]
+        sims = np.zeros((0, len(units)))
+        if checked:
+            vectors = np.asarray(self.embedder.encode(checked + [text for _, text in units]))
+            sims = vectors[: len(checked)] @ vectors[len(checked) :].T
         checks = []
-        for i, sentence in enumerate(sentences):
-            best = int(np.argmax(sims[i]))
-            source_id, evidence = units[best]
-            score = float(sims[i, best])
-            quoted = " ".join(sentence.split())
-            if quoted in flat_cited:  # a verbatim quote says what its source says
-                origin = next(i for i, t in passages.items() if quoted in " ".join(t.split()))
+        row = -1
+        for sentence, verbatim in zip(sentences, quoted, strict=True):
+            if verbatim:
+                flat = " ".join(sentence.split())
+                # A quote running across two passages is credited to the first.
+                origin = next(
+                    (i for i, t in passages.items() if flat in " ".join(t.split())), next(iter(passages))
+                )
                 checks.append(SentenceCheck(sentence, True, [], 1.0, sentence, origin))
                 continue
+            row += 1
+            best = int(np.argmax(sims[row]))
+            source_id, evidence = units[best]
+            score = float(sims[row, best])
             reasons = unsupported_facts(sentence, cited_text)
             if len(sentence.split()) >= self.min_words:
                 words = content_words(sentence)

@@ -8,7 +8,8 @@ documents it comes from (:attr:`CitedSentence.cites`), and nothing unchecked is 
   greedily with a redundancy penalty (maximal marginal relevance), at most one per document, shown
   in document order. Each quote cites its document, so it is supported by construction.
 * :func:`write_checked` asks a generator for sentences that cite numbered documents (``[2]``), reads
-  the citations back (:func:`parse_cited_sentences`) and keeps a sentence only when the grounding
+  the citations back (:func:`parse_cited_sentences`; a sentence citing nothing is given the document
+  it embeds closest to) and keeps a sentence only when the grounding
   verifier (:class:`core.grounding.GroundingVerifier`) finds it supported by the documents it cites
   *and* the output check (:func:`core.injection.check_output`) finds no URL, contact, code or
   instruction that they do not hold. The caller falls back to the extractive summary when nothing
@@ -51,6 +52,7 @@ __all__ = [
     "write_checked",
 ]
 
+_TRAILING_URLS = re.compile(r"(?:\s+(?:https?://|www\.)\S+)+\s*$")
 _CITE = re.compile(r"\[\s*([A-Za-z0-9_.:-]{1,64}(?:\s*[,;]\s*[A-Za-z0-9_.:-]{1,64})*)\s*\]")
 # "Oil fell. [1] Banks rose. [2]": a citation just after a full stop belongs to the sentence before it.
 _CITE_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[[^\[\]]{1,200}\])+)")
@@ -155,12 +157,17 @@ class CentralitySummarizer:
         self.boilerplate_docs = boilerplate_docs
 
     def candidates(self, docs: Sequence[SourceDoc]) -> list[tuple[int, str]]:
-        """``(document index, sentence)`` of every candidate sentence, in document order."""
+        """``(document index, sentence)`` of every candidate sentence, in document order.
+
+        A candidate is one of a document's first sentences without the links it ends with; sentences
+        repeated by ``boilerplate_docs`` documents are left out.
+        """
         per_doc = [
             [
-                s.text
+                text
                 for s in split_sentences(doc.text)[: self.sentences_per_doc]
-                if len(s.text.split()) >= self.min_words and len(s.text) <= self.max_chars
+                for text in [_TRAILING_URLS.sub("", s.text)]  # still a quote: a prefix of the sentence
+                if len(text.split()) >= self.min_words and len(text) <= self.max_chars
             ]
             for doc in docs
         ]
@@ -252,22 +259,31 @@ def parse_cited_sentences(text: str, labels: Mapping[str, str]) -> list[CitedSen
 
 
 def check_sentences(
-    sentences: Sequence[CitedSentence], sources: Mapping[str, str], verifier: GroundingVerifier
+    sentences: Sequence[CitedSentence],
+    sources: Mapping[str, str],
+    verifier: GroundingVerifier,
+    min_words: int = 4,
 ) -> list[CitedSentence]:
     """``sentences`` with their verdict: supported by the documents each cites, and clean output.
 
-    A sentence is supported when it cites at least one known document, the grounding verifier finds
-    it supported by the text of the documents it cites (not by the others), and the output check
-    finds nothing in it that they do not hold (URLs, contacts, codes, instructions).
+    A sentence is supported when it has at least ``min_words`` words (a fragment such as "The
+    incident." states nothing a reader can use, and is too short for the verifier to judge), cites at
+    least one known document, the grounding verifier finds it supported by the text of the documents
+    it cites (not by the others), and the output check finds nothing in it that they do not hold
+    (URLs, contacts, codes, instructions).
 
     Args:
         sentences: The summary sentences.
         sources: ``{document id: text}`` of every document that may be cited.
         verifier: The grounding verifier (on the summariser's encoder).
+        min_words: Fewest words of a summary sentence.
     """
     checked = []
     for sentence in sentences:
         cited = {i: sources[i] for i in sentence.cites if i in sources}
+        if len(re.findall(r"\w+", sentence.text)) < min_words:
+            checked.append(replace(sentence, supported=False, reasons=("fragment",)))
+            continue
         if not cited:
             checked.append(replace(sentence, supported=False, reasons=("no citation",)))
             continue
@@ -276,6 +292,22 @@ def check_sentences(
         reasons += [f"output {p.kind} {p.value}" for p in check_output(sentence.text, list(cited.values()))]
         checked.append(replace(sentence, supported=not reasons, reasons=tuple(reasons)))
     return checked
+
+
+def _cite_nearest(
+    sentences: Sequence[CitedSentence], ids: Sequence[str], sources: Mapping[str, str], encoder: Any
+) -> list[CitedSentence]:
+    """``sentences``, those without citations now citing the closest of the documents ``ids``."""
+    bare = [k for k, s in enumerate(sentences) if not s.cites]
+    known = [i for i in ids if i in sources]
+    if not bare or not known:
+        return list(sentences)
+    vectors = np.asarray(encoder.encode([sentences[k].text for k in bare] + [sources[i] for i in known]))
+    nearest = (vectors[: len(bare)] @ vectors[len(bare) :].T).argmax(axis=1)
+    out = list(sentences)
+    for k, best in zip(bare, nearest, strict=True):
+        out[k] = replace(out[k], cites=(known[int(best)],))
+    return out
 
 
 @dataclass
@@ -300,6 +332,7 @@ def write_checked(
     sources: Mapping[str, str],
     verifier: GroundingVerifier,
     max_sentences: int = 4,
+    infer_citations: bool = True,
     **settings: Any,
 ) -> CheckedSummary:
     """Generate a cited summary and keep only the sentences the checks support.
@@ -312,13 +345,18 @@ def write_checked(
         sources: ``{document id: text}`` the sentences are checked against.
         verifier: The grounding verifier.
         max_sentences: Most sentences kept (the first supported ones).
+        infer_citations: A sentence that cites nothing cites the document it embeds closest to (small
+            models often leave citations out); it is then checked against that document alone.
         **settings: Decoding settings (``max_new_tokens=160`` …).
 
     Returns:
         The raw text, the kept and the dropped sentences.
     """
     raw = generator.generate(list(messages), **settings).text
-    checked = check_sentences(parse_cited_sentences(raw, labels), sources, verifier)
+    sentences = parse_cited_sentences(raw, labels)
+    if infer_citations:
+        sentences = _cite_nearest(sentences, [labels[k] for k in labels], sources, verifier.embedder)
+    checked = check_sentences(sentences, sources, verifier)
     kept = [s for s in checked if s.supported][:max_sentences]
     dropped = [s for s in checked if not s.supported]
     if dropped:

@@ -62,6 +62,10 @@ class DigestConfig:
     backend: str | None = field(
         default=None, metadata={"help": "Generation backend: auto, llamacpp or torch (None: env or auto)."}
     )
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads of llama.cpp generation (None: all; 1 is fastest on a busy machine)."},
+    )
     prompt_stories: int = field(default=8, metadata={"help": "Headlines shown to the answer model."})
     max_new_tokens: int = field(default=120, metadata={"help": "Longest generated summary, in tokens."})
     support_threshold: float = field(

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from apps.finance_monitor.aggregate import aggregate, bucket_offset
 from apps.finance_monitor.config import DigestConfig
 from apps.finance_monitor.storage import Alert, AlertDigest, AlertItem, Item, Score, scored_frame
+from core.embeddings import CachedEncoder
 from core.grounding import GroundingVerifier
 from core.injection import clean_untrusted, screen_texts
 from core.storage import session_scope, upsert, utcnow
@@ -453,17 +454,18 @@ class Digester:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
-        self._embedder = embedder
+        # Headlines are clustered, summarised and checked, and the next alert shares most of them.
+        self._embedder = CachedEncoder(embedder) if embedder is not None else None
         self._generator = generator
         self.clock = clock
 
     @property
     def embedder(self) -> Any:
-        """The sentence encoder (loaded on first use)."""
+        """The sentence encoder, remembering vectors (loaded on first use)."""
         if self._embedder is None:
             from core.embeddings import Embedder
 
-            self._embedder = Embedder(self.config.encoder)
+            self._embedder = CachedEncoder(Embedder(self.config.encoder))
         return self._embedder
 
     @property
@@ -472,7 +474,8 @@ class Digester:
         if self._generator is None:
             from core.generation import Generator
 
-            self._generator = Generator(self.config.model, backend=self.config.backend)  # type: ignore[arg-type]
+            cfg = self.config
+            self._generator = Generator(cfg.model, backend=cfg.backend, n_threads=cfg.threads)  # type: ignore[arg-type]
         return self._generator
 
     @property

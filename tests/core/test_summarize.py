@@ -71,6 +71,14 @@ def test_boilerplate_shared_by_documents_is_not_a_candidate(minilm):
     assert CentralitySummarizer(minilm).summarize([]) == []
 
 
+def test_a_trailing_link_is_not_quoted(minilm):
+    docs = [
+        SourceDoc("t", "$HD is down 10% since Nov. 18 after earnings https://t.co/jSqHG82RCz https://t.co/x")
+    ]
+    ((_, text),) = CentralitySummarizer(minilm).candidates(docs)
+    assert text == "$HD is down 10% since Nov. 18 after earnings" and text in docs[0].text
+
+
 def test_citations_are_read_back_per_sentence():
     labels = {"1": "a", "2": "b", "3": "c"}
     text = "Output halted after a blast [1]. Shares fell. [2][3] Analysts reacted [9]. Prices rose [2, 3]."
@@ -108,6 +116,19 @@ def test_unsupported_generated_sentences_are_dropped_by_the_real_checks(minilm):
     assert generator.prompts[0][1] == {"max_new_tokens": 50}
 
 
+def test_a_generated_sentence_without_citation_cites_its_closest_document(minilm):
+    sources = {d.id: d.text for d in DOCS}
+    generator = ScriptedGenerator(
+        "Northwind Energy shares fall 9% as the refinery stays closed. Oil fell 3%."
+    )
+    labels = {str(n): d.id for n, d in enumerate(DOCS, 1)}
+    result = write_checked(generator, [], labels, sources, GroundingVerifier(minilm))
+    assert [(s.text, s.cites) for s in result.kept] == [(DOCS[2].text, ("c",))]
+    assert [s.text for s in result.dropped] == ["Oil fell 3% today."]
+    plain = write_checked(generator, [], labels, sources, GroundingVerifier(minilm), infer_citations=False)
+    assert plain.kept == [] and {s.reasons for s in plain.dropped} == {("no citation",)}
+
+
 def test_a_sentence_is_checked_only_against_the_documents_it_cites(minilm):
     verifier = GroundingVerifier(minilm)
     sources = {d.id: d.text for d in DOCS}
@@ -118,6 +139,8 @@ def test_a_sentence_is_checked_only_against_the_documents_it_cites(minilm):
         verifier,
     )
     assert ok.supported and not wrong.supported and none.reasons == ("no citation",)
+    (fragment,) = check_sentences([CitedSentence("The incident.", ("a",))], sources, verifier)
+    assert fragment.reasons == ("fragment",)
 
 
 @pytest.mark.parametrize(
