@@ -119,7 +119,7 @@ def test_unsupported_generated_sentences_are_dropped_by_the_real_checks(minilm):
 def test_a_generated_sentence_without_citation_cites_its_closest_document(minilm):
     sources = {d.id: d.text for d in DOCS}
     generator = ScriptedGenerator(
-        "Northwind Energy shares fall 9% as the refinery stays closed. Oil fell 3%."
+        "Northwind Energy shares fall 9% as the refinery stays closed. Oil fell 3% today."
     )
     labels = {str(n): d.id for n, d in enumerate(DOCS, 1)}
     result = write_checked(generator, [], labels, sources, GroundingVerifier(minilm))
