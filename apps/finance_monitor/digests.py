@@ -5,8 +5,8 @@ A digest holds
 * **clusters**: the alert's items grouped by story: the near-duplicate groups of ingestion
   (:mod:`apps.finance_monitor.dedup`, syndicated copies) joined when their headlines embed within
   ``cluster_similarity`` (the same story worded twice), each with a representative (its first item);
-* **entities**: the most mentioned cashtags (``$NWDE``) and capitalised names, counted once per story
-  (:func:`top_entities`, a small heuristic until entity linking replaces it: same signature);
+* **entities**: the most mentioned companies (the items' entity links: watch-list names, cashtags)
+  and other capitalised names, counted once per story (:func:`top_entities`);
 * **sentiment**: the share of negative and positive stories in the alert's window and in the baseline
   window the rule compared it with (the ``baseline_buckets`` buckets before it), counted as the rules
   count them (:func:`apps.finance_monitor.aggregate.aggregate`: copies once);
@@ -47,7 +47,16 @@ from sqlalchemy.orm import Session
 
 from apps.finance_monitor.aggregate import aggregate, bucket_offset
 from apps.finance_monitor.config import DigestConfig
-from apps.finance_monitor.storage import Alert, AlertDigest, AlertItem, Item, Score, scored_frame
+from apps.finance_monitor.storage import (
+    Alert,
+    AlertDigest,
+    AlertItem,
+    Item,
+    Score,
+    entities_for_items,
+    entity_names,
+    scored_frame,
+)
 from core.embeddings import CachedEncoder
 from core.grounding import GroundingVerifier
 from core.injection import clean_untrusted, screen_texts
@@ -84,6 +93,7 @@ class DigestItem:
     tickers: tuple[str, ...] = ()
     group_id: str = ""
     sentiment: str | None = None
+    entities: tuple[str, ...] = ()  # linked companies (apps.finance_monitor.entities); else the tickers
 
     @property
     def text(self) -> str:
@@ -301,24 +311,40 @@ _NOT_ENTITIES = frozenset(
 )
 
 
-def top_entities(items: Sequence[DigestItem], limit: int = 8) -> list[tuple[str, int]]:
-    """The most mentioned cashtags (``$NWDE``) and capitalised names, counted once per story.
+def top_entities(
+    items: Sequence[DigestItem], limit: int = 8, names: Mapping[str, str] | None = None
+) -> list[tuple[str, int]]:
+    """The most mentioned companies and other names, counted once per story.
 
-    A small heuristic until entity linking replaces it (same signature): cashtags come from the
-    items' tickers; names are runs of capitalised words in headlines (a leading article dropped,
-    a lone capitalised word opening a headline ignored) and all-caps acronyms; an item's own source
-    ("- Wirewatch") is not one of its entities. Headlines in Title Case (most words capitalised)
-    contribute acronyms only. Copies of a story count once.
+    Companies are the items' linked entities (:mod:`apps.finance_monitor.entities`: watch-list names
+    and aliases, cashtags; an item never linked contributes its tickers), shown as
+    ``Northwind Energy ($NWDE)`` when the watch list names them, else ``$NWDE``. Other names (places,
+    institutions, companies off the watch list) come from a small heuristic: runs of capitalised words
+    in headlines (a leading article dropped, a lone capitalised word opening a headline ignored) and
+    all-caps acronyms, leaving out an item's own source ("- Wirewatch") and words of its companies'
+    names; headlines in Title Case (most words capitalised) contribute acronyms only.
+
+    Args:
+        items: The alert's items (copies of a story count once).
+        limit: Most entities returned.
+        names: ``entity -> company name`` (:func:`apps.finance_monitor.storage.entity_names`).
 
     Returns:
         ``(entity, stories)`` pairs, most mentioned first, ties by name.
     """
+    names = names or {}
     stories: dict[str, set[str]] = {}
     for item in items:
-        names = stories.setdefault(item.group_id or item.id, set())
-        names.update(f"${t}" for t in item.tickers)
-        names.update(n for n in _names(item.title) if n.lower() != item.source.lower())
-    counts = Counter(name for names in stories.values() for name in names)
+        found = stories.setdefault(item.group_id or item.id, set())
+        linked = item.entities or item.tickers
+        found.update(f"{names[e]} (${e})" if e in names else f"${e}" for e in linked)
+        companies = " ".join(names.get(e, "") for e in linked).lower()
+        found.update(
+            n
+            for n in _names(item.title)
+            if n.lower() != item.source.lower() and not (companies and n.lower() in companies)
+        )
+    counts = Counter(name for found in stories.values() for name in found)
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
@@ -379,10 +405,11 @@ def load_alert_items(session: Session, alert_id: int, model_version: str | None 
         chunk = group_list[start : start + _CHUNK]
         rows += session.scalars(sa.select(Item).where(Item.group_id.in_(chunk)))
     sentiment = _sentiments(session, [r.id for r in rows], model_version)
+    linked = entities_for_items(session, [r.id for r in rows])
     items = [
         DigestItem(
             r.id, r.timestamp, r.source, r.title, r.body, r.url, tuple(r.tickers or ()), r.group_id,
-            sentiment.get(r.id),
+            sentiment.get(r.id), tuple(linked.get(r.id, ())),
         )
         for r in rows
     ]  # fmt: skip
@@ -491,6 +518,7 @@ class Digester:
         window: ShareWindow,
         baseline: ShareWindow,
         linked: Sequence[str],
+        names: Mapping[str, str] | None = None,
     ) -> Digest:
         """The digest of ``alert`` from its items (see :func:`load_alert_items`) and sentiment windows.
 
@@ -500,6 +528,7 @@ class Digester:
             window: Sentiment in the alert's window.
             baseline: Sentiment in the baseline window.
             linked: The alert's linked item ids (for :attr:`Digest.items_key`).
+            names: ``entity -> company name`` of linked entities (for :func:`top_entities`).
         """
         started = time.perf_counter()
         cfg = self.config
@@ -520,7 +549,7 @@ class Digester:
         refs = _references(summary, by_id)
         digest = Digest(
             alert_id=alert.id, mode=mode, note=note, summary=summary, refs=refs, clusters=clusters,
-            entities=top_entities(items, cfg.top_entities), window=window, baseline=baseline,
+            entities=top_entities(items, cfg.top_entities, names), window=window, baseline=baseline,
             items=len(items), items_key=items_key(linked), flagged=sorted(flagged), dropped=dropped,
             computed_at=self.clock(),
         )  # fmt: skip
@@ -664,7 +693,7 @@ def compute_digest(
     linked = linked_item_ids(session, alert.id)
     items = load_alert_items(session, alert.id, model_version)
     window, baseline = share_windows(session, alert, baseline_buckets, model_version)
-    digest = digester.build(alert, items, window, baseline, linked)
+    digest = digester.build(alert, items, window, baseline, linked, entity_names(session))
     store_digest(session, digest)
     return digest
 

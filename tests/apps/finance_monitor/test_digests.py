@@ -221,6 +221,27 @@ def test_top_entities_counts_cashtags_and_names_once_per_story():
     assert top_entities(items, limit=1) == [("Northwind Energy", 2)]
 
 
+def test_linked_companies_are_named_and_not_counted_twice():
+    t = datetime(2026, 3, 5, tzinfo=UTC)
+    items = [
+        DigestItem(
+            "1", t, "Wire", "Northwind Energy halts Rotterdam refinery", group_id="1", entities=("NWDE",)
+        ),
+        DigestItem(
+            "2", t, "Quay", "Shares of Northwind slide as ECB warns", group_id="2", entities=("NWDE",)
+        ),
+        DigestItem("3", t, "Quay", "$ACME gains on Larkspur Bank deal", tickers=("ACME",), group_id="3"),
+    ]
+    entities = dict(top_entities(items, names={"NWDE": "Northwind Energy"}))
+    assert entities == {
+        "Northwind Energy ($NWDE)": 2,
+        "Rotterdam": 1,
+        "ECB": 1,
+        "$ACME": 1,  # never linked: its tickers
+        "Larkspur Bank": 1,
+    }
+
+
 def test_the_webhook_payload_carries_a_bounded_digest(sqlite_db, digester):
     fill_sample_db(sqlite_db, raise_alerts=False)
     with session_scope(sqlite_db) as session:
