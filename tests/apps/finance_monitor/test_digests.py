@@ -110,20 +110,21 @@ def test_digest_of_a_real_alert_on_the_sample_stream(sample_engine, digester):
     assert Digest.from_dict(json.loads(json.dumps(digest.to_dict()))).to_dict() == digest.to_dict()
 
 
-def test_the_alert_engine_stores_digests_with_its_alerts_and_keeps_current_ones(sqlite_db, digester):
-    fill_sample_db(sqlite_db, raise_alerts=False)
-    with session_scope(sqlite_db) as session:
+def test_the_alert_engine_stores_digests_with_its_alerts_and_keeps_current_ones(db, digester):
+    """On SQLite and PostgreSQL."""
+    fill_sample_db(db, raise_alerts=False)
+    with session_scope(db) as session:
         frame = scored_frame(session)
-    engine = AlertEngine(sqlite_db, RULES, digester=digester)
+    engine = AlertEngine(db, RULES, digester=digester)
     created = engine.evaluate(frame)
     assert len(created) == 2
-    with session_scope(sqlite_db) as session:
+    with session_scope(db) as session:
         rows = {r.alert_id: r for r in session.scalars(sa.select(AlertDigest))}
         assert set(rows) == {a.id for a in created}
         first = {alert_id: row.computed_at for alert_id, row in rows.items()}
         assert all(stored_digest(session, a.id)[1] for a in created)  # current
     assert engine.evaluate(frame) == []  # the same data again: no alert, digests kept as they are
-    with session_scope(sqlite_db) as session:
+    with session_scope(db) as session:
         assert {r.alert_id: r.computed_at for r in session.scalars(sa.select(AlertDigest))} == first
 
 
