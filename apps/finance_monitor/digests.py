@@ -4,7 +4,8 @@ A digest holds
 
 * **clusters**: the alert's items grouped by story: the near-duplicate groups of ingestion
   (:mod:`apps.finance_monitor.dedup`, syndicated copies) joined when their headlines embed within
-  ``cluster_similarity`` (the same story worded twice), each with a representative (its first item);
+  ``cluster_similarity`` of each other (the same story worded twice; :func:`core.clustering.cluster_vectors`,
+  complete linkage), each with a representative (its first item);
 * **entities**: the most mentioned companies (the items' entity links: watch-list names, cashtags)
   and other capitalised names, counted once per story (:func:`top_entities`);
 * **sentiment**: the share of negative and positive stories in the alert's window and in the baseline
@@ -57,6 +58,7 @@ from apps.finance_monitor.storage import (
     entity_names,
     scored_frame,
 )
+from core.clustering import UNCLUSTERED, ClusterConfig, cluster_vectors
 from core.embeddings import CachedEncoder
 from core.grounding import GroundingVerifier
 from core.injection import clean_untrusted, screen_texts
@@ -574,18 +576,17 @@ class Digester:
         # Embed the largest stories when there are too many (the rest stay separate clusters).
         order = sorted(range(len(heads)), key=lambda k: (-len(heads[k]), heads[k][0].timestamp))
         embedded = sorted(order[: self.config.max_stories])
-        merged: dict[int, int] = {}
+        merged: dict[int, int] = {}  # story -> the earliest story of its cluster
         if len(embedded) > 1:
             vectors = np.asarray(self.embedder.encode([heads[k][0].title for k in embedded]))
-            leaders: list[int] = []  # rows of `vectors`; in time order, a story joins the earliest close one
-            for row, k in enumerate(embedded):
-                if leaders:
-                    sims = vectors[leaders] @ vectors[row]
-                    best = int(np.argmax(sims))
-                    if sims[best] >= self.config.cluster_similarity:
-                        merged[k] = embedded[leaders[best]]
-                        continue
-                leaders.append(row)
+            # Complete linkage: every pair of headlines in a cluster is this close (no chaining).
+            config = ClusterConfig(
+                distance_threshold=1.0 - self.config.cluster_similarity, linkage="complete"
+            )
+            first: dict[int, int] = {}
+            for k, label in zip(embedded, cluster_vectors(vectors, config), strict=True):
+                if label != UNCLUSTERED:
+                    merged[k] = first.setdefault(int(label), k)  # `embedded` is in time order
         members: dict[int, list[DigestItem]] = {}
         for k, group in enumerate(heads):
             members.setdefault(merged.get(k, k), []).extend(group)
@@ -595,8 +596,10 @@ class Digester:
             group.sort(key=lambda i: (i.timestamp, i.id))
             ids = tuple(i.id for i in group)
             clusters.append(Cluster(rep.id, rep.title, ids, rep.sentiment, rep.id in flagged))
-        first = {i.id: i.timestamp for i in items}
-        return sorted(clusters, key=lambda c: (-len(c.item_ids), first[c.representative], c.representative))
+        published = {i.id: i.timestamp for i in items}
+        return sorted(
+            clusters, key=lambda c: (-len(c.item_ids), published[c.representative], c.representative)
+        )
 
     def _generated(
         self,
