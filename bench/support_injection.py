@@ -2,7 +2,7 @@
 
 Method:
 
-* **Held-out precision/recall by family.** ``apps/customer_service/injection_data/examples.csv``
+* **Held-out precision/recall by family.** ``core/injection_data/examples.csv``
   holds injections and ordinary KB-style text we wrote, each row tagged with a *family* (one
   template or topic: "fake system message", "German", "leetspeak", "imperative customer
   instructions" …). Grouped 5-fold cross-validation (scikit-learn ``GroupKFold``) keeps every
@@ -17,7 +17,7 @@ Method:
   StackFAQ KB (719 answers of 125 threads, read at run time from ../shared/data). Target ≤ 1 %.
 
 With ``--save`` the screen is refitted on all examples and written to
-``apps/customer_service/injection_data/screen`` (the shipped artifact).
+``core/injection_data/screen`` (the shipped artifact).
 
 Run (results: ``bench/results/support_injection.json``)::
 
@@ -41,17 +41,10 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from apps.customer_service.injection_screen import (
-    EXAMPLES_FILE,
-    SCREEN_DIR,
-    check_output,
-    read_examples,
-    rule_match,
-    screen_entries,
-    train_screen,
-)
+from apps.customer_service.injection_screen import screen_entries
 from apps.customer_service.sources import load_sources
 from core.config import write_json_atomic
+from core.injection import EXAMPLES_FILE, SCREEN_DIR, check_output, read_examples, rule_match, train_screen
 from core.text_screen import TextScreen, TextScreenConfig
 
 logger = logging.getLogger("bench.support_injection")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,44 @@ class Embedder:
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.cpu().numpy()
+
+
+class CachedEncoder:
+    """An encoder that remembers the vectors of the texts it has encoded.
+
+    For callers that embed the same short texts again and again (an alert's headlines are clustered,
+    summarised and checked; the next alert shares most of them). Only texts not seen yet reach the
+    encoder; the cache is emptied when it would grow past ``max_texts``. Safe to share between threads.
+
+    Args:
+        encoder: Anything with ``encode(texts, batch_size, show_progress_bar) -> (n, dim)``.
+        max_texts: Most vectors kept.
+    """
+
+    def __init__(self, encoder: Any, max_texts: int = 20_000) -> None:
+        self.encoder = encoder
+        self.max_texts = max_texts
+        self._vectors: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
+        """Vectors of ``texts`` (see :meth:`Embedder.encode`), encoding only the ones not cached."""
+        texts = list(texts)
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            fresh = np.asarray(self.encoder.encode(missing, batch_size, show_progress_bar))
+            known.update(zip(missing, fresh, strict=True))
+            with self._lock:
+                if len(self._vectors) + len(missing) > self.max_texts:
+                    self._vectors.clear()
+                self._vectors.update(zip(missing, fresh, strict=True))
+        if not texts:
+            return np.asarray(self.encoder.encode([], batch_size, show_progress_bar))
+        return np.stack([known[t] for t in texts])

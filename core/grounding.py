@@ -53,6 +53,7 @@ __all__ = [
     "Verification",
     "calibrate_threshold",
     "content_words",
+    "lexical_problems",
     "strip_citations",
 ]
 
@@ -276,18 +277,28 @@ class GroundingVerifier:
         cited_text = "\n".join(passages.values())
         flat_cited = " ".join(cited_text.split())
         cited_stems = {w[:5] for w in content_words(cited_text)}
-        vectors = np.asarray(self.embedder.encode(sentences + [text for _, text in units]))
-        sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T
+        # A verbatim quote says what its source says: only the other sentences need the encoder.
+        quoted = [" ".join(s.split()) in flat_cited for s in sentences]
+        checked = [s for s, q in zip(sentences, quoted, strict=True) if not q]
+        sims = np.zeros((0, len(units)))
+        if checked:
+            vectors = np.asarray(self.embedder.encode(checked + [text for _, text in units]))
+            sims = vectors[: len(checked)] @ vectors[len(checked) :].T
         checks = []
-        for i, sentence in enumerate(sentences):
-            best = int(np.argmax(sims[i]))
-            source_id, evidence = units[best]
-            score = float(sims[i, best])
-            quoted = " ".join(sentence.split())
-            if quoted in flat_cited:  # a verbatim quote says what its source says
-                origin = next(i for i, t in passages.items() if quoted in " ".join(t.split()))
+        row = -1
+        for sentence, verbatim in zip(sentences, quoted, strict=True):
+            if verbatim:
+                flat = " ".join(sentence.split())
+                # A quote running across two passages is credited to the first.
+                origin = next(
+                    (i for i, t in passages.items() if flat in " ".join(t.split())), next(iter(passages))
+                )
                 checks.append(SentenceCheck(sentence, True, [], 1.0, sentence, origin))
                 continue
+            row += 1
+            best = int(np.argmax(sims[row]))
+            source_id, evidence = units[best]
+            score = float(sims[row, best])
             reasons = unsupported_facts(sentence, cited_text)
             if len(sentence.split()) >= self.min_words:
                 words = content_words(sentence)
@@ -316,6 +327,34 @@ class GroundingVerifier:
 def content_words(text: str) -> list[str]:
     """The lower-cased words of ``text`` that carry content (no stop words, no single letters)."""
     return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 1 and w not in _STOP_WORDS]
+
+
+def lexical_problems(claim: str, source: str) -> list[str]:
+    """Why ``source`` does not support ``claim`` word for word (empty: it does); no model involved.
+
+    Stricter than :meth:`GroundingVerifier.check` and independent of any embedding: a claim found
+    verbatim in the source passes; otherwise *every* content word of the claim (compared by its first
+    five letters), every fact (:func:`core.facts.unsupported_facts`) and its negation must occur in
+    the source. A paraphrase that swaps in a synonym fails, which is the point: it measures how
+    much of a summary could be checked by reading the source, not how plausible it is.
+
+    Args:
+        claim: One sentence (citations removed).
+        source: The text it cites (several sources joined by newlines).
+
+    Returns:
+        ``"words: a, b"``, ``"number 4"``, ``"polarity"`` … in that order.
+    """
+    flat_claim, flat_source = " ".join(claim.split()), " ".join(source.split())
+    if flat_claim and flat_claim in flat_source:
+        return []
+    stems = {w[:5] for w in content_words(source)}
+    missing = [w for w in dict.fromkeys(content_words(claim)) if w[:5] not in stems and not w.isdigit()]
+    problems = [f"words: {', '.join(missing)}"] if missing else []
+    problems += unsupported_facts(claim, source)
+    if _negated(claim) and not _negated(source):
+        problems.append("polarity")
+    return problems
 
 
 def strip_citations(text: str, ids: Iterable[str] | None = None) -> str:

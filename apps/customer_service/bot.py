@@ -36,7 +36,6 @@ from apps.customer_service.answering import (
 )
 from apps.customer_service.confidence import Calibration, Route
 from apps.customer_service.config import BotConfig
-from apps.customer_service.injection_screen import check_output
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.prompts import (
     DONT_KNOW,
@@ -52,6 +51,7 @@ from core.embeddings import Embedder
 from core.extractive import PickedSentence, SentencePicker
 from core.generation import GenerationUnavailableError
 from core.grounding import GroundingVerifier, Verification
+from core.injection import check_output
 
 logger = logging.getLogger(__name__)
 

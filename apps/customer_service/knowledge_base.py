@@ -47,11 +47,12 @@ from typing import Any
 from apps.customer_service.bm25_index import FIELDS, FieldBM25
 from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError
-from apps.customer_service.injection_screen import Verdict, screen_entries, screen_entry, screen_version
+from apps.customer_service.injection_screen import screen_entries, screen_entry
 from apps.customer_service.sources import Entry, Source, load_sources
 from core.config import from_dict, to_dict
 from core.embeddings import Embedder
 from core.index import VectorIndex
+from core.injection import Verdict, screen_version
 from core.io.artifacts import ArtifactError, check_target, open_artifact, recover, verify_artifact
 from core.paths import data_dir
 

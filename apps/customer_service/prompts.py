@@ -2,7 +2,8 @@
 
 KB text is data, never instructions. The layers that keep it that way:
 
-1. the prompt-injection screen (:mod:`apps.customer_service.injection_screen`: Unicode
+1. the prompt-injection screen (:mod:`core.injection`, applied to entries by
+   :mod:`apps.customer_service.injection_screen`: Unicode
    normalisation, rules in several languages and a learned screen, over every field) flags
    entries that address the model; the KB stores the verdicts at index time and the bot drops
    flagged entries from the prompt and never returns them verbatim (they stay searchable, and the
@@ -14,7 +15,7 @@ KB text is data, never instructions. The layers that keep it that way:
    ``<passage>`` tags, and the answer's citations are checked against the ids actually given
    (:func:`finalize_citations`);
 4. a generated answer is checked against its passages
-   (:func:`apps.customer_service.injection_screen.check_output`) and withheld when it holds a URL,
+   (:func:`core.injection.check_output`) and withheld when it holds a URL,
    contact, code or instruction that they do not (the bot then quotes passage sentences instead,
    or hands off).
 """
@@ -24,9 +25,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from apps.customer_service.injection_screen import screen_text
 from apps.customer_service.retrieval import Hit
-from core.text_screen import fold_text
+from core.injection import clean_untrusted, screen_text
 
 SYSTEM_PROMPT = (
     "You are a customer-support assistant. Answer the customer's question using only the facts in "
@@ -43,12 +43,6 @@ TRUNCATION_NOTICE = (
     "Note: your question was longer than {limit} characters; only the first {limit} were used."
 )
 
-# Chat-template tokens and anything shaped like our own delimiters (after NFKC, so full-width
-# look-alikes are caught too).
-_CONTROL_TOKENS = re.compile(
-    r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<<\s*/?SYS\s*>>|<\s*/?\s*passage[^>]*>?|</?\s*(?:system|user|assistant)\s*>",
-    re.IGNORECASE,
-)
 _CITATION = re.compile(r"\[([^\[\]\s][^\[\]]{0,200}?)\]")
 _SPACED_CITATION = re.compile(r"\s*" + _CITATION.pattern)
 
@@ -63,15 +57,8 @@ def looks_like_injection(text: str) -> bool:
 
 def clean_passage(text: str, limit: int | None = None) -> str:
     """``text`` normalised, without chat control tokens or passage delimiters, whitespace-collapsed,
-    cut to ``limit`` characters at a word."""
-    text = fold_text(text)
-    previous = None
-    while previous != text:  # "<pas<passage>sage>" must not reassemble into a delimiter
-        previous, text = text, _CONTROL_TOKENS.sub(" ", text)
-    text = " ".join(text.split())
-    if limit is not None and len(text) > limit:
-        text = text[:limit].rsplit(" ", 1)[0] + " …"
-    return text
+    cut to ``limit`` characters at a word (:func:`core.injection.clean_untrusted`)."""
+    return clean_untrusted(text, limit)
 
 
 def passage_text(hit: Hit) -> str:

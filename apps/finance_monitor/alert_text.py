@@ -20,6 +20,7 @@ MAX_STORIES = 5
 _TITLE_CHARS = 160
 _SOURCE_CHARS = 60
 _URL_CHARS = 500
+_SUMMARY_CHARS = 900
 
 
 def alert_message(
@@ -28,8 +29,8 @@ def alert_message(
     """The title and body of an alert's message.
 
     The body states the rule, the window, the value against its threshold and baseline, the
-    volume, up to :data:`MAX_STORIES` stories with their links, and a link to the alert on the
-    dashboard.
+    volume, the digest's cited summary when the alert has one, up to :data:`MAX_STORIES` stories with
+    their links, and a link to the alert on the dashboard.
 
     Args:
         payload: The alert's payload as queued in the outbox.
@@ -57,6 +58,7 @@ def alert_message(
         f"Value: {value} (threshold {_number(metric, payload.get('threshold'))}{baseline})",
         f"Items: {payload.get('volume')}",
     ]
+    lines += _summary(payload)
     lines += _stories(payload)
     footer = []
     if dashboard_url:
@@ -66,6 +68,23 @@ def alert_message(
     if footer:
         lines += ["", *footer]
     return title, "\n".join(lines)
+
+
+def _summary(payload: Mapping[str, Any]) -> list[str]:
+    """The digest's cited summary (:mod:`apps.finance_monitor.digests`) and the items ``[n]`` cites."""
+    digest = payload.get("digest")
+    if not isinstance(digest, Mapping) or not digest.get("summary_text"):
+        return []
+    how = "written by the answer model, checked" if digest.get("mode") == "generated" else "quoted headlines"
+    lines = ["", f"Summary ({how}): {_one_line(digest['summary_text'], _SUMMARY_CHARS)}"]
+    for n, ref in enumerate(list(digest.get("refs") or [])[:MAX_STORIES], 1):
+        if isinstance(ref, Mapping):
+            source, title = (
+                _one_line(ref.get("source"), _SOURCE_CHARS),
+                _one_line(ref.get("title"), _TITLE_CHARS),
+            )
+            lines.append(f"[{n}] {source} · {title}")
+    return lines
 
 
 def _stories(payload: Mapping[str, Any]) -> list[str]:

@@ -9,8 +9,11 @@ one; nothing is sent again. Evaluating the same data twice changes nothing. A ne
 delivery per sink (the log, a webhook, and each channel of its rule: Slack, Teams, e-mail, see
 :mod:`apps.finance_monitor.channels`) in the outbox, committed with it
 (:mod:`apps.finance_monitor.outbox` sends them), unless its rule and key are muted; muted alerts
-are still stored (status ``muted``). The current time comes from an injected clock, so tests
-never sleep.
+are still stored (status ``muted``). With a :class:`~apps.finance_monitor.digests.Digester`, every
+alert created or extended gets its digest in the same transaction, and the delivery carries it
+(bounded: :meth:`~apps.finance_monitor.digests.Digest.compact`); a digest that fails to compute is
+logged and left for :func:`~apps.finance_monitor.digests.get_digest` to compute on demand, never
+holding the alert back. The current time comes from an injected clock, so tests never sleep.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from apps.finance_monitor.alert_text import MAX_STORIES
+from apps.finance_monitor.digests import Digest, Digester, compute_digest, stored_digest
 from apps.finance_monitor.outbox import enqueue
 from apps.finance_monitor.rules import AlertRule, Breach, find_breaches
 from apps.finance_monitor.sinks import AlertSink
@@ -50,6 +54,8 @@ class AlertEngine:
         channel_sinks: The sinks of the rules' channels by channel name
             (:func:`apps.finance_monitor.channels.build_channel_sinks`): a rule's alerts also get a
             delivery per channel of the rule.
+        digester: Computes each new or extended alert's digest in its transaction; ``None``: no
+            digests at alert time (they are computed on demand).
 
     Raises:
         ValueError: A rule's channel without a sink in ``channel_sinks``.
@@ -62,11 +68,13 @@ class AlertEngine:
         sinks: Sequence[AlertSink] = (),
         clock: Callable[[], datetime] = utcnow,
         channel_sinks: Mapping[str, AlertSink] | None = None,
+        digester: Digester | None = None,
     ) -> None:
         self.engine = engine
         self.rules = list(rules)
         self.sinks = list(sinks)
         self.clock = clock
+        self.digester = digester
         self.channel_sinks = dict(channel_sinks or {})
         missing = sorted({c.name for r in self.rules for c in r.channels} - set(self.channel_sinks))
         if missing:
@@ -98,20 +106,52 @@ class AlertEngine:
             with session_scope(self.engine) as own:
                 return self.evaluate(scored, since=since, session=own)
         created: list[Alert] = []
+        touched: dict[int, tuple[Alert, AlertRule]] = {}  # created or extended, for their digests
         for rule in self.rules:
             for breach in find_breaches(rule, scored, since=since):
-                alert = self._apply(session, rule, breach)
-                if alert is None:
-                    continue
-                created.append(alert)
-                if alert.status != "muted":
-                    item_ids = list(dict.fromkeys(breach.item_ids))
-                    stories = top_stories(session, scored, item_ids, rule.metric)
-                    payload = alert_payload(alert, item_ids, stories)
-                    enqueue(session, alert.id, payload, self.sinks_for(rule), alert.created_at)
+                alert, new = self._apply(session, rule, breach)
+                touched[alert.id] = (alert, rule)
+                if new:
+                    created.append(alert)
+        versions = scored["model_version"].unique() if "model_version" in scored.columns else []
+        version = str(versions[0]) if len(versions) == 1 else None
+        digests = {
+            alert_id: self._digest(session, alert, rule, version)
+            for alert_id, (alert, rule) in touched.items()
+        }
+        for alert in created:
+            if alert.status != "muted":
+                # Every item linked by the end of this evaluation (an incident may have grown since its
+                # first bucket), the same ones its digest describes.
+                digest = digests.get(alert.id)
+                compact = (
+                    digest.compact(self.digester.config.payload_clusters)
+                    if digest and self.digester
+                    else None
+                )
+                item_ids = _linked(session, alert.id)
+                stories = top_stories(session, scored, item_ids, touched[alert.id][1].metric)
+                payload = alert_payload(alert, item_ids, stories, compact)
+                enqueue(session, alert.id, payload, self.sinks_for(touched[alert.id][1]), alert.created_at)
         return created
 
-    def _apply(self, session: Session, rule: AlertRule, breach: Breach) -> Alert | None:
+    def _digest(self, session: Session, alert: Alert, rule: AlertRule, version: str | None) -> Digest | None:
+        """The alert's digest, stored in ``session``; ``None`` without a digester or when it failed."""
+        if self.digester is None:
+            return None
+        stored = stored_digest(session, alert.id)
+        if stored is not None and stored[1]:  # its items have not changed: nothing new to say
+            return stored[0]
+        try:  # a model that fails must not hold the alert back (the digest writes only once it is built)
+            return compute_digest(session, alert, self.digester, rule.baseline_buckets, version)
+        except (OSError, RuntimeError, ValueError) as err:
+            logger.error(
+                "Alert digest failed; it is computed on demand later",
+                extra={"alert_id": alert.id, "error": f"{type(err).__name__}: {err}"},
+            )
+            return None
+
+    def _apply(self, session: Session, rule: AlertRule, breach: Breach) -> tuple[Alert, bool]:
         now = self.clock()
         incident = session.scalars(
             sa.select(Alert)
@@ -127,7 +167,7 @@ class AlertEngine:
         if incident is not None:
             _extend(incident, breach, now)
             _link(session, incident.id, breach.item_ids)
-            return None
+            return incident, False
         alert = Alert(
             rule=rule.name, scope=rule.scope, key=breach.key, metric=rule.metric, window=rule.window,
             window_start=breach.bucket_start, window_end=breach.bucket_end, created_at=now, updated_at=now,
@@ -139,7 +179,7 @@ class AlertEngine:
         session.flush()  # assigns alert.id
         _link(session, alert.id, breach.item_ids)
         logger.info("Alert raised", extra={"alert_id": alert.id, "rule": rule.name, "key": breach.key})
-        return alert
+        return alert, True
 
 
 def _set_peak(alert: Alert, breach: Breach) -> None:
@@ -166,6 +206,17 @@ def _link(session: Session, alert_id: int, item_ids: Sequence[str]) -> None:
     rows = [{"alert_id": alert_id, "item_id": item_id} for item_id in dict.fromkeys(item_ids)]
     if rows:
         upsert(session, AlertItem, rows, key_columns=["alert_id", "item_id"], update_columns=[])
+
+
+def _linked(session: Session, alert_id: int) -> list[str]:
+    """The ids of the items linked to an alert, oldest first."""
+    stmt = (
+        sa.select(AlertItem.item_id)
+        .join(Item, Item.id == AlertItem.item_id)
+        .where(AlertItem.alert_id == alert_id)
+        .order_by(Item.timestamp, Item.id)
+    )
+    return list(session.scalars(stmt))
 
 
 def _muted(session: Session, rule: str, key: str, now: datetime) -> bool:
@@ -230,10 +281,20 @@ def top_stories(
 
 
 def alert_payload(
-    alert: Alert, item_ids: Sequence[str], stories: Sequence[Mapping[str, Any]] = ()
+    alert: Alert,
+    item_ids: Sequence[str],
+    stories: Sequence[Mapping[str, Any]] = (),
+    digest: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document sent to sinks for an alert (``stories``: see :func:`top_stories`)."""
-    return {
+    """The JSON document sent to sinks for an alert.
+
+    Args:
+        alert: The alert.
+        item_ids: The items behind it.
+        stories: The stories that best show it (:func:`top_stories`).
+        digest: Its digest as sent (:meth:`apps.finance_monitor.digests.Digest.compact`: bounded).
+    """
+    payload = {
         "id": alert.id,
         "rule": alert.rule,
         "scope": alert.scope,
@@ -254,6 +315,9 @@ def alert_payload(
         "item_ids": list(item_ids),
         "stories": [dict(story) for story in stories],
     }
+    if digest is not None:
+        payload["digest"] = dict(digest)
+    return payload
 
 
 # --- actions (dashboard, API) --------------------------------------------------------------------

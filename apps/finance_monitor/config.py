@@ -1,7 +1,8 @@
 """Settings of the finance monitor: a frozen dataclass per component, values in configs/finance_monitor.yaml.
 
 :class:`FinanceTrainConfig` is the ``train:`` section (``aigc finance train --set epochs=5``),
-:class:`MonitorConfig` the ``monitor:`` section (``aigc finance monitor --set webhook_url=...``);
+:class:`MonitorConfig` the ``monitor:`` section (``aigc finance monitor --set webhook_url=...``) with
+the alert digests' :class:`DigestConfig` inside it (``--set digest.generate=true``);
 :func:`core.config.load_config` reads them with dotted overrides.
 """
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from apps.finance_monitor.datasets import Dedup
 from core.finetune import ClassifierTrainConfig
-from core.models import DEFAULT_ENCODER
+from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
+from core.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 
 #: The app's settings file (sections ``train:`` and ``monitor:``).
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "configs" / "finance_monitor.yaml"
@@ -30,6 +32,49 @@ class FinanceTrainConfig(ClassifierTrainConfig):
         metadata={"help": "Drop repeated texts before the split: none | exact | text (conflicts dropped)."},
     )
     calibrate: bool = field(default=True, metadata={"help": "Fit a temperature per head on validation."})
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """Settings of alert digests (``monitor: digest:``; see :mod:`apps.finance_monitor.digests`)."""
+
+    enabled: bool = field(default=True, metadata={"help": "Compute a digest with every alert."})
+    generate: bool = field(
+        default=False,
+        metadata={
+            "help": "Let the answer model write the summary (checked sentence by sentence; extractive "
+            "when nothing survives). Off: representative sentences chosen by embedding centrality."
+        },
+    )
+    encoder: str = field(
+        default=DEFAULT_ENCODER, metadata={"help": "Sentence encoder of centrality, clusters and checks."}
+    )
+    max_sentences: int = field(default=4, metadata={"help": "Most summary sentences."})
+    max_stories: int = field(
+        default=200, metadata={"help": "Most stories (near-duplicate groups) embedded per digest."}
+    )
+    cluster_similarity: float = field(
+        default=0.85, metadata={"help": "Headline cosine at which two stories join one cluster."}
+    )
+    top_entities: int = field(default=8, metadata={"help": "Entities listed."})
+    payload_clusters: int = field(default=8, metadata={"help": "Clusters sent with the webhook."})
+    model: str = field(default=DEFAULT_GENERATOR, metadata={"help": "Answer model (generate: true)."})
+    backend: str | None = field(
+        default=None, metadata={"help": "Generation backend: auto, llamacpp or torch (None: env or auto)."}
+    )
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads of llama.cpp generation (None: all; 1 is fastest on a busy machine)."},
+    )
+    prompt_stories: int = field(default=8, metadata={"help": "Headlines shown to the answer model."})
+    max_new_tokens: int = field(default=120, metadata={"help": "Longest generated summary, in tokens."})
+    support_threshold: float = field(
+        default=DEFAULT_SUPPORT_THRESHOLD, metadata={"help": "Cosine a supported sentence reaches."}
+    )
+    word_coverage: float = field(
+        default=DEFAULT_WORD_COVERAGE,
+        metadata={"help": "Share of a sentence's content words its cited items must hold."},
+    )
 
 
 @dataclass(frozen=True)
@@ -88,3 +133,4 @@ class MonitorConfig:
     max_db_failures: int = field(
         default=5, metadata={"help": "--follow gives up after this many cycles failing on the database."}
     )
+    digest: DigestConfig = field(default_factory=DigestConfig, metadata={"help": "Alert digests."})

@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from apps.finance_monitor.alerts import AlertEngine
 from apps.finance_monitor.channels import build_channel_sinks
 from apps.finance_monitor.config import MonitorConfig
+from apps.finance_monitor.digests import Digester
 from apps.finance_monitor.entities import EntityLinker
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
@@ -101,6 +102,7 @@ class Monitor:
         linker: Links scored items to entities (default: cashtags and given tickers, no watch list).
         channel_sinks: Sinks of the rules' channels by name (Slack, Teams, e-mail, webhooks:
             :func:`apps.finance_monitor.channels.build_channel_sinks`).
+        digester: Computes each alert's digest in the alert's transaction (``None``: on demand only).
     """
 
     def __init__(
@@ -115,12 +117,15 @@ class Monitor:
         policy: DeliveryPolicy = DeliveryPolicy(),
         linker: EntityLinker | None = None,
         channel_sinks: Mapping[str, AlertSink] | None = None,
+        digester: Digester | None = None,
     ) -> None:
         self.engine = engine
         self.scorer = scorer
         self.linker = linker or EntityLinker()
         self.ingestor = ingestor or Ingestor(engine)
-        self.alerts = AlertEngine(engine, rules, sinks, clock=clock, channel_sinks=channel_sinks)
+        self.alerts = AlertEngine(
+            engine, rules, sinks, clock=clock, channel_sinks=channel_sinks, digester=digester
+        )
         self.sender = Sender(engine, [*sinks, *(channel_sinks or {}).values()], policy, clock=clock)
         self.batch_size = batch_size
 
@@ -333,9 +338,10 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
     policy = delivery_policy(config)
     scorer = Scorer.from_dirs(sentiment, topic)
     ingestor = Ingestor(engine, dedup_threshold=config.dedup_threshold, min_age_s=config.min_file_age_s)
+    digester = Digester(config.digest) if config.digest.enabled else None  # models load at the first alert
     return Monitor(
         engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy,
-        linker=linker, channel_sinks=channel_sinks,
+        linker=linker, channel_sinks=channel_sinks, digester=digester,
     )  # fmt: skip
 
 

@@ -15,6 +15,9 @@
   with how it was found; ``finance_linked_items`` records which linker version (rules and watch
   list) linked each item, so an item linked to no entity is told apart from one never linked, and
   a changed watch list knows what to re-link. Both are written in the scores' transaction.
+* ``finance_alert_digests``: one digest per alert (:mod:`apps.finance_monitor.digests`), written in
+  the alert's transaction and again whenever its items change; ``items_key`` names the item set it
+  was computed from, so a digest older than its alert's items is recomputed on demand.
 
 The schema is created by ``core.storage.migrate()`` (``aigc db upgrade``).
 """
@@ -207,6 +210,21 @@ class LinkedItem(FinanceBase):
     )
     linker_version: Mapped[str] = mapped_column(sa.String(64), index=True)
     linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertDigest(FinanceBase):
+    """The digest of an alert (see :mod:`apps.finance_monitor.digests`), as JSON."""
+
+    __tablename__ = "finance_alert_digests"
+
+    alert_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("finance_alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Hash of the alert's linked item ids when the digest was computed (stale when they differ).
+    items_key: Mapped[str] = mapped_column(sa.String(64))
+    mode: Mapped[str] = mapped_column(sa.String(16))  # extractive | generated
+    digest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def register_migrations() -> None:

@@ -171,3 +171,35 @@ def test_progress_bar(tiny, capsys):
     assert "Embedding" in capsys.readouterr().err
     tiny.encode(TEXTS, batch_size=4)  # short input: no bar by default
     assert "Embedding" not in capsys.readouterr().err
+
+
+class _Counting:
+    """The real embedder, counting the texts that reach it."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.seen: list[str] = []
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        self.seen += list(texts)
+        return self.inner.encode(texts, batch_size, show_progress_bar)
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+
+def test_cached_encoder_encodes_each_text_once_and_stays_bounded(tiny):
+    from core.embeddings import CachedEncoder
+
+    counting = _Counting(tiny)
+    cached = CachedEncoder(counting, max_texts=4)
+    first = cached.encode(TEXTS[:3])
+    np.testing.assert_allclose(first, tiny.encode(TEXTS[:3]), atol=1e-6)
+    again = cached.encode([TEXTS[2], TEXTS[0], TEXTS[2], TEXTS[4]])
+    assert counting.seen == TEXTS[:3] + [TEXTS[4]]  # only the new text reached the encoder
+    np.testing.assert_array_equal(again[0], first[2])
+    assert cached.encode([]).shape == (0, tiny.dim) and cached.dim == tiny.dim
+    cached.encode(TEXTS[5:8])  # past max_texts: the cache starts over
+    cached.encode([TEXTS[0]])
+    assert counting.seen[-1] == TEXTS[0]

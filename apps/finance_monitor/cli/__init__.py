@@ -1,8 +1,9 @@
-"""`aigc finance` commands: train, eval, classify, monitor, deliveries, entities, ui.
+"""`aigc finance` commands: train, eval, classify, monitor, deliveries, entities, digest, ui.
 
 The commands live in sub-apps joined here with ``add_typer``: :mod:`~apps.finance_monitor.cli.models`
-(train, eval, classify), :mod:`~apps.finance_monitor.cli.monitor` (monitor, deliveries) and
-:mod:`~apps.finance_monitor.cli.entities` (entities, entities relink). Each parses
+(train, eval, classify), :mod:`~apps.finance_monitor.cli.monitor` (monitor, deliveries),
+:mod:`~apps.finance_monitor.cli.entities` (entities, entities relink) and
+:mod:`~apps.finance_monitor.cli.digest` (digest). Each parses
 its options and calls a plain function; errors in the input print one line naming the file, row and
 field, and exit with status 2 (:func:`~apps.finance_monitor.cli.options.command_errors`).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from apps.finance_monitor.cli import entities, models, monitor
+from apps.finance_monitor.cli import digest, entities, models, monitor
 from core.ui.launch import app_ui_command
 
 app = typer.Typer(
@@ -27,3 +28,4 @@ app.add_typer(app_ui_command("finance"))
 app.add_typer(models.app)
 app.add_typer(monitor.app)
 app.add_typer(entities.app, name="entities")
+app.add_typer(digest.app)

@@ -128,3 +128,48 @@ def incident(context: pd.DataFrame, windows: pd.DataFrame, y_title: str, percent
         )
         layers.append(rule.encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=fmt)]))
     return alt.layer(*layers).properties(height=280)
+
+
+def digest_shares(shares: pd.DataFrame) -> alt.Chart:
+    """Negative and positive shares, alert window beside baseline (``queries.digest_shares``)."""
+    return (
+        alt.Chart(shares)
+        .mark_bar()
+        .encode(
+            x=alt.X("sentiment:N", title=None, axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("period:N", sort=["baseline", "alert window"]),
+            y=alt.Y(
+                "share:Q",
+                title="share of stories",
+                axis=alt.Axis(format=".0%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            color=alt.Color(
+                "period:N",
+                title=None,
+                scale=alt.Scale(domain=["baseline", "alert window"], range=["#9e9e9e", ALERT_COLOUR]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("period:N"),
+                alt.Tooltip("sentiment:N"),
+                alt.Tooltip("share:Q", format=".0%"),
+                alt.Tooltip("stories:Q"),
+            ],
+        )
+        .properties(height=220)
+    )
+
+
+def digest_entities(entities: pd.DataFrame) -> alt.Chart:
+    """Stories mentioning each entity, most mentioned on top (``queries.digest_entities``)."""
+    return (
+        alt.Chart(entities)
+        .mark_bar()
+        .encode(
+            x=alt.X("stories:Q", title="stories", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("entity:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False, labelLimit=220)),
+            tooltip=[alt.Tooltip("entity:N"), alt.Tooltip("stories:Q")],
+        )
+        .properties(height=max(120, 24 * len(entities)))  # one readable row per entity
+    )

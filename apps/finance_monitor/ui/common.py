@@ -13,6 +13,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from apps.finance_monitor.digests import Digester
 from apps.finance_monitor.ui import queries
 from core.storage import StorageError, create_engine, get_db_url, mask_url
 
@@ -33,6 +34,16 @@ def get_engine(url: str) -> Engine:
 def engine() -> Engine:
     """The engine of ``AIGC_DB_URL`` (or the default SQLite file in ``AIGC_DATA_DIR``)."""
     return get_engine(get_db_url())
+
+
+@st.cache_resource(show_spinner="Loading the digest models…")
+def digest_settings() -> tuple[Digester, str]:
+    """A digester with the ``monitor: digest:`` settings (models load once per server) and the rules file."""
+    from apps.finance_monitor.config import CONFIG_FILE, MonitorConfig
+    from core.config import load_config
+
+    cfg = load_config(MonitorConfig, CONFIG_FILE if CONFIG_FILE.is_file() else None, section="monitor")
+    return Digester(cfg.digest), cfg.rules
 
 
 def status_or_stop(db: Engine) -> queries.MonitorStatus:

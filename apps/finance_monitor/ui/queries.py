@@ -11,7 +11,9 @@ rules; item lists show one row per story with the number of copies.
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,8 +24,10 @@ from sqlalchemy.engine import Engine
 from apps.finance_monitor import outbox
 from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset, scope_column
 from apps.finance_monitor.alerts import list_alerts
+from apps.finance_monitor.digests import Digest, Digester, baseline_lengths, get_digest, stored_digest
 from apps.finance_monitor.storage import (
     Alert,
+    AlertDigest,
     AlertItem,
     Delivery,
     EntityLink,
@@ -654,3 +658,108 @@ def alert_context(engine: Engine, alert_id: int, before: timedelta = timedelta(d
         index=pd.DatetimeIndex(table["bucket_start"], name="bucket_start"),
     )
     return out
+
+
+# --- alert digests -------------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()!|$~#+>-])")
+_SAFE_URL = re.compile(r"https?://[^\s<>\"'()\[\]\\]+")
+
+
+def alert_digest(engine: Engine, alert_id: int) -> tuple[Digest, bool] | None:
+    """The stored digest of an alert and whether it is current, or ``None`` (none yet, or no table)."""
+    if not sa.inspect(engine).has_table(AlertDigest.__tablename__):
+        return None
+    with session_scope(engine) as session:
+        return stored_digest(session, alert_id)
+
+
+def compute_alert_digest(engine: Engine, alert_id: int, digester: Digester, rules_file: str | None) -> Digest:
+    """Compute (again) and store an alert's digest, with the baseline length of its rule in ``rules_file``.
+
+    Raises:
+        ValueError: No alert with this id, or a bad rules file.
+    """
+    from apps.finance_monitor.monitor import SAMPLE_RULES
+    from apps.finance_monitor.rules import load_rules
+
+    buckets = baseline_lengths(load_rules(rules_file or SAMPLE_RULES))
+    digest = get_digest(engine, alert_id, digester, buckets, refresh=True)
+    if digest is None:  # only without a digester
+        raise ValueError(f"no digest for alert {alert_id}")
+    return digest
+
+
+def markdown_text(text: str) -> str:
+    """``text`` safe inside Markdown with HTML on: tags escaped, Markdown and LaTeX (``$``) marks escaped."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+
+
+def digest_anchor(alert_id: int, number: int) -> str:
+    """The HTML id of reference ``number`` of an alert's digest on the Alerts page."""
+    return f"digest-{alert_id}-ref-{number}"
+
+
+def digest_summary_markdown(digest: Digest) -> str:
+    """The summary with each citation ``[n]`` as a link to its reference in the list below it."""
+    numbers = digest.ref_numbers()
+    parts = []
+    for sentence in digest.summary:
+        links = "".join(
+            f"[\\[{numbers[c]}\\]](#{digest_anchor(digest.alert_id, numbers[c])})"
+            for c in sentence.cites
+            if c in numbers
+        )
+        text = sentence.text.rstrip()
+        stop = text[-1] if text[-1:] in (".", "!", "?") else "."
+        parts.append(f"{markdown_text(text.rstrip('.!?'))} {links}{stop}")
+    return " ".join(parts)
+
+
+def digest_reference_lines(digest: Digest) -> list[str]:
+    """One Markdown line (HTML on) per cited item: its anchor, ``[n]``, headline, source, time, sentiment
+    and a link to the article when it has an http(s) URL."""
+    lines = []
+    for n, ref in enumerate(digest.refs, 1):
+        when = pd.Timestamp(ref["timestamp"]).strftime("%Y-%m-%d %H:%M")
+        url = ref.get("url") or ""
+        link = f" · [open]({url})" if _SAFE_URL.fullmatch(url) else ""
+        anchor = f'<span id="{digest_anchor(digest.alert_id, n)}"></span>'
+        lines.append(
+            f"{anchor}**\\[{n}\\]** {markdown_text(ref['title'])} — {markdown_text(ref['source'])}, "
+            f"{when} UTC, {ref.get('sentiment') or 'unscored'}{link}"
+        )
+    return lines
+
+
+def digest_shares(digest: Digest) -> pd.DataFrame:
+    """Negative and positive shares in the alert window and the baseline: ``period``, ``sentiment``,
+    ``share``, ``stories`` (a period without stories has no rows)."""
+    rows = []
+    for period, window in (("alert window", digest.window), ("baseline", digest.baseline)):
+        for sentiment in ("negative", "positive"):
+            share = window.share_negative if sentiment == "negative" else window.share_positive
+            if share is not None:
+                rows.append(
+                    {"period": period, "sentiment": sentiment, "share": share, "stories": window.stories}
+                )
+    return pd.DataFrame(rows, columns=["period", "sentiment", "share", "stories"])
+
+
+def digest_clusters(digest: Digest) -> pd.DataFrame:
+    """The digest's stories: ``headline``, ``items``, ``sentiment``, ``representative`` (largest first)."""
+    rows = [
+        {
+            "headline": "(flagged by the injection screen)" if c.flagged else c.title,
+            "items": len(c.item_ids),
+            "sentiment": c.sentiment,
+            "representative": c.representative,
+        }
+        for c in digest.clusters
+    ]
+    return pd.DataFrame(rows, columns=["headline", "items", "sentiment", "representative"])
+
+
+def digest_entities(digest: Digest) -> pd.DataFrame:
+    """``entity`` and ``stories`` mentioning it, most mentioned first."""
+    return pd.DataFrame(digest.entities, columns=["entity", "stories"])

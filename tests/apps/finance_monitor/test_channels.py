@@ -547,6 +547,24 @@ def test_the_message_states_rule_window_numbers_stories_and_links():
     assert "… and 6 more on the dashboard" in body and "Dashboard:" not in body
 
 
+def test_the_message_carries_the_digest_summary_and_what_it_cites():
+    payload = {
+        "id": 8, "rule": "r", "scope": "topic", "key": "Energy", "metric": "share_negative", "value": 0.9,
+        "threshold": 0.7, "reason": "absolute", "volume": 9, "window": "hour",
+        "window_start": "2026-03-03T00:00:00+00:00", "window_end": "2026-03-03T01:00:00+00:00",
+        "digest": {
+            "mode": "extractive",
+            "summary_text": "Refinery shut after blast [1]. Shares\nfall 9% [2].",
+            "refs": [{"id": "a", "source": "Wire", "title": "Refinery shut after blast"},
+                     {"id": "b", "source": "Desk", "title": "Shares fall 9%"}],
+        },
+    }  # fmt: skip
+    _title, body = alert_message(payload)
+    assert "Summary (quoted headlines): Refinery shut after blast [1]. Shares fall 9% [2]." in body
+    assert "[1] Wire · Refinery shut after blast" in body and "[2] Desk · Shares fall 9%" in body
+    assert "Summary" not in alert_message({**payload, "digest": None})[1]
+
+
 def test_the_dashboard_link_is_the_alerts_page_of_the_suite(monkeypatch):
     from core.auth import Role
     from core.ui.auth import Viewer

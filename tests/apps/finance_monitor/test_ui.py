@@ -294,3 +294,33 @@ def test_failed_channel_deliveries_show_no_secret_on_the_alerts_page(sample_db, 
     for secret in secrets:
         assert secret not in shown
     engine.dispose()
+
+
+def test_alerts_page_computes_and_shows_the_digest_with_links_to_its_items(sample_db):
+    from apps.finance_monitor.digests import get_digest
+
+    engine = engine_for_test()
+    energy = int(queries.alerts_frame(engine).set_index("key").loc["Energy | Oil", "id"])
+    at = open_page("alerts.py", {"alert": str(energy)})
+    assert "No digest yet" in " ".join(c.value for c in at.caption)
+    at.button(key="alerts_digest_compute").click().run()  # the real models, loaded by the page
+    assert not at.exception, [e.value for e in at.exception]
+    digest = get_digest(engine, energy, None)
+    engine.dispose()
+    assert digest is not None and digest.mode == "extractive" and len(digest.refs) >= 2
+    summary = next(m.value for m in at.markdown if f"](#digest-{energy}-ref-1)" in m.value)
+    references = next(m.value for m in at.markdown if f'id="digest-{energy}-ref-1"' in m.value)
+    for n, ref in enumerate(digest.refs, 1):
+        assert f"[\\[{n}\\]](#{queries.digest_anchor(energy, n)})" in summary  # [n] opens reference n
+        assert f'<span id="{queries.digest_anchor(energy, n)}"></span>**\\[{n}\\]**' in references
+        assert queries.markdown_text(ref["title"]) in references
+    assert queries.markdown_text(digest.summary[0].text.rstrip(".")) in summary
+    clusters = next(d.value for d in at.dataframe if "headline" in d.value.columns)
+    assert clusters["items"].sum() == digest.items and clusters["items"].is_monotonic_decreasing
+    shares = next(
+        data[0] for i in range(len(at.get("vega_lite_chart"))) if "period" in (data := chart_data(at, i))[0]
+    )
+    window = shares.set_index(["period", "sentiment"])["share"]
+    assert window["alert window", "negative"] == pytest.approx(digest.window.share_negative)
+    assert window["baseline", "negative"] == pytest.approx(digest.baseline.share_negative)
+    assert "No digest yet" not in " ".join(c.value for c in at.caption)

@@ -1,4 +1,4 @@
-"""Alerts: the list, acknowledge and mute, a drill-down to the items, and the delivery outbox."""
+"""Alerts: the list, acknowledge and mute, the digest, a drill-down to the items, and the delivery outbox."""
 
 import streamlit as st
 
@@ -48,6 +48,7 @@ def alerts_view() -> None:
     cols[3].metric("Status", alert["status"])
     st.caption(f"Delivered to: {alert['deliveries']}")
     actions(chosen, alert)
+    digest_view(chosen)
     st.subheader("Metric around the incident")
     own = queries.alert_windows(db, alert["scope"], [alert["key"]])
     own = own[own["id"] == chosen]
@@ -56,6 +57,57 @@ def alerts_view() -> None:
     st.altair_chart(charts.incident(context, own, metric_name, alert["metric"] != "volume"), width="stretch")
     st.subheader("Items behind the alert")
     common.items_table(queries.alert_drilldown(db, chosen), key="alert_items")
+
+
+def digest_view(alert_id: int) -> None:
+    """The alert's digest: cited summary (links to the references), sentiment against the baseline,
+    entities and stories; a button computes a missing or stale one."""
+    st.subheader("Digest")
+    found = queries.alert_digest(db, alert_id)
+    label = "Compute digest" if found is None else "Recompute digest"
+    if found is None or not found[1]:
+        st.caption(
+            "No digest yet for this alert." if found is None else "The alert has new items since this digest."
+        )
+        if st.button(label, key="alerts_digest_compute", icon=":material/summarize:"):
+            digester, rules = common.digest_settings()
+            with st.spinner("Summarising the alert's stories…"):
+                queries.compute_alert_digest(db, alert_id, digester, rules)
+            st.rerun()
+    if found is None:
+        return
+    digest = found[0]
+    how = (
+        "Written by the answer model; every sentence checked against the items it cites"
+        if digest.mode == "generated"
+        else "Representative headlines chosen by embedding centrality (quotes)"
+    )
+    dropped = f" · {len(digest.dropped)} generated sentences dropped as unsupported" if digest.dropped else ""
+    st.caption(f"{how}{dropped}" + (f" · {digest.note}" if digest.note else ""))
+    st.markdown(queries.digest_summary_markdown(digest) or "_No usable headline to summarise._")
+    with st.container(border=True):
+        st.markdown("  \n".join(queries.digest_reference_lines(digest)), unsafe_allow_html=True)
+    if digest.flagged:
+        st.caption(f"{len(digest.flagged)} item(s) read as instructions to a model; kept out of the summary.")
+    shares, entities = st.columns(2)
+    shares.caption(
+        f"Negative and positive stories: alert window vs the {digest.baseline.stories} baseline stories"
+    )
+    shares.altair_chart(charts.digest_shares(queries.digest_shares(digest)), width="stretch")
+    entities.caption("Most mentioned entities (stories)")
+    if digest.entities:
+        entities.altair_chart(charts.digest_entities(queries.digest_entities(digest)), width="stretch")
+    st.dataframe(
+        queries.digest_clusters(digest),
+        key="alerts_digest_clusters",
+        hide_index=True,
+        column_config={
+            "headline": st.column_config.TextColumn("Story (representative headline)", width="large"),
+            "items": st.column_config.NumberColumn("Items", help="Copies and rewordings of the story"),
+            "sentiment": st.column_config.TextColumn("Sentiment"),
+            "representative": st.column_config.TextColumn("Item id"),
+        },
+    )
 
 
 def actions(alert_id: int, alert) -> None:
