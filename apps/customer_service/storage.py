@@ -493,7 +493,10 @@ class SupportStore:
             ]
 
     def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The conversation's messages in order, answers with ``sources`` and ``feedback``."""
+        """The conversation's messages in order, answers with ``sources`` and ``feedback``.
+
+        Roles: ``user``, ``assistant`` (the bot) and ``agent`` (a person, with its ``author``).
+        """
         with session_scope(self.engine) as session:
             rows = session.scalars(
                 sa.select(Message)
@@ -512,6 +515,11 @@ class SupportStore:
                 f.message_id: {"rating": f.rating, "corrected_answer": f.corrected_answer}
                 for f in session.scalars(sa.select(Feedback).where(Feedback.message_id.in_(ids)))
             }
+            reasons = dict(
+                session.execute(
+                    sa.select(Handoff.message_id, Handoff.reason).where(Handoff.message_id.in_(ids))
+                ).all()
+            )
             return [
                 {
                     "id": m.id,
@@ -524,6 +532,7 @@ class SupportStore:
                     "intent_confidence": m.intent_confidence,
                     "latency_ms": m.latency_ms,
                     "author": m.author,
+                    "handoff_reason": reasons.get(m.id),  # set on the answer that opened a case
                     "sources": sources.get(m.id, []),
                     "feedback": feedback.get(m.id),
                 }
