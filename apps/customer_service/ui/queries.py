@@ -252,11 +252,11 @@ def case_caption(case: Case, now: datetime | None = None) -> str:
 
 
 def handoff_times_chart(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The queue's per-day metrics as the chart's frame: ``day`` and the two medians, in minutes."""
+    """The queue's per-day metrics as the chart's frame: ``day`` (``YYYY-MM-DD``) and the two medians."""
     frame = metrics[["day", "median_take_min", "median_resolve_min"]].rename(
         columns={"median_take_min": TAKE_LABEL, "median_resolve_min": RESOLVE_LABEL}
     )
-    frame["day"] = pd.to_datetime(frame["day"])
+    frame["day"] = frame["day"].astype(str)  # one bar group per day, even for a single day
     return frame
 
 

@@ -65,3 +65,4 @@ def test_queue_helpers_caption_agent_and_chart():
     )  # fmt: skip
     chart = handoff_times_chart(metrics)
     assert list(chart.columns) == ["day", TAKE_LABEL, RESOLVE_LABEL] and chart[TAKE_LABEL].tolist() == [4.0]
+    assert chart["day"].tolist() == ["2026-12-01"]

@@ -105,7 +105,6 @@ def suggestion(case: Case, reply_key: str) -> None:
 
 
 def work_on(case: Case) -> None:
-    st.markdown(f"**Customer:** {escape_markdown(case.question)}")
     st.caption(queries.case_caption(case) + f" · conversation {case.conversation_id[:8]}")
     history(case)
     reply_key = f"queue_reply_{case.id}"
@@ -163,12 +162,13 @@ metrics = queue.metrics(days=30)
 if metrics.empty:
     st.caption("No hand-offs in the last 30 days.")
 else:
-    st.line_chart(
+    st.bar_chart(
         queries.handoff_times_chart(metrics),
         x="day",
         y=[queries.TAKE_LABEL, queries.RESOLVE_LABEL],
         y_label="minutes (median)",
         x_label="day of hand-off (UTC)",
+        stack=False,
     )
     st.caption(
         f"Last 30 days: {int(metrics['handed_off'].sum())} hand-offs, {int(metrics['taken'].sum())} taken, "
