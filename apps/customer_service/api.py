@@ -366,7 +366,7 @@ def _act(action: Any, *args: Any) -> Any:
     try:
         return action(*args)
     except KeyError as err:
-        raise ApiError(404, str(err).strip("'\""), "path.case_id") from None
+        raise ApiError(404, str(err), "path.case_id") from None
     except (InvalidTransition, NotYourCase) as err:
         raise ApiError(409, str(err), "path.case_id") from None
     except HandoffError as err:

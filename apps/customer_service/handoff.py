@@ -140,6 +140,13 @@ class NotYourCase(HandoffError):
     """Another agent has taken the case."""
 
 
+class UnknownCase(HandoffError, KeyError):
+    """No hand-off case with that id (a ``KeyError`` too)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such hand-off"
+
+
 def source_state(action: HandoffAction | str) -> HandoffState:
     """The one state an agent's ``action`` (take, reply, release, resolve) starts from.
 
@@ -223,6 +230,7 @@ __all__ = [
     "HandoffState",
     "InvalidTransition",
     "NotYourCase",
+    "UnknownCase",
     "next_state",
     "notification_payload",
     "parse_reason",

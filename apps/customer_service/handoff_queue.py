@@ -41,6 +41,7 @@ from apps.customer_service.handoff import (
     HandoffState,
     InvalidTransition,
     NotYourCase,
+    UnknownCase,
     next_state,
 )
 from apps.customer_service.storage import Conversation, Handoff, Message, MessageSource, SupportStore
@@ -179,12 +180,12 @@ class HandoffQueue:
         """One case.
 
         Raises:
-            KeyError: No such case.
+            UnknownCase: No such case (a ``KeyError``).
         """
         with session_scope(self.engine) as session:
             rows = session.execute(self._select().where(Handoff.id == case_id)).all()
             if not rows:
-                raise KeyError(f"no hand-off {case_id}")
+                raise UnknownCase(f"no hand-off {case_id}")
             return self._cases(session, rows)[0]
 
     def conversation_state(self, conversation_id: str) -> HandoffState:
@@ -327,7 +328,7 @@ class HandoffQueue:
             raise HandoffError("an agent name is needed to act on the queue")
         locked = session.execute(sa.update(Handoff).where(Handoff.id == case_id).values(updated_at=now))
         if locked.rowcount != 1:
-            raise KeyError(f"no hand-off {case_id}")
+            raise UnknownCase(f"no hand-off {case_id}")
         case = session.get_one(Handoff, case_id)
         subject = f"hand-off {case_id}"
         if (HandoffState(case.status), action) not in TRANSITIONS:

@@ -35,7 +35,7 @@ def act(action, *args, success: str) -> None:  # noqa: ANN001 - a bound HandoffQ
     try:
         action(*args)
     except (HandoffError, KeyError) as err:  # someone was quicker, or the case is gone
-        flash("warning", str(err).strip("'\""))
+        flash("warning", str(err))
     else:
         flash("success", success)
 
