@@ -135,6 +135,7 @@ class ConversationOut(BaseModel):
     owner: str | None = None
     intent: str | None = None
     handoff: bool
+    state: str = Field(description="Hand-off state: bot, waiting, taken or resolved")
     messages: int
     created_at: datetime
     updated_at: datetime

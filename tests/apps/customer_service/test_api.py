@@ -63,6 +63,8 @@ def test_off_topic_hands_off_and_shows_in_the_queue(api) -> None:
     assert (
         entry["question"] == OFF_TOPIC and entry["status"] == "waiting" and entry["reason"] == "out_of_scope"
     )
+    listed = api.client.get("/v1/support/conversations", headers=api.headers("agent")).json()
+    assert next(c for c in listed if c["id"] == reply["conversation_id"])["state"] == "waiting"
 
 
 def test_a_handoff_is_taken_answered_and_resolved_over_the_api(api) -> None:
