@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import sys
 from dataclasses import dataclass
 
@@ -29,6 +30,10 @@ def run_aigc(*args: str) -> CliResult:
     out, err = io.StringIO(), io.StringIO()
     argv = sys.argv
     sys.argv = ["aigc", *args]
+    # The command sets up logging on the root logger (a rich handler writing to stderr); put the
+    # test process's logging back afterwards, or later tests would capture log lines on stderr.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -37,6 +42,8 @@ def run_aigc(*args: str) -> CliResult:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
         sys.argv = argv
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return CliResult(code, out.getvalue(), err.getvalue())
 
 

@@ -3,6 +3,11 @@
 Each endpoint parses the request, calls the same :class:`SupportBot` and :class:`SupportStore`
 methods the chat page and ``aigc support ask`` use, and renders the result as JSON (or server-sent
 events for ``/ask/stream``). Asked questions and answers are stored as conversations, like the UI's.
+
+The hand-off queue (``/handoffs``: list, take, reply, release, resolve, metrics) calls the
+:class:`~apps.customer_service.handoff_queue.HandoffQueue` the queue page and ``aigc support take``
+use; the key's user is the agent. A refused action (taking a taken case...) answers 409 with the
+reason; a new hand-off is announced to the configured webhook by this process's sender.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from apps.customer_service.bot import Answer, EmptyQuestionError, SupportBot
+from apps.customer_service.handoff import HandoffError, InvalidTransition, NotYourCase
+from apps.customer_service.handoff_queue import MAX_REPLY_CHARS, Case, HandoffQueue
 from apps.customer_service.storage import SupportStore
 from core.api import ApiError, ApiPlugin, BenchRequest, Principal, require, service_dependency
 
@@ -40,14 +48,24 @@ class SupportService:
     store: SupportStore
     kb_dir: Path
 
+    @property
+    def queue(self) -> HandoffQueue:
+        """The hand-off queue over the same store."""
+        return HandoffQueue(self.store)
+
 
 def load_service(engine: Engine) -> SupportService:
     """The bot over the default KB (``$AIGC_DATA_DIR/support/kb``) with its answer model loaded.
 
+    New hand-offs are announced to the webhook of the ``queue:`` settings by a sender thread of
+    this process (:func:`apps.customer_service.handoff_notify.notifying_store`).
+
     Raises:
         FileNotFoundError: No knowledge base there yet (``aigc prepare-demo --app support``).
+        ValueError: Wrong webhook settings.
     """
     from apps.customer_service.config import load_bot_config
+    from apps.customer_service.handoff_notify import notifying_store
     from apps.customer_service.knowledge_base import default_kb_dir
 
     kb_dir = default_kb_dir()
@@ -58,7 +76,7 @@ def load_service(engine: Engine) -> SupportService:
         logger.warning("Answer model not loaded", extra={"error": str(err)})
     bot.predict_intent("warm up")
     bot.retriever.search("warm up", k=1)
-    return SupportService(bot, SupportStore(engine), kb_dir)
+    return SupportService(bot, notifying_store(engine), kb_dir)
 
 
 def _check(service: SupportService) -> None:
@@ -117,24 +135,59 @@ class ConversationOut(BaseModel):
     owner: str | None = None
     intent: str | None = None
     handoff: bool
+    state: str = Field(description="Hand-off state: bot, waiting, taken or resolved")
     messages: int
     created_at: datetime
     updated_at: datetime
 
 
+CaseId = Annotated[int, PathParam(ge=1, le=2**62, description="The hand-off's id")]
+
+
+class HandoffSourceOut(BaseModel):
+    """An entry retrieved for the handed-off question."""
+
+    id: str
+    title: str
+    url: str | None = None
+    score: float
+    suggested: bool = Field(description="Whether the bot's suggestion quotes it")
+
+
 class HandoffOut(BaseModel):
-    """An answer that handed the conversation to a human agent."""
+    """A hand-off case: the question the bot handed to a human, its state and the bot's draft."""
 
     id: int
     conversation_id: str
     message_id: int
-    question: str | None = None
-    answer: str
-    confidence: float | None = None
-    reason: str
-    status: str
-    created_at: datetime
+    question: str
+    reason: str = Field(description="low_confidence, out_of_scope, asked_for_human or deadline")
+    reason_label: str
+    status: str = Field(description="waiting, taken or resolved")
+    handed_off_at: datetime
+    taken_at: datetime | None = None
+    taken_by: str | None = None
     resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    suggestion: str = Field(description="The bot's draft answer for the agent (empty: none)")
+    sources: list[HandoffSourceOut]
+
+
+class ReplyRequest(BaseModel):
+    """An agent's answer to the customer of a taken hand-off."""
+
+    text: str = Field(min_length=1, max_length=MAX_REPLY_CHARS)
+
+
+class HandoffDayOut(BaseModel):
+    """Hand-offs of one day (UTC) and the median minutes from hand-off to take and to resolve."""
+
+    day: str
+    handed_off: int
+    taken: int
+    resolved: int
+    median_take_min: float | None = None
+    median_resolve_min: float | None = None
 
 
 def _sees_all(principal: Principal) -> bool:
@@ -281,15 +334,96 @@ def feedback(
     return {"message_id": request.message_id, "rating": request.rating}
 
 
+def _case_out(case: Case) -> dict[str, Any]:
+    return {**case.__dict__, "reason_label": case.reason_label}
+
+
 @router.get("/handoffs", response_model=list[HandoffOut], summary="The hand-off queue")
 def handoffs(
-    status: Literal["open", "resolved", "all"] = "open",
+    status: Literal["waiting", "taken", "resolved", "open", "all"] = "waiting",
+    mine: bool = Query(False, description="Only the cases the key's user has taken"),
     limit: int = Query(50, ge=1, le=500),
+    service: SupportService = Depends(support),
+    principal: Principal = Depends(require(HANDOFFS)),
+) -> list[dict[str, Any]]:
+    """Hand-off cases: ``waiting`` (default) and ``open`` oldest first, the others newest first."""
+    cases = service.queue.cases(status, taken_by=principal.user if mine else None, limit=limit)
+    return [_case_out(c) for c in cases]
+
+
+@router.get("/handoffs/metrics", response_model=list[HandoffDayOut], summary="Time to take and resolve")
+def handoff_metrics(
+    days: int = Query(30, ge=1, le=366),
     service: SupportService = Depends(support),
     _principal: Principal = Depends(require(HANDOFFS)),
 ) -> list[dict[str, Any]]:
-    """Answers that handed off to a human, newest first."""
-    return service.store.handoffs(None if status == "all" else status, limit)
+    """Per day of hand-off (UTC): counts, and median minutes from hand-off to take and to resolve."""
+    rows = service.queue.metrics(days).to_dict("records")
+    return [{k: (str(v) if k == "day" else None if v != v else v) for k, v in row.items()} for row in rows]
+
+
+def _act(action: Any, *args: Any) -> Any:
+    """Run a queue action; its refusals as HTTP errors (404 unknown, 409 wrong state or agent)."""
+    try:
+        return action(*args)
+    except KeyError as err:
+        raise ApiError(404, str(err), "path.case_id") from None
+    except (InvalidTransition, NotYourCase) as err:
+        raise ApiError(409, str(err), "path.case_id") from None
+    except HandoffError as err:
+        raise ApiError(422, str(err), "body.text") from None
+
+
+@router.get("/handoffs/{case_id}", response_model=HandoffOut, summary="One hand-off case")
+def handoff(
+    case_id: CaseId,
+    service: SupportService = Depends(support),
+    _principal: Principal = Depends(require(HANDOFFS)),
+) -> dict[str, Any]:
+    """One case with its question, state, the bot's suggestion and the retrieved sources."""
+    return _case_out(_act(service.queue.get, case_id))
+
+
+@router.post("/handoffs/{case_id}/take", response_model=HandoffOut, summary="Take a waiting hand-off")
+def take(
+    case_id: CaseId,
+    service: SupportService = Depends(support),
+    principal: Principal = Depends(require(HANDOFFS)),
+) -> dict[str, Any]:
+    """Take a waiting case for the key's user; of two agents taking it at once, one gets 409."""
+    return _case_out(_act(service.queue.take, case_id, principal.user))
+
+
+@router.post("/handoffs/{case_id}/reply", summary="Answer the customer of a taken hand-off")
+def reply(
+    case_id: CaseId,
+    request: ReplyRequest,
+    service: SupportService = Depends(support),
+    principal: Principal = Depends(require(HANDOFFS)),
+) -> dict[str, Any]:
+    """Add the agent's answer to the conversation (role ``agent``); only on a case the user has taken."""
+    message_id = _act(service.queue.reply, case_id, principal.user, request.text, _sees_all(principal))
+    return {"case_id": case_id, "message_id": message_id}
+
+
+@router.post("/handoffs/{case_id}/release", response_model=HandoffOut, summary="Put a hand-off back")
+def release(
+    case_id: CaseId,
+    service: SupportService = Depends(support),
+    principal: Principal = Depends(require(HANDOFFS)),
+) -> dict[str, Any]:
+    """Put a taken case back in the queue (an admin may release another agent's)."""
+    return _case_out(_act(service.queue.release, case_id, principal.user, _sees_all(principal)))
+
+
+@router.post("/handoffs/{case_id}/resolve", response_model=HandoffOut, summary="Resolve a hand-off")
+def resolve(
+    case_id: CaseId,
+    service: SupportService = Depends(support),
+    principal: Principal = Depends(require(HANDOFFS)),
+) -> dict[str, Any]:
+    """Close a taken case (an admin may resolve another agent's)."""
+    return _case_out(_act(service.queue.resolve, case_id, principal.user, _sees_all(principal)))
 
 
 def _bench_requests() -> list[BenchRequest]:

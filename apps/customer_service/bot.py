@@ -36,9 +36,12 @@ from apps.customer_service.answering import (
 )
 from apps.customer_service.confidence import Calibration, Route
 from apps.customer_service.config import BotConfig
+from apps.customer_service.handoff import HandoffReason
+from apps.customer_service.human_request import asks_for_human
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.prompts import (
     DONT_KNOW,
+    HUMAN_REQUESTED,
     TRUNCATION_NOTICE,
     build_messages,
     finalize_citations,
@@ -104,6 +107,8 @@ class Answer:
             the quoted sentences match the question weakly or a generated answer lost sentences
             to verification (:func:`apps.customer_service.answering.answer_confidence`).
         handoff: Whether a human agent should take over.
+        handoff_reason: Why, when ``handoff`` (a :class:`~apps.customer_service.handoff.HandoffReason`
+            value: ``low_confidence``, ``out_of_scope``, ``asked_for_human`` or ``deadline``).
         intent: Predicted intent label (``None`` without an intent model).
         intent_confidence: Its probability.
         latency_ms: Time to the full answer.
@@ -120,6 +125,10 @@ class Answer:
         verification: For generated answers, the verifier's verdict (sentences, supported, dropped
             with reasons, ``used``: whether the generated text was shown, and ``generated``: the
             model's text before verification, for audits; never shown as an answer).
+        suggestion: On hand-off, a draft for the agent who takes over: the quoted sentences (or the
+            FAQ answer) the bot would offer from the retrieved entries, with ``[id]`` citations;
+            empty when nothing retrieved is close enough (out of scope). Never shown to the customer.
+        suggestion_sources: The entries the suggestion quotes.
     """
 
     text: str
@@ -138,6 +147,9 @@ class Answer:
     retrieval_confidence: float = 0.0
     evidence: list[dict[str, Any]] = field(default_factory=list)
     verification: dict[str, Any] | None = None
+    handoff_reason: str | None = None
+    suggestion: str = ""
+    suggestion_sources: list[Source] = field(default_factory=list)
 
     def to_json(self, question: str | None = None) -> dict[str, Any]:
         """The ``aigc support ask --json`` payload (with ``question`` first when given)."""
@@ -150,6 +162,7 @@ class Answer:
             ],
             "confidence": round(self.confidence, 4),
             "handoff": self.handoff,
+            "handoff_reason": self.handoff_reason,
             "intent": self.intent,
             "latency_ms": round(self.latency_ms, 1),
         }
@@ -208,6 +221,10 @@ class _Plan:
     verification: Verification | None = None
     generated_used: bool = False
     generated: str = ""
+    reason: str | None = None
+    gate_route: Route = "handoff"
+    suggestion: str = ""
+    suggestion_sources: list[Hit] = field(default_factory=list)
 
 
 class SupportBot:
@@ -330,7 +347,8 @@ class SupportBot:
             )
             chunks = iter([plan.text])
         else:
-            plan.text = DONT_KNOW
+            plan.text = HUMAN_REQUESTED if plan.reason == HandoffReason.ASKED_FOR_HUMAN else DONT_KNOW
+            self._suggest(plan)
             chunks = iter([plan.text])
         return AnswerStream(chunks, lambda text, first: self._finish(plan, first))
 
@@ -421,6 +439,8 @@ class SupportBot:
                 [],
                 plan.confidence,
             )
+            plan.reason = HandoffReason.LOW_CONFIDENCE
+            self._suggest(plan, picked)
             return
         by_id = {h.id: h for h in plan.used}
         plan.route = "extract"
@@ -428,6 +448,25 @@ class SupportBot:
         plan.text = cite_sentences([(p.source_id, p.text) for p in picked])
         plan.sources = [by_id[i] for i in dict.fromkeys(p.source_id for p in picked)]
         plan.answer_confidence = answer_confidence(plan.confidence, picked)
+
+    def _suggest(self, plan: _Plan, picked: list[PickedSentence] | None = None) -> None:
+        """Fill ``plan.suggestion``: the draft a human agent sees beside the reply box on hand-off.
+
+        The FAQ answer the gate would have quoted, else the best passage sentences (``picked``, or
+        picked now); nothing for an out-of-scope question, whose retrieved entries are unrelated.
+        """
+        if not plan.used or plan.reason == HandoffReason.OUT_OF_SCOPE:
+            return
+        if plan.gate_route == "faq":
+            plan.suggestion, plan.suggestion_sources = plan.used[0].entry.text, plan.used[:1]
+            return
+        if picked is None:
+            picked = self.picker.pick(plan.question, extractive_passages(plan.used))
+        if not picked:
+            return
+        by_id = {h.id: h for h in plan.used}
+        plan.suggestion = cite_sentences([(p.source_id, p.text) for p in picked])
+        plan.suggestion_sources = [by_id[i] for i in dict.fromkeys(p.source_id for p in picked)]
 
     def _generate_verified(self, plan: _Plan) -> None:
         """Generate, keep the supported sentences; ``plan.generated_used`` says whether it is shown."""
@@ -449,6 +488,8 @@ class SupportBot:
                 plan.confidence,
             )
             plan.notice = f"Handed off: {err}."
+            plan.reason = HandoffReason.DEADLINE
+            self._suggest(plan)
             return
         text, _, cited = finalize_citations(raw, plan.used)
         plan.generated = text
@@ -507,15 +548,24 @@ class SupportBot:
         if dropped:
             logger.warning("Dropped KB entries that read as instructions", extra={"ids": dropped})
         confidence = self.calibration.confidence(used)
-        route = self.calibration.route(used, confidence)
+        gate_route = route = self.calibration.route(used, confidence)
         intent, intent_conf = self.predict_intent(question)
         used = used[:1] if route == "faq" else used[: self.config.answer.passages]
-        return _Plan(
+        reason = None
+        if self.config.gate.detect_human_request and asks_for_human(question):
+            route, reason = "handoff", HandoffReason.ASKED_FOR_HUMAN
+        elif route == "handoff":
+            far = confidence < self.config.gate.out_of_scope_ratio * self.calibration.handoff_threshold
+            reason = HandoffReason.OUT_OF_SCOPE if not used or far else HandoffReason.LOW_CONFIDENCE
+        plan = _Plan(
             question, query, hits, used, dropped, confidence, route, intent, intent_conf, notice, start
         )
+        plan.reason, plan.gate_route = reason, gate_route
+        return plan
 
     def _finish(self, plan: _Plan, first: float | None) -> tuple[Answer, str]:
         now = time.perf_counter()
+        handed_off = plan.route == "handoff"
         verification = None
         if plan.verification is not None:
             verification = plan.verification.to_dict() | {
@@ -526,7 +576,7 @@ class SupportBot:
             text=plan.text,
             sources=[Source.from_hit(h) for h in plan.sources],
             confidence=plan.answer_confidence,
-            handoff=plan.route == "handoff",
+            handoff=handed_off,
             intent=plan.intent,
             intent_confidence=plan.intent_confidence,
             latency_ms=1000 * (now - plan.start),
@@ -539,10 +589,18 @@ class SupportBot:
             retrieval_confidence=plan.confidence,
             evidence=[p.to_dict() for p in plan.evidence],
             verification=verification,
+            handoff_reason=str(plan.reason or HandoffReason.LOW_CONFIDENCE) if handed_off else None,
+            suggestion=plan.suggestion if handed_off else "",
+            suggestion_sources=[Source.from_hit(h) for h in plan.suggestion_sources] if handed_off else [],
         )
         logger.info(
             "Answered",
-            extra={"route": plan.route, "confidence": answer.confidence, "latency_ms": answer.latency_ms},
+            extra={
+                "route": plan.route,
+                "handoff_reason": answer.handoff_reason,
+                "confidence": answer.confidence,
+                "latency_ms": answer.latency_ms,
+            },
         )
         return answer, ""
 

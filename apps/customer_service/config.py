@@ -4,9 +4,10 @@ Every config dataclass of the app lives here, one per component: how documents a
 passages (:class:`ChunkConfig`), the lexical index (:class:`BM25Config`), retrieval and fusion
 (:class:`RetrievalConfig`), the knowledge-base build (:class:`KBConfig`) and the bot
 (:class:`BotConfig` with its :class:`AnswerConfig`, :class:`GateConfig` and :class:`RewriteConfig`),
-the knowledge-gap report (:class:`GapsConfig`) and the model refresh loop (:class:`RefreshConfig`).
-The YAML file has one section per top-level dataclass (``bot:``, ``gaps:``, ``refresh:``). Command
-lines override single values with ``--set answer.max_new_tokens=64``.
+the knowledge-gap report (:class:`GapsConfig`), the model refresh loop (:class:`RefreshConfig`) and
+the hand-off queue's notifications (:class:`QueueConfig`). The YAML file has one section per
+top-level dataclass (``bot:``, ``gaps:``, ``refresh:``, ``queue:``). Command lines override single
+values with ``--set answer.max_new_tokens=64``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SECTION = "bot"
 GAPS_SECTION = "gaps"
 REFRESH_SECTION = "refresh"
 DraftMode = Literal["generate", "extractive"]
+QUEUE_SECTION = "queue"
 Mode = Literal["bm25", "dense", "hybrid"]
 Fusion = Literal["rrf", "score"]
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
@@ -212,6 +214,23 @@ class GateConfig:
     use_calibration: bool = field(
         default=True, metadata={"help": "Read thresholds from calibration.json in the KB dir when present"}
     )
+    out_of_scope_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": "A gate hand-off below this fraction of the hand-off threshold is reported as "
+            "out_of_scope, above it as low_confidence"
+        },
+    )
+    detect_human_request: bool = field(
+        default=True,
+        metadata={"help": "Hand off at once (reason asked_for_human) when the customer asks for a person"},
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.out_of_scope_ratio <= 1:
+            raise ValueError(
+                f"GateConfig.out_of_scope_ratio must be in [0, 1], got {self.out_of_scope_ratio}"
+            )
 
 
 @dataclass(frozen=True)
@@ -340,6 +359,37 @@ class RefreshConfig:
             raise ValueError(f"RefreshConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
 
 
+@dataclass(frozen=True)
+class QueueConfig:
+    """Notifications of new hand-offs: one webhook POST per hand-off, through a durable outbox."""
+
+    webhook_url_env: str = field(
+        default="AIGC_SUPPORT_HANDOFF_WEBHOOK_URL",
+        metadata={
+            "help": "Environment variable holding the webhook URL (URLs often hold a token, so the URL "
+            "itself is never in a config file); unset or empty: no notifications"
+        },
+    )
+    webhook_token_env: str = field(
+        default="", metadata={"help": "Environment variable whose value is sent as 'Authorization: Bearer'"}
+    )
+    webhook_allow: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "Hosts, addresses or networks exempt from the public-address rule (10.0.0.0/8)"},
+    )
+    webhook_timeout_s: float = field(default=5.0, metadata={"help": "Seconds to connect and per read"})
+    webhook_max_attempts: int = field(default=8, metadata={"help": "Attempts before a delivery is dead"})
+    webhook_backoff_s: float = field(default=2.0, metadata={"help": "Wait after the first failed attempt"})
+    webhook_max_backoff_s: float = field(default=600.0, metadata={"help": "Longest wait between attempts"})
+    poll_s: float = field(
+        default=5.0, metadata={"help": "Seconds between outbox passes of a sender (new hand-offs wake it)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.webhook_timeout_s <= 0 or self.poll_s <= 0:
+            raise ValueError("QueueConfig: webhook_timeout_s and poll_s must be positive")
+
+
 def default_config_path() -> Path:
     """``configs/customer_service.yaml`` in the checkout."""
     return project_root() / "configs" / CONFIG_FILE
@@ -381,6 +431,17 @@ def load_refresh_config(path: str | Path | None = None, overrides: Sequence[str]
     return load_config(RefreshConfig, path, overrides=overrides, section=REFRESH_SECTION)
 
 
+def load_queue_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> QueueConfig:
+    """Defaults, then the ``queue:`` section of ``path`` (default: the shipped file), then ``a=b`` overrides.
+
+    Raises:
+        core.config.ConfigError: A bad file, key or value (naming it).
+    """
+    if path is None and default_config_path().is_file():
+        path = default_config_path()
+    return load_config(QueueConfig, path, overrides=overrides, section=QUEUE_SECTION)
+
+
 __all__ = [
     "ANSWER_MODES",
     "MODES",
@@ -396,10 +457,12 @@ __all__ = [
     "KBConfig",
     "Mode",
     "RefreshConfig",
+    "QueueConfig",
     "RetrievalConfig",
     "RewriteConfig",
     "default_config_path",
     "load_bot_config",
     "load_gaps_config",
     "load_refresh_config",
+    "load_queue_config",
 ]

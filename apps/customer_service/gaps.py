@@ -47,6 +47,7 @@ import numpy as np
 from apps.customer_service.bot import Answer, SupportBot
 from apps.customer_service.config import GapsConfig
 from apps.customer_service.entries import Entry
+from apps.customer_service.handoff import HandoffReason
 from apps.customer_service.injection_screen import screen_entry
 from apps.customer_service.retrieval_eval import read_questions
 from apps.customer_service.storage import Correction, SupportStore
@@ -164,7 +165,13 @@ class GapReport:
 
 # ------------------------------------------------------------------------------- collecting
 def is_unanswered(answer: Answer, low_confidence: float) -> bool:
-    """Whether ``answer`` counts as a gap: a hand-off, or a confidence below ``low_confidence``."""
+    """Whether ``answer`` counts as a gap: a hand-off, or a confidence below ``low_confidence``.
+
+    A hand-off because the customer asked for a person or the answer model was busy is a gap only
+    when the bot had nothing to suggest: otherwise the KB holds the answer.
+    """
+    if answer.handoff and answer.handoff_reason in (HandoffReason.ASKED_FOR_HUMAN, HandoffReason.DEADLINE):
+        return not answer.suggestion
     return answer.handoff or answer.confidence < low_confidence
 
 

@@ -2,11 +2,16 @@
 
 * ``support_conversations``: one chat, owned by the agent who started it; tagged with the first
   predicted intent and whether it was handed off;
-* ``support_messages``: user and assistant turns in order; assistant turns carry confidence,
-  route (``faq`` / ``generate`` / ``handoff``), intent, the retrieval query and latencies;
+* ``support_messages``: user, assistant (bot) and agent (human) turns in order; assistant turns
+  carry confidence, route (``faq`` / ``generate`` / ``handoff``), intent, the retrieval query and
+  latencies; agent turns their author;
 * ``support_message_sources``: the entries retrieved for an answer, with their scores and whether
   the answer cited them;
-* ``support_handoffs``: answers that handed the conversation to a human (open until resolved);
+* ``support_handoffs``: hand-off cases: the answer that handed the conversation to a human, the
+  reason, the bot's suggested answer, and the case's state (waiting → taken → resolved) with who
+  and when (:mod:`apps.customer_service.handoff`; at most one open case per conversation);
+* ``support_handoff_deliveries``: the outbox of hand-off notifications (:mod:`core.outbox`),
+  written in the hand-off's transaction;
 * ``support_feedback``: one thumbs up/down per answer from an agent, with an optional corrected
   answer (exported as FAQ rows by :mod:`apps.customer_service.feedback`);
 * ``support_gap_reports``: one knowledge-gap report (:mod:`apps.customer_service.gaps`): the KB,
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,8 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 
+from apps.customer_service.handoff import (
+    OPEN_STATES,
+    HandoffAction,
+    HandoffState,
+    next_state,
+    notification_payload,
+    parse_reason,
+)
+from core.outbox import OutboxColumns, new_delivery
 from core.schema import migrate
 from core.schema import register_migrations as _register_migrations
 from core.storage import (
@@ -41,6 +56,7 @@ from core.storage import (
     upsert,
     utcnow,
 )
+from core.webhooks import Sink
 
 if TYPE_CHECKING:
     from apps.customer_service.bot import Answer
@@ -83,7 +99,7 @@ class Message(SupportBase):
         sa.String(36), sa.ForeignKey("support_conversations.id", ondelete="CASCADE"), index=True
     )
     position: Mapped[int]
-    role: Mapped[str] = mapped_column(sa.String(16))  # user | assistant
+    role: Mapped[str] = mapped_column(sa.String(16))  # user | assistant (the bot) | agent (a person)
     content: Mapped[str] = mapped_column(sa.Text)
     route: Mapped[str | None] = mapped_column(sa.String(16))  # faq | generate | handoff
     confidence: Mapped[float | None]
@@ -93,6 +109,7 @@ class Message(SupportBase):
     query: Mapped[str | None] = mapped_column(sa.Text)
     latency_ms: Mapped[float | None]
     ttft_ms: Mapped[float | None]
+    author: Mapped[str | None] = mapped_column(sa.String(64))  # the agent who wrote an agent turn
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -114,9 +131,19 @@ class MessageSource(SupportBase):
 
 
 class Handoff(SupportBase):
-    """An answer that handed the conversation to a human agent."""
+    """A hand-off case: waiting, taken by one agent, resolved (:mod:`apps.customer_service.handoff`)."""
 
     __tablename__ = "support_handoffs"
+    __table_args__ = (
+        # At most one open case per conversation (a second hand-off joins the open one).
+        sa.Index(
+            "ix_support_handoffs_open_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=sa.text("status IN ('waiting', 'taken')"),
+            postgresql_where=sa.text("status IN ('waiting', 'taken')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[str] = mapped_column(
@@ -124,11 +151,31 @@ class Handoff(SupportBase):
     )
     message_id: Mapped[int] = mapped_column(
         sa.ForeignKey("support_messages.id", ondelete="CASCADE"), unique=True
-    )
-    reason: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open | resolved
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    )  # the answer that handed off
+    reason: Mapped[str] = mapped_column(sa.String(64))  # a HandoffReason value
+    status: Mapped[str] = mapped_column(
+        sa.String(16), default="waiting", index=True
+    )  # waiting|taken|resolved
+    handed_off_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    taken_at: Mapped[datetime | None]
+    taken_by: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The bot's draft for the agent and the entry ids it quotes (shown beside the reply box).
+    suggestion: Mapped[str | None] = mapped_column(sa.Text)
+    suggestion_sources: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+
+
+class HandoffDelivery(OutboxColumns, SupportBase):
+    """One hand-off notification to one sink (the outbox row, :mod:`core.outbox`)."""
+
+    __tablename__ = "support_handoff_deliveries"
+    __table_args__ = (sa.UniqueConstraint("handoff_id", "sink"),)
+
+    handoff_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("support_handoffs.id", ondelete="CASCADE"), index=True
+    )
 
 
 class Feedback(SupportBase):
@@ -223,10 +270,21 @@ class SupportStore:
     Args:
         engine: An engine, a URL, or ``None`` for ``AIGC_DB_URL`` / the local SQLite file.
         create: Run the migrations (all branches) once, so the tables exist.
+        sinks: Where new hand-offs are announced (a webhook): one outbox row per sink is written
+            in the hand-off's transaction (:mod:`apps.customer_service.handoff_notify` sends them).
+        on_handoff: Called with the new case's id after its transaction commits (wakes a sender).
     """
 
-    def __init__(self, engine: Engine | str | None = None, create: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine | str | None = None,
+        create: bool = True,
+        sinks: Sequence[Sink] = (),
+        on_handoff: Callable[[int], None] | None = None,
+    ) -> None:
         self.engine = engine if isinstance(engine, Engine) else create_engine(engine)
+        self.sinks = list(sinks)
+        self.on_handoff = on_handoff
         if create:
             migrate(self.engine)
 
@@ -252,9 +310,13 @@ class SupportStore:
         conversation's row, which holds its write lock (a row lock on PostgreSQL, the database's
         write lock on SQLite) until commit, so positions are allocated one writer at a time.
 
+        A hand-off answer opens a waiting case (with the bot's suggestion) unless the conversation
+        has an open one, and queues its notifications, in the same transaction.
+
         Raises:
             KeyError: No such conversation.
         """
+        opened: int | None = None
         with session_scope(self.engine) as session:
             # The write comes first: on SQLite a transaction that read before writing could not
             # upgrade its snapshot once another writer committed (SQLITE_BUSY_SNAPSHOT).
@@ -305,14 +367,56 @@ class SupportStore:
                     )
                 )
             if answer.handoff:
-                session.add(
-                    Handoff(conversation_id=conversation_id, message_id=reply.id, reason="low_confidence")
-                )
+                opened = self._hand_off(session, conversation, reply, question, answer)
                 conversation.handoff = True
             if conversation.intent is None and answer.intent is not None:
                 conversation.intent = answer.intent
             conversation.updated_at = utcnow()
-            return reply.id
+            reply_id = reply.id
+        if opened is not None and self.on_handoff is not None:
+            self.on_handoff(opened)
+        return reply_id
+
+    def _hand_off(
+        self, session: Session, conversation: Conversation, reply: Message, question: str, answer: Answer
+    ) -> int | None:
+        """Open a waiting case for ``reply`` (none if one is open) and queue its notifications."""
+        cases = session.execute(
+            sa.select(Handoff.status)
+            .where(Handoff.conversation_id == conversation.id)
+            .order_by(Handoff.handed_off_at.desc(), Handoff.id.desc())
+        ).scalars()
+        latest = next(iter(cases), None) or HandoffState.BOT
+        if latest in OPEN_STATES:
+            return None  # already with a person: this answer joins the open case
+        now = utcnow()
+        case = Handoff(
+            conversation_id=conversation.id,
+            message_id=reply.id,
+            reason=parse_reason(answer.handoff_reason).value,
+            status=next_state(latest, HandoffAction.HAND_OFF).value,
+            handed_off_at=now,
+            updated_at=now,
+            suggestion=answer.suggestion or None,
+            suggestion_sources=[s.id for s in answer.suggestion_sources],
+        )
+        session.add(case)
+        session.flush()
+        if self.sinks:
+            sources = [
+                {"id": h.id, "title": h.title, "url": h.url, "score": h.score}
+                for h in answer.related or answer.sources
+            ]
+            payload = notification_payload(case.id, conversation.id, case.reason, question, now, sources)
+            session.add_all(
+                new_delivery(HandoffDelivery, sink, f"handoff-{case.id}", payload, now, handoff_id=case.id)
+                for sink in self.sinks
+            )
+        logger.info(
+            "Handed off",
+            extra={"handoff_id": case.id, "conversation": conversation.id, "reason": case.reason},
+        )
+        return case.id
 
     def record_feedback(
         self, message_id: int, rating: int, corrected_answer: str | None = None, agent: str | None = None
@@ -332,15 +436,6 @@ class SupportStore:
             row = {"message_id": message_id, "rating": rating, "corrected_answer": corrected, "agent": agent}
             upsert(session, Feedback, [row], key_columns=["message_id"])
 
-    def resolve_handoff(self, message_id: int) -> None:
-        """Mark the hand-off of this answer resolved."""
-        with session_scope(self.engine) as session:
-            session.execute(
-                sa.update(Handoff)
-                .where(Handoff.message_id == message_id)
-                .values(status="resolved", resolved_at=utcnow())
-            )
-
     # ------------------------------------------------------------------------------- reads
     def conversation_owner(self, conversation_id: str) -> str | None:
         """The owner of a conversation (``None`` for one started without sign-in).
@@ -355,14 +450,25 @@ class SupportStore:
             return conversation.owner
 
     def conversations(self, limit: int = 50, owner: str | None = None) -> list[dict[str, Any]]:
-        """Most recent conversations first (only ``owner``'s when given): id, title, owner, intent, ..."""
+        """Most recent conversations first (only ``owner``'s when given): id, title, owner, intent, ...
+
+        ``state`` is the hand-off state: ``bot``, ``waiting``, ``taken`` or ``resolved``.
+        """
         counts = (
             sa.select(Message.conversation_id, sa.func.count().label("n"))
             .group_by(Message.conversation_id)
             .subquery()
         )
+        state = (
+            sa.select(Handoff.status)
+            .where(Handoff.conversation_id == Conversation.id)
+            .order_by(Handoff.handed_off_at.desc(), Handoff.id.desc())
+            .limit(1)
+            .correlate(Conversation)
+            .scalar_subquery()
+        )
         stmt = (
-            sa.select(Conversation, sa.func.coalesce(counts.c.n, 0))
+            sa.select(Conversation, sa.func.coalesce(counts.c.n, 0), state)
             .outerjoin(counts, counts.c.conversation_id == Conversation.id)
             .order_by(Conversation.updated_at.desc(), Conversation.id)
             .limit(limit)
@@ -378,15 +484,19 @@ class SupportStore:
                     "owner": c.owner,
                     "intent": c.intent,
                     "handoff": c.handoff,
+                    "state": status or HandoffState.BOT.value,
                     "messages": int(n),
                     "created_at": c.created_at,
                     "updated_at": c.updated_at,
                 }
-                for c, n in session.execute(stmt)
+                for c, n, status in session.execute(stmt)
             ]
 
     def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The conversation's messages in order, answers with ``sources`` and ``feedback``."""
+        """The conversation's messages in order, answers with ``sources`` and ``feedback``.
+
+        Roles: ``user``, ``assistant`` (the bot) and ``agent`` (a person, with its ``author``).
+        """
         with session_scope(self.engine) as session:
             rows = session.scalars(
                 sa.select(Message)
@@ -405,6 +515,11 @@ class SupportStore:
                 f.message_id: {"rating": f.rating, "corrected_answer": f.corrected_answer}
                 for f in session.scalars(sa.select(Feedback).where(Feedback.message_id.in_(ids)))
             }
+            reasons = dict(
+                session.execute(
+                    sa.select(Handoff.message_id, Handoff.reason).where(Handoff.message_id.in_(ids))
+                ).all()
+            )
             return [
                 {
                     "id": m.id,
@@ -416,43 +531,12 @@ class SupportStore:
                     "intent": m.intent,
                     "intent_confidence": m.intent_confidence,
                     "latency_ms": m.latency_ms,
+                    "author": m.author,
+                    "handoff_reason": reasons.get(m.id),  # set on the answer that opened a case
                     "sources": sources.get(m.id, []),
                     "feedback": feedback.get(m.id),
                 }
                 for m in rows
-            ]
-
-    def handoffs(self, status: str | None = "open", limit: int = 50) -> list[dict[str, Any]]:
-        """Hand-offs, newest first (only ``status`` when given): conversation, answer, question, reason."""
-        question = aliased(Message)
-        stmt = (
-            sa.select(Handoff, Message, question.content)
-            .join(Message, Message.id == Handoff.message_id)
-            .outerjoin(
-                question,
-                (question.conversation_id == Message.conversation_id)
-                & (question.position == Message.position - 1),
-            )
-            .order_by(Handoff.created_at.desc(), Handoff.id.desc())
-            .limit(limit)
-        )
-        if status is not None:
-            stmt = stmt.where(Handoff.status == status)
-        with session_scope(self.engine) as session:
-            return [
-                {
-                    "id": h.id,
-                    "conversation_id": h.conversation_id,
-                    "message_id": h.message_id,
-                    "question": q,
-                    "answer": m.content,
-                    "confidence": m.confidence,
-                    "reason": h.reason,
-                    "status": h.status,
-                    "created_at": h.created_at,
-                    "resolved_at": h.resolved_at,
-                }
-                for h, m, q in session.execute(stmt)
             ]
 
     def corrections(self, since: datetime | None = None) -> list[Correction]:
@@ -624,7 +708,7 @@ class SupportStore:
                 raise ValueError(f"gap draft {draft_id} is {current.status}, not {expect}")
 
     def stats(self) -> dict[str, Any]:
-        """Counts of conversations, answers, hand-offs (open) and feedback (up / down / corrected)."""
+        """Counts of conversations, answers, hand-off cases (open: waiting or taken) and feedback."""
         with session_scope(self.engine) as session:
 
             def count(stmt: Any) -> int:
@@ -634,7 +718,9 @@ class SupportStore:
                 "conversations": count(sa.select(sa.func.count()).select_from(Conversation)),
                 "answers": count(sa.select(sa.func.count()).where(Message.role == "assistant")),
                 "handoffs": count(sa.select(sa.func.count()).select_from(Handoff)),
-                "open_handoffs": count(sa.select(sa.func.count()).where(Handoff.status == "open")),
+                "open_handoffs": count(
+                    sa.select(sa.func.count()).where(Handoff.status.in_([s.value for s in OPEN_STATES]))
+                ),
                 "thumbs_up": count(sa.select(sa.func.count()).where(Feedback.rating > 0)),
                 "thumbs_down": count(sa.select(sa.func.count()).where(Feedback.rating < 0)),
                 "corrections": count(
@@ -656,6 +742,7 @@ __all__ = [
     "GapDraft",
     "GapReport",
     "Handoff",
+    "HandoffDelivery",
     "Message",
     "MessageSource",
     "SupportBase",

@@ -6,7 +6,7 @@ this module adds what the outbox needs around it:
 * **One attempt, an error to record.** :class:`AppriseSink` calls :meth:`apprise.Apprise.notify`
   once (no Apprise retries, no thread: the outbox retries, and the attempt is bounded by the
   socket timeouts). Apprise answers with a result whose per-service log holds the reason of a
-  failure; its warnings become the :class:`~apps.finance_monitor.sinks.DeliveryError`. A redirect
+  failure; its warnings become the :class:`~core.webhooks.DeliveryError`. A redirect
   or a 4xx other than 408/425/429 (``error=NNN`` in Apprise's message) is final, anything else
   retryable.
 * **No redirects.** The asset turns them off for every service and the plugin is set again after
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from apps.finance_monitor.alert_text import alert_message
-from apps.finance_monitor.sinks import RETRY_STATUSES, DeliveryError
-from apps.finance_monitor.webhook_safety import MASK, AllowList, UnsafeWebhookURL, check_webhook_url, mask_url
+from core.webhook_safety import MASK, AllowList, UnsafeWebhookURL, check_webhook_url, mask_url
+from core.webhooks import RETRY_STATUSES, DeliveryError
 
 if TYPE_CHECKING:
     import apprise
@@ -53,7 +53,7 @@ class SecretRedactor(logging.Filter):
     """Masks secrets in log records (message, arguments, tracebacks) and texts.
 
     Registered secrets become ``***``, and so do the secret parts of any URL left in the text
-    (:func:`~apps.finance_monitor.webhook_safety.mask_url`: user info, query values, token-like
+    (:func:`~core.webhook_safety.mask_url`: user info, query values, token-like
     path segments), which covers the shortened forms Apprise prints (``mailtos://user:p...w@host``).
     """
 
@@ -98,7 +98,7 @@ def url_secrets(url: str) -> set[str]:
 
     The URL itself, the password (or a token-like user name), token-like path segments (16+
     characters, or 8+ mixing letters and digits, as
-    :func:`~apps.finance_monitor.webhook_safety.mask_url` counts them), the host of a scheme whose
+    :func:`~core.webhook_safety.mask_url` counts them), the host of a scheme whose
     host is a token (``slack://T…``), and query values that are long or whose names suggest a
     secret (``sig``, ``token``, ``key``, ``pass``, …).
     """

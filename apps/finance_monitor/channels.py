@@ -18,7 +18,7 @@ refused when the rules load, and so is a variable that is not set when the monit
 **Who sends.** Slack, Teams (Power Automate workflows) and e-mail go through Apprise
 (:mod:`apps.finance_monitor.apprise_sink`: the message of :mod:`apps.finance_monitor.alert_text`,
 redirects off, secrets kept out of logs and errors). Generic webhooks keep the project's own
-:class:`~apps.finance_monitor.sinks.WebhookSink`: Apprise posts on connections of its own, so it
+:class:`~core.webhooks.WebhookSink`: Apprise posts on connections of its own, so it
 cannot check the address it actually connects to (DNS rebinding), and it would not send the alert
 JSON with an ``Idempotency-Key``; the project's sender does both. Teams and webhook hosts must
 resolve to public addresses (unless allowed under ``webhooks: allow:``), at start and before every
@@ -37,8 +37,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from apps.finance_monitor.apprise_sink import REDACT, AppriseSink, clean_error, url_secrets
-from apps.finance_monitor.sinks import AlertSink, WebhookSink
-from apps.finance_monitor.webhook_safety import AllowList, check_webhook_url, mask_url
+from apps.finance_monitor.sinks import AlertSink
+from core.webhook_safety import AllowList, check_webhook_url, mask_url
+from core.webhooks import WebhookSink
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def build_channel_sinks(
     """A sink per channel, its secrets read from the environment now (name -> sink).
 
     Slack, Teams and e-mail become :class:`~apps.finance_monitor.apprise_sink.AppriseSink`\\ s,
-    webhooks :class:`~apps.finance_monitor.sinks.WebhookSink`\\ s (the alert JSON, an
+    webhooks :class:`~core.webhooks.WebhookSink`\\ s (the alert JSON, an
     ``Idempotency-Key``, the connected address checked). Teams and webhook hosts are checked against
     the public-address rule now (a name that does not resolve yet is only logged: every attempt
     checks again).

@@ -51,7 +51,7 @@ from apps.finance_monitor.rules import (
     rule_channels,
 )
 from apps.finance_monitor.scoring import Scorer, score_pending
-from apps.finance_monitor.sinks import AlertSink, LogSink, WebhookSink
+from apps.finance_monitor.sinks import AlertSink, LogSink
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import (
     Alert,
@@ -62,9 +62,10 @@ from apps.finance_monitor.storage import (
     set_watermark,
 )
 from apps.finance_monitor.watchlist import load_watchlist
-from apps.finance_monitor.webhook_safety import AllowList, check_webhook_url, mask_url
 from core.failpoints import failpoint
 from core.storage import StorageError, session_scope, utcnow
+from core.webhook_safety import AllowList
+from core.webhooks import webhook_sink
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class Monitor:
             The number of cycles run.
         """
         cycles = failures = 0
-        worker = DeliveryWorker(self.sender, poll_s=max(poll_interval_s, 0.05))
+        worker = DeliveryWorker(self.sender, poll_s=max(poll_interval_s, 0.05), name="finance-alert-sender")
         worker.start()
         try:
             while not stop.is_set():
@@ -272,19 +273,9 @@ def build_sinks(config: MonitorConfig, allow: AllowList = AllowList()) -> list[A
     """
     sinks: list[AlertSink] = [LogSink()]
     url = config.webhook_url or os.environ.get(WEBHOOK_URL_ENV, "")
-    if not url:
-        return sinks
-    headers = {}
-    if config.webhook_token_env:
-        token = os.environ.get(config.webhook_token_env, "")
-        if not token:
-            raise ValueError(f"webhook_token_env: environment variable {config.webhook_token_env} is not set")
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        check_webhook_url(url, allow)
-    except OSError as err:
-        logger.warning("Webhook host does not resolve", extra={"target": mask_url(url), "error": str(err)})
-    sinks.append(WebhookSink(url, allow=allow, timeout=config.webhook_timeout_s, headers=headers))
+    if url:
+        token_env, timeout = config.webhook_token_env, config.webhook_timeout_s
+        sinks.append(webhook_sink(url, token_env=token_env, allow=allow, timeout=timeout))
     return sinks
 
 

@@ -54,9 +54,9 @@ from apps.finance_monitor.channels import (
     parse_rule_channels,
 )
 from apps.finance_monitor.watchlist import WatchList
-from apps.finance_monitor.webhook_safety import AllowList
 from core.config import yaml_error_message
 from core.errors import check_path_kind
+from core.webhook_safety import AllowList
 
 logger = logging.getLogger(__name__)
 

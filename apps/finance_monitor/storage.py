@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from apps.finance_monitor.sources import NewsItem
+from core.outbox import OutboxColumns
 from core.schema import register_migrations as _register_migrations
 from core.storage import TYPE_ANNOTATION_MAP, new_metadata, upsert, utcnow
 
@@ -151,27 +152,13 @@ class ProcessedFile(FinanceBase):
     processed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Delivery(FinanceBase):
+class Delivery(OutboxColumns, FinanceBase):
     """One alert to deliver to one sink (the outbox row); see :mod:`apps.finance_monitor.outbox`."""
 
     __tablename__ = "finance_deliveries"
     __table_args__ = (sa.UniqueConstraint("alert_id", "sink"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(sa.ForeignKey("finance_alerts.id", ondelete="CASCADE"), index=True)
-    sink: Mapped[str] = mapped_column(sa.String(64))  # the sink's name, e.g. "webhook"
-    # Sent as the Idempotency-Key header: the same on every attempt, so receivers can drop repeats.
-    idempotency_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
-    target: Mapped[str] = mapped_column(sa.String(2048), default="")  # masked: never a token
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the document sent
-    # pending | delivered | dead
-    status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    last_error: Mapped[str | None] = mapped_column(sa.Text)  # masked
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    delivered_at: Mapped[datetime | None]
 
 
 class Watermark(FinanceBase):

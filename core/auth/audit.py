@@ -2,9 +2,9 @@
 
 Every action that changes shared state or access records one event: sign-ins and their failures,
 lockouts, knowledge-base uploads and re-indexes, calibration, alert acknowledge/mute/unmute,
-feedback exports, model refreshes, promotions and rollbacks, and user changes. Read them with
-:func:`audit_events`, ``aigc audit`` or the admin's Audit page. Events never hold secrets (no
-passwords, tokens or keys).
+hand-offs taken, released and resolved, feedback exports, model refreshes, promotions and
+rollbacks, and user changes. Read them with :func:`audit_events`, ``aigc audit`` or the admin's
+Audit page. Events never hold secrets (no passwords, tokens or keys).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from core.auth.models import AuditEvent
 from core.storage import engine_for, session_scope, utcnow
@@ -62,6 +63,7 @@ def record_event(
     outcome: str = "ok",
     details: Mapping[str, Any] | None = None,
     engine: Engine | str | None = None,
+    session: Session | None = None,
 ) -> None:
     """Append one event to the audit log.
 
@@ -73,6 +75,8 @@ def record_event(
         outcome: ``ok``, ``denied`` or ``failed``.
         details: JSON-serialisable facts (never secrets).
         engine: Engine or URL; default :func:`core.storage.get_db_url`.
+        session: Add the event in this session instead (it commits with the caller's change, so
+            an action and its audit entry are stored together or not at all); ``engine`` is unused.
 
     Raises:
         ValueError: ``details`` is not JSON-serialisable, or ``action`` is empty.
@@ -92,8 +96,11 @@ def record_event(
         outcome=outcome[:16],
         details=payload,
     )
-    with engine_for(engine) as eng, session_scope(eng) as session:
+    if session is not None:
         session.add(row)
+    else:
+        with engine_for(engine) as eng, session_scope(eng) as own:
+            own.add(row)
     logger.debug("Audit", extra={"action": action, "actor": actor, "target": target, "outcome": outcome})
 
 

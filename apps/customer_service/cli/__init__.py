@@ -6,7 +6,9 @@
 * :mod:`~apps.customer_service.cli.models` — train and score the intent classifier and the answer
   model (``train-intents``, ``eval-intents``, ``finetune``, ``eval-answers``);
 * :mod:`~apps.customer_service.cli.versions` — the guarded retraining loop and its model versions
-  (``refresh``, ``versions``).
+  (``refresh``, ``versions``);
+* :mod:`~apps.customer_service.cli.queue` — the hand-off queue (``queue``, ``take``, ``reply``,
+  ``release``, ``resolve``, ``queue-stats``, ``deliveries``).
 
 Sub-apps are added without a name, so their commands sit directly under ``aigc support``. Bad input
 is turned into one error line and exit code 2 by :func:`core.console.exit_on_error` in each command.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from apps.customer_service.cli import bot, gaps, models, versions
+from apps.customer_service.cli import bot, gaps, models, queue, versions
 from core.bench import register_bench
 from core.ui.launch import app_ui_command
 
@@ -34,5 +36,6 @@ app.add_typer(bot.app)
 app.add_typer(gaps.app)
 app.add_typer(models.app)
 app.add_typer(versions.app)
+app.add_typer(queue.app)
 
 __all__ = ["app"]

@@ -9,6 +9,7 @@ from core.plugins import AppPages
 PAGES_DIR = Path(__file__).with_name("pages")
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("chat.py", "Agent chat", ":material/support_agent:"),
+    ("queue.py", "Hand-off queue", ":material/inbox:"),
     ("admin.py", "Knowledge base", ":material/library_books:"),
     ("gaps.py", "Knowledge gaps", ":material/live_help:"),
     ("models.py", "Model versions", ":material/model_training:"),
@@ -26,5 +27,10 @@ def pages() -> AppPages:
         ),
         pages=[(str(PAGES_DIR / name), title, icon) for name, title, icon in PAGES],
         permission="chat",
-        page_permissions={"admin.py": "kb.admin", "gaps.py": "kb.admin", "models.py": "models.manage"},
+        page_permissions={
+            "admin.py": "kb.admin",
+            "gaps.py": "kb.admin",
+            "models.py": "models.manage",
+            "queue.py": "handoffs",
+        },
     )

@@ -10,6 +10,7 @@ import streamlit as st
 from apps.customer_service.answering import highlight_spans
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.config import load_bot_config
+from apps.customer_service.handoff_notify import notifying_store
 from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
 from apps.customer_service.served_models import active_version, answer_adapter_path
 from apps.customer_service.storage import SupportStore
@@ -53,12 +54,25 @@ def bot(kb_dir: Path) -> SupportBot:
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> SupportStore:
-    return SupportStore(url)
+    # One per server process: with a webhook configured, it also runs the sender of hand-off
+    # notifications in a background thread (apps.customer_service.handoff_notify).
+    return notifying_store(url)
 
 
 def store() -> SupportStore:
-    """The conversation store of ``AIGC_DB_URL`` (or the local SQLite file); tables created on first use."""
-    return _store(get_db_url())
+    """The conversation store of ``AIGC_DB_URL`` (or the local SQLite file); tables created on first use.
+
+    New hand-offs are announced to the webhook of the ``queue:`` settings; when those are wrong, the
+    page says so and stops (a hand-off must not go unannounced).
+    """
+    try:
+        return _store(get_db_url())
+    except ValueError as err:
+        st.error(
+            f"Hand-off notifications are misconfigured (queue: settings): {err}", icon=":material/error:"
+        )
+        st.stop()
+        raise  # not reached: st.stop() ends the run
 
 
 def data_kbs() -> list[Path]:

@@ -1,5 +1,7 @@
-"""Knowledge-base administration behind the admin pages: uploaded sources, re-indexing, statistics,
-and the knowledge-gap report with its review (the Knowledge gaps page).
+"""The plain functions behind the support pages: knowledge-base administration, the knowledge-gap
+report with its review (the Knowledge gaps page) and the hand-off queue.
+
+Knowledge-base administration (the admin page): uploaded sources, re-indexing, statistics.
 
 Uploaded files live beside the KB in ``{kb_dir}_sources/`` (not inside it: the KB directory is
 replaced wholesale by every build). A re-index builds from those files (plus, optionally, the
@@ -8,6 +10,9 @@ the KB.
 
 The model-versions page reads the refreshed versions (:mod:`apps.customer_service.served_models`),
 charts their held-out scores and switches the active one.
+
+Hand-off queue (the queue page): who acts (:func:`agent_name`), one line about a case
+(:func:`case_caption`) and the per-day chart data (:func:`handoff_times_chart`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import Calibration, calibrate_kb
@@ -37,6 +44,7 @@ from apps.customer_service.gap_review import (
     unsynced,
 )
 from apps.customer_service.gaps import gaps_from_file, gaps_from_store, strip_citations
+from apps.customer_service.handoff_queue import Case, format_age
 from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase, sources_dir
 from apps.customer_service.retrieval_eval import read_queries
 from apps.customer_service.sources import load_sources, read_source
@@ -221,6 +229,37 @@ def kb_statistics(kb_dir: Path) -> dict[str, Any]:
     return stats
 
 
+LOCAL_AGENT = "local"  # who acts on the queue while sign-in is off
+TAKE_LABEL = "median minutes to take"
+RESOLVE_LABEL = "median minutes to resolve"
+
+
+def agent_name(name: str | None) -> str:
+    """The signed-in user's name, or :data:`LOCAL_AGENT` while sign-in is off."""
+    return name or LOCAL_AGENT
+
+
+def case_caption(case: Case, now: datetime | None = None) -> str:
+    """``customer asked for a human · waiting 12 min · 3 sources``: one line about a case."""
+    waited = format_age(case.age(now))
+    state = (
+        f"waiting {waited}"
+        if case.status == "waiting"
+        else f"{case.status} by {case.taken_by} after {waited}"
+    )
+    sources = len(case.sources)
+    return f"{case.reason_label} · {state} · {sources} source{'s' if sources != 1 else ''}"
+
+
+def handoff_times_chart(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The queue's per-day metrics as the chart's frame: ``day`` (``YYYY-MM-DD``) and the two medians."""
+    frame = metrics[["day", "median_take_min", "median_resolve_min"]].rename(
+        columns={"median_take_min": TAKE_LABEL, "median_resolve_min": RESOLVE_LABEL}
+    )
+    frame["day"] = frame["day"].astype(str)  # one bar group per day, even for a single day
+    return frame
+
+
 # ----------------------------------------------------------------------------- model versions
 #: The held-out scores the versions page charts, with their labels.
 VERSION_METRICS = {
@@ -299,8 +338,14 @@ def version_history() -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "LOCAL_AGENT",
+    "RESOLVE_LABEL",
+    "TAKE_LABEL",
     "UPLOAD_SUFFIXES",
     "VERSION_METRICS",
+    "agent_name",
+    "case_caption",
+    "handoff_times_chart",
     "ReindexResult",
     "approve_gap",
     "find_gaps",

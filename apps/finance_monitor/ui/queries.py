@@ -531,7 +531,7 @@ def deliveries_frame(
 ) -> pd.DataFrame:
     """Outbox rows, newest first: default those needing attention (pending and dead).
 
-    Targets are masked (:func:`apps.finance_monitor.webhook_safety.mask_url`); so are errors.
+    Targets are masked (:func:`core.webhook_safety.mask_url`); so are errors.
 
     Raises:
         ValueError: Unknown status.

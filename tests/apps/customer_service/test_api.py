@@ -60,7 +60,46 @@ def test_off_topic_hands_off_and_shows_in_the_queue(api) -> None:
     assert reply["handoff"] is True and reply["route"] == "handoff" and reply["sources"] == []
     queue = api.client.get("/v1/support/handoffs", headers=api.headers("agent")).json()
     entry = next(h for h in queue if h["message_id"] == reply["message_id"])
-    assert entry["question"] == OFF_TOPIC and entry["status"] == "open"
+    assert (
+        entry["question"] == OFF_TOPIC and entry["status"] == "waiting" and entry["reason"] == "out_of_scope"
+    )
+    listed = api.client.get("/v1/support/conversations", headers=api.headers("agent")).json()
+    assert next(c for c in listed if c["id"] == reply["conversation_id"])["state"] == "waiting"
+
+
+def test_a_handoff_is_taken_answered_and_resolved_over_the_api(api) -> None:
+    asked = api.client.post(
+        "/v1/support/ask",
+        json={"question": "I want to speak to a human please"},
+        headers=api.headers("admin"),
+    ).json()
+    assert asked["handoff"] is True
+    cases = api.client.get("/v1/support/handoffs", headers=api.headers("agent")).json()
+    case = next(c for c in cases if c["conversation_id"] == asked["conversation_id"])
+    assert case["reason"] == "asked_for_human" and case["status"] == "waiting"
+    path = f"/v1/support/handoffs/{case['id']}"
+    taken = api.client.post(f"{path}/take", headers=api.headers("agent"))
+    assert taken.status_code == 200 and taken.json()["taken_by"] == "user-agent"
+    again = api.client.post(f"{path}/take", headers=api.headers("kb_admin"))
+    assert again.status_code == 409 and "taken by user-agent" in again.json()["error"]
+    other = api.client.post(f"{path}/reply", json={"text": "hi"}, headers=api.headers("kb_admin"))
+    assert other.status_code == 409 and "user-agent has taken it" in other.json()["error"]
+    empty = api.client.post(f"{path}/reply", json={"text": ""}, headers=api.headers("agent"))
+    assert empty.status_code == 422 and empty.json()["field"] == "body.text"
+    sent = api.client.post(f"{path}/reply", json={"text": "Hi, Lena here."}, headers=api.headers("agent"))
+    assert sent.status_code == 200 and sent.json()["message_id"] > asked["message_id"]
+    resolved = api.client.post(f"{path}/resolve", headers=api.headers("agent")).json()
+    assert resolved["status"] == "resolved" and resolved["resolved_by"] == "user-agent"
+    messages = api.client.get(
+        f"/v1/support/conversations/{asked['conversation_id']}", headers=api.headers("admin")
+    ).json()["messages"]
+    assert messages[-1]["role"] == "agent" and messages[-1]["author"] == "user-agent"
+    metrics = api.client.get("/v1/support/handoffs/metrics", headers=api.headers("agent")).json()
+    assert metrics[-1]["taken"] >= 1 and metrics[-1]["median_take_min"] >= 0
+    assert api.client.get(path, headers=api.headers("analyst")).status_code == 403
+    assert (
+        api.client.post("/v1/support/handoffs/999999/take", headers=api.headers("agent")).status_code == 404
+    )
 
 
 def test_stream_sends_chunks_then_the_stored_answer(api) -> None:

@@ -42,6 +42,36 @@ def test_out_of_scope_questions_hand_off(bot):
     assert reply.text == DONT_KNOW and reply.sources == []
     assert reply.confidence < bot.calibration.handoff_threshold
     assert reply.related, "the agent still sees what retrieval found"
+    # Far below the calibrated threshold: nothing in the KB is about it, so no draft either.
+    assert reply.handoff_reason == "out_of_scope" and reply.suggestion == ""
+
+
+def test_a_handoff_near_the_threshold_is_low_confidence_with_a_draft(bot):
+    # "can you book me a flight to paris" scored 0.45 against a 0.47 threshold on the sample KB.
+    reply = bot.answer("can you book me a flight to paris")
+    assert reply.handoff and reply.handoff_reason == "low_confidence"
+    assert reply.retrieval_confidence >= 0.5 * bot.calibration.handoff_threshold
+    assert reply.suggestion and reply.suggestion_sources
+    assert all(f"[{s.id}]" in reply.suggestion for s in reply.suggestion_sources)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Can I talk to a real person about my refund?", "Je veux parler à un conseiller, pas à un robot"],
+)
+def test_asking_for_a_human_hands_off_with_the_answer_as_a_draft(bot, question):
+    reply = bot.answer(question)
+    assert reply.handoff and reply.route == "handoff" and reply.handoff_reason == "asked_for_human"
+    assert reply.text.startswith("Of course: I'm handing this conversation to a human agent")
+    assert reply.sources == [] and reply.to_json()["handoff_reason"] == "asked_for_human"
+    if "refund" in question:  # the bot could have answered: the agent gets that answer to start from
+        assert reply.suggestion and {s.id for s in reply.suggestion_sources} & {"ret-03", "ret-04"}
+
+
+def test_human_request_detection_can_be_turned_off(calibrated_kb_dir, minilm):  # noqa: F811
+    config = BotConfig(gate=replace(BotConfig().gate, detect_human_request=False))
+    bot = SupportBot.from_dir(calibrated_kb_dir, config, embedder=minilm)
+    assert not bot.answer("i forgot my login password, can i talk to a human").handoff
 
 
 def test_passage_answers_quote_cited_sentences_with_their_spans(bot):
@@ -127,7 +157,9 @@ def test_a_kb_opts_into_generation_with_answering_json(calibrated_kb_dir, minilm
 
 def test_json_payload_has_the_documented_keys(bot):
     payload = bot.answer("i forgot my login password").to_json()
-    assert list(payload) == ["answer", "route", "sources", "confidence", "handoff", "intent", "latency_ms"]
+    assert list(payload) == [
+        "answer", "route", "sources", "confidence", "handoff", "handoff_reason", "intent", "latency_ms",
+    ]  # fmt: skip
     faq = bot.kb.get("acct-01")
     assert payload["route"] == "faq"
     assert payload["sources"] == [

@@ -55,6 +55,8 @@ def test_a_full_queue_hands_off_with_the_retrieved_sources(bot):
         assert reply.handoff and reply.route == "handoff" and "".join(chunks) == BUSY_HANDOFF
         assert reply.sources and {s.id for s in reply.sources} <= {s.id for s in reply.related}
         assert "already waiting" in reply.notice
+        # The agent who takes it over sees the quoted answer the bot could not generate in time.
+        assert reply.handoff_reason == "deadline" and reply.suggestion and reply.suggestion_sources
     finally:
         gate.release()
         for runner in runners:

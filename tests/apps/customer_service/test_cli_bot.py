@@ -25,6 +25,7 @@ def test_support_joins_the_commands_of_every_sub_app_in_order():
     group = typer.main.get_command(app)
     commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate", "gaps"]
     commands += ["train-intents", "eval-intents", "finetune", "eval-answers", "refresh", "versions"]
+    commands += ["queue", "take", "reply", "release", "resolve", "queue-stats", "deliveries"]
     assert list(group.commands) == commands
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and all(name in result.output for name in commands)
@@ -36,7 +37,9 @@ def test_ask_prints_the_documented_json(calibrated_kb_dir):  # noqa: F811
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"answer", "route", "sources", "confidence", "handoff", "intent", "latency_ms"}
+    assert set(payload) == {
+        "answer", "route", "sources", "confidence", "handoff", "handoff_reason", "intent", "latency_ms",
+    }  # fmt: skip
     source = payload["sources"][0]
     assert source["id"] == "acct-01" and set(source) == {"id", "title", "score", "text"}
     assert source["text"] == payload["answer"] and payload["route"] == "faq"

@@ -11,7 +11,13 @@ import pytest
 from apps.customer_service.bot import Answer, SupportBot
 from apps.customer_service.config import GapsConfig
 from apps.customer_service.errors import SourceError
-from apps.customer_service.gaps import draft_answer, gaps_from_file, gaps_from_store, strip_citations
+from apps.customer_service.gaps import (
+    draft_answer,
+    gaps_from_file,
+    gaps_from_store,
+    is_unanswered,
+    strip_citations,
+)
 from apps.customer_service.storage import SupportStore
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, tiny_generator  # noqa: F401
 from tests.apps.customer_service.test_bot import ScriptedGenerator
@@ -149,3 +155,11 @@ def test_drafts_are_screened_for_prompt_injection(bot):
     assert draft.method == "correction" and draft.flagged and draft.flag_reason.startswith("rule:")
     fine = replace(sneaky, answer="Yes, tick Gift wrap at checkout.")
     assert not draft_answer(bot, GIFT_WRAP[0], [], [fine]).flagged
+
+
+def test_a_request_for_a_person_is_a_gap_only_without_a_suggestion():
+    handed = Answer("Of course: I'm handing this conversation to a human agent.", [], 0.0, True)
+    asked = replace(handed, handoff_reason="asked_for_human")
+    assert is_unanswered(asked, 0.5)  # nothing in the KB to offer
+    assert not is_unanswered(replace(asked, suggestion="We refund within 5 days [ret-03]"), 0.5)
+    assert is_unanswered(replace(handed, handoff_reason="low_confidence", suggestion="x"), 0.5)

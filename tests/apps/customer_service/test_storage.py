@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from apps.customer_service.bot import Answer, Source
 from apps.customer_service.feedback import export_feedback
+from apps.customer_service.handoff_queue import HandoffQueue
 from apps.customer_service.sources import read_qa_file
 from apps.customer_service.storage import SupportBase, SupportStore
 from core.storage import create_engine
@@ -78,8 +79,13 @@ def test_exchanges_are_stored_with_sources_intent_and_handoffs(store):
     assert summary["intent"] == "returns" and summary["handoff"] and summary["messages"] == 4
     stats = store.stats()
     assert stats["answers"] == 2 and stats["handoffs"] == 1 and stats["open_handoffs"] == 1
-    store.resolve_handoff(second)
-    assert store.stats()["open_handoffs"] == 0
+    assert summary["state"] == "waiting"
+    queue = HandoffQueue(store)
+    [case] = queue.waiting()
+    assert case.message_id == second and case.question == "what is the capital of peru"
+    queue.take(case.id, "ana")
+    queue.resolve(case.id, "ana")
+    assert store.stats()["open_handoffs"] == 0 and store.conversations()[0]["state"] == "resolved"
     with pytest.raises(KeyError):
         store.add_exchange("nope", "q", answer("a"))
 
@@ -124,3 +130,62 @@ def test_store_uses_the_default_database(tmp_path):
         assert conn.scalar(sa.text("select count(*) from support_conversations")) == 1
     engine.dispose()
     store.engine.dispose()
+
+
+def test_support_0004_turns_old_handoff_rows_into_cases(url):
+    """Before 0004 every handed-off answer had an 'open' row; after, one waiting case per conversation."""
+    from core.schema import migrate
+
+    migrate(url, target="support_0003")
+    engine = create_engine(url)
+    rows = [  # conversation c1: two open answers; c2: one resolved
+        (1, "c1", 2, "open", "2026-12-01 09:00:00", None),
+        (2, "c1", 4, "open", "2026-12-01 09:05:00", None),
+        (3, "c2", 6, "resolved", "2026-12-01 10:00:00", "2026-12-01 11:00:00"),
+    ]
+    with engine.begin() as conn:
+        for cid in ("c1", "c2"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO support_conversations (id, title, kb, handoff, created_at, updated_at) "
+                    "VALUES (:id, 't', '', true, '2026-12-01 08:00:00', '2026-12-01 08:00:00')"
+                ),
+                {"id": cid},
+            )
+        for position in range(1, 7):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO support_messages (id, conversation_id, position, role, content, handoff, "
+                    "created_at) VALUES (:id, :cid, :position, :role, 'x', false, '2026-12-01 08:00:00')"
+                ),
+                {"id": position, "cid": "c1" if position <= 4 else "c2", "position": position,
+                 "role": "user" if position % 2 else "assistant"},
+            )  # fmt: skip
+        for id_, cid, message_id, status, created, resolved in rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO support_handoffs (id, conversation_id, message_id, reason, status, "
+                    "created_at, resolved_at) "
+                    "VALUES (:id, :cid, :mid, 'low_confidence', :status, :created, :resolved)"
+                ),
+                {
+                    "id": id_,
+                    "cid": cid,
+                    "mid": message_id,
+                    "status": status,
+                    "created": created,
+                    "resolved": resolved,
+                },
+            )
+    migrate(url)
+    store = SupportStore(engine)
+    queue = HandoffQueue(store)
+    assert [(c.id, c.status) for c in queue.cases("all")] == [(3, "resolved"), (1, "waiting")]
+    assert queue.get(1).handed_off_at.isoformat() == "2026-12-01T09:00:00+00:00"
+    assert queue.conversation_state("c1") == "waiting" and queue.conversation_state("c2") == "resolved"
+    queue.take(1, "ana")  # the migrated case works like a new one
+    # ... and a second open case in one conversation is refused by the database itself.
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE support_handoffs SET status = 'waiting' WHERE id = 3"))
+        conn.execute(sa.text("UPDATE support_handoffs SET conversation_id = 'c1' WHERE id = 3"))
+    engine.dispose()

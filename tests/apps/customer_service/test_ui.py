@@ -31,11 +31,9 @@ def test_pages_are_listed_for_the_suite():
     app = pages()
     assert app.name == "support"
     assert [title for _path, title, _icon in app.pages] == [
-        "Agent chat",
-        "Knowledge base",
-        "Knowledge gaps",
-        "Model versions",
-    ]
+        "Agent chat", "Hand-off queue", "Knowledge base", "Knowledge gaps", "Model versions",
+    ]  # fmt: skip
+    assert app.permission_for(str(PAGES_DIR / "queue.py")) == "handoffs"
     assert all(Path(path).is_file() for path, _title, _icon in app.pages)
 
 
@@ -61,6 +59,9 @@ def test_chat_answers_with_sources_badges_and_stores_the_conversation(data_kb_di
     at.chat_input[0].set_value("how tall is mount everest").run()
     assert not at.exception
     assert "Hand-off" in at.warning[0].value
+    assert "Reason: out of scope" in [c.value for c in at.caption]
+    sidebar = [b.label for b in at.sidebar.button]
+    assert any(label.startswith("i forgot my login password · waiting for an agent") for label in sidebar)
 
 
 def test_a_passage_answer_is_quoted_with_its_sentences_highlighted_in_the_source(data_kb_dir):  # noqa: F811

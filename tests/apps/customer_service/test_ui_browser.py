@@ -1,4 +1,4 @@
-"""The agent chat in a real headless Chromium: ask a question, see the answer and its source ids."""
+"""The agent chat and the hand-off queue in a real headless Chromium: ask, hand off, take, reply, resolve."""
 
 from __future__ import annotations
 
@@ -10,6 +10,24 @@ from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, data_kb_
 from tests.browser import chromium_page, close_page_not_found, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = sync_api.expect
+
+
+def settled(locator, prefix: str, timeout_s: float = 60.0):
+    """``locator`` once the rerun has left one element whose value starts with ``prefix``.
+
+    While Streamlit reruns, the old element can stand beside its replacement for a moment.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if locator.count() == 1 and (locator.input_value(timeout=1_000) or "").startswith(prefix):
+                return locator
+        except sync_api.Error:  # replaced between the two calls: look again
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no single element with a value starting {prefix!r}")
 
 
 def test_chat_answers_with_sources_in_the_browser(data_kb_dir):  # noqa: F811
@@ -43,3 +61,35 @@ def test_chat_answers_with_sources_in_the_browser(data_kb_dir):  # noqa: F811
         page.get_by_text("Hand-off: the bot is not confident").wait_for(timeout=120_000)
         time.sleep(1.0)
         screenshot(page, "support_chat")
+
+        # In a new conversation the customer asks for a person: it waits in the queue with the bot's draft.
+        page.get_by_role("button", name="New conversation").click()
+        time.sleep(1.0)
+        box.fill("Can I talk to a real person about my refund?")
+        box.press("Enter")
+        page.get_by_text("Reason: customer asked for a human").wait_for(timeout=120_000)
+
+        page.goto(f"{url}/support-queue")
+        page.get_by_role("heading", name="Hand-off queue").wait_for(timeout=120_000)
+        page.get_by_text("Can I talk to a real person about my refund?").first.wait_for(timeout=60_000)
+        take = page.get_by_role("button", name="Take")
+        expect(take).to_have_count(2, timeout=30_000)  # oldest first: mount everest, then this one
+        take.nth(1).click()
+        page.get_by_text("You took hand-off").wait_for(timeout=60_000)
+        page.get_by_text("Bot's suggestion").wait_for(timeout=60_000)
+        page.get_by_text("We refund within 5 working days").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Start from the suggestion").click()
+        reply = settled(page.get_by_label("Your reply to the customer"), "We refund within 5 working days")
+        reply.fill("Hello, this is Lena from support: your refund left us today.")
+        time.sleep(1.0)
+        screenshot(page, "support_queue_taken")
+        page.get_by_role("button", name="Send reply").click()
+        page.get_by_text("Reply sent.").wait_for(timeout=60_000)
+        page.get_by_text("your refund left us today").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Resolve").click()
+        page.get_by_text("resolved.", exact=False).first.wait_for(timeout=60_000)
+        page.get_by_text("None taken. Take a waiting conversation below.").wait_for(timeout=30_000)
+        assert page.get_by_text("how tall is mount everest").count() >= 1  # still waiting
+        page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=60_000)
+        time.sleep(1.5)
+        screenshot(page, "support_queue_resolved")

@@ -34,3 +34,35 @@ def test_statistics_count_kinds_categories_and_show_the_gate(calibrated_kb_dir: 
     )
     assert sum(row["entries"] for row in stats["by_category"]) == stats["entries"]
     assert stats["gate"]["calibrated"] and stats["gate"]["in_scope"] == 38
+
+
+def test_queue_helpers_caption_agent_and_chart():
+    from datetime import UTC, date, datetime, timedelta
+
+    import pandas as pd
+
+    from apps.customer_service.handoff_queue import Case
+    from apps.customer_service.ui.queries import (
+        RESOLVE_LABEL,
+        TAKE_LABEL,
+        agent_name,
+        case_caption,
+        handoff_times_chart,
+    )
+
+    t0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    case = Case(1, "c", "t", None, "q", "out_of_scope", "waiting", t0, None, None, None, None, "",
+                [{"id": "a"}, {"id": "b"}])  # fmt: skip
+    assert case_caption(case, t0 + timedelta(minutes=12)) == "out of scope · waiting 12 min · 2 sources"
+    taken = Case(
+        1, "c", "t", None, "q", "deadline", "taken", t0, t0 + timedelta(seconds=40), "ana", None, None, ""
+    )
+    assert case_caption(taken) == "answer model busy (deadline) · taken by ana after 40 s · 0 sources"
+    assert agent_name(None) == "local" and agent_name("ana") == "ana"
+    metrics = pd.DataFrame(
+        {"day": [date(2026, 12, 1)], "handed_off": [3], "taken": [3], "resolved": [2],
+         "median_take_min": [4.0], "median_resolve_min": [15.0]}
+    )  # fmt: skip
+    chart = handoff_times_chart(metrics)
+    assert list(chart.columns) == ["day", TAKE_LABEL, RESOLVE_LABEL] and chart[TAKE_LABEL].tolist() == [4.0]
+    assert chart["day"].tolist() == ["2026-12-01"]

@@ -18,11 +18,18 @@ from apps.finance_monitor.alerts import (
     unmute,
 )
 from apps.finance_monitor.outbox import Sender
-from apps.finance_monitor.rules import AlertRule, find_breaches, load_rules, parse_duration
+from apps.finance_monitor.rules import (
+    AlertRule,
+    find_breaches,
+    load_rules,
+    load_webhook_allow,
+    parse_duration,
+)
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import Alert, Delivery, ScoreRow, scored_frame, store_items, store_scores
 from apps.finance_monitor.ui import queries
 from core.storage import session_scope
+from core.webhook_safety import AllowList, UnsafeWebhookURL, check_webhook_url
 
 T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
 RULE = AlertRule(
@@ -247,3 +254,28 @@ def test_acknowledge_mute_and_unmute_on_the_sample_database(sample_engine):
         mute_for(sample_engine, nwde, 0)
     with pytest.raises(ValueError, match="no alert with id 42"):
         unmute(sample_engine, 42)
+
+
+def test_allow_list_from_the_rules_file(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("webhooks:\n  allow: [127.0.0.1, alerts.local]\nrules:\n  - name: a\n")
+    allow = load_webhook_allow(rules)
+    assert allow.hosts == {"alerts.local"} and [str(n) for n in allow.networks] == ["127.0.0.1/32"]
+    rules.write_text("rules:\n  - name: a\n")
+    assert load_webhook_allow(rules) == AllowList()
+    for bad in (
+        "webhooks: [1]\n",
+        "webhooks:\n  allow: {a: 1}\n",
+        "webhooks:\n  allow: ['']\n",
+        "webhooks:\n  deny: []\n",
+    ):
+        rules.write_text(bad + "rules:\n  - name: a\n")
+        with pytest.raises(ValueError, match=str(rules.name)):
+            load_webhook_allow(rules)
+
+
+def test_a_refused_webhook_names_the_rules_file(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("webhooks:\n  allow: [alerts.local]\nrules:\n  - name: a\n")
+    with pytest.raises(UnsafeWebhookURL, match=r"listed in .*rules.yaml: webhooks.allow"):
+        check_webhook_url("http://127.0.0.1:9/hook", load_webhook_allow(rules))

@@ -23,14 +23,15 @@ from apps.finance_monitor.apprise_sink import REDACT, AppriseSink, SecretRedacto
 from apps.finance_monitor.channels import ChannelSpec, build_channel_sinks
 from apps.finance_monitor.outbox import DeliveryPolicy, Sender, retry
 from apps.finance_monitor.rules import load_rules, rule_channels
-from apps.finance_monitor.sinks import LogSink, WebhookSink
+from apps.finance_monitor.sinks import LogSink
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import Alert, Delivery, ScoreRow, scored_frame, store_items, store_scores
-from apps.finance_monitor.webhook_safety import AllowList
 from core.storage import session_scope
+from core.webhook_safety import AllowList
+from core.webhooks import WebhookSink
 from tests.apps.finance_monitor.channel_servers import HttpsReceiver, SmtpServer, free_port
-from tests.apps.finance_monitor.receiver import Receiver
 from tests.apps.finance_monitor.test_alerts import RULE, T0, baseline_hours, hourly
+from tests.webhook_receiver import Receiver
 
 NOW = T0 + timedelta(days=2)
 LOCAL = AllowList.parse(["127.0.0.1"])
@@ -452,7 +453,7 @@ def test_a_webhook_channel_gets_only_its_rules_alerts_with_an_idempotency_key(sq
             (first.id, "log"), (first.id, "ops-hook"), (second.id, "log")
         ]  # fmt: skip
         assert len(Sender(sqlite_db, [LogSink(), *sinks.values()], clock=clock).deliver_due().sent) == 3
-    assert receiver.accepted_alert_ids() == {first.id: 1}
+    assert receiver.accepted_ids() == {first.id: 1}
     (body,) = receiver.bodies
     assert body["stories"][0]["title"] == HEADLINE or all(
         s["sentiment"] == "negative" for s in body["stories"]

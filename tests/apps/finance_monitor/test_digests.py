@@ -27,15 +27,15 @@ from apps.finance_monitor.digests import (
 from apps.finance_monitor.outbox import Sender
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
-from apps.finance_monitor.sinks import WebhookSink
 from apps.finance_monitor.storage import AlertDigest, AlertItem, Item, scored_frame
-from apps.finance_monitor.webhook_safety import AllowList
 from core.embeddings import Embedder
 from core.grounding import lexical_problems
 from core.storage import session_scope
-from tests.apps.finance_monitor.receiver import Receiver
+from core.webhook_safety import AllowList
+from core.webhooks import WebhookSink
 from tests.apps.finance_monitor.sample_db import copy_db, fill_sample_db
 from tests.cli_run import assert_one_line_error, run_aigc
+from tests.webhook_receiver import Receiver
 
 RULES = load_rules(SAMPLE_DATA_DIR / "alert_rules.yaml")
 BUCKETS = {r.name: r.baseline_buckets for r in RULES}

@@ -24,7 +24,7 @@ from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, SAMPLE_WATCHLIST, 
 from apps.finance_monitor.storage import Alert, Delivery, EntityLink, Item, LinkedItem, Score
 from core.failpoints import EXIT_CODE
 from core.storage import create_engine, session_scope
-from tests.apps.finance_monitor.receiver import Receiver
+from tests.webhook_receiver import Receiver
 
 # In the default run: about 100 s on 2 quiet cores (each monitor process 5-10 s), the issue's
 # proof that a kill at any fault point loses and duplicates nothing.
@@ -112,7 +112,7 @@ def uninterrupted(tiny_sentiment_dir, tmp_path_factory) -> dict:
         done = run_monitor(tmp, tiny_sentiment_dir, receiver.url)
     assert done.returncode == 0, done.stderr
     result = state(tmp)
-    assert result["alerts"] and receiver.accepted_alert_ids() == dict.fromkeys(result["alert_ids"], 1)
+    assert result["alerts"] and receiver.accepted_ids() == dict.fromkeys(result["alert_ids"], 1)
     return result
 
 
@@ -121,7 +121,7 @@ def check_complete(tmp: Path, baseline: dict, receiver: Receiver, db_url: str | 
     assert after["items"] == after["distinct_scored"] == after["scores"] == baseline["items"] == 506
     assert after["linked"] == 506 and after["links"] == baseline["links"]  # entity links went in with scores
     assert after["alerts"] == baseline["alerts"]
-    assert receiver.accepted_alert_ids() == dict.fromkeys(after["alert_ids"], 1)  # each delivered once
+    assert receiver.accepted_ids() == dict.fromkeys(after["alert_ids"], 1)  # each delivered once
     assert not after["token_in_db"]
     return after
 

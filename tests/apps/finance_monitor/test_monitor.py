@@ -16,12 +16,13 @@ from apps.finance_monitor.monitor import ALERT_WATERMARK, SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
 from apps.finance_monitor.scoring import Scorer, score_pending
-from apps.finance_monitor.sinks import LogSink, WebhookSink
+from apps.finance_monitor.sinks import LogSink
 from apps.finance_monitor.storage import Alert, AlertItem, Delivery, Item, Score, get_watermark
-from apps.finance_monitor.webhook_safety import AllowList
 from core.storage import create_engine, session_scope
+from core.webhook_safety import AllowList
+from core.webhooks import WebhookSink
 from tests.apps.finance_monitor.model_fixtures import TruthScorer
-from tests.apps.finance_monitor.receiver import Receiver
+from tests.webhook_receiver import Receiver
 
 NOW = datetime(2026, 3, 6, 22, tzinfo=UTC)
 

@@ -9,12 +9,12 @@ import sqlalchemy as sa
 
 from apps.finance_monitor.alerts import AlertEngine
 from apps.finance_monitor.outbox import DeliveryPolicy, Sender, delivery_counts, list_deliveries, retry
-from apps.finance_monitor.sinks import WebhookSink
 from apps.finance_monitor.storage import Delivery
-from apps.finance_monitor.webhook_safety import AllowList
 from core.storage import session_scope
-from tests.apps.finance_monitor.receiver import Receiver
+from core.webhook_safety import AllowList
+from core.webhooks import WebhookSink
 from tests.apps.finance_monitor.test_alerts import RULE, T0, baseline_hours, hourly, store
+from tests.webhook_receiver import Receiver
 
 LOCAL = AllowList.parse(["127.0.0.1"])
 NOW = T0 + timedelta(days=2)
@@ -59,7 +59,7 @@ def test_delivered_once_with_its_idempotency_key(db):
         sender = Sender(db, [sink], clock=clock)
         assert len(sender.deliver_due().sent) == 1
         assert sender.deliver_due().sent == []  # nothing twice
-    assert receiver.accepted_alert_ids() == {alert_id: 1}
+    assert receiver.accepted_ids() == {alert_id: 1}
     assert receiver.headers[0]["Idempotency-Key"] == queued.idempotency_key
     assert receiver.bodies[0]["id"] == alert_id and len(receiver.bodies[0]["item_ids"]) == 6
     (done,) = deliveries(db)
@@ -85,7 +85,7 @@ def test_failures_are_retried_with_backoff_then_delivered_once(sqlite_db):
     (row,) = deliveries(sqlite_db)
     assert (row.status, row.attempts) == ("delivered", 4)
     assert waits[:3] == [10, 15, 15]  # 10 s, then 20 s capped at 15 s
-    assert receiver.accepted_alert_ids() == {alert_id: 1} and len(receiver.bodies) == 4
+    assert receiver.accepted_ids() == {alert_id: 1} and len(receiver.bodies) == 4
     assert len({h["Idempotency-Key"] for h in receiver.headers}) == 1
 
 
@@ -107,7 +107,7 @@ def test_dead_letter_after_max_attempts_then_manual_retry(sqlite_db):
             retry(sqlite_db, [dead.id])
         with pytest.raises(ValueError, match="no delivery with id 999"):
             retry(sqlite_db, [999])
-    assert receiver.accepted_alert_ids() == {alert_id: 1}
+    assert receiver.accepted_ids() == {alert_id: 1}
 
 
 def test_a_refusal_is_dead_at_once_and_a_down_sink_costs_one_attempt_per_pass(sqlite_db):

@@ -229,8 +229,8 @@ def test_an_unreachable_database_is_reported_not_raised(finance_only, monkeypatc
 
 def test_dead_deliveries_are_shown_masked_and_retried_from_the_alerts_page(sample_db):
     from apps.finance_monitor.outbox import enqueue
-    from apps.finance_monitor.sinks import WebhookSink
     from core.storage import session_scope, utcnow
+    from core.webhooks import WebhookSink
 
     engine = engine_for_test()
     alert_id = int(queries.alerts_frame(engine)["id"].iloc[0])

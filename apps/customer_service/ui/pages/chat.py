@@ -1,19 +1,29 @@
-"""Agent chat: streamed answers with sources, intent and confidence badges, hand-off banner, feedback."""
+"""Agent chat: streamed answers with sources, intent and confidence badges, hand-off banner, feedback.
+
+A handed-off conversation shows its state (waiting for an agent, taken, resolved) and the human
+agents' replies from the Hand-off queue page.
+"""
 
 from typing import Any
 
 import streamlit as st
 
 from apps.customer_service.bot import EmptyQuestionError, SupportBot
+from apps.customer_service.handoff import REASON_LABELS
 from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
-from apps.customer_service.ui.common import confidence_level, highlighted_markdown
+from apps.customer_service.ui.common import confidence_level, escape_markdown, highlighted_markdown
 from core.auth import Permission
 from core.generation import queue_status
 from core.ui import auth
 
 CONV_KEY = "support_conversation"
 HANDOFF_BANNER = "Hand-off: the bot is not confident it can answer this. A human agent should take over."
+STATE_LABELS = {
+    "waiting": "waiting for an agent",
+    "taken": "with an agent",
+    "resolved": "resolved by an agent",
+}
 
 who = auth.require(Permission.CHAT, "Agent chat")
 # Agents see their own conversations; admins (and everyone while sign-in is off) see all.
@@ -35,7 +45,7 @@ def sidebar_conversations() -> None:
         if not past:
             st.caption("None yet.")
         for conv in past:
-            flags = (" · hand-off" if conv["handoff"] else "") + (
+            flags = (f" · {STATE_LABELS[conv['state']]}" if conv["state"] in STATE_LABELS else "") + (
                 f" · {conv['intent']}" if conv["intent"] else ""
             )
             by = f" · {conv['owner']}" if owner_filter is None and conv["owner"] else ""
@@ -106,12 +116,21 @@ def feedback(message: dict[str, Any]) -> None:
 
 
 def render(message: dict[str, Any]) -> None:
+    if message["role"] == "agent":  # a person's reply from the hand-off queue
+        with st.chat_message("human", avatar=":material/support_agent:"):
+            st.caption(f"Agent {message['author'] or ''}")
+            st.markdown(escape_markdown(message["content"]))
+        return
     with st.chat_message(message["role"]):
         if message["role"] == "user":
             st.markdown(message["content"])
             return
         if message["handoff"]:
             st.warning(HANDOFF_BANNER, icon=":material/support_agent:")
+            if message["handoff_reason"]:
+                st.caption(
+                    f"Reason: {REASON_LABELS.get(message['handoff_reason'], message['handoff_reason'])}"
+                )
         st.markdown(message["content"])
         badges(message)
         sources(message)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.finance_monitor.rules import load_webhook_allow
-from apps.finance_monitor.webhook_safety import (
+from core.webhook_safety import (
     AllowList,
     UnsafeWebhookURL,
     check_webhook_url,
@@ -93,19 +92,8 @@ def test_bad_schemes_and_hosts(url):
         check_webhook_url(url, resolver=fixed("93.184.216.34"))
 
 
-def test_allow_list_from_the_rules_file(tmp_path):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("webhooks:\n  allow: [127.0.0.1, alerts.local]\nrules:\n  - name: a\n")
-    allow = load_webhook_allow(rules)
-    assert allow.hosts == {"alerts.local"} and [str(n) for n in allow.networks] == ["127.0.0.1/32"]
-    rules.write_text("rules:\n  - name: a\n")
-    assert load_webhook_allow(rules) == AllowList()
-    for bad in (
-        "webhooks: [1]\n",
-        "webhooks:\n  allow: {a: 1}\n",
-        "webhooks:\n  allow: ['']\n",
-        "webhooks:\n  deny: []\n",
-    ):
-        rules.write_text(bad + "rules:\n  - name: a\n")
-        with pytest.raises(ValueError, match=str(rules.name)):
-            load_webhook_allow(rules)
+def test_the_refusal_names_where_the_allow_list_is_configured():
+    allow = AllowList.parse(["10.9.0.0/16"], where="support config: queue.webhook_allow")
+    with pytest.raises(UnsafeWebhookURL, match="listed in support config: queue.webhook_allow"):
+        check_webhook_url("https://router.internal/x", allow, resolver=fixed("10.1.2.3"))
+    assert allow == AllowList.parse(["10.9.0.0/16"])  # where is not part of equality

@@ -1,4 +1,4 @@
-"""A real webhook receiver on 127.0.0.1 for the sink, outbox and kill tests.
+"""A real webhook receiver on 127.0.0.1 for the sink, outbox and kill tests (alerts and hand-offs).
 
 It answers each POST with the next scripted action (a status code, or ``"hang"``: wait
 ``hang_s`` seconds before answering 200, longer than the sender's timeout), then 200. It records
@@ -67,8 +67,8 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def accepted_alert_ids(self) -> Counter[int]:
-        """Alert id -> 2xx answers for it (keys are ``alert-<id>-<sink>-<random>``)."""
+    def accepted_ids(self) -> Counter[int]:
+        """Event id -> 2xx answers for it (keys are ``<event>-<id>-<sink>-<random>``, e.g. ``alert-3-…``)."""
         counts: Counter[int] = Counter()
         for key, n in self.accepted.items():
             counts[int(key.split("-")[1])] += n

@@ -1,11 +1,15 @@
-"""Webhook URLs: which ones alerts may be sent to, and how they are shown without their secrets.
+"""Webhook URLs: which ones notifications may be sent to, and how they are shown without their secrets.
 
-**Where alerts may go.** A webhook URL must be ``http://`` or ``https://`` and its host must
+Shared by every app that POSTs to a webhook (finance alerts, support hand-offs), through
+:mod:`core.webhooks` and :mod:`core.outbox`.
+
+**Where webhooks may go.** A webhook URL must be ``http://`` or ``https://`` and its host must
 resolve only to public addresses: loopback, private, link-local, multicast, reserved and other
-non-global addresses are refused (every address the name resolves to is checked), so a rules
-file or a DNS answer cannot turn the monitor into a probe of the internal network. Hosts,
-addresses or networks listed under ``webhooks: allow:`` in the rules YAML are exempt (a local
-receiver during tests, an internal alert router). The check runs when the monitor starts and
+non-global addresses are refused (every address the name resolves to is checked), so a config
+file or a DNS answer cannot turn a sender into a probe of the internal network. Hosts,
+addresses or networks on the app's allow-list (:class:`AllowList`, read from the app's
+configuration, which it names in ``AllowList.where``) are exempt (a local receiver during tests,
+an internal router). The check runs when the sender starts and
 again before every attempt, because DNS answers change; and :func:`checked_session` checks the
 address actually connected to, before a byte is sent, so a DNS answer that changes between the
 check and the connection (DNS rebinding) is caught too. Redirects are never followed.
@@ -24,7 +28,7 @@ import logging
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,7 +51,7 @@ Resolver = Callable[[str, int], list[str]]
 
 
 class UnsafeWebhookURL(ValueError):
-    """A webhook URL that alerts must not be sent to (bad scheme, non-public address)."""
+    """A webhook URL that nothing may be sent to (bad scheme, non-public address)."""
 
 
 def mask_url(url: str) -> str:
@@ -94,15 +98,18 @@ def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class AllowList:
-    """Hosts and networks exempt from the public-address rule (``webhooks: allow:`` in the rules file).
+    """Hosts and networks exempt from the public-address rule (the app's webhook allow-list).
 
     Args:
         hosts: Host names, lower case (compared exactly, as written in the URL).
         networks: Addresses and networks (``127.0.0.1``, ``10.0.0.0/8``, ``::1``).
+        where: Where the list is configured, for the message refusing an address
+            (e.g. ``rules.yaml: webhooks.allow``); not part of equality.
     """
 
     hosts: frozenset[str] = frozenset()
     networks: tuple[Network, ...] = ()
+    where: str = field(default="the webhook allow-list", compare=False)
 
     @classmethod
     def parse(cls, entries: Iterable[str], where: str = "webhooks.allow") -> AllowList:
@@ -120,7 +127,7 @@ class AllowList:
                 networks.append(ipaddress.ip_network(text, strict=False))
             except ValueError:
                 hosts.add(text.rstrip("."))
-        return cls(frozenset(hosts), tuple(networks))
+        return cls(frozenset(hosts), tuple(networks), where)
 
     def allows(self, address: Address) -> bool:
         """Whether ``address`` lies in a listed network."""
@@ -147,7 +154,7 @@ def non_public_reason(address: Address) -> str | None:
 def check_webhook_url(
     url: str, allow: AllowList = AllowList(), *, resolver: Resolver | None = resolve
 ) -> None:
-    """Refuse a URL alerts must not be sent to.
+    """Refuse a URL that nothing may be sent to.
 
     Args:
         url: The webhook URL.
@@ -184,8 +191,8 @@ def check_webhook_url(
         reason = non_public_reason(address)
         if reason is not None and not allow.allows(address):
             raise UnsafeWebhookURL(
-                f"webhook URL {shown}: {host} resolves to {address}, a {reason} address; alerts go only "
-                "to public addresses unless the rules file lists the host under 'webhooks: allow:'"
+                f"webhook URL {shown}: {host} resolves to {address}, a {reason} address; webhooks go only "
+                f"to public addresses unless the host is listed in {allow.where}"
             )
 
 
@@ -203,7 +210,7 @@ def check_peer(sock: socket.socket, host: str, allow: AllowList) -> None:
         sock.close()
         raise UnsafeWebhookURL(
             f"webhook host {host} connected to {address}, a {reason} address (its DNS answer changed?); "
-            "alerts go only to public addresses unless the rules file lists the host under 'webhooks: allow:'"
+            f"webhooks go only to public addresses unless the host is listed in {allow.where}"
         )
 
 

@@ -1,0 +1,64 @@
+"""`aigc support queue|take|reply|release|resolve|queue-stats` as typed; refusals are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from apps.customer_service.storage import SupportStore
+from core.auth import audit_events
+from core.auth.cli import cli_actor
+from tests.apps.customer_service.test_handoff_queue import handoff
+from tests.cli_run import run_aigc
+
+
+def test_queue_take_reply_resolve_from_the_terminal(tmp_path):
+    store = SupportStore()
+    conversation = store.start_conversation("where is my parcel")
+    store.add_exchange(
+        conversation, "where is my parcel, I want a human", handoff("asked_for_human", "See [x]")
+    )
+    listed = run_aigc("support", "queue", "--json")
+    assert listed.code == 0, listed.stderr
+    [case] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert case["question"] == "where is my parcel, I want a human" and case["reason"] == "asked_for_human"
+    assert case["status"] == "waiting" and case["suggestion"] == "See [x]"
+
+    took = run_aigc("support", "take", str(case["id"]))
+    assert (
+        took.code == 0
+        and f"Took hand-off {case['id']}" in took.stderr
+        and "Bot's suggestion: See [x]" in took.stderr
+    )
+    again = run_aigc("support", "take", str(case["id"]))
+    assert again.code == 2 and again.error_lines == [
+        f"error: cannot take hand-off {case['id']}: it is taken by {cli_actor()} (another agent is on it)"
+    ]
+    reply_file = tmp_path / "reply.txt"
+    reply_file.write_text("Your parcel arrives tomorrow.\n", encoding="utf-8")
+    assert run_aigc("support", "reply", str(case["id"]), "--file", str(reply_file)).code == 0
+    assert store.messages(conversation)[-1]["content"] == "Your parcel arrives tomorrow."
+    assert run_aigc("support", "reply", str(case["id"])).error_lines == [
+        "error: give the answer as TEXT or with --file, not both"
+    ]
+    done = run_aigc("support", "resolve", str(case["id"]), "--json")
+    assert done.code == 0 and json.loads(done.stdout)["status"] == "resolved"
+    assert run_aigc("support", "queue").stderr.strip() == "No waiting hand-offs."
+    stats = json.loads(run_aigc("support", "queue-stats", "--json").stdout)
+    assert stats["counts"] == {"waiting": 0, "taken": 0, "resolved": 1} and stats["days"][0]["resolved"] == 1
+    assert {"handoff_take", "handoff_resolve"} <= {
+        e["action"] for e in audit_events() if e["actor"] == cli_actor()
+    }
+
+
+def test_refusals_are_one_line_with_exit_code_2():
+    assert run_aigc("support", "take", "41").error_lines == ["error: no hand-off 41"]
+    assert run_aigc("support", "queue", "--status", "lost").error_lines == [
+        "error: unknown hand-off status 'lost'; choose one of waiting, taken, resolved, open, all"
+    ]
+    store = SupportStore()
+    store.add_exchange(store.start_conversation("q"), "q", handoff())
+    assert run_aigc("support", "resolve", "1").error_lines == [
+        "error: cannot resolve hand-off 1: it is waiting (take it first, answer, then resolve it)"
+    ]
+    deliveries = run_aigc("support", "deliveries")
+    assert deliveries.code == 0 and "0 pending, 0 delivered, 0 dead" in deliveries.stderr
