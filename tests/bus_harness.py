@@ -1,0 +1,86 @@
+"""Real Redis and NATS JetStream servers on 127.0.0.1 for the bus tests (``.ci/run`` starts them).
+
+``bus_url`` is parametrised over both brokers and gives each test its own stream / subject, removed
+afterwards (with its dead letters and, on NATS, the streams created for them). A broker that does
+not answer skips its half with the reason. Import the fixtures into a test module
+(``from tests.bus_harness import bus_url``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+REDIS = os.environ.get("AIGC_TEST_REDIS", "127.0.0.1:6379")
+NATS = os.environ.get("AIGC_TEST_NATS", "127.0.0.1:4222")
+
+
+def server_up(hostport: str) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(broker: str) -> str:
+    """``host:port`` of ``broker`` (``redis`` or ``nats``), or skip the test saying why."""
+    hostport = REDIS if broker == "redis" else NATS
+    if not server_up(hostport):
+        what = "Redis" if broker == "redis" else "NATS with JetStream (nats-server -js)"
+        pytest.skip(f"{what} is not reachable at {hostport}; .ci/run starts it")
+    return hostport
+
+
+def drop(url: str) -> None:
+    """Remove the stream behind ``url`` and its dead letters (NATS: the streams holding them)."""
+    from core.bus import parse_bus_url
+
+    address = parse_bus_url(url)
+    if address.broker == "redis":
+        import redis
+
+        from core.bus.redis_streams import DEAD_SUFFIX
+
+        client = redis.Redis(host=address.host, port=address.port)
+        client.delete(address.name, address.name + DEAD_SUFFIX)
+        client.close()
+        return
+    import nats
+    import nats.js.errors
+
+    from core.bus.nats_jetstream import DEAD_PREFIX, stream_name_for
+
+    async def delete() -> None:
+        nc = await nats.connect(f"nats://{address.host}:{address.port}")
+        js = nc.jetstream()
+        for subject in (address.name, DEAD_PREFIX + address.name):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(stream_name_for(subject))
+        await nc.close()
+
+    asyncio.run(delete())
+
+
+def fresh_url(broker: str) -> str:
+    """A URL naming a stream / subject no other test uses."""
+    hostport = require_server(broker)
+    return f"{broker}://{hostport}/aigc-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=["redis", "nats"])
+def bus_url(request) -> Iterator[str]:
+    """A fresh ``redis://.../STREAM`` or ``nats://.../SUBJECT`` on the real server, removed after the test."""
+    url = fresh_url(request.param)
+    try:
+        yield url
+    finally:
+        drop(url)
