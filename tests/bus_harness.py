@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.bus import parse_bus_url
+
 REDIS = os.environ.get("AIGC_TEST_REDIS", "127.0.0.1:6379")
 NATS = os.environ.get("AIGC_TEST_NATS", "127.0.0.1:4222")
 
@@ -42,8 +44,6 @@ def require_server(broker: str) -> str:
 
 def drop(url: str) -> None:
     """Remove the stream behind ``url`` and its dead letters (NATS: the streams holding them)."""
-    from core.bus import parse_bus_url
-
     address = parse_bus_url(url)
     if address.broker == "redis":
         import redis
@@ -68,6 +68,38 @@ def drop(url: str) -> None:
         await nc.close()
 
     asyncio.run(delete())
+
+
+def dead_letters(url: str) -> list[dict]:
+    """The dead-letter records of ``url``: reason and payload of each."""
+    address = parse_bus_url(url)
+    if address.broker == "redis":
+        import redis
+
+        client = redis.Redis(host=address.host, port=address.port, decode_responses=True)
+        rows = [fields for _, fields in client.xrange(address.name + ":dead")]
+        client.close()
+        return [{"reason": r["reason"], "data": r["data"], "id": r["id"]} for r in rows]
+    import nats
+    import nats.js.errors
+
+    from core.bus.nats_jetstream import DEAD_PREFIX
+
+    async def read() -> list[dict]:
+        nc = await nats.connect(f"nats://{address.host}:{address.port}")
+        try:
+            sub = await nc.jetstream().pull_subscribe(DEAD_PREFIX + address.name)
+            msgs = await sub.fetch(100, timeout=2)
+        except nats.js.errors.NotFoundError:  # no dead letter ever: no stream for them
+            msgs = []
+        finally:
+            await nc.close()
+        return [
+            {"reason": m.headers["Aigc-Reason"], "data": m.data.decode(), "id": m.headers["Aigc-Sequence"]}
+            for m in msgs
+        ]
+
+    return asyncio.run(read())
 
 
 def fresh_url(broker: str) -> str:

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps.finance_monitor.datasets import Dedup
+from core.bus import BusSettings
 from core.finetune import ClassifierTrainConfig
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
 from core.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 
+#: Consumer group (Redis) / durable consumer (NATS) of ``aigc finance monitor --source``.
+BUS_GROUP = "aigc-finance-monitor"
 #: The app's settings file (sections ``train:`` and ``monitor:``).
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "configs" / "finance_monitor.yaml"
 
@@ -134,3 +137,7 @@ class MonitorConfig:
         default=5, metadata={"help": "--follow gives up after this many cycles failing on the database."}
     )
     digest: DigestConfig = field(default_factory=DigestConfig, metadata={"help": "Alert digests."})
+    bus: BusSettings = field(
+        default_factory=lambda: BusSettings(group=BUS_GROUP),
+        metadata={"help": "Consumer settings of --source redis://... or nats://... (see core.bus)."},
+    )

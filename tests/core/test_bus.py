@@ -17,7 +17,7 @@ from core.bus import (
     open_source,
     parse_bus_url,
 )
-from tests.bus_harness import bus_url, fresh_url, require_server  # noqa: F401 - fixture
+from tests.bus_harness import bus_url, dead_letters, fresh_url, require_server  # noqa: F401 - fixture
 
 FAST = BusSettings(group="g", consumer="c1", batch=4, wait_s=0.2, ack_wait_s=1.0, claim_idle_s=0.2)
 
@@ -27,35 +27,6 @@ def publish(url: str, n: int) -> list[str]:
     with open_publisher(url) as pub:
         assert pub.publish(payloads) == n
     return [p[1].decode() for p in payloads]
-
-
-def dead_letters(url: str) -> list[dict]:
-    """The dead-letter records of ``url``: reason and payload of each."""
-    address = parse_bus_url(url)
-    if address.broker == "redis":
-        import redis
-
-        client = redis.Redis(host=address.host, port=address.port, decode_responses=True)
-        rows = [fields for _, fields in client.xrange(address.name + ":dead")]
-        client.close()
-        return [{"reason": r["reason"], "data": r["data"], "id": r["id"]} for r in rows]
-    import asyncio
-
-    import nats
-
-    from core.bus.nats_jetstream import DEAD_PREFIX
-
-    async def read() -> list[dict]:
-        nc = await nats.connect(f"nats://{address.host}:{address.port}")
-        sub = await nc.jetstream().pull_subscribe(DEAD_PREFIX + address.name)
-        msgs = await sub.fetch(100, timeout=2)
-        await nc.close()
-        return [
-            {"reason": m.headers["Aigc-Reason"], "data": m.data.decode(), "id": m.headers["Aigc-Sequence"]}
-            for m in msgs
-        ]
-
-    return asyncio.run(read())
 
 
 # --- URLs --------------------------------------------------------------------------------------------
