@@ -9,7 +9,6 @@ not answer skips its half with the reason. Import the fixtures into a test modul
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.bus import parse_bus_url
+from core.bus import parse_bus_url, remove
 
 REDIS = os.environ.get("AIGC_TEST_REDIS", "127.0.0.1:6379")
 NATS = os.environ.get("AIGC_TEST_NATS", "127.0.0.1:4222")
@@ -43,31 +42,8 @@ def require_server(broker: str) -> str:
 
 
 def drop(url: str) -> None:
-    """Remove the stream behind ``url`` and its dead letters (NATS: the streams holding them)."""
-    address = parse_bus_url(url)
-    if address.broker == "redis":
-        import redis
-
-        from core.bus.redis_streams import DEAD_SUFFIX
-
-        client = redis.Redis(host=address.host, port=address.port)
-        client.delete(address.name, address.name + DEAD_SUFFIX)
-        client.close()
-        return
-    import nats
-    import nats.js.errors
-
-    from core.bus.nats_jetstream import DEAD_PREFIX, stream_name_for
-
-    async def delete() -> None:
-        nc = await nats.connect(f"nats://{address.host}:{address.port}")
-        js = nc.jetstream()
-        for subject in (address.name, DEAD_PREFIX + address.name):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(stream_name_for(subject))
-        await nc.close()
-
-    asyncio.run(delete())
+    """Remove the stream behind ``url`` and its dead letters."""
+    remove(url)
 
 
 def dead_letters(url: str) -> list[dict]:

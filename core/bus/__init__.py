@@ -52,6 +52,23 @@ def open_publisher(url: str) -> BusPublisher:
     return NatsJetStreamPublisher(address)
 
 
+def remove(url: str) -> None:
+    """Delete the stream behind ``url`` and its dead letters, consumer groups included (tests, benchmarks).
+
+    On NATS this deletes the whole stream that holds the subject, whatever else it holds.
+
+    Raises:
+        ValueError: Not a bus URL.
+        BusError: The broker is unreachable.
+    """
+    address = parse_bus_url(url)
+    if address.broker == "redis":
+        from core.bus.redis_streams import remove_stream
+    else:
+        from core.bus.nats_jetstream import remove_stream
+    remove_stream(address)
+
+
 __all__ = [
     "BusAddress",
     "BusError",
@@ -67,4 +84,5 @@ __all__ = [
     "open_publisher",
     "open_source",
     "parse_bus_url",
+    "remove",
 ]

@@ -282,4 +282,25 @@ class NatsJetStreamPublisher(BusPublisher):
         self._conn.close()
 
 
-__all__ = ["DEAD_PREFIX", "NatsJetStreamPublisher", "NatsJetStreamSource", "stream_name_for"]
+def remove_stream(address: BusAddress) -> None:
+    """Delete the streams holding the subject and its dead letters (with their consumers).
+
+    Raises:
+        BusError: NATS is unreachable.
+    """
+    conn = _Connection(address)
+
+    async def delete() -> None:
+        for subject in (address.name, DEAD_PREFIX + address.name):
+            try:
+                await conn.js.delete_stream(await conn.js.find_stream_name_by_subject(subject))
+            except nats.js.errors.NotFoundError:
+                continue
+
+    try:
+        conn.call(delete(), "deleting")
+    finally:
+        conn.close()
+
+
+__all__ = ["DEAD_PREFIX", "NatsJetStreamPublisher", "NatsJetStreamSource", "remove_stream", "stream_name_for"]

@@ -236,4 +236,18 @@ class RedisStreamPublisher(BusPublisher):
         self._redis.close()
 
 
-__all__ = ["DATA_FIELD", "DEAD_SUFFIX", "RedisStreamPublisher", "RedisStreamSource"]
+def remove_stream(address: BusAddress) -> None:
+    """Delete the stream and its dead letters (with their consumer groups).
+
+    Raises:
+        BusError: Redis is unreachable.
+    """
+    client = _client(address, timeout_s=30)
+    try:
+        with _errors(address.masked, "deleting"):
+            client.delete(address.name, address.name + DEAD_SUFFIX)
+    finally:
+        client.close()
+
+
+__all__ = ["DATA_FIELD", "DEAD_SUFFIX", "RedisStreamPublisher", "RedisStreamSource", "remove_stream"]

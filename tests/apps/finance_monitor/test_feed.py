@@ -21,7 +21,8 @@ from apps.finance_monitor.storage import Alert, AlertItem, Item, Score
 from core.bus import BusSettings, open_publisher, open_source
 from core.storage import session_scope
 from tests.apps.finance_monitor.model_fixtures import TruthScorer
-from tests.bus_harness import bus_url, dead_letters  # noqa: F401 - fixture
+from tests.bus_harness import bus_url, dead_letters, require_server  # noqa: F401 - fixture
+from tests.cli_run import assert_one_line_error, run_aigc
 
 NOW = datetime(2026, 3, 6, 22, tzinfo=UTC)
 ORIGIN = "redis://127.0.0.1:6379/news#1733-0"
@@ -114,3 +115,49 @@ def test_publish_checks_every_file_before_sending_anything(bus_url, tmp_path):  
     with open_source(bus_url, FAST) as source:
         assert source.pending() == 0
     assert publish_files(bus_url, [SAMPLE_DATA_DIR / "news_stream.jsonl"]) == 100
+
+
+# --- the commands --------------------------------------------------------------------------------------
+
+
+def test_publish_then_monitor_once_from_the_command_line(bus_url, tiny_sentiment_dir, tmp_path):  # noqa: F811
+    published = run_aigc("finance", "publish", "--to", bus_url, str(SAMPLE_DATA_DIR / "news_stream.jsonl"))
+    assert published.code == 0 and "published 100 messages" in published.stderr
+    monitor = (
+        "finance",
+        "monitor",
+        "--once",
+        "--source",
+        bus_url,
+        "--set",
+        f"sentiment_model={tiny_sentiment_dir}",
+    )
+    first = run_aigc(*monitor, "--set", "bus.ack_wait_s=2")
+    assert first.code == 0, first.stderr
+    assert "100 messages (0 redelivered, 0 dead-lettered), 100 new items, 100 scored" in first.stderr
+    again = run_aigc(*monitor)
+    assert again.code == 0 and "0 messages" in again.stderr  # all acknowledged the first time
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("--source", "redis://u:s3cret@127.0.0.1/news?bogus=1"), ("unknown parameter 'bogus'", "u:***@")),
+        (("--source", "kafka://127.0.0.1/news"), ("use redis://HOST[:PORT]/STREAM",)),
+        (("--source", "redis://127.0.0.1/news", "--file", "x.csv"), ("--source replaces the folder",)),
+    ],
+)
+def test_bad_source_options_are_one_line_errors(args, fragments):
+    result = run_aigc("finance", "monitor", "--once", *args)
+    assert "s3cret" not in assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize("broker", ["redis", "nats"])
+def test_an_unreachable_broker_exits_3_with_the_url_masked(broker, tiny_sentiment_dir):
+    require_server(broker)  # the real server answers, so 127.0.0.1:1 is surely not it
+    url = f"{broker}://user:s3cret@127.0.0.1:1/news"
+    result = run_aigc(
+        "finance", "monitor", "--once", "--source", url, "--set", f"sentiment_model={tiny_sentiment_dir}"
+    )
+    assert result.code == 3 and len(result.error_lines) == 1, result.stderr
+    assert "user:***@127.0.0.1:1" in result.error_lines[0] and "s3cret" not in result.stderr + result.stdout
