@@ -151,7 +151,7 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
 def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[str, Any]:
     """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers."""
     from apps.finance_monitor.config import BUS_GROUP
-    from apps.finance_monitor.feed import publish_items
+    from apps.finance_monitor.feed import consume_feed, publish_items
     from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
     from apps.finance_monitor.rules import load_rules
     from apps.finance_monitor.scoring import Scorer
@@ -186,7 +186,7 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
             assert publish_items(url, news) == items
             t_published = time.perf_counter()
             with open_source(url, settings) as bus:
-                _, stats = monitor.consume(bus, settings, drain=True)
+                _, stats = consume_feed(monitor, bus, settings, drain=True)
         elapsed = time.perf_counter() - t0
         counts = _count(engine, run_id, items)
     finally:

@@ -15,15 +15,11 @@ in a thread (``--follow``), so a hanging webhook never stalls scoring.
 Fault points (``AIGC_FAILPOINT``, see :mod:`core.failpoints`): ``monitor.after_score_commit``
 (after each score batch), ``monitor.after_alert_commit`` (after the alerts' transaction),
 ``monitor.before_delivery`` (before each delivery attempt) and, when consuming a bus,
-``bus.before_ack`` (after a batch's cycle, before its messages are acknowledged).
+``bus.before_ack`` (after a batch is stored and scored, before its messages are acknowledged).
 
 :meth:`Monitor.follow` repeats cycles until its ``stop`` event is set; the CLI sets it on
 SIGINT / SIGTERM, so the cycle in progress finishes before the process exits.
-:meth:`Monitor.consume` does the same over a message bus (:mod:`core.bus`: Redis Streams, NATS
-JetStream): each fetched batch is one cycle, and its messages are acknowledged only once their
-items are stored, scored and evaluated, so a kill makes the broker deliver them again, and the
-stored ids make that second delivery change nothing. A message that is not a valid item is
-logged with its id and dead-lettered on the broker (recorded and acknowledged), never retried.
+:func:`apps.finance_monitor.feed.consume_feed` runs the same steps over a message bus.
 """
 
 from __future__ import annotations
@@ -58,7 +54,7 @@ from apps.finance_monitor.rules import (
 )
 from apps.finance_monitor.scoring import Scorer, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink, WebhookSink
-from apps.finance_monitor.sources import NewsItem, parse_message
+from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import (
     Alert,
     Score,
@@ -69,7 +65,6 @@ from apps.finance_monitor.storage import (
 )
 from apps.finance_monitor.watchlist import load_watchlist
 from apps.finance_monitor.webhook_safety import AllowList, check_webhook_url, mask_url
-from core.bus import BusMessage, BusSettings, BusSource, ConsumeStats, consume
 from core.failpoints import failpoint
 from core.storage import StorageError, session_scope, utcnow
 
@@ -174,91 +169,23 @@ class Monitor:
         Raises:
             StorageError, SQLAlchemyError: The database failed (what was committed stays).
         """
+        result = self.store_and_score(items)
+        result.evaluated, alerts = self.evaluate_pending()
+        result.alerts = [a.id for a in alerts]
+        return result
+
+    def store_and_score(self, items: Sequence[NewsItem]) -> CycleResult:
+        """Store ``items`` (stored ids skipped) and score what is unscored; the rules are not run.
+
+        Raises:
+            StorageError, SQLAlchemyError: The database failed (what was committed stays).
+        """
         stored = self.ingestor.ingest_items(items)
         result = CycleResult(files=[stored], new_items=len(stored.new_ids))
         result.scored = len(
             score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
         )
-        result.evaluated, alerts = self.evaluate_pending()
-        result.alerts = [a.id for a in alerts]
         return result
-
-    def consume(
-        self,
-        source: BusSource,
-        settings: BusSettings = BusSettings(),
-        stop: threading.Event | None = None,
-        *,
-        drain: bool = False,
-        on_cycle: Callable[[CycleResult], None] | None = None,
-    ) -> tuple[CycleResult, ConsumeStats]:
-        """Consume a bus: each batch stored, scored and evaluated, then acknowledged.
-
-        Deliveries go out from a background worker unless ``drain`` (then call :meth:`deliver`).
-
-        Args:
-            source: An open bus source (:func:`core.bus.open_source`).
-            settings: Batch size, fetch wait, consecutive failures tolerated.
-            stop: Set it to stop after the batch in progress.
-            drain: Return once every message of the group is acknowledged (``--once``).
-            on_cycle: Called after every batch with what it did.
-
-        Returns:
-            The batches' cycles summed up, and the consumer's counts.
-
-        Raises:
-            BusError: The broker failed ``settings.max_failures`` times in a row.
-            StorageError, SQLAlchemyError: The database did (what was committed stays).
-        """
-        total = CycleResult()
-
-        def handle(messages: Sequence[BusMessage]) -> dict[str, str]:
-            items, rejected = self._parse_messages(source.url, messages)
-            result = self.ingest_items(items)
-            total.new_items += result.new_items
-            total.scored += result.scored
-            total.evaluated += result.evaluated
-            total.alerts += result.alerts
-            total.errors += list(rejected.values())
-            if on_cycle is not None:
-                on_cycle(result)
-            if result.alerts and worker is not None:
-                worker.wake()
-            return rejected
-
-        worker = None if drain else DeliveryWorker(self.sender, poll_s=max(settings.wait_s, 0.05))
-        if worker is not None:
-            worker.start()
-        try:
-            stats = consume(
-                source, handle, settings, stop=stop, drain=drain, retry_on=(StorageError, SQLAlchemyError)
-            )
-        finally:
-            if worker is not None:
-                worker.stop()
-                worker.join(timeout=WORKER_JOIN_S)
-        return total, stats
-
-    def _parse_messages(
-        self, url: str, messages: Sequence[BusMessage]
-    ) -> tuple[list[NewsItem], dict[str, str]]:
-        """The items of ``messages``, and ``{message id: error}`` for those that are not valid items."""
-        items: list[NewsItem] = []
-        rejected: dict[str, str] = {}
-        for message in messages:
-            try:
-                items.append(
-                    parse_message(
-                        message.data,
-                        f"{url}#{message.id}",
-                        default_source=self.ingestor.default_source,
-                        assume_tz=self.ingestor.assume_tz,
-                    )
-                )
-            except DataError as err:
-                rejected[message.id] = str(err)
-                logger.error("Bad message", extra={"url": url, "message_id": message.id, "error": str(err)})
-        return items, rejected
 
     def evaluate_pending(self) -> tuple[int, list[Alert]]:
         """Apply the rules to every score past the alert watermark; commit alerts, deliveries, watermark.

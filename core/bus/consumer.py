@@ -48,6 +48,7 @@ def consume(
     drain: bool = False,
     retry_on: tuple[type[BaseException], ...] = (),
     on_batch: Callable[[Sequence[BusMessage]], None] | None = None,
+    on_idle: Callable[[], None] | None = None,
 ) -> ConsumeStats:
     """Consume ``source`` until ``stop`` is set (or, with ``drain``, until everything is acknowledged).
 
@@ -63,6 +64,8 @@ def consume(
             away); :class:`BusError` is always retried. Others propagate (the batch stays
             unacknowledged and comes back after a restart).
         on_batch: Called after each acknowledged batch.
+        on_idle: Called when a fetch finds nothing (the consumer has caught up); its errors are
+            handled like ``handle``'s.
 
     Returns:
         Counts of what was done.
@@ -80,6 +83,8 @@ def consume(
         try:
             messages = source.fetch(settings.batch, settings.wait_s)
             if not messages:
+                if on_idle is not None:
+                    on_idle()
                 # Drained once the group has nothing unacknowledged left: messages a killed consumer
                 # held come back after the broker's timeout (claim_idle_s, ack_wait_s), so wait for them.
                 if drain and source.pending() == 0:

@@ -127,9 +127,11 @@ def monitor_cmd(
 
 def _consume(monitor: Monitor, bus: BusSource, cfg: MonitorConfig, once: bool) -> None:
     """``--source``: drain the bus (``--once``) or follow it until a signal."""
+    from apps.finance_monitor.feed import consume_feed
+
     if once:
         with command_errors():
-            result, stats = monitor.consume(bus, cfg.bus, drain=True)
+            result, stats = consume_feed(monitor, bus, cfg.bus, drain=True)
         _report(result, stats)
         # Bad messages are dead-lettered and acknowledged: reported, but not a failed run.
         for error in result.errors:
@@ -138,7 +140,7 @@ def _consume(monitor: Monitor, bus: BusSource, cfg: MonitorConfig, once: bool) -
         return
     stop = threading.Event()
     with _stop_on_signals(stop), command_errors():
-        result, stats = monitor.consume(bus, cfg.bus, stop, on_cycle=_report_changes)
+        result, stats = consume_feed(monitor, bus, cfg.bus, stop, on_cycle=_report_changes)
     console.print(f"stopped cleanly after {stats.batches} batches, {stats.messages} messages")
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from apps.finance_monitor.classifiers import load_model
 from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.feed import publish_files, publish_items
+from apps.finance_monitor.feed import consume_feed, publish_files, publish_items
 from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
@@ -81,7 +81,7 @@ def test_consuming_the_bus_stores_scores_and_alerts_once(bus_url, sqlite_db, tin
         clock=lambda: NOW,
     )  # fmt: skip
     with open_source(bus_url, FAST) as source:
-        result, stats = monitor.consume(source, FAST, drain=True)
+        result, stats = consume_feed(monitor, source, FAST, drain=True)
         assert source.pending() == 0  # everything acknowledged or dead-lettered
     assert (result.new_items, result.scored, stats.messages, stats.acked) == (506, 506, 508, 506)
     with session_scope(sqlite_db) as session:
@@ -102,7 +102,7 @@ def test_consuming_the_bus_stores_scores_and_alerts_once(bus_url, sqlite_db, tin
     before = counts(sqlite_db)
     again_settings = replace(FAST, group="finance-test-2")
     with open_source(bus_url, again_settings) as source:
-        again, again_stats = monitor.consume(source, again_settings, drain=True)
+        again, again_stats = consume_feed(monitor, source, again_settings, drain=True)
     assert (again.new_items, again.scored, again.alerts, again_stats.messages) == (0, 0, [], 508)
     assert counts(sqlite_db) == before
 
