@@ -150,7 +150,7 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
 
 def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[str, Any]:
     """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers."""
-    from apps.finance_monitor.config import BUS_GROUP
+    from apps.finance_monitor.config import BUS_GROUP, MonitorConfig
     from apps.finance_monitor.feed import consume_feed, publish_items
     from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
     from apps.finance_monitor.rules import load_rules
@@ -166,7 +166,7 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
     scorer = Scorer.from_dirs(_model_dir())
-    monitor = Monitor(engine, scorer, load_rules(SAMPLE_RULES), [])
+    monitor = Monitor(engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=MonitorConfig().batch_size)
     settings = BusSettings(group=BUS_GROUP, consumer="bench", batch=batch, wait_s=0.5)
     load_before = os.getloadavg()[0]
     url = _bus_url(source, run_id) if source != "folder" else None

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from apps.finance_monitor.feed import publish_items
-from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
+from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, SAMPLE_WATCHLIST, STREAM_FILES
 from apps.finance_monitor.sources import read_news
 from core.bus import BusSettings, open_source
 from core.failpoints import EXIT_CODE
@@ -50,7 +50,7 @@ def monitor_cmd(tmp: Path, model: Path, mode: str = "--once") -> tuple[list[str]
     cmd += ["--set", f"sentiment_model={model}", "--set", f"rules={rules}", "--set", "batch_size=64"]
     cmd += ["--set", "webhook_backoff_s=0", "--set", "webhook_max_backoff_s=0"]
     cmd += ["--set", f"bus.batch={BATCH}", "--set", "bus.wait_s=0.3", "--set", "bus.ack_wait_s=2"]
-    cmd += ["--set", "bus.consumer=kill-test"]
+    cmd += ["--set", "bus.consumer=kill-test", "--set", f"watchlist={SAMPLE_WATCHLIST}"]
     return cmd, rules
 
 
