@@ -1,7 +1,8 @@
 """Redis Streams: a consumer group read with XREADGROUP, acknowledged with XACK after the commit.
 
-Each entry carries the payload in its field ``data`` (and the publisher's key in ``key``). The
-group is created with MKSTREAM when absent, reading from the start of the stream, so entries
+Each entry carries the payload in its field ``data`` (and the publisher's key in ``key``); an
+entry without ``data`` (``XADD news * title "..." timestamp "..."``) is read as the JSON object of
+its fields. The group is created with MKSTREAM when absent, reading from the start of the stream, so entries
 published before the first consumer started are not skipped.
 
 What a fetch returns, in this order:
@@ -18,6 +19,7 @@ A dead letter is ``XADD STREAM:dead`` (original id, reason, payload, group, cons
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -192,8 +194,7 @@ class RedisStreamSource(BusSource):
             if not fields:  # trimmed from the stream while pending: nothing left to process
                 gone.append(entry_id)
                 continue
-            data = fields.get(DATA_FIELD.encode(), fields.get(DATA_FIELD))
-            out.append(BusMessage(entry_id, b"" if data is None else data, counts.get(entry_id, 1), fields))
+            out.append(BusMessage(entry_id, _payload(fields), counts.get(entry_id, 1), fields))
         if gone:
             logger.warning(
                 "Pending entries no longer in the stream", extra={"url": self.url, "ids": gone[:10]}
@@ -212,6 +213,18 @@ class RedisStreamSource(BusSource):
             )
             for r in rows
         }
+
+
+def _payload(fields: dict[Any, Any]) -> bytes:
+    """The entry's ``data`` field, else its fields as one JSON object (values decoded as UTF-8)."""
+    data = fields.get(DATA_FIELD.encode(), fields.get(DATA_FIELD))
+    if data is not None:
+        return data if isinstance(data, bytes) else str(data).encode()
+
+    def text(value: Any) -> str:
+        return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+    return json.dumps({text(k): text(v) for k, v in fields.items()}, ensure_ascii=False).encode()
 
 
 class RedisStreamPublisher(BusPublisher):

@@ -15,6 +15,7 @@ from apps.finance_monitor.feed import consume_feed, publish_files, publish_items
 from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
+from apps.finance_monitor.scoring import Scorer
 from apps.finance_monitor.sinks import LogSink
 from apps.finance_monitor.sources import encode_message, parse_message, read_news
 from apps.finance_monitor.storage import Alert, AlertItem, Item, Score
@@ -161,3 +162,29 @@ def test_an_unreachable_broker_exits_3_with_the_url_masked(broker, tiny_sentimen
     )
     assert result.code == 3 and len(result.error_lines) == 1, result.stderr
     assert "user:***@127.0.0.1:1" in result.error_lines[0] and "s3cret" not in result.stderr + result.stdout
+
+
+def test_a_redis_entry_of_plain_fields_is_read_as_one_item(sqlite_db, tiny_sentiment_dir):
+    import redis
+
+    from core.bus import parse_bus_url
+    from tests.bus_harness import drop, fresh_url
+
+    url = fresh_url("redis")
+    address = parse_bus_url(url)
+    client = redis.Redis(host=address.host, port=address.port)
+    try:  # what `redis-cli XADD news * title ... timestamp ...` sends: no JSON at all
+        client.xadd(address.name, {"title": "Acme $ACME cuts outlook", "timestamp": "2026-03-02T09:00:00Z"})
+        client.xadd(address.name, {"headline": "No time given"})
+        monitor = Monitor(sqlite_db, Scorer.from_dirs(tiny_sentiment_dir), load_rules(SAMPLE_RULES), [])
+        monitor.ingestor.default_source = "redis-cli"
+        with open_source(url, FAST) as source:
+            result, stats = consume_feed(monitor, source, FAST, drain=True)
+        assert (result.new_items, stats.dead_lettered) == (1, 1)
+        with session_scope(sqlite_db) as session:
+            item = session.scalars(sa.select(Item)).one()
+        assert (item.title, item.source, item.tickers) == ("Acme $ACME cuts outlook", "redis-cli", ["ACME"])
+        assert "field 'timestamp': missing timestamp" in dead_letters(url)[0]["reason"]
+    finally:
+        client.close()
+        drop(url)
