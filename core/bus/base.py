@@ -51,6 +51,13 @@ class BusSettings:
     max_failures: int = field(
         default=5, metadata={"help": "Give up after this many consecutive failed batches (broker or store)."}
     )
+    max_deliveries: int = field(
+        default=20,
+        metadata={
+            "help": "Dead-letter a message delivered more often than this without an ack (the consumer dies "
+            "on it: no crash loop); 0: no limit."
+        },
+    )
 
     def consumer_name(self) -> str:
         """:attr:`consumer`, or the host name when it is empty."""

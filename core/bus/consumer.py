@@ -6,6 +6,10 @@ process (bad payloads) with a reason; only after it returns are the messages ack
 process killed anywhere in between gets the batch again: ``handle`` must therefore be idempotent
 (skip what is already stored, by a natural key), and then nothing is lost and nothing doubled.
 
+A message delivered more than ``BusSettings.max_deliveries`` times is dead-lettered without being
+handled: something in it kills or fails the consumer every time, and a crash loop would stop the
+whole stream behind it.
+
 Fault point (:mod:`core.failpoints`): ``bus.before_ack``, after ``handle`` returned and before
 the batch is acknowledged, the window in which a kill makes the broker deliver committed messages
 again.
@@ -90,7 +94,10 @@ def consume(
                 if drain and source.pending() == 0:
                     break
                 continue
-            rejected = handle(messages)
+            rejected = _poison(messages, settings.max_deliveries)
+            healthy = [m for m in messages if m.id not in rejected]
+            if healthy:
+                rejected.update(handle(healthy))
             failpoint("bus.before_ack")
             for message in messages:
                 if message.id in rejected:
@@ -127,6 +134,17 @@ def consume(
         },
     )
     return stats
+
+
+def _poison(messages: Sequence[BusMessage], max_deliveries: int) -> dict[str, str]:
+    """Messages delivered more than ``max_deliveries`` times: each earlier attempt died or failed on them."""
+    if max_deliveries <= 0:
+        return {}
+    return {
+        m.id: f"delivered {m.deliveries} times without an ack: processing it fails or kills the consumer"
+        for m in messages
+        if m.deliveries > max_deliveries
+    }
 
 
 __all__ = ["ConsumeStats", "Handler", "consume"]

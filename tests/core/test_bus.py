@@ -213,3 +213,24 @@ def test_other_errors_propagate_and_leave_the_batch_pending(bus_url):  # noqa: F
         with pytest.raises(RuntimeError, match="bug"):
             consume(source, handle, FAST, drain=True)
         assert source.pending() == 2
+
+
+def test_a_message_that_keeps_killing_the_consumer_is_dead_lettered(bus_url):  # noqa: F811 - fixture
+    sent = publish(bus_url, 2)
+    settings = BusSettings(group="g", consumer="c1", batch=4, wait_s=0.3, ack_wait_s=1.0, max_deliveries=2)
+    for _ in range(2):  # two consumers die holding both messages
+        with open_source(bus_url, settings) as source:
+            deadline = time.monotonic() + 10
+            while not source.fetch(4, 0.3) and time.monotonic() < deadline:
+                pass
+    handled: list[str] = []
+
+    def handle(messages):
+        handled.extend(m.data.decode() for m in messages)
+        return {}
+
+    with open_source(bus_url, settings) as source:
+        stats = consume(source, handle, settings, drain=True)
+    assert handled == [] and stats.dead_lettered == 2  # the third delivery is not handed over
+    assert [d["data"] for d in dead_letters(bus_url)] == sent
+    assert "delivered 3 times without an ack" in dead_letters(bus_url)[0]["reason"]
