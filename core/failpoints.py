@@ -35,6 +35,7 @@ KNOWN_POINTS: tuple[str, ...] = (
     "monitor.after_alert_commit",
     "monitor.before_delivery",
     "outbox.before_delivery",
+    "bus.before_ack",
     "index.between_renames",
     "score.during_assembly",
     "train.after_checkpoint",

@@ -88,8 +88,8 @@ def aggregate(
     if by not in SCOPES:
         raise ValueError(f"unknown aggregation scope {by!r}; expected one of {list(SCOPES)}")
     step = bucket_offset(bucket)
-    if baseline_buckets < 1 or min_baseline_buckets < 2:
-        raise ValueError("baseline_buckets must be >= 1 and min_baseline_buckets >= 2")
+    if not 2 <= min_baseline_buckets <= baseline_buckets:
+        raise ValueError("baseline_buckets must be >= 1 and 2 <= min_baseline_buckets <= baseline_buckets")
     df = _prepare(frame, by, dedup_groups, with_items, sentiment_values, start, end)
     freq = BUCKETS[bucket]
     df["bucket_start"] = df["timestamp"].dt.floor(freq)
@@ -200,16 +200,72 @@ def _utc(when: datetime, name: str) -> pd.Timestamp:
 
 
 def _add_baselines(table: pd.DataFrame, window: int, min_periods: int) -> None:
-    groups = table.groupby("key", sort=False)
+    """Rolling baselines over each key's previous ``window`` buckets, as arrays (one row per key).
+
+    The table is a full key x bucket grid in key-major order (see :func:`aggregate`), so each metric
+    reshapes to ``(keys, buckets)`` and every key's window is computed at once; a per-key pandas
+    rolling was most of an alert evaluation's time with hundreds of tickers.
+    """
+    keys = int(table["key"].nunique())
+    shape = (keys, len(table) // keys) if keys else (0, 0)
     for metric in METRICS:
-        previous = groups[metric].shift(1)
-        rolling = previous.groupby(table["key"], sort=False).rolling(window, min_periods=min_periods)
-        table[f"{metric}_baseline_mean"] = rolling.mean().reset_index(level=0, drop=True)
-        table[f"{metric}_baseline_std"] = rolling.std().reset_index(level=0, drop=True)
-    has_items = (table["volume"] > 0).astype(float)
-    counts = has_items.groupby(table["key"], sort=False).shift(1)
-    rolled = counts.groupby(table["key"], sort=False).rolling(window, min_periods=1).sum()
-    table["baseline_count"] = rolled.reset_index(level=0, drop=True).fillna(0).astype(int)
+        values = table[metric].to_numpy(dtype=float).reshape(shape)
+        mean, std = rolling_previous(values, window, min_periods)
+        table[f"{metric}_baseline_mean"] = mean.ravel()
+        table[f"{metric}_baseline_std"] = std.ravel()
+    has_items = (table["volume"].to_numpy() > 0).astype(float).reshape(shape)
+    counts = _window_sums(_previous(has_items), window)[0]
+    table["baseline_count"] = counts.ravel().astype(int)
+
+
+def rolling_previous(values: np.ndarray, window: int, min_periods: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1) of each row's previous ``window`` values, NaNs skipped.
+
+    Row by row this is pandas' ``s.shift(1).rolling(window, min_periods).mean()`` / ``.std()``: a
+    window with fewer than ``min_periods`` values (or fewer than 2, for the std) gives NaN.
+
+    Args:
+        values: ``(rows, positions)``; NaN marks a missing value.
+        window: Previous positions per window.
+        min_periods: Fewest values for a result.
+    """
+    previous = _previous(values)
+    # Centred on each row's mean: sums of squares of long series of large values keep their precision
+    # (the variance does not change with the shift).
+    centre = _row_centre(previous)
+    centred = previous - centre
+    sums, counts = _window_sums(centred, window)
+    squares = _window_sums(np.square(centred), window)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts >= min_periods, sums / counts + centre, np.nan)
+        variance = (squares - np.square(sums) / counts) / (counts - 1)
+        std = np.where(counts >= max(min_periods, 2), np.sqrt(np.clip(variance, 0.0, None)), np.nan)
+    return mean, std
+
+
+def _previous(values: np.ndarray) -> np.ndarray:
+    """Each row shifted one position right (the first becomes NaN)."""
+    out = np.full(values.shape, np.nan)
+    out[:, 1:] = values[:, :-1]
+    return out
+
+
+def _row_centre(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over its non-NaN values (0 for a row without any), as a column."""
+    counts = np.sum(~np.isnan(values), axis=1, keepdims=True)
+    totals = np.nansum(values, axis=1, keepdims=True)
+    return np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
+
+
+def _window_sums(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and counts of the non-NaN values in each trailing window of ``window`` positions."""
+    present = ~np.isnan(values)
+    zeros = np.zeros((values.shape[0], 1))
+    total = np.concatenate([zeros, np.cumsum(np.where(present, values, 0.0), axis=1)], axis=1)
+    count = np.concatenate([zeros, np.cumsum(present, axis=1)], axis=1)
+    hi = np.arange(1, values.shape[1] + 1)
+    lo = np.maximum(hi - window, 0)
+    return total[:, hi] - total[:, lo], count[:, hi] - count[:, lo]
 
 
 def _empty(with_items: bool) -> pd.DataFrame:

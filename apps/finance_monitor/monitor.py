@@ -13,11 +13,13 @@ outbox's :class:`~apps.finance_monitor.outbox.Sender` runs after it (``--once``)
 in a thread (``--follow``), so a hanging webhook never stalls scoring.
 
 Fault points (``AIGC_FAILPOINT``, see :mod:`core.failpoints`): ``monitor.after_score_commit``
-(after each score batch), ``monitor.after_alert_commit`` (after the alerts' transaction) and
-``monitor.before_delivery`` (before each delivery attempt).
+(after each score batch), ``monitor.after_alert_commit`` (after the alerts' transaction),
+``monitor.before_delivery`` (before each delivery attempt) and, when consuming a bus,
+``bus.before_ack`` (after a batch is stored and scored, before its messages are acknowledged).
 
 :meth:`Monitor.follow` repeats cycles until its ``stop`` event is set; the CLI sets it on
 SIGINT / SIGTERM, so the cycle in progress finishes before the process exits.
+:func:`apps.finance_monitor.feed.consume_feed` runs the same steps over a message bus.
 """
 
 from __future__ import annotations
@@ -168,13 +170,22 @@ class Monitor:
         Raises:
             StorageError, SQLAlchemyError: The database failed (what was committed stays).
         """
+        result = self.store_and_score(items)
+        result.evaluated, alerts = self.evaluate_pending()
+        result.alerts = [a.id for a in alerts]
+        return result
+
+    def store_and_score(self, items: Sequence[NewsItem]) -> CycleResult:
+        """Store ``items`` (stored ids skipped) and score what is unscored; the rules are not run.
+
+        Raises:
+            StorageError, SQLAlchemyError: The database failed (what was committed stays).
+        """
         stored = self.ingestor.ingest_items(items)
         result = CycleResult(files=[stored], new_items=len(stored.new_ids))
         result.scored = len(
             score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
         )
-        result.evaluated, alerts = self.evaluate_pending()
-        result.alerts = [a.id for a in alerts]
         return result
 
     def evaluate_pending(self) -> tuple[int, list[Alert]]:

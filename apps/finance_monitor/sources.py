@@ -1,4 +1,4 @@
-"""News items and the readers that turn CSV, JSON Lines, RSS 2.0 and Atom files into them.
+"""News items and the readers that turn CSV, JSON Lines, RSS 2.0 and Atom files (and bus messages) into them.
 
 A :class:`NewsItem` has an id (given, or a stable hash of source, title and timestamp), a UTC
 timestamp, a source, a title, an optional body and url, and tickers (a ``tickers`` column plus
@@ -9,13 +9,16 @@ Columns / keys are matched by name with common aliases (``headline`` for ``title
 RFC 822 (RSS ``pubDate``), epoch seconds or milliseconds, or free formats with a zone
 abbreviation (``EST``, ``CET``) are converted to UTC; a timestamp without a zone is taken to
 be in ``assume_tz`` (UTC by default). XML is parsed with ``defusedxml`` (no entity expansion).
-Every bad record raises :class:`~apps.finance_monitor.errors.DataError` naming file, row, field.
+A bus message (:func:`parse_message`) is one JSON object with the keys of a JSON Lines record.
+Every bad record raises :class:`~apps.finance_monitor.errors.DataError` naming file, row, field
+(for a message: the masked bus URL with the message id, and the field).
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -169,6 +172,49 @@ def parse_records(
     return _drop_repeats(path, items)
 
 
+def parse_message(
+    data: bytes, origin: str, *, default_source: str | None = None, assume_tz: tzinfo = UTC
+) -> NewsItem:
+    """One news item from a bus message: a UTF-8 JSON object with the keys of a JSON Lines record.
+
+    Args:
+        data: The payload.
+        origin: Where it came from, e.g. ``redis://host:6379/news#1733-0`` (masked: no password),
+            in errors and ``NewsItem.origin``.
+        default_source: Source for messages that name none.
+        assume_tz: Zone of timestamps without one.
+
+    Raises:
+        DataError: Not UTF-8, not a JSON object, or a bad field (named).
+    """
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(origin, f"payload is not UTF-8 ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise DataError(origin, f"payload is not JSON ({err.msg} at char {err.pos})") from None
+    if not isinstance(record, dict):
+        raise DataError(
+            origin, f"payload must be a JSON object with a title and a timestamp, got {type(record).__name__}"
+        )
+    rec = {str(k).strip().lower(): v for k, v in record.items()}
+    return _to_item(origin, None, None, rec, default_source, assume_tz, False)
+
+
+def encode_message(item: NewsItem) -> bytes:
+    """``item`` as a bus message that :func:`parse_message` reads back to an equal item (origin aside)."""
+    record: dict[str, Any] = {
+        "id": item.id,
+        "timestamp": item.timestamp.isoformat(),
+        "source": item.source,
+        "title": item.title,
+        "body": item.body,
+        "tickers": list(item.tickers),
+        "url": item.url,
+    }
+    return json.dumps({k: v for k, v in record.items() if v not in (None, [])}, ensure_ascii=False).encode()
+
+
 def _news_format(path: Path, raw: bytes) -> str:
     suffix = path.suffix.lower()
     if suffix in (".xml", ".rss", ".atom"):
@@ -283,8 +329,8 @@ def _pick(rec: Mapping[str, Any], name: str) -> Any:
 
 
 def _to_item(
-    path: Path,
-    row: int,
+    path: str | Path,
+    row: int | None,
     line: int | None,
     rec: Mapping[str, Any],
     default_source: str | None,
@@ -331,7 +377,7 @@ def _to_item(
         body=body,
         tickers=tuple(dict.fromkeys(tickers)),
         url=str(url).strip() if url else None,
-        origin=f"{path}:{row}",
+        origin=f"{path}:{row}" if row is not None else str(path),
     )
 
 

@@ -29,6 +29,10 @@ def bench(
     engine: Annotated[
         list[str] | None, typer.Option("--engine", help="api: local and/or ray (default both).")
     ] = None,
+    items: Annotated[int | None, typer.Option(help="monitor: news items published (default 20000).")] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="monitor: redis, nats or folder (default redis).")
+    ] = None,
 ) -> None:
     """Measure the project's fast paths against peer libraries, alternating runs (2 threads).
 
@@ -59,12 +63,16 @@ def bench(
     if name != "all" and name not in bench_names():
         print_error(f"unknown benchmark {name!r}; choose {', '.join(bench_names())} or all")
         raise typer.Exit(2)
-    for option, value in (("--agents", agents), ("--questions", questions)):
+    for option, value in (("--agents", agents), ("--questions", questions), ("--items", items)):
         if value is not None and value < 1:
             print_error(f"{option} must be at least 1, got {value}")
             raise typer.Exit(2)
     result = run_bench(
-        name, reps=reps, quick=quick, out=out, options={"agents": agents, "questions": questions}
+        name,
+        reps=reps,
+        quick=quick,
+        out=out,
+        options={"agents": agents, "questions": questions, "items": items, "source": source},
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))

@@ -1,7 +1,7 @@
-"""`aigc finance` commands: train, eval, classify, monitor, deliveries, entities, digest, ui.
+"""`aigc finance` commands: train, eval, classify, monitor, publish, deliveries, entities, digest, ui.
 
 The commands live in sub-apps joined here with ``add_typer``: :mod:`~apps.finance_monitor.cli.models`
-(train, eval, classify), :mod:`~apps.finance_monitor.cli.monitor` (monitor, deliveries),
+(train, eval, classify), :mod:`~apps.finance_monitor.cli.monitor` (monitor, publish, deliveries),
 :mod:`~apps.finance_monitor.cli.entities` (entities, entities relink) and
 :mod:`~apps.finance_monitor.cli.digest` (digest). Each parses
 its options and calls a plain function; errors in the input print one line naming the file, row and
@@ -13,7 +13,11 @@ from __future__ import annotations
 import typer
 
 from apps.finance_monitor.cli import digest, entities, models, monitor
+from core.bench import register_bench
 from core.ui.launch import app_ui_command
+
+# `aigc bench monitor --items N --source redis|nats|folder`: publish -> stored, scored, evaluated.
+register_bench("monitor", "bench.finance_monitor_bus:run")
 
 app = typer.Typer(
     help=(

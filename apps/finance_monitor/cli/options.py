@@ -29,13 +29,14 @@ def config_path(path: Path | None) -> Path | None:
 
 @contextmanager
 def command_errors() -> Iterator[None]:
-    """Known errors become one error line (:mod:`core.console`): exit 3 for the database, else 2."""
+    """Known errors become one error line (:mod:`core.console`): exit 3 for a database or broker, else 2."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from core.bus import BusError
     from core.storage import StorageError
 
     with (
         exit_on_error(FileNotFoundError, ValueError, OSError),
-        exit_on_error(StorageError, SQLAlchemyError, code=EXIT_DATABASE),
+        exit_on_error(StorageError, SQLAlchemyError, BusError, code=EXIT_DATABASE),
     ):
         yield

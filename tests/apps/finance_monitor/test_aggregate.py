@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from apps.finance_monitor.aggregate import aggregate, bucket_offset
+from apps.finance_monitor.aggregate import aggregate, bucket_offset, rolling_previous
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -149,3 +150,22 @@ def test_empty_input_and_errors():
         aggregate(df.drop(columns=["tickers"]), by="entity")
     with pytest.raises(ValueError, match="naive"):
         aggregate(df, start=datetime(2026, 3, 2))
+
+
+def test_rolling_baselines_match_pandas_per_key_rolling():
+    # The array version against the per-key pandas rolling it replaced: shares, large volumes,
+    # missing values, constant series (std 0), windows longer than the series.
+    rng = np.random.default_rng(0)
+    for trial in range(100):
+        keys, buckets = int(rng.integers(1, 5)), int(rng.integers(1, 30))
+        window = int(rng.integers(2, 10))
+        min_periods = int(rng.integers(2, window + 1))
+        values = rng.random((keys, buckets)) * rng.choice([1.0, 1e6])
+        values[rng.random((keys, buckets)) < 0.3] = np.nan
+        if trial % 5 == 0:
+            values[:] = 3.0
+        mean, std = rolling_previous(values, window, min_periods)
+        for row in range(keys):
+            rolling = pd.Series(values[row]).shift(1).rolling(window, min_periods=min_periods)
+            np.testing.assert_allclose(mean[row], rolling.mean(), rtol=1e-9, atol=1e-9 * np.nanmax(values))
+            np.testing.assert_allclose(std[row], rolling.std(), rtol=1e-6, atol=1e-6 * np.nanmax(values))

@@ -1,0 +1,286 @@
+"""``aigc bench monitor``: end-to-end throughput of the finance monitor fed by Redis, NATS or a folder.
+
+One run publishes ``items`` news items (real headlines and tweets from ``../shared/data/finance``:
+TFNS and the topic set's training texts, cycled, each copy with its own id, ten seconds apart,
+over four sources) to a fresh Redis stream, NATS subject or watched folder (JSON Lines files of
+1,000 items), then runs the monitor until everything is drained: every message stored, scored
+and its batch's alerts evaluated before it is acknowledged (the folder: cycles until no file is
+left). The clock runs from the first publish to the last evaluation.
+
+Counted from the database against the published ids: ``lost`` (published, not stored and scored)
+and ``duplicated`` (rows beyond one item and one score per id). ``alerts`` are those the shipped
+sample rules raised. ``scoring_items_per_s`` measures the model alone on 2,000 of the same texts,
+so the report shows how much of the pipeline's time is the model. The model is the demo's
+two-head MiniLM (``$AIGC_DATA_DIR/finance/models/news``, trained first if absent, as
+``aigc prepare-demo`` does). The database is a fresh SQLite file (WAL), the suite's default.
+
+Results: ``bench/results/finance_monitor_bus.json`` (one entry per source, the latest run of each)
+and ``.md``. Target of issue 17: >= 200 items/s on 2 cores, 0 lost, 0 duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.bench.harness import (
+    BenchSkipped,
+    environment,
+    markdown_table,
+    results_dir,
+    shared_data_dir,
+    write_results,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME = "finance_monitor_bus"
+SOURCES = ("redis", "nats", "folder")
+TARGET_ITEMS_PER_S = 200.0
+SPACING = timedelta(seconds=10)
+FILE_ITEMS = 1000  # items per JSON Lines file (folder)
+NEWS_SOURCES = ("Wire A", "Wire B", "Wire C", "Wire D")
+SERVERS = {"redis": "AIGC_BENCH_REDIS", "nats": "AIGC_BENCH_NATS"}
+DEFAULT_SERVERS = {"redis": "127.0.0.1:6379", "nats": "127.0.0.1:4222"}
+
+
+def headlines() -> list[str]:
+    """Real financial headlines and tweets (TFNS sentiment and topic training texts), de-duplicated."""
+    from core.io.tables import read_frame
+
+    data = shared_data_dir() / "finance"
+    texts: list[str] = []
+    for path in (
+        data / "twitter_financial_news_sentiment" / "sent_train.csv",
+        data / "twitter_financial_news_topic" / "train.parquet",
+    ):
+        if not path.is_file():
+            raise BenchSkipped(f"{path} not found")
+        texts += [" ".join(str(t).split()) for t in read_frame(path)["text"]]
+    return [t for t in dict.fromkeys(texts) if t]
+
+
+def make_items(count: int, run_id: str, texts: list[str]) -> list[Any]:
+    """``count`` items cycling over ``texts``, ids ``bench-<run>-<n>``, ten seconds apart, ending now."""
+    from apps.finance_monitor.sources import NewsItem, extract_cashtags
+
+    start = datetime.now(UTC).replace(microsecond=0) - SPACING * count
+    items = []
+    for n in range(count):
+        title = texts[n % len(texts)]
+        items.append(
+            NewsItem(
+                id=f"bench-{run_id}-{n:06d}",
+                timestamp=start + SPACING * n,
+                source=NEWS_SOURCES[n % len(NEWS_SOURCES)],
+                title=title,
+                tickers=tuple(extract_cashtags(title)),
+            )
+        )
+    return items
+
+
+def _bus_url(source: str, run_id: str) -> str:
+    hostport = os.environ.get(SERVERS[source], DEFAULT_SERVERS[source])
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError as err:
+        raise BenchSkipped(
+            f"{source} is not reachable at {hostport} ({err}); set {SERVERS[source]}"
+        ) from None
+    name = f"aigc-bench-{run_id}"
+    return f"{source}://{hostport}/{name}"
+
+
+def _model_dir() -> Path:
+    from apps.finance_monitor.demo import ensure_model, models_dir
+    from apps.finance_monitor.monitor import JOINT_MODEL
+    from core.paths import data_dir
+
+    model = models_dir(data_dir()) / JOINT_MODEL
+    if ensure_model(model):
+        logger.info("Trained the demo model for the benchmark", extra={"path": str(model)})
+    return model
+
+
+def _count(engine: Any, run_id: str, published: int) -> dict[str, int]:
+    """Lost and duplicated, from the database, against the ids published."""
+    from apps.finance_monitor.storage import Alert, Item, Score
+
+    prefix = f"bench-{run_id}-%"
+    with engine.connect() as conn:
+        item_rows = conn.scalar(sa.select(sa.func.count()).select_from(Item).where(Item.id.like(prefix)))
+        distinct_items = conn.scalar(
+            sa.select(sa.func.count(sa.distinct(Item.id))).where(Item.id.like(prefix))
+        )
+        score_rows = conn.scalar(
+            sa.select(sa.func.count()).select_from(Score).where(Score.item_id.like(prefix))
+        )
+        scored = conn.scalar(
+            sa.select(sa.func.count(sa.distinct(Score.item_id))).where(Score.item_id.like(prefix))
+        )
+        alerts = conn.scalar(sa.select(sa.func.count()).select_from(Alert))
+    return {
+        "stored": int(distinct_items),
+        "scored": int(scored),
+        "lost": published - min(int(distinct_items), int(scored)),
+        "duplicated": int(item_rows - distinct_items) + int(score_rows - scored),
+        "alerts": int(alerts),
+    }
+
+
+def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
+    sample = texts[:2000]
+    scorer.label(sample[:64], batch_size)  # warm-up
+    t0 = time.perf_counter()
+    scorer.label(sample, batch_size)
+    return len(sample) / (time.perf_counter() - t0)
+
+
+def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[str, Any]:
+    """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers."""
+    from apps.finance_monitor.config import BUS_GROUP, MonitorConfig
+    from apps.finance_monitor.feed import consume_feed, publish_items
+    from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
+    from apps.finance_monitor.rules import load_rules
+    from apps.finance_monitor.scoring import Scorer
+    from apps.finance_monitor.sources import encode_message
+    from core.bus import BusSettings, open_source, remove
+    from core.schema import migrate
+    from core.storage import create_engine
+
+    run_id = uuid.uuid4().hex[:8]
+    texts = headlines()
+    news = make_items(items, run_id, texts)
+    engine = create_engine(f"sqlite:///{work / 'bench.db'}")
+    migrate(engine)
+    scorer = Scorer.from_dirs(_model_dir())
+    monitor = Monitor(engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=MonitorConfig().batch_size)
+    settings = BusSettings(group=BUS_GROUP, consumer="bench", batch=batch, wait_s=0.5)
+    load_before = os.getloadavg()[0]
+    url = _bus_url(source, run_id) if source != "folder" else None
+    stats: Any = None
+    try:
+        t0 = time.perf_counter()
+        if url is None:
+            inbox = work / "inbox"
+            inbox.mkdir()
+            for start in range(0, items, FILE_ITEMS):
+                lines = b"\n".join(encode_message(i) for i in news[start : start + FILE_ITEMS])
+                (inbox / f"news-{start:07d}.jsonl").write_bytes(lines + b"\n")
+            t_published = time.perf_counter()
+            monitor.ingestor.min_age_s = 0
+            monitor.cycle(inbox)  # one cycle takes every new file (a --follow cycle would too)
+        else:
+            assert publish_items(url, news) == items
+            t_published = time.perf_counter()
+            with open_source(url, settings) as bus:
+                _, stats = consume_feed(monitor, bus, settings, drain=True)
+        elapsed = time.perf_counter() - t0
+        counts = _count(engine, run_id, items)
+    finally:
+        if url is not None:
+            remove(url)
+        engine.dispose()
+    load_after = os.getloadavg()[0]
+    return {
+        "source": source,
+        "items": items,
+        "items_per_s": round(items / elapsed, 1),
+        "lost": counts["lost"],
+        "duplicated": counts["duplicated"],
+        "alerts": counts["alerts"],
+        "stored": counts["stored"],
+        "scored": counts["scored"],
+        "wall_s": round(elapsed, 1),
+        "publish_s": round(t_published - t0, 2),
+        "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
+        "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.batch_size), 1),
+        "bus_batch": batch if url else None,
+        "redelivered": stats.redelivered if stats else None,
+        "dead_lettered": stats.dead_lettered if stats else None,
+        "model": scorer.version,
+        "loadavg_1m": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def run(
+    reps: int = 1,
+    quick: bool = False,
+    out: str | Path | None = None,
+    items: int | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """Measure one source; keep the latest run of each source in the result file.
+
+    Args:
+        reps: Not used (one run is 20,000 items; the load average is recorded instead).
+        quick: 2,000 items unless ``items`` is given.
+        out: Result directory (default ``bench/results``).
+        items: Items to publish (default 20,000).
+        source: ``redis``, ``nats`` or ``folder`` (default ``redis``).
+    """
+    source = source or "redis"
+    if source not in SOURCES:
+        raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+    items = items or (2000 if quick else 20000)
+    with tempfile.TemporaryDirectory(prefix="aigc-bench-monitor-") as tmp:
+        result = measure(source, items, Path(tmp))
+    result["target_items_per_s"] = TARGET_ITEMS_PER_S
+    result["met"] = (
+        result["items_per_s"] >= TARGET_ITEMS_PER_S and not result["lost"] and not result["duplicated"]
+    )
+    result["env"] = environment()
+    result["command"] = f"aigc bench monitor --items {items} --source {source}"
+    path = results_dir(out) / f"{NAME}.json"
+    runs = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    runs[source] = result
+    write_results(NAME, {"bench": NAME, "runs": runs}, _markdown(runs), out)
+    logger.info(
+        "Monitor throughput", extra={k: result[k] for k in ("source", "items_per_s", "lost", "duplicated")}
+    )
+    return result
+
+
+def _markdown(runs: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        [
+            r["source"],
+            r["items"],
+            r["items_per_s"],
+            r["consume_items_per_s"],
+            r["scoring_items_per_s"],
+            r["lost"],
+            r["duplicated"],
+            r["alerts"],
+            f"{r['loadavg_1m'][0]}–{r['loadavg_1m'][1]}",
+            r["env"]["measured_at"],
+        ]
+        for r in (runs[s] for s in SOURCES if s in runs)
+    ]
+    header = [
+        "source", "items", "items/s (publish → evaluated)", "items/s after publish", "model alone items/s",
+        "lost", "duplicated", "alerts", "load avg (1 min)", "measured",
+    ]  # fmt: skip
+    return "### aigc bench monitor\n\n" + markdown_table(header, rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m bench.finance_monitor_bus [SOURCE] [ITEMS]
+    import sys
+
+    from core.bench.harness import pin_threads
+
+    pin_threads()
+    args = sys.argv[1:]
+    print(run(source=args[0] if args else None, items=int(args[1]) if len(args) > 1 else None))
