@@ -28,9 +28,9 @@ from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, SAMPLE_WATCHLIST, 
 from apps.finance_monitor.sources import read_news
 from core.bus import BusSettings, open_source
 from core.failpoints import EXIT_CODE
-from tests.apps.finance_monitor.receiver import Receiver
 from tests.apps.finance_monitor.test_kill import RULES, TOKEN, check_complete, uninterrupted  # noqa: F401
 from tests.bus_harness import bus_url, dead_letters  # noqa: F401 - fixture
+from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[3]
 BATCH = 128  # 506 items: 4 batches of the bus, each scored in 2 batches of 64
