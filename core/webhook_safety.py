@@ -30,16 +30,17 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from core.url_masking import MASK, mask_url
+
 logger = logging.getLogger(__name__)
 
-MASK = "***"
 SCHEMES = ("http", "https")
 #: Header names whose values are secrets (compared case-insensitively); others are shown.
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token")
@@ -52,38 +53,6 @@ Resolver = Callable[[str, int], list[str]]
 
 class UnsafeWebhookURL(ValueError):
     """A webhook URL that nothing may be sent to (bad scheme, non-public address)."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its secrets replaced by ``***``: user info, query values, token-like path parts.
-
-    A path segment counts as a token when it is long (16+ characters) or mixes letters and digits
-    (8+ characters), which covers Slack, Teams and Discord hook URLs; over-masking is harmless.
-    Text that is not a URL is masked whole.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return MASK
-    if not parts.scheme or not host:
-        return MASK
-    netloc = (f"{MASK}@" if "@" in parts.netloc else "") + (f"[{host}]" if ":" in host else host)
-    netloc += f":{port}" if port is not None else ""
-    path = "/".join(MASK if _looks_secret(seg) else seg for seg in parts.path.split("/"))
-    query = "&".join(
-        f"{pair.partition('=')[0]}={MASK}" if "=" in pair else MASK for pair in parts.query.split("&") if pair
-    )
-    return urlunsplit((parts.scheme, netloc, path, query, MASK if parts.fragment else ""))
-
-
-def _looks_secret(segment: str) -> bool:
-    if len(segment) >= 16:
-        return True
-    has_digit = any(c.isdigit() for c in segment)
-    has_alpha = any(c.isalpha() for c in segment)
-    return len(segment) >= 8 and has_digit and has_alpha
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-MASK = "***"
+from core.url_masking import MASK, mask_url
+
 #: URL schemes and the broker each one reaches.
 SCHEMES: dict[str, str] = {"redis": "redis", "rediss": "redis", "nats": "nats", "tls": "nats"}
 DEFAULT_PORTS: dict[str, int] = {"redis": 6379, "nats": 4222}
@@ -123,22 +124,7 @@ def mask_bus_url(url: str) -> str:
 
     Query values outside :data:`SAFE_PARAMS` are masked; text that is not a URL is masked whole.
     """
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return MASK
-    if not parts.scheme or not host:
-        return MASK
-    netloc = ""
-    if "@" in parts.netloc:
-        netloc = f"{parts.username}:{MASK}@" if parts.password is not None and parts.username else f"{MASK}@"
-    netloc += (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
-    query = "&".join(
-        f"{k}={v if k in SAFE_PARAMS else MASK}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return mask_url(url, keep_user=True, safe_params=SAFE_PARAMS, mask_path=False)
 
 
 __all__ = ["BusAddress", "MASK", "is_bus_url", "mask_bus_url", "parse_bus_url"]

@@ -188,7 +188,7 @@ class NatsJetStreamSource(BusSource):
         async def fetch() -> list[Any]:
             try:
                 return await self._sub.fetch(batch=max_messages, timeout=max(wait_s, 0.05))
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' own, or asyncio's when the client-side wait runs out first (load)
                 return []
 
         msgs = self._conn.call(fetch(), "fetching", timeout=wait_s + _CALL_TIMEOUT_S)
