@@ -42,6 +42,9 @@ FEATURE_LABELS = {
     "user_activity": "fits your activity level",
     "item_age": "item age",
 }
+# A feature is named in a reason only when it lifts the item at least this much (shown as +0.01 or
+# more): smaller lifts are float noise, e.g. for a user whose candidates all share one value.
+MIN_LIFT = 0.005
 # Features that are constant per user or binary flags explain nothing about one item against another.
 REASON_FEATURES = (
     "text_sim",
@@ -267,7 +270,9 @@ class HybridScorer(Scorer):
         values = np.take_along_axis(relative, top, axis=1)
         labels = [self._label(n, 0.0) for n in names]
         for i, tops, vals in zip(picked.tolist(), top.tolist(), values.tolist(), strict=True):
-            out[i] = "; ".join(f"{labels[j]} ({v:+.2f})" for j, v in zip(tops, vals, strict=True) if v > 0)
+            out[i] = "; ".join(
+                f"{labels[j]} ({v:+.2f})" for j, v in zip(tops, vals, strict=True) if v >= MIN_LIFT
+            )
         return out
 
     def _fill_most_similar(
