@@ -81,13 +81,20 @@ class LinearRanker:
         self.fitted = True
         return self
 
-    def decision(self, features: pd.DataFrame) -> np.ndarray:
-        """Logits (higher ranks first)."""
-        return self._z(features) @ self.coef + self.intercept
+    def standardise(self, features: pd.DataFrame) -> np.ndarray:
+        """The standardised ``(n_rows, n_features)`` matrix that :meth:`decision` and
+        :meth:`contributions` read (pass it instead of the frame to compute it once for both)."""
+        return self._z(features)
 
-    def contributions(self, features: pd.DataFrame) -> np.ndarray:
-        """Per row and feature, coefficient x standardised value."""
-        return self._z(features) * self.coef
+    def decision(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Logits (higher ranks first) of a feature frame or its :meth:`standardise` matrix."""
+        z = features if isinstance(features, np.ndarray) else self._z(features)
+        return z @ self.coef + self.intercept
+
+    def contributions(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Per row and feature, coefficient x standardised value (of a frame or its matrix)."""
+        z = features if isinstance(features, np.ndarray) else self._z(features)
+        return z * self.coef
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable parameters."""
