@@ -189,7 +189,7 @@ def fit_ease(train: Dataset, config: RankerConfig) -> EASEScorer | None:
     """The EASE source of the hybrid, fit on ``train`` (``None`` when switched off)."""
     if not config.ease:
         return None
-    return EASEScorer(l2=config.ease_l2, max_items=config.ease_max_items).fit(train)
+    return EASEScorer(l2=config.ease_l2, max_items=config.ease_max_items, keep=config.ease_keep).fit(train)
 
 
 def feature_builder(train: Dataset, item_vectors: np.ndarray, config: RankerConfig) -> FeatureBuilder:
