@@ -118,7 +118,8 @@ class CandidateGenerator:
             show_progress_bar: Show a tqdm bar over user batches.
 
         Returns:
-            One row per (user, candidate): ``user_id``, ``item_id``, ``item_idx``, one boolean
+            One row per (user, candidate): ``user_id``, ``user_idx`` (-1 for an unknown user),
+            ``item_id``, ``item_idx``, one boolean
             column per source (``from_text``, ``from_cf``, ``from_popular``), ``text_score``
             (cosine to the user's history vector; NaN without history), ``cf_score`` and
             ``popularity``. Rows are grouped by user in input order, items by index.
@@ -185,6 +186,7 @@ class CandidateGenerator:
             cf_score = np.where(hit, cf.data[pos] if len(cf_keys) else 0.0, 0.0)
         columns = {
             "user_id": np.asarray([str(u) for u in user_ids], dtype=object)[r],
+            "user_idx": users[r],
             "item_id": self.train.item_ids[items],
             "item_idx": items,
             "from_text": isin_sorted(keys, text_keys),
@@ -288,5 +290,5 @@ def _dense_top(
 
 
 def _empty() -> pd.DataFrame:
-    columns = ["user_id", "item_id", "item_idx", "from_text", "from_cf", "from_popular"]
+    columns = ["user_id", "user_idx", "item_id", "item_idx", "from_text", "from_cf", "from_popular"]
     return pd.DataFrame({c: [] for c in [*columns, "text_score", "cf_score", "popularity"]})

@@ -119,7 +119,10 @@ class FeatureBuilder:
             A frame with :data:`FEATURES` and ``similar_item_idx`` (-1 without history) and
             ``similar_score``.
         """
-        users = candidates["user_id"].map(self.train.user_index).fillna(-1).to_numpy(dtype=np.int64)
+        if "user_idx" in candidates.columns:
+            users = candidates["user_idx"].to_numpy(dtype=np.int64)
+        else:
+            users = candidates["user_id"].map(self.train.user_index).fillna(-1).to_numpy(dtype=np.int64)
         items = candidates["item_idx"].to_numpy(dtype=np.int64)
         known = users >= 0
         safe = np.where(known, users, 0)
@@ -201,10 +204,20 @@ def _column(candidates: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _rank_within(group: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """0-based rank of each value within its group, highest first (ties by position)."""
+    """0-based rank of each value within its group, highest first (ties by position, NaN last).
+
+    One stable sort of ``group << 32 | descending order key of the float32 value`` (the bits of a
+    float32 reordered so that integer order is float order), cheaper than a three-key lexsort.
+    """
     if not len(values):
         return np.empty(0, dtype=np.int64)
-    order = np.lexsort((np.arange(len(values)), -values, group))
+    # + 0.0 turns -0.0 into 0.0 (equal values must tie); NaN ranks last.
+    floats = np.nan_to_num(np.asarray(values, dtype=np.float32) + np.float32(0.0), nan=-np.inf)
+    bits = floats.view(np.uint32).astype(np.int64)
+    # Integer order of these keys is the float order: negatives flip all bits, positives the sign.
+    ascending = np.where(bits >= 2**31, (2**32 - 1) - bits, bits + 2**31)
+    key = np.asarray(group, dtype=np.int64) * 2**32 + ((2**32 - 1) - ascending)
+    order = np.argsort(key, kind="stable")
     sorted_group = group[order]
     starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
     rank = np.empty(len(values), dtype=np.int64)
