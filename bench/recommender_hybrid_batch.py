@@ -20,6 +20,7 @@ end to end on 2 cores.
 Run (results: ``bench/results/recommender_hybrid_batch.json``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_hybrid_batch
+    nice -n 5 .venv/bin/python -m bench.recommender_hybrid_batch --profile 30   # + the costliest functions
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def _timed_job(factory: Any, out: Path, k: int, chunk_size: int) -> dict[str, An
     }
 
 
+def _profile(scorer: HybridScorer, out: Path, k: int, chunk_size: int, top: int) -> None:
+    """cProfile of one in-memory job with a CPU-time clock (the other jobs on the machine do not count)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    run_batch(
+        Loaded(scorer), out, None, BatchConfig(k=k, chunk_size=chunk_size, threads=1), show_progress_bar=False
+    )
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+
+
 def main() -> None:
     """Build the model, run the jobs, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,6 +112,9 @@ def main() -> None:
         "--vectors", type=Path, default=None, help="cached item vectors (.npy) to skip embedding"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "recommender_hybrid_batch.json")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="also print the N costliest functions of one job (CPU time)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not DATA.is_dir():
@@ -132,6 +150,8 @@ def main() -> None:
             outputs.append(out.read_bytes())
             logger.info("run %s", runs[f"in_memory_{run + 1}"])
         model_mb = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+        if args.profile:
+            _profile(scorer, Path(tmp) / "recs-profiled.parquet", args.k, args.chunk_size, args.profile)
     best = max(r["users_per_s"] for r in runs.values())
     projected = runs["saved_model"]["projected_users_per_s_2_cores"]
     report = {
