@@ -3,15 +3,24 @@
 The model is what ``aigc recommend train --set finetune.enabled=false`` builds: frozen MiniLM item
 vectors (title + genres), candidates from text, ItemKNN, EASE and popularity, features, the logistic
 ranker, cold-item slots. The job is :func:`apps.recommender.batch.job.run_batch` on the local engine
-(1 BLAS thread, chunks of 256 users, chunk files, Parquet assembly): what ``aigc recommend score
---users all --k 100`` runs after the model is loaded. Reported: users/s of the job, the time to
-embed the catalogue and to fit the model (paid once per model, not per job), and whether two runs
-wrote byte-identical files; also users per CPU-second of the job's process (1 thread), which the
-other jobs on a shared machine do not change. Target (issue 18): >= 500 users/s end to end on 2 cores.
+(1 BLAS thread, chunks of 256 users, chunk files, Parquet assembly). Three runs:
+
+* ``saved model``: the model saved to a directory and loaded by the job (``ModelLoader``), what
+  ``aigc recommend score --model DIR --users all --k 100`` runs after its imports: load + score + write;
+* ``in memory`` x 2: the fitted scorer handed to the job (scoring and writing only), twice, and the
+  two outputs compared byte for byte.
+
+Reported: wall seconds and users/s; CPU seconds of this process (``time.process_time``, all
+threads), users per CPU-second, and 2 x that as the projection for two quiet cores (two processes or
+Ray actors of one thread each; a projection, not a measurement): the machine is shared, so wall time
+depends on the other jobs and CPU time does not. Also the time to embed the catalogue (read from the
+model cache after the first run) and to fit and load the model. Target (issue 18): >= 500 users/s
+end to end on 2 cores.
 
 Run (results: ``bench/results/recommender_hybrid_batch.json``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_hybrid_batch
+    nice -n 5 .venv/bin/python -m bench.recommender_hybrid_batch --profile 30   # + the costliest functions
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from apps.recommender.batch.job import run_batch
 from apps.recommender.batch.scorers import HybridChunkScorer
@@ -34,8 +44,9 @@ from apps.recommender.candidates import build_item_index
 from apps.recommender.config import BatchConfig, RankerConfig
 from apps.recommender.encoder_training import load_embedder
 from apps.recommender.hybrid import HybridScorer
+from apps.recommender.model import EncoderInfo, ModelLoader, RecommenderModel
 from apps.recommender.public_datasets import load_movielens
-from apps.recommender.text_vectors import embed_items
+from apps.recommender.text_vectors import cached_item_vectors
 from core.config import write_json_atomic
 
 logger = logging.getLogger("bench.recommender_hybrid_batch")
@@ -59,8 +70,41 @@ class Loaded:
         return "bench:ml-latest-small:hybrid-frozen"
 
 
+def _timed_job(factory: Any, out: Path, k: int, chunk_size: int) -> dict[str, Any]:
+    config = BatchConfig(k=k, chunk_size=chunk_size, threads=1)
+    load_average = os.getloadavg()[0]
+    started, cpu = time.perf_counter(), time.process_time()
+    result = run_batch(factory, out, None, config, show_progress_bar=False)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {
+        "seconds": round(seconds, 2),
+        "users_per_s": round(result.n_users / seconds, 1),
+        # On a shared machine wall time depends on the other jobs; CPU time does not.
+        "cpu_seconds": round(cpu, 2),
+        "cpu_seconds_per_user": round(cpu / result.n_users, 5),
+        "users_per_cpu_s": round(result.n_users / cpu, 1),
+        "projected_users_per_s_2_cores": round(2 * result.n_users / cpu, 1),
+        "rows": result.n_rows,
+        "load_average_1m": round(load_average, 1),
+    }
+
+
+def _profile(scorer: HybridScorer, out: Path, k: int, chunk_size: int, top: int) -> None:
+    """cProfile of one in-memory job with a CPU-time clock (the other jobs on the machine do not count)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    run_batch(
+        Loaded(scorer), out, None, BatchConfig(k=k, chunk_size=chunk_size, threads=1), show_progress_bar=False
+    )
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+
+
 def main() -> None:
-    """Build the model, run the job twice, write the JSON."""
+    """Build the model, run the jobs, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--chunk-size", type=int, default=256)
@@ -68,45 +112,48 @@ def main() -> None:
         "--vectors", type=Path, default=None, help="cached item vectors (.npy) to skip embedding"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "recommender_hybrid_batch.json")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="also print the N costliest functions of one job (CPU time)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} not found: the benchmark needs ../shared/data/recsys/ml-latest-small")
+    threadpool_limits(limits=1)
     load_start = round(os.getloadavg()[0], 2)
     dataset = load_movielens(DATA, use_tags=False)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if args.vectors is not None and args.vectors.is_file():
         vectors = np.load(args.vectors)
     else:
-        vectors = embed_items(dataset, load_embedder("minilm-l6", None, 64), 64)
-    embed_s = time.perf_counter() - started
-    started = time.perf_counter()
+        vectors = cached_item_vectors(dataset, load_embedder("minilm-l6", None, 64), 64)
+    embed = (round(time.perf_counter() - started, 1), round(time.process_time() - cpu, 1))
+    started, cpu = time.perf_counter(), time.process_time()
     index = build_item_index(dataset, vectors, "minilm-l6")
     scorer = HybridScorer(vectors, RankerConfig(), index=index).fit(dataset)
-    fit_s = time.perf_counter() - started
-    runs: list[dict[str, Any]] = []
+    fit = (round(time.perf_counter() - started, 1), round(time.process_time() - cpu, 1))
+    runs: dict[str, Any] = {}
     outputs = []
     with tempfile.TemporaryDirectory() as tmp:
+        model = RecommenderModel(scorer, EncoderInfo(model_id="minilm-l6", max_length=64), index)
+        path = model.save(Path(tmp) / "model")
+        started, cpu = time.perf_counter(), time.process_time()
+        ModelLoader(path)()
+        load = (round(time.perf_counter() - started, 2), round(time.process_time() - cpu, 2))
+        runs["saved_model"] = _timed_job(
+            ModelLoader(path), Path(tmp) / "recs-saved.parquet", args.k, args.chunk_size
+        )
+        logger.info("run %s", runs["saved_model"])
         for run in range(2):
             out = Path(tmp) / f"recs-{run}.parquet"
-            config = BatchConfig(k=args.k, chunk_size=args.chunk_size, threads=1)
-            started, cpu = time.perf_counter(), time.process_time()
-            result = run_batch(Loaded(scorer), out, None, config, show_progress_bar=False)
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            runs.append(
-                {
-                    "seconds": round(seconds, 2),
-                    "users_per_s": round(result.n_users / seconds, 1),
-                    # On a shared machine wall time depends on the other jobs; CPU time does not.
-                    "cpu_seconds": round(cpu, 2),
-                    "users_per_cpu_s": round(result.n_users / cpu, 1),
-                    "rows": result.n_rows,
-                }
-            )
+            runs[f"in_memory_{run + 1}"] = _timed_job(Loaded(scorer), out, args.k, args.chunk_size)
             outputs.append(out.read_bytes())
-            logger.info("run %s", runs[-1])
-    best = max(r["users_per_s"] for r in runs)
-    best_cpu = max(r["users_per_cpu_s"] for r in runs)
+            logger.info("run %s", runs[f"in_memory_{run + 1}"])
+        model_mb = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+        if args.profile:
+            _profile(scorer, Path(tmp) / "recs-profiled.parquet", args.k, args.chunk_size, args.profile)
+    best = max(r["users_per_s"] for r in runs.values())
+    projected = runs["saved_model"]["projected_users_per_s_2_cores"]
     report = {
         "benchmark": "recommender_hybrid_batch",
         "what": "aigc recommend score --users all --k 100, ml-latest-small, hybrid (frozen MiniLM), local",
@@ -116,16 +163,21 @@ def main() -> None:
         "items": dataset.n_items,
         "k": args.k,
         "chunk_size": args.chunk_size,
-        "embed_seconds": round(embed_s, 1),
-        "fit_seconds": round(fit_s, 1),
+        "embed_seconds": embed[0],
+        "embed_cpu_seconds": embed[1],
+        "fit_seconds": fit[0],
+        "fit_cpu_seconds": fit[1],
+        "model_load_seconds": load[0],
+        "model_load_cpu_seconds": load[1],
+        "model_dir_mb": model_mb,
         "runs": runs,
         "best_users_per_s": best,
-        "best_users_per_cpu_s": best_cpu,
+        "projected_users_per_s_2_cores_end_to_end": projected,
         "identical_outputs": outputs[0] == outputs[1],
         "target_users_per_s": TARGET,
-        "target_met": best >= TARGET,
+        "target_met_wall": best >= TARGET,
+        "target_met_projected_2_cores": projected >= TARGET,
         "previous_users_per_s": 24.0,
-        "speed_up_vs_previous": round(best / 24.0, 1),
     }
     write_json_atomic(args.out, report)
     logger.info("report %s", report)

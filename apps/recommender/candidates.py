@@ -118,7 +118,8 @@ class CandidateGenerator:
             show_progress_bar: Show a tqdm bar over user batches.
 
         Returns:
-            One row per (user, candidate): ``user_id``, ``item_id``, ``item_idx``, one boolean
+            One row per (user, candidate): ``user_id``, ``user_idx`` (-1 for an unknown user),
+            ``item_id``, ``item_idx``, one boolean
             column per source (``from_text``, ``from_cf``, ``from_popular``), ``text_score``
             (cosine to the user's history vector; NaN without history), ``cf_score`` and
             ``popularity``. Rows are grouped by user in input order, items by index.
@@ -144,7 +145,7 @@ class CandidateGenerator:
         seen = self.seen[safe].multiply(active[:, None].astype(np.float32)).tocsr()
         seen.eliminate_zeros()
         seen.sort_indices()
-        seen_keys = _keys(seen)
+        seen_keys = matrix_keys(seen)
         vectors = normalise(np.asarray(self.weights[safe] @ self.item_vectors, dtype=np.float32))
         vectors[~active] = 0.0
         rows = np.flatnonzero(active)
@@ -161,8 +162,8 @@ class CandidateGenerator:
         else:
             text_keys = self._text_keys(vectors, rows, seen_keys, max_seen) if cfg.n_text else _none()
             cf.sort_indices()
-            cf_keys = _keys(cf)
-            pick = (cf.data > 0) & ~_isin(cf_keys, seen_keys)
+            cf_keys = matrix_keys(cf)
+            pick = (cf.data > 0) & ~isin_sorted(cf_keys, seen_keys)
             cf_top = _first_per_row(cf_keys[pick], -cf.data[pick], n_items, cfg.n_cf) if cfg.n_cf else _none()
         ease_scores, ease_top = None, _none()
         if self.ease is not None:
@@ -173,7 +174,7 @@ class CandidateGenerator:
                 ease_top = _dense_top(eligible, seen, cfg.n_ease, rows)
         popular = self._popular_order[: cfg.n_popular + max_seen]
         pop_keys = (np.arange(len(users))[:, None] * n_items + popular[None, :]).ravel()
-        pop_keys = _first_per_row(pop_keys[~_isin(pop_keys, seen_keys)], None, n_items, cfg.n_popular)
+        pop_keys = _first_per_row(pop_keys[~isin_sorted(pop_keys, seen_keys)], None, n_items, cfg.n_popular)
         keys = np.unique(np.concatenate([text_keys, cf_top, ease_top, pop_keys]))
         r, items = keys // n_items, keys % n_items
         if dense:
@@ -185,17 +186,18 @@ class CandidateGenerator:
             cf_score = np.where(hit, cf.data[pos] if len(cf_keys) else 0.0, 0.0)
         columns = {
             "user_id": np.asarray([str(u) for u in user_ids], dtype=object)[r],
+            "user_idx": users[r],
             "item_id": self.train.item_ids[items],
             "item_idx": items,
-            "from_text": _isin(keys, text_keys),
-            "from_cf": _isin(keys, cf_top),
-            "from_popular": _isin(keys, pop_keys),
+            "from_text": isin_sorted(keys, text_keys),
+            "from_cf": isin_sorted(keys, cf_top),
+            "from_popular": isin_sorted(keys, pop_keys),
             "text_score": np.where(active[r], text_score, np.nan).astype(np.float32),
             "cf_score": np.asarray(cf_score, dtype=np.float32),
             "popularity": self.popularity[items],
         }
         if ease_scores is not None:
-            columns["from_ease"] = _isin(keys, ease_top)
+            columns["from_ease"] = isin_sorted(keys, ease_top)
             columns["ease_score"] = np.where(active[r], ease_scores[r, items], 0.0).astype(np.float32)
         return pd.DataFrame(columns)
 
@@ -213,20 +215,20 @@ class CandidateGenerator:
         ids, _ = self.index.search(vectors[rows], min(n + max_seen, n_items))
         found = self._id_positions.get_indexer(np.asarray(ids, dtype=object).ravel()).reshape(len(rows), -1)
         keys = (rows[:, None] * n_items + found).ravel()[found.ravel() >= 0]
-        return _first_per_row(keys[~_isin(keys, seen_keys)], None, n_items, n, presorted=True)
+        return _first_per_row(keys[~isin_sorted(keys, seen_keys)], None, n_items, n, presorted=True)
 
 
 def _none() -> np.ndarray:
     return np.empty(0, dtype=np.int64)
 
 
-def _keys(matrix: sparse.csr_matrix) -> np.ndarray:
+def matrix_keys(matrix: sparse.csr_matrix) -> np.ndarray:
     """``row * n_cols + col`` of a CSR matrix's stored entries (sorted when its indices are)."""
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
     return rows * matrix.shape[1] + matrix.indices.astype(np.int64)
 
 
-def _isin(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+def isin_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """Membership of ``keys`` in a sorted key array (binary search, no hashing)."""
     if not len(sorted_keys):
         return np.zeros(len(keys), dtype=bool)
@@ -288,5 +290,5 @@ def _dense_top(
 
 
 def _empty() -> pd.DataFrame:
-    columns = ["user_id", "item_id", "item_idx", "from_text", "from_cf", "from_popular"]
+    columns = ["user_id", "user_idx", "item_id", "item_idx", "from_text", "from_cf", "from_popular"]
     return pd.DataFrame({c: [] for c in [*columns, "text_score", "cf_score", "popularity"]})

@@ -184,6 +184,10 @@ class RankerConfig:
     ease_max_items: int = field(
         default=6000, metadata={"help": "most popular items in the EASE source (its cost grows as n^3)"}
     )
+    ease_keep: int | None = field(
+        default=None,
+        metadata={"help": "EASE weights kept per item (largest magnitude; sparse, faster); null: all"},
+    )
     c: float = field(default=1.0, metadata={"help": "inverse L2 regularisation of the logistic regression"})
     max_iter: int = field(default=1000, metadata={"help": "solver iterations"})
     max_train_users: int | None = field(default=None, metadata={"help": "train on a seeded sample of users"})

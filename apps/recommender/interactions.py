@@ -75,6 +75,11 @@ class Dataset:
     ) -> None:
         self.items = items.reset_index(drop=True)
         self.interactions = interactions.reset_index(drop=True)
+        # The reader's attrs (source path, a line number per row) are for its error messages; pandas
+        # deep-copies attrs into every column taken from a frame, which made each items["item_id"]
+        # copy a list of one int per item (a quarter of the batch job's time on ml-latest-small).
+        self.items.attrs = {}
+        self.interactions.attrs = {}
         self.user_ids = np.asarray(user_ids, dtype=object)
         self.name = name
 

@@ -8,6 +8,9 @@ A model directory holds (no pickles)::
     users.parquet          user ids in index order
     interactions.parquet   the training history (user_id, item_id, timestamp, event, rating)
     ranker.json            the logistic-regression ranker (see apps.recommender.ranker)
+    collaborative.safetensors
+                           the fitted ItemKNN similarity (CSR: top neighbours per item) and EASE
+                           weights (dense float32, or CSR when sparsified), settings in its metadata
     index/                 core VectorIndex of the item text vectors (FAISS + JSON manifest)
     encoder/               LoRA adapter of the fine-tuned text encoder (peft safetensors), optional
 
@@ -16,9 +19,10 @@ and renames it into place (:func:`core.io.artifacts.open_artifact`), so a reader
 or the new one, never a mix; the file hashes in ``artifact.json`` catch a directory altered
 afterwards (:meth:`RecommenderModel.load` raises :class:`ModelError`).
 
-Serving (:meth:`RecommenderModel.recommend`) needs only the item vectors, not the encoder, so a
-batch worker loads in seconds; :meth:`RecommenderModel.embedder` loads the (adapted) encoder for
-new text.
+Serving (:meth:`RecommenderModel.recommend`) needs only the item vectors, not the encoder, and
+loading fits nothing heavy (ItemKNN and EASE are read back, not fitted again; models saved before
+``collaborative.safetensors`` existed fit them on load), so a batch worker loads in seconds;
+:meth:`RecommenderModel.embedder` loads the (adapted) encoder for new text.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from apps.recommender.baselines import EASEScorer, ItemKNNScorer
 from apps.recommender.config import RankerConfig
 from apps.recommender.hybrid import HybridScorer
 from apps.recommender.interactions import Dataset
@@ -48,6 +53,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 KIND = "aigc-recommender"
 MANIFEST = "manifest.json"
+COLLABORATIVE_FILE = "collaborative.safetensors"
 OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "score", "reason")
 _ITEM_COLUMNS = ("item_id", "text", "title", "timestamp")
 _INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "rating")
@@ -228,6 +234,7 @@ class RecommenderModel:
         assert self.scorer.ranker is not None
         self.scorer.ranker.save(tmp)
         self.index.save(tmp / "index")
+        _save_collaborative(tmp / COLLABORATIVE_FILE, self.scorer)
         adapter = self._adapter_dir()
         if self.encoder.adapter is not None:
             if adapter is None or not adapter.is_dir():
@@ -265,12 +272,13 @@ class RecommenderModel:
             # _verify_files above checked the index's files with the model's.
             index = VectorIndex.load(directory / "index", expected_model=encoder.model_id, verify=False)
             ranker = LinearRanker.load(directory)
+            cf, ease = _load_collaborative(directory / COLLABORATIVE_FILE, train)
         except (ConfigError, IndexFormatError, IndexMismatchError, KeyError, ValueError, OSError) as err:
             raise ModelError(f"{directory}: cannot load the recommender model ({err})") from err
         if len(index) != train.n_items:
             raise ModelError(f"{directory}: index holds {len(index)} items, catalogue {train.n_items}")
         vectors = index.get_vectors(train.item_ids.astype(str).tolist())
-        scorer = HybridScorer(vectors, config, ranker=ranker, index=index).fit(train)
+        scorer = HybridScorer(vectors, config, ranker=ranker, index=index, cf=cf, ease=ease).fit(train)
         model = cls(scorer, encoder, index, manifest.get("metrics"), path=directory)
         logger.info("Loaded recommender", extra={"path": str(directory), "counts": manifest["counts"]})
         return model
@@ -296,6 +304,54 @@ class ModelLoader:
         if not manifest.is_file():
             raise ModelError(f"{manifest} is missing: not a recommender model directory")
         return f"{self.path.resolve()}@{sha256_file(manifest)[:16]}"
+
+
+def _save_collaborative(path: Path, scorer: HybridScorer) -> None:
+    """Write the fitted ItemKNN and EASE of ``scorer`` (keys ``itemknn.*``, ``ease.*``) as safetensors."""
+    from safetensors.numpy import save
+
+    generator = scorer.generator
+    assert generator is not None
+    tensors: dict[str, np.ndarray] = {}
+    settings: dict[str, Any] = {}
+    for name, fitted in (("itemknn", generator.cf), ("ease", generator.ease)):
+        if fitted is None:
+            continue
+        arrays, settings[name] = fitted.to_tensors()
+        tensors.update({f"{name}.{key}": value for key, value in arrays.items()})
+    # Serialised in memory and written like the other files (save_file creates it owner-only).
+    path.write_bytes(save(tensors, metadata={"settings": json.dumps(settings)}))
+
+
+def _load_collaborative(path: Path, train: Dataset) -> tuple[ItemKNNScorer | None, EASEScorer | None]:
+    """The stored ItemKNN and EASE scorers, bound to ``train``; ``(None, None)`` for a model saved
+    without them (the hybrid then fits them).
+
+    Raises:
+        ValueError: A corrupt file or arrays that do not fit the catalogue.
+    """
+    if not path.is_file():
+        logger.info("Model has no stored ItemKNN/EASE: fitting them", extra={"path": str(path)})
+        return None, None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            settings = json.loads((handle.metadata() or {})["settings"])
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path.name}: {err}") from err
+
+    def part(name: str) -> dict[str, np.ndarray]:
+        return {key.split(".", 1)[1]: value for key, value in tensors.items() if key.startswith(f"{name}.")}
+
+    cf = (
+        ItemKNNScorer.from_tensors(train, part("itemknn"), settings["itemknn"])
+        if "itemknn" in settings
+        else None
+    )
+    ease = EASEScorer.from_tensors(train, part("ease"), settings["ease"]) if "ease" in settings else None
+    return cf, ease
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:

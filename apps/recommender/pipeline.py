@@ -44,7 +44,7 @@ from apps.recommender.interactions import Dataset
 from apps.recommender.model import KIND, EncoderInfo, RecommenderModel
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
-from apps.recommender.text_vectors import embed_items
+from apps.recommender.text_vectors import cached_item_vectors, embed_items
 from core.io.artifacts import check_target
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Vectors:
         if self._frozen is None:
             enc = self.config.encoder
             embedder = load_embedder(enc.model, None, enc.max_length)
-            self._frozen = embed_items(self.dataset, embedder, enc.batch_size, self.show)
+            self._frozen = cached_item_vectors(self.dataset, embedder, enc.batch_size, self.show)
         return self._frozen
 
     def tuned(self, train: Dataset) -> tuple[np.ndarray, TrainResult]:
@@ -246,7 +246,9 @@ def train_model(
     with tempfile.TemporaryDirectory(prefix="aigc-rec-train-") as work:
         adapter = None
         if config.finetune.enabled:
-            frozen = embed_items(dataset, load_embedder(enc.model, None, enc.max_length), enc.batch_size)
+            frozen = cached_item_vectors(
+                dataset, load_embedder(enc.model, None, enc.max_length), enc.batch_size
+            )
             result = train_encoder(
                 split.train, Path(work) / "encoder", enc.model, config.finetune, show_progress_bar, frozen
             )
@@ -260,7 +262,7 @@ def train_model(
             }
         else:
             embedder = load_embedder(enc.model, None, enc.max_length)
-            vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
+            vectors = cached_item_vectors(dataset, embedder, enc.batch_size, show_progress_bar)
         index = build_item_index(dataset, vectors, embedder.model_id)
         scorer = HybridScorer(vectors, config.ranker, index=index).fit(dataset)
         info = EncoderInfo(enc.model, embedder.model_id, "encoder" if adapter else None, enc.max_length)

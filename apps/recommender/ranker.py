@@ -81,13 +81,20 @@ class LinearRanker:
         self.fitted = True
         return self
 
-    def decision(self, features: pd.DataFrame) -> np.ndarray:
-        """Logits (higher ranks first)."""
-        return self._z(features) @ self.coef + self.intercept
+    def standardise(self, features: pd.DataFrame) -> np.ndarray:
+        """The standardised ``(n_rows, n_features)`` matrix that :meth:`decision` and
+        :meth:`contributions` read (pass it instead of the frame to compute it once for both)."""
+        return self._z(features)
 
-    def contributions(self, features: pd.DataFrame) -> np.ndarray:
-        """Per row and feature, coefficient x standardised value."""
-        return self._z(features) * self.coef
+    def decision(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Logits (higher ranks first) of a feature frame or its :meth:`standardise` matrix."""
+        z = features if isinstance(features, np.ndarray) else self._z(features)
+        return z @ self.coef + self.intercept
+
+    def contributions(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Per row and feature, coefficient x standardised value (of a frame or its matrix)."""
+        z = features if isinstance(features, np.ndarray) else self._z(features)
+        return z * self.coef
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable parameters."""
@@ -182,7 +189,7 @@ def fit_ease(train: Dataset, config: RankerConfig) -> EASEScorer | None:
     """The EASE source of the hybrid, fit on ``train`` (``None`` when switched off)."""
     if not config.ease:
         return None
-    return EASEScorer(l2=config.ease_l2, max_items=config.ease_max_items).fit(train)
+    return EASEScorer(l2=config.ease_l2, max_items=config.ease_max_items, keep=config.ease_keep).fit(train)
 
 
 def feature_builder(train: Dataset, item_vectors: np.ndarray, config: RankerConfig) -> FeatureBuilder:

@@ -121,11 +121,16 @@ class Scorer(ABC):
         Returns:
             The scorer itself.
         """
+        self._attach(train)
+        self._fit(train)
+        return self
+
+    def _attach(self, train: Dataset) -> None:
+        """Bind the training data (what :meth:`fit` does before model-specific training; loaders of
+        stored weights call it instead of :meth:`fit`)."""
         self._train = train
         self._seen = train.user_item_matrix(binary=True)
         self._popularity = train.item_counts().astype(np.float32)
-        self._fit(train)
-        return self
 
     @abstractmethod
     def _fit(self, train: Dataset) -> None:

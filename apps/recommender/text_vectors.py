@@ -8,14 +8,20 @@ same setting works for data sets whose users act hourly or yearly.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from scipy import sparse
 
 from apps.recommender.interactions import Dataset
+from core.atomic import write_bytes_atomic
+from core.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,56 @@ def embed_items(
         encoder.encode(dataset.texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
     )
     return normalise(vectors.astype(np.float32, copy=False))
+
+
+def cached_item_vectors(
+    dataset: Dataset,
+    encoder: TextEncoder,
+    batch_size: int = 64,
+    show_progress_bar: bool | None = None,
+    cache: Path | None = None,
+) -> np.ndarray:
+    """:func:`embed_items` through a cache keyed by the encoder and the item texts.
+
+    For frozen encoders: evaluating or training on the same catalogue again reads the vectors back
+    (``<cache_dir>/recommender-vectors/<sha256>.npy``) instead of running the encoder over every item.
+    The key covers the encoder's id and token limit and every item text in order, so a changed
+    catalogue or encoder misses the cache instead of reading stale vectors. Vectors of a fine-tuned
+    encoder (an adapter trained in this run) are not worth caching; use :func:`embed_items`.
+
+    Args:
+        dataset: Items to encode.
+        encoder: A frozen :class:`core.embeddings.Embedder`.
+        batch_size: Texts per forward pass.
+        show_progress_bar: Passed to ``encode``.
+        cache: Cache directory (default: the suite's model cache, :func:`core.paths.cache_dir`).
+
+    Returns:
+        float32 ``(n_items, dim)``, L2-normalised.
+    """
+    digest = hashlib.sha256(
+        json.dumps([encoder.model_id, getattr(encoder, "max_length", None)]).encode("utf-8")
+    )
+    for text in dataset.texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    path = (cache or cache_dir()) / "recommender-vectors" / f"{digest.hexdigest()[:32]}.npy"
+    if path.is_file():
+        try:
+            vectors = np.load(path, allow_pickle=False)
+            if vectors.shape[0] == dataset.n_items and vectors.dtype == np.float32:
+                logger.info("Item vectors read from the cache", extra={"path": str(path)})
+                return vectors
+        except (OSError, ValueError) as err:
+            logger.warning(
+                "Unreadable cached item vectors; embedding again",
+                extra={"path": str(path), "error": str(err)},
+            )
+    vectors = embed_items(dataset, encoder, batch_size, show_progress_bar)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    write_bytes_atomic(path, buffer.getvalue(), suffix=".tmp")
+    return vectors
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

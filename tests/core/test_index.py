@@ -292,3 +292,40 @@ def test_auto_index_moves_to_ivf_sq8_past_the_ivf_threshold(tmp_path):
     loaded = VectorIndex.load(out)
     assert loaded.kind == "ivf" and loaded.config.ivf_storage == "sq8" and len(loaded) == 899
     assert loaded.search(vectors[[7]], k=1)[0] == [["v7"]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [("hnsw", IndexConfig(hnsw_m=4, hnsw_ef_construction=20)), ("ivf", IndexConfig(ivf_nlist=64))],
+)
+def test_calibrate_keeps_the_cheapest_setting_reaching_the_recall_target(tmp_path, kind, config):
+    rng = np.random.default_rng(5)
+    # Uniform random vectors: the hard case, where the cheapest settings miss the target.
+    corpus, queries, later = _unit(rng, 4000, 32), _unit(rng, 60, 32), _unit(rng, 60, 32)
+    ids = [str(i) for i in range(len(corpus))]
+    exact = VectorIndex(32, MODEL, kind="flat")
+    exact.add(ids, corpus)
+    index = VectorIndex(32, MODEL, kind=kind, config=config)
+    index.add(ids, corpus)
+    if kind == "ivf":
+        with pytest.raises(ValueError, match="original vectors"):
+            index.calibrate(queries, k=100)
+    found = index.calibrate(queries, k=100, target_recall=0.95, vectors=corpus if kind == "ivf" else None)
+    setting = "hnsw_ef_search" if kind == "hnsw" else "ivf_nprobe"
+    assert found.setting == setting and found.recall >= 0.95 and getattr(index.config, setting) == found.value
+    cheaper = [v for v in found.tried if v < found.value]
+    assert cheaper and all(found.tried[v] < 0.95 for v in cheaper)  # the first setting reaching it
+    # Queries it did not see get about the same recall; the choice survives save and load.
+    assert _recall(index.search(later, k=100)[0], exact.search(later, k=100)[0]) >= 0.93
+    loaded = VectorIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.calibration == found and getattr(loaded.config, setting) == found.value
+    assert loaded.search(later, k=100)[0] == index.search(later, k=100)[0]
+
+
+def test_calibrating_a_flat_index_is_exact(data):
+    ids, corpus, queries = data
+    index = VectorIndex(32, MODEL, kind="flat")
+    index.add(ids, corpus)
+    assert index.calibrate(queries, k=10).setting == "exact"
+    with pytest.raises(ValueError, match="target_recall"):
+        index.calibrate(queries, k=10, target_recall=1.5)

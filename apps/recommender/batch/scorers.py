@@ -62,22 +62,33 @@ def default_model_dir() -> Path:
 
 
 def parse_synthetic(spec: str) -> SyntheticCatalogue:
-    """``synthetic:items=10000,users=1000,dim=64,history=20,seed=0,index=auto`` (any subset of the keys).
+    """``synthetic:items=10000,users=1000,dim=64,history=20,seed=0,clusters=10,index=auto,index_dir=DIR``
+    (any subset of the keys).
 
     Raises:
         BatchError: Unknown key or a value that is not a positive integer.
     """
-    fields = {"items": "n_items", "users": "n_users", "dim": "dim", "history": "history", "seed": "seed"}
+    fields = {
+        "items": "n_items",
+        "users": "n_users",
+        "dim": "dim",
+        "history": "history",
+        "seed": "seed",
+        "clusters": "clusters",
+    }
     kwargs: dict[str, Any] = {}
     for part in filter(None, spec.removeprefix(SYNTHETIC_PREFIX).split(",")):
-        key, _, value = part.partition("=")
-        if key.strip() == "index" and value.strip() in ("flat", "auto"):
-            kwargs["index"] = value.strip()
+        key, _, value = (x.strip() for x in part.partition("="))
+        if key == "index" and value in ("flat", "auto", "hnsw", "ivf"):
+            kwargs["index"] = value
             continue
-        if key.strip() not in fields or not value.strip().isdigit():
-            keys = ", ".join([*fields, "index (flat|auto)"])
+        if key == "index_dir" and value:
+            kwargs["index_dir"] = value
+            continue
+        if key not in fields or not value.isdigit():
+            keys = ", ".join([*fields, "index (flat|auto|hnsw|ivf)", "index_dir"])
             raise BatchError(f"bad synthetic model spec {spec!r} at {part!r}; keys: {keys}")
-        kwargs[fields[key.strip()]] = int(value)
+        kwargs[fields[key]] = int(value)
     return SyntheticCatalogue(**kwargs)
 
 

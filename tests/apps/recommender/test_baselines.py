@@ -12,7 +12,9 @@ from apps.recommender.baselines import (
     ItemKNNScorer,
     PopularityScorer,
     TextScorer,
+    _mirror_upper,
     bpr_available,
+    ease_weights,
 )
 from apps.recommender.config import EvalConfig
 from apps.recommender.evaluation import evaluate, evaluate_next_item
@@ -177,3 +179,29 @@ def test_ease_max_items_keeps_the_most_popular(train):
     scorer = EASEScorer(l2=1.0, max_items=2).fit(train)
     assert scorer.items.tolist() == [0, 1]  # A and B have two users each
     assert scorer.score(["u4"], exclude_seen=False)[0][2:].tolist() == [0, 0, 0]
+
+
+def test_ease_weights_from_the_cholesky_factor_equal_the_lu_inverse():
+    """The float32 Cholesky inverse (potrf + potri, mirrored in blocks) gives numpy's weights."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((300, 40)) < 0.2).astype(np.float32)
+    gram = x.T @ x + 5.0 * np.eye(40, dtype=np.float32)
+    inverse = np.linalg.inv(gram.astype(np.float64))
+    expected = inverse / -np.diag(inverse)
+    np.fill_diagonal(expected, 0.0)
+    weights = ease_weights(gram.copy())
+    assert weights.dtype == np.float32 and weights.flags.c_contiguous
+    np.testing.assert_allclose(weights, expected, atol=1e-6)
+    # Blocks smaller than the matrix: the mirrored lower triangle still equals the upper one.
+    square = np.triu(rng.random((10, 10)))
+    _mirror_upper(square, block=3)
+    np.testing.assert_array_equal(square, square.T)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        ease_weights(-np.eye(3, dtype=np.float32))
+
+
+def test_ease_min_support_leaves_rare_items_out(train):
+    scorer = EASEScorer(l2=1.0, min_support=2).fit(train)
+    assert scorer.items.tolist() == [0, 1]  # only A and B have two users
+    with pytest.raises(ValueError, match="min_support >= 1"):
+        EASEScorer(min_support=0)

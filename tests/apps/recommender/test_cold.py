@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apps.recommender.cold import ColdRanker, merge_slots
+from apps.recommender.cold import ColdRanker, merge_slots, merge_slots_batch
 from apps.recommender.config import ColdSlots
 
 
@@ -75,3 +75,45 @@ def test_movielens_release_year_becomes_item_timestamp(ml_latest_dir):
     items = load_movielens(ml_latest_dir).items
     assert items["timestamp"].tolist()[:2] == [788918400, 788918400]  # 1995-01-01
     assert items["timestamp"].isna().tolist() == [False, False, True, False]  # "Silent Reel" has no year
+
+
+def _merge_one_by_one(warm, cold, length, slots):
+    """The per-list merge the batch version replaced (the reference)."""
+    reserved = set(slots.slots(length).tolist())
+    warm_list, cold_list = [int(i) for i in warm if i >= 0], [int(i) for i in cold if i >= 0]
+    out, flags, placed, w, c = [], [], set(), 0, 0
+    while len(out) < length:
+        item = None
+        if len(out) in reserved:
+            while c < len(cold_list) and cold_list[c] in placed:
+                c += 1
+            if c < len(cold_list):
+                item, c = cold_list[c], c + 1
+                flags.append(True)
+        if item is None:
+            while w < len(warm_list) and warm_list[w] in placed:
+                w += 1
+            if w == len(warm_list):
+                break
+            item, w = warm_list[w], w + 1
+            flags.append(False)
+        placed.add(item)
+        out.append(item)
+    return out, flags
+
+
+def test_batch_merge_equals_one_list_at_a_time():
+    """Random lists with repeats, shared warm/cold items, -1 gaps and short warm lists."""
+    rng = np.random.default_rng(0)
+    slots = ColdSlots(first_slot=3, every=2, last_slot=30)
+    for n_warm, n_cold, length in ((40, 12, 30), (8, 12, 30), (25, 0, 20), (30, 5, 12)):
+        warm = rng.integers(-1, 45, (200, n_warm))
+        cold = np.stack([rng.permutation(np.arange(30, 60))[:n_cold] for _ in range(200)])
+        cold[rng.random(cold.shape) < 0.1] = -1
+        cold[:10] = -1  # users without history: no cold items at all
+        items, flags = merge_slots_batch(warm, cold, length, slots)
+        for r in range(200):
+            expected, expected_flags = _merge_one_by_one(warm[r], cold[r], length, slots)
+            n = len(expected)
+            assert items[r, :n].tolist() == expected and (items[r, n:] == -1).all()
+            assert flags[r, :n].tolist() == expected_flags and not flags[r, n:].any()

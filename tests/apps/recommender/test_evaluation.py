@@ -113,6 +113,9 @@ def test_evaluate_report_shape_and_sampled_users(toy):
     for name in ("popularity", "itemknn"):
         assert {"hr@10", "ndcg@10", "recall@50", "mrr", "coverage"} <= set(report["models"][name])
     assert report["cold_start"]["models"]["popularity"]["n_users"] == 2
+    timings = ("fit_seconds", "eval_seconds", "fit_cpu_seconds", "eval_cpu_seconds")
+    assert all(report["models"]["itemknn"][key] >= 0 for key in timings)
+    assert report["cold_start"]["models"]["itemknn"]["fit_cpu_seconds"] >= 0
     sampled = evaluate_next_item(
         PopularityScorer().fit(leave_last_out(toy).train), leave_last_out(toy), EvalConfig(max_users=2)
     )

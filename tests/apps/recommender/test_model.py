@@ -187,3 +187,54 @@ def test_a_model_saved_before_artifact_manifests_is_checked_against_its_own_hash
     ranker.write_text(ranker.read_text() + " ")
     with pytest.raises(ModelError, match=r"ranker.json does not match the checksum in .*manifest.json"):
         RecommenderModel.load(path)
+
+
+def test_loading_reads_itemknn_and_ease_back_and_equals_the_fit(
+    tmp_path, sample_dataset, sample_minilm_vectors, monkeypatch
+):
+    from apps.recommender.baselines import EASEScorer, ItemKNNScorer
+    from apps.recommender.candidates import build_item_index
+    from apps.recommender.hybrid import HybridScorer
+    from apps.recommender.model import COLLABORATIVE_FILE, EncoderInfo
+
+    vectors, model_id = sample_minilm_vectors
+    index = build_item_index(sample_dataset, vectors, model_id)
+    fitted = HybridScorer(vectors, index=index).fit(sample_dataset)
+    path = RecommenderModel(fitted, EncoderInfo(model_id=model_id), index).save(tmp_path / "model")
+    assert (path / COLLABORATIVE_FILE).is_file()
+
+    def refuse(self, train):
+        raise AssertionError(f"{type(self).__name__} was fitted while loading a saved model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ItemKNNScorer, "_fit", refuse)
+        patch.setattr(EASEScorer, "_fit", refuse)
+        loaded = RecommenderModel.load(path)
+    before, after = fitted.generator, loaded.scorer.generator
+    assert (before.cf.similarity != after.cf.similarity).nnz == 0 and after.cf.similarity.nnz > 0
+    np.testing.assert_array_equal(before.ease.items, after.ease.items)
+    np.testing.assert_array_equal(before.ease.weights, after.ease.weights)
+    users = [*sample_dataset.user_ids[:30].tolist(), "nobody"]
+    pd.testing.assert_frame_equal(loaded.recommend_frame(users, 25), fitted.recommend_with_reasons(users, 25))
+
+    # A model saved before the file existed (no file, no hash of it) fits both again on load.
+    artifact = json.loads((path / "artifact.json").read_text())
+    del artifact["files"][COLLABORATIVE_FILE]
+    (path / "artifact.json").write_text(json.dumps(artifact))
+    (path / COLLABORATIVE_FILE).unlink()
+    older = RecommenderModel.load(path)
+    assert (older.scorer.generator.cf.similarity != before.cf.similarity).nnz == 0
+    np.testing.assert_allclose(older.scorer.generator.ease.weights, before.ease.weights, atol=1e-5)
+
+
+def test_sparse_ease_weights_round_trip(sample_dataset):
+    from apps.recommender.baselines import EASEScorer
+
+    ease = EASEScorer(l2=50.0, keep=20).fit(sample_dataset)
+    assert ease.weights.getnnz(axis=0).max() == 20
+    tensors, settings = ease.to_tensors()
+    again = EASEScorer.from_tensors(sample_dataset, tensors, settings)
+    assert again.keep == 20 and (again.weights != ease.weights).nnz == 0
+    np.testing.assert_array_equal(again.score(["U0001"]), ease.score(["U0001"]))
+    with pytest.raises(ValueError, match="do not form"):
+        EASEScorer.from_tensors(sample_dataset, {**tensors, "indptr": tensors["indptr"][:-1]}, settings)

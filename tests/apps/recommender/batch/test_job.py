@@ -123,9 +123,9 @@ def test_read_users_formats_and_errors(tmp_path):
     assert parse_synthetic("synthetic:items=100,users=5") == SyntheticCatalogue(n_items=100, n_users=5)
     auto = parse_synthetic("synthetic:items=100,users=5,index=auto")
     assert auto == SyntheticCatalogue(n_items=100, n_users=5, index="auto")
-    assert auto.fingerprint().endswith(":index=auto") and ":index" not in SMALL.fingerprint()
+    assert auto.fingerprint().endswith(":index=auto:recall=0.95") and ":index" not in SMALL.fingerprint()
     with pytest.raises(BatchError, match="bad synthetic"):
-        parse_synthetic("synthetic:index=hnsw")
+        parse_synthetic("synthetic:index=annoy")
     with pytest.raises(BatchError, match="bad synthetic"):
         parse_synthetic("synthetic:items=x")
 
