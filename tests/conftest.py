@@ -128,3 +128,14 @@ def require_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data set not present: {path} (tests read ../shared/data beside the checkout)")
     return path
+
+
+@pytest.fixture
+def wide_output():
+    """Render ``aigc`` tables 200 columns wide, whatever the terminal (CI runs with COLUMNS=40)."""
+    from core.console import out
+
+    saved = out._width
+    out.width = 200
+    yield out
+    out._width = saved

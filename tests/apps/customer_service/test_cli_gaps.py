@@ -58,7 +58,7 @@ def test_json_is_the_documented_shape_largest_cluster_first(calibrated_kb_dir, q
     assert "(generation off)" in result.stderr
 
 
-def test_the_table_lists_clusters_and_save_stores_the_report(calibrated_kb_dir, questions):  # noqa: F811
+def test_the_table_lists_clusters_and_save_stores_the_report(calibrated_kb_dir, questions, wide_output):  # noqa: F811
     result = gaps(
         "--kb-dir",
         str(calibrated_kb_dir),

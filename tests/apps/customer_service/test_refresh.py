@@ -120,7 +120,7 @@ def test_the_heldout_set_is_frozen_at_the_first_refresh_and_never_trained_on(gua
 
 
 def test_versions_rollback_and_the_bot_loading_the_active_version(
-    guarded, tmp_path, monkeypatch, tiny_embedder
+    guarded, tmp_path, monkeypatch, tiny_embedder, wide_output
 ):
     data_dir = tmp_path / "copy"
     shutil.copytree(guarded["data_dir"], data_dir)
