@@ -32,7 +32,7 @@ from apps.customer_service.confidence import build_and_calibrate
 from apps.customer_service.config import GapsConfig
 from apps.customer_service.entries import Entry
 from apps.customer_service.feedback import FAQ_COLUMNS
-from apps.customer_service.gaps import GapReport, strip_citations
+from apps.customer_service.gaps import GapReport
 from apps.customer_service.injection_screen import screen_entry
 from apps.customer_service.knowledge_base import KnowledgeBase, load_config, read_manifest, sources_dir
 from apps.customer_service.sources import Source
@@ -40,6 +40,7 @@ from apps.customer_service.storage import SupportStore
 from core.atomic import write_bytes_atomic
 from core.config import to_dict
 from core.embeddings import Embedder
+from core.grounding import strip_citations
 
 logger = logging.getLogger(__name__)
 

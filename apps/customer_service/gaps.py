@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,12 +51,12 @@ from apps.customer_service.injection_screen import screen_entry
 from apps.customer_service.retrieval_eval import read_questions
 from apps.customer_service.storage import Correction, SupportStore
 from core.clustering import centrality_order, centroid, class_tfidf_terms, cluster_vectors, mean_distances
+from core.grounding import strip_citations
 
 logger = logging.getLogger(__name__)
 
 #: How a draft answer was written.
 DRAFT_METHODS = ("correction", "generated", "extractive", "none")
-_CITATION = re.compile(r"\s*\[[^\[\]\s][^\[\]]{0,200}\]")
 
 
 @dataclass(frozen=True)
@@ -231,11 +230,6 @@ def stored_gaps(
 
 def _plain(text: str) -> str:
     return strip_citations(text).lower()
-
-
-def strip_citations(text: str) -> str:
-    """``text`` without ``[id]`` citation markers (an FAQ answer quotes no other entry)."""
-    return " ".join(_CITATION.sub("", text).split())
 
 
 # ------------------------------------------------------------------------------- reporting

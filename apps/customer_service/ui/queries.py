@@ -43,7 +43,7 @@ from apps.customer_service.gap_review import (
     sync_approved,
     unsynced,
 )
-from apps.customer_service.gaps import gaps_from_file, gaps_from_store, strip_citations
+from apps.customer_service.gaps import gaps_from_file, gaps_from_store
 from apps.customer_service.handoff_queue import Case, format_age
 from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase, sources_dir
 from apps.customer_service.retrieval_eval import read_queries
@@ -51,6 +51,7 @@ from apps.customer_service.sources import load_sources, read_source
 from apps.customer_service.storage import SupportStore
 from core.atomic import write_bytes_atomic
 from core.embeddings import Embedder
+from core.grounding import strip_citations
 
 logger = logging.getLogger(__name__)
 
