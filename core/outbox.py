@@ -91,6 +91,17 @@ class DeliveryPolicy:
         if self.lease_s <= 0:
             raise ValueError(f"delivery policy: lease_s must be positive, got {self.lease_s}")
 
+    @classmethod
+    def for_webhooks(cls, settings: Any) -> DeliveryPolicy:
+        """The policy of an app's webhook settings (``webhook_max_attempts``, ``webhook_backoff_s``,
+        ``webhook_max_backoff_s``, ``webhook_timeout_s``); the lease outlasts an attempt's timeouts."""
+        return cls(
+            max_attempts=settings.webhook_max_attempts,
+            backoff_s=settings.webhook_backoff_s,
+            max_backoff_s=settings.webhook_max_backoff_s,
+            lease_s=max(60.0, 4 * settings.webhook_timeout_s),
+        )
+
     def delay(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed attempt (exponential, capped)."""
         return timedelta(seconds=min(self.backoff_s * 2 ** max(attempts - 1, 0), self.max_backoff_s))

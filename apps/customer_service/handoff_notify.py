@@ -55,13 +55,8 @@ def build_sinks(config: QueueConfig) -> list[Sink]:
 
 
 def delivery_policy(config: QueueConfig) -> DeliveryPolicy:
-    """The outbox's retry policy (the lease outlasts an attempt's timeouts)."""
-    return DeliveryPolicy(
-        max_attempts=config.webhook_max_attempts,
-        backoff_s=config.webhook_backoff_s,
-        max_backoff_s=config.webhook_max_backoff_s,
-        lease_s=max(60.0, 4 * config.webhook_timeout_s),
-    )
+    """The outbox's retry policy from ``config`` (:meth:`DeliveryPolicy.for_webhooks`)."""
+    return DeliveryPolicy.for_webhooks(config)
 
 
 class HandoffSender(outbox.Sender):

@@ -291,13 +291,8 @@ def build_sinks(config: MonitorConfig, allow: AllowList = AllowList()) -> list[A
 
 
 def delivery_policy(config: MonitorConfig) -> DeliveryPolicy:
-    """The outbox's retry policy from ``config`` (the lease outlasts an attempt's timeouts)."""
-    return DeliveryPolicy(
-        max_attempts=config.webhook_max_attempts,
-        backoff_s=config.webhook_backoff_s,
-        max_backoff_s=config.webhook_max_backoff_s,
-        lease_s=max(60.0, 4 * config.webhook_timeout_s),
-    )
+    """The outbox's retry policy from ``config`` (:meth:`DeliveryPolicy.for_webhooks`)."""
+    return DeliveryPolicy.for_webhooks(config)
 
 
 def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Monitor:
