@@ -69,6 +69,16 @@ class ContrastiveConfig:
     """Contrastive fine-tuning of the item-text encoder on user histories."""
 
     enabled: bool = field(default=True, metadata={"help": "fine-tune the encoder (False: frozen encoder)"})
+    method: Literal["lora", "head"] = field(
+        default="lora",
+        metadata={
+            "help": "lora: LoRA on the transformer (a transformer pass per text and step); head: a "
+            "residual linear head over the frozen encoder's vectors (every pair, many epochs, seconds)"
+        },
+    )
+    head_epochs: int = field(default=30, metadata={"help": "head: most epochs (early stopping)"})
+    head_batch_size: int = field(default=256, metadata={"help": "head: pairs per batch"})
+    head_lr: float = field(default=1e-3, metadata={"help": "head: AdamW learning rate"})
     epochs: int = field(
         default=2, metadata={"help": "most passes over the pairs (early stopping on validation)"}
     )
@@ -95,7 +105,15 @@ class ContrastiveConfig:
     seed: int = field(default=0, metadata={"help": "seed of pair sampling, mining, batches and LoRA init"})
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "history_items", "max_query_length", "max_item_length"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "history_items",
+            "max_query_length",
+            "max_item_length",
+            "head_epochs",
+            "head_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ContrastiveConfig.{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
