@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,14 +32,14 @@ from apps.recommender.baselines import (
     bpr_available,
 )
 from apps.recommender.config import RankerConfig, load_settings
-from apps.recommender.encoder_training import load_embedder
+from apps.recommender.encoder_training import load_embedder, train_encoder
 from apps.recommender.evaluation import evaluate_next_item
 from apps.recommender.hybrid import HybridScorer
 from apps.recommender.public_datasets import load_mind, load_movielens
 from apps.recommender.ranker import GBDTRanker, fit_ranker, training_rows
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
-from apps.recommender.text_vectors import cached_item_vectors
+from apps.recommender.text_vectors import cached_item_vectors, embed_items
 from core.config import write_json_atomic
 
 logger = logging.getLogger("bench.recommender_validation")
@@ -102,6 +103,12 @@ def main() -> None:
         help="extra hybrid, NAME:key=value;key=value (keys of the ranker section)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="hybrids only")
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="also text_ft and the hybrids on vectors of the encoder fine-tuned on the validation "
+        "split's training part (finetune section of configs/recommender.yaml)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "recommender_validation.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -110,7 +117,8 @@ def main() -> None:
         "load_average_start": list(os.getloadavg()),
         "datasets": {},
     }
-    base = load_settings(None, []).ranker  # configs/recommender.yaml
+    settings = load_settings(None, [])  # configs/recommender.yaml
+    base = settings.ranker
     for name in args.datasets.split(","):
         dataset = LOADERS[name](DATA / name)
         vectors = cached_item_vectors(dataset, load_embedder("minilm-l6", None, 64), 64)
@@ -120,19 +128,35 @@ def main() -> None:
             for model, factory in _baselines(vectors, args.ease_grid).items():
                 started = time.perf_counter()
                 rows[model] = _score(f"{name} {model}", factory().fit(split.train), split, started)
-        # Variants that differ only in the ranking model share one set of training rows.
-        shared: dict[str, Any] = {}
-        for model, config in _hybrids(base, args.variant).items():
+        encoders = {"": vectors}
+        if args.tuned:
             started = time.perf_counter()
-            key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
-            if key not in shared:
-                shared[key] = training_rows(split.train, vectors, config)
-            ranker = fit_ranker(*shared[key], config)
-            scorer = HybridScorer(vectors, config, ranker=ranker).fit(split.train)
-            rows[model] = _score(f"{name} {model}", scorer, split, started)
-            if isinstance(ranker, GBDTRanker):
-                rows[model]["ranker"] = ranker.report
-        baselines = [m for m in rows if not m.startswith("hybrid")]
+            with tempfile.TemporaryDirectory(prefix="aigc-val-encoder-") as work:
+                tuned = train_encoder(
+                    split.train, Path(work) / "encoder", "minilm-l6", settings.finetune, item_vectors=vectors
+                )
+            vectors_ft = tuned.item_vectors
+            if vectors_ft is None:
+                vectors_ft = embed_items(dataset, tuned.embedder, 64)
+            rows["text_ft"] = _score(
+                f"{name} text_ft", TextScorer(item_vectors=vectors_ft).fit(split.train), split, started
+            )
+            rows["text_ft"]["encoder"] = {k: v for k, v in tuned.summary().items() if k != "adapter_dir"}
+            encoders["_ft"] = vectors_ft
+        for suffix, item_vectors in encoders.items():
+            # Variants that differ only in the ranking model share one set of training rows.
+            shared: dict[str, Any] = {}
+            for model, config in _hybrids(base, args.variant).items():
+                started = time.perf_counter()
+                key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
+                if key not in shared:
+                    shared[key] = training_rows(split.train, item_vectors, config)
+                ranker = fit_ranker(*shared[key], config)
+                scorer = HybridScorer(item_vectors, config, ranker=ranker).fit(split.train)
+                rows[model + suffix] = _score(f"{name} {model}{suffix}", scorer, split, started)
+                if isinstance(ranker, GBDTRanker):
+                    rows[model + suffix]["ranker"] = ranker.report
+        baselines = [m for m in rows if not m.startswith(("hybrid", "text_ft"))]
         entry: dict[str, Any] = {"models": rows}
         if baselines:
             best = max(baselines, key=lambda m: rows[m]["ndcg@10"])
