@@ -3,12 +3,18 @@
 The validation split is carved from the training part of the evaluation protocol's split:
 ``leave_last_out(leave_last_out(data).train)`` (each user's last *training* interaction), so the
 test items of ``bench.recommender_eval`` are never seen while choosing. Scored with the frozen
-MiniLM vectors: popularity, ItemKNN, BPR, text, EASE over a grid of ``l2``, and the hybrid with and
-without its EASE source, on ml-latest-small and the MIND sample.
+MiniLM vectors: popularity, ItemKNN, BPR, text, EASE (l2 200; ``--ease-grid``: over a grid of
+``l2``), and the hybrid with the logistic-regression ranker (``hybrid``) and with LambdaRank trees
+(``hybrid_lambdarank``), both ranking models fit on one set of training rows, on ml-latest-small
+and the MIND sample. ``--tuned`` adds ``text_ft`` and the hybrids over the vectors of the encoder
+fine-tuned (``finetune`` section of ``configs/recommender.yaml``) on the validation split's training
+part; ``--variant NAME:key=value;...`` adds hybrids with other ranker settings.
 
-Run (results: ``bench/results/recommender_validation.json``)::
+Run (results: ``bench/results/recommender_validation.json`` and ``.png``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_validation
+    nice -n 5 .venv/bin/python -m bench.recommender_validation --no-baselines --tuned \\
+        --variant "hybrid_lr_small:model=lambdarank;gbdt.num_leaves=7;gbdt.min_child_samples=100"
 """
 
 from __future__ import annotations
@@ -91,6 +97,31 @@ def _score(name: str, scorer: Scorer, split: Any, started: float) -> dict[str, A
     return row
 
 
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Bars of validation NDCG@10 per model, one panel per data set (hybrids in orange)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.bench.harness import save_figure
+
+    names = list(report["datasets"])
+    fig, axes = plt.subplots(1, len(names), figsize=(7 * len(names), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        models = report["datasets"][name]["models"]
+        labels = list(models)
+        values = [models[m]["ndcg@10"] for m in labels]
+        colors = ["tab:orange" if m.startswith("hybrid") else "tab:blue" for m in labels]
+        ax.bar(labels, values, color=colors)
+        ax.set_title(f"{name}: NDCG@10 on the validation split")
+        ax.tick_params(axis="x", rotation=45)
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.4f}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
 def main() -> None:
     """Score every model on each data set's validation split and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,6 +199,7 @@ def main() -> None:
         report["datasets"][name] = entry
     report["load_average_end"] = list(os.getloadavg())
     write_json_atomic(args.out, report)
+    plot(report, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
