@@ -7,11 +7,12 @@ Cold start: movies first rated after the 80 % time quantile are hidden from trai
 those movies for the users who rate them later.
 
 Models: ``popularity``, ``itemknn``, ``bpr`` (implicit), ``text`` (frozen MiniLM, recency-weighted
-history vector), ``text_ft`` (MiniLM + LoRA fine-tuned contrastively on the training split),
-``hybrid`` (candidates + logistic-regression ranker over the fine-tuned vectors, cold-item slots)
-and ``hybrid_frozen`` (the same over frozen vectors). The encoder is fine-tuned once, on the
-next-item split's training part; the cold-start section uses frozen vectors for ``text_ft`` and
-``hybrid`` (fine-tuning on the leave-last-out train would have seen the cold items).
+history vector), ``text_ft`` (MiniLM fine-tuned contrastively on the training split, ``finetune.method``),
+``hybrid`` (candidates + the configured ranker over the fine-tuned vectors, cold-item slots)
+and ``hybrid_frozen`` (the same over frozen vectors). Settings: ``configs/recommender.yaml``, the
+defaults of ``aigc recommend eval`` (flags override single values). The encoder is fine-tuned on
+each split's own training part (``--max-tunes 1``: only the next-item split's; the cold-start
+section then uses frozen vectors, since the next-item training part has seen the cold items).
 
 Item text is title (with year) and genres. User tags are left out: many were applied after the
 test interactions (and after the cold-start cut), so they would leak the future into item text.
@@ -30,15 +31,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from apps.recommender.config import RecommenderConfig
+from apps.recommender.config import RecommenderConfig, load_settings
 from apps.recommender.pipeline import evaluate_models
 from apps.recommender.public_datasets import load_mind, load_movielens
 from core.config import write_json_atomic
@@ -65,18 +66,17 @@ KEYS = ("hr@10", "ndcg@10", "recall@50", "mrr", "coverage")
 
 
 def _config(args: argparse.Namespace) -> RecommenderConfig:
-    base = RecommenderConfig()
-    finetune = replace(
-        base.finetune,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        max_query_length=64,
-        max_item_length=32,
-        max_pairs=args.max_pairs,
-    )
-    encoder = replace(base.encoder, max_length=32)
-    evaluation = replace(base.eval, max_users=args.max_users)
-    return replace(base, finetune=finetune, encoder=encoder, eval=evaluation)
+    """``configs/recommender.yaml`` (the defaults of ``aigc recommend eval``) with the flags given."""
+    overrides = list(args.set or [])
+    if args.epochs is not None:
+        overrides.append(f"finetune.epochs={args.epochs}")
+    if args.max_pairs is not None:
+        overrides.append(f"finetune.max_pairs={args.max_pairs}")
+    if args.batch_size is not None:
+        overrides.append(f"finetune.batch_size={args.batch_size}")
+    if args.max_users is not None:
+        overrides.append(f"eval.max_users={args.max_users}")
+    return load_settings(None, overrides)
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -137,9 +137,13 @@ def main() -> None:
     """Run the benchmark and write the JSON and PNG results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ml-latest-small")
-    parser.add_argument("--epochs", type=int, default=2, help="contrastive fine-tuning epochs (most)")
-    parser.add_argument("--max-pairs", type=int, default=20000, help="contrastive training pairs")
-    parser.add_argument("--batch-size", type=int, default=32, help="pairs per contrastive batch")
+    parser.add_argument("--epochs", type=int, default=None, help="LoRA fine-tuning epochs (most)")
+    parser.add_argument("--max-pairs", type=int, default=None, help="contrastive training pairs")
+    parser.add_argument("--batch-size", type=int, default=None, help="pairs per LoRA batch")
+    parser.add_argument("--set", action="append", help="override a setting, as aigc recommend eval --set")
+    parser.add_argument(
+        "--max-tunes", type=int, default=None, help="fine-tune for at most this many splits (default: each)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate a seeded user sample")
     parser.add_argument("--models", default=",".join(MODELS))
@@ -152,14 +156,25 @@ def main() -> None:
         raise SystemExit(f"{folder} not found: the benchmark needs ../shared/data/recsys/{args.dataset}")
     args.out = args.out or RESULTS / f"{NAME}{DATASETS[args.dataset][1]}.json"
     config = _config(args)
-    started = time.perf_counter()
+    started, cpu_started, load_start = time.perf_counter(), time.process_time(), list(os.getloadavg())
     dataset = DATASETS[args.dataset][0](folder, config.data)
     report = evaluate_models(
-        dataset, config, tuple(args.models.split(",")), cold_start=True, show_progress_bar=True, max_tunes=1
+        dataset,
+        config,
+        tuple(args.models.split(",")),
+        cold_start=True,
+        show_progress_bar=False,
+        max_tunes=args.max_tunes,
     )
     report["summary"] = _summary(report)
     report["run"] = {
         "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
+        "load_average_start": load_start,
+        "load_average_end": list(os.getloadavg()),
+        "settings": "configs/recommender.yaml" + "".join(f" --set {o}" for o in args.set or []),
+        "finetune_method": config.finetune.method,
+        "ranker_model": config.ranker.model,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,

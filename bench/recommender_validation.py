@@ -3,18 +3,26 @@
 The validation split is carved from the training part of the evaluation protocol's split:
 ``leave_last_out(leave_last_out(data).train)`` (each user's last *training* interaction), so the
 test items of ``bench.recommender_eval`` are never seen while choosing. Scored with the frozen
-MiniLM vectors: popularity, ItemKNN, BPR, text, EASE over a grid of ``l2``, and the hybrid with and
-without its EASE source, on ml-latest-small and the MIND sample.
+MiniLM vectors: popularity, ItemKNN, BPR, text, EASE (l2 200; ``--ease-grid``: over a grid of
+``l2``), and the hybrid with the logistic-regression ranker (``hybrid``) and with LambdaRank trees
+(``hybrid_lambdarank``), both ranking models fit on one set of training rows, on ml-latest-small
+and the MIND sample. ``--tuned`` adds ``text_ft`` and the hybrids over the vectors of the encoder
+fine-tuned (``finetune`` section of ``configs/recommender.yaml``) on the validation split's training
+part; ``--variant NAME:key=value;...`` adds hybrids with other ranker settings.
 
-Run (results: ``bench/results/recommender_validation.json``)::
+Run (results: ``bench/results/recommender_validation.json`` and ``.png``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_validation
+    nice -n 5 .venv/bin/python -m bench.recommender_validation --no-baselines --tuned \\
+        --variant "hybrid_lr_small:model=lambdarank;gbdt.num_leaves=7;gbdt.min_child_samples=100"
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,14 +37,15 @@ from apps.recommender.baselines import (
     TextScorer,
     bpr_available,
 )
-from apps.recommender.config import RankerConfig
-from apps.recommender.encoder_training import load_embedder
+from apps.recommender.config import RankerConfig, load_settings
+from apps.recommender.encoder_training import load_embedder, train_encoder
 from apps.recommender.evaluation import evaluate_next_item
 from apps.recommender.hybrid import HybridScorer
 from apps.recommender.public_datasets import load_mind, load_movielens
+from apps.recommender.ranker import GBDTRanker, fit_ranker, training_rows
 from apps.recommender.scorer import Scorer
 from apps.recommender.splits import leave_last_out
-from apps.recommender.text_vectors import embed_items
+from apps.recommender.text_vectors import cached_item_vectors, embed_items
 from core.config import write_json_atomic
 
 logger = logging.getLogger("bench.recommender_validation")
@@ -51,46 +60,146 @@ LOADERS = {
 L2_GRID = (10.0, 50.0, 200.0, 500.0, 1000.0)
 
 
-def _models(vectors: Any) -> dict[str, Callable[[], Scorer]]:
+def _baselines(vectors: Any, grid: bool) -> dict[str, Callable[[], Scorer]]:
     models: dict[str, Callable[[], Scorer]] = {
         "popularity": PopularityScorer,
         "itemknn": ItemKNNScorer,
         "text": lambda: TextScorer(item_vectors=vectors),
-        **{f"ease_l2={l2:g}": (lambda l2=l2: EASEScorer(l2=l2)) for l2 in L2_GRID},
-        "hybrid_no_ease": lambda: HybridScorer(vectors, replace(RankerConfig(), ease=False)),
-        "hybrid": lambda: HybridScorer(vectors, RankerConfig()),
+        "ease_l2=200": lambda: EASEScorer(l2=200.0),
     }
+    if grid:
+        models.update({f"ease_l2={l2:g}": (lambda l2=l2: EASEScorer(l2=l2)) for l2 in L2_GRID})
     if bpr_available():
         models["bpr"] = BPRScorer
     return models
+
+
+def _hybrids(base: RankerConfig, variants: list[str]) -> dict[str, RankerConfig]:
+    """Hybrid variants: ``hybrid`` (logistic regression), ``hybrid_lambdarank`` and ``--set``-style
+    variants ``NAME:key=value;key=value`` of the ranker section."""
+    configs = {
+        "hybrid": replace(base, model="logistic"),
+        "hybrid_lambdarank": replace(base, model="lambdarank"),
+    }
+    for variant in variants:
+        name, _, sets = variant.partition(":")
+        overrides = [f"ranker.{kv}" for kv in sets.split(";") if kv]
+        configs[name] = load_settings(None, overrides).ranker
+    return configs
+
+
+def _score(name: str, scorer: Scorer, split: Any, started: float) -> dict[str, Any]:
+    result = evaluate_next_item(scorer, split)
+    row = {k: result[k] for k in ("ndcg@10", "hr@10", "recall@50", "mrr", "n_users")}
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    row["cpu_seconds"] = round(time.process_time(), 1)
+    logger.info("%s %s", name, row)
+    return row
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Bars of validation NDCG@10 per model, one panel per data set (hybrids in orange)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.bench.harness import save_figure
+
+    names = list(report["datasets"])
+    fig, axes = plt.subplots(1, len(names), figsize=(7 * len(names), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        models = report["datasets"][name]["models"]
+        labels = list(models)
+        values = [models[m]["ndcg@10"] for m in labels]
+        colors = ["tab:orange" if m.startswith("hybrid") else "tab:blue" for m in labels]
+        ax.bar(labels, values, color=colors)
+        ax.set_title(f"{name}: NDCG@10 on the validation split")
+        ax.tick_params(axis="x", rotation=45)
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.4f}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:
     """Score every model on each data set's validation split and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(LOADERS))
+    parser.add_argument("--ease-grid", action="store_true", help="also EASE over the l2 grid")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="extra hybrid, NAME:key=value;key=value (keys of the ranker section)",
+    )
+    parser.add_argument("--no-baselines", action="store_true", help="hybrids only")
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="also text_ft and the hybrids on vectors of the encoder fine-tuned on the validation "
+        "split's training part (finetune section of configs/recommender.yaml)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "recommender_validation.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report: dict[str, Any] = {"split": "leave_last_out(leave_last_out(data).train)", "datasets": {}}
+    report: dict[str, Any] = {
+        "split": "leave_last_out(leave_last_out(data).train)",
+        "load_average_start": list(os.getloadavg()),
+        "datasets": {},
+    }
+    settings = load_settings(None, [])  # configs/recommender.yaml
+    base = settings.ranker
     for name in args.datasets.split(","):
         dataset = LOADERS[name](DATA / name)
-        vectors = embed_items(dataset, load_embedder("minilm-l6", None, 64), 64)
+        vectors = cached_item_vectors(dataset, load_embedder("minilm-l6", None, 64), 64)
         split = leave_last_out(leave_last_out(dataset).train)
-        rows = {}
-        for model, factory in _models(vectors).items():
+        rows: dict[str, Any] = {}
+        if not args.no_baselines:
+            for model, factory in _baselines(vectors, args.ease_grid).items():
+                started = time.perf_counter()
+                rows[model] = _score(f"{name} {model}", factory().fit(split.train), split, started)
+        encoders = {"": vectors}
+        if args.tuned:
             started = time.perf_counter()
-            result = evaluate_next_item(factory().fit(split.train), split)
-            rows[model] = {k: result[k] for k in ("ndcg@10", "hr@10", "recall@50", "n_users")}
-            rows[model]["seconds"] = round(time.perf_counter() - started, 1)
-            logger.info("%s %s %s", name, model, rows[model])
-        best = max((m for m in rows if not m.startswith("hybrid")), key=lambda m: rows[m]["ndcg@10"])
-        report["datasets"][name] = {
-            "models": rows,
-            "best_baseline": best,
-            "hybrid_over_best_baseline": rows["hybrid"]["ndcg@10"] / rows[best]["ndcg@10"],
-        }
+            with tempfile.TemporaryDirectory(prefix="aigc-val-encoder-") as work:
+                tuned = train_encoder(
+                    split.train, Path(work) / "encoder", "minilm-l6", settings.finetune, item_vectors=vectors
+                )
+            vectors_ft = tuned.item_vectors
+            if vectors_ft is None:
+                vectors_ft = embed_items(dataset, tuned.embedder, 64)
+            rows["text_ft"] = _score(
+                f"{name} text_ft", TextScorer(item_vectors=vectors_ft).fit(split.train), split, started
+            )
+            rows["text_ft"]["encoder"] = {k: v for k, v in tuned.summary().items() if k != "adapter_dir"}
+            encoders["_ft"] = vectors_ft
+        for suffix, item_vectors in encoders.items():
+            # Variants that differ only in the ranking model share one set of training rows.
+            shared: dict[str, Any] = {}
+            for model, config in _hybrids(base, args.variant).items():
+                started = time.perf_counter()
+                key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
+                if key not in shared:
+                    shared[key] = training_rows(split.train, item_vectors, config)
+                ranker = fit_ranker(*shared[key], config)
+                scorer = HybridScorer(item_vectors, config, ranker=ranker).fit(split.train)
+                rows[model + suffix] = _score(f"{name} {model}{suffix}", scorer, split, started)
+                if isinstance(ranker, GBDTRanker):
+                    rows[model + suffix]["ranker"] = ranker.report
+        baselines = [m for m in rows if not m.startswith(("hybrid", "text_ft"))]
+        entry: dict[str, Any] = {"models": rows}
+        if baselines:
+            best = max(baselines, key=lambda m: rows[m]["ndcg@10"])
+            entry["best_baseline"] = best
+            top = rows[best]["ndcg@10"]
+            entry["over_best_baseline"] = {
+                m: round(rows[m]["ndcg@10"] / top, 3) for m in rows if m.startswith("hybrid")
+            }
+        report["datasets"][name] = entry
+    report["load_average_end"] = list(os.getloadavg())
     write_json_atomic(args.out, report)
+    plot(report, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,16 @@ class ContrastiveConfig:
     """Contrastive fine-tuning of the item-text encoder on user histories."""
 
     enabled: bool = field(default=True, metadata={"help": "fine-tune the encoder (False: frozen encoder)"})
+    method: Literal["lora", "head"] = field(
+        default="lora",
+        metadata={
+            "help": "lora: LoRA on the transformer (a transformer pass per text and step); head: a "
+            "residual linear head over the frozen encoder's vectors (every pair, many epochs, seconds)"
+        },
+    )
+    head_epochs: int = field(default=30, metadata={"help": "head: most epochs (early stopping)"})
+    head_batch_size: int = field(default=256, metadata={"help": "head: pairs per batch"})
+    head_lr: float = field(default=1e-3, metadata={"help": "head: AdamW learning rate"})
     epochs: int = field(
         default=2, metadata={"help": "most passes over the pairs (early stopping on validation)"}
     )
@@ -95,7 +105,15 @@ class ContrastiveConfig:
     seed: int = field(default=0, metadata={"help": "seed of pair sampling, mining, batches and LoRA init"})
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "history_items", "max_query_length", "max_item_length"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "history_items",
+            "max_query_length",
+            "max_item_length",
+            "head_epochs",
+            "head_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ContrastiveConfig.{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -170,10 +188,46 @@ class ColdSlots:
 
 
 @dataclass(frozen=True)
+class GBDTConfig:
+    """Gradient-boosted trees with a LambdaRank objective (LightGBM), the non-linear ranker.
+
+    Trained on the same rows as the logistic regression, one query group per user; a seeded share
+    of those users is held out to stop boosting when their NDCG stops improving, then the model is
+    refit on all users for that many rounds.
+    """
+
+    num_leaves: int = field(default=15, metadata={"help": "leaves per tree"})
+    learning_rate: float = field(default=0.05, metadata={"help": "shrinkage per boosting round"})
+    max_rounds: int = field(default=500, metadata={"help": "most boosting rounds (early stopping)"})
+    min_child_samples: int = field(default=50, metadata={"help": "fewest rows in a leaf"})
+    feature_fraction: float = field(default=0.8, metadata={"help": "share of features per tree"})
+    bagging_fraction: float = field(default=0.8, metadata={"help": "share of rows per tree (bagging)"})
+    lambda_l2: float = field(default=1.0, metadata={"help": "L2 penalty on leaf values"})
+    eval_at: int = field(default=10, metadata={"help": "NDCG cut-off of LambdaRank and early stopping"})
+    val_fraction: float = field(default=0.2, metadata={"help": "share of users held out for early stopping"})
+    patience: int = field(default=50, metadata={"help": "rounds without a better held-out NDCG"})
+    threads: int = field(
+        default=1, metadata={"help": "LightGBM threads (a fixed count keeps training bit-reproducible)"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("num_leaves", "max_rounds", "min_child_samples", "eval_at", "patience", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GBDTConfig.{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"GBDTConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
 class RankerConfig:
-    """Candidates, features and the logistic regression."""
+    """Candidates, features and the ranking model (logistic regression or LambdaRank trees)."""
 
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    model: Literal["logistic", "lambdarank"] = field(
+        default="logistic",
+        metadata={"help": "logistic: logistic regression; lambdarank: LightGBM trees, ranking objective"},
+    )
+    gbdt: GBDTConfig = field(default_factory=GBDTConfig)
     recent_days: float = field(default=30.0, metadata={"help": "window of the recent-popularity feature"})
     max_similar_history: int = field(default=20, metadata={"help": "history items compared for reasons"})
     trend_share: float = field(

@@ -1,4 +1,4 @@
-"""Behaviour-supervised LoRA fine-tuning of the item-text encoder: the data, prepared for core.
+"""Behaviour-supervised fine-tuning of the item-text encoder: the data, prepared for core.
 
 Training pairs come from interaction histories: for a user who engaged with items
 ``i_1, ..., i_t`` (by time), the *query* is the text of the ``history_items`` most recent items
@@ -15,7 +15,14 @@ stopping):
 * **popularity-corrected sampling** (:func:`item_log_q`): the log share of each item among the
   positives, subtracted from in-batch logits by the loss (``logq_correction``).
 
-The adapter is saved in peft's format (``adapter_config.json`` + ``adapter_model.safetensors``) with
+Two methods (``finetune.method``): ``lora`` trains LoRA weights of the transformer on the texts
+(above); ``head`` keeps the transformer frozen and trains a residual linear head over its cached item
+vectors (:mod:`core.finetune.projection`) on the same pairs, negatives and loss, with the query being
+the mean of the history items' projected vectors: no transformer pass per step, so every pair and
+many epochs fit the time one LoRA epoch of a few hundred pairs takes. The head is saved as
+``projection.safetensors``; its encoder id is ``"<base>+head:<sha256[:12]>"``.
+
+The LoRA adapter is saved in peft's format (``adapter_config.json`` + ``adapter_model.safetensors``) with
 ``training.json`` (config, base model, the loop's report). The adapted encoder's id,
 ``"<base>+lora:<sha256[:12] of the weights>"``, is recorded in the item index so vectors of
 different encoders are never mixed. Nothing here imports torch: the model code is in ``core``.
@@ -44,6 +51,14 @@ from core.finetune.contrastive import (
     adapter_model_id,
     train_contrastive,
 )
+from core.finetune.projection import (
+    PROJECTION_FILE,
+    HistoryPairs,
+    ProjectedEmbedder,
+    load_projection,
+    train_projection,
+)
+from core.io.artifacts import sha256_file
 from core.lora import load_adapter
 
 logger = logging.getLogger(__name__)
@@ -67,11 +82,15 @@ SEPARATOR = " | "
 
 
 def train_config(config: ContrastiveConfig, show_progress_bar: bool = False) -> ContrastiveTrainConfig:
-    """The settings of the core training loop for ``config``."""
+    """The settings of the core training loop for ``config`` (the ``head_*`` values for the head)."""
+    head = config.method == "head"
     return ContrastiveTrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
+        epochs=config.head_epochs if head else config.epochs,
+        batch_size=config.head_batch_size if head else config.batch_size,
+        lr=config.head_lr if head else config.lr,
+        # The head is a few small matrices: fp32 and the CPU (no bf16 autocast, no GPU transfer).
+        precision="fp32" if head else "auto",
+        device="cpu" if head else "auto",
         temperature=config.temperature,
         logq_correction=config.logq_correction,
         val_fraction=config.val_fraction,
@@ -190,7 +209,9 @@ class TrainResult:
     report: dict[str, Any]
     pairs: int
     seconds: float
-    embedder: Embedder = field(repr=False)
+    embedder: Embedder | ProjectedEmbedder = field(repr=False)
+    #: Item vectors of the tuned encoder when they came without a transformer pass (the head's).
+    item_vectors: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def losses(self) -> list[float]:
@@ -248,10 +269,15 @@ def train_encoder(
             f"{config.batch_size}; users need at least two interactions"
         )
     negatives = None
+    if config.method == "head" and item_vectors is None:
+        item_vectors = embed_items(train, load_embedder(base, None, config.max_item_length))
     if config.hard_negatives:
         if item_vectors is None:
             item_vectors = embed_items(train, load_embedder(base, None, config.max_item_length))
         negatives = mine_negatives(train, pairs, item_vectors, config)
+    if config.method == "head":
+        assert item_vectors is not None
+        return _train_head(train, pairs, negatives, item_vectors, out_dir, base, config, show_progress_bar)
     data = ContrastivePairs(
         queries=pairs.queries,
         items=pairs.items,
@@ -273,10 +299,65 @@ def train_encoder(
     )
 
 
+def _train_head(
+    train: Dataset,
+    pairs: Pairs,
+    negatives: np.ndarray | None,
+    item_vectors: np.ndarray,
+    out_dir: str | Path,
+    base: str,
+    config: ContrastiveConfig,
+    show_progress_bar: bool,
+) -> TrainResult:
+    """:func:`train_encoder` for ``method: head``: a projection over the frozen ``item_vectors``."""
+    histories = np.full((len(pairs), config.history_items), -1, dtype=np.int64)
+    for row, recent in enumerate(pairs.recent):
+        histories[row, : len(recent)] = recent
+    data = HistoryPairs(histories, pairs.items, negatives, item_log_q(pairs.items, train.n_items))
+    frozen = normalise(np.asarray(item_vectors, dtype=np.float32))
+    result = train_projection(frozen, data, out_dir, train_config(config, show_progress_bar))
+    model_id = f"{base}{result.model_suffix}"
+    training = {
+        "base": base,
+        "method": "head",
+        "model_id": model_id,
+        "config": to_dict(config),
+        "pairs": len(pairs),
+        "report": result.report,
+    }
+    (Path(out_dir) / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    embedder = ProjectedEmbedder(
+        _LazyEmbedder(base, config.max_item_length), result.weight, result.bias, model_id
+    )
+    return TrainResult(
+        Path(out_dir), model_id, result.report, len(pairs), result.seconds, embedder, result.apply(frozen)
+    )
+
+
+class _LazyEmbedder:
+    """The frozen base encoder, loaded on the first ``encode`` (the head's vectors need none)."""
+
+    def __init__(self, base: str, max_length: int | None) -> None:
+        self.base, self.max_length = base, max_length
+        self._embedder: Embedder | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.base
+
+    def encode(
+        self, texts: list[str] | Any, batch_size: int = 64, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
+        if self._embedder is None:
+            self._embedder = Embedder(self.base, max_length=self.max_length)
+        return self._embedder.encode(texts, batch_size, show_progress_bar)
+
+
 def load_embedder(
     base: str, adapter_dir: str | Path | None = None, max_length: int | None = None
-) -> Embedder:
-    """The frozen ``base`` encoder, or ``base`` with the adapter in ``adapter_dir`` merged in.
+) -> Embedder | ProjectedEmbedder:
+    """The frozen ``base`` encoder, or ``base`` with the adapter in ``adapter_dir``: LoRA weights
+    merged in, or a projection head applied after it.
 
     Args:
         base: Encoder spec.
@@ -285,6 +366,10 @@ def load_embedder(
     """
     if adapter_dir is None:
         return Embedder(base, max_length=max_length)
+    if (Path(adapter_dir) / PROJECTION_FILE).is_file():
+        weight, bias = load_projection(adapter_dir)
+        suffix = sha256_file(Path(adapter_dir) / PROJECTION_FILE)[:12]
+        return ProjectedEmbedder(Embedder(base, max_length=max_length), weight, bias, f"{base}+head:{suffix}")
     encoder, tokenizer = models.load_encoder(base, fresh=True)
     merged = load_adapter(encoder, adapter_dir, merge=True).eval()
     pooling = read_pooling_modes(models.model_path(base))

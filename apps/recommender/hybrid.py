@@ -1,12 +1,13 @@
 """The hybrid recommender: candidates ranked by the learned ranker, cold-item slots, reasons.
 
-:class:`HybridScorer` serves :class:`~apps.recommender.ranker.LinearRanker` behind the
+:class:`HybridScorer` serves a ranker of :mod:`apps.recommender.ranker` (logistic regression or
+LambdaRank trees) behind the
 :class:`~apps.recommender.scorer.Scorer` interface: candidates (text ANN, co-occurrence, EASE,
 popular) are ranked by the model; the rest of the catalogue follows in popularity order, so
 full-ranking evaluation works. Items with no training interactions get the reserved positions of
 :class:`~apps.recommender.config.ColdSlots`. Each recommendation carries a reason
 (:mod:`apps.recommender.reasons`): the features that pushed it up most (coefficient x standardised
-value) and the most similar item in the user's history.
+value, or the trees' TreeSHAP contributions) and the most similar item in the user's history.
 
 A chunk of users is served as arrays: candidates, features, logits and contributions cover every
 (user, candidate) row at once; the lists are merged with the cold slots for all users together
@@ -30,7 +31,7 @@ from apps.recommender.cold import ColdRanker, merge_slots_batch
 from apps.recommender.config import RankerConfig
 from apps.recommender.features import FEATURES, FeatureBuilder
 from apps.recommender.interactions import Dataset
-from apps.recommender.ranker import LinearRanker, feature_builder, fit_ease, training_rows
+from apps.recommender.ranker import LinearRanker, Ranker, feature_builder, fit_ease, fit_ranker, training_rows
 from apps.recommender.reasons import FEATURE_LABELS, REASON_FEATURES, reason_strings
 from apps.recommender.scorer import Scorer, top_k
 from apps.recommender.text_vectors import normalise
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 
 class HybridScorer(Scorer):
-    """Candidates (text ANN, co-occurrence, popular) ranked by a learned logistic regression.
+    """Candidates (text ANN, co-occurrence, EASE, popular) ranked by a learned ranker.
 
     Cold items (no training interactions) also get the reserved positions of
     :class:`~apps.recommender.config.ColdSlots`, ranked among themselves by text similarity.
@@ -62,7 +63,7 @@ class HybridScorer(Scorer):
         self,
         item_vectors: np.ndarray,
         config: RankerConfig | None = None,
-        ranker: LinearRanker | None = None,
+        ranker: Ranker | None = None,
         index: VectorIndex | None = None,
         cf: ItemKNNScorer | None = None,
         ease: EASEScorer | None = None,
@@ -82,11 +83,12 @@ class HybridScorer(Scorer):
     def _fit(self, train: Dataset) -> None:
         if self.ranker is None:
             rows, labels = training_rows(train, self.item_vectors, self.config)
-            self.ranker = LinearRanker().fit(rows, labels, self.config.c, self.config.max_iter)
-            logger.info(
-                "Ranker fitted",
-                extra={"coef": dict(zip(FEATURES, self.ranker.coef.round(3).tolist(), strict=True))},
-            )
+            self.ranker = fit_ranker(rows, labels, self.config)
+            if isinstance(self.ranker, LinearRanker):
+                logger.info(
+                    "Ranker fitted",
+                    extra={"coef": dict(zip(FEATURES, self.ranker.coef.round(3).tolist(), strict=True))},
+                )
         ease = self._fitted_ease if self._fitted_ease is not None else fit_ease(train, self.config)
         self.generator = CandidateGenerator(
             train,
@@ -248,7 +250,13 @@ class HybridScorer(Scorer):
         if not len(scored_pos) or not names:
             return np.zeros((len(scored_pos), 0), dtype=np.int64), np.zeros((len(scored_pos), 0))
         cols = [self.ranker.feature_names.index(f) for f in names]
-        contributions = z[:, cols] * self.ranker.coef[cols]
+        if self.ranker.centred_contributions:
+            # TreeSHAP values are relative to the model's average prediction already; computed for
+            # the returned rows only (they cost a tree walk per row and feature).
+            relative = self.ranker.contributions(z[scored_pos])[:, cols]
+            top = np.argsort(-relative, axis=1, kind="stable")[:, :n_reasons]
+            return top, np.take_along_axis(relative, top, axis=1)
+        contributions = self.ranker.contributions(z)[:, cols]
         sums = np.stack(
             [np.bincount(row, weights=contributions[:, j], minlength=len(counts)) for j in range(len(cols))],
             axis=1,
@@ -293,12 +301,11 @@ class HybridScorer(Scorer):
     def _label(self, feature: str) -> str:
         if feature == "item_age":
             assert self.ranker is not None
-            coef = self.ranker.coef[self.ranker.feature_names.index("item_age")]
-            return "newer than most" if coef < 0 else "long-standing"
+            return "newer than most" if self.ranker.direction("item_age") < 0 else "long-standing"
         return FEATURE_LABELS.get(feature, feature)
 
     def save_ranker(self, directory: str | Path) -> Path:
-        """Save the trained ranker (JSON) with the resolved config."""
+        """Save the trained ranker (JSON, plus the trees' text file) with the resolved config."""
         if self.ranker is None:
             raise RuntimeError("HybridScorer is not fitted; call fit(train) first")
         return self.ranker.save(directory, config=to_dict(self.config))

@@ -7,7 +7,8 @@ A model directory holds (no pickles)::
     items.parquet          item_id, text (+ title, timestamp when known)
     users.parquet          user ids in index order
     interactions.parquet   the training history (user_id, item_id, timestamp, event, rating)
-    ranker.json            the logistic-regression ranker (see apps.recommender.ranker)
+    ranker.json            the ranker (see apps.recommender.ranker); LambdaRank trees also
+                           write ranker.txt, LightGBM's text model file
     collaborative.safetensors
                            the fitted ItemKNN similarity (CSR: top neighbours per item) and EASE
                            weights (dense float32, or CSR when sparsified), settings in its metadata
@@ -43,7 +44,7 @@ from apps.recommender.baselines import EASEScorer, ItemKNNScorer
 from apps.recommender.config import RankerConfig
 from apps.recommender.hybrid import HybridScorer
 from apps.recommender.interactions import Dataset
-from apps.recommender.ranker import LinearRanker
+from apps.recommender.ranker import load_ranker
 from core.config import ConfigError, from_dict, to_dict
 from core.index import IndexFormatError, IndexMismatchError, VectorIndex
 from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
@@ -271,7 +272,7 @@ class RecommenderModel:
             train = _read_dataset(directory)
             # _verify_files above checked the index's files with the model's.
             index = VectorIndex.load(directory / "index", expected_model=encoder.model_id, verify=False)
-            ranker = LinearRanker.load(directory)
+            ranker = load_ranker(directory)
             cf, ease = _load_collaborative(directory / COLLABORATIVE_FILE, train)
         except (ConfigError, IndexFormatError, IndexMismatchError, KeyError, ValueError, OSError) as err:
             raise ModelError(f"{directory}: cannot load the recommender model ({err})") from err

@@ -103,7 +103,11 @@ class Vectors:
             result = train_encoder(
                 train, out, self.config.encoder.model, self.config.finetune, self.show, self.frozen()
             )
-            vectors = embed_items(self.dataset, result.embedder, self.config.encoder.batch_size, self.show)
+            if result.item_vectors is not None:  # the head: projected frozen vectors, no encoder pass
+                vectors = result.item_vectors
+            else:
+                batch = self.config.encoder.batch_size
+                vectors = embed_items(self.dataset, result.embedder, batch, self.show)
             self._tuned[key] = (vectors, result)
             self.split_names.append(train.name)
         return self._tuned[key]
@@ -253,7 +257,10 @@ def train_model(
                 split.train, Path(work) / "encoder", enc.model, config.finetune, show_progress_bar, frozen
             )
             embedder, adapter = result.embedder, result.adapter_dir
-            vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
+            if result.item_vectors is not None:  # the head: projected frozen vectors
+                vectors = result.item_vectors
+            else:
+                vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
             before = evaluate_next_item(TextScorer(item_vectors=frozen).fit(split.train), split, config.eval)
             after = evaluate_next_item(TextScorer(item_vectors=vectors).fit(split.train), split, config.eval)
             metrics["encoder"] = {

@@ -1,9 +1,18 @@
-"""The learned ranker: logistic regression over candidate features, and the rows it is trained on.
+"""The learned rankers over candidate features, and the rows they are trained on.
 
 Training uses a time-based validation split of the training data: per user, the last training
 interaction is the target, earlier ones feed the candidate generator and the features; every
-candidate is a row labelled 1 if it is the target. The model is a logistic regression on
-standardised features, saved as JSON (feature names, means, scales, coefficients), never pickled.
+candidate is a row labelled 1 if it is the target. Two models (``ranker.model``):
+
+* :class:`LinearRanker` (``logistic``): a logistic regression on standardised features, saved as
+  JSON (feature names, means, scales, coefficients);
+* :class:`GBDTRanker` (``lambdarank``): LightGBM gradient-boosted trees with the LambdaRank
+  objective, one query group per user, boosting stopped early on held-out users' NDCG; saved as
+  LightGBM's text model file (``ranker.txt``) beside a JSON manifest (``ranker.json``: features,
+  parameters, rounds, the text file's sha256). Its per-feature contributions (the reasons) are
+  LightGBM's TreeSHAP values.
+
+Nothing is pickled. :func:`load_ranker` reads either kind; :func:`fit_ranker` fits the configured one.
 
 :class:`~apps.recommender.hybrid.HybridScorer` serves it (candidates ranked by the model, with
 reasons).
@@ -11,6 +20,7 @@ reasons).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -22,7 +32,7 @@ import pandas as pd
 
 from apps.recommender.baselines import EASEScorer
 from apps.recommender.candidates import CandidateGenerator
-from apps.recommender.config import RankerConfig
+from apps.recommender.config import GBDTConfig, RankerConfig
 from apps.recommender.features import FEATURES, FeatureBuilder
 from apps.recommender.interactions import Dataset
 from apps.recommender.splits import leave_last_out
@@ -32,6 +42,7 @@ from core.config import to_dict
 logger = logging.getLogger(__name__)
 
 RANKER_FILE = "ranker.json"
+TREES_FILE = "ranker.txt"
 FORMAT_VERSION = 1
 
 
@@ -41,6 +52,11 @@ class LinearRanker:
     Args:
         feature_names: Columns, in order.
     """
+
+    kind = "logistic"
+    #: Contributions are coefficient x standardised value: a reason compares them with the user's
+    #: average candidate (see ``HybridScorer._lifts``).
+    centred_contributions = False
 
     def __init__(self, feature_names: Sequence[str] = FEATURES) -> None:
         self.feature_names = list(feature_names)
@@ -96,6 +112,10 @@ class LinearRanker:
         z = features if isinstance(features, np.ndarray) else self._z(features)
         return z * self.coef
 
+    def direction(self, feature: str) -> float:
+        """Sign of the feature's effect on the score (its coefficient)."""
+        return float(self.coef[self.feature_names.index(feature)])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable parameters."""
         return {
@@ -116,7 +136,10 @@ class LinearRanker:
             ValueError: Wrong version or inconsistent lengths.
         """
         if data.get("format_version") != FORMAT_VERSION or data.get("model") != "logistic_regression":
-            raise ValueError(f"not a ranker of format {FORMAT_VERSION}: {data.get('format_version')!r}")
+            raise ValueError(
+                f"not a logistic ranker of format {FORMAT_VERSION}: "
+                f"{data.get('model')!r}, format {data.get('format_version')!r}"
+            )
         ranker = cls(data["features"])
         n = len(ranker.feature_names)
         for key in ("mean", "scale", "coef"):
@@ -149,6 +172,273 @@ class LinearRanker:
             return cls.from_dict(data)
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: corrupt ranker file ({err})") from err
+
+
+class GBDTRanker:
+    """LightGBM LambdaRank trees over candidate features; text model file + JSON manifest.
+
+    Args:
+        feature_names: Columns, in order.
+        config: Tree and boosting settings.
+    """
+
+    kind = "lambdarank"
+    #: TreeSHAP contributions are already relative to the model's average prediction.
+    centred_contributions = True
+
+    def __init__(self, feature_names: Sequence[str] = FEATURES, config: GBDTConfig | None = None) -> None:
+        self.feature_names = list(feature_names)
+        self.config = config or GBDTConfig()
+        self.booster: Any = None
+        self.rounds = 0
+        self.directions = {name: 0.0 for name in self.feature_names}
+        self.report: dict[str, Any] = {}
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the trees are trained or loaded."""
+        return self.booster is not None
+
+    def params(self) -> dict[str, Any]:
+        """LightGBM parameters of :attr:`config` (deterministic for a fixed thread count)."""
+        c = self.config
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [c.eval_at],
+            "lambdarank_truncation_level": max(c.eval_at * 2, 20),
+            "num_leaves": c.num_leaves,
+            "learning_rate": c.learning_rate,
+            "min_child_samples": c.min_child_samples,
+            "feature_fraction": c.feature_fraction,
+            "bagging_fraction": c.bagging_fraction,
+            "bagging_freq": 1 if c.bagging_fraction < 1 else 0,
+            "lambda_l2": c.lambda_l2,
+            "num_threads": c.threads,
+            "seed": 0,
+            "deterministic": True,
+            "force_col_wise": True,
+            "verbosity": -1,
+        }
+
+    def standardise(self, features: pd.DataFrame) -> np.ndarray:
+        """The raw ``(n_rows, n_features)`` float64 matrix in :attr:`feature_names` order (trees need
+        no scaling; the name matches :class:`LinearRanker` so the scorer treats both alike)."""
+        missing = [f for f in self.feature_names if f not in features.columns]
+        if missing:
+            raise ValueError(f"missing feature column(s) {missing}")
+        return features[self.feature_names].to_numpy(dtype=np.float64)
+
+    def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return features if isinstance(features, np.ndarray) else self.standardise(features)
+
+    def fit(self, features: pd.DataFrame, labels: np.ndarray, groups: np.ndarray) -> GBDTRanker:
+        """Fit on candidate rows, 0/1 labels and each row's query (user).
+
+        A seeded ``val_fraction`` of the users with a positive row is held out to pick the number
+        of rounds (held-out NDCG@``eval_at``); the trees are then refit on every user for that many
+        rounds.
+
+        Args:
+            features: Feature rows (at least :attr:`feature_names`).
+            labels: 1 for the user's target item, else 0.
+            groups: The user of each row (any hashable ids).
+
+        Raises:
+            ValueError: No user has a positive row, or lengths differ.
+        """
+        import lightgbm as lgb
+
+        labels = np.asarray(labels, dtype=np.int64)
+        if not len(labels) == len(features) == len(groups):
+            raise ValueError(f"{len(features)} rows, {len(labels)} labels, {len(groups)} groups")
+        codes = pd.factorize(np.asarray(groups))[0]
+        # Users without their target among the candidates teach a ranking objective nothing.
+        useful = np.bincount(codes, weights=labels) > 0
+        if not useful.any():
+            raise ValueError("ranker training needs at least one user with the target among the candidates")
+        keep = useful[codes]
+        order = np.flatnonzero(keep)[np.argsort(codes[keep], kind="stable")]
+        x, y, q = self._matrix(features)[order], labels[order], codes[order]
+        users = np.unique(q)
+        rng = np.random.default_rng(0)
+        held = np.zeros(len(users), dtype=bool)
+        n_held = int(round(self.config.val_fraction * len(users)))
+        if 0 < n_held < len(users):
+            held[rng.choice(len(users), n_held, replace=False)] = True
+        in_val = np.isin(q, users[held])
+        params = self.params()
+        rounds = self.config.max_rounds
+        history: dict[str, Any] = {}
+        if in_val.any():
+            fit_set = lgb.Dataset(
+                x[~in_val],
+                y[~in_val],
+                group=_sizes(q[~in_val]),
+                feature_name=self.feature_names,
+                free_raw_data=False,
+            )
+            val_set = lgb.Dataset(x[in_val], y[in_val], group=_sizes(q[in_val]), reference=fit_set)
+            evals: dict[str, Any] = {}
+            probe = lgb.train(
+                params,
+                fit_set,
+                num_boost_round=self.config.max_rounds,
+                valid_sets=[val_set],
+                valid_names=["held_out"],
+                callbacks=[
+                    lgb.early_stopping(self.config.patience, verbose=False),
+                    lgb.record_evaluation(evals),
+                ],
+            )
+            rounds = max(1, int(probe.best_iteration or self.config.max_rounds))
+            curve = evals["held_out"][f"ndcg@{self.config.eval_at}"]
+            history = {"held_out_ndcg": float(curve[rounds - 1]), "held_out_users": int(held.sum())}
+        full = lgb.Dataset(x, y, group=_sizes(q), feature_name=self.feature_names)
+        self.booster = lgb.train(params, full, num_boost_round=rounds)
+        self.rounds = rounds
+        contrib = self.booster.predict(x, pred_contrib=True)[:, :-1]
+        self.directions = {
+            name: _correlation(x[:, j], contrib[:, j]) for j, name in enumerate(self.feature_names)
+        }
+        self.report = {
+            "rounds": rounds,
+            "users": int(len(users)),
+            "rows": int(len(y)),
+            "positives": int(y.sum()),
+            **history,
+        }
+        logger.info("LambdaRank ranker fitted", extra=self.report)
+        return self
+
+    def decision(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Raw scores (higher ranks first) of a feature frame or its :meth:`standardise` matrix."""
+        self._check()
+        x = self._matrix(features)
+        if not len(x):
+            return np.zeros(0)
+        return np.asarray(self.booster.predict(x, raw_score=True, num_threads=self.config.threads))
+
+    def contributions(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Per row and feature, the TreeSHAP contribution to the raw score."""
+        self._check()
+        x = self._matrix(features)
+        if not len(x):
+            return np.zeros((0, len(self.feature_names)))
+        out = self.booster.predict(x, pred_contrib=True, num_threads=self.config.threads)
+        return np.asarray(out)[:, :-1]
+
+    def direction(self, feature: str) -> float:
+        """Sign of the feature's effect: correlation of its value with its contribution on the
+        training rows (positive: higher values raise the score)."""
+        return self.directions.get(feature, 0.0)
+
+    def _check(self) -> None:
+        if self.booster is None:
+            raise RuntimeError("GBDTRanker is not fitted; call fit() or load() first")
+
+    def save(self, directory: str | Path, **extra: Any) -> Path:
+        """Write ``ranker.txt`` (LightGBM's text model) and ``ranker.json`` (manifest) atomically."""
+        self._check()
+        directory = Path(directory)
+        text = self.booster.model_to_string(num_iteration=self.rounds).encode("utf-8")
+        write_bytes_atomic(directory / TREES_FILE, text)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": self.kind,
+            "features": self.feature_names,
+            "gbdt": to_dict(self.config),
+            "rounds": self.rounds,
+            "directions": self.directions,
+            "report": self.report,
+            "trees_file": TREES_FILE,
+            "trees_sha256": hashlib.sha256(text).hexdigest(),
+            **to_dict(extra),
+        }
+        path = directory / RANKER_FILE
+        write_bytes_atomic(path, json.dumps(manifest, indent=2).encode("utf-8"))
+        return path
+
+    @classmethod
+    def from_manifest(cls, directory: Path, data: dict[str, Any]) -> GBDTRanker:
+        """Rebuild from a ``ranker.json`` manifest and the text model beside it.
+
+        Raises:
+            ValueError: Wrong version, a missing or altered ``ranker.txt``, or mismatched features.
+        """
+        import lightgbm as lgb
+
+        from core.config import from_dict
+
+        if data.get("format_version") != FORMAT_VERSION or data.get("model") != cls.kind:
+            raise ValueError(f"not a {cls.kind} ranker of format {FORMAT_VERSION}")
+        trees = directory / data["trees_file"]
+        if not trees.is_file():
+            raise ValueError(f"{trees}: the ranker's tree file is missing")
+        text = trees.read_bytes()
+        if hashlib.sha256(text).hexdigest() != data["trees_sha256"]:
+            raise ValueError(f"{trees}: sha256 differs from the one in {RANKER_FILE}")
+        ranker = cls(data["features"], from_dict(GBDTConfig, data["gbdt"]))
+        ranker.booster = lgb.Booster(model_str=text.decode("utf-8"))
+        if ranker.booster.feature_name() != ranker.feature_names:
+            raise ValueError(f"{trees}: features {ranker.booster.feature_name()} != {ranker.feature_names}")
+        ranker.rounds = int(data["rounds"])
+        ranker.directions = {k: float(v) for k, v in data["directions"].items()}
+        ranker.report = dict(data.get("report", {}))
+        return ranker
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GBDTRanker:
+        """Read ``ranker.json`` + ``ranker.txt`` from ``directory``."""
+        ranker = load_ranker(directory)
+        if not isinstance(ranker, cls):
+            raise ValueError(f"{directory}: the ranker there is {ranker.kind}, not {cls.kind}")
+        return ranker
+
+
+Ranker = LinearRanker | GBDTRanker
+
+
+def load_ranker(directory: str | Path) -> Ranker:
+    """The ranker saved in ``directory``, of whichever kind its ``ranker.json`` names.
+
+    Raises:
+        FileNotFoundError: No ranker there.
+        ValueError: The files are corrupt or of an unknown kind.
+    """
+    directory = Path(directory)
+    path = directory / RANKER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ranker file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("model") == GBDTRanker.kind:
+            return GBDTRanker.from_manifest(directory, data)
+        return LinearRanker.from_dict(data)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: corrupt ranker file ({err})") from err
+
+
+def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: RankerConfig) -> Ranker:
+    """The ranker of ``config.model`` fit on :func:`training_rows` output."""
+    if config.model == "lambdarank":
+        return GBDTRanker(FEATURES, config.gbdt).fit(features, labels, features["user_id"].to_numpy())
+    return LinearRanker().fit(features, labels, config.c, config.max_iter)
+
+
+def _sizes(codes: np.ndarray) -> np.ndarray:
+    """Run lengths of consecutive equal values (LightGBM's query group sizes)."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    return np.diff(np.r_[starts, len(codes)])
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation, 0 when either side is constant."""
+    if a.std() < 1e-12 or b.std() < 1e-12:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def training_rows(

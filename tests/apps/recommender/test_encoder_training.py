@@ -125,3 +125,36 @@ def test_too_few_pairs_is_a_clear_error(topical, tiny_encoder_dir, tmp_path):
         train_encoder(topical, tmp_path / "a", str(tiny_encoder_dir), ContrastiveConfig(batch_size=10**4))
     with pytest.raises(ValueError, match="batch_size"):
         ContrastiveConfig(batch_size=1)
+
+
+def test_head_method_trains_a_projection_over_frozen_vectors(topical, tiny_encoder_dir, tmp_path):
+    base = str(tiny_encoder_dir)
+    config = ContrastiveConfig(
+        method="head",
+        head_epochs=6,
+        head_batch_size=16,
+        head_lr=0.05,
+        patience=0,
+        history_items=2,
+        max_item_length=16,
+        hard_negatives=1,
+        hard_skip=0,
+        hard_pool=4,
+    )
+    frozen = embed_items(topical, load_embedder(base, None, 16))
+    result = train_encoder(topical, tmp_path / "head", base, config, item_vectors=frozen)
+    assert (tmp_path / "head" / "projection.safetensors").is_file()
+    assert not (tmp_path / "head" / ADAPTER_WEIGHTS).exists()
+    training = json.loads((tmp_path / "head" / "training.json").read_text())
+    assert training["method"] == "head" and training["report"]["epochs_run"] == 6
+    assert result.model_id.startswith(f"{base}+head:") and result.item_vectors is not None
+
+    # The loss falls (that the head learns behaviour the frozen vectors miss is shown on synthetic
+    # data in tests/core/test_finetune_projection.py; this tiny random encoder's vectors barely differ).
+    assert result.losses[-1] < result.losses[0]
+    assert not np.allclose(result.item_vectors, frozen / np.linalg.norm(frozen, axis=1, keepdims=True))
+    # A saved head reloads as the base encoder plus the projection: the same vectors from text.
+    reloaded = load_embedder(base, tmp_path / "head", 16)
+    assert reloaded.model_id == result.model_id
+    np.testing.assert_allclose(embed_items(topical, reloaded), result.item_vectors, atol=1e-5)
+    np.testing.assert_allclose(embed_items(topical, result.embedder), result.item_vectors, atol=1e-5)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from apps.recommender.baselines import ItemKNNScorer
-from apps.recommender.config import CandidateConfig, RankerConfig
+from apps.recommender.baselines import ItemKNNScorer, PopularityScorer
+from apps.recommender.config import CandidateConfig, GBDTConfig, RankerConfig
 from apps.recommender.evaluation import evaluate_next_item
 from apps.recommender.hybrid import HybridScorer
-from apps.recommender.ranker import LinearRanker
+from apps.recommender.ranker import GBDTRanker, LinearRanker, load_ranker
 from apps.recommender.splits import leave_last_out
 
 
@@ -53,3 +53,29 @@ def test_reasons_for_a_chunk_equal_reasons_one_user_at_a_time(sample_dataset, sa
     assert len(together) == 12 * 8 and together["reason"].str.len().gt(0).all()
     cold = together.loc[together["cold_slot"]]
     assert cold["reason"].str.contains("new item, no interactions yet").all()
+
+
+def test_lambdarank_hybrid_serves_and_explains_from_its_saved_trees(
+    sample_dataset, sample_minilm_vectors, tmp_path
+):
+    vectors, _ = sample_minilm_vectors
+    split = leave_last_out(sample_dataset)
+    config = RankerConfig(
+        candidates=CandidateConfig(n_text=50, n_cf=50, n_popular=20),
+        model="lambdarank",
+        gbdt=GBDTConfig(num_leaves=7, min_child_samples=5, max_rounds=40, patience=10),
+    )
+    hybrid = HybridScorer(vectors, config).fit(split.train)
+    assert isinstance(hybrid.ranker, GBDTRanker) and hybrid.ranker.rounds >= 1
+    ours = evaluate_next_item(hybrid, split)
+    popularity = evaluate_next_item(PopularityScorer().fit(split.train), split)
+    assert ours["ndcg@10"] > popularity["ndcg@10"]
+    recs = hybrid.recommend_with_reasons(["U0001", "U0002"], k=8)
+    assert recs.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+    warm = recs.loc[~recs["cold_slot"]]
+    assert warm["reason"].str.contains(r"\+\d\.\d\d", regex=True).any()  # named features with lifts
+    hybrid.save_ranker(tmp_path / "ranker")
+    loaded = load_ranker(tmp_path / "ranker")
+    again = HybridScorer(vectors, config, ranker=loaded).fit(split.train)
+    np.testing.assert_array_equal(again.score(["U0001", "U0002"]), hybrid.score(["U0001", "U0002"]))
+    pd.testing.assert_frame_equal(again.recommend_with_reasons(["U0001", "U0002"], k=8), recs)

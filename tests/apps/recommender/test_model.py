@@ -62,6 +62,8 @@ def _settings(encoder: Path) -> list[str]:
         "finetune.batch_size": 4,
         "finetune.max_query_length": 32,
         "finetune.max_item_length": 16,
+        "finetune.head_epochs": 3,
+        "finetune.head_batch_size": 8,
         "ranker.cold.first_slot": 3,
         "ranker.cold.every": 3,
     }
@@ -75,9 +77,11 @@ def test_train_save_load_recommend(files, tiny_encoder_dir, tmp_path):
     result = CliRunner().invoke(app, args + _settings(tiny_encoder_dir))
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
+    # The default fine-tuning method is the head over the frozen encoder (configs/recommender.yaml).
     assert (
         manifest["encoder"]["adapter"] == "encoder"
-        and (out / "encoder" / "adapter_model.safetensors").is_file()
+        and (out / "encoder" / "projection.safetensors").is_file()
+        and "+head:" in manifest["encoder"]["model_id"]
     )
     assert "validation_text_only" in manifest["metrics"]["encoder"]
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
