@@ -150,6 +150,8 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
 
 def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[str, Any]:
     """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers."""
+    import torch
+
     from apps.finance_monitor.config import BUS_GROUP, MonitorConfig
     from apps.finance_monitor.feed import consume_feed, publish_items
     from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
@@ -172,7 +174,7 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
     url = _bus_url(source, run_id) if source != "folder" else None
     stats: Any = None
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if url is None:
             inbox = work / "inbox"
             inbox.mkdir()
@@ -187,7 +189,7 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
             t_published = time.perf_counter()
             with open_source(url, settings) as bus:
                 _, stats = consume_feed(monitor, bus, settings, drain=True)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         counts = _count(engine, run_id, items)
     finally:
         if url is not None:
@@ -205,6 +207,9 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
         "scored": counts["scored"],
         "wall_s": round(elapsed, 1),
         "publish_s": round(t_published - t0, 2),
+        "cpu_ms_per_item": round(1000 * cpu / items, 2),
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
         "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
         "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.batch_size), 1),
         "bus_batch": batch if url else None,
@@ -279,6 +284,7 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
 if __name__ == "__main__":  # pragma: no cover - python -m bench.finance_monitor_bus [SOURCE] [ITEMS]
     import sys
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see core.cli)
     from core.bench.harness import pin_threads
 
     pin_threads()
