@@ -38,6 +38,7 @@ from core.bench.harness import (
     environment,
     markdown_table,
     results_dir,
+    save_plot,
     shared_data_dir,
     write_results,
 )
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 NAME = "finance_monitor_bus"
 SOURCES = ("redis", "nats", "folder")
 TARGET_ITEMS_PER_S = 200.0
+PREVIOUS_KEYS = ("items", "items_per_s", "cpu_ms_per_item", "loadavg_1m")
 SPACING = timedelta(seconds=10)
 FILE_ITEMS = 1000  # items per JSON Lines file (folder)
 NEWS_SOURCES = ("Wire A", "Wire B", "Wire C", "Wire D")
@@ -150,6 +152,8 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
 
 def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[str, Any]:
     """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers."""
+    import torch
+
     from apps.finance_monitor.config import BUS_GROUP, MonitorConfig
     from apps.finance_monitor.feed import consume_feed, publish_items
     from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
@@ -172,7 +176,7 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
     url = _bus_url(source, run_id) if source != "folder" else None
     stats: Any = None
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if url is None:
             inbox = work / "inbox"
             inbox.mkdir()
@@ -187,7 +191,7 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
             t_published = time.perf_counter()
             with open_source(url, settings) as bus:
                 _, stats = consume_feed(monitor, bus, settings, drain=True)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         counts = _count(engine, run_id, items)
     finally:
         if url is not None:
@@ -205,6 +209,9 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
         "scored": counts["scored"],
         "wall_s": round(elapsed, 1),
         "publish_s": round(t_published - t0, 2),
+        "cpu_ms_per_item": round(1000 * cpu / items, 2),
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
         "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
         "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.batch_size), 1),
         "bus_batch": batch if url else None,
@@ -245,40 +252,80 @@ def run(
     result["command"] = f"aigc bench monitor --items {items} --source {source}"
     path = results_dir(out) / f"{NAME}.json"
     runs = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    if source in runs:  # the run before, for the before/after columns
+        old = runs[source]
+        result["previous"] = {k: old.get(k) for k in PREVIOUS_KEYS}
+        result["previous"]["measured_at"] = old["env"]["measured_at"]
     runs[source] = result
     write_results(NAME, {"bench": NAME, "runs": runs}, _markdown(runs), out)
+    _plot(runs, out)
     logger.info(
         "Monitor throughput", extra={k: result[k] for k in ("source", "items_per_s", "lost", "duplicated")}
     )
     return result
 
 
+def _load(run: dict[str, Any]) -> str:
+    return "–".join(str(v) for v in run.get("loadavg_1m") or ()) or "?"
+
+
 def _markdown(runs: dict[str, dict[str, Any]]) -> str:
-    rows = [
-        [
-            r["source"],
-            r["items"],
-            r["items_per_s"],
-            r["consume_items_per_s"],
-            r["scoring_items_per_s"],
-            r["lost"],
-            r["duplicated"],
-            r["alerts"],
-            f"{r['loadavg_1m'][0]}–{r['loadavg_1m'][1]}",
-            r["env"]["measured_at"],
-        ]
-        for r in (runs[s] for s in SOURCES if s in runs)
-    ]
+    rows = []
+    for r in (runs[s] for s in SOURCES if s in runs):
+        before = r.get("previous") or {}
+        rows.append(
+            [
+                r["source"],
+                r["items"],
+                r["items_per_s"],
+                r.get("cpu_ms_per_item", "–"),
+                r["scoring_items_per_s"],
+                r["lost"],
+                r["duplicated"],
+                r["alerts"],
+                _load(r),
+                f"{before['items_per_s']} ({before['items']} items, load {_load(before)})" if before else "–",
+                r["env"]["measured_at"],
+            ]
+        )
     header = [
-        "source", "items", "items/s (publish → evaluated)", "items/s after publish", "model alone items/s",
-        "lost", "duplicated", "alerts", "load avg (1 min)", "measured",
+        "source", "items", "items/s (publish → evaluated)", "CPU ms per item", "model alone items/s",
+        "lost", "duplicated", "alerts", "load avg (1 min)", "before: items/s", "measured",
     ]  # fmt: skip
     return "### aigc bench monitor\n\n" + markdown_table(header, rows)
+
+
+def _plot(runs: dict[str, dict[str, Any]], out: str | Path | None) -> str:
+    """Items/s per source (this run and the one before, with their load averages) beside the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [runs[s] for s in SOURCES if s in runs]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = range(len(shown))
+    before = [(r.get("previous") or {}).get("items_per_s") or 0 for r in shown]
+    after = [r["items_per_s"] for r in shown]
+    ax.bar([i - 0.2 for i in x], before, 0.4, label="before", color="#bbbbbb")
+    ax.bar([i + 0.2 for i in x], after, 0.4, label="latest", color="#3b75af")
+    for i, r in enumerate(shown):
+        ax.annotate(f"load {_load(r)}", (i + 0.2, after[i]), ha="center", va="bottom", fontsize=7)
+        if before[i]:
+            label = f"load {_load(r['previous'])}"
+            ax.annotate(label, (i - 0.2, before[i]), ha="center", va="bottom", fontsize=7)
+    ax.axhline(TARGET_ITEMS_PER_S, color="#c0392b", linestyle="--", linewidth=1, label="target (2 cores)")
+    ax.set_xticks(list(x), [f"{r['source']} ({r['items']:,})" for r in shown])
+    ax.set_ylabel("items/s, publish → evaluated")
+    ax.set_title("aigc bench monitor (shared 2-core CPU; load average beside each bar)", fontsize=9)
+    ax.legend(fontsize=7)
+    return save_plot(fig, NAME, out)
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m bench.finance_monitor_bus [SOURCE] [ITEMS]
     import sys
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see core.cli)
     from core.bench.harness import pin_threads
 
     pin_threads()

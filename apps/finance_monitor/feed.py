@@ -2,7 +2,8 @@
 
 :func:`consume_feed` runs the monitor over a Redis stream or NATS subject (:mod:`core.bus`): each
 fetched batch is parsed (a message is one JSON object with the keys of a JSON Lines news file),
-stored and scored, and only then acknowledged, so a kill makes the broker deliver the batch again
+stored and scored in one transaction (:meth:`~apps.finance_monitor.monitor.Monitor.commit_batch`),
+and only then acknowledged, so a kill makes the broker deliver the batch again
 and the stored ids make that second delivery change nothing. A message that is not a valid item
 is logged with its id and dead-lettered on the broker (recorded and acknowledged), never retried.
 
@@ -91,7 +92,7 @@ def consume_feed(
 
     def handle(messages: Sequence[BusMessage]) -> dict[str, str]:
         items, rejected = parse_messages(source.url, messages, monitor)
-        result = monitor.store_and_score(items)
+        result = monitor.commit_batch(items)
         result.errors = list(rejected.values())
         if len(messages) < settings.batch or time.monotonic() >= due:
             evaluate(result)
@@ -105,6 +106,9 @@ def consume_feed(
     if worker is not None:
         worker.start()
     try:
+        # Items stored but never scored (a folder cycle or an older version that died in between):
+        # batches score only their own items.
+        total.scored += monitor.score_unscored()
         stats = consume(
             source,
             handle,

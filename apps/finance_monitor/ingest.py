@@ -104,6 +104,15 @@ class Ingestor:
             new_ids, near = self._store(session, items)
         return IngestResult(path, "ingested", len(items), new_ids, near)
 
+    def store_in(self, session: Session, items: Sequence[NewsItem]) -> IngestResult:
+        """Store ``items`` (those already stored are skipped) in the caller's transaction.
+
+        Returns:
+            What was stored (visible once the caller commits).
+        """
+        new_ids, near = self._store(session, items)
+        return IngestResult(None, "ingested", len(items), new_ids, near)
+
     def ingest_file(self, path: str | Path, *, force: bool = False) -> IngestResult:
         """Read and store one file unless it (or a copy of it) was ingested before.
 

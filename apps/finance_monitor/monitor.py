@@ -52,14 +52,17 @@ from apps.finance_monitor.rules import (
     resolve_entity_rules,
     rule_channels,
 )
-from apps.finance_monitor.scoring import Scorer, score_pending
+from apps.finance_monitor.scoring import Scorer, score_into, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import (
     Alert,
+    Item,
     Score,
+    get_items,
     get_watermark,
     scored_frame,
+    scored_ids,
     scores_after,
     set_watermark,
 )
@@ -187,6 +190,36 @@ class Monitor:
             score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
         )
         return result
+
+    def commit_batch(self, items: Sequence[NewsItem]) -> CycleResult:
+        """Store ``items`` and score those of them still unscored, in one transaction; no rules.
+
+        A bus batch (:func:`apps.finance_monitor.feed.consume_feed`): once this returns, every item
+        of the batch is stored and scored, so its messages may be acknowledged. Items stored by an
+        earlier attempt that died before scoring them are scored now (stored ids are skipped, their
+        stored rows scored); other unscored items are left to :meth:`score_unscored`.
+
+        Raises:
+            StorageError, SQLAlchemyError: The database failed (nothing of the batch was committed).
+        """
+        with session_scope(self.engine) as session:
+            stored = self.ingestor.store_in(session, items)
+            unique = sorted({i.id: i for i in items}.values(), key=lambda i: (i.timestamp, i.id))
+            new = set(stored.new_ids)
+            done = scored_ids(session, self.scorer.version, [i.id for i in unique if i.id not in new])
+            # New items are scored as given; ones stored before, as stored (their title may differ).
+            earlier = {i.id for i in unique if i.id not in new and i.id not in done}
+            rows = {row.id: row for row in get_items(session, earlier)} if earlier else {}
+            todo: list[Item | NewsItem] = [
+                i if i.id in new else rows[i.id] for i in unique if i.id in new or i.id in rows
+            ]
+            scored = score_into(session, self.scorer, todo, batch_size=self.batch_size, linker=self.linker)
+        failpoint("monitor.after_score_commit")
+        return CycleResult(files=[stored], new_items=len(stored.new_ids), scored=len(scored))
+
+    def score_unscored(self) -> int:
+        """Score every stored item the model has not scored (a transaction per batch); returns how many."""
+        return len(score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker))
 
     def evaluate_pending(self) -> tuple[int, list[Alert]]:
         """Apply the rules to every score past the alert watermark; commit alerts, deliveries, watermark.

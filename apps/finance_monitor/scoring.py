@@ -31,13 +31,15 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from apps.finance_monitor.classifiers import head_probabilities, load_model, model_version
 from apps.finance_monitor.entities import EntityLinker, link_stored
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS
-from apps.finance_monitor.storage import ScoreRow, store_scores, unscored_items
+from apps.finance_monitor.sources import NewsItem
+from apps.finance_monitor.storage import Item, ScoreRow, store_scores, unscored_items
 from core.atomic import write_bytes_atomic
 from core.classification import TextClassifier
 from core.errors import check_path_kind
@@ -181,18 +183,7 @@ def score_pending(
                 items = unscored_items(session, scorer.version, limit=size)
                 if not items:
                     break
-                labels = scorer.label([item.title for item in items], batch_size)
-                now = utcnow()
-                store_scores(
-                    session,
-                    [
-                        _row(item.id, scorer.version, lab, now)
-                        for item, lab in zip(items, labels, strict=True)
-                    ],
-                )
-                if linker is not None:
-                    link_stored(session, linker, items)
-                ids = [item.id for item in items]
+                ids = score_into(session, scorer, items, batch_size=batch_size, linker=linker)
             failpoint("monitor.after_score_commit")
             done += ids
             bar.update(len(ids))
@@ -201,6 +192,34 @@ def score_pending(
     if done:
         logger.info("Scored items", extra={"count": len(done), "model_version": scorer.version})
     return done
+
+
+def score_into(
+    session: Session,
+    scorer: Scorer,
+    items: Sequence[Item | NewsItem],
+    *,
+    batch_size: int = 64,
+    linker: EntityLinker | None = None,
+) -> list[str]:
+    """Score ``items`` (stored, or being stored in ``session``) and write the scores in its transaction.
+
+    The caller chooses which items (unscored ones) and commits; with a linker, their entity links go
+    into the same transaction.
+
+    Returns:
+        The ids scored, in the order of ``items``.
+    """
+    if not items:
+        return []
+    labels = scorer.label([item.title for item in items], batch_size)
+    now = utcnow()
+    store_scores(
+        session, [_row(item.id, scorer.version, lab, now) for item, lab in zip(items, labels, strict=True)]
+    )
+    if linker is not None:
+        link_stored(session, linker, items)
+    return [item.id for item in items]
 
 
 def _row(item_id: str, version: str, label: Label, now: Any) -> ScoreRow:

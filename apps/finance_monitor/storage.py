@@ -355,6 +355,20 @@ def store_scores(session: Session, scores: Sequence[ScoreRow]) -> int:
     return len(rows)
 
 
+def scored_ids(session: Session, model_version: str, ids: Iterable[str]) -> set[str]:
+    """The subset of ``ids`` that ``model_version`` has scored (an index lookup per id, no table scan)."""
+    ids = list(dict.fromkeys(ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found.update(
+            session.scalars(
+                sa.select(Score.item_id).where(Score.model_version == model_version, Score.item_id.in_(chunk))
+            )
+        )
+    return found
+
+
 def unscored_items(session: Session, model_version: str, limit: int | None = None) -> list[Item]:
     """Items with no score from ``model_version`` yet, oldest first."""
     scored = sa.select(Score.item_id).where(Score.model_version == model_version)

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -112,3 +116,25 @@ def test_app_cli_imported_before_core_cli_still_mounts() -> None:
     assert "Could not load plugin" not in proc.stderr
     for name in ("finance", "recommend", "support"):
         assert f"'{name}'" in proc.stdout
+
+
+def test_the_command_line_sets_passive_openmp_waiting_before_torch_loads():
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads it: the CLI must set it before that import."""
+    code = (
+        "import importlib.abc, os, sys\n"
+        "seen = []\n"
+        "class Spy(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and not seen:\n"
+        "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "import core.cli\n"
+        "print(seen)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "['PASSIVE']", run.stderr

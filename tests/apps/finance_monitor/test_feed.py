@@ -188,3 +188,29 @@ def test_a_redis_entry_of_plain_fields_is_read_as_one_item(sqlite_db, tiny_senti
     finally:
         client.close()
         drop(url)
+
+
+def test_a_bus_batch_is_stored_and_scored_in_one_transaction(sqlite_db, tiny_sentiment_dir, tmp_path):
+    """commit_batch scores its own items (also ones an earlier attempt stored and died before scoring),
+    with the labels the scorer gives them, and leaves other unscored items to the sweep."""
+    items = sample_items()[:40]
+    earlier, fresh, elsewhere = items[:10], items[10:30], items[30:]
+    scorer = Scorer.from_dirs(tiny_sentiment_dir)
+    monitor = Monitor(sqlite_db, scorer, load_rules(SAMPLE_RULES), [])
+    monitor.ingestor.ingest_items(earlier + elsewhere)  # stored, never scored: a kill in between
+
+    result = monitor.commit_batch(earlier + fresh + fresh[:3])  # a repeat inside the batch too
+    assert (result.new_items, result.scored) == (20, 30)
+    with session_scope(sqlite_db) as session:
+        scores = {s.item_id: s for s in session.scalars(sa.select(Score))}
+    assert set(scores) == {i.id for i in earlier + fresh}
+    expected = scorer.label([i.title for i in earlier + fresh], monitor.batch_size)
+    for item, label in zip(earlier + fresh, expected, strict=True):
+        assert scores[item.id].sentiment == label.sentiment
+        assert scores[item.id].probabilities == label.probabilities
+
+    before = counts(sqlite_db)
+    again = monitor.commit_batch(earlier + fresh)  # the batch delivered again: nothing changes
+    assert (again.new_items, again.scored) == (0, 0) and counts(sqlite_db) == before
+    assert monitor.score_unscored() == 10  # the items of no batch
+    assert counts(sqlite_db)[:2] == (40, 40)
