@@ -127,8 +127,14 @@ def run(
     if out.is_file():
         previous = json.loads(out.read_text())
         earlier = [*previous.get("earlier_runs", []), *previous.get("runs", [])]
-        running = {(c, _settings(c, args, default_epochs)["epochs"]) for c in args.config or ["lora-attn"]}
-        results["earlier_runs"] = [r for r in earlier if (r.get("config"), r.get("epochs")) not in running]
+        # a run replaces an earlier one of the same configuration, epochs and training subsample
+        running = {
+            (c, _settings(c, args, default_epochs)["epochs"], args.max_train)
+            for c in args.config or ["lora-attn"]
+        }
+        results["earlier_runs"] = [
+            r for r in earlier if (r.get("config"), r.get("epochs"), r.get("max_train")) not in running
+        ]
     for config_name in args.config or ["lora-attn"]:
         run_dir = RUNS / f"{name}-{config_name}"
         settings = _settings(config_name, args, default_epochs)
@@ -148,6 +154,7 @@ def run(
             "overrides": overrides,
             "batch_size": settings["batch_size"],
             "epochs": settings["epochs"],
+            "max_train": args.max_train,
             "epochs_run": report["epochs_run"],
             "best_epoch": report["best_epoch"],
             "train_rows": report["train_size"],
