@@ -13,6 +13,8 @@ From the step time it estimates the training time of the full runs in ``docs/ben
 (PhraseBank 3,265 training rows x 4 epochs, TFNS 6,871 x 3), without evaluation.
 
     .venv/bin/python -m bench.accurate_preset --threads 1      # writes bench/results/accurate_preset.json
+    .venv/bin/python -m bench.accurate_preset --threads 1 --optimizers --models mpnet-base
+        # per-tensor vs fused AdamW, step phases: bench/results/accurate_optimizer.json
 """
 
 from __future__ import annotations
@@ -106,6 +108,72 @@ def _step_time(model: str, texts: list[str], labels: list[str], steps: int) -> d
     }
 
 
+def _optimizer_split(model: str, texts: list[str], labels: list[str], steps: int) -> dict[str, Any]:
+    """Seconds of forward+backward, clipping and AdamW step of a full fine-tune, per-tensor vs fused AdamW.
+
+    torch's AdamW updates tensor by tensor on CPU unless asked for its fused kernel; the two optimizers
+    take turns on the same batches (medians of ``steps`` each, after one warm-up step each).
+    """
+    import numpy as np
+    import torch
+
+    from core.classification import TextClassifier
+    from core.finetune import ClassifierTrainConfig
+    from core.finetune.classifier import classifier_task
+    from core.finetune.data import LabelledTexts
+    from core.precision import resolve_precision
+    from core.seed import set_seed
+
+    set_seed(0)
+    config = ClassifierTrainConfig(
+        batch_size=BATCH, full_finetune=True, use_lora=False, lr=3e-5, max_length=128
+    )
+    classifier = TextClassifier(model, sorted(set(labels)), max_length=config.max_length, full_finetune=True)
+    task = classifier_task(classifier, LabelledTexts(texts, {"label": labels}, "phrasebank"), config)
+    bf16 = resolve_precision(config.precision, torch.device("cpu")) == torch.bfloat16
+    optimizers = {
+        "per-tensor": torch.optim.AdamW([dict(g) for g in task.param_groups], foreach=False),
+        "fused": torch.optim.AdamW([dict(g) for g in task.param_groups], fused=True),
+    }
+    kinds = {
+        name: sorted(
+            {
+                "fused" if g["fused"] else "per-tensor" if g["foreach"] is False else "foreach"
+                for g in opt.param_groups
+            }
+        )
+        for name, opt in optimizers.items()
+    }
+    params = [p for group in task.param_groups for p in group["params"]]
+    phases: dict[str, dict[str, list[float]]] = {
+        k: {"forward_backward": [], "clip": [], "optimizer": []} for k in optimizers
+    }
+    rng = np.random.default_rng(0)
+    classifier.train()
+    for _ in range(steps + 1):
+        for name, opt in optimizers.items():
+            batch = task.collate(rng.choice(len(task.lengths), BATCH, replace=False).tolist())
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = task.loss(batch).float()
+            loss.backward()
+            t1 = time.perf_counter()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            t2 = time.perf_counter()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            t3 = time.perf_counter()
+            for phase, value in zip(phases[name], (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                phases[name][phase].append(value)
+    out: dict[str, Any] = {"trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1)}
+    for name, by_phase in phases.items():
+        medians = {phase: round(statistics.median(v[1:]), 2) for phase, v in by_phase.items()}
+        out[name] = {**medians, "step_s": round(sum(medians.values()), 2), "kinds": kinds[name]}
+    out["optimizer_speedup"] = round(out["per-tensor"]["optimizer"] / max(out["fused"]["optimizer"], 1e-9), 1)
+    out["step_speedup"] = round(out["per-tensor"]["step_s"] / out["fused"]["step_s"], 2)
+    return out
+
+
 def main() -> None:
     """Measure both models and write ``bench/results/accurate_preset.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,6 +182,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument(
+        "--optimizers",
+        action="store_true",
+        help="only time the phases of a step with per-tensor vs fused AdamW (accurate_optimizer.json)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import numpy as np
@@ -133,6 +206,21 @@ def main() -> None:
         "loadavg_before": [round(x, 1) for x in os.getloadavg()],
         "models": {},
     }
+    if args.optimizers:
+        result["optimizer_split"] = {}
+        for model in args.models:
+            split = _optimizer_split(
+                model, [texts[i] for i in train_rows], [labels[i] for i in train_rows], args.steps
+            )
+            for name in ("per-tensor", "fused"):  # the optimizers really were what their names say
+                assert split[name]["kinds"] == [name], split
+            result["optimizer_split"][model] = split
+            print(model, json.dumps(split), flush=True)
+        result["loadavg_after"] = [round(x, 1) for x in os.getloadavg()]
+        (RESULTS / "accurate_optimizer.json").write_text(
+            json.dumps(result, indent=2) + "\n", encoding="utf-8"
+        )
+        return
     for model in args.models:
         encode = _encode_rate(model, sample, args.reps)
         train = _step_time(model, [texts[i] for i in train_rows], [labels[i] for i in train_rows], args.steps)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from apps.finance_monitor.config import TRAIN_PRESETS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "finance"
 RESULTS = ROOT / "bench" / "results"
@@ -32,21 +34,42 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lora-all": {"lora": {"r": 16, "alpha": 32, "target_modules": ["query", "key", "value", "dense"]}},
     # every encoder weight trained (no LoRA); the model directory then carries the whole encoder
     "full": {"full_finetune": True, "lr": 1e-4},
+    # the presets of `aigc finance train --task sentiment --preset NAME` (apps/finance_monitor/config.py)
+    **{f"preset-{name}": dict(fields) for name, fields in TRAIN_PRESETS.items()},
 }
+# What a run trains with unless its configuration or the command line says otherwise.
+BASE = {"model": "minilm-l6", "batch_size": 16}
 
 
 def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
     """Common command-line options of the finance benchmarks."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS), help="configurations to run")
-    parser.add_argument("--epochs", type=int, default=default_epochs)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help=f"default: the configuration's, else {default_epochs}"
+    )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("FINANCE_BENCH_THREADS", "2")))
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the configuration's, else 16")
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training part")
-    parser.add_argument("--model", default="minilm-l6")
+    parser.add_argument("--model", default=None, help="default: the configuration's, else minilm-l6")
     parser.add_argument("--lr", type=float, default=None, help="override the configuration's encoder lr")
     parser.add_argument("--max-length", type=int, default=None, help="override the token limit")
+    parser.add_argument("--progress", action="store_true", help="a progress bar per epoch, epoch logs")
     return parser.parse_args()
+
+
+def _settings(config_name: str, args: argparse.Namespace, default_epochs: int) -> dict[str, Any]:
+    """Training fields of one run: defaults, then the configuration's, then the command line's."""
+    settings: dict[str, Any] = {**BASE, "epochs": default_epochs, **CONFIGS[config_name]}
+    cli = {
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "max_length": args.max_length,
+    }
+    settings.update({k: v for k, v in cli.items() if v is not None})
+    return settings
 
 
 def run(
@@ -66,7 +89,9 @@ def run(
         default_epochs: Epochs unless ``--epochs`` says otherwise.
     """
     args = parse_args(description, default_epochs)
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.progress:
+        logging.getLogger("core.finetune").setLevel(logging.INFO)
     if not DATA.is_dir():
         raise SystemExit(f"real data not found at {DATA}; the finance benchmarks need ../shared/data/finance")
     import numpy as np
@@ -102,29 +127,21 @@ def run(
     if out.is_file():
         previous = json.loads(out.read_text())
         earlier = [*previous.get("earlier_runs", []), *previous.get("runs", [])]
-        running = set(args.config or ["lora-attn"])
+        # a run replaces an earlier one of the same configuration, epochs and training subsample
+        running = {
+            (c, _settings(c, args, default_epochs)["epochs"], args.max_train)
+            for c in args.config or ["lora-attn"]
+        }
         results["earlier_runs"] = [
-            r for r in earlier if r.get("config") not in running or r.get("epochs") != args.epochs
+            r for r in earlier if (r.get("config"), r.get("epochs"), r.get("max_train")) not in running
         ]
     for config_name in args.config or ["lora-attn"]:
         run_dir = RUNS / f"{name}-{config_name}"
-        overrides = dict(CONFIGS[config_name])
-        if args.lr is not None:
-            overrides["lr"] = args.lr
-        if args.max_length is not None:
-            overrides["max_length"] = args.max_length
+        settings = _settings(config_name, args, default_epochs)
+        overrides = {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")}
         tick = time.perf_counter()
         report = train(
-            task,
-            train_data,
-            run_dir,
-            model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            val_fraction=0.1,
-            seed=42,
-            show_progress_bar=False,
-            **overrides,
+            task, train_data, run_dir, val_fraction=0.1, seed=42, show_progress_bar=args.progress, **settings
         )
         train_wall = time.perf_counter() - tick
         model = load_model(run_dir)
@@ -133,9 +150,11 @@ def run(
         score_s = time.perf_counter() - tick
         row = {
             "config": config_name,
-            "model": args.model,
+            "model": settings["model"],
             "overrides": overrides,
-            "epochs": args.epochs,
+            "batch_size": settings["batch_size"],
+            "epochs": settings["epochs"],
+            "max_train": args.max_train,
             "epochs_run": report["epochs_run"],
             "best_epoch": report["best_epoch"],
             "train_rows": report["train_size"],

@@ -21,18 +21,22 @@ def main() -> None:
         if path.is_file():
             merged[name] = json.loads(path.read_text())
     (RESULTS / "finance.json").write_text(json.dumps(merged, indent=2) + "\n")
-    rows = ["| benchmark | config | train rows | epochs | metric | value | target | train s | items/s |"]
-    rows.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
+    rows = [
+        "| benchmark | model | config | train rows | epochs | metric | value | target | train s | items/s |"
+    ]
+    rows.append("|---|---|---|---:|---:|---|---:|---:|---:|---:|")
     labels, values, targets = [], [], []
     for name, result in merged.items():
         metric, target = result["target"]["metric"], result["target"]["value"]
         for run in [*result.get("earlier_runs", []), *result["runs"]]:
+            model = run.get("model", "minilm-l6")
             rows.append(
-                f"| {NAMES[name]} | {run['config']} | {run['train_rows']} | {run['epochs_run']} | {metric} "
+                f"| {NAMES[name]} | {model} | {run['config']} | {run['train_rows']} | {run['epochs_run']} "
+                f"| {metric} "
                 f"| {run[metric]:.3f} | {target:.2f} | {run['train_wall_s']:.0f} "
                 f"| {run['score_items_per_s']:.1f} |"
             )
-            labels.append(f"{NAMES[name]}\n{run['config']}, {run['epochs_run']} ep")
+            labels.append(f"{NAMES[name]}\n{model} {run['config']}, {run['epochs_run']} ep")
             values.append(run[metric])
             targets.append(target)
     print("\n".join(rows))
@@ -46,7 +50,7 @@ def main() -> None:
 
         fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(values), 3.6))
         xs = range(len(values))
-        ax.bar(xs, values, color="#4c78a8", label="measured (MiniLM-L6)")
+        ax.bar(xs, values, color="#4c78a8", label="measured")
         ax.scatter(xs, targets, color="#e45756", marker="_", s=900, linewidths=3, label="target", zorder=3)
         ax.set_xticks(list(xs), labels, fontsize=8)
         ax.set_ylim(0, 1)

@@ -225,7 +225,12 @@ def _optimizer(task: TrainingTask, config: TrainConfig) -> torch.optim.Optimizer
     split = [g for g in split if g["params"]]
     if not split:
         raise ValueError("The model has no trainable parameters.")
-    return torch.optim.AdamW(split, lr=config.lr)
+    # The fused kernel: on CPU torch otherwise updates tensor by tensor, which took a quarter of a full
+    # fine-tune step of the 110 M-parameter mpnet-base (7.5 s of 29.5 s; fused 1.4 s; see
+    # docs/benchmarks/finance.md).
+    params = [p for g in split for p in g["params"]]
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(split, lr=config.lr, fused=fused or None)
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:

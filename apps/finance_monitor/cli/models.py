@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
+from apps.finance_monitor.config import DEFAULT_PRESET
 from core.console import console
 
 app = typer.Typer()
@@ -30,16 +31,23 @@ def train_cmd(
             "--label-map", help="Numeric labels: '0=negative,1=positive', tfns, tfn-topic or a classes file."
         ),
     ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="fast (MiniLM, LoRA) or accurate (mpnet-base fully fine-tuned; make accurate); "
+            "applied over --config, under --set.",
+        ),
+    ] = DEFAULT_PRESET,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """Fine-tune a sentiment or topic classifier (LoRA) and calibrate it on its validation split."""
+    """Fine-tune a sentiment or topic classifier and calibrate it on its validation split."""
     from apps.finance_monitor.classifiers import train
-    from apps.finance_monitor.config import FinanceTrainConfig
-    from core.config import load_config
+    from apps.finance_monitor.config import load_train_config
 
     with command_errors():
-        cfg = load_config(FinanceTrainConfig, config_path(config), overrides or [], section="train")
+        cfg = load_train_config(config_path(config), overrides or [], preset=preset)
         report = train(task, data, out, label_map=label_map, config=cfg)
     val = report.get("best_metric")
     shown = "n/a" if val is None else f"{val:.4f}"
