@@ -146,11 +146,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--threads", type=int, default=20, help="StackFAQ threads (with short answers)")
-    parser.add_argument("--max-words", type=int, default=40, help="longest curated answer, in words")
-    parser.add_argument("--test", type=int, default=60, help="test paraphrases scored (seed 0)")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="StackFAQ threads (with short answers)")
+    parser.add_argument("--max-words", type=int, default=30, help="longest curated answer, in words")
+    parser.add_argument("--test", type=int, default=40, help="test paraphrases scored (seed 0)")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS), default=None)
     parser.add_argument("--only", choices=sorted([*CONFIGS, "before"]), default=None)
     parser.add_argument("--combine", action="store_true", help="merge the --only results and plot")

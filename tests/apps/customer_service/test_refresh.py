@@ -9,6 +9,7 @@ scores: equal passes). The adapter test trains the tiny random Llama for one epo
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -354,9 +355,8 @@ def test_a_worse_answer_adapter_is_refused_and_the_served_one_stays(
             tiny_encoder_dir,
             pairs_data=str(write_pairs(tmp_path / "pairs.jsonl", pairs)),
             answer_model=str(tiny_causal_lm_dir),
-            max_new_tokens=6,
-            answer_training=FAST_ANSWERS,
         )
+        config = dataclasses.replace(config, max_new_tokens=6, answer_training=FAST_ANSWERS)
         return refresh(config=config, bot_config=BotConfig(), skip_intents=True)
 
     good = adapter_refresh(GOOD_ANSWERS)
