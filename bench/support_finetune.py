@@ -127,8 +127,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
     from core.bench.harness import save_figure
 
     names = ["base (before)", *results["configs"]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("bleu", "rouge_l"), strict=True):
+    speed = (results.get("training_speed") or {}).get("samples_per_s")
+    fig, axes = plt.subplots(1, 3 if speed else 2, figsize=(14 if speed else 10, 3.6))
+    if speed:  # training speed of the same LoRA set-up: project loop vs transformers Trainer
+        bars = axes[2].bar(list(speed), list(speed.values()), color="#f58518")
+        axes[2].bar_label(bars, fmt="%.3f", fontsize=7)
+        axes[2].set_title("LoRA SFT training pairs/s (aigc bench finetune --task sft)", fontsize=9)
+        axes[2].tick_params(axis="x", labelsize=7)
+    for ax, metric in zip(axes, ("bleu", "rouge_l"), strict=False):
         x = np.arange(len(names))
         for offset, split, colour in ((-0.2, "validation", "#72b7b2"), (0.2, "test", "#4c78a8")):
             values = [results["before"][split][metric]]
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "before": json.loads(Path(f"{part}.before.json").read_text()),
         "configs": {n: json.loads(Path(f"{part}.{n}.json").read_text()) for n in names},
     }
+    speed_file = args.out.parent / "finetune.json"  # written by `aigc bench finetune --task sft`
+    if speed_file.is_file():
+        results["training_speed"] = json.loads(speed_file.read_text()).get("sft")
     before = results["before"]["test"]
     for result in results["configs"].values():
         result["test_bleu_ratio"] = round(result["test"]["bleu"] / max(before["bleu"], 1e-9), 2)
