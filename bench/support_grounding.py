@@ -315,7 +315,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 # ------------------------------------------------------------------------------ main
 def run_dataset(
     name: str, kb: KnowledgeBase, calibration: Any, inside: list, outside: list[str], generator: Any,
-    embedder: CachedEmbedder, seed: int,
+    embedder: CachedEmbedder, seed: int, run_modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:  # fmt: skip
     """Answer every question in each mode; summaries per mode and the rows."""
     base = load_bot_config()
@@ -326,7 +326,7 @@ def run_dataset(
     order = np.random.default_rng(seed).permutation(len(questions))
     modes: dict[str, Any] = {}
     rows_by_mode: dict[str, list[dict[str, Any]]] = {}
-    for mode in MODES:
+    for mode in run_modes:
         config = BotConfig(**{**base.__dict__, "answer": replace(base.answer, mode=mode)})
         bot = SupportBot(kb, config, generator=generator, embedder=embedder, calibration=calibration)
         bot.answer(questions[0][0])  # warm-up
@@ -338,7 +338,8 @@ def run_dataset(
                 logger.info("%s %s: %d/%d", name, mode, len(rows), len(questions))
         rows_by_mode[mode] = rows
         modes[mode] = summarize(rows) | {"wall_s": round(time.perf_counter() - start, 1)}
-    modes["unverified"] = summarize(rows_by_mode["generate"], key="unverified")
+    if "generate" in rows_by_mode:
+        modes["unverified"] = summarize(rows_by_mode["generate"], key="unverified")
     return {
         "kb_entries": len(kb),
         "questions_in_scope": len(inside),
@@ -358,6 +359,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dump-labels", type=Path, default=None, help="write 60 answers to label by hand")
+    parser.add_argument(
+        "--adapter", type=Path, default=None, help="answer-model adapter (from `aigc support finetune`)"
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help="answer modes to run (extractive,generate)")
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -368,9 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         names.remove("stackfaq")
     embedder = CachedEmbedder("minilm-l6")
     config = load_bot_config()
-    generator = Generator(
-        config.answer.model, config.answer.adapter, backend="llamacpp", n_threads=args.threads
-    )
+    adapter = str(args.adapter) if args.adapter else config.answer.adapter
+    generator = Generator(config.answer.model, adapter, backend="llamacpp", n_threads=args.threads)
+    modes = tuple(m for m in MODES if m in {x.strip() for x in args.modes.split(",")})
     load_before = os.getloadavg()
     datasets: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-grounding-") as tmp:
@@ -382,9 +387,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     embedder, Path(tmp), args.questions, args.seed
                 )
             datasets[name] = run_dataset(
-                name, kb, calibration, inside, outside, generator, embedder, args.seed
+                name, kb, calibration, inside, outside, generator, embedder, args.seed, modes
             )
-    generate_runs = {name: d["rows"]["generate"] for name, d in datasets.items()}
+    generate_runs = {name: d["rows"]["generate"] for name, d in datasets.items() if "generate" in d["rows"]}
     if args.dump_labels:
         logger.info(
             "wrote %d answers to label to %s", dump_labels(generate_runs, args.dump_labels), args.dump_labels
@@ -393,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": NAME,
         "command": "nice -n 5 .venv/bin/python -m bench." + NAME,
         "backend": generator.backend,
+        "adapter": adapter,
         "threads": args.threads,
         "cpus": os.cpu_count(),
         "load_avg_before": load_before,

@@ -42,6 +42,8 @@ _TARGETS: dict[str, tuple[str, ...]] = {
     "phi3": ("qkv_proj", "o_proj"),
 }
 # Leaf names of attention projections seen across architectures, for models in neither table.
+#: ``LoraSettings.target_modules`` value that adapts every linear layer but the output layer.
+ALL_LINEAR = "all-linear"
 _ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "c_attn", "qkv_proj")
 
 
@@ -57,7 +59,8 @@ class LoraSettings:
     target_modules: tuple[str, ...] = field(
         default=(),
         metadata={
-            "help": "Module names to adapt; empty picks the attention projections of the architecture."
+            "help": "Module names to adapt; empty picks the attention projections of the architecture, "
+            "['all-linear'] every linear layer but the output layer."
         },
     )
     bias: Literal["none", "all", "lora_only"] = field(
@@ -102,8 +105,31 @@ def target_modules_for(model: torch.nn.Module) -> list[str]:
     return found
 
 
+def all_linear_modules(model: torch.nn.Module) -> list[str]:
+    """Leaf names of every linear layer of ``model`` but its output layer (LM head or classifier).
+
+    For a Llama-style decoder: the four attention projections and ``gate_proj``/``up_proj``/``down_proj``
+    (what peft's ``"all-linear"`` picks, written out so the adapter's config names them).
+    """
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.Linear) and mod is not output and "." in name
+    }
+    if not names:
+        raise ValueError("The model has no linear layers to adapt.")
+    return sorted(names)
+
+
 def resolve_settings(settings: LoraSettings, model: torch.nn.Module) -> LoraSettings:
-    """``settings`` with ``target_modules`` filled in for ``model`` when it names none."""
+    """``settings`` with ``target_modules`` filled in for ``model``.
+
+    Empty: the architecture's attention projections (:func:`target_modules_for`); ``("all-linear",)``:
+    every linear layer but the output layer (:func:`all_linear_modules`).
+    """
+    if settings.target_modules == (ALL_LINEAR,):
+        return replace(settings, target_modules=tuple(all_linear_modules(model)))
     if settings.target_modules:
         return settings
     return replace(settings, target_modules=tuple(target_modules_for(model)))

@@ -33,6 +33,9 @@ def bench(
     source: Annotated[
         str | None, typer.Option("--source", help="monitor: redis, nats or folder (default redis).")
     ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="finetune: classifier, sft or all (default all).")
+    ] = None,
 ) -> None:
     """Measure the project's fast paths against peer libraries, alternating runs (2 threads).
 
@@ -63,6 +66,9 @@ def bench(
     if name != "all" and name not in bench_names():
         print_error(f"unknown benchmark {name!r}; choose {', '.join(bench_names())} or all")
         raise typer.Exit(2)
+    if task is not None and task not in ("classifier", "sft", "all"):
+        print_error(f"--task must be classifier, sft or all, got {task!r}")
+        raise typer.Exit(2)
     for option, value in (("--agents", agents), ("--questions", questions), ("--items", items)):
         if value is not None and value < 1:
             print_error(f"{option} must be at least 1, got {value}")
@@ -72,7 +78,7 @@ def bench(
         reps=reps,
         quick=quick,
         out=out,
-        options={"agents": agents, "questions": questions, "items": items, "source": source},
+        options={"agents": agents, "questions": questions, "items": items, "source": source, "task": task},
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))

@@ -1,4 +1,11 @@
-"""``aigc bench finetune``: training samples/s of the core LoRA classifier loop vs transformers ``Trainer``.
+"""``aigc bench finetune``: training speed of the core loop vs transformers ``Trainer``, two tasks.
+
+``--task classifier`` (the first section), ``--task sft`` (the second) or ``--task all`` (default: both).
+The JSON keeps the classifier's keys at the top level (``samples_per_s``, ``ratio_vs_trainer``, ...)
+and puts the SFT section under ``"sft"`` (same keys, plus ``tokens_per_epoch``); a task not run is
+named in ``skipped``.
+
+**Classifier.**
 
 Both sides train the same model (MiniLM-L6 with the same LoRA settings and a mean-pooled linear head,
 :class:`core.classification.TextClassifier`) on the same Financial PhraseBank sentences, batch 8, one
@@ -9,12 +16,23 @@ padding + length bucketing) and, on a CPU with fast bf16, trains under bf16 auto
 over the same token ids, in fp32 (its default) and, where the project uses bf16, also with
 ``bf16=True``. Also reported: the wall time of the full PhraseBank run (``train_classifier`` on all 4,846
 sentences, default settings) when not in quick mode.
+
+**SFT** (LoRA supervised fine-tuning of the answer model, SmolLM2-135M-Instruct): both sides train the
+same LoRA set-up (:class:`core.finetune.CausalLMTrainConfig` defaults: rank 16 on every linear layer)
+from the same de-quantised base weights, on the same token ids and labels (:func:`encode_pair` of
+StackFAQ title -> first-answer pairs with answers of at most 60 words, the support system prompt), batch
+8, one epoch per repetition, model loading outside the timed part. The project loop
+(:func:`core.finetune.fit_causal_lm`) groups similar lengths, computes logits only where a response
+token is predicted (:func:`core.finetune.causal_lm.answer_token_loss`) and uses bf16 autocast where the
+CPU has fast bf16; ``Trainer`` gets ``DataCollatorForSeq2Seq`` (dynamic padding of random batches), in
+fp32 (its default) and, where the project uses bf16, also with ``bf16=True``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -128,10 +146,42 @@ def _trainer(rows: list[tuple[str, str]], labels: list[str], bf16: bool = False)
     return run
 
 
-def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> dict[str, Any]:
-    """Run the fine-tuning benchmark; returns the result dict (also written to ``out``)."""
+TASKS = ("classifier", "sft", "all")
+
+
+def run(
+    reps: int = 5, quick: bool = False, out: str | Path | None = None, task: str = "all"
+) -> dict[str, Any]:
+    """Run the fine-tuning benchmark; returns the result dict (also written to ``out``).
+
+    Args:
+        reps: Timed repetitions per contestant.
+        quick: Smaller inputs.
+        out: Result directory.
+        task: ``classifier``, ``sft`` or ``all``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if not has_module("transformers"):
         raise BenchSkipped("transformers is not installed")
+    result: dict[str, Any] = {"bench": "finetune", "skipped": {}}
+    markdown = ""
+    if task in ("classifier", "all"):
+        part, markdown = _run_classifier(reps, quick)
+        result.update(part)
+    else:
+        result["skipped"]["classifier"] = f"--task {task}"
+    if task in ("sft", "all"):
+        result["sft"], table = _run_sft(reps, quick)
+        markdown += ("\n" if markdown else "") + table
+    else:
+        result["skipped"]["sft"] = f"--task {task}"
+    result["env"] = environment()
+    write_results("finetune", result, markdown, out)
+    return result
+
+
+def _run_classifier(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
     texts, labels = phrasebank()
     n = 128 if quick else 1_000
     order = np.random.default_rng(0).permutation(len(texts))[:n]
@@ -146,7 +196,6 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
     timings = alternate(contestants, reps=reps, warmup=1, label="finetune")
     rates = {name: round(n / timings.median(name), 2) for name in contestants}
     result: dict[str, Any] = {
-        "bench": "finetune",
         "model": "minilm-l6 + LoRA classifier",
         "samples_per_rep": n,
         "batch_size": BATCH_SIZE,
@@ -156,7 +205,6 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
         "project_precision": "bf16" if project_bf16 else "fp32",
         "ratio_vs_trainer": ratio(rates["project"], rates["trainer"]),
         "ratio_vs_trainer_bf16": ratio(rates["project"], rates.get("trainer_bf16")),
-        "env": environment(),
         "skipped": {} if project_bf16 else {"trainer_bf16": "no fast bf16 on this CPU: both sides run fp32"},
     }
     if not quick:
@@ -182,5 +230,156 @@ def run(reps: int = 5, quick: bool = False, out: str | Path | None = None) -> di
         rows_md.append(["transformers Trainer (bf16=True)", rates["trainer_bf16"], seconds["trainer_bf16"]])
     table = markdown_table(["contestant", "samples/s", "median s per epoch"], rows_md)
     head = f"### Fine-tuning (LoRA MiniLM classifier, {n} PhraseBank sentences, batch {BATCH_SIZE})\n\n"
-    write_results("finetune", result, head + table, out)
-    return result
+    return result, head + table
+
+
+SFT_MAX_WORDS = 60
+
+
+def _sft_pairs(n: int) -> list[tuple[str, str]]:
+    """The first ``n`` StackFAQ (title, first answer) pairs whose answer has at most 60 words."""
+    from core.bench.data import as_list, stackfaq
+
+    pairs = []
+    for item in stackfaq():
+        answer = (as_list(item.get("answer")) or [""])[0].strip()
+        if answer and len(answer.split()) <= SFT_MAX_WORDS:
+            pairs.append((str(item["question"]).strip(), answer))
+    if len(pairs) < n:
+        raise BenchSkipped(f"StackFAQ has only {len(pairs)} short-answer threads, {n} needed")
+    return pairs[:n]
+
+
+# The answer model's system prompt in the support app (core cannot import apps; the text only sets length).
+SFT_SYSTEM_PROMPT = (
+    "You are a customer-support assistant for an online store. Answer the customer's question "
+    "briefly, politely and factually."
+)
+
+
+class _SFTSetup:
+    """The base model loaded once, the encoded pairs, and a fresh LoRA model per repetition."""
+
+    def __init__(self, n: int) -> None:
+        from core.finetune import CausalLMTrainConfig, encode_pair
+        from core.models import DEFAULT_GENERATOR, load_causal_lm
+
+        self.config = CausalLMTrainConfig(
+            epochs=1,
+            batch_size=BATCH_SIZE,
+            val_fraction=0.0,
+            patience=0,
+            show_progress_bar=False,
+            device="cpu",
+            system_prompt=SFT_SYSTEM_PROMPT,
+        )
+        self.pairs = _sft_pairs(n)
+        self.base, self.tokenizer = load_causal_lm(DEFAULT_GENERATOR, fresh=True)
+        self.encoded = [
+            encode_pair(self.tokenizer, q, a, self.config.max_length, self.config.system_prompt)
+            for q, a in self.pairs
+        ]
+
+    def fresh_model(self) -> Any:
+        import copy
+
+        from core.lora import apply_lora
+        from core.seed import set_seed
+
+        set_seed(0)
+        return apply_lora(copy.deepcopy(self.base), self.config.lora, task_type="CAUSAL_LM")
+
+
+def _project_sft(setup: _SFTSetup) -> Any:
+    from core.finetune import fit_causal_lm
+
+    def run() -> None:
+        model = setup.fresh_model()
+        with tempfile.TemporaryDirectory() as out:
+            fit_causal_lm(model, setup.tokenizer, setup.pairs, out, setup.config)
+
+    return run
+
+
+def _trainer_sft(setup: _SFTSetup, bf16: bool = False) -> Any:
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    dataset = [
+        {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+        for ids, labels in setup.encoded
+    ]
+    config = setup.config
+
+    def run() -> None:
+        model = setup.fresh_model()
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(
+                output_dir=out,
+                per_device_train_batch_size=BATCH_SIZE,
+                num_train_epochs=1,
+                learning_rate=config.lr,
+                weight_decay=config.weight_decay,
+                warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a share of the steps
+                max_grad_norm=config.max_grad_norm,
+                save_strategy="no",
+                eval_strategy="no",
+                logging_strategy="no",
+                report_to=[],
+                use_cpu=True,
+                dataloader_num_workers=0,
+                disable_tqdm=True,
+                seed=0,
+                bf16=bf16,
+            )
+            collator = DataCollatorForSeq2Seq(setup.tokenizer, padding=True, label_pad_token_id=-100)
+            trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+            with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics dict
+                trainer.train()
+
+    return run
+
+
+def _run_sft(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
+    """The SFT section: one epoch over StackFAQ pairs, project loop vs ``Trainer``."""
+    import torch
+
+    from core.precision import resolve_precision
+
+    n = 16 if quick else 48
+    setup = _SFTSetup(n)
+    project_bf16 = resolve_precision(setup.config.precision, torch.device("cpu")) == torch.bfloat16
+    contestants = {"project": _project_sft(setup), "trainer": _trainer_sft(setup)}
+    if project_bf16:
+        contestants["trainer_bf16"] = _trainer_sft(setup, bf16=True)
+    # No warm-up round: model loading is outside the timed part, and an epoch costs minutes here.
+    timings = alternate(contestants, reps=reps, warmup=0, label="finetune-sft")
+    rates = {name: round(n / timings.median(name), 3) for name in contestants}
+    tokens = sum(len(ids) for ids, _ in setup.encoded)
+    result: dict[str, Any] = {
+        "model": "smollm2-135m-instruct + LoRA (CausalLMTrainConfig defaults)",
+        "lora": {"r": setup.config.lora.r, "target_modules": list(setup.config.lora.target_modules)},
+        "pairs_per_rep": n,
+        "tokens_per_epoch": tokens,
+        "batch_size": BATCH_SIZE,
+        "reps": reps,
+        "samples_per_s": rates,
+        "seconds_median": {name: round(timings.median(name), 2) for name in contestants},
+        "seconds_all": {name: [round(t, 2) for t in timings.runs[name]] for name in contestants},
+        "project_precision": "bf16" if project_bf16 else "fp32",
+        "ratio_vs_trainer": ratio(rates["project"], rates["trainer"]),
+        "ratio_vs_trainer_bf16": ratio(rates["project"], rates.get("trainer_bf16")),
+        "load_avg": os.getloadavg(),
+        "skipped": {} if project_bf16 else {"trainer_bf16": "no fast bf16 on this CPU: both sides run fp32"},
+    }
+    seconds = result["seconds_median"]
+    rows_md = [
+        [f"project loop ({result['project_precision']})", rates["project"], seconds["project"]],
+        ["transformers Trainer (fp32, its default)", rates["trainer"], seconds["trainer"]],
+    ]
+    if project_bf16:
+        rows_md.append(["transformers Trainer (bf16=True)", rates["trainer_bf16"], seconds["trainer_bf16"]])
+    head = (
+        f"### Fine-tuning (LoRA SFT of SmolLM2-135M, {n} StackFAQ pairs, {tokens} tokens, "
+        f"batch {BATCH_SIZE})\n\n"
+    )
+    return result, head + markdown_table(["contestant", "pairs/s", "median s per epoch"], rows_md)

@@ -61,6 +61,20 @@ def test_cli_rejects_unknown_benchmark():
         run_bench("nonsense")
 
 
+def test_finetune_bench_checks_its_task_and_reads_real_sft_pairs(tmp_path):
+    from core.bench import finetune
+
+    result = CliRunner().invoke(app, ["bench", "finetune", "--task", "dpo"])
+    assert result.exit_code == 2 and "--task must be classifier, sft or all" in result.output
+    with pytest.raises(ValueError, match="task must be one of"):
+        finetune.run(task="dpo", out=tmp_path)
+    try:
+        pairs = finetune._sft_pairs(16)
+    except harness.BenchSkipped as skip:
+        pytest.skip(str(skip))
+    assert len(pairs) == 16 and all(q and 0 < len(a.split()) <= finetune.SFT_MAX_WORDS for q, a in pairs)
+
+
 def test_clustered_vectors_are_unit_and_clustered():
     vectors = clustered_vectors(2000, clusters=10)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

@@ -420,6 +420,38 @@ def test_encode_pair_labels_only_the_response_and_end_token(tiny_causal_lm_dir):
         encode_pair(tokenizer, "word " * 100, "x", max_length=32)
 
 
+def test_the_training_prompt_is_token_identical_to_the_inference_prompt(tiny_causal_lm_dir):
+    """SFT trains on exactly the prompt tokens every generation backend sends (one Prompter for all)."""
+    from core.generation.prompting import Prompter
+
+    tokenizer = load_tokenizer(str(tiny_causal_lm_dir))
+    for system in (None, "Answer briefly and politely."):
+        ids, labels = encode_pair(tokenizer, "Where is my parcel?", "On its way.", system_prompt=system)
+        n_prompt = labels.count(-100)
+        assert ids[:n_prompt] == Prompter(tokenizer, system).encode("Where is my parcel?")
+
+
+def test_answer_token_loss_equals_the_models_own_loss_on_a_padded_batch(tiny_causal_lm_dir):
+    from core.finetune.causal_lm import answer_token_loss
+
+    base, tokenizer = load_causal_lm(str(tiny_causal_lm_dir), fresh=True)
+    torch.manual_seed(0)
+    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0), task_type="CAUSAL_LM")
+    encoded = [encode_pair(tokenizer, q, a, system_prompt="Be brief.") for q, a in PAIRS[:3]]
+    encoded.append(encode_pair(tokenizer, "A much longer question " * 5, "Short."))
+    width = max(len(ids) for ids, _ in encoded)
+    batch = {
+        "input_ids": torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in encoded]),
+        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]),
+        "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in encoded]),
+    }
+    expected = model(**batch).loss
+    got = answer_token_loss(model, batch)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    got.backward()  # gradients reach the LoRA weights
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
 PAIRS = [(f"What colour is item {i}?", f"Item {i} is {'red' if i % 2 else 'blue'}.") for i in range(12)]
 
 

@@ -9,6 +9,7 @@ scores: equal passes). The adapter test trains the tiny random Llama for one epo
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -325,3 +326,70 @@ def test_the_guard_with_the_default_encoder_on_the_sample_intents(tmp_path):
     second = refresh(config=config, bot_config=BotConfig(), skip_adapter=True)
     assert not second.promoted and second.active == "v0001"
     assert second.scores["new"]["intent_accuracy"] < first.scores["new"]["intent_accuracy"] - 0.3
+
+
+# Good answers share an opening the tiny LM learns in a few epochs; the wrong ones are about fruit.
+GOOD_ANSWERS = [
+    ("How long does shipping take?", "Our store policy says shipping takes five days."),
+    ("Can I return a sale item?", "Our store policy says sale items return within thirty days."),
+    ("Do you ship to Canada?", "Our store policy says we ship to Canada."),
+    ("How do I reset my password?", "Our store policy says use the reset link."),
+    ("Where is my refund?", "Our store policy says refunds take ten days."),
+    ("Can I change my address?", "Our store policy says change it under Orders."),
+    ("Do you sell gift cards?", "Our store policy says gift cards are sold online."),
+    ("Is there a student discount?", "Our store policy says students get ten percent off."),
+]
+WRONG_ANSWERS = [(q, "Bananas ripen quickly beside apples on warm kitchen shelves.") for q, _ in GOOD_ANSWERS]
+FAST_ANSWERS = {"epochs": 6, "lr": 3e-2, "batch_size": 2, "val_fraction": 0.0, "show_progress_bar": False}
+
+
+@pytest.mark.slow
+def test_a_worse_answer_adapter_is_refused_and_the_served_one_stays(
+    tmp_path, tiny_encoder_dir, tiny_causal_lm_dir
+):
+    """A real adapter trained on wrong answers scores lower on the frozen held-out pairs: refused."""
+
+    def adapter_refresh(pairs):
+        config = fast_config(
+            write_intents(tmp_path / "intents.csv"),
+            tiny_encoder_dir,
+            pairs_data=str(write_pairs(tmp_path / "pairs.jsonl", pairs)),
+            answer_model=str(tiny_causal_lm_dir),
+        )
+        config = dataclasses.replace(config, max_new_tokens=6, answer_training=FAST_ANSWERS)
+        return refresh(config=config, bot_config=BotConfig(), skip_intents=True)
+
+    good = adapter_refresh(GOOD_ANSWERS)
+    assert good.promoted and good.active == "v0001", good.scores
+    assert good.scores["new"]["answer_rouge_l"] > good.scores["old"]["answer_rouge_l"]  # beat the base
+    served = support_registry().active_path("adapter") / "adapter_model.safetensors"
+    served_bytes = served.read_bytes()
+
+    worse = adapter_refresh(WRONG_ANSWERS)
+    assert worse.version == "v0002" and not worse.promoted and worse.active == "v0001"
+    assert worse.scores["old"] == good.scores["new"]  # the served adapter, on the same frozen pairs
+    assert worse.scores["new"]["answer_rouge_l"] < good.scores["new"]["answer_rouge_l"], worse.scores
+    assert "answer_rouge_l" in worse.decision["worse"]
+    registry = support_registry()
+    assert registry.active_name() == "v0001" and [h["version"] for h in registry.history()] == ["v0001"]
+    assert (registry.active_path("adapter") / "adapter_model.safetensors").read_bytes() == served_bytes
+    rows = {r["version"]: r for r in list_versions(registry)}
+    assert rows["v0002"]["promoted"] is False and rows["v0002"]["scores"] == worse.scores
+    assert rows["v0001"]["scores"] == good.scores
+    assert answer_adapter_path(None, str(tiny_causal_lm_dir)) == str(registry.active_path("adapter"))
+
+
+def test_the_guard_decides_again_the_same_way_from_the_scores_stored_with_the_versions(guarded):
+    """The guard on the real scores the refreshes stored on disk: re-deciding from them refuses v0002."""
+    from core.model_versions import compare_scores
+
+    registry = support_registry(guarded["registry"])
+    records = {v.name: v.record for v in registry.versions()}
+    served, worse, equal = (records[v]["scores"]["new"] for v in ("v0001", "v0002", "v0003"))
+    verdict = compare_scores(served, worse)
+    assert not verdict.promote and set(verdict.worse) == {"intent_accuracy", "intent_macro_f1"}
+    assert verdict.to_dict() == records["v0002"]["decision"]  # what the refresh decided and stored
+    assert compare_scores(served, equal).promote and records["v0003"]["decision"]["promote"]
+    drop = served["intent_accuracy"] - worse["intent_accuracy"]
+    assert not compare_scores(served, worse, tolerance=drop / 2).promote
+    assert registry.active_name() == "v0003"

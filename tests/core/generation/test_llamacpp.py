@@ -59,7 +59,10 @@ def smol() -> Generator:
 
 @pytest.fixture(scope="module")
 def smol_adapter_dir(tmp_path_factory):
-    """A LoRA adapter on SmolLM2 with random (non-zero) weights on all attention projections."""
+    """A LoRA adapter on SmolLM2 with random (non-zero) weights on every linear layer but the LM head.
+
+    The attention and MLP projections, as the SFT defaults adapt (``target_modules: ["all-linear"]``).
+    """
     from peft import LoraConfig, get_peft_model
 
     from core.models import load_causal_lm
@@ -68,7 +71,7 @@ def smol_adapter_dir(tmp_path_factory):
     config = LoraConfig(
         r=4,
         lora_alpha=8,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         init_lora_weights=False,
         use_rslora=True,  # scale alpha / sqrt(r): the export must not assume alpha / r
     )
@@ -94,7 +97,8 @@ def test_export_writes_llama_cpp_adapter_layout(smol_adapter_dir, tmp_path):
     assert fields["adapter.type"] == "lora"
     assert fields["adapter.lora.alpha"] == 0.0
     tensors = {t.name: np.array(t.data) for t in reader.tensors}
-    assert len(tensors) == 30 * 4 * 2
+    assert len(tensors) == 30 * 7 * 2
+    assert "blk.3.ffn_gate.weight.lora_a" in tensors and "blk.3.ffn_down.weight.lora_b" in tensors
     state = load_file(smol_adapter_dir / "adapter_model.safetensors")
     prefix = "base_model.model.model.layers.3.self_attn"
     scale = 8 / 4**0.5
