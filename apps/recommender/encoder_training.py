@@ -36,15 +36,15 @@ from apps.recommender.interactions import Dataset
 from apps.recommender.text_vectors import embed_items, normalise
 from core import models
 from core.config import to_dict
-from core.embeddings import Embedder, read_pooling_modes
+from core.embeddings import Embedder
 from core.finetune.contrastive import (
     ADAPTER_WEIGHTS,
     ContrastivePairs,
     ContrastiveTrainConfig,
     adapter_model_id,
+    load_adapted_embedder,
     train_contrastive,
 )
-from core.lora import load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -273,19 +273,5 @@ def train_encoder(
     )
 
 
-def load_embedder(
-    base: str, adapter_dir: str | Path | None = None, max_length: int | None = None
-) -> Embedder:
-    """The frozen ``base`` encoder, or ``base`` with the adapter in ``adapter_dir`` merged in.
-
-    Args:
-        base: Encoder spec.
-        adapter_dir: A directory written by :func:`train_encoder` (``None``: frozen base).
-        max_length: Token limit (``None``: the model's default).
-    """
-    if adapter_dir is None:
-        return Embedder(base, max_length=max_length)
-    encoder, tokenizer = models.load_encoder(base, fresh=True)
-    merged = load_adapter(encoder, adapter_dir, merge=True).eval()
-    pooling = read_pooling_modes(models.model_path(base))
-    return Embedder.from_model(merged, tokenizer, adapter_model_id(base, adapter_dir), max_length, pooling)
+# The loader lives in core (the support bot's adapted KB encoder uses it too); kept here by its old name.
+load_embedder = load_adapted_embedder
