@@ -34,7 +34,7 @@ def test_parse_questions_drops_numbering_duplicates_and_non_questions():
         "Q3: Can I undo a send?\n"
         "4. Can I change my name?\n"
     )
-    assert parse_questions(text) == [
+    assert parse_questions(text, QuestionGenConfig(questions=3)) == [
         "How do I reset my password?",
         "Where is the *export* button?",
         "Can I undo a send?",
