@@ -39,12 +39,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from apps.customer_service.config import AdaptConfig, KBConfig, RetrievalConfig
+from apps.customer_service.config import KBConfig, RetrievalConfig
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
 from apps.customer_service.retrieval_eval import EvalQuery, score_rankings
 from core.bench.harness import environment, pin_threads
-from core.config import write_json_atomic
+from core.config import to_dict, write_json_atomic
 
 logger = logging.getLogger("bench.support_adapt")
 
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     results: dict[str, Any] = {
         "environment": environment(),
-        "adapt_config": config.adapt.__dict__ and _plain(config.adapt),
+        "adapt_config": to_dict(config.adapt),
         "sets": {},
     }
     generator = Generator(config.adapt.answer_model, backend=config.adapt.backend)  # type: ignore[arg-type]
@@ -238,12 +238,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_json_atomic(args.out, results)
     plot(results, args.out.with_suffix(".png"))
     return results
-
-
-def _plain(config: AdaptConfig) -> dict[str, Any]:
-    from core.config import to_dict
-
-    return to_dict(config)
 
 
 if __name__ == "__main__":

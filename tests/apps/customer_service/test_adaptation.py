@@ -1,8 +1,8 @@
 """Encoder adaptation (``index --adapt``) with the tiny random encoder and a scripted answer model.
 
 The real answer model is far too slow for unit tests (bench/support_adapt.py runs it); the tiny BERT
-trains for real in a few seconds (those tests are ``slow``), and ``min_gain`` forces the keep / discard decision its random
-vectors would otherwise make by chance.
+trains for real in a few seconds (those tests are ``slow``), and ``min_gain`` forces the keep /
+discard decision its random vectors would otherwise make by chance.
 """
 
 import json
