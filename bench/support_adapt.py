@@ -104,6 +104,13 @@ def load_covidqa(folder: Path = COVIDQA) -> DocSet:
     return DocSet("covidqa", docs, test, "deepset-ai/COVID-QA (Apache-2.0); answers only")
 
 
+def subset(data: DocSet, n: int) -> DocSet:
+    """The first ``n`` documents and the queries whose gold documents are all among them."""
+    docs = dict(list(data.docs.items())[:n])
+    test = [(q, gold) for q, gold in data.test if set(gold) <= set(docs)]
+    return DocSet(data.name, docs, test, f"{data.note}; smoke subset of {n} documents")
+
+
 def write_docs(docs: dict[str, str], folder: Path) -> Path:
     """One ``.txt`` per answer (title: the file name, as for any untitled document)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -206,6 +213,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="KB setting, e.g. adapt.epochs=3"
     )
+    parser.add_argument(
+        "--max-docs", type=int, default=None, help="smoke run: only the first N documents and their queries"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -233,7 +243,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["sets"][name] = {"skipped": f"{path} not found"}
                 logger.warning("Skipping set", extra={"set": name, "reason": f"{path} not found"})
                 continue
-            results["sets"][name] = run_set(loader(), work, config, generator)
+            data = loader()
+            if args.max_docs:
+                data = subset(data, args.max_docs)
+            results["sets"][name] = run_set(data, work, config, generator)
             write_json_atomic(args.out, results)
     write_json_atomic(args.out, results)
     plot(results, args.out.with_suffix(".png"))
