@@ -295,9 +295,11 @@ def build_and_calibrate(
     config: KBConfig | None = None,
     embedder: Embedder | None = None,
     show_progress_bar: bool = False,
+    adapt: bool = False,
 ) -> KnowledgeBase:
-    """Build ``kb_dir`` (:meth:`KnowledgeBase.build`), then recalibrate its answer gate when ``config``
-    names labelled queries and the entries changed (``last_build.calibration`` is then ``recalibrated``).
+    """Build ``kb_dir`` (:meth:`KnowledgeBase.build`, ``adapt`` as there), then recalibrate its answer
+    gate when ``config`` names labelled queries and the entries changed (``last_build.calibration``
+    is then ``recalibrated``).
 
     Raises:
         KBFormatError: ``calibration_queries`` without ``calibration_out_of_scope`` (nothing is written).
@@ -306,7 +308,7 @@ def build_and_calibrate(
     config = config or KBConfig()
     if config.calibration_queries and not config.calibration_out_of_scope:
         raise KBFormatError("calibration_queries needs calibration_out_of_scope (a query CSV)")
-    kb = KnowledgeBase.build(sources, kb_dir, config, embedder, show_progress_bar)
+    kb = KnowledgeBase.build(sources, kb_dir, config, embedder, show_progress_bar, adapt=adapt)
     if config.calibration_queries and kb.last_build.calibration != "kept":
         calibrate_kb(kb_dir, str(config.calibration_queries), str(config.calibration_out_of_scope))
         kb.manifest["last_build"]["calibration"] = "recalibrated"

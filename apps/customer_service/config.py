@@ -21,7 +21,9 @@ from apps.customer_service.fusion import FieldCombine, Normalization
 from core.clustering import ClusterConfig
 from core.config import load_config
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
+from core.lora import LoraSettings
 from core.paths import project_root
+from core.query_generation import QuestionGenConfig
 
 CONFIG_FILE = "customer_service.yaml"
 AnswerMode = Literal["extractive", "generate"]
@@ -130,6 +132,56 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """How ``aigc support index --adapt`` adapts the encoder to one knowledge base (settings only:
+    adapting is asked for per build, so a later rebuild never re-adapts by itself).
+
+    The answer model writes questions for every entry; the encoder's LoRA is trained on
+    (question, entry) pairs with in-batch negatives; the adapter is kept only when it lifts
+    recall@1 on a held-out split of the KB's own questions (curated questions when the KB has
+    enough, else the generated questions of held-out entries) by more than ``min_gain``.
+    """
+
+    answer_model: str = field(default="smollm2-135m-instruct", metadata={"help": "Model writing questions"})
+    backend: str | None = field(
+        default=None, metadata={"help": "Generation backend: auto, llamacpp or torch (None: env or auto)"}
+    )
+    # 8 minutes of generation: with training and indexing, --adapt stays near 15 minutes for 1,000
+    # entries on 2 cores; entries past the budget get no questions (they still serve as negatives).
+    generation: QuestionGenConfig = field(default_factory=lambda: QuestionGenConfig(max_seconds=480.0))
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "Share of entries whose questions are held out to judge the adapter"}
+    )
+    min_curated: int = field(
+        default=20, metadata={"help": "Curated questions needed to hold those out (else generated ones)"}
+    )
+    min_gain: float = field(
+        default=0.0, metadata={"help": "Held-out recall@1 gain the adapter must exceed to be kept"}
+    )
+    epochs: int = field(default=2, metadata={"help": "Passes over the training pairs"})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per batch (the in-batch negatives)"})
+    lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights"})
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of InfoNCE"})
+    max_query_length: int = field(default=48, metadata={"help": "Token limit of a question when training"})
+    max_item_length: int = field(default=128, metadata={"help": "Token limit of an entry when training"})
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    seed: int = field(default=0, metadata={"help": "Seed of the held-out split, batches and LoRA init"})
+
+    def __post_init__(self) -> None:
+        checks = {
+            "heldout_fraction": 0.0 < self.heldout_fraction < 1.0,
+            "min_curated": self.min_curated >= 1,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 2,
+            "lr": self.lr > 0,
+            "temperature": self.temperature > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"AdaptConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
+
+
+@dataclass(frozen=True)
 class KBConfig:
     """How a knowledge base is built."""
 
@@ -144,6 +196,7 @@ class KBConfig:
     calibration_out_of_scope: str | None = field(
         default=None, metadata={"help": "Out-of-scope CSV (query) used with calibration_queries"}
     )
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 @dataclass(frozen=True)
@@ -445,6 +498,7 @@ def load_queue_config(path: str | Path | None = None, overrides: Sequence[str] =
 __all__ = [
     "ANSWER_MODES",
     "MODES",
+    "AdaptConfig",
     "AnswerConfig",
     "AnswerMode",
     "BM25Config",

@@ -7,6 +7,9 @@ Layout of ``kb_dir``::
     entries.jsonl          one Entry per line; line i is document i of the BM25 index
     dense/question/        core VectorIndex of the entries' question fields
     dense/content/         core VectorIndex of the entries' content fields
+    adapter/               only after ``--adapt``: the encoder's LoRA adapter (peft safetensors + JSON),
+                           adaptation.json (held-out gain) and the generated questions
+                           (:mod:`apps.customer_service.adaptation`)
     bm25/                  FieldBM25 (bm25s files per field + config.json)
     calibration.json       the answer gate fitted on this KB (apps.customer_service.confidence)
     artifact.json          kind, format version and the sha256 of every file but calibration.json
@@ -44,6 +47,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from apps.customer_service.adaptation import (
+    Adaptation,
+    adapt_encoder,
+    load_encoder,
+    read_adapter,
+    read_questions,
+)
 from apps.customer_service.bm25_index import FIELDS, FieldBM25
 from apps.customer_service.config import KBConfig
 from apps.customer_service.errors import KBFormatError
@@ -181,6 +191,7 @@ class KnowledgeBase:
             "dim": self.dim,
             "built_at": self.manifest["built_at"],
             "sources": list(self.manifest.get("sources", [])),
+            "adaptation": self.manifest.get("adaptation"),
             "flagged": [
                 {"id": i, "field": v.field, "reason": v.reason, "excerpt": v.excerpt}
                 for i, v in self.screen.items()
@@ -197,16 +208,26 @@ class KnowledgeBase:
         config: KBConfig | None = None,
         embedder: Embedder | None = None,
         show_progress_bar: bool = False,
+        adapt: bool = False,
+        generator: Any = None,
     ) -> KnowledgeBase:
         """Index ``sources`` into ``kb_dir``, re-using unchanged vectors of the KB already there.
+
+        With ``adapt`` the encoder is first adapted to the entries
+        (:func:`apps.customer_service.adaptation.adapt_encoder`, settings ``config.adapt``): a kept
+        adapter is saved in ``kb_dir/adapter`` and embeds the entries and, later, the queries; the
+        manifest's ``adaptation`` records the held-out gain either way. Without ``adapt`` a kept
+        adapter of the previous build is carried over when its base is ``config.embedding_model``.
 
         Args:
             sources: Files and folders (see :func:`apps.customer_service.sources.read_source`); the KB
                 holds exactly their entries afterwards.
             kb_dir: The knowledge-base directory (created, or updated in place atomically).
             config: Build settings; ``embedder``, when given, replaces its ``embedding_model``.
-            embedder: A ready embedder (saves loading one).
+            embedder: A ready embedder (saves loading one); not with ``adapt``.
             show_progress_bar: Show tqdm bars while embedding and indexing.
+            adapt: Adapt the encoder to these entries first.
+            generator: The answer model writing questions for ``adapt`` (default: loaded).
 
         Returns:
             The new knowledge base; ``last_build`` says what changed.
@@ -222,8 +243,11 @@ class KnowledgeBase:
         _check_target(kb_dir)
         entries = load_sources(sources, config.chunking)
         previous = _previous_for_update(kb_dir)
-        embedder = embedder or Embedder(config.embedding_model)
-        config = replace(config, embedding_model=embedder.model_id)  # record what was really used
+        embedder, adaptation = _encoder_for_build(
+            previous, entries, config, embedder, adapt, generator, show_progress_bar
+        )
+        if adaptation is None or not adaptation.report.kept:  # record what was really used
+            config = replace(config, embedding_model=embedder.model_id)
         reusable = _reusable_ids(previous, entries, embedder)
         dense, embedded = _dense_indexes(
             previous, entries, reusable, embedder, config.batch_size, show_progress_bar
@@ -250,8 +274,12 @@ class KnowledgeBase:
             calibration=("kept" if unchanged else "dropped") if calibrated else "none",
         )
         manifest = _manifest(entries, sources, config, embedder, report)
+        if adaptation is not None:
+            manifest["adaptation"] = adaptation.report.to_dict()
         screen = screen_entries(entries)
-        _write_atomically(kb_dir, entries, dense, bm25, manifest, screen, report.calibration == "kept")
+        _write_atomically(
+            kb_dir, entries, dense, bm25, manifest, screen, report.calibration == "kept", adaptation
+        )
         if report.calibration == "dropped":
             logger.info("Entries changed: the answer gate must be recalibrated", extra={"path": str(kb_dir)})
         logger.info("Built knowledge base", extra={"path": str(kb_dir), **manifest["last_build"]})
@@ -430,6 +458,39 @@ def _reusable_ids(previous: KnowledgeBase | None, entries: list[Entry], embedder
     return {e.id for e in entries if old.get(e.id) == e.content_hash}
 
 
+def _encoder_for_build(
+    previous: KnowledgeBase | None,
+    entries: list[Entry],
+    config: KBConfig,
+    embedder: Embedder | None,
+    adapt: bool,
+    generator: Any,
+    show_progress_bar: bool,
+) -> tuple[Any, Adaptation | None]:
+    """The encoder of this build: adapted now, carried over from the previous build, or as given."""
+    if adapt:
+        if embedder is not None:
+            raise ValueError("adapt trains its own encoder; do not pass an embedder with it")
+        adaptation = adapt_encoder(
+            entries,
+            config.embedding_model,
+            config.adapt,
+            generator=generator,
+            previous_questions=read_questions(previous.path if previous else None),
+            show_progress_bar=show_progress_bar,
+        )
+        return adaptation.embedder, adaptation
+    if embedder is None and previous is not None and previous.path is not None:
+        carried = read_adapter(previous.path, previous.manifest)
+        if carried is not None and carried.report.base == config.embedding_model:
+            carried.embedder = load_encoder(previous.path, previous.manifest)
+            logger.info(
+                "Keeping the adapted encoder of the previous build", extra={"model": previous.embedding_model}
+            )
+            return carried.embedder, carried
+    return embedder or Embedder(config.embedding_model), None
+
+
 def _dense_indexes(
     previous: KnowledgeBase | None,
     entries: list[Entry],
@@ -496,6 +557,7 @@ def _write_atomically(
     manifest: dict[str, Any],
     screen: dict[str, Verdict],
     keep_calibration: bool = False,
+    adaptation: Adaptation | None = None,
 ) -> None:
     """Write everything into a temp sibling, then swap it in; the old KB survives any failure."""
     carry = (CALIBRATION_FILE,) if keep_calibration else ()
@@ -508,6 +570,8 @@ def _write_atomically(
         for name, index in dense.items():
             index.save(tmp / DENSE_DIR / name)
         bm25.save(tmp / BM25_DIR)
+        if adaptation is not None:
+            adaptation.write(tmp)
         stored = {"screen_version": screen_version(), "verdicts": {i: v.to_dict() for i, v in screen.items()}}
         (tmp / SCREEN_FILE).write_text(json.dumps(stored, ensure_ascii=False) + "\n", encoding="utf-8")
         # The manifest goes last: a directory with a manifest is complete.

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from apps.customer_service.adaptation import load_encoder
 from apps.customer_service.config import MODES, Mode, RetrievalConfig
 from apps.customer_service.fusion import (
     combine_fields,
@@ -107,7 +108,8 @@ class Retriever:
     def embedder(self) -> Embedder:
         """The query encoder (loaded on first use)."""
         if self._embedder is None:
-            self._embedder = Embedder(self.kb.embedding_model)
+            # The KB's adapted encoder when it has one, so queries and entries share it.
+            self._embedder = load_encoder(self.kb.path, self.kb.manifest)
         return self._embedder
 
     def search(self, query: str, k: int = 5, mode: Mode | None = None) -> list[Hit]:

@@ -43,12 +43,13 @@ from apps.recommender.interactions import Dataset
 from apps.recommender.text_vectors import embed_items, normalise
 from core import models
 from core.config import to_dict
-from core.embeddings import Embedder, read_pooling_modes
+from core.embeddings import Embedder
 from core.finetune.contrastive import (
     ADAPTER_WEIGHTS,
     ContrastivePairs,
     ContrastiveTrainConfig,
     adapter_model_id,
+    load_adapted_embedder,
     train_contrastive,
 )
 from core.finetune.projection import (
@@ -59,7 +60,6 @@ from core.finetune.projection import (
     train_projection,
 )
 from core.io.artifacts import sha256_file
-from core.lora import load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -370,7 +370,5 @@ def load_embedder(
         weight, bias = load_projection(adapter_dir)
         suffix = sha256_file(Path(adapter_dir) / PROJECTION_FILE)[:12]
         return ProjectedEmbedder(Embedder(base, max_length=max_length), weight, bias, f"{base}+head:{suffix}")
-    encoder, tokenizer = models.load_encoder(base, fresh=True)
-    merged = load_adapter(encoder, adapter_dir, merge=True).eval()
-    pooling = read_pooling_modes(models.model_path(base))
-    return Embedder.from_model(merged, tokenizer, adapter_model_id(base, adapter_dir), max_length, pooling)
+    # LoRA: the loader in core (the support bot's adapted KB encoder uses it too).
+    return load_adapted_embedder(base, adapter_dir, max_length)

@@ -23,6 +23,7 @@ and negatives). :func:`train_contrastive` loads the encoder, applies LoRA, fits 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from core.embeddings import Embedder, pool, read_pooling_modes
 from core.finetune.data import split_indices
 from core.finetune.loop import TrainConfig, TrainingTask, fit, pad
 from core.io.artifacts import sha256_file
-from core.lora import apply_lora
+from core.lora import apply_lora, load_adapter
 from core.seed import set_seed
 
 logger = logging.getLogger(__name__)
@@ -253,6 +254,31 @@ def adapter_model_id(base: str, adapter_dir: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: not a LoRA adapter directory")
     return f"{base}+lora:{sha256_file(path)[:12]}"
+
+
+def load_adapted_embedder(
+    base: str, adapter_dir: str | Path | None = None, max_length: int | None = None
+) -> Embedder:
+    """The frozen ``base`` encoder, or ``base`` with the LoRA adapter in ``adapter_dir`` merged in.
+
+    Args:
+        base: Encoder spec.
+        adapter_dir: A directory written by :func:`train_contrastive` (``None``: frozen base).
+        max_length: Token limit (``None``: the base's ``max_seq_length``, else the model's limit).
+
+    Returns:
+        An :class:`Embedder` whose ``model_id`` is :func:`adapter_model_id` of the adapter.
+    """
+    if adapter_dir is None:
+        return Embedder(base, max_length=max_length)
+    if max_length is None:  # the base's own limit (sentence_bert_config.json), as Embedder(base) uses
+        st_config = models.model_path(base) / "sentence_bert_config.json"
+        if st_config.is_file():
+            max_length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+    encoder, tokenizer = models.load_encoder(base, fresh=True)
+    merged = load_adapter(encoder, adapter_dir, merge=True).eval()
+    pooling = read_pooling_modes(models.model_path(base))
+    return Embedder.from_model(merged, tokenizer, adapter_model_id(base, adapter_dir), max_length, pooling)
 
 
 def train_contrastive(

@@ -47,6 +47,15 @@ def index(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            "--adapt",
+            help="Adapt the encoder to this KB: the answer model writes questions per entry, the "
+            "encoder's LoRA trains on them, and the adapter is kept only if it lifts held-out recall@1 "
+            "(settings: --set adapt.epochs=3 ...).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Build or update a knowledge base: unchanged entries keep their vectors, the swap is atomic."""
@@ -58,7 +67,7 @@ def index(
     config = load_config(KBConfig, overrides=overrides or [])
     all_sources = list(sources) + [f"dialogue:{path}" for path in dialogues or []]
     target = kb_dir or default_kb_dir()
-    kb = build_and_calibrate(all_sources, target, config, show_progress_bar=progress)
+    kb = build_and_calibrate(all_sources, target, config, show_progress_bar=progress, adapt=adapt)
     report = kb.last_build
     record_cli_event(
         AuditAction.KB_REINDEX,
@@ -75,6 +84,7 @@ def index(
         f"added {report.added}, updated {report.updated}, removed {report.removed}, "
         f"unchanged {report.unchanged}; embedded {report.embedded} texts in {report.seconds:.1f} s"
     )
+    _print_adaptation(kb.manifest.get("adaptation"), adapt)
     if report.calibration == "kept":
         console.print("Answer gate: calibration kept (the entries did not change).")
     elif report.calibration == "recalibrated":
@@ -98,6 +108,25 @@ def index(
             markup=False,
             style="yellow",
         )
+
+
+def _print_adaptation(adaptation: dict | None, asked: bool) -> None:
+    """One or two lines on the encoder adaptation of this build (``--adapt``, or carried over)."""
+    if not adaptation:
+        return
+    if not asked:
+        console.print(
+            f"Encoder: the adapted encoder of the previous build is kept ({adaptation['model_id']})."
+        )
+        return
+    seconds = ", ".join(f"{phase} {value:.0f} s" for phase, value in adaptation.get("seconds", {}).items())
+    style = "green" if adaptation["kept"] else "yellow"
+    console.print(f"Adaptation: {adaptation['reason']}.", markup=False, style=style)
+    console.print(
+        f"{adaptation['questions_generated']} questions generated, {adaptation['questions_reused']} reused, "
+        f"{adaptation['pairs']} training pairs; {seconds}",
+        markup=False,
+    )
 
 
 @app.command("eval")

@@ -1,0 +1,343 @@
+"""Adapt the retriever's encoder to one knowledge base (``aigc support index --adapt``).
+
+1. **Questions.** The answer model writes questions for every entry's content
+   (:func:`core.query_generation.generate_questions`); questions of entries whose content hash is
+   unchanged since the last adapted build are reused from ``adapter/questions.jsonl``.
+2. **Held-out split.** When the KB has at least ``min_curated`` curated questions (FAQ and
+   dialogue entries), those of a seeded ``heldout_fraction`` of their entries are held out and
+   the rest join the training pairs. A KB of documents has none: then the *generated* questions of
+   a seeded ``heldout_fraction`` of the entries are held out, and those entries' questions are not
+   trained on (split by entry, so a held-out question never has a sibling in training).
+3. **Training.** The encoder's LoRA is trained on (question, entry content) pairs with in-batch
+   negatives by :func:`core.finetune.contrastive.train_contrastive` (InfoNCE, the shared loop).
+4. **Judging.** Held-out questions are ranked against every entry's content with the frozen and
+   with the adapted encoder; the adapter is kept only when its recall@1 is higher by more than
+   ``min_gain``. Otherwise it is discarded and the report says so (the KB is then built with the
+   frozen encoder, as without ``--adapt``).
+
+A kept adapter is written into the KB directory as ``adapter/`` (peft's ``adapter_config.json``
+and ``adapter_model.safetensors``, plus ``adaptation.json`` with this report and
+``questions.jsonl``); the KB's ``embedding_model`` is then ``"<base>+lora:<sha256[:12]>"`` and
+:func:`load_encoder` gives queries the same adapted encoder the entries were embedded with.
+Nothing here imports torch: the model code is in ``core``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apps.customer_service.config import AdaptConfig
+from apps.customer_service.entries import Entry
+from apps.customer_service.errors import KBFormatError
+from core.embeddings import CachedEncoder, Embedder
+from core.finetune.contrastive import (
+    ADAPTER_WEIGHTS,
+    ContrastivePairs,
+    ContrastiveTrainConfig,
+    adapter_model_id,
+    load_adapted_embedder,
+    train_contrastive,
+)
+from core.metrics import hit_rate_at_k, mrr_at_k
+from core.query_generation import generate_questions
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"
+REPORT_FILE = "adaptation.json"
+QUESTIONS_FILE = "questions.jsonl"
+MRR_K = 10
+
+
+@dataclass
+class AdaptationReport:
+    """What an adaptation did and whether its adapter was kept (recorded in the KB manifest)."""
+
+    kept: bool
+    reason: str
+    base: str
+    model_id: str | None = None
+    heldout: str = "generated"
+    heldout_queries: int = 0
+    frozen: dict[str, float] = field(default_factory=dict)
+    adapted: dict[str, float] = field(default_factory=dict)
+    gain: dict[str, float] = field(default_factory=dict)
+    questions_generated: int = 0
+    questions_reused: int = 0
+    entries_with_questions: int = 0
+    pairs: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return asdict(self)
+
+
+@dataclass
+class Adaptation:
+    """An adaptation's report, its adapter files (when kept), encoder and questions per entry."""
+
+    report: AdaptationReport
+    embedder: Any
+    files: dict[str, bytes] = field(default_factory=dict)
+    questions: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+
+    def write(self, directory: Path) -> None:
+        """Write ``adapter/`` (weights only when kept; report and questions always) into ``directory``."""
+        target = directory / ADAPTER_DIR
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in self.files.items():
+            (target / name).write_bytes(data)
+        (target / REPORT_FILE).write_text(
+            json.dumps(self.report.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
+        with (target / QUESTIONS_FILE).open("w", encoding="utf-8") as fh:
+            for entry_id, (content_hash, questions) in self.questions.items():
+                row = {"id": entry_id, "content_hash": content_hash, "questions": questions}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_questions(kb_dir: Path | None) -> dict[str, tuple[str, list[str]]]:
+    """Generated questions stored by the last adapted build in ``kb_dir`` (empty when none)."""
+    path = (kb_dir / ADAPTER_DIR / QUESTIONS_FILE) if kb_dir is not None else None
+    if path is None or not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            out[str(row["id"])] = (str(row["content_hash"]), [str(q) for q in row["questions"]])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("Skipping a bad line of stored questions", extra={"path": str(path)})
+    return out
+
+
+def read_adapter(kb_dir: Path, manifest: dict[str, Any]) -> Adaptation | None:
+    """The kept adapter of the KB in ``kb_dir`` (files, report, questions), or ``None``."""
+    report = manifest.get("adaptation")
+    if not isinstance(report, dict) or not report.get("kept"):
+        return None
+    folder = kb_dir / ADAPTER_DIR
+    files = {name: (folder / name).read_bytes() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS)}
+    return Adaptation(AdaptationReport(**report), None, files, read_questions(kb_dir))
+
+
+def load_encoder(kb_path: Path | None, manifest: dict[str, Any]) -> Embedder:
+    """The query encoder of a knowledge base: its kept adapter merged into the base, else the base.
+
+    Raises:
+        KBFormatError: The manifest names an adapter that is missing or whose weights do not hash to
+            the KB's ``embedding_model``.
+    """
+    report = manifest.get("adaptation")
+    if not isinstance(report, dict) or not report.get("kept"):
+        return Embedder(str(manifest["embedding_model"]))
+    folder = (kb_path or Path(".")) / ADAPTER_DIR
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise KBFormatError(f"{folder}: the manifest names an adapted encoder but its weights are missing")
+    base = str(report["base"])
+    if adapter_model_id(base, folder) != manifest["embedding_model"]:
+        raise KBFormatError(f"{folder}: adapter weights do not match embedding_model; rebuild the KB")
+    return load_adapted_embedder(base, folder)
+
+
+# ------------------------------------------------------------------------------------- adapting
+def _questions(
+    entries: Sequence[Entry],
+    config: AdaptConfig,
+    previous: dict[str, tuple[str, list[str]]],
+    generator: Any,
+    show_progress_bar: bool,
+) -> tuple[dict[str, tuple[str, list[str]]], int, int, float]:
+    """Questions per entry id: reused when the content hash is unchanged, generated otherwise."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    todo = []
+    for entry in entries:
+        old = previous.get(entry.id)
+        if old is not None and old[0] == entry.content_hash:
+            out[entry.id] = old
+        else:
+            todo.append(entry)
+    reused = sum(len(q) for _, q in out.values())
+    seconds = 0.0
+    generated = 0
+    if todo:
+        if generator is None:
+            from core.generation import Generator
+
+            generator = Generator(config.answer_model, backend=config.backend)  # type: ignore[arg-type]
+        result = generate_questions(
+            generator, [e.content_field() for e in todo], config.generation, show_progress_bar
+        )
+        seconds = result.seconds
+        generated = result.total
+        for i, (entry, questions) in enumerate(zip(todo, result.questions, strict=True)):
+            if i < result.attempted:  # entries past the time budget are tried again next build
+                out[entry.id] = (entry.content_hash, questions)
+    return out, generated, reused, seconds
+
+
+def split_heldout(
+    entries: Sequence[Entry], questions: dict[str, tuple[str, list[str]]], config: AdaptConfig
+) -> tuple[str, list[tuple[str, int]], list[tuple[str, int]]]:
+    """``(kind, train, heldout)``: (question, entry position) pairs; see the module docstring."""
+    rng = np.random.default_rng(config.seed)
+    curated = [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
+    generated = [(q, i) for i, e in enumerate(entries) for q in questions.get(e.id, ("", []))[1]]
+    if len(curated) >= config.min_curated:
+        held = set(rng.permutation(curated)[: max(1, round(config.heldout_fraction * len(curated)))].tolist())
+        heldout = [(entries[i].question, i) for i in sorted(held)]
+        train = generated + [(entries[i].question, i) for i in curated if i not in held]
+        return "curated", train, heldout
+    with_questions = sorted({i for _, i in generated})
+    n_held = max(1, round(config.heldout_fraction * len(with_questions))) if with_questions else 0
+    held = set(rng.permutation(with_questions)[:n_held].tolist())
+    return (
+        "generated",
+        [(q, i) for q, i in generated if i not in held],
+        [(q, i) for q, i in generated if i in held],
+    )
+
+
+def score_heldout(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> dict[str, float]:
+    """recall@1 (one gold entry per question, so also hit@1), recall@5 and MRR@10 of held-out
+    questions ranked against every entry's content."""
+    if not heldout:
+        return {}
+    contents = encoder.encode([e.content_field() for e in entries])
+    queries = encoder.encode([q for q, _ in heldout])
+    scores = queries @ contents.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :MRR_K]
+    ranked = [[str(j) for j in row] for row in top]
+    gold = [{str(i)} for _, i in heldout]
+    return {
+        "recall@1": round(hit_rate_at_k(ranked, gold, 1), 4),
+        "recall@5": round(hit_rate_at_k(ranked, gold, 5), 4),
+        f"mrr@{MRR_K}": round(mrr_at_k(ranked, gold, MRR_K), 4),
+    }
+
+
+def train_config(config: AdaptConfig) -> ContrastiveTrainConfig:
+    """The core loop's settings for ``config`` (no validation split: the held-out split judges)."""
+    return ContrastiveTrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        temperature=config.temperature,
+        logq_correction=False,
+        val_fraction=0.0,
+        patience=0,
+        max_query_length=config.max_query_length,
+        max_item_length=config.max_item_length,
+        lora=config.lora,
+        seed=config.seed,
+        show_progress_bar=False,
+    )
+
+
+def adapt_encoder(
+    entries: Sequence[Entry],
+    base: str,
+    config: AdaptConfig | None = None,
+    frozen: Any = None,
+    generator: Any = None,
+    previous_questions: dict[str, tuple[str, list[str]]] | None = None,
+    show_progress_bar: bool = False,
+) -> Adaptation:
+    """Generate questions, train the LoRA, judge it on the held-out split; keep it only if it helps.
+
+    Args:
+        entries: The KB's entries.
+        base: Encoder spec (the KB's ``embedding_model``).
+        config: Adaptation settings.
+        frozen: The frozen encoder (default: loaded from ``base``); wrapped in a cache, so texts it
+            embeds while judging are not embedded again by the build.
+        generator: The answer model (default: loaded from ``config.answer_model``).
+        previous_questions: Questions of the last adapted build (:func:`read_questions`).
+        show_progress_bar: Show tqdm bars.
+
+    Returns:
+        The :class:`Adaptation`; its ``embedder`` is the adapted encoder when kept, else ``frozen``.
+    """
+    config = config or AdaptConfig()
+    frozen = frozen if isinstance(frozen, CachedEncoder) else CachedEncoder(frozen or Embedder(base))
+    questions, generated, reused, gen_s = _questions(
+        entries, config, previous_questions or {}, generator, show_progress_bar
+    )
+    kind, train, heldout = split_heldout(entries, questions, config)
+    report = AdaptationReport(
+        kept=False,
+        reason="",
+        base=base,
+        heldout=kind,
+        heldout_queries=len(heldout),
+        questions_generated=generated,
+        questions_reused=reused,
+        entries_with_questions=sum(bool(q) for _, q in questions.values()),
+        pairs=len(train),
+        seconds={"generate": round(gen_s, 1)},
+    )
+    if len(train) < 2 * config.batch_size or not heldout:
+        report.reason = (
+            f"too few questions to adapt: {len(train)} training pairs (need {2 * config.batch_size}) "
+            f"and {len(heldout)} held out"
+        )
+        logger.warning("Adapter not trained", extra={"reason": report.reason})
+        return Adaptation(report, frozen, questions=questions)
+    started = time.perf_counter()
+    report.frozen = score_heldout(frozen, entries, heldout)
+    judge_s = time.perf_counter() - started
+    pairs = ContrastivePairs(
+        queries=[q for q, _ in train],
+        items=np.asarray([i for _, i in train], dtype=np.int64),
+        item_texts=[e.content_field() for e in entries],
+    )
+    with tempfile.TemporaryDirectory(prefix="aigc-adapt-") as tmp:
+        result = train_contrastive(pairs, Path(tmp) / ADAPTER_DIR, base, train_config(config))
+        files = {name: (result.adapter_dir / name).read_bytes() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS)}
+        # The same loader as at query time (the base's token limit, not the training one).
+        adapted = CachedEncoder(load_adapted_embedder(base, result.adapter_dir))
+    report.seconds["train"] = round(result.seconds, 1)
+    report.training = {
+        "epochs_run": result.report.get("epochs_run"),
+        "loss": [row.get("train_loss") for row in result.report.get("history", [])],
+    }
+    started = time.perf_counter()
+    report.adapted = score_heldout(adapted, entries, heldout)
+    report.seconds["judge"] = round(judge_s + time.perf_counter() - started, 1)
+    report.gain = {k: round(report.adapted[k] - report.frozen[k], 4) for k in report.frozen}
+    report.kept = report.gain["recall@1"] > config.min_gain
+    report.model_id = result.model_id if report.kept else None
+    before, after, gain = report.frozen["recall@1"], report.adapted["recall@1"], report.gain["recall@1"]
+    report.reason = (
+        f"held-out recall@1 {before:.3f} -> {after:.3f} ({100 * gain:+.1f} points) on {len(heldout)} "
+        f"{kind} questions: adapter {'kept' if report.kept else 'discarded, the frozen encoder stays'}"
+    )
+    logger.info("Adaptation judged", extra={"kept": report.kept, "gain": report.gain, "heldout": kind})
+    if not report.kept:
+        return Adaptation(report, frozen, questions=questions)
+    return Adaptation(report, adapted, files, questions)
+
+
+__all__ = [
+    "ADAPTER_DIR",
+    "Adaptation",
+    "AdaptationReport",
+    "adapt_encoder",
+    "load_encoder",
+    "read_adapter",
+    "read_questions",
+    "score_heldout",
+    "split_heldout",
+]

@@ -1,0 +1,257 @@
+"""Benchmark: ``aigc support index --adapt`` (a KB-adapted encoder) vs the frozen encoder.
+
+Two public FAQ sets, each indexed as a KB of **documents only** (one plain-text document per answer;
+the curated questions are left out of the index, as in a KB without them), then queried with human
+questions the KB never saw:
+
+* **StackFAQ** (``../shared/data/support/stackfaq``): 719 answers of 125 Stack Exchange threads;
+  test queries are the 624 paraphrases of the upstream test half; a query's gold entries are all
+  answers of its thread (so ``hit@1``, any gold answer first, is the readable top-1 number;
+  ``recall@1`` of :mod:`apps.customer_service.retrieval_eval` is at most 1/|thread|).
+* **COVID-QA FAQ** (deepset-ai/COVID-QA, Apache-2.0; kept outside the project in
+  ``/work/extdata/covid-qa`` or ``$AIGC_COVIDQA_DIR``, skipped with a reason when absent): the
+  213 English answers of ``faq_covidbert.csv`` (CDC, ECDC, WHO … FAQ pages); test queries are the
+  244 human paraphrases of ``eval_question_similarity_en.csv`` (``similar == 1``), gold = the
+  entries of the FAQ question they paraphrase (one gold, so recall@1 = hit@1).
+
+Per set: the frozen KB is built (``KnowledgeBase.build``) and scored; the adapted KB is built
+with ``adapt=True`` (questions from the answer model, LoRA training, held-out judgement: generated
+questions held out by entry, as the KB has no curated ones) and scored on the same queries, dense
+and hybrid (app defaults). Nothing is tuned on the test queries: the adaptation settings are the
+defaults of :class:`apps.customer_service.config.AdaptConfig`. Time per phase (generate, train,
+judge, embed+index) and the load average are recorded.
+
+Run (results: ``bench/results/support_adapt.json`` and ``.png``)::
+
+    nice -n 10 .venv/bin/python -m bench.support_adapt
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from apps.customer_service.config import KBConfig, RetrievalConfig
+from apps.customer_service.knowledge_base import KnowledgeBase
+from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval_eval import EvalQuery, score_rankings
+from core.bench.harness import environment, pin_threads
+from core.config import to_dict, write_json_atomic
+
+logger = logging.getLogger("bench.support_adapt")
+
+ROOT = Path(__file__).resolve().parents[1]
+STACKFAQ = ROOT.parent / "shared" / "data" / "support" / "stackfaq" / "stackExchange-FAQ.xml"
+COVIDQA = Path(os.environ.get("AIGC_COVIDQA_DIR", "/work/extdata/covid-qa"))
+RESULTS = ROOT / "bench" / "results"
+NAME = "support_adapt"
+K = 10
+METRICS = ("hit@1", "recall@1", "recall@5", "hit@5", "mrr@10")
+
+
+@dataclass
+class DocSet:
+    """Answers as documents (``doc_id -> text``), test queries with gold doc ids, and provenance."""
+
+    name: str
+    docs: dict[str, str]
+    test: list[tuple[str, tuple[str, ...]]]
+    note: str
+
+
+def load_stackfaq(path: Path = STACKFAQ) -> DocSet:
+    """StackFAQ answers as documents ``t{thread}-a{answer}``; test = the paraphrases after ``*``."""
+    root = ET.parse(path).getroot()
+    docs: dict[str, str] = {}
+    test: list[tuple[str, tuple[str, ...]]] = []
+    for t, pair in enumerate(root.findall("qapair")):
+        ids = []
+        for a, answer in enumerate(pair.findall("answer")):
+            ids.append(f"t{t:03d}-a{a:02d}")
+            docs[ids[-1]] = (answer.text or "").strip()
+        second_half = False
+        for rephr in pair.findall("rephr"):
+            text = (rephr.text or "").strip()
+            if text == "*":
+                second_half = True
+            elif text and second_half:
+                test.append((text, tuple(ids)))
+    return DocSet("stackfaq", docs, test, "Karan & Snajder 2018; answers only, titles left out")
+
+
+def load_covidqa(folder: Path = COVIDQA) -> DocSet:
+    """COVID-QA's English FAQ answers as documents ``faq-{row}``; test = similar paraphrases."""
+    with (folder / "faq_covidbert.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    docs = {f"faq-{i:03d}": row["answer"].strip() for i, row in enumerate(rows)}
+    by_question: dict[str, list[str]] = {}
+    for i, row in enumerate(rows):
+        by_question.setdefault(" ".join(row["question"].split()), []).append(f"faq-{i:03d}")
+    test = []
+    with (folder / "eval_question_similarity_en.csv").open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            gold = by_question.get(" ".join(row["question_1"].split()))
+            if row["similar"] == "1" and gold:
+                test.append((row["question_2"].strip(), tuple(gold)))
+    return DocSet("covidqa", docs, test, "deepset-ai/COVID-QA (Apache-2.0); answers only")
+
+
+def subset(data: DocSet, n: int) -> DocSet:
+    """The first ``n`` documents and the queries whose gold documents are all among them."""
+    docs = dict(list(data.docs.items())[:n])
+    test = [(q, gold) for q, gold in data.test if set(gold) <= set(docs)]
+    return DocSet(data.name, docs, test, f"{data.note}; smoke subset of {n} documents")
+
+
+def write_docs(docs: dict[str, str], folder: Path) -> Path:
+    """One ``.txt`` per answer (title: the file name, as for any untitled document)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc_id, text in docs.items():
+        (folder / f"{doc_id}.txt").write_text(text + "\n", encoding="utf-8")
+    return folder
+
+
+def doc_of(entry_id: str) -> str:
+    """``docs/t000-a01.txt#top-0`` -> ``t000-a01`` (passages of one document share its gold)."""
+    return entry_id.split("/", 1)[-1].split("#", 1)[0].removesuffix(".txt")
+
+
+def score(kb: KnowledgeBase, data: DocSet, mode: str) -> dict[str, float]:
+    """Metrics of one retrieval mode on the test queries, ranking documents (passages merged)."""
+    retriever = Retriever(kb, replace(RetrievalConfig(), mode=mode))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    hits = retriever.search_many([q for q, _ in data.test], k=3 * K)
+    rankings = [list(dict.fromkeys(doc_of(h.id) for h in row))[:K] for row in hits]
+    queries = [EvalQuery(q, gold, i) for i, (q, gold) in enumerate(data.test)]
+    metrics = score_rankings(rankings, queries)
+    out = {m: metrics[m] for m in METRICS}
+    out["ms_per_query"] = round(1000 * (time.perf_counter() - started) / len(data.test), 2)
+    return out
+
+
+def run_set(data: DocSet, work: Path, config: KBConfig, generator: Any) -> dict[str, Any]:
+    """Frozen and adapted KBs of one set, scored dense and hybrid."""
+    folder = write_docs(data.docs, work / data.name / "docs")
+    started = time.perf_counter()
+    frozen = KnowledgeBase.build([folder], work / data.name / "kb-frozen", config)
+    frozen_s = time.perf_counter() - started
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    adapted = KnowledgeBase.build(
+        [folder], work / data.name / "kb-adapted", config, adapt=True, generator=generator
+    )
+    adapt_s = time.perf_counter() - started
+    report = adapted.manifest["adaptation"]
+    result: dict[str, Any] = {
+        "note": data.note,
+        "entries": len(adapted),
+        "documents": len(data.docs),
+        "test_queries": len(data.test),
+        "adaptation": report,
+        "seconds": {
+            "index_frozen": round(frozen_s, 1),
+            "index_adapt_total": round(adapt_s, 1),
+            **{k: v for k, v in report["seconds"].items()},
+        },
+        "load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
+    }
+    for mode in ("dense", "hybrid"):
+        before, after = score(frozen, data, mode), score(adapted, data, mode)
+        result[mode] = {
+            "frozen": before,
+            "adapted": after,
+            "gain": {m: round(after[m] - before[m], 4) for m in METRICS},
+        }
+        logger.info("Scored", extra={"set": data.name, "mode": mode, "frozen": before, "adapted": after})
+    per_entry = adapt_s / max(len(adapted), 1)
+    result["adapt_seconds_per_1000_entries"] = round(1000 * per_entry, 1)
+    return result
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Frozen vs adapted hit@1, recall@5 and MRR@10 (dense) per set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.bench.harness import save_figure
+
+    sets = [name for name in results["sets"] if "dense" in results["sets"][name]]
+    metrics = ["hit@1", "recall@1", "recall@5", "mrr@10"]
+    fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(5.5 * max(len(sets), 1), 4), squeeze=False)
+    for ax, name in zip(axes[0], sets, strict=False):
+        rows = results["sets"][name]["dense"]
+        x = range(len(metrics))
+        for shift, label in ((-0.2, "frozen"), (0.2, "adapted")):
+            bars = ax.bar([i + shift for i in x], [rows[label][m] for m in metrics], 0.4, label=label)
+            ax.bar_label(bars, fmt="%.3f", fontsize=7)
+        ax.set_xticks(list(x), metrics)
+        ax.set_ylim(0, 1.1)
+        kept = results["sets"][name]["adaptation"]["kept"]
+        ax.set_title(f"{name}: dense, adapter {'kept' if kept else 'discarded'}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sets", nargs="+", default=["stackfaq", "covidqa"], choices=["stackfaq", "covidqa"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep the KBs (and questions) here")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="KB setting, e.g. adapt.epochs=3"
+    )
+    parser.add_argument(
+        "--max-docs", type=int, default=None, help="smoke run: only the first N documents and their queries"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pin_threads(args.threads)
+    from core.config import load_config
+    from core.generation import Generator
+
+    config = load_config(KBConfig, overrides=args.overrides)
+    loaders = {
+        "stackfaq": (load_stackfaq, STACKFAQ),
+        "covidqa": (load_covidqa, COVIDQA / "faq_covidbert.csv"),
+    }
+    results: dict[str, Any] = {
+        "environment": environment(),
+        "adapt_config": to_dict(config.adapt),
+        "sets": {},
+    }
+    generator = Generator(config.adapt.answer_model, backend=config.adapt.backend)  # type: ignore[arg-type]
+    results["generation_backend"] = generator.backend
+    with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
+        work = args.work_dir or Path(tmp)
+        for name in args.sets:
+            loader, path = loaders[name]
+            if not path.exists():
+                results["sets"][name] = {"skipped": f"{path} not found"}
+                logger.warning("Skipping set", extra={"set": name, "reason": f"{path} not found"})
+                continue
+            data = loader()
+            if args.max_docs:
+                data = subset(data, args.max_docs)
+            results["sets"][name] = run_set(data, work, config, generator)
+            write_json_atomic(args.out, results)
+    write_json_atomic(args.out, results)
+    plot(results, args.out.with_suffix(".png"))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Encoder adaptation (``index --adapt``) with the tiny random encoder and a scripted answer model.
+
+The real answer model is far too slow for unit tests (bench/support_adapt.py runs it); the tiny BERT
+trains for real in a few seconds (those tests are ``slow``), and ``min_gain`` forces the keep /
+discard decision its random vectors would otherwise make by chance.
+"""
+
+import json
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+from apps.customer_service.adaptation import (
+    ADAPTER_DIR,
+    load_encoder,
+    read_questions,
+    score_heldout,
+    split_heldout,
+)
+from apps.customer_service.config import AdaptConfig, KBConfig
+from apps.customer_service.entries import Entry
+from apps.customer_service.errors import KBFormatError
+from apps.customer_service.knowledge_base import KnowledgeBase
+from apps.customer_service.retrieval import Retriever
+from core.finetune.contrastive import ADAPTER_WEIGHTS
+
+TOPICS = [
+    "refund", "shipping", "password", "invoice", "warranty", "address", "coupon", "battery",
+    "screen", "account", "delivery", "exchange", "gift", "order", "payment", "size",
+]  # fmt: skip
+
+
+@dataclass
+class Result:
+    text: str
+    completion_tokens: int = 8
+
+
+class ScriptedAnswerModel:
+    """Writes two questions naming the passage's first long word; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, prompt, **settings):
+        self.calls += 1
+        word = re.findall(r"[a-z]{5,}", prompt.split("\n\n")[1].lower())[0]
+        return Result(f"1. How does {word} work?\n2. Where do I find the {word} page?")
+
+
+def doc_sources(tmp_path, n=len(TOPICS)):
+    folder = tmp_path / "docs"
+    folder.mkdir(parents=True)
+    for topic in TOPICS[:n]:
+        (folder / f"{topic}.md").write_text(f"# {topic}\n\n{topic} policy: details about {topic}.\n")
+    return [folder]
+
+
+def config(**adapt) -> KBConfig:
+    return replace(KBConfig(), adapt=AdaptConfig(batch_size=4, epochs=1, **adapt))
+
+
+def test_split_holds_out_curated_questions_when_the_kb_has_enough():
+    entries = [Entry(f"f{i}", "faq", f"question {i}?", f"answer {i}", f"t{i}") for i in range(10)]
+    generated = {e.id: (e.content_hash, [f"gen {e.id} a?", f"gen {e.id} b?"]) for e in entries}
+    kind, train, heldout = split_heldout(entries, generated, AdaptConfig(min_curated=5, heldout_fraction=0.3))
+    assert kind == "curated" and len(heldout) == 3
+    assert all(q == entries[i].question for q, i in heldout)
+    held = {i for _, i in heldout}
+    assert {q for q, _ in train} >= {q for _, (_, qs) in generated.items() for q in qs}  # all generated
+    assert not {(entries[i].question, i) for i in held} & set(train)  # held-out curated never trained
+
+
+def test_split_of_a_documents_kb_holds_out_generated_questions_by_entry():
+    entries = [Entry(f"d{i}", "doc", "", f"passage {i}", f"Doc {i}") for i in range(10)]
+    generated = {e.id: (e.content_hash, [f"q{e.id}a?", f"q{e.id}b?"]) for e in entries}
+    kind, train, heldout = split_heldout(entries, generated, AdaptConfig(heldout_fraction=0.2))
+    assert kind == "generated" and len(heldout) == 4  # two entries, both of their questions
+    assert not {i for _, i in heldout} & {i for _, i in train}
+    assert len(train) + len(heldout) == 20
+
+
+def test_score_heldout_ranks_against_entry_contents(minilm):
+    entries = [
+        Entry("a", "doc", "", "Refunds are paid within five days.", "Refunds"),
+        Entry("b", "doc", "", "We ship to France and Germany.", "Shipping"),
+    ]
+    scores = score_heldout(
+        minilm, entries, [("when do I get my money back", 0), ("do you deliver to Paris", 1)]
+    )
+    assert scores == {"recall@1": 1.0, "recall@5": 1.0, "mrr@10": 1.0}
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_kept_adapter_is_saved_with_the_kb_and_loaded_for_queries(tmp_path, tiny_encoder_dir):
+    kb_dir, model = tmp_path / "kb", ScriptedAnswerModel()
+    cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))  # always kept
+    kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=model)
+    report = kb.manifest["adaptation"]
+    assert report["kept"] and report["heldout"] == "generated" and model.calls == len(TOPICS)
+    assert report["questions_generated"] == 2 * len(TOPICS) and report["pairs"] > 0
+    assert set(report["frozen"]) == set(report["adapted"]) == {"recall@1", "recall@5", "mrr@10"}
+    assert kb.embedding_model == report["model_id"] and "+lora:" in kb.embedding_model
+    assert kb.manifest["config"]["embedding_model"] == str(tiny_encoder_dir)  # the base, rebuildable
+    files = {p.name for p in (kb_dir / ADAPTER_DIR).iterdir()}
+    assert files == {"adapter_config.json", ADAPTER_WEIGHTS, "adaptation.json", "questions.jsonl"}
+    assert not list(kb_dir.rglob("*.pt")) and not list(kb_dir.rglob("*.bin"))  # no pickles
+    assert (
+        json.loads((kb_dir / ADAPTER_DIR / "adaptation.json").read_text())["model_id"] == kb.embedding_model
+    )
+
+    loaded = KnowledgeBase.load(kb_dir)
+    retriever = Retriever(loaded)
+    assert retriever.embedder.model_id == kb.embedding_model
+    query = retriever.embedder.encode(["refund policy"])
+    again = load_encoder(kb_dir, loaded.manifest).encode(["refund policy"])
+    np.testing.assert_allclose(query, again, atol=1e-6)
+    assert retriever.search("refund policy", k=3, mode="dense")
+
+    # A rebuild without --adapt keeps the adapter (unchanged entries keep their vectors) ...
+    rebuilt = KnowledgeBase.build(doc_sources(tmp_path / "again"), kb_dir, cfg)
+    assert rebuilt.embedding_model == kb.embedding_model and rebuilt.last_build.embedded == 0
+    # ... and the next --adapt reuses the questions of unchanged entries.
+    assert len(read_questions(kb_dir)) == len(TOPICS)
+    KnowledgeBase.build(doc_sources(tmp_path / "third"), kb_dir, cfg, adapt=True, generator=model)
+    assert model.calls == len(TOPICS)  # nothing generated again
+    assert KnowledgeBase.load(kb_dir).manifest["adaptation"]["questions_reused"] == 2 * len(TOPICS)
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_adapter_that_does_not_help_is_discarded_and_reported(tmp_path, tiny_encoder_dir):
+    kb_dir = tmp_path / "kb"
+    cfg = replace(config(min_gain=1.0), embedding_model=str(tiny_encoder_dir))  # a gain above 1 is impossible
+    kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=ScriptedAnswerModel())
+    report = kb.manifest["adaptation"]
+    assert not report["kept"] and "discarded" in report["reason"] and report["model_id"] is None
+    assert "+lora" not in kb.embedding_model
+    assert not (kb_dir / ADAPTER_DIR / ADAPTER_WEIGHTS).exists()
+    assert (kb_dir / ADAPTER_DIR / "questions.jsonl").is_file()  # kept for the next --adapt
+    assert Retriever(KnowledgeBase.load(kb_dir)).embedder.model_id == kb.embedding_model
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_too_few_questions_is_reported_not_trained(tmp_path, tiny_encoder_dir):
+    cfg = replace(config(), embedding_model=str(tiny_encoder_dir))
+    kb = KnowledgeBase.build(
+        doc_sources(tmp_path, 3), tmp_path / "kb", cfg, adapt=True, generator=ScriptedAnswerModel()
+    )
+    report = kb.manifest["adaptation"]
+    assert not report["kept"] and report["reason"].startswith("too few questions")
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_missing_adapter_weights_fail_loudly(tmp_path, tiny_encoder_dir):
+    kb_dir = tmp_path / "kb"
+    cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))
+    KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=ScriptedAnswerModel())
+    manifest = KnowledgeBase.load(kb_dir).manifest
+    (kb_dir / ADAPTER_DIR / ADAPTER_WEIGHTS).unlink()
+    with pytest.raises(KBFormatError, match="weights are missing"):
+        load_encoder(kb_dir, manifest)
+    with pytest.raises(KBFormatError):
+        KnowledgeBase.load(kb_dir)  # the artifact's hashes name the missing file
