@@ -167,16 +167,11 @@ def contrastive_task(
 
     def collate(rows: Sequence[int]) -> dict[str, Any]:
         rows = [train[r] for r in rows]
-        positives = pairs.items[rows]
-        negatives = pairs.negatives[rows].ravel() if pairs.negatives is not None else np.empty(0, np.int64)
-        negatives = negatives[negatives >= 0]
-        columns = np.concatenate([positives, negatives]).astype(np.int64)
+        positives, columns, correction = batch_columns(
+            pairs.items, pairs.negatives, rows, log_q if use_log_q else None
+        )
         q, q_mask = _tensors([q_ids[i] for i in rows], pad_id)
         c, c_mask = _tensors([item_ids[i] for i in columns], pad_id)
-        correction = torch.zeros(len(columns))
-        if use_log_q:
-            assert log_q is not None
-            correction[: len(positives)] = log_q[torch.as_tensor(positives)]
         return {
             "q_ids": q,
             "q_mask": q_mask,
@@ -279,6 +274,31 @@ def load_adapted_embedder(
     merged = load_adapter(encoder, adapter_dir, merge=True).eval()
     pooling = read_pooling_modes(models.model_path(base))
     return Embedder.from_model(merged, tokenizer, adapter_model_id(base, adapter_dir), max_length, pooling)
+
+
+def batch_columns(
+    items: np.ndarray, negatives: np.ndarray | None, rows: Sequence[int], log_q: torch.Tensor | None
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """The candidate columns of one in-batch-negatives batch.
+
+    Args:
+        items: Positive item of every pair.
+        negatives: ``(n_pairs, k)`` mined hard negatives (``-1`` pads), or ``None``.
+        rows: The batch's pair rows.
+        log_q: Per-item log sampling probability for popularity correction, or ``None`` (no correction).
+
+    Returns:
+        ``(positives, columns, correction)``: the batch's positives, the columns scored against every
+        query (positives first, then the valid hard negatives) and the log-q correction per column
+        (zero for the hard negatives and when ``log_q`` is ``None``).
+    """
+    positives = items[rows]
+    mined = negatives[rows].ravel() if negatives is not None else np.empty(0, np.int64)
+    columns = np.concatenate([positives, mined[mined >= 0]]).astype(np.int64)
+    correction = torch.zeros(len(columns))
+    if log_q is not None:
+        correction[: len(positives)] = log_q[torch.as_tensor(positives)]
+    return positives, columns, correction
 
 
 def train_contrastive(

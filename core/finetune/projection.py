@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from core.finetune.contrastive import ContrastiveTrainConfig, info_nce
+from core.finetune.contrastive import ContrastiveTrainConfig, batch_columns, info_nce
 from core.finetune.data import split_indices
 from core.finetune.loop import TrainingTask, fit
 from core.io.artifacts import sha256_file
@@ -112,13 +112,9 @@ def projection_task(
 
     def collate(rows: Sequence[int]) -> dict[str, Any]:
         rows = [train[r] for r in rows]
-        positives = pairs.items[rows]
-        negatives = pairs.negatives[rows].ravel() if pairs.negatives is not None else np.empty(0, np.int64)
-        columns = np.concatenate([positives, negatives[negatives >= 0]]).astype(np.int64)
-        correction = torch.zeros(len(columns))
-        if use_log_q:
-            assert log_q is not None
-            correction[: len(positives)] = log_q[torch.as_tensor(positives)]
+        positives, columns, correction = batch_columns(
+            pairs.items, pairs.negatives, rows, log_q if use_log_q else None
+        )
         return {
             "histories": histories[rows],
             "positives": torch.as_tensor(positives),
