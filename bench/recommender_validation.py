@@ -33,6 +33,7 @@ Run (results: ``bench/results/recommender_validation.json`` and ``.png``)::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import tempfile
@@ -225,6 +226,13 @@ def main() -> None:
     )
     parser.add_argument("--no-baselines", action="store_true", help="hybrids only")
     parser.add_argument(
+        "--baselines-from",
+        type=Path,
+        default=None,
+        help="with --no-baselines: copy the baseline rows (same splits) from this earlier report, "
+        "so the ratios and the choice table are computed",
+    )
+    parser.add_argument(
         "--tuned",
         action="store_true",
         help="also text_ft and the hybrids on vectors of the encoder fine-tuned on the validation "
@@ -256,6 +264,15 @@ def main() -> None:
             for model, factory in _baselines(frozen, args.ease_grid).items():
                 started = time.perf_counter()
                 rows[model] = _score(f"{name} {model}", factory().fit(split.train), split, started)
+        elif args.baselines_from is not None:
+            earlier = json.loads(args.baselines_from.read_text())["datasets"][name]["models"]
+            rows.update(
+                {
+                    m: {**r, "from": str(args.baselines_from.name)}
+                    for m, r in earlier.items()
+                    if not m.startswith(("hybrid", "text_ft"))
+                }
+            )
         sets = _vector_sets(name, dataset, split, settings, frozen, wanted, rows)
         rows.update(_run_hybrids(name, split, sets, settings.ranker, args.variant))
         baselines = [m for m in rows if not m.startswith(("hybrid", "text_ft"))]
