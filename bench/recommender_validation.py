@@ -99,6 +99,7 @@ def _hybrids(base: RankerConfig, variants: list[str]) -> dict[str, RankerConfig]
     }
     for variant in variants:
         name, _, sets = variant.partition(":")
+        name = name if name.startswith("hybrid") else f"hybrid_{name}"  # told apart from baselines
         overrides = [f"ranker.{kv}" for kv in sets.split(";") if kv]
         configs[name] = load_settings(None, overrides).ranker
     return configs
