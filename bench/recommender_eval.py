@@ -8,8 +8,9 @@ those movies for the users who rate them later.
 
 Models: ``popularity``, ``itemknn``, ``bpr`` (implicit), ``text`` (frozen MiniLM, recency-weighted
 history vector), ``text_ft`` (MiniLM fine-tuned contrastively on the training split, ``finetune.method``),
-``hybrid`` (candidates + the configured ranker over the fine-tuned vectors, cold-item slots)
-and ``hybrid_frozen`` (the same over frozen vectors). Settings: ``configs/recommender.yaml``, the
+``hybrid`` (candidates + the configured ranker over the fine-tuned vectors, cold-item slots; the
+ranker learns from vectors of an encoder tuned without its own targets, as ``aigc recommend train``
+does) and ``hybrid_frozen`` (the same over frozen vectors). Settings: ``configs/recommender.yaml``, the
 defaults of ``aigc recommend eval`` (flags override single values). The encoder is fine-tuned on
 each split's own training part (``--max-tunes 1``: only the next-item split's; the cold-start
 section then uses frozen vectors, since the next-item training part has seen the cold items).

@@ -10,16 +10,30 @@ and the MIND sample. ``--tuned`` adds ``text_ft`` and the hybrids over the vecto
 fine-tuned (``finetune`` section of ``configs/recommender.yaml``) on the validation split's training
 part; ``--variant NAME:key=value;...`` adds hybrids with other ranker settings.
 
+Which vectors the ranker is trained on (``--tuned``): the hybrid fits its ranker on a leave-last-out
+split of the training part it is given, so vectors tuned on that whole training part have seen the
+ranker's target items. ``_ft`` hybrids use them anyway (what ``aigc recommend eval`` did); ``_ftin``
+hybrids use vectors tuned on the ranker's inner training part, for the rows and for serving (what
+``aigc recommend train`` does: its encoder is tuned on the leave-last-out training part, its
+ranker's targets are the held-out items); ``_ftmix`` trains the ranker on the inner vectors and
+serves the vectors tuned on the whole training part. ``--vectors`` picks which of
+``frozen,ft,ftin,ftmix`` the hybrids run on; the last table of the JSON, ``choice``, is each hybrid's
+ratio to the best baseline on every data set and the smallest of them (the one set of defaults has
+to hold on both).
+
 Run (results: ``bench/results/recommender_validation.json`` and ``.png``)::
 
     nice -n 5 .venv/bin/python -m bench.recommender_validation
     nice -n 5 .venv/bin/python -m bench.recommender_validation --no-baselines --tuned \\
         --variant "hybrid_lr_small:model=lambdarank;gbdt.num_leaves=7;gbdt.min_child_samples=100"
+    nice -n 10 .venv/bin/python -m bench.recommender_validation --tuned --vectors ft,ftin,ftmix \\
+        --out bench/results/recommender_validation_tuned.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import tempfile
@@ -28,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from apps.recommender.baselines import (
     BPRScorer,
@@ -83,6 +99,7 @@ def _hybrids(base: RankerConfig, variants: list[str]) -> dict[str, RankerConfig]
     }
     for variant in variants:
         name, _, sets = variant.partition(":")
+        name = name if name.startswith("hybrid") else f"hybrid_{name}"  # told apart from baselines
         overrides = [f"ranker.{kv}" for kv in sets.split(";") if kv]
         configs[name] = load_settings(None, overrides).ranker
     return configs
@@ -122,6 +139,81 @@ def plot(report: dict[str, Any], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def _tune(train: Any, dataset: Any, settings: Any, frozen: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Vectors of the encoder fine-tuned on ``train`` (``finetune`` section), and its run."""
+    with tempfile.TemporaryDirectory(prefix="aigc-val-encoder-") as work:
+        tuned = train_encoder(
+            train, Path(work) / "encoder", "minilm-l6", settings.finetune, item_vectors=frozen
+        )
+    vectors = tuned.item_vectors
+    if vectors is None:
+        vectors = embed_items(dataset, tuned.embedder, 64)
+    return vectors, tuned
+
+
+def _vector_sets(
+    name: str, dataset: Any, split: Any, settings: Any, frozen: np.ndarray, wanted: list[str], rows: dict
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Suffix -> (vectors the ranker's rows are built from, vectors served) for ``--vectors``."""
+    sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if "frozen" in wanted:
+        sets[""] = (frozen, frozen)
+    if not {"ft", "ftin", "ftmix"} & set(wanted):
+        return sets
+    started = time.perf_counter()
+    outer, run = _tune(split.train, dataset, settings, frozen)
+    text_ft = TextScorer(item_vectors=outer).fit(split.train)
+    rows["text_ft"] = _score(f"{name} text_ft", text_ft, split, started)
+    rows["text_ft"]["encoder"] = {k: v for k, v in run.summary().items() if k != "adapter_dir"}
+    if "ft" in wanted:
+        sets["_ft"] = (outer, outer)
+    if {"ftin", "ftmix"} & set(wanted):
+        # The ranker's own split: its targets are each user's last item of split.train.
+        inner, _ = _tune(leave_last_out(split.train).train, dataset, settings, frozen)
+        if "ftin" in wanted:
+            sets["_ftin"] = (inner, inner)
+        if "ftmix" in wanted:
+            sets["_ftmix"] = (inner, outer)
+    return sets
+
+
+def _choice(report: dict[str, Any]) -> dict[str, Any]:
+    """Per hybrid: its ratio to the best baseline on each data set and the smallest of them."""
+    table: dict[str, Any] = {}
+    for name, entry in report["datasets"].items():
+        for model, ratio in entry.get("over_best_baseline", {}).items():
+            table.setdefault(model, {})[name] = ratio
+    n = len(report["datasets"])
+    for ratios in table.values():
+        ratios["min"] = min(ratios.values()) if len(ratios) == n else None
+    return dict(sorted(table.items(), key=lambda kv: -(kv[1]["min"] or 0)))
+
+
+def _run_hybrids(
+    name: str,
+    split: Any,
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    base: RankerConfig,
+    variants: list[str],
+) -> dict[str, Any]:
+    """Each hybrid of :func:`_hybrids` on each vector set, scored on the validation split."""
+    rows: dict[str, Any] = {}
+    for suffix, (row_vectors, item_vectors) in sets.items():
+        # Variants that differ only in the ranking model share one set of training rows.
+        shared: dict[str, Any] = {}
+        for model, config in _hybrids(base, variants).items():
+            started = time.perf_counter()
+            key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
+            if key not in shared:
+                shared[key] = training_rows(split.train, row_vectors, config)
+            ranker = fit_ranker(*shared[key], config)
+            scorer = HybridScorer(item_vectors, config, ranker=ranker).fit(split.train)
+            rows[model + suffix] = _score(f"{name} {model}{suffix}", scorer, split, started)
+            if isinstance(ranker, GBDTRanker):
+                rows[model + suffix]["ranker"] = ranker.report
+    return rows
+
+
 def main() -> None:
     """Score every model on each data set's validation split and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,58 +227,55 @@ def main() -> None:
     )
     parser.add_argument("--no-baselines", action="store_true", help="hybrids only")
     parser.add_argument(
+        "--baselines-from",
+        type=Path,
+        default=None,
+        help="with --no-baselines: copy the baseline rows (same splits) from this earlier report, "
+        "so the ratios and the choice table are computed",
+    )
+    parser.add_argument(
         "--tuned",
         action="store_true",
         help="also text_ft and the hybrids on vectors of the encoder fine-tuned on the validation "
-        "split's training part (finetune section of configs/recommender.yaml)",
+        "split's training part (finetune section of configs/recommender.yaml); same as --vectors frozen,ft",
+    )
+    parser.add_argument(
+        "--vectors",
+        default=None,
+        help="comma list of frozen, ft, ftin, ftmix: the vectors the hybrids run on (module docstring)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "recommender_validation.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    wanted = (args.vectors or ("frozen,ft" if args.tuned else "frozen")).split(",")
     report: dict[str, Any] = {
         "split": "leave_last_out(leave_last_out(data).train)",
         "load_average_start": list(os.getloadavg()),
+        "vectors": wanted,
+        "variants": args.variant,
         "datasets": {},
     }
     settings = load_settings(None, [])  # configs/recommender.yaml
-    base = settings.ranker
     for name in args.datasets.split(","):
         dataset = LOADERS[name](DATA / name)
-        vectors = cached_item_vectors(dataset, load_embedder("minilm-l6", None, 64), 64)
+        frozen = cached_item_vectors(dataset, load_embedder("minilm-l6", None, 64), 64)
         split = leave_last_out(leave_last_out(dataset).train)
         rows: dict[str, Any] = {}
         if not args.no_baselines:
-            for model, factory in _baselines(vectors, args.ease_grid).items():
+            for model, factory in _baselines(frozen, args.ease_grid).items():
                 started = time.perf_counter()
                 rows[model] = _score(f"{name} {model}", factory().fit(split.train), split, started)
-        encoders = {"": vectors}
-        if args.tuned:
-            started = time.perf_counter()
-            with tempfile.TemporaryDirectory(prefix="aigc-val-encoder-") as work:
-                tuned = train_encoder(
-                    split.train, Path(work) / "encoder", "minilm-l6", settings.finetune, item_vectors=vectors
-                )
-            vectors_ft = tuned.item_vectors
-            if vectors_ft is None:
-                vectors_ft = embed_items(dataset, tuned.embedder, 64)
-            rows["text_ft"] = _score(
-                f"{name} text_ft", TextScorer(item_vectors=vectors_ft).fit(split.train), split, started
+        elif args.baselines_from is not None:
+            earlier = json.loads(args.baselines_from.read_text())["datasets"][name]["models"]
+            rows.update(
+                {
+                    m: {**r, "from": str(args.baselines_from.name)}
+                    for m, r in earlier.items()
+                    if not m.startswith(("hybrid", "text_ft"))
+                }
             )
-            rows["text_ft"]["encoder"] = {k: v for k, v in tuned.summary().items() if k != "adapter_dir"}
-            encoders["_ft"] = vectors_ft
-        for suffix, item_vectors in encoders.items():
-            # Variants that differ only in the ranking model share one set of training rows.
-            shared: dict[str, Any] = {}
-            for model, config in _hybrids(base, args.variant).items():
-                started = time.perf_counter()
-                key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
-                if key not in shared:
-                    shared[key] = training_rows(split.train, item_vectors, config)
-                ranker = fit_ranker(*shared[key], config)
-                scorer = HybridScorer(item_vectors, config, ranker=ranker).fit(split.train)
-                rows[model + suffix] = _score(f"{name} {model}{suffix}", scorer, split, started)
-                if isinstance(ranker, GBDTRanker):
-                    rows[model + suffix]["ranker"] = ranker.report
+        sets = _vector_sets(name, dataset, split, settings, frozen, wanted, rows)
+        rows.update(_run_hybrids(name, split, sets, settings.ranker, args.variant))
         baselines = [m for m in rows if not m.startswith(("hybrid", "text_ft"))]
         entry: dict[str, Any] = {"models": rows}
         if baselines:
@@ -197,6 +286,8 @@ def main() -> None:
                 m: round(rows[m]["ndcg@10"] / top, 3) for m in rows if m.startswith("hybrid")
             }
         report["datasets"][name] = entry
+        write_json_atomic(args.out, report)  # partial results survive a stopped run
+    report["choice"] = _choice(report)
     report["load_average_end"] = list(os.getloadavg())
     write_json_atomic(args.out, report)
     plot(report, args.out.with_suffix(".png"))

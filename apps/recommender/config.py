@@ -245,8 +245,19 @@ class RankerConfig:
     c: float = field(default=1.0, metadata={"help": "inverse L2 regularisation of the logistic regression"})
     max_iter: int = field(default=1000, metadata={"help": "solver iterations"})
     max_train_users: int | None = field(default=None, metadata={"help": "train on a seeded sample of users"})
+    train_rounds: int = field(
+        default=1,
+        metadata={
+            "help": "leave-last-out rounds whose held-out items train the ranker (round 2 holds out each "
+            "user's second-to-last item, with candidates from the interactions before it)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the user sample"})
     cold: ColdSlots = field(default_factory=ColdSlots)
+
+    def __post_init__(self) -> None:
+        if self.train_rounds < 1:
+            raise ValueError(f"RankerConfig.train_rounds must be positive, got {self.train_rounds}")
 
 
 # ------------------------------------------------------------------------------- evaluation

@@ -55,6 +55,10 @@ class HybridScorer(Scorer):
         cf: An ItemKNN scorer already fit on the training data :meth:`fit` gets (a saved model's),
             used instead of fitting one.
         ease: Likewise for the EASE source (ignored when ``config.ease`` is off).
+        row_vectors: Item vectors the ranker's training rows are built from (default:
+            ``item_vectors``): those of an encoder tuned without the ranker's target items (each
+            user's last training item), whose text similarities to those targets are not inflated
+            by having trained on them.
     """
 
     name = "hybrid"
@@ -67,9 +71,13 @@ class HybridScorer(Scorer):
         index: VectorIndex | None = None,
         cf: ItemKNNScorer | None = None,
         ease: EASEScorer | None = None,
+        row_vectors: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.item_vectors = np.asarray(item_vectors, dtype=np.float32)
+        self.row_vectors = None if row_vectors is None else np.asarray(row_vectors, dtype=np.float32)
+        if self.row_vectors is not None and len(self.row_vectors) != len(self.item_vectors):
+            raise ValueError(f"{len(self.row_vectors)} row vectors for {len(self.item_vectors)} items")
         self.config = config or RankerConfig()
         self.ranker = ranker
         self.index = index
@@ -82,7 +90,8 @@ class HybridScorer(Scorer):
 
     def _fit(self, train: Dataset) -> None:
         if self.ranker is None:
-            rows, labels = training_rows(train, self.item_vectors, self.config)
+            row_vectors = self.item_vectors if self.row_vectors is None else self.row_vectors
+            rows, labels = training_rows(train, row_vectors, self.config)
             self.ranker = fit_ranker(rows, labels, self.config)
             if isinstance(self.ranker, LinearRanker):
                 logger.info(

@@ -3,18 +3,21 @@
 :func:`train_model` on a dataset:
 
 1. time-based validation split (last interaction per user held out);
-2. LoRA contrastive fine-tuning of the encoder (core.finetune.contrastive; hard negatives mined
-   with the frozen encoder) on the validation split's training part, and the
-   text-only next-item metrics of the frozen and the fine-tuned encoder on the held-out items
-   (the gain is recorded in the model manifest);
-3. item vectors from the fine-tuned encoder, a :class:`~core.index.VectorIndex`, and the hybrid
-   ranker trained on all data (its own inner time split);
-4. the model directory (:class:`~apps.recommender.model.RecommenderModel`).
+2. contrastive fine-tuning of the encoder (``finetune.method``: a projection head over the frozen
+   encoder, or LoRA; hard negatives mined with the frozen encoder) on the validation split's
+   training part, and the text-only next-item metrics of the frozen and the fine-tuned encoder on
+   the held-out items (the gain is recorded in the model manifest);
+3. the hybrid ranker trained on all data (its own inner time split, whose targets are the held-out
+   items of step 1) over the vectors of step 2's encoder, which has not seen those targets;
+4. the encoder fine-tuned again on all data: its item vectors, a :class:`~core.index.VectorIndex`
+   and the candidates and features the ranker scores when serving;
+5. the model directory (:class:`~apps.recommender.model.RecommenderModel`).
 
 :func:`evaluate_models` runs the evaluation protocol of :mod:`apps.recommender.evaluation` with
 the baselines (popularity, ItemKNN, BPR when ``implicit`` is installed, text-only with the frozen
-encoder), the text-only score of the fine-tuned encoder (``text_ft``), and the hybrid. Every model
-that learns, the encoder included, is fit on each split's training part only.
+encoder), the text-only score of the fine-tuned encoder (``text_ft``), and the hybrid, fit the way
+:func:`train_model` fits it (steps 2-4 on the split's training part). Every model that learns, the
+encoder included, is fit on each split's training part only.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Vectors:
         self.max_tunes = max_tunes
         self._frozen: np.ndarray | None = None
         self._tuned: dict[int, tuple[np.ndarray, TrainResult]] = {}
+        self._before_targets: dict[int, tuple[Dataset, Dataset]] = {}
         self.frozen_instead: list[str] = []
         self.split_names: list[str] = []
 
@@ -116,6 +120,21 @@ class Vectors:
         """Fine-tuned vectors when fine-tuning is enabled, else frozen."""
         return self.tuned(train)[0] if self.config.finetune.enabled else self.frozen()
 
+    def before_targets(self, train: Dataset) -> np.ndarray | None:
+        """Vectors for the rows of a hybrid ranker fit on ``train`` (``None``: not fine-tuned).
+
+        The ranker's targets are each user's last item of ``train``; an encoder tuned on all of
+        ``train`` has trained on them, and its text similarities to them would be higher than to
+        the items it will rank later. These vectors come from an encoder tuned on ``train``
+        without those items (``train_model`` does the same with its own data).
+        """
+        if not self.config.finetune.enabled:
+            return None
+        if id(train) not in self._before_targets:
+            # The training set is kept with its inner part, so its id is not reused while cached.
+            self._before_targets[id(train)] = (train, leave_last_out(train).train)
+        return self.tuned(self._before_targets[id(train)][1])[0]
+
     def training_summaries(self) -> list[dict[str, Any]]:
         """One summary per fine-tuning run."""
         return [
@@ -146,6 +165,12 @@ class DeferredScorer(Scorer):
         return self.inner._score_users(user_idx)
 
 
+def _hybrid(vectors: Vectors, config: RecommenderConfig, train: Dataset) -> HybridScorer:
+    """The hybrid for ``train``: it serves vectors tuned on ``train``, its ranker learns from
+    vectors tuned without the ranker's targets (:meth:`Vectors.before_targets`)."""
+    return HybridScorer(vectors.for_train(train), config.ranker, row_vectors=vectors.before_targets(train))
+
+
 def scorer_factories(
     vectors: Vectors, config: RecommenderConfig, names: tuple[str, ...] = MODELS
 ) -> dict[str, Callable[[], Scorer]]:
@@ -157,9 +182,7 @@ def scorer_factories(
         "bpr": BPRScorer,
         "text": lambda: DeferredScorer("text", lambda _: TextScorer(item_vectors=vectors.frozen())),
         "text_ft": lambda: DeferredScorer("text_ft", lambda t: TextScorer(item_vectors=vectors.tuned(t)[0])),
-        "hybrid": lambda: DeferredScorer(
-            "hybrid", lambda t: HybridScorer(vectors.for_train(t), config.ranker)
-        ),
+        "hybrid": lambda: DeferredScorer("hybrid", lambda t: _hybrid(vectors, config, t)),
         "hybrid_frozen": lambda: DeferredScorer(
             "hybrid_frozen", lambda _: HybridScorer(vectors.frozen(), config.ranker)
         ),
@@ -233,6 +256,11 @@ def train_model(
 ) -> RecommenderModel:
     """Fine-tune the encoder, build the index, train the ranker and save the model directory.
 
+    With fine-tuning on, the encoder is tuned twice: on the validation split's training part
+    (its text-only gain on the held-out items goes into the manifest, and its vectors build the
+    ranker's training rows, whose targets are those held-out items), then on all data (the
+    encoder the model serves and saves).
+
     Args:
         dataset: Items and interactions.
         out_dir: Model directory (replaced atomically when it exists).
@@ -248,35 +276,53 @@ def train_model(
     split = leave_last_out(dataset)
     metrics: dict[str, Any] = {"validation": split.info}
     with tempfile.TemporaryDirectory(prefix="aigc-rec-train-") as work:
-        adapter = None
+        adapter, row_vectors = None, None
         if config.finetune.enabled:
             frozen = cached_item_vectors(
                 dataset, load_embedder(enc.model, None, enc.max_length), enc.batch_size
             )
-            result = train_encoder(
-                split.train, Path(work) / "encoder", enc.model, config.finetune, show_progress_bar, frozen
+            show = show_progress_bar
+            result, row_vectors = _tune(split.train, dataset, Path(work) / "validation", config, frozen, show)
+            before, after = (
+                evaluate_next_item(TextScorer(item_vectors=v).fit(split.train), split, config.eval)
+                for v in (frozen, row_vectors)
             )
-            embedder, adapter = result.embedder, result.adapter_dir
-            if result.item_vectors is not None:  # the head: projected frozen vectors
-                vectors = result.item_vectors
-            else:
-                vectors = embed_items(dataset, embedder, enc.batch_size, show_progress_bar)
-            before = evaluate_next_item(TextScorer(item_vectors=frozen).fit(split.train), split, config.eval)
-            after = evaluate_next_item(TextScorer(item_vectors=vectors).fit(split.train), split, config.eval)
+            serving, vectors = _tune(dataset, dataset, Path(work) / "encoder", config, frozen, show)
+            embedder, adapter = serving.embedder, serving.adapter_dir
             metrics["encoder"] = {
-                **{k: v for k, v in result.summary().items() if k != "adapter_dir"},
+                **_summary(result),
                 "validation_text_only": {"frozen": _core(before), "fine_tuned": _core(after)},
+                "served": _summary(serving),
             }
         else:
             embedder = load_embedder(enc.model, None, enc.max_length)
             vectors = cached_item_vectors(dataset, embedder, enc.batch_size, show_progress_bar)
         index = build_item_index(dataset, vectors, embedder.model_id)
-        scorer = HybridScorer(vectors, config.ranker, index=index).fit(dataset)
+        scorer = HybridScorer(vectors, config.ranker, index=index, row_vectors=row_vectors).fit(dataset)
         info = EncoderInfo(enc.model, embedder.model_id, "encoder" if adapter else None, enc.max_length)
         model = RecommenderModel(scorer, info, index, metrics)
         model._adapter_source = adapter
         model.save(out_dir)
     return model
+
+
+def _tune(
+    train: Dataset,
+    dataset: Dataset,
+    out: Path,
+    config: RecommenderConfig,
+    frozen: np.ndarray,
+    show_progress_bar: bool,
+) -> tuple[TrainResult, np.ndarray]:
+    """The encoder fine-tuned on ``train`` and its vectors of ``dataset``'s items."""
+    result = train_encoder(train, out, config.encoder.model, config.finetune, show_progress_bar, frozen)
+    if result.item_vectors is not None:  # the head: projected frozen vectors
+        return result, result.item_vectors
+    return result, embed_items(dataset, result.embedder, config.encoder.batch_size, show_progress_bar)
+
+
+def _summary(result: TrainResult) -> dict[str, Any]:
+    return {k: v for k, v in result.summary().items() if k != "adapter_dir"}
 
 
 def _core(result: dict[str, Any]) -> dict[str, Any]:

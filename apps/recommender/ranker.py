@@ -35,7 +35,7 @@ from apps.recommender.candidates import CandidateGenerator
 from apps.recommender.config import GBDTConfig, RankerConfig
 from apps.recommender.features import FEATURES, FeatureBuilder
 from apps.recommender.interactions import Dataset
-from apps.recommender.splits import leave_last_out
+from apps.recommender.splits import Split, leave_last_out
 from core.atomic import write_bytes_atomic
 from core.config import to_dict
 
@@ -422,7 +422,8 @@ def load_ranker(directory: str | Path) -> Ranker:
 def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: RankerConfig) -> Ranker:
     """The ranker of ``config.model`` fit on :func:`training_rows` output."""
     if config.model == "lambdarank":
-        return GBDTRanker(FEATURES, config.gbdt).fit(features, labels, features["user_id"].to_numpy())
+        queries = features["query"] if "query" in features.columns else features["user_id"]
+        return GBDTRanker(FEATURES, config.gbdt).fit(features, labels, queries.to_numpy())
     return LinearRanker().fit(features, labels, config.c, config.max_iter)
 
 
@@ -444,12 +445,37 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 def training_rows(
     train: Dataset, item_vectors: np.ndarray, config: RankerConfig
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Candidate features and labels from a time-based split of ``train`` (last item per user).
+    """Candidate features and labels from time-based splits of ``train`` (last item per user).
+
+    Round 1 holds out each user's last interaction of ``train`` as the target; round 2 the last
+    one of round 1's training part, and so on for ``config.train_rounds`` rounds. Each round's
+    candidates and features come from its own training part only (nothing after the target).
 
     Returns:
-        ``(features, labels)``; ``features`` also has ``user_id`` and ``item_idx``.
+        ``(features, labels)``; ``features`` also has ``user_id``, ``item_idx`` and ``query``
+        (``round:user``: one ranking query per user and round).
     """
-    inner = leave_last_out(train)
+    frames, labels = [], []
+    current = train
+    for round_ in range(config.train_rounds):
+        inner = leave_last_out(current)
+        if not len(inner):
+            break
+        features, round_labels = _round_rows(inner, item_vectors, config)
+        features["query"] = f"{round_}:" + features["user_id"].astype(str)
+        frames.append(features)
+        labels.append(round_labels)
+        current = inner.train
+    if not frames:
+        raise ValueError(f"{train.name}: no user has two interactions to train the ranker on")
+    features = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return features, np.concatenate(labels)
+
+
+def _round_rows(
+    inner: Split, item_vectors: np.ndarray, config: RankerConfig
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One round of :func:`training_rows`: candidates of ``inner.train`` labelled by its test items."""
     users, targets = inner.test_users, np.array([t[0] for t in inner.test_items], dtype=np.int64)
     if config.max_train_users is not None and len(users) > config.max_train_users:
         keep = np.sort(

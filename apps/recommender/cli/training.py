@@ -67,7 +67,7 @@ def train(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Fine-tune the encoder (LoRA, contrastive), index the items, train the ranker; save the model."""
+    """Fine-tune the encoder (finetune.method), index the items, train the ranker; save the model."""
     from apps.recommender.config import load_settings
     from apps.recommender.pipeline import train_model
 

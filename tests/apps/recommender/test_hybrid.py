@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from apps.recommender.baselines import ItemKNNScorer, PopularityScorer
 from apps.recommender.config import CandidateConfig, GBDTConfig, RankerConfig
@@ -79,3 +80,21 @@ def test_lambdarank_hybrid_serves_and_explains_from_its_saved_trees(
     again = HybridScorer(vectors, config, ranker=loaded).fit(split.train)
     np.testing.assert_array_equal(again.score(["U0001", "U0002"]), hybrid.score(["U0001", "U0002"]))
     pd.testing.assert_frame_equal(again.recommend_with_reasons(["U0001", "U0002"], k=8), recs)
+
+
+def test_the_ranker_learns_from_row_vectors_and_serves_item_vectors(sample_dataset, sample_minilm_vectors):
+    vectors, _ = sample_minilm_vectors
+    split = leave_last_out(sample_dataset)
+    config = RankerConfig(candidates=CandidateConfig(n_text=30, n_cf=30, n_popular=10))
+    rows = np.roll(vectors, 1, axis=0)  # other vectors of the same items: other text features
+    hybrid = HybridScorer(vectors, config, row_vectors=rows).fit(split.train)
+    from_rows = HybridScorer(rows, config).fit(split.train)
+    plain = HybridScorer(vectors, config).fit(split.train)
+    # The ranker is the one fit on the row vectors' training rows ...
+    np.testing.assert_array_equal(hybrid.ranker.coef, from_rows.ranker.coef)
+    assert not np.array_equal(hybrid.ranker.coef, plain.ranker.coef)
+    # ... and it scores candidates from the item vectors: with the plain hybrid's ranker, the same lists.
+    served = HybridScorer(vectors, config, ranker=hybrid.ranker).fit(split.train)
+    np.testing.assert_array_equal(hybrid.score(["U0001", "U0002"]), served.score(["U0001", "U0002"]))
+    with pytest.raises(ValueError, match="row vectors"):
+        HybridScorer(vectors, config, row_vectors=vectors[:3])

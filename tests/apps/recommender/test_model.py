@@ -83,7 +83,12 @@ def test_train_save_load_recommend(files, tiny_encoder_dir, tmp_path):
         and (out / "encoder" / "projection.safetensors").is_file()
         and "+head:" in manifest["encoder"]["model_id"]
     )
-    assert "validation_text_only" in manifest["metrics"]["encoder"]
+    # Tuned twice: on the validation split's training part (the ranker's rows, the validation
+    # metrics) and on all interactions (the encoder served and saved).
+    encoder = manifest["metrics"]["encoder"]
+    assert "validation_text_only" in encoder
+    assert encoder["served"]["model_id"] == manifest["encoder"]["model_id"]
+    assert encoder["model_id"] != encoder["served"]["model_id"]
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
 
     model = ModelLoader(out)()
@@ -149,6 +154,10 @@ def test_eval_json_report(files, tiny_encoder_dir, tmp_path):
     assert report["models"]["hybrid"]["n_users"] == 60
     assert report["encoder"]["text_ndcg@10"]["fine_tuned"] == report["models"]["text_ft"]["ndcg@10"]
     assert set(report["cold_start"]["models"]) == set(report["models"])
+    # Each split tunes the encoder on its training part (text_ft, the hybrid's served vectors) and on
+    # that part without each user's last item (the hybrid ranker's training rows).
+    splits = [run["split"] for run in report["encoder"]["runs"]]
+    assert len(splits) == 4 and sum(s.endswith(":train:train") for s in splits) == 1
 
 
 def test_bad_input_exits_2_with_a_clear_message(files, tmp_path):

@@ -1,4 +1,4 @@
-"""Ranker features and the logistic-regression ranker's JSON round trip."""
+"""Ranker features, the rankers' round trips and their training rows."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from apps.recommender.candidates import CandidateGenerator
-from apps.recommender.config import CandidateConfig, GBDTConfig
+from apps.recommender.config import CandidateConfig, GBDTConfig, RankerConfig
 from apps.recommender.features import FEATURES, FeatureBuilder
 from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
-from apps.recommender.ranker import GBDTRanker, LinearRanker, load_ranker
+from apps.recommender.ranker import GBDTRanker, LinearRanker, load_ranker, training_rows
 
 DAY = 86400
 # u1 {A@day0, B@day10}, u2 {B@day1, C@day40}; D published on day 35; E unknown age.
@@ -145,3 +145,32 @@ def test_lambdarank_ranker_learns_a_non_linear_ranking_and_round_trips(tmp_path)
         GBDTRanker(["a", "b", "c"], config).fit(x, np.zeros(len(x)), g)
     with pytest.raises(RuntimeError, match="not fitted"):
         GBDTRanker(["a"]).decision(x)
+
+
+def test_training_rows_of_two_rounds_label_earlier_targets_from_earlier_data():
+    # u1 A,B,C; u2 B,C,D; u3 A,D (one day apart). Round 0 targets: C, D, D; round 1: B, C (u3 has
+    # a single interaction left and only trains).
+    rows = [
+        ("u1", "A", 0), ("u1", "B", DAY), ("u1", "C", 2 * DAY),
+        ("u2", "B", 0), ("u2", "C", DAY), ("u2", "D", 2 * DAY),
+        ("u3", "A", 0), ("u3", "D", DAY),
+    ]  # fmt: skip
+    items = clean_items(pd.DataFrame({"item_id": list("ABCDE"), "title": list("ABCDE")}))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    data = build_dataset(items, clean_interactions(frame, {c: i for i, c in enumerate("ABCDE")}), "toy")
+    every = CandidateConfig(n_text=5, n_cf=5, n_popular=5, n_ease=5)
+    one = training_rows(data, VECTORS, RankerConfig(candidates=every))
+    two_features, two_labels = training_rows(data, VECTORS, RankerConfig(candidates=every, train_rounds=2))
+    positives = two_features.loc[two_labels == 1]
+    found = dict(zip(positives["query"], data.item_ids[positives["item_idx"]], strict=True))
+    assert found == {"0:u1": "C", "0:u2": "D", "0:u3": "D", "1:u1": "B", "1:u2": "C"}
+    # Round 0 is the single-round set of rows; round 1 only sees the interactions before its targets:
+    # there C has no interactions (u2's C is its target) and u2 has seen B only.
+    first = two_features["query"].str.startswith("0:").to_numpy()
+    assert two_labels[first].tolist() == one[1].tolist()
+    np.testing.assert_array_equal(two_features.loc[first, list(FEATURES)], one[0][list(FEATURES)])
+    u2 = two_features.loc[two_features["query"] == "1:u2"]
+    assert sorted(data.item_ids[u2["item_idx"]]) == ["A", "C", "D", "E"]
+    assert u2.loc[data.item_ids[u2["item_idx"]] == "C", "popularity"].item() == 0
+    with pytest.raises(ValueError, match="train_rounds"):
+        RankerConfig(train_rounds=0)
