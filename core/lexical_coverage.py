@@ -8,7 +8,8 @@ scores do not see this; comparing the question's *specifics* with the words of t
 Specifics of a question (:func:`question_specifics`), by kind:
 
 * ``name``: a capitalised word that does not start a sentence, an all-caps word or a letter-digit
-  code (``Canada``, ``UPS``, ``X200``; :func:`core.facts.extract_facts`);
+  code (``Canada``, ``UPS``, ``X200``; :func:`core.facts.extract_facts`), but no single letter and
+  no stop word ("DO you", a "TO" field) except "US";
 * ``number``: a number, compared by value ("1,000" = "1000", "two" = "2");
 * ``rare``: any other content word (not an English stop word: NLTK's list as shipped by ``bm25s``).
   Customers' own words ("smashed", "vase") are rarely in the answer, so this kind only makes sense
@@ -105,6 +106,10 @@ def _word_keys(word: str) -> set[str]:
     keys = {_stem(word)}
     if len(word) > 1 and word.isupper():
         keys.add(_CAPS + word)
+        if len(word) > 2 and word.endswith("S"):  # "ATMS" is covered by "ATM"
+            keys.add(_CAPS + word[:-1])
+    elif len(word) > 2 and word[:-1].isupper() and word[-1] == "s":  # "ATMs" too
+        keys.add(_CAPS + word[:-1])
     return keys
 
 
@@ -134,10 +139,20 @@ def question_specifics(question: str, kinds: Sequence[str] = ("name",)) -> list[
     for match in _WORD.finditer(question):
         word = match.group(0).strip("'’-")
         lower = re.sub(r"['’]s$", "", word.lower())
-        # A name where it is written as one ("Pay" in "Apple Pay", not "pay" elsewhere).
-        is_name = lower in facts.names and (word[0].isupper() or any(c.isdigit() for c in word))
+        # A name where it is written as one ("Pay" in "Apple Pay", not "pay" elsewhere); not a
+        # shouted stop word ("DO you", a "TO" field) other than the country "US", nor a letter or
+        # a contraction ("C" of "C#", "I't").
+        is_name = (
+            lower in facts.names
+            and (word[0].isupper() or any(c.isdigit() for c in word))
+            and len(word) > 1
+            and (lower not in _stop_words() or word == "US")
+            and not re.match(r"[A-Za-z]['’]", word)
+        )
         if "name" in kinds and is_name:
             key = _CAPS + word if len(word) > 1 and word.isupper() else _stem(word)
+            if key.startswith(_CAPS) and len(word) > 2 and word.endswith("S"):
+                key = _CAPS + word[:-1]  # an all-caps plural: "ATMS" asks about "ATM"
             found.setdefault(key, Specific(word, key, "name"))
         elif "rare" in kinds and not is_name and len(lower) > 1 and lower not in _stop_words():
             key = _stem(word)

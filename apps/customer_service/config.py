@@ -286,10 +286,11 @@ class GateConfig:
         },
     )
     max_term_share: float = field(
-        default=0.05,
+        default=0.0,
         metadata={
-            "help": "A specific mentioned in more than this share of KB entries (the shop's own name) "
-            "is not required; one the KB never mentions always is"
+            "help": "A specific mentioned in more than this share of KB entries is not required; one "
+            "the KB never mentions always is (0: only those; chosen on validation, "
+            "docs/benchmarks/support.md)"
         },
     )
     uncovered_penalty: float = field(
