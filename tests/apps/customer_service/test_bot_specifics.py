@@ -46,9 +46,10 @@ def test_a_place_no_source_names_is_handed_off_not_answered_with_yes(calibrated_
     assert payload["handoff_reason"] == "not_covered" and payload["uncovered"] == ["Canada"]
 
 
-@pytest.mark.parametrize("gate", ["calibrated", "always_verbatim"])
-def test_the_sample_paraphrases_the_gate_quotes_are_still_quoted(calibrated_kb_dir, minilm, gate):  # noqa: F811
-    calibration = calibrations(calibrated_kb_dir)[gate]
+def test_the_sample_paraphrases_the_gate_quotes_are_still_quoted(calibrated_kb_dir, minilm):  # noqa: F811
+    # With no verbatim margin the gate quotes every top FAQ, a superset of what the calibrated gate
+    # quotes; the check must leave each of those answers exactly as it was.
+    calibration = calibrations(calibrated_kb_dir)["always_verbatim"]
     bot = SupportBot.from_dir(calibrated_kb_dir, embedder=minilm, calibration=calibration)
     with (SAMPLE_DIR / "queries.csv").open(encoding="utf-8", newline="") as handle:
         queries = [row["query"] for row in csv.DictReader(handle)]
