@@ -13,9 +13,9 @@ configuration, MiniLM-L6):
   gate calibrated on 10 more train questions per intent): validation = 20 more train questions per
   intent, test = the test questions (``--test`` per intent); a question of a covered intent is in
   scope, its gold entries are its intent's FAQ entries;
-* **sample probes** (``bench/data/sample_specifics.csv``, written for the shipped sample KB): 10
-  questions naming something the KB never mentions (should be declined) and 10 naming something it
-  does (should be answered).
+* **sample probes** (``bench/data/sample_specifics.csv``, written for the shipped sample KB): 14
+  questions naming something the KB never mentions (should be declined; 4 of them in lower case,
+  "do you ship to canada") and 12 it answers (should be answered).
 
 Reported per split and setting: verbatim rate (in-scope questions answered with an FAQ as written),
 **verbatim precision** (of those, the quoted FAQ is gold), **answer rate** (in-scope questions not

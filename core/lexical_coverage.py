@@ -9,7 +9,10 @@ Specifics of a question (:func:`question_specifics`), by kind:
 
 * ``name``: a capitalised word that does not start a sentence, an all-caps word or a letter-digit
   code (``Canada``, ``UPS``, ``X200``; :func:`core.facts.extract_facts`), but no single letter and
-  no stop word ("DO you", a "TO" field) except "US";
+  no stop word ("DO you", a "TO" field) except "US"; and, in any case, a place or currency name of
+  the ISO gazetteer in ``pycountry`` (:func:`place_names`: "canada", "new zealand", "swiss francs"),
+  one specific per name, except names that are ordinary words ("turkey", "jersey", "central"),
+  which count only when capitalised;
 * ``number``: a number, compared by value ("1,000" = "1000", "two" = "2");
 * ``rare``: any other content word (not an English stop word: NLTK's list as shipped by ``bm25s``).
   Customers' own words ("smashed", "vase") are rarely in the answer, so this kind only makes sense
@@ -35,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,11 +50,14 @@ from core.facts import extract_facts
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COMMON_WORD_NAMES",
+    "PLACE_TYPES_LOWER",
     "SPECIFIC_KINDS",
     "Specific",
     "SpecificKind",
     "TermStats",
     "covered_keys",
+    "place_names",
     "question_specifics",
     "uncovered_specifics",
 ]
@@ -60,6 +67,29 @@ SPECIFIC_KINDS: tuple[str, ...] = ("name", "number", "rare")
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'’-]*[A-Za-z0-9]|[A-Za-z]")
 _CAPS = "="  # prefix of the key of an all-caps word
+_PLACE_WORD = re.compile(r"[^\W_][\w'’-]*[^\W_]|[^\W\d_]")  # any script: "Côte", "Türkiye"
+
+#: Subdivision types (ISO 3166-2, as pycountry names them) whose one-word names are matched in
+#: lower case too ("ontario", "bavaria"); other types' one-word names ("Central", "Delta", "Nord",
+#: "Como") are too often ordinary words and count only when capitalised (the name rule).
+PLACE_TYPES_LOWER: frozenset[str] = frozenset(
+    {"State", "Province", "Canton", "Country", "Land", "Territory", "Emirate", "Autonomous community"}
+)
+#: Place and currency names that are also ordinary English words or phrases (or ISO 4217 entries that
+#: are no money: metals, fund codes), left out of the gazetteer: they count only when capitalised. No
+#: packaged word list tells "turkey" from "canada" (both are dictionary words, equally frequent), so
+#: this list is kept by hand, checked on the validation questions (docs/benchmarks/support.md).
+COMMON_WORD_NAMES: frozenset[str] = frozenset(
+    {
+        "chad", "china", "guinea", "jersey", "turkey", "reunion",  # countries
+        "central", "eastern", "western", "northern", "southern", "capital", "centre", "center",
+        "coast", "lakes", "islands", "delta", "plateau", "rivers", "highlands", "upper", "lower",
+        "long an",  # subdivisions (a Vietnamese province, "how long an ...")
+        "gold", "silver", "platinum", "palladium", "sdr", "mvdol",  # ISO 4217 entries, not money
+        "won", "sol", "som", "rand", "dong", "lek", "pula", "taka", "kina", "lari", "tala", "leone",
+        "denar", "dobra", "sucre",  # currencies
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -102,6 +132,83 @@ def _stop_words() -> frozenset[str]:
     return frozenset(STOPWORDS_EN_PLUS)
 
 
+def _fold(text: str) -> str:
+    """Lower-cased, accents dropped ("Türkiye" → "turkiye"), as gazetteer keys are written."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+
+
+def _gazetteer_name(name: str) -> str:
+    """An ISO name as people write it: "Bolivia, Plurinational State of" → "Bolivia"."""
+    return re.sub(r"\s*[\[(].*?[\])]", "", name.split(",")[0]).strip()
+
+
+@lru_cache(maxsize=1)
+def _gazetteer() -> dict[tuple[str, ...], str]:
+    """Place and currency names matched in any case: folded, lower-cased words → the ISO name.
+
+    From ``pycountry`` (ISO 3166-1 countries: name, common and official name; ISO 3166-2
+    subdivisions; ISO 4217 currency names): every name of two words or more, and one-word names of
+    countries, currencies (four letters or more) and subdivisions of the types in
+    :data:`PLACE_TYPES_LOWER` (five or more), except stop words and :data:`COMMON_WORD_NAMES`.
+    Missing: names ISO does not use ("Russia", "Turkey", "Britain", "Holland"). Codes ("CHF",
+    "USA") are not here: in capitals they are names anyway, and in lower case many are words
+    ("try", "all", "can").
+    """
+    import pycountry
+
+    names: list[tuple[str, bool]] = []  # (name, one word may match in lower case)
+    for country in pycountry.countries:
+        for attr in ("name", "common_name", "official_name"):
+            if value := getattr(country, attr, None):
+                names.append((value, True))
+    names += [
+        (sub.name, sub.type in PLACE_TYPES_LOWER and len(sub.name) > 4) for sub in pycountry.subdivisions
+    ]
+    names += [(currency.name, True) for currency in pycountry.currencies]
+    table: dict[tuple[str, ...], str] = {}
+    for raw, single_ok in names:
+        name = _gazetteer_name(raw)
+        words = tuple(_fold(m.group(0)) for m in _PLACE_WORD.finditer(name))
+        if not words or " ".join(words) in COMMON_WORD_NAMES:
+            continue
+        # One word matched in any case only for the listed kinds, and not a short one ("Uri", "Chin").
+        if len(words) == 1 and (not single_ok or words[0] in _stop_words() or len(words[0]) < 4):
+            continue
+        table.setdefault(words, name)
+    logger.debug("Gazetteer", extra={"names": len(table)})
+    return table
+
+
+def place_names(text: str) -> list[tuple[int, int, str]]:
+    """Place and currency names in ``text`` in any case (:func:`_gazetteer`), longest first.
+
+    Returns:
+        ``(start, end, surface)`` per match (character offsets), in text order, not overlapping.
+    """
+    table = _gazetteer()
+    longest = max(len(key) for key in table)
+    words = list(_PLACE_WORD.finditer(text))
+    folded = [_fold(m.group(0).strip("'’-")) for m in words]
+    found, i = [], 0
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 0, -1):
+            # The last word may be a plural: "swiss francs", "euros".
+            key = tuple(folded[i : i + n])
+            if key in table or (key[-1].endswith("s") and (*key[:-1], key[-1][:-1]) in table):
+                start, end = words[i].start(), words[i + n - 1].end()
+                found.append((start, end, text[start:end]))
+                i += n
+                break
+        else:
+            i += 1
+    return found
+
+
+def _phrase_key(phrase: str) -> str:
+    """Key of a place name: the stem of a one-word name, the stems joined by spaces otherwise."""
+    return " ".join(_stem(_fold(m.group(0))) for m in _PLACE_WORD.finditer(phrase))
+
+
 def _word_keys(word: str) -> set[str]:
     keys = {_stem(word)}
     if len(word) > 1 and word.isupper():
@@ -121,6 +228,7 @@ def covered_keys(texts: str | Iterable[str]) -> set[str]:
     for text in texts:
         for match in _WORD.finditer(text):
             keys |= _word_keys(match.group(0))
+        keys |= {_phrase_key(surface) for _, _, surface in place_names(text)}
         keys |= {f"#{n}" for n in extract_facts(text).numbers}
     return keys
 
@@ -136,7 +244,14 @@ def question_specifics(question: str, kinds: Sequence[str] = ("name",)) -> list[
         raise ValueError(f"unknown specific kind(s) {sorted(unknown)}; use {', '.join(SPECIFIC_KINDS)}")
     facts = extract_facts(question)
     found: dict[str, Specific] = {}
+    places = place_names(question) if "name" in kinds else []
+    place_end = -1
     for match in _WORD.finditer(question):
+        while places and places[0][0] <= match.start():  # a place name, counted as one
+            _, place_end, surface = places.pop(0)
+            found.setdefault(_phrase_key(surface), Specific(surface, _phrase_key(surface), "name"))
+        if match.start() < place_end:
+            continue  # a word of a place name
         word = match.group(0).strip("'’-")
         lower = re.sub(r"['’]s$", "", word.lower())
         # A name where it is written as one ("Pay" in "Apple Pay", not "pay" elsewhere); not a
@@ -157,6 +272,8 @@ def question_specifics(question: str, kinds: Sequence[str] = ("name",)) -> list[
         elif "rare" in kinds and not is_name and len(lower) > 1 and lower not in _stop_words():
             key = _stem(word)
             found.setdefault(key, Specific(word, key, "rare"))
+    for _, _, surface in places:  # after the last ASCII word ("… to Åland")
+        found.setdefault(_phrase_key(surface), Specific(surface, _phrase_key(surface), "name"))
     if "number" in kinds:
         for number in sorted(facts.numbers):
             found.setdefault(f"#{number}", Specific(number, f"#{number}", "number"))

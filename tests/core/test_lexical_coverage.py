@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.lexical_coverage import TermStats, covered_keys, question_specifics, uncovered_specifics
+from core.lexical_coverage import (
+    TermStats,
+    covered_keys,
+    place_names,
+    question_specifics,
+    uncovered_specifics,
+)
 
 FAQ = (
     "Do you ship internationally? Yes, we ship to 28 countries in Europe. Import duties outside the EU apply."
@@ -73,3 +79,33 @@ def test_a_name_common_in_the_collection_is_not_salient_but_an_unknown_one_alway
 def test_unknown_kinds_are_rejected():
     with pytest.raises(ValueError, match="unknown specific kind"):
         question_specifics("Do you ship to Canada?", ("place",))
+
+
+def test_lower_case_places_and_currencies_are_names_from_the_iso_gazetteer():
+    question = "do you ship to canada or new zealand, paid in swiss francs?"
+    texts = [s.text for s in question_specifics(question)]
+    assert texts == ["canada", "new zealand", "swiss francs"]
+    # A one-word subdivision of a listed type in any case; ISO names only (no English exonyms).
+    found = question_specifics("delivery to ontario and north rhine-westphalia")
+    assert [s.text for s in found] == ["ontario"]
+    assert [s.key for s in question_specifics("Delivery to Nordrhein-Westfalen")] == ["nordrhein-westfalen"]
+    stats = TermStats.from_texts([FAQ, "Track your parcel online."])
+    [specific] = uncovered_specifics("can you send orders to switzerland", FAQ, stats)
+    assert (specific.text, specific.key, specific.known) == ("switzerland", "switzerland", False)
+    # Covered in any case, and a multiword name only by the whole name.
+    assert uncovered_specifics("ship to canada?", "We ship to Canada.") == []
+    assert [s.text for s in uncovered_specifics("ship to new zealand?", "New customers in Zealand")] == [
+        "new zealand"
+    ]
+
+
+def test_place_names_that_are_ordinary_words_count_only_when_capitalised():
+    for question in ("my turkey arrived cold", "a jersey and a china cup", "the central depot",
+                     "how long an order takes", "my school reunion", "a bit far per item"):  # fmt: skip
+        assert question_specifics(question) == [], question
+    assert [s.text for s in question_specifics("Do you ship to Chad or Jersey?")] == ["Chad", "Jersey"]
+    assert place_names("Ship to Côte d'Ivoire, Türkiye or the United States") == [
+        (8, 21, "Côte d'Ivoire"),
+        (23, 30, "Türkiye"),
+        (38, 51, "United States"),
+    ]

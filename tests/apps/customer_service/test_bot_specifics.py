@@ -46,9 +46,40 @@ def test_a_place_no_source_names_is_handed_off_not_answered_with_yes(calibrated_
     assert payload["handoff_reason"] == "not_covered" and payload["uncovered"] == ["Canada"]
 
 
+@pytest.mark.parametrize("gate", ["calibrated", "always_verbatim"])
+@pytest.mark.parametrize(
+    ("question", "place", "quoted"),
+    [
+        ("do you ship to canada", "canada", "ship-03"),
+        # The eval set's gold is ship-03; without the check MiniLM's top FAQ is acct-04 (guest
+        # checkout), quoted verbatim: "Yes, choose Checkout as guest…".
+        ("can you send orders to switzerland", "switzerland", "acct-04"),
+    ],
+)
+def test_a_lower_case_country_no_source_names_is_handed_off(
+    calibrated_kb_dir,  # noqa: F811
+    minilm,
+    gate,
+    question,
+    place,
+    quoted,
+):
+    # Chat users rarely capitalise. The sample KB ships "to 28 countries in Europe" and never names
+    # Canada or Switzerland (not in the EU either), so no source answers either question.
+    calibration = calibrations(calibrated_kb_dir)[gate]
+    before = SupportBot.from_dir(calibrated_kb_dir, OFF, embedder=minilm, calibration=calibration)
+    old = before.answer(question)
+    assert old.route != "handoff" and old.sources[0].id == quoted
+    reply = SupportBot.from_dir(calibrated_kb_dir, embedder=minilm, calibration=calibration).answer(question)
+    assert (reply.route, reply.handoff_reason, reply.uncovered) == ("handoff", "not_covered", [place])
+    assert f"\u201c{place}\u201d" in reply.text and "28 countries" not in reply.text and reply.sources == []
+    assert reply.suggestion_sources[0].id == quoted
+
+
 def test_the_sample_paraphrases_the_gate_quotes_are_still_quoted(calibrated_kb_dir, minilm):  # noqa: F811
     # With no verbatim margin the gate quotes every top FAQ, a superset of what the calibrated gate
-    # quotes; the check must leave each of those answers exactly as it was.
+    # quotes; the check must leave each of those answers exactly as it was, but for the one eval
+    # query that names a country no source mentions.
     calibration = calibrations(calibrated_kb_dir)["always_verbatim"]
     bot = SupportBot.from_dir(calibrated_kb_dir, embedder=minilm, calibration=calibration)
     with (SAMPLE_DIR / "queries.csv").open(encoding="utf-8", newline="") as handle:
@@ -60,9 +91,12 @@ def test_the_sample_paraphrases_the_gate_quotes_are_still_quoted(calibrated_kb_d
         if calibration.route(hits, calibration.confidence(hits)) == "faq"
     ]
     assert len(quoted) >= 10
+    changed = []
     for query, entry in quoted:
         reply = bot.answer(query)
-        assert (reply.route, reply.text, reply.uncovered) == ("faq", entry.text, []), query
+        if (reply.route, reply.text, reply.uncovered) != ("faq", entry.text, []):
+            changed.append((query, reply.handoff_reason, reply.uncovered))
+    assert changed == [("can you send orders to switzerland", "not_covered", ["switzerland"])]
 
 
 def test_a_name_the_faq_mentions_keeps_the_verbatim_answer(calibrated_kb_dir, minilm):  # noqa: F811
