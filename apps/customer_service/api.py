@@ -112,6 +112,15 @@ class AskResponse(BaseModel):
     route: str = Field(description="How it was answered: faq (quoted), extract, generate or handoff")
     confidence: float
     handoff: bool
+    handoff_reason: str | None = Field(
+        default=None,
+        description="Why it was handed off: low_confidence, out_of_scope, asked_for_human, deadline or "
+        "not_covered (the question names something the sources do not mention; see uncovered)",
+    )
+    uncovered: list[str] = Field(
+        default_factory=list,
+        description="What the question names (a place, product, code) that the sources never mention",
+    )
     sources: list[SourceOut]
     intent: str | None = None
     intent_confidence: float | None = None
@@ -161,7 +170,7 @@ class HandoffOut(BaseModel):
     conversation_id: str
     message_id: int
     question: str
-    reason: str = Field(description="low_confidence, out_of_scope, asked_for_human or deadline")
+    reason: str = Field(description="low_confidence, out_of_scope, asked_for_human, deadline or not_covered")
     reason_label: str
     status: str = Field(description="waiting, taken or resolved")
     handed_off_at: datetime
@@ -231,6 +240,8 @@ def _payload(conversation_id: str, message_id: int, answer: Answer) -> dict[str,
         "route": answer.route,
         "confidence": round(float(answer.confidence), 4),
         "handoff": answer.handoff,
+        "handoff_reason": answer.handoff_reason,
+        "uncovered": list(answer.uncovered),
         "sources": [{"id": s.id, "title": s.title, "url": s.url, "score": s.score} for s in answer.sources],
         "intent": answer.intent,
         "intent_confidence": answer.intent_confidence,

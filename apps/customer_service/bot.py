@@ -8,6 +8,13 @@ verifier (:mod:`core.grounding`) finds supported by a cited passage are kept; wh
 left, the extractive answer is shown instead. Nothing the verifier has not checked reaches the
 agent, so a generated answer is not streamed token by token.
 
+A curated FAQ answer is quoted only when it mentions the question's specifics (``gate.specifics``:
+names such as "Canada" or "UPS" by default; :mod:`core.lexical_coverage`): "Do you ship to
+Canada?" matches "Do you ship internationally?" closely, but its "Yes, we ship to 28 countries in
+Europe" does not answer it. Such a question falls to the passages instead, and when the quoted
+sentences do not mention the specific either, the bot hands off (reason ``not_covered``, the
+terms in :attr:`Answer.uncovered`) with its confidence lowered by ``gate.uncovered_penalty``.
+
 Example:
     >>> bot = SupportBot.from_dir("kb")
     >>> reply = bot.answer("how do i get my money back")
@@ -42,6 +49,7 @@ from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.prompts import (
     DONT_KNOW,
     HUMAN_REQUESTED,
+    NOT_COVERED,
     TRUNCATION_NOTICE,
     build_messages,
     finalize_citations,
@@ -53,8 +61,9 @@ from apps.customer_service.served_models import answer_adapter_path, intent_mode
 from core.embeddings import Embedder
 from core.extractive import PickedSentence, SentencePicker
 from core.generation import GenerationUnavailableError
-from core.grounding import GroundingVerifier, Verification
+from core.grounding import GroundingVerifier, Verification, strip_citations
 from core.injection import check_output
+from core.lexical_coverage import Specific, TermStats, uncovered_specifics
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +117,8 @@ class Answer:
             to verification (:func:`apps.customer_service.answering.answer_confidence`).
         handoff: Whether a human agent should take over.
         handoff_reason: Why, when ``handoff`` (a :class:`~apps.customer_service.handoff.HandoffReason`
-            value: ``low_confidence``, ``out_of_scope``, ``asked_for_human`` or ``deadline``).
+            value: ``low_confidence``, ``out_of_scope``, ``asked_for_human``, ``deadline`` or
+            ``not_covered``).
         intent: Predicted intent label (``None`` without an intent model).
         intent_confidence: Its probability.
         latency_ms: Time to the full answer.
@@ -129,6 +139,9 @@ class Answer:
             FAQ answer) the bot would offer from the retrieved entries, with ``[id]`` citations;
             empty when nothing retrieved is close enough (out of scope). Never shown to the customer.
         suggestion_sources: The entries the suggestion quotes.
+        uncovered: The question's specifics (as written, e.g. ``Canada``) that the FAQ the gate
+            matched does not mention; on a ``not_covered`` hand-off, those the quoted sentences
+            did not mention either. Empty when the answer covers every specific.
     """
 
     text: str
@@ -150,6 +163,7 @@ class Answer:
     handoff_reason: str | None = None
     suggestion: str = ""
     suggestion_sources: list[Source] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)
 
     def to_json(self, question: str | None = None) -> dict[str, Any]:
         """The ``aigc support ask --json`` payload (with ``question`` first when given)."""
@@ -163,6 +177,7 @@ class Answer:
             "confidence": round(self.confidence, 4),
             "handoff": self.handoff,
             "handoff_reason": self.handoff_reason,
+            "uncovered": self.uncovered,
             "intent": self.intent,
             "latency_ms": round(self.latency_ms, 1),
         }
@@ -225,6 +240,7 @@ class _Plan:
     gate_route: Route = "handoff"
     suggestion: str = ""
     suggestion_sources: list[Hit] = field(default_factory=list)
+    uncovered: list[Specific] = field(default_factory=list)
 
 
 class SupportBot:
@@ -261,6 +277,7 @@ class SupportBot:
         self._intent_loaded = intent_model is not None
         self._picker: SentencePicker | None = None
         self._verifier: GroundingVerifier | None = None
+        self._term_stats: TermStats | None = None
 
     @classmethod
     def from_dir(cls, kb_dir: str | Path, config: BotConfig | None = None, **kwargs: Any) -> SupportBot:
@@ -427,7 +444,57 @@ class SupportBot:
             self._generate_verified(plan)
         if not plan.generated_used and plan.route != "handoff":
             self._extract(plan)
+        self._check_specifics(plan)
         yield plan.text
+
+    @property
+    def term_stats(self) -> TermStats:
+        """Document frequencies of the KB's words (question and content of every entry)."""
+        if self._term_stats is None:
+            self._term_stats = TermStats.from_texts(
+                f"{e.question_field()}\n{e.content_field()}" for e in self.kb.entries
+            )
+        return self._term_stats
+
+    def uncovered_specifics(self, question: str, texts: Sequence[str]) -> list[Specific]:
+        """The salient specifics of ``question`` (``gate.specifics``) that ``texts`` never mention."""
+        gate = self.config.gate
+        if not gate.specific_kinds:
+            return []
+        return uncovered_specifics(
+            question, texts, self.term_stats, gate.specific_kinds, max_doc_share=gate.max_term_share
+        )
+
+    def _check_specifics(self, plan: _Plan) -> None:
+        """Hand off (``not_covered``) when a passage answer does not mention a specific of the question.
+
+        Covering text: the quoted (or verified generated) sentences and the cited entries' questions
+        or titles. A low-confidence hand-off after an FAQ fallback is reported as ``not_covered``
+        too, since the uncovered specific is why the FAQ was not quoted.
+        """
+        if plan.route == "handoff":
+            if plan.uncovered and plan.reason == HandoffReason.LOW_CONFIDENCE:
+                self._hand_off_uncovered(plan, plan.uncovered)
+            return
+        covering = [strip_citations(plan.text, [h.id for h in plan.used])]
+        covering += [h.entry.question_field() for h in plan.sources]
+        missing = self.uncovered_specifics(plan.question, covering)
+        plan.uncovered = missing
+        if missing:
+            self._hand_off_uncovered(plan, missing)
+
+    def _hand_off_uncovered(self, plan: _Plan, missing: list[Specific]) -> None:
+        plan.uncovered = missing
+        terms = [f"\u201c{s.text}\u201d" for s in missing]
+        named = terms[0] if len(terms) == 1 else f"{', '.join(terms[:-1])} or {terms[-1]}"
+        plan.route, plan.text = "handoff", NOT_COVERED.format(terms=named)
+        plan.sources, plan.evidence, plan.generated_used = [], [], False
+        plan.reason = HandoffReason.NOT_COVERED
+        # A hand-off never reads as more certain than the gate's own hand-off threshold.
+        penalised = plan.confidence * self.config.gate.uncovered_penalty
+        plan.answer_confidence = min(penalised, self.calibration.handoff_threshold)
+        logger.info("Specifics not covered; handing off", extra={"terms": [s.text for s in missing]})
+        self._suggest(plan)
 
     def _extract(self, plan: _Plan) -> None:
         """Quote the passage sentences that answer the question (or hand off when none does)."""
@@ -549,6 +616,14 @@ class SupportBot:
             logger.warning("Dropped KB entries that read as instructions", extra={"ids": dropped})
         confidence = self.calibration.confidence(used)
         gate_route = route = self.calibration.route(used, confidence)
+        uncovered: list[Specific] = []
+        if route == "faq":
+            top = used[0].entry
+            uncovered = self.uncovered_specifics(question, [top.question_field(), top.content_field()])
+            if uncovered:
+                # Close to the question but silent on what it names: answer from the passages,
+                # and only if the quoted sentences name it (``_check_specifics``).
+                route = "extract"
         intent, intent_conf = self.predict_intent(question)
         used = used[:1] if route == "faq" else used[: self.config.answer.passages]
         reason = None
@@ -560,7 +635,7 @@ class SupportBot:
         plan = _Plan(
             question, query, hits, used, dropped, confidence, route, intent, intent_conf, notice, start
         )
-        plan.reason, plan.gate_route = reason, gate_route
+        plan.reason, plan.gate_route, plan.uncovered = reason, gate_route, uncovered
         return plan
 
     def _finish(self, plan: _Plan, first: float | None) -> tuple[Answer, str]:
@@ -592,6 +667,7 @@ class SupportBot:
             handoff_reason=str(plan.reason or HandoffReason.LOW_CONFIDENCE) if handed_off else None,
             suggestion=plan.suggestion if handed_off else "",
             suggestion_sources=[Source.from_hit(h) for h in plan.suggestion_sources] if handed_off else [],
+            uncovered=[s.text for s in plan.uncovered],
         )
         logger.info(
             "Answered",

@@ -17,6 +17,11 @@ out of scope or retrieval missed, and picks two thresholds:
   while a high cosine alone did not exclude them.
 
 The result is saved as ``calibration.json`` in the KB directory (:meth:`Calibration.save`).
+
+Scores cannot tell that a close FAQ is silent on what the question names ("Do you ship to Canada?"
+against "Do you ship internationally?"): the bot checks that separately, on the question's words
+(``gate.specifics``, :mod:`core.lexical_coverage`), before it quotes the FAQ :meth:`Calibration.route`
+chose.
 """
 
 from __future__ import annotations

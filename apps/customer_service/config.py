@@ -278,12 +278,46 @@ class GateConfig:
         default=True,
         metadata={"help": "Hand off at once (reason asked_for_human) when the customer asks for a person"},
     )
+    specifics: str = field(
+        default="name",
+        metadata={
+            "help": "Kinds of question specifics a verbatim FAQ answer must mention (comma list of "
+            "name, number, rare; '' turns the check off): core/lexical_coverage.py"
+        },
+    )
+    max_term_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "A specific mentioned in more than this share of KB entries is not required; one "
+            "the KB never mentions always is (0: only those; chosen on validation, "
+            "docs/benchmarks/support.md)"
+        },
+    )
+    uncovered_penalty: float = field(
+        default=0.5,
+        metadata={"help": "Confidence factor when the question names a specific the FAQ does not cover"},
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.out_of_scope_ratio <= 1:
             raise ValueError(
                 f"GateConfig.out_of_scope_ratio must be in [0, 1], got {self.out_of_scope_ratio}"
             )
+        unknown = set(self.specific_kinds) - {"name", "number", "rare"}
+        if unknown:
+            raise ValueError(
+                f"GateConfig.specifics: unknown kind(s) {sorted(unknown)}; use name, number, rare"
+            )
+        if not 0 <= self.max_term_share <= 1 or not 0 <= self.uncovered_penalty <= 1:
+            raise ValueError(
+                "GateConfig.max_term_share and uncovered_penalty must be in [0, 1], got "
+                f"{self.max_term_share} and {self.uncovered_penalty}"
+            )
+
+    @property
+    def specific_kinds(self) -> tuple[str, ...]:
+        """The kinds named in :attr:`specifics`."""
+        return tuple(k.strip() for k in self.specifics.split(",") if k.strip())
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ Reasons (:class:`HandoffReason`) come from what the bot reports
 * ``deadline`` — the answer model was busy past its deadline or its queue was full;
 * ``out_of_scope`` — the gate found nothing close in the KB (retrieval confidence below
   ``gate.out_of_scope_ratio`` × the hand-off threshold, or no usable entry);
+* ``not_covered`` — the question names something (a place, product, code) that neither the FAQ
+  the gate matched nor the sentences the bot could quote mention (``Answer.uncovered`` lists it);
 * ``low_confidence`` — any other hand-off: confidence under the threshold but near it, or no
   passage sentence that answers the question well enough to quote.
 """
@@ -67,6 +69,7 @@ class HandoffReason(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"
     ASKED_FOR_HUMAN = "asked_for_human"
     DEADLINE = "deadline"
+    NOT_COVERED = "not_covered"
 
 
 #: Human-readable reasons for pages and commands.
@@ -75,6 +78,7 @@ REASON_LABELS: dict[str, str] = {
     HandoffReason.OUT_OF_SCOPE: "out of scope",
     HandoffReason.ASKED_FOR_HUMAN: "customer asked for a human",
     HandoffReason.DEADLINE: "answer model busy (deadline)",
+    HandoffReason.NOT_COVERED: "question names something the sources do not cover",
 }
 
 #: ``(state, action) -> next state``: the only valid transitions.

@@ -39,6 +39,10 @@ DONT_KNOW = (
     "I don't know the answer to that from our knowledge base, so I'm handing this conversation to a "
     "human agent."
 )
+NOT_COVERED = (
+    "Our help articles don't mention {terms}, so I can't answer that reliably; I'm handing this "
+    "conversation to a human agent."
+)
 HUMAN_REQUESTED = "Of course: I'm handing this conversation to a human agent, who will answer you here."
 TRUNCATION_NOTICE = (
     "Note: your question was longer than {limit} characters; only the first {limit} were used."
@@ -130,6 +134,7 @@ def format_citation(hit: Hit) -> str:
 __all__ = [
     "DONT_KNOW",
     "HUMAN_REQUESTED",
+    "NOT_COVERED",
     "SYSTEM_PROMPT",
     "TRUNCATION_NOTICE",
     "build_messages",

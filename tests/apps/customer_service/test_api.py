@@ -67,6 +67,18 @@ def test_off_topic_hands_off_and_shows_in_the_queue(api) -> None:
     assert next(c for c in listed if c["id"] == reply["conversation_id"])["state"] == "waiting"
 
 
+def test_a_question_naming_what_no_source_covers_is_handed_off_with_the_reason(api) -> None:
+    reply = api.client.post(
+        "/v1/support/ask", json={"question": "Do you ship to Canada?"}, headers=api.headers("agent")
+    ).json()
+    assert reply["handoff"] is True and reply["handoff_reason"] == "not_covered"
+    assert reply["uncovered"] == ["Canada"] and "28 countries" not in reply["answer"]
+    queue = api.client.get("/v1/support/handoffs", headers=api.headers("agent")).json()
+    entry = next(h for h in queue if h["message_id"] == reply["message_id"])
+    assert entry["reason"] == "not_covered"
+    assert entry["reason_label"] == "question names something the sources do not cover"
+
+
 def test_a_handoff_is_taken_answered_and_resolved_over_the_api(api) -> None:
     asked = api.client.post(
         "/v1/support/ask",

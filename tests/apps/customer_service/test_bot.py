@@ -158,7 +158,8 @@ def test_a_kb_opts_into_generation_with_answering_json(calibrated_kb_dir, minilm
 def test_json_payload_has_the_documented_keys(bot):
     payload = bot.answer("i forgot my login password").to_json()
     assert list(payload) == [
-        "answer", "route", "sources", "confidence", "handoff", "handoff_reason", "intent", "latency_ms",
+        "answer", "route", "sources", "confidence", "handoff", "handoff_reason", "uncovered", "intent",
+        "latency_ms",
     ]  # fmt: skip
     faq = bot.kb.get("acct-01")
     assert payload["route"] == "faq"

@@ -38,7 +38,8 @@ def test_ask_prints_the_documented_json(calibrated_kb_dir):  # noqa: F811
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert set(payload) == {
-        "answer", "route", "sources", "confidence", "handoff", "handoff_reason", "intent", "latency_ms",
+        "answer", "route", "sources", "confidence", "handoff", "handoff_reason", "uncovered", "intent",
+        "latency_ms",
     }  # fmt: skip
     source = payload["sources"][0]
     assert source["id"] == "acct-01" and set(source) == {"id", "title", "score", "text"}

@@ -83,6 +83,7 @@ def test_reasons_parse_with_a_safe_default():
         "out_of_scope",
         "asked_for_human",
         "deadline",
+        "not_covered",
     }
 
 

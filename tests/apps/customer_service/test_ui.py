@@ -125,3 +125,14 @@ def test_admin_shows_statistics_and_reindexes_uploads(data_kb_dir):  # noqa: F81
     assert not at.error, at.error[0].value if at.error else ""
     assert "Indexed" in at.success[0].value and "added 1" in at.success[0].value
     assert int(at.metric[0].value) == entries_before + 1
+
+
+def test_a_handoff_for_an_uncovered_specific_shows_its_reason(data_kb_dir):  # noqa: F811
+    at = open_page("chat.py")
+    at.chat_input[0].set_value("Do you ship to Canada?").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Hand-off" in at.warning[0].value
+    assert "Reason: question names something the sources do not cover" in [c.value for c in at.caption]
+    texts = [m.value for m in at.markdown]
+    assert any("don't mention \u201cCanada\u201d" in t for t in texts)
+    assert not any("28 countries" in t for t in texts)

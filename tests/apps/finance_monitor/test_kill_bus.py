@@ -114,6 +114,8 @@ def assert_secret_kept(*runs: subprocess.CompletedProcess) -> None:
         pytest.param("monitor.before_delivery@2", marks=pytest.mark.slow),
     ],
 )
+# Each broker's consumer runs both kill cases in the slow run; the default run takes one of each.
+@pytest.mark.parametrize("bus_url", ["redis", pytest.param("nats", marks=pytest.mark.slow)], indirect=True)
 def test_killed_at_a_fault_point_while_consuming_then_rerun(
     point,
     bus_url,  # noqa: F811 - fixture
@@ -137,6 +139,7 @@ def test_killed_at_a_fault_point_while_consuming_then_rerun(
     assert_secret_kept(killed, rerun)
 
 
+@pytest.mark.parametrize("bus_url", ["nats", pytest.param("redis", marks=pytest.mark.slow)], indirect=True)
 def test_sigkill_while_following_the_bus_then_rerun(
     bus_url,  # noqa: F811 - fixture
     uninterrupted,  # noqa: F811 - fixture
