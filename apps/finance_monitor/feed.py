@@ -6,6 +6,9 @@ stored and scored in one transaction (:meth:`~apps.finance_monitor.monitor.Monit
 and only then acknowledged, so a kill makes the broker deliver the batch again
 and the stored ids make that second delivery change nothing. A message that is not a valid item
 is logged with its id and dead-lettered on the broker (recorded and acknowledged), never retried.
+With ``bus.pipeline`` (the default) the next batch is fetched, parsed and labelled by the model on a
+worker thread while the current one commits (:func:`core.bus.consume` with ``prepare``); the labels
+go into that batch's own transaction, and it is acknowledged only after it.
 
 The alert rules run on what is scored past their durable watermark, as in a folder cycle, but
 paced: after a batch when the consumer has caught up with the stream (a short batch, an empty
