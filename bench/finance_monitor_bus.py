@@ -150,8 +150,13 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
     return len(sample) / (time.perf_counter() - t0)
 
 
-def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[str, Any]:
-    """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers."""
+def measure(
+    source: str, items: int, work: Path, *, batch: int = 256, pipeline: bool = True
+) -> dict[str, Any]:
+    """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers.
+
+    ``pipeline``: a bus batch is fetched and labelled while the one before commits (``bus.pipeline``).
+    """
     import torch
 
     from apps.finance_monitor.config import BUS_GROUP, MonitorConfig
@@ -170,8 +175,12 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
     scorer = Scorer.from_dirs(_model_dir())
-    monitor = Monitor(engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=MonitorConfig().batch_size)
-    settings = BusSettings(group=BUS_GROUP, consumer="bench", batch=batch, wait_s=0.5)
+    config = MonitorConfig()
+    monitor = Monitor(
+        engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=config.batch_size,
+        model_batch_size=config.model_batch_size,
+    )  # fmt: skip
+    settings = BusSettings(group=BUS_GROUP, consumer="bench", batch=batch, wait_s=0.5, pipeline=pipeline)
     load_before = os.getloadavg()[0]
     url = _bus_url(source, run_id) if source != "folder" else None
     stats: Any = None
@@ -213,8 +222,10 @@ def measure(source: str, items: int, work: Path, *, batch: int = 256) -> dict[st
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
         "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
-        "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.batch_size), 1),
+        "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.model_batch_size), 1),
         "bus_batch": batch if url else None,
+        "model_batch": monitor.model_batch_size,
+        "pipeline": pipeline if url else None,
         "redelivered": stats.redelivered if stats else None,
         "dead_lettered": stats.dead_lettered if stats else None,
         "model": scorer.version,

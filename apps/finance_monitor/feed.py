@@ -6,6 +6,9 @@ stored and scored in one transaction (:meth:`~apps.finance_monitor.monitor.Monit
 and only then acknowledged, so a kill makes the broker deliver the batch again
 and the stored ids make that second delivery change nothing. A message that is not a valid item
 is logged with its id and dead-lettered on the broker (recorded and acknowledged), never retried.
+With ``bus.pipeline`` (the default) the next batch is fetched, parsed and labelled by the model on a
+worker thread while the current one commits (:func:`core.bus.consume` with ``prepare``); the labels
+go into that batch's own transaction, and it is acknowledged only after it.
 
 The alert rules run on what is scored past their durable watermark, as in a folder cycle, but
 paced: after a batch when the consumer has caught up with the stream (a short batch, an empty
@@ -35,11 +38,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.monitor import WORKER_JOIN_S, CycleResult, Monitor
 from apps.finance_monitor.outbox import DeliveryWorker
+from apps.finance_monitor.scoring import Label
 from apps.finance_monitor.sources import NewsItem, encode_message, parse_message, read_news
 from core.bus import BusMessage, BusSettings, BusSource, ConsumeStats, consume, open_publisher
 from core.storage import StorageError
 
 logger = logging.getLogger(__name__)
+
+#: A fetched batch parsed and labelled: its items, ``{message id: error}``, ``{title: label}``.
+Prepared = tuple[list[NewsItem], dict[str, str], dict[str, Label] | None]
 
 CHUNK = 1000  # messages per publish call
 EVALUATE_EVERY_S = 2.0  # while behind: alert rules at most this often...
@@ -90,9 +97,15 @@ def consume_feed(
         if alerts and worker is not None:
             worker.wake()
 
-    def handle(messages: Sequence[BusMessage]) -> dict[str, str]:
+    def prepare(messages: Sequence[BusMessage]) -> Prepared:
+        # On consume's worker thread, while the batch before commits: the model releases the GIL.
         items, rejected = parse_messages(source.url, messages, monitor)
-        result = monitor.commit_batch(items)
+        labels = monitor.scorer.label_titles([i.title for i in items], monitor.model_batch_size)
+        return items, rejected, labels
+
+    def handle(messages: Sequence[BusMessage], prepared: Prepared | None = None) -> dict[str, str]:
+        items, rejected, labels = prepared or (*parse_messages(source.url, messages, monitor), None)
+        result = monitor.commit_batch(items, labels)
         result.errors = list(rejected.values())
         if len(messages) < settings.batch or time.monotonic() >= due:
             evaluate(result)
@@ -117,6 +130,7 @@ def consume_feed(
             drain=drain,
             retry_on=(StorageError, SQLAlchemyError),
             on_idle=lambda: evaluate(CycleResult()),
+            prepare=prepare if settings.pipeline else None,
         )
         evaluate(CycleResult())  # what the last batches scored
     finally:

@@ -52,7 +52,7 @@ from apps.finance_monitor.rules import (
     resolve_entity_rules,
     rule_channels,
 )
-from apps.finance_monitor.scoring import Scorer, score_into, score_pending
+from apps.finance_monitor.scoring import Label, Scorer, score_into, score_pending
 from apps.finance_monitor.sinks import AlertSink, LogSink
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import (
@@ -102,7 +102,8 @@ class Monitor:
         rules: Alert rules.
         sinks: Alert sinks besides the database for every alert (log, webhook).
         ingestor: Reads files into the database (default: a new one on ``engine``).
-        batch_size: Items per scoring batch.
+        batch_size: Items per scoring batch (one transaction).
+        model_batch_size: Texts per forward pass of the model (default ``batch_size``).
         clock: Current time for the alert engine and the outbox (injected by tests).
         policy: Retries of the outbox.
         linker: Links scored items to entities (default: cashtags and given tickers, no watch list).
@@ -124,6 +125,7 @@ class Monitor:
         linker: EntityLinker | None = None,
         channel_sinks: Mapping[str, AlertSink] | None = None,
         digester: Digester | None = None,
+        model_batch_size: int | None = None,
     ) -> None:
         self.engine = engine
         self.scorer = scorer
@@ -134,6 +136,7 @@ class Monitor:
         )
         self.sender = Sender(engine, [*sinks, *(channel_sinks or {}).values()], policy, clock=clock)
         self.batch_size = batch_size
+        self.model_batch_size = model_batch_size or batch_size
 
     def cycle(self, folder: str | Path | None = None, files: Sequence[str | Path] = ()) -> CycleResult:
         """Ingest ``folder``'s new files and ``files``, score what is unscored, evaluate the rules.
@@ -154,7 +157,7 @@ class Monitor:
                 result.files.append(IngestResult(str(path), "failed", error=str(err)))
         result.errors = [f.error for f in result.files if f.error]
         result.new_items = sum(len(f.new_ids) for f in result.files)
-        scored = score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
+        scored = self._score_pending()
         result.scored = len(scored)
         result.evaluated, alerts = self.evaluate_pending()
         result.alerts = [a.id for a in alerts]
@@ -186,18 +189,23 @@ class Monitor:
         """
         stored = self.ingestor.ingest_items(items)
         result = CycleResult(files=[stored], new_items=len(stored.new_ids))
-        result.scored = len(
-            score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker)
-        )
+        result.scored = len(self._score_pending())
         return result
 
-    def commit_batch(self, items: Sequence[NewsItem]) -> CycleResult:
+    def commit_batch(
+        self, items: Sequence[NewsItem], labels: Mapping[str, Label] | None = None
+    ) -> CycleResult:
         """Store ``items`` and score those of them still unscored, in one transaction; no rules.
 
         A bus batch (:func:`apps.finance_monitor.feed.consume_feed`): once this returns, every item
         of the batch is stored and scored, so its messages may be acknowledged. Items stored by an
         earlier attempt that died before scoring them are scored now (stored ids are skipped, their
         stored rows scored); other unscored items are left to :meth:`score_unscored`.
+
+        Args:
+            items: The batch.
+            labels: ``{title: label}`` computed beforehand by this scorer (the bus consumer runs the
+                model on the next batch while this one commits); titles not in it are labelled here.
 
         Raises:
             StorageError, SQLAlchemyError: The database failed (nothing of the batch was committed).
@@ -213,13 +221,26 @@ class Monitor:
             todo: list[Item | NewsItem] = [
                 i if i.id in new else rows[i.id] for i in unique if i.id in new or i.id in rows
             ]
-            scored = score_into(session, self.scorer, todo, batch_size=self.batch_size, linker=self.linker)
+            scored = score_into(
+                session,
+                self.scorer,
+                todo,
+                batch_size=self.model_batch_size,
+                linker=self.linker,
+                labels=labels,
+            )
         failpoint("monitor.after_score_commit")
         return CycleResult(files=[stored], new_items=len(stored.new_ids), scored=len(scored))
 
     def score_unscored(self) -> int:
         """Score every stored item the model has not scored (a transaction per batch); returns how many."""
-        return len(score_pending(self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker))
+        return len(self._score_pending())
+
+    def _score_pending(self) -> list[str]:
+        return score_pending(
+            self.engine, self.scorer, batch_size=self.batch_size, linker=self.linker,
+            model_batch_size=self.model_batch_size,
+        )  # fmt: skip
 
     def evaluate_pending(self) -> tuple[int, list[Alert]]:
         """Apply the rules to every score past the alert watermark; commit alerts, deliveries, watermark.
@@ -372,6 +393,7 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
     return Monitor(
         engine, scorer, rules, sinks, ingestor, batch_size=config.batch_size, policy=policy,
         linker=linker, channel_sinks=channel_sinks, digester=digester,
+        model_batch_size=config.model_batch_size,
     )  # fmt: skip
 
 

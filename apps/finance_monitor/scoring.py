@@ -24,7 +24,7 @@ or the first of ``text``, ``title``, ``headline``, ``sentence``. Output (by exte
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,11 @@ class Scorer:
         version = model_version(sentiment_dir) + (f"+{model_version(topic_dir)}" if topic_dir else "")
         return cls(sentiment, topic, version)
 
+    def label_titles(self, texts: Sequence[str], batch_size: int = 64) -> dict[str, Label]:
+        """``{text: label}`` for the distinct ``texts`` (a label depends on the text alone)."""
+        distinct = list(dict.fromkeys(texts))
+        return dict(zip(distinct, self.label(distinct, batch_size), strict=True))
+
     def label(self, texts: Sequence[str], batch_size: int = 64) -> list[Label]:
         """Sentiment and topic of each text, with calibrated confidences."""
         texts = list(texts)
@@ -160,16 +165,18 @@ def score_pending(
     limit: int | None = None,
     show_progress_bar: bool = False,
     linker: EntityLinker | None = None,
+    model_batch_size: int | None = None,
 ) -> list[str]:
     """Score the stored items that ``scorer.version`` has not scored yet, oldest first.
 
     Args:
         engine: Migrated database.
         scorer: The models.
-        batch_size: Items per batch (one transaction and one set of forward passes each).
+        batch_size: Items per batch (one transaction each).
         limit: Score at most this many items.
         show_progress_bar: Show a tqdm bar over batches.
         linker: Also link each batch's items to entities, in the scores' transaction.
+        model_batch_size: Texts per forward pass (default ``batch_size``).
 
     Returns:
         Ids of the items scored by this call.
@@ -183,7 +190,9 @@ def score_pending(
                 items = unscored_items(session, scorer.version, limit=size)
                 if not items:
                     break
-                ids = score_into(session, scorer, items, batch_size=batch_size, linker=linker)
+                ids = score_into(
+                    session, scorer, items, batch_size=model_batch_size or batch_size, linker=linker
+                )
             failpoint("monitor.after_score_commit")
             done += ids
             bar.update(len(ids))
@@ -201,22 +210,33 @@ def score_into(
     *,
     batch_size: int = 64,
     linker: EntityLinker | None = None,
+    labels: Mapping[str, Label] | None = None,
 ) -> list[str]:
     """Score ``items`` (stored, or being stored in ``session``) and write the scores in its transaction.
 
     The caller chooses which items (unscored ones) and commits; with a linker, their entity links go
     into the same transaction.
 
+    Args:
+        session: The open transaction (the caller commits).
+        scorer: The models.
+        items: The items to score.
+        batch_size: Texts per forward pass.
+        linker: Also link the items to entities.
+        labels: Labels already computed by ``scorer`` for these titles (``{title: label}``, see
+            :meth:`Scorer.label_titles`); titles not in it are labelled now.
+
     Returns:
         The ids scored, in the order of ``items``.
     """
     if not items:
         return []
-    labels = scorer.label([item.title for item in items], batch_size)
+    known = dict(labels or {})
+    missing = list(dict.fromkeys(item.title for item in items if item.title not in known))
+    if missing:
+        known.update(scorer.label_titles(missing, batch_size))
     now = utcnow()
-    store_scores(
-        session, [_row(item.id, scorer.version, lab, now) for item, lab in zip(items, labels, strict=True)]
-    )
+    store_scores(session, [_row(item.id, scorer.version, known[item.title], now) for item in items])
     if linker is not None:
         link_stored(session, linker, items)
     return [item.id for item in items]

@@ -48,6 +48,13 @@ class BusSettings:
         default=30.0,
         metadata={"help": "NATS: deliver a message again when it is unacknowledged this long."},
     )
+    pipeline: bool = field(
+        default=True,
+        metadata={
+            "help": "Fetch the next batch and prepare it (parse, model) while the current one commits; each "
+            "batch is still acknowledged only after its own commit."
+        },
+    )
     max_failures: int = field(
         default=5, metadata={"help": "Give up after this many consecutive failed batches (broker or store)."}
     )
@@ -92,9 +99,10 @@ class BusSource(ABC):
         """Up to ``max_messages``, waiting at most ``wait_s`` seconds when none is ready.
 
         Messages this consumer was given before and never acknowledged (a restart after a kill)
-        come first, then messages of dead consumers, then new ones. Acknowledge, dead-letter or
-        release every batch before fetching the next (a batch held longer than the broker's
-        timeout is delivered again).
+        come first, then messages of dead consumers, then new ones. A consumer holds at most two
+        batches unsettled (the one it commits and the one fetched ahead of it, see
+        :func:`core.bus.consumer.consume`); acknowledge, dead-letter or release each (a batch held
+        longer than the broker's timeout is delivered again).
 
         Raises:
             BusError: The broker is unreachable.

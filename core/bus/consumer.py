@@ -10,6 +10,12 @@ A message delivered more than ``BusSettings.max_deliveries`` times is dead-lette
 handled: something in it kills or fails the consumer every time, and a crash loop would stop the
 whole stream behind it.
 
+With ``prepare``, the work on a batch that needs no commit order (parsing, a model) runs on a worker
+thread as soon as the batch is fetched, so it overlaps the commit of the batch before: the next
+batch is fetched *before* the current one is handled. Batches are still handled and acknowledged
+one at a time, in fetch order, each only after its own ``handle`` returned; the batch fetched ahead
+is unacknowledged until then, so a kill delivers it again like any other.
+
 Fault point (:mod:`core.failpoints`): ``bus.before_ack``, after ``handle`` returned and before
 the batch is acknowledged, the window in which a kill makes the broker deliver committed messages
 again.
@@ -20,15 +26,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 from core.bus.base import BusError, BusMessage, BusSettings, BusSource
 from core.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
 
-#: ``handle(messages) -> {message id: reason}`` for the messages to dead-letter.
-Handler = Callable[[Sequence[BusMessage]], Mapping[str, str]]
+#: ``handle(messages) -> {message id: reason}`` for the messages to dead-letter; with ``prepare``,
+#: ``handle(messages, prepared)``.
+Handler = Callable[..., Mapping[str, str]]
+#: ``prepare(messages) -> anything``: run on a worker thread; its result goes to ``handle``.
+Preparer = Callable[[Sequence[BusMessage]], Any]
 
 
 @dataclass
@@ -43,6 +54,19 @@ class ConsumeStats:
     failures: int = 0  # batches that failed and were released
 
 
+@dataclass
+class _Batch:
+    """A fetched batch: its poison messages, and its ``prepare`` running on the worker."""
+
+    messages: list[BusMessage]
+    rejected: dict[str, str]
+    prepared: Future[Any] | None = field(default=None)
+
+    @property
+    def healthy(self) -> list[BusMessage]:
+        return [m for m in self.messages if m.id not in self.rejected]
+
+
 def consume(
     source: BusSource,
     handle: Handler,
@@ -53,6 +77,7 @@ def consume(
     retry_on: tuple[type[BaseException], ...] = (),
     on_batch: Callable[[Sequence[BusMessage]], None] | None = None,
     on_idle: Callable[[], None] | None = None,
+    prepare: Preparer | None = None,
 ) -> ConsumeStats:
     """Consume ``source`` until ``stop`` is set (or, with ``drain``, until everything is acknowledged).
 
@@ -61,15 +86,20 @@ def consume(
         handle: Commits a batch and returns ``{message id: reason}`` for messages that can never
             be processed; they are dead-lettered, the others acknowledged.
         settings: Batch size, fetch wait, and ``max_failures``.
-        stop: Set it (a signal handler) to stop after the batch in progress.
+        stop: Set it (a signal handler) to stop after the batch in progress (and the one fetched
+            ahead of it, with ``prepare``).
         drain: Return once a fetch comes back empty and the group has no message left unacknowledged
             (``--once``).
-        retry_on: Errors of ``handle`` that release the batch and retry it (a database that went
-            away); :class:`BusError` is always retried. Others propagate (the batch stays
-            unacknowledged and comes back after a restart).
+        retry_on: Errors of ``handle`` (and ``prepare``) that release the batch and retry it (a
+            database that went away); :class:`BusError` is always retried. Others propagate (the
+            batch stays unacknowledged and comes back after a restart).
         on_batch: Called after each acknowledged batch.
         on_idle: Called when a fetch finds nothing (the consumer has caught up); its errors are
             handled like ``handle``'s.
+        prepare: Called on a worker thread with the healthy messages of each batch as soon as it
+            is fetched, while the batch before is handled; ``handle`` is then called as
+            ``handle(messages, prepared)``. For work that needs no commit order (it may see a
+            batch again after a failure): parsing, a model. ``None``: one batch at a time.
 
     Returns:
         Counts of what was done.
@@ -82,48 +112,63 @@ def consume(
     stop = stop or threading.Event()
     stats = ConsumeStats()
     failures = 0
-    while not stop.is_set():
-        messages: list[BusMessage] = []
-        try:
-            messages = source.fetch(settings.batch, settings.wait_s)
-            if not messages:
-                if on_idle is not None:
-                    on_idle()
-                # Drained once the group has nothing unacknowledged left: messages a killed consumer
-                # held come back after the broker's timeout (claim_idle_s, ack_wait_s), so wait for them.
-                if drain and source.pending() == 0:
-                    break
+    worker = ThreadPoolExecutor(1, thread_name_prefix="bus-prepare") if prepare is not None else None
+    ahead: _Batch | None = None  # fetched and being prepared, not handled yet
+    try:
+        while True:
+            current, ahead = ahead, None
+            if current is None and stop.is_set():
+                break
+            try:
+                messages: list[BusMessage] = []
+                if not stop.is_set():
+                    # With a batch in flight, take only what is there already: it is committed first.
+                    messages = source.fetch(settings.batch, 0.0 if current is not None else settings.wait_s)
+                if messages:
+                    fetched = _Batch(messages, _poison(messages, settings.max_deliveries))
+                    if worker is not None and prepare is not None and fetched.healthy:
+                        fetched.prepared = worker.submit(prepare, fetched.healthy)
+                    if worker is not None and current is None:
+                        ahead = fetched  # fetch the next one while this one is prepared
+                        continue
+                    current, ahead = (current, fetched) if current is not None else (fetched, None)
+                if current is None:
+                    if on_idle is not None:
+                        on_idle()
+                    # Drained once the group has nothing unacknowledged left: messages a killed consumer
+                    # held come back after the broker's timeout (claim_idle_s, ack_wait_s), so wait for them.
+                    if drain and source.pending() == 0:
+                        break
+                    continue
+                _finish(source, current, handle, worker is not None)
+            except (BusError, *retry_on) as err:
+                failures += 1
+                stats.failures += 1
+                held = [b for b in (current, ahead) if b is not None]
+                logger.error(
+                    "Batch failed; it will be delivered again",
+                    extra={
+                        "url": source.url,
+                        "error": str(err),
+                        "failures": failures,
+                        "messages": sum(len(b.messages) for b in held),
+                    },
+                )
+                for batch in held:  # the batch fetched ahead too: it is delivered again after the failed one
+                    _settle(batch)
+                    source.release(batch.messages)
+                ahead = None
+                if failures >= settings.max_failures:
+                    raise
+                stop.wait(min(2.0 ** (failures - 1), 30.0))
                 continue
-            rejected = _poison(messages, settings.max_deliveries)
-            healthy = [m for m in messages if m.id not in rejected]
-            if healthy:
-                rejected.update(handle(healthy))
-            failpoint("bus.before_ack")
-            for message in messages:
-                if message.id in rejected:
-                    source.dead_letter(message, rejected[message.id])
-            source.ack([m for m in messages if m.id not in rejected])
-        except (BusError, *retry_on) as err:
-            failures += 1
-            stats.failures += 1
-            logger.error(
-                "Batch failed; it will be delivered again",
-                extra={"url": source.url, "error": str(err), "failures": failures, "messages": len(messages)},
-            )
-            if messages:
-                source.release(messages)
-            if failures >= settings.max_failures:
-                raise
-            stop.wait(min(2.0 ** (failures - 1), 30.0))
-            continue
-        failures = 0
-        stats.batches += 1
-        stats.messages += len(messages)
-        stats.dead_lettered += sum(1 for m in messages if m.id in rejected)
-        stats.acked += sum(1 for m in messages if m.id not in rejected)
-        stats.redelivered += sum(1 for m in messages if m.deliveries > 1)
-        if on_batch is not None:
-            on_batch(messages)
+            failures = 0
+            _count(stats, current)
+            if on_batch is not None:
+                on_batch(current.messages)
+    finally:
+        if worker is not None:
+            worker.shutdown(wait=True, cancel_futures=True)
     logger.info(
         "Consumer stopped",
         extra={
@@ -134,6 +179,40 @@ def consume(
         },
     )
     return stats
+
+
+def _finish(source: BusSource, batch: _Batch, handle: Handler, prepared: bool) -> None:
+    """Handle ``batch`` (with what ``prepare`` made of it), dead-letter its rejects, acknowledge the rest."""
+    rejected = batch.rejected
+    healthy = batch.healthy
+    if healthy:
+        if prepared:
+            result = batch.prepared.result() if batch.prepared is not None else None
+            rejected.update(handle(healthy, result))
+        else:
+            rejected.update(handle(healthy))
+    failpoint("bus.before_ack")
+    for message in batch.messages:
+        if message.id in rejected:
+            source.dead_letter(message, rejected[message.id])
+    source.ack([m for m in batch.messages if m.id not in rejected])
+
+
+def _settle(batch: _Batch) -> None:
+    """Wait for ``batch``'s ``prepare`` (its result is dropped), so a release never races it."""
+    if batch.prepared is not None and not batch.prepared.cancel():
+        try:
+            batch.prepared.result()
+        except Exception:  # noqa: BLE001 - the batch is released and delivered again anyway
+            logger.debug("Prepare of a released batch failed", exc_info=True)
+
+
+def _count(stats: ConsumeStats, batch: _Batch) -> None:
+    stats.batches += 1
+    stats.messages += len(batch.messages)
+    stats.dead_lettered += sum(1 for m in batch.messages if m.id in batch.rejected)
+    stats.acked += sum(1 for m in batch.messages if m.id not in batch.rejected)
+    stats.redelivered += sum(1 for m in batch.messages if m.deliveries > 1)
 
 
 def _poison(messages: Sequence[BusMessage], max_deliveries: int) -> dict[str, str]:
@@ -147,4 +226,4 @@ def _poison(messages: Sequence[BusMessage], max_deliveries: int) -> dict[str, st
     }
 
 
-__all__ = ["ConsumeStats", "Handler", "consume"]
+__all__ = ["ConsumeStats", "Handler", "Preparer", "consume"]

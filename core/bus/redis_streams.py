@@ -83,7 +83,8 @@ class RedisStreamSource(BusSource):
         self.claim_idle_ms = max(1, int(settings.claim_idle_s * 1000))
         self._claim_every_s = max(settings.claim_idle_s / 2, 0.5)
         self._redis = _client(address, timeout_s=settings.wait_s + 10)
-        self._backlog = True  # own pending entries first
+        self._backlog = True  # own pending entries first...
+        self._backlog_after = "0"  # ...past those handed out already (a consumer may hold two batches)
         self._claim_cursor: bytes | str = "0-0"
         self._next_claim = 0.0
         with _errors(self.url, "creating the consumer group"):
@@ -97,8 +98,10 @@ class RedisStreamSource(BusSource):
     def fetch(self, max_messages: int, wait_s: float) -> list[BusMessage]:
         with _errors(self.url, "reading"):
             if self._backlog:
-                entries = self._read("0", max_messages, None)
+                entries = self._read(self._backlog_after, max_messages, None)
                 if entries:
+                    last = entries[-1][0]
+                    self._backlog_after = last.decode() if isinstance(last, bytes) else str(last)
                     return self._messages(entries, redelivered=True)
                 self._backlog = False
             if time.monotonic() >= self._next_claim:
@@ -140,7 +143,7 @@ class RedisStreamSource(BusSource):
 
     def release(self, messages: Sequence[BusMessage]) -> None:
         # They stay in this consumer's pending list; the next fetch reads that list first.
-        self._backlog = True
+        self._backlog, self._backlog_after = True, "0"
 
     def pending(self) -> int:
         with _errors(self.url, "reading the group's state"):

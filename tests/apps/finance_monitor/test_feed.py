@@ -15,7 +15,7 @@ from apps.finance_monitor.feed import consume_feed, publish_files, publish_items
 from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR, STREAM_FILES
-from apps.finance_monitor.scoring import Scorer
+from apps.finance_monitor.scoring import Label, Scorer
 from apps.finance_monitor.sinks import LogSink
 from apps.finance_monitor.sources import encode_message, parse_message, read_news
 from apps.finance_monitor.storage import Alert, AlertItem, Item, Score
@@ -72,7 +72,14 @@ def test_a_bad_message_names_its_origin_and_field(payload, problem):
     assert str(err.value).startswith(ORIGIN + ":") and problem in str(err.value)
 
 
-def test_consuming_the_bus_stores_scores_and_alerts_once(bus_url, sqlite_db, tiny_sentiment_dir):  # noqa: F811
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipelined", "one-batch-at-a-time"])
+def test_consuming_the_bus_stores_scores_and_alerts_once(
+    bus_url,  # noqa: F811 - fixture
+    sqlite_db,
+    tiny_sentiment_dir,
+    pipeline,
+):
+    settings = replace(FAST, pipeline=pipeline)
     items = sample_items()
     assert publish_items(bus_url, items) == 506
     with open_publisher(bus_url) as publisher:  # two messages that are not news items
@@ -81,8 +88,8 @@ def test_consuming_the_bus_stores_scores_and_alerts_once(bus_url, sqlite_db, tin
         sqlite_db, TruthScorer(load_model(tiny_sentiment_dir)), load_rules(SAMPLE_RULES), [LogSink()],
         clock=lambda: NOW,
     )  # fmt: skip
-    with open_source(bus_url, FAST) as source:
-        result, stats = consume_feed(monitor, source, FAST, drain=True)
+    with open_source(bus_url, settings) as source:
+        result, stats = consume_feed(monitor, source, settings, drain=True)
         assert source.pending() == 0  # everything acknowledged or dead-lettered
     assert (result.new_items, result.scored, stats.messages, stats.acked) == (506, 506, 508, 506)
     with session_scope(sqlite_db) as session:
@@ -101,7 +108,7 @@ def test_consuming_the_bus_stores_scores_and_alerts_once(bus_url, sqlite_db, tin
 
     # A second consumer group gets every message again: stored ids make the repeat change nothing.
     before = counts(sqlite_db)
-    again_settings = replace(FAST, group="finance-test-2")
+    again_settings = replace(settings, group="finance-test-2")
     with open_source(bus_url, again_settings) as source:
         again, again_stats = consume_feed(monitor, source, again_settings, drain=True)
     assert (again.new_items, again.scored, again.alerts, again_stats.messages) == (0, 0, [], 508)
@@ -204,7 +211,7 @@ def test_a_bus_batch_is_stored_and_scored_in_one_transaction(sqlite_db, tiny_sen
     with session_scope(sqlite_db) as session:
         scores = {s.item_id: s for s in session.scalars(sa.select(Score))}
     assert set(scores) == {i.id for i in earlier + fresh}
-    expected = scorer.label([i.title for i in earlier + fresh], monitor.batch_size)
+    expected = scorer.label([i.title for i in earlier + fresh], monitor.model_batch_size)
     for item, label in zip(earlier + fresh, expected, strict=True):
         assert scores[item.id].sentiment == label.sentiment
         assert scores[item.id].probabilities == label.probabilities
@@ -214,3 +221,22 @@ def test_a_bus_batch_is_stored_and_scored_in_one_transaction(sqlite_db, tiny_sen
     assert (again.new_items, again.scored) == (0, 0) and counts(sqlite_db) == before
     assert monitor.score_unscored() == 10  # the items of no batch
     assert counts(sqlite_db)[:2] == (40, 40)
+
+
+def test_a_bus_batch_stores_the_labels_computed_ahead_and_labels_the_rest(sqlite_db, tiny_sentiment_dir):
+    """The pipelined consumer labels a batch before its commit; commit_batch stores those labels as given
+    and runs the model only on titles that have none (an item stored earlier under another title)."""
+    items = sample_items()[:6]
+    scorer = Scorer.from_dirs(tiny_sentiment_dir)
+    monitor = Monitor(sqlite_db, scorer, load_rules(SAMPLE_RULES), [], batch_size=256, model_batch_size=4)
+    ahead = Label("positive", 0.99, None, None, {"sentiment": {"positive": 0.99}})
+    result = monitor.commit_batch(items, {items[0].title: ahead})
+    assert (result.new_items, result.scored) == (6, 6)
+    with session_scope(sqlite_db) as session:
+        scores = {s.item_id: s for s in session.scalars(sa.select(Score))}
+    first = scores[items[0].id]
+    assert (first.sentiment, first.sentiment_confidence, first.probabilities) == (
+        "positive", 0.99, ahead.probabilities,
+    )  # fmt: skip
+    expected = scorer.label([i.title for i in items[1:]], 4)
+    assert [scores[i.id].probabilities for i in items[1:]] == [lab.probabilities for lab in expected]
