@@ -72,6 +72,11 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
         help="early stopping: epochs without a better validation metric (default: the loop's)",
     )
     parser.add_argument("--progress", action="store_true", help="a progress bar per epoch, epoch logs")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of the same configuration from its checkpoint (same FINANCE_BENCH_RUNS)",
+    )
     return parser.parse_args()
 
 
@@ -160,7 +165,14 @@ def run(
         overrides = {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")}
         tick = time.perf_counter()
         report = train(
-            task, train_data, run_dir, val_fraction=0.1, seed=42, show_progress_bar=args.progress, **settings
+            task,
+            train_data,
+            run_dir,
+            val_fraction=0.1,
+            seed=42,
+            show_progress_bar=args.progress,
+            resume=args.resume,
+            **settings,
         )
         train_wall = time.perf_counter() - tick
         model = load_model(run_dir)
@@ -175,6 +187,7 @@ def run(
             "epochs": settings["epochs"],
             "max_train": args.max_train,
             "epochs_run": report["epochs_run"],
+            "resumed": report["resumed"],
             "best_epoch": report["best_epoch"],
             "train_rows": report["train_size"],
             "val_rows": report["val_size"],
