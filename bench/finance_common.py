@@ -41,6 +41,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
 BASE = {"model": "minilm-l6", "batch_size": 16}
 
 
+class _FieldsFormatter(logging.Formatter):
+    """Appends a record's ``extra`` fields (the loop logs each epoch's metrics as fields)."""
+
+    _standard = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in vars(record).items() if k not in self._standard}
+        text = super().format(record)
+        return f"{text} {json.dumps(fields, default=str)}" if fields else text
+
+
 def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
     """Common command-line options of the finance benchmarks."""
     parser = argparse.ArgumentParser(description=description)
@@ -54,7 +65,18 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="default: the configuration's, else minilm-l6")
     parser.add_argument("--lr", type=float, default=None, help="override the configuration's encoder lr")
     parser.add_argument("--max-length", type=int, default=None, help="override the token limit")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping: epochs without a better validation metric (default: the loop's)",
+    )
     parser.add_argument("--progress", action="store_true", help="a progress bar per epoch, epoch logs")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of the same configuration from its checkpoint (same FINANCE_BENCH_RUNS)",
+    )
     return parser.parse_args()
 
 
@@ -67,6 +89,7 @@ def _settings(config_name: str, args: argparse.Namespace, default_epochs: int) -
         "batch_size": args.batch_size,
         "lr": args.lr,
         "max_length": args.max_length,
+        "patience": args.patience,
     }
     settings.update({k: v for k, v in cli.items() if v is not None})
     return settings
@@ -89,7 +112,8 @@ def run(
         default_epochs: Epochs unless ``--epochs`` says otherwise.
     """
     args = parse_args(description, default_epochs)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().handlers[0].setFormatter(_FieldsFormatter("%(asctime)s %(name)s %(message)s"))
     if args.progress:
         logging.getLogger("core.finetune").setLevel(logging.INFO)
     if not DATA.is_dir():
@@ -141,7 +165,14 @@ def run(
         overrides = {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")}
         tick = time.perf_counter()
         report = train(
-            task, train_data, run_dir, val_fraction=0.1, seed=42, show_progress_bar=args.progress, **settings
+            task,
+            train_data,
+            run_dir,
+            val_fraction=0.1,
+            seed=42,
+            show_progress_bar=args.progress,
+            resume=args.resume,
+            **settings,
         )
         train_wall = time.perf_counter() - tick
         model = load_model(run_dir)
@@ -156,6 +187,7 @@ def run(
             "epochs": settings["epochs"],
             "max_train": args.max_train,
             "epochs_run": report["epochs_run"],
+            "resumed": report["resumed"],
             "best_epoch": report["best_epoch"],
             "train_rows": report["train_size"],
             "val_rows": report["val_size"],
@@ -168,6 +200,8 @@ def run(
             "load_average_at_end": os.getloadavg(),
             **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
             "per_class": metrics["per_class"],
+            # per-epoch training loss and validation metrics (the epoch is chosen on validation)
+            "history": report["history"],
             "confusion": metrics["confusion"],
         }
         row["target_met"] = row[target[0]] >= target[1]

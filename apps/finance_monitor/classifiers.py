@@ -41,7 +41,7 @@ from core.classification import KIND as CLASSIFIER_KIND
 from core.config import write_json_atomic
 from core.finetune import split_indices, train_classifier, with_overrides
 from core.finetune.data import require_validation
-from core.finetune.loop import REPORT_FILE, RUN_STATE
+from core.finetune.loop import CHECKPOINT_DIR, REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
 from core.metrics import classification_report, softmax
 
@@ -91,6 +91,7 @@ def train(
     config: FinanceTrainConfig | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    resume: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Fine-tune a one-head classifier for ``task`` on ``data`` and save it, calibrated, to ``out_dir``.
@@ -104,6 +105,8 @@ def train(
         config: Training settings; ``overrides`` replace fields (``epochs=5``, ``lora={"r": 16}``).
         text_column: Column of the texts.
         label_column: Column of the labels.
+        resume: Continue a killed run from the checkpoint its unfinished build of ``out_dir`` left
+            (same data and settings; ``epochs`` may be raised).
 
     Returns:
         The training report plus ``calibration`` and ``model_version``.
@@ -114,7 +117,7 @@ def train(
     n = len(labelled.texts)
     _, val = split_indices(n, config.val_fraction, config.seed, strata=list(labelled.labels))
     require_validation(val, n, config.val_fraction, str(labelled.source))
-    return train_multitask({task: labelled}, out_dir, config=config, label_map=label_map)
+    return train_multitask({task: labelled}, out_dir, config=config, label_map=label_map, resume=resume)
 
 
 def train_multitask(
@@ -123,6 +126,7 @@ def train_multitask(
     *,
     config: FinanceTrainConfig | None = None,
     label_map: str | Path | Mapping[Any, str] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train one encoder with one head per entry of ``datasets`` (each row trains only its head).
 
@@ -131,6 +135,7 @@ def train_multitask(
         out_dir: Model directory.
         config: Training settings.
         label_map: Recorded in ``finance.json`` (one-head models only).
+        resume: Continue a killed run from its unfinished build's checkpoint (see :func:`train`).
 
     Returns:
         The training report plus ``calibration`` and ``model_version``.
@@ -146,10 +151,17 @@ def train_multitask(
     frame = pd.DataFrame(rows, columns=["text", *heads])
     out_dir = Path(out_dir)
     # Built aside and swapped in whole; a KB or any other directory that is no finance model is refused.
+    # A build holding a checkpoint outlives a killed or failed run, so that ``resume`` can adopt it.
     with open_artifact(
-        out_dir, KIND, legacy=(CLASSIFIER_KIND,), unhashed=RUN_STATE, embeds=(CLASSIFIER_KIND,)
+        out_dir,
+        KIND,
+        legacy=(CLASSIFIER_KIND,),
+        unhashed=RUN_STATE,
+        embeds=(CLASSIFIER_KIND,),
+        resumable=(CHECKPOINT_DIR,),
+        resume=resume,
     ) as build:
-        report = _train_into(build, frame, rows, heads, datasets, config, label_map)
+        report = _train_into(build, frame, rows, heads, datasets, config, label_map, resume)
         report["output_dir"] = str(out_dir)
         write_json_atomic(build / REPORT_FILE, report)
     report.update(model_version=model_version(out_dir))
@@ -164,8 +176,11 @@ def _train_into(
     datasets: Mapping[str, LabelledData],
     config: FinanceTrainConfig,
     label_map: str | Path | Mapping[Any, str] | None,
+    resume: bool,
 ) -> dict[str, Any]:
-    report = train_classifier(frame, out_dir, model=config.model, label_column=heads, config=config)
+    report = train_classifier(
+        frame, out_dir, model=config.model, label_column=heads, config=config, resume_from=resume or None
+    )
     model = TextClassifier.from_pretrained(out_dir)
     stats: dict[str, dict[str, Any]] = {}
     if config.calibrate:

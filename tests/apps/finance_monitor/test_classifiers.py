@@ -21,6 +21,31 @@ from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
 from tests.apps.finance_monitor.model_fixtures import copy_model, tiny_config
 
 
+class _Killed(Exception):
+    """Stands in for a kill at the loop's ``train.after_checkpoint`` fault point."""
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(tiny_encoder_dir, tmp_path, monkeypatch):
+    import core.finetune.loop as loop
+
+    def kill_after_epoch_one(name: str) -> None:
+        if name == "train.after_checkpoint":
+            raise _Killed
+
+    config = tiny_config(tiny_encoder_dir)  # 2 epochs
+    data, out = SAMPLE_DATA_DIR / "train_sentiment.csv", tmp_path / "sentiment"
+    monkeypatch.setattr(loop, "failpoint", kill_after_epoch_one)
+    with pytest.raises(_Killed):
+        train("sentiment", data, out, config=config)
+    monkeypatch.undo()
+    assert not out.exists()  # nothing committed; the unfinished build beside it keeps the checkpoint
+    report = train("sentiment", data, out, config=config, resume=True)
+    assert report["resumed"] and report["epochs_run"] == 2
+    assert [row["epoch"] for row in report["history"]] == [1, 2]  # epoch 1 came from the checkpoint
+    assert load_model(out).head_labels == {"sentiment": ["negative", "neutral", "positive"]}
+    assert not list(tmp_path.glob(".sentiment.tmp-*"))  # the adopted build became the model
+
+
 def test_trained_model_is_calibrated_and_recorded(tiny_sentiment_dir):
     model = load_model(tiny_sentiment_dir)
     assert model.head_labels == {"sentiment": ["negative", "neutral", "positive"]}
