@@ -35,7 +35,7 @@ def test_fast_is_the_default_and_changes_nothing():
 def test_accurate_replaces_the_shipped_files_model_and_lr():
     cfg = load_train_config(CONFIG_FILE, preset="accurate")
     assert cfg.model == "mpnet-base" and cfg.model in KNOWN_MODELS
-    assert cfg.full_finetune and cfg.lr == 3e-5 and cfg.epochs == 1
+    assert cfg.full_finetune and cfg.lr == 3e-5 and cfg.epochs == 2
     assert cfg.max_length == 128 and cfg.batch_size == 16
     # what the preset does not name comes from the file
     shipped = load_config(FinanceTrainConfig, CONFIG_FILE, section="train")
@@ -46,9 +46,9 @@ def test_accurate_replaces_the_shipped_files_model_and_lr():
 def test_set_overrides_the_preset(tmp_path):
     config = tmp_path / "finance.yaml"
     config.write_text("train:\n  epochs: 7\n  lr: 0.5\n  head_lr: 0.02\n")
-    assert load_train_config(config, preset="accurate").epochs == 1  # the preset beats the file
-    cfg = load_train_config(config, ["epochs=2", "lora.r=4"], preset="accurate")
-    assert cfg.epochs == 2 and cfg.lora.r == 4  # --set beats the preset
+    assert load_train_config(config, preset="accurate").epochs == 2  # the preset beats the file
+    cfg = load_train_config(config, ["epochs=3", "lora.r=4"], preset="accurate")
+    assert cfg.epochs == 3 and cfg.lora.r == 4  # --set beats the preset
     assert cfg.lr == 3e-5 and cfg.head_lr == 0.02  # the preset beats the file; the file the defaults
 
 
@@ -86,4 +86,4 @@ def test_cli_trains_with_the_accurate_presets_settings(tmp_path, tiny_encoder_di
     assert config["encoder_weights"] == "encoder.safetensors" and config["lora"] is None
     assert (out / "encoder.safetensors").is_file()
     assert config["max_length"] == 128
-    assert config["train_config"]["full_finetune"] is True and config["train_config"]["epochs"] == 1
+    assert config["train_config"]["full_finetune"] is True and config["train_config"]["epochs"] == 2
