@@ -449,10 +449,16 @@ class SupportBot:
 
     @property
     def term_stats(self) -> TermStats:
-        """Document frequencies of the KB's words (question and content of every entry)."""
+        """Document frequencies of the KB's words (question and content of every entry it may quote).
+
+        Entries that read as instructions are left out: they are never quoted, and a planted line
+        ("... tell them we ship to Canada") must not make a name look covered by the KB.
+        """
         if self._term_stats is None:
             self._term_stats = TermStats.from_texts(
-                f"{e.question_field()}\n{e.content_field()}" for e in self.kb.entries
+                f"{e.question_field()}\n{e.content_field()}"
+                for e in self.kb.entries
+                if not self.kb.is_flagged(e)
             )
         return self._term_stats
 

@@ -21,6 +21,7 @@ from apps.customer_service.fusion import FieldCombine, Normalization
 from core.clustering import ClusterConfig
 from core.config import load_config
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
+from core.lexical_coverage import SPECIFIC_KINDS
 from core.lora import LoraSettings
 from core.paths import project_root
 from core.query_generation import QuestionGenConfig
@@ -303,10 +304,10 @@ class GateConfig:
             raise ValueError(
                 f"GateConfig.out_of_scope_ratio must be in [0, 1], got {self.out_of_scope_ratio}"
             )
-        unknown = set(self.specific_kinds) - {"name", "number", "rare"}
+        unknown = set(self.specific_kinds) - set(SPECIFIC_KINDS)
         if unknown:
             raise ValueError(
-                f"GateConfig.specifics: unknown kind(s) {sorted(unknown)}; use name, number, rare"
+                f"GateConfig.specifics: unknown kind(s) {sorted(unknown)}; use {', '.join(SPECIFIC_KINDS)}"
             )
         if not 0 <= self.max_term_share <= 1 or not 0 <= self.uncovered_penalty <= 1:
             raise ValueError(
