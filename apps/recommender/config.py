@@ -223,9 +223,12 @@ class RankerConfig:
     """Candidates, features and the ranking model (logistic regression or LambdaRank trees)."""
 
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    model: Literal["logistic", "lambdarank"] = field(
+    model: Literal["logistic", "listwise", "lambdarank"] = field(
         default="logistic",
-        metadata={"help": "logistic: logistic regression; lambdarank: LightGBM trees, ranking objective"},
+        metadata={
+            "help": "logistic: logistic regression (pointwise); listwise: linear, softmax over each "
+            "user's candidates; lambdarank: LightGBM trees, ranking objective"
+        },
     )
     gbdt: GBDTConfig = field(default_factory=GBDTConfig)
     recent_days: float = field(default=30.0, metadata={"help": "window of the recent-popularity feature"})
