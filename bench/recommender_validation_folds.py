@@ -79,7 +79,9 @@ def _tuned(train: Dataset, dataset: Dataset, settings: Any, frozen: np.ndarray, 
     if path.is_file():
         return np.load(path)
     with tempfile.TemporaryDirectory(prefix="aigc-val-folds-") as work:
-        run = train_encoder(train, Path(work) / "encoder", "minilm-l6", settings.finetune, item_vectors=frozen)
+        run = train_encoder(
+            train, Path(work) / "encoder", "minilm-l6", settings.finetune, item_vectors=frozen
+        )
     vectors = run.item_vectors if run.item_vectors is not None else embed_items(dataset, run.embedder, 64)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.asarray(vectors, dtype=np.float32))
@@ -103,7 +105,14 @@ def _row(result: dict[str, Any], started: float) -> dict[str, Any]:
 
 
 def run_fold(
-    name: str, k: int, split: Split, dataset: Dataset, settings: Any, frozen: np.ndarray, configs: dict, cache: Path
+    name: str,
+    k: int,
+    split: Split,
+    dataset: Dataset,
+    settings: Any,
+    frozen: np.ndarray,
+    configs: dict,
+    cache: Path,
 ) -> dict[str, Any]:
     """Baselines and every hybrid variant on one validation fold."""
     rows: dict[str, Any] = {}
@@ -161,7 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(LOADERS))
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value;key=value (ranker keys)")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="NAME:key=value;key=value (ranker keys)"
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aigc-val-folds")
     parser.add_argument("--out", type=Path, default=RESULTS / "recommender_validation_folds.json")
     args = parser.parse_args()
@@ -170,7 +181,8 @@ def main() -> None:
     configs = _variants(settings.ranker, args.variant)
     report: dict[str, Any] = {
         "splits": "fold k: leave_last_out applied k+1 times (fold 1 = recommender_validation's split)",
-        "vectors": "ftmix (rows: head tuned without the ranker's targets; serving: head tuned on the fold's train)",
+        "vectors": "ftmix (rows: head tuned without the ranker's targets; serving: head tuned on the "
+        "fold's training part)",
         "variants": args.variant,
         "load_average_start": list(os.getloadavg()),
         "datasets": {},
@@ -183,7 +195,9 @@ def main() -> None:
         report["datasets"][name] = entry
         for k, split in enumerate(folds(dataset, args.folds), start=1):
             try:
-                entry["folds"][str(k)] = run_fold(name, k, split, dataset, settings, frozen, configs, args.cache)
+                entry["folds"][str(k)] = run_fold(
+                    name, k, split, dataset, settings, frozen, configs, args.cache
+                )
             except ValueError as err:  # too few (history, next item) pairs left to tune the head
                 logger.warning("%s fold %d skipped: %s", name, k, err)
                 entry.setdefault("skipped", {})[str(k)] = str(err)

@@ -133,7 +133,9 @@ class LinearRanker:
         positives = np.bincount(codes, weights=labels, minlength=codes.max(initial=-1) + 1)
         keep = positives[codes] > 0 if len(codes) else np.zeros(0, dtype=bool)
         if not keep.any():
-            raise ValueError("listwise ranker training needs at least one query with its target among its rows")
+            raise ValueError(
+                "listwise ranker training needs at least one query with its target among its rows"
+            )
         raw = features[self.feature_names].to_numpy(dtype=np.float64)
         self.mean = raw.mean(axis=0)
         std = raw.std(axis=0)
@@ -156,7 +158,9 @@ class LinearRanker:
             grad = z.T @ p - target_z + w / c
             return value, grad
 
-        result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        result = minimize(
+            loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
+        )
         if not result.success:
             logger.warning("Listwise ranker: L-BFGS stopped early", extra={"message": str(result.message)})
         self.coef = np.asarray(result.x, dtype=np.float64)

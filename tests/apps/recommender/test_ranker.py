@@ -183,7 +183,13 @@ def test_listwise_ranker_learns_within_query_order_and_round_trips(tmp_path):
     queries, per_query = 150, 15
     n = queries * per_query
     groups = np.repeat(np.arange(queries), per_query)
-    x = pd.DataFrame({"b": rng.normal(size=n), "c": rng.normal(size=n), "u": np.repeat(rng.normal(size=queries), per_query)})
+    x = pd.DataFrame(
+        {
+            "b": rng.normal(size=n),
+            "c": rng.normal(size=n),
+            "u": np.repeat(rng.normal(size=queries), per_query),
+        }
+    )
     score = x["b"].to_numpy() - 0.5 * x["c"].to_numpy() + rng.normal(scale=0.3, size=n)
     labels = np.zeros(n, dtype=int)
     labels[[g * per_query + int(np.argmax(score[groups == g])) for g in range(queries)]] = 1
