@@ -255,6 +255,13 @@ class RankerConfig:
             "user's second-to-last item, with candidates from the interactions before it)"
         },
     )
+    activity_interactions: bool = field(
+        default=False,
+        metadata={
+            "help": "also learn from text, CF, EASE and popularity features multiplied by the user's "
+            "activity (features.INTERACTION_FEATURES): weights that change with history length"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the user sample"})
     cold: ColdSlots = field(default_factory=ColdSlots)
 

@@ -33,7 +33,7 @@ import pandas as pd
 from apps.recommender.baselines import EASEScorer
 from apps.recommender.candidates import CandidateGenerator
 from apps.recommender.config import GBDTConfig, RankerConfig
-from apps.recommender.features import FEATURES, FeatureBuilder
+from apps.recommender.features import FEATURES, INTERACTION_FEATURES, FeatureBuilder
 from apps.recommender.interactions import Dataset
 from apps.recommender.splits import Split, leave_last_out
 from core.atomic import write_bytes_atomic
@@ -494,15 +494,23 @@ def load_ranker(directory: str | Path) -> Ranker:
         raise ValueError(f"{path}: corrupt ranker file ({err})") from err
 
 
+def ranker_features(config: RankerConfig) -> tuple[str, ...]:
+    """The feature columns a ranker of ``config`` learns from."""
+    return FEATURES + (INTERACTION_FEATURES if config.activity_interactions else ())
+
+
 def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: RankerConfig) -> Ranker:
     """The ranker of ``config.model`` fit on :func:`training_rows` output."""
+    names = ranker_features(config)
     if config.model == "lambdarank":
         queries = features["query"] if "query" in features.columns else features["user_id"]
-        return GBDTRanker(FEATURES, config.gbdt).fit(features, labels, queries.to_numpy())
+        return GBDTRanker(names, config.gbdt).fit(features, labels, queries.to_numpy())
     if config.model == "listwise":
         queries = features["query"] if "query" in features.columns else features["user_id"]
-        return LinearRanker().fit_listwise(features, labels, queries.to_numpy(), config.c, config.max_iter)
-    return LinearRanker().fit(features, labels, config.c, config.max_iter)
+        return LinearRanker(names).fit_listwise(
+            features, labels, queries.to_numpy(), config.c, config.max_iter
+        )
+    return LinearRanker(names).fit(features, labels, config.c, config.max_iter)
 
 
 def _sizes(codes: np.ndarray) -> np.ndarray:
