@@ -2,10 +2,13 @@
 
 Training uses a time-based validation split of the training data: per user, the last training
 interaction is the target, earlier ones feed the candidate generator and the features; every
-candidate is a row labelled 1 if it is the target. Two models (``ranker.model``):
+candidate is a row labelled 1 if it is the target. Three models (``ranker.model``):
 
 * :class:`LinearRanker` (``logistic``): a logistic regression on standardised features, saved as
   JSON (feature names, means, scales, coefficients);
+* :class:`LinearRanker` fit by :meth:`LinearRanker.fit_listwise` (``listwise``): the same linear
+  score and JSON file, its coefficients fit by a softmax over each user's candidates (the target
+  against the others), L2-penalised;
 * :class:`GBDTRanker` (``lambdarank``): LightGBM gradient-boosted trees with the LambdaRank
   objective, one query group per user, boosting stopped early on held-out users' NDCG; saved as
   LightGBM's text model file (``ranker.txt``) beside a JSON manifest (``ranker.json``: features,
