@@ -130,9 +130,9 @@ class CandidateConfig:
     """How many candidates each source contributes."""
 
     n_text: int = field(default=200, metadata={"help": "nearest items to the user's text vector"})
-    n_cf: int = field(default=100, metadata={"help": "items with the highest item-item co-occurrence score"})
+    n_cf: int = field(default=50, metadata={"help": "items with the highest item-item co-occurrence score"})
     n_popular: int = field(default=50, metadata={"help": "most popular unseen items"})
-    n_ease: int = field(default=100, metadata={"help": "items with the highest EASE score (when EASE is on)"})
+    n_ease: int = field(default=200, metadata={"help": "items with the highest EASE score (when EASE is on)"})
     half_life: float | None = field(
         default=10.0, metadata={"help": "recency half-life of the history vector"}
     )
