@@ -21,10 +21,13 @@ mean ratio over the folds; ``choice`` ranks the variants by the smaller of the t
 ratios (the one set of defaults has to hold on both). Tuned vectors are cached under ``--cache``
 (one ``.npy`` per data set, fold and split), so later runs with other variants reuse them.
 
-Run (results: ``bench/results/recommender_validation_folds.json``)::
+Run (results: ``--out``, default ``bench/results/recommender_validation_folds.json``; the runs of
+docs/benchmarks/recommender_round2.md section 8 are ``recommender_validation_folds_*.json``)::
 
     nice -n 10 .venv/bin/python -m bench.recommender_validation_folds --folds 3 \\
-        --variant "listwise:model=listwise"
+        --variant "listwise:model=listwise" \\
+        --variant "listwise_act:model=listwise;activity_interactions=true" \\
+        --variant "ease300_cf50:candidates.n_ease=300;candidates.n_cf=50"
 """
 
 from __future__ import annotations
@@ -128,7 +131,8 @@ def run_fold(
     base = settings.ranker
     for model, config in configs.items():
         started = time.perf_counter()
-        key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
+        # Rows hold every feature column: variants differing only in the model share them.
+        key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c, activity_interactions=False))
         if key not in shared:
             shared[key] = training_rows(split.train, inner, config)
         ranker = fit_ranker(*shared[key], config)
