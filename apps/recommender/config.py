@@ -70,7 +70,7 @@ class ContrastiveConfig:
 
     enabled: bool = field(default=True, metadata={"help": "fine-tune the encoder (False: frozen encoder)"})
     method: Literal["lora", "head"] = field(
-        default="lora",
+        default="head",
         metadata={
             "help": "lora: LoRA on the transformer (a transformer pass per text and step); head: a "
             "residual linear head over the frozen encoder's vectors (every pair, many epochs, seconds)"
@@ -95,7 +95,7 @@ class ContrastiveConfig:
     logq_correction: bool = field(default=True, metadata={"help": "popularity-corrected in-batch logits"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of pairs held out for early stopping"})
     patience: int = field(
-        default=1, metadata={"help": "epochs without a better validation MRR before stopping"}
+        default=3, metadata={"help": "epochs without a better validation MRR before stopping"}
     )
     history_items: int = field(default=5, metadata={"help": "most recent items in the query text"})
     max_query_length: int = field(default=128, metadata={"help": "token limit of the history text"})
@@ -129,10 +129,10 @@ class ContrastiveConfig:
 class CandidateConfig:
     """How many candidates each source contributes."""
 
-    n_text: int = field(default=100, metadata={"help": "nearest items to the user's text vector"})
-    n_cf: int = field(default=100, metadata={"help": "items with the highest item-item co-occurrence score"})
+    n_text: int = field(default=200, metadata={"help": "nearest items to the user's text vector"})
+    n_cf: int = field(default=50, metadata={"help": "items with the highest item-item co-occurrence score"})
     n_popular: int = field(default=50, metadata={"help": "most popular unseen items"})
-    n_ease: int = field(default=100, metadata={"help": "items with the highest EASE score (when EASE is on)"})
+    n_ease: int = field(default=200, metadata={"help": "items with the highest EASE score (when EASE is on)"})
     half_life: float | None = field(
         default=10.0, metadata={"help": "recency half-life of the history vector"}
     )
@@ -223,9 +223,12 @@ class RankerConfig:
     """Candidates, features and the ranking model (logistic regression or LambdaRank trees)."""
 
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    model: Literal["logistic", "lambdarank"] = field(
+    model: Literal["logistic", "listwise", "lambdarank"] = field(
         default="logistic",
-        metadata={"help": "logistic: logistic regression; lambdarank: LightGBM trees, ranking objective"},
+        metadata={
+            "help": "logistic: logistic regression (pointwise); listwise: linear, softmax over each "
+            "user's candidates; lambdarank: LightGBM trees, ranking objective"
+        },
     )
     gbdt: GBDTConfig = field(default_factory=GBDTConfig)
     recent_days: float = field(default=30.0, metadata={"help": "window of the recent-popularity feature"})
@@ -250,6 +253,13 @@ class RankerConfig:
         metadata={
             "help": "leave-last-out rounds whose held-out items train the ranker (round 2 holds out each "
             "user's second-to-last item, with candidates from the interactions before it)"
+        },
+    )
+    activity_interactions: bool = field(
+        default=False,
+        metadata={
+            "help": "also learn from text, CF, EASE and popularity features multiplied by the user's "
+            "activity (features.INTERACTION_FEATURES): weights that change with history length"
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of the user sample"})

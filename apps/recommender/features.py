@@ -57,6 +57,21 @@ FEATURES = (
     "ease_rank",
     "popularity_rank",
 )
+#: Features multiplied by ``user_activity`` (``<name>_x_activity``, built for every candidate; a
+#: ranker uses them with ``ranker.activity_interactions``): they let one linear model weigh a
+#: signal differently for short and long histories (popularity for a news reader with two clicks,
+#: EASE and co-occurrence for a film fan with hundreds of ratings). A listwise ranker needs them to
+#: use a user's activity at all, since a value constant within a user cannot reorder their list.
+ACTIVITY_INTERACTIONS = (
+    "text_sim",
+    "text_sim_max",
+    "cf_rank",
+    "ease_rank",
+    "text_rank",
+    "popularity_rank",
+    "trend_popularity",
+)
+INTERACTION_FEATURES = tuple(f"{name}_x_activity" for name in ACTIVITY_INTERACTIONS)
 _DAY = 86400.0
 _SHIFT = np.int64(2**34)  # > any span of epoch seconds between 1800 and 2100
 
@@ -116,8 +131,8 @@ class FeatureBuilder:
             candidates: Output of :meth:`CandidateGenerator.generate`.
 
         Returns:
-            A frame with :data:`FEATURES` and ``similar_item_idx`` (-1 without history) and
-            ``similar_score``.
+            A frame with :data:`FEATURES`, :data:`INTERACTION_FEATURES` and ``similar_item_idx``
+            (-1 without history) and ``similar_score``.
         """
         if "user_idx" in candidates.columns:
             users = candidates["user_idx"].to_numpy(dtype=np.int64)
@@ -161,6 +176,9 @@ class FeatureBuilder:
             ("popularity_rank", "popularity"),
         ):
             out[name] = np.log1p(_rank_within(group, out[source].to_numpy())).astype(np.float32)
+        activity = out["user_activity"].to_numpy()
+        for name, column in zip(ACTIVITY_INTERACTIONS, INTERACTION_FEATURES, strict=True):
+            out[column] = out[name].to_numpy() * activity
         out["similar_item_idx"] = similar_idx
         out["similar_score"] = similar_score
         return out

@@ -29,7 +29,7 @@ from apps.recommender.baselines import EASEScorer, ItemKNNScorer
 from apps.recommender.candidates import CandidateGenerator, isin_sorted, matrix_keys
 from apps.recommender.cold import ColdRanker, merge_slots_batch
 from apps.recommender.config import RankerConfig
-from apps.recommender.features import FEATURES, FeatureBuilder
+from apps.recommender.features import FeatureBuilder
 from apps.recommender.interactions import Dataset
 from apps.recommender.ranker import LinearRanker, Ranker, feature_builder, fit_ease, fit_ranker, training_rows
 from apps.recommender.reasons import FEATURE_LABELS, REASON_FEATURES, reason_strings
@@ -96,7 +96,11 @@ class HybridScorer(Scorer):
             if isinstance(self.ranker, LinearRanker):
                 logger.info(
                     "Ranker fitted",
-                    extra={"coef": dict(zip(FEATURES, self.ranker.coef.round(3).tolist(), strict=True))},
+                    extra={
+                        "coef": dict(
+                            zip(self.ranker.feature_names, self.ranker.coef.round(3).tolist(), strict=True)
+                        )
+                    },
                 )
         ease = self._fitted_ease if self._fitted_ease is not None else fit_ease(train, self.config)
         self.generator = CandidateGenerator(

@@ -2,10 +2,13 @@
 
 Training uses a time-based validation split of the training data: per user, the last training
 interaction is the target, earlier ones feed the candidate generator and the features; every
-candidate is a row labelled 1 if it is the target. Two models (``ranker.model``):
+candidate is a row labelled 1 if it is the target. Three models (``ranker.model``):
 
 * :class:`LinearRanker` (``logistic``): a logistic regression on standardised features, saved as
   JSON (feature names, means, scales, coefficients);
+* :class:`LinearRanker` fit by :meth:`LinearRanker.fit_listwise` (``listwise``): the same linear
+  score and JSON file, its coefficients fit by a softmax over each user's candidates (the target
+  against the others), L2-penalised;
 * :class:`GBDTRanker` (``lambdarank``): LightGBM gradient-boosted trees with the LambdaRank
   objective, one query group per user, boosting stopped early on held-out users' NDCG; saved as
   LightGBM's text model file (``ranker.txt``) beside a JSON manifest (``ranker.json``: features,
@@ -33,7 +36,7 @@ import pandas as pd
 from apps.recommender.baselines import EASEScorer
 from apps.recommender.candidates import CandidateGenerator
 from apps.recommender.config import GBDTConfig, RankerConfig
-from apps.recommender.features import FEATURES, FeatureBuilder
+from apps.recommender.features import FEATURES, INTERACTION_FEATURES, FeatureBuilder
 from apps.recommender.interactions import Dataset
 from apps.recommender.splits import Split, leave_last_out
 from core.atomic import write_bytes_atomic
@@ -95,6 +98,81 @@ class LinearRanker:
         self.coef = model.coef_[0].astype(np.float64)
         self.intercept = float(model.intercept_[0])
         self.fitted = True
+        return self
+
+    def fit_listwise(
+        self,
+        features: pd.DataFrame,
+        labels: np.ndarray,
+        groups: np.ndarray,
+        c: float = 1.0,
+        max_iter: int = 1000,
+    ) -> LinearRanker:
+        """Fit by a listwise (softmax) objective: each query's target against its own candidates.
+
+        Maximises, over the queries whose target is among their candidates, the log-probability of
+        the target under a softmax of ``z @ coef`` over that query's rows (a conditional logit),
+        with the L2 penalty ``|coef|^2 / (2 c)`` (the scale of scikit-learn's ``C``). Unlike the
+        pointwise logistic regression, queries without their target among the candidates, and
+        anything constant within a query (``user_activity``), teach it nothing; only the order of
+        candidates within a query counts. The intercept is 0 (it does not change a ranking).
+
+        Args:
+            features: Feature rows (at least :attr:`feature_names`).
+            labels: 1 for a query's target, else 0 (one target per query).
+            groups: The query of each row (any hashable ids).
+            c: Inverse L2 regularisation.
+            max_iter: L-BFGS iterations.
+
+        Raises:
+            ValueError: No query has its target among its rows, or lengths differ.
+        """
+        from scipy.optimize import minimize
+
+        labels = np.asarray(labels, dtype=np.int64)
+        if not len(labels) == len(features) == len(groups):
+            raise ValueError(f"{len(features)} rows, {len(labels)} labels, {len(groups)} groups")
+        codes = pd.factorize(np.asarray(groups))[0]
+        positives = np.bincount(codes, weights=labels, minlength=codes.max(initial=-1) + 1)
+        keep = positives[codes] > 0 if len(codes) else np.zeros(0, dtype=bool)
+        if not keep.any():
+            raise ValueError(
+                "listwise ranker training needs at least one query with its target among its rows"
+            )
+        raw = features[self.feature_names].to_numpy(dtype=np.float64)
+        self.mean = raw.mean(axis=0)
+        std = raw.std(axis=0)
+        self.scale = np.where(std > 1e-12, std, 1.0)
+        z = ((raw - self.mean) / self.scale)[keep]
+        q = pd.factorize(codes[keep])[0]
+        y = labels[keep].astype(np.float64)
+        n_queries = int(q.max()) + 1
+        weight = 1.0 / np.bincount(q, weights=y)[q]  # several targets share their query's weight
+        target_z = (z * (y * weight)[:, None]).sum(axis=0)
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            s = z @ w
+            top = np.full(n_queries, -np.inf)
+            np.maximum.at(top, q, s)
+            e = np.exp(s - top[q])
+            total = np.bincount(q, weights=e, minlength=n_queries)
+            p = e / total[q]
+            value = float((np.log(total) + top).sum() - target_z @ w + w @ w / (2 * c))
+            grad = z.T @ p - target_z + w / c
+            return value, grad
+
+        result = minimize(
+            loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
+        )
+        if not result.success:
+            logger.warning("Listwise ranker: L-BFGS stopped early", extra={"message": str(result.message)})
+        self.coef = np.asarray(result.x, dtype=np.float64)
+        self.intercept = 0.0
+        self.fitted = True
+        logger.info(
+            "Listwise ranker fitted",
+            extra={"queries": n_queries, "rows": int(len(z)), "loss": round(float(result.fun), 3)},
+        )
         return self
 
     def standardise(self, features: pd.DataFrame) -> np.ndarray:
@@ -419,12 +497,23 @@ def load_ranker(directory: str | Path) -> Ranker:
         raise ValueError(f"{path}: corrupt ranker file ({err})") from err
 
 
+def ranker_features(config: RankerConfig) -> tuple[str, ...]:
+    """The feature columns a ranker of ``config`` learns from."""
+    return FEATURES + (INTERACTION_FEATURES if config.activity_interactions else ())
+
+
 def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: RankerConfig) -> Ranker:
     """The ranker of ``config.model`` fit on :func:`training_rows` output."""
+    names = ranker_features(config)
     if config.model == "lambdarank":
         queries = features["query"] if "query" in features.columns else features["user_id"]
-        return GBDTRanker(FEATURES, config.gbdt).fit(features, labels, queries.to_numpy())
-    return LinearRanker().fit(features, labels, config.c, config.max_iter)
+        return GBDTRanker(names, config.gbdt).fit(features, labels, queries.to_numpy())
+    if config.model == "listwise":
+        queries = features["query"] if "query" in features.columns else features["user_id"]
+        return LinearRanker(names).fit_listwise(
+            features, labels, queries.to_numpy(), config.c, config.max_iter
+        )
+    return LinearRanker(names).fit(features, labels, config.c, config.max_iter)
 
 
 def _sizes(codes: np.ndarray) -> np.ndarray:

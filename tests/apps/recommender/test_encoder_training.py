@@ -95,6 +95,7 @@ def _pair_loss(embedder, pairs) -> float:
 
 def test_contrastive_training_lowers_loss_and_round_trips(topical, tiny_encoder_dir, tmp_path):
     config = ContrastiveConfig(
+        method="lora",
         epochs=4,
         batch_size=8,
         patience=0,

@@ -98,3 +98,28 @@ def test_the_ranker_learns_from_row_vectors_and_serves_item_vectors(sample_datas
     np.testing.assert_array_equal(hybrid.score(["U0001", "U0002"]), served.score(["U0001", "U0002"]))
     with pytest.raises(ValueError, match="row vectors"):
         HybridScorer(vectors, config, row_vectors=vectors[:3])
+
+
+def test_listwise_hybrid_with_activity_interactions_serves_and_reloads(
+    sample_dataset, sample_minilm_vectors, tmp_path
+):
+    from apps.recommender.features import INTERACTION_FEATURES
+
+    vectors, _ = sample_minilm_vectors
+    split = leave_last_out(sample_dataset)
+    config = RankerConfig(
+        candidates=CandidateConfig(n_text=50, n_cf=50, n_popular=20),
+        model="listwise",
+        activity_interactions=True,
+    )
+    hybrid = HybridScorer(vectors, config).fit(split.train)
+    assert isinstance(hybrid.ranker, LinearRanker) and hybrid.ranker.intercept == 0
+    assert hybrid.ranker.feature_names[-len(INTERACTION_FEATURES) :] == list(INTERACTION_FEATURES)
+    ours = evaluate_next_item(hybrid, split)
+    assert ours["ndcg@10"] > evaluate_next_item(PopularityScorer().fit(split.train), split)["ndcg@10"]
+    recs = hybrid.recommend_with_reasons(["U0001", "nobody"], k=5)
+    assert recs.loc[recs["user_id"] == "U0001", "score"].is_monotonic_decreasing
+    hybrid.save_ranker(tmp_path / "ranker")
+    loaded = load_ranker(tmp_path / "ranker")
+    again = HybridScorer(vectors, config, ranker=loaded).fit(split.train)
+    np.testing.assert_allclose(again.score(["U0001"]), hybrid.score(["U0001"]))
