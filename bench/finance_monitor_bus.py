@@ -165,6 +165,7 @@ def measure(
     from apps.finance_monitor.rules import load_rules
     from apps.finance_monitor.scoring import Scorer
     from apps.finance_monitor.sources import encode_message
+    from core.batching import forward_workers, single_thread_passes
     from core.bus import BusSettings, open_source, remove
     from core.schema import migrate
     from core.storage import create_engine
@@ -174,8 +175,10 @@ def measure(
     news = make_items(items, run_id, texts)
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
-    scorer = Scorer.from_dirs(_model_dir())
     config = MonitorConfig()
+    workers = forward_workers(config.model_workers)
+    single_thread_passes(workers)  # as build_monitor does for `aigc finance monitor`
+    scorer = Scorer.from_dirs(_model_dir(), precision=config.model_precision, workers=workers)
     monitor = Monitor(
         engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=config.batch_size,
         model_batch_size=config.model_batch_size,
@@ -220,6 +223,9 @@ def measure(
         "publish_s": round(t_published - t0, 2),
         "cpu_ms_per_item": round(1000 * cpu / items, 2),
         "torch_threads": torch.get_num_threads(),
+        "model_workers": workers,
+        "model_precision": config.model_precision,
+        "model_dtype": str(next(scorer.sentiment_model.encoder.parameters()).dtype).removeprefix("torch."),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
         "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
         "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.model_batch_size), 1),
