@@ -151,11 +151,19 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
 
 
 def measure(
-    source: str, items: int, work: Path, *, batch: int = 256, pipeline: bool = True
+    source: str,
+    items: int,
+    work: Path,
+    *,
+    batch: int = 256,
+    pipeline: bool = True,
+    config: Any = None,
 ) -> dict[str, Any]:
     """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers.
 
     ``pipeline``: a bus batch is fetched and labelled while the one before commits (``bus.pipeline``).
+    ``config``: the monitor's settings (default ``MonitorConfig()``: ``model_precision``,
+    ``model_workers``, batch sizes).
     """
     import torch
 
@@ -175,7 +183,7 @@ def measure(
     news = make_items(items, run_id, texts)
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
-    config = MonitorConfig()
+    config = config or MonitorConfig()
     workers = forward_workers(config.model_workers)
     single_thread_passes(workers)  # as build_monitor does for `aigc finance monitor`
     scorer = Scorer.from_dirs(_model_dir(), precision=config.model_precision, workers=workers)
@@ -225,7 +233,9 @@ def measure(
         "torch_threads": torch.get_num_threads(),
         "model_workers": workers,
         "model_precision": config.model_precision,
-        "model_dtype": str(next(scorer.sentiment_model.encoder.parameters()).dtype).removeprefix("torch."),
+        "model_dtype": "int8 (linear layers)"
+        if config.model_precision == "int8"
+        else str(next(scorer.sentiment_model.encoder.parameters()).dtype).removeprefix("torch."),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
         "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
         "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.model_batch_size), 1),
