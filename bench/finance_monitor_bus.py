@@ -296,6 +296,12 @@ def _load(run: dict[str, Any]) -> str:
     return "–".join(str(v) for v in run.get("loadavg_1m") or ()) or "?"
 
 
+def _model(run: dict[str, Any]) -> str:
+    if "model_workers" not in run:
+        return f"? (1 × {run.get('torch_threads', '?')})"
+    return f"{run['model_dtype']} ({run['model_workers']} × {run['torch_threads']})"
+
+
 def _markdown(runs: dict[str, dict[str, Any]]) -> str:
     rows = []
     for r in (runs[s] for s in SOURCES if s in runs):
@@ -306,18 +312,25 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
                 r["items"],
                 r["items_per_s"],
                 r.get("cpu_ms_per_item", "–"),
+                _model(r),
                 r["scoring_items_per_s"],
                 r["lost"],
                 r["duplicated"],
                 r["alerts"],
                 _load(r),
-                f"{before['items_per_s']} ({before['items']} items, load {_load(before)})" if before else "–",
+                (
+                    f"{before['items_per_s']}, {before.get('cpu_ms_per_item') or '?'} ms "
+                    f"({before['items']} items, load {_load(before)})"
+                )
+                if before
+                else "–",
                 r["env"]["measured_at"],
             ]
         )
     header = [
-        "source", "items", "items/s (publish → evaluated)", "CPU ms per item", "model alone items/s",
-        "lost", "duplicated", "alerts", "load avg (1 min)", "before: items/s", "measured",
+        "source", "items", "items/s (publish → evaluated)", "CPU ms per item",
+        "model (passes at once × threads)", "model alone items/s", "lost", "duplicated", "alerts",
+        "load avg (1 min)", "before: items/s, CPU ms", "measured",
     ]  # fmt: skip
     return "### aigc bench monitor\n\n" + markdown_table(header, rows)
 

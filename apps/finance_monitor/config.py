@@ -184,8 +184,8 @@ class MonitorConfig:
         default="auto",
         metadata={
             "help": "Arithmetic of the model: auto (bf16 on a CPU with AVX512-BF16/AMX, else fp32), fp32, "
-            "bf16, or int8 (dynamic quantisation of the encoder: about half the CPU of fp32 on a CPU "
-            "without bf16, but it changed 4-12 % of the labels in docs/benchmarks/finance.md: opt in)."
+            "bf16, or int8 (dynamic quantisation of the encoder: 0.55x the CPU of fp32, but it changed "
+            "3-5 % of the sentiment labels on TFNS and PhraseBank, docs/benchmarks/finance.md: opt in)."
         },
     )
     model_workers: int = field(
