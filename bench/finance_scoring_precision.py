@@ -185,7 +185,7 @@ def _markdown(result: dict[str, Any]) -> str:
             r["workers"],
             r["cpu_ms_per_item"],
             r["wall_ms_per_item"],
-            " / ".join(str(v) for v in r["agreement_with_fp32"].values()),
+            " / ".join(f"{100 * v:.2f} %" for v in r["agreement_with_fp32"].values()),
             r["loadavg_1m"],
         ]
         for r in result["cost"]["rows"]
@@ -203,8 +203,8 @@ def _markdown(result: dict[str, Any]) -> str:
             for precision, r in result["labels"][name][split].items():
                 label_rows.append(
                     [
-                        name, split, precision, r["rows"], r["agreement_with_fp32"], r["changed"],
-                        r["weighted_f1"], r["cpu_ms_per_item"],
+                        name, split, precision, r["rows"], f"{100 * r['agreement_with_fp32']:.2f} %",
+                        r["changed"], f"{r['weighted_f1']:.4f}", r["cpu_ms_per_item"],
                     ]
                 )  # fmt: skip
     text += "\n\n### Labels against fp32 (fast-preset sentiment models, one epoch)\n\n" + markdown_table(
