@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import deque
@@ -118,18 +119,20 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], workers: int = 1) -> I
 
     For forward passes on a CPU: torch releases the GIL inside its kernels, so ``workers`` passes of
     one thread each keep that many cores busy, and unlike one pass on several intra-op threads they
-    never wait for each other at the end of every operation (on a busy machine a 2-thread pass took
-    twice the wall time of a 1-thread one; ``docs/benchmarks/finance.md``). At most ``2 * workers``
+    never wait for each other at the end of every operation (on the shared 2-core box of
+    ``docs/benchmarks/finance.md`` both layouts cost the same CPU per item). At most ``2 * workers``
     items are taken from ``items`` ahead of the result being yielded, so memory stays bounded.
-    ``workers <= 1`` calls ``fn`` on the calling thread.
+    ``workers <= 1``, or a single item, calls ``fn`` on the calling thread.
     """
-    if workers <= 1:
-        yield from map(fn, items)
+    iterator = iter(items)
+    head = list(itertools.islice(iterator, 2))
+    if workers <= 1 or len(head) < 2:  # nothing to overlap: no threads
+        yield from map(fn, itertools.chain(head, iterator))
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="forward") as pool:
         pending: deque[Future[R]] = deque()
         try:
-            for item in items:
+            for item in itertools.chain(head, iterator):
                 pending.append(pool.submit(fn, item))
                 if len(pending) >= 2 * workers:
                     yield pending.popleft().result()

@@ -115,7 +115,9 @@ def test_map_ordered_keeps_order_runs_at_once_and_bounds_what_it_takes():
     main = threading.current_thread().name
     threads.clear()
     assert list(map_ordered(slow, range(4), workers=1)) == [0, 1, 4, 9]
-    assert threads == {main}  # one worker: the calling thread
+    assert list(map_ordered(slow, [3], workers=4)) == [9]
+    assert list(map_ordered(slow, [], workers=4)) == []
+    assert threads == {main}  # one worker, or one item: the calling thread
 
 
 def test_map_ordered_raises_the_first_error_in_order():
