@@ -151,11 +151,19 @@ def _scoring_rate(scorer: Any, texts: list[str], batch_size: int) -> float:
 
 
 def measure(
-    source: str, items: int, work: Path, *, batch: int = 256, pipeline: bool = True
+    source: str,
+    items: int,
+    work: Path,
+    *,
+    batch: int = 256,
+    pipeline: bool = True,
+    config: Any = None,
 ) -> dict[str, Any]:
     """Publish ``items`` to ``source`` and run the monitor until drained; returns the numbers.
 
     ``pipeline``: a bus batch is fetched and labelled while the one before commits (``bus.pipeline``).
+    ``config``: the monitor's settings (default ``MonitorConfig()``: ``model_precision``,
+    ``model_workers``, batch sizes).
     """
     import torch
 
@@ -165,6 +173,7 @@ def measure(
     from apps.finance_monitor.rules import load_rules
     from apps.finance_monitor.scoring import Scorer
     from apps.finance_monitor.sources import encode_message
+    from core.batching import forward_workers, single_thread_passes
     from core.bus import BusSettings, open_source, remove
     from core.schema import migrate
     from core.storage import create_engine
@@ -174,8 +183,10 @@ def measure(
     news = make_items(items, run_id, texts)
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
-    scorer = Scorer.from_dirs(_model_dir())
-    config = MonitorConfig()
+    config = config or MonitorConfig()
+    workers = forward_workers(config.model_workers)
+    single_thread_passes(workers)  # as build_monitor does for `aigc finance monitor`
+    scorer = Scorer.from_dirs(_model_dir(), precision=config.model_precision, workers=workers)
     monitor = Monitor(
         engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=config.batch_size,
         model_batch_size=config.model_batch_size,
@@ -220,6 +231,11 @@ def measure(
         "publish_s": round(t_published - t0, 2),
         "cpu_ms_per_item": round(1000 * cpu / items, 2),
         "torch_threads": torch.get_num_threads(),
+        "model_workers": workers,
+        "model_precision": config.model_precision,
+        "model_dtype": "int8 (linear layers)"
+        if config.model_precision == "int8"
+        else str(next(scorer.sentiment_model.encoder.parameters()).dtype).removeprefix("torch."),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
         "consume_items_per_s": round(items / (elapsed - (t_published - t0)), 1),
         "scoring_items_per_s": round(_scoring_rate(scorer, texts, monitor.model_batch_size), 1),
@@ -280,6 +296,12 @@ def _load(run: dict[str, Any]) -> str:
     return "–".join(str(v) for v in run.get("loadavg_1m") or ()) or "?"
 
 
+def _model(run: dict[str, Any]) -> str:
+    if "model_workers" not in run:
+        return f"? (1 × {run.get('torch_threads', '?')})"
+    return f"{run['model_dtype']} ({run['model_workers']} × {run['torch_threads']})"
+
+
 def _markdown(runs: dict[str, dict[str, Any]]) -> str:
     rows = []
     for r in (runs[s] for s in SOURCES if s in runs):
@@ -290,18 +312,25 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
                 r["items"],
                 r["items_per_s"],
                 r.get("cpu_ms_per_item", "–"),
+                _model(r),
                 r["scoring_items_per_s"],
                 r["lost"],
                 r["duplicated"],
                 r["alerts"],
                 _load(r),
-                f"{before['items_per_s']} ({before['items']} items, load {_load(before)})" if before else "–",
+                (
+                    f"{before['items_per_s']}, {before.get('cpu_ms_per_item') or '?'} ms "
+                    f"({before['items']} items, load {_load(before)})"
+                )
+                if before
+                else "–",
                 r["env"]["measured_at"],
             ]
         )
     header = [
-        "source", "items", "items/s (publish → evaluated)", "CPU ms per item", "model alone items/s",
-        "lost", "duplicated", "alerts", "load avg (1 min)", "before: items/s", "measured",
+        "source", "items", "items/s (publish → evaluated)", "CPU ms per item",
+        "model (passes at once × threads)", "model alone items/s", "lost", "duplicated", "alerts",
+        "load avg (1 min)", "before: items/s, CPU ms", "measured",
     ]  # fmt: skip
     return "### aigc bench monitor\n\n" + markdown_table(header, rows)
 

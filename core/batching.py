@@ -18,11 +18,21 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+import itertools
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Texts tokenised and sorted together; larger chunks pad less, smaller ones hold fewer token lists.
 SORT_CHUNK = 32_768
@@ -102,3 +112,57 @@ def token_batches(
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             yield rows + chunk_start, pad_right(fields, rows, pad_values)
+
+
+def map_ordered(fn: Callable[[T], R], items: Iterable[T], workers: int = 1) -> Iterator[R]:
+    """``map(fn, items)`` with up to ``workers`` calls running at once on threads, results in order.
+
+    For forward passes on a CPU: torch releases the GIL inside its kernels, so ``workers`` passes of
+    one thread each keep that many cores busy, and unlike one pass on several intra-op threads they
+    never wait for each other at the end of every operation (on the shared 2-core box of
+    ``docs/benchmarks/finance.md`` both layouts cost the same CPU per item). At most ``2 * workers``
+    items are taken from ``items`` ahead of the result being yielded, so memory stays bounded.
+    ``workers <= 1``, or a single item, calls ``fn`` on the calling thread.
+    """
+    iterator = iter(items)
+    head = list(itertools.islice(iterator, 2))
+    if workers <= 1 or len(head) < 2:  # nothing to overlap: no threads
+        yield from map(fn, itertools.chain(head, iterator))
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="forward") as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in itertools.chain(head, iterator):
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # an error or an abandoned iterator: drop what has not started
+                future.cancel()
+
+
+def forward_workers(requested: int = 0, limit: int = 4) -> int:
+    """Forward passes to run at once: ``requested``, or (0) this process's CPU cores, at most ``limit``."""
+    if requested < 0:
+        raise ValueError(f"workers must be >= 0 (0: one per CPU core), got {requested}")
+    if requested:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, limit))
+
+
+def single_thread_passes(workers: int) -> None:
+    """With several forward workers, give each pass one torch thread (process-wide; call at start-up).
+
+    ``workers`` passes of one thread each use ``workers`` cores; with torch's default intra-op threads
+    as well, every pass would start one thread per core and they would contend for the same cores.
+    """
+    if workers > 1 and torch.get_num_threads() != 1:
+        threads = torch.get_num_threads()
+        logger.info("One torch thread per forward pass", extra={"workers": workers, "was": threads})
+        torch.set_num_threads(1)

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
-from core.batching import token_batches
+from core.batching import map_ordered, token_batches
 from core.config import from_dict, to_dict
 from core.io.artifacts import open_artifact, recover, sha256_file, verify_artifact, verify_files
 from core.lora import LoraSettings, apply_lora, load_adapter, resolve_settings
@@ -117,6 +117,11 @@ class TextClassifier(torch.nn.Module):
             encoder (``encoder.safetensors``, ~90 MB for MiniLM) instead of a small adapter.
         dropout: Dropout on the pooled vector during training.
         temperatures: Per-head softmax temperature (default 1.0 each).
+
+    Attributes:
+        inference_workers: Forward passes run at once, each on its own thread (CPU only; default 1).
+            With torch's intra-op threads at 1, ``n`` workers keep ``n`` cores busy on a batch of
+            ``n`` or more passes, and give the same logits as one worker (the passes are the same).
     """
 
     def __init__(
@@ -169,6 +174,8 @@ class TextClassifier(torch.nn.Module):
         self.train_config: dict[str, Any] | None = None
         self.seed: int | None = None
         self._saved_adapter: dict[str, bytes] | None = None  # adapter files of a merged encoder
+        # Forward passes run at once on this many threads (CPU inference; see inference_workers).
+        self.inference_workers = 1
         # fresh=True: LoRA rewrites modules and training (or .to(device)) changes weights; the cached
         # copy is shared with other callers and must stay as it is.
         self.encoder, self.tokenizer = load_encoder(self.base_model, fresh=True)
@@ -234,19 +241,26 @@ class TextClassifier(torch.nn.Module):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = {h: np.zeros((len(texts), len(self.head_labels[h])), dtype=np.float32) for h in heads}
+        workers = self.inference_workers if self.device.type == "cpu" else 1
+
+        def forward(batch: tuple[np.ndarray, dict[str, torch.Tensor]]) -> tuple[np.ndarray, dict]:
+            idx, enc = batch
+            with torch.inference_mode():  # thread-local: entered on the thread that runs the pass
+                enc = {key: value.to(self.device) for key, value in enc.items()}
+                logits = self(enc["input_ids"], enc["attention_mask"])
+                return idx, {h: logits[h].float().cpu().numpy() for h in heads}
+
         was_training = self.training
         self.eval()
         try:
-            with (
-                torch.inference_mode(),
-                tqdm(total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar) as bar,
-            ):
+            with tqdm(
+                total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar
+            ) as bar:
                 # Tokenised once, sorted by token count (longest first), padded per batch.
-                for idx, enc in token_batches(self.tokenizer, texts, self.max_length, batch_size):
-                    enc = {key: value.to(self.device) for key, value in enc.items()}
-                    logits = self(enc["input_ids"], enc["attention_mask"])
+                batches = token_batches(self.tokenizer, texts, self.max_length, batch_size)
+                for idx, logits in map_ordered(forward, batches, workers):
                     for h in heads:
-                        out[h][idx] = logits[h].float().cpu().numpy()
+                        out[h][idx] = logits[h]
                     bar.update(len(idx))
         finally:
             self.train(was_training)
@@ -398,7 +412,7 @@ class TextClassifier(torch.nn.Module):
         directory: str | Path,
         merge: bool = True,
         device: str | torch.device | None = None,
-        precision: Literal["auto", "fp32", "bf16"] = "auto",
+        precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     ) -> TextClassifier:
         """Load a classifier saved by :meth:`save_pretrained`.
 
@@ -409,7 +423,9 @@ class TextClassifier(torch.nn.Module):
             device: Move the model there (default: stay on CPU).
             precision: Encoder weights of a merged (inference-only) classifier: ``bf16`` (~1.5x as fast
                 on a CPU with AVX512-BF16/AMX; labels agree with fp32 on >= 99.5% of items, measured by
-                ``aigc bench classification``), ``fp32``, or ``auto`` (bf16 where the CPU has fast bf16).
+                ``aigc bench classification``), ``fp32``, ``auto`` (bf16 where the CPU has fast bf16), or
+                ``int8`` (the encoder's linear layers dynamically quantised, CPU only: about half the
+                CPU of fp32, but it changes some labels; see :func:`core.precision.quantize_int8`).
                 An unmerged classifier stays fp32 so it can train.
 
         Raises:
@@ -452,11 +468,18 @@ class TextClassifier(torch.nn.Module):
         if device is not None:
             self.to(device)
         if merge:
-            from core.precision import resolve_precision
+            from core.precision import quantize_int8, resolve_precision
 
-            dtype = resolve_precision(precision, self.device)
-            if dtype != torch.float32:
-                self.encoder.to(dtype)
+            if precision not in ("auto", "fp32", "bf16", "int8"):
+                raise ValueError(f"precision must be auto, fp32, bf16 or int8, got {precision!r}")
+            if precision == "int8":
+                if self.device.type != "cpu":
+                    raise ValueError(f"precision int8 runs on the CPU only, not {self.device}")
+                self.encoder = quantize_int8(self.encoder)
+            else:
+                dtype = resolve_precision(precision, self.device)
+                if dtype != torch.float32:
+                    self.encoder.to(dtype)
         return self.eval()
 
     def _load_adapter(self, directory: Path, merge: bool) -> None:

@@ -65,6 +65,7 @@ def load_service(engine: Engine) -> FinanceService:
 
     config = load_config(MonitorConfig, CONFIG_FILE if CONFIG_FILE.is_file() else None, section="monitor")
     monitor = build_monitor(engine, config, data_dir())
+    monitor.scorer.set_workers(1)  # the micro-batcher below runs the requests' batches in parallel
     monitor.scorer.label(["warm up"])
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     batcher = MicroBatcher(

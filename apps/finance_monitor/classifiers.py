@@ -44,6 +44,7 @@ from core.finetune.data import require_validation
 from core.finetune.loop import CHECKPOINT_DIR, REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
 from core.metrics import classification_report, softmax
+from core.precision import InferencePrecision
 
 logger = logging.getLogger(__name__)
 
@@ -216,14 +217,19 @@ def _train_into(
     return report
 
 
-def load_model(directory: str | Path) -> TextClassifier:
+def load_model(directory: str | Path, precision: InferencePrecision = "auto") -> TextClassifier:
     """Load a trained finance classifier (LoRA merged, eval mode).
+
+    Args:
+        directory: The model directory.
+        precision: ``auto`` (bf16 on a CPU with AVX512-BF16/AMX, else fp32), ``fp32``, ``bf16`` or
+            ``int8`` (see :meth:`core.classification.TextClassifier.from_pretrained`).
 
     Raises:
         FileNotFoundError, ValueError: The directory is missing, incomplete or corrupt (the core
             loader checks the sha256 of every weight file).
     """
-    return TextClassifier.from_pretrained(directory)
+    return TextClassifier.from_pretrained(directory, precision=precision)
 
 
 def model_version(directory: str | Path) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from apps.finance_monitor.datasets import Dedup
 from core.bus import BusSettings
@@ -24,6 +24,8 @@ from core.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
 
 #: Consumer group (Redis) / durable consumer (NATS) of ``aigc finance monitor --source``.
 BUS_GROUP = "aigc-finance-monitor"
+#: ``monitor.model_precision`` (core.precision.InferencePrecision).
+ModelPrecision = Literal["auto", "fp32", "bf16", "int8"]
 #: The app's settings file (sections ``train:`` and ``monitor:``).
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "configs" / "finance_monitor.yaml"
 
@@ -176,6 +178,21 @@ class MonitorConfig:
         metadata={
             "help": "Texts per forward pass of the model. Each pass pads to its longest text: one pass "
             "over a 256-item batch cost 2.3x the CPU of passes of 32 (docs/benchmarks/finance.md)."
+        },
+    )
+    model_precision: ModelPrecision = field(
+        default="auto",
+        metadata={
+            "help": "Arithmetic of the model: auto (bf16 on a CPU with AVX512-BF16/AMX, else fp32), fp32, "
+            "bf16, or int8 (dynamic quantisation of the encoder: 0.55x the CPU of fp32, but it changed "
+            "3-5 % of the sentiment labels on TFNS and PhraseBank, docs/benchmarks/finance.md: opt in)."
+        },
+    )
+    model_workers: int = field(
+        default=0,
+        metadata={
+            "help": "Forward passes run at once, one thread and one core each; 0: one per CPU core this "
+            "process may use (at most 4). 1: one pass at a time on torch's own threads."
         },
     )
     poll_interval_s: float = field(default=2.0, metadata={"help": "Seconds between folder scans (--follow)."})

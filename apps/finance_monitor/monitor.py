@@ -67,6 +67,7 @@ from apps.finance_monitor.storage import (
     set_watermark,
 )
 from apps.finance_monitor.watchlist import load_watchlist
+from core.batching import forward_workers, single_thread_passes
 from core.failpoints import failpoint
 from core.storage import StorageError, session_scope, utcnow
 from core.webhook_safety import AllowList
@@ -387,7 +388,9 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
         where=str(rules_file),
     )
     policy = delivery_policy(config)
-    scorer = Scorer.from_dirs(sentiment, topic)
+    workers = forward_workers(config.model_workers)
+    single_thread_passes(workers)  # this builds the process's monitor: its passes get a core each
+    scorer = Scorer.from_dirs(sentiment, topic, precision=config.model_precision, workers=workers)
     ingestor = Ingestor(engine, dedup_threshold=config.dedup_threshold, min_age_s=config.min_file_age_s)
     digester = Digester(config.digest) if config.digest.enabled else None  # models load at the first alert
     return Monitor(

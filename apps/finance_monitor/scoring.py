@@ -45,6 +45,7 @@ from core.classification import TextClassifier
 from core.errors import check_path_kind
 from core.failpoints import failpoint
 from core.io.tables import FORMATS, decode_text, read_frame
+from core.precision import InferencePrecision
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -101,16 +102,46 @@ class Scorer:
             self.topic_head = TOPIC_HEAD if TOPIC_HEAD in sentiment_model.head_names else None
 
     @classmethod
-    def from_dirs(cls, sentiment_dir: str | Path, topic_dir: str | Path | None = None) -> Scorer:
+    def from_dirs(
+        cls,
+        sentiment_dir: str | Path,
+        topic_dir: str | Path | None = None,
+        *,
+        precision: InferencePrecision = "auto",
+        workers: int = 1,
+    ) -> Scorer:
         """Load the models saved in ``sentiment_dir`` (and ``topic_dir``).
+
+        Args:
+            sentiment_dir: The sentiment (or two-head) model.
+            topic_dir: A separate topic model.
+            precision: Arithmetic of the encoders (``auto``, ``fp32``, ``bf16``, ``int8``; see
+                :func:`apps.finance_monitor.classifiers.load_model`). The model version does not
+                depend on it.
+            workers: Forward passes run at once, each on its own thread (see :meth:`set_workers`).
 
         Raises:
             FileNotFoundError, ValueError: A directory is missing, incomplete or corrupt.
         """
-        sentiment = load_model(sentiment_dir)
-        topic = load_model(topic_dir) if topic_dir else None
+        sentiment = load_model(sentiment_dir, precision)
+        topic = load_model(topic_dir, precision) if topic_dir else None
         version = model_version(sentiment_dir) + (f"+{model_version(topic_dir)}" if topic_dir else "")
-        return cls(sentiment, topic, version)
+        scorer = cls(sentiment, topic, version)
+        scorer.set_workers(workers)
+        return scorer
+
+    def set_workers(self, workers: int) -> None:
+        """Run up to ``workers`` forward passes at once, each on its own thread (1: one at a time).
+
+        A batch of ``model_batch_size * workers`` texts or more keeps ``workers`` cores busy; the
+        labels are those of one worker (the same passes). Give torch one intra-op thread per pass
+        (:func:`core.batching.single_thread_passes`), or the passes contend for the same cores.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        for model in (self.sentiment_model, self.topic_model):
+            if model is not None:
+                model.inference_workers = workers
 
     def label_titles(self, texts: Sequence[str], batch_size: int = 64) -> dict[str, Label]:
         """``{text: label}`` for the distinct ``texts`` (a label depends on the text alone)."""

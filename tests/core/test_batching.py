@@ -86,3 +86,62 @@ def test_tokenizer_without_pad_token_uses_eos(tokenizer):
 def test_batch_size_must_be_positive(tokenizer):
     with pytest.raises(ValueError, match="batch_size"):
         list(token_batches(tokenizer, TEXTS, 64, 0))
+
+
+def test_map_ordered_keeps_order_runs_at_once_and_bounds_what_it_takes():
+    import threading
+    import time
+
+    from core.batching import map_ordered
+
+    threads: set[str] = set()
+    taken = []
+
+    def slow(x: int) -> int:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01 * (x % 3))  # out-of-order completion
+        return x * x
+
+    def source():
+        for x in range(20):
+            taken.append(x)
+            yield x
+
+    results = map_ordered(slow, source(), workers=3)
+    assert next(results) == 0
+    assert len(taken) <= 2 * 3 + 1  # takes at most 2 * workers ahead of what it yields
+    assert [0, *results] == [x * x for x in range(20)]
+    assert len(threads) > 1 and all(name.startswith("forward") for name in threads)
+    main = threading.current_thread().name
+    threads.clear()
+    assert list(map_ordered(slow, range(4), workers=1)) == [0, 1, 4, 9]
+    assert list(map_ordered(slow, [3], workers=4)) == [9]
+    assert list(map_ordered(slow, [], workers=4)) == []
+    assert threads == {main}  # one worker, or one item: the calling thread
+
+
+def test_map_ordered_raises_the_first_error_in_order():
+    from core.batching import map_ordered
+
+    def fail_on_two(x: int) -> int:
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="two"):
+        for value in map_ordered(fail_on_two, range(10), workers=2):
+            got.append(value)
+    assert got == [0, 1]
+
+
+def test_forward_workers():
+    import os
+
+    from core.batching import forward_workers
+
+    assert forward_workers(3) == 3
+    assert forward_workers(0) == max(1, min(len(os.sched_getaffinity(0)), 4))
+    assert forward_workers(0, limit=1) == 1
+    with pytest.raises(ValueError, match=">= 0"):
+        forward_workers(-1)

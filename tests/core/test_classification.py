@@ -138,6 +138,37 @@ def test_bf16_inference_keeps_the_labels(lora_clf, tmp_path):
     assert next(unmerged.encoder.parameters()).dtype == torch.float32  # trainable: stays fp32
 
 
+def test_parallel_forward_passes_give_the_same_logits(lora_clf):
+    texts = TEXTS * 5
+    one = lora_clf.logits(texts, batch_size=2)
+    lora_clf.inference_workers = 3
+    try:
+        np.testing.assert_allclose(lora_clf.logits(texts, batch_size=2), one, atol=1e-6)
+        assert not torch.is_inference_mode_enabled()
+    finally:
+        lora_clf.inference_workers = 1
+
+
+def test_int8_inference_quantises_the_encoder_and_keeps_clear_labels(lora_clf, tmp_path):
+    out = lora_clf.save_pretrained(tmp_path / "clf")
+    exact = TextClassifier.from_pretrained(out, precision="fp32")
+    small = TextClassifier.from_pretrained(out, precision="int8")
+    quantised = [
+        m
+        for m in small.encoder.modules()
+        if type(m).__name__ == "Linear" and "quantized" in type(m).__module__
+    ]
+    assert quantised and not any(type(m) is torch.nn.Linear for m in small.encoder.modules())
+    assert type(small.heads["label"]) is torch.nn.Linear  # heads stay fp32
+    proba, reference = small.predict_proba(TEXTS), exact.predict_proba(TEXTS)
+    np.testing.assert_allclose(proba, reference, atol=0.1)
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 0.2
+    assert (proba.argmax(1) == reference.argmax(1))[clear].all()
+    with pytest.raises(ValueError, match="precision"):
+        TextClassifier.from_pretrained(out, precision="int4")  # type: ignore[arg-type]
+
+
 def test_frozen_encoder_classifier_saves_heads_only(tiny_encoder_dir, tmp_path):
     clf = _randomise(TextClassifier(str(tiny_encoder_dir), ["a", "b"], pooling="cls", max_length=16))
     out = clf.save_pretrained(tmp_path / "probe")

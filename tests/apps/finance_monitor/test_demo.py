@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import sqlalchemy as sa
+import torch
 
 from apps.finance_monitor.demo import models_dir, prepare
 from apps.finance_monitor.storage import Alert, Item, Score
@@ -41,8 +42,14 @@ def test_monitor_defaults_to_the_demo_model(tmp_path, tiny_joint_dir):
 
     shutil.copytree(tiny_joint_dir, models_dir(tmp_path) / "news")
     engine = create_engine(f"sqlite:///{tmp_path / 'aigc.db'}")
-    monitor = build_monitor(engine, MonitorConfig(), tmp_path)
-    engine.dispose()
+    threads = torch.get_num_threads()
+    try:
+        monitor = build_monitor(engine, MonitorConfig(model_workers=2), tmp_path)
+        # two passes at once, one torch thread each (build_monitor builds the process's monitor)
+        assert monitor.scorer.sentiment_model.inference_workers == 2 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+        engine.dispose()
     assert monitor.scorer.topic_model is None and monitor.scorer.topic_head == "topic"
     assert monitor.scorer.version.startswith("news-")
 

@@ -85,3 +85,17 @@ def test_limit_and_topicless_scorer(sqlite_db, tiny_sentiment_dir):
 def test_sentiment_model_with_other_labels_is_refused(tiny_topic_dir):
     with pytest.raises(ValueError, match="negative"):
         Scorer.from_dirs(tiny_topic_dir)
+
+
+def test_parallel_passes_and_int8_scorers(tiny_sentiment_dir, tiny_topic_dir):
+    exact = Scorer.from_dirs(tiny_sentiment_dir, tiny_topic_dir, precision="fp32")
+    parallel = Scorer.from_dirs(tiny_sentiment_dir, tiny_topic_dir, precision="fp32", workers=2)
+    assert parallel.sentiment_model.inference_workers == parallel.topic_model.inference_workers == 2
+    assert parallel.version == exact.version
+    titles = [f"{t} ({i})" for i in range(7) for t in TITLES]
+    assert [vars(x) for x in parallel.label(titles, 4)] == [vars(x) for x in exact.label(titles, 4)]
+    small = Scorer.from_dirs(tiny_sentiment_dir, precision="int8")
+    assert small.version == Scorer.from_dirs(tiny_sentiment_dir).version  # same model, other arithmetic
+    assert {x.sentiment for x in small.label(TITLES)} <= {"negative", "neutral", "positive"}
+    with pytest.raises(ValueError, match="workers"):
+        exact.set_workers(0)
