@@ -345,14 +345,30 @@ def _run_sft(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
 
     from core.precision import resolve_precision
 
-    n = 16 if quick else 48
+    n = 16 if quick else 64
     setup = _SFTSetup(n)
     project_bf16 = resolve_precision(setup.config.precision, torch.device("cpu")) == torch.bfloat16
     contestants = {"project": _project_sft(setup), "trainer": _trainer_sft(setup)}
     if project_bf16:
         contestants["trainer_bf16"] = _trainer_sft(setup, bf16=True)
+    # The 1-minute load average after each timed run: on a shared machine it says which runs competed.
+    loads: dict[str, list[float]] = {name: [] for name in contestants}
+
+    def with_load(name: str, fn: Any) -> Any:
+        def timed() -> None:
+            fn()
+            loads[name].append(round(os.getloadavg()[0], 2))
+
+        return timed
+
+    load_before = os.getloadavg()
     # No warm-up round: model loading is outside the timed part, and an epoch costs minutes here.
-    timings = alternate(contestants, reps=reps, warmup=0, label="finetune-sft")
+    timings = alternate(
+        {name: with_load(name, fn) for name, fn in contestants.items()},
+        reps=reps,
+        warmup=0,
+        label="finetune-sft",
+    )
     rates = {name: round(n / timings.median(name), 3) for name in contestants}
     tokens = sum(len(ids) for ids, _ in setup.encoded)
     result: dict[str, Any] = {
@@ -368,6 +384,15 @@ def _run_sft(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
         "project_precision": "bf16" if project_bf16 else "fp32",
         "ratio_vs_trainer": ratio(rates["project"], rates["trainer"]),
         "ratio_vs_trainer_bf16": ratio(rates["project"], rates.get("trainer_bf16")),
+        # Per repetition (contestants alternate within a rep, so a rep's ratio shares its load).
+        "ratio_per_rep": {
+            peer: [round(t / p, 3) for p, t in zip(timings.runs["project"], timings.runs[peer], strict=True)]
+            for peer in contestants
+            if peer != "project"
+        },
+        "pack_length": setup.config.pack_length,
+        "load_avg_before": load_before,
+        "load_1m_after_each_run": loads,
         "load_avg": os.getloadavg(),
         "skipped": {} if project_bf16 else {"trainer_bf16": "no fast bf16 on this CPU: both sides run fp32"},
     }
