@@ -21,8 +21,10 @@ sentences, default settings) when not in quick mode.
 same LoRA set-up (:class:`core.finetune.CausalLMTrainConfig` defaults: rank 16 on every linear layer)
 from the same de-quantised base weights, on the same token ids and labels (:func:`encode_pair` of
 StackFAQ title -> first-answer pairs with answers of at most 60 words, the support system prompt), batch
-8, one epoch per repetition, model loading outside the timed part. The project loop
-(:func:`core.finetune.fit_causal_lm`) groups similar lengths, computes logits only where a response
+8, one epoch per repetition (64 pairs; 16 with ``--quick``), model loading outside the timed part.
+The project loop (:func:`core.finetune.fit_causal_lm`) groups similar lengths, packs each batch's
+pairs into rows without padding (positions restart per pair, attention stays inside each pair:
+:func:`core.finetune.causal_lm.packed_batch`), computes logits only where a response
 token is predicted (:func:`core.finetune.causal_lm.answer_token_loss`) and uses bf16 autocast where the
 CPU has fast bf16; ``Trainer`` gets ``DataCollatorForSeq2Seq`` (dynamic padding of random batches), in
 fp32 (its default) and, where the project uses bf16, also with ``bf16=True``.
