@@ -59,6 +59,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "attention_only": {"lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": []}},
     "lr_2e-4": {"lr": 2e-4},
+    # The defaults with a higher epoch cap: early stopping on the validation loss (patience 2, the best
+    # epoch's weights restored) picks the number of epochs; at 5 epochs that loss was still falling.
+    "epochs_12": {"epochs": 12, "patience": 2},
 }
 
 

@@ -21,8 +21,10 @@ sentences, default settings) when not in quick mode.
 same LoRA set-up (:class:`core.finetune.CausalLMTrainConfig` defaults: rank 16 on every linear layer)
 from the same de-quantised base weights, on the same token ids and labels (:func:`encode_pair` of
 StackFAQ title -> first-answer pairs with answers of at most 60 words, the support system prompt), batch
-8, one epoch per repetition, model loading outside the timed part. The project loop
-(:func:`core.finetune.fit_causal_lm`) groups similar lengths, computes logits only where a response
+8, one epoch per repetition (64 pairs; 16 with ``--quick``), model loading outside the timed part.
+The project loop (:func:`core.finetune.fit_causal_lm`) groups similar lengths, packs each batch's
+pairs into rows without padding (positions restart per pair, attention stays inside each pair:
+:func:`core.finetune.causal_lm.packed_batch`), computes logits only where a response
 token is predicted (:func:`core.finetune.causal_lm.answer_token_loss`) and uses bf16 autocast where the
 CPU has fast bf16; ``Trainer`` gets ``DataCollatorForSeq2Seq`` (dynamic padding of random batches), in
 fp32 (its default) and, where the project uses bf16, also with ``bf16=True``.
@@ -345,14 +347,30 @@ def _run_sft(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
 
     from core.precision import resolve_precision
 
-    n = 16 if quick else 48
+    n = 16 if quick else 64
     setup = _SFTSetup(n)
     project_bf16 = resolve_precision(setup.config.precision, torch.device("cpu")) == torch.bfloat16
     contestants = {"project": _project_sft(setup), "trainer": _trainer_sft(setup)}
     if project_bf16:
         contestants["trainer_bf16"] = _trainer_sft(setup, bf16=True)
+    # The 1-minute load average after each timed run: on a shared machine it says which runs competed.
+    loads: dict[str, list[float]] = {name: [] for name in contestants}
+
+    def with_load(name: str, fn: Any) -> Any:
+        def timed() -> None:
+            fn()
+            loads[name].append(round(os.getloadavg()[0], 2))
+
+        return timed
+
+    load_before = os.getloadavg()
     # No warm-up round: model loading is outside the timed part, and an epoch costs minutes here.
-    timings = alternate(contestants, reps=reps, warmup=0, label="finetune-sft")
+    timings = alternate(
+        {name: with_load(name, fn) for name, fn in contestants.items()},
+        reps=reps,
+        warmup=0,
+        label="finetune-sft",
+    )
     rates = {name: round(n / timings.median(name), 3) for name in contestants}
     tokens = sum(len(ids) for ids, _ in setup.encoded)
     result: dict[str, Any] = {
@@ -368,6 +386,15 @@ def _run_sft(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
         "project_precision": "bf16" if project_bf16 else "fp32",
         "ratio_vs_trainer": ratio(rates["project"], rates["trainer"]),
         "ratio_vs_trainer_bf16": ratio(rates["project"], rates.get("trainer_bf16")),
+        # Per repetition (contestants alternate within a rep, so a rep's ratio shares its load).
+        "ratio_per_rep": {
+            peer: [round(t / p, 3) for p, t in zip(timings.runs["project"], timings.runs[peer], strict=True)]
+            for peer in contestants
+            if peer != "project"
+        },
+        "pack_length": setup.config.pack_length,
+        "load_avg_before": load_before,
+        "load_1m_after_each_run": loads,
         "load_avg": os.getloadavg(),
         "skipped": {} if project_bf16 else {"trainer_bf16": "no fast bf16 on this CPU: both sides run fp32"},
     }
