@@ -159,6 +159,13 @@ class AdaptConfig:
     min_gain: float = field(
         default=0.0, metadata={"help": "Held-out recall@1 gain the adapter must exceed to be kept"}
     )
+    filter_top_k: int = field(
+        default=0,
+        metadata={
+            "help": "Train only on generated questions whose entry the frozen encoder ranks in this "
+            "top k (round-trip filter; 0: off)"
+        },
+    )
     epochs: int = field(default=2, metadata={"help": "Passes over the training pairs"})
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch (the in-batch negatives)"})
     lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights"})
@@ -172,6 +179,7 @@ class AdaptConfig:
         checks = {
             "heldout_fraction": 0.0 < self.heldout_fraction < 1.0,
             "min_curated": self.min_curated >= 1,
+            "filter_top_k": self.filter_top_k >= 0,
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,

@@ -16,6 +16,7 @@ from apps.customer_service.adaptation import (
     ADAPTER_DIR,
     load_encoder,
     read_questions,
+    round_trip_filter,
     score_heldout,
     split_heldout,
 )
@@ -91,6 +92,23 @@ def test_score_heldout_ranks_against_entry_contents(minilm):
         minilm, entries, [("when do I get my money back", 0), ("do you deliver to Paris", 1)]
     )
     assert scores == {"recall@1": 1.0, "recall@5": 1.0, "mrr@10": 1.0}
+
+
+def test_round_trip_filter_drops_off_topic_questions_and_keeps_curated_ones(minilm):
+    entries = [
+        Entry("a", "doc", "", "Refunds are paid within five days of receiving the item.", "Refunds"),
+        Entry("b", "doc", "", "We ship to France and Germany with DHL.", "Shipping"),
+        Entry("c", "faq", "Can I reset my password?", "Use the link on the login page.", "Password"),
+    ]
+    pairs = [
+        ("When do I get my refund?", 0),
+        ("What's your favorite movie?", 0),  # its entry is not the top hit: dropped
+        ("Do you deliver to Germany?", 1),
+        ("Can I reset my password?", 2),
+    ]
+    kept, dropped = round_trip_filter(minilm, entries, pairs, top_k=1, keep={pairs[3]})
+    assert kept == [pairs[0], pairs[2], pairs[3]] and dropped == 1
+    assert round_trip_filter(minilm, entries, pairs, top_k=3) == (pairs, 0)  # every entry is in the top 3
 
 
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
