@@ -147,8 +147,9 @@ class AdaptConfig:
     backend: str | None = field(
         default=None, metadata={"help": "Generation backend: auto, llamacpp or torch (None: env or auto)"}
     )
-    # 8 minutes of generation: with training and indexing, --adapt stays near 15 minutes for 1,000
-    # entries on 2 cores; entries past the budget get no questions (they still serve as negatives).
+    # 8 minutes of generation: one question an entry costs ~0.6 CPU-seconds, so 2 workers on 2 free
+    # cores finish 1,000 entries in ~5 minutes and --adapt stays under 15 (docs/benchmarks/support.md);
+    # on a busy machine entries past the budget get no question (they still serve as negatives).
     generation: QuestionGenConfig = field(default_factory=lambda: QuestionGenConfig(max_seconds=480.0))
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "Share of entries whose questions are held out to judge the adapter"}
