@@ -265,6 +265,8 @@ def generate_questions_in_workers(
                 questions[i], done[i] = row[0], True
                 tokens += row[1]
                 cpu += row[2]
+        pool.close()  # let the workers exit (and free their models) before the pool is torn down
+        pool.join()
     attempted = sum(done)
     if attempted < len(passages):
         logger.warning(
