@@ -15,11 +15,15 @@ questions the KB never saw:
   entries of the FAQ question they paraphrase (one gold, so recall@1 = hit@1).
 
 Per set: the frozen KB is built (``KnowledgeBase.build``) and scored; the adapted KB is built
-with ``adapt=True`` (questions from the answer model, LoRA training, held-out judgement: generated
-questions held out by entry, as the KB has no curated ones) and scored on the same queries, dense
-and hybrid (app defaults). Nothing is tuned on the test queries: the adaptation settings are the
-defaults of :class:`apps.customer_service.config.AdaptConfig`. Time per phase (generate, train,
-judge, embed+index) and the load average are recorded.
+with ``adapt=True`` (questions from the answer model in ``adapt.generation.workers`` processes,
+LoRA training, held-out judgement: generated questions held out by entry, as the KB has no curated
+ones) once per training candidate of ``GRID`` (the first build writes the questions, the others
+reuse them). The candidate with the best **held-out** gain (the KB's own generated questions, never
+the test paraphrases) among those the guard keeps is scored on the test queries, dense and hybrid
+(app defaults); when the guard keeps none, the adapted KB is the frozen one. ``--what-if`` keeps
+every candidate's adapter and scores each on the test queries as well, to check the guard. Time
+per phase (generate wall and CPU seconds, train, judge, embed+index) and the load average are
+recorded.
 
 Run (results: ``bench/results/support_adapt.json`` and ``.png``)::
 
@@ -32,6 +36,7 @@ import argparse
 import csv
 import logging
 import os
+import shutil
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -44,7 +49,7 @@ from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
 from apps.customer_service.retrieval_eval import EvalQuery, score_rankings
 from core.bench.harness import environment, pin_threads
-from core.config import to_dict, write_json_atomic
+from core.config import load_config, to_dict, write_json_atomic
 
 logger = logging.getLogger("bench.support_adapt")
 
@@ -137,29 +142,88 @@ def score(kb: KnowledgeBase, data: DocSet, mode: str) -> dict[str, float]:
     return out
 
 
-def run_set(data: DocSet, work: Path, config: KBConfig, generator: Any) -> dict[str, Any]:
-    """Frozen and adapted KBs of one set, scored dense and hybrid."""
+# Training settings tried per set; the one with the best held-out recall@1 (then MRR@10) gain is
+# scored on the test queries. The held-out questions are the KB's own (generated questions of 20 %
+# of its entries), never the test paraphrases.
+GRID: tuple[tuple[str, ...], ...] = (
+    (),
+    ("adapt.lr=0.002",),
+    ("adapt.lr=0.002", "adapt.filter_top_k=20"),
+)
+
+
+def _selection_key(report: dict[str, Any]) -> tuple[float, float]:
+    gain = report.get("gain") or {}
+    return (gain.get("recall@1", float("-inf")), gain.get("mrr@10", float("-inf")))
+
+
+def run_set(
+    data: DocSet,
+    work: Path,
+    overrides: list[str],
+    generator: Any,
+    grid: tuple[tuple[str, ...], ...] = ((),),
+    what_if: bool = False,
+) -> dict[str, Any]:
+    """Frozen and adapted KBs of one set, scored dense and hybrid.
+
+    Each ``grid`` candidate (KB setting overrides after ``overrides``) rebuilds the adapted KB; the
+    first build generates the questions, later ones reuse them (``adapter/questions.jsonl``), so
+    they differ only in training. The candidate whose held-out gain is best is scored on the test
+    queries; when the guard kept no candidate's adapter, the adapted KB is the frozen encoder's.
+
+    With ``what_if`` every candidate's adapter is kept whatever its held-out gain
+    (``adapt.min_gain=-1``) and scored on the test queries too (``test_dense``), to check the
+    guard's decisions; ``guard_keeps`` says what the real ``min_gain`` would have done, and only
+    candidates it keeps can be selected.
+    """
     folder = write_docs(data.docs, work / data.name / "docs")
+    config = load_config(KBConfig, overrides=overrides)
     started = time.perf_counter()
     frozen = KnowledgeBase.build([folder], work / data.name / "kb-frozen", config)
     frozen_s = time.perf_counter() - started
     load = os.getloadavg()[0]
-    started = time.perf_counter()
-    adapted = KnowledgeBase.build(
-        [folder], work / data.name / "kb-adapted", config, adapt=True, generator=generator
-    )
-    adapt_s = time.perf_counter() - started
-    report = adapted.manifest["adaptation"]
+    candidates: list[dict[str, Any]] = []
+    kb_dir = work / data.name / "kb-adapted"
+    for i, extra in enumerate(grid):
+        forced = ["adapt.min_gain=-1"] if what_if else []
+        candidate = load_config(KBConfig, overrides=[*overrides, *extra, *forced])
+        started = time.perf_counter()
+        built = KnowledgeBase.build([folder], kb_dir, candidate, adapt=True, generator=generator)
+        seconds = time.perf_counter() - started
+        shutil.copytree(kb_dir, kb_dir.with_name(f"kb-adapted-{i}"), dirs_exist_ok=True)
+        report = built.manifest["adaptation"]
+        row = {
+            "overrides": list(extra),
+            "seconds_total": round(seconds, 1),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "report": report,
+            "guard_keeps": bool(report["kept"]),
+        }
+        if what_if:
+            gain = (report.get("gain") or {}).get("recall@1")
+            row["guard_keeps"] = gain is not None and gain > config.adapt.min_gain
+            row["test_dense"] = score(built, data, "dense") if report["kept"] else None
+        candidates.append(row)
+        logger.info("Candidate", extra={"set": data.name, "overrides": extra, "reason": report["reason"]})
+    kept = [i for i, row in enumerate(candidates) if row["guard_keeps"]]
+    best = max(kept or range(len(candidates)), key=lambda i: _selection_key(candidates[i]["report"]))
+    adapted = KnowledgeBase.load(kb_dir.with_name(f"kb-adapted-{best}")) if kept else frozen
+    report = candidates[best]["report"]
+    first = candidates[0]["report"]["seconds"]
     result: dict[str, Any] = {
         "note": data.note,
         "entries": len(adapted),
         "documents": len(data.docs),
         "test_queries": len(data.test),
+        "selected": {"candidate": best, "overrides": candidates[best]["overrides"], "kept": bool(kept)},
         "adaptation": report,
+        "candidates": candidates,
         "seconds": {
             "index_frozen": round(frozen_s, 1),
-            "index_adapt_total": round(adapt_s, 1),
-            **{k: v for k, v in report["seconds"].items()},
+            # the first build is the one that generated the questions: a full --adapt build
+            "index_adapt_total": candidates[0]["seconds_total"],
+            **first,
         },
         "load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
     }
@@ -171,7 +235,7 @@ def run_set(data: DocSet, work: Path, config: KBConfig, generator: Any) -> dict[
             "gain": {m: round(after[m] - before[m], 4) for m in METRICS},
         }
         logger.info("Scored", extra={"set": data.name, "mode": mode, "frozen": before, "adapted": after})
-    per_entry = adapt_s / max(len(adapted), 1)
+    per_entry = candidates[0]["seconds_total"] / max(len(adapted), 1)
     result["adapt_seconds_per_1000_entries"] = round(1000 * per_entry, 1)
     return result
 
@@ -196,7 +260,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ax.set_xticks(list(x), metrics)
         ax.set_ylim(0, 1.1)
-        kept = results["sets"][name]["adaptation"]["kept"]
+        kept = results["sets"][name]["selected"]["kept"]
         ax.set_title(f"{name}: dense, adapter {'kept' if kept else 'discarded'}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -216,12 +280,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--max-docs", type=int, default=None, help="smoke run: only the first N documents and their queries"
     )
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=None,
+        help="training candidate: ';'-separated KB settings (repeat; default: the built-in GRID)",
+    )
+    parser.add_argument(
+        "--what-if",
+        action="store_true",
+        help="keep every candidate's adapter and score it on the test queries (checks the guard)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pin_threads(args.threads)
-    from core.config import load_config
-    from core.generation import Generator
 
     config = load_config(KBConfig, overrides=args.overrides)
     loaders = {
@@ -233,8 +306,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "adapt_config": to_dict(config.adapt),
         "sets": {},
     }
-    generator = Generator(config.adapt.answer_model, backend=config.adapt.backend)  # type: ignore[arg-type]
-    results["generation_backend"] = generator.backend
+    grid = GRID if args.grid is None else tuple(tuple(g.split(";")) if g else () for g in args.grid)
+    results["grid"] = [list(g) for g in grid]
+    # No generator passed in: the build runs the answer model in adapt.generation.workers processes.
+    generator = None
     with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
         work = args.work_dir or Path(tmp)
         for name in args.sets:
@@ -246,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             data = loader()
             if args.max_docs:
                 data = subset(data, args.max_docs)
-            results["sets"][name] = run_set(data, work, config, generator)
+            results["sets"][name] = run_set(data, work, args.overrides, generator, grid, args.what_if)
             write_json_atomic(args.out, results)
     write_json_atomic(args.out, results)
     plot(results, args.out.with_suffix(".png"))

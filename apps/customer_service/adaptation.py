@@ -48,7 +48,7 @@ from core.finetune.contrastive import (
     train_contrastive,
 )
 from core.metrics import hit_rate_at_k, mrr_at_k
-from core.query_generation import generate_questions
+from core.query_generation import generate_questions, generate_questions_in_workers
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +159,9 @@ def _questions(
     previous: dict[str, tuple[str, list[str]]],
     generator: Any,
     show_progress_bar: bool,
-) -> tuple[dict[str, tuple[str, list[str]]], int, int, float]:
-    """Questions per entry id: reused when the content hash is unchanged, generated otherwise."""
+) -> tuple[dict[str, tuple[str, list[str]]], int, int, dict[str, float]]:
+    """Questions per entry id (reused when the content hash is unchanged, generated otherwise), the
+    numbers generated and reused, and the generation's wall-clock and CPU seconds."""
     out: dict[str, tuple[str, list[str]]] = {}
     todo = []
     for entry in entries:
@@ -170,20 +171,20 @@ def _questions(
         else:
             todo.append(entry)
     reused = sum(len(q) for _, q in out.values())
-    seconds = 0.0
+    seconds = {"generate": 0.0, "generate_cpu": 0.0}
     generated = 0
     if todo:
-        if generator is None:
-            from core.generation import Generator
-
-            generator = Generator(config.answer_model, backend=config.backend)  # type: ignore[arg-type]
-        result = generate_questions(
-            generator, [e.content_field() for e in todo], config.generation, show_progress_bar
-        )
-        seconds = result.seconds
+        texts = [e.content_field() for e in todo]
+        if generator is not None:
+            result = generate_questions(generator, texts, config.generation, show_progress_bar)
+        else:
+            result = generate_questions_in_workers(
+                texts, config.generation, config.answer_model, config.backend, show_progress_bar
+            )
+        seconds = {"generate": round(result.seconds, 1), "generate_cpu": round(result.cpu_seconds, 1)}
         generated = result.total
-        for i, (entry, questions) in enumerate(zip(todo, result.questions, strict=True)):
-            if i < result.attempted:  # entries past the time budget are tried again next build
+        for entry, questions, done in zip(todo, result.questions, result.done, strict=True):
+            if done:  # entries past the time budget are tried again next build
                 out[entry.id] = (entry.content_hash, questions)
     return out, generated, reused, seconds
 
@@ -226,6 +227,33 @@ def score_heldout(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[st
         "recall@5": round(hit_rate_at_k(ranked, gold, 5), 4),
         f"mrr@{MRR_K}": round(mrr_at_k(ranked, gold, MRR_K), 4),
     }
+
+
+def round_trip_filter(
+    encoder: Any,
+    entries: Sequence[Entry],
+    pairs: list[tuple[str, int]],
+    top_k: int,
+    keep: set[tuple[str, int]] | None = None,
+) -> tuple[list[tuple[str, int]], int]:
+    """Training pairs whose entry the frozen ``encoder`` ranks within ``top_k`` for the question.
+
+    Round-trip consistency (as in Promptagator and PAQ): a generated question whose own entry the
+    frozen encoder does not even place in the top ``top_k`` is usually off topic ("What's your
+    favourite movie?") and teaches the encoder noise. Pairs in ``keep`` (curated questions) always
+    stay. Returns the kept pairs and how many were dropped.
+    """
+    keep = keep or set()
+    todo = [j for j, pair in enumerate(pairs) if pair not in keep]
+    if not todo:
+        return list(pairs), 0
+    contents = encoder.encode([e.content_field() for e in entries])
+    queries = encoder.encode([pairs[j][0] for j in todo])
+    scores = queries @ contents.T
+    own = scores[np.arange(len(todo)), [pairs[j][1] for j in todo]]
+    rank = (scores > own[:, None]).sum(axis=1)
+    dropped = {j for j, r in zip(todo, rank, strict=True) if r >= top_k}
+    return [pair for j, pair in enumerate(pairs) if j not in dropped], len(dropped)
 
 
 def train_config(config: AdaptConfig) -> ContrastiveTrainConfig:
@@ -272,7 +300,7 @@ def adapt_encoder(
     """
     config = config or AdaptConfig()
     frozen = frozen if isinstance(frozen, CachedEncoder) else CachedEncoder(frozen or Embedder(base))
-    questions, generated, reused, gen_s = _questions(
+    questions, generated, reused, gen_seconds = _questions(
         entries, config, previous_questions or {}, generator, show_progress_bar
     )
     kind, train, heldout = split_heldout(entries, questions, config)
@@ -286,7 +314,7 @@ def adapt_encoder(
         questions_reused=reused,
         entries_with_questions=sum(bool(q) for _, q in questions.values()),
         pairs=len(train),
-        seconds={"generate": round(gen_s, 1)},
+        seconds=dict(gen_seconds),
     )
     if len(train) < 2 * config.batch_size or not heldout:
         report.reason = (
@@ -298,6 +326,15 @@ def adapt_encoder(
     started = time.perf_counter()
     report.frozen = score_heldout(frozen, entries, heldout)
     judge_s = time.perf_counter() - started
+    if config.filter_top_k:
+        curated = {(e.question, i) for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()}
+        train, dropped = round_trip_filter(frozen, entries, train, config.filter_top_k, keep=curated)
+        report.training["filtered_out"] = dropped
+        report.pairs = len(train)
+        if len(train) < 2 * config.batch_size:
+            report.reason = f"too few questions left after the round-trip filter: {len(train)} training pairs"
+            logger.warning("Adapter not trained", extra={"reason": report.reason})
+            return Adaptation(report, frozen, questions=questions)
     pairs = ContrastivePairs(
         queries=[q for q, _ in train],
         items=np.asarray([i for _, i in train], dtype=np.int64),
@@ -309,10 +346,10 @@ def adapt_encoder(
         # The same loader as at query time (the base's token limit, not the training one).
         adapted = CachedEncoder(load_adapted_embedder(base, result.adapter_dir))
     report.seconds["train"] = round(result.seconds, 1)
-    report.training = {
-        "epochs_run": result.report.get("epochs_run"),
-        "loss": [row.get("train_loss") for row in result.report.get("history", [])],
-    }
+    report.training.update(
+        epochs_run=result.report.get("epochs_run"),
+        loss=[row.get("train_loss") for row in result.report.get("history", [])],
+    )
     started = time.perf_counter()
     report.adapted = score_heldout(adapted, entries, heldout)
     report.seconds["judge"] = round(judge_s + time.perf_counter() - started, 1)
@@ -338,6 +375,7 @@ __all__ = [
     "load_encoder",
     "read_adapter",
     "read_questions",
+    "round_trip_filter",
     "score_heldout",
     "split_heldout",
 ]

@@ -147,8 +147,9 @@ class AdaptConfig:
     backend: str | None = field(
         default=None, metadata={"help": "Generation backend: auto, llamacpp or torch (None: env or auto)"}
     )
-    # 8 minutes of generation: with training and indexing, --adapt stays near 15 minutes for 1,000
-    # entries on 2 cores; entries past the budget get no questions (they still serve as negatives).
+    # 8 minutes of generation: one question an entry costs ~0.6 CPU-seconds, so 2 workers on 2 free
+    # cores finish 1,000 entries in ~5 minutes and --adapt stays under 15 (docs/benchmarks/support.md);
+    # on a busy machine entries past the budget get no question (they still serve as negatives).
     generation: QuestionGenConfig = field(default_factory=lambda: QuestionGenConfig(max_seconds=480.0))
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "Share of entries whose questions are held out to judge the adapter"}
@@ -158,6 +159,13 @@ class AdaptConfig:
     )
     min_gain: float = field(
         default=0.0, metadata={"help": "Held-out recall@1 gain the adapter must exceed to be kept"}
+    )
+    filter_top_k: int = field(
+        default=0,
+        metadata={
+            "help": "Train only on generated questions whose entry the frozen encoder ranks in this "
+            "top k (round-trip filter; 0: off)"
+        },
     )
     epochs: int = field(default=2, metadata={"help": "Passes over the training pairs"})
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch (the in-batch negatives)"})
@@ -172,6 +180,7 @@ class AdaptConfig:
         checks = {
             "heldout_fraction": 0.0 < self.heldout_fraction < 1.0,
             "min_curated": self.min_curated >= 1,
+            "filter_top_k": self.filter_top_k >= 0,
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,

@@ -3,7 +3,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.query_generation import QuestionGenConfig, generate_questions, parse_questions, prompt_for
+from core.generation.llamacpp import is_available
+from core.query_generation import (
+    QuestionGenConfig,
+    generate_questions,
+    generate_questions_in_workers,
+    parse_questions,
+    prompt_for,
+)
 
 
 @dataclass
@@ -51,12 +58,18 @@ def test_prompt_cuts_long_passages_at_a_word():
     assert passage.endswith(" …") and len(passage) <= 62
 
 
+def test_one_question_prompt_reads_naturally():
+    prompt = prompt_for("Refunds take a week.", QuestionGenConfig())
+    assert prompt.endswith("Write one short question a user could ask that this answer solves.")
+
+
 def test_generate_questions_one_prompt_per_passage_with_the_budgets():
     gen = ScriptedGenerator("1. What is the refund window?\n2. How long do refunds take?")
-    result = generate_questions(gen, ["Refunds within 30 days.", "Refunds take a week."], QuestionGenConfig())
+    passages = ["Refunds within 30 days.", "Refunds take a week."]
+    result = generate_questions(gen, passages, QuestionGenConfig(questions=2))
     assert result.questions == [["What is the refund window?", "How long do refunds take?"]] * 2
     assert result.attempted == 2 and result.total == 4 and result.completion_tokens == 10
-    assert gen.prompts[0][1] == {"max_new_tokens": 40, "repetition_penalty": 1.1}
+    assert gen.prompts[0][1] == {"max_new_tokens": 24, "repetition_penalty": 1.1}
     assert "Refunds within 30 days." in gen.prompts[0][0]
 
 
@@ -65,6 +78,23 @@ def test_generate_questions_stops_at_the_time_budget():
     result = generate_questions(gen, ["a passage"] * 50, QuestionGenConfig(max_seconds=0.01))
     assert 1 <= result.attempted < 50
     assert result.questions[result.attempted :] == [[]] * (50 - result.attempted)
+    assert result.done == [True] * result.attempted + [False] * (50 - result.attempted)
+
+
+@pytest.mark.slow  # two processes load SmolLM2 with llama.cpp: ~15 s quiet
+@pytest.mark.skipif(not is_available(), reason="llama-cpp-python is not installed")
+def test_worker_processes_write_questions_in_passage_order():
+    passages = [
+        "Refunds are paid to the original card within 5 business days after we receive the item.",
+        "We ship to France, Germany and Spain; delivery takes 3 to 4 days.",
+        "To reset your password, click 'Forgot password' on the login page.",
+    ]
+    result = generate_questions_in_workers(passages, QuestionGenConfig(workers=2))
+    assert result.workers == 2 and result.done == [True] * 3 and result.attempted == 3
+    assert all(len(q) <= 1 and all(x.endswith("?") for x in q) for q in result.questions)
+    assert result.total >= 2 and result.cpu_seconds > 0
+    late = generate_questions_in_workers(passages, QuestionGenConfig(workers=2, max_seconds=0.001))
+    assert late.done == [False] * 3 and late.total == 0
 
 
 @pytest.mark.parametrize("field, value", [("questions", 0), ("max_seconds", 0), ("min_chars", 500)])
