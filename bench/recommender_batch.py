@@ -241,6 +241,9 @@ def main() -> None:
     parser.add_argument("--engines", default="local,local_mt,ray", help="subset of local,local_mt,ray")
     parser.add_argument("--catalogue", default="random", help="random and/or clustered, comma-separated")
     parser.add_argument("--out", type=Path, default=None, help="default: recommender_batch[_auto].json")
+    parser.add_argument(
+        "--users", type=int, default=None, help="users per job (default: 8,192 / 4,096 / 1,024 by catalogue size)"
+    )
     args = parser.parse_args()
     engines = tuple(args.engines.split(","))
     args.out = args.out or RESULTS / (
@@ -263,7 +266,7 @@ def main() -> None:
                 for size in (int(s) for s in args.sizes.split(",")):
                     rows += run_size(
                         size,
-                        USERS.get(size, 512),
+                        args.users or USERS.get(size, 512),
                         args.chunk_size,
                         workers,
                         Path(tmp),
