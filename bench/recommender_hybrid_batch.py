@@ -70,8 +70,8 @@ class Loaded:
         return "bench:ml-latest-small:hybrid-frozen"
 
 
-def _timed_job(factory: Any, out: Path, k: int, chunk_size: int, threads: int | None = 1) -> dict[str, Any]:
-    config = BatchConfig(k=k, chunk_size=chunk_size, threads=threads)
+def _timed_job(factory: Any, out: Path, k: int, chunk_size: int, workers: int = 0) -> dict[str, Any]:
+    config = BatchConfig(k=k, chunk_size=chunk_size, threads=1, local_workers=workers)
     load_average = os.getloadavg()[0]
     started, cpu = time.perf_counter(), time.process_time()
     result = run_batch(factory, out, None, config, show_progress_bar=False)
@@ -149,12 +149,11 @@ def main() -> None:
             runs[f"in_memory_{run + 1}"] = _timed_job(Loaded(scorer), out, args.k, args.chunk_size)
             outputs.append(out.read_bytes())
             logger.info("run %s", runs[f"in_memory_{run + 1}"])
-        # The same job with the numeric libraries on every core (``--threads 0``; last-bit float
-        # differences from a 1-thread job are possible, docs/recommender_batch.md).
-        runs["in_memory_all_threads"] = _timed_job(
-            Loaded(scorer), Path(tmp) / "recs-mt.parquet", args.k, args.chunk_size, threads=None
-        )
-        logger.info("run %s", runs["in_memory_all_threads"])
+        # The same job on one thread (chunks one after another), the engine before local_workers.
+        out = Path(tmp) / "recs-one-worker.parquet"
+        runs["in_memory_one_worker"] = _timed_job(Loaded(scorer), out, args.k, args.chunk_size, workers=1)
+        outputs.append(out.read_bytes())
+        logger.info("run %s", runs["in_memory_one_worker"])
         model_mb = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
         if args.profile:
             _profile(scorer, Path(tmp) / "recs-profiled.parquet", args.k, args.chunk_size, args.profile)
@@ -179,7 +178,7 @@ def main() -> None:
         "runs": runs,
         "best_users_per_s": best,
         "projected_users_per_s_2_cores_end_to_end": projected,
-        "identical_outputs": outputs[0] == outputs[1],
+        "identical_outputs": all(output == outputs[0] for output in outputs),
         "target_users_per_s": TARGET,
         "target_met_wall": best >= TARGET,
         "target_met_projected_2_cores": projected >= TARGET,

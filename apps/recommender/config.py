@@ -326,6 +326,13 @@ class BatchConfig:
     chunk_size: int = field(default=256, metadata={"help": "users per chunk (unit of work and of resume)"})
     engine: Engines = field(default="local", metadata={"help": "local: this process; ray: Ray actors"})
     ray_workers: int | None = field(default=None, metadata={"help": "Ray actors (default: cluster CPUs)"})
+    local_workers: int = field(
+        default=0,
+        metadata={
+            "help": "chunks the local engine scores at once, on threads of one process sharing the "
+            "loaded model (0: one per CPU core, at most 4); outputs are identical for any count"
+        },
+    )
     keep_work_dir: bool = field(default=False, metadata={"help": "keep chunk files after success"})
     threads: int | None = field(
         default=1,
@@ -339,6 +346,8 @@ class BatchConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.chunk_size < 1:
             raise ValueError(f"k and chunk_size must be positive, got {self.k}, {self.chunk_size}")
+        if self.local_workers < 0:
+            raise ValueError(f"local_workers must be >= 0 (0: one per CPU core), got {self.local_workers}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be positive or None, got {self.threads}")
         if self.engine not in ("local", "ray"):

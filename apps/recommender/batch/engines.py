@@ -34,6 +34,8 @@ from typing import Any, Protocol
 import pandas as pd
 from tqdm.auto import tqdm
 
+from core.batching import map_ordered
+
 logger = logging.getLogger(__name__)
 
 
@@ -78,13 +80,23 @@ def score_chunks_local(
     show_progress_bar: bool = True,
     scorer: ChunkScorer | None = None,
     threads: int | None = 1,
+    workers: int = 1,
 ) -> None:
-    """The local engine: score ``chunks`` one after another in this process and pass each to ``sink``."""
+    """The local engine: score ``chunks`` in this process and pass each to ``sink``, in chunk order.
+
+    ``workers`` chunks are scored at once on threads sharing the one loaded scorer (numpy and scipy
+    release the GIL in their kernels, so a second thread puts the second core to work without a
+    second copy of the model; 1: one after another). Each chunk's frame is the same whatever the
+    count: the BLAS/OpenMP cap (``threads``) is set once for the whole loop, not per chunk, because
+    threadpoolctl's limits are process-wide.
+    """
     scorer = scorer if scorer is not None else factory()
-    for index, users in tqdm(chunks, desc="Scoring", unit="chunk", disable=not show_progress_bar):
-        with limit_threads(threads):
-            frame = scorer.recommend_chunk(users, k)
-        sink(index, frame)
+    bar = tqdm(total=len(chunks), desc="Scoring", unit="chunk", disable=not show_progress_bar)
+    with bar, limit_threads(threads):
+        frames = map_ordered(lambda chunk: (chunk[0], scorer.recommend_chunk(chunk[1], k)), chunks, workers)
+        for index, frame in frames:
+            sink(index, frame)
+            bar.update()
 
 
 RUNTIME_ENV_VAR = "RAY_RUNTIME_ENV_JSON"

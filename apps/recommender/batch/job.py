@@ -40,6 +40,7 @@ from apps.recommender.batch.engines import ScorerFactory, score_chunks_local
 from apps.recommender.config import BatchConfig
 from apps.recommender.errors import DataError
 from core.atomic import atomic_path, write_bytes_atomic
+from core.batching import forward_workers
 from core.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
@@ -359,7 +360,16 @@ def run_batch(
             factory, pending, config.k, sink, config.ray_workers, show_progress_bar, config.threads
         )
     elif pending:
-        score_chunks_local(factory, pending, config.k, sink, show_progress_bar, local, config.threads)
+        score_chunks_local(
+            factory,
+            pending,
+            config.k,
+            sink,
+            show_progress_bar,
+            local,
+            config.threads,
+            forward_workers(config.local_workers),
+        )
     rows = _assemble(work, len(chunks), out) if out is not None else 0
     if db is not None:
         from core.storage import engine_for

@@ -44,7 +44,12 @@ def score(
         int, typer.Option(min=1, help="Users per chunk (unit of work and of resume).")
     ] = 256,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Ray actors (default: one per cluster CPU).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray actors (default: one per cluster CPU), or chunks the local engine scores at once "
+            "on threads (default: one per CPU core, at most 4).",
+        ),
     ] = None,
     threads: Annotated[
         int,
@@ -85,8 +90,13 @@ def score(
             out,
             user_list,
             BatchConfig(
-                k=k, chunk_size=chunk_size, engine=engine, ray_workers=workers, threads=threads or None
-            ),  # type: ignore[arg-type]
+                k=k,
+                chunk_size=chunk_size,
+                engine=engine,  # type: ignore[arg-type]
+                ray_workers=workers,
+                local_workers=workers or 0,
+                threads=threads or None,
+            ),
             db=_db_url() if db else None,
             run_id=run_id,
             restart=restart,

@@ -66,6 +66,12 @@ def test_hybrid_scorer_batch_on_sample(tmp_path, sample_dataset, sample_minilm_v
     run_batch(Factory(), tmp_path / "a.csv", users, BatchConfig(k=10, chunk_size=7), show_progress_bar=False)
     run_batch(Factory(), tmp_path / "b.csv", users, BatchConfig(k=10, chunk_size=7), show_progress_bar=False)
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    # Chunks scored one at a time and three at once on threads sharing the model: the same bytes.
+    for workers in (1, 3):
+        out = tmp_path / f"workers-{workers}.csv"
+        config = BatchConfig(k=10, chunk_size=7, local_workers=workers)
+        run_batch(Factory(), out, users, config, show_progress_bar=False)
+        assert out.read_bytes() == (tmp_path / "a.csv").read_bytes(), workers
     frame = pd.read_csv(tmp_path / "a.csv", dtype=str, keep_default_na=False)
     assert frame["user_id"].unique().tolist() == users
     seen = sample_dataset.interactions.groupby("user_id")["item_id"].apply(set)
@@ -217,3 +223,8 @@ def test_kill_during_assembly_then_rerun_gives_identical_output(tmp_path, suffix
     run_batch(parse_synthetic(spec), clean, config=BatchConfig(k=50, chunk_size=8), show_progress_bar=False)
     assert out.read_bytes() == clean.read_bytes()
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp file, no work dir
+
+
+def test_local_workers_must_not_be_negative():
+    with pytest.raises(ValueError, match="local_workers"):
+        BatchConfig(local_workers=-1)
