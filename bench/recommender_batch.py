@@ -242,7 +242,10 @@ def main() -> None:
     parser.add_argument("--catalogue", default="random", help="random and/or clustered, comma-separated")
     parser.add_argument("--out", type=Path, default=None, help="default: recommender_batch[_auto].json")
     parser.add_argument(
-        "--users", type=int, default=None, help="users per job (default: 8,192 / 4,096 / 1,024 by catalogue size)"
+        "--users",
+        type=int,
+        default=None,
+        help="users per job (default: 8,192 / 4,096 / 1,024 by catalogue size)",
     )
     args = parser.parse_args()
     engines = tuple(args.engines.split(","))

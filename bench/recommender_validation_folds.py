@@ -131,8 +131,8 @@ def run_fold(
     base = settings.ranker
     for model, config in configs.items():
         started = time.perf_counter()
-        # Rows hold every feature column: variants differing only in the model share them.
-        key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c, activity_interactions=False))
+        # Variants differing only in the ranking model share their training rows.
+        key = repr(replace(config, model="logistic", gbdt=base.gbdt, c=base.c))
         if key not in shared:
             shared[key] = training_rows(split.train, inner, config)
         ranker = fit_ranker(*shared[key], config)

@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from core.config import from_dict, to_dict
 from core.io.artifacts import open_artifact, recover, sha256_file, verify_artifact, verify_files
 from core.lora import LoraSettings, apply_lora, load_adapter, resolve_settings
 from core.models import load_encoder
+from core.precision import InferencePrecision
 
 logger = logging.getLogger(__name__)
 
@@ -412,7 +413,7 @@ class TextClassifier(torch.nn.Module):
         directory: str | Path,
         merge: bool = True,
         device: str | torch.device | None = None,
-        precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
+        precision: InferencePrecision = "auto",
     ) -> TextClassifier:
         """Load a classifier saved by :meth:`save_pretrained`.
 
@@ -470,7 +471,7 @@ class TextClassifier(torch.nn.Module):
         if merge:
             from core.precision import quantize_int8, resolve_precision
 
-            if precision not in ("auto", "fp32", "bf16", "int8"):
+            if precision not in get_args(InferencePrecision):
                 raise ValueError(f"precision must be auto, fp32, bf16 or int8, got {precision!r}")
             if precision == "int8":
                 if self.device.type != "cpu":

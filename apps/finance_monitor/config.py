@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from apps.finance_monitor.datasets import Dedup
 from core.bus import BusSettings
@@ -21,11 +21,10 @@ from core.config import ConfigError, apply_overrides, from_dict, load_config, to
 from core.finetune import ClassifierTrainConfig
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
 from core.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
+from core.precision import InferencePrecision
 
 #: Consumer group (Redis) / durable consumer (NATS) of ``aigc finance monitor --source``.
 BUS_GROUP = "aigc-finance-monitor"
-#: ``monitor.model_precision`` (core.precision.InferencePrecision).
-ModelPrecision = Literal["auto", "fp32", "bf16", "int8"]
 #: The app's settings file (sections ``train:`` and ``monitor:``).
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "configs" / "finance_monitor.yaml"
 
@@ -180,7 +179,7 @@ class MonitorConfig:
             "over a 256-item batch cost 2.3x the CPU of passes of 32 (docs/benchmarks/finance.md)."
         },
     )
-    model_precision: ModelPrecision = field(
+    model_precision: InferencePrecision = field(
         default="auto",
         metadata={
             "help": "Arithmetic of the model: auto (bf16 on a CPU with AVX512-BF16/AMX, else fp32), fp32, "

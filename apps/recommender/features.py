@@ -57,8 +57,8 @@ FEATURES = (
     "ease_rank",
     "popularity_rank",
 )
-#: Features multiplied by ``user_activity`` (``<name>_x_activity``, built for every candidate; a
-#: ranker uses them with ``ranker.activity_interactions``): they let one linear model weigh a
+#: Features multiplied by ``user_activity`` (``<name>_x_activity``, built only for a ranker of
+#: ``ranker.activity_interactions``): they let one linear model weigh a
 #: signal differently for short and long histories (popularity for a news reader with two clicks,
 #: EASE and co-occurrence for a film fan with hundreds of ratings). A listwise ranker needs them to
 #: use a user's activity at all, since a value constant within a user cannot reorder their list.
@@ -95,6 +95,7 @@ class FeatureBuilder:
         recent_days: float = 30.0,
         max_similar_history: int = 20,
         trend_share: float = 0.05,
+        activity_interactions: bool = False,
     ) -> None:
         if recent_days <= 0 or max_similar_history < 1:
             raise ValueError(
@@ -104,6 +105,7 @@ class FeatureBuilder:
         self.item_vectors = normalise(np.asarray(item_vectors, dtype=np.float32))
         self.window = int(recent_days * _DAY)
         self.max_similar_history = max_similar_history
+        self.activity_interactions = activity_interactions
         frame = train.interactions
         self.histories = train.histories()
         self.popularity = np.log1p(train.item_counts()).astype(np.float32)
@@ -131,8 +133,9 @@ class FeatureBuilder:
             candidates: Output of :meth:`CandidateGenerator.generate`.
 
         Returns:
-            A frame with :data:`FEATURES`, :data:`INTERACTION_FEATURES` and ``similar_item_idx``
-            (-1 without history) and ``similar_score``.
+            A frame with :data:`FEATURES` (and :data:`INTERACTION_FEATURES` when the builder was
+            made with ``activity_interactions``), ``similar_item_idx`` (-1 without history) and
+            ``similar_score``.
         """
         if "user_idx" in candidates.columns:
             users = candidates["user_idx"].to_numpy(dtype=np.int64)
@@ -176,9 +179,10 @@ class FeatureBuilder:
             ("popularity_rank", "popularity"),
         ):
             out[name] = np.log1p(_rank_within(group, out[source].to_numpy())).astype(np.float32)
-        activity = out["user_activity"].to_numpy()
-        for name, column in zip(ACTIVITY_INTERACTIONS, INTERACTION_FEATURES, strict=True):
-            out[column] = out[name].to_numpy() * activity
+        if self.activity_interactions:  # only a ranker of ranker.activity_interactions reads them
+            activity = out["user_activity"].to_numpy()
+            for name, column in zip(ACTIVITY_INTERACTIONS, INTERACTION_FEATURES, strict=True):
+                out[column] = out[name].to_numpy() * activity
         out["similar_item_idx"] = similar_idx
         out["similar_score"] = similar_score
         return out

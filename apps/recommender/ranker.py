@@ -505,14 +505,11 @@ def ranker_features(config: RankerConfig) -> tuple[str, ...]:
 def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: RankerConfig) -> Ranker:
     """The ranker of ``config.model`` fit on :func:`training_rows` output."""
     names = ranker_features(config)
+    queries = (features["query"] if "query" in features.columns else features["user_id"]).to_numpy()
     if config.model == "lambdarank":
-        queries = features["query"] if "query" in features.columns else features["user_id"]
-        return GBDTRanker(names, config.gbdt).fit(features, labels, queries.to_numpy())
+        return GBDTRanker(names, config.gbdt).fit(features, labels, queries)
     if config.model == "listwise":
-        queries = features["query"] if "query" in features.columns else features["user_id"]
-        return LinearRanker(names).fit_listwise(
-            features, labels, queries.to_numpy(), config.c, config.max_iter
-        )
+        return LinearRanker(names).fit_listwise(features, labels, queries, config.c, config.max_iter)
     return LinearRanker(names).fit(features, labels, config.c, config.max_iter)
 
 
@@ -600,5 +597,10 @@ def fit_ease(train: Dataset, config: RankerConfig) -> EASEScorer | None:
 def feature_builder(train: Dataset, item_vectors: np.ndarray, config: RankerConfig) -> FeatureBuilder:
     """The :class:`FeatureBuilder` of ``config`` on ``train``."""
     return FeatureBuilder(
-        train, item_vectors, config.recent_days, config.max_similar_history, config.trend_share
+        train,
+        item_vectors,
+        config.recent_days,
+        config.max_similar_history,
+        config.trend_share,
+        config.activity_interactions,
     )
