@@ -412,9 +412,7 @@ def _verify_legacy(directory: Path, manifest: dict[str, Any]) -> None:
         raise ModelError(f"{directory / MANIFEST}: manifest lists no files")
     try:
         verify_files(directory, manifest["files"], MANIFEST)
-    except FileNotFoundError as err:
-        raise _checksum_error(err) from err
-    except ValueError as err:
+    except (FileNotFoundError, ValueError) as err:
         raise _checksum_error(err) from err
 
 
