@@ -240,6 +240,7 @@ class EASEScorer(Scorer):
             raise ValueError(f"EASE items outside the catalogue of {train.n_items} items")
         shape = (len(items), len(items))
         if "weights" in tensors:
+            # Scoring only reads the weights: a read-only view of a mapped file is kept as it is.
             weights = np.ascontiguousarray(tensors["weights"], dtype=np.float32)
             if weights.shape != shape:
                 raise ValueError(f"EASE weights of shape {weights.shape}, expected {shape}")
@@ -336,7 +337,8 @@ def _csr_from_tensors(tensors: Mapping[str, np.ndarray], shape: tuple[int, int])
         or (len(indices) and (indices.min() < 0 or indices.max() >= shape[1]))
     ):
         raise ValueError(f"stored sparse arrays do not form a {shape[0]} x {shape[1]} matrix")
-    return sparse.csr_matrix((data.astype(np.float32), indices, indptr), shape=shape)
+    # Copies: the arrays may be read-only views of a mapped file, and scipy sorts indices in place.
+    return sparse.csr_matrix((data.astype(np.float32), indices.copy(), indptr.copy()), shape=shape)
 
 
 def bpr_available() -> bool:

@@ -24,6 +24,13 @@ Serving (:meth:`RecommenderModel.recommend`) needs only the item vectors, not th
 loading fits nothing heavy (ItemKNN and EASE are read back, not fitted again; models saved before
 ``collaborative.safetensors`` existed fit them on load), so a batch worker loads in seconds;
 :meth:`RecommenderModel.embedder` loads the (adapted) encoder for new text.
+
+Loading checks every file's hash before it parses it. ``collaborative.safetensors`` (on
+ml-latest-small 145 of the 160 MB: the dense EASE weights) is hashed on a second thread while the
+other files are read (:func:`core.io.artifacts.verifying_artifact`), and its arrays are views of a
+read-only memory map, not copies (:func:`core.io.tensors.map_safetensors`): processes that load
+the same model share those pages. A loaded model therefore relies on its files not being rewritten
+in place while it runs; :meth:`RecommenderModel.save` never does (it replaces the directory).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +55,15 @@ from apps.recommender.interactions import Dataset
 from apps.recommender.ranker import load_ranker
 from core.config import ConfigError, from_dict, to_dict
 from core.index import IndexFormatError, IndexMismatchError, VectorIndex
-from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
+from core.io.artifacts import (
+    ArtifactCheck,
+    ArtifactError,
+    open_artifact,
+    sha256_file,
+    verify_files,
+    verifying_artifact,
+)
+from core.io.tensors import map_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -265,20 +281,25 @@ class RecommenderModel:
         """
         directory = Path(directory)
         manifest = _read_manifest(directory)
-        _verify_files(directory, manifest)
-        try:
-            encoder = from_dict(EncoderInfo, manifest["encoder"])
-            config = from_dict(RankerConfig, manifest["ranker_config"])
-            train = _read_dataset(directory)
-            # _verify_files above checked the index's files with the model's.
-            index = VectorIndex.load(directory / "index", expected_model=encoder.model_id, verify=False)
-            ranker = load_ranker(directory)
-            cf, ease = _load_collaborative(directory / COLLABORATIVE_FILE, train)
-        except (ConfigError, IndexFormatError, IndexMismatchError, KeyError, ValueError, OSError) as err:
-            raise ModelError(f"{directory}: cannot load the recommender model ({err})") from err
-        if len(index) != train.n_items:
-            raise ModelError(f"{directory}: index holds {len(index)} items, catalogue {train.n_items}")
-        vectors = index.get_vectors(train.item_ids.astype(str).tolist())
+        # The collaborative arrays (most of the directory's bytes) are hashed on another thread
+        # while the verified rest is read; they are read only once their hash has matched.
+        with _verifying(directory, manifest) as check:
+            try:
+                encoder = from_dict(EncoderInfo, manifest["encoder"])
+                config = from_dict(RankerConfig, manifest["ranker_config"])
+                train = _read_dataset(directory)
+                # The model's hashes cover the index's files.
+                index = VectorIndex.load(directory / "index", expected_model=encoder.model_id, verify=False)
+                ranker = load_ranker(directory)
+                if len(index) != train.n_items:
+                    raise ModelError(
+                        f"{directory}: index holds {len(index)} items, catalogue {train.n_items}"
+                    )
+                vectors = index.get_vectors(train.item_ids.astype(str).tolist())
+                _wait(check)
+                cf, ease = _load_collaborative(directory / COLLABORATIVE_FILE, train)
+            except (ConfigError, IndexFormatError, IndexMismatchError, KeyError, ValueError, OSError) as err:
+                raise ModelError(f"{directory}: cannot load the recommender model ({err})") from err
         scorer = HybridScorer(vectors, config, ranker=ranker, index=index, cf=cf, ease=ease).fit(train)
         model = cls(scorer, encoder, index, manifest.get("metrics"), path=directory)
         logger.info("Loaded recommender", extra={"path": str(directory), "counts": manifest["counts"]})
@@ -334,14 +355,13 @@ def _load_collaborative(path: Path, train: Dataset) -> tuple[ItemKNNScorer | Non
     if not path.is_file():
         logger.info("Model has no stored ItemKNN/EASE: fitting them", extra={"path": str(path)})
         return None, None
-    from safetensors import SafetensorError, safe_open
-
+    # Views of a memory map, not copies: the dense EASE weights are read in place (and shared by
+    # every process that loads this model).
+    tensors, metadata = map_safetensors(path)
     try:
-        with safe_open(str(path), framework="numpy") as handle:
-            settings = json.loads((handle.metadata() or {})["settings"])
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path.name}: {err}") from err
+        settings = json.loads(metadata["settings"])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path.name}: no readable settings in its metadata ({err!r})") from err
 
     def part(name: str) -> dict[str, np.ndarray]:
         return {key.split(".", 1)[1]: value for key, value in tensors.items() if key.startswith(f"{name}.")}
@@ -372,17 +392,42 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
-    """Check every file against ``artifact.json`` (or, for models saved before it, ``manifest.json``)."""
+@contextmanager
+def _verifying(directory: Path, manifest: dict[str, Any]) -> Iterator[ArtifactCheck]:
+    """Check every file against ``artifact.json`` (or, for models saved before it, ``manifest.json``);
+    :data:`COLLABORATIVE_FILE` is hashed on a thread until :func:`_wait` (see
+    :func:`core.io.artifacts.verifying_artifact`)."""
     try:
-        if verify_artifact(directory, kinds=(KIND,)) is None:
-            if not isinstance(manifest.get("files"), dict):
-                raise ModelError(f"{directory / MANIFEST}: manifest lists no files")
-            verify_files(directory, manifest["files"], MANIFEST)
-    except FileNotFoundError as err:
-        raise ModelError(f"{err} Train the model again.") from err
-    except ValueError as err:  # ArtifactError too: a file altered, another kind
-        raise ModelError(f"{err} (corrupt model)") from err
+        with verifying_artifact(directory, kinds=(KIND,), background=(COLLABORATIVE_FILE,)) as check:
+            if check.manifest is None:
+                _verify_legacy(directory, manifest)
+            yield check
+    except (FileNotFoundError, ArtifactError) as err:  # a file missing or altered, another kind
+        raise _checksum_error(err) from err
+
+
+def _verify_legacy(directory: Path, manifest: dict[str, Any]) -> None:
+    """The hashes of a model saved before ``artifact.json``, listed in its ``manifest.json``."""
+    if not isinstance(manifest.get("files"), dict):
+        raise ModelError(f"{directory / MANIFEST}: manifest lists no files")
+    try:
+        verify_files(directory, manifest["files"], MANIFEST)
+    except (FileNotFoundError, ValueError) as err:
+        raise _checksum_error(err) from err
+
+
+def _wait(check: ArtifactCheck) -> None:
+    """:meth:`ArtifactCheck.wait` with its errors as :class:`ModelError` (not a load error)."""
+    try:
+        check.wait()
+    except (FileNotFoundError, ArtifactError) as err:
+        raise _checksum_error(err) from err
+
+
+def _checksum_error(err: Exception) -> ModelError:
+    if isinstance(err, FileNotFoundError):
+        return ModelError(f"{err} Train the model again.")
+    return ModelError(f"{err} (corrupt model)")
 
 
 def _read_dataset(directory: Path) -> Dataset:
@@ -392,14 +437,29 @@ def _read_dataset(directory: Path) -> Dataset:
         items["timestamp"] = items["timestamp"].astype("Int64")
     user_ids = pd.read_parquet(directory / "users.parquet")["user_id"].astype(str).tolist()
     frame = pd.read_parquet(directory / "interactions.parquet")
-    item_index = {item_id: i for i, item_id in enumerate(items["item_id"])}
-    user_index = {user_id: u for u, user_id in enumerate(user_ids)}
     frame["user_id"] = frame["user_id"].astype(str)
     frame["item_id"] = frame["item_id"].astype(str)
-    frame["user_idx"] = frame["user_id"].map(user_index)
-    frame["item_idx"] = frame["item_id"].map(item_index)
-    if frame[["user_idx", "item_idx"]].isna().any().any():
-        raise ValueError("interactions.parquet names users or items missing from the catalogue")
-    frame = frame.astype({"user_idx": np.int64, "item_idx": np.int64, "timestamp": np.int64})
+    frame["user_idx"] = _positions(frame["user_id"], user_ids, "users")
+    frame["item_idx"] = _positions(frame["item_id"], items["item_id"], "items")
+    frame = frame.astype({"timestamp": np.int64})
     columns = ["user_id", "item_id", "user_idx", "item_idx", "timestamp", "event", "rating"]
     return Dataset(items, frame[columns], user_ids, name=str(directory))
+
+
+def _positions(values: pd.Series, ids: Sequence[str] | pd.Series, what: str) -> np.ndarray:
+    """The position of each of ``values`` in ``ids`` (int64), by Arrow's hash lookup: a dict
+    ``.map()`` over the interactions' Arrow strings was a third of a model's load.
+
+    Raises:
+        ValueError: ``ids`` repeats an id, or a value is not among them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    known = pa.array(ids, pa.large_string())
+    if pc.count_distinct(known).as_py() != len(known):
+        raise ValueError(f"the model's {what} repeat an id")
+    found = pc.index_in(pa.array(values, pa.large_string()), value_set=known)
+    if found.null_count:
+        raise ValueError(f"interactions.parquet names {what} missing from the catalogue")
+    return found.to_numpy().astype(np.int64)

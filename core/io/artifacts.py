@@ -15,7 +15,8 @@ Every artifact directory holds ``artifact.json``::
   back a directory whose swap was interrupted between the two renames (:func:`recover`);
 * holds a lock (``.NAME.lock``, removed afterwards) while it builds, so two processes never build the
   same directory at once;
-* writes ``artifact.json`` last, with the sha256 of every file, which :func:`verify_artifact` checks on load.
+* writes ``artifact.json`` last, with the sha256 of every file, which :func:`verify_artifact` checks on load
+  (:func:`verifying_artifact` checks the large files on another thread while the caller reads the others).
 
 Run state that changes after the build (a training run's ``checkpoint/``, a KB's ``calibration.json``) is
 named in ``unhashed`` and checked by its own reader.
@@ -38,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -63,11 +65,9 @@ class ArtifactError(ValueError):
 # ------------------------------------------------------------------------------------- hashes
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file (recorded in manifests to detect half-written or altered files)."""
-    digest = hashlib.sha256()
     with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        # file_digest reads into one reused buffer and hashes without holding the GIL.
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def verify_files(directory: str | Path, digests: Mapping[str, str], manifest: str) -> None:
@@ -381,6 +381,107 @@ def verify_artifact(directory: str | Path, kinds: Collection[str] = ()) -> dict[
         ArtifactError: Unreadable manifest, another kind, or a file altered.
     """
     directory = Path(directory)
+    manifest = _checked_manifest(directory, kinds)
+    if manifest is not None:
+        _verify_or_raise(directory, manifest["files"])
+    return manifest
+
+
+class ArtifactCheck:
+    """The file hashes of an artifact that :func:`verifying_artifact` checks on a background thread.
+
+    Attributes:
+        manifest: The artifact's manifest (``None`` for a directory written before manifests).
+        background: The files being hashed on the thread (the others were checked already).
+        waited: Whether :meth:`wait` was called (and so raised any mismatch).
+    """
+
+    def __init__(
+        self, directory: Path, manifest: dict[str, Any] | None, background: Mapping[str, str]
+    ) -> None:
+        self.manifest = manifest
+        self.background = tuple(background)
+        self.waited = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._run, args=(directory, dict(background)), name="aigc-verify", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, directory: Path, digests: dict[str, str]) -> None:
+        try:
+            _verify_or_raise(directory, digests)
+        except BaseException as err:  # handed to the thread that waits
+            self._error = err
+
+    def join(self) -> None:
+        """Wait for the background hashes to finish, whatever they found."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def wait(self) -> None:
+        """Wait for the background hashes; call it before reading any of :attr:`background`.
+
+        Raises:
+            FileNotFoundError: A file named in the manifest is missing.
+            ArtifactError: A file differs from the manifest.
+        """
+        self.join()
+        self.waited = True
+        if self._error is not None:
+            raise self._error
+
+
+@contextmanager
+def verifying_artifact(
+    directory: str | Path, kinds: Collection[str] = (), background: Collection[str] = ()
+) -> Iterator[ArtifactCheck]:
+    """:func:`verify_artifact`, except that the files in ``background`` are hashed on another thread.
+
+    The thread starts first; every other file is checked meanwhile, before the block starts. The
+    block reads those while the thread hashes the large ones (``hashlib`` releases the GIL, so
+    this uses a second core), and calls :meth:`ArtifactCheck.wait` before it reads a file of
+    ``background``: no file is parsed before its hash matched. Leaving the block waits for the
+    thread; a block that ends without error and without calling ``wait`` gets the thread's error
+    then, so a mismatch is never lost.
+
+    Example:
+        >>> with verifying_artifact(path, ("aigc-recommender",), background=("weights.bin",)) as check:
+        ...     small = read_small_files(path)
+        ...     check.wait()
+        ...     weights = read_weights(path / "weights.bin")
+
+    Args:
+        directory: The artifact directory.
+        kinds: Accepted kinds (any when empty).
+        background: Manifest names (paths relative to ``directory``) to hash on the thread; names the
+            manifest does not list are ignored.
+
+    Raises:
+        FileNotFoundError: A file named in the manifest is missing.
+        ArtifactError: Unreadable manifest, another kind, or a file altered (on entry for the other
+            files, from ``wait`` or on exit for those of ``background``).
+    """
+    directory = Path(directory)
+    manifest = _checked_manifest(directory, kinds)
+    files: dict[str, str] = manifest["files"] if manifest is not None else {}
+    names = set(background)
+    later = {name: digest for name, digest in files.items() if name in names}
+    check = ArtifactCheck(directory, manifest, later)  # started first: the others are hashed meanwhile
+    try:
+        _verify_or_raise(directory, {name: digest for name, digest in files.items() if name not in later})
+        yield check
+    except BaseException:  # the block's own error stands; no hashing thread outlives the block
+        check.join()
+        raise
+    if not check.waited:
+        check.wait()
+
+
+def _checked_manifest(directory: Path, kinds: Collection[str]) -> dict[str, Any] | None:
+    """``directory``'s manifest (after :func:`recover`), checked for shape and kind; ``None`` if absent."""
     recover(directory)
     path = directory / ARTIFACT_FILE
     if not path.is_file():
@@ -396,17 +497,21 @@ def verify_artifact(directory: str | Path, kinds: Collection[str] = ()) -> dict[
         raise ArtifactError(
             f"{directory} holds an artifact of kind {manifest.get('kind')!r}, not {wanted}; check the path"
         )
+    return manifest
+
+
+def _verify_or_raise(directory: Path, digests: Mapping[str, str]) -> None:
     try:
-        verify_files(directory, manifest["files"], ARTIFACT_FILE)
+        verify_files(directory, digests, ARTIFACT_FILE)
     except FileNotFoundError:
         raise
     except ValueError as err:
         raise ArtifactError(str(err)) from err
-    return manifest
 
 
 __all__ = [
     "ARTIFACT_FILE",
+    "ArtifactCheck",
     "ArtifactError",
     "artifact_kind",
     "check_target",
@@ -417,5 +522,6 @@ __all__ = [
     "sha256_file",
     "verify_artifact",
     "verify_files",
+    "verifying_artifact",
     "write_manifest",
 ]

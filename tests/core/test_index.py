@@ -329,3 +329,22 @@ def test_calibrating_a_flat_index_is_exact(data):
     assert index.calibrate(queries, k=10).setting == "exact"
     with pytest.raises(ValueError, match="target_recall"):
         index.calibrate(queries, k=10, target_recall=1.5)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_get_vectors_returns_the_stored_rows_in_the_order_asked(tmp_path, kind):
+    rng = np.random.default_rng(3)
+    corpus = rng.standard_normal((300, 16)).astype(np.float32)
+    ids = [f"v{i}" for i in range(len(corpus))]
+    index = VectorIndex(16, MODEL, kind=kind, metric="ip")
+    index.add(ids, corpus)
+    index.remove(ids[:5])
+    loaded = VectorIndex.load(index.save(tmp_path / "idx"))
+    wanted = [ids[i] for i in rng.permutation(np.arange(5, 300))[:50]]
+    for each in (index, loaded):
+        vectors = each.get_vectors(wanted)
+        assert vectors.dtype == np.float32 and vectors.shape == (50, 16)
+        np.testing.assert_array_equal(vectors, corpus[[int(i[1:]) for i in wanted]])
+        assert each.get_vectors([]).shape == (0, 16)
+    with pytest.raises(KeyError, match="not in the index"):
+        index.get_vectors(["v0"])

@@ -240,6 +240,41 @@ def test_loading_reads_itemknn_and_ease_back_and_equals_the_fit(
     np.testing.assert_allclose(older.scorer.generator.ease.weights, before.ease.weights, atol=1e-5)
 
 
+def test_a_damaged_collaborative_file_fails_the_load_with_one_checksum_error(
+    tmp_path, tmp_path_factory, sample_dataset, sample_minilm_vectors
+):
+    """The largest file is hashed on a thread while the rest loads; a damaged one still fails the load."""
+    import shutil
+    import threading
+
+    from apps.recommender.model import COLLABORATIVE_FILE
+    from tests.apps.recommender.sample_model import saved_sample_model
+
+    path = tmp_path / "model"
+    shutil.copytree(
+        saved_sample_model(tmp_path_factory.mktemp("rec"), sample_dataset, sample_minilm_vectors), path
+    )
+    loaded = RecommenderModel.load(path)
+    weights = loaded.scorer.generator.ease.weights
+    assert not weights.flags.writeable  # a view of the mapped file, not a copy
+    collaborative = path / COLLABORATIVE_FILE
+    data = collaborative.read_bytes()
+    expected = loaded.recommend(["U0001"], k=5)
+    for position in (len(data) - 5, 20):  # in the weights, then in the header
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        (path / "damaged").write_bytes(bytes(damaged))
+        (path / "damaged").replace(collaborative)  # replaced, not rewritten in place
+        with pytest.raises(ModelError, match=r"collaborative.safetensors does not match the checksum"):
+            RecommenderModel.load(path)
+        assert not [t for t in threading.enumerate() if t.name == "aigc-verify"]
+    collaborative.unlink()
+    with pytest.raises(ModelError, match="collaborative.safetensors is missing.*Train the model again"):
+        RecommenderModel.load(path)
+    # The model loaded before is unaffected: its arrays map the file it was loaded from.
+    assert loaded.recommend(["U0001"], k=5) == expected
+
+
 def test_sparse_ease_weights_round_trip(sample_dataset):
     from apps.recommender.baselines import EASEScorer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from core.io.artifacts import (
     open_artifact,
     recover,
     verify_artifact,
+    verifying_artifact,
 )
 
 
@@ -129,6 +131,62 @@ def test_verify_detects_altered_files_and_wrong_kind(tmp_path):
     (target / "sub" / "part.bin").unlink()
     with pytest.raises(FileNotFoundError, match="part.bin is missing"):
         verify_artifact(target)
+
+
+def _hashing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "aigc-verify"]
+
+
+def test_background_files_are_hashed_on_a_thread_and_a_mismatch_raises_from_wait(tmp_path):
+    target = _build(tmp_path / "out")
+    with verifying_artifact(target, kinds=("demo",), background=("sub/part.bin", "absent")) as check:
+        assert check.background == ("sub/part.bin",) and check.manifest["kind"] == "demo"
+        check.wait()
+    (target / "sub" / "part.bin").write_bytes(b"tampered")
+    with verifying_artifact(target, background=("sub/part.bin",)) as check:
+        assert (target / "data.txt").read_text() == "v1"  # the other files were checked on entry
+        with pytest.raises(ArtifactError, match="part.bin does not match the checksum"):
+            check.wait()
+    assert check.waited and not _hashing_threads()
+    # A block that never waits still gets the mismatch when it ends: it is never lost.
+    with (
+        pytest.raises(ArtifactError, match="part.bin does not match"),
+        verifying_artifact(target, background=("sub/part.bin",)),
+    ):
+        pass
+    (target / "sub" / "part.bin").unlink()
+    with (
+        pytest.raises(FileNotFoundError, match="part.bin is missing"),
+        verifying_artifact(target, background=("sub/part.bin",)) as check,
+    ):
+        check.wait()
+
+
+def test_foreground_mismatches_raise_on_entry_and_the_blocks_own_error_stands(tmp_path):
+    target = _build(tmp_path / "out")
+    (target / "data.txt").write_text("tampered")
+    with (
+        pytest.raises(ArtifactError, match="data.txt does not match the checksum"),
+        verifying_artifact(target, background=("sub/part.bin",)),
+    ):
+        raise AssertionError("the block must not run")
+    assert not _hashing_threads()
+    target = _build(tmp_path / "again")
+    (target / "sub" / "part.bin").write_bytes(b"tampered")
+    with (
+        pytest.raises(KeyError, match="parse error"),
+        verifying_artifact(target, background=("sub/part.bin",)),
+    ):
+        raise KeyError("parse error")
+    assert not _hashing_threads()
+    with (
+        pytest.raises(ArtifactError, match="not 'other'"),
+        verifying_artifact(target, kinds=("other",), background=("sub/part.bin",)),
+    ):
+        pass
+    (tmp_path / "legacy").mkdir()
+    with verifying_artifact(tmp_path / "legacy", background=("x",)) as check:  # no manifest: nothing
+        assert check.manifest is None and check.background == ()
 
 
 def test_unhashed_sidecars_may_change_after_the_build(tmp_path):
