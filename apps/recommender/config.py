@@ -242,7 +242,10 @@ class RankerConfig:
         default=0.05, metadata={"help": "share of recent interactions counted by trend_popularity"}
     )
     ease: bool = field(default=True, metadata={"help": "EASE as a candidate source and a feature"})
-    ease_l2: float = field(default=200.0, metadata={"help": "ridge penalty of the EASE source"})
+    ease_l2: float = field(
+        default=50.0,
+        metadata={"help": "ridge penalty of the EASE source (the EASE baseline's stays its own: 200)"},
+    )
     ease_max_items: int = field(
         default=6000, metadata={"help": "most popular items in the EASE source (its cost grows as n^3)"}
     )
