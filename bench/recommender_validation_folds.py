@@ -28,6 +28,11 @@ docs/benchmarks/recommender_round2.md section 8 are ``recommender_validation_fol
         --variant "listwise:model=listwise" \\
         --variant "listwise_act:model=listwise;activity_interactions=true" \\
         --variant "ease300_cf50:candidates.n_ease=300;candidates.n_cf=50"
+
+    # round 6 (section 10, run on the round-5 defaults, EASE source l2 200): the EASE source's penalty,
+    # with EASE baselines at other penalties too
+    nice -n 10 .venv/bin/python -m bench.recommender_validation_folds --folds 3 --ease-l2 50,100 \\
+        --variant "ease_l2_50:ease_l2=50" --variant "blend25:model=blend;listwise_weight=0.25"
 """
 
 from __future__ import annotations
