@@ -223,12 +223,17 @@ class RankerConfig:
     """Candidates, features and the ranking model (logistic regression or LambdaRank trees)."""
 
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    model: Literal["logistic", "listwise", "lambdarank"] = field(
+    model: Literal["logistic", "listwise", "blend", "lambdarank"] = field(
         default="logistic",
         metadata={
             "help": "logistic: logistic regression (pointwise); listwise: linear, softmax over each "
-            "user's candidates; lambdarank: LightGBM trees, ranking objective"
+            "user's candidates; blend: one linear model, a weighted mean of the two's coefficients "
+            "(listwise_weight); lambdarank: LightGBM trees, ranking objective"
         },
+    )
+    listwise_weight: float = field(
+        default=0.5,
+        metadata={"help": "blend: share of the listwise coefficients (the rest: the logistic ones)"},
     )
     gbdt: GBDTConfig = field(default_factory=GBDTConfig)
     recent_days: float = field(default=30.0, metadata={"help": "window of the recent-popularity feature"})
@@ -237,7 +242,10 @@ class RankerConfig:
         default=0.05, metadata={"help": "share of recent interactions counted by trend_popularity"}
     )
     ease: bool = field(default=True, metadata={"help": "EASE as a candidate source and a feature"})
-    ease_l2: float = field(default=200.0, metadata={"help": "ridge penalty of the EASE source"})
+    ease_l2: float = field(
+        default=50.0,
+        metadata={"help": "ridge penalty of the EASE source (the EASE baseline's stays its own: 200)"},
+    )
     ease_max_items: int = field(
         default=6000, metadata={"help": "most popular items in the EASE source (its cost grows as n^3)"}
     )
@@ -268,6 +276,8 @@ class RankerConfig:
     def __post_init__(self) -> None:
         if self.train_rounds < 1:
             raise ValueError(f"RankerConfig.train_rounds must be positive, got {self.train_rounds}")
+        if not 0 <= self.listwise_weight <= 1:
+            raise ValueError(f"RankerConfig.listwise_weight must be in [0, 1], got {self.listwise_weight}")
 
 
 # ------------------------------------------------------------------------------- evaluation

@@ -9,6 +9,10 @@ candidate is a row labelled 1 if it is the target. Three models (``ranker.model`
 * :class:`LinearRanker` fit by :meth:`LinearRanker.fit_listwise` (``listwise``): the same linear
   score and JSON file, its coefficients fit by a softmax over each user's candidates (the target
   against the others), L2-penalised;
+* :class:`LinearRanker` from :meth:`LinearRanker.blend` (``blend``): both fits above on the same
+  rows, one linear model whose coefficients are their weighted mean (``listwise_weight``): both are
+  log-odds per standard deviation of a feature (the pointwise fit approximates the conditional
+  logit when targets are rare), so the mean is an ensemble of the two in one JSON file;
 * :class:`GBDTRanker` (``lambdarank``): LightGBM gradient-boosted trees with the LambdaRank
   objective, one query group per user, boosting stopped early on held-out users' NDCG; saved as
   LightGBM's text model file (``ranker.txt``) beside a JSON manifest (``ranker.json``: features,
@@ -174,6 +178,33 @@ class LinearRanker:
             extra={"queries": n_queries, "rows": int(len(z)), "loss": round(float(result.fun), 3)},
         )
         return self
+
+    @classmethod
+    def blend(cls, pointwise: LinearRanker, listwise: LinearRanker, weight: float) -> LinearRanker:
+        """One linear ranker scoring ``(1 - weight) x pointwise + weight x listwise`` (before the
+        intercept, which is the pointwise one's share: it does not change a ranking).
+
+        Both must be fitted on the same rows (same features, means and scales), as
+        :func:`fit_ranker` does.
+
+        Raises:
+            ValueError: The two differ in features or standardisation, or ``weight`` is outside [0, 1].
+        """
+        if not 0 <= weight <= 1:
+            raise ValueError(f"blend weight must be in [0, 1], got {weight}")
+        if (
+            pointwise.feature_names != listwise.feature_names
+            or not np.allclose(pointwise.mean, listwise.mean)
+            or not np.allclose(pointwise.scale, listwise.scale)
+        ):
+            raise ValueError("blended rankers must share features, means and scales (fit on the same rows)")
+        out = cls(pointwise.feature_names)
+        out.mean, out.scale = pointwise.mean.copy(), pointwise.scale.copy()
+        out.coef = (1 - weight) * pointwise.coef + weight * listwise.coef
+        out.intercept = (1 - weight) * pointwise.intercept
+        out.fitted = True
+        logger.info("Blended ranker", extra={"listwise_weight": weight})
+        return out
 
     def standardise(self, features: pd.DataFrame) -> np.ndarray:
         """The standardised ``(n_rows, n_features)`` matrix that :meth:`decision` and
@@ -510,6 +541,10 @@ def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: RankerConfig)
         return GBDTRanker(names, config.gbdt).fit(features, labels, queries)
     if config.model == "listwise":
         return LinearRanker(names).fit_listwise(features, labels, queries, config.c, config.max_iter)
+    if config.model == "blend":
+        pointwise = LinearRanker(names).fit(features, labels, config.c, config.max_iter)
+        listwise = LinearRanker(names).fit_listwise(features, labels, queries, config.c, config.max_iter)
+        return LinearRanker.blend(pointwise, listwise, config.listwise_weight)
     return LinearRanker(names).fit(features, labels, config.c, config.max_iter)
 
 

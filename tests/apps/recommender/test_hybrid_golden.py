@@ -28,12 +28,13 @@ GOLDEN = Path(__file__).parent / "data" / "hybrid_golden.parquet"
 SAMPLE_DIR = Path(__file__).resolve().parents[3] / "apps" / "recommender" / "sample_data"
 K = 30
 # The ranker settings the golden file was written with: the defaults of that commit. They are
-# pinned (candidate counts text 100, CF 100, EASE 100; the defaults are 200, 50, 200 since round 4)
-# because the file records the per-user implementation's output, which cannot be regenerated from
-# the current code; the check is that the vectorised code serves the same lists for the same settings.
-GOLDEN_CONFIG = RankerConfig(candidates=CandidateConfig(n_text=100, n_cf=100, n_ease=100))
+# pinned (candidate counts text 100, CF 100, EASE 100, EASE source l2 200; the defaults are 200, 50,
+# 200 since round 4 and l2 50 since round 6) because the file records the per-user implementation's
+# output, which cannot be regenerated from the current code; the check is that the vectorised code
+# serves the same lists for the same settings.
+GOLDEN_CONFIG = RankerConfig(candidates=CandidateConfig(n_text=100, n_cf=100, n_ease=100), ease_l2=200.0)
 # Few candidates per source: lists run out of ranked items and are filled with popular ones.
-FEW = RankerConfig(candidates=CandidateConfig(n_text=8, n_cf=8, n_popular=4, n_ease=8))
+FEW = RankerConfig(candidates=CandidateConfig(n_text=8, n_cf=8, n_popular=4, n_ease=8), ease_l2=200.0)
 NUMBER = re.compile(r"[-+]?\d+\.\d\d")
 
 

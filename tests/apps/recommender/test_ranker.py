@@ -12,7 +12,7 @@ from apps.recommender.candidates import CandidateGenerator
 from apps.recommender.config import CandidateConfig, GBDTConfig, RankerConfig
 from apps.recommender.features import FEATURES, FeatureBuilder
 from apps.recommender.interactions import build_dataset, clean_interactions, clean_items
-from apps.recommender.ranker import GBDTRanker, LinearRanker, load_ranker, training_rows
+from apps.recommender.ranker import GBDTRanker, LinearRanker, fit_ranker, load_ranker, training_rows
 
 DAY = 86400
 # u1 {A@day0, B@day10}, u2 {B@day1, C@day40}; D published on day 35; E unknown age.
@@ -208,3 +208,32 @@ def test_listwise_ranker_learns_within_query_order_and_round_trips(tmp_path):
     assert np.abs(strong.coef).sum() < np.abs(ranker.coef).sum()
     with pytest.raises(ValueError, match="at least one query"):
         LinearRanker(["b"]).fit_listwise(x, np.zeros(n), groups)
+
+
+def test_blend_ranker_is_the_weighted_mean_of_the_logistic_and_listwise_fits(tmp_path):
+    # The ranker's own feature columns: the target follows text_sim - 0.5 ease_rank, the rest is noise.
+    rng = np.random.default_rng(1)
+    queries, per_query = 120, 12
+    n = queries * per_query
+    groups = np.repeat(np.arange(queries), per_query)
+    x = pd.DataFrame({name: rng.normal(size=n) for name in FEATURES})
+    score = x["text_sim"].to_numpy() - 0.5 * x["ease_rank"].to_numpy() + rng.normal(scale=0.3, size=n)
+    labels = np.zeros(n, dtype=int)
+    labels[[g * per_query + int(np.argmax(score[groups == g])) for g in range(queries)]] = 1
+    x["user_id"] = groups
+    pointwise = LinearRanker().fit(x, labels)
+    listwise = LinearRanker().fit_listwise(x, labels, groups)
+    blended = fit_ranker(x, labels, RankerConfig(model="blend", listwise_weight=0.25))
+    assert isinstance(blended, LinearRanker)
+    np.testing.assert_allclose(blended.coef, 0.75 * pointwise.coef + 0.25 * listwise.coef, rtol=1e-6)
+    assert blended.intercept == pytest.approx(0.75 * pointwise.intercept)
+    assert _mean_reciprocal_rank(blended.decision(x), labels, groups) > 0.5
+    # Weights 0 and 1 give the two fits; the blend saves as a plain linear ranker.
+    np.testing.assert_allclose(LinearRanker.blend(pointwise, listwise, 0.0).coef, pointwise.coef)
+    np.testing.assert_allclose(LinearRanker.blend(pointwise, listwise, 1.0).coef, listwise.coef)
+    blended.save(tmp_path)
+    np.testing.assert_allclose(load_ranker(tmp_path).decision(x), blended.decision(x))
+    with pytest.raises(ValueError, match="same rows"):
+        LinearRanker.blend(pointwise, LinearRanker().fit(x.iloc[:600], labels[:600]), 0.5)
+    with pytest.raises(ValueError, match="listwise_weight"):
+        RankerConfig(listwise_weight=1.5)
