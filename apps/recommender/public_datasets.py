@@ -115,13 +115,20 @@ def detect_layout(folder: str | Path) -> Layout:
     )
 
 
-def load_folder(folder: str | Path, config: DataConfig | None = None) -> Dataset:
-    """Load whatever layout :func:`detect_layout` finds in ``folder``."""
+def load_folder(folder: str | Path, config: DataConfig | None = None, use_tags: bool = True) -> Dataset:
+    """Load whatever layout :func:`detect_layout` finds in ``folder``.
+
+    Args:
+        folder: The data folder.
+        config: Cleaning policy.
+        use_tags: ml-latest only: add user tags from ``tags.csv`` to the item text (see
+            :func:`load_movielens`).
+    """
     folder = Path(folder)
     layout = detect_layout(folder)
     logger.info("Detected data layout", extra={"folder": str(folder), "layout": layout})
     if layout in ("ml-latest", "ml-100k"):
-        return load_movielens(folder, config)
+        return load_movielens(folder, config, use_tags)
     if layout == "mind":
         return load_mind(folder, config)
     pair = _generic_pair(folder)

@@ -39,9 +39,15 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 
 def load_data(
-    movielens: Path | None, items: Path | None, interactions: Path | None, config: RecommenderConfig
+    movielens: Path | None,
+    items: Path | None,
+    interactions: Path | None,
+    config: RecommenderConfig,
+    use_tags: bool = True,
 ) -> Dataset:
     """The dataset of ``--movielens DIR`` (any known folder layout) or ``--items`` + ``--interactions``.
+
+    ``use_tags=False`` leaves an ml-latest folder's user tags (``tags.csv``) out of the item text.
 
     Raises:
         ValueError: Both sources or neither given.
@@ -52,7 +58,7 @@ def load_data(
     if movielens is not None and (items is not None or interactions is not None):
         raise ValueError("give either --movielens DIR or --items FILE --interactions FILE, not both")
     if movielens is not None:
-        return load_folder(movielens, config.data)
+        return load_folder(movielens, config.data, use_tags)
     if items is None or interactions is None:
         raise ValueError("give --movielens DIR, or both --items FILE and --interactions FILE")
     return load_dataset(items, interactions, config.data)
@@ -97,6 +103,13 @@ def eval_(
     ] = None,
     max_users: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of users.")] = None,
     cold_start: Annotated[bool, typer.Option(help="Also run the cold-start protocol.")] = True,
+    tags: Annotated[
+        bool,
+        typer.Option(
+            help="ml-latest: put users' tags (tags.csv) into the item text. Off by default: tags carry no "
+            "time cut, so many were applied after the held-out interactions they would help predict."
+        ),
+    ] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -111,8 +124,9 @@ def eval_(
         overrides = list(set_ or []) + ([f"eval.max_users={max_users}"] if max_users is not None else [])
         settings = load_settings(config, overrides)
         names = tuple(n.strip() for n in models.split(",") if n.strip()) if models else MODELS
-        dataset = load_data(movielens, items, interactions, settings)
+        dataset = load_data(movielens, items, interactions, settings, use_tags=tags)
         report = evaluate_models(dataset, settings, names, cold_start, show_progress_bar=not as_json)
+        report["protocol"]["user_tags"] = tags
     if out is not None:
         write_json_atomic(out, report)
     if as_json:

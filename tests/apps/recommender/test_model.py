@@ -147,6 +147,7 @@ def test_eval_json_report(files, tiny_encoder_dir, tmp_path):
     report = json.loads(result.stdout)
     assert report == json.loads((tmp_path / "r.json").read_text())
     assert set(report) >= {"protocol", "models", "cold_start", "encoder"}
+    assert report["protocol"]["user_tags"] is False  # eval leaves tags out unless --tags
     assert list(report["models"]) == ["popularity", "itemknn", "text", "text_ft", "hybrid"]
     for metrics in report["models"].values():
         assert {"hr@10", "ndcg@10", "recall@50", "mrr", "coverage"} <= set(metrics)

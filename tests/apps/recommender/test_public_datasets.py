@@ -25,6 +25,17 @@ def test_ml_latest_layout(ml_latest_dir):
     assert "Tags" not in load_movielens(ml_latest_dir, use_tags=False).texts[0]
 
 
+def test_cli_reads_tags_unless_told_not_to(ml_latest_dir):
+    from apps.recommender.cli.training import load_data
+    from apps.recommender.config import RecommenderConfig
+
+    config = RecommenderConfig()
+    assert load_data(ml_latest_dir, None, None, config).texts[0].endswith("Tags: toys, friendship")
+    untagged = load_data(ml_latest_dir, None, None, config, use_tags=False)
+    assert untagged.texts[0] == "Toy Town (1995). Genres: Adventure, Animation, Children"
+    assert load_folder(ml_latest_dir, use_tags=False).texts == untagged.texts
+
+
 def test_ml_latest_needs_ratings(ml_latest_dir):
     (ml_latest_dir / "ratings.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"missing \['ratings.csv'\]"):
