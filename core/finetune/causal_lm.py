@@ -37,6 +37,7 @@ from core.finetune.loop import (
     pad,
     with_overrides,
 )
+from core.finetune.packed_attention import packed_attention
 from core.generation import ADAPTER_MANIFEST, adapter_base_model
 from core.generation.textstream import end_token_ids
 from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
@@ -199,7 +200,11 @@ def answer_token_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tenso
     # Under autocast peft would cast each LoRA input back to the adapter's fp32 before its dropout (an
     # extra copy per adapted layer, and fp32 dropout), only for autocast to cast it to bf16 again for
     # the product; leaving it as it comes gives the same products (15 % of a training step here).
-    with disable_input_dtype_casting(model, active=torch.is_autocast_enabled(labels.device.type)):
+    packed = "position_ids" in inputs and "attention_mask" not in inputs
+    with (
+        disable_input_dtype_casting(model, active=torch.is_autocast_enabled(labels.device.type)),
+        packed_attention(model, active=packed),  # attention pair by pair, not over the masked row
+    ):
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     logits = logits.reshape(-1, logits.shape[-1])  # (labelled tokens, vocabulary)
     return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]])
