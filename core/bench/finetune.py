@@ -373,8 +373,8 @@ def _run_sft(reps: int, quick: bool) -> tuple[dict[str, Any], str]:
         contestants["trainer_bf16"] = _trainer_sft(setup, bf16=True)
     # The 1-minute load average after each timed run: on a shared machine it says which runs competed.
     loads: dict[str, list[float]] = {name: [] for name in contestants}
-    # Process CPU seconds per run: with one torch thread (OMP_NUM_THREADS=1) the work done, which other
-    # jobs on a shared machine barely change; with more threads it also counts threads waiting at joins.
+    # Process CPU seconds per run: the work done, which other jobs on a shared machine change less than
+    # the wall time (a thread descheduled at a join does not count; one spinning there does).
     cpu: dict[str, list[float]] = {name: [] for name in contestants}
 
     def with_load(name: str, fn: Any) -> Any:
