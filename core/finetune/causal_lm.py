@@ -37,6 +37,8 @@ from core.finetune.loop import (
     pad,
     with_overrides,
 )
+from core.finetune.lora_dropout import fast_lora_dropout
+from core.finetune.packed_attention import packed_attention
 from core.generation import ADAPTER_MANIFEST, adapter_base_model
 from core.generation.textstream import end_token_ids
 from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
@@ -163,7 +165,9 @@ def packed_batch(
     pair, nothing across pairs), so every token sees exactly what it would see alone. The first label
     of every pair is -100, so no position predicts the next pair's first token; the tail of a short
     row is padding in a segment of its own, with -100 labels. The mean loss over the labelled tokens
-    is therefore that of the padded batch, up to float rounding (tested).
+    is therefore that of the padded batch, up to float rounding (tested). :func:`answer_token_loss`
+    computes that same attention pair by pair instead of over the masked row
+    (:mod:`core.finetune.packed_attention`).
     """
     rows = pack_rows([len(ids) for ids, _ in sequences], pack_length)
     width = max(sum(len(sequences[i][0]) for i in row) for row in rows)
@@ -190,7 +194,11 @@ def answer_token_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tenso
     Equal to ``model(**batch).loss`` (labels shifted by one, -100 ignored), but the LM head runs only at
     the positions that predict a labelled token (``logits_to_keep`` as a boolean mask): prompt and
     padding positions skip the vocabulary projection and its softmax, a fifth of a small model's
-    compute per token (SmolLM2-135M: a 576 x 49,152 head over 106M other weights).
+    compute per token (SmolLM2-135M: a 576 x 49,152 head over 106M other weights). A packed batch
+    (``position_ids`` and no ``attention_mask``) attends pair by pair
+    (:func:`~core.finetune.packed_attention.packed_attention`, same outputs as the block-diagonal
+    mask), and in training the LoRA dropout draws its masks four elements per random word
+    (:func:`~core.finetune.lora_dropout.fast_lora_dropout`, same rate and scaling).
     """
     labels = batch["labels"]
     keep = torch.zeros_like(labels, dtype=torch.bool)
@@ -199,7 +207,12 @@ def answer_token_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tenso
     # Under autocast peft would cast each LoRA input back to the adapter's fp32 before its dropout (an
     # extra copy per adapted layer, and fp32 dropout), only for autocast to cast it to bf16 again for
     # the product; leaving it as it comes gives the same products (15 % of a training step here).
-    with disable_input_dtype_casting(model, active=torch.is_autocast_enabled(labels.device.type)):
+    packed = "position_ids" in inputs and "attention_mask" not in inputs
+    with (
+        disable_input_dtype_casting(model, active=torch.is_autocast_enabled(labels.device.type)),
+        packed_attention(model, active=packed),  # attention pair by pair, not over the masked row
+        fast_lora_dropout(model, active=model.training),  # a quarter of the random draws
+    ):
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     logits = logits.reshape(-1, logits.shape[-1])  # (labelled tokens, vocabulary)
     return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]])

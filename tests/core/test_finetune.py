@@ -432,11 +432,10 @@ def test_the_training_prompt_is_token_identical_to_the_inference_prompt(tiny_cau
 
 
 def test_answer_token_loss_equals_the_models_own_loss_on_a_padded_batch(tiny_causal_lm_dir):
+    """The LM head only where an answer token is predicted: same loss and LoRA gradients as full logits."""
     from core.finetune.causal_lm import answer_token_loss
 
-    base, tokenizer = load_causal_lm(str(tiny_causal_lm_dir), fresh=True)
-    torch.manual_seed(0)
-    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0), task_type="CAUSAL_LM")
+    model, tokenizer = _lora_with_nonzero_b(tiny_causal_lm_dir)
     encoded = [encode_pair(tokenizer, q, a, system_prompt="Be brief.") for q, a in PAIRS[:3]]
     encoded.append(encode_pair(tokenizer, "A much longer question " * 5, "Short."))
     width = max(len(ids) for ids, _ in encoded)
@@ -445,11 +444,14 @@ def test_answer_token_loss_equals_the_models_own_loss_on_a_padded_batch(tiny_cau
         "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]),
         "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in encoded]),
     }
-    expected = model(**batch).loss
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    expected = model(**batch).loss  # logits at every position, the model's own shifted loss
+    expected_grads = torch.autograd.grad(expected, trainable)
     got = answer_token_loss(model, batch)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    got.backward()  # gradients reach the LoRA weights
-    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+    for got_grad, want in zip(torch.autograd.grad(got, trainable), expected_grads, strict=True):
+        torch.testing.assert_close(got_grad, want, atol=1e-6, rtol=1e-4)
+    assert all(g.abs().sum() > 0 for g in expected_grads)  # every LoRA weight is compared, none vacuously
 
 
 def test_pack_rows_fills_rows_first_fit_by_decreasing_length():
