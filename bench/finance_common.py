@@ -188,6 +188,7 @@ def run(
     for config_name in args.config or ["lora-attn"]:
         run_dir = RUNS / "-".join(filter(None, (name, config_name, args.tag)))
         settings = _settings(config_name, args, default_epochs)
+        load_at_start = os.getloadavg()
         if args.test_only:
             report = json.loads((run_dir / "report.json").read_text())
             key = (config_name, settings["epochs"], args.max_train, args.tag)
@@ -208,7 +209,10 @@ def run(
                 **settings,
             )
             train_wall = round(time.perf_counter() - tick, 1)
-        row = _row(config_name, settings, args, report, train_wall, len(test_data))
+        row = {
+            **_row(config_name, settings, args, report, train_wall, len(test_data)),
+            "load_average_at_start": load_at_start,
+        }
         if not args.no_test:
             model = load_model(run_dir)
             tick = time.perf_counter()
