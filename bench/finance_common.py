@@ -79,6 +79,12 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
     parser.add_argument(
         "--tag", default=None, help="names a variant: its own run directory and result row (a lr sweep)"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the validation carve-out, initialisation and batch order (the data split stays)",
+    )
     test = parser.add_mutually_exclusive_group()
     test.add_argument(
         "--no-test",
@@ -203,7 +209,7 @@ def run(
                 train_data,
                 run_dir,
                 val_fraction=0.1,
-                seed=42,
+                seed=args.seed,
                 show_progress_bar=args.progress,
                 resume=args.resume,
                 **settings,
@@ -247,6 +253,7 @@ def _row(
     return {
         "config": config_name,
         "tag": args.tag,
+        "seed": getattr(args, "seed", 42),
         "model": settings["model"],
         "overrides": {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")},
         "batch_size": settings["batch_size"],
