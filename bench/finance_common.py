@@ -71,6 +71,31 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
         default=None,
         help="early stopping: epochs without a better validation metric (default: the loop's)",
     )
+    parser.add_argument("--warmup-ratio", type=float, default=None, help="override the warm-up share")
+    parser.add_argument("--weight-decay", type=float, default=None, help="override the AdamW weight decay")
+    parser.add_argument(
+        "--layer-lr-decay", type=float, default=None, help="layer-wise lr decay of the encoder (1: none)"
+    )
+    parser.add_argument(
+        "--tag", default=None, help="names a variant: its own run directory and result row (a lr sweep)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the validation carve-out, initialisation and batch order (the data split stays)",
+    )
+    test = parser.add_mutually_exclusive_group()
+    test.add_argument(
+        "--no-test",
+        action="store_true",
+        help="train and record validation only (choose settings without seeing the test part)",
+    )
+    test.add_argument(
+        "--test-only",
+        action="store_true",
+        help="score the test part with the model a --no-test run of the same options left",
+    )
     parser.add_argument("--progress", action="store_true", help="a progress bar per epoch, epoch logs")
     parser.add_argument(
         "--resume",
@@ -90,6 +115,9 @@ def _settings(config_name: str, args: argparse.Namespace, default_epochs: int) -
         "lr": args.lr,
         "max_length": args.max_length,
         "patience": args.patience,
+        "warmup_ratio": getattr(args, "warmup_ratio", None),
+        "weight_decay": getattr(args, "weight_decay", None),
+        "layer_lr_decay": getattr(args, "layer_lr_decay", None),
     }
     settings.update({k: v for k, v in cli.items() if v is not None})
     return settings
@@ -148,65 +176,105 @@ def run(
     }
     out = RESULTS / f"finance_{name}.json"
     # Runs of other configurations (or epoch counts) measured earlier stay in the file.
+    earlier: list[dict[str, Any]] = []
     if out.is_file():
         previous = json.loads(out.read_text())
         earlier = [*previous.get("earlier_runs", []), *previous.get("runs", [])]
-        # a run replaces an earlier one of the same configuration, epochs and training subsample
+        # a run replaces an earlier one of the same configuration, epochs, training subsample and tag
+        # (so --test-only replaces the validation-only row of its --no-test run)
         running = {
-            (c, _settings(c, args, default_epochs)["epochs"], args.max_train)
+            (c, _settings(c, args, default_epochs)["epochs"], args.max_train, args.tag)
             for c in args.config or ["lora-attn"]
         }
         results["earlier_runs"] = [
-            r for r in earlier if (r.get("config"), r.get("epochs"), r.get("max_train")) not in running
+            r
+            for r in earlier
+            if (r.get("config"), r.get("epochs"), r.get("max_train"), r.get("tag")) not in running
         ]
     for config_name in args.config or ["lora-attn"]:
-        run_dir = RUNS / f"{name}-{config_name}"
+        run_dir = RUNS / "-".join(filter(None, (name, config_name, args.tag)))
         settings = _settings(config_name, args, default_epochs)
-        overrides = {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")}
-        tick = time.perf_counter()
-        report = train(
-            task,
-            train_data,
-            run_dir,
-            val_fraction=0.1,
-            seed=42,
-            show_progress_bar=args.progress,
-            resume=args.resume,
-            **settings,
-        )
-        train_wall = time.perf_counter() - tick
-        model = load_model(run_dir)
-        tick = time.perf_counter()
-        metrics = evaluate(model, test_data, batch_size=64)  # scoring + metrics (metrics take ms)
-        score_s = time.perf_counter() - tick
+        load_at_start = os.getloadavg()
+        if args.test_only:
+            report = json.loads((run_dir / "report.json").read_text())
+            key = (config_name, settings["epochs"], args.max_train, args.tag)
+            trained = [
+                r for r in earlier if (r["config"], r["epochs"], r.get("max_train"), r.get("tag")) == key
+            ]
+            train_wall = trained[-1]["train_wall_s"] if trained else None
+        else:
+            tick = time.perf_counter()
+            report = train(
+                task,
+                train_data,
+                run_dir,
+                val_fraction=0.1,
+                seed=args.seed,
+                show_progress_bar=args.progress,
+                resume=args.resume,
+                **settings,
+            )
+            train_wall = round(time.perf_counter() - tick, 1)
         row = {
-            "config": config_name,
-            "model": settings["model"],
-            "overrides": overrides,
-            "batch_size": settings["batch_size"],
-            "epochs": settings["epochs"],
-            "max_train": args.max_train,
-            "epochs_run": report["epochs_run"],
-            "resumed": report["resumed"],
-            "best_epoch": report["best_epoch"],
-            "train_rows": report["train_size"],
-            "val_rows": report["val_size"],
-            "test_rows": len(test_data),
-            "train_wall_s": round(train_wall, 1),
-            "train_loop_s": report["wall_time_s"],
-            "train_samples_per_s": report["samples_per_s"],
-            "score_items_per_s": round(len(test_data) / score_s, 1),
-            "calibration": report["calibration"],
-            "load_average_at_end": os.getloadavg(),
-            **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
-            "per_class": metrics["per_class"],
-            # per-epoch training loss and validation metrics (the epoch is chosen on validation)
-            "history": report["history"],
-            "confusion": metrics["confusion"],
+            **_row(config_name, settings, args, report, train_wall, len(test_data)),
+            "load_average_at_start": load_at_start,
         }
-        row["target_met"] = row[target[0]] >= target[1]
+        if not args.no_test:
+            model = load_model(run_dir)
+            tick = time.perf_counter()
+            metrics = evaluate(model, test_data, batch_size=64)  # scoring + metrics (metrics take ms)
+            score_s = time.perf_counter() - tick
+            row.update(
+                score_items_per_s=round(len(test_data) / score_s, 1),
+                **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
+                per_class=metrics["per_class"],
+                confusion=metrics["confusion"],
+                target_met=metrics[target[0]] >= target[1],
+            )
         results["runs"].append(row)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps({k: row[k] for k in ("config", "accuracy", "weighted_f1", "train_wall_s")}))
+        print(
+            json.dumps({k: row.get(k) for k in ("config", "tag", "accuracy", "weighted_f1", "train_wall_s")})
+        )
     return results
+
+
+def _row(
+    config_name: str,
+    settings: dict[str, Any],
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    train_wall: float | None,
+    test_rows: int,
+) -> dict[str, Any]:
+    """The result row of one run before its test scores (``test_scored`` says whether they follow)."""
+    best = next((h for h in report["history"] if h["epoch"] == report["best_epoch"]), {})
+    return {
+        "config": config_name,
+        "tag": args.tag,
+        "seed": getattr(args, "seed", 42),
+        "model": settings["model"],
+        "overrides": {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")},
+        "batch_size": settings["batch_size"],
+        "epochs": settings["epochs"],
+        "max_train": args.max_train,
+        "epochs_run": report["epochs_run"],
+        "resumed": report["resumed"],
+        "best_epoch": report["best_epoch"],
+        "train_rows": report["train_size"],
+        "val_rows": report["val_size"],
+        "test_rows": test_rows,
+        # with --test-only: the time of the --no-test run that trained the model (None if unknown)
+        "train_wall_s": train_wall,
+        "train_loop_s": report["wall_time_s"],
+        "train_samples_per_s": report["samples_per_s"],
+        "calibration": report.get("calibration"),
+        "load_average_at_end": os.getloadavg(),
+        # what chose this run: the best epoch's validation scores
+        "val_macro_f1": best.get("val_macro_f1"),
+        "val_accuracy": best.get("val_accuracy"),
+        "test_scored": not args.no_test,
+        # per-epoch training loss and validation metrics (the epoch is chosen on validation)
+        "history": report["history"],
+    }

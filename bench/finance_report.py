@@ -29,14 +29,17 @@ def main() -> None:
     for name, result in merged.items():
         metric, target = result["target"]["metric"], result["target"]["value"]
         for run in [*result.get("earlier_runs", []), *result["runs"]]:
+            if metric not in run:  # a --no-test run: validation only (see its history)
+                continue
             model = run.get("model", "minilm-l6")
+            config = "-".join(filter(None, (run["config"], run.get("tag"))))
             rows.append(
-                f"| {NAMES[name]} | {model} | {run['config']} | {run['train_rows']} | {run['epochs_run']} "
+                f"| {NAMES[name]} | {model} | {config} | {run['train_rows']} | {run['epochs_run']} "
                 f"| {metric} "
-                f"| {run[metric]:.3f} | {target:.2f} | {run['train_wall_s']:.0f} "
+                f"| {run[metric]:.3f} | {target:.2f} | {run['train_wall_s'] or 0:.0f} "
                 f"| {run['score_items_per_s']:.1f} |"
             )
-            labels.append(f"{NAMES[name]}\n{model} {run['config']}, {run['epochs_run']} ep")
+            labels.append(f"{NAMES[name]}\n{model} {config}, {run['epochs_run']} ep")
             values.append(run[metric])
             targets.append(target)
     print("\n".join(rows))

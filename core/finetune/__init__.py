@@ -24,7 +24,13 @@ from core.finetune.causal_lm import (
     save_causal_lm_adapter,
     train_causal_lm,
 )
-from core.finetune.classifier import ClassifierTrainConfig, classifier_task, fit_classifier, train_classifier
+from core.finetune.classifier import (
+    ClassifierTrainConfig,
+    classifier_task,
+    fit_classifier,
+    layer_lr_groups,
+    train_classifier,
+)
 from core.finetune.contrastive import (
     ContrastivePairs,
     ContrastiveTrainConfig,
@@ -50,6 +56,7 @@ __all__ = [
     "fit",
     "fit_causal_lm",
     "fit_classifier",
+    "layer_lr_groups",
     "load_causal_lm_with_adapter",
     "read_labelled_texts",
     "read_pairs",

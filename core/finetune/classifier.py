@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,54 @@ class ClassifierTrainConfig(TrainConfig):
             "the saved model then carries the whole encoder."
         },
     )
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay of the encoder: the top layer trains at lr, each "
+            "layer below at this factor times the one above, the embeddings below the bottom layer "
+            "(1.0: every encoder weight at lr)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.layer_lr_decay <= 1:
+            raise ValueError(
+                f"{type(self).__name__}.layer_lr_decay has an invalid value: {self.layer_lr_decay!r}"
+            )
+
+
+_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+def layer_lr_groups(
+    named_parameters: Sequence[tuple[str, torch.nn.Parameter]], lr: float, decay: float
+) -> list[dict[str, Any]]:
+    """Optimizer groups of an encoder's trainable parameters with layer-wise learning-rate decay.
+
+    A parameter of block ``i`` of ``L`` (its name holds ``layer.i.``, as in BERT, MPNet and MiniLM)
+    trains at ``lr * decay ** (L - 1 - i)``, one of the embeddings (``embeddings`` in its name) at
+    ``lr * decay ** L``, any other (a shared relative-position bias, a pooler) at ``lr``. With
+    ``decay == 1`` this is one group at ``lr``.
+
+    Args:
+        named_parameters: ``(name, parameter)`` pairs; frozen parameters are skipped.
+        lr: Learning rate of the top block.
+        decay: Factor per block, in ``(0, 1]``.
+
+    Returns:
+        Groups ``{"params": [...], "lr": ...}`` from the bottom up, empty ones left out.
+    """
+    trainable = [(n, p) for n, p in named_parameters if p.requires_grad]
+    blocks = [int(m.group(1)) for n, _ in trainable if (m := _LAYER.search(n))]
+    depth = max(blocks) + 1 if blocks else 0
+    by_lr: dict[float, list[torch.nn.Parameter]] = {}
+    for name, param in trainable:
+        match = _LAYER.search(name)
+        # a block by its index; the embeddings below block 0; anything else (shared) at the top rate
+        power = depth - 1 - int(match.group(1)) if match else (depth if "embeddings" in name else 0)
+        by_lr.setdefault(lr * decay**power, []).append(param)
+    return [{"params": params, "lr": rate} for rate, params in sorted(by_lr.items())]
 
 
 def _targets(data: LabelledTexts, classifier: TextClassifier) -> dict[str, np.ndarray]:
@@ -136,10 +185,10 @@ def classifier_task(
             {h: torch.cat(v) for h, v in logits.items()}, {h: t[order] for h, t in targets.items()}
         )
 
-    encoder_params = [p for p in classifier.encoder.parameters() if p.requires_grad]
-    groups = [{"params": list(classifier.heads.parameters()), "lr": config.head_lr}]
-    if encoder_params:
-        groups.insert(0, {"params": encoder_params, "lr": config.lr})
+    encoder_groups = layer_lr_groups(
+        list(classifier.encoder.named_parameters()), config.lr, config.layer_lr_decay
+    )
+    groups = [*encoder_groups, {"params": list(classifier.heads.parameters()), "lr": config.head_lr}]
     logger.info("Classifier data", extra={"source": data.source, "train": len(train), "val": len(val)})
     return TrainingTask(
         model=classifier,

@@ -6,11 +6,12 @@ import argparse
 import json
 import logging
 
-from bench.finance_common import _FieldsFormatter, _settings
+from bench.finance_common import _FieldsFormatter, _row, _settings
 
 
 def _args(**given: object) -> argparse.Namespace:
-    names = ("model", "epochs", "batch_size", "lr", "max_length", "patience")
+    names = ("model", "epochs", "batch_size", "lr", "max_length", "patience", "warmup_ratio")
+    names += ("weight_decay", "layer_lr_decay", "tag", "max_train", "no_test")
     return argparse.Namespace(**{name: given.get(name) for name in names})
 
 
@@ -20,6 +21,24 @@ def test_command_line_beats_the_configuration_which_beats_the_defaults():
     assert settings["model"] == "mpnet-base" and settings["full_finetune"]
     assert settings["epochs"] == 3 and settings["patience"] == 1
     assert _settings("lora-attn", _args(), 4)["epochs"] == 4
+    swept = _settings("preset-accurate", _args(lr=5e-5, layer_lr_decay=0.9, warmup_ratio=0.06), 3)
+    assert swept["lr"] == 5e-5 and swept["layer_lr_decay"] == 0.9 and swept["warmup_ratio"] == 0.06
+    assert "weight_decay" not in swept  # not given: the loop's default
+
+
+def test_a_validation_only_row_names_its_variant_and_the_epoch_validation_chose():
+    args = _args(lr=5e-5, tag="lr5e-5", no_test=True)
+    settings = _settings("preset-accurate", args, 3)
+    history = [
+        {"epoch": 1, "train_loss": 0.5, "val_macro_f1": 0.85, "val_accuracy": 0.86},
+        {"epoch": 2, "train_loss": 0.2, "val_macro_f1": 0.87, "val_accuracy": 0.88},
+    ]
+    report = {"epochs_run": 2, "resumed": False, "best_epoch": 2, "train_size": 90, "val_size": 10}
+    report.update(wall_time_s=5.0, samples_per_s=3.0, history=history)
+    row = _row("preset-accurate", settings, args, report, 6.0, 40)
+    assert row["tag"] == "lr5e-5" and row["overrides"]["lr"] == 5e-5 and row["epochs"] == 2
+    assert (row["val_macro_f1"], row["val_accuracy"]) == (0.87, 0.88) and row["test_scored"] is False
+    assert "weighted_f1" not in row and row["calibration"] is None
 
 
 def test_epoch_log_lines_carry_the_metrics_given_as_fields():

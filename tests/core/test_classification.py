@@ -312,3 +312,35 @@ def test_train_classifier_full_finetune_leaves_a_lean_model_directory(tiny_encod
     assert (out / "encoder.safetensors").is_file() and not (out / "checkpoint").exists()
     loaded = TextClassifier.from_pretrained(out, precision="fp32")
     assert loaded.full_finetune and loaded.labels() == ["bad", "good"]
+
+
+def test_layer_lr_decay_gives_each_encoder_block_its_rate(tiny_encoder_dir):
+    from core.finetune import classifier_task, layer_lr_groups
+    from core.finetune.data import read_labelled_texts
+
+    clf = TextClassifier(str(tiny_encoder_dir), ["bad", "good"], full_finetune=True)
+    named = list(clf.encoder.named_parameters())
+    depth = 1 + max(int(n.split("layer.")[1].split(".")[0]) for n, _ in named if "layer." in n)
+    groups = layer_lr_groups(named, lr=1e-3, decay=0.5)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(named)  # every weight once
+    for name, param in named:
+        if f"layer.{depth - 1}." in name:
+            assert rate[id(param)] == 1e-3, name  # the top block trains at lr
+        elif "layer.0." in name:
+            assert rate[id(param)] == pytest.approx(1e-3 * 0.5 ** (depth - 1)), name
+        elif "embeddings" in name:
+            assert rate[id(param)] == pytest.approx(1e-3 * 0.5**depth), name
+    assert [len(g["params"]) for g in layer_lr_groups(named, 1e-3, 1.0)] == [
+        len(named)
+    ]  # no decay: one group
+    named[0][1].requires_grad_(False)
+    assert sum(len(g["params"]) for g in layer_lr_groups(named, 1e-3, 0.5)) == len(named) - 1
+
+    rows = [(t, s) for t, s, _ in _reviews(20, seed=0)]
+    config = ClassifierTrainConfig(lr=1e-3, head_lr=5e-2, layer_lr_decay=0.5, full_finetune=True)
+    task = classifier_task(clf, read_labelled_texts(rows, "text", ["label"]), config)
+    assert task.param_groups[-1]["lr"] == 5e-2  # the heads keep head_lr
+    assert len(task.param_groups) == depth + 2  # embeddings, one group per block, the heads
+    with pytest.raises(ValueError, match="layer_lr_decay"):
+        ClassifierTrainConfig(layer_lr_decay=0.0)

@@ -35,7 +35,7 @@ def test_fast_is_the_default_and_changes_nothing():
 def test_accurate_replaces_the_shipped_files_model_and_lr():
     cfg = load_train_config(CONFIG_FILE, preset="accurate")
     assert cfg.model == "mpnet-base" and cfg.model in KNOWN_MODELS
-    assert cfg.full_finetune and cfg.lr == 3e-5 and cfg.epochs == 2
+    assert cfg.full_finetune and cfg.lr == 5e-5 and cfg.layer_lr_decay == 0.9 and cfg.epochs == 2
     assert cfg.max_length == 128 and cfg.batch_size == 16
     # what the preset does not name comes from the file
     shipped = load_config(FinanceTrainConfig, CONFIG_FILE, section="train")
@@ -49,13 +49,13 @@ def test_set_overrides_the_preset(tmp_path):
     assert load_train_config(config, preset="accurate").epochs == 2  # the preset beats the file
     cfg = load_train_config(config, ["epochs=3", "lora.r=4"], preset="accurate")
     assert cfg.epochs == 3 and cfg.lora.r == 4  # --set beats the preset
-    assert cfg.lr == 3e-5 and cfg.head_lr == 0.02  # the preset beats the file; the file the defaults
+    assert cfg.lr == 5e-5 and cfg.head_lr == 0.02  # the preset beats the file; the file the defaults
 
 
 def test_presets_are_read_only_and_copied():
     fields = preset_overrides("accurate")
     fields["lr"] = 1.0
-    assert TRAIN_PRESETS["accurate"]["lr"] == 3e-5
+    assert TRAIN_PRESETS["accurate"]["lr"] == 5e-5
     with pytest.raises(TypeError):
         TRAIN_PRESETS["accurate"]["lr"] = 1.0  # type: ignore[index]
     # every preset is a valid set of training fields
@@ -87,3 +87,4 @@ def test_cli_trains_with_the_accurate_presets_settings(tmp_path, tiny_encoder_di
     assert (out / "encoder.safetensors").is_file()
     assert config["max_length"] == 128
     assert config["train_config"]["full_finetune"] is True and config["train_config"]["epochs"] == 2
+    assert config["train_config"]["layer_lr_decay"] == 0.9  # the tiny encoder's blocks at decayed rates
