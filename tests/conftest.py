@@ -77,6 +77,27 @@ def tiny_causal_lm_dir(tmp_path_factory) -> Path:
     return out
 
 
+def lora_with_nonzero_b(model_dir: Path):
+    """A rank-4 LoRA (no dropout) on the LM at ``model_dir``, B drawn at random so the adapter matters.
+
+    B starts at zero in peft, which would make every gradient through A zero: tests comparing
+    gradients of two code paths use this so that all LoRA weights take part.
+    """
+    import torch
+
+    from core.lora import LoraSettings, apply_lora
+    from core.models import load_causal_lm
+
+    base, tokenizer = load_causal_lm(str(model_dir), fresh=True)
+    torch.manual_seed(0)
+    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0), task_type="CAUSAL_LM")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    return model, tokenizer
+
+
 def _postgres_up(host: str = "127.0.0.1", port: int = 5432) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

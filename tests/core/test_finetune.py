@@ -31,6 +31,7 @@ from core.finetune.loop import _optimizer, lr_factor
 from core.generation import Generator
 from core.lora import LoraSettings, apply_lora
 from core.models import load_causal_lm, load_tokenizer
+from tests.conftest import lora_with_nonzero_b
 
 REPORT_KEYS = {
     "epochs_run",
@@ -435,7 +436,7 @@ def test_answer_token_loss_equals_the_models_own_loss_on_a_padded_batch(tiny_cau
     """The LM head only where an answer token is predicted: same loss and LoRA gradients as full logits."""
     from core.finetune.causal_lm import answer_token_loss
 
-    model, tokenizer = _lora_with_nonzero_b(tiny_causal_lm_dir)
+    model, tokenizer = lora_with_nonzero_b(tiny_causal_lm_dir)
     encoded = [encode_pair(tokenizer, q, a, system_prompt="Be brief.") for q, a in PAIRS[:3]]
     encoded.append(encode_pair(tokenizer, "A much longer question " * 5, "Short."))
     width = max(len(ids) for ids, _ in encoded)
@@ -461,21 +462,10 @@ def test_pack_rows_fills_rows_first_fit_by_decreasing_length():
     assert pack_rows([5, 3, 4, 2], 100) == [[0, 2, 1, 3]]
 
 
-def _lora_with_nonzero_b(tiny_causal_lm_dir):
-    base, tokenizer = load_causal_lm(str(tiny_causal_lm_dir), fresh=True)
-    torch.manual_seed(0)
-    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0), task_type="CAUSAL_LM")
-    with torch.no_grad():  # B starts at zero: make the adapter matter, so its gradients are compared too
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.05)
-    return model, tokenizer
-
-
 def test_packed_batch_gives_the_padded_batch_loss_and_gradients(tiny_causal_lm_dir):
     from core.finetune.causal_lm import IGNORE, answer_token_loss, packed_batch
 
-    model, tokenizer = _lora_with_nonzero_b(tiny_causal_lm_dir)
+    model, tokenizer = lora_with_nonzero_b(tiny_causal_lm_dir)
     encoded = [encode_pair(tokenizer, q, a, system_prompt="Be brief.") for q, a in PAIRS[:5]]
     encoded.append(encode_pair(tokenizer, "A much longer question " * 5, "Short."))
     width = max(len(ids) for ids, _ in encoded)
@@ -512,7 +502,7 @@ def test_packed_batch_gives_the_padded_batch_loss_and_gradients(tiny_causal_lm_d
 def test_packed_training_under_bf16_autocast_stays_close_to_padded(tiny_causal_lm_dir):
     from core.finetune.causal_lm import answer_token_loss, packed_batch
 
-    model, tokenizer = _lora_with_nonzero_b(tiny_causal_lm_dir)
+    model, tokenizer = lora_with_nonzero_b(tiny_causal_lm_dir)
     encoded = [encode_pair(tokenizer, q, a) for q, a in PAIRS[:4]]
     padded = packed_batch(encoded, 1, pad_id=0)  # 1: one pair per row
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -6,8 +6,7 @@ import torch
 from core.finetune import encode_pair
 from core.finetune import packed_attention as pa
 from core.finetune.causal_lm import IGNORE, answer_token_loss, packed_batch
-from core.lora import LoraSettings, apply_lora
-from core.models import load_causal_lm
+from tests.conftest import lora_with_nonzero_b
 
 PAIRS = [(f"What colour is item {i}?" + " Tell me." * (i % 4), f"Item {i} is red.") for i in range(7)]
 
@@ -54,13 +53,7 @@ def test_explicit_fp32_attention_equals_sdpa(kv_heads):
 
 @pytest.fixture()
 def lora_model(tiny_causal_lm_dir):
-    base, tokenizer = load_causal_lm(str(tiny_causal_lm_dir), fresh=True)
-    torch.manual_seed(0)
-    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0), task_type="CAUSAL_LM")
-    with torch.no_grad():  # B starts at zero: make the adapter matter, so its gradients are compared too
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.05)
+    model, tokenizer = lora_with_nonzero_b(tiny_causal_lm_dir)
     assert model.config._attn_implementation == "sdpa"
     return model, tokenizer
 
