@@ -27,10 +27,11 @@ loading fits nothing heavy (ItemKNN and EASE are read back, not fitted again; mo
 
 Loading checks every file's hash before it parses it. ``collaborative.safetensors`` (on
 ml-latest-small 145 of the 160 MB: the dense EASE weights) is hashed on a second thread while the
-other files are read (:func:`core.io.artifacts.verifying_artifact`), and its arrays are views of a
-read-only memory map, not copies (:func:`core.io.tensors.map_safetensors`): processes that load
-the same model share those pages. A loaded model therefore relies on its files not being rewritten
-in place while it runs; :meth:`RecommenderModel.save` never does (it replaces the directory).
+other files are read (:func:`core.io.artifacts.verifying_artifact`), and its arrays are read-only
+views of a memory map, not copies (safetensors' torch reader maps the file; its numpy reader copies
+every array): processes that load the same model share those pages. A loaded model therefore
+relies on its files not being rewritten in place while it runs; :meth:`RecommenderModel.save` never
+does (it replaces the directory).
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ from core.io.artifacts import (
     verify_files,
     verifying_artifact,
 )
-from core.io.tensors import map_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -355,13 +355,18 @@ def _load_collaborative(path: Path, train: Dataset) -> tuple[ItemKNNScorer | Non
     if not path.is_file():
         logger.info("Model has no stored ItemKNN/EASE: fitting them", extra={"path": str(path)})
         return None, None
-    # Views of a memory map, not copies: the dense EASE weights are read in place (and shared by
-    # every process that loads this model).
-    tensors, metadata = map_safetensors(path)
+    from safetensors import SafetensorError, safe_open
+
     try:
+        # framework="pt" maps the file and slices tensors out of the map (framework="numpy" copies
+        # each one): the dense EASE weights are read in place and shared by every process that
+        # loads this model. Marked read-only, since a write would only change this process's copy.
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: _read_only(handle.get_tensor(key).numpy()) for key in handle.keys()}  # noqa: SIM118
         settings = json.loads(metadata["settings"])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path.name}: no readable settings in its metadata ({err!r})") from err
+    except (SafetensorError, KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path.name}: {err!r}") from err
 
     def part(name: str) -> dict[str, np.ndarray]:
         return {key.split(".", 1)[1]: value for key, value in tensors.items() if key.startswith(f"{name}.")}
@@ -373,6 +378,11 @@ def _load_collaborative(path: Path, train: Dataset) -> tuple[ItemKNNScorer | Non
     )
     ease = EASEScorer.from_tensors(train, part("ease"), settings["ease"]) if "ease" in settings else None
     return cf, ease
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
