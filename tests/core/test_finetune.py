@@ -432,6 +432,16 @@ def test_the_training_prompt_is_token_identical_to_the_inference_prompt(tiny_cau
         assert ids[:n_prompt] == Prompter(tokenizer, system).encode("Where is my parcel?")
 
 
+def _padded_batch(encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """Encoded (ids, labels) pairs right-padded to the longest, as a model's keyword arguments."""
+    width = max(len(ids) for ids, _ in encoded)
+    return {
+        "input_ids": torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in encoded]),
+        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]),
+        "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in encoded]),
+    }
+
+
 def test_answer_token_loss_equals_the_models_own_loss_on_a_padded_batch(tiny_causal_lm_dir):
     """The LM head only where an answer token is predicted: same loss and LoRA gradients as full logits."""
     from core.finetune.causal_lm import answer_token_loss
@@ -439,12 +449,7 @@ def test_answer_token_loss_equals_the_models_own_loss_on_a_padded_batch(tiny_cau
     model, tokenizer = lora_with_nonzero_b(tiny_causal_lm_dir)
     encoded = [encode_pair(tokenizer, q, a, system_prompt="Be brief.") for q, a in PAIRS[:3]]
     encoded.append(encode_pair(tokenizer, "A much longer question " * 5, "Short."))
-    width = max(len(ids) for ids, _ in encoded)
-    batch = {
-        "input_ids": torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in encoded]),
-        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]),
-        "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in encoded]),
-    }
+    batch = _padded_batch(encoded)
     trainable = [p for p in model.parameters() if p.requires_grad]
     expected = model(**batch).loss  # logits at every position, the model's own shifted loss
     expected_grads = torch.autograd.grad(expected, trainable)
@@ -468,12 +473,8 @@ def test_packed_batch_gives_the_padded_batch_loss_and_gradients(tiny_causal_lm_d
     model, tokenizer = lora_with_nonzero_b(tiny_causal_lm_dir)
     encoded = [encode_pair(tokenizer, q, a, system_prompt="Be brief.") for q, a in PAIRS[:5]]
     encoded.append(encode_pair(tokenizer, "A much longer question " * 5, "Short."))
-    width = max(len(ids) for ids, _ in encoded)
-    padded = {
-        "input_ids": torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in encoded]),
-        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]),
-        "labels": torch.tensor([labels + [IGNORE] * (width - len(labels)) for _, labels in encoded]),
-    }
+    padded = _padded_batch(encoded)
+    width = padded["input_ids"].shape[1]
 
     def loss_and_grads(batch):
         model.zero_grad()

@@ -56,6 +56,12 @@ def test_reasons_for_a_chunk_equal_reasons_one_user_at_a_time(sample_dataset, sa
     assert cold["reason"].str.contains("new item, no interactions yet").all()
 
 
+def _reloaded(hybrid, vectors, config, split, tmp_path):
+    """The hybrid again, its ranker saved and loaded back."""
+    hybrid.save_ranker(tmp_path / "ranker")
+    return HybridScorer(vectors, config, ranker=load_ranker(tmp_path / "ranker")).fit(split.train)
+
+
 def test_lambdarank_hybrid_serves_and_explains_from_its_saved_trees(
     sample_dataset, sample_minilm_vectors, tmp_path
 ):
@@ -75,9 +81,7 @@ def test_lambdarank_hybrid_serves_and_explains_from_its_saved_trees(
     assert recs.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing).all()
     warm = recs.loc[~recs["cold_slot"]]
     assert warm["reason"].str.contains(r"\+\d\.\d\d", regex=True).any()  # named features with lifts
-    hybrid.save_ranker(tmp_path / "ranker")
-    loaded = load_ranker(tmp_path / "ranker")
-    again = HybridScorer(vectors, config, ranker=loaded).fit(split.train)
+    again = _reloaded(hybrid, vectors, config, split, tmp_path)
     np.testing.assert_array_equal(again.score(["U0001", "U0002"]), hybrid.score(["U0001", "U0002"]))
     pd.testing.assert_frame_equal(again.recommend_with_reasons(["U0001", "U0002"], k=8), recs)
 
@@ -119,7 +123,5 @@ def test_listwise_hybrid_with_activity_interactions_serves_and_reloads(
     assert ours["ndcg@10"] > evaluate_next_item(PopularityScorer().fit(split.train), split)["ndcg@10"]
     recs = hybrid.recommend_with_reasons(["U0001", "nobody"], k=5)
     assert recs.loc[recs["user_id"] == "U0001", "score"].is_monotonic_decreasing
-    hybrid.save_ranker(tmp_path / "ranker")
-    loaded = load_ranker(tmp_path / "ranker")
-    again = HybridScorer(vectors, config, ranker=loaded).fit(split.train)
+    again = _reloaded(hybrid, vectors, config, split, tmp_path)
     np.testing.assert_allclose(again.score(["U0001"]), hybrid.score(["U0001"]))
