@@ -85,6 +85,13 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
         default=42,
         help="seed of the validation carve-out, initialisation and batch order (the data split stays)",
     )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the validation carve-out alone (default: --seed); runs of several --seed values "
+        "with one --split-seed share their validation rows, so their probabilities can be averaged",
+    )
     test = parser.add_mutually_exclusive_group()
     test.add_argument(
         "--no-test",
@@ -118,6 +125,7 @@ def _settings(config_name: str, args: argparse.Namespace, default_epochs: int) -
         "warmup_ratio": getattr(args, "warmup_ratio", None),
         "weight_decay": getattr(args, "weight_decay", None),
         "layer_lr_decay": getattr(args, "layer_lr_decay", None),
+        "split_seed": getattr(args, "split_seed", None),
     }
     settings.update({k: v for k, v in cli.items() if v is not None})
     return settings
@@ -219,11 +227,13 @@ def run(
             **_row(config_name, settings, args, report, train_wall, len(test_data)),
             "load_average_at_start": load_at_start,
         }
+        model = load_model(run_dir)
+        probabilities = {"val": _val_probabilities(model, train_data, args, task)}
         if not args.no_test:
-            model = load_model(run_dir)
             tick = time.perf_counter()
             metrics = evaluate(model, test_data, batch_size=64)  # scoring + metrics (metrics take ms)
             score_s = time.perf_counter() - tick
+            probabilities["test"] = _probabilities(model, test_data, task)
             row.update(
                 score_items_per_s=round(len(test_data) / score_s, 1),
                 **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
@@ -231,6 +241,7 @@ def run(
                 confusion=metrics["confusion"],
                 target_met=metrics[target[0]] >= target[1],
             )
+        row["probabilities"] = _save_probabilities(name, config_name, args.tag, probabilities)
         results["runs"].append(row)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
@@ -238,6 +249,57 @@ def run(
             json.dumps({k: row.get(k) for k in ("config", "tag", "accuracy", "weighted_f1", "train_wall_s")})
         )
     return results
+
+
+def _probabilities(model: Any, data: Any, head: str) -> dict[str, Any]:
+    """Calibrated class probabilities of ``model`` on ``data`` with the true labels (one encoder pass)."""
+    from apps.finance_monitor.classifiers import head_probabilities
+
+    return {
+        "probs": head_probabilities(model, data.texts, batch_size=64)[head],
+        "labels": list(data.labels),
+        "rows": list(data.rows),
+        "classes": list(model.labels(head)),
+    }
+
+
+def _val_probabilities(model: Any, train_data: Any, args: argparse.Namespace, head: str) -> dict[str, Any]:
+    """Probabilities on the validation carve-out the training loop held out (rebuilt from its seed)."""
+    from dataclasses import replace
+
+    from core.finetune import split_indices
+
+    seed = args.seed if args.split_seed is None else args.split_seed
+    _, val = split_indices(len(train_data), 0.1, seed, strata=list(train_data.labels))
+    part = replace(
+        train_data,
+        texts=[train_data.texts[i] for i in val],
+        labels=[train_data.labels[i] for i in val],
+        rows=[train_data.rows[i] for i in val],
+    )
+    return _probabilities(model, part, head)
+
+
+def _save_probabilities(
+    name: str, config_name: str, tag: str | None, parts: dict[str, dict[str, Any]]
+) -> str:
+    """Write one run's per-row probabilities to ``bench/results/finance_<name>_probs/<run>.json``.
+
+    A ``--test-only`` run keeps the validation part of the file and adds the test part. Returns the
+    path relative to ``bench/results`` (recorded in the result row; ``bench.finance_ensemble`` reads it).
+    """
+    out = RESULTS / f"finance_{name}_probs" / ("-".join(filter(None, (config_name, tag))) + ".json")
+    saved = json.loads(out.read_text()) if out.is_file() else {}
+    for part, values in parts.items():
+        saved[part] = {
+            "classes": values["classes"],
+            "rows": values["rows"],
+            "labels": values["labels"],
+            "probs": [[round(float(p), 5) for p in row] for row in values["probs"]],
+        }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(saved) + "\n")
+    return str(out.relative_to(RESULTS))
 
 
 def _row(
@@ -254,6 +316,7 @@ def _row(
         "config": config_name,
         "tag": args.tag,
         "seed": getattr(args, "seed", 42),
+        "split_seed": getattr(args, "split_seed", None),
         "model": settings["model"],
         "overrides": {k: v for k, v in settings.items() if k not in ("model", "epochs", "batch_size")},
         "batch_size": settings["batch_size"],

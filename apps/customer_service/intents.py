@@ -236,7 +236,7 @@ def train_intents(
     out_dir = Path(out_dir or default_intent_dir())
     labels = [str(label) for label in labelled.labels[HEAD]]
     # The same stratified split classifier_task() draws: data order, fraction and seed are unchanged.
-    _, val = split_indices(len(labels), config.val_fraction, config.seed, strata=labels)
+    _, val = split_indices(len(labels), config.val_fraction, config.val_split_seed, strata=labels)
     require_validation(val, len(labels), config.val_fraction, str(labelled.source))
     # Built aside and swapped in whole; a directory holding anything but an intent model is refused.
     with open_artifact(

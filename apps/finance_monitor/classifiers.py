@@ -116,7 +116,7 @@ def train(
     labelled = load_training_data(task, data, label_map, config.dedup, text_column, label_column)
     # Too few rows for a validation split is refused here, naming the file, before the model loads.
     n = len(labelled.texts)
-    _, val = split_indices(n, config.val_fraction, config.seed, strata=list(labelled.labels))
+    _, val = split_indices(n, config.val_fraction, config.val_split_seed, strata=list(labelled.labels))
     require_validation(val, n, config.val_fraction, str(labelled.source))
     return train_multitask({task: labelled}, out_dir, config=config, label_map=label_map, resume=resume)
 
@@ -187,7 +187,7 @@ def _train_into(
     if config.calibrate:
         # The loop's validation split, rebuilt from the same function, seed and strata.
         strata = [r[heads[0]] or None for r in rows]
-        _, val = split_indices(len(rows), config.val_fraction, config.seed, strata=strata)
+        _, val = split_indices(len(rows), config.val_fraction, config.val_split_seed, strata=strata)
         for head in heads:
             chosen = [i for i in val if rows[i][head]]
             if chosen:

@@ -232,7 +232,7 @@ def causal_lm_task(
             encoded.append(encode_pair(tokenizer, prompt, response, config.max_length, config.system_prompt))
         except ValueError as err:
             raise ValueError(f"pair {i}: {err}") from err
-    train, val = split_indices(len(encoded), config.val_fraction, config.seed)
+    train, val = split_indices(len(encoded), config.val_fraction, config.val_split_seed)
     require_validation(val, len(encoded), config.val_fraction, "the training pairs")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 

@@ -155,7 +155,9 @@ def classifier_task(
     """
     targets = _targets(data, classifier)
     first = next(iter(data.labels))
-    train, val = split_indices(len(data.texts), config.val_fraction, config.seed, strata=data.labels[first])
+    train, val = split_indices(
+        len(data.texts), config.val_fraction, config.val_split_seed, strata=data.labels[first]
+    )
     require_validation(val, len(data.texts), config.val_fraction, str(data.source))
     ids = classifier.tokenizer(data.texts, truncation=True, max_length=classifier.max_length)["input_ids"]
     pad_id = classifier.tokenizer.pad_token_id or 0

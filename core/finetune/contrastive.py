@@ -156,7 +156,7 @@ def contrastive_task(
     Texts are tokenised once. The validation split (``config.val_fraction`` of the pairs, seeded)
     is scored by MRR of each query's positive among every positive and hard negative of the split.
     """
-    train, val = split_indices(len(pairs), config.val_fraction, config.seed)
+    train, val = split_indices(len(pairs), config.val_fraction, config.val_split_seed)
     q_ids = tokenizer(pairs.queries, truncation=True, max_length=config.max_query_length)["input_ids"]
     item_ids = tokenizer(list(pairs.item_texts), truncation=True, max_length=config.max_item_length)[
         "input_ids"
@@ -327,7 +327,7 @@ def train_contrastive(
         ValueError: Fewer training pairs than one batch.
     """
     config = config or ContrastiveTrainConfig()
-    n_train = len(split_indices(len(pairs), config.val_fraction, config.seed)[0])
+    n_train = len(split_indices(len(pairs), config.val_fraction, config.val_split_seed)[0])
     if n_train < config.batch_size:
         raise ValueError(
             f"{len(pairs)} training pairs leave {n_train} for training, fewer than one batch of "

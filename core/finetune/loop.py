@@ -79,6 +79,13 @@ class TrainConfig:
     seed: int = field(
         default=DEFAULT_SEED, metadata={"help": "Seed of the split, initialisation and batches."}
     )
+    split_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the validation split alone (None: seed); runs of several seeds that share "
+            "it are scored on the same held-out rows (a seed ensemble chosen on validation)."
+        },
+    )
     max_length: int = field(default=256, metadata={"help": "Longest example in tokens; longer ones are cut."})
     eval_batch_size: int = field(default=64, metadata={"help": "Examples per forward pass when evaluating."})
     bucket_batches: int = field(
@@ -116,6 +123,11 @@ class TrainConfig:
                 raise ValueError(
                     f"{type(self).__name__}.{name} has an invalid value: {getattr(self, name)!r}"
                 )
+
+    @property
+    def val_split_seed(self) -> int:
+        """The seed of the validation split: ``split_seed`` if set, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 def with_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:

@@ -104,7 +104,7 @@ def projection_task(
         pairs: Pairs over those items.
         config: Batch size, temperature, popularity correction, validation share, seed.
     """
-    train, val = split_indices(len(pairs), config.val_fraction, config.seed)
+    train, val = split_indices(len(pairs), config.val_fraction, config.val_split_seed)
     table = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
     histories = torch.as_tensor(pairs.histories, dtype=torch.long)
     log_q = torch.as_tensor(pairs.item_log_q, dtype=torch.float32) if pairs.item_log_q is not None else None
@@ -193,7 +193,7 @@ def train_projection(
     Raises:
         ValueError: Fewer training pairs than one batch.
     """
-    n_train = len(split_indices(len(pairs), config.val_fraction, config.seed)[0])
+    n_train = len(split_indices(len(pairs), config.val_fraction, config.val_split_seed)[0])
     if n_train < config.batch_size:
         raise ValueError(
             f"{len(pairs)} training pairs leave {n_train} for training, fewer than one batch of "

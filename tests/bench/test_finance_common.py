@@ -11,7 +11,7 @@ from bench.finance_common import _FieldsFormatter, _row, _settings
 
 def _args(**given: object) -> argparse.Namespace:
     names = ("model", "epochs", "batch_size", "lr", "max_length", "patience", "warmup_ratio")
-    names += ("weight_decay", "layer_lr_decay", "tag", "max_train", "no_test")
+    names += ("weight_decay", "layer_lr_decay", "tag", "max_train", "no_test", "split_seed")
     return argparse.Namespace(**{name: given.get(name) for name in names})
 
 
@@ -24,6 +24,8 @@ def test_command_line_beats_the_configuration_which_beats_the_defaults():
     swept = _settings("preset-accurate", _args(lr=5e-5, layer_lr_decay=0.9, warmup_ratio=0.06), 3)
     assert swept["lr"] == 5e-5 and swept["layer_lr_decay"] == 0.9 and swept["warmup_ratio"] == 0.06
     assert "weight_decay" not in swept  # not given: the loop's default
+    assert "split_seed" not in swept  # not given: the carve-out follows --seed
+    assert _settings("preset-accurate", _args(split_seed=42), 3)["split_seed"] == 42
 
 
 def test_a_validation_only_row_names_its_variant_and_the_epoch_validation_chose():

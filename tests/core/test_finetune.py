@@ -27,6 +27,7 @@ from core.finetune import (
     train_classifier,
     with_overrides,
 )
+from core.finetune.classifier import classifier_task
 from core.finetune.loop import _optimizer, lr_factor
 from core.generation import Generator
 from core.lora import LoraSettings, apply_lora
@@ -110,6 +111,22 @@ def test_stratified_split_keeps_every_class_in_train_and_is_seeded():
     assert 60 in train  # a class of one stays in training
     assert (train, val) == split_indices(len(labels), 0.2, seed=7, strata=labels)
     assert split_indices(10, 0.0, seed=1) == (list(range(10)), [])
+
+
+def test_split_seed_fixes_the_validation_rows_across_seeds(tiny_encoder_dir):
+    """Runs of several seeds that share split_seed hold out the same rows (a seed ensemble's validation)."""
+    assert TrainConfig(seed=3).val_split_seed == 3
+    assert TrainConfig(seed=3, split_seed=42).val_split_seed == 42
+    data = read_labelled_texts(good_bad(40, seed=0), "text", ["label"])
+    classifier = TextClassifier(str(tiny_encoder_dir), heads={"label": data.label_set("label")})
+
+    def val_rows(**fields):
+        task = classifier_task(classifier, data, ClassifierTrainConfig(val_fraction=0.25, **fields))
+        # the training rows' token ids (the loop's positions index the training split alone)
+        return sorted(tuple(task.collate([r])["input_ids"][0].tolist()) for r in range(len(task.lengths)))
+
+    assert val_rows(seed=1, split_seed=42) == val_rows(seed=2, split_seed=42) == val_rows(seed=42)
+    assert val_rows(seed=1) != val_rows(seed=2)
 
 
 def test_config_overrides_are_checked():

@@ -1,0 +1,100 @@
+"""Seed ensembles of the finance benchmarks: average the class probabilities that saved runs wrote.
+
+Every run of ``bench.finance_phrasebank`` / ``bench.finance_tfns`` writes its calibrated per-row
+probabilities to ``bench/results/finance_<name>_probs/<config>-<tag>.json`` (the validation carve-out,
+and the test part unless ``--no-test``). Runs of several ``--seed`` values with one ``--split-seed``
+hold out the same validation rows, so their probabilities can be averaged row by row. This scores
+every subset of the given runs on validation, chooses the ensemble size on validation alone (the
+highest mean validation macro F1 over the subsets of that size, the metric that also picks epochs;
+a tie goes to fewer members), and with ``--test`` scores the test part once, for the chosen
+configuration: the first ``k`` runs in the order given (give the runs in a fixed order, e.g. by seed,
+before looking at any score).
+
+Run: ``.venv/bin/python -m bench.finance_ensemble --name phrasebank --runs preset-accurate-ens-s42
+preset-accurate-ens-s7 preset-accurate-ens-s1234 [--test]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.finance_common import RESULTS
+from core.metrics import classification_report
+
+
+def load_part(paths: Sequence[Path], part: str) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """The ``part`` probabilities of each run, the true labels and the class order (checked equal)."""
+    saved = [json.loads(Path(p).read_text())[part] for p in paths]
+    first = saved[0]
+    for path, other in zip(paths, saved, strict=True):
+        if other["rows"] != first["rows"] or other["classes"] != first["classes"]:
+            raise SystemExit(f"{path}: other {part} rows or classes than {paths[0]} (same --split-seed?)")
+    return [np.asarray(s["probs"], dtype=np.float64) for s in saved], first["labels"], first["classes"]
+
+
+def score(probs: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro and weighted F1 of the mean of ``probs`` (one array per member)."""
+    mean = np.mean(np.stack(probs), axis=0)
+    predicted = [classes[i] for i in mean.argmax(axis=1)]
+    report = classification_report(list(labels), predicted, labels=list(classes))
+    return {k: round(float(report[k]), 4) for k in ("accuracy", "macro_f1", "weighted_f1")}
+
+
+def validation_table(probs: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str]) -> dict:
+    """Every subset's validation scores, the mean per size, and the size validation chooses."""
+    subsets = {}
+    for k in range(1, len(probs) + 1):
+        for members in itertools.combinations(range(len(probs)), k):
+            subsets[members] = score([probs[i] for i in members], labels, classes)
+    sizes = {
+        k: {
+            metric: round(float(np.mean([s[metric] for m, s in subsets.items() if len(m) == k])), 4)
+            for metric in ("accuracy", "macro_f1", "weighted_f1")
+        }
+        for k in range(1, len(probs) + 1)
+    }
+    # highest mean validation macro F1; max() keeps the first (smallest) size on a tie
+    chosen = max(sizes, key=lambda k: sizes[k]["macro_f1"])
+    return {"subsets": subsets, "sizes": sizes, "chosen_size": chosen}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", required=True, help="benchmark: phrasebank, tfns")
+    parser.add_argument("--runs", nargs="+", required=True, help="<config>-<tag> of each member, in order")
+    parser.add_argument("--test", action="store_true", help="score the chosen ensemble on the test part")
+    args = parser.parse_args()
+    folder = RESULTS / f"finance_{args.name}_probs"
+    paths = [folder / f"{run}.json" for run in args.runs]
+    probs, labels, classes = load_part(paths, "val")
+    table = validation_table(probs, labels, classes)
+    chosen = table["chosen_size"]
+    result: dict[str, Any] = {
+        "benchmark": args.name,
+        "runs": args.runs,
+        "val_rows": len(labels),
+        "rule": "size with the highest mean validation macro F1 over its subsets; the first k runs",
+        "val_subsets": [{"members": [args.runs[i] for i in m], **s} for m, s in table["subsets"].items()],
+        "val_mean_by_size": table["sizes"],
+        "chosen_size": chosen,
+        "chosen_runs": args.runs[:chosen],
+        "chosen_val": table["subsets"][tuple(range(chosen))],
+    }
+    if args.test:
+        test_probs, test_labels, test_classes = load_part(paths[:chosen], "test")
+        result["test_rows"] = len(test_labels)
+        result["chosen_test"] = score(test_probs, test_labels, test_classes)
+    out = RESULTS / f"finance_{args.name}_ensemble.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in result if k != "val_subsets"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
