@@ -163,7 +163,7 @@ class AdaptConfig:
             "are then written only for the held-out entries), questions the answer model writes, or both"
         },
     )
-    cloze: InverseClozeConfig = field(default_factory=InverseClozeConfig)
+    cloze: InverseClozeConfig = field(default_factory=lambda: InverseClozeConfig(per_passage=2))
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "Share of entries whose questions are held out to judge the adapter"}
     )
@@ -182,7 +182,8 @@ class AdaptConfig:
     )
     epochs: int = field(default=2, metadata={"help": "Passes over the training pairs"})
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch (the in-batch negatives)"})
-    lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights"})
+    # chosen on the validation questions of COVID-QA and StackFAQ (docs/benchmarks/support.md)
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate of the LoRA weights"})
     temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of InfoNCE"})
     max_query_length: int = field(default=48, metadata={"help": "Token limit of a question when training"})
     max_item_length: int = field(default=128, metadata={"help": "Token limit of an entry when training"})
