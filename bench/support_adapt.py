@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,32 +64,40 @@ METRICS = ("hit@1", "recall@1", "recall@5", "hit@5", "mrr@10")
 
 @dataclass
 class DocSet:
-    """Answers as documents (``doc_id -> text``), test queries with gold doc ids, and provenance."""
+    """Answers as documents (``doc_id -> text``), test and validation queries with gold doc ids,
+    and provenance. Validation queries (curated questions that are neither indexed nor test
+    queries) choose the defaults; the test queries only report."""
 
     name: str
     docs: dict[str, str]
     test: list[tuple[str, tuple[str, ...]]]
     note: str
+    dev: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
 def load_stackfaq(path: Path = STACKFAQ) -> DocSet:
-    """StackFAQ answers as documents ``t{thread}-a{answer}``; test = the paraphrases after ``*``."""
+    """StackFAQ answers as documents ``t{thread}-a{answer}``; test = the paraphrases after ``*``;
+    validation = the thread's title and the paraphrases before ``*`` (upstream's training half)."""
     root = ET.parse(path).getroot()
     docs: dict[str, str] = {}
     test: list[tuple[str, tuple[str, ...]]] = []
+    dev: list[tuple[str, tuple[str, ...]]] = []
     for t, pair in enumerate(root.findall("qapair")):
         ids = []
         for a, answer in enumerate(pair.findall("answer")):
             ids.append(f"t{t:03d}-a{a:02d}")
             docs[ids[-1]] = (answer.text or "").strip()
+        title = (pair.findtext("question") or "").strip()
+        if title:
+            dev.append((title, tuple(ids)))
         second_half = False
         for rephr in pair.findall("rephr"):
             text = (rephr.text or "").strip()
             if text == "*":
                 second_half = True
-            elif text and second_half:
-                test.append((text, tuple(ids)))
-    return DocSet("stackfaq", docs, test, "Karan & Snajder 2018; answers only, titles left out")
+            elif text:
+                (test if second_half else dev).append((text, tuple(ids)))
+    return DocSet("stackfaq", docs, test, "Karan & Snajder 2018; answers only, titles left out", dev)
 
 
 def load_covidqa(folder: Path = COVIDQA) -> DocSet:
@@ -106,14 +114,18 @@ def load_covidqa(folder: Path = COVIDQA) -> DocSet:
             gold = by_question.get(" ".join(row["question_1"].split()))
             if row["similar"] == "1" and gold:
                 test.append((row["question_2"].strip(), tuple(gold)))
-    return DocSet("covidqa", docs, test, "deepset-ai/COVID-QA (Apache-2.0); answers only")
+    # validation: the FAQ's own questions of the entries no test paraphrase asks for
+    tested = {doc for _, gold in test for doc in gold}
+    dev = [(q, tuple(ids)) for q, ids in by_question.items() if not set(ids) & tested]
+    return DocSet("covidqa", docs, test, "deepset-ai/COVID-QA (Apache-2.0); answers only", dev)
 
 
 def subset(data: DocSet, n: int) -> DocSet:
     """The first ``n`` documents and the queries whose gold documents are all among them."""
     docs = dict(list(data.docs.items())[:n])
     test = [(q, gold) for q, gold in data.test if set(gold) <= set(docs)]
-    return DocSet(data.name, docs, test, f"{data.note}; smoke subset of {n} documents")
+    dev = [(q, gold) for q, gold in data.dev if set(gold) <= set(docs)]
+    return DocSet(data.name, docs, test, f"{data.note}; smoke subset of {n} documents", dev)
 
 
 def write_docs(docs: dict[str, str], folder: Path) -> Path:
@@ -129,16 +141,20 @@ def doc_of(entry_id: str) -> str:
     return entry_id.split("/", 1)[-1].split("#", 1)[0].removesuffix(".txt")
 
 
-def score(kb: KnowledgeBase, data: DocSet, mode: str) -> dict[str, float]:
-    """Metrics of one retrieval mode on the test queries, ranking documents (passages merged)."""
+def score(kb: KnowledgeBase, data: DocSet, mode: str, split: str = "test") -> dict[str, float]:
+    """Metrics of one retrieval mode on the ``split`` queries (``test`` or ``dev``), ranking
+    documents (passages merged)."""
+    asked = data.test if split == "test" else data.dev
+    if not asked:
+        return {}
     retriever = Retriever(kb, replace(RetrievalConfig(), mode=mode))  # type: ignore[arg-type]
     started = time.perf_counter()
-    hits = retriever.search_many([q for q, _ in data.test], k=3 * K)
+    hits = retriever.search_many([q for q, _ in asked], k=3 * K)
     rankings = [list(dict.fromkeys(doc_of(h.id) for h in row))[:K] for row in hits]
-    queries = [EvalQuery(q, gold, i) for i, (q, gold) in enumerate(data.test)]
+    queries = [EvalQuery(q, gold, i) for i, (q, gold) in enumerate(asked)]
     metrics = score_rankings(rankings, queries)
     out = {m: metrics[m] for m in METRICS}
-    out["ms_per_query"] = round(1000 * (time.perf_counter() - started) / len(data.test), 2)
+    out["ms_per_query"] = round(1000 * (time.perf_counter() - started) / len(asked), 2)
     return out
 
 
@@ -203,6 +219,7 @@ def run_set(
         if what_if:
             gain = (report.get("gain") or {}).get("recall@1")
             row["guard_keeps"] = gain is not None and gain > config.adapt.min_gain
+            row["dev_dense"] = score(built, data, "dense", "dev") if report["kept"] else None
             row["test_dense"] = score(built, data, "dense") if report["kept"] else None
         candidates.append(row)
         logger.info("Candidate", extra={"set": data.name, "overrides": extra, "reason": report["reason"]})
@@ -227,6 +244,7 @@ def run_set(
         },
         "load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
     }
+    result["dev_queries"] = len(data.dev)
     for mode in ("dense", "hybrid"):
         before, after = score(frozen, data, mode), score(adapted, data, mode)
         result[mode] = {
@@ -234,6 +252,13 @@ def run_set(
             "adapted": after,
             "gain": {m: round(after[m] - before[m], 4) for m in METRICS},
         }
+        dev_before, dev_after = score(frozen, data, mode, "dev"), score(adapted, data, mode, "dev")
+        if dev_before:
+            result[mode]["dev"] = {
+                "frozen": dev_before,
+                "adapted": dev_after,
+                "gain": {m: round(dev_after[m] - dev_before[m], 4) for m in METRICS},
+            }
         logger.info("Scored", extra={"set": data.name, "mode": mode, "frozen": before, "adapted": after})
     per_entry = candidates[0]["seconds_total"] / max(len(adapted), 1)
     result["adapt_seconds_per_1000_entries"] = round(1000 * per_entry, 1)

@@ -1,15 +1,23 @@
 """Adapt the retriever's encoder to one knowledge base (``aigc support index --adapt``).
 
-1. **Questions.** The answer model writes questions for every entry's content
-   (:func:`core.query_generation.generate_questions`); questions of entries whose content hash is
-   unchanged since the last adapted build are reused from ``adapter/questions.jsonl``.
-2. **Held-out split.** When the KB has at least ``min_curated`` curated questions (FAQ and
+1. **Held-out split.** When the KB has at least ``min_curated`` curated questions (FAQ and
    dialogue entries), those of a seeded ``heldout_fraction`` of their entries are held out and
-   the rest join the training pairs. A KB of documents has none: then the *generated* questions of
-   a seeded ``heldout_fraction`` of the entries are held out, and those entries' questions are not
-   trained on (split by entry, so a held-out question never has a sibling in training).
-3. **Training.** The encoder's LoRA is trained on (question, entry content) pairs with in-batch
-   negatives by :func:`core.finetune.contrastive.train_contrastive` (InfoNCE, the shared loop).
+   the rest join the training pairs. A KB of documents has none: then a seeded
+   ``heldout_fraction`` of the entries is held out and judged with the questions the answer model
+   writes for them; those entries' generated questions are never trained on (split by entry, so a
+   held-out question never has a sibling in training).
+2. **Questions.** The answer model writes questions
+   (:func:`core.query_generation.generate_questions`) for the entries that need them: the held-out
+   entries of a documents KB first, then, when ``queries`` is ``generated`` or ``both``, every other
+   entry. Questions of entries whose content hash is unchanged since the last adapted build are
+   reused from ``adapter/questions.jsonl``.
+3. **Training.** The encoder's LoRA is trained with in-batch negatives by
+   :func:`core.finetune.contrastive.train_contrastive` (InfoNCE, the shared loop) on (query, entry)
+   pairs: with ``queries`` ``sentences`` (the default) or ``both``, sentences cut from every entry
+   with the rest of the entry as the positive (inverse cloze task, :mod:`core.inverse_cloze`: no
+   model needed; the 135M answer model's questions rarely pin down their entry, see
+   ``docs/benchmarks/support.md``); with ``generated`` or ``both``, the generated questions of the
+   training entries; always the curated questions not held out.
 4. **Judging.** Held-out questions are ranked against every entry's content with the frozen and
    with the adapted encoder; the adapter is kept only when its recall@1 is higher by more than
    ``min_gain``. Otherwise it is discarded and the report says so (the KB is then built with the
@@ -47,6 +55,7 @@ from core.finetune.contrastive import (
     load_adapted_embedder,
     train_contrastive,
 )
+from core.inverse_cloze import inverse_cloze_pairs
 from core.metrics import hit_rate_at_k, mrr_at_k
 from core.query_generation import generate_questions, generate_questions_in_workers
 
@@ -160,8 +169,9 @@ def _questions(
     generator: Any,
     show_progress_bar: bool,
 ) -> tuple[dict[str, tuple[str, list[str]]], int, int, dict[str, float]]:
-    """Questions per entry id (reused when the content hash is unchanged, generated otherwise), the
-    numbers generated and reused, and the generation's wall-clock and CPU seconds."""
+    """Questions per entry id of ``entries`` (reused when the content hash is unchanged, generated
+    otherwise, in the order given), the numbers generated and reused, and the generation's
+    wall-clock and CPU seconds."""
     out: dict[str, tuple[str, list[str]]] = {}
     todo = []
     for entry in entries:
@@ -189,26 +199,45 @@ def _questions(
     return out, generated, reused, seconds
 
 
+def heldout_plan(entries: Sequence[Entry], config: AdaptConfig) -> tuple[str, set[int]]:
+    """``(kind, held)``: ``"curated"`` and the held-out curated entries when the KB has at least
+    ``min_curated`` curated questions, else ``"generated"`` and a seeded share of all entries."""
+    rng = np.random.default_rng(config.seed)
+    curated = [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
+    if len(curated) >= config.min_curated:
+        n_held = max(1, round(config.heldout_fraction * len(curated)))
+        return "curated", set(rng.permutation(curated)[:n_held].tolist())
+    n_held = max(1, round(config.heldout_fraction * len(entries))) if entries else 0
+    return "generated", set(rng.permutation(len(entries))[:n_held].tolist())
+
+
 def split_heldout(
     entries: Sequence[Entry], questions: dict[str, tuple[str, list[str]]], config: AdaptConfig
 ) -> tuple[str, list[tuple[str, int]], list[tuple[str, int]]]:
-    """``(kind, train, heldout)``: (question, entry position) pairs; see the module docstring."""
-    rng = np.random.default_rng(config.seed)
-    curated = [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
+    """``(kind, train, heldout)``: (question, entry position) pairs of the curated and generated
+    questions (:func:`heldout_plan` decides what is held out; see the module docstring)."""
+    kind, held = heldout_plan(entries, config)
     generated = [(q, i) for i, e in enumerate(entries) for q in questions.get(e.id, ("", []))[1]]
-    if len(curated) >= config.min_curated:
-        held = set(rng.permutation(curated)[: max(1, round(config.heldout_fraction * len(curated)))].tolist())
+    if kind == "curated":
+        curated = [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
         heldout = [(entries[i].question, i) for i in sorted(held)]
-        train = generated + [(entries[i].question, i) for i in curated if i not in held]
-        return "curated", train, heldout
-    with_questions = sorted({i for _, i in generated})
-    n_held = max(1, round(config.heldout_fraction * len(with_questions))) if with_questions else 0
-    held = set(rng.permutation(with_questions)[:n_held].tolist())
+        return kind, generated + [(entries[i].question, i) for i in curated if i not in held], heldout
     return (
-        "generated",
+        kind,
         [(q, i) for q, i in generated if i not in held],
         [(q, i) for q, i in generated if i in held],
     )
+
+
+def cloze_pairs(entries: Sequence[Entry], config: AdaptConfig) -> tuple[list[str], list[str], list[int]]:
+    """``(queries, contexts, entry positions)`` of the inverse-cloze pairs of every entry's text."""
+    pairs = inverse_cloze_pairs(
+        [e.text for e in entries],
+        config.cloze,
+        config.seed,
+        prefixes=[e.title if e.kind == "doc" else "" for e in entries],  # as Entry.content_field
+    )
+    return [p.query for p in pairs], [p.context for p in pairs], [p.source for p in pairs]
 
 
 def score_heldout(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> dict[str, float]:
@@ -300,10 +329,19 @@ def adapt_encoder(
     """
     config = config or AdaptConfig()
     frozen = frozen if isinstance(frozen, CachedEncoder) else CachedEncoder(frozen or Embedder(base))
+    kind, held = heldout_plan(entries, config)
+    # the judge's questions first (so a time budget never leaves the held-out split short), then
+    # the training entries' when generated questions are trained on
+    wanted = sorted(held) if kind == "generated" else []
+    if config.queries != "sentences":
+        wanted += [i for i in range(len(entries)) if not (kind == "generated" and i in held)]
     questions, generated, reused, gen_seconds = _questions(
-        entries, config, previous_questions or {}, generator, show_progress_bar
+        [entries[i] for i in wanted], config, previous_questions or {}, generator, show_progress_bar
     )
     kind, train, heldout = split_heldout(entries, questions, config)
+    cloze_queries, cloze_contexts, cloze_sources = (
+        cloze_pairs(entries, config) if config.queries != "generated" else ([], [], [])
+    )
     report = AdaptationReport(
         kept=False,
         reason="",
@@ -313,12 +351,14 @@ def adapt_encoder(
         questions_generated=generated,
         questions_reused=reused,
         entries_with_questions=sum(bool(q) for _, q in questions.values()),
-        pairs=len(train),
+        pairs=len(train) + len(cloze_queries),
         seconds=dict(gen_seconds),
     )
-    if len(train) < 2 * config.batch_size or not heldout:
+    report.training["queries"] = config.queries
+    report.training["cloze_pairs"] = len(cloze_queries)
+    if report.pairs < 2 * config.batch_size or not heldout:
         report.reason = (
-            f"too few questions to adapt: {len(train)} training pairs (need {2 * config.batch_size}) "
+            f"too few questions to adapt: {report.pairs} training pairs (need {2 * config.batch_size}) "
             f"and {len(heldout)} held out"
         )
         logger.warning("Adapter not trained", extra={"reason": report.reason})
@@ -330,15 +370,21 @@ def adapt_encoder(
         curated = {(e.question, i) for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()}
         train, dropped = round_trip_filter(frozen, entries, train, config.filter_top_k, keep=curated)
         report.training["filtered_out"] = dropped
-        report.pairs = len(train)
-        if len(train) < 2 * config.batch_size:
-            report.reason = f"too few questions left after the round-trip filter: {len(train)} training pairs"
+        report.pairs = len(train) + len(cloze_queries)
+        if report.pairs < 2 * config.batch_size:
+            report.reason = (
+                f"too few questions left after the round-trip filter: {report.pairs} training pairs"
+            )
             logger.warning("Adapter not trained", extra={"reason": report.reason})
             return Adaptation(report, frozen, questions=questions)
+    # items 0..n-1 are the entries' contents, then one context per cloze pair; an item's group is
+    # its entry, so texts of one entry are never each other's in-batch negatives
+    n = len(entries)
     pairs = ContrastivePairs(
-        queries=[q for q, _ in train],
-        items=np.asarray([i for _, i in train], dtype=np.int64),
-        item_texts=[e.content_field() for e in entries],
+        queries=[q for q, _ in train] + cloze_queries,
+        items=np.asarray([i for _, i in train] + list(range(n, n + len(cloze_queries))), dtype=np.int64),
+        item_texts=[e.content_field() for e in entries] + cloze_contexts,
+        item_groups=np.asarray(list(range(n)) + cloze_sources, dtype=np.int64),
     )
     with tempfile.TemporaryDirectory(prefix="aigc-adapt-") as tmp:
         result = train_contrastive(pairs, Path(tmp) / ADAPTER_DIR, base, train_config(config))
@@ -375,6 +421,8 @@ __all__ = [
     "load_encoder",
     "read_adapter",
     "read_questions",
+    "cloze_pairs",
+    "heldout_plan",
     "round_trip_filter",
     "score_heldout",
     "split_heldout",

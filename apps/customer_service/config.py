@@ -21,6 +21,7 @@ from apps.customer_service.fusion import FieldCombine, Normalization
 from core.clustering import ClusterConfig
 from core.config import load_config
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
+from core.inverse_cloze import InverseClozeConfig
 from core.lexical_coverage import SPECIFIC_KINDS
 from core.lora import LoraSettings
 from core.paths import project_root
@@ -132,15 +133,19 @@ class RetrievalConfig:
             raise ValueError(f"RetrievalConfig: invalid value for {bad}: {[getattr(self, n) for n in bad]}")
 
 
+AdaptQueries = Literal["sentences", "generated", "both"]
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     """How ``aigc support index --adapt`` adapts the encoder to one knowledge base (settings only:
     adapting is asked for per build, so a later rebuild never re-adapts by itself).
 
-    The answer model writes questions for every entry; the encoder's LoRA is trained on
-    (question, entry) pairs with in-batch negatives; the adapter is kept only when it lifts
-    recall@1 on a held-out split of the KB's own questions (curated questions when the KB has
-    enough, else the generated questions of held-out entries) by more than ``min_gain``.
+    The encoder's LoRA is trained with in-batch negatives on (query, entry) pairs whose queries are
+    sentences cut from the entries (inverse cloze task, :mod:`core.inverse_cloze`), questions the
+    answer model writes, or both (``queries``); the adapter is kept only when it lifts recall@1 on
+    a held-out split of the KB's own questions (curated questions when the KB has enough, else
+    questions the answer model wrote for held-out entries) by more than ``min_gain``.
     """
 
     answer_model: str = field(default="smollm2-135m-instruct", metadata={"help": "Model writing questions"})
@@ -151,6 +156,14 @@ class AdaptConfig:
     # cores finish 1,000 entries in ~5 minutes and --adapt stays under 15 (docs/benchmarks/support.md);
     # on a busy machine entries past the budget get no question (they still serve as negatives).
     generation: QuestionGenConfig = field(default_factory=lambda: QuestionGenConfig(max_seconds=480.0))
+    queries: AdaptQueries = field(
+        default="sentences",
+        metadata={
+            "help": "Training queries: sentences cut from the entries (inverse cloze task; questions "
+            "are then written only for the held-out entries), questions the answer model writes, or both"
+        },
+    )
+    cloze: InverseClozeConfig = field(default_factory=lambda: InverseClozeConfig(per_passage=2))
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "Share of entries whose questions are held out to judge the adapter"}
     )
@@ -169,7 +182,8 @@ class AdaptConfig:
     )
     epochs: int = field(default=2, metadata={"help": "Passes over the training pairs"})
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch (the in-batch negatives)"})
-    lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights"})
+    # chosen on the validation questions of COVID-QA and StackFAQ (docs/benchmarks/support.md)
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate of the LoRA weights"})
     temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of InfoNCE"})
     max_query_length: int = field(default=48, metadata={"help": "Token limit of a question when training"})
     max_item_length: int = field(default=128, metadata={"help": "Token limit of an entry when training"})
@@ -185,6 +199,7 @@ class AdaptConfig:
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,
             "temperature": self.temperature > 0,
+            "queries": self.queries in get_args(AdaptQueries),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

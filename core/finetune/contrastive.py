@@ -86,6 +86,8 @@ class ContrastivePairs:
         item_texts: Text of every catalogue item.
         negatives: ``(n_pairs, h)`` hard-negative item indices per query (-1: none), or ``None``.
         item_log_q: Log sampling probability of every item (popularity correction), or ``None``.
+        item_groups: Group of every item, or ``None`` (each item its own group): items of one group
+            are never each other's in-batch negatives (two texts cut from one passage, say).
     """
 
     queries: list[str]
@@ -93,6 +95,7 @@ class ContrastivePairs:
     item_texts: Sequence[str]
     negatives: np.ndarray | None = None
     item_log_q: np.ndarray | None = None
+    item_groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -162,6 +165,7 @@ def contrastive_task(
         "input_ids"
     ]
     pad_id = tokenizer.pad_token_id or 0
+    groups = pairs.item_groups
     log_q = torch.as_tensor(pairs.item_log_q, dtype=torch.float32) if pairs.item_log_q is not None else None
     use_log_q = config.logq_correction and log_q is not None
 
@@ -177,8 +181,9 @@ def contrastive_task(
             "q_mask": q_mask,
             "c_ids": c,
             "c_mask": c_mask,
-            "positives": torch.as_tensor(positives),
-            "columns": torch.as_tensor(columns),
+            # masking compares groups (an item is its own group unless item_groups says otherwise)
+            "positives": torch.as_tensor(positives if groups is None else groups[positives]),
+            "columns": torch.as_tensor(columns if groups is None else groups[columns]),
             "log_q": correction,
         }
 

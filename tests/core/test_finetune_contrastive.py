@@ -119,3 +119,29 @@ def test_config_checks_and_too_few_pairs(tiny_encoder_dir, tmp_path):
         ContrastiveTrainConfig(temperature=0)
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_contrastive(_pairs(), tmp_path / "x", str(tiny_encoder_dir), _config(batch_size=200))
+
+
+def test_items_of_one_group_are_not_each_others_negatives(tiny_encoder_dir):
+    from core import models
+    from core.finetune.contrastive import contrastive_task
+    from core.lora import apply_lora
+
+    base = str(tiny_encoder_dir)
+    encoder, tokenizer = models.load_encoder(base, fresh=True)
+    texts = ["refunds take five days", "refunds are paid by card", "we ship to France", "ships leave daily"]
+    queries = ["when is my refund paid", "how do refunds work", "do you ship to Paris", "when do ships go"]
+    config = _config(val_fraction=0.0)
+    grouped = ContrastivePairs(queries, np.arange(4), texts, item_groups=np.asarray([7, 7, 9, 9]))
+    model = apply_lora(encoder, config.lora)
+    task = contrastive_task(model, tokenizer, ("mean",), grouped, config)
+    batch = task.collate([0, 1, 2, 3])
+    # the mask compares groups: rows 0 and 1 (group 7) never see each other's text as a negative
+    assert sorted(batch["positives"].tolist()) == [7, 7, 9, 9]
+    assert sorted(batch["columns"].tolist()) == [7, 7, 9, 9]
+    ungrouped = contrastive_task(
+        model, tokenizer, ("mean",), ContrastivePairs(queries, np.arange(4), texts), config
+    )
+    plain = ungrouped.collate([0, 1, 2, 3])
+    assert sorted(plain["positives"].tolist()) == [0, 1, 2, 3]
+    with torch.no_grad():  # masking siblings removes two negatives from every row: a lower loss
+        assert float(task.loss(batch)) < float(ungrouped.loss(plain))

@@ -61,7 +61,8 @@ def test_projection_head_learns_behaviour_and_round_trips(tmp_path):
             return vectors[[int(t) for t in texts]]
 
     embedder = ProjectedEmbedder(Frozen(), weight, bias, "frozen+head")
-    np.testing.assert_allclose(embedder.encode(["3", "7"]), tuned[[3, 7]], rtol=1e-6)
+    # two rows and the whole matrix may take different BLAS kernels: equal up to float32 rounding
+    np.testing.assert_allclose(embedder.encode(["3", "7"]), tuned[[3, 7]], rtol=1e-5, atol=1e-6)
     # The same seed trains the same head.
     again = train_projection(vectors, pairs, tmp_path / "again", config)
     np.testing.assert_array_equal(again.weight, result.weight)

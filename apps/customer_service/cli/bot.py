@@ -51,9 +51,9 @@ def index(
         bool,
         typer.Option(
             "--adapt",
-            help="Adapt the encoder to this KB: the answer model writes questions per entry, the "
-            "encoder's LoRA trains on them, and the adapter is kept only if it lifts held-out recall@1 "
-            "(settings: --set adapt.epochs=3 ...).",
+            help="Adapt the encoder to this KB: its LoRA trains on sentences cut from the entries "
+            "(adapt.queries=sentences; or questions the answer model writes: generated, both), and the "
+            "adapter is kept only if it lifts recall@1 on held-out questions (settings: --set adapt.lr=...).",
         ),
     ] = False,
     as_json: JsonOption = False,

@@ -14,6 +14,8 @@ import pytest
 
 from apps.customer_service.adaptation import (
     ADAPTER_DIR,
+    cloze_pairs,
+    heldout_plan,
     load_encoder,
     read_questions,
     round_trip_filter,
@@ -26,6 +28,7 @@ from apps.customer_service.errors import KBFormatError
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
 from core.finetune.contrastive import ADAPTER_WEIGHTS
+from core.inverse_cloze import InverseClozeConfig
 
 TOPICS = [
     "refund", "shipping", "password", "invoice", "warranty", "address", "coupon", "battery",
@@ -55,7 +58,10 @@ def doc_sources(tmp_path, n=len(TOPICS)):
     folder = tmp_path / "docs"
     folder.mkdir(parents=True)
     for topic in TOPICS[:n]:
-        (folder / f"{topic}.md").write_text(f"# {topic}\n\n{topic} policy: details about {topic}.\n")
+        (folder / f"{topic}.md").write_text(
+            f"# {topic}\n\n{topic} policy: details about {topic} for every customer. "
+            f"Our {topic} team answers {topic} questions within one day.\n"
+        )
     return [folder]
 
 
@@ -81,6 +87,25 @@ def test_split_of_a_documents_kb_holds_out_generated_questions_by_entry():
     assert kind == "generated" and len(heldout) == 4  # two entries, both of their questions
     assert not {i for _, i in heldout} & {i for _, i in train}
     assert len(train) + len(heldout) == 20
+
+
+def test_heldout_plan_takes_a_share_of_all_entries_of_a_documents_kb():
+    entries = [Entry(f"d{i}", "doc", "", f"passage {i}", f"Doc {i}") for i in range(10)]
+    kind, held = heldout_plan(entries, AdaptConfig(heldout_fraction=0.3))
+    assert kind == "generated" and len(held) == 3 and held <= set(range(10))
+    assert heldout_plan(entries, AdaptConfig(heldout_fraction=0.3)) == (kind, held)  # seeded
+
+
+def test_cloze_pairs_cut_sentences_from_entries_as_their_content_field_reads():
+    text = "Refunds are paid back to your card. They arrive within five working days."
+    entries = [Entry("d", "doc", "", text, "Refunds"), Entry("f", "faq", "How do refunds work?", text, "")]
+    queries, contexts, sources = cloze_pairs(
+        entries, AdaptConfig(cloze=InverseClozeConfig(keep_sentence=0.0))
+    )
+    assert sources == [0, 0, 1, 1] and set(queries) == set(text.replace("card. ", "card.|").split("|"))
+    assert all(c.startswith("Refunds\n") for c in contexts[:2])  # a document's title leads its content
+    assert not any(c.startswith("Refunds\n") for c in contexts[2:])  # an answer has no title
+    assert all(q not in c for q, c in zip(queries, contexts, strict=True))
 
 
 def test_score_heldout_ranks_against_entry_contents(minilm):
@@ -114,7 +139,8 @@ def test_round_trip_filter_drops_off_topic_questions_and_keeps_curated_ones(mini
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
 def test_kept_adapter_is_saved_with_the_kb_and_loaded_for_queries(tmp_path, tiny_encoder_dir):
     kb_dir, model = tmp_path / "kb", ScriptedAnswerModel()
-    cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))  # always kept
+    # trained on generated questions only; always kept
+    cfg = replace(config(min_gain=-1.0, queries="generated"), embedding_model=str(tiny_encoder_dir))
     kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=model)
     report = kb.manifest["adaptation"]
     assert report["kept"] and report["heldout"] == "generated" and model.calls == len(TOPICS)
@@ -145,6 +171,22 @@ def test_kept_adapter_is_saved_with_the_kb_and_loaded_for_queries(tmp_path, tiny
     KnowledgeBase.build(doc_sources(tmp_path / "third"), kb_dir, cfg, adapt=True, generator=model)
     assert model.calls == len(TOPICS)  # nothing generated again
     assert KnowledgeBase.load(kb_dir).manifest["adaptation"]["questions_reused"] == len(TOPICS)
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_sentence_queries_need_questions_only_for_the_held_out_entries(tmp_path, tiny_encoder_dir):
+    kb_dir, model = tmp_path / "kb", ScriptedAnswerModel()
+    cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))  # queries: sentences
+    kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=model)
+    report = kb.manifest["adaptation"]
+    held = round(0.2 * len(TOPICS))
+    assert model.calls == held and report["questions_generated"] == held  # the judge's questions only
+    assert report["heldout"] == "generated" and report["heldout_queries"] == held
+    # two sentences of 5+ words per document, each a query once: all pairs are cloze pairs
+    assert report["training"]["queries"] == "sentences"
+    assert report["training"]["cloze_pairs"] == report["pairs"] == 2 * len(TOPICS)
+    assert report["kept"] and "+lora:" in kb.embedding_model
+    assert len(read_questions(kb_dir)) == held  # stored for the next --adapt
 
 
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
