@@ -14,20 +14,22 @@ questions the KB never saw:
   244 human paraphrases of ``eval_question_similarity_en.csv`` (``similar == 1``), gold = the
   entries of the FAQ question they paraphrase (one gold, so recall@1 = hit@1).
 
-Per set: the frozen KB is built (``KnowledgeBase.build``) and scored; the adapted KB is built
-with ``adapt=True`` (questions from the answer model in ``adapt.generation.workers`` processes,
-LoRA training, held-out judgement: generated questions held out by entry, as the KB has no curated
-ones) once per training candidate of ``GRID`` (the first build writes the questions, the others
-reuse them). The candidate with the best **held-out** gain (the KB's own generated questions, never
-the test paraphrases) among those the guard keeps is scored on the test queries, dense and hybrid
-(app defaults); when the guard keeps none, the adapted KB is the frozen one. ``--what-if`` keeps
-every candidate's adapter and scores each on the test queries as well, to check the guard. Time
-per phase (generate wall and CPU seconds, train, judge, embed+index) and the load average are
-recorded.
+Per set: the frozen KB is built (``KnowledgeBase.build``) and scored; the adapted KB is built with
+``adapt=True`` (LoRA training on the ``adapt.queries`` pairs, held-out judgement on questions the
+answer model writes in ``adapt.generation.workers`` processes for the held-out entries, as the KB
+has no curated ones) once per training candidate of ``GRID`` (the first build writes the questions,
+the others reuse them). Validation queries (curated questions neither indexed nor asked at test) are
+scored too: the defaults are chosen on them. The candidate with the best **held-out** gain (the KB's
+own generated questions, never the test paraphrases) among those the guard keeps is scored on the
+test queries, dense and hybrid (app defaults); when the guard keeps none, the adapted KB is the
+frozen one. ``--what-if`` keeps every candidate's adapter and scores each on the test queries as
+well, to check the guard. Time per phase (generate wall and CPU seconds, train, judge, embed+index)
+and the load average are recorded.
 
-Run (results: ``bench/results/support_adapt.json`` and ``.png``)::
+Run (results: ``bench/results/support_adapt.json`` and ``.png``; the 4 Dec runs:
+``support_adapt_ict_*.json``)::
 
-    nice -n 10 .venv/bin/python -m bench.support_adapt
+    nice -n 10 .venv/bin/python -m bench.support_adapt --what-if
 """
 
 from __future__ import annotations
@@ -162,9 +164,8 @@ def score(kb: KnowledgeBase, data: DocSet, mode: str, split: str = "test") -> di
 # scored on the test queries. The held-out questions are the KB's own (generated questions of 20 %
 # of its entries), never the test paraphrases.
 GRID: tuple[tuple[str, ...], ...] = (
-    (),
-    ("adapt.lr=0.002",),
-    ("adapt.lr=0.002", "adapt.filter_top_k=20"),
+    (),  # the defaults: inverse-cloze queries, 2 sentences an entry, lr 2e-3
+    ("adapt.lr=0.001", "adapt.cloze.per_passage=4"),
 )
 
 
