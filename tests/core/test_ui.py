@@ -50,6 +50,7 @@ def test_home_in_headless_chromium():
     with streamlit_server() as url, chromium_page() as page:
         page.goto(url)
         page.get_by_text("Finance monitor").first.wait_for(timeout=60_000)
-        page.get_by_text("smollm2-135m-instruct").first.wait_for(timeout=30_000)
+        # the models table loads after the page (a status check per model): slow on a loaded machine
+        page.get_by_text("smollm2-135m-instruct").first.wait_for(timeout=90_000)
         assert page.get_by_role("heading", name="aigc-suite").count() >= 1
         screenshot(page, "home")
