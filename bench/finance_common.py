@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from apps.finance_monitor.config import TRAIN_PRESETS
+from core.atomic import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "finance"
 RESULTS = ROOT / "bench" / "results"
+# share of the training part the loop holds out (the run's validation carve-out)
+VAL_FRACTION = 0.1
 RUNS = Path(os.environ.get("FINANCE_BENCH_RUNS", "/tmp/finance_bench_runs"))
 
 # name -> training overrides. "lora-attn" is the core default (LoRA r=8 on query/value... of the
@@ -216,7 +219,7 @@ def run(
                 task,
                 train_data,
                 run_dir,
-                val_fraction=0.1,
+                val_fraction=VAL_FRACTION,
                 seed=args.seed,
                 show_progress_bar=args.progress,
                 resume=args.resume,
@@ -270,7 +273,7 @@ def _val_probabilities(model: Any, train_data: Any, args: argparse.Namespace, he
     from core.finetune import split_indices
 
     seed = args.seed if args.split_seed is None else args.split_seed
-    _, val = split_indices(len(train_data), 0.1, seed, strata=list(train_data.labels))
+    _, val = split_indices(len(train_data), VAL_FRACTION, seed, strata=list(train_data.labels))
     part = replace(
         train_data,
         texts=[train_data.texts[i] for i in val],
@@ -298,7 +301,7 @@ def _save_probabilities(
             "probs": [[round(float(p), 5) for p in row] for row in values["probs"]],
         }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(saved) + "\n")
+    write_bytes_atomic(out, (json.dumps(saved) + "\n").encode())  # a kill never leaves half a file
     return str(out.relative_to(RESULTS))
 
 

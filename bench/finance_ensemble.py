@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.finance_common import RESULTS
+from core.config import write_json_atomic
 from core.metrics import classification_report
 
 
@@ -92,7 +93,7 @@ def main() -> None:
         result["test_rows"] = len(test_labels)
         result["chosen_test"] = score(test_probs, test_labels, test_classes)
     out = RESULTS / f"finance_{args.name}_ensemble.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out, result)
     print(json.dumps({k: result[k] for k in result if k != "val_subsets"}, indent=1))
 
 
