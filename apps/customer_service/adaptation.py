@@ -199,11 +199,16 @@ def _questions(
     return out, generated, reused, seconds
 
 
+def _curated(entries: Sequence[Entry]) -> list[int]:
+    """Positions of the entries with a curated question (FAQ and dialogue entries)."""
+    return [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
+
+
 def heldout_plan(entries: Sequence[Entry], config: AdaptConfig) -> tuple[str, set[int]]:
     """``(kind, held)``: ``"curated"`` and the held-out curated entries when the KB has at least
     ``min_curated`` curated questions, else ``"generated"`` and a seeded share of all entries."""
     rng = np.random.default_rng(config.seed)
-    curated = [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
+    curated = _curated(entries)
     if len(curated) >= config.min_curated:
         n_held = max(1, round(config.heldout_fraction * len(curated)))
         return "curated", set(rng.permutation(curated)[:n_held].tolist())
@@ -212,14 +217,18 @@ def heldout_plan(entries: Sequence[Entry], config: AdaptConfig) -> tuple[str, se
 
 
 def split_heldout(
-    entries: Sequence[Entry], questions: dict[str, tuple[str, list[str]]], config: AdaptConfig
+    entries: Sequence[Entry],
+    questions: dict[str, tuple[str, list[str]]],
+    config: AdaptConfig,
+    plan: tuple[str, set[int]] | None = None,
 ) -> tuple[str, list[tuple[str, int]], list[tuple[str, int]]]:
     """``(kind, train, heldout)``: (question, entry position) pairs of the curated and generated
-    questions (:func:`heldout_plan` decides what is held out; see the module docstring)."""
-    kind, held = heldout_plan(entries, config)
+    questions (``plan``, default :func:`heldout_plan`, decides what is held out; see the module
+    docstring)."""
+    kind, held = plan or heldout_plan(entries, config)
     generated = [(q, i) for i, e in enumerate(entries) for q in questions.get(e.id, ("", []))[1]]
     if kind == "curated":
-        curated = [i for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()]
+        curated = _curated(entries)
         heldout = [(entries[i].question, i) for i in sorted(held)]
         return kind, generated + [(entries[i].question, i) for i in curated if i not in held], heldout
     return (
@@ -338,7 +347,7 @@ def adapt_encoder(
     questions, generated, reused, gen_seconds = _questions(
         [entries[i] for i in wanted], config, previous_questions or {}, generator, show_progress_bar
     )
-    kind, train, heldout = split_heldout(entries, questions, config)
+    kind, train, heldout = split_heldout(entries, questions, config, (kind, held))
     cloze_queries, cloze_contexts, cloze_sources = (
         cloze_pairs(entries, config) if config.queries != "generated" else ([], [], [])
     )
@@ -367,7 +376,7 @@ def adapt_encoder(
     report.frozen = score_heldout(frozen, entries, heldout)
     judge_s = time.perf_counter() - started
     if config.filter_top_k:
-        curated = {(e.question, i) for i, e in enumerate(entries) if e.kind != "doc" and e.question.strip()}
+        curated = {(entries[i].question, i) for i in _curated(entries)}
         train, dropped = round_trip_filter(frozen, entries, train, config.filter_top_k, keep=curated)
         report.training["filtered_out"] = dropped
         report.pairs = len(train) + len(cloze_queries)
