@@ -5,7 +5,8 @@
    the rest join the training pairs. A KB of documents has none: then a seeded
    ``heldout_fraction`` of the entries is held out and judged with the questions the answer model
    writes for them; those entries' generated questions are never trained on (split by entry, so a
-   held-out question never has a sibling in training).
+   held-out question never has a sibling in training). With ``queries`` ``sentences`` (the
+   default) no written question is trained on at all, so every entry's judges (``judge_all``).
 2. **Questions.** The answer model writes questions
    (:func:`core.query_generation.generate_questions`) for the entries that need them: the held-out
    entries of a documents KB first, then, when ``queries`` is ``generated`` or ``both``, every other
@@ -212,6 +213,9 @@ def heldout_plan(entries: Sequence[Entry], config: AdaptConfig) -> tuple[str, se
     if len(curated) >= config.min_curated:
         n_held = max(1, round(config.heldout_fraction * len(curated)))
         return "curated", set(rng.permutation(curated)[:n_held].tolist())
+    if config.queries == "sentences" and config.judge_all:
+        # no written question is trained on, so every entry's can judge (5x the held-out share)
+        return "generated", set(range(len(entries)))
     n_held = max(1, round(config.heldout_fraction * len(entries))) if entries else 0
     return "generated", set(rng.permutation(len(entries))[:n_held].tolist())
 
@@ -341,7 +345,10 @@ def adapt_encoder(
     kind, held = heldout_plan(entries, config)
     # the judge's questions first (so a time budget never leaves the held-out split short), then
     # the training entries' when generated questions are trained on
-    wanted = sorted(held) if kind == "generated" else []
+    # the judge's entries in a seeded random order, so a time budget that stops generation early
+    # leaves a random sample of them, not the first ones
+    order = np.random.default_rng(config.seed + 1).permutation(len(entries)).tolist()
+    wanted = [i for i in order if i in held] if kind == "generated" else []
     if config.queries != "sentences":
         wanted += [i for i in range(len(entries)) if not (kind == "generated" and i in held)]
     questions, generated, reused, gen_seconds = _questions(

@@ -167,6 +167,13 @@ class AdaptConfig:
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "Share of entries whose questions are held out to judge the adapter"}
     )
+    judge_all: bool = field(
+        default=True,
+        metadata={
+            "help": "With sentences as training queries and no curated questions, judge on a written "
+            "question for every entry (none of them is trained on) instead of the held-out share"
+        },
+    )
     min_curated: int = field(
         default=20, metadata={"help": "Curated questions needed to hold those out (else generated ones)"}
     )

@@ -83,7 +83,9 @@ def test_split_holds_out_curated_questions_when_the_kb_has_enough():
 def test_split_of_a_documents_kb_holds_out_generated_questions_by_entry():
     entries = [Entry(f"d{i}", "doc", "", f"passage {i}", f"Doc {i}") for i in range(10)]
     generated = {e.id: (e.content_hash, [f"q{e.id}a?", f"q{e.id}b?"]) for e in entries}
-    kind, train, heldout = split_heldout(entries, generated, AdaptConfig(heldout_fraction=0.2))
+    kind, train, heldout = split_heldout(
+        entries, generated, AdaptConfig(heldout_fraction=0.2, queries="generated")
+    )
     assert kind == "generated" and len(heldout) == 4  # two entries, both of their questions
     assert not {i for _, i in heldout} & {i for _, i in train}
     assert len(train) + len(heldout) == 20
@@ -91,9 +93,17 @@ def test_split_of_a_documents_kb_holds_out_generated_questions_by_entry():
 
 def test_heldout_plan_takes_a_share_of_all_entries_of_a_documents_kb():
     entries = [Entry(f"d{i}", "doc", "", f"passage {i}", f"Doc {i}") for i in range(10)]
-    kind, held = heldout_plan(entries, AdaptConfig(heldout_fraction=0.3))
-    assert kind == "generated" and len(held) == 3 and held <= set(range(10))
-    assert heldout_plan(entries, AdaptConfig(heldout_fraction=0.3)) == (kind, held)  # seeded
+    for queries in ("generated", "both"):  # written questions are trained on: hold a share out
+        kind, held = heldout_plan(entries, AdaptConfig(heldout_fraction=0.3, queries=queries))
+        assert kind == "generated" and len(held) == 3 and held <= set(range(10))
+        assert heldout_plan(entries, AdaptConfig(heldout_fraction=0.3, queries=queries)) == (kind, held)
+    # sentences train on no written question, so every entry's question judges ...
+    assert heldout_plan(entries, AdaptConfig(queries="sentences")) == ("generated", set(range(10)))
+    # ... unless asked for the share
+    kind, held = heldout_plan(
+        entries, AdaptConfig(queries="sentences", judge_all=False, heldout_fraction=0.3)
+    )
+    assert len(held) == 3
 
 
 def test_cloze_pairs_cut_sentences_from_entries_as_their_content_field_reads():
@@ -174,12 +184,12 @@ def test_kept_adapter_is_saved_with_the_kb_and_loaded_for_queries(tmp_path, tiny
 
 
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
-def test_sentence_queries_need_questions_only_for_the_held_out_entries(tmp_path, tiny_encoder_dir):
+def test_sentence_queries_are_judged_on_a_question_for_every_entry(tmp_path, tiny_encoder_dir):
     kb_dir, model = tmp_path / "kb", ScriptedAnswerModel()
     cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))  # queries: sentences
     kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=model)
     report = kb.manifest["adaptation"]
-    held = round(0.2 * len(TOPICS))
+    held = len(TOPICS)  # no written question is trained on, so every entry's judges
     assert model.calls == held and report["questions_generated"] == held  # the judge's questions only
     assert report["heldout"] == "generated" and report["heldout_queries"] == held
     # two sentences of 5+ words per document, each a query once: all pairs are cloze pairs
