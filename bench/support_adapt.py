@@ -190,8 +190,9 @@ def run_set(
     queries; when the guard kept no candidate's adapter, the adapted KB is the frozen encoder's.
 
     With ``what_if`` every candidate's adapter is kept whatever its held-out gain
-    (``adapt.min_gain=-1``) and scored on the test queries too (``test_dense``), to check the
-    guard's decisions; ``guard_keeps`` says what the real ``min_gain`` would have done, and only
+    (``adapt.min_gain=-1``, ``adapt.max_p_value=1``) and scored on the test queries too
+    (``test_dense``), to check the guard's decisions; ``guard_keeps`` says what the real
+    ``min_gain`` and ``max_p_value`` would have done, and only
     candidates it keeps can be selected.
     """
     folder = write_docs(data.docs, work / data.name / "docs")
@@ -203,7 +204,7 @@ def run_set(
     candidates: list[dict[str, Any]] = []
     kb_dir = work / data.name / "kb-adapted"
     for i, extra in enumerate(grid):
-        forced = ["adapt.min_gain=-1"] if what_if else []
+        forced = ["adapt.min_gain=-1", "adapt.max_p_value=1"] if what_if else []
         candidate = load_config(KBConfig, overrides=[*overrides, *extra, *forced])
         started = time.perf_counter()
         built = KnowledgeBase.build([folder], kb_dir, candidate, adapt=True, generator=generator)
@@ -219,7 +220,10 @@ def run_set(
         }
         if what_if:
             gain = (report.get("gain") or {}).get("recall@1")
-            row["guard_keeps"] = gain is not None and gain > config.adapt.min_gain
+            p_value = (report.get("significance") or {}).get("p_value", 1.0)
+            row["guard_keeps"] = (
+                gain is not None and gain > config.adapt.min_gain and p_value <= config.adapt.max_p_value
+            )
             row["dev_dense"] = score(built, data, "dense", "dev") if report["kept"] else None
             row["test_dense"] = score(built, data, "dense") if report["kept"] else None
         candidates.append(row)

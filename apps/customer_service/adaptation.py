@@ -21,7 +21,10 @@
    training entries; always the curated questions not held out.
 4. **Judging.** Held-out questions are ranked against every entry's content with the frozen and
    with the adapted encoder; the adapter is kept only when its recall@1 is higher by more than
-   ``min_gain``. Otherwise it is discarded and the report says so (the KB is then built with the
+   ``min_gain`` and the gain is significant (:func:`sign_test` on the questions whose rank-1
+   result changed, ``p <= max_p_value``): written questions are a noisy judge, and a gain of a
+   few of them is what a harmful adapter gets by chance (``docs/benchmarks/support.md``).
+   Otherwise it is discarded and the report says so (the KB is then built with the
    frozen encoder, as without ``--adapt``).
 
 A kept adapter is written into the KB directory as ``adapter/`` (peft's ``adapter_config.json``
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 
 from apps.customer_service.config import AdaptConfig
 from apps.customer_service.entries import Entry
@@ -82,6 +86,7 @@ class AdaptationReport:
     frozen: dict[str, float] = field(default_factory=dict)
     adapted: dict[str, float] = field(default_factory=dict)
     gain: dict[str, float] = field(default_factory=dict)
+    significance: dict[str, float] = field(default_factory=dict)
     questions_generated: int = 0
     questions_reused: int = 0
     entries_with_questions: int = 0
@@ -253,16 +258,42 @@ def cloze_pairs(entries: Sequence[Entry], config: AdaptConfig) -> tuple[list[str
     return [p.query for p in pairs], [p.context for p in pairs], [p.source for p in pairs]
 
 
+def _ranked(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> list[list[str]]:
+    """The top ``MRR_K`` entry positions (as strings) of each held-out question."""
+    contents = encoder.encode([e.content_field() for e in entries])
+    queries = encoder.encode([q for q, _ in heldout])
+    top = np.argsort(-(queries @ contents.T), axis=1, kind="stable")[:, :MRR_K]
+    return [[str(j) for j in row] for row in top]
+
+
+def rank1_hits(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> np.ndarray:
+    """Whether each held-out question's own entry is ranked first (bool per question)."""
+    if not heldout:
+        return np.zeros(0, dtype=bool)
+    ranked = _ranked(encoder, entries, heldout)
+    return np.asarray([row[0] == str(i) for row, (_, i) in zip(ranked, heldout, strict=True)], dtype=bool)
+
+
+def sign_test(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """One-sided exact sign test of ``after`` over ``before`` (paired rank-1 hits of one question set).
+
+    Only the questions whose result changed count: ``wins`` (missed before, found after) against
+    ``losses``; ``p_value`` is the chance of at least ``wins`` heads in ``wins + losses`` fair coin
+    flips, i.e. of a gain this large from an adapter that changes results at random.
+    """
+    wins = int(np.sum(~before & after))
+    losses = int(np.sum(before & ~after))
+    changed = wins + losses
+    p_value = float(binomtest(wins, changed, 0.5, alternative="greater").pvalue) if changed else 1.0
+    return {"wins": wins, "losses": losses, "p_value": round(p_value, 4)}
+
+
 def score_heldout(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> dict[str, float]:
     """recall@1 (one gold entry per question, so also hit@1), recall@5 and MRR@10 of held-out
     questions ranked against every entry's content."""
     if not heldout:
         return {}
-    contents = encoder.encode([e.content_field() for e in entries])
-    queries = encoder.encode([q for q, _ in heldout])
-    scores = queries @ contents.T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :MRR_K]
-    ranked = [[str(j) for j in row] for row in top]
+    ranked = _ranked(encoder, entries, heldout)
     gold = [{str(i)} for _, i in heldout]
     return {
         "recall@1": round(hit_rate_at_k(ranked, gold, 1), 4),
@@ -416,12 +447,20 @@ def adapt_encoder(
     report.adapted = score_heldout(adapted, entries, heldout)
     report.seconds["judge"] = round(judge_s + time.perf_counter() - started, 1)
     report.gain = {k: round(report.adapted[k] - report.frozen[k], 4) for k in report.frozen}
-    report.kept = report.gain["recall@1"] > config.min_gain
+    report.significance = sign_test(
+        rank1_hits(frozen, entries, heldout), rank1_hits(adapted, entries, heldout)
+    )
+    significant = report.significance["p_value"] <= config.max_p_value
+    report.kept = report.gain["recall@1"] > config.min_gain and significant
     report.model_id = result.model_id if report.kept else None
     before, after, gain = report.frozen["recall@1"], report.adapted["recall@1"], report.gain["recall@1"]
+    wins, losses, p_value = (report.significance[k] for k in ("wins", "losses", "p_value"))
+    verdict = "kept" if report.kept else "discarded, the frozen encoder stays"
+    if not report.kept and gain > config.min_gain:
+        verdict += f" (not significant: p {p_value:.3f} > {config.max_p_value})"
     report.reason = (
-        f"held-out recall@1 {before:.3f} -> {after:.3f} ({100 * gain:+.1f} points) on {len(heldout)} "
-        f"{kind} questions: adapter {'kept' if report.kept else 'discarded, the frozen encoder stays'}"
+        f"held-out recall@1 {before:.3f} -> {after:.3f} ({100 * gain:+.1f} points; {wins} questions "
+        f"won, {losses} lost) on {len(heldout)} {kind} questions: adapter {verdict}"
     )
     logger.info("Adaptation judged", extra={"kept": report.kept, "gain": report.gain, "heldout": kind})
     if not report.kept:
@@ -440,6 +479,8 @@ __all__ = [
     "cloze_pairs",
     "heldout_plan",
     "round_trip_filter",
+    "rank1_hits",
     "score_heldout",
+    "sign_test",
     "split_heldout",
 ]

@@ -180,6 +180,13 @@ class AdaptConfig:
     min_gain: float = field(
         default=0.0, metadata={"help": "Held-out recall@1 gain the adapter must exceed to be kept"}
     )
+    max_p_value: float = field(
+        default=0.05,
+        metadata={
+            "help": "Keep the adapter only when its held-out wins are significant: one-sided exact "
+            "sign test on the questions whose rank-1 result changed (1.0: off)"
+        },
+    )
     filter_top_k: int = field(
         default=0,
         metadata={
@@ -200,6 +207,7 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         checks = {
             "heldout_fraction": 0.0 < self.heldout_fraction < 1.0,
+            "max_p_value": 0.0 < self.max_p_value <= 1.0,
             "min_curated": self.min_curated >= 1,
             "filter_top_k": self.filter_top_k >= 0,
             "epochs": self.epochs >= 1,

@@ -1,8 +1,8 @@
 """Encoder adaptation (``index --adapt``) with the tiny random encoder and a scripted answer model.
 
 The real answer model is far too slow for unit tests (bench/support_adapt.py runs it); the tiny BERT
-trains for real in a few seconds (those tests are ``slow``), and ``min_gain`` forces the keep /
-discard decision its random vectors would otherwise make by chance.
+trains for real in a few seconds (those tests are ``slow``), and ``min_gain`` and ``max_p_value`` force
+the keep / discard decision its random vectors would otherwise make by chance.
 """
 
 import json
@@ -17,9 +17,11 @@ from apps.customer_service.adaptation import (
     cloze_pairs,
     heldout_plan,
     load_encoder,
+    rank1_hits,
     read_questions,
     round_trip_filter,
     score_heldout,
+    sign_test,
     split_heldout,
 )
 from apps.customer_service.config import AdaptConfig, KBConfig
@@ -150,7 +152,9 @@ def test_round_trip_filter_drops_off_topic_questions_and_keeps_curated_ones(mini
 def test_kept_adapter_is_saved_with_the_kb_and_loaded_for_queries(tmp_path, tiny_encoder_dir):
     kb_dir, model = tmp_path / "kb", ScriptedAnswerModel()
     # trained on generated questions only; always kept
-    cfg = replace(config(min_gain=-1.0, queries="generated"), embedding_model=str(tiny_encoder_dir))
+    cfg = replace(
+        config(min_gain=-1.0, max_p_value=1.0, queries="generated"), embedding_model=str(tiny_encoder_dir)
+    )
     kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=model)
     report = kb.manifest["adaptation"]
     assert report["kept"] and report["heldout"] == "generated" and model.calls == len(TOPICS)
@@ -186,7 +190,9 @@ def test_kept_adapter_is_saved_with_the_kb_and_loaded_for_queries(tmp_path, tiny
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
 def test_sentence_queries_are_judged_on_a_question_for_every_entry(tmp_path, tiny_encoder_dir):
     kb_dir, model = tmp_path / "kb", ScriptedAnswerModel()
-    cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))  # queries: sentences
+    cfg = replace(
+        config(min_gain=-1.0, max_p_value=1.0), embedding_model=str(tiny_encoder_dir)
+    )  # queries: sentences
     kb = KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=model)
     report = kb.manifest["adaptation"]
     held = len(TOPICS)  # no written question is trained on, so every entry's judges
@@ -213,6 +219,19 @@ def test_adapter_that_does_not_help_is_discarded_and_reported(tmp_path, tiny_enc
 
 
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_a_gain_that_is_not_significant_is_discarded(tmp_path, tiny_encoder_dir):
+    # any gain passes min_gain, but no result of 8 questions reaches p <= 1e-9
+    cfg = replace(config(min_gain=-1.0, max_p_value=1e-9), embedding_model=str(tiny_encoder_dir))
+    kb = KnowledgeBase.build(
+        doc_sources(tmp_path), tmp_path / "kb", cfg, adapt=True, generator=ScriptedAnswerModel()
+    )
+    report = kb.manifest["adaptation"]
+    assert not report["kept"] and "+lora" not in kb.embedding_model
+    assert "not significant" in report["reason"] and report["significance"]["p_value"] > 1e-9
+    assert set(report["significance"]) == {"wins", "losses", "p_value"}
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
 def test_too_few_questions_is_reported_not_trained(tmp_path, tiny_encoder_dir):
     cfg = replace(config(), embedding_model=str(tiny_encoder_dir))
     kb = KnowledgeBase.build(
@@ -225,7 +244,7 @@ def test_too_few_questions_is_reported_not_trained(tmp_path, tiny_encoder_dir):
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
 def test_missing_adapter_weights_fail_loudly(tmp_path, tiny_encoder_dir):
     kb_dir = tmp_path / "kb"
-    cfg = replace(config(min_gain=-1.0), embedding_model=str(tiny_encoder_dir))
+    cfg = replace(config(min_gain=-1.0, max_p_value=1.0), embedding_model=str(tiny_encoder_dir))
     KnowledgeBase.build(doc_sources(tmp_path), kb_dir, cfg, adapt=True, generator=ScriptedAnswerModel())
     manifest = KnowledgeBase.load(kb_dir).manifest
     (kb_dir / ADAPTER_DIR / ADAPTER_WEIGHTS).unlink()
@@ -233,3 +252,24 @@ def test_missing_adapter_weights_fail_loudly(tmp_path, tiny_encoder_dir):
         load_encoder(kb_dir, manifest)
     with pytest.raises(KBFormatError):
         KnowledgeBase.load(kb_dir)  # the artifact's hashes name the missing file
+
+
+def test_sign_test_counts_only_the_questions_whose_result_changed():
+    before = np.array([True] * 50 + [False] * 11)
+    after = np.array([True] * 49 + [False] + [True] * 10 + [False])  # 10 won, 1 lost, 50 unchanged
+    result = sign_test(before, after)
+    assert result["wins"] == 10 and result["losses"] == 1
+    assert result["p_value"] == pytest.approx(12 / 2048, abs=1e-4)  # P(X >= 10), X ~ Bin(11, 1/2)
+    assert sign_test(before, before) == {"wins": 0, "losses": 0, "p_value": 1.0}
+    # a net gain of two questions among many changes is what chance gives: not significant
+    noisy = sign_test(np.array([True] * 20 + [False] * 22), np.array([False] * 20 + [True] * 22))
+    assert noisy["wins"] == 22 and noisy["losses"] == 20 and noisy["p_value"] > 0.3
+
+
+def test_rank1_hits_marks_the_questions_whose_own_entry_ranks_first(minilm):
+    entries = [
+        Entry("a", "doc", "", "Refunds are paid within five days.", "Refunds"),
+        Entry("b", "doc", "", "We ship to France and Germany.", "Shipping"),
+    ]
+    heldout = [("when do I get my money back", 0), ("do you deliver to Paris", 0)]  # the second: wrong gold
+    assert rank1_hits(minilm, entries, heldout).tolist() == [True, False]
