@@ -271,7 +271,9 @@ def run_set(
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Frozen vs adapted hit@1, recall@5 and MRR@10 (dense) per set."""
+    """Frozen vs adapted hit@1, recall@5 and MRR@10 (dense) per set; with ``--what-if`` runs a
+    second row per set: each candidate's held-out gain (what the guard saw, with its won / lost
+    questions and sign-test p) beside its test gain (what the guard could not see)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,10 +282,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     from core.bench.harness import save_figure
 
     sets = [name for name in results["sets"] if "dense" in results["sets"][name]]
+    what_if = any(c.get("test_dense") for n in sets for c in results["sets"][n]["candidates"])
     metrics = ["hit@1", "recall@1", "recall@5", "mrr@10"]
-    fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(5.5 * max(len(sets), 1), 4), squeeze=False)
-    for ax, name in zip(axes[0], sets, strict=False):
-        rows = results["sets"][name]["dense"]
+    rows_n, cols_n = (2 if what_if else 1), max(len(sets), 1)
+    fig, axes = plt.subplots(rows_n, cols_n, figsize=(5.5 * cols_n, 4 * rows_n), squeeze=False)
+    for col, name in enumerate(sets):
+        ax, rows = axes[0][col], results["sets"][name]["dense"]
         x = range(len(metrics))
         for shift, label in ((-0.2, "frozen"), (0.2, "adapted")):
             bars = ax.bar([i + shift for i in x], [rows[label][m] for m in metrics], 0.4, label=label)
@@ -291,10 +295,37 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_xticks(list(x), metrics)
         ax.set_ylim(0, 1.1)
         kept = results["sets"][name]["selected"]["kept"]
-        ax.set_title(f"{name}: dense, adapter {'kept' if kept else 'discarded'}", fontsize=9)
+        ax.set_title(f"{name}: dense, product result (adapter {'kept' if kept else 'discarded'})", fontsize=9)
         ax.legend(fontsize=7)
+        if what_if:
+            _plot_candidates(axes[1][col], name, results["sets"][name])
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
+
+
+def _plot_candidates(ax: Any, name: str, result: dict[str, Any]) -> None:
+    """Held-out vs test top-1 gain (points) of each candidate, labelled with the guard's call (hit@1
+    on test: StackFAQ's recall@1 is capped by its several gold answers; held out, one gold, they agree)."""
+    frozen = result["dense"]["frozen"]["hit@1"]
+    labels, held, test = [], [], []
+    for i, row in enumerate(result["candidates"]):
+        report, sig = row["report"], row["report"].get("significance") or {}
+        held.append(100 * (report.get("gain") or {}).get("recall@1", 0.0))
+        test.append(100 * ((row.get("test_dense") or {}).get("hit@1", frozen) - frozen))
+        decision = "keep" if row["guard_keeps"] else "discard"
+        detail = f"{sig['wins']}/{sig['losses']}, p {sig['p_value']:.2f}" if sig else ""
+        labels.append(f"#{i} {decision}\n{detail}")
+    x = range(len(labels))
+    series = ((-0.2, held, "held-out recall@1 (judge)"), (0.2, test, "test hit@1 (what-if)"))
+    for shift, values, label in series:
+        bars = ax.bar([i + shift for i in x], values, 0.4, label=label)
+        ax.bar_label(bars, fmt="%+.1f", fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.axhline(5, color="grey", linewidth=0.6, linestyle="--", label="target +5")
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set_ylabel("top-1 gain over frozen (points)", fontsize=8)
+    ax.set_title(f"{name}: each candidate, won/lost questions and sign-test p", fontsize=9)
+    ax.legend(fontsize=7)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
