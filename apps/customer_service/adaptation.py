@@ -7,6 +7,8 @@
    writes for them; those entries' generated questions are never trained on (split by entry, so a
    held-out question never has a sibling in training). With ``queries`` ``sentences`` (the
    default) no written question is trained on at all, so every entry's judges (``judge_all``).
+   A **judge file** (``judge_file``: real questions with their entry ids, e.g. tickets the team
+   resolved) replaces all of this: its questions judge, and nothing is held out of training.
 2. **Questions.** The answer model writes questions
    (:func:`core.query_generation.generate_questions`) for the entries that need them: the held-out
    entries of a documents KB first, then, when ``queries`` is ``generated`` or ``both``, every other
@@ -50,7 +52,7 @@ from scipy.stats import binomtest
 
 from apps.customer_service.config import AdaptConfig
 from apps.customer_service.entries import Entry
-from apps.customer_service.errors import KBFormatError
+from apps.customer_service.errors import KBFormatError, SourceError
 from core.embeddings import CachedEncoder, Embedder
 from core.finetune.contrastive import (
     ADAPTER_WEIGHTS,
@@ -258,7 +260,40 @@ def cloze_pairs(entries: Sequence[Entry], config: AdaptConfig) -> tuple[list[str
     return [p.query for p in pairs], [p.context for p in pairs], [p.source for p in pairs]
 
 
-def _ranked(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> list[list[str]]:
+#: A judging question and its entry position, or the positions of all its entries (a judge file).
+Gold = int | frozenset[int]
+
+
+def _gold(gold: Gold) -> set[str]:
+    return {str(gold)} if isinstance(gold, int) else {str(i) for i in gold}
+
+
+def read_judge(path: str | Path, entries: Sequence[Entry]) -> list[tuple[str, frozenset[int]]]:
+    """Real questions that judge the adapter (``adapt.judge_file``): the retrieval-eval CSV
+    (``query,gold_ids``, ids ``;``-separated), each gold id one of ``entries``.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        SourceError: A malformed file, or a gold id that is not an entry (naming row and field).
+    """
+    from apps.customer_service.retrieval_eval import read_queries  # it imports the KB, which imports us
+
+    positions = {e.id: i for i, e in enumerate(entries)}
+    judge = []
+    for query in read_queries(path):
+        unknown = [g for g in query.gold_ids if g not in positions]
+        if unknown:
+            raise SourceError(
+                path,
+                f"id(s) {unknown} are not entries of this knowledge base",
+                row=query.row,
+                field="gold_ids",
+            )
+        judge.append((query.query, frozenset(positions[g] for g in query.gold_ids)))
+    return judge
+
+
+def _ranked(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]) -> list[list[str]]:
     """The top ``MRR_K`` entry positions (as strings) of each held-out question."""
     contents = encoder.encode([e.content_field() for e in entries])
     queries = encoder.encode([q for q, _ in heldout])
@@ -266,12 +301,12 @@ def _ranked(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int
     return [[str(j) for j in row] for row in top]
 
 
-def rank1_hits(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> np.ndarray:
-    """Whether each held-out question's own entry is ranked first (bool per question)."""
+def rank1_hits(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]) -> np.ndarray:
+    """Whether each held-out question's own entry (one of them) is ranked first (bool per question)."""
     if not heldout:
         return np.zeros(0, dtype=bool)
     ranked = _ranked(encoder, entries, heldout)
-    return np.asarray([row[0] == str(i) for row, (_, i) in zip(ranked, heldout, strict=True)], dtype=bool)
+    return np.asarray([row[0] in _gold(g) for row, (_, g) in zip(ranked, heldout, strict=True)], dtype=bool)
 
 
 def sign_test(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
@@ -288,13 +323,15 @@ def sign_test(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
     return {"wins": wins, "losses": losses, "p_value": round(p_value, 4)}
 
 
-def score_heldout(encoder: Any, entries: Sequence[Entry], heldout: list[tuple[str, int]]) -> dict[str, float]:
-    """recall@1 (one gold entry per question, so also hit@1), recall@5 and MRR@10 of held-out
-    questions ranked against every entry's content."""
+def score_heldout(
+    encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]
+) -> dict[str, float]:
+    """recall@1 (the share of questions with their entry, or one of them, first: hit@1), recall@5
+    and MRR@10 of held-out questions ranked against every entry's content."""
     if not heldout:
         return {}
     ranked = _ranked(encoder, entries, heldout)
-    gold = [{str(i)} for _, i in heldout]
+    gold = [_gold(g) for _, g in heldout]
     return {
         "recall@1": round(hit_rate_at_k(ranked, gold, 1), 4),
         "recall@5": round(hit_rate_at_k(ranked, gold, 5), 4),
@@ -372,12 +409,13 @@ def adapt_encoder(
         The :class:`Adaptation`; its ``embedder`` is the adapted encoder when kept, else ``frozen``.
     """
     config = config or AdaptConfig()
+    judge = read_judge(config.judge_file, entries) if config.judge_file else None  # a bad file fails first
     frozen = frozen if isinstance(frozen, CachedEncoder) else CachedEncoder(frozen or Embedder(base))
-    kind, held = heldout_plan(entries, config)
-    # the judge's questions first (so a time budget never leaves the held-out split short), then
-    # the training entries' when generated questions are trained on
-    # the judge's entries in a seeded random order, so a time budget that stops generation early
-    # leaves a random sample of them, not the first ones
+    # with a judge file nothing is held out of training: the file's questions judge
+    kind, held = ("generated", set()) if judge else heldout_plan(entries, config)
+    # the judge's questions first (so a time budget never leaves the held-out split short), in a
+    # seeded random order (a budget that stops early leaves a random sample of them, not the first
+    # entries), then the training entries' when generated questions are trained on
     order = np.random.default_rng(config.seed + 1).permutation(len(entries)).tolist()
     wanted = [i for i in order if i in held] if kind == "generated" else []
     if config.queries != "sentences":
@@ -386,6 +424,9 @@ def adapt_encoder(
         [entries[i] for i in wanted], config, previous_questions or {}, generator, show_progress_bar
     )
     kind, train, heldout = split_heldout(entries, questions, config, (kind, held))
+    if judge:
+        kind, heldout = "file", judge
+        train += [(entries[i].question, i) for i in _curated(entries)]
     cloze_queries, cloze_contexts, cloze_sources = (
         cloze_pairs(entries, config) if config.queries != "generated" else ([], [], [])
     )
@@ -480,6 +521,7 @@ __all__ = [
     "heldout_plan",
     "round_trip_filter",
     "rank1_hits",
+    "read_judge",
     "score_heldout",
     "sign_test",
     "split_heldout",

@@ -174,6 +174,13 @@ class AdaptConfig:
             "question for every entry (none of them is trained on) instead of the held-out share"
         },
     )
+    judge_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "CSV of real questions with their entry ids (query,gold_ids: the retrieval-eval "
+            "format) that judge the adapter instead of held-out curated or written ones"
+        },
+    )
     min_curated: int = field(
         default=20, metadata={"help": "Curated questions needed to hold those out (else generated ones)"}
     )

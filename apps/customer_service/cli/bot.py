@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +56,14 @@ def index(
             "adapter is kept only if it lifts recall@1 on held-out questions (settings: --set adapt.lr=...).",
         ),
     ] = False,
+    judge_questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--judge-questions",
+            help="With --adapt: CSV of real questions and their entry ids (query,gold_ids, as for "
+            "'aigc support eval') that judge the adapter instead of questions the answer model writes.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build or update a knowledge base: unchanged entries keep their vectors, the swap is atomic."""
@@ -64,7 +72,11 @@ def index(
     from apps.customer_service.knowledge_base import default_kb_dir
     from core.config import load_config
 
+    if judge_questions is not None and not adapt:
+        raise fail("--judge-questions judges an adapter: give it with --adapt")
     config = load_config(KBConfig, overrides=overrides or [])
+    if judge_questions is not None:
+        config = replace(config, adapt=replace(config.adapt, judge_file=str(judge_questions)))
     all_sources = list(sources) + [f"dialogue:{path}" for path in dialogues or []]
     target = kb_dir or default_kb_dir()
     kb = build_and_calibrate(all_sources, target, config, show_progress_bar=progress, adapt=adapt)

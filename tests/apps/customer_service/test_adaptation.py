@@ -18,6 +18,7 @@ from apps.customer_service.adaptation import (
     heldout_plan,
     load_encoder,
     rank1_hits,
+    read_judge,
     read_questions,
     round_trip_filter,
     score_heldout,
@@ -26,9 +27,10 @@ from apps.customer_service.adaptation import (
 )
 from apps.customer_service.config import AdaptConfig, KBConfig
 from apps.customer_service.entries import Entry
-from apps.customer_service.errors import KBFormatError
+from apps.customer_service.errors import KBFormatError, SourceError
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
+from core.embeddings import Embedder
 from core.finetune.contrastive import ADAPTER_WEIGHTS
 from core.inverse_cloze import InverseClozeConfig
 
@@ -273,3 +275,43 @@ def test_rank1_hits_marks_the_questions_whose_own_entry_ranks_first(minilm):
     ]
     heldout = [("when do I get my money back", 0), ("do you deliver to Paris", 0)]  # the second: wrong gold
     assert rank1_hits(minilm, entries, heldout).tolist() == [True, False]
+
+
+def test_read_judge_maps_entry_ids_to_positions_and_names_a_bad_row(tmp_path):
+    entries = [Entry(f"d{i}", "doc", "", f"passage {i}", f"Doc {i}") for i in range(4)]
+    path = tmp_path / "judge.csv"
+    path.write_text("query,gold_ids\nwhere is passage one,d1\nthe second or third,d2; d3\n")
+    assert read_judge(path, entries) == [
+        ("where is passage one", frozenset({1})),
+        ("the second or third", frozenset({2, 3})),
+    ]
+    path.write_text("query,gold_ids\nfine,d1\nwrong kb,d1;faq.csv#7\n")
+    with pytest.raises(SourceError) as raised:
+        read_judge(path, entries)
+    assert raised.value.row == 1 and raised.value.field == "gold_ids" and "faq.csv#7" in str(raised.value)
+
+
+def test_a_question_with_several_entries_counts_when_any_of_them_is_first(minilm):
+    entries = [
+        Entry("a", "doc", "", "Refunds are paid within five days.", "Refunds"),
+        Entry("b", "doc", "", "We ship to France and Germany.", "Shipping"),
+    ]
+    heldout = [("do you deliver to Paris", frozenset({0, 1})), ("do you deliver to Paris", frozenset({0}))]
+    assert rank1_hits(minilm, entries, heldout).tolist() == [True, False]
+    assert score_heldout(minilm, entries, heldout)["recall@1"] == 0.5
+
+
+@pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
+def test_a_judge_file_replaces_written_questions(tmp_path, tiny_encoder_dir):
+    sources, model = doc_sources(tmp_path), ScriptedAnswerModel()
+    plain = KnowledgeBase.build(sources, tmp_path / "plain", embedder=Embedder(str(tiny_encoder_dir)))
+    ids = [entry.id for entry in plain.entries]
+    judge = tmp_path / "judge.csv"
+    judge.write_text("query,gold_ids\n" + "".join(f"question about {i},{i}\n" for i in ids))
+    adapt = AdaptConfig(batch_size=4, epochs=1, min_gain=-1.0, max_p_value=1.0, judge_file=str(judge))
+    cfg = replace(KBConfig(), adapt=adapt, embedding_model=str(tiny_encoder_dir))
+    kb = KnowledgeBase.build(sources, tmp_path / "kb", cfg, adapt=True, generator=model)
+    report = kb.manifest["adaptation"]
+    assert model.calls == 0 and report["questions_generated"] == 0  # sentences train, the file judges
+    assert report["heldout"] == "file" and report["heldout_queries"] == len(ids)
+    assert report["kept"] and set(report["significance"]) == {"wins", "losses", "p_value"}

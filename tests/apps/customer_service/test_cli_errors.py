@@ -165,3 +165,26 @@ def test_model_commands_refuse_to_write_into_a_knowledge_base(tmp_path, tiny_kb,
     assert_one_line_error(result, str(kb), "'aigc-support-kb'", "refusing")
     assert {p.relative_to(kb): p.read_bytes() for p in kb.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kb"]
+
+
+def test_index_names_the_judge_file_row_whose_id_is_not_an_entry(tmp_path):
+    judge = tmp_path / "judge.csv"
+    judge.write_text("query,gold_ids\nhow do I track my order,order-01\nwhere is my parcel,faq.csv#9\n")
+    out = tmp_path / "out"
+    result = run_aigc(
+        "support", "index", str(SAMPLE / "faq.csv"), "--kb-dir", str(out / "kb"), "--adapt",
+        "--judge-questions", str(judge),
+    )  # fmt: skip
+    assert_one_line_error(result, "judge.csv", "row 1", "'gold_ids'", "faq.csv#9")
+    assert not out.exists()  # refused before anything was written
+    result = run_aigc(
+        "support",
+        "index",
+        str(SAMPLE / "faq.csv"),
+        "--kb-dir",
+        str(out / "kb"),
+        "--judge-questions",
+        str(judge),
+    )
+    assert_one_line_error(result, "--judge-questions", "--adapt")
+    assert not out.exists()
