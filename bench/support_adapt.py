@@ -143,6 +143,20 @@ def doc_of(entry_id: str) -> str:
     return entry_id.split("/", 1)[-1].split("#", 1)[0].removesuffix(".txt")
 
 
+def write_judge(kb: KnowledgeBase, data: DocSet, folder: Path) -> Path:
+    """The validation questions as a judge file (``query,gold_ids``: every passage of a gold document)."""
+    passages: dict[str, list[str]] = {}
+    for entry in kb.entries:
+        passages.setdefault(doc_of(entry.id), []).append(entry.id)
+    path = folder / "judge.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "gold_ids"])
+        for query, gold in data.dev:
+            writer.writerow([query, ";".join(i for doc in gold for i in passages.get(doc, []))])
+    return path
+
+
 def score(kb: KnowledgeBase, data: DocSet, mode: str, split: str = "test") -> dict[str, float]:
     """Metrics of one retrieval mode on the ``split`` queries (``test`` or ``dev``), ranking
     documents (passages merged)."""
@@ -181,6 +195,7 @@ def run_set(
     generator: Any,
     grid: tuple[tuple[str, ...], ...] = ((),),
     what_if: bool = False,
+    judge_dev: bool = False,
 ) -> dict[str, Any]:
     """Frozen and adapted KBs of one set, scored dense and hybrid.
 
@@ -193,13 +208,17 @@ def run_set(
     (``adapt.min_gain=-1``, ``adapt.max_p_value=1``) and scored on the test queries too
     (``test_dense``), to check the guard's decisions; ``guard_keeps`` says what the real
     ``min_gain`` and ``max_p_value`` would have done, and only
-    candidates it keeps can be selected.
+    candidates it keeps can be selected. With ``judge_dev`` the validation questions are the KB
+    owner's judge file (``adapt.judge_file``: real questions instead of written ones), so they no
+    longer choose anything else.
     """
     folder = write_docs(data.docs, work / data.name / "docs")
     config = load_config(KBConfig, overrides=overrides)
     started = time.perf_counter()
     frozen = KnowledgeBase.build([folder], work / data.name / "kb-frozen", config)
     frozen_s = time.perf_counter() - started
+    if judge_dev:
+        overrides = [*overrides, f"adapt.judge_file={write_judge(frozen, data, work / data.name)}"]
     load = os.getloadavg()[0]
     candidates: list[dict[str, Any]] = []
     kb_dir = work / data.name / "kb-adapted"
@@ -352,6 +371,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="keep every candidate's adapter and score it on the test queries (checks the guard)",
     )
+    parser.add_argument(
+        "--judge-dev",
+        action="store_true",
+        help="the validation questions judge as the KB owner's real questions (adapt.judge_file)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -382,7 +406,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             data = loader()
             if args.max_docs:
                 data = subset(data, args.max_docs)
-            results["sets"][name] = run_set(data, work, args.overrides, generator, grid, args.what_if)
+            results["sets"][name] = run_set(
+                data, work, args.overrides, generator, grid, args.what_if, args.judge_dev
+            )
+            results["sets"][name]["judge"] = (
+                "validation questions (judge file)" if args.judge_dev else "written"
+            )
             write_json_atomic(args.out, results)
     write_json_atomic(args.out, results)
     plot(results, args.out.with_suffix(".png"))

@@ -38,3 +38,20 @@ def test_covidqa_validation_asks_only_for_entries_no_test_query_asks_for(tmp_pat
     data = load_covidqa(tmp_path)
     assert data.test == [("What is a new coronavirus?", ("faq-000",))]
     assert data.dev == [("Can pets spread it?", ("faq-001",)), ("How long does it survive?", ("faq-002",))]
+
+
+def test_the_validation_questions_become_a_judge_file_of_every_passage_of_their_documents(tmp_path):
+    from types import SimpleNamespace
+
+    from apps.customer_service.retrieval_eval import read_queries
+    from bench.support_adapt import DocSet, write_judge
+
+    entries = [
+        SimpleNamespace(id=i) for i in ("docs/t000-a00.txt#0", "docs/t000-a00.txt#1", "docs/t001-a00.txt")
+    ]
+    data = DocSet("x", {}, [], "", dev=[("a question", ("t000-a00",)), ("another", ("t000-a00", "t001-a00"))])
+    judge = read_queries(write_judge(SimpleNamespace(entries=entries), data, tmp_path))
+    assert [(q.query, q.gold_ids) for q in judge] == [
+        ("a question", ("docs/t000-a00.txt#0", "docs/t000-a00.txt#1")),
+        ("another", ("docs/t000-a00.txt#0", "docs/t000-a00.txt#1", "docs/t001-a00.txt")),
+    ]
