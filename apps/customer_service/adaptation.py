@@ -53,6 +53,7 @@ from scipy.stats import binomtest
 from apps.customer_service.config import AdaptConfig
 from apps.customer_service.entries import Entry
 from apps.customer_service.errors import KBFormatError, SourceError
+from apps.customer_service.eval_queries import read_queries
 from core.embeddings import CachedEncoder, Embedder
 from core.finetune.contrastive import (
     ADAPTER_WEIGHTS,
@@ -276,8 +277,6 @@ def read_judge(path: str | Path, entries: Sequence[Entry]) -> list[tuple[str, fr
         FileNotFoundError: The file does not exist.
         SourceError: A malformed file, or a gold id that is not an entry (naming row and field).
     """
-    from apps.customer_service.retrieval_eval import read_queries  # it imports the KB, which imports us
-
     positions = {e.id: i for i, e in enumerate(entries)}
     judge = []
     for query in read_queries(path):

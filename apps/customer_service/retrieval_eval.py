@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from apps.customer_service.config import MODES, Mode, RetrievalConfig
 from apps.customer_service.errors import SourceError
+from apps.customer_service.eval_queries import EvalQuery, read_queries
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
 from core.embeddings import Embedder
@@ -35,50 +36,6 @@ logger = logging.getLogger(__name__)
 
 K_VALUES: tuple[int, ...] = (1, 3, 5, 10)
 MRR_K = 10
-
-
-@dataclass(frozen=True)
-class EvalQuery:
-    """One evaluation query and its relevant KB ids."""
-
-    query: str
-    gold_ids: tuple[str, ...]
-    row: int
-
-
-def read_queries(path: str | Path, kb: KnowledgeBase | None = None) -> list[EvalQuery]:
-    """Read an evaluation CSV (``query,gold_ids``).
-
-    Args:
-        path: The CSV file.
-        kb: When given, every gold id must be one of its entries.
-
-    Returns:
-        The queries in file order.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        SourceError: Bad encoding, malformed CSV, missing column, empty query or gold ids, or a
-            gold id the knowledge base does not hold — naming the row and field.
-    """
-    path = check_path_kind(path, "file")
-    if not path.is_file():
-        raise FileNotFoundError(f"queries file {path} does not exist")
-    queries = []
-    for record in read_rows(path, columns=("query", "gold_ids"), format="csv", row_base=0, error=SourceError):
-        query = record.text("query")
-        gold = tuple(g.strip() for g in record.text("gold_ids").split(";") if g.strip())
-        if not query:
-            raise record.error("is empty", field="query")
-        if not gold:
-            raise record.error("is empty", field="gold_ids")
-        unknown = [g for g in gold if kb is not None and g not in kb]
-        if unknown:
-            raise record.error(f"id(s) {unknown} are not in the knowledge base", field="gold_ids")
-        queries.append(EvalQuery(query, gold, record.row))
-    if not queries:
-        raise SourceError(path, "holds no queries")
-    return queries
 
 
 def read_questions(path: str | Path, column: str = "question") -> list[str]:
