@@ -230,6 +230,24 @@ def kb_statistics(kb_dir: Path) -> dict[str, Any]:
     return stats
 
 
+def adaptation_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One table row on the encoder adaptation of the KB's last ``--adapt`` build (None without one):
+    the decision, the judge, held-out recall@1 frozen -> adapted, won/lost questions and the p-value."""
+    if not report:
+        return None
+    significance = report.get("significance") or {}
+    frozen, adapted = (report.get(k, {}).get("recall@1") for k in ("frozen", "adapted"))
+    return {
+        "adapter": "kept" if report.get("kept") else "discarded",
+        "judge": f"{report.get('heldout_queries', 0)} {report.get('heldout', '')} questions",
+        "recall@1 frozen": frozen,
+        "recall@1 adapted": adapted,
+        "won / lost": f"{significance['wins']} / {significance['losses']}" if significance else "-",
+        "p": significance.get("p_value", "-"),
+        "training pairs": report.get("pairs", 0),
+    }
+
+
 LOCAL_AGENT = "local"  # who acts on the queue while sign-in is off
 TAKE_LABEL = "median minutes to take"
 RESOLVE_LABEL = "median minutes to resolve"

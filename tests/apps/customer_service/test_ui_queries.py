@@ -66,3 +66,32 @@ def test_queue_helpers_caption_agent_and_chart():
     chart = handoff_times_chart(metrics)
     assert list(chart.columns) == ["day", TAKE_LABEL, RESOLVE_LABEL] and chart[TAKE_LABEL].tolist() == [4.0]
     assert chart["day"].tolist() == ["2026-12-01"]
+
+
+def test_the_adaptation_summary_shows_the_decision_and_its_evidence():
+    from apps.customer_service.adaptation import AdaptationReport
+    from apps.customer_service.ui.queries import adaptation_summary
+
+    report = AdaptationReport(
+        kept=False,
+        reason="held-out recall@1 0.086 -> 0.092 (+0.6 points; 18 questions won, 13 lost) ...",
+        base="minilm-l6",
+        heldout="generated",
+        heldout_queries=867,
+        frozen={"recall@1": 0.0865},
+        adapted={"recall@1": 0.0923},
+        significance={"wins": 18, "losses": 13, "p_value": 0.2366},
+        pairs=1428,
+    ).to_dict()
+    assert adaptation_summary(report) == {
+        "adapter": "discarded",
+        "judge": "867 generated questions",
+        "recall@1 frozen": 0.0865,
+        "recall@1 adapted": 0.0923,
+        "won / lost": "18 / 13",
+        "p": 0.2366,
+        "training pairs": 1428,
+    }
+    assert adaptation_summary(None) is None  # a KB built without --adapt shows nothing
+    older = {k: v for k, v in report.items() if k != "significance"}  # a report from before the sign test
+    assert adaptation_summary(older)["won / lost"] == "-"

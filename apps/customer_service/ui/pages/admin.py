@@ -74,6 +74,10 @@ if common.kb_ready(kb_dir):
     cols[2].metric("Document passages", stats["counts"].get("doc", 0))
     cols[3].metric("Dialogues", stats["counts"].get("dialogue", 0))
     st.caption(f"Encoder `{stats['embedding_model']}` (dim {stats['dim']}), built {stats['built_at']}")
+    if adaptation := queries.adaptation_summary(stats.get("adaptation")):
+        st.markdown("**Encoder adaptation** (`aigc support index --adapt`)")
+        st.caption(stats["adaptation"].get("reason", ""))
+        st.table([adaptation])
     st.bar_chart(stats["by_category"], x="category", y="entries", horizontal=True)
     st.markdown("**Answer gate**")
     st.table([stats["gate"]])
