@@ -15,9 +15,10 @@ questions the KB never saw:
   entries of the FAQ question they paraphrase (one gold, so recall@1 = hit@1).
 
 Per set: the frozen KB is built (``KnowledgeBase.build``) and scored; the adapted KB is built with
-``adapt=True`` (LoRA training on the ``adapt.queries`` pairs, held-out judgement on questions the
-answer model writes in ``adapt.generation.workers`` processes for the held-out entries, as the KB
-has no curated ones) once per training candidate of ``GRID`` (the first build writes the questions,
+``adapt=True`` (LoRA training on the ``adapt.queries`` pairs, judgement on questions the answer
+model writes in ``adapt.generation.workers`` processes — for every entry with the default
+``sentences`` queries, as the KB has no curated ones — or, with ``--judge-dev``, on the validation
+questions as a judge file) once per training candidate of ``GRID`` (the first build writes the questions,
 the others reuse them). Validation queries (curated questions neither indexed nor asked at test) are
 scored too: the defaults are chosen on them. The candidate with the best **held-out** gain (the KB's
 own generated questions, never the test paraphrases) among those the guard keeps is scored on the
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from apps.customer_service.adaptation import guard_keeps
 from apps.customer_service.config import KBConfig, RetrievalConfig
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.retrieval import Retriever
@@ -239,9 +241,8 @@ def run_set(
         }
         if what_if:
             gain = (report.get("gain") or {}).get("recall@1")
-            p_value = (report.get("significance") or {}).get("p_value", 1.0)
-            row["guard_keeps"] = (
-                gain is not None and gain > config.adapt.min_gain and p_value <= config.adapt.max_p_value
+            row["guard_keeps"] = gain is not None and guard_keeps(
+                gain, report.get("significance") or {}, config.adapt
             )
             row["dev_dense"] = score(built, data, "dense", "dev") if report["kept"] else None
             row["test_dense"] = score(built, data, "dense") if report["kept"] else None

@@ -52,7 +52,7 @@ from scipy.stats import binomtest
 
 from apps.customer_service.config import AdaptConfig
 from apps.customer_service.entries import Entry
-from apps.customer_service.errors import KBFormatError, SourceError
+from apps.customer_service.errors import KBFormatError
 from apps.customer_service.eval_queries import read_queries
 from core.embeddings import CachedEncoder, Embedder
 from core.finetune.contrastive import (
@@ -278,18 +278,7 @@ def read_judge(path: str | Path, entries: Sequence[Entry]) -> list[tuple[str, fr
         SourceError: A malformed file, or a gold id that is not an entry (naming row and field).
     """
     positions = {e.id: i for i, e in enumerate(entries)}
-    judge = []
-    for query in read_queries(path):
-        unknown = [g for g in query.gold_ids if g not in positions]
-        if unknown:
-            raise SourceError(
-                path,
-                f"id(s) {unknown} are not entries of this knowledge base",
-                row=query.row,
-                field="gold_ids",
-            )
-        judge.append((query.query, frozenset(positions[g] for g in query.gold_ids)))
-    return judge
+    return [(q.query, frozenset(positions[g] for g in q.gold_ids)) for q in read_queries(path, kb=positions)]
 
 
 def _ranked(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]) -> list[list[str]]:
@@ -300,12 +289,24 @@ def _ranked(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str,
     return [[str(j) for j in row] for row in top]
 
 
+def _hits(ranked: list[list[str]], heldout: Sequence[tuple[str, Gold]]) -> np.ndarray:
+    return np.asarray([row[0] in _gold(g) for row, (_, g) in zip(ranked, heldout, strict=True)], dtype=bool)
+
+
+def _metrics(ranked: list[list[str]], heldout: Sequence[tuple[str, Gold]]) -> dict[str, float]:
+    gold = [_gold(g) for _, g in heldout]
+    return {
+        "recall@1": round(hit_rate_at_k(ranked, gold, 1), 4),
+        "recall@5": round(hit_rate_at_k(ranked, gold, 5), 4),
+        f"mrr@{MRR_K}": round(mrr_at_k(ranked, gold, MRR_K), 4),
+    }
+
+
 def rank1_hits(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]) -> np.ndarray:
     """Whether each held-out question's own entry (one of them) is ranked first (bool per question)."""
     if not heldout:
         return np.zeros(0, dtype=bool)
-    ranked = _ranked(encoder, entries, heldout)
-    return np.asarray([row[0] in _gold(g) for row, (_, g) in zip(ranked, heldout, strict=True)], dtype=bool)
+    return _hits(_ranked(encoder, entries, heldout), heldout)
 
 
 def sign_test(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
@@ -329,13 +330,13 @@ def score_heldout(
     and MRR@10 of held-out questions ranked against every entry's content."""
     if not heldout:
         return {}
-    ranked = _ranked(encoder, entries, heldout)
-    gold = [_gold(g) for _, g in heldout]
-    return {
-        "recall@1": round(hit_rate_at_k(ranked, gold, 1), 4),
-        "recall@5": round(hit_rate_at_k(ranked, gold, 5), 4),
-        f"mrr@{MRR_K}": round(mrr_at_k(ranked, gold, MRR_K), 4),
-    }
+    return _metrics(_ranked(encoder, entries, heldout), heldout)
+
+
+def guard_keeps(gain: float, significance: dict[str, float], config: AdaptConfig) -> bool:
+    """The guard's rule: held-out recall@1 rose by more than ``min_gain``, significantly
+    (:func:`sign_test` p-value at most ``max_p_value``)."""
+    return gain > config.min_gain and significance.get("p_value", 1.0) <= config.max_p_value
 
 
 def round_trip_filter(
@@ -410,8 +411,9 @@ def adapt_encoder(
     config = config or AdaptConfig()
     judge = read_judge(config.judge_file, entries) if config.judge_file else None  # a bad file fails first
     frozen = frozen if isinstance(frozen, CachedEncoder) else CachedEncoder(frozen or Embedder(base))
-    # with a judge file nothing is held out of training: the file's questions judge
-    kind, held = ("generated", set()) if judge else heldout_plan(entries, config)
+    # with a judge file nothing is held out of training (the curated plan holding none out trains
+    # on every curated and written question); the file's questions judge
+    kind, held = ("curated", set()) if judge else heldout_plan(entries, config)
     # the judge's questions first (so a time budget never leaves the held-out split short), in a
     # seeded random order (a budget that stops early leaves a random sample of them, not the first
     # entries), then the training entries' when generated questions are trained on
@@ -425,7 +427,6 @@ def adapt_encoder(
     kind, train, heldout = split_heldout(entries, questions, config, (kind, held))
     if judge:
         kind, heldout = "file", judge
-        train += [(entries[i].question, i) for i in _curated(entries)]
     cloze_queries, cloze_contexts, cloze_sources = (
         cloze_pairs(entries, config) if config.queries != "generated" else ([], [], [])
     )
@@ -451,7 +452,8 @@ def adapt_encoder(
         logger.warning("Adapter not trained", extra={"reason": report.reason})
         return Adaptation(report, frozen, questions=questions)
     started = time.perf_counter()
-    report.frozen = score_heldout(frozen, entries, heldout)
+    frozen_ranked = _ranked(frozen, entries, heldout)
+    report.frozen = _metrics(frozen_ranked, heldout)
     judge_s = time.perf_counter() - started
     if config.filter_top_k:
         curated = {(entries[i].question, i) for i in _curated(entries)}
@@ -484,14 +486,12 @@ def adapt_encoder(
         loss=[row.get("train_loss") for row in result.report.get("history", [])],
     )
     started = time.perf_counter()
-    report.adapted = score_heldout(adapted, entries, heldout)
+    adapted_ranked = _ranked(adapted, entries, heldout)
+    report.adapted = _metrics(adapted_ranked, heldout)
     report.seconds["judge"] = round(judge_s + time.perf_counter() - started, 1)
     report.gain = {k: round(report.adapted[k] - report.frozen[k], 4) for k in report.frozen}
-    report.significance = sign_test(
-        rank1_hits(frozen, entries, heldout), rank1_hits(adapted, entries, heldout)
-    )
-    significant = report.significance["p_value"] <= config.max_p_value
-    report.kept = report.gain["recall@1"] > config.min_gain and significant
+    report.significance = sign_test(_hits(frozen_ranked, heldout), _hits(adapted_ranked, heldout))
+    report.kept = guard_keeps(report.gain["recall@1"], report.significance, config)
     report.model_id = result.model_id if report.kept else None
     before, after, gain = report.frozen["recall@1"], report.adapted["recall@1"], report.gain["recall@1"]
     wins, losses, p_value = (report.significance[k] for k in ("wins", "losses", "p_value"))
@@ -517,6 +517,7 @@ __all__ = [
     "read_adapter",
     "read_questions",
     "cloze_pairs",
+    "guard_keeps",
     "heldout_plan",
     "round_trip_filter",
     "rank1_hits",
