@@ -39,7 +39,7 @@ from core.calibration import calibrate, save_calibration
 from core.classification import CONFIG_FILE, TextClassifier
 from core.classification import KIND as CLASSIFIER_KIND
 from core.config import write_json_atomic
-from core.finetune import split_indices, train_classifier, with_overrides
+from core.finetune import split_indices, split_rows, train_classifier, with_overrides
 from core.finetune.data import require_validation
 from core.finetune.loop import CHECKPOINT_DIR, REPORT_FILE, RUN_STATE
 from core.io.artifacts import open_artifact
@@ -186,8 +186,8 @@ def _train_into(
     stats: dict[str, dict[str, Any]] = {}
     if config.calibrate:
         # The loop's validation split, rebuilt from the same function, seed and strata.
-        strata = [r[heads[0]] or None for r in rows]
-        _, val = split_indices(len(rows), config.val_fraction, config.val_split_seed, strata=strata)
+        labels = {h: [r[h] or None for r in rows] for h in heads}
+        _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
         for head in heads:
             chosen = [i for i in val if rows[i][head]]
             if chosen:

@@ -29,6 +29,7 @@ from core.finetune.classifier import (
     classifier_task,
     fit_classifier,
     layer_lr_groups,
+    split_rows,
     train_classifier,
 )
 from core.finetune.contrastive import (
@@ -62,6 +63,7 @@ __all__ = [
     "read_pairs",
     "save_causal_lm_adapter",
     "split_indices",
+    "split_rows",
     "train_causal_lm",
     "train_classifier",
     "train_contrastive",

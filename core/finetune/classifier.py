@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +67,14 @@ class ClassifierTrainConfig(TrainConfig):
             "the saved model then carries the whole encoder."
         },
     )
+    auxiliary_heads: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Heads trained only to shape the shared encoder (multi-task learning on another "
+            "labelled set): rows labelled for no other head are all training rows, and the validation "
+            "split, metric and best epoch come from the other heads alone."
+        },
+    )
     layer_lr_decay: float = field(
         default=1.0,
         metadata={
@@ -82,6 +90,46 @@ class ClassifierTrainConfig(TrainConfig):
             raise ValueError(
                 f"{type(self).__name__}.layer_lr_decay has an invalid value: {self.layer_lr_decay!r}"
             )
+
+
+def split_rows(
+    labels: Mapping[str, Sequence[str | None]],
+    val_fraction: float,
+    seed: int,
+    auxiliary: Sequence[str] = (),
+) -> tuple[list[int], list[int]]:
+    """Training and validation rows of a (multi-head) labelled set, stratified by a head's label.
+
+    Without auxiliary heads this is :func:`split_indices` over every row, stratified by the first
+    head. With them, only rows labelled for a validated (non-auxiliary) head are split, in their
+    order, stratified by the first validated head; the rest are training rows. The validation rows
+    of ``n`` validated rows followed by auxiliary rows are therefore those of the validated rows alone.
+
+    Args:
+        labels: ``{head: label or None per row}`` (heads in column order).
+        val_fraction: Share of the split rows held out.
+        seed: Seed of the split.
+        auxiliary: Heads whose rows are never held out.
+
+    Returns:
+        ``(train, val)``, sorted row indices.
+
+    Raises:
+        ValueError: Every head is auxiliary.
+    """
+    heads = list(labels)
+    validated = [h for h in heads if h not in set(auxiliary)]
+    if not validated:
+        raise ValueError(f"auxiliary_heads {list(auxiliary)} leave no head to validate (heads: {heads})")
+    n = len(labels[heads[0]])
+    if len(validated) == len(heads):
+        return split_indices(n, val_fraction, seed, strata=labels[heads[0]])
+    primary = [i for i in range(n) if any(labels[h][i] is not None for h in validated)]
+    first = labels[validated[0]]
+    _, val_positions = split_indices(len(primary), val_fraction, seed, strata=[first[i] for i in primary])
+    val = [primary[j] for j in val_positions]
+    held = set(val)
+    return [i for i in range(n) if i not in held], val
 
 
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
@@ -151,13 +199,17 @@ def classifier_task(
 ) -> TrainingTask:
     """Build the :class:`~core.finetune.loop.TrainingTask` for ``classifier`` on ``data``.
 
-    The split is stratified by the first head's label; texts are tokenised once, without padding.
+    The split is stratified by the first head's label (see :func:`split_rows` for auxiliary heads);
+    texts are tokenised once, without padding.
     """
     targets = _targets(data, classifier)
-    first = next(iter(data.labels))
-    train, val = split_indices(
-        len(data.texts), config.val_fraction, config.val_split_seed, strata=data.labels[first]
-    )
+    unknown = sorted(set(config.auxiliary_heads) - set(data.labels))
+    if unknown:
+        raise ValueError(
+            f"{data.source}: auxiliary_heads {unknown} are not label columns {list(data.labels)}"
+        )
+    train, val = split_rows(data.labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
+    validated = {h: t for h, t in targets.items() if h not in config.auxiliary_heads}
     require_validation(val, len(data.texts), config.val_fraction, str(data.source))
     ids = classifier.tokenizer(data.texts, truncation=True, max_length=classifier.max_length)["input_ids"]
     pad_id = classifier.tokenizer.pad_token_id or 0
@@ -177,14 +229,14 @@ def classifier_task(
         device = classifier.device
         order = sorted(val, key=lambda i: len(ids[i]))
         chunks = [order[s : s + config.eval_batch_size] for s in range(0, len(order), config.eval_batch_size)]
-        logits: dict[str, list[torch.Tensor]] = {h: [] for h in targets}
+        logits: dict[str, list[torch.Tensor]] = {h: [] for h in validated}
         for chunk in chunks:
             batch = collate(chunk)
             out = classifier(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            for h in targets:
+            for h in validated:
                 logits[h].append(out[h].float().cpu())
         return _val_metrics(
-            {h: torch.cat(v) for h, v in logits.items()}, {h: t[order] for h, t in targets.items()}
+            {h: torch.cat(v) for h, v in logits.items()}, {h: t[order] for h, t in validated.items()}
         )
 
     encoder_groups = layer_lr_groups(

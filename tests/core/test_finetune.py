@@ -23,6 +23,7 @@ from core.finetune import (
     read_pairs,
     save_causal_lm_adapter,
     split_indices,
+    split_rows,
     train_causal_lm,
     train_classifier,
     with_overrides,
@@ -127,6 +128,34 @@ def test_split_seed_fixes_the_validation_rows_across_seeds(tiny_encoder_dir):
 
     assert val_rows(seed=1, split_seed=42) == val_rows(seed=2, split_seed=42) == val_rows(seed=42)
     assert val_rows(seed=1) != val_rows(seed=2)
+
+
+def test_auxiliary_rows_are_all_training_rows_and_leave_the_main_split_unchanged():
+    main = ["a"] * 30 + ["b"] * 10
+    alone = split_indices(len(main), 0.25, seed=5, strata=main)
+    labels = {"main": [*main, None, None, None], "aux": [None] * 40 + ["x", "y", "x"]}
+    train, val = split_rows(labels, 0.25, seed=5, auxiliary=("aux",))
+    assert val == alone[1] and train == [*alone[0], 40, 41, 42]
+    # without auxiliary heads it is the plain split stratified by the first head
+    assert split_rows(labels, 0.25, seed=5) == split_indices(43, 0.25, seed=5, strata=labels["main"])
+    with pytest.raises(ValueError, match="no head to validate"):
+        split_rows(labels, 0.25, seed=5, auxiliary=("main", "aux"))
+
+
+def test_auxiliary_head_trains_but_neither_validates_nor_picks_the_epoch(tiny_encoder_dir):
+    rows = [(t, y, "") for t, y in good_bad(24, seed=0)] + [(t, "", y) for t, y in good_bad(16, seed=1)]
+    data = read_labelled_texts(rows, "text", ["label", "aux"])
+    classifier = TextClassifier(
+        str(tiny_encoder_dir), heads={"label": data.label_set("label"), "aux": data.label_set("aux")}
+    )
+    config = ClassifierTrainConfig(val_fraction=0.25, auxiliary_heads=("aux",))
+    task = classifier_task(classifier, data, config)
+    assert len(task.lengths) == 24 - 6 + 16 and task.val_size == 6
+    metrics = task.evaluate()
+    assert set(metrics) == {"loss", "macro_f1", "accuracy"}  # the main head's alone, no "aux/..." keys
+    assert task.loss(task.collate(list(range(len(task.lengths))))).item() > 0
+    with pytest.raises(ValueError, match="not label columns"):
+        classifier_task(classifier, data, ClassifierTrainConfig(auxiliary_heads=("other",)))
 
 
 def test_config_overrides_are_checked():

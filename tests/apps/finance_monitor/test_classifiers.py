@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from apps.finance_monitor.classifiers import (
     model_version,
     read_meta,
     train,
+    train_multitask,
 )
 from apps.finance_monitor.datasets import load_labelled
 from apps.finance_monitor.errors import DataError
@@ -123,6 +125,22 @@ def test_corrupt_model_directory_is_detected(tiny_sentiment_dir, tmp_path):
         load_model(copy)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "nowhere")
+
+
+def test_an_auxiliary_head_trains_the_encoder_but_is_never_validated_or_calibrated(
+    tiny_encoder_dir, tmp_path
+):
+    """The PhraseBank bench's ``--aux-data``: the topic rows all train; sentiment alone validates."""
+    data = {task: load_labelled(SAMPLE_DATA_DIR / f"train_{task}.csv") for task in ("sentiment", "topic")}
+    config = replace(tiny_config(tiny_encoder_dir), epochs=1, auxiliary_heads=("topic",))
+    report = train_multitask(data, tmp_path / "aux", config=config)
+    sentiment_rows = len(data["sentiment"])
+    held = round(sentiment_rows * config.val_fraction)
+    assert abs(report["val_size"] - held) <= 3  # stratified rounding per label
+    assert report["train_size"] == sentiment_rows - report["val_size"] + len(data["topic"])
+    assert "topic/macro_f1" not in report["history"][0] and "val_macro_f1" in report["history"][0]
+    assert set(json.loads((tmp_path / "aux" / "calibration.json").read_text())) == {"sentiment"}
+    assert evaluate(load_model(tmp_path / "aux"), data["sentiment"])["n"] == sentiment_rows
 
 
 def test_one_encoder_two_heads(tiny_joint_dir):
