@@ -40,6 +40,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # the presets of `aigc finance train --task sentiment --preset NAME` (apps/finance_monitor/config.py)
     **{f"preset-{name}": dict(fields) for name, fields in TRAIN_PRESETS.items()},
 }
+# --aux-data NAME: (file under DATA, label map) of a labelled set trained as an auxiliary head.
+AUX_DATA: dict[str, tuple[str, str]] = {
+    "tfns": ("twitter_financial_news_sentiment/sent_train.csv", "tfns"),
+}
 # What a run trains with unless its configuration or the command line says otherwise.
 BASE = {"model": "minilm-l6", "batch_size": 16}
 
@@ -105,6 +109,16 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
         "--test-only",
         action="store_true",
         help="score the test part with the model a --no-test run of the same options left",
+    )
+    parser.add_argument(
+        "--aux-data",
+        choices=sorted(AUX_DATA),
+        default=None,
+        help="another labelled set trained as an auxiliary head of the same encoder (multi-task); "
+        "validation, the best epoch and the test score stay on the benchmark's own head",
+    )
+    parser.add_argument(
+        "--aux-rows", type=int, default=None, help="a seeded random sample of the auxiliary set"
     )
     parser.add_argument("--progress", action="store_true", help="a progress bar per epoch, epoch logs")
     parser.add_argument(
@@ -186,22 +200,14 @@ def run(
         "runs": [],
     }
     out = RESULTS / f"finance_{name}.json"
-    # Runs of other configurations (or epoch counts) measured earlier stay in the file.
-    earlier: list[dict[str, Any]] = []
-    if out.is_file():
-        previous = json.loads(out.read_text())
-        earlier = [*previous.get("earlier_runs", []), *previous.get("runs", [])]
-        # a run replaces an earlier one of the same configuration, epochs, training subsample and tag
-        # (so --test-only replaces the validation-only row of its --no-test run)
-        running = {
-            (c, _settings(c, args, default_epochs)["epochs"], args.max_train, args.tag)
-            for c in args.config or ["lora-attn"]
-        }
-        results["earlier_runs"] = [
-            r
-            for r in earlier
-            if (r.get("config"), r.get("epochs"), r.get("max_train"), r.get("tag")) not in running
-        ]
+    # a run replaces an earlier one of the same configuration, epochs, training subsample and tag
+    # (so --test-only replaces the validation-only row of its --no-test run)
+    running = {
+        (c, _settings(c, args, default_epochs)["epochs"], args.max_train, args.tag)
+        for c in args.config or ["lora-attn"]
+    }
+    # Runs measured earlier (the --test-only lookup of the training time reads them).
+    earlier: list[dict[str, Any]] = _rows_in(out)
     for config_name in args.config or ["lora-attn"]:
         run_dir = RUNS / "-".join(filter(None, (name, config_name, args.tag)))
         settings = _settings(config_name, args, default_epochs)
@@ -215,16 +221,11 @@ def run(
             train_wall = trained[-1]["train_wall_s"] if trained else None
         else:
             tick = time.perf_counter()
-            report = train(
-                task,
-                train_data,
-                run_dir,
-                val_fraction=VAL_FRACTION,
-                seed=args.seed,
-                show_progress_bar=args.progress,
-                resume=args.resume,
-                **settings,
-            )
+            common = {"val_fraction": VAL_FRACTION, "seed": args.seed, "show_progress_bar": args.progress}
+            if args.aux_data:
+                report = _train_with_aux(task, train_data, run_dir, args, {**settings, **common})
+            else:
+                report = train(task, train_data, run_dir, resume=args.resume, **common, **settings)
             train_wall = round(time.perf_counter() - tick, 1)
         row = {
             **_row(config_name, settings, args, report, train_wall, len(test_data)),
@@ -246,12 +247,68 @@ def run(
             )
         row["probabilities"] = _save_probabilities(name, config_name, args.tag, probabilities)
         results["runs"].append(row)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        _write_results(out, results, running)
         print(
             json.dumps({k: row.get(k) for k in ("config", "tag", "accuracy", "weighted_f1", "train_wall_s")})
         )
     return results
+
+
+def _rows_in(out: Path) -> list[dict[str, Any]]:
+    """Every run row of result file ``out`` (earlier and latest), ``[]`` when there is none."""
+    if not out.is_file():
+        return []
+    previous = json.loads(out.read_text())
+    return [*previous.get("earlier_runs", []), *previous.get("runs", [])]
+
+
+def _write_results(out: Path, results: dict[str, Any], running: set[tuple[Any, ...]]) -> None:
+    """Write ``results`` to ``out``, keeping every row of the file that this run does not replace.
+
+    The file is re-read under a lock at each write, so runs of other tags or seeds that finish while
+    this one trains (benches run two at a time on two cores) keep their rows; the write is atomic.
+    """
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = [
+            r
+            for r in _rows_in(out)
+            if (r.get("config"), r.get("epochs"), r.get("max_train"), r.get("tag")) not in running
+        ]
+        write_bytes_atomic(out, (json.dumps({**results, "earlier_runs": kept}, indent=2) + "\n").encode())
+
+
+def _train_with_aux(
+    task: str, train_data: Any, run_dir: Path, args: argparse.Namespace, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Train ``task`` with ``--aux-data`` as an auxiliary head (its rows after the task's, all training)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from apps.finance_monitor.classifiers import train_multitask
+    from apps.finance_monitor.config import FinanceTrainConfig
+    from apps.finance_monitor.datasets import load_labelled
+    from core.finetune import with_overrides
+
+    file, label_map = AUX_DATA[args.aux_data]
+    aux = load_labelled(DATA / file, label_map=label_map, dedup="text")
+    if args.aux_rows and args.aux_rows < len(aux):
+        keep = sorted(
+            np.random.default_rng(args.seed).choice(len(aux), args.aux_rows, replace=False).tolist()
+        )
+        aux = replace(
+            aux,
+            texts=[aux.texts[i] for i in keep],
+            labels=[aux.labels[i] for i in keep],
+            rows=[aux.rows[i] for i in keep],
+        )
+    head = f"aux-{args.aux_data}"
+    config = with_overrides(FinanceTrainConfig(), {**fields, "auxiliary_heads": (head,)})
+    return train_multitask({task: train_data, head: aux}, run_dir, config=config, resume=args.resume)
 
 
 def _probabilities(model: Any, data: Any, head: str) -> dict[str, Any]:
@@ -325,6 +382,8 @@ def _row(
         "batch_size": settings["batch_size"],
         "epochs": settings["epochs"],
         "max_train": args.max_train,
+        "aux_data": getattr(args, "aux_data", None),
+        "aux_rows": getattr(args, "aux_rows", None),
         "epochs_run": report["epochs_run"],
         "resumed": report["resumed"],
         "best_epoch": report["best_epoch"],

@@ -71,6 +71,11 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="benchmark: phrasebank, tfns")
     parser.add_argument("--runs", nargs="+", required=True, help="<config>-<tag> of each member, in order")
     parser.add_argument("--test", action="store_true", help="score the chosen ensemble on the test part")
+    parser.add_argument(
+        "--tag",
+        default=None,
+        help="names the result file, finance_<name>_ensemble-<tag>.json (default: none)",
+    )
     args = parser.parse_args()
     folder = RESULTS / f"finance_{args.name}_probs"
     paths = [folder / f"{run}.json" for run in args.runs]
@@ -92,7 +97,7 @@ def main() -> None:
         test_probs, test_labels, test_classes = load_part(paths[:chosen], "test")
         result["test_rows"] = len(test_labels)
         result["chosen_test"] = score(test_probs, test_labels, test_classes)
-    out = RESULTS / f"finance_{args.name}_ensemble.json"
+    out = RESULTS / ("-".join(filter(None, (f"finance_{args.name}_ensemble", args.tag))) + ".json")
     write_json_atomic(out, result)
     print(json.dumps({k: result[k] for k in result if k != "val_subsets"}, indent=1))
 

@@ -6,7 +6,8 @@ import argparse
 import json
 import logging
 
-from bench.finance_common import _FieldsFormatter, _row, _settings
+from bench import finance_common
+from bench.finance_common import _FieldsFormatter, _row, _rows_in, _settings, _write_results
 
 
 def _args(**given: object) -> argparse.Namespace:
@@ -54,3 +55,31 @@ def test_epoch_log_lines_carry_the_metrics_given_as_fields():
     assert json.loads("{" + fields) == {"epoch": 2, "val_macro_f1": 0.85}
     plain = logging.makeLogRecord({"name": "x", "msg": "no fields"})
     assert formatter.format(plain) == "x no fields"
+
+
+def _row_of(tag: str, **fields: object) -> dict:
+    return {"config": "preset-accurate", "epochs": 2, "max_train": None, "tag": tag, **fields}
+
+
+def test_a_run_keeps_the_rows_other_runs_wrote_while_it_trained(tmp_path, monkeypatch):
+    """Two seeds trained side by side: the one that finishes last used to drop the other's row."""
+    monkeypatch.setattr(finance_common, "RESULTS", tmp_path)
+    out = tmp_path / "finance_pb.json"
+    _write_results(out, {"benchmark": "pb", "runs": [_row_of("old")]}, set())
+    # run "s7" read the file above when it started; then "s42" finished and wrote its row
+    _write_results(
+        out, {"benchmark": "pb", "runs": [_row_of("s42", val=0.8)]}, {("preset-accurate", 2, None, "s42")}
+    )
+    # "s7" finishes: its write keeps "old" and "s42", and replaces its own validation-only row
+    _write_results(
+        out, {"benchmark": "pb", "runs": [_row_of("s7", val=0.7)]}, {("preset-accurate", 2, None, "s7")}
+    )
+    _write_results(
+        out,
+        {"benchmark": "pb", "runs": [_row_of("s7", val=0.7, test=0.9)]},
+        {("preset-accurate", 2, None, "s7")},
+    )
+    saved = json.loads(out.read_text())
+    assert [r["tag"] for r in saved["runs"]] == ["s7"] and saved["runs"][0]["test"] == 0.9
+    assert sorted(r["tag"] for r in saved["earlier_runs"]) == ["old", "s42"]
+    assert len(_rows_in(out)) == 3 and _rows_in(tmp_path / "none.json") == []
