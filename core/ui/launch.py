@@ -113,6 +113,11 @@ def launch_ui(
         "--server.address", address,
         "--server.headless", str(headless).lower(),
         "--browser.gatherUsageStats", "false",
+        # agents and analysts are viewers: no Deploy / Rerun / Clear cache developer menu (Streamlit
+        # shows it to any browser on localhost), and an uncaught exception shows its type in the
+        # browser, never its message or traceback (those go to the server log)
+        "--client.toolbarMode", "viewer",
+        "--client.showErrorDetails", "type",
     ]  # fmt: skip
     console.print(f"[bold]aigc-suite[/] on http://{address}:{port}  (Ctrl-C stops it)")
     proc = subprocess.Popen(cmd, env=env)

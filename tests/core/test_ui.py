@@ -53,4 +53,6 @@ def test_home_in_headless_chromium():
         # the models table loads after the page (a status check per model): slow on a loaded machine
         page.get_by_text("smollm2-135m-instruct").first.wait_for(timeout=90_000)
         assert page.get_by_role("heading", name="aigc-suite").count() >= 1
+        # viewer toolbar: Streamlit's developer menu (Deploy) is not offered, even on localhost
+        assert page.get_by_text("Deploy", exact=True).count() == 0
         screenshot(page, "home")
