@@ -106,6 +106,12 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
         help="train and record validation only (choose settings without seeing the test part)",
     )
     test.add_argument(
+        "--refit",
+        action="store_true",
+        help="train on the whole training part (no validation carve-out, the configuration's epochs, "
+        "no calibration) and score the test part: the final fit once settings were chosen on validation",
+    )
+    test.add_argument(
         "--test-only",
         action="store_true",
         help="score the test part with the model a --no-test run of the same options left",
@@ -221,7 +227,8 @@ def run(
             train_wall = trained[-1]["train_wall_s"] if trained else None
         else:
             tick = time.perf_counter()
-            common = {"val_fraction": VAL_FRACTION, "seed": args.seed, "show_progress_bar": args.progress}
+            val_fraction = 0.0 if args.refit else VAL_FRACTION
+            common = {"val_fraction": val_fraction, "seed": args.seed, "show_progress_bar": args.progress}
             if args.aux_data:
                 report = _train_with_aux(task, train_data, run_dir, args, {**settings, **common})
             else:
@@ -232,7 +239,7 @@ def run(
             "load_average_at_start": load_at_start,
         }
         model = load_model(run_dir)
-        probabilities = {"val": _val_probabilities(model, train_data, args, task)}
+        probabilities = {} if args.refit else {"val": _val_probabilities(model, train_data, args, task)}
         if not args.no_test:
             tick = time.perf_counter()
             metrics = evaluate(model, test_data, batch_size=64)  # scoring + metrics (metrics take ms)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import finance_common
-from bench.finance_ensemble import load_part, score, validation_table
+from bench.finance_ensemble import fixed_size, load_part, score, validation_table
 
 CLASSES = ["negative", "neutral", "positive"]
 
@@ -43,3 +43,22 @@ def test_saved_probabilities_round_trip_and_other_validation_rows_are_refused(tm
     finance_common._save_probabilities("pb", "preset-accurate", "s2", {"val": {**part, "rows": [4, 8]}})
     with pytest.raises(SystemExit, match="split-seed"):
         load_part([path, other], "val")
+
+
+def test_a_fixed_size_averages_the_first_runs_on_the_test_part(tmp_path, monkeypatch):
+    """Refit runs have no validation part: the size is given, and only the test part is read."""
+    monkeypatch.setattr(finance_common, "RESULTS", tmp_path)
+    labels = ["negative", "neutral", "positive", "positive"]
+    a = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.1, 0.5, 0.4]])
+    b = np.array([[0.3, 0.4, 0.3], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6], [0.0, 0.1, 0.9]])
+    paths = []
+    for tag, probs in (("r1", a), ("r2", b), ("r3", b)):
+        part = {"probs": probs, "labels": labels, "rows": [1, 2, 3, 4], "classes": CLASSES}
+        finance_common._save_probabilities("pb", "preset-accurate", tag, {"test": part})
+        paths.append(tmp_path / "finance_pb_probs" / f"preset-accurate-{tag}.json")
+    result = fixed_size("pb", ["r1", "r2", "r3"], paths, 2)
+    assert result["chosen_runs"] == ["r1", "r2"] and result["test_rows"] == 4
+    assert result["chosen_test"] == {"accuracy": 1.0, "macro_f1": 1.0, "weighted_f1": 1.0}
+    assert [m["accuracy"] for m in result["members_test"]] == [0.75, 0.75]
+    with pytest.raises(SystemExit, match="between 1 and 3"):
+        fixed_size("pb", ["r1", "r2", "r3"], paths, 4)
