@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 from apps.finance_monitor.classifiers import load_model, train_multitask
-from apps.finance_monitor.config import FinanceTrainConfig
+from apps.finance_monitor.config import FinanceTrainConfig, MonitorConfig
 from apps.finance_monitor.datasets import load_labelled
+from apps.finance_monitor.digests import Digester
 from apps.finance_monitor.entities import EntityLinker
 from apps.finance_monitor.monitor import JOINT_MODEL, SAMPLE_RULES, Monitor
 from apps.finance_monitor.rules import load_rules
@@ -73,11 +74,22 @@ def prepare(data_dir: Path) -> None:
         # The sample watch list links headlines that name a company without its cashtag.
         linker = EntityLinker(load_watchlist(SAMPLE_WATCHLIST))
         rules = load_rules(SAMPLE_RULES)
-        monitor = Monitor(engine, Scorer.from_dirs(model_dir), rules, [LogSink()], linker=linker)
+        # As `aigc finance monitor` with the default settings: every alert gets its digest, and the
+        # log channel's deliveries are sent (one outbox pass), so the dashboard shows both.
+        digester = Digester(MonitorConfig().digest)
+        monitor = Monitor(
+            engine, Scorer.from_dirs(model_dir), rules, [LogSink()], linker=linker, digester=digester
+        )
         result = monitor.cycle(files=[SAMPLE_DATA_DIR / name for name in STREAM_FILES])
+        sent = monitor.deliver()
         logger.info(
             "Finance demo ready",
-            extra={"new_items": result.new_items, "scored": result.scored, "alerts": len(result.alerts)},
+            extra={
+                "new_items": result.new_items,
+                "scored": result.scored,
+                "alerts": len(result.alerts),
+                "delivered": len(sent.sent),
+            },
         )
     finally:
         engine.dispose()

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import torch
 
 from apps.finance_monitor.demo import models_dir, prepare
-from apps.finance_monitor.storage import Alert, Item, Score
+from apps.finance_monitor.storage import Alert, AlertDigest, Delivery, Item, Score
 from core.storage import create_engine, session_scope
 
 
@@ -60,6 +60,12 @@ def test_prepare_trains_real_models_and_raises_the_energy_alert(tmp_path):
     prepare(tmp_path)
     engine = create_engine(f"sqlite:///{tmp_path / 'aigc.db'}")
     with session_scope(engine) as session:
-        keys = {a.key for a in session.scalars(sa.select(Alert))}
+        alerts = list(session.scalars(sa.select(Alert)))
+        keys = {a.key for a in alerts}
+        digests = {d.alert_id for d in session.scalars(sa.select(AlertDigest))}
+        statuses = {d.status for d in session.scalars(sa.select(Delivery))}
     engine.dispose()
     assert "Energy | Oil" in keys
+    # as `aigc finance monitor` with defaults: every alert has its digest; the log channel delivered
+    assert digests == {a.id for a in alerts}
+    assert statuses == {"delivered"}
