@@ -289,24 +289,22 @@ def _ranked(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str,
     return [[str(j) for j in row] for row in top]
 
 
-def _hits(ranked: list[list[str]], heldout: Sequence[tuple[str, Gold]]) -> np.ndarray:
-    return np.asarray([row[0] in _gold(g) for row, (_, g) in zip(ranked, heldout, strict=True)], dtype=bool)
-
-
-def _metrics(ranked: list[list[str]], heldout: Sequence[tuple[str, Gold]]) -> dict[str, float]:
+def judge_heldout(
+    encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]
+) -> tuple[dict[str, float], np.ndarray]:
+    """Held-out questions ranked once against every entry's content: recall@1 (the share with their
+    entry, or one of them, first: hit@1), recall@5 and MRR@10, and whether each question's entry is
+    ranked first (bool per question, the input of :func:`sign_test`)."""
+    if not heldout:
+        return {}, np.zeros(0, dtype=bool)
+    ranked = _ranked(encoder, entries, heldout)
     gold = [_gold(g) for _, g in heldout]
-    return {
+    metrics = {
         "recall@1": round(hit_rate_at_k(ranked, gold, 1), 4),
         "recall@5": round(hit_rate_at_k(ranked, gold, 5), 4),
         f"mrr@{MRR_K}": round(mrr_at_k(ranked, gold, MRR_K), 4),
     }
-
-
-def rank1_hits(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]) -> np.ndarray:
-    """Whether each held-out question's own entry (one of them) is ranked first (bool per question)."""
-    if not heldout:
-        return np.zeros(0, dtype=bool)
-    return _hits(_ranked(encoder, entries, heldout), heldout)
+    return metrics, np.asarray([row[0] in g for row, g in zip(ranked, gold, strict=True)], dtype=bool)
 
 
 def sign_test(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
@@ -321,16 +319,6 @@ def sign_test(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
     changed = wins + losses
     p_value = float(binomtest(wins, changed, 0.5, alternative="greater").pvalue) if changed else 1.0
     return {"wins": wins, "losses": losses, "p_value": round(p_value, 4)}
-
-
-def score_heldout(
-    encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]
-) -> dict[str, float]:
-    """recall@1 (the share of questions with their entry, or one of them, first: hit@1), recall@5
-    and MRR@10 of held-out questions ranked against every entry's content."""
-    if not heldout:
-        return {}
-    return _metrics(_ranked(encoder, entries, heldout), heldout)
 
 
 def guard_keeps(gain: float, significance: dict[str, float], config: AdaptConfig) -> bool:
@@ -452,8 +440,7 @@ def adapt_encoder(
         logger.warning("Adapter not trained", extra={"reason": report.reason})
         return Adaptation(report, frozen, questions=questions)
     started = time.perf_counter()
-    frozen_ranked = _ranked(frozen, entries, heldout)
-    report.frozen = _metrics(frozen_ranked, heldout)
+    report.frozen, frozen_hits = judge_heldout(frozen, entries, heldout)
     judge_s = time.perf_counter() - started
     if config.filter_top_k:
         curated = {(entries[i].question, i) for i in _curated(entries)}
@@ -486,11 +473,10 @@ def adapt_encoder(
         loss=[row.get("train_loss") for row in result.report.get("history", [])],
     )
     started = time.perf_counter()
-    adapted_ranked = _ranked(adapted, entries, heldout)
-    report.adapted = _metrics(adapted_ranked, heldout)
+    report.adapted, adapted_hits = judge_heldout(adapted, entries, heldout)
     report.seconds["judge"] = round(judge_s + time.perf_counter() - started, 1)
     report.gain = {k: round(report.adapted[k] - report.frozen[k], 4) for k in report.frozen}
-    report.significance = sign_test(_hits(frozen_ranked, heldout), _hits(adapted_ranked, heldout))
+    report.significance = sign_test(frozen_hits, adapted_hits)
     report.kept = guard_keeps(report.gain["recall@1"], report.significance, config)
     report.model_id = result.model_id if report.kept else None
     before, after, gain = report.frozen["recall@1"], report.adapted["recall@1"], report.gain["recall@1"]
@@ -520,9 +506,8 @@ __all__ = [
     "guard_keeps",
     "heldout_plan",
     "round_trip_filter",
-    "rank1_hits",
     "read_judge",
-    "score_heldout",
+    "judge_heldout",
     "sign_test",
     "split_heldout",
 ]

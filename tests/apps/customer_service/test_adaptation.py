@@ -16,12 +16,11 @@ from apps.customer_service.adaptation import (
     ADAPTER_DIR,
     cloze_pairs,
     heldout_plan,
+    judge_heldout,
     load_encoder,
-    rank1_hits,
     read_judge,
     read_questions,
     round_trip_filter,
-    score_heldout,
     sign_test,
     split_heldout,
 )
@@ -122,15 +121,16 @@ def test_cloze_pairs_cut_sentences_from_entries_as_their_content_field_reads():
     assert all(q not in c for q, c in zip(queries, contexts, strict=True))
 
 
-def test_score_heldout_ranks_against_entry_contents(minilm):
+def test_judge_heldout_ranks_against_entry_contents(minilm):
     entries = [
         Entry("a", "doc", "", "Refunds are paid within five days.", "Refunds"),
         Entry("b", "doc", "", "We ship to France and Germany.", "Shipping"),
     ]
-    scores = score_heldout(
+    scores, hits = judge_heldout(
         minilm, entries, [("when do I get my money back", 0), ("do you deliver to Paris", 1)]
     )
-    assert scores == {"recall@1": 1.0, "recall@5": 1.0, "mrr@10": 1.0}
+    assert scores == {"recall@1": 1.0, "recall@5": 1.0, "mrr@10": 1.0} and hits.tolist() == [True, True]
+    assert judge_heldout(minilm, entries, [])[0] == {}
 
 
 def test_round_trip_filter_drops_off_topic_questions_and_keeps_curated_ones(minilm):
@@ -268,13 +268,13 @@ def test_sign_test_counts_only_the_questions_whose_result_changed():
     assert noisy["wins"] == 22 and noisy["losses"] == 20 and noisy["p_value"] > 0.3
 
 
-def test_rank1_hits_marks_the_questions_whose_own_entry_ranks_first(minilm):
+def test_judge_heldout_marks_the_questions_whose_own_entry_ranks_first(minilm):
     entries = [
         Entry("a", "doc", "", "Refunds are paid within five days.", "Refunds"),
         Entry("b", "doc", "", "We ship to France and Germany.", "Shipping"),
     ]
     heldout = [("when do I get my money back", 0), ("do you deliver to Paris", 0)]  # the second: wrong gold
-    assert rank1_hits(minilm, entries, heldout).tolist() == [True, False]
+    assert judge_heldout(minilm, entries, heldout)[1].tolist() == [True, False]
 
 
 def test_read_judge_maps_entry_ids_to_positions_and_names_a_bad_row(tmp_path):
@@ -297,8 +297,8 @@ def test_a_question_with_several_entries_counts_when_any_of_them_is_first(minilm
         Entry("b", "doc", "", "We ship to France and Germany.", "Shipping"),
     ]
     heldout = [("do you deliver to Paris", frozenset({0, 1})), ("do you deliver to Paris", frozenset({0}))]
-    assert rank1_hits(minilm, entries, heldout).tolist() == [True, False]
-    assert score_heldout(minilm, entries, heldout)["recall@1"] == 0.5
+    scores, hits = judge_heldout(minilm, entries, heldout)
+    assert hits.tolist() == [True, False] and scores["recall@1"] == 0.5
 
 
 @pytest.mark.slow  # trains the tiny encoder for real: ~5 s quiet, 40 s at load 20
