@@ -187,14 +187,7 @@ def run(
     if args.max_train and len(train_data) > args.max_train:
         rng = np.random.default_rng(42)
         keep = sorted(rng.choice(len(train_data), args.max_train, replace=False).tolist())
-        from dataclasses import replace
-
-        train_data = replace(
-            train_data,
-            texts=[train_data.texts[i] for i in keep],
-            labels=[train_data.labels[i] for i in keep],
-            rows=[train_data.rows[i] for i in keep],
-        )
+        train_data = train_data.subset(keep)
         protocol["train_subsampled_to"] = args.max_train
     task = "topic" if name == "topic" else "sentiment"
     results: dict[str, Any] = {
@@ -292,7 +285,6 @@ def _train_with_aux(
     task: str, train_data: Any, run_dir: Path, args: argparse.Namespace, fields: dict[str, Any]
 ) -> dict[str, Any]:
     """Train ``task`` with ``--aux-data`` as an auxiliary head (its rows after the task's, all training)."""
-    from dataclasses import replace
 
     import numpy as np
 
@@ -307,12 +299,7 @@ def _train_with_aux(
         keep = sorted(
             np.random.default_rng(args.seed).choice(len(aux), args.aux_rows, replace=False).tolist()
         )
-        aux = replace(
-            aux,
-            texts=[aux.texts[i] for i in keep],
-            labels=[aux.labels[i] for i in keep],
-            rows=[aux.rows[i] for i in keep],
-        )
+        aux = aux.subset(keep)
     head = f"aux-{args.aux_data}"
     config = with_overrides(FinanceTrainConfig(), {**fields, "auxiliary_heads": (head,)})
     return train_multitask({task: train_data, head: aux}, run_dir, config=config, resume=args.resume)
@@ -332,19 +319,12 @@ def _probabilities(model: Any, data: Any, head: str) -> dict[str, Any]:
 
 def _val_probabilities(model: Any, train_data: Any, args: argparse.Namespace, head: str) -> dict[str, Any]:
     """Probabilities on the validation carve-out the training loop held out (rebuilt from its seed)."""
-    from dataclasses import replace
 
     from core.finetune import split_indices
 
     seed = args.seed if args.split_seed is None else args.split_seed
     _, val = split_indices(len(train_data), VAL_FRACTION, seed, strata=list(train_data.labels))
-    part = replace(
-        train_data,
-        texts=[train_data.texts[i] for i in val],
-        labels=[train_data.labels[i] for i in val],
-        rows=[train_data.rows[i] for i in val],
-    )
-    return _probabilities(model, part, head)
+    return _probabilities(model, train_data.subset(val), head)
 
 
 def _save_probabilities(

@@ -5,8 +5,6 @@ Run: ``.venv/bin/python -m bench.finance_phrasebank [--threads 1] [--config lora
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from bench.finance_common import DATA, run
@@ -20,14 +18,6 @@ def load():
     order = np.random.default_rng(42).permutation(len(data)).tolist()
     cut = int(round(len(data) * 0.75))
 
-    def part(idx):
-        return replace(
-            data,
-            texts=[data.texts[i] for i in idx],
-            labels=[data.labels[i] for i in idx],
-            rows=[data.rows[i] for i in idx],
-        )
-
     protocol = {
         "file": "Sentences_50Agree.txt",
         "rows_after_dedup": len(data),
@@ -36,7 +26,7 @@ def load():
         "split": "numpy default_rng(42) permutation, first 75% train, rest test",
         "note": "FinGPT uses HF Dataset.train_test_split(seed=42); same proportions, not the same rows",
     }
-    return part(order[:cut]), part(order[cut:]), protocol
+    return data.subset(order[:cut]), data.subset(order[cut:]), protocol
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +50,7 @@ def _splits(name: str) -> tuple[Any, Any, Any]:
     keep = sorted(np.random.default_rng(42).choice(len(train), TRAIN_ROWS[name], replace=False).tolist())
     rest = sorted(set(range(len(train))) - set(keep))
 
-    def part(idx: list[int]) -> Any:
-        return replace(
-            train,
-            texts=[train.texts[i] for i in idx],
-            labels=[train.labels[i] for i in idx],
-            rows=[train.rows[i] for i in idx],
-        )
-
-    return part(keep), part(rest), test
+    return train.subset(keep), train.subset(rest), test
 
 
 def _cpu_ms(fn: Any, n: int) -> tuple[float, float]:

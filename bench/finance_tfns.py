@@ -6,8 +6,6 @@ Run: ``.venv/bin/python -m bench.finance_tfns [--threads 1]``.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from bench.finance_common import DATA, run
 
 
@@ -19,21 +17,13 @@ def load():
     data = load_labelled(DATA / "twitter_financial_news_sentiment" / "sent_train.csv", label_map="tfns")
     train_idx, test_idx = split_indices(len(data), 0.2, 42, strata=data.labels)
 
-    def part(idx):
-        return replace(
-            data,
-            texts=[data.texts[i] for i in idx],
-            labels=[data.labels[i] for i in idx],
-            rows=[data.rows[i] for i in idx],
-        )
-
     protocol = {
         "file": "sent_train.csv",
         "rows": len(data),
         "label_map": "0=negative (Bearish), 1=positive (Bullish), 2=neutral",
         "split": "core.finetune.split_indices(n, 0.2, seed=42, strata=label)",
     }
-    return part(train_idx), part(test_idx), protocol
+    return data.subset(train_idx), data.subset(test_idx), protocol
 
 
 if __name__ == "__main__":

@@ -85,6 +85,15 @@ class LabelledData:
         index = {name: i for i, name in enumerate(self.label_names)}
         return [index[label] for label in self.labels]
 
+    def subset(self, indices: Sequence[int]) -> LabelledData:
+        """The rows at ``indices``, in that order, with the same label set, source and counts."""
+        return replace(
+            self,
+            texts=[self.texts[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            rows=[self.rows[i] for i in indices] if self.rows else [],
+        )
+
     def to_records(self) -> list[dict[str, str]]:
         """``[{"text": ..., "label": ...}, ...]``."""
         return [{"text": t, "label": y} for t, y in zip(self.texts, self.labels, strict=True)]
@@ -218,10 +227,7 @@ def deduplicate(data: LabelledData, mode: Dedup = "exact") -> LabelledData:
             extra={"source": data.source, "duplicates": duplicates, "conflicting_rows": conflicts},
         )
     return replace(
-        data,
-        texts=[data.texts[i] for i in keep],
-        labels=[data.labels[i] for i in keep],
-        rows=[data.rows[i] for i in keep],
+        data.subset(keep),
         duplicates_removed=data.duplicates_removed + duplicates,
         conflicts_removed=data.conflicts_removed + conflicts,
     )

@@ -214,6 +214,16 @@ def test_dedup_modes(tmp_path):
     assert (text.duplicates_removed, text.conflicts_removed) == (1, 2)
 
 
+def test_subset_keeps_texts_labels_and_source_rows_together(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\nA rises,positive\nB falls,negative\nC,neutral\n", encoding="utf-8")
+    data = load_labelled(path)
+    part = data.subset([2, 0])
+    assert (part.texts, part.labels, part.rows) == (["C", "A rises"], ["neutral", "positive"], [3, 1])
+    assert part.label_names == data.label_names and part.source == data.source and len(data) == 3
+    assert data.subset([]).texts == []
+
+
 def test_label_map_parsing():
     assert parse_label_map("0=negative, 1 = positive") == {"0": "negative", "1": "positive"}
     assert parse_label_map({0: "neg"}) == {"0": "neg"}
