@@ -84,6 +84,9 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
         "--layer-lr-decay", type=float, default=None, help="layer-wise lr decay of the encoder (1: none)"
     )
     parser.add_argument(
+        "--label-smoothing", type=float, default=None, help="share of each target spread over the labels"
+    )
+    parser.add_argument(
         "--tag", default=None, help="names a variant: its own run directory and result row (a lr sweep)"
     )
     parser.add_argument(
@@ -148,6 +151,7 @@ def _settings(config_name: str, args: argparse.Namespace, default_epochs: int) -
         "warmup_ratio": getattr(args, "warmup_ratio", None),
         "weight_decay": getattr(args, "weight_decay", None),
         "layer_lr_decay": getattr(args, "layer_lr_decay", None),
+        "label_smoothing": getattr(args, "label_smoothing", None),
         "split_seed": getattr(args, "split_seed", None),
     }
     settings.update({k: v for k, v in cli.items() if v is not None})

@@ -75,6 +75,14 @@ class ClassifierTrainConfig(TrainConfig):
             "split, metric and best epoch come from the other heads alone."
         },
     )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of each training target spread evenly over the head's labels (0: one-hot); "
+            "softens the fit to noisy labels such as split annotator votes. Validation loss stays "
+            "unsmoothed."
+        },
+    )
     layer_lr_decay: float = field(
         default=1.0,
         metadata={
@@ -89,6 +97,10 @@ class ClassifierTrainConfig(TrainConfig):
         if not 0 < self.layer_lr_decay <= 1:
             raise ValueError(
                 f"{type(self).__name__}.layer_lr_decay has an invalid value: {self.layer_lr_decay!r}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(
+                f"{type(self).__name__}.label_smoothing has an invalid value: {self.label_smoothing!r}"
             )
 
 
@@ -184,10 +196,12 @@ def _targets(data: LabelledTexts, classifier: TextClassifier) -> dict[str, np.nd
     return targets
 
 
-def _loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
+def _loss(
+    logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], label_smoothing: float = 0.0
+) -> torch.Tensor:
     # Sum over the heads that have at least one label in this batch (cross-entropy of none is NaN).
     losses = [
-        torch.nn.functional.cross_entropy(logits[h], y, ignore_index=IGNORE)
+        torch.nn.functional.cross_entropy(logits[h], y, ignore_index=IGNORE, label_smoothing=label_smoothing)
         for h, y in labels.items()
         if bool((y != IGNORE).any())
     ]
@@ -223,7 +237,8 @@ def classifier_task(
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
     def loss(batch: dict[str, Any]) -> torch.Tensor:
-        return _loss(classifier(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+        logits = classifier(batch["input_ids"], batch["attention_mask"])
+        return _loss(logits, batch["labels"], config.label_smoothing)
 
     def evaluate() -> dict[str, float]:
         device = classifier.device

@@ -12,7 +12,8 @@ from bench.finance_common import _FieldsFormatter, _row, _rows_in, _settings, _w
 
 def _args(**given: object) -> argparse.Namespace:
     names = ("model", "epochs", "batch_size", "lr", "max_length", "patience", "warmup_ratio")
-    names += ("weight_decay", "layer_lr_decay", "tag", "max_train", "no_test", "split_seed")
+    names += ("weight_decay", "layer_lr_decay", "label_smoothing", "tag", "max_train", "no_test")
+    names += ("split_seed",)
     return argparse.Namespace(**{name: given.get(name) for name in names})
 
 
@@ -27,6 +28,7 @@ def test_command_line_beats_the_configuration_which_beats_the_defaults():
     assert "weight_decay" not in swept  # not given: the loop's default
     assert "split_seed" not in swept  # not given: the carve-out follows --seed
     assert _settings("preset-accurate", _args(split_seed=42), 3)["split_seed"] == 42
+    assert _settings("preset-accurate", _args(label_smoothing=0.1), 3)["label_smoothing"] == 0.1
 
 
 def test_a_validation_only_row_names_its_variant_and_the_epoch_validation_chose():

@@ -158,6 +158,24 @@ def test_auxiliary_head_trains_but_neither_validates_nor_picks_the_epoch(tiny_en
         classifier_task(classifier, data, ClassifierTrainConfig(auxiliary_heads=("other",)))
 
 
+def test_label_smoothing_softens_the_training_targets_and_leaves_validation_alone(tiny_encoder_dir):
+    data = read_labelled_texts(good_bad(24, seed=0), "text", ["label"])
+    classifier = TextClassifier(str(tiny_encoder_dir), heads={"label": data.label_set("label")}).eval()
+    plain = classifier_task(classifier, data, ClassifierTrainConfig(val_fraction=0.25))
+    smooth = classifier_task(classifier, data, ClassifierTrainConfig(val_fraction=0.25, label_smoothing=0.2))
+    batch = plain.collate(list(range(len(plain.lengths))))
+    with torch.no_grad():
+        logp = classifier(batch["input_ids"], batch["attention_mask"])["label"].log_softmax(-1)
+        gold = logp.gather(1, batch["labels"]["label"][:, None]).squeeze(1)
+        # 0.8 of the target on the gold label, 0.2 spread evenly over both labels
+        expected = -(0.8 * gold + 0.2 * logp.mean(-1)).mean().item()
+        assert smooth.loss(batch).item() == pytest.approx(expected, rel=1e-5)
+        assert plain.loss(batch).item() == pytest.approx(-gold.mean().item(), rel=1e-5)
+        assert smooth.evaluate() == plain.evaluate()  # the validation loss and metrics are unsmoothed
+    with pytest.raises(ValueError, match="label_smoothing"):
+        ClassifierTrainConfig(label_smoothing=1.0)
+
+
 def test_config_overrides_are_checked():
     config = with_overrides(ClassifierTrainConfig(), {"epochs": "5", "lora": {"r": 4}})
     assert config.epochs == 5 and config.lora.r == 4 and isinstance(config, ClassifierTrainConfig)
