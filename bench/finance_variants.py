@@ -54,8 +54,10 @@ def collect(rows: list[dict[str, Any]], variants: list[str], seeds: list[int]) -
     return out
 
 
-def plot(summary: dict[str, Any], seeds: list[int], title: str, path: str) -> None:
-    """Two panels (validation, test): one dot per seed and a bar for the mean of each variant."""
+def plot(
+    summary: dict[str, Any], seeds: list[int], title: str, path: str, target: float | None = None
+) -> None:
+    """Two panels (validation, test): one dot per seed, a bar for each variant's mean, the target line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +76,9 @@ def plot(summary: dict[str, Any], seeds: list[int], title: str, path: str) -> No
             ax.annotate(f"{means[i]:.3f}", (i, means[i]), ha="center", va="bottom", fontsize=8)
         low = min((p for v in names for p in _values(summary[v], key)), default=0.8)
         ax.set_ylim(low - 0.02, max(0.9, max(means) + 0.01))
+        if target is not None and key == "test_weighted_f1":  # the target is a test score
+            ax.axhline(target, color="#c44e52", linestyle="--", linewidth=1, label=f"target {target}")
+            ax.legend(loc="upper right", fontsize=8)
         ax.set_title(label)
         ax.tick_params(axis="x", rotation=20)
     fig.suptitle(title)
@@ -94,12 +99,15 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", required=True, help="tag prefixes, e.g. ens ls0.1")
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
     args = parser.parse_args()
-    rows = _rows_in(RESULTS / f"finance_{args.name}.json")
+    source = RESULTS / f"finance_{args.name}.json"
+    rows = _rows_in(source)
+    target = json.loads(source.read_text()).get("target", {}).get("value") if source.is_file() else None
     summary = collect(rows, args.variants, args.seeds)
     out = RESULTS / f"finance_{args.name}_variants-{args.tag}"
-    result = {"benchmark": args.name, "seeds": args.seeds, "variants": summary}
+    result = {"benchmark": args.name, "seeds": args.seeds, "target": target, "variants": summary}
     (out.parent / f"{out.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(summary, args.seeds, f"{args.name}: {args.tag} ({len(args.seeds)} seeds)", str(out) + ".png")
+    title = f"{args.name}: {args.tag} ({len(args.seeds)} seeds)"
+    plot(summary, args.seeds, title, str(out) + ".png", target)
     for variant, s in summary.items():
         print(f"{variant:>16}  val {s['mean_val_macro_f1']}  test {s['mean_test_weighted_f1']}")
 

@@ -25,7 +25,7 @@ def test_means_per_variant_use_the_latest_row_of_each_seed_and_skip_missing_scor
     assert summary["ls"]["seeds"] == {"1": {"val_macro_f1": 0.88, "test_weighted_f1": None}}
     assert summary["ls"]["mean_test_weighted_f1"] is None
     png = tmp_path / "v.png"
-    plot(summary, [1, 2], "t", str(png))
+    plot(summary, [1, 2], "t", str(png), target=0.88)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="missing-s<seed>"):
         collect(rows, ["missing"], [1, 2])
