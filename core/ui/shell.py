@@ -17,8 +17,8 @@ APP_SCRIPT = str(UI_DIR / "app.py")
 SIGN_IN = str(UI_DIR / "sign_in.py")
 # Core's own pages: (script, title, icon, url path, permission).
 ADMIN_PAGES: tuple[tuple[str, str, str, str, str], ...] = (
-    (str(UI_DIR / "pages" / "users.py"), "Users", ":material/group:", "admin-users", "users.manage"),
-    (str(UI_DIR / "pages" / "audit.py"), "Audit log", ":material/policy:", "admin-audit", "audit.read"),
+    (str(UI_DIR / "admin_pages" / "users.py"), "Users", ":material/group:", "admin-users", "users.manage"),
+    (str(UI_DIR / "admin_pages" / "audit.py"), "Audit log", ":material/policy:", "admin-audit", "audit.read"),
 )
 
 

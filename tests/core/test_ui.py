@@ -31,6 +31,12 @@ def test_home_page_renders_apps_and_models():
     assert table.loc["mpnet-base", "status"] in {"installed", "not assembled", "missing"}
 
 
+def test_no_pages_folder_beside_the_entry_script():
+    # Streamlit runs an entry script that has a pages/ folder beside it in its old folder-based
+    # multipage mode on a server's first run: the first deep link then answered "Page not found".
+    assert not (Path(APP_SCRIPT).parent / "pages").exists()
+
+
 def test_suite_entry_script_renders_home_by_default():
     at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     assert not at.exception

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, data_kb_dir  # noqa: F401
-from tests.browser import chromium_page, close_page_not_found, screenshot, streamlit_server
+from tests.browser import assert_page_found, chromium_page, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -34,7 +34,7 @@ def test_chat_answers_with_sources_in_the_browser(data_kb_dir):  # noqa: F811
     with streamlit_server(["support"]) as url, chromium_page(height=1400) as page:
         page.goto(f"{url}/support-chat")
         page.get_by_role("heading", name="Agent chat").wait_for(timeout=120_000)
-        close_page_not_found(page)
+        assert_page_found(page)
         box = page.get_by_placeholder("Type the customer's question")
         box.fill("i forgot my login password")
         box.press("Enter")

@@ -14,7 +14,7 @@ import pytest
 from apps.finance_monitor.ui import queries
 from core.storage import create_engine
 from tests.apps.finance_monitor.sample_db import build_sample_db, copy_db, raise_sample_alerts
-from tests.browser import chromium_page, close_page_not_found, free_port, screenshot, streamlit_server
+from tests.browser import assert_page_found, chromium_page, free_port, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
@@ -41,7 +41,7 @@ def test_dashboard_shows_the_surge_alert_as_it_is_raised_and_acknowledges_it(sam
     with streamlit_server(["finance"]) as url, chromium_page(height=1800) as page:
         page.goto(f"{url}/finance-alerts")
         page.get_by_text("No open alerts").wait_for(timeout=60_000)
-        close_page_not_found(page)
+        assert_page_found(page)
         sidebar = page.locator("[data-testid='stSidebar']")
         sidebar.locator("[data-testid='stSelectbox']").filter(has_text="Every").click()
         page.get_by_role("option", name="10 s").click()
@@ -129,7 +129,7 @@ def test_entities_page_in_a_browser(sample_data_dir):
     with streamlit_server(["finance"]) as url, chromium_page(height=2400) as page:
         page.goto(f"{url}/finance-entities?entity=NWDE")
         page.get_by_role("heading", name="Stories mentioning NWDE").wait_for(timeout=60_000)
-        close_page_not_found(page)
+        assert_page_found(page)
         expect(page.get_by_role("heading", name="NWDE: mean sentiment per day")).to_be_visible()
         expect(page.locator("[data-testid='stVegaLiteChart']")).to_have_count(3, timeout=30_000)
         time.sleep(1.5)  # let Vega draw before the screenshot

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.apps.recommender.sample_model import install_demo_state, saved_sample_model
-from tests.browser import chromium_page, close_page_not_found, screenshot, streamlit_server
+from tests.browser import assert_page_found, chromium_page, screenshot, streamlit_server
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
@@ -44,7 +44,7 @@ def test_user_page_and_evaluation_in_chromium(demo_state):
     with streamlit_server(["recommend"]) as url, chromium_page(height=2100) as page:
         page.goto(f"{url}/recommend-user")
         page.get_by_role("heading", name="Recommendations", exact=True).wait_for(timeout=90_000)
-        close_page_not_found(page)
+        assert_page_found(page)
         tables = page.locator("[data-testid='stTable']")
         expect(tables).to_have_count(3, timeout=60_000)
         recs = tables.nth(1)
