@@ -260,10 +260,12 @@ def run(
 
 def _rows_in(out: Path) -> list[dict[str, Any]]:
     """Every run row of result file ``out`` (earlier and latest), ``[]`` when there is none."""
-    if not out.is_file():
-        return []
-    previous = json.loads(out.read_text())
-    return [*previous.get("earlier_runs", []), *previous.get("runs", [])]
+    return rows_of(json.loads(out.read_text())) if out.is_file() else []
+
+
+def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run row of a parsed result file, earlier ones first (a later row of a tag supersedes)."""
+    return [*results.get("earlier_runs", []), *results.get("runs", [])]
 
 
 def _write_results(out: Path, results: dict[str, Any], running: set[tuple[Any, ...]]) -> None:

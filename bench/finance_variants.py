@@ -18,7 +18,8 @@ import json
 from statistics import mean
 from typing import Any
 
-from bench.finance_common import RESULTS, _rows_in
+from bench.finance_common import RESULTS, rows_of
+from core.atomic import write_bytes_atomic
 
 
 def collect(rows: list[dict[str, Any]], variants: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -44,13 +45,11 @@ def collect(rows: list[dict[str, Any]], variants: list[str], seeds: list[int]) -
             per_seed[str(seed)] = {"val_macro_f1": row.get("val_macro_f1"), "test_weighted_f1": test}
         if not per_seed:
             raise SystemExit(f"no result row tagged {variant}-s<seed> for seeds {seeds}")
-        vals = [s["val_macro_f1"] for s in per_seed.values() if s["val_macro_f1"] is not None]
-        tests = [s["test_weighted_f1"] for s in per_seed.values() if s["test_weighted_f1"] is not None]
-        out[variant] = {
-            "seeds": per_seed,
-            "mean_val_macro_f1": round(mean(vals), 4) if vals else None,
-            "mean_test_weighted_f1": round(mean(tests), 4) if tests else None,
-        }
+        entry: dict[str, Any] = {"seeds": per_seed}
+        for key in ("val_macro_f1", "test_weighted_f1"):
+            scores = _values(entry, key)
+            entry[f"mean_{key}"] = round(mean(scores), 4) if scores else None
+        out[variant] = entry
     return out
 
 
@@ -100,14 +99,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
     args = parser.parse_args()
     source = RESULTS / f"finance_{args.name}.json"
-    rows = _rows_in(source)
-    target = json.loads(source.read_text()).get("target", {}).get("value") if source.is_file() else None
-    summary = collect(rows, args.variants, args.seeds)
+    results = json.loads(source.read_text()) if source.is_file() else {}
+    target = results.get("target", {}).get("value")
+    summary = collect(rows_of(results), args.variants, args.seeds)
     out = RESULTS / f"finance_{args.name}_variants-{args.tag}"
     result = {"benchmark": args.name, "seeds": args.seeds, "target": target, "variants": summary}
-    (out.parent / f"{out.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_bytes_atomic(f"{out}.json", (json.dumps(result, indent=2) + "\n").encode())
     title = f"{args.name}: {args.tag} ({len(args.seeds)} seeds)"
-    plot(summary, args.seeds, title, str(out) + ".png", target)
+    plot(summary, args.seeds, title, f"{out}.png", target)
     for variant, s in summary.items():
         print(f"{variant:>16}  val {s['mean_val_macro_f1']}  test {s['mean_test_weighted_f1']}")
 
