@@ -39,6 +39,11 @@ TIERS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: A label confidence per tier for ``--agreement-confidence`` training: the middle of the tier's range
+#: of annotator shares (fixed before any run with it).
+TIER_CONFIDENCE: dict[str, float] = {"50-65%": 0.58, "66-74%": 0.70, "75-99%": 0.87, "100%": 1.0}
+
+
 def _key(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -52,6 +57,21 @@ def agreement_tiers() -> dict[str, str]:
         data = load_labelled(DATA / "financial_phrasebank" / f"Sentences_{suffix}.txt", dedup="none")
         tiers.update({_key(t): label for t in data.texts})
     return tiers
+
+
+def with_agreement_confidence(data: Any) -> Any:
+    """``data`` (PhraseBank ``LabelledData``) with each row's confidence from its agreement tier.
+
+    Raises:
+        SystemExit: A sentence is in none of the four files.
+    """
+    from dataclasses import replace
+
+    tiers = agreement_tiers()
+    missing = [t for t in data.texts if _key(t) not in tiers]
+    if missing:
+        raise SystemExit(f"{len(missing)} training sentences have no agreement tier, e.g. {missing[0]!r}")
+    return replace(data, confidence=[TIER_CONFIDENCE[tiers[_key(t)]] for t in data.texts])
 
 
 def by_tier(

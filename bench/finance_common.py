@@ -129,6 +129,12 @@ def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
     parser.add_argument(
         "--aux-rows", type=int, default=None, help="a seeded random sample of the auxiliary set"
     )
+    parser.add_argument(
+        "--agreement-confidence",
+        action="store_true",
+        help="PhraseBank only: train each sentence towards its annotator agreement (the middle of its "
+        "tier) on its label instead of 1, the rest spread over the other labels",
+    )
     parser.add_argument("--progress", action="store_true", help="a progress bar per epoch, epoch logs")
     parser.add_argument(
         "--resume",
@@ -193,6 +199,12 @@ def run(
         keep = sorted(rng.choice(len(train_data), args.max_train, replace=False).tolist())
         train_data = train_data.subset(keep)
         protocol["train_subsampled_to"] = args.max_train
+    if args.agreement_confidence:
+        if name != "phrasebank":
+            raise SystemExit("--agreement-confidence needs PhraseBank's agreement files")
+        from bench.finance_agreement import with_agreement_confidence
+
+        train_data = with_agreement_confidence(train_data)
     task = "topic" if name == "topic" else "sentiment"
     results: dict[str, Any] = {
         "benchmark": name,
@@ -377,6 +389,7 @@ def _row(
         "max_train": args.max_train,
         "aux_data": getattr(args, "aux_data", None),
         "aux_rows": getattr(args, "aux_rows", None),
+        "agreement_confidence": getattr(args, "agreement_confidence", False),
         "epochs_run": report["epochs_run"],
         "resumed": report["resumed"],
         "best_epoch": report["best_epoch"],

@@ -53,6 +53,8 @@ TASKS: tuple[str, ...] = ("sentiment", "topic")
 META_FILE = "finance.json"
 #: Artifact kind of a finance model directory (a core classifier plus calibration and finance.json).
 KIND = "finance-classifier"
+#: Training frame column of the rows' label confidence, when the data carries one.
+CONFIDENCE_COLUMN = "label_confidence"
 
 
 def load_training_data(
@@ -144,12 +146,16 @@ def train_multitask(
     config = config or FinanceTrainConfig()
     heads = list(datasets)
     rows: list[dict[str, str]] = []
+    confidence: list[float] = []
     for head, data in datasets.items():
         rows += [
             {"text": t, **{h: (y if h == head else "") for h in heads}}
             for t, y in zip(data.texts, data.labels, strict=True)
         ]
+        confidence += data.confidence or [1.0] * len(data.texts)
     frame = pd.DataFrame(rows, columns=["text", *heads])
+    if any(data.confidence is not None for data in datasets.values()):
+        frame[CONFIDENCE_COLUMN] = confidence
     out_dir = Path(out_dir)
     # Built aside and swapped in whole; a KB or any other directory that is no finance model is refused.
     # A build holding a checkpoint outlives a killed or failed run, so that ``resume`` can adopt it.
@@ -180,7 +186,13 @@ def _train_into(
     resume: bool,
 ) -> dict[str, Any]:
     report = train_classifier(
-        frame, out_dir, model=config.model, label_column=heads, config=config, resume_from=resume or None
+        frame,
+        out_dir,
+        model=config.model,
+        label_column=heads,
+        config=config,
+        resume_from=resume or None,
+        confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in frame.columns else None,
     )
     model = TextClassifier.from_pretrained(out_dir)
     stats: dict[str, dict[str, Any]] = {}

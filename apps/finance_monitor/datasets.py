@@ -61,6 +61,9 @@ class LabelledData:
         rows: 1-based record number in the source of each text (for error reports and audits).
         duplicates_removed: Rows dropped as repeats by de-duplication.
         conflicts_removed: Rows dropped because the same text carried different labels.
+        confidence: Optional per-row label confidence in (0, 1], such as the share of annotators who
+            chose the label; training then aims at that probability (see
+            :func:`core.finetune.train_classifier`).
     """
 
     texts: list[str]
@@ -71,6 +74,7 @@ class LabelledData:
     rows: list[int] = field(default_factory=list)
     duplicates_removed: int = 0
     conflicts_removed: int = 0
+    confidence: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -92,6 +96,7 @@ class LabelledData:
             texts=[self.texts[i] for i in indices],
             labels=[self.labels[i] for i in indices],
             rows=[self.rows[i] for i in indices] if self.rows else [],
+            confidence=None if self.confidence is None else [self.confidence[i] for i in indices],
         )
 
     def to_records(self) -> list[dict[str, str]]:

@@ -197,15 +197,48 @@ def _targets(data: LabelledTexts, classifier: TextClassifier) -> dict[str, np.nd
 
 
 def _loss(
-    logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], label_smoothing: float = 0.0
+    logits: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    label_smoothing: float = 0.0,
+    confidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
     # Sum over the heads that have at least one label in this batch (cross-entropy of none is NaN).
-    losses = [
-        torch.nn.functional.cross_entropy(logits[h], y, ignore_index=IGNORE, label_smoothing=label_smoothing)
-        for h, y in labels.items()
-        if bool((y != IGNORE).any())
-    ]
+    losses = []
+    for head, y in labels.items():
+        keep = y != IGNORE
+        if not bool(keep.any()):
+            continue
+        if confidence is None:
+            losses.append(
+                torch.nn.functional.cross_entropy(
+                    logits[head], y, ignore_index=IGNORE, label_smoothing=label_smoothing
+                )
+            )
+            continue
+        # Soft target: the row's confidence on its label, the rest spread evenly over the others.
+        scores = logits[head][keep].float()
+        k = scores.shape[1]
+        sure = confidence[keep].float()[:, None]
+        onehot = torch.nn.functional.one_hot(y[keep], k).float()
+        target = onehot * sure + (1 - onehot) * (1 - sure) / (k - 1)
+        losses.append(torch.nn.functional.cross_entropy(scores, target, label_smoothing=label_smoothing))
     return torch.stack(losses).sum()
+
+
+def _check_confidence(
+    data: LabelledTexts, targets: Mapping[str, np.ndarray], sizes: Mapping[str, int]
+) -> None:
+    """A row's confidence must keep its label the most likely one: at least 1/k for a head of k labels."""
+    if data.confidence is None:
+        return
+    for head, target in targets.items():
+        floor = 1 / sizes[head]
+        for row, (label, sure) in enumerate(zip(target, data.confidence, strict=True), start=1):
+            if label != IGNORE and sure < floor - 1e-9:
+                raise ValueError(
+                    f"{data.source}, row {row}: confidence {sure:g} is below 1/{sizes[head]} for head "
+                    f"'{head}' ({sizes[head]} labels), so its label would not be the most likely one."
+                )
 
 
 def classifier_task(
@@ -217,6 +250,8 @@ def classifier_task(
     texts are tokenised once, without padding.
     """
     targets = _targets(data, classifier)
+    _check_confidence(data, targets, {h: len(classifier.labels(h)) for h in targets})
+    confidence = None if data.confidence is None else np.asarray(data.confidence, dtype=np.float32)
     unknown = sorted(set(config.auxiliary_heads) - set(data.labels))
     if unknown:
         raise ValueError(
@@ -234,11 +269,14 @@ def classifier_task(
         lengths = torch.tensor([len(s) for s in seqs])
         mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
         labels = {h: torch.from_numpy(t[list(rows)]) for h, t in targets.items()}
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if confidence is not None:
+            batch["confidence"] = torch.from_numpy(confidence[list(rows)])
+        return batch
 
     def loss(batch: dict[str, Any]) -> torch.Tensor:
         logits = classifier(batch["input_ids"], batch["attention_mask"])
-        return _loss(logits, batch["labels"], config.label_smoothing)
+        return _loss(logits, batch["labels"], config.label_smoothing, batch.get("confidence"))
 
     def evaluate() -> dict[str, float]:
         device = classifier.device
@@ -349,6 +387,7 @@ def train_classifier(
     config: ClassifierTrainConfig | None = None,
     resume_from: str | Path | bool | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    confidence_column: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Fine-tune a LoRA text classifier on labelled texts and save it to ``out_dir``.
@@ -367,6 +406,9 @@ def train_classifier(
         config: Training settings (default :class:`ClassifierTrainConfig`).
         resume_from: Continue an interrupted run: a checkpoint directory, or ``True`` for ``out_dir``'s.
         on_epoch_end: Called with each epoch's metrics.
+        confidence_column: Optional column of each row's label confidence in (0, 1] (at least 1/k for
+            k labels), e.g. annotator agreement: the training target puts that probability on the
+            label and spreads the rest evenly over the others (validation keeps the hard labels).
         **overrides: Replace fields of ``config``, e.g. ``epochs=5, lr=2e-4``.
 
     Returns:
@@ -379,7 +421,7 @@ def train_classifier(
     """
     config = with_overrides(config or ClassifierTrainConfig(), overrides)
     columns = [label_column] if isinstance(label_column, str) else list(label_column)
-    labelled = read_labelled_texts(data, text_column, columns)
+    labelled = read_labelled_texts(data, text_column, columns, confidence_column)
     set_seed(config.seed)  # head and LoRA initialisation
     classifier = TextClassifier(
         model,

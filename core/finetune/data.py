@@ -28,6 +28,9 @@ class LabelledTexts:
     texts: list[str]
     labels: dict[str, list[str | None]]
     source: str
+    #: Per row, how sure its label is (``1/k`` .. 1, e.g. the share of annotators who chose it); ``None``
+    #: when the data has no such column (every label certain).
+    confidence: list[float] | None = None
 
     def label_set(self, head: str) -> list[str]:
         """Sorted distinct labels of ``head``."""
@@ -89,25 +92,47 @@ def read_columns(data: Any, columns: Sequence[str], what: str = "data") -> tuple
 
 
 def read_labelled_texts(
-    data: Any, text_column: str = "text", label_columns: Sequence[str] = ("label",)
+    data: Any,
+    text_column: str = "text",
+    label_columns: Sequence[str] = ("label",),
+    confidence_column: str | None = None,
 ) -> LabelledTexts:
     """Read texts and labels for a classifier.
 
     With one label column every row needs a label. With several (one per head), a row may leave some
     empty (it then trains only the heads it has labels for) but not all.
 
+    Args:
+        data: See :func:`read_columns`.
+        text_column: Column of the texts.
+        label_columns: One column per head.
+        confidence_column: Optional column of each row's label confidence, a number in (0, 1] such as
+            the share of annotators who chose the label; training then aims at that probability for
+            the label instead of 1 (see :class:`~core.finetune.classifier.ClassifierTrainConfig`).
+
     Raises:
-        ValueError: naming source, row and column for an empty text or label, and for a head with
-            fewer than two distinct labels.
+        ValueError: naming source, row and column for an empty text or label, a confidence that is no
+            number in (0, 1], and for a head with fewer than two distinct labels.
     """
     label_columns = list(label_columns)
     if not label_columns or len(set(label_columns)) != len(label_columns) or text_column in label_columns:
         raise ValueError(
             f"label columns {label_columns} must be distinct, non-empty and differ from '{text_column}'."
         )
-    rows, source = read_columns(data, [text_column, *label_columns], what="training data")
+    if confidence_column is not None and confidence_column in (text_column, *label_columns):
+        raise ValueError(
+            f"confidence column '{confidence_column}' must differ from the text and label columns."
+        )
+    extra = [confidence_column] if confidence_column is not None else []
+    rows, source = read_columns(data, [text_column, *label_columns, *extra], what="training data")
     if not rows:
         raise ValueError(f"{source}: no rows to train on.")
+    confidence = (
+        [_confidence(row[-1], source, i, str(confidence_column)) for i, row in enumerate(rows, 1)]
+        if extra
+        else None
+    )
+    rows = [row[: 1 + len(label_columns)] for row in rows]
     texts: list[str] = []
     labels: dict[str, list[str | None]] = {c: [] for c in label_columns}
     for i, (text, *values) in enumerate(rows, start=1):
@@ -121,7 +146,7 @@ def read_labelled_texts(
         texts.append(text)
         for column, value in zip(label_columns, values, strict=True):
             labels[column].append(value)
-    result = LabelledTexts(texts, labels, source)
+    result = LabelledTexts(texts, labels, source, confidence)
     for column in label_columns:
         if len(result.label_set(column)) < 2:
             raise ValueError(
@@ -129,6 +154,18 @@ def read_labelled_texts(
                 f"{result.label_set(column)}; a classifier needs at least two."
             )
     return result
+
+
+def _confidence(value: str, source: str, row: int, column: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= 1:  # also refuses NaN
+        raise ValueError(
+            f"{source}, row {row}: confidence {value!r} in column '{column}' is not a number in (0, 1]."
+        )
+    return number
 
 
 def read_pairs(

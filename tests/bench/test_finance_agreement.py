@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
 from sklearn.metrics import f1_score
 
-from bench.finance_agreement import by_tier, plot
+from bench.finance_agreement import TIER_CONFIDENCE, by_tier, plot, with_agreement_confidence
+from bench.finance_common import DATA
 
 
 def test_errors_are_counted_per_tier_and_fixing_a_tier_gives_its_f1():
@@ -33,3 +37,18 @@ def test_the_plot_is_a_png(tmp_path):
     tiers = {t: {"rows": 3, "accuracy": 0.5, "errors": 2} for t in ("50-65%", "66-74%", "75-99%", "100%")}
     plot({"runs": ["a", "b"], "weighted_f1": 0.86, "tiers": tiers}, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(
+    not (DATA / "financial_phrasebank").is_dir(), reason="needs ../shared/data/finance/financial_phrasebank"
+)
+def test_agreement_confidence_gives_each_phrasebank_sentence_its_tier():
+    from bench.finance_phrasebank import load
+
+    train, _, _ = load()
+    data = with_agreement_confidence(train.subset(range(400)))
+    counts = Counter(data.confidence)
+    assert set(counts) == set(TIER_CONFIDENCE.values()) and sum(counts.values()) == 400
+    # most PhraseBank sentences are unanimous; the split votes are the smallest tier
+    assert counts[1.0] == max(counts.values()) and counts[0.58] < counts[1.0]
+    assert data.texts == train.texts[:400] and data.labels == train.labels[:400]

@@ -176,6 +176,48 @@ def test_label_smoothing_softens_the_training_targets_and_leaves_validation_alon
         ClassifierTrainConfig(label_smoothing=1.0)
 
 
+def test_label_confidence_sets_each_rows_soft_target_and_leaves_validation_alone(tiny_encoder_dir):
+    rows = good_bad(24, seed=0)
+    sure = [1.0 if i % 3 else 0.6 for i in range(len(rows))]  # every third row a split vote
+    hard = read_labelled_texts(rows, "text", ["label"])
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows], "agree": sure})
+    soft = read_labelled_texts(frame, "text", ["label"], confidence_column="agree")
+    assert soft.confidence == sure and soft.labels == hard.labels
+    classifier = TextClassifier(str(tiny_encoder_dir), heads={"label": hard.label_set("label")}).eval()
+    plain = classifier_task(classifier, hard, ClassifierTrainConfig(val_fraction=0.25))
+    task = classifier_task(classifier, soft, ClassifierTrainConfig(val_fraction=0.25))
+    n = len(task.lengths)  # the task's collate takes positions in the training split
+    train, _ = split_rows(soft.labels, 0.25, ClassifierTrainConfig(val_fraction=0.25).val_split_seed)
+    batch = task.collate(list(range(n)))
+    expected_sure = [sure[i] for i in train]
+    assert batch["confidence"].tolist() == pytest.approx(expected_sure) and "confidence" not in plain.collate(
+        [0]
+    )
+    with torch.no_grad():
+        logp = classifier(batch["input_ids"], batch["attention_mask"])["label"].log_softmax(-1)
+        gold = logp.gather(1, batch["labels"]["label"][:, None]).squeeze(1)
+        other = logp.sum(-1) - gold  # two labels: the one that is not gold
+        c = torch.tensor(expected_sure)
+        assert task.loss(batch).item() == pytest.approx(-(c * gold + (1 - c) * other).mean().item(), rel=1e-5)
+        assert plain.loss(plain.collate(list(range(n)))).item() == pytest.approx(
+            -gold.mean().item(), rel=1e-5
+        )
+        assert task.evaluate() == plain.evaluate()  # validation keeps the hard labels
+    split = read_labelled_texts(frame.assign(agree=0.4), "text", ["label"], confidence_column="agree")
+    with pytest.raises(ValueError, match=r"DataFrame, row 1: confidence 0.4 is below 1/2 for head 'label'"):
+        classifier_task(classifier, split, ClassifierTrainConfig(val_fraction=0.25))
+
+
+@pytest.mark.parametrize("value", ["high", "0", "1.5", "", "nan"])
+def test_a_bad_label_confidence_names_file_row_and_column(tmp_path, value):
+    path = tmp_path / "votes.csv"
+    path.write_text(f"text,label,agree\ngood,pos,1\nbad,neg,{value}\n")
+    with pytest.raises(
+        ValueError, match=rf"votes.csv, row 2: confidence '{value}' in column 'agree' is not a number"
+    ):
+        read_labelled_texts(path, confidence_column="agree")
+
+
 def test_config_overrides_are_checked():
     config = with_overrides(ClassifierTrainConfig(), {"epochs": "5", "lora": {"r": 4}})
     assert config.epochs == 5 and config.lora.r == 4 and isinstance(config, ClassifierTrainConfig)

@@ -143,6 +143,24 @@ def test_an_auxiliary_head_trains_the_encoder_but_is_never_validated_or_calibrat
     assert evaluate(load_model(tmp_path / "aux"), data["sentiment"])["n"] == sentiment_rows
 
 
+def test_label_confidence_reaches_the_training_targets(tiny_encoder_dir, tmp_path):
+    """The PhraseBank bench's ``--agreement-confidence``: each row's confidence becomes its soft target."""
+    data = load_labelled(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    config = replace(tiny_config(tiny_encoder_dir), epochs=1)
+    votes = [1.0] * len(data)
+    votes[4] = 0.3  # below 1/3 for three labels: the fifth row's label would not be the most likely
+    with pytest.raises(ValueError, match="row 5: confidence 0.3 is below 1/3 for head 'sentiment'"):
+        train_multitask({"sentiment": replace(data, confidence=votes)}, tmp_path / "bad", config=config)
+    assert not (tmp_path / "bad").exists()
+    split_votes = [0.6 if i % 2 else 1.0 for i in range(len(data))]
+    part = replace(data, confidence=split_votes).subset([3, 0])
+    assert part.confidence == [0.6, 1.0] and data.subset([0]).confidence is None
+    report = train_multitask(
+        {"sentiment": replace(data, confidence=split_votes)}, tmp_path / "m", config=config
+    )
+    assert report["epochs_run"] == 1 and evaluate(load_model(tmp_path / "m"), data)["n"] == len(data)
+
+
 def test_one_encoder_two_heads(tiny_joint_dir):
     model = load_model(tiny_joint_dir)
     assert model.head_names == ["sentiment", "topic"]
