@@ -64,6 +64,7 @@ def load_training_data(
     dedup: Dedup = "text",
     text_column: str = "text",
     label_column: str = "label",
+    confidence_column: str | None = None,
 ) -> LabelledData:
     """Read labelled data for ``task`` (sentiment labels are checked against negative/neutral/positive).
 
@@ -82,6 +83,7 @@ def load_training_data(
         dedup=dedup,
         text_column=text_column,
         label_column=label_column,
+        confidence_column=confidence_column,
     )
 
 
@@ -94,6 +96,7 @@ def train(
     config: FinanceTrainConfig | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    confidence_column: str | None = None,
     resume: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
@@ -108,6 +111,9 @@ def train(
         config: Training settings; ``overrides`` replace fields (``epochs=5``, ``lora={"r": 16}``).
         text_column: Column of the texts.
         label_column: Column of the labels.
+        confidence_column: Optional column of each row's label confidence (e.g. annotator agreement,
+            1/k to 1): training aims at that probability for the label, the rest spread evenly over
+            the others; validation and calibration keep the hard labels.
         resume: Continue a killed run from the checkpoint its unfinished build of ``out_dir`` left
             (same data and settings; ``epochs`` may be raised).
 
@@ -115,7 +121,9 @@ def train(
         The training report plus ``calibration`` and ``model_version``.
     """
     config = with_overrides(config or FinanceTrainConfig(), overrides)
-    labelled = load_training_data(task, data, label_map, config.dedup, text_column, label_column)
+    labelled = load_training_data(
+        task, data, label_map, config.dedup, text_column, label_column, confidence_column
+    )
     # Too few rows for a validation split is refused here, naming the file, before the model loads.
     n = len(labelled.texts)
     _, val = split_indices(n, config.val_fraction, config.val_split_seed, strata=list(labelled.labels))

@@ -146,6 +146,7 @@ def load_labelled(
     labels: Sequence[str] | None = None,
     encoding: str | None = None,
     dedup: Dedup = "none",
+    confidence_column: str | None = None,
 ) -> LabelledData:
     """Read a labelled file for training or evaluation.
 
@@ -161,6 +162,9 @@ def load_labelled(
         dedup: ``"none"``; ``"exact"`` drops repeated (text, label) rows; ``"text"`` keeps one
             row per text and drops every row of a text whose rows disagree on the label. Texts
             are compared with runs of whitespace collapsed.
+        confidence_column: Optional column (CSV, Parquet, JSON Lines) of each row's label confidence,
+            such as the share of annotators who chose the label: a number from 1/k (k labels) to 1,
+            kept in :attr:`LabelledData.confidence` for training towards soft targets.
 
     Returns:
         The texts and labels.
@@ -174,19 +178,27 @@ def load_labelled(
     if not path.is_file():
         raise FileNotFoundError(f"labelled data file not found: {path}")
     fmt = detect_format(path) if format == "auto" else format
+    raw_confidence: dict[int, tuple[int | None, Any]] = {}
     if fmt == "phrasebank":
+        if confidence_column is not None:
+            raise DataError(
+                path, "a PhraseBank file has no columns; a confidence column needs CSV, Parquet or JSONL"
+            )
         records = _read_phrasebank(path, encoding)
     elif fmt in ("csv", "parquet", "jsonl"):
-        rows = read_rows(
-            path, columns=[text_column, label_column], format=fmt, encoding=encoding, error=DataError
-        )
+        columns = [text_column, label_column, *([confidence_column] if confidence_column else [])]
+        rows = list(read_rows(path, columns=columns, format=fmt, encoding=encoding, error=DataError))
         records = [(r.row, r.line, r[text_column], r[label_column]) for r in rows]
+        if confidence_column:
+            raw_confidence = {r.row: (r.line, r[confidence_column]) for r in rows}
     else:
         raise ValueError(f"{path}: unknown format {fmt!r}; expected csv, parquet, jsonl or phrasebank")
     if not records:
         raise DataError(path, "no labelled rows")
     allowed = list(SENTIMENT_LABELS) if fmt == "phrasebank" and labels is None else labels
     data = _resolve_labels(path, fmt, records, parse_label_map(label_map), allowed, label_column)
+    if confidence_column:
+        data = replace(data, confidence=_confidences(path, data, raw_confidence, confidence_column))
     if dedup != "none":
         data = deduplicate(data, dedup)
     logger.info(
@@ -322,6 +334,29 @@ def _resolve_labels(
     else:
         names = sorted(set(labels))
     return LabelledData(texts, labels, names, str(path), fmt, rows)
+
+
+def _confidences(
+    path: Path, data: LabelledData, raw: Mapping[int, tuple[int | None, Any]], column: str
+) -> list[float]:
+    """Each row's label confidence, checked: a number from 1/k (k labels) to 1."""
+    floor = 1 / max(len(data.label_names), 1)
+    values: list[float] = []
+    for row in data.rows:
+        line, value = raw[row]
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            number = float("nan")
+        if not floor - 1e-9 <= number <= 1:  # also refuses NaN
+            raise DataError(
+                path,
+                f"confidence {value!r} is not a number from 1/{len(data.label_names)} to 1 "
+                f"(the share of annotators who chose the label)",
+                row=row, line=line, field=column,
+            )  # fmt: skip
+        values.append(number)
+    return values
 
 
 def _map_order(key: str) -> tuple[int, int | str]:

@@ -39,6 +39,14 @@ def train_cmd(
             "applied over --config, under --set.",
         ),
     ] = DEFAULT_PRESET,
+    confidence_column: Annotated[
+        str | None,
+        typer.Option(
+            "--confidence-column",
+            help="Column of each row's label confidence, e.g. the share of annotators who chose it "
+            "(1/k..1): trains towards that probability instead of 1.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -48,7 +56,7 @@ def train_cmd(
 
     with command_errors():
         cfg = load_train_config(config_path(config), overrides or [], preset=preset)
-        report = train(task, data, out, label_map=label_map, config=cfg)
+        report = train(task, data, out, label_map=label_map, config=cfg, confidence_column=confidence_column)
     val = report.get("best_metric")
     shown = "n/a" if val is None else f"{val:.4f}"
     console.print(

@@ -17,6 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from apps.finance_monitor.cli import app
+from apps.finance_monitor.datasets import load_labelled
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
 from tests.apps.finance_monitor.model_fixtures import TINY, copy_model
 
@@ -43,6 +44,31 @@ def test_train_eval_json(tmp_path, tiny_encoder_dir):
     report = json.loads(result.stdout)
     assert set(report) == {"accuracy", "macro_f1", "weighted_f1", "per_class", "confusion"}
     assert sum(c["support"] for c in report["per_class"].values()) == 300
+
+
+def test_train_with_a_label_confidence_column(tmp_path, tiny_encoder_dir):
+    """Annotator agreement per row (``--confidence-column``) trains; the column reaches the loader."""
+    frame = pd.read_csv(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    frame["agree"] = [0.6 if i % 4 == 0 else 1.0 for i in range(len(frame))]
+    data = tmp_path / "votes.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "m"
+    args = [
+        "train",
+        "--task",
+        "sentiment",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--confidence-column",
+        "agree",
+    ]
+    result = runner.invoke(app, args + tiny_sets(tiny_encoder_dir))
+    assert result.exit_code == 0, result.output
+    assert (out / "calibration.json").is_file()
+    loaded = load_labelled(data, confidence_column="agree", labels=["negative", "neutral", "positive"])
+    assert loaded.confidence == frame["agree"].tolist()
 
 
 def test_classify_writes_labels_and_confidences(tmp_path, tiny_sentiment_dir):

@@ -129,6 +129,24 @@ def test_three_training_rows_are_refused_before_training(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["three.csv"]
 
 
+def test_a_bad_label_confidence_is_one_line_naming_file_row_and_field(tmp_path):
+    rows = "".join(
+        f"{t},{y},1\n" for t, y in (("up", "positive"), ("down", "negative"), ("flat", "neutral")) * 4
+    )
+    for bad, problem in (("0.2", "'0.2' is not a number from 1/3 to 1"), ("most", "'most' is not a number")):
+        data = tmp_path / "votes.csv"
+        data.write_text("text,label,agree\nShares jump,positive,0.6\nRates held,neutral," + bad + "\n" + rows)
+        result = run_aigc(
+            *TRAIN, "--data", str(data), "--out", str(tmp_path / "m"), "--confidence-column", "agree"
+        )
+        assert_one_line_error(result, str(data), "row 2 (line 3)", "field 'agree'", problem)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["votes.csv"]
+    result = run_aigc(
+        *TRAIN, "--data", SAMPLE_TRAIN, "--out", str(tmp_path / "m"), "--confidence-column", "agree"
+    )
+    assert_one_line_error(result, SAMPLE_TRAIN, "agree")
+
+
 def test_folder_where_a_file_belongs_is_named_as_such(tmp_path):
     result = run_aigc(
         "finance", "train", "--task", "sentiment", "--data", str(tmp_path), "--out", str(tmp_path / "m")
