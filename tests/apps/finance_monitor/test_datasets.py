@@ -214,6 +214,37 @@ def test_dedup_modes(tmp_path):
     assert (text.duplicates_removed, text.conflicts_removed) == (1, 2)
 
 
+def test_label_confidence_from_jsonl_and_parquet_follows_its_rows_through_dedup(tmp_path):
+    records = [
+        {"text": "A rises", "label": "positive", "agree": 0.6},
+        {"text": "B falls", "label": "negative", "agree": 1},
+        {"text": "A  rises", "label": "positive", "agree": 0.9},  # a repeat (whitespace): dropped
+        {"text": "C", "label": "neutral", "agree": "0.75"},
+    ]
+    jsonl = tmp_path / "votes.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    parquet = tmp_path / "votes.parquet"
+    pq.write_table(pa.Table.from_pylist([{**r, "agree": float(r["agree"])} for r in records]), parquet)
+    for path in (jsonl, parquet):
+        data = load_labelled(path, confidence_column="agree", dedup="exact", labels=list(SENTIMENT_LABELS))
+        assert (data.texts, data.confidence, data.rows) == (
+            ["A rises", "B falls", "C"],
+            [0.6, 1.0, 0.75],
+            [1, 2, 4],
+        )
+        assert data.subset([2]).confidence == [0.75]
+    assert load_labelled(jsonl).confidence is None
+    jsonl.write_text(jsonl.read_text().replace('"agree": 1}', '"agree": 0.1}'))
+    with pytest.raises(
+        DataError, match=r"votes.jsonl: row 2 .*field 'agree': confidence 0.1 is not a number from 1/3"
+    ):
+        load_labelled(jsonl, confidence_column="agree", labels=list(SENTIMENT_LABELS))
+    phrasebank = tmp_path / "pb.txt"
+    phrasebank.write_text("Profit rose@positive\nSales fell@negative\n")
+    with pytest.raises(DataError, match="has no columns"):
+        load_labelled(phrasebank, confidence_column="agree")
+
+
 def test_subset_keeps_texts_labels_and_source_rows_together(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("text,label\nA rises,positive\nB falls,negative\nC,neutral\n", encoding="utf-8")
