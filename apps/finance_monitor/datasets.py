@@ -37,7 +37,7 @@ from apps.finance_monitor.labels import (
     parse_label_map,
 )
 from core.errors import check_path_kind
-from core.io.tables import decode_text, read_rows
+from core.io.tables import decode_text, label_confidence, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -187,10 +187,11 @@ def load_labelled(
         records = _read_phrasebank(path, encoding)
     elif fmt in ("csv", "parquet", "jsonl"):
         columns = [text_column, label_column, *([confidence_column] if confidence_column else [])]
-        rows = list(read_rows(path, columns=columns, format=fmt, encoding=encoding, error=DataError))
-        records = [(r.row, r.line, r[text_column], r[label_column]) for r in rows]
-        if confidence_column:
-            raw_confidence = {r.row: (r.line, r[confidence_column]) for r in rows}
+        records: list[_Record] = []
+        for r in read_rows(path, columns=columns, format=fmt, encoding=encoding, error=DataError):
+            records.append((r.row, r.line, r[text_column], r[label_column]))
+            if confidence_column:
+                raw_confidence[r.row] = (r.line, r[confidence_column])
     else:
         raise ValueError(f"{path}: unknown format {fmt!r}; expected csv, parquet, jsonl or phrasebank")
     if not records:
@@ -340,15 +341,11 @@ def _confidences(
     path: Path, data: LabelledData, raw: Mapping[int, tuple[int | None, Any]], column: str
 ) -> list[float]:
     """Each row's label confidence, checked: a number from 1/k (k labels) to 1."""
-    floor = 1 / max(len(data.label_names), 1)
     values: list[float] = []
     for row in data.rows:
         line, value = raw[row]
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            number = float("nan")
-        if not floor - 1e-9 <= number <= 1:  # also refuses NaN
+        number = label_confidence(value, len(data.label_names))
+        if number is None:
             raise DataError(
                 path,
                 f"confidence {value!r} is not a number from 1/{len(data.label_names)} to 1 "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InputError, check_path_kind
-from core.io.tables import cell_text, read_rows
+from core.io.tables import cell_text, label_confidence, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +157,8 @@ def read_labelled_texts(
 
 
 def _confidence(value: str, source: str, row: int, column: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 < number <= 1:  # also refuses NaN
+    number = label_confidence(value)
+    if number is None:
         raise ValueError(
             f"{source}, row {row}: confidence {value!r} in column '{column}' is not a number in (0, 1]."
         )

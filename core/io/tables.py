@@ -105,6 +105,20 @@ def cell_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def label_confidence(value: Any, labels: int | None = None) -> float | None:
+    """``value`` as a label confidence, or ``None`` when it is none.
+
+    A confidence is a number in (0, 1]; with ``labels`` (k) at least 1/k, so that the label stays the
+    most likely one. Strings are parsed (surrounding spaces allowed); NaN and infinities are refused.
+    """
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    lowest_ok = number >= 1 / labels - 1e-9 if labels else number > 0
+    return number if lowest_ok and number <= 1 else None  # NaN fails every comparison
+
+
 def table_format(path: str | Path, format: str | None = None, *, error: type[InputError] = InputError) -> str:
     """The format name of ``path`` (``csv``, ``tsv``, ``json``, ``jsonl``, ``parquet``).
 
