@@ -36,6 +36,7 @@ from core.batching import map_ordered, token_batches
 from core.config import from_dict, to_dict
 from core.io.artifacts import open_artifact, recover, sha256_file, verify_artifact, verify_files
 from core.lora import LoraSettings, apply_lora, load_adapter, resolve_settings
+from core.metrics import softmax
 from core.models import load_encoder
 from core.precision import InferencePrecision
 
@@ -299,6 +300,16 @@ class TextClassifier(torch.nn.Module):
         name = self._head(head)
         logits = torch.from_numpy(self.logits(texts, name, batch_size, show_progress_bar))
         return torch.softmax(logits / self.temperatures[name], dim=-1).numpy()
+
+    def head_probabilities(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Calibrated probabilities of every head from one encoder pass: ``{head: (n, n_labels)}``.
+
+        :meth:`predict_proba` runs the encoder once per head; this runs it once for all of them.
+        """
+        logits = self._logits(list(texts), self.head_names, batch_size, show_progress_bar)
+        return {h: softmax(v, self.temperatures[h]).astype(np.float32) for h, v in logits.items()}
 
     def predict(
         self,

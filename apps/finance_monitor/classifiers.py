@@ -6,6 +6,11 @@ named after its task (``sentiment`` or ``topic``); :func:`train_multitask` train
 with both heads on rows that each carry one of the two labels (``docs/benchmarks/finance.md``
 records the measurement that chose two models by default).
 
+With ``ensemble_seeds`` one model is trained per seed and :func:`load_model` returns a
+:class:`core.classifier_ensemble.ClassifierEnsemble` that averages their calibrated probabilities;
+with ``refit`` a first run with the validation split chooses the epoch count and temperatures and the
+model (or each member) then trains on every row.
+
 After training, the temperature of each head is fitted on the validation split the training
 loop held out (:mod:`core.calibration`), so ``predict_proba`` is calibrated.
 ``finance.json`` beside the weights records the task, label map and data set, so ``eval`` can
@@ -24,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,12 +44,21 @@ from apps.finance_monitor.labels import SENTIMENT_LABELS, parse_label_map
 from core.calibration import calibrate, save_calibration
 from core.classification import CONFIG_FILE, TextClassifier
 from core.classification import KIND as CLASSIFIER_KIND
+from core.classifier_ensemble import (
+    ENSEMBLE_FILE,
+    MEMBERS_DIR,
+    Classifier,
+    ClassifierEnsemble,
+    is_ensemble,
+    load_classifier,
+    write_ensemble,
+)
 from core.config import write_json_atomic
 from core.finetune import split_indices, split_rows, train_classifier, with_overrides
 from core.finetune.data import require_validation
 from core.finetune.loop import CHECKPOINT_DIR, REPORT_FILE, RUN_STATE
-from core.io.artifacts import open_artifact
-from core.metrics import classification_report, softmax
+from core.io.artifacts import ARTIFACT_FILE, open_artifact
+from core.metrics import classification_report
 from core.precision import InferencePrecision
 
 logger = logging.getLogger(__name__)
@@ -55,6 +70,10 @@ META_FILE = "finance.json"
 KIND = "finance-classifier"
 #: Training frame column of the rows' label confidence, when the data carries one.
 CONFIDENCE_COLUMN = "label_confidence"
+#: Where a refit's validation run trains (removed once it has chosen the epochs and temperatures).
+VALIDATION_RUN_DIR = "validation-run"
+#: What a refit's validation run chose and scored (kept in the model directory).
+VALIDATION_SUMMARY = "validation-run.json"
 
 
 def load_training_data(
@@ -173,7 +192,7 @@ def train_multitask(
         legacy=(CLASSIFIER_KIND,),
         unhashed=RUN_STATE,
         embeds=(CLASSIFIER_KIND,),
-        resumable=(CHECKPOINT_DIR,),
+        resumable=(CHECKPOINT_DIR, MEMBERS_DIR, VALIDATION_RUN_DIR, VALIDATION_SUMMARY),
         resume=resume,
     ) as build:
         report = _train_into(build, frame, rows, heads, datasets, config, label_map, resume)
@@ -193,30 +212,10 @@ def _train_into(
     label_map: str | Path | Mapping[Any, str] | None,
     resume: bool,
 ) -> dict[str, Any]:
-    report = train_classifier(
-        frame,
-        out_dir,
-        model=config.model,
-        label_column=heads,
-        config=config,
-        resume_from=resume or None,
-        confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in frame.columns else None,
-    )
-    model = TextClassifier.from_pretrained(out_dir)
-    stats: dict[str, dict[str, Any]] = {}
-    if config.calibrate:
-        # The loop's validation split, rebuilt from the same function, seed and strata.
-        labels = {h: [r[h] or None for r in rows] for h in heads}
-        _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
-        for head in heads:
-            chosen = [i for i in val if rows[i][head]]
-            if chosen:
-                texts = [rows[i]["text"] for i in chosen]
-                stats[head] = calibrate(
-                    model, texts, [rows[i][head] for i in chosen], head, config.eval_batch_size
-                )
-        model.save_pretrained(out_dir)
-    save_calibration(out_dir, stats)
+    if config.ensemble_seeds or config.refit:
+        report = _fit_ensemble(out_dir, frame, rows, heads, config, resume)
+    else:
+        report = _fit_one(out_dir, frame, rows, heads, config, resume)
     meta = {
         "tasks": heads,
         "label_map": parse_label_map(label_map) if len(heads) == 1 else None,
@@ -233,15 +232,183 @@ def _train_into(
         "base_model": config.model,
     }
     write_json_atomic(out_dir / META_FILE, meta)
+    return report
+
+
+def _fit_one(
+    out_dir: Path,
+    frame: pd.DataFrame,
+    rows: list[dict[str, str]],
+    heads: list[str],
+    config: FinanceTrainConfig,
+    resume: bool,
+    temperatures: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Train one classifier into ``out_dir``; calibrate it on its validation split, or give it
+    ``temperatures`` (fitted by an earlier run that had one)."""
+    report = train_classifier(
+        frame,
+        out_dir,
+        model=config.model,
+        label_column=heads,
+        config=config,
+        resume_from=resume or None,
+        confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in frame.columns else None,
+    )
+    model = TextClassifier.from_pretrained(out_dir)
+    stats: dict[str, dict[str, Any]] = {}
+    if temperatures is not None:
+        model.temperatures.update({h: float(t) for h, t in temperatures.items()})
+        stats = {h: {"temperature": float(t), "fitted_on": "validation run"} for h, t in temperatures.items()}
+        model.save_pretrained(out_dir)
+    elif config.calibrate:
+        # The loop's validation split, rebuilt from the same function, seed and strata.
+        labels = {h: [r[h] or None for r in rows] for h in heads}
+        _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
+        for head in heads:
+            chosen = [i for i in val if rows[i][head]]
+            if chosen:
+                texts = [rows[i]["text"] for i in chosen]
+                stats[head] = calibrate(
+                    model, texts, [rows[i][head] for i in chosen], head, config.eval_batch_size
+                )
+        model.save_pretrained(out_dir)
+    save_calibration(out_dir, stats)
     report.update(calibration=stats, heads=model.head_labels)
     return report
 
 
-def load_model(directory: str | Path, precision: InferencePrecision = "auto") -> TextClassifier:
-    """Load a trained finance classifier (LoRA merged, eval mode).
+def _fit_ensemble(
+    out_dir: Path,
+    frame: pd.DataFrame,
+    rows: list[dict[str, str]],
+    heads: list[str],
+    config: FinanceTrainConfig,
+    resume: bool,
+) -> dict[str, Any]:
+    """Train the members of ``config.ensemble_seeds`` (or one model, refitted) into ``out_dir``.
+
+    Every run holds out the same validation rows (the split seed is pinned to the configuration's),
+    so members are comparable and the ensemble is scored on rows no member trained on. With
+    ``refit`` a first run with that split chooses the epoch count and the temperatures, and the
+    members then train on every row. A finished member (or validation run) is kept when a killed
+    run is resumed; an unfinished one resumes from its checkpoint.
+    """
+    seeds = list(config.ensemble_seeds) or [config.seed]
+    # each run is one model: the split seed pinned, the ensemble settings off
+    pinned = {"split_seed": config.val_split_seed, "ensemble_seeds": (), "refit": False}
+    member_fields: dict[str, Any] = dict(pinned)
+    temperatures = None
+    validation: dict[str, Any] | None = None
+    wall = 0.0
+    if config.refit:
+        summary = out_dir / VALIDATION_SUMMARY
+        if resume and summary.is_file():
+            validation = json.loads(summary.read_text(encoding="utf-8"))
+        else:
+            run_dir = out_dir / VALIDATION_RUN_DIR
+            logger.info("Refit: validation run first", extra={"seed": seeds[0], "dir": str(run_dir)})
+            first = _fit_one(
+                run_dir,
+                frame,
+                rows,
+                heads,
+                with_overrides(config, {**pinned, "seed": seeds[0]}),
+                resume and (run_dir / CHECKPOINT_DIR).is_dir(),
+            )
+            validation = {
+                k: first.get(k)
+                for k in ("metric", "best_metric", "best_epoch", "epochs_run", "val_size", "wall_time_s")
+            }
+            validation.update(seed=seeds[0], calibration=first["calibration"], history=first.get("history"))
+            write_json_atomic(summary, validation)
+            # its weights are not part of the model: only the epoch count and temperatures are
+            shutil.rmtree(run_dir, ignore_errors=True)
+        wall += float(validation.get("wall_time_s") or 0.0)
+        member_fields.update(val_fraction=0.0, epochs=int(validation["best_epoch"] or config.epochs))
+        temperatures = {h: s["temperature"] for h, s in validation["calibration"].items()}
+    names, member_reports = [], []
+    for seed in seeds:
+        name = f"{MEMBERS_DIR}/s{seed}"
+        member_dir = out_dir / name
+        if resume and (member_dir / ARTIFACT_FILE).is_file() and (member_dir / REPORT_FILE).is_file():
+            report = json.loads((member_dir / REPORT_FILE).read_text(encoding="utf-8"))
+            logger.info("Ensemble member already trained", extra={"member": name})
+        else:
+            logger.info("Training ensemble member", extra={"member": name, "of": len(seeds)})
+            report = _fit_one(
+                member_dir,
+                frame,
+                rows,
+                heads,
+                with_overrides(config, {**member_fields, "seed": seed}),
+                resume and (member_dir / CHECKPOINT_DIR).is_dir(),
+                temperatures,
+            )
+            write_json_atomic(member_dir / REPORT_FILE, report)
+        wall += float(report.get("wall_time_s") or 0.0)
+        names.append(name)
+        member_reports.append(report)
+    members = [
+        {
+            "seed": seed,
+            "path": name,
+            **{k: r.get(k) for k in ("best_metric", "best_epoch", "epochs_run", "wall_time_s")},
+            "calibration": r.get("calibration"),
+        }
+        for seed, name, r in zip(seeds, names, member_reports, strict=True)
+    ]
+    info = {"seeds": seeds, "refit": config.refit, "epochs": member_fields.get("epochs", config.epochs)}
+    write_ensemble(out_dir, names, info)
+    report = {
+        "ensemble": {**info, "members": members},
+        "metric": member_reports[0].get("metric"),
+        "heads": member_reports[0].get("heads"),
+        "wall_time_s": round(wall, 1),
+        "train_size": member_reports[0].get("train_size"),
+    }
+    if validation is not None:  # refit: the scores of the held-out run
+        report.update(
+            best_metric=validation["best_metric"],
+            best_epoch=validation["best_epoch"],
+            validation_run=validation,
+            calibration=validation["calibration"],
+        )
+    else:  # the members' average on the validation rows they all held out
+        scores = _ensemble_validation(out_dir, rows, heads, config)
+        report.update(best_metric=scores["metric"], validation=scores, calibration={})
+    return report
+
+
+def _ensemble_validation(
+    out_dir: Path, rows: list[dict[str, str]], heads: list[str], config: FinanceTrainConfig
+) -> dict[str, Any]:
+    """The ensemble's scores on the shared validation rows (``metric``: mean over heads)."""
+    model = ClassifierEnsemble.from_pretrained(out_dir)
+    labels = {h: [r[h] or None for r in rows] for h in heads}
+    _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
+    scores: dict[str, Any] = {}
+    for head in heads:
+        if head in config.auxiliary_heads:
+            continue
+        chosen = [i for i in val if rows[i][head]]
+        if not chosen:
+            continue
+        predicted = model.predict([rows[i]["text"] for i in chosen], head, config.eval_batch_size)
+        report = classification_report([rows[i][head] for i in chosen], predicted, labels=model.labels(head))
+        scores[head] = {k: round(float(report[k]), 4) for k in ("accuracy", "macro_f1", "weighted_f1")}
+        scores[head]["n"] = len(chosen)
+    values = [s[config.metric] for s in scores.values()]
+    scores["metric"] = round(float(np.mean(values)), 4) if values else None
+    return scores
+
+
+def load_model(directory: str | Path, precision: InferencePrecision = "auto") -> Classifier:
+    """Load a trained finance classifier (LoRA merged, eval mode), or its ensemble.
 
     Args:
-        directory: The model directory.
+        directory: The model directory (one classifier, or an ensemble trained with
+            ``ensemble_seeds``: the same scoring methods, members' probabilities averaged).
         precision: ``auto`` (bf16 on a CPU with AVX512-BF16/AMX, else fp32), ``fp32``, ``bf16`` or
             ``int8`` (see :meth:`core.classification.TextClassifier.from_pretrained`).
 
@@ -249,14 +416,22 @@ def load_model(directory: str | Path, precision: InferencePrecision = "auto") ->
         FileNotFoundError, ValueError: The directory is missing, incomplete or corrupt (the core
             loader checks the sha256 of every weight file).
     """
-    return TextClassifier.from_pretrained(directory, precision=precision)
+    return load_classifier(directory, precision=precision)
+
+
+def is_model_dir(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a saved classifier or classifier ensemble (not whether it loads)."""
+    directory = Path(directory)
+    return (directory / CONFIG_FILE).is_file() or is_ensemble(directory)
 
 
 def model_version(directory: str | Path) -> str:
-    """``"<dir name>-<12 hex>"``: the hash covers ``config.json``, which holds the sha256 of every
-    weight file and the temperatures, so retraining or recalibrating gives a new version."""
+    """``"<dir name>-<12 hex>"``: the hash covers ``config.json`` (``ensemble.json`` for an ensemble,
+    which holds the hash of each member's ``config.json``), which holds the sha256 of every weight
+    file and the temperatures, so retraining or recalibrating gives a new version."""
     directory = Path(directory)
-    digest = hashlib.sha256((directory / CONFIG_FILE).read_bytes()).hexdigest()[:12]
+    manifest = directory / (ENSEMBLE_FILE if is_ensemble(directory) else CONFIG_FILE)
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
     return f"{directory.resolve().name}-{digest}"
 
 
@@ -267,18 +442,17 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
 
 
 def head_probabilities(
-    model: TextClassifier, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
+    model: Classifier, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
 ) -> dict[str, np.ndarray]:
-    """Calibrated probabilities of every head from one encoder pass: ``{head: (n, n_labels)}``."""
+    """Calibrated probabilities of every head from one encoder pass: ``{head: (n, n_labels)}``
+    (an ensemble: one pass per member, probabilities averaged)."""
     if not texts:
         return {h: np.zeros((0, len(model.labels(h))), dtype=np.float32) for h in model.head_names}
-    # One pass for all heads; TextClassifier.predict_proba would run the encoder once per head.
-    logits = model._logits(list(texts), model.head_names, batch_size, show_progress_bar)  # noqa: SLF001
-    return {h: softmax(v, model.temperatures[h]).astype(np.float32) for h, v in logits.items()}
+    return model.head_probabilities(list(texts), batch_size, show_progress_bar)
 
 
 def evaluate(
-    model: TextClassifier | str | Path,
+    model: Classifier | str | Path,
     data: str | Path | LabelledData,
     *,
     head: str | None = None,
@@ -300,7 +474,7 @@ def evaluate(
     Raises:
         DataError: A label in ``data`` that the model does not know (names file and row).
     """
-    if not isinstance(model, TextClassifier):
+    if isinstance(model, (str, Path)):
         label_map = label_map if label_map is not None else read_meta(model).get("label_map")
         if not isinstance(data, LabelledData):  # bad input fails before the model loads
             data = load_labelled(data, label_map=label_map)

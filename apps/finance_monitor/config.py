@@ -41,6 +41,35 @@ class FinanceTrainConfig(ClassifierTrainConfig):
         metadata={"help": "Drop repeated texts before the split: none | exact | text (conflicts dropped)."},
     )
     calibrate: bool = field(default=True, metadata={"help": "Fit a temperature per head on validation."})
+    ensemble_seeds: tuple[int, ...] = field(
+        default=(),
+        metadata={
+            "help": "Train one model per seed, all on the same validation split, and average their "
+            "calibrated probabilities (empty: one model, trained with seed). Scoring costs one "
+            "encoder pass per member."
+        },
+    )
+    refit: bool = field(
+        default=False,
+        metadata={
+            "help": "First a run with the validation split chooses the epoch count and fits the "
+            "temperatures; then the model (or each ensemble member) trains on every row for that "
+            "many epochs and keeps those temperatures. Costs one extra run; the validation scores "
+            "reported are the first run's."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(set(self.ensemble_seeds)) != len(self.ensemble_seeds):
+            raise ValueError(
+                f"{type(self).__name__}.ensemble_seeds repeats a seed: {list(self.ensemble_seeds)!r}"
+            )
+        if self.refit and self.val_fraction <= 0:
+            raise ValueError(
+                f"{type(self).__name__}.refit needs a validation split to choose epochs on "
+                f"(val_fraction > 0, got {self.val_fraction!r})"
+            )
 
 
 #: Named training configurations of ``aigc finance train --task sentiment --preset NAME``: fields of

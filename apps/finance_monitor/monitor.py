@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from apps.finance_monitor.alerts import AlertEngine
 from apps.finance_monitor.channels import build_channel_sinks
+from apps.finance_monitor.classifiers import is_model_dir
 from apps.finance_monitor.config import MonitorConfig
 from apps.finance_monitor.digests import Digester
 from apps.finance_monitor.entities import EntityLinker
@@ -361,16 +362,14 @@ def build_monitor(engine: Engine, config: MonitorConfig, data_dir: Path) -> Moni
     models = data_dir / "finance" / "models"
     if config.sentiment_model:
         sentiment = Path(config.sentiment_model)
-    elif (models / JOINT_MODEL / "config.json").is_file():
+    elif is_model_dir(models / JOINT_MODEL):
         sentiment = models / JOINT_MODEL
     else:
         sentiment = models / "sentiment"
     topic: Path | None = Path(config.topic_model) if config.topic_model else models / "topic"
-    if not config.topic_model and (
-        sentiment == models / JOINT_MODEL or not (topic / "config.json").is_file()
-    ):
+    if not config.topic_model and (sentiment == models / JOINT_MODEL or not is_model_dir(topic)):
         topic = None
-    if not (sentiment / "config.json").is_file() and not sentiment.is_dir():
+    if not is_model_dir(sentiment) and not sentiment.is_dir():
         raise FileNotFoundError(
             f"sentiment model not found at {sentiment}: train one with "
             "`aigc finance train --task sentiment --data FILE --out DIR` or run `aigc prepare-demo`"

@@ -41,7 +41,7 @@ from apps.finance_monitor.labels import SENTIMENT_LABELS
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import Item, ScoreRow, store_scores, unscored_items
 from core.atomic import write_bytes_atomic
-from core.classification import TextClassifier
+from core.classifier_ensemble import Classifier
 from core.errors import check_path_kind
 from core.failpoints import failpoint
 from core.io.tables import FORMATS, decode_text, read_frame
@@ -82,8 +82,8 @@ class Scorer:
 
     def __init__(
         self,
-        sentiment_model: TextClassifier,
-        topic_model: TextClassifier | None = None,
+        sentiment_model: Classifier,
+        topic_model: Classifier | None = None,
         version: str = "unversioned",
     ) -> None:
         self.sentiment_model = sentiment_model
@@ -180,7 +180,7 @@ class Scorer:
         return out
 
 
-def _pick_head(model: TextClassifier, wanted: str) -> str:
+def _pick_head(model: Classifier, wanted: str) -> str:
     if wanted in model.head_names:
         return wanted
     if len(model.head_names) == 1:

@@ -47,22 +47,63 @@ def train_cmd(
             "(1/k..1): trains towards that probability instead of 1.",
         ),
     ] = None,
+    ensemble_seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--ensemble-seeds",
+            help="Comma-separated seeds, e.g. 42,7,1234: train one model per seed and average their "
+            "probabilities (scoring costs one pass per model).",
+        ),
+    ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Choose epochs and temperatures on the validation split, then train on every row "
+            "(one extra run).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Fine-tune a sentiment or topic classifier and calibrate it on its validation split."""
     from apps.finance_monitor.classifiers import train
     from apps.finance_monitor.config import load_train_config
+    from core.finetune import with_overrides
 
     with command_errors():
+        seeds = _parse_seeds(ensemble_seeds) if ensemble_seeds is not None else None
         cfg = load_train_config(config_path(config), overrides or [], preset=preset)
+        extra = {**({"ensemble_seeds": seeds} if seeds else {}), **({"refit": True} if refit else {})}
+        cfg = with_overrides(cfg, extra) if extra else cfg
         report = train(task, data, out, label_map=label_map, config=cfg, confidence_column=confidence_column)
     val = report.get("best_metric")
     shown = "n/a" if val is None else f"{val:.4f}"
+    kind = "model"
+    if "ensemble" in report:
+        n = len(report["ensemble"]["seeds"])
+        kind = f"ensemble of {n}" + (" refitted" if report["ensemble"]["refit"] else "")
     console.print(
-        f"[green]trained[/] {task} model -> {out} (version {report['model_version']}, "
+        f"[green]trained[/] {task} {kind} -> {out} (version {report['model_version']}, "
         f"validation {report['metric']} {shown}, {report['wall_time_s']:.0f}s)"
     )
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    """``"42,7,1234"`` as seeds.
+
+    Raises:
+        ValueError: Not comma-separated whole numbers, or a seed repeated (one error line, exit 2).
+    """
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--ensemble-seeds {text!r}: give comma-separated whole numbers, e.g. 42,7,1234"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--ensemble-seeds {text!r} repeats a seed")
+    return seeds
 
 
 @app.command("eval")

@@ -9,17 +9,25 @@ import numpy as np
 import pytest
 
 from apps.finance_monitor.classifiers import (
+    VALIDATION_RUN_DIR,
+    VALIDATION_SUMMARY,
     evaluate,
     head_probabilities,
+    is_model_dir,
     load_model,
     model_version,
     read_meta,
     train,
     train_multitask,
 )
+from apps.finance_monitor.config import FinanceTrainConfig
 from apps.finance_monitor.datasets import load_labelled
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
+from apps.finance_monitor.scoring import Scorer
+from core.classification import TextClassifier
+from core.classifier_ensemble import ClassifierEnsemble, read_ensemble
+from core.finetune import split_indices
 from tests.apps.finance_monitor.model_fixtures import copy_model, tiny_config
 
 
@@ -169,3 +177,98 @@ def test_one_encoder_two_heads(tiny_joint_dir):
     assert probs["sentiment"].shape == (1, 3) and probs["topic"].shape == (1, 6)
     topic = load_labelled(SAMPLE_DATA_DIR / "train_topic.csv")
     assert evaluate(model, topic, head="topic")["n"] == 300
+
+
+def test_an_ensemble_trains_one_member_per_seed_on_shared_validation_rows(tiny_encoder_dir, tmp_path):
+    data = load_labelled(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    config = replace(tiny_config(tiny_encoder_dir), ensemble_seeds=(1, 2))
+    out = tmp_path / "sentiment"
+    report = train("sentiment", data, out, config=config)
+    assert [m["seed"] for m in report["ensemble"]["members"]] == [1, 2]
+    assert read_ensemble(out)["seeds"] == [1, 2] and not report["ensemble"]["refit"]
+    assert is_model_dir(out) and is_model_dir(out / "members" / "s1") and not is_model_dir(tmp_path)
+    model = load_model(out)
+    assert isinstance(model, ClassifierEnsemble) and model.head_names == ["sentiment"]
+    members = [TextClassifier.from_pretrained(out / "members" / f"s{s}") for s in (1, 2)]
+    assert [m.seed for m in members] == [1, 2]
+    # every member held out (and was calibrated on) the same 72 rows: the split seed is pinned
+    _, val = split_indices(len(data), config.val_fraction, config.val_split_seed, strata=list(data.labels))
+    assert [m["calibration"]["sentiment"]["n"] for m in report["ensemble"]["members"]] == [72, 72]
+    held_out = evaluate(model, data.subset(val))
+    assert report["validation"]["sentiment"]["n"] == len(val) == 72
+    assert report["validation"]["sentiment"]["macro_f1"] == pytest.approx(held_out["macro_f1"], abs=1e-4)
+    assert report["best_metric"] == report["validation"]["metric"]
+    texts = ["Glenmoor Steel shares plunge after profit warning", "Westgate to hold investor day"]
+    expected = np.mean([m.predict_proba(texts, "sentiment") for m in members], axis=0)
+    np.testing.assert_allclose(head_probabilities(model, texts)["sentiment"], expected, atol=1e-5)
+    labels = Scorer.from_dirs(out).label(texts)  # the monitor scores with the ensemble unchanged
+    assert [lab.sentiment for lab in labels] == [model.labels("sentiment")[i] for i in expected.argmax(1)]
+    version = model_version(out)
+    members[1].temperatures["sentiment"] = 5.0  # a recalibrated member is another model version
+    members[1].save_pretrained(out / "members" / "s2")
+    with pytest.raises(ValueError, match="not the member recorded"):
+        load_model(out)
+    assert (
+        model_version(out) == version
+    )  # the version is that of ensemble.json, which still names the old one
+
+
+def test_refit_trains_on_every_row_with_the_epochs_and_temperature_validation_chose(
+    tiny_encoder_dir, tmp_path
+):
+    data = load_labelled(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    config = replace(tiny_config(tiny_encoder_dir), refit=True)
+    out = tmp_path / "sentiment"
+    report = train("sentiment", data, out, config=config)
+    chosen = json.loads((out / VALIDATION_SUMMARY).read_text())
+    assert not (out / VALIDATION_RUN_DIR).exists()  # only what it chose is kept
+    assert chosen["val_size"] == 72 and chosen["seed"] == config.seed
+    assert report["best_metric"] == chosen["best_metric"] and report["best_epoch"] == chosen["best_epoch"]
+    member = report["ensemble"]["members"][0]
+    assert report["ensemble"]["seeds"] == [config.seed] and report["ensemble"]["refit"]
+    assert member["epochs_run"] == chosen["best_epoch"] == report["ensemble"]["epochs"]
+    member_report = json.loads((out / "members" / f"s{config.seed}" / "report.json").read_text())
+    assert member_report["train_size"] == len(data) and member_report["val_size"] == 0  # every row
+    model = load_model(out)
+    fitted = chosen["calibration"]["sentiment"]["temperature"]
+    assert model.members[0].temperatures["sentiment"] == pytest.approx(fitted)
+    assert evaluate(model, data)["n"] == len(data)
+
+
+def test_a_killed_ensemble_resumes_without_retraining_finished_members(
+    tiny_encoder_dir, tmp_path, monkeypatch
+):
+    import core.finetune.loop as loop
+
+    checkpoints = []
+
+    def kill_in_the_second_member(name: str) -> None:
+        if name == "train.after_checkpoint":
+            checkpoints.append(name)
+            if len(checkpoints) == 3:  # member s1 finished (2 epochs), s2 after its first epoch
+                raise _Killed
+
+    config = replace(tiny_config(tiny_encoder_dir), ensemble_seeds=(1, 2))
+    data, out = SAMPLE_DATA_DIR / "train_sentiment.csv", tmp_path / "sentiment"
+    monkeypatch.setattr(loop, "failpoint", kill_in_the_second_member)
+    with pytest.raises(_Killed):
+        train("sentiment", data, out, config=config)
+    monkeypatch.undo()
+    assert not out.exists()
+    (build,) = tmp_path.glob(".sentiment.tmp-*")
+    first = build / "members" / "s1" / "heads.safetensors"
+    stamp = first.stat().st_mtime_ns
+    report = train("sentiment", data, out, config=config, resume=True)
+    finished = out / "members" / "s1"
+    assert (finished / "heads.safetensors").stat().st_mtime_ns == stamp  # kept, not retrained
+    resumed = json.loads((out / "members" / "s2" / "report.json").read_text())
+    assert resumed["resumed"] and [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert len(report["ensemble"]["members"]) == 2 and isinstance(load_model(out), ClassifierEnsemble)
+    assert not list(tmp_path.glob(".sentiment.tmp-*"))
+
+
+def test_ensemble_settings_are_checked():
+    with pytest.raises(ValueError, match="repeats a seed"):
+        FinanceTrainConfig(ensemble_seeds=(1, 1))
+    with pytest.raises(ValueError, match="refit needs a validation split"):
+        FinanceTrainConfig(refit=True, val_fraction=0.0)

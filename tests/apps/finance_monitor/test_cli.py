@@ -71,6 +71,36 @@ def test_train_with_a_label_confidence_column(tmp_path, tiny_encoder_dir):
     assert loaded.confidence == frame["agree"].tolist()
 
 
+def test_train_an_ensemble_refitted_and_score_with_it(tmp_path, tiny_encoder_dir):
+    """``--ensemble-seeds`` and ``--refit``: a model per seed on every row; eval and classify use them all."""
+    out = tmp_path / "m"
+    args = ["train", "--task", "sentiment", "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv")]
+    args += ["--out", str(out), "--ensemble-seeds", "3,4", "--refit"]
+    result = runner.invoke(app, args + tiny_sets(tiny_encoder_dir))
+    assert result.exit_code == 0, result.output
+    assert "ensemble of 2 refitted" in result.output
+    manifest = json.loads((out / "ensemble.json").read_text())
+    assert [m["path"] for m in manifest["members"]] == ["members/s3", "members/s4"] and manifest["refit"]
+    result = runner.invoke(
+        app, ["eval", "--model", str(out), "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sum(c["support"] for c in json.loads(result.stdout)["per_class"].values()) == 360
+    labelled = tmp_path / "labelled.csv"
+    src = tmp_path / "in.csv"
+    src.write_text("text\nShares fall after warning\nProfit beats forecasts\n")
+    result = runner.invoke(
+        app, ["classify", "--model", str(out), "--input", str(src), "--out", str(labelled)]
+    )
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(labelled)["sentiment_confidence"].between(1 / 3, 1).all()
+
+    for bad, message in (("3,x", "comma-separated whole numbers"), ("3,3", "repeats a seed")):
+        args[-2] = bad
+        result = runner.invoke(app, args + tiny_sets(tiny_encoder_dir))
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_classify_writes_labels_and_confidences(tmp_path, tiny_sentiment_dir):
     src = tmp_path / "in.csv"
     # CRLF records with a newline inside a quoted field, as in the twitter data

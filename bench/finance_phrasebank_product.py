@@ -1,0 +1,174 @@
+"""PhraseBank through the product's commands: ``aigc finance train`` (any options), ``aigc finance eval``.
+
+The other PhraseBank runs call the training function with settings of the bench; this one measures
+what a user gets. It writes the benchmark's training part (annotator agreement as a column with
+``--agreement-confidence``) and test part as CSV files under ``FINANCE_BENCH_RUNS`` (outside the
+project: the data's licence), runs the ``aigc`` command in a subprocess with the given options, scores
+the test part with ``aigc finance eval --json``, and records the command, its wall time, the scores and
+the scoring speed in ``bench/results/finance_phrasebank_product.json`` (a row per ``--tag``).
+
+An ensemble's members are also scored one by one on the test part, and their labels compared with the
+bench's own runs of the same seeds (``--compare-runs``), to show that the product trains what was
+measured before.
+
+Run: ``.venv/bin/python -m bench.finance_phrasebank_product --tag ens3-refit --agreement-confidence --
+--preset accurate --ensemble-seeds 42,7,1234 --refit --set patience=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.finance_common import DATA, RESULTS, RUNS, rows_of
+from core.atomic import write_bytes_atomic
+
+OUT = RESULTS / "finance_phrasebank_product.json"
+AGREEMENT_COLUMN = "agreement"
+
+
+def write_parts(folder: Path, agreement: bool) -> tuple[Path, Path, dict[str, Any]]:
+    """The benchmark's training and test parts as CSV files in ``folder`` (and its protocol)."""
+    from bench.finance_phrasebank import load
+
+    train, test, protocol = load()
+    folder.mkdir(parents=True, exist_ok=True)
+    columns: dict[str, Any] = {"text": train.texts, "label": train.labels}
+    if agreement:
+        from bench.finance_agreement import with_agreement_confidence
+
+        columns[AGREEMENT_COLUMN] = with_agreement_confidence(train).confidence
+    train_csv, test_csv = folder / "train.csv", folder / "test.csv"
+    pd.DataFrame(columns).to_csv(train_csv, index=False)
+    pd.DataFrame({"text": test.texts, "label": test.labels}).to_csv(test_csv, index=False)
+    return train_csv, test_csv, {**protocol, "train_rows": len(train), "test_rows": len(test)}
+
+
+def aigc(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``aigc ARGS`` (this interpreter's installation) and fail loudly on a non-zero exit."""
+    command = [str(Path(sys.executable).with_name("aigc")), *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def members_test(model_dir: Path, test_csv: Path, compare: list[str]) -> list[dict[str, Any]]:
+    """Each ensemble member's test scores, and its label agreement with a saved bench run's."""
+    import numpy as np
+
+    from apps.finance_monitor.classifiers import head_probabilities
+    from apps.finance_monitor.datasets import load_labelled
+    from core.classification import TextClassifier
+    from core.classifier_ensemble import read_ensemble
+    from core.metrics import classification_report
+
+    test = load_labelled(test_csv)
+    rows = []
+    for i, entry in enumerate(read_ensemble(model_dir)["members"]):
+        member = TextClassifier.from_pretrained(model_dir / entry["path"])
+        probs = head_probabilities(member, test.texts)["sentiment"]
+        classes = member.labels("sentiment")
+        predicted = [classes[j] for j in probs.argmax(axis=1)]
+        report = classification_report(test.labels, predicted, labels=classes)
+        row = {
+            "member": entry["path"],
+            **{k: round(float(report[k]), 4) for k in ("accuracy", "weighted_f1")},
+        }
+        if i < len(compare):
+            saved = json.loads((RESULTS / "finance_phrasebank_probs" / f"{compare[i]}.json").read_text())[
+                "test"
+            ]
+            same = np.mean(np.asarray(saved["probs"]).argmax(axis=1) == probs.argmax(axis=1))
+            row.update(compared_with=compare[i], same_label_share=round(float(same), 4))
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tag", required=True, help="names the run directory and the result row")
+    parser.add_argument(
+        "--agreement-confidence",
+        action="store_true",
+        help=f"write each training sentence's agreement tier as column {AGREEMENT_COLUMN!r} and train "
+        "with --confidence-column on it",
+    )
+    parser.add_argument(
+        "--compare-runs",
+        nargs="*",
+        default=[],
+        help="<config>-<tag> of saved bench runs to compare the members' test labels with, in member order",
+    )
+    parser.add_argument("train_options", nargs=argparse.REMAINDER, help="options of aigc finance train")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(f"real data not found at {DATA}; this benchmark needs ../shared/data/finance")
+    options = [o for o in args.train_options if o != "--"]
+    folder = RUNS / f"phrasebank-product-{args.tag}"
+    train_csv, test_csv, protocol = write_parts(folder / "data", args.agreement_confidence)
+    model_dir = folder / "model"
+    train_args = [
+        "finance",
+        "train",
+        "--task",
+        "sentiment",
+        "--data",
+        str(train_csv),
+        "--out",
+        str(model_dir),
+    ]
+    if args.agreement_confidence:
+        train_args += ["--confidence-column", AGREEMENT_COLUMN]
+    load_at_start = os.getloadavg()
+    tick = time.perf_counter()
+    trained = aigc(*train_args, *options)
+    train_wall = round(time.perf_counter() - tick, 1)
+    tick = time.perf_counter()
+    scores = json.loads(
+        aigc("finance", "eval", "--model", str(model_dir), "--data", str(test_csv), "--json").stdout
+    )
+    eval_wall = time.perf_counter() - tick
+    report = json.loads((model_dir / "report.json").read_text())
+    row: dict[str, Any] = {
+        "tag": args.tag,
+        "command": "aigc "
+        + " ".join([*train_args[:4], "<train.csv>", "--out", "<model>", *train_args[8:], *options]),
+        "protocol": protocol,
+        "train_wall_s": train_wall,
+        # one process: model load plus scoring of the test part (what a user waits for)
+        "eval_wall_s": round(eval_wall, 1),
+        "eval_items_per_s": round(protocol["test_rows"] / eval_wall, 1),
+        **{k: scores[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
+        "per_class": scores.get("per_class"),
+        "confusion": scores.get("confusion"),
+        "target": {"metric": "weighted_f1", "value": 0.88},
+        "target_met": scores["weighted_f1"] >= 0.88,
+        "validation": {k: report.get(k) for k in ("metric", "best_metric", "best_epoch")},
+        "ensemble": report.get("ensemble"),
+        "train_stdout_tail": trained.stdout.strip().splitlines()[-1:],
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+    }
+    if report.get("ensemble"):
+        row["members_test"] = members_test(model_dir, test_csv, args.compare_runs)
+    earlier = rows_of(json.loads(OUT.read_text())) if OUT.is_file() else []
+    kept = [r for r in earlier if r.get("tag") != args.tag]
+    write_bytes_atomic(OUT, (json.dumps({"runs": [*kept, row]}, indent=2) + "\n").encode())
+    print(
+        json.dumps(
+            {k: row[k] for k in ("tag", "weighted_f1", "accuracy", "train_wall_s", "eval_items_per_s")}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
