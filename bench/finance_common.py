@@ -37,8 +37,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lora-all": {"lora": {"r": 16, "alpha": 32, "target_modules": ["query", "key", "value", "dense"]}},
     # every encoder weight trained (no LoRA); the model directory then carries the whole encoder
     "full": {"full_finetune": True, "lr": 1e-4},
-    # the presets of `aigc finance train --task sentiment --preset NAME` (apps/finance_monitor/config.py)
-    **{f"preset-{name}": dict(fields) for name, fields in TRAIN_PRESETS.items()},
+    # the one-model presets of `aigc finance train --task sentiment --preset NAME`
+    # (apps/finance_monitor/config.py); an ensemble preset is measured by bench.finance_phrasebank_product
+    **{
+        f"preset-{name}": dict(fields)
+        for name, fields in TRAIN_PRESETS.items()
+        if "ensemble_seeds" not in fields
+    },
 }
 # --aux-data NAME: (file under DATA, label map) of a labelled set trained as an auxiliary head.
 AUX_DATA: dict[str, tuple[str, str]] = {

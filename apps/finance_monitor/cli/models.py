@@ -35,8 +35,8 @@ def train_cmd(
         str,
         typer.Option(
             "--preset",
-            help="fast (MiniLM, LoRA) or accurate (mpnet-base fully fine-tuned; make accurate); "
-            "applied over --config, under --set.",
+            help="fast (MiniLM, LoRA), accurate (mpnet-base fully fine-tuned; make accurate) or "
+            "accurate-ensemble (accurate x3, refitted, averaged); applied over --config, under --set.",
         ),
     ] = DEFAULT_PRESET,
     confidence_column: Annotated[

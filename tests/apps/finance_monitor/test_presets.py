@@ -5,6 +5,7 @@ settings on the tiny encoder (the real mpnet runs are benchmarks: bench/finance_
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -43,6 +44,15 @@ def test_accurate_replaces_the_shipped_files_model_and_lr():
         assert getattr(cfg, name) == getattr(shipped, name)
 
 
+def test_accurate_ensemble_is_accurate_three_times_refitted():
+    cfg = load_train_config(CONFIG_FILE, preset="accurate-ensemble")
+    accurate = load_train_config(CONFIG_FILE, preset="accurate")
+    assert cfg.ensemble_seeds == (42, 7, 1234) and cfg.refit
+    assert replace(cfg, ensemble_seeds=(), refit=False) == accurate
+    one = load_train_config(CONFIG_FILE, ["ensemble_seeds=[]", "refit=false"], preset="accurate-ensemble")
+    assert one == accurate  # --set turns the ensemble off again
+
+
 def test_set_overrides_the_preset(tmp_path):
     config = tmp_path / "finance.yaml"
     config.write_text("train:\n  epochs: 7\n  lr: 0.5\n  head_lr: 0.02\n")
@@ -64,12 +74,14 @@ def test_presets_are_read_only_and_copied():
 
 
 def test_unknown_preset_is_one_line_naming_the_known_ones(tmp_path):
-    with pytest.raises(ConfigError, match="unknown preset 'huge'; expected one of accurate, fast"):
+    with pytest.raises(
+        ConfigError, match="unknown preset 'huge'; expected one of accurate, accurate-ensemble, fast"
+    ):
         preset_overrides("huge")
     result = run_aigc("finance", "train", "--task", "sentiment", "--preset", "huge",
                       "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv"),
                       "--out", str(tmp_path / "m"))  # fmt: skip
-    assert_one_line_error(result, "unknown preset 'huge'", "accurate, fast")
+    assert_one_line_error(result, "unknown preset 'huge'", "accurate, accurate-ensemble, fast")
     assert list(tmp_path.iterdir()) == []
 
 
