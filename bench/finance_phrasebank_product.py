@@ -93,6 +93,60 @@ def members_test(model_dir: Path, test_csv: Path, compare: list[str]) -> list[di
     return rows
 
 
+def plot(row: dict[str, Any], path: Path) -> None:
+    """Test weighted F1 of each member and of the average, beside the bench's runs of the same seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bench.finance_ensemble import score
+
+    members = row.get("members_test") or []
+    names = [m["member"].split("/")[-1] for m in members] + ["average"]
+    product = [m["weighted_f1"] for m in members] + [row["weighted_f1"]]
+    bench: list[float | None] = []
+    saved = []
+    for m in members:
+        if "compared_with" in m:
+            part = json.loads(
+                (RESULTS / "finance_phrasebank_probs" / f"{m['compared_with']}.json").read_text()
+            )
+            saved.append(part["test"])
+            bench.append(
+                score([np.asarray(part["test"]["probs"])], part["test"]["labels"], part["test"]["classes"])[
+                    "weighted_f1"
+                ]
+            )
+        else:
+            bench.append(None)
+    if saved and len(saved) == len(members):
+        probs = [np.asarray(s["probs"]) for s in saved]
+        bench.append(score(probs, saved[0]["labels"], saved[0]["classes"])["weighted_f1"])
+    else:
+        bench.append(None)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(x - 0.2, product, 0.4, label="aigc finance train (this run)", color="#4C72B0")
+    ax.bar(
+        x + 0.2, [b or 0 for b in bench], 0.4, label="bench runs of the same seeds (5 Dec)", color="#8C8C8C"
+    )
+    for i, (p, b) in enumerate(zip(product, bench, strict=True)):
+        ax.annotate(f"{p:.3f}", (i - 0.2, p), ha="center", va="bottom", fontsize=8)
+        if b:
+            ax.annotate(f"{b:.3f}", (i + 0.2, b), ha="center", va="bottom", fontsize=8)
+    ax.axhline(0.88, color="#C44E52", linestyle="--", linewidth=1, label="target 0.88")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0.85, 0.89)
+    ax.set_ylabel("PhraseBank test weighted F1")
+    ax.set_title(f"{row['tag']}: refitted members and their average")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", required=True, help="names the run directory and the result row")
@@ -109,7 +163,12 @@ def main() -> None:
         help="<config>-<tag> of saved bench runs to compare the members' test labels with, in member order",
     )
     parser.add_argument("train_options", nargs=argparse.REMAINDER, help="options of aigc finance train")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG of --tag from the JSON")
     args = parser.parse_args()
+    if args.plot_only:
+        (row,) = [r for r in rows_of(json.loads(OUT.read_text())) if r.get("tag") == args.tag]
+        plot(row, OUT.with_name(f"finance_phrasebank_product-{args.tag}.png"))
+        return
     if not DATA.is_dir():
         raise SystemExit(f"real data not found at {DATA}; this benchmark needs ../shared/data/finance")
     options = [o for o in args.train_options if o != "--"]
@@ -163,6 +222,8 @@ def main() -> None:
     earlier = rows_of(json.loads(OUT.read_text())) if OUT.is_file() else []
     kept = [r for r in earlier if r.get("tag") != args.tag]
     write_bytes_atomic(OUT, (json.dumps({"runs": [*kept, row]}, indent=2) + "\n").encode())
+    if row.get("members_test"):
+        plot(row, OUT.with_name(f"finance_phrasebank_product-{args.tag}.png"))
     print(
         json.dumps(
             {k: row[k] for k in ("tag", "weighted_f1", "accuracy", "train_wall_s", "eval_items_per_s")}

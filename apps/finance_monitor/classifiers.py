@@ -369,6 +369,7 @@ def _fit_ensemble(
     }
     if validation is not None:  # refit: the scores of the held-out run
         report.update(
+            metric=validation["metric"],  # the members trained without a validation split
             best_metric=validation["best_metric"],
             best_epoch=validation["best_epoch"],
             validation_run=validation,

@@ -224,6 +224,7 @@ def test_refit_trains_on_every_row_with_the_epochs_and_temperature_validation_ch
     assert not (out / VALIDATION_RUN_DIR).exists()  # only what it chose is kept
     assert chosen["val_size"] == 72 and chosen["seed"] == config.seed
     assert report["best_metric"] == chosen["best_metric"] and report["best_epoch"] == chosen["best_epoch"]
+    assert report["metric"] == chosen["metric"] == "macro_f1"  # not the members' training loss
     member = report["ensemble"]["members"][0]
     assert report["ensemble"]["seeds"] == [config.seed] and report["ensemble"]["refit"]
     assert member["epochs_run"] == chosen["best_epoch"] == report["ensemble"]["epochs"]
