@@ -1,6 +1,7 @@
 """Training presets of `aigc finance train --preset fast|accurate|accurate-ensemble`: the settings
-they resolve to, their order against the YAML file and `--set`, and one CLI run that trains with the accurate preset's
-settings on the tiny encoder (the real mpnet runs are benchmarks: bench/finance_phrasebank.py)."""
+they resolve to, their order against the YAML file and `--set`, and one CLI run that trains with the
+accurate preset's settings on the tiny encoder (the real mpnet runs are benchmarks:
+bench/finance_phrasebank.py)."""
 
 from __future__ import annotations
 
