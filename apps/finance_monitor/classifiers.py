@@ -215,7 +215,8 @@ def _train_into(
     if config.ensemble_seeds or config.refit:
         report = _fit_ensemble(out_dir, frame, rows, heads, config, resume)
     else:
-        report = _fit_one(out_dir, frame, rows, heads, config, resume)
+        # nothing to continue (no checkpoint in the adopted build): train from the start
+        report = _fit_one(out_dir, frame, rows, heads, config, resume and (out_dir / CHECKPOINT_DIR).is_dir())
     meta = {
         "tasks": heads,
         "label_map": parse_label_map(label_map) if len(heads) == 1 else None,

@@ -63,6 +63,14 @@ def train_cmd(
             "(one extra run).",
         ),
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed run of the same command (same data and settings): finished "
+            "ensemble members are kept, an unfinished model continues from its last epoch.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -76,7 +84,15 @@ def train_cmd(
         cfg = load_train_config(config_path(config), overrides or [], preset=preset)
         extra = {**({"ensemble_seeds": seeds} if seeds else {}), **({"refit": True} if refit else {})}
         cfg = with_overrides(cfg, extra) if extra else cfg
-        report = train(task, data, out, label_map=label_map, config=cfg, confidence_column=confidence_column)
+        report = train(
+            task,
+            data,
+            out,
+            label_map=label_map,
+            config=cfg,
+            confidence_column=confidence_column,
+            resume=resume,
+        )
     val = report.get("best_metric")
     shown = "n/a" if val is None else f"{val:.4f}"
     kind = "model"

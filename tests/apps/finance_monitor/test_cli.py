@@ -101,6 +101,31 @@ def test_train_an_ensemble_refitted_and_score_with_it(tmp_path, tiny_encoder_dir
         assert result.exit_code == 2 and message in result.output, result.output
 
 
+def test_a_killed_ensemble_training_resumes_from_the_command_line(tmp_path, tiny_encoder_dir):
+    """SIGKILL-like exit in the second member's first epoch; ``--resume`` keeps the first member."""
+    out = tmp_path / "m"
+    args = ["finance", "train", "--task", "sentiment", "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv")]
+    args += ["--out", str(out), "--ensemble-seeds", "3,4", *tiny_sets(tiny_encoder_dir)]
+    env = {**os.environ, "AIGC_FAILPOINT": "train.after_checkpoint@3", "PYTHONPATH": str(ROOT)}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", COLUMNS="60")
+    cmd = [sys.executable, "-c", "from core.cli import main; main()", *args]
+    killed = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    assert not out.exists()
+    (build,) = tmp_path.glob(".m.tmp-*")
+    stamp = (build / "members" / "s3" / "heads.safetensors").stat().st_mtime_ns
+    assert (build / "members" / "s4" / "checkpoint").is_dir() and not (
+        build / "members" / "s4" / "artifact.json"
+    ).exists()
+    result = runner.invoke(app, [*args[1:], "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (out / "members" / "s3" / "heads.safetensors").stat().st_mtime_ns == stamp  # not retrained
+    resumed = json.loads((out / "members" / "s4" / "report.json").read_text())
+    assert resumed["resumed"] and [row["epoch"] for row in resumed["history"]] == [1, 2]
+    assert json.loads((out / "ensemble.json").read_text())["seeds"] == [3, 4]
+    assert not list(tmp_path.glob(".m.tmp-*"))
+
+
 def test_classify_writes_labels_and_confidences(tmp_path, tiny_sentiment_dir):
     src = tmp_path / "in.csv"
     # CRLF records with a newline inside a quoted field, as in the twitter data
