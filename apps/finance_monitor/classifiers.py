@@ -304,10 +304,11 @@ def _fit_ensemble(
     wall = 0.0
     if config.refit:
         summary = out_dir / VALIDATION_SUMMARY
+        run_dir = out_dir / VALIDATION_RUN_DIR
         if resume and summary.is_file():
             validation = json.loads(summary.read_text(encoding="utf-8"))
+            shutil.rmtree(run_dir, ignore_errors=True)  # a kill may have cut its removal short
         else:
-            run_dir = out_dir / VALIDATION_RUN_DIR
             logger.info("Refit: validation run first", extra={"seed": seeds[0], "dir": str(run_dir)})
             first = _fit_one(
                 run_dir,
@@ -332,8 +333,9 @@ def _fit_ensemble(
     for seed in seeds:
         name = f"{MEMBERS_DIR}/s{seed}"
         member_dir = out_dir / name
-        if resume and (member_dir / ARTIFACT_FILE).is_file() and (member_dir / REPORT_FILE).is_file():
-            report = json.loads((member_dir / REPORT_FILE).read_text(encoding="utf-8"))
+        done = _finished_member(member_dir) if resume else None
+        if done is not None:
+            report = done
             logger.info("Ensemble member already trained", extra={"member": name})
         else:
             logger.info("Training ensemble member", extra={"member": name, "of": len(seeds)})
@@ -380,6 +382,22 @@ def _fit_ensemble(
         scores = _ensemble_validation(out_dir, rows, heads, config)
         report.update(best_metric=scores["metric"], validation=scores, calibration={})
     return report
+
+
+def _finished_member(member_dir: Path) -> dict[str, Any] | None:
+    """The report of a member that was trained and calibrated, else ``None``.
+
+    The member's ``report.json`` is rewritten with its ``calibration`` as the last step of its
+    training, so a member killed before it was calibrated (or given its temperatures) is trained again.
+    """
+    path = member_dir / REPORT_FILE
+    if not (member_dir / ARTIFACT_FILE).is_file() or not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return report if isinstance(report, dict) and "calibration" in report else None
 
 
 def _ensemble_validation(

@@ -268,6 +268,28 @@ def test_a_killed_ensemble_resumes_without_retraining_finished_members(
     assert not list(tmp_path.glob(".sentiment.tmp-*"))
 
 
+def test_a_member_killed_before_its_calibration_is_not_taken_as_finished(
+    tiny_encoder_dir, tmp_path, monkeypatch
+):
+    import apps.finance_monitor.classifiers as classifiers
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    config = replace(tiny_config(tiny_encoder_dir), ensemble_seeds=(1, 2))
+    data, out = SAMPLE_DATA_DIR / "train_sentiment.csv", tmp_path / "sentiment"
+    monkeypatch.setattr(classifiers, "save_calibration", killed)  # member s1 trained, not yet calibrated
+    with pytest.raises(_Killed):
+        train("sentiment", data, out, config=config)
+    monkeypatch.undo()
+    (build,) = tmp_path.glob(".sentiment.tmp-*")
+    assert (build / "members" / "s1" / "report.json").is_file()  # the training loop's report
+    report = train("sentiment", data, out, config=config, resume=True)
+    first = report["ensemble"]["members"][0]
+    assert first["calibration"]["sentiment"]["n"] == 72  # calibrated this time
+    assert json.loads((out / "members" / "s1" / "calibration.json").read_text())["sentiment"]["n"] == 72
+
+
 def test_ensemble_settings_are_checked():
     with pytest.raises(ValueError, match="repeats a seed"):
         FinanceTrainConfig(ensemble_seeds=(1, 1))
