@@ -34,7 +34,14 @@ from tqdm.auto import tqdm
 
 from core.batching import map_ordered, token_batches
 from core.config import from_dict, to_dict
-from core.io.artifacts import open_artifact, recover, sha256_file, verify_artifact, verify_files
+from core.io.artifacts import (
+    open_artifact,
+    read_kind_json,
+    recover,
+    sha256_file,
+    verify_artifact,
+    verify_files,
+)
 from core.lora import LoraSettings, apply_lora, load_adapter, resolve_settings
 from core.metrics import softmax
 from core.models import load_encoder
@@ -104,7 +111,82 @@ def _check_heads(heads: Mapping[str, Sequence[str]] | Sequence[str]) -> dict[str
     return checked
 
 
-class TextClassifier(torch.nn.Module):
+class HeadPredictions:
+    """Predictions of a model with named classification heads, from its calibrated probabilities.
+
+    A subclass sets ``head_labels`` (``{head: [label, ...]}``) and implements
+    :meth:`head_probabilities`; :class:`TextClassifier` and
+    :class:`core.classifier_ensemble.ClassifierEnsemble` share these methods.
+    """
+
+    head_labels: dict[str, list[str]]
+
+    @property
+    def head_names(self) -> list[str]:
+        """Head names in order."""
+        return list(self.head_labels)
+
+    def labels(self, head: str | None = None) -> list[str]:
+        """Labels of ``head`` in column order of :meth:`predict_proba`."""
+        return list(self.head_labels[self._head(head)])
+
+    def _head(self, head: str | None) -> str:
+        if head is None:
+            if len(self.head_labels) > 1:
+                raise ValueError(f"This classifier has several heads; pass head= one of {self.head_names}.")
+            return self.head_names[0]
+        if head not in self.head_labels:
+            raise ValueError(f"Unknown head {head!r}; heads: {self.head_names}")
+        return head
+
+    def head_probabilities(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Calibrated probabilities of every head: ``{head: (len(texts), n_labels)}`` float32."""
+        raise NotImplementedError
+
+    def predict_proba(
+        self,
+        texts: Sequence[str],
+        head: str | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Calibrated class probabilities of ``head``, columns in :meth:`labels` order.
+
+        Args:
+            texts: Texts to classify.
+            head: Head name; may be omitted when there is one head.
+            batch_size: Texts per forward pass.
+            show_progress_bar: Show a tqdm bar.
+
+        Returns:
+            ``(len(texts), n_labels)`` float32 array whose rows sum to 1.
+        """
+        name = self._head(head)
+        return self.head_probabilities(texts, batch_size, show_progress_bar)[name]
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        head: str | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> list[str]:
+        """The most likely label of each text (see :meth:`predict_proba` for the arguments)."""
+        name = self._head(head)
+        labels = self.head_labels[name]
+        return [labels[i] for i in self.predict_proba(texts, name, batch_size, show_progress_bar).argmax(1)]
+
+    def predict_all(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
+    ) -> dict[str, list[str]]:
+        """Labels of every head from one pass: ``{head: [label, ...]}``."""
+        probs = self.head_probabilities(texts, batch_size, show_progress_bar)
+        return {h: [self.head_labels[h][i] for i in p.argmax(axis=1)] for h, p in probs.items()}
+
+
+class TextClassifier(HeadPredictions, torch.nn.Module):
     """A transformer encoder with pooled linear classification heads.
 
     Args:
@@ -196,27 +278,9 @@ class TextClassifier(torch.nn.Module):
     # --- structure -------------------------------------------------------------------------------
 
     @property
-    def head_names(self) -> list[str]:
-        """Head names in order."""
-        return list(self.head_labels)
-
-    @property
     def device(self) -> torch.device:
         """Device of the weights."""
         return next(self.heads.parameters()).device
-
-    def labels(self, head: str | None = None) -> list[str]:
-        """Labels of ``head`` in column order of :meth:`predict_proba`."""
-        return list(self.head_labels[self._head(head)])
-
-    def _head(self, head: str | None) -> str:
-        if head is None:
-            if len(self.head_labels) > 1:
-                raise ValueError(f"This classifier has several heads; pass head= one of {self.head_names}.")
-            return self.head_names[0]
-        if head not in self.head_labels:
-            raise ValueError(f"Unknown head {head!r}; heads: {self.head_names}")
-        return head
 
     # --- forward ---------------------------------------------------------------------------------
 
@@ -279,56 +343,13 @@ class TextClassifier(torch.nn.Module):
         name = self._head(head)
         return self._logits(texts, [name], batch_size, show_progress_bar)[name]
 
-    def predict_proba(
-        self,
-        texts: Sequence[str],
-        head: str | None = None,
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-    ) -> np.ndarray:
-        """Class probabilities ``softmax(logits / T)``, columns in :meth:`labels` order.
-
-        Args:
-            texts: Texts to classify.
-            head: Head name; may be omitted when there is one head.
-            batch_size: Texts per forward pass.
-            show_progress_bar: Show a tqdm bar.
-
-        Returns:
-            ``(len(texts), n_labels)`` float32 array whose rows sum to 1.
-        """
-        name = self._head(head)
-        logits = torch.from_numpy(self.logits(texts, name, batch_size, show_progress_bar))
-        return torch.softmax(logits / self.temperatures[name], dim=-1).numpy()
-
     def head_probabilities(
         self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
     ) -> dict[str, np.ndarray]:
-        """Calibrated probabilities of every head from one encoder pass: ``{head: (n, n_labels)}``.
-
-        :meth:`predict_proba` runs the encoder once per head; this runs it once for all of them.
-        """
-        logits = self._logits(list(texts), self.head_names, batch_size, show_progress_bar)
-        return {h: softmax(v, self.temperatures[h]).astype(np.float32) for h, v in logits.items()}
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        head: str | None = None,
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-    ) -> list[str]:
-        """The most likely label of each text (see :meth:`predict_proba` for the arguments)."""
-        name = self._head(head)
-        labels = self.head_labels[name]
-        return [labels[i] for i in self.logits(texts, name, batch_size, show_progress_bar).argmax(axis=1)]
-
-    def predict_all(
-        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
-    ) -> dict[str, list[str]]:
-        """Labels of every head from one encoder pass: ``{head: [label, ...]}``."""
+        """Calibrated probabilities ``softmax(logits / T)`` of every head from one encoder pass:
+        ``{head: (n, n_labels)}`` float32, columns in :meth:`labels` order."""
         logits = self._logits(texts, self.head_names, batch_size, show_progress_bar)
-        return {h: [self.head_labels[h][i] for i in scores.argmax(axis=1)] for h, scores in logits.items()}
+        return {h: softmax(v, self.temperatures[h]).astype(np.float32) for h, v in logits.items()}
 
     def calibrate_temperature(
         self, texts: Sequence[str], labels: Sequence[str], head: str | None = None, batch_size: int = 64
@@ -509,14 +530,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{path} not found: '{directory}' is not a saved TextClassifier (train one, or check the path)."
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(config, dict) or config.get("kind") != KIND:
-        raise ValueError(f"{path} does not describe a {KIND} (kind={config.get('kind')!r}).")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}.")
+    config = read_kind_json(path, KIND, FORMAT_VERSION)
     missing = [k for k in ("base_model", "heads", "pooling", "max_length") if k not in config]
     if missing:
         raise ValueError(f"{path} lacks the keys {missing}.")

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.classification import CONFIG_FILE, TextClassifier
+from core.classification import CONFIG_FILE, HeadPredictions, TextClassifier
 from core.config import write_json_atomic
-from core.io.artifacts import recover, sha256_file
+from core.io.artifacts import read_kind_json, recover, sha256_file
 from core.precision import InferencePrecision
 
 logger = logging.getLogger(__name__)
@@ -46,15 +46,16 @@ FORMAT_VERSION = 1
 MEMBERS_DIR = "members"
 
 
-class ClassifierEnsemble:
+class ClassifierEnsemble(HeadPredictions):
     """Classifiers with the same heads and labels whose calibrated probabilities are averaged.
 
-    It answers the prediction methods of :class:`~core.classification.TextClassifier` (``head_names``,
-    ``labels``, ``head_probabilities``, ``predict_proba``, ``predict``, ``predict_all``), so code that
-    scores with a classifier scores with an ensemble unchanged.
+    It has the prediction methods of :class:`~core.classification.TextClassifier`
+    (:class:`~core.classification.HeadPredictions`: ``head_names``, ``labels``, ``head_probabilities``,
+    ``predict_proba``, ``predict``, ``predict_all``), so code that scores with a classifier scores with
+    an ensemble unchanged.
 
     Args:
-        members: Two or more (or one) loaded classifiers.
+        members: The loaded classifiers (one gives that classifier's own predictions).
 
     Raises:
         ValueError: No members, or members whose heads or labels differ.
@@ -72,15 +73,6 @@ class ClassifierEnsemble:
                 )
         self.members = list(members)
         self.head_labels: dict[str, list[str]] = {h: list(labels) for h, labels in heads.items()}
-
-    @property
-    def head_names(self) -> list[str]:
-        """Head names in order."""
-        return list(self.head_labels)
-
-    def labels(self, head: str | None = None) -> list[str]:
-        """Labels of ``head`` in column order of :meth:`predict_proba`."""
-        return self.members[0].labels(head)
 
     @property
     def inference_workers(self) -> int:
@@ -101,47 +93,14 @@ class ClassifierEnsemble:
         self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
     ) -> dict[str, np.ndarray]:
         """Mean of the members' calibrated probabilities, every head: ``{head: (n, n_labels)}``."""
-        total: dict[str, np.ndarray] | None = None
+        runs = []
         for i, member in enumerate(self.members):
             logger.debug("Scoring with ensemble member", extra={"member": i, "texts": len(texts)})
-            probs = member.head_probabilities(texts, batch_size, show_progress_bar)
-            if total is None:
-                total = {h: p.astype(np.float64) for h, p in probs.items()}
-            else:
-                for h, p in probs.items():
-                    total[h] += p
-        assert total is not None  # at least one member (checked in __init__)
-        return {h: (p / len(self.members)).astype(np.float32) for h, p in total.items()}
-
-    def predict_proba(
-        self,
-        texts: Sequence[str],
-        head: str | None = None,
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-    ) -> np.ndarray:
-        """Averaged class probabilities of ``head``, ``(len(texts), n_labels)``, rows summing to 1."""
-        name = self.members[0]._head(head)  # noqa: SLF001 -- the same head check as a classifier's
-        return self.head_probabilities(texts, batch_size, show_progress_bar)[name]
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        head: str | None = None,
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-    ) -> list[str]:
-        """The label of each text with the highest averaged probability."""
-        name = self.members[0]._head(head)  # noqa: SLF001
-        labels = self.head_labels[name]
-        return [labels[i] for i in self.predict_proba(texts, name, batch_size, show_progress_bar).argmax(1)]
-
-    def predict_all(
-        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
-    ) -> dict[str, list[str]]:
-        """Labels of every head: ``{head: [label, ...]}``."""
-        probs = self.head_probabilities(texts, batch_size, show_progress_bar)
-        return {h: [self.head_labels[h][i] for i in p.argmax(axis=1)] for h, p in probs.items()}
+            runs.append(member.head_probabilities(texts, batch_size, show_progress_bar))
+        return {
+            h: np.mean([run[h] for run in runs], axis=0, dtype=np.float64).astype(np.float32)
+            for h in self.head_labels
+        }
 
     @classmethod
     def from_pretrained(
@@ -238,14 +197,7 @@ def read_ensemble(directory: str | Path) -> dict[str, Any]:
     path = directory / ENSEMBLE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: '{directory}' is not a classifier ensemble")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise ValueError(f"{path} does not describe a {KIND}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {manifest.get('format_version')!r} is not {FORMAT_VERSION}")
+    manifest = read_kind_json(path, KIND, FORMAT_VERSION)
     members = manifest.get("members")
     if (
         not isinstance(members, list)

@@ -363,6 +363,26 @@ def _copy(source: Path, dest: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------- read
+def read_kind_json(path: str | Path, kind: str, version: int) -> dict[str, Any]:
+    """A JSON object that names its ``kind`` and ``format_version`` (a classifier's ``config.json``,
+    an ``ensemble.json``), checked against ``kind`` and ``version``.
+
+    Raises:
+        ValueError: Not valid JSON, not an object of ``kind``, or another format version.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        found = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path} does not describe a {kind} (kind={found!r}).")
+    if data.get("format_version") != version:
+        raise ValueError(f"{path}: format_version {data.get('format_version')!r} is not {version}.")
+    return data
+
+
 def verify_artifact(directory: str | Path, kinds: Collection[str] = ()) -> dict[str, Any] | None:
     """Check ``directory`` against its ``artifact.json`` (kind and file hashes) before it is loaded.
 
