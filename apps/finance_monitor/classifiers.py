@@ -31,6 +31,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +75,28 @@ CONFIDENCE_COLUMN = "label_confidence"
 VALIDATION_RUN_DIR = "validation-run"
 #: What a refit's validation run chose and scored (kept in the model directory).
 VALIDATION_SUMMARY = "validation-run.json"
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The training rows of every head: the frame the core trainer reads, the same rows as dicts
+    (``{"text", head: label or ""}``), and the head names in order."""
+
+    frame: pd.DataFrame
+    rows: list[dict[str, str]]
+    heads: list[str]
+
+    def validation(self, config: FinanceTrainConfig) -> dict[str, list[int]]:
+        """``{head: row indices}`` of the validation split the training loop holds out (rebuilt from
+        the same function, seed and strata), for every head that has rows there."""
+        labels = {h: [r[h] or None for r in self.rows] for h in self.heads}
+        _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
+        chosen = {h: [i for i in val if self.rows[i][h]] for h in self.heads}
+        return {h: rows for h, rows in chosen.items() if rows}
+
+    def texts_and_labels(self, indices: Sequence[int], head: str) -> tuple[list[str], list[str]]:
+        """The texts and ``head`` labels of rows ``indices``."""
+        return [self.rows[i]["text"] for i in indices], [self.rows[i][head] for i in indices]
 
 
 def load_training_data(
@@ -195,7 +218,7 @@ def train_multitask(
         resumable=(CHECKPOINT_DIR, MEMBERS_DIR, VALIDATION_RUN_DIR, VALIDATION_SUMMARY),
         resume=resume,
     ) as build:
-        report = _train_into(build, frame, rows, heads, datasets, config, label_map, resume)
+        report = _train_into(build, _Rows(frame, rows, heads), datasets, config, label_map, resume)
         report["output_dir"] = str(out_dir)
         write_json_atomic(build / REPORT_FILE, report)
     report.update(model_version=model_version(out_dir))
@@ -204,22 +227,20 @@ def train_multitask(
 
 def _train_into(
     out_dir: Path,
-    frame: pd.DataFrame,
-    rows: list[dict[str, str]],
-    heads: list[str],
+    data: _Rows,
     datasets: Mapping[str, LabelledData],
     config: FinanceTrainConfig,
     label_map: str | Path | Mapping[Any, str] | None,
     resume: bool,
 ) -> dict[str, Any]:
     if config.ensemble_seeds or config.refit:
-        report = _fit_ensemble(out_dir, frame, rows, heads, config, resume)
+        report = _fit_ensemble(out_dir, data, config, resume)
     else:
         # nothing to continue (no checkpoint in the adopted build): train from the start
-        report = _fit_one(out_dir, frame, rows, heads, config, resume and (out_dir / CHECKPOINT_DIR).is_dir())
+        report = _fit_one(out_dir, data, config, resume and (out_dir / CHECKPOINT_DIR).is_dir())
     meta = {
-        "tasks": heads,
-        "label_map": parse_label_map(label_map) if len(heads) == 1 else None,
+        "tasks": data.heads,
+        "label_map": parse_label_map(label_map) if len(data.heads) == 1 else None,
         "data": {
             h: {
                 "source": d.source,
@@ -238,9 +259,7 @@ def _train_into(
 
 def _fit_one(
     out_dir: Path,
-    frame: pd.DataFrame,
-    rows: list[dict[str, str]],
-    heads: list[str],
+    data: _Rows,
     config: FinanceTrainConfig,
     resume: bool,
     temperatures: Mapping[str, float] | None = None,
@@ -248,13 +267,13 @@ def _fit_one(
     """Train one classifier into ``out_dir``; calibrate it on its validation split, or give it
     ``temperatures`` (fitted by an earlier run that had one)."""
     report = train_classifier(
-        frame,
+        data.frame,
         out_dir,
         model=config.model,
-        label_column=heads,
+        label_column=data.heads,
         config=config,
         resume_from=resume or None,
-        confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in frame.columns else None,
+        confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in data.frame.columns else None,
     )
     model = TextClassifier.from_pretrained(out_dir)
     stats: dict[str, dict[str, Any]] = {}
@@ -263,30 +282,16 @@ def _fit_one(
         stats = {h: {"temperature": float(t), "fitted_on": "validation run"} for h, t in temperatures.items()}
         model.save_pretrained(out_dir)
     elif config.calibrate:
-        # The loop's validation split, rebuilt from the same function, seed and strata.
-        labels = {h: [r[h] or None for r in rows] for h in heads}
-        _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
-        for head in heads:
-            chosen = [i for i in val if rows[i][head]]
-            if chosen:
-                texts = [rows[i]["text"] for i in chosen]
-                stats[head] = calibrate(
-                    model, texts, [rows[i][head] for i in chosen], head, config.eval_batch_size
-                )
+        for head, indices in data.validation(config).items():
+            texts, labels = data.texts_and_labels(indices, head)
+            stats[head] = calibrate(model, texts, labels, head, config.eval_batch_size)
         model.save_pretrained(out_dir)
     save_calibration(out_dir, stats)
     report.update(calibration=stats, heads=model.head_labels)
     return report
 
 
-def _fit_ensemble(
-    out_dir: Path,
-    frame: pd.DataFrame,
-    rows: list[dict[str, str]],
-    heads: list[str],
-    config: FinanceTrainConfig,
-    resume: bool,
-) -> dict[str, Any]:
+def _fit_ensemble(out_dir: Path, data: _Rows, config: FinanceTrainConfig, resume: bool) -> dict[str, Any]:
     """Train the members of ``config.ensemble_seeds`` (or one model, refitted) into ``out_dir``.
 
     Every run holds out the same validation rows (the split seed is pinned to the configuration's),
@@ -312,9 +317,7 @@ def _fit_ensemble(
             logger.info("Refit: validation run first", extra={"seed": seeds[0], "dir": str(run_dir)})
             first = _fit_one(
                 run_dir,
-                frame,
-                rows,
-                heads,
+                data,
                 with_overrides(config, {**pinned, "seed": seeds[0]}),
                 resume and (run_dir / CHECKPOINT_DIR).is_dir(),
             )
@@ -341,9 +344,7 @@ def _fit_ensemble(
             logger.info("Training ensemble member", extra={"member": name, "of": len(seeds)})
             report = _fit_one(
                 member_dir,
-                frame,
-                rows,
-                heads,
+                data,
                 with_overrides(config, {**member_fields, "seed": seed}),
                 resume and (member_dir / CHECKPOINT_DIR).is_dir(),
                 temperatures,
@@ -379,7 +380,7 @@ def _fit_ensemble(
             calibration=validation["calibration"],
         )
     else:  # the members' average on the validation rows they all held out
-        scores = _ensemble_validation(out_dir, rows, heads, config)
+        scores = _ensemble_validation(out_dir, data, config)
         report.update(best_metric=scores["metric"], validation=scores, calibration={})
     return report
 
@@ -400,24 +401,19 @@ def _finished_member(member_dir: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) and "calibration" in report else None
 
 
-def _ensemble_validation(
-    out_dir: Path, rows: list[dict[str, str]], heads: list[str], config: FinanceTrainConfig
-) -> dict[str, Any]:
+def _ensemble_validation(out_dir: Path, data: _Rows, config: FinanceTrainConfig) -> dict[str, Any]:
     """The ensemble's scores on the shared validation rows (``metric``: mean over heads)."""
     model = ClassifierEnsemble.from_pretrained(out_dir)
-    labels = {h: [r[h] or None for r in rows] for h in heads}
-    _, val = split_rows(labels, config.val_fraction, config.val_split_seed, config.auxiliary_heads)
     scores: dict[str, Any] = {}
-    for head in heads:
+    for head, indices in data.validation(config).items():
         if head in config.auxiliary_heads:
             continue
-        chosen = [i for i in val if rows[i][head]]
-        if not chosen:
-            continue
-        predicted = model.predict([rows[i]["text"] for i in chosen], head, config.eval_batch_size)
-        report = classification_report([rows[i][head] for i in chosen], predicted, labels=model.labels(head))
+        texts, labels = data.texts_and_labels(indices, head)
+        report = classification_report(
+            labels, model.predict(texts, head, config.eval_batch_size), labels=model.labels(head)
+        )
         scores[head] = {k: round(float(report[k]), 4) for k in ("accuracy", "macro_f1", "weighted_f1")}
-        scores[head]["n"] = len(chosen)
+        scores[head]["n"] = len(indices)
     values = [s[config.metric] for s in scores.values()]
     scores["metric"] = round(float(np.mean(values)), 4) if values else None
     return scores
