@@ -129,9 +129,8 @@ def plot(row: dict[str, Any], path: Path) -> None:
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(x - 0.2, product, 0.4, label="aigc finance train (this run)", color="#4C72B0")
-    ax.bar(
-        x + 0.2, [b or 0 for b in bench], 0.4, label="bench runs of the same seeds (5 Dec)", color="#8C8C8C"
-    )
+    if any(b is not None for b in bench):
+        ax.bar(x + 0.2, [b or 0 for b in bench], 0.4, label="bench runs of the same seeds", color="#8C8C8C")
     for i, (p, b) in enumerate(zip(product, bench, strict=True)):
         ax.annotate(f"{p:.3f}", (i - 0.2, p), ha="center", va="bottom", fontsize=8)
         if b:
