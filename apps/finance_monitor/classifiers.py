@@ -275,7 +275,9 @@ def _fit_one(
         resume_from=resume or None,
         confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in data.frame.columns else None,
     )
-    model = TextClassifier.from_pretrained(out_dir)
+    # fp32: the model is saved again below, and a bf16 load (``auto`` on a CPU with fast bf16) would
+    # write a full fine-tune's encoder back in bf16
+    model = TextClassifier.from_pretrained(out_dir, precision="fp32")
     stats: dict[str, dict[str, Any]] = {}
     if temperatures is not None:
         model.temperatures.update({h: float(t) for h, t in temperatures.items()})

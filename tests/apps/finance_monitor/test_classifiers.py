@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from apps.finance_monitor.classifiers import (
     VALIDATION_RUN_DIR,
@@ -288,6 +289,19 @@ def test_a_member_killed_before_its_calibration_is_not_taken_as_finished(
     first = report["ensemble"]["members"][0]
     assert first["calibration"]["sentiment"]["n"] == 72  # calibrated this time
     assert json.loads((out / "members" / "s1" / "calibration.json").read_text())["sentiment"]["n"] == 72
+
+
+def test_a_full_fine_tune_keeps_fp32_weights_through_calibration(tiny_encoder_dir, tmp_path):
+    """Calibration re-saves the model; loaded in bf16 (``auto`` on a CPU with AMX) it wrote bf16 weights."""
+    from safetensors import safe_open
+
+    config = replace(tiny_config(tiny_encoder_dir), epochs=1, full_finetune=True, lr=1e-4)
+    out = tmp_path / "full"
+    train("sentiment", SAMPLE_DATA_DIR / "train_sentiment.csv", out, config=config)
+    with safe_open(str(out / "encoder.safetensors"), "pt") as weights:
+        names = weights.keys()  # safe_open is not iterable
+        assert {weights.get_tensor(k).dtype for k in names} == {torch.float32}
+    assert json.loads((out / "calibration.json").read_text())["sentiment"]["n"] == 72
 
 
 def test_ensemble_settings_are_checked():
