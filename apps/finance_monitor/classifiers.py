@@ -368,14 +368,14 @@ def _fit_ensemble(out_dir: Path, data: _Rows, config: FinanceTrainConfig, resume
     write_ensemble(out_dir, names, info)
     report = {
         "ensemble": {**info, "members": members},
-        "metric": member_reports[0].get("metric"),
+        # a refit's members trained without a validation split: the metric is the validation run's
+        "metric": validation["metric"] if validation else member_reports[0].get("metric"),
         "heads": member_reports[0].get("heads"),
         "wall_time_s": round(wall, 1),
         "train_size": member_reports[0].get("train_size"),
     }
     if validation is not None:  # refit: the scores of the held-out run
         report.update(
-            metric=validation["metric"],  # the members trained without a validation split
             best_metric=validation["best_metric"],
             best_epoch=validation["best_epoch"],
             validation_run=validation,
