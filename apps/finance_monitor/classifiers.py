@@ -57,6 +57,7 @@ from core.classifier_ensemble import (
 from core.config import write_json_atomic
 from core.finetune import split_indices, split_rows, train_classifier, with_overrides
 from core.finetune.data import require_validation
+from core.finetune.distillation import SoftTargets, agreement, teacher_targets
 from core.finetune.loop import CHECKPOINT_DIR, REPORT_FILE, RUN_STATE
 from core.io.artifacts import ARTIFACT_FILE, open_artifact
 from core.metrics import classification_report
@@ -85,6 +86,8 @@ class _Rows:
     frame: pd.DataFrame
     rows: list[dict[str, str]]
     heads: list[str]
+    #: A teacher's probabilities per head (distillation), rows as in ``frame``.
+    soft: Mapping[str, SoftTargets] | None = None
 
     def validation(self, config: FinanceTrainConfig) -> dict[str, list[int]]:
         """``{head: row indices}`` of the validation split the training loop holds out (rebuilt from
@@ -207,6 +210,7 @@ def train_multitask(
     if any(data.confidence is not None for data in datasets.values()):
         frame[CONFIDENCE_COLUMN] = confidence
     out_dir = Path(out_dir)
+    teacher = _teacher_targets(config, rows, heads, out_dir) if config.teacher else None
     # Built aside and swapped in whole; a KB or any other directory that is no finance model is refused.
     # A build holding a checkpoint outlives a killed or failed run, so that ``resume`` can adopt it.
     with open_artifact(
@@ -218,7 +222,10 @@ def train_multitask(
         resumable=(CHECKPOINT_DIR, MEMBERS_DIR, VALIDATION_RUN_DIR, VALIDATION_SUMMARY),
         resume=resume,
     ) as build:
-        report = _train_into(build, _Rows(frame, rows, heads), datasets, config, label_map, resume)
+        data = _Rows(frame, rows, heads, teacher[0] if teacher else None)
+        report = _train_into(
+            build, data, datasets, config, label_map, resume, teacher[1] if teacher else None
+        )
         report["output_dir"] = str(out_dir)
         write_json_atomic(build / REPORT_FILE, report)
     report.update(model_version=model_version(out_dir))
@@ -232,6 +239,7 @@ def _train_into(
     config: FinanceTrainConfig,
     label_map: str | Path | Mapping[Any, str] | None,
     resume: bool,
+    teacher: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     if config.ensemble_seeds or config.refit:
         report = _fit_ensemble(out_dir, data, config, resume)
@@ -253,8 +261,47 @@ def _train_into(
         },
         "base_model": config.model,
     }
+    if teacher is not None:
+        report["teacher"] = meta["teacher"] = dict(teacher)
     write_json_atomic(out_dir / META_FILE, meta)
     return report
+
+
+def _teacher_targets(
+    config: FinanceTrainConfig, rows: Sequence[Mapping[str, str]], heads: Sequence[str], out_dir: Path
+) -> tuple[dict[str, SoftTargets], dict[str, Any]]:
+    """The teacher's probabilities for every training row (scored once, shared by ensemble members)
+    and what the report records of it.
+
+    Raises:
+        ValueError: The teacher is the model being written, is no finance model, or lacks a head.
+    """
+    directory = Path(str(config.teacher))
+    if directory.resolve() == out_dir.resolve():
+        raise ValueError(f"teacher {directory} is the directory being trained into; give the student another")
+    if not is_model_dir(directory):
+        raise ValueError(f"teacher {directory}: not a trained finance model directory")
+    teacher = load_model(directory)
+    missing = [h for h in heads if h not in teacher.head_names]
+    if missing:
+        raise ValueError(f"teacher {directory} has no head {missing} (its heads: {teacher.head_names})")
+    labels = {h: [r[h] or None for r in rows] for h in heads}
+    for head in heads:
+        unknown = sorted({y for y in labels[head] if y is not None} - set(teacher.labels(head)))
+        if unknown:
+            raise ValueError(
+                f"teacher {directory} does not know the {head} labels {unknown} "
+                f"(its labels: {teacher.labels(head)})"
+            )
+    targets = teacher_targets(teacher, [r["text"] for r in rows], labels, config.eval_batch_size, True)
+    info = {
+        "dir": str(directory),
+        "model_version": model_version(directory),
+        "distill_weight": config.distill_weight,
+        "agreement_with_labels": {h: agreement(targets[h], labels[h]) for h in heads},
+    }
+    logger.info("Teacher scored the training rows", extra=info)
+    return targets, info
 
 
 def _fit_one(
@@ -274,6 +321,7 @@ def _fit_one(
         config=config,
         resume_from=resume or None,
         confidence_column=CONFIDENCE_COLUMN if CONFIDENCE_COLUMN in data.frame.columns else None,
+        soft_targets=data.soft,
     )
     # fp32: the model is saved again below, and a bf16 load (``auto`` on a CPU with fast bf16) would
     # write a full fine-tune's encoder back in bf16

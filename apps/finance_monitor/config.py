@@ -58,6 +58,14 @@ class FinanceTrainConfig(ClassifierTrainConfig):
             "reported are the first run's."
         },
     )
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Distillation: a trained finance model directory (one model or an ensemble) whose "
+            "calibrated probabilities on the training rows join the labels as targets "
+            "(distill_weight sets the mix). The teacher scores every training row first."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

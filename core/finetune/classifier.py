@@ -22,6 +22,7 @@ import torch
 from core.classification import FORMAT_VERSION, KIND, TextClassifier
 from core.config import to_dict, write_json_atomic
 from core.finetune.data import LabelledTexts, read_labelled_texts, require_validation, split_indices
+from core.finetune.distillation import SoftTargets
 from core.finetune.loop import (
     CHECKPOINT_DIR,
     REPORT_FILE,
@@ -83,6 +84,13 @@ class ClassifierTrainConfig(TrainConfig):
             "unsmoothed."
         },
     )
+    distill_weight: float = field(
+        default=0.5,
+        metadata={
+            "help": "With a teacher's soft targets (distillation): the share of each row's loss that "
+            "aims at the teacher's probabilities, the rest at the row's label (1: the teacher alone)."
+        },
+    )
     layer_lr_decay: float = field(
         default=1.0,
         metadata={
@@ -97,6 +105,10 @@ class ClassifierTrainConfig(TrainConfig):
         if not 0 < self.layer_lr_decay <= 1:
             raise ValueError(
                 f"{type(self).__name__}.layer_lr_decay has an invalid value: {self.layer_lr_decay!r}"
+            )
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(
+                f"{type(self).__name__}.distill_weight has an invalid value: {self.distill_weight!r}"
             )
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(
@@ -201,6 +213,8 @@ def _loss(
     labels: dict[str, torch.Tensor],
     label_smoothing: float = 0.0,
     confidence: torch.Tensor | None = None,
+    soft: Mapping[str, torch.Tensor] | None = None,
+    distill_weight: float = 0.0,
 ) -> torch.Tensor:
     # Sum over the heads that have at least one label in this batch (cross-entropy of none is NaN).
     losses = []
@@ -208,20 +222,34 @@ def _loss(
         keep = y != IGNORE
         if not bool(keep.any()):
             continue
-        if confidence is None:
+        if confidence is None and (soft is None or head not in soft):
             losses.append(
                 torch.nn.functional.cross_entropy(
                     logits[head], y, ignore_index=IGNORE, label_smoothing=label_smoothing
                 )
             )
             continue
-        # Soft target: the row's confidence on its label, the rest spread evenly over the others.
         scores = logits[head][keep].float()
         k = scores.shape[1]
-        sure = confidence[keep].float()[:, None]
-        onehot = torch.nn.functional.one_hot(y[keep], k).float()
-        target = onehot * sure + (1 - onehot) * (1 - sure) / (k - 1)
-        losses.append(torch.nn.functional.cross_entropy(scores, target, label_smoothing=label_smoothing))
+        if confidence is None:
+            target: torch.Tensor | Any = y[keep]
+        else:
+            # Soft target: the row's confidence on its label, the rest spread evenly over the others.
+            sure = confidence[keep].float()[:, None]
+            onehot = torch.nn.functional.one_hot(y[keep], k).float()
+            target = onehot * sure + (1 - onehot) * (1 - sure) / (k - 1)
+        if soft is None or head not in soft:
+            losses.append(torch.nn.functional.cross_entropy(scores, target, label_smoothing=label_smoothing))
+            continue
+        # Distillation: each row's loss mixes the teacher's probabilities with its label target.
+        hard = torch.nn.functional.cross_entropy(
+            scores, target, label_smoothing=label_smoothing, reduction="none"
+        )
+        teacher = soft[head][keep].float()
+        has = ~torch.isnan(teacher).any(dim=1)
+        taught = -(torch.nan_to_num(teacher) * torch.log_softmax(scores, dim=1)).sum(dim=1)
+        mixed = torch.where(has, distill_weight * taught + (1 - distill_weight) * hard, hard)
+        losses.append(mixed.mean())
     return torch.stack(losses).sum()
 
 
@@ -242,14 +270,20 @@ def _check_confidence(
 
 
 def classifier_task(
-    classifier: TextClassifier, data: LabelledTexts, config: ClassifierTrainConfig
+    classifier: TextClassifier,
+    data: LabelledTexts,
+    config: ClassifierTrainConfig,
+    soft_targets: Mapping[str, SoftTargets] | None = None,
 ) -> TrainingTask:
     """Build the :class:`~core.finetune.loop.TrainingTask` for ``classifier`` on ``data``.
 
     The split is stratified by the first head's label (see :func:`split_rows` for auxiliary heads);
-    texts are tokenised once, without padding.
+    texts are tokenised once, without padding. ``soft_targets`` (a teacher's probabilities, see
+    :mod:`core.finetune.distillation`) join the labels in the training loss with weight
+    ``config.distill_weight``; validation keeps the labels alone.
     """
     targets = _targets(data, classifier)
+    soft = _soft_arrays(soft_targets, classifier, len(data.texts), str(data.source))
     _check_confidence(data, targets, {h: len(classifier.labels(h)) for h in targets})
     confidence = None if data.confidence is None else np.asarray(data.confidence, dtype=np.float32)
     unknown = sorted(set(config.auxiliary_heads) - set(data.labels))
@@ -272,11 +306,20 @@ def classifier_task(
         batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
         if confidence is not None:
             batch["confidence"] = torch.from_numpy(confidence[list(rows)])
+        if soft:
+            batch["soft"] = {h: torch.from_numpy(p[list(rows)]) for h, p in soft.items()}
         return batch
 
     def loss(batch: dict[str, Any]) -> torch.Tensor:
         logits = classifier(batch["input_ids"], batch["attention_mask"])
-        return _loss(logits, batch["labels"], config.label_smoothing, batch.get("confidence"))
+        return _loss(
+            logits,
+            batch["labels"],
+            config.label_smoothing,
+            batch.get("confidence"),
+            batch.get("soft"),
+            config.distill_weight,
+        )
 
     def evaluate() -> dict[str, float]:
         device = classifier.device
@@ -309,6 +352,22 @@ def classifier_task(
         val_size=len(val),
         param_groups=groups,
     )
+
+
+def _soft_arrays(
+    soft_targets: Mapping[str, SoftTargets] | None, classifier: TextClassifier, rows: int, source: str
+) -> dict[str, np.ndarray]:
+    """Each soft target in the column order of the classifier's head, checked against the data."""
+    soft: dict[str, np.ndarray] = {}
+    for head, targets in (soft_targets or {}).items():
+        if head not in classifier.head_labels:
+            raise ValueError(
+                f"{source}: soft targets for '{head}', which is not a head {classifier.head_names}"
+            )
+        if targets.probs.shape[0] != rows:
+            raise ValueError(f"{source}: {targets.probs.shape[0]} soft-target rows for {rows} data rows")
+        soft[head] = targets.aligned(classifier.labels(head), f"the teacher's '{head}' probabilities")
+    return soft
 
 
 def _val_metrics(logits: dict[str, torch.Tensor], targets: dict[str, np.ndarray]) -> dict[str, float]:
@@ -346,6 +405,7 @@ def fit_classifier(
     label_columns: Sequence[str] | None = None,
     resume_from: str | Path | bool | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    soft_targets: Mapping[str, SoftTargets] | None = None,
 ) -> dict[str, Any]:
     """Train an existing classifier in place (its best epoch's weights stay in it) and return the report.
 
@@ -360,6 +420,8 @@ def fit_classifier(
         label_columns: One label column per head, named like the heads; default: the head names.
         resume_from: Resume checkpoint (see :func:`~core.finetune.loop.fit`).
         on_epoch_end: Called with each epoch's metrics.
+        soft_targets: A teacher's probabilities per head, rows as in ``data`` (distillation; see
+            :func:`core.finetune.distillation.teacher_targets`).
 
     Returns:
         The run report; ``classifier.metrics`` holds the best epoch's validation metrics.
@@ -370,8 +432,10 @@ def fit_classifier(
         if isinstance(data, LabelledTexts)
         else read_labelled_texts(data, text_column, label_columns or classifier.head_names)
     )
-    task = classifier_task(classifier, labelled, config)
+    task = classifier_task(classifier, labelled, config, soft_targets)
     report = fit(task, config, run_dir, resume_from=resume_from, on_epoch_end=on_epoch_end)
+    if soft_targets:
+        report["distillation"] = {"heads": sorted(soft_targets), "distill_weight": config.distill_weight}
     classifier.metrics = _best_metrics(report)
     classifier.train_config = to_dict(config)
     classifier.seed = config.seed
@@ -388,6 +452,7 @@ def train_classifier(
     resume_from: str | Path | bool | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     confidence_column: str | None = None,
+    soft_targets: Mapping[str, SoftTargets] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Fine-tune a LoRA text classifier on labelled texts and save it to ``out_dir``.
@@ -409,6 +474,8 @@ def train_classifier(
         confidence_column: Optional column of each row's label confidence in (0, 1] (at least 1/k for
             k labels), e.g. annotator agreement: the training target puts that probability on the
             label and spreads the rest evenly over the others (validation keeps the hard labels).
+        soft_targets: A teacher's probabilities per head, one row per data row (distillation: see
+            :mod:`core.finetune.distillation`), mixed into the loss with ``config.distill_weight``.
         **overrides: Replace fields of ``config``, e.g. ``epochs=5, lr=2e-4``.
 
     Returns:
@@ -434,7 +501,13 @@ def train_classifier(
     )
     with open_run_dir(out_dir, KIND, FORMAT_VERSION, resume=bool(resume_from)) as run_dir:
         report = fit_classifier(
-            classifier, labelled, run_dir, config, resume_from=resume_from, on_epoch_end=on_epoch_end
+            classifier,
+            labelled,
+            run_dir,
+            config,
+            resume_from=resume_from,
+            on_epoch_end=on_epoch_end,
+            soft_targets=soft_targets,
         )
         classifier.save_pretrained(run_dir)
         if config.full_finetune:

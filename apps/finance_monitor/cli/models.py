@@ -63,6 +63,14 @@ def train_cmd(
             "(one extra run).",
         ),
     ] = False,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            "--teacher",
+            help="Distil: a trained model (e.g. an accurate ensemble) whose probabilities on the "
+            "training rows join the labels as targets; the student scores at its own speed.",
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -82,7 +90,11 @@ def train_cmd(
     with command_errors():
         seeds = _parse_seeds(ensemble_seeds) if ensemble_seeds is not None else None
         cfg = load_train_config(config_path(config), overrides or [], preset=preset)
-        extra = {**({"ensemble_seeds": seeds} if seeds else {}), **({"refit": True} if refit else {})}
+        extra = {
+            **({"ensemble_seeds": seeds} if seeds else {}),
+            **({"refit": True} if refit else {}),
+            **({"teacher": str(teacher)} if teacher is not None else {}),
+        }
         cfg = with_overrides(cfg, extra) if extra else cfg
         report = train(
             task,
@@ -99,6 +111,8 @@ def train_cmd(
     if "ensemble" in report:
         n = len(report["ensemble"]["seeds"])
         kind = f"ensemble of {n}" + (" refitted" if report["ensemble"]["refit"] else "")
+    if "teacher" in report:
+        kind += f" distilled from {report['teacher']['model_version']}"
     console.print(
         f"[green]trained[/] {task} {kind} -> {out} (version {report['model_version']}, "
         f"validation {report['metric']} {shown}, {report['wall_time_s']:.0f}s)"

@@ -309,3 +309,34 @@ def test_ensemble_settings_are_checked():
         FinanceTrainConfig(ensemble_seeds=(1, 1))
     with pytest.raises(ValueError, match="refit needs a validation split"):
         FinanceTrainConfig(refit=True, val_fraction=0.0)
+
+
+def test_a_student_distils_from_a_trained_teacher(
+    tiny_sentiment_dir, tiny_topic_dir, tiny_encoder_dir, tmp_path
+):
+    """``teacher``: the teacher scores the training rows once; each ensemble member trains towards it."""
+    data = load_labelled(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    config = replace(
+        tiny_config(tiny_encoder_dir), epochs=1, ensemble_seeds=(1, 2), teacher=str(tiny_sentiment_dir)
+    )
+    out = tmp_path / "student"
+    report = train("sentiment", data, out, config=config)
+    taught = report["teacher"]
+    assert taught["model_version"] == model_version(tiny_sentiment_dir) and taught["distill_weight"] == 0.5
+    # the share of training rows whose most likely teacher label is their label: the teacher's accuracy
+    accuracy = evaluate(load_model(tiny_sentiment_dir), data)["accuracy"]
+    assert taught["agreement_with_labels"]["sentiment"] == pytest.approx(accuracy)
+    assert read_meta(out)["teacher"] == taught
+    for seed in (1, 2):
+        member = json.loads((out / "members" / f"s{seed}" / "report.json").read_text())
+        assert member["distillation"] == {"heads": ["sentiment"], "distill_weight": 0.5}
+    assert evaluate(load_model(out), data)["n"] == len(data)
+
+    single = replace(config, ensemble_seeds=())
+    with pytest.raises(ValueError, match="is the directory being trained into"):
+        train("sentiment", data, tmp_path / "self", config=replace(single, teacher=str(tmp_path / "self")))
+    with pytest.raises(ValueError, match=r"has no head \['sentiment'\]"):
+        train("sentiment", data, tmp_path / "bad", config=replace(single, teacher=str(tiny_topic_dir)))
+    with pytest.raises(ValueError, match="not a trained finance model directory"):
+        train("sentiment", data, tmp_path / "bad", config=replace(single, teacher=str(tmp_path)))
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "self").exists()

@@ -255,3 +255,20 @@ def test_monitor_refuses_a_loopback_webhook_unless_allow_listed(tmp_path, tiny_s
     result = runner.invoke(app, [*args, "--set", f"rules={rules}"])
     assert result.exit_code == 0, result.output
     assert "deliveries: 0 sent, 0 pending, 0 dead" in result.output
+
+
+def test_train_a_student_distilled_from_a_teacher(tmp_path, tiny_encoder_dir, tiny_sentiment_dir):
+    """``--teacher DIR``: trains towards the teacher's probabilities; a bad teacher is one line, exit 2."""
+    out = tmp_path / "student"
+    args = ["train", "--task", "sentiment", "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv")]
+    args += ["--out", str(out), "--teacher", str(tiny_sentiment_dir), *tiny_sets(tiny_encoder_dir)]
+    result = runner.invoke(app, [*args, "--set", "distill_weight=0.8"])
+    assert result.exit_code == 0, result.output
+    assert "distilled from sentiment-" in result.output
+    meta = json.loads((out / "finance.json").read_text())
+    assert meta["teacher"]["dir"] == str(tiny_sentiment_dir) and meta["teacher"]["distill_weight"] == 0.8
+    args[args.index("--teacher") + 1] = str(tmp_path / "missing")
+    args[args.index("--out") + 1] = str(tmp_path / "other")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "not a trained finance model directory" in result.output and not (tmp_path / "other").exists()
