@@ -38,7 +38,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # every encoder weight trained (no LoRA); the model directory then carries the whole encoder
     "full": {"full_finetune": True, "lr": 1e-4},
     # the one-model presets of `aigc finance train --task sentiment --preset NAME`
-    # (apps/finance_monitor/config.py); an ensemble preset is measured by bench.finance_phrasebank_product
+    # (apps/finance_monitor/config.py); an ensemble preset is measured by bench.finance_product
     **{
         f"preset-{name}": dict(fields)
         for name, fields in TRAIN_PRESETS.items()

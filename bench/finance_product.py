@@ -1,18 +1,23 @@
-"""PhraseBank through the product's commands: ``aigc finance train`` (any options), ``aigc finance eval``.
+"""PhraseBank or TFNS through the product's commands: ``aigc finance train`` (any options), then
+``aigc finance eval``.
 
-The other PhraseBank runs call the training function with settings of the bench; this one measures
-what a user gets. It writes the benchmark's training part (annotator agreement as a column with
-``--agreement-confidence``) and test part as CSV files under ``FINANCE_BENCH_RUNS`` (outside the
-project: the data's licence), runs the ``aigc`` command in a subprocess with the given options, scores
-the test part with ``aigc finance eval --json``, and records the command, its wall time, the scores and
-the scoring speed in ``bench/results/finance_phrasebank_product.json`` (a row per ``--tag``).
+The other PhraseBank and TFNS runs call the training function with settings of the bench; this one
+measures what a user gets. It writes the benchmark's training part (PhraseBank: annotator agreement as
+a column with ``--agreement-confidence``) and test part as CSV files under ``FINANCE_BENCH_RUNS``
+(outside the project: the data's licence), runs the ``aigc`` command in a subprocess with the given
+options, scores the test part with ``aigc finance eval --json``, and records the command, its wall
+time, the scores and the scoring speed in ``bench/results/finance_<dataset>_product.json`` (a row per
+``--tag``).
 
 An ensemble's members are also scored one by one on the test part, and their labels compared with the
 bench's own runs of the same seeds (``--compare-runs``), to show that the product trains what was
-measured before.
+measured before. ``--teacher-tag TAG`` distils: the model of the run ``TAG`` (same data set) is the
+student's ``--teacher``, and the row and its plot put student, teacher and ``--baseline-tag`` (the
+student's settings without a teacher) side by side.
 
-Run: ``.venv/bin/python -m bench.finance_phrasebank_product --tag ens3-refit --agreement-confidence --
---preset accurate --ensemble-seeds 42,7,1234 --refit --set patience=1``.
+Run: ``.venv/bin/python -m bench.finance_product --tag ens3-refit --agreement-confidence --
+--preset accurate --ensemble-seeds 42,7,1234 --refit --set patience=1``;
+``.venv/bin/python -m bench.finance_product --dataset tfns --tag fast -- --preset fast``.
 """
 
 from __future__ import annotations
@@ -31,13 +36,23 @@ import pandas as pd
 from bench.finance_common import DATA, RESULTS, RUNS, rows_of
 from core.atomic import write_bytes_atomic
 
-OUT = RESULTS / "finance_phrasebank_product.json"
 AGREEMENT_COLUMN = "agreement"
+DATASETS = ("phrasebank", "tfns")
 
 
-def write_parts(folder: Path, agreement: bool) -> tuple[Path, Path, dict[str, Any]]:
+def out_path(dataset: str) -> Path:
+    """The result file of ``dataset``'s product runs."""
+    return RESULTS / f"finance_{dataset}_product.json"
+
+
+def write_parts(
+    folder: Path, agreement: bool, dataset: str = "phrasebank"
+) -> tuple[Path, Path, dict[str, Any]]:
     """The benchmark's training and test parts as CSV files in ``folder`` (and its protocol)."""
-    from bench.finance_phrasebank import load
+    if dataset == "tfns":
+        from bench.finance_tfns import load
+    else:
+        from bench.finance_phrasebank import load
 
     train, test, protocol = load()
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,9 +161,48 @@ def plot(row: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_distillation(row: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> None:
+    """Test weighted F1 and scoring speed of the student beside its teacher and its baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_tag = {r["tag"]: r for r in runs}
+    bars = [("baseline (no teacher)", by_tag.get(row.get("baseline_tag") or "")), ("student", row)]
+    bars.append(("teacher", by_tag.get(row["teacher_tag"])))
+    bars = [(name, r) for name, r in bars if r is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
+    names = [f"{name}\n{r['tag']}" for name, r in bars]
+    colors = {"baseline (no teacher)": "#8C8C8C", "student": "#4C72B0", "teacher": "#DD8452"}
+    f1 = [r["weighted_f1"] for _, r in bars]
+    speed = [r["eval_items_per_s"] for _, r in bars]
+    left.bar(names, f1, color=[colors[n] for n, _ in bars])
+    right.bar(names, speed, color=[colors[n] for n, _ in bars])
+    for i, (a, b) in enumerate(zip(f1, speed, strict=True)):
+        left.annotate(f"{a:.3f}", (i, a), ha="center", va="bottom", fontsize=8)
+        right.annotate(f"{b:.0f}", (i, b), ha="center", va="bottom", fontsize=8)
+    left.axhline(0.88, color="#C44E52", linestyle="--", linewidth=1, label="target 0.88")
+    left.set_ylim(min(f1) - 0.03, max(max(f1), 0.88) + 0.01)
+    left.set_ylabel("test weighted F1")
+    left.legend(loc="lower right", fontsize=8)
+    right.set_ylabel("aigc finance eval, items/s (whole command)")
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(f"{row['dataset']}: distilled student {row['tag']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tag", required=True, help="names the run directory and the result row")
+    parser.add_argument("--dataset", choices=DATASETS, default="phrasebank", help="benchmark data set")
+    parser.add_argument(
+        "--teacher-tag", help="distil: the model of this earlier run (same data set) is the --teacher"
+    )
+    parser.add_argument("--baseline-tag", help="the run of the student's settings without a teacher")
     parser.add_argument(
         "--agreement-confidence",
         action="store_true",
@@ -164,16 +218,25 @@ def main() -> None:
     parser.add_argument("train_options", nargs=argparse.REMAINDER, help="options of aigc finance train")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG of --tag from the JSON")
     args = parser.parse_args()
+    out = out_path(args.dataset)
     if args.plot_only:
-        (row,) = [r for r in rows_of(json.loads(OUT.read_text())) if r.get("tag") == args.tag]
-        plot(row, OUT.with_name(f"finance_phrasebank_product-{args.tag}.png"))
+        runs = rows_of(json.loads(out.read_text()))
+        (row,) = [r for r in runs if r.get("tag") == args.tag]
+        draw(row, runs, out)
         return
     if not DATA.is_dir():
         raise SystemExit(f"real data not found at {DATA}; this benchmark needs ../shared/data/finance")
+    if args.agreement_confidence and args.dataset != "phrasebank":
+        raise SystemExit("--agreement-confidence: only PhraseBank records annotator agreement")
     options = [o for o in args.train_options if o != "--"]
-    folder = RUNS / f"phrasebank-product-{args.tag}"
-    train_csv, test_csv, protocol = write_parts(folder / "data", args.agreement_confidence)
+    folder = RUNS / f"{args.dataset}-product-{args.tag}"
+    train_csv, test_csv, protocol = write_parts(folder / "data", args.agreement_confidence, args.dataset)
     model_dir = folder / "model"
+    if args.teacher_tag:
+        teacher_dir = RUNS / f"{args.dataset}-product-{args.teacher_tag}" / "model"
+        if not teacher_dir.is_dir():
+            raise SystemExit(f"--teacher-tag {args.teacher_tag}: no model at {teacher_dir}")
+        options += ["--teacher", str(teacher_dir)]
     train_args = [
         "finance",
         "train",
@@ -198,8 +261,11 @@ def main() -> None:
     report = json.loads((model_dir / "report.json").read_text())
     row: dict[str, Any] = {
         "tag": args.tag,
+        "dataset": args.dataset,
         "command": "aigc "
-        + " ".join([*train_args[:4], "<train.csv>", "--out", "<model>", *train_args[8:], *options]),
+        + " ".join([*train_args[:4], "<train.csv>", "--out", "<model>", *train_args[8:], *options]).replace(
+            str(RUNS), "$FINANCE_BENCH_RUNS"
+        ),
         "protocol": protocol,
         "train_wall_s": train_wall,
         # one process: model load plus scoring of the test part (what a user waits for)
@@ -218,16 +284,27 @@ def main() -> None:
     }
     if report.get("ensemble"):
         row["members_test"] = members_test(model_dir, test_csv, args.compare_runs)
-    earlier = rows_of(json.loads(OUT.read_text())) if OUT.is_file() else []
+    if args.teacher_tag:
+        row.update(teacher_tag=args.teacher_tag, baseline_tag=args.baseline_tag)
+        row["teacher"] = report.get("teacher")
+    earlier = rows_of(json.loads(out.read_text())) if out.is_file() else []
     kept = [r for r in earlier if r.get("tag") != args.tag]
-    write_bytes_atomic(OUT, (json.dumps({"runs": [*kept, row]}, indent=2) + "\n").encode())
-    if row.get("members_test"):
-        plot(row, OUT.with_name(f"finance_phrasebank_product-{args.tag}.png"))
+    write_bytes_atomic(out, (json.dumps({"runs": [*kept, row]}, indent=2) + "\n").encode())
+    draw(row, [*kept, row], out)
     print(
         json.dumps(
             {k: row[k] for k in ("tag", "weighted_f1", "accuracy", "train_wall_s", "eval_items_per_s")}
         )
     )
+
+
+def draw(row: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
+    """The PNG of a run, where it has one: an ensemble's members, or a student beside its teacher."""
+    png = out.with_name(f"{out.stem}-{row['tag']}.png")
+    if row.get("teacher_tag"):
+        plot_distillation(row, runs, png)
+    elif row.get("members_test"):
+        plot(row, png)
 
 
 if __name__ == "__main__":
