@@ -166,6 +166,8 @@ def train(
         The training report plus ``calibration`` and ``model_version``.
     """
     config = with_overrides(config or FinanceTrainConfig(), overrides)
+    if config.teacher:  # a wrong teacher is refused before the data is read
+        _check_teacher(config, out_dir)
     labelled = load_training_data(
         task, data, label_map, config.dedup, text_column, label_column, confidence_column
     )
@@ -267,6 +269,20 @@ def _train_into(
     return report
 
 
+def _check_teacher(config: FinanceTrainConfig, out_dir: str | Path) -> Path:
+    """``config.teacher`` as a path, if it is a trained model other than ``out_dir``.
+
+    Raises:
+        ValueError: It is the directory being trained into, or no trained finance model.
+    """
+    directory = Path(str(config.teacher))
+    if directory.resolve() == Path(out_dir).resolve():
+        raise ValueError(f"teacher {directory} is the directory being trained into; give the student another")
+    if not is_model_dir(directory):
+        raise ValueError(f"teacher {directory}: not a trained finance model directory")
+    return directory
+
+
 def _teacher_targets(
     config: FinanceTrainConfig, rows: Sequence[Mapping[str, str]], heads: Sequence[str], out_dir: Path
 ) -> tuple[dict[str, SoftTargets], dict[str, Any]]:
@@ -276,11 +292,7 @@ def _teacher_targets(
     Raises:
         ValueError: The teacher is the model being written, is no finance model, or lacks a head.
     """
-    directory = Path(str(config.teacher))
-    if directory.resolve() == out_dir.resolve():
-        raise ValueError(f"teacher {directory} is the directory being trained into; give the student another")
-    if not is_model_dir(directory):
-        raise ValueError(f"teacher {directory}: not a trained finance model directory")
+    directory = _check_teacher(config, out_dir)
     teacher = load_model(directory)
     missing = [h for h in heads if h not in teacher.head_names]
     if missing:
