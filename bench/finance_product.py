@@ -153,7 +153,7 @@ def plot(row: dict[str, Any], path: Path) -> None:
     ax.axhline(0.88, color="#C44E52", linestyle="--", linewidth=1, label="target 0.88")
     ax.set_xticks(x, names)
     ax.set_ylim(0.85, 0.89)
-    ax.set_ylabel("PhraseBank test weighted F1")
+    ax.set_ylabel(f"{row.get('dataset', 'phrasebank')} test weighted F1")
     ax.set_title(f"{row['tag']}: refitted members and their average")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()

@@ -222,34 +222,23 @@ def _loss(
         keep = y != IGNORE
         if not bool(keep.any()):
             continue
-        if confidence is None and (soft is None or head not in soft):
-            losses.append(
-                torch.nn.functional.cross_entropy(
-                    logits[head], y, ignore_index=IGNORE, label_smoothing=label_smoothing
-                )
-            )
-            continue
         scores = logits[head][keep].float()
-        k = scores.shape[1]
-        if confidence is None:
-            target: torch.Tensor | Any = y[keep]
-        else:
+        target = y[keep]
+        if confidence is not None:
             # Soft target: the row's confidence on its label, the rest spread evenly over the others.
             sure = confidence[keep].float()[:, None]
-            onehot = torch.nn.functional.one_hot(y[keep], k).float()
-            target = onehot * sure + (1 - onehot) * (1 - sure) / (k - 1)
-        if soft is None or head not in soft:
-            losses.append(torch.nn.functional.cross_entropy(scores, target, label_smoothing=label_smoothing))
-            continue
-        # Distillation: each row's loss mixes the teacher's probabilities with its label target.
-        hard = torch.nn.functional.cross_entropy(
+            onehot = torch.nn.functional.one_hot(target, scores.shape[1]).float()
+            target = onehot * sure + (1 - onehot) * (1 - sure) / (scores.shape[1] - 1)
+        rows = torch.nn.functional.cross_entropy(
             scores, target, label_smoothing=label_smoothing, reduction="none"
         )
-        teacher = soft[head][keep].float()
-        has = ~torch.isnan(teacher).any(dim=1)
-        taught = -(torch.nan_to_num(teacher) * torch.log_softmax(scores, dim=1)).sum(dim=1)
-        mixed = torch.where(has, distill_weight * taught + (1 - distill_weight) * hard, hard)
-        losses.append(mixed.mean())
+        if soft is not None and head in soft:
+            # Distillation: a row with a teacher target mixes it with its label target.
+            teacher = soft[head][keep].float()
+            taught = -(torch.nan_to_num(teacher) * torch.log_softmax(scores, dim=1)).sum(dim=1)
+            has = ~torch.isnan(teacher).any(dim=1)
+            rows = torch.where(has, distill_weight * taught + (1 - distill_weight) * rows, rows)
+        losses.append(rows.mean())
     return torch.stack(losses).sum()
 
 

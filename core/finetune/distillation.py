@@ -17,24 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from core.classification import HeadPredictions
+
 logger = logging.getLogger(__name__)
-
-
-class Teacher(Protocol):
-    """What distillation needs of a teacher (a ``TextClassifier`` or a ``ClassifierEnsemble``)."""
-
-    @property
-    def head_names(self) -> list[str]: ...
-
-    def labels(self, head: str) -> list[str]: ...
-
-    def head_probabilities(
-        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False
-    ) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class SoftTargets:
 
 
 def teacher_targets(
-    teacher: Teacher,
+    teacher: HeadPredictions,
     texts: Sequence[str],
     labels: Mapping[str, Sequence[str | None]],
     batch_size: int = 64,
@@ -91,13 +79,20 @@ def teacher_targets(
         ``{head: SoftTargets}`` for the heads of ``labels`` that the teacher has.
 
     Raises:
-        ValueError: No head of ``labels`` is a head of the teacher.
+        ValueError: No head of ``labels`` is a head of the teacher, or the data has a label the
+            teacher's head lacks (the teacher could give it no probability).
     """
     heads = [h for h in labels if h in teacher.head_names]
     if not heads:
         raise ValueError(
             f"the teacher has none of the heads {list(labels)} (its heads: {teacher.head_names})"
         )
+    for head in heads:
+        unknown = sorted({y for y in labels[head] if y is not None} - set(teacher.labels(head)))
+        if unknown:
+            raise ValueError(
+                f"the teacher does not know the {head} labels {unknown} (its labels: {teacher.labels(head)})"
+            )
     rows = sorted({i for h in heads for i, y in enumerate(labels[h]) if y is not None})
     logger.info("Teacher scores the training rows", extra={"rows": len(rows), "heads": heads})
     scored = [texts[i] for i in rows]
@@ -122,4 +117,4 @@ def agreement(targets: SoftTargets, labels: Sequence[str | None]) -> float | Non
     return float(np.mean([targets.labels[b] == labels[i] for b, i in zip(best, keep, strict=True)]))
 
 
-__all__ = ["SoftTargets", "Teacher", "agreement", "teacher_targets"]
+__all__ = ["SoftTargets", "agreement", "teacher_targets"]

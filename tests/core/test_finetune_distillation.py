@@ -70,6 +70,8 @@ def test_the_teacher_scores_the_labelled_rows_of_the_heads_it_has(tiny_encoder_d
     assert agreement(targets["label"], labels["label"]) == pytest.approx(agree)
     with pytest.raises(ValueError, match=r"none of the heads \['topic'\]"):
         teacher_targets(teacher, texts, {"topic": labels["topic"]})
+    with pytest.raises(ValueError, match=r"does not know the label labels \['mixed'\]"):
+        teacher_targets(teacher, texts, {"label": ["mixed"] + labels["label"][1:]})
 
 
 def test_a_student_follows_its_teacher_where_the_two_disagree(tiny_encoder_dir, tmp_path):
