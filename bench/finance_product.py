@@ -13,7 +13,9 @@ An ensemble's members are also scored one by one on the test part, and their lab
 bench's own runs of the same seeds (``--compare-runs``), to show that the product trains what was
 measured before. ``--teacher-tag TAG`` distils: the model of the run ``TAG`` (same data set) is the
 student's ``--teacher``, and the row and its plot put student, teacher and ``--baseline-tag`` (the
-student's settings without a teacher) side by side.
+student's settings without a teacher) side by side; ``--transfer-set tfn-topic`` adds a transfer set
+(``--transfer``): the TFN topic headlines (train and validation files), without the texts of the
+benchmark's training and test parts, optionally a seeded sample of ``--transfer-rows``.
 
 Run: ``.venv/bin/python -m bench.finance_product --tag ens3-refit --agreement-confidence --
 --preset accurate --ensemble-seeds 42,7,1234 --refit --set patience=1``;
@@ -65,6 +67,25 @@ def write_parts(
     pd.DataFrame(columns).to_csv(train_csv, index=False)
     pd.DataFrame({"text": test.texts, "label": test.labels}).to_csv(test_csv, index=False)
     return train_csv, test_csv, {**protocol, "train_rows": len(train), "test_rows": len(test)}
+
+
+def write_transfer(
+    folder: Path, train_csv: Path, test_csv: Path, rows: int | None
+) -> tuple[Path, dict[str, Any]]:
+    """The TFN topic headlines as a transfer set, minus every text of the benchmark's parts."""
+    from apps.finance_monitor.datasets import text_key
+
+    source = DATA / "twitter_financial_news_topic"
+    texts = pd.concat(pd.read_parquet(source / f"{part}.parquet")["text"] for part in ("train", "validation"))
+    taken = {text_key(t) for part in (train_csv, test_csv) for t in pd.read_csv(part)["text"]}
+    kept = list(dict.fromkeys(t for t in texts if text_key(t) not in taken))
+    dropped = len(texts) - len(kept)
+    if rows is not None and rows < len(kept):
+        kept = pd.Series(kept).sample(n=rows, random_state=0).tolist()
+    path = folder / "transfer.csv"
+    pd.DataFrame({"text": kept}).to_csv(path, index=False)
+    info = {"name": "tfn-topic", "rows": len(kept), "dropped_as_repeat_or_benchmark_text": dropped}
+    return path, info
 
 
 def aigc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -169,7 +190,9 @@ def plot_distillation(row: dict[str, Any], runs: list[dict[str, Any]], path: Pat
     import matplotlib.pyplot as plt
 
     by_tag = {r["tag"]: r for r in runs}
-    bars = [("baseline (no teacher)", by_tag.get(row.get("baseline_tag") or "")), ("student", row)]
+    bars = [("baseline (no teacher)", by_tag.get(row.get("baseline_tag") or ""))]
+    bars += [("student", by_tag.get(tag)) for tag in row.get("also_tags") or []]
+    bars.append(("student", row))
     bars.append(("teacher", by_tag.get(row["teacher_tag"])))
     bars = [(name, r) for name, r in bars if r is not None]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
@@ -204,6 +227,15 @@ def main() -> None:
     )
     parser.add_argument("--baseline-tag", help="the run of the student's settings without a teacher")
     parser.add_argument(
+        "--transfer-set",
+        choices=("tfn-topic",),
+        help="with --teacher-tag: unlabelled texts the teacher labels (--transfer of aigc finance train)",
+    )
+    parser.add_argument("--transfer-rows", type=int, help="a seeded sample of this many transfer texts")
+    parser.add_argument(
+        "--also-tags", nargs="*", default=[], help="other students drawn beside this one (distillation)"
+    )
+    parser.add_argument(
         "--agreement-confidence",
         action="store_true",
         help=f"write each training sentence's agreement tier as column {AGREEMENT_COLUMN!r} and train "
@@ -237,6 +269,10 @@ def main() -> None:
         if not teacher_dir.is_dir():
             raise SystemExit(f"--teacher-tag {args.teacher_tag}: no model at {teacher_dir}")
         options += ["--teacher", str(teacher_dir)]
+    transfer = None
+    if args.transfer_set:
+        transfer_csv, transfer = write_transfer(folder / "data", train_csv, test_csv, args.transfer_rows)
+        options += ["--transfer", str(transfer_csv)]
     train_args = [
         "finance",
         "train",
@@ -285,8 +321,10 @@ def main() -> None:
     if report.get("ensemble"):
         row["members_test"] = members_test(model_dir, test_csv, args.compare_runs)
     if args.teacher_tag:
-        row.update(teacher_tag=args.teacher_tag, baseline_tag=args.baseline_tag)
+        row.update(teacher_tag=args.teacher_tag, baseline_tag=args.baseline_tag, also_tags=args.also_tags)
         row["teacher"] = report.get("teacher")
+    if transfer is not None:
+        row["transfer_set"] = transfer
     earlier = rows_of(json.loads(out.read_text())) if out.is_file() else []
     kept = [r for r in earlier if r.get("tag") != args.tag]
     write_bytes_atomic(out, (json.dumps({"runs": [*kept, row]}, indent=2) + "\n").encode())

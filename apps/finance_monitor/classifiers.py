@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from apps.finance_monitor.config import FinanceTrainConfig
-from apps.finance_monitor.datasets import Dedup, LabelledData, load_labelled
+from apps.finance_monitor.datasets import Dedup, LabelledData, load_labelled, load_texts, text_key
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS, parse_label_map
 from core.calibration import calibrate, save_calibration
@@ -208,11 +208,17 @@ def train_multitask(
             for t, y in zip(data.texts, data.labels, strict=True)
         ]
         confidence += data.confidence or [1.0] * len(data.texts)
+    transfer = _transfer_rows(config, rows, heads) if config.transfer else None
+    if transfer is not None:
+        rows += transfer[0]
+        confidence += [1.0] * len(transfer[0])
     frame = pd.DataFrame(rows, columns=["text", *heads])
     if any(data.confidence is not None for data in datasets.values()):
         frame[CONFIDENCE_COLUMN] = confidence
     out_dir = Path(out_dir)
     teacher = _teacher_targets(config, rows, heads, out_dir) if config.teacher else None
+    if teacher is not None and transfer is not None:
+        teacher[1]["transfer"] = transfer[1]
     # Built aside and swapped in whole; a KB or any other directory that is no finance model is refused.
     # A build holding a checkpoint outlives a killed or failed run, so that ``resume`` can adopt it.
     with open_artifact(
@@ -307,6 +313,23 @@ def _teacher_targets(
     }
     logger.info("Teacher scored the training rows", extra=info)
     return targets, info
+
+
+def _transfer_rows(
+    config: FinanceTrainConfig, labelled: Sequence[Mapping[str, str]], heads: Sequence[str]
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Rows of ``config.transfer``'s texts without labels (the teacher's probabilities train them),
+    minus the texts the labelled rows already have, and what the report records of them.
+
+    Raises:
+        DataError: The file is missing, lacks the text column, or has an empty text.
+    """
+    texts = load_texts(str(config.transfer))
+    known = {text_key(r["text"]) for r in labelled}
+    kept = [t for t in texts if text_key(t) not in known]
+    info = {"source": str(config.transfer), "rows": len(kept), "already_labelled": len(texts) - len(kept)}
+    logger.info("Transfer texts for the teacher to label", extra=info)
+    return [{"text": t, **{h: "" for h in heads}} for t in kept], info
 
 
 def _fit_one(

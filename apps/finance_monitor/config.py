@@ -67,8 +67,22 @@ class FinanceTrainConfig(ClassifierTrainConfig):
         },
     )
 
+    transfer: str | None = field(
+        default=None,
+        metadata={
+            "help": "Distillation's transfer set: a file of unlabelled in-domain texts (column 'text'; "
+            "CSV, Parquet or JSON Lines) that the teacher labels. They train on its probabilities "
+            "alone, are never held out for validation, and texts already in the labelled data are "
+            "dropped. Needs teacher."
+        },
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.transfer and not self.teacher:
+            raise ValueError(
+                f"{type(self).__name__}.transfer needs a teacher to label its texts (set teacher)"
+            )
         if len(set(self.ensemble_seeds)) != len(self.ensemble_seeds):
             raise ValueError(
                 f"{type(self).__name__}.ensemble_seeds repeats a seed: {list(self.ensemble_seeds)!r}"

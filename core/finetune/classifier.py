@@ -124,10 +124,11 @@ def split_rows(
 ) -> tuple[list[int], list[int]]:
     """Training and validation rows of a (multi-head) labelled set, stratified by a head's label.
 
-    Without auxiliary heads this is :func:`split_indices` over every row, stratified by the first
-    head. With them, only rows labelled for a validated (non-auxiliary) head are split, in their
-    order, stratified by the first validated head; the rest are training rows. The validation rows
-    of ``n`` validated rows followed by auxiliary rows are therefore those of the validated rows alone.
+    Only rows labelled for a validated (non-auxiliary) head are split, in their order, stratified by
+    the first validated head; the rest (rows of auxiliary heads, and distillation's transfer rows
+    without any label) are training rows. When every row has a validated label this is
+    :func:`split_indices` over every row, stratified by the first head. The validation rows of ``n``
+    validated rows followed by other rows are therefore those of the validated rows alone.
 
     Args:
         labels: ``{head: label or None per row}`` (heads in column order).
@@ -146,9 +147,9 @@ def split_rows(
     if not validated:
         raise ValueError(f"auxiliary_heads {list(auxiliary)} leave no head to validate (heads: {heads})")
     n = len(labels[heads[0]])
-    if len(validated) == len(heads):
-        return split_indices(n, val_fraction, seed, strata=labels[heads[0]])
     primary = [i for i in range(n) if any(labels[h][i] is not None for h in validated)]
+    if len(primary) == n:
+        return split_indices(n, val_fraction, seed, strata=labels[validated[0]])
     first = labels[validated[0]]
     _, val_positions = split_indices(len(primary), val_fraction, seed, strata=[first[i] for i in primary])
     val = [primary[j] for j in val_positions]
@@ -216,30 +217,50 @@ def _loss(
     soft: Mapping[str, torch.Tensor] | None = None,
     distill_weight: float = 0.0,
 ) -> torch.Tensor:
-    # Sum over the heads that have at least one label in this batch (cross-entropy of none is NaN).
+    # Sum over the heads that have at least one target in this batch (cross-entropy of none is NaN).
     losses = []
     for head, y in labels.items():
-        keep = y != IGNORE
+        labelled = y != IGNORE
+        taught_rows = torch.zeros_like(labelled)
+        if soft is not None and head in soft:
+            taught_rows = ~torch.isnan(soft[head]).any(dim=1)
+        keep = labelled | taught_rows
         if not bool(keep.any()):
             continue
         scores = logits[head][keep].float()
-        target = y[keep]
-        if confidence is not None:
-            # Soft target: the row's confidence on its label, the rest spread evenly over the others.
-            sure = confidence[keep].float()[:, None]
-            onehot = torch.nn.functional.one_hot(target, scores.shape[1]).float()
-            target = onehot * sure + (1 - onehot) * (1 - sure) / (scores.shape[1] - 1)
-        rows = torch.nn.functional.cross_entropy(
-            scores, target, label_smoothing=label_smoothing, reduction="none"
-        )
-        if soft is not None and head in soft:
-            # Distillation: a row with a teacher target mixes it with its label target.
-            teacher = soft[head][keep].float()
-            taught = -(torch.nan_to_num(teacher) * torch.log_softmax(scores, dim=1)).sum(dim=1)
-            has = ~torch.isnan(teacher).any(dim=1)
-            rows = torch.where(has, distill_weight * taught + (1 - distill_weight) * rows, rows)
+        labelled, taught_rows = labelled[keep], taught_rows[keep]
+        rows = torch.zeros(scores.shape[0], device=scores.device)
+        if bool(labelled.any()):
+            target = y[keep][labelled]
+            if confidence is not None:
+                # Soft target: the row's confidence on its label, the rest spread evenly over the others.
+                sure = confidence[keep][labelled].float()[:, None]
+                onehot = torch.nn.functional.one_hot(target, scores.shape[1]).float()
+                target = onehot * sure + (1 - onehot) * (1 - sure) / (scores.shape[1] - 1)
+            rows[labelled] = torch.nn.functional.cross_entropy(
+                scores[labelled], target, label_smoothing=label_smoothing, reduction="none"
+            )
+        if bool(taught_rows.any()):
+            # Distillation: a row with a teacher target mixes it with its label target; a transfer
+            # row (no label) learns from the teacher alone.
+            teacher = torch.nan_to_num(soft[head][keep].float())  # type: ignore[index]
+            taught = -(teacher * torch.log_softmax(scores, dim=1)).sum(dim=1)
+            weight = torch.where(labelled, distill_weight, 1.0)
+            rows = torch.where(taught_rows, weight * taught + (1 - weight) * rows, rows)
         losses.append(rows.mean())
     return torch.stack(losses).sum()
+
+
+def _check_untargeted(data: LabelledTexts, soft: Mapping[str, np.ndarray]) -> None:
+    """Every row needs a label or a teacher's probabilities (a transfer row) for some head."""
+    for row in range(len(data.texts)):
+        if any(data.labels[h][row] is not None for h in data.labels):
+            continue
+        if not any(not np.isnan(p[row]).any() for p in soft.values()):
+            raise ValueError(
+                f"{data.source}, row {row + 1}: no label in any of the columns {list(data.labels)} "
+                "and no teacher probabilities to train it on."
+            )
 
 
 def _check_confidence(
@@ -273,6 +294,7 @@ def classifier_task(
     """
     targets = _targets(data, classifier)
     soft = _soft_arrays(soft_targets, classifier, len(data.texts), str(data.source))
+    _check_untargeted(data, soft)
     _check_confidence(data, targets, {h: len(classifier.labels(h)) for h in targets})
     confidence = None if data.confidence is None else np.asarray(data.confidence, dtype=np.float32)
     unknown = sorted(set(config.auxiliary_heads) - set(data.labels))
@@ -419,7 +441,12 @@ def fit_classifier(
     labelled = (
         data
         if isinstance(data, LabelledTexts)
-        else read_labelled_texts(data, text_column, label_columns or classifier.head_names)
+        else read_labelled_texts(
+            data,
+            text_column,
+            label_columns or classifier.head_names,
+            allow_unlabelled=soft_targets is not None,
+        )
     )
     task = classifier_task(classifier, labelled, config, soft_targets)
     report = fit(task, config, run_dir, resume_from=resume_from, on_epoch_end=on_epoch_end)
@@ -477,7 +504,10 @@ def train_classifier(
     """
     config = with_overrides(config or ClassifierTrainConfig(), overrides)
     columns = [label_column] if isinstance(label_column, str) else list(label_column)
-    labelled = read_labelled_texts(data, text_column, columns, confidence_column)
+    # rows without a label are distillation's transfer rows: the soft targets must cover them
+    labelled = read_labelled_texts(
+        data, text_column, columns, confidence_column, allow_unlabelled=soft_targets is not None
+    )
     set_seed(config.seed)  # head and LoRA initialisation
     classifier = TextClassifier(
         model,

@@ -96,6 +96,7 @@ def read_labelled_texts(
     text_column: str = "text",
     label_columns: Sequence[str] = ("label",),
     confidence_column: str | None = None,
+    allow_unlabelled: bool = False,
 ) -> LabelledTexts:
     """Read texts and labels for a classifier.
 
@@ -109,6 +110,8 @@ def read_labelled_texts(
         confidence_column: Optional column of each row's label confidence, a number in (0, 1] such as
             the share of annotators who chose the label; training then aims at that probability for
             the label instead of 1 (see :class:`~core.finetune.classifier.ClassifierTrainConfig`).
+        allow_unlabelled: Accept rows without any label (distillation's transfer rows, which a
+            teacher's probabilities alone train; the caller checks that each has them).
 
     Raises:
         ValueError: naming source, row and column for an empty text or label, a confidence that is no
@@ -139,9 +142,9 @@ def read_labelled_texts(
         if not text.strip():
             raise ValueError(f"{source}, row {i}: empty text in column '{text_column}'.")
         values = [v.strip() or None for v in values]
-        if len(values) == 1 and values[0] is None:
+        if len(values) == 1 and values[0] is None and not allow_unlabelled:
             raise ValueError(f"{source}, row {i}: empty label in column '{label_columns[0]}'.")
-        if all(v is None for v in values):
+        if all(v is None for v in values) and not allow_unlabelled:
             raise ValueError(f"{source}, row {i}: no label in any of the columns {label_columns}.")
         texts.append(text)
         for column, value in zip(label_columns, values, strict=True):

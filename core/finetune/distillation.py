@@ -2,7 +2,9 @@
 
 A large or ensembled classifier (the teacher) labels the training texts with its calibrated
 probabilities; a smaller classifier (the student) then trains towards those probabilities as well as
-towards the labels (``ClassifierTrainConfig.distill_weight`` mixes the two; Hinton et al. 2015). The
+towards the labels (``ClassifierTrainConfig.distill_weight`` mixes the two; Hinton et al. 2015).
+Rows without any label (a *transfer set*: unlabelled in-domain text) train on the teacher's
+probabilities alone and are never held out for validation. The
 student scores at its own speed and keeps much of what the teacher learnt, such as which sentences
 are borderline.
 
@@ -70,8 +72,9 @@ def teacher_targets(
     Args:
         teacher: A trained classifier or ensemble.
         texts: Every training row's text.
-        labels: ``{head: label or None per row}``; a row is scored for a head only where it has a
-            label for it (the others get ``NaN``, i.e. no soft target).
+        labels: ``{head: label or None per row}``; a row is scored for a head where it has a label
+            for it, and a transfer row (no label for any head) for every head; the others get ``NaN``,
+            i.e. no soft target.
         batch_size: Texts per teacher forward pass.
         show_progress_bar: Show a progress bar while the teacher scores.
 
@@ -93,8 +96,12 @@ def teacher_targets(
             raise ValueError(
                 f"the teacher does not know the {head} labels {unknown} (its labels: {teacher.labels(head)})"
             )
-    rows = sorted({i for h in heads for i, y in enumerate(labels[h]) if y is not None})
-    logger.info("Teacher scores the training rows", extra={"rows": len(rows), "heads": heads})
+    transfer = {i for i in range(len(texts)) if all(labels[h][i] is None for h in labels)}
+    rows = sorted(transfer | {i for h in heads for i, y in enumerate(labels[h]) if y is not None})
+    logger.info(
+        "Teacher scores the training rows",
+        extra={"rows": len(rows), "transfer_rows": len(transfer), "heads": heads},
+    )
     scored = [texts[i] for i in rows]
     probs = teacher.head_probabilities(scored, batch_size, show_progress_bar) if rows else {}
     out: dict[str, SoftTargets] = {}
@@ -102,8 +109,8 @@ def teacher_targets(
         full = np.full((len(texts), len(teacher.labels(head))), np.nan, dtype=np.float32)
         if rows:
             full[rows] = probs[head]
-        unlabelled = [i for i, y in enumerate(labels[head]) if y is None]
-        full[unlabelled] = np.nan
+        other_heads = [i for i, y in enumerate(labels[head]) if y is None and i not in transfer]
+        full[other_heads] = np.nan
         out[head] = SoftTargets(tuple(teacher.labels(head)), full)
     return out
 

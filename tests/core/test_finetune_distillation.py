@@ -93,3 +93,81 @@ def test_a_student_follows_its_teacher_where_the_two_disagree(tiny_encoder_dir, 
     student = TextClassifier.from_pretrained(tmp_path / "student")
     held_out = [t for t, _ in good_bad(40, seed=1)]
     assert student.predict(held_out).count("good") >= 36  # the labels alone give 20 of 40
+
+
+def great_awful(n: int, seed: int) -> list[tuple[str, str]]:
+    """Texts whose sentiment words never occur in :func:`good_bad` (a transfer set's vocabulary)."""
+    return [(t.replace("good", "great").replace("bad", "awful"), y) for t, y in good_bad(n, seed)]
+
+
+def test_transfer_rows_train_on_the_teacher_alone_and_are_never_held_out(tiny_encoder_dir):
+    labelled = good_bad(16, seed=0)
+    transfer = [t for t, _ in great_awful(8, seed=1)]
+    frame = [(t, y) for t, y in labelled] + [(t, "") for t in transfer]
+    data = read_labelled_texts(frame, "text", ["label"], allow_unlabelled=True)
+    classifier = TextClassifier(str(tiny_encoder_dir), heads={"label": data.label_set("label")}).eval()
+    teach = np.full((24, 2), np.nan, dtype=np.float32)
+    teach[16:] = [[0.8, 0.2], [0.3, 0.7]] * 4  # (bad, good): transfer rows only
+    config = ClassifierTrainConfig(val_fraction=0.25, distill_weight=0.5)
+    task = classifier_task(classifier, data, config, {"label": SoftTargets(("bad", "good"), teach)})
+    train, val = split_rows(data.labels, 0.25, config.val_split_seed)
+    # the validation rows are those of the labelled rows alone; every transfer row trains
+    assert val == split_rows({"label": [y for _, y in labelled]}, 0.25, config.val_split_seed)[1]
+    assert set(range(16, 24)) <= set(train) and task.val_size == len(val) == 4
+    batch = task.collate(list(range(len(train))))
+    with torch.no_grad():
+        logp = classifier(batch["input_ids"], batch["attention_mask"])["label"].log_softmax(-1)
+        y = batch["labels"]["label"]
+        is_transfer = torch.tensor([i >= 16 for i in train])
+        gold = -logp.gather(1, y.clamp(min=0)[:, None]).squeeze(1)
+        taught = -(torch.nan_to_num(torch.from_numpy(teach[train])) * logp).sum(-1)
+        expected = torch.where(is_transfer, taught, gold).mean()  # labelled rows have no teacher here
+        assert task.loss(batch).item() == pytest.approx(expected.item(), rel=1e-5)
+    untaught = {"label": SoftTargets(("bad", "good"), np.full((24, 2), np.nan))}
+    with pytest.raises(
+        ValueError, match=r"row 17: no label in any of the columns \['label'\] and no teacher"
+    ):
+        classifier_task(classifier, data, config, untaught)
+    with pytest.raises(ValueError, match="row 17: empty label"):
+        read_labelled_texts(frame, "text", ["label"])
+
+
+def test_the_teacher_scores_transfer_rows_for_every_head(tiny_encoder_dir):
+    heads = {"label": ["bad", "good"], "topic": ["a", "b"]}
+    teacher = TextClassifier(str(tiny_encoder_dir), heads=heads).eval()
+    texts = ["the pizza was good", "the hotel was bad", "what a great phone", "honestly awful"]
+    labels = {"label": ["good", None, None, None], "topic": [None, "a", None, None]}
+    targets = teacher_targets(teacher, texts, labels, batch_size=2)
+    label, topic = np.isnan(targets["label"].probs).any(1), np.isnan(targets["topic"].probs).any(1)
+    assert label.tolist() == [False, True, False, False]  # row 1 is labelled for the topic only
+    assert topic.tolist() == [True, False, False, False]
+    np.testing.assert_allclose(
+        targets["label"].probs[2:], teacher.predict_proba(texts[2:], "label"), atol=1e-5
+    )
+
+
+def test_a_student_learns_words_only_its_transfer_set_has(tiny_encoder_dir, tmp_path):
+    """Labelled rows say good/bad; the teacher labels great/awful texts; only that student knows them."""
+    labelled = good_bad(40, seed=0)
+    transfer = great_awful(120, seed=2)
+    teach = np.array([[0.05, 0.95] if y == "good" else [0.95, 0.05] for _, y in transfer], np.float32)
+    rows = labelled + [(t, "") for t, _ in transfer]
+    soft = np.concatenate([np.full((len(labelled), 2), np.nan, np.float32), teach])
+    settings = dict(epochs=4, lr=1e-2, head_lr=5e-2, show_progress_bar=False, seed=0)
+    train_classifier(
+        rows,
+        tmp_path / "student",
+        model=str(tiny_encoder_dir),
+        soft_targets={"label": SoftTargets(("bad", "good"), soft)},
+        **settings,
+    )
+    train_classifier(labelled, tmp_path / "plain", model=str(tiny_encoder_dir), **settings)
+    held_out = great_awful(40, seed=3)
+    truth = [y for _, y in held_out]
+
+    def right(directory) -> int:
+        said = TextClassifier.from_pretrained(directory).predict([t for t, _ in held_out])
+        return sum(a == b for a, b in zip(said, truth, strict=True))
+
+    assert right(tmp_path / "student") >= 36
+    assert right(tmp_path / "plain") <= 30  # the labelled rows alone do not teach great/awful

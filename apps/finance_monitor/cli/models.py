@@ -71,6 +71,14 @@ def train_cmd(
             "training rows join the labels as targets; the student scores at its own speed.",
         ),
     ] = None,
+    transfer: Annotated[
+        Path | None,
+        typer.Option(
+            "--transfer",
+            help="With --teacher: a file of unlabelled in-domain texts (column 'text') that the "
+            "teacher labels for the student to learn from as well; never used for validation.",
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -94,6 +102,7 @@ def train_cmd(
             **({"ensemble_seeds": seeds} if seeds else {}),
             **({"refit": True} if refit else {}),
             **({"teacher": str(teacher)} if teacher is not None else {}),
+            **({"transfer": str(transfer)} if transfer is not None else {}),
         }
         cfg = with_overrides(cfg, extra) if extra else cfg
         report = train(
@@ -113,6 +122,8 @@ def train_cmd(
         kind = f"ensemble of {n}" + (" refitted" if report["ensemble"]["refit"] else "")
     if "teacher" in report:
         kind += f" distilled from {report['teacher']['model_version']}"
+        if "transfer" in report["teacher"]:
+            kind += f" (+{report['teacher']['transfer']['rows']} transfer texts)"
     console.print(
         f"[green]trained[/] {task} {kind} -> {out} (version {report['model_version']}, "
         f"validation {report['metric']} {shown}, {report['wall_time_s']:.0f}s)"

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -340,3 +341,30 @@ def test_a_student_distils_from_a_trained_teacher(
     with pytest.raises(ValueError, match="not a trained finance model directory"):
         train("sentiment", data, tmp_path / "bad", config=replace(single, teacher=str(tmp_path)))
     assert not (tmp_path / "bad").exists() and not (tmp_path / "self").exists()
+
+
+def test_a_transfer_set_joins_the_training_rows_with_the_teachers_labels_only(
+    tiny_sentiment_dir, tiny_encoder_dir, tmp_path
+):
+    """``transfer``: unlabelled texts the teacher labels; repeats of labelled texts are dropped."""
+    data = load_labelled(SAMPLE_DATA_DIR / "train_sentiment.csv")
+    fresh = ["Acme Corp beats estimates and lifts guidance", "Widget maker warns on margins"]
+    file = tmp_path / "transfer.csv"
+    pd.DataFrame({"text": [*fresh, f"  {data.texts[0]} ", fresh[0]]}).to_csv(file, index=False)
+    config = replace(
+        tiny_config(tiny_encoder_dir), epochs=1, teacher=str(tiny_sentiment_dir), transfer=str(file)
+    )
+    out = tmp_path / "student"
+    report = train("sentiment", data, out, config=config)
+    # the labelled text (spacing aside) and the repeat are dropped; the validation split is unchanged
+    assert report["teacher"]["transfer"] == {"source": str(file), "rows": 2, "already_labelled": 1}
+    assert read_meta(out)["teacher"]["transfer"]["rows"] == 2
+    plain = train("sentiment", data, tmp_path / "plain", config=replace(config, transfer=None))
+    assert report["val_size"] == plain["val_size"] and report["train_size"] == plain["train_size"] + 2
+
+    with pytest.raises(ValueError, match="transfer needs a teacher"):
+        replace(config, teacher=None)
+    file.write_text("text,source\nfine,wire\n,wire\n")
+    with pytest.raises(DataError, match=r"transfer.csv: row 2.*field 'text': empty text"):
+        train("sentiment", data, tmp_path / "bad", config=config)
+    assert not (tmp_path / "bad").exists()

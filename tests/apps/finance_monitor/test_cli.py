@@ -273,3 +273,21 @@ def test_train_a_student_distilled_from_a_teacher(tmp_path, tiny_encoder_dir, ti
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1, result.output
     assert "not a trained finance model directory" in errors[0] and not (tmp_path / "other").exists()
+
+
+def test_train_a_student_on_a_transfer_set(tmp_path, tiny_encoder_dir, tiny_sentiment_dir):
+    """``--transfer FILE``: unlabelled texts the teacher labels; without ``--teacher`` one line, exit 2."""
+    transfer = tmp_path / "headlines.csv"
+    transfer.write_text("text\nShares of Acme jump after upbeat outlook\nLender cuts jobs as profit falls\n")
+    out = tmp_path / "student"
+    args = ["train", "--task", "sentiment", "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv")]
+    args += ["--out", str(out), "--transfer", str(transfer), *tiny_sets(tiny_encoder_dir)]
+    result = runner.invoke(app, [*args, "--teacher", str(tiny_sentiment_dir)])
+    assert result.exit_code == 0, result.output
+    assert "(+2 transfer texts)" in result.output
+    assert json.loads((out / "finance.json").read_text())["teacher"]["transfer"]["rows"] == 2
+    args[args.index("--out") + 1] = str(tmp_path / "other")
+    result = runner.invoke(app, args)
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert "transfer needs a teacher" in errors[0] and not (tmp_path / "other").exists()
