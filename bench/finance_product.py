@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,9 @@ def plot_distillation(row: dict[str, Any], runs: list[dict[str, Any]], path: Pat
     bars.append(("teacher", by_tag.get(row["teacher_tag"])))
     bars = [(name, r) for name, r in bars if r is not None]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
-    names = [f"{name}\n{r['tag']}" for name, r in bars]
+    # long run tags wrap at their hyphens so that neighbouring labels do not overlap
+    wrapped = [textwrap.fill(r["tag"].replace("-", "- "), 18).replace("- ", "-") for _, r in bars]
+    names = [f"{name}\n{tag}" for (name, _), tag in zip(bars, wrapped, strict=True)]
     colors = {"baseline (no teacher)": "#8C8C8C", "student": "#4C72B0", "teacher": "#DD8452"}
     f1 = [r["weighted_f1"] for _, r in bars]
     speed = [r["eval_items_per_s"] for _, r in bars]
