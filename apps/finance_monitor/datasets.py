@@ -214,6 +214,23 @@ def text_key(text: str) -> str:
     return " ".join(text.split())
 
 
+def load_texts(path: str | Path, text_column: str = "text") -> list[str]:
+    """The texts of an unlabelled file (CSV, TSV, Parquet, JSON Lines), repeats dropped.
+
+    Raises:
+        DataError: A missing file or column, or an empty text (naming file, row and field).
+    """
+    texts: dict[str, str] = {}
+    for row in read_rows(path, columns=[text_column], error=DataError):
+        text = row.text(text_column)
+        if not text:
+            raise row.error("empty text", field=text_column)
+        texts.setdefault(text_key(text), text)
+    if not texts:
+        raise DataError(Path(path), "no texts")
+    return list(texts.values())
+
+
 def deduplicate(data: LabelledData, mode: Dedup = "exact") -> LabelledData:
     """Drop repeated rows (see ``dedup`` in :func:`load_labelled`); the first occurrence is kept.
 
