@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from apps.finance_monitor.config import FinanceTrainConfig
-from apps.finance_monitor.datasets import Dedup, LabelledData, load_labelled, load_texts, text_key
+from apps.finance_monitor.datasets import Dedup, LabelledData, load_labelled, read_texts, text_key
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS, parse_label_map
 from core.calibration import calibrate, save_calibration
@@ -322,11 +322,15 @@ def _transfer_rows(
     minus the texts the labelled rows already have, and what the report records of them.
 
     Raises:
-        DataError: The file is missing, lacks the text column, or has an empty text.
+        FileNotFoundError: No such file.
+        DataError: The file is unreadable, lacks a text column, or has an empty text.
     """
-    texts = load_texts(str(config.transfer))
+    frame, column = read_texts(str(config.transfer))
+    texts: dict[str, str] = {}  # repeats (whitespace aside) dropped, the first spelling kept
+    for text in frame[column]:
+        texts.setdefault(text_key(text), text)
     known = {text_key(r["text"]) for r in labelled}
-    kept = [t for t in texts if text_key(t) not in known]
+    kept = [t for key, t in texts.items() if key not in known]
     info = {"source": str(config.transfer), "rows": len(kept), "already_labelled": len(texts) - len(kept)}
     logger.info("Transfer texts for the teacher to label", extra=info)
     return [{"text": t, **{h: "" for h in heads}} for t in kept], info

@@ -14,6 +14,9 @@ Numeric labels need a label map: ``"0=negative,1=positive,2=neutral"``, a preset
 (``"tfns"`` for twitter-financial-news-sentiment, ``"tfn-topic"`` for its 20 topics) or the
 path of a classes file (one name per line, line index = id, like ``classes.txt``).
 
+Unlabelled texts (the rows ``aigc finance classify`` labels, a distillation transfer set) are read by
+:func:`read_texts`: the same table formats, or a ``.txt`` file of one text per line.
+
 Every problem raises :class:`~apps.finance_monitor.errors.DataError` naming the file, row
 (and line) and field.
 """
@@ -28,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
+
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import (
     INT_LABEL,
@@ -37,9 +42,12 @@ from apps.finance_monitor.labels import (
     parse_label_map,
 )
 from core.errors import check_path_kind
-from core.io.tables import decode_text, label_confidence, read_rows
+from core.io.tables import FORMATS, decode_text, label_confidence, read_frame, read_rows
 
 logger = logging.getLogger(__name__)
+
+TEXT_COLUMNS: tuple[str, ...] = ("text", "title", "headline", "sentence")
+"""Columns tried, in order, for the text of an unlabelled file (``aigc finance classify``, transfer sets)."""
 
 Format = Literal["auto", "csv", "parquet", "jsonl", "phrasebank"]
 Dedup = Literal["none", "exact", "text"]
@@ -214,21 +222,41 @@ def text_key(text: str) -> str:
     return " ".join(text.split())
 
 
-def load_texts(path: str | Path, text_column: str = "text") -> list[str]:
-    """The texts of an unlabelled file (CSV, TSV, Parquet, JSON Lines), repeats dropped.
+def read_texts(path: str | Path, text_column: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Read the rows to classify and pick the text column.
+
+    Returns:
+        ``(frame, text_column)``; every cell of other columns is kept as read.
 
     Raises:
-        DataError: A missing file or column, or an empty text (naming file, row and field).
+        FileNotFoundError: No such file.
+        DataError: Unreadable file, missing text column, or an empty text (naming file, row, field).
     """
-    texts: dict[str, str] = {}
-    for row in read_rows(path, columns=[text_column], error=DataError):
-        text = row.text(text_column)
-        if not text:
-            raise row.error("empty text", field=text_column)
-        texts.setdefault(text_key(text), text)
-    if not texts:
-        raise DataError(Path(path), "no texts")
-    return list(texts.values())
+    path = check_path_kind(path, "file")
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":  # one text per line, no header
+        text = decode_text(path.read_bytes(), path, error=DataError)
+        rows = text.replace("\r\n", "\n").split("\n")
+        numbered = [(n, line) for n, line in enumerate(rows, start=1) if line.strip()]
+        frame = pd.DataFrame({"text": [line for _, line in numbered]})
+        lines: list[int | None] = [n for n, _ in numbered]
+    else:  # an unknown suffix is read as CSV
+        frame = read_frame(path, format=None if suffix in FORMATS else "csv", error=DataError)
+        lines = frame.attrs["lines"]
+    frame = frame.reset_index(drop=True)
+    frame.attrs = {}
+    if frame.empty:
+        raise DataError(path, "no rows to classify (the file holds a header or nothing); nothing was written")
+    column = text_column or next((c for c in TEXT_COLUMNS if c in frame.columns), None)
+    if column is None or column not in frame.columns:
+        wanted = text_column or " / ".join(TEXT_COLUMNS)
+        raise DataError(path, f"no text column {wanted!r}; columns are {list(frame.columns)}", field=wanted)
+    for i, value in enumerate(frame[column]):
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(path, "empty text (every row needs one)", row=i + 1, line=lines[i], field=column)
+    return frame, column
 
 
 def deduplicate(data: LabelledData, mode: Dedup = "exact") -> LabelledData:

@@ -35,16 +35,14 @@ from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from apps.finance_monitor.classifiers import head_probabilities, load_model, model_version
+from apps.finance_monitor.datasets import read_texts
 from apps.finance_monitor.entities import EntityLinker, link_stored
-from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.labels import SENTIMENT_LABELS
 from apps.finance_monitor.sources import NewsItem
 from apps.finance_monitor.storage import Item, ScoreRow, store_scores, unscored_items
 from core.atomic import write_bytes_atomic
 from core.classifier_ensemble import Classifier
-from core.errors import check_path_kind
 from core.failpoints import failpoint
-from core.io.tables import FORMATS, decode_text, read_frame
 from core.precision import InferencePrecision
 from core.storage import session_scope, utcnow
 
@@ -52,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 SENTIMENT_HEAD = "sentiment"
 TOPIC_HEAD = "topic"
-TEXT_COLUMNS: tuple[str, ...] = ("text", "title", "headline", "sentence")
 OUTPUT_FORMATS: tuple[str, ...] = (".csv", ".jsonl", ".parquet")
 
 
@@ -287,43 +284,6 @@ def _row(item_id: str, version: str, label: Label, now: Any) -> ScoreRow:
 
 
 # --- files (aigc finance classify) ------------------------------------------------------------------
-
-
-def read_texts(path: str | Path, text_column: str | None = None) -> tuple[pd.DataFrame, str]:
-    """Read the rows to classify and pick the text column.
-
-    Returns:
-        ``(frame, text_column)``; every cell of other columns is kept as read.
-
-    Raises:
-        FileNotFoundError: No such file.
-        DataError: Unreadable file, missing text column, or an empty text (naming file, row, field).
-    """
-    path = check_path_kind(path, "file")
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".txt":  # one text per line, no header
-        text = decode_text(path.read_bytes(), path, error=DataError)
-        rows = text.replace("\r\n", "\n").split("\n")
-        numbered = [(n, line) for n, line in enumerate(rows, start=1) if line.strip()]
-        frame = pd.DataFrame({"text": [line for _, line in numbered]})
-        lines: list[int | None] = [n for n, _ in numbered]
-    else:  # an unknown suffix is read as CSV
-        frame = read_frame(path, format=None if suffix in FORMATS else "csv", error=DataError)
-        lines = frame.attrs["lines"]
-    frame = frame.reset_index(drop=True)
-    frame.attrs = {}
-    if frame.empty:
-        raise DataError(path, "no rows to classify (the file holds a header or nothing); nothing was written")
-    column = text_column or next((c for c in TEXT_COLUMNS if c in frame.columns), None)
-    if column is None or column not in frame.columns:
-        wanted = text_column or " / ".join(TEXT_COLUMNS)
-        raise DataError(path, f"no text column {wanted!r}; columns are {list(frame.columns)}", field=wanted)
-    for i, value in enumerate(frame[column]):
-        if not isinstance(value, str) or not value.strip():
-            raise DataError(path, "empty text (every row needs one)", row=i + 1, line=lines[i], field=column)
-    return frame, column
 
 
 def classify_file(

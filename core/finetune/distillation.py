@@ -2,11 +2,10 @@
 
 A large or ensembled classifier (the teacher) labels the training texts with its calibrated
 probabilities; a smaller classifier (the student) then trains towards those probabilities as well as
-towards the labels (``ClassifierTrainConfig.distill_weight`` mixes the two; Hinton et al. 2015).
-Rows without any label (a *transfer set*: unlabelled in-domain text) train on the teacher's
-probabilities alone and are never held out for validation. The
+towards the labels (``ClassifierTrainConfig.distill_weight`` mixes the two; Hinton et al. 2015). The
 student scores at its own speed and keeps much of what the teacher learnt, such as which sentences
-are borderline.
+are borderline. Rows without any label (a *transfer set*: unlabelled in-domain text) train on the
+teacher's probabilities alone and are never held out for validation.
 
 Example:
     >>> teacher = load_classifier("runs/accurate")

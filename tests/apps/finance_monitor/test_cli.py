@@ -276,9 +276,10 @@ def test_train_a_student_distilled_from_a_teacher(tmp_path, tiny_encoder_dir, ti
 
 
 def test_train_a_student_on_a_transfer_set(tmp_path, tiny_encoder_dir, tiny_sentiment_dir):
-    """``--transfer FILE``: unlabelled texts the teacher labels; without ``--teacher`` one line, exit 2."""
-    transfer = tmp_path / "headlines.csv"
-    transfer.write_text("text\nShares of Acme jump after upbeat outlook\nLender cuts jobs as profit falls\n")
+    """``--transfer FILE`` (here one text per line): unlabelled texts the teacher labels; without
+    ``--teacher``, or with a missing file, one line, exit 2."""
+    transfer = tmp_path / "headlines.txt"
+    transfer.write_text("Shares of Acme jump after upbeat outlook\n\nLender cuts jobs as profit falls\n")
     out = tmp_path / "student"
     args = ["train", "--task", "sentiment", "--data", str(SAMPLE_DATA_DIR / "train_sentiment.csv")]
     args += ["--out", str(out), "--transfer", str(transfer), *tiny_sets(tiny_encoder_dir)]
@@ -291,3 +292,8 @@ def test_train_a_student_on_a_transfer_set(tmp_path, tiny_encoder_dir, tiny_sent
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1, result.output
     assert "transfer needs a teacher" in errors[0] and not (tmp_path / "other").exists()
+    args[args.index("--transfer") + 1] = str(tmp_path / "missing.csv")
+    result = runner.invoke(app, [*args, "--teacher", str(tiny_sentiment_dir)])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert "missing.csv" in errors[0] and not (tmp_path / "other").exists()
