@@ -5,7 +5,7 @@ Input is a frame of scored items (:func:`apps.finance_monitor.storage.scored_fra
 ``sentiment_confidence``, ``topic``, ``entities`` or else ``tickers`` (lists), ``source``,
 ``group_id``, ``item_id``.
 
-For each key and bucket (``5min``, ``15min``, ``hour``, ``day``; buckets start on UTC
+For each key and bucket (``5min``, ``15min``, ``hour``, ``6h``, ``day``; buckets start on UTC
 boundaries) the result has the volume, the counts and shares of negative / positive items, and
 the confidence-weighted mean sentiment ``sum(c * v) / sum(c)`` with ``v`` = -1 / 0 / +1 and
 ``c`` the sentiment confidence. Buckets without items are present with volume 0 (shares and
@@ -30,7 +30,7 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-BUCKETS: dict[str, str] = {"5min": "5min", "15min": "15min", "hour": "h", "day": "D"}
+BUCKETS: dict[str, str] = {"5min": "5min", "15min": "15min", "hour": "h", "6h": "6h", "day": "D"}
 SCOPES: tuple[str, ...] = ("topic", "entity", "source", "all")
 METRICS: tuple[str, ...] = ("share_negative", "share_positive", "mean_sentiment", "volume")
 SENTIMENT_VALUES: dict[str, float] = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
@@ -67,7 +67,7 @@ def aggregate(
         frame: Scored items (see the module docstring for the columns).
         by: ``"topic"``, ``"entity"`` (each linked entity of an item: its ``entities``, or its
             ``tickers`` in a frame without them), ``"source"`` or ``"all"``.
-        bucket: Bucket size: ``"5min"``, ``"15min"``, ``"hour"`` or ``"day"``.
+        bucket: Bucket size: ``"5min"``, ``"15min"``, ``"hour"``, ``"6h"`` (00, 06, 12, 18 UTC) or ``"day"``.
         baseline_buckets: How many previous buckets the baseline covers.
         min_baseline_buckets: Fewest values for a baseline (at least 2, for a standard deviation).
         start: Only items at or after this time; the first bucket is the one holding ``start``.

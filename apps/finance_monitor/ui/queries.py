@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -212,7 +213,7 @@ def trend(
     Args:
         scored: Scored items (:func:`load_scored`).
         by: ``topic``, ``entity``, ``source`` or ``all``.
-        bucket: ``5min``, ``15min``, ``hour`` or ``day``.
+        bucket: ``5min``, ``15min``, ``hour``, ``6h`` or ``day``.
         keys: Only these keys; default all.
         start: First bucket holds this time (empty leading buckets are kept).
         end: Last bucket holds the instant before this time.
@@ -233,6 +234,57 @@ def trend(
     if smooth > 1 and not table.empty:
         table = _pool(table, smooth)
     return table
+
+
+AUTO_BUCKETS: tuple[str, ...] = ("5min", "15min", "hour", "6h", "day")
+AUTO_MIN_STORIES = 10
+"""Stories a typical shown key needs per plotted point (bucket x smoothing) for :func:`auto_bucket`:
+a share of 10 stories moves in steps of 10 points; of 1 or 2 it jumps between 0 and 100 %."""
+AUTO_MIN_POINTS = 8
+"""Buckets the shown range must span for :func:`auto_bucket` to pick that size (a line needs points)."""
+
+
+def auto_bucket(
+    scored: pd.DataFrame,
+    *,
+    by: str = "topic",
+    keys: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    smooth: int = 1,
+    min_stories: int = AUTO_MIN_STORIES,
+    min_points: int = AUTO_MIN_POINTS,
+) -> tuple[str, float]:
+    """The finest bucket whose points hold enough stories to read a share from.
+
+    A point pools ``smooth`` buckets. The rule asks the median shown key (``keys``, default all) for
+    ``min_stories`` stories per point at its average rate over ``[start, end)`` (the items' own span
+    when unbounded), trying :data:`AUTO_BUCKETS` finest first, but never a bucket so coarse that the
+    range holds fewer than ``min_points`` of them (a thin day of news is then shown by the hour,
+    noisy, rather than as one point).
+
+    Returns:
+        ``(bucket, stories per point of the median key)``; ``("hour", 0.0)`` without items.
+    """
+    if scored.empty:
+        return "hour", 0.0
+    daily = aggregate(scored, by=by, bucket="day", start=start, end=end)
+    if keys:
+        daily = daily[daily["key"].isin(keys)]
+    totals = daily.groupby("key")["volume"].sum()
+    totals = totals[totals > 0]
+    if totals.empty:
+        return "hour", 0.0
+    times = pd.to_datetime(scored["timestamp"], utc=True)
+    first = pd.Timestamp(start) if start is not None else times.min()
+    last = pd.Timestamp(end) if end is not None else times.max()
+    span = max(last - first, pd.Timedelta(minutes=1))
+    typical = float(totals.median())
+    counts = {b: max(1, math.ceil(span / bucket_offset(b))) for b in AUTO_BUCKETS}
+    allowed = [b for b in AUTO_BUCKETS if counts[b] >= min_points] or [AUTO_BUCKETS[0]]
+    per_point = {b: typical / counts[b] * min(smooth, counts[b]) for b in allowed}
+    bucket = next((b for b in allowed if per_point[b] >= min_stories), allowed[-1])
+    return bucket, per_point[bucket]
 
 
 def _pool(table: pd.DataFrame, window: int) -> pd.DataFrame:

@@ -124,6 +124,11 @@ def test_load_rules_with_defaults(tmp_path):
     )
     assert (second.keys, second.std_factor, second.window, second.min_volume) == (("NWE",), None, "day", 3)
     assert second.history() == timedelta(days=25)
+    path.write_text(
+        "rules:\n  - name: slow\n    window: 6h\n", encoding="utf-8"
+    )  # buckets at 00, 06, 12, 18 UTC
+    (slow,) = load_rules(path)
+    assert slow.window == "6h" and slow.history() == timedelta(hours=6 * 25)
 
 
 @pytest.mark.parametrize(

@@ -89,13 +89,23 @@ def test_trend_page_shows_the_surge_and_its_alert(sample_db):
     assert at.get("page_link")[0].proto.page == "finance-alerts"
     topics = at.multiselect[0]
     assert topics.label == "Topics" and "Energy | Oil" in topics.value and len(topics.value) == 6
+    # auto buckets: 6 hours here, the finest with ~10 stories a point (3 pooled) for the median topic
+    assert at.caption[1].value == "Bucket: 6 hours (auto; about 10 stories per point for the median topic)"
     windows, lines = chart_data(at, 0)
     assert list(windows["key"]) == ["Energy | Oil"]
     surge = lines[(lines["key"] == "Energy | Oil")].set_index("bucket_start")["value"]
-    assert surge.loc[pd.Timestamp("2026-03-05 15:00", tz="UTC")] > 0.8
-    assert surge.max() > lines.loc[lines["key"] != "Energy | Oil", "value"].quantile(0.9)
+    others = lines.loc[lines["key"] != "Energy | Oil", "value"]
+    assert surge.loc[pd.Timestamp("2026-03-05 12:00", tz="UTC")] > 0.8 and surge.max() > others.max()
+    assert (lines["bucket_start"].dt.hour % 6 == 0).all()
     (volume,) = chart_data(at, 1)
     assert volume["value"].sum() == 377
+
+    at.sidebar.selectbox(key="trend_bucket").set_value("Hour").run()
+    assert not any(c.value.startswith("Bucket:") for c in at.caption)  # a chosen bucket needs no note
+    _windows, lines = chart_data(at, 0)
+    surge = lines[(lines["key"] == "Energy | Oil")].set_index("bucket_start")["value"]
+    assert surge.loc[pd.Timestamp("2026-03-05 15:00", tz="UTC")] > 0.8
+    assert surge.max() > lines.loc[lines["key"] != "Energy | Oil", "value"].quantile(0.9)
 
     at.multiselect[0].set_value(["Earnings"]).run()
     (lines,) = chart_data(at, 0)  # no alert on Earnings: nothing shaded

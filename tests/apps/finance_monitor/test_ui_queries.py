@@ -143,6 +143,33 @@ def test_trend_smoothing_pools_counts_over_trailing_buckets():
         queries.trend(TOY, smooth=0)
 
 
+def test_auto_bucket_is_the_finest_with_enough_stories_per_point():
+    start = T0 - timedelta(hours=3)  # 06:00, where a 6-hour bucket starts
+    rows = [(f"i{i}", -180 + 15 * i, "negative", 0.9, "A", [], None) for i in range(4 * 24 * 7)]
+    frame = scored(rows)  # 4 stories an hour for 7 days
+    end = start + timedelta(days=7)
+    # hourly points pooling 3 buckets hold 12 stories; 15-minute ones pooling 12 hold 12 too
+    assert queries.auto_bucket(frame, by="all", start=start, end=end, smooth=3) == ("hour", 12.0)
+    assert queries.auto_bucket(frame, by="all", start=start, end=end, smooth=12) == ("15min", 12.0)
+    # unsmoothed, an hour holds 4: 6 hours (24) is the finest with 10; a day would also do
+    assert queries.auto_bucket(frame, by="all", start=start, end=end, smooth=1) == ("6h", 24.0)
+    table = queries.trend(frame, by="all", bucket="6h", start=start, end=end)
+    assert len(table) == 28 and (table["volume"] == 24).all()
+    # the median shown key decides: one busy topic among thin ones does not make buckets finer
+    thin = scored([(f"{k}{i}", -180 + 360 * i, "neutral", 0.9, k, [], None) for k in "BC" for i in range(28)])
+    both = pd.concat([frame, thin], ignore_index=True)
+    assert queries.auto_bucket(both, start=start, end=end, smooth=3) == ("6h", 3.0)  # 1 a bucket: thin
+    assert queries.auto_bucket(both, keys=["A"], start=start, end=end, smooth=3)[0] == "hour"
+    # a range too short for 8 coarser points stays hourly (noisy) rather than one daily point
+    day = frame.iloc[::16]  # a story every 4 hours
+    assert queries.auto_bucket(day, by="all", start=start, end=start + timedelta(days=1), smooth=3) == (
+        "hour",
+        0.75,
+    )
+    assert queries.auto_bucket(frame, by="all", keys=["nothing"]) == ("hour", 0.0)
+    assert queries.auto_bucket(frame.iloc[0:0]) == ("hour", 0.0)
+
+
 def test_trend_of_nothing_is_an_empty_table():
     empty = queries.trend(TOY.iloc[0:0])
     assert empty.empty and "share_negative" in empty.columns

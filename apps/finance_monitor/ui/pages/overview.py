@@ -6,7 +6,15 @@ from apps.finance_monitor.ui import charts, common, queries
 from core.auth import Permission
 from core.ui import auth
 
-BUCKETS = {"5 minutes": "5min", "15 minutes": "15min", "Hour": "hour", "Day": "day"}
+BUCKETS: dict[str, str | None] = {
+    "Auto": None,
+    "5 minutes": "5min",
+    "15 minutes": "15min",
+    "Hour": "hour",
+    "6 hours": "6h",
+    "Day": "day",
+}
+BUCKET_NAMES = {bucket: label.lower() for label, bucket in BUCKETS.items() if bucket}
 SCOPES = {"Topic": "topic", "Ticker": "entity", "Source": "source"}
 SMOOTHING = {"Off": 1, "3 buckets": 3, "6 buckets": 6, "12 buckets": 12}
 
@@ -15,7 +23,14 @@ st.title("Sentiment trend")
 db = common.engine()
 range_choice = common.time_range_choice()
 scope_label = st.sidebar.radio("Group by", list(SCOPES), horizontal=True, key="trend_scope")
-bucket_label = st.sidebar.selectbox("Bucket", list(BUCKETS), index=2, key="trend_bucket")
+bucket_label = st.sidebar.selectbox(
+    "Bucket",
+    list(BUCKETS),
+    index=0,
+    key="trend_bucket",
+    help=f"Auto: the finest bucket whose points hold about {queries.AUTO_MIN_STORIES} stories of a typical "
+    f"shown {scope_label.lower()} (with the smoothing), keeping at least {queries.AUTO_MIN_POINTS} points.",
+)
 metric = st.sidebar.selectbox(
     "Metric", list(queries.TREND_METRICS), format_func=queries.TREND_METRICS.get, key="trend_metric"
 )
@@ -42,10 +57,20 @@ def trend_view() -> None:
     keys = st.multiselect(
         f"{scope_label}s", options, default=options[: 6 if by != "entity" else 5], key=f"trend_keys_{by}"
     )
+    bucket = BUCKETS[bucket_label]
+    if bucket is None:
+        bucket, per_point = queries.auto_bucket(
+            scored, by=by, keys=keys, start=start, end=end, smooth=SMOOTHING[smooth_label]
+        )
+        thin = " — few stories per point, so shares jump; smooth over more buckets" if per_point < 3 else ""
+        st.caption(
+            f"Bucket: {BUCKET_NAMES[bucket]} (auto; about {per_point:.0f} stories per point for the "
+            f"median {scope_label.lower()}{thin})"
+        )
     table = queries.trend(
         scored,
         by=by,
-        bucket=BUCKETS[bucket_label],
+        bucket=bucket,
         keys=keys,
         start=start,
         end=end,
