@@ -51,6 +51,7 @@ def test_entities_page_table_trend_and_drilldown(linked_db):
     nwde = table.loc["NWDE"]
     assert nwde["name"] == "Northwind Energy plc" and nwde["stories"] == 40 and nwde["negative"] == 27
     assert nwde["net_sentiment"] == pytest.approx((4 - 27) / 40)
+    assert nwde["share_negative"] == pytest.approx(100 * 27 / 40)  # a whole-percent bar, "68%"
     bars = chart_data(at, 0)[-1]  # stories per entity, stacked by sentiment
     assert bars.groupby(bars.columns[0])[bars.columns[-1]].sum()["NWDE"] == 40
 

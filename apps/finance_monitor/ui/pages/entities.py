@@ -61,7 +61,7 @@ def entities_view() -> None:
 
 def entity_table(table) -> None:  # noqa: ANN001 - a DataFrame from queries.entity_table
     st.dataframe(
-        table,
+        table.assign(share_negative=table["share_negative"] * 100),  # shown as whole percents
         hide_index=True,
         key="entities_table",
         column_config={
@@ -73,7 +73,7 @@ def entity_table(table) -> None:  # noqa: ANN001 - a DataFrame from queries.enti
             ),
             "mean_sentiment": st.column_config.NumberColumn("Mean sentiment", format="%+.2f"),
             "share_negative": st.column_config.ProgressColumn(
-                "Negative", format="percent", max_value=1.0, color="red"
+                "Negative", format="%.0f%%", min_value=0.0, max_value=100.0, color="red"
             ),
             "last_seen": st.column_config.DatetimeColumn("Last story (UTC)", format="YYYY-MM-DD HH:mm"),
         },
