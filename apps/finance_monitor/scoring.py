@@ -43,6 +43,7 @@ from apps.finance_monitor.storage import Item, ScoreRow, store_scores, unscored_
 from core.atomic import write_bytes_atomic
 from core.classifier_ensemble import Classifier
 from core.failpoints import failpoint
+from core.io.spreadsheet import spreadsheet_csv
 from core.precision import InferencePrecision
 from core.storage import session_scope, utcnow
 
@@ -335,12 +336,16 @@ def classify_file(
 
 
 def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write ``frame`` as CSV / JSON Lines / Parquet (by extension), atomically (:mod:`core.atomic`)."""
+    """Write ``frame`` as CSV / JSON Lines / Parquet (by extension), atomically (:mod:`core.atomic`).
+
+    CSV cells that a spreadsheet would run as a formula (a headline starting with ``=``, ``+``, ``-``
+    or ``@``) get a leading ``'`` (:mod:`core.io.spreadsheet`); JSON Lines and Parquet keep every text
+    exactly."""
     suffix = Path(path).suffix.lower()
     if suffix == ".parquet":
         data = frame.to_parquet(index=False)
     elif suffix == ".jsonl":
         data = frame.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8")
-    else:
-        data = frame.to_csv(index=False).encode("utf-8")
+    else:  # CSV is opened in spreadsheets: text that would run as a formula gets a leading '
+        data = spreadsheet_csv(frame).encode("utf-8")
     write_bytes_atomic(path, data)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.auth import Permission, audit_events
+from core.io.spreadsheet import spreadsheet_csv
 from core.storage import utcnow
 from core.ui import auth
 
@@ -43,6 +44,4 @@ else:
         f"The newest {min(SHOWN, len(frame))} of {len(frame)} events. The same log: "
         "`aigc audit --since 24h --json`."
     )
-    st.download_button(
-        "Download as CSV", frame.to_csv(index=False), file_name="aigc-audit.csv", mime="text/csv"
-    )
+    st.download_button("Download as CSV", spreadsheet_csv(frame), file_name="aigc-audit.csv", mime="text/csv")

@@ -8,6 +8,8 @@ page lists those actions.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import time
@@ -25,6 +27,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 expect = sync_api.expect
 
 PASSWORD = "team-password-1"
+FORMULA_NAME = '=HYPERLINK("http://evil.example","open")'
 AGENTS = {  # agent -> a question of their own (quoted FAQ answers: fast, so all three finish together)
     "ana": "how do i track my order",
     "ben": "can i cancel my order",
@@ -107,6 +110,11 @@ def _scenario(url: str, context_page, team_data_dir: Path) -> None:
         assert "Agent chat" not in body and "Audit log" not in body and "Customer service" not in body
         assert visitor.locator("[data-testid='stSidebarNav']").count() == 0
     screenshot(visitor, "team_visitor_sign_in")
+    # A sign-in attempt whose user name is a spreadsheet formula: the audit log records it as text.
+    visitor.get_by_label("User name").fill(FORMULA_NAME)
+    visitor.get_by_role("textbox", name="Password").fill("wrong-password")
+    visitor.get_by_role("button", name="Sign in").click()
+    visitor.get_by_text("Wrong user name or password").first.wait_for(timeout=60_000)
 
     # Three agents, three browser contexts, asking at the same time.
     pages = {}
@@ -178,3 +186,9 @@ def _scenario(url: str, context_page, team_data_dir: Path) -> None:
         expect(table.get_by_text(action, exact=True).first).to_be_visible(timeout=30_000)
     time.sleep(1.0)
     screenshot(lead, "team_audit_log")
+    # Its CSV download opens safely in a spreadsheet: the formula user name is quoted text.
+    with lead.expect_download() as download:
+        lead.get_by_role("button", name="Download as CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+    assert "'" + FORMULA_NAME in {r["target"] for r in rows if r["action"] == "sign_in_failed"}
+    assert not any(v.startswith("=") for r in rows for v in r.values())

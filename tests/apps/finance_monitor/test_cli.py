@@ -130,7 +130,8 @@ def test_classify_writes_labels_and_confidences(tmp_path, tiny_sentiment_dir):
     src = tmp_path / "in.csv"
     # CRLF records with a newline inside a quoted field, as in the twitter data
     src.write_bytes(
-        b'id,text\r\n1,"Shares fall\nafter warning"\r\n2,Profit beats forecasts\r\n3,AGM on Friday\r\n'
+        b'id,text\r\n1,"Shares fall\nafter warning"\r\n2,Profit beats forecasts\r\n'
+        b'3,"=HYPERLINK(""http://x.example"",""AGM on Friday"")"\r\n'
     )
     out = tmp_path / "out" / "labelled.csv"
     result = runner.invoke(
@@ -142,11 +143,14 @@ def test_classify_writes_labels_and_confidences(tmp_path, tiny_sentiment_dir):
     assert frame["text"][0] == "Shares fall\nafter warning"
     assert set(frame["sentiment"]) <= {"negative", "neutral", "positive"}
     assert frame["sentiment_confidence"].between(1 / 3, 1).all()
+    formula = '=HYPERLINK("http://x.example","AGM on Friday")'
+    assert frame["text"][2] == "'" + formula  # a spreadsheet shows it as text, never runs it
     jsonl = tmp_path / "labelled.jsonl"
     result = runner.invoke(
         app, ["classify", "--model", str(tiny_sentiment_dir), "--input", str(src), "--out", str(jsonl)]
     )
-    assert result.exit_code == 0 and len(jsonl.read_text().splitlines()) == 3
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert result.exit_code == 0 and len(rows) == 3 and rows[2]["text"] == formula  # exact text
 
 
 def test_bad_inputs_exit_2_with_one_clear_line(tmp_path, tiny_sentiment_dir):
