@@ -271,14 +271,16 @@ def _gold(gold: Gold) -> set[str]:
 
 def read_judge(path: str | Path, entries: Sequence[Entry]) -> list[tuple[str, frozenset[int]]]:
     """Real questions that judge the adapter (``adapt.judge_file``): the retrieval-eval CSV
-    (``query,gold_ids``, ids ``;``-separated), each gold id one of ``entries``.
+    (``query,gold_ids``, ids ``;``-separated), each gold id one of ``entries``; rows with empty
+    ``gold_ids`` (questions of a labelling sample nobody could place) are left out.
 
     Raises:
         FileNotFoundError: The file does not exist.
         SourceError: A malformed file, or a gold id that is not an entry (naming row and field).
     """
     positions = {e.id: i for i, e in enumerate(entries)}
-    return [(q.query, frozenset(positions[g] for g in q.gold_ids)) for q in read_queries(path, kb=positions)]
+    labelled = read_queries(path, kb=positions, skip_unlabelled=True)
+    return [(q.query, frozenset(positions[g] for g in q.gold_ids)) for q in labelled]
 
 
 def _ranked(encoder: Any, entries: Sequence[Entry], heldout: Sequence[tuple[str, Gold]]) -> list[list[str]]:

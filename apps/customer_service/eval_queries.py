@@ -24,12 +24,16 @@ class EvalQuery:
     row: int
 
 
-def read_queries(path: str | Path, kb: Container[str] | None = None) -> list[EvalQuery]:
+def read_queries(
+    path: str | Path, kb: Container[str] | None = None, skip_unlabelled: bool = False
+) -> list[EvalQuery]:
     """Read an evaluation CSV (``query,gold_ids``).
 
     Args:
         path: The CSV file.
         kb: When given (a knowledge base, or any container of entry ids), every gold id must be in it.
+        skip_unlabelled: Leave out rows with empty ``gold_ids`` (a labelling sample's questions nobody
+            could place, :mod:`apps.customer_service.question_sample`) instead of refusing them.
 
     Returns:
         The queries in file order.
@@ -49,13 +53,15 @@ def read_queries(path: str | Path, kb: Container[str] | None = None) -> list[Eva
         if not query:
             raise record.error("is empty", field="query")
         if not gold:
+            if skip_unlabelled:
+                continue
             raise record.error("is empty", field="gold_ids")
         unknown = [g for g in gold if kb is not None and g not in kb]
         if unknown:
             raise record.error(f"id(s) {unknown} are not in the knowledge base", field="gold_ids")
         queries.append(EvalQuery(query, gold, record.row))
     if not queries:
-        raise SourceError(path, "holds no queries")
+        raise SourceError(path, "holds no labelled queries" if skip_unlabelled else "holds no queries")
     return queries
 
 

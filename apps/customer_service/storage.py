@@ -264,6 +264,11 @@ class Correction:
     created_at: datetime
 
 
+def _kb_key(kb: str | Path) -> str:
+    """A knowledge base's path as conversations record it, comparable however it was spelled."""
+    return str(Path(kb).expanduser().resolve())
+
+
 class SupportStore:
     """Conversations, answers, hand-offs and feedback in the suite's database.
 
@@ -567,6 +572,63 @@ class SupportStore:
                     created_at=f.updated_at,
                 )
                 for f, m, q in session.execute(stmt)
+            ]
+
+    def asked_questions(
+        self, kb: str | Path | None = None, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Every question customers asked, oldest first, with what the bot did with it.
+
+        Args:
+            kb: Only conversations on this knowledge base (paths compared resolved); ``None``: all.
+            since: Only questions asked at or after this time.
+
+        Returns:
+            Dicts with ``question``, ``asked_at``, ``conversation_id``, ``route`` (of the bot's reply,
+            ``None`` when it has none) and ``retrieved`` (the reply's entry ids, best first).
+        """
+        answer = aliased(Message)
+        stmt = (
+            sa.select(Message, Conversation.kb, answer.id, answer.route)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .outerjoin(
+                answer,
+                (answer.conversation_id == Message.conversation_id)
+                & (answer.position == Message.position + 1)
+                & (answer.role == "assistant"),
+            )
+            .where(Message.role == "user")
+            .order_by(Message.created_at, Message.id)
+        )
+        if since is not None:
+            stmt = stmt.where(Message.created_at >= since)
+        wanted = None if kb is None else _kb_key(kb)
+        with session_scope(self.engine) as session:
+            rows = [
+                (m, reply_id, route)
+                for m, conversation_kb, reply_id, route in session.execute(stmt)
+                if wanted is None or (conversation_kb and _kb_key(conversation_kb) == wanted)
+            ]
+            ids = [reply_id for _, reply_id, _ in rows if reply_id is not None]
+            retrieved: dict[int, list[str]] = {i: [] for i in ids}
+            for start in range(0, len(ids), 500):  # IN lists stay short on every database
+                chunk = ids[start : start + 500]
+                sources = session.execute(
+                    sa.select(MessageSource.message_id, MessageSource.entry_id)
+                    .where(MessageSource.message_id.in_(chunk))
+                    .order_by(MessageSource.message_id, MessageSource.rank)
+                )
+                for message_id, entry_id in sources:
+                    retrieved[message_id].append(entry_id)
+            return [
+                {
+                    "question": m.content,
+                    "asked_at": m.created_at,
+                    "conversation_id": m.conversation_id,
+                    "route": route,
+                    "retrieved": retrieved.get(reply_id, []) if reply_id is not None else [],
+                }
+                for m, reply_id, route in rows
             ]
 
     # ------------------------------------------------------------------------ knowledge gaps

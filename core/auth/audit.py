@@ -47,6 +47,7 @@ class AuditAction:
     KB_GAP_APPROVE = "kb_gap_approve"
     KB_GAP_REJECT = "kb_gap_reject"
     FEEDBACK_EXPORT = "feedback_export"
+    QUESTIONS_EXPORT = "questions_export"
     ALERT_ACKNOWLEDGE = "alert_acknowledge"
     ALERT_MUTE = "alert_mute"
     ALERT_UNMUTE = "alert_unmute"

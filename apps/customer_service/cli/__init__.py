@@ -1,7 +1,8 @@
 """`aigc support`: the customer-service commands, one typer sub-app per concern joined with ``add_typer``.
 
 * :mod:`~apps.customer_service.cli.bot` — build, evaluate and serve the knowledge base and the bot
-  (``ui``, ``index``, ``eval``, ``ask``, ``answering``, ``export-feedback``, ``calibrate``);
+  (``ui``, ``index``, ``eval``, ``ask``, ``answering``, ``export-feedback``, ``sample-questions``,
+  ``calibrate``);
 * :mod:`~apps.customer_service.cli.gaps` — the knowledge-gap report (``gaps``);
 * :mod:`~apps.customer_service.cli.models` — train and score the intent classifier and the answer
   model (``train-intents``, ``eval-intents``, ``finetune``, ``eval-answers``);

@@ -61,7 +61,8 @@ def index(
         typer.Option(
             "--judge-questions",
             help="With --adapt: CSV of real questions and their entry ids (query,gold_ids, as for "
-            "'aigc support eval') that judge the adapter instead of questions the answer model writes.",
+            "'aigc support eval'; 'aigc support sample-questions' draws one to label; rows left empty "
+            "are skipped) that judge the adapter instead of questions the answer model writes.",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -308,6 +309,50 @@ def export_feedback_cmd(
         console.print(f"[green]Wrote {rows} corrected answer(s)[/] to {out}; index it with the KB sources.")
     else:
         console.print(f"[yellow]No corrected answers yet[/]; wrote an empty file {out}.")
+
+
+@app.command("sample-questions")
+def sample_questions_cmd(
+    out: Annotated[Path, typer.Option("--out", help="CSV to write (query, gold_ids, retrieved, ...).")],
+    kb_dir: KBDirOption = None,
+    size: Annotated[int, typer.Option("--size", "-n", help="Distinct questions to draw.", min=1)] = 200,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only questions asked since this date (YYYY-MM-DD, UTC).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the draw.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Draw a random sample of the questions customers asked on this KB, for the team to label with
+    the entries that answer them: a fair judge for `index --adapt --judge-questions`, and an eval set."""
+    from apps.customer_service.cli.gaps import parse_since
+    from apps.customer_service.knowledge_base import default_kb_dir
+    from apps.customer_service.question_sample import sample_questions, write_question_sample
+    from apps.customer_service.storage import SupportStore
+    from core.storage import StorageError
+
+    target = kb_dir or default_kb_dir()
+    if out.suffix.lower() != ".csv":
+        raise fail(f"--out {out}: the question sample is a CSV file (.csv)")
+    with exit_on_error(ValueError):
+        moment = parse_since(since)
+    with exit_on_error(StorageError):
+        asked = SupportStore().asked_questions(target, moment)
+    rows = sample_questions(asked, size, seed)
+    with exit_on_error(ValueError, OSError):
+        write_question_sample(rows, out)
+    record_cli_event(AuditAction.QUESTIONS_EXPORT, str(out), {"kb": str(target), "rows": len(rows)})
+    if as_json:
+        typer.echo(json.dumps({"rows": len(rows), "asked": len(asked), "path": str(out)}))
+        return
+    if not rows:
+        console.print(f"[yellow]No questions asked on {target} yet[/]; wrote an empty file {out}.")
+        return
+    console.print(
+        f"Wrote {len(rows)} of the questions asked on {target} to {out}. Fill in gold_ids (entry ids, "
+        "';'-separated; leave a question nobody can place empty), then: aigc support index ... --adapt "
+        f"--judge-questions {out}",
+        markup=False,
+    )
 
 
 @app.command("calibrate")

@@ -307,7 +307,8 @@ def test_a_judge_file_replaces_written_questions(tmp_path, tiny_encoder_dir):
     plain = KnowledgeBase.build(sources, tmp_path / "plain", embedder=Embedder(str(tiny_encoder_dir)))
     ids = [entry.id for entry in plain.entries]
     judge = tmp_path / "judge.csv"
-    judge.write_text("query,gold_ids\n" + "".join(f"question about {i},{i}\n" for i in ids))
+    rows = "".join(f"question about {i},{i}\n" for i in ids) + "a question nobody could place,\n"
+    judge.write_text("query,gold_ids\n" + rows)  # the unlabelled row of a labelling sample is left out
     adapt = AdaptConfig(batch_size=4, epochs=1, min_gain=-1.0, max_p_value=1.0, judge_file=str(judge))
     cfg = replace(KBConfig(), adapt=adapt, embedding_model=str(tiny_encoder_dir))
     kb = KnowledgeBase.build(sources, tmp_path / "kb", cfg, adapt=True, generator=model)

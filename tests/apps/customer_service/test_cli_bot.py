@@ -23,7 +23,8 @@ def flat(text: str) -> str:
 
 def test_support_joins_the_commands_of_every_sub_app_in_order():
     group = typer.main.get_command(app)
-    commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "calibrate", "gaps"]
+    commands = ["ui", "index", "eval", "ask", "answering", "export-feedback", "sample-questions", "calibrate"]
+    commands += ["gaps"]
     commands += ["train-intents", "eval-intents", "finetune", "eval-answers", "refresh", "versions"]
     commands += ["queue", "take", "reply", "release", "resolve", "queue-stats", "deliveries"]
     assert list(group.commands) == commands

@@ -49,6 +49,27 @@ def answer(text: str, handoff: bool = False, intent: str | None = "returns") -> 
     )
 
 
+def test_asked_questions_per_kb_with_what_the_bot_retrieved(store, tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    conv = store.start_conversation("refunds", kb=kb)
+    store.add_exchange(conv, "when do i get my money back", answer("Within 5 days."))
+    store.add_exchange(conv, "what is the capital of peru", answer("I don't know", handoff=True))
+    other = store.start_conversation("elsewhere", kb=tmp_path / "other-kb")
+    store.add_exchange(other, "a question on another KB", answer("Yes."))
+    spelled = store.asked_questions(tmp_path / "x" / ".." / "kb")  # the same KB however it is spelled
+    assert [r["question"] for r in spelled] == ["when do i get my money back", "what is the capital of peru"]
+    assert [r["route"] for r in spelled] == ["faq", "handoff"]
+    assert spelled[0]["retrieved"] == ["ret-03", "ret-01"]  # cited first, then related, by rank
+    assert spelled[0]["conversation_id"] == conv and spelled[0]["asked_at"] <= spelled[1]["asked_at"]
+    assert len(store.asked_questions()) == 3
+    assert (
+        store.asked_questions(kb, since=spelled[1]["asked_at"])[0]["question"]
+        == "what is the capital of peru"
+    )
+    assert store.asked_questions(tmp_path / "never-used") == []
+
+
 def test_migration_matches_the_models(url, store):
     with store.engine.connect() as conn:
         only_ours = {
