@@ -58,15 +58,9 @@ def sample_questions(asked: Sequence[dict[str, Any]], size: int, seed: int = 0) 
     return sorted((rows[i] for i in chosen), key=lambda r: r["asked_at"])
 
 
-def write_question_sample(rows: Sequence[dict[str, Any]], out: str | Path) -> Path:
-    """Write ``rows`` as the labelling CSV (:data:`SAMPLE_COLUMNS`, empty ``gold_ids``), atomically.
-
-    Raises:
-        ValueError: ``out`` is not a ``.csv`` file.
-    """
-    out = Path(out)
-    if out.suffix.lower() != ".csv":
-        raise ValueError(f"{out}: the question sample is a CSV file (.csv)")
+def question_sample_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """``rows`` as the labelling CSV text: :data:`SAMPLE_COLUMNS`, ``gold_ids`` empty, no cell that
+    a spreadsheet would run as a formula (:mod:`core.io.spreadsheet`)."""
     frame = pd.DataFrame(
         [
             {
@@ -80,7 +74,19 @@ def write_question_sample(rows: Sequence[dict[str, Any]], out: str | Path) -> Pa
         ],
         columns=list(SAMPLE_COLUMNS),
     )
-    write_bytes_atomic(out, spreadsheet_csv(frame).encode("utf-8"))  # opened in spreadsheets to label
+    return spreadsheet_csv(frame)
+
+
+def write_question_sample(rows: Sequence[dict[str, Any]], out: str | Path) -> Path:
+    """Write :func:`question_sample_csv` of ``rows`` to ``out``, atomically.
+
+    Raises:
+        ValueError: ``out`` is not a ``.csv`` file.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"{out}: the question sample is a CSV file (.csv)")
+    write_bytes_atomic(out, question_sample_csv(rows).encode("utf-8"))
     return out
 
 
@@ -88,4 +94,4 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-__all__ = ["SAMPLE_COLUMNS", "sample_questions", "write_question_sample"]
+__all__ = ["SAMPLE_COLUMNS", "question_sample_csv", "sample_questions", "write_question_sample"]

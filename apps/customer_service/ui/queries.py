@@ -46,6 +46,7 @@ from apps.customer_service.gap_review import (
 from apps.customer_service.gaps import gaps_from_file, gaps_from_store
 from apps.customer_service.handoff_queue import Case, format_age
 from apps.customer_service.knowledge_base import BuildReport, KnowledgeBase, sources_dir
+from apps.customer_service.question_sample import question_sample_csv, sample_questions
 from apps.customer_service.retrieval_eval import read_queries
 from apps.customer_service.sources import load_sources, read_source
 from apps.customer_service.storage import SupportStore
@@ -251,6 +252,14 @@ def adaptation_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
 LOCAL_AGENT = "local"  # who acts on the queue while sign-in is off
 TAKE_LABEL = "median minutes to take"
 RESOLVE_LABEL = "median minutes to resolve"
+
+
+def question_sample(store: SupportStore, kb_dir: Path, size: int, seed: int = 0) -> tuple[str, int, int]:
+    """The labelling CSV of a random sample of the questions asked on ``kb_dir``
+    (:mod:`apps.customer_service.question_sample`): ``(csv_text, questions in it, questions asked)``."""
+    asked = store.asked_questions(kb_dir)
+    rows = sample_questions(asked, size, seed)
+    return question_sample_csv(rows), len(rows), len(asked)
 
 
 def agent_name(name: str | None) -> str:

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apps.customer_service.storage import SupportStore
-from apps.customer_service.ui import PAGES_DIR, pages
+from apps.customer_service.ui import PAGES_DIR, pages, queries
 from core.ui.shell import APP_SCRIPT
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, data_kb_dir  # noqa: F401
 
@@ -125,6 +125,24 @@ def test_admin_shows_statistics_and_reindexes_uploads(data_kb_dir):  # noqa: F81
     assert not at.error, at.error[0].value if at.error else ""
     assert "Indexed" in at.success[0].value and "added 1" in at.success[0].value
     assert int(at.metric[0].value) == entries_before + 1
+
+
+def test_admin_draws_a_sample_of_asked_questions_to_label(data_kb_dir):  # noqa: F811
+    at = open_page("admin.py")
+    for question in ("i forgot my login password", "how do i track my order", "=1+1 what is this"):
+        at_chat = open_page("chat.py")
+        at_chat.chat_input[0].set_value(question).run()
+    at.run()
+    assert not at.get("download_button")  # nothing is read until a sample is asked for
+    [draw] = [b for b in at.button if b.label == "Draw a sample"]
+    draw.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [download] = at.get("download_button")
+    assert download.proto.label == "Download 3 of 3 questions to label (CSV)"
+    text, sampled, asked = queries.question_sample(SupportStore(), data_kb_dir, 2)
+    assert (sampled, asked) == (2, 3) and text.startswith("query,gold_ids,retrieved,route,asked_at")
+    every, _, _ = queries.question_sample(SupportStore(), data_kb_dir, 10)
+    assert "'=1+1 what is this" in every and "\n=1" not in every  # safe to open in a spreadsheet
 
 
 def test_a_handoff_for_an_uncovered_specific_shows_its_reason(data_kb_dir):  # noqa: F811

@@ -1,4 +1,5 @@
-"""Knowledge base admin: upload FAQ files and documents, (re)index with progress, KB statistics."""
+"""Knowledge base admin: upload FAQ files and documents, (re)index with progress, KB statistics,
+and a sample of asked questions to label."""
 
 import streamlit as st
 
@@ -90,3 +91,31 @@ if common.kb_ready(kb_dir):
         st.table(stats["flagged"])
     st.markdown("**Conversations**")
     st.table([common.store().stats()])
+
+st.subheader("Questions to label")
+st.caption(
+    "A random sample of the questions customers asked on this knowledge base, for your team to label "
+    "with the entries that answer them (column `gold_ids`, ids separated by `;`; leave a question "
+    "nobody can place empty). Labelled, it judges `aigc support index --adapt --judge-questions FILE` "
+    "fairly, and feeds `aigc support eval` — unlike rated-up answers or hand-offs, which the current "
+    "retriever chose."
+)
+size = st.number_input("Questions in the sample", min_value=10, max_value=5000, value=200, step=10)
+if st.button("Draw a sample", icon=":material/casino:"):  # reads every question: only when asked
+    st.session_state["support_question_sample"] = (
+        str(kb_dir),
+        *queries.question_sample(common.store(), kb_dir, int(size)),
+    )
+drawn = st.session_state.get("support_question_sample")
+if drawn is not None and drawn[0] == str(kb_dir):
+    _kb, text, sampled, asked = drawn
+    if not sampled:
+        st.caption("No questions asked on this knowledge base yet.")
+    elif st.download_button(
+        f"Download {sampled} of {asked} questions to label (CSV)",
+        text,
+        file_name="questions-to-label.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    ):
+        auth.audit(AuditAction.QUESTIONS_EXPORT, target=str(kb_dir), details={"rows": sampled})
