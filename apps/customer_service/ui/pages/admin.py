@@ -97,8 +97,8 @@ st.caption(
     "A random sample of the questions customers asked on this knowledge base, for your team to label "
     "with the entries that answer them (column `gold_ids`, ids separated by `;`; leave a question "
     "nobody can place empty). Labelled, it judges `aigc support index --adapt --judge-questions FILE` "
-    "fairly, and feeds `aigc support eval` — unlike rated-up answers or hand-offs, which the current "
-    "retriever chose."
+    "fairly (empty rows are skipped) and, without its empty rows, feeds `aigc support eval` — unlike "
+    "rated-up answers or hand-offs, which the current retriever chose."
 )
 size = st.number_input("Questions in the sample", min_value=10, max_value=5000, value=200, step=10)
 if st.button("Draw a sample", icon=":material/casino:"):  # reads every question: only when asked
