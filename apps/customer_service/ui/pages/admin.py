@@ -100,7 +100,9 @@ st.caption(
     "fairly (empty rows are skipped) and, without its empty rows, feeds `aigc support eval` — unlike "
     "rated-up answers or hand-offs, which the current retriever chose."
 )
-size = st.number_input("Questions in the sample", min_value=10, max_value=5000, value=200, step=10)
+size = st.columns([1, 3])[0].number_input(
+    "Questions in the sample", min_value=10, max_value=5000, value=200, step=10
+)
 if st.button("Draw a sample", icon=":material/casino:"):  # reads every question: only when asked
     st.session_state["support_question_sample"] = (
         str(kb_dir),
