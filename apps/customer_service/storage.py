@@ -589,7 +589,7 @@ class SupportStore:
         """
         answer = aliased(Message)
         stmt = (
-            sa.select(Message, Conversation.kb, answer.id, answer.route)
+            sa.select(Message.content, Message.created_at, Message.conversation_id, answer.id, answer.route)
             .join(Conversation, Conversation.id == Message.conversation_id)
             .outerjoin(
                 answer,
@@ -602,34 +602,32 @@ class SupportStore:
         )
         if since is not None:
             stmt = stmt.where(Message.created_at >= since)
-        wanted = None if kb is None else _kb_key(kb)
         with session_scope(self.engine) as session:
-            rows = [
-                (m, reply_id, route)
-                for m, conversation_kb, reply_id, route in session.execute(stmt)
-                if wanted is None or (conversation_kb and _kb_key(conversation_kb) == wanted)
-            ]
-            ids = [reply_id for _, reply_id, _ in rows if reply_id is not None]
+            if kb is not None:  # each recorded spelling of a KB path is resolved once, not per message
+                wanted = _kb_key(kb)
+                recorded = session.scalars(sa.select(Conversation.kb).distinct()).all()
+                stmt = stmt.where(Conversation.kb.in_([k for k in recorded if k and _kb_key(k) == wanted]))
+            rows = session.execute(stmt).all()
+            ids = [reply_id for *_, reply_id, _route in rows if reply_id is not None]
             retrieved: dict[int, list[str]] = {i: [] for i in ids}
             for start in range(0, len(ids), 500):  # IN lists stay short on every database
-                chunk = ids[start : start + 500]
                 sources = session.execute(
                     sa.select(MessageSource.message_id, MessageSource.entry_id)
-                    .where(MessageSource.message_id.in_(chunk))
+                    .where(MessageSource.message_id.in_(ids[start : start + 500]))
                     .order_by(MessageSource.message_id, MessageSource.rank)
                 )
                 for message_id, entry_id in sources:
                     retrieved[message_id].append(entry_id)
-            return [
-                {
-                    "question": m.content,
-                    "asked_at": m.created_at,
-                    "conversation_id": m.conversation_id,
-                    "route": route,
-                    "retrieved": retrieved.get(reply_id, []) if reply_id is not None else [],
-                }
-                for m, reply_id, route in rows
-            ]
+        return [
+            {
+                "question": content,
+                "asked_at": asked_at,
+                "conversation_id": conversation_id,
+                "route": route,
+                "retrieved": retrieved.get(reply_id, []) if reply_id is not None else [],
+            }
+            for content, asked_at, conversation_id, reply_id, route in rows
+        ]
 
     # ------------------------------------------------------------------------ knowledge gaps
     def gap_candidates(

@@ -331,8 +331,6 @@ def sample_questions_cmd(
     from core.storage import StorageError
 
     target = kb_dir or default_kb_dir()
-    if out.suffix.lower() != ".csv":
-        raise fail(f"--out {out}: the question sample is a CSV file (.csv)")
     with exit_on_error(ValueError):
         moment = parse_since(since)
     with exit_on_error(StorageError):

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from apps.finance_monitor import outbox
-from apps.finance_monitor.aggregate import SENTIMENT_VALUES, aggregate, bucket_offset, scope_column
+from apps.finance_monitor.aggregate import BUCKETS, SENTIMENT_VALUES, aggregate, bucket_offset, scope_column
 from apps.finance_monitor.alerts import list_alerts
 from apps.finance_monitor.digests import Digest, Digester, baseline_lengths, get_digest, stored_digest
 from apps.finance_monitor.storage import (
@@ -236,7 +236,7 @@ def trend(
     return table
 
 
-AUTO_BUCKETS: tuple[str, ...] = ("5min", "15min", "hour", "6h", "day")
+AUTO_BUCKETS: tuple[str, ...] = tuple(BUCKETS)  # the aggregation's bucket sizes, finest first
 AUTO_MIN_STORIES = 10
 """Stories a typical shown key needs per plotted point (bucket x smoothing) for :func:`auto_bucket`:
 a share of 10 stories moves in steps of 10 points; of 1 or 2 it jumps between 0 and 100 %."""
@@ -268,16 +268,15 @@ def auto_bucket(
     """
     if scored.empty:
         return "hour", 0.0
-    daily = aggregate(scored, by=by, bucket="day", start=start, end=end)
-    if keys:
-        daily = daily[daily["key"].isin(keys)]
-    totals = daily.groupby("key")["volume"].sum()
-    totals = totals[totals > 0]
-    if totals.empty:
-        return "hour", 0.0
     times = pd.to_datetime(scored["timestamp"], utc=True)
     first = pd.Timestamp(start) if start is not None else times.min()
     last = pd.Timestamp(end) if end is not None else times.max()
+    inside = scored[(times >= first) & (times < last) if end is not None else times >= first]
+    totals = _keyed(_stories(inside), by)["key"].value_counts()  # stories per key, copies once
+    if keys:
+        totals = totals[totals.index.isin(keys)]
+    if totals.empty:
+        return "hour", 0.0
     span = max(last - first, pd.Timedelta(minutes=1))
     typical = float(totals.median())
     counts = {b: max(1, math.ceil(span / bucket_offset(b))) for b in AUTO_BUCKETS}
