@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apps.finance_monitor.config import TRAIN_PRESETS
+from apps.finance_monitor.presets import TRAIN_PRESETS
 from core.atomic import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -207,16 +207,9 @@ _mount_apps()
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from core.config import ConfigError
-    from core.models import ModelNotFoundError
-
-    errors: list[type[BaseException]] = [
-        UserError,
-        ConfigError,
-        ModelNotFoundError,
-        FileNotFoundError,
-        ValueError,
-    ]
+    # Evaluated whenever an exception leaves the app, ``--help``'s SystemExit too: import nothing
+    # heavy here. core.models.ModelNotFoundError is a FileNotFoundError and ConfigError a ValueError.
+    errors: list[type[BaseException]] = [UserError, FileNotFoundError, ValueError]
     try:
         from core.storage import StorageError
 

@@ -20,9 +20,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:  # torch loads only where a model is touched: the settings serve light CLI paths
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def target_modules_for(model: torch.nn.Module) -> list[str]:
 
     if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
         return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    import torch
+
     leaves = {
         name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)
     }
@@ -111,6 +114,8 @@ def all_linear_modules(model: torch.nn.Module) -> list[str]:
     For a Llama-style decoder: the four attention projections and ``gate_proj``/``up_proj``/``down_proj``
     (what peft's ``"all-linear"`` picks, written out so the adapter's config names them).
     """
+    import torch
+
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     names = {
         name.rsplit(".", 1)[-1]
@@ -225,6 +230,8 @@ def load_trainable_state(model: torch.nn.Module, state: Mapping[str, torch.Tenso
     Raises:
         ValueError: if the names or shapes differ from the model's trainable parameters.
     """
+    import torch
+
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
     if missing or unexpected:

@@ -29,9 +29,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:  # torch loads with the first model: resolving and listing models stay light
+    import torch
 
 from core import model_archives
 from core.atomic import atomic_directory
@@ -263,6 +264,7 @@ def materialize(resolved: ResolvedModel) -> Path:
     target = cache_dir() / "models" / f"{safe_name}-{key}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
+    import torch
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -323,18 +325,21 @@ def load_tokenizer(spec: str, fresh: bool = False):
     return _cached(("tok", resolved.name), fresh, factory)
 
 
-def load_causal_lm(spec: str = DEFAULT_GENERATOR, dtype: torch.dtype = torch.float32, fresh: bool = False):
+def load_causal_lm(spec: str = DEFAULT_GENERATOR, dtype: torch.dtype | None = None, fresh: bool = False):
     """Load a causal LM and its tokenizer.
 
     Args:
         spec: Model spec (see module docs).
-        dtype: Weight dtype.
+        dtype: Weight dtype (default ``torch.float32``).
         fresh: Return a new instance instead of the shared cached one (use before training).
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
     """
+    import torch
     from transformers import AutoModelForCausalLM
+
+    dtype = torch.float32 if dtype is None else dtype
 
     resolved = resolve(spec)
 
@@ -351,13 +356,21 @@ def load_causal_lm(spec: str = DEFAULT_GENERATOR, dtype: torch.dtype = torch.flo
     return model, load_tokenizer(spec)
 
 
-def load_encoder(spec: str = DEFAULT_ENCODER, dtype: torch.dtype = torch.float32, fresh: bool = False):
+def load_encoder(spec: str = DEFAULT_ENCODER, dtype: torch.dtype | None = None, fresh: bool = False):
     """Load a bare transformer encoder (``AutoModel``) and its tokenizer.
+
+    Args:
+        spec: Model spec (see module docs).
+        dtype: Weight dtype (default ``torch.float32``).
+        fresh: Return a new instance instead of the shared cached one (use before training).
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
     """
+    import torch
     from transformers import AutoModel
+
+    dtype = torch.float32 if dtype is None else dtype
 
     resolved = resolve(spec)
 

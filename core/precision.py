@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # the settings types serve configs that load no model
+    import torch
 
 Precision = Literal["auto", "fp32", "bf16"]
 #: Inference-only settings of a merged classifier: a float precision, or ``int8`` (see :func:`quantize_int8`).
@@ -25,6 +26,8 @@ def cpu_has_fast_bf16() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+    import torch
+
     return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
@@ -32,6 +35,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Weight dtype for ``precision`` on ``device`` (``auto``: bf16 on a CPU with fast bf16, else fp32)."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    import torch
+
     if precision == "bf16" or (precision == "auto" and device.type == "cpu" and cpu_has_fast_bf16()):
         return torch.bfloat16
     return torch.float32
@@ -46,6 +51,7 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     """
     import warnings
 
+    import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():  # torch.ao's eager quantisation warns that torchao replaces it

@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 import random
 
-import numpy as np
-import torch
-
 DEFAULT_SEED = 42
 
 
@@ -21,6 +18,9 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = False) -> int:
     Returns:
         The seed, so callers can record it with their artifacts.
     """
+    import numpy as np
+    import torch  # imported here: DEFAULT_SEED serves settings that load no model
+
     random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     np.random.seed(seed)

@@ -9,15 +9,14 @@ the alert digests' :class:`DigestConfig` inside it (``--set digest.generate=true
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 from apps.finance_monitor.datasets import Dedup
+from apps.finance_monitor.presets import DEFAULT_PRESET, preset_overrides
 from core.bus import BusSettings
-from core.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
+from core.config import apply_overrides, from_dict, load_config, to_dict
 from core.finetune import ClassifierTrainConfig
 from core.grounding import DEFAULT_SUPPORT_THRESHOLD, DEFAULT_WORD_COVERAGE
 from core.models import DEFAULT_ENCODER, DEFAULT_GENERATOR
@@ -92,55 +91,6 @@ class FinanceTrainConfig(ClassifierTrainConfig):
                 f"{type(self).__name__}.refit needs a validation split to choose epochs on "
                 f"(val_fraction > 0, got {self.val_fraction!r})"
             )
-
-
-#: The ``accurate`` preset's fields (``accurate-ensemble`` adds to them).
-_ACCURATE: Mapping[str, Any] = MappingProxyType(
-    {
-        "model": "mpnet-base",
-        "full_finetune": True,
-        # chosen on PhraseBank's validation carve-out (3 Dec 2026) over 2e-5, 3e-5 and 5e-5
-        # without decay and 8e-5 with decay 0.8: docs/benchmarks/finance.md, "Presets"
-        "lr": 5e-5,
-        "layer_lr_decay": 0.9,
-        "batch_size": 16,
-        "epochs": 2,
-        "max_length": 128,
-    }
-)
-#: Named training configurations of ``aigc finance train --task sentiment --preset NAME``: fields of
-#: :class:`FinanceTrainConfig` applied before ``configs/finance_monitor.yaml``'s ``train:`` section
-#: and ``--set``. Measured in ``docs/benchmarks/finance.md`` ("Presets").
-#:
-#: * ``fast`` (the default): the settings above unchanged, MiniLM-L6 (22.7 M parameters) with LoRA.
-#: * ``accurate``: every weight of the optional ``mpnet-base`` encoder (all-mpnet-base-v2, 109.5 M;
-#:   ``make accurate``) trained at a BERT-base learning rate for two epochs (the epoch the validation
-#:   splits kept on both PhraseBank, in a run of up to 3, and TFNS, in a run of up to 2: this
-#:   setting); 128 tokens (longer than 99.9 % of PhraseBank and TFNS texts).
-#: * ``accurate-ensemble``: ``accurate`` three times (seeds 42, 7 and 1234, fixed before any run), each
-#:   refitted on every row after a validation run chose the epochs and the temperature, probabilities
-#:   averaged: the configuration that reached PhraseBank's 0.88 (with agreement targets and
-#:   ``--set label_smoothing=0.1``). Four training runs and three encoder
-#:   passes per scored item.
-TRAIN_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        "fast": MappingProxyType({}),
-        "accurate": _ACCURATE,
-        "accurate-ensemble": MappingProxyType({**_ACCURATE, "ensemble_seeds": (42, 7, 1234), "refit": True}),
-    }
-)
-DEFAULT_PRESET = "fast"
-
-
-def preset_overrides(name: str) -> dict[str, Any]:
-    """The training fields of preset ``name`` (a copy).
-
-    Raises:
-        ConfigError: Unknown preset (names the known ones); a ``ValueError``.
-    """
-    if name not in TRAIN_PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(sorted(TRAIN_PRESETS))}")
-    return dict(TRAIN_PRESETS[name])
 
 
 def load_train_config(

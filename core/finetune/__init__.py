@@ -15,31 +15,82 @@ Example:
     1.0
 """
 
-from core.finetune.causal_lm import (
-    CausalLMTrainConfig,
-    causal_lm_task,
-    encode_pair,
-    fit_causal_lm,
-    load_causal_lm_with_adapter,
-    save_causal_lm_adapter,
-    train_causal_lm,
-)
-from core.finetune.classifier import (
-    ClassifierTrainConfig,
-    classifier_task,
-    fit_classifier,
-    layer_lr_groups,
-    split_rows,
-    train_classifier,
-)
-from core.finetune.contrastive import (
-    ContrastivePairs,
-    ContrastiveTrainConfig,
-    contrastive_task,
-    train_contrastive,
-)
-from core.finetune.data import LabelledTexts, read_labelled_texts, read_pairs, split_indices
-from core.finetune.loop import TrainConfig, TrainingTask, epoch_batches, fit, with_overrides
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names load from their module on first use (PEP 562), so ``from core.finetune import TrainConfig``
+# (an app's settings) imports neither torch nor peft; the training functions load them.
+_EXPORTS: dict[str, str] = {
+    "CausalLMTrainConfig": "settings",
+    "ClassifierTrainConfig": "settings",
+    "ContrastiveTrainConfig": "settings",
+    "TrainConfig": "settings",
+    "with_overrides": "settings",
+    "LabelledTexts": "data",
+    "read_labelled_texts": "data",
+    "read_pairs": "data",
+    "split_indices": "data",
+    "TrainingTask": "loop",
+    "epoch_batches": "loop",
+    "fit": "loop",
+    "causal_lm_task": "causal_lm",
+    "encode_pair": "causal_lm",
+    "fit_causal_lm": "causal_lm",
+    "load_causal_lm_with_adapter": "causal_lm",
+    "save_causal_lm_adapter": "causal_lm",
+    "train_causal_lm": "causal_lm",
+    "classifier_task": "classifier",
+    "fit_classifier": "classifier",
+    "layer_lr_groups": "classifier",
+    "split_rows": "classifier",
+    "train_classifier": "classifier",
+    "ContrastivePairs": "contrastive",
+    "contrastive_task": "contrastive",
+    "train_contrastive": "contrastive",
+}
+
+if TYPE_CHECKING:
+    from core.finetune.causal_lm import (
+        causal_lm_task,
+        encode_pair,
+        fit_causal_lm,
+        load_causal_lm_with_adapter,
+        save_causal_lm_adapter,
+        train_causal_lm,
+    )
+    from core.finetune.classifier import (
+        classifier_task,
+        fit_classifier,
+        layer_lr_groups,
+        split_rows,
+        train_classifier,
+    )
+    from core.finetune.contrastive import ContrastivePairs, contrastive_task, train_contrastive
+    from core.finetune.data import LabelledTexts, read_labelled_texts, read_pairs, split_indices
+    from core.finetune.loop import TrainingTask, epoch_batches, fit
+    from core.finetune.settings import (
+        CausalLMTrainConfig,
+        ClassifierTrainConfig,
+        ContrastiveTrainConfig,
+        TrainConfig,
+        with_overrides,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "CausalLMTrainConfig",

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,18 @@ from core.finetune.data import read_pairs, require_validation, split_indices
 from core.finetune.loop import (
     REPORT_FILE,
     RUN_STATE,
-    TrainConfig,
     TrainingTask,
     fit,
     open_run_dir,
     pad,
-    with_overrides,
 )
 from core.finetune.lora_dropout import fast_lora_dropout
 from core.finetune.packed_attention import packed_attention
+from core.finetune.settings import CausalLMTrainConfig, with_overrides
 from core.generation import ADAPTER_MANIFEST, adapter_base_model
 from core.generation.textstream import end_token_ids
 from core.io.artifacts import open_artifact, sha256_file, verify_artifact, verify_files
-from core.lora import ALL_LINEAR, LoraSettings, apply_lora, load_adapter, settings_from_peft
+from core.lora import apply_lora, load_adapter, settings_from_peft
 from core.models import DEFAULT_GENERATOR, load_causal_lm
 from core.seed import set_seed
 
@@ -51,43 +49,6 @@ logger = logging.getLogger(__name__)
 IGNORE = -100
 FORMAT_VERSION = 1
 KIND = "causal-lm-adapter"
-
-
-@dataclass(frozen=True)
-class CausalLMTrainConfig(TrainConfig):
-    """Training settings of causal-LM supervised fine-tuning (validation metric: token-level loss)."""
-
-    # 12, stopped early on the validation loss (patience 2): on StackFAQ (72 pairs, issue 16) that loss
-    # still fell at the earlier cap of 5 and kept falling to epoch 12 (0.61 -> 0.056).
-    epochs: int = field(
-        default=12, metadata={"help": "Most passes over the training split (early stopping may end sooner)."}
-    )
-    batch_size: int = field(default=8, metadata={"help": "Examples per forward pass."})
-    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the LoRA weights."})
-    val_fraction: float = field(default=0.1, metadata={"help": "Share of the pairs held out for validation."})
-    max_length: int = field(
-        default=512, metadata={"help": "Longest prompt+response in tokens; responses are cut."}
-    )
-    pack_length: int = field(
-        default=1024,
-        metadata={
-            "help": "Pack a batch's pairs into rows of at most this many tokens, each pair attending only "
-            "to itself with positions from 0 (the loss is unchanged; no padding to compute). 0: one "
-            "padded row per pair."
-        },
-    )
-    system_prompt: str | None = field(
-        default=None, metadata={"help": "System message for every pair (None: the chat template's default)."}
-    )
-    lora: LoraSettings = field(
-        default_factory=lambda: LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=(ALL_LINEAR,)),
-        metadata={"help": "LoRA adapter settings (default: rank 16 on every linear layer but the LM head)."},
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.pack_length < 0:
-            raise ValueError(f"CausalLMTrainConfig.pack_length has an invalid value: {self.pack_length!r}")
 
 
 def encode_pair(

@@ -12,9 +12,8 @@ import logging
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +25,12 @@ from core.finetune.distillation import SoftTargets
 from core.finetune.loop import (
     CHECKPOINT_DIR,
     REPORT_FILE,
-    TrainConfig,
     TrainingTask,
     fit,
     open_run_dir,
     pad,
-    with_overrides,
 )
+from core.finetune.settings import ClassifierTrainConfig, with_overrides
 from core.metrics import accuracy, f1
 from core.models import DEFAULT_ENCODER
 from core.seed import set_seed
@@ -40,80 +38,6 @@ from core.seed import set_seed
 logger = logging.getLogger(__name__)
 
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class ClassifierTrainConfig(TrainConfig):
-    """Training settings of a text classifier (the loop's settings plus the classifier's own)."""
-
-    batch_size: int = field(default=8, metadata={"help": "Examples per forward pass."})
-    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of the LoRA weights."})
-    head_lr: float = field(default=1e-2, metadata={"help": "Peak learning rate of the classification heads."})
-    metric: Literal["macro_f1", "accuracy"] = field(
-        default="macro_f1",
-        metadata={"help": "Validation metric that picks the best epoch (mean over heads)."},
-    )
-    pooling: Literal["mean", "cls"] = field(
-        default="mean", metadata={"help": "Mean of token states, or [CLS]."}
-    )
-    dropout: float = field(default=0.1, metadata={"help": "Dropout on the pooled vector before the heads."})
-    use_lora: bool = field(
-        default=True,
-        metadata={"help": "Adapt the encoder with LoRA; false trains the heads on a frozen encoder."},
-    )
-    full_finetune: bool = field(
-        default=False,
-        metadata={
-            "help": "Train every encoder weight instead of LoRA (use a small lr such as 1e-4); "
-            "the saved model then carries the whole encoder."
-        },
-    )
-    auxiliary_heads: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            "help": "Heads trained only to shape the shared encoder (multi-task learning on another "
-            "labelled set): rows labelled for no other head are all training rows, and the validation "
-            "split, metric and best epoch come from the other heads alone."
-        },
-    )
-    label_smoothing: float = field(
-        default=0.0,
-        metadata={
-            "help": "Share of each training target spread evenly over the head's labels (0: one-hot); "
-            "softens the fit to noisy labels such as split annotator votes. Validation loss stays "
-            "unsmoothed."
-        },
-    )
-    distill_weight: float = field(
-        default=0.5,
-        metadata={
-            "help": "With a teacher's soft targets (distillation): the share of each row's loss that "
-            "aims at the teacher's probabilities, the rest at the row's label (1: the teacher alone)."
-        },
-    )
-    layer_lr_decay: float = field(
-        default=1.0,
-        metadata={
-            "help": "Layer-wise learning-rate decay of the encoder: the top layer trains at lr, each "
-            "layer below at this factor times the one above, the embeddings below the bottom layer "
-            "(1.0: every encoder weight at lr)."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.layer_lr_decay <= 1:
-            raise ValueError(
-                f"{type(self).__name__}.layer_lr_decay has an invalid value: {self.layer_lr_decay!r}"
-            )
-        if not 0 <= self.distill_weight <= 1:
-            raise ValueError(
-                f"{type(self).__name__}.distill_weight has an invalid value: {self.distill_weight!r}"
-            )
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(
-                f"{type(self).__name__}.label_smoothing has an invalid value: {self.label_smoothing!r}"
-            )
 
 
 def split_rows(

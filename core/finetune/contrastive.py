@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ import torch
 from core import models
 from core.embeddings import Embedder, pool, read_pooling_modes
 from core.finetune.data import split_indices
-from core.finetune.loop import TrainConfig, TrainingTask, fit, pad
+from core.finetune.loop import TrainingTask, fit, pad
+from core.finetune.settings import ContrastiveTrainConfig
 from core.io.artifacts import sha256_file
 from core.lora import apply_lora, load_adapter
 from core.seed import set_seed
@@ -45,35 +46,6 @@ from core.seed import set_seed
 logger = logging.getLogger(__name__)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-
-@dataclass(frozen=True)
-class ContrastiveTrainConfig(TrainConfig):
-    """The loop's settings plus the contrastive loss's own."""
-
-    epochs: int = field(default=2, metadata={"help": "Most passes over the training pairs."})
-    batch_size: int = field(default=32, metadata={"help": "Pairs per batch (the in-batch negatives)."})
-    scheduler: Literal["linear", "cosine", "constant"] = field(
-        default="cosine", metadata={"help": "Learning-rate decay after warm-up."}
-    )
-    val_fraction: float = field(default=0.1, metadata={"help": "Share of the pairs held out for validation."})
-    patience: int = field(
-        default=1, metadata={"help": "Epochs without a better validation MRR before stopping."}
-    )
-    show_progress_bar: bool = field(default=False, metadata={"help": "Show a tqdm bar per epoch."})
-    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of InfoNCE."})
-    logq_correction: bool = field(
-        default=True, metadata={"help": "Subtract log item frequency from in-batch logits (popularity)."}
-    )
-    max_query_length: int = field(default=128, metadata={"help": "Token limit of a query text."})
-    max_item_length: int = field(default=64, metadata={"help": "Token limit of an item text."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.batch_size < 2:
-            raise ValueError("ContrastiveTrainConfig.batch_size must be >= 2 (in-batch negatives)")
-        if self.temperature <= 0:
-            raise ValueError(f"ContrastiveTrainConfig.temperature must be positive, got {self.temperature}")
 
 
 @dataclass

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,12 +38,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from core.atomic import atomic_directory
-from core.config import from_dict, to_dict, write_json_atomic
+from core.config import to_dict, write_json_atomic
 from core.failpoints import failpoint
+from core.finetune.settings import TrainConfig
 from core.io.artifacts import clean_leftovers, open_artifact, recover
-from core.lora import LoraSettings, load_trainable_state, trainable_state_dict
-from core.precision import Precision, resolve_precision
-from core.seed import DEFAULT_SEED, set_seed
+from core.lora import load_trainable_state, trainable_state_dict
+from core.precision import resolve_precision
+from core.seed import set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -53,92 +54,6 @@ TENSORBOARD_DIR = "tensorboard"
 _STATE_FILE = "trainer_state.json"
 #: What a run leaves beside the model: not hashed in artifact manifests, carried over by a new save.
 RUN_STATE = (CHECKPOINT_DIR, TENSORBOARD_DIR, REPORT_FILE)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of the shared training loop."""
-
-    epochs: int = field(default=3, metadata={"help": "Most passes over the training split."})
-    batch_size: int = field(default=16, metadata={"help": "Examples per forward pass."})
-    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate of the LoRA weights."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (matrices only)."})
-    warmup_ratio: float = field(
-        default=0.1, metadata={"help": "Fraction of optimizer steps spent warming up."}
-    )
-    scheduler: Literal["linear", "cosine", "constant"] = field(
-        default="linear", metadata={"help": "Learning-rate decay after warm-up."}
-    )
-    grad_accum: int = field(default=1, metadata={"help": "Batches per optimizer step."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 turns it off)."})
-    val_fraction: float = field(default=0.2, metadata={"help": "Share of the data held out for validation."})
-    patience: int = field(
-        default=2,
-        metadata={"help": "Stop after this many epochs without a better validation metric (0: never)."},
-    )
-    seed: int = field(
-        default=DEFAULT_SEED, metadata={"help": "Seed of the split, initialisation and batches."}
-    )
-    split_seed: int | None = field(
-        default=None,
-        metadata={
-            "help": "Seed of the validation split alone (None: seed); runs of several seeds that share "
-            "it are scored on the same held-out rows (a seed ensemble chosen on validation)."
-        },
-    )
-    max_length: int = field(default=256, metadata={"help": "Longest example in tokens; longer ones are cut."})
-    eval_batch_size: int = field(default=64, metadata={"help": "Examples per forward pass when evaluating."})
-    bucket_batches: int = field(
-        default=32, metadata={"help": "Batches per shuffled chunk sorted by length (less padding)."}
-    )
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when available)."})
-    precision: Precision = field(
-        default="auto",
-        metadata={
-            "help": "Training compute: fp32, bf16 (autocast; weights and optimizer stay fp32), or auto "
-            "(bf16 on a CPU with AVX512-BF16/AMX, else fp32)."
-        },
-    )
-    show_progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm bar per epoch."})
-    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter settings."})
-
-    def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "grad_accum": self.grad_accum >= 1,
-            "max_grad_norm": self.max_grad_norm >= 0,
-            "val_fraction": 0 <= self.val_fraction < 1,
-            "patience": self.patience >= 0,
-            "max_length": self.max_length >= 8,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "bucket_batches": self.bucket_batches >= 1,
-            "precision": self.precision in ("auto", "fp32", "bf16"),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(
-                    f"{type(self).__name__}.{name} has an invalid value: {getattr(self, name)!r}"
-                )
-
-    @property
-    def val_split_seed(self) -> int:
-        """The seed of the validation split: ``split_seed`` if set, else ``seed``."""
-        return self.seed if self.split_seed is None else self.split_seed
-
-
-def with_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
-    """Return ``config`` with fields replaced by ``overrides`` (types checked, unknown names rejected).
-
-    Raises:
-        core.config.ConfigError: (a ``ValueError``) naming an unknown field or a wrongly typed value.
-    """
-    if not overrides:
-        return config
-    return from_dict(type(config), {**to_dict(config), **overrides})
 
 
 @dataclass

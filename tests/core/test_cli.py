@@ -130,6 +130,8 @@ def test_the_command_line_sets_passive_openmp_waiting_before_torch_loads():
         "        return None\n"
         "sys.meta_path.insert(0, Spy())\n"
         "import core.cli\n"
+        "assert not seen, 'importing the command line loads no torch'\n"
+        "import torch  # as a command that needs a model does, later\n"
         "print(seen)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

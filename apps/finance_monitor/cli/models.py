@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
-from apps.finance_monitor.config import DEFAULT_PRESET
+from apps.finance_monitor.presets import DEFAULT_PRESET
 from core.console import console
 
 app = typer.Typer()

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from apps.finance_monitor.config import CONFIG_FILE
 from core.console import EXIT_DATABASE, exit_on_error
 
 ConfigOption = Annotated[
@@ -24,6 +23,8 @@ def config_path(path: Path | None) -> Path | None:
     """``--config``, else the shipped ``configs/finance_monitor.yaml`` when it exists."""
     if path is not None:
         return path
+    from apps.finance_monitor.config import CONFIG_FILE  # the settings module imports the model libraries
+
     return CONFIG_FILE if CONFIG_FILE.is_file() else None
 
 

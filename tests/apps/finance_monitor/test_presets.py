@@ -11,14 +11,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from apps.finance_monitor.config import (
-    CONFIG_FILE,
-    DEFAULT_PRESET,
-    TRAIN_PRESETS,
-    FinanceTrainConfig,
-    load_train_config,
-    preset_overrides,
-)
+from apps.finance_monitor.config import CONFIG_FILE, FinanceTrainConfig, load_train_config
+from apps.finance_monitor.presets import DEFAULT_PRESET, TRAIN_PRESETS, preset_overrides
 from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
 from core.config import ConfigError, load_config
 from core.models import KNOWN_MODELS
