@@ -30,13 +30,14 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import LogisticRegression
+
+if TYPE_CHECKING:  # scikit-learn and scipy load with the first screen: fold_text serves light paths
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 from core.atomic import atomic_directory, default_file_mode
 
@@ -189,6 +190,8 @@ class TextScreen:
 
     def features(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Feature rows of ``texts`` (used as given: fold them first, as :meth:`probabilities` does)."""
+        import scipy.sparse as sp
+
         blocks = [vec.transform(texts) for vec in self._vectorizers]
         if self.config.embedding_model:
             dense = self.embedder.encode(list(texts)) * self.config.embedding_weight
@@ -250,6 +253,8 @@ class TextScreen:
         if set(np.unique(y)) != {0, 1}:
             raise ValueError("labels must hold both classes, 0 and 1")
         screen = cls(config, np.zeros(0), 0.0, embedder)
+        from sklearn.linear_model import LogisticRegression
+
         x = screen.features([fold_text(t) for t in texts])
         model = LogisticRegression(
             C=config.c, class_weight="balanced", solver="liblinear", max_iter=1000, random_state=0
@@ -315,6 +320,8 @@ class TextScreen:
 
 
 def _vectorizers(config: TextScreenConfig) -> list[HashingVectorizer]:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
     common = {"n_features": config.n_features, "alternate_sign": False, "lowercase": True}
     return [
         HashingVectorizer(analyzer="char_wb", ngram_range=config.char_ngrams, **common),

@@ -59,7 +59,6 @@ from apps.finance_monitor.storage import (
     scored_frame,
 )
 from core.clustering import UNCLUSTERED, ClusterConfig, cluster_vectors
-from core.embeddings import CachedEncoder
 from core.grounding import GroundingVerifier
 from core.injection import clean_untrusted, screen_texts
 from core.storage import session_scope, upsert, utcnow
@@ -484,17 +483,20 @@ class Digester:
     ) -> None:
         self.config = config
         # Headlines are clustered, summarised and checked, and the next alert shares most of them.
-        self._embedder = CachedEncoder(embedder) if embedder is not None else None
+        self._given_embedder = embedder
+        self._embedder: Any = None
         self._generator = generator
         self.clock = clock
 
     @property
     def embedder(self) -> Any:
-        """The sentence encoder, remembering vectors (loaded on first use)."""
+        """The sentence encoder, remembering vectors (loaded on first use: reading stored digests
+        loads no model library)."""
         if self._embedder is None:
-            from core.embeddings import Embedder
+            from core.embeddings import CachedEncoder, Embedder
 
-            self._embedder = CachedEncoder(Embedder(self.config.encoder))
+            given = self._given_embedder
+            self._embedder = CachedEncoder(given if given is not None else Embedder(self.config.encoder))
         return self._embedder
 
     @property

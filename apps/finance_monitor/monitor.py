@@ -47,6 +47,7 @@ from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor, IngestResult
 from apps.finance_monitor.outbox import DeliveryPolicy, DeliveryWorker, Sender, SendReport
 from apps.finance_monitor.rules import (
+    SAMPLE_RULES,
     AlertRule,
     load_rules,
     load_webhook_allow,
@@ -76,7 +77,6 @@ from core.webhooks import webhook_sink
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RULES = Path(__file__).resolve().parent / "sample_data" / "alert_rules.yaml"
 JOINT_MODEL = "news"  # DATA_DIR/finance/models/news: one encoder with sentiment and topic heads
 ALERT_WATERMARK = "alerts"  # finance_watermarks.name of the alert rules' progress
 WEBHOOK_URL_ENV = "AIGC_FINANCE_WEBHOOK_URL"

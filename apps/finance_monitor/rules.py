@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 RULE_METRICS: tuple[str, ...] = ("share_negative", "share_positive", "volume")
 WATCHLIST = "watchlist"  # `entity: watchlist`: every company of the watch list
+#: The alert rules shipped with the sample data (used when the settings name no rules file).
+SAMPLE_RULES = Path(__file__).resolve().parent / "sample_data" / "alert_rules.yaml"
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*")
 _UNITS = {"s": "seconds", "sec": "seconds", "min": "minutes", "m": "minutes", "h": "hours", "d": "days"}
 

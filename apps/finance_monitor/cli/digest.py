@@ -31,8 +31,7 @@ def digest_cmd(
     """An alert's digest: clusters, top entities, sentiment against the baseline, cited summary."""
     from apps.finance_monitor.config import MonitorConfig
     from apps.finance_monitor.digests import Digester, baseline_lengths, digest_text, get_digest
-    from apps.finance_monitor.monitor import SAMPLE_RULES
-    from apps.finance_monitor.rules import load_rules
+    from apps.finance_monitor.rules import SAMPLE_RULES, load_rules
     from core.config import load_config
     from core.schema import migrate
     from core.storage import create_engine

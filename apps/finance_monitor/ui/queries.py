@@ -731,8 +731,7 @@ def compute_alert_digest(engine: Engine, alert_id: int, digester: Digester, rule
     Raises:
         ValueError: No alert with this id, or a bad rules file.
     """
-    from apps.finance_monitor.monitor import SAMPLE_RULES
-    from apps.finance_monitor.rules import load_rules
+    from apps.finance_monitor.rules import SAMPLE_RULES, load_rules
 
     buckets = baseline_lengths(load_rules(rules_file or SAMPLE_RULES))
     digest = get_digest(engine, alert_id, digester, buckets, refresh=True)
