@@ -16,6 +16,9 @@ student's ``--teacher``, and the row and its plot put student, teacher and ``--b
 student's settings without a teacher) side by side; ``--transfer-set tfn-topic`` adds a transfer set
 (``--transfer``): the TFN topic headlines (train and validation files), without the texts of the
 benchmark's training and test parts, optionally a seeded sample of ``--transfer-rows``.
+An ensemble's row also scores the average of every subset of its members on the test part, by size
+(read after the fact, to show how much one k-member ensemble depends on its seeds; ``--subsets``
+adds them to an earlier run's row).
 
 Run: ``.venv/bin/python -m bench.finance_product --tag ens3-refit --agreement-confidence --
 --preset accurate --ensemble-seeds 42,7,1234 --refit --set patience=1``;
@@ -102,32 +105,117 @@ def members_test(model_dir: Path, test_csv: Path, compare: list[str]) -> list[di
     """Each ensemble member's test scores, and its label agreement with a saved bench run's."""
     import numpy as np
 
-    from apps.finance_monitor.classifiers import head_probabilities
-    from apps.finance_monitor.datasets import load_labelled
-    from core.classification import TextClassifier
-    from core.classifier_ensemble import read_ensemble
     from core.metrics import classification_report
 
-    test = load_labelled(test_csv)
+    probs, labels, classes, paths = member_probabilities(model_dir, test_csv)
     rows = []
-    for i, entry in enumerate(read_ensemble(model_dir)["members"]):
-        member = TextClassifier.from_pretrained(model_dir / entry["path"])
-        probs = head_probabilities(member, test.texts)["sentiment"]
-        classes = member.labels("sentiment")
-        predicted = [classes[j] for j in probs.argmax(axis=1)]
-        report = classification_report(test.labels, predicted, labels=classes)
-        row = {
-            "member": entry["path"],
-            **{k: round(float(report[k]), 4) for k in ("accuracy", "weighted_f1")},
-        }
+    for i, (path, member) in enumerate(zip(paths, probs, strict=True)):
+        predicted = [classes[j] for j in member.argmax(axis=1)]
+        report = classification_report(labels, predicted, labels=classes)
+        row = {"member": path, **{k: round(float(report[k]), 4) for k in ("accuracy", "weighted_f1")}}
         if i < len(compare):
             saved = json.loads((RESULTS / "finance_phrasebank_probs" / f"{compare[i]}.json").read_text())[
                 "test"
             ]
-            same = np.mean(np.asarray(saved["probs"]).argmax(axis=1) == probs.argmax(axis=1))
+            same = np.mean(np.asarray(saved["probs"]).argmax(axis=1) == member.argmax(axis=1))
             row.update(compared_with=compare[i], same_label_share=round(float(same), 4))
         rows.append(row)
     return rows
+
+
+def member_probabilities(
+    model_dir: Path, test_csv: Path
+) -> tuple[list[Any], list[str], list[str], list[str]]:
+    """Each member's calibrated test probabilities (cached beside the model), the test labels, the
+    classes and the members' paths, in the ensemble's order."""
+    import numpy as np
+
+    from apps.finance_monitor.classifiers import head_probabilities
+    from apps.finance_monitor.datasets import load_labelled
+    from core.classification import TextClassifier
+    from core.classifier_ensemble import read_ensemble
+
+    test = load_labelled(test_csv)
+    cache = model_dir.parent / "member_test_probs.json"
+    paths = [entry["path"] for entry in read_ensemble(model_dir)["members"]]
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved["members"] == paths:
+            return [np.asarray(p) for p in saved["probs"]], list(test.labels), saved["classes"], paths
+    probs, classes = [], []
+    for path in paths:
+        member = TextClassifier.from_pretrained(model_dir / path)
+        probs.append(head_probabilities(member, test.texts)["sentiment"])
+        classes = member.labels("sentiment")
+    write_bytes_atomic(
+        cache,
+        json.dumps({"members": paths, "classes": classes, "probs": [p.tolist() for p in probs]}).encode(),
+    )
+    return probs, list(test.labels), list(classes), paths
+
+
+def subsets_test(model_dir: Path, test_csv: Path) -> dict[str, Any]:
+    """Test weighted F1 of the average of every subset of an ensemble's members, by size.
+
+    Read after the fact: no size is chosen on these numbers. The spread of the k-member subsets shows
+    how far one k-member ensemble's score depends on which seeds it drew.
+    """
+    import itertools
+
+    import numpy as np
+
+    from bench.finance_ensemble import score
+
+    probs, labels, classes, paths = member_probabilities(model_dir, test_csv)
+    names = [p.split("/")[-1] for p in paths]
+    sizes: dict[str, Any] = {}
+    for k in range(1, len(probs) + 1):
+        scores = {
+            "+".join(names[i] for i in members): score([probs[i] for i in members], labels, classes)[
+                "weighted_f1"
+            ]
+            for members in itertools.combinations(range(len(probs)), k)
+        }
+        values = list(scores.values())
+        sizes[str(k)] = {
+            "subsets": scores,
+            "min": min(values),
+            "mean": round(float(np.mean(values)), 4),
+            "max": max(values),
+            "share_at_target": round(float(np.mean([v >= 0.88 for v in values])), 4),
+        }
+    return {"members": names, "sizes": sizes}
+
+
+def plot_subsets(row: dict[str, Any], path: Path) -> None:
+    """Every subset's test weighted F1 against its size, with the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = row["subsets_test"]["sizes"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, entry in sizes.items():
+        values = list(entry["subsets"].values())
+        ax.scatter([int(k)] * len(values), values, color="#4C72B0", alpha=0.6, s=18)
+        ax.plot([int(k) - 0.2, int(k) + 0.2], [entry["mean"]] * 2, color="#222222", linewidth=1.5)
+        ax.annotate(
+            f"mean {entry['mean']:.3f}\n{entry['share_at_target']:.0%} ≥ 0.88",
+            (int(k) + 0.22, entry["mean"]),
+            fontsize=7,
+            va="center",
+        )
+    ax.axhline(0.88, color="#C44E52", linestyle="--", linewidth=1, label="target 0.88")
+    ax.set_xticks([int(k) for k in sizes])
+    ax.set_xlim(0.5, len(sizes) + 0.9)
+    ax.set_xlabel("members averaged (every subset of the trained members)")
+    ax.set_ylabel(f"{row.get('dataset', 'phrasebank')} test weighted F1")
+    ax.set_title(f"{row['tag']}: ensembles by size", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot(row: dict[str, Any], path: Path) -> None:
@@ -252,8 +340,29 @@ def main() -> None:
     )
     parser.add_argument("train_options", nargs=argparse.REMAINDER, help="options of aigc finance train")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG of --tag from the JSON")
+    parser.add_argument(
+        "--subsets",
+        action="store_true",
+        help="score every subset of the ensemble trained by run --tag on the test part (added to its row)",
+    )
     args = parser.parse_args()
     out = out_path(args.dataset)
+    if args.subsets:
+        runs = rows_of(json.loads(out.read_text()))
+        (row,) = [r for r in runs if r.get("tag") == args.tag]
+        folder = RUNS / f"{args.dataset}-product-{args.tag}"
+        row["subsets_test"] = subsets_test(folder / "model", folder / "data" / "test.csv")
+        write_bytes_atomic(out, (json.dumps({"runs": runs}, indent=2) + "\n").encode())
+        draw(row, runs, out)
+        print(
+            json.dumps(
+                {
+                    k: {m: v[m] for m in ("min", "mean", "max", "share_at_target")}
+                    for k, v in row["subsets_test"]["sizes"].items()
+                }
+            )
+        )
+        return
     if args.plot_only:
         runs = rows_of(json.loads(out.read_text()))
         (row,) = [r for r in runs if r.get("tag") == args.tag]
@@ -323,6 +432,7 @@ def main() -> None:
     }
     if report.get("ensemble"):
         row["members_test"] = members_test(model_dir, test_csv, args.compare_runs)
+        row["subsets_test"] = subsets_test(model_dir, test_csv)
     if args.teacher_tag:
         row.update(teacher_tag=args.teacher_tag, baseline_tag=args.baseline_tag, also_tags=args.also_tags)
         row["teacher"] = report.get("teacher")
@@ -346,6 +456,8 @@ def draw(row: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
         plot_distillation(row, runs, png)
     elif row.get("members_test"):
         plot(row, png)
+    if row.get("subsets_test"):
+        plot_subsets(row, out.with_name(f"{out.stem}-{row['tag']}-subsets.png"))
 
 
 if __name__ == "__main__":
