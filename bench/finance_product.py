@@ -126,11 +126,11 @@ def members_test(model_dir: Path, test_csv: Path, compare: list[str]) -> list[di
 def member_probabilities(
     model_dir: Path, test_csv: Path
 ) -> tuple[list[Any], list[str], list[str], list[str]]:
-    """Each member's calibrated test probabilities (cached beside the model), the test labels, the
-    classes and the members' paths, in the ensemble's order."""
+    """Each member's calibrated test probabilities (cached beside the model, keyed by its version), the
+    test labels, the classes and the members' paths, in the ensemble's order."""
     import numpy as np
 
-    from apps.finance_monitor.classifiers import head_probabilities
+    from apps.finance_monitor.classifiers import head_probabilities, model_version
     from apps.finance_monitor.datasets import load_labelled
     from core.classification import TextClassifier
     from core.classifier_ensemble import read_ensemble
@@ -138,9 +138,10 @@ def member_probabilities(
     test = load_labelled(test_csv)
     cache = model_dir.parent / "member_test_probs.json"
     paths = [entry["path"] for entry in read_ensemble(model_dir)["members"]]
+    version = model_version(model_dir)  # a model retrained under the same tag is scored again
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved["members"] == paths:
+        if saved.get("model_version") == version:
             return [np.asarray(p) for p in saved["probs"]], list(test.labels), saved["classes"], paths
     probs, classes = [], []
     for path in paths:
@@ -149,7 +150,14 @@ def member_probabilities(
         classes = member.labels("sentiment")
     write_bytes_atomic(
         cache,
-        json.dumps({"members": paths, "classes": classes, "probs": [p.tolist() for p in probs]}).encode(),
+        json.dumps(
+            {
+                "model_version": version,
+                "members": paths,
+                "classes": classes,
+                "probs": [p.tolist() for p in probs],
+            }
+        ).encode(),
     )
     return probs, list(test.labels), list(classes), paths
 
@@ -160,21 +168,19 @@ def subsets_test(model_dir: Path, test_csv: Path) -> dict[str, Any]:
     Read after the fact: no size is chosen on these numbers. The spread of the k-member subsets shows
     how far one k-member ensemble's score depends on which seeds it drew.
     """
-    import itertools
-
     import numpy as np
 
-    from bench.finance_ensemble import score
+    from bench.finance_ensemble import validation_table
 
     probs, labels, classes, paths = member_probabilities(model_dir, test_csv)
     names = [p.split("/")[-1] for p in paths]
+    table = validation_table(probs, labels, classes)["subsets"]  # every subset's scores (any split)
     sizes: dict[str, Any] = {}
     for k in range(1, len(probs) + 1):
         scores = {
-            "+".join(names[i] for i in members): score([probs[i] for i in members], labels, classes)[
-                "weighted_f1"
-            ]
-            for members in itertools.combinations(range(len(probs)), k)
+            "+".join(names[i] for i in members): s["weighted_f1"]
+            for members, s in table.items()
+            if len(members) == k
         }
         values = list(scores.values())
         sizes[str(k)] = {
