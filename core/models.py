@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # torch loads with the first model: resolving and listing models stay light
+    from collections.abc import Callable
+
     import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core import model_archives
 from core.atomic import atomic_directory
@@ -292,7 +295,7 @@ _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.RLock()
 
 
-def _cached(key: tuple, fresh: bool, factory):
+def _cached(key: tuple, fresh: bool, factory: Callable[[], Any]) -> Any:
     if fresh:
         return factory()
     with _LOCK:
@@ -307,7 +310,7 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def load_tokenizer(spec: str, fresh: bool = False):
+def load_tokenizer(spec: str, fresh: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer of ``spec`` (cached per process)."""
     from transformers import AutoTokenizer
 
@@ -325,7 +328,9 @@ def load_tokenizer(spec: str, fresh: bool = False):
     return _cached(("tok", resolved.name), fresh, factory)
 
 
-def load_causal_lm(spec: str = DEFAULT_GENERATOR, dtype: torch.dtype | None = None, fresh: bool = False):
+def load_causal_lm(
+    spec: str = DEFAULT_GENERATOR, dtype: torch.dtype | None = None, fresh: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer.
 
     Args:
@@ -356,7 +361,9 @@ def load_causal_lm(spec: str = DEFAULT_GENERATOR, dtype: torch.dtype | None = No
     return model, load_tokenizer(spec)
 
 
-def load_encoder(spec: str = DEFAULT_ENCODER, dtype: torch.dtype | None = None, fresh: bool = False):
+def load_encoder(
+    spec: str = DEFAULT_ENCODER, dtype: torch.dtype | None = None, fresh: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a bare transformer encoder (``AutoModel``) and its tokenizer.
 
     Args:

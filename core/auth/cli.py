@@ -11,13 +11,16 @@ import getpass
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from core.console import console, fail, out
+
+T = TypeVar("T")
 
 users_app = typer.Typer(
     help="Users of the UI and API: add, list, roles, disable, passwords, API keys.", no_args_is_help=True
@@ -73,7 +76,7 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
-def _run(fn, *args, **kwargs):
+def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     from core.auth.users import UserError
 
     try:

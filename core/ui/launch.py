@@ -88,7 +88,7 @@ def launch_ui(
     address: str = "localhost",
     headless: bool = True,
     no_auth: bool = False,
-):
+) -> int:
     """Start the Streamlit suite (all apps, or only ``apps``) and wait for it to exit.
 
     Sign-in is on whenever at least one user exists. With no user, the suite refuses to listen

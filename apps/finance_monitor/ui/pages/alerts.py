@@ -1,5 +1,6 @@
 """Alerts: the list, acknowledge and mute, the digest, a drill-down to the items, and the delivery outbox."""
 
+import pandas as pd
 import streamlit as st
 
 from apps.finance_monitor import alerts, outbox
@@ -110,7 +111,8 @@ def digest_view(alert_id: int) -> None:
     )
 
 
-def actions(alert_id: int, alert) -> None:
+def actions(alert_id: int, alert: pd.Series) -> None:
+    """Acknowledge or mute the chosen alert (roles that may), recording who did it."""
     if not auth.viewer().can(Permission.ALERTS_MANAGE):
         st.caption("Your role may not acknowledge or mute alerts.")
         return
