@@ -21,6 +21,7 @@ from typing import Any
 
 from apps.finance_monitor.presets import TRAIN_PRESETS
 from core.atomic import write_bytes_atomic
+from core.log_fields import FieldsFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "finance"
@@ -51,17 +52,6 @@ AUX_DATA: dict[str, tuple[str, str]] = {
 }
 # What a run trains with unless its configuration or the command line says otherwise.
 BASE = {"model": "minilm-l6", "batch_size": 16}
-
-
-class _FieldsFormatter(logging.Formatter):
-    """Appends a record's ``extra`` fields (the loop logs each epoch's metrics as fields)."""
-
-    _standard = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in vars(record).items() if k not in self._standard}
-        text = super().format(record)
-        return f"{text} {json.dumps(fields, default=str)}" if fields else text
 
 
 def parse_args(description: str, default_epochs: int) -> argparse.Namespace:
@@ -187,7 +177,7 @@ def run(
     """
     args = parse_args(description, default_epochs)
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger().handlers[0].setFormatter(_FieldsFormatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger().handlers[0].setFormatter(FieldsFormatter("%(asctime)s %(name)s %(message)s"))
     if args.progress:
         logging.getLogger("core.finetune").setLevel(logging.INFO)
     if not DATA.is_dir():

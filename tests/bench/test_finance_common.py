@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 from bench import finance_common
-from bench.finance_common import _FieldsFormatter, _row, _rows_in, _settings, _write_results
+from bench.finance_common import _row, _rows_in, _settings, _write_results
 
 
 def _args(**given: object) -> argparse.Namespace:
@@ -44,19 +43,6 @@ def test_a_validation_only_row_names_its_variant_and_the_epoch_validation_chose(
     assert row["tag"] == "lr5e-5" and row["overrides"]["lr"] == 5e-5 and row["epochs"] == 2
     assert (row["val_macro_f1"], row["val_accuracy"]) == (0.87, 0.88) and row["test_scored"] is False
     assert "weighted_f1" not in row and row["calibration"] is None
-
-
-def test_epoch_log_lines_carry_the_metrics_given_as_fields():
-    formatter = _FieldsFormatter("%(name)s %(message)s")
-    record = logging.makeLogRecord(
-        {"name": "core.finetune.loop", "msg": "Epoch done", "epoch": 2, "val_macro_f1": 0.85}
-    )
-    text = formatter.format(record)
-    head, _, fields = text.partition(" {")
-    assert head == "core.finetune.loop Epoch done"
-    assert json.loads("{" + fields) == {"epoch": 2, "val_macro_f1": 0.85}
-    plain = logging.makeLogRecord({"name": "x", "msg": "no fields"})
-    assert formatter.format(plain) == "x no fields"
 
 
 def _row_of(tag: str, **fields: object) -> dict:
