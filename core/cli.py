@@ -59,7 +59,7 @@ def setup_logging(verbose: bool = False) -> None:
     On a terminal the lines go through rich; anywhere else (a pipe, a log file, CI) they are plain
     ``time LEVEL logger: message  key=value`` lines that no terminal width can wrap.
     """
-    from core.log_fields import FieldsFormatter, StderrHandler
+    from core.log_fields import PLAIN_FORMAT, FieldsFormatter, StderrHandler
 
     if console.is_terminal:  # a person watching: rich's columns, wrapped to the window
         from rich.logging import RichHandler
@@ -68,7 +68,7 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(FieldsFormatter("%(message)s"))  # "Epoch done  epoch=2 macro_f1=0.87"
     else:  # a pipe, a file, CI or a service manager: one plain line per record, never wrapped
         handler = StderrHandler()
-        handler.setFormatter(FieldsFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(FieldsFormatter(PLAIN_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "alembic", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -20,6 +20,8 @@ from typing import Any
 
 #: Attributes every ``LogRecord`` has; anything else on a record came from ``extra``.
 STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+#: The format of a plain log line (no terminal): ``time LEVEL logger: message  key=value``.
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: A URL inside a line of text (up to whitespace, a quote or a closing bracket).
 URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>()\[\]{},]+")
 #: Field names whose values are never shown.
@@ -111,3 +113,23 @@ class StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: Any) -> None:
         """Ignored: the stream is always the current ``sys.stderr``."""
+
+
+def configure_service_logging(level: int = logging.INFO, loggers: tuple[str, ...] = ("core", "apps")) -> bool:
+    """Plain lines with their fields on stderr for a server process that configured no logging (the
+    Streamlit suite): the suite's own ``loggers`` at ``level``, other libraries at the root's
+    WARNING. Like :func:`logging.basicConfig`, it does nothing when the root logger already has a
+    handler (the ``aigc`` command's, pytest's), so a script that reruns may call it every time.
+
+    Returns:
+        Whether it configured logging.
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        return False
+    handler = StderrHandler()
+    handler.setFormatter(FieldsFormatter(PLAIN_FORMAT))
+    root.addHandler(handler)
+    for name in loggers:
+        logging.getLogger(name).setLevel(level)
+    return True

@@ -7,9 +7,11 @@ signed in decides which pages exist in the navigation (see ``core.ui.auth``).
 
 import streamlit as st
 
+from core.log_fields import configure_service_logging
 from core.ui import auth
 from core.ui.shell import build_navigation
 
+configure_service_logging()  # the server's log: the suite's INFO lines with their fields (once)
 st.set_page_config(page_title="aigc-suite", page_icon=":material/smart_toy:", layout="wide")
 viewer = auth.resolve_viewer()
 # A visitor who is not signed in gets no menu at all: every URL shows the sign-in form.

@@ -100,3 +100,22 @@ def test_in_process_runs_log_through_the_same_formatter(tmp_path, monkeypatch):
     result = run_aigc("db", "upgrade")
     assert result.code == 0, result.stderr
     assert any("Database schema upgraded  url=" in line for line in result.stderr.splitlines())
+
+
+def test_a_server_without_logging_gets_the_suites_info_lines_and_only_once():
+    script = (
+        "import logging\n"
+        "from core.log_fields import configure_service_logging\n"
+        "assert configure_service_logging() is True\n"
+        "assert configure_service_logging() is False  # a rerun adds no second handler\n"
+        "logging.getLogger('apps.finance_monitor.alerts').info('Alert raised', extra={'rule': 'surge'})\n"
+        "logging.getLogger('httpx').info('a library chatting')\n"
+        "logging.getLogger('httpx').warning('a library warning')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].endswith(" INFO apps.finance_monitor.alerts: Alert raised  rule=surge")
+    assert lines[1].endswith(" WARNING httpx: a library warning")
