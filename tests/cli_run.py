@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -56,3 +59,19 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def run_aigc_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``aigc`` console script in a child process without a TTY (stdin closed,
+    output captured), with ``env`` over this process's environment; never raises on its exit code."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("aigc")), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=timeout,
+    )

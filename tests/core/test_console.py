@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import typer
 
 from core.console import exit_on_error, fail, one_line, print_error
+from tests.cli_run import run_aigc_process
 
 
 def test_one_line_folds_newlines_and_runs_of_spaces():
@@ -37,17 +33,10 @@ def test_cli_error_line_is_whole_in_a_narrow_console_with_a_long_path(tmp_path):
     deep.mkdir(parents=True)
     bad = deep / "bad.csv"
     bad.write_text("text,label\nhi,\n", encoding="utf-8")
-    aigc = Path(sys.executable).with_name("aigc")
-    env = dict(os.environ, COLUMNS="20", TERM="dumb")
-    result = subprocess.run(
-        [str(aigc), "support", "train-intents", "--data", str(bad), "--out", str(tmp_path / "m")],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        timeout=300,
-    )
+    result = run_aigc_process(
+        "support", "train-intents", "--data", str(bad), "--out", str(tmp_path / "m"),
+        env={"COLUMNS": "20", "TERM": "dumb"},
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if "is empty" in line]
     assert len(lines) == 1, result.stderr

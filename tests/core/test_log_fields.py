@@ -4,10 +4,8 @@ without a terminal logs plain lines that no column width wraps."""
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 from core.log_fields import (
     MASK,
@@ -17,7 +15,7 @@ from core.log_fields import (
     StderrHandler,
     record_fields,
 )
-from tests.cli_run import run_aigc
+from tests.cli_run import run_aigc, run_aigc_process
 
 
 def _record(**fields: object) -> logging.LogRecord:
@@ -78,16 +76,8 @@ def test_the_handler_follows_sys_stderr_when_a_runner_swaps_it(capsys):
 def test_a_command_without_a_terminal_logs_whole_lines_with_their_fields(tmp_path):
     db = tmp_path / ("a-long-directory-name-" * 4) / "aigc.db"
     db.parent.mkdir()
-    env = {**os.environ, "COLUMNS": "40", "AIGC_HOME": str(tmp_path), "AIGC_DB_URL": f"sqlite:///{db}"}
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("aigc")), "db", "upgrade"],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        timeout=120,
-    )
+    env = {"COLUMNS": "40", "AIGC_HOME": str(tmp_path), "AIGC_DB_URL": f"sqlite:///{db}"}
+    proc = run_aigc_process("db", "upgrade", env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     (line,) = [line for line in proc.stderr.splitlines() if "Database schema upgraded" in line]
     assert " INFO core.schema: Database schema upgraded  url=sqlite:///" in line
