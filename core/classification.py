@@ -30,7 +30,6 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
-from tqdm.auto import tqdm
 
 from core.batching import map_ordered, token_batches
 from core.config import from_dict, to_dict
@@ -46,6 +45,7 @@ from core.lora import LoraSettings, apply_lora, load_adapter, resolve_settings
 from core.metrics import softmax
 from core.models import load_encoder
 from core.precision import InferencePrecision
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ class TextClassifier(HeadPredictions, torch.nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with tqdm(
+            with progress_bar(
                 total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar
             ) as bar:
                 # Tokenised once, sorted by token count (longest first), padded per batch.

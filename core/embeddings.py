@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from core import models
 from core.batching import token_batches
 from core.precision import Precision, resolve_precision
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class Embedder:
         try:
             with (
                 torch.inference_mode(),
-                tqdm(total=len(texts), desc="Embedding", unit="text", disable=not show) as bar,
+                progress_bar(total=len(texts), desc="Embedding", unit="text", disable=not show) as bar,
             ):
                 # Tokenised once, sorted by token count (longest first): each batch pads to within a
                 # few tokens of its real length, and an out-of-memory error shows on the first batch.

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,9 @@ def generate_questions(
     questions: list[list[str]] = [[] for _ in passages]
     done = [False] * len(passages)
     attempted = tokens = 0
-    for i, passage in enumerate(tqdm(passages, desc="Generating questions", disable=not show_progress_bar)):
+    for i, passage in enumerate(
+        progress_bar(passages, desc="Generating questions", disable=not show_progress_bar)
+    ):
         if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
             logger.warning(
                 "Question generation ran out of time", extra={"done": attempted, "passages": len(passages)}
@@ -259,7 +261,9 @@ def generate_questions_in_workers(
     with context.Pool(workers, initializer=_init_worker, initargs=(model, backend)) as pool:
         results = pool.imap(_worker_generate, tasks, chunksize=1)
         for i, row in enumerate(
-            tqdm(results, total=len(tasks), desc="Generating questions", disable=not show_progress_bar)
+            progress_bar(
+                results, total=len(tasks), desc="Generating questions", disable=not show_progress_bar
+            )
         ):
             if row is not None:
                 questions[i], done[i] = row[0], True

@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.confidence import read_out_of_scope
 from apps.customer_service.retrieval_eval import EvalQuery, read_queries
 from core.metrics import rouge_l
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def evaluate_bot_answers(
     latencies: list[float] = []
     questions = [(q.query, q) for q in in_scope] + [(text, None) for text in outside]
     outside_handoffs = 0
-    for text, query in tqdm(questions, desc="answering", disable=not show_progress_bar):
+    for text, query in progress_bar(questions, desc="answering", disable=not show_progress_bar):
         reply = bot.answer(text)
         latencies.append(reply.latency_ms)
         routes[reply.route] += 1

@@ -178,10 +178,10 @@ def unanswered(
     bot: SupportBot, questions: Sequence[str], low_confidence: float, show_progress_bar: bool = False
 ) -> list[GapQuestion]:
     """The ``questions`` the bot cannot answer now (see :func:`is_unanswered`), in order."""
-    from tqdm.auto import tqdm
+    from core.progress import progress_bar
 
     found = []
-    for question in tqdm(questions, desc="Asking", disable=not show_progress_bar):
+    for question in progress_bar(questions, desc="Asking", disable=not show_progress_bar):
         if is_unanswered(bot.answer(question), low_confidence):
             found.append(GapQuestion(question, ("unanswered",)))
     return found

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from apps.customer_service.adaptation import load_encoder
 from apps.customer_service.config import MODES, Mode, RetrievalConfig
@@ -41,6 +40,7 @@ from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.sources import Entry
 from core.embeddings import Embedder
 from core.index import IndexMismatchError
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class Retriever:
         vectors = self.embedder.encode(list(queries)) if mode != "bm25" else None
         pools = self._dense_pools(vectors, n_cand) if vectors is not None else [[] for _ in queries]
         results = []
-        for i, query in enumerate(tqdm(queries, desc="Retrieving", disable=not show_progress_bar)):
+        for i, query in enumerate(progress_bar(queries, desc="Retrieving", disable=not show_progress_bar)):
             bm25 = self._bm25_scores(query) if mode != "dense" else None
             vector = vectors[i] if vectors is not None else None
             results.append(self._rank(mode, k, n_cand, bm25, vector, pools[i]))

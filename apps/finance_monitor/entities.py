@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import ahocorasick
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from tqdm.auto import tqdm
 
 from apps.finance_monitor.sources import CASHTAG
 from apps.finance_monitor.storage import (
@@ -49,6 +48,7 @@ from apps.finance_monitor.storage import (
     store_links,
 )
 from apps.finance_monitor.watchlist import TICKER, WatchList, fold, fold_char
+from core.progress import progress_bar
 from core.storage import session_scope
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def relink(
     """
     report = RelinkReport(linker_version=linker.version)
     after: str | None = None
-    with tqdm(desc="Linking", unit="item", disable=not show_progress_bar) as bar:
+    with progress_bar(desc="Linking", unit="item", disable=not show_progress_bar) as bar:
         while True:
             with session_scope(engine) as session:
                 items = items_to_link(session, linker.version, batch_size, after=after, every=every)

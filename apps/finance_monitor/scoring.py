@@ -32,7 +32,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from tqdm.auto import tqdm
 
 from apps.finance_monitor.classifiers import head_probabilities, load_model, model_version
 from apps.finance_monitor.datasets import read_texts
@@ -45,6 +44,7 @@ from core.classifier_ensemble import Classifier
 from core.failpoints import failpoint
 from core.io.spreadsheet import spreadsheet_csv
 from core.precision import InferencePrecision
+from core.progress import progress_bar
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def score_pending(
         Ids of the items scored by this call.
     """
     done: list[str] = []
-    bar = tqdm(desc="Scoring", unit="item", disable=not show_progress_bar)
+    bar = progress_bar(desc="Scoring", unit="item", disable=not show_progress_bar)
     try:
         while limit is None or len(done) < limit:
             size = batch_size if limit is None else min(batch_size, limit - len(done))
@@ -316,7 +316,9 @@ def classify_file(
     chunk = batch_size * 8
     results: dict[str, list] = {h: [] for h in model.head_names}
     confidences: dict[str, list[float]] = {h: [] for h in model.head_names}
-    with tqdm(total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar) as bar:
+    with progress_bar(
+        total=len(texts), desc="Classifying", unit="text", disable=not show_progress_bar
+    ) as bar:
         for start in range(0, len(texts), chunk):
             probs = head_probabilities(model, texts[start : start + chunk], batch_size)
             for head, p in probs.items():

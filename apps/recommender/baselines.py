@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 from scipy.linalg import lapack
-from tqdm.auto import tqdm
 
 from apps.recommender.interactions import Dataset
 from apps.recommender.scorer import Scorer
 from apps.recommender.text_vectors import TextEncoder, embed_items, history_matrix, normalise
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class ItemKNNScorer(Scorer):
         k = min(self.neighbours, max(n_items - 1, 1))
         rows, cols, vals = [], [], []
         starts = range(0, n_items, self.block_size)
-        for start in tqdm(starts, desc="ItemKNN", unit="block", disable=not self.show_progress_bar):
+        for start in progress_bar(starts, desc="ItemKNN", unit="block", disable=not self.show_progress_bar):
             stop = min(start + self.block_size, n_items)
             co = (items_users[start:stop] @ users_items).toarray()
             denominator = norms[start:stop, None] * norms[None, :] + self.shrink

@@ -35,13 +35,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from tqdm.auto import tqdm
 
 from apps.recommender.baselines import EASEScorer, ItemKNNScorer
 from apps.recommender.config import CandidateConfig
 from apps.recommender.interactions import Dataset
 from apps.recommender.text_vectors import history_matrix, normalise
 from core.index import VectorIndex
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class CandidateGenerator:
         users = np.array([index.get(str(u), -1) for u in user_ids], dtype=np.int64)
         frames = []
         starts = range(0, len(users), self.config.batch_size)
-        for start in tqdm(starts, desc="Candidates", unit="batch", disable=not show_progress_bar):
+        for start in progress_bar(starts, desc="Candidates", unit="batch", disable=not show_progress_bar):
             batch_ids = list(user_ids[start : start + self.config.batch_size])
             frames.append(self._batch(batch_ids, users[start : start + self.config.batch_size]))
         if not frames:

@@ -26,13 +26,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from apps.recommender.config import EvalConfig
 from apps.recommender.interactions import Dataset
 from apps.recommender.scorer import Scorer, rank_of, top_k
 from apps.recommender.splits import Split, cold_start_split, leave_last_out
 from core import metrics
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def _ranked(
     seen = split.train.user_item_matrix()
     tops, ranks = [], []
     starts = range(0, len(users), batch_size)
-    for start in tqdm(starts, desc=f"Scoring {scorer.name}", unit="batch", disable=not show_progress_bar):
+    for start in progress_bar(
+        starts, desc=f"Scoring {scorer.name}", unit="batch", disable=not show_progress_bar
+    ):
         batch = users[start : start + batch_size]
         scores = scorer.score_indices(batch, exclude_seen=True)
         # The protocol, not the model, owns the exclusion of seen items.

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from core.atomic import atomic_directory
 from core.config import to_dict, write_json_atomic
@@ -44,6 +43,7 @@ from core.finetune.settings import TrainConfig
 from core.io.artifacts import clean_leftovers, open_artifact, recover
 from core.lora import load_trainable_state, trainable_state_dict
 from core.precision import resolve_precision
+from core.progress import progress_bar
 from core.seed import set_seed
 
 logger = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def _train_epoch(
     task.model.train()
     autocast_bf16 = resolve_precision(config.precision, device) == torch.bfloat16
     total, count, step_loss, step_batches = 0.0, 0, 0.0, 0
-    bar = tqdm(
+    bar = progress_bar(
         batches, desc=f"Epoch {epoch}/{config.epochs}", disable=not config.show_progress_bar, leave=False
     )
     for i, indices in enumerate(bar):

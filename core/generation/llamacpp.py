@@ -41,14 +41,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
 from core.generation.adapters import adapter_base_model
 from core.generation.gguf_export import dense_companion, export_lora_to_gguf, gguf_adapter_for, gguf_path_of
 from core.generation.prompting import Prompter, PromptingMixin
 from core.generation.textstream import IncrementalDecoder, StopMatcher, end_token_ids
 from core.generation.types import FinishReason, GenerateSettings, GenerationResult, PromptLike
 from core.models import DEFAULT_GENERATOR, load_tokenizer
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ class LlamaCppGenerator(PromptingMixin):
         settings = (settings or GenerateSettings()).with_overrides(**overrides)
         return [
             self.generate_ids(self.encode(p, system), settings)
-            for p in tqdm(prompts, desc="Generating", disable=not show_progress_bar)
+            for p in progress_bar(prompts, desc="Generating", disable=not show_progress_bar)
         ]
 
     def generate_ids(self, prompt_ids: Sequence[int], settings: GenerateSettings) -> GenerationResult:

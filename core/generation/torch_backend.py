@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache, RepetitionPenaltyLogitsProcessor, TopKLogitsWarper, TopPLogitsWarper
 
 from core.generation.adapters import adapter_base_model
@@ -31,6 +30,7 @@ from core.generation.prompting import Prompter, PromptingMixin
 from core.generation.textstream import IncrementalDecoder, StopMatcher, end_token_ids, pad_token_id
 from core.generation.types import FinishReason, GenerateSettings, GenerationResult, PromptLike
 from core.models import DEFAULT_GENERATOR, load_causal_lm, load_tokenizer
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class TorchGenerator(PromptingMixin):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[GenerationResult | None] = [None] * len(encoded)
         starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="Generating", disable=not show_progress_bar):
+        for start in progress_bar(starts, desc="Generating", disable=not show_progress_bar):
             index = order[start : start + batch_size]
             rows = [self._new_row(encoded[i], settings) for i in index]
             t0, timing = time.perf_counter(), {}

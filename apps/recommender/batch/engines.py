@@ -32,9 +32,9 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from core.batching import map_ordered
+from core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def score_chunks_local(
     threadpoolctl's limits are process-wide.
     """
     scorer = scorer if scorer is not None else factory()
-    bar = tqdm(total=len(chunks), desc="Scoring", unit="chunk", disable=not show_progress_bar)
+    bar = progress_bar(total=len(chunks), desc="Scoring", unit="chunk", disable=not show_progress_bar)
     with bar, limit_threads(threads):
         frames = map_ordered(lambda chunk: (chunk[0], scorer.recommend_chunk(chunk[1], k)), chunks, workers)
         for index, frame in frames:
@@ -173,7 +173,7 @@ def score_chunks_ray(
         results = pool.map_unordered(
             lambda actor, chunk: actor.score.remote(chunk[0], chunk[1], k), list(chunks)
         )
-        for index, frame in tqdm(
+        for index, frame in progress_bar(
             results, total=len(chunks), desc="Scoring (ray)", unit="chunk", disable=not show_progress_bar
         ):
             sink(index, frame)
