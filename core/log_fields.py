@@ -86,13 +86,18 @@ class FieldsFormatter(logging.Formatter):
     """A :class:`logging.Formatter` that appends the record's ``extra`` fields as ``key=value``, and
     masks the secrets of any URL in the line (a caller that forgot to mask one leaks nothing)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        """The formatted message, then two spaces and the fields (none: the message alone)."""
-        text = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The formatted message, then two spaces and the fields (none: the message alone); a
+        traceback, if any, follows on the next lines."""
+        text = super().formatMessage(record)
         fields = record_fields(record)
         if fields:
             text += "  " + " ".join(f"{k}={format_value(k, v)}" for k, v in fields.items())
-        return mask_urls(text)
+        return text
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The whole record (message, fields, traceback) with the secrets of its URLs masked."""
+        return mask_urls(super().format(record))
 
 
 class StderrHandler(logging.StreamHandler):

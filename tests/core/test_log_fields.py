@@ -66,6 +66,18 @@ def test_urls_in_messages_and_fields_lose_their_secrets_but_local_paths_stay():
     assert "db=sqlite:////tmp/aigc/aigc.db" in text
 
 
+def test_the_fields_stay_on_the_message_line_above_a_traceback():
+    formatter = FieldsFormatter("%(message)s")
+    try:
+        raise ConnectionError("cannot reach https://bob:hunter2@mail.example.com:587")
+    except ConnectionError:
+        record = logging.makeLogRecord({"msg": "Delivery failed", "exc_info": sys.exc_info(), "attempt": 3})
+    first, *rest = formatter.format(record).splitlines()
+    assert first == "Delivery failed  attempt=3"
+    assert rest[0] == "Traceback (most recent call last):"
+    assert rest[-1] == "ConnectionError: cannot reach https://bob:***@mail.example.com:587"
+
+
 def test_the_handler_follows_sys_stderr_when_a_runner_swaps_it(capsys):
     handler = StderrHandler()
     handler.setFormatter(FieldsFormatter("%(message)s"))
