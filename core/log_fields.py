@@ -15,8 +15,12 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+
+from core.url_masking import MASK, mask_url
 
 #: Attributes every ``LogRecord`` has; anything else on a record came from ``extra``.
 STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -24,9 +28,13 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: A URL inside a line of text (up to whitespace, a quote or a closing bracket).
 URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>()\[\]{},]+")
-#: Field names whose values are never shown.
-SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api_?key|authori[sz]ation|cookie|credential", re.I)
-MASK = "***"
+#: Field names whose values are never shown: a secret word as a whole part of the name (``password``,
+#: ``smtp_password``, ``api-key``, ``Token``), so that counts such as ``passages`` or ``tokens`` stay.
+SECRET_NAME = re.compile(
+    r"(?:^|[_\-.])(?:pass(?:word|wd)?|pwd|secret|token|api[_\-]?key|authori[sz]ation|cookie|credentials?)"
+    r"(?:$|[_\-.])",
+    re.I,
+)
 #: Longest list, mapping or other value shown, in characters (longer ones end with an ellipsis).
 MAX_VALUE_CHARS = 160
 #: Longest text shown: paths and URLs are kept whole, a pasted document is not.
@@ -67,9 +75,6 @@ def _rounded(value: Any) -> Any:
 def mask_urls(text: str) -> str:
     """``text`` with the secrets of every URL in it masked (a password, query values, token-like path
     parts: :func:`core.url_masking.mask_url`); URLs without a host (``sqlite:////tmp/x.db``) are kept."""
-    from urllib.parse import urlsplit
-
-    from core.url_masking import mask_url
 
     def masked(match: re.Match[str]) -> str:
         url = match.group(0)
@@ -129,12 +134,16 @@ def configure_service_logging(level: int = logging.INFO, loggers: tuple[str, ...
     Returns:
         Whether it configured logging.
     """
-    root = logging.getLogger()
-    if root.handlers:
-        return False
-    handler = StderrHandler()
-    handler.setFormatter(FieldsFormatter(PLAIN_FORMAT))
-    root.addHandler(handler)
-    for name in loggers:
-        logging.getLogger(name).setLevel(level)
-    return True
+    with _CONFIGURE_LOCK:  # Streamlit runs the first sessions' scripts at once, on threads
+        root = logging.getLogger()
+        if root.handlers:
+            return False
+        handler = StderrHandler()
+        handler.setFormatter(FieldsFormatter(PLAIN_FORMAT))
+        root.addHandler(handler)
+        for name in loggers:
+            logging.getLogger(name).setLevel(level)
+        return True
+
+
+_CONFIGURE_LOCK = threading.Lock()

@@ -42,6 +42,9 @@ def test_secret_looking_fields_are_masked_even_inside_mappings_and_long_values_a
     for secret in ("hunter2", "k-123", "t-9"):
         assert secret not in text
     assert f"password={MASK}" in text and f"api_key={MASK}" in text and f'"Token":"{MASK}"' in text
+    # a secret word inside a longer word is no secret: counts of passages and tokens stay readable
+    counts = formatter.format(_record(passages=12, tokens=340, max_new_tokens=64, smtp_password="x"))
+    assert counts == f"Epoch done  passages=12 tokens=340 max_new_tokens=64 smtp_password={MASK}"
     ids = text.split("ids=", 1)[1]
     assert len(ids) == MAX_VALUE_CHARS and ids.endswith("…")
     long_text = formatter.format(_record(text="x" * (MAX_TEXT_CHARS + 5), path="/p" * 300))
@@ -121,3 +124,26 @@ def test_a_server_without_logging_gets_the_suites_info_lines_and_only_once():
     assert len(lines) == 2, proc.stderr
     assert lines[0].endswith(" INFO apps.finance_monitor.alerts: Alert raised  rule=surge")
     assert lines[1].endswith(" WARNING httpx: a library warning")
+
+
+def test_sessions_starting_at_once_configure_the_server_log_once():
+    script = (
+        "import logging, threading, time\n"
+        "import core.log_fields as lf\n"
+        "class Slow(lf.StderrHandler):\n"
+        "    def __init__(self):\n"
+        "        time.sleep(0.2)  # widen the window between the check and the add\n"
+        "        super().__init__()\n"
+        "lf.StderrHandler = Slow\n"
+        "barrier, results = threading.Barrier(4), []\n"
+        "def session():\n"
+        "    barrier.wait()\n"
+        "    results.append(lf.configure_service_logging())\n"
+        "threads = [threading.Thread(target=session) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(sorted(results), len(logging.getLogger().handlers))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert proc.stdout.strip() == "[False, False, False, True] 1", proc.stdout + proc.stderr
