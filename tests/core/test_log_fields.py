@@ -107,6 +107,12 @@ def test_in_process_runs_log_through_the_same_formatter(tmp_path, monkeypatch):
     assert any("Database schema upgraded  url=" in line for line in result.stderr.splitlines())
 
 
+def _fresh_python(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter (no logging set up, unlike this pytest process)."""
+    command = [sys.executable, "-c", script]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+
+
 def test_a_server_without_logging_gets_the_suites_info_lines_and_only_once():
     script = (
         "import logging\n"
@@ -117,9 +123,7 @@ def test_a_server_without_logging_gets_the_suites_info_lines_and_only_once():
         "logging.getLogger('httpx').info('a library chatting')\n"
         "logging.getLogger('httpx').warning('a library warning')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
+    proc = _fresh_python(script)
     lines = proc.stderr.splitlines()
     assert len(lines) == 2, proc.stderr
     assert lines[0].endswith(" INFO apps.finance_monitor.alerts: Alert raised  rule=surge")
@@ -143,7 +147,5 @@ def test_sessions_starting_at_once_configure_the_server_log_once():
         "[t.start() for t in threads]; [t.join() for t in threads]\n"
         "print(sorted(results), len(logging.getLogger().handlers))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
+    proc = _fresh_python(script)
     assert proc.stdout.strip() == "[False, False, False, True] 1", proc.stdout + proc.stderr
