@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from core.console import console, fail, out
 
@@ -126,7 +127,7 @@ def users_list(
     for u in users:
         state = "disabled" if u.disabled else ("locked" if u.locked() else "active")
         last = f"{u.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if u.last_sign_in_at else "never"
-        table.add_row(u.name, u.role.value, state, last)
+        table.add_row(Text(u.name), u.role.value, state, last)
     out.print(table)
     if not users:
         console.print("no users yet: `aigc users add NAME --role admin` turns sign-in on")
@@ -235,13 +236,14 @@ def audit(
     for col in ("when (UTC)", "actor", "action", "target", "outcome", "details"):
         table.add_column(col, overflow="fold")
     for e in events:
+        # Text cells: names, targets and details can hold any user's text, never rich markup
         table.add_row(
             f"{e['at']:%Y-%m-%d %H:%M:%S}",
-            e["actor"] or "-",
-            e["action"],
-            e["target"] or "-",
-            e["outcome"],
-            json.dumps(e["details"]) if e["details"] else "",
+            Text(e["actor"] or "-"),
+            Text(e["action"]),
+            Text(e["target"] or "-"),
+            Text(e["outcome"]),
+            Text(json.dumps(e["details"], ensure_ascii=False) if e["details"] else ""),
         )
     out.print(table)
 

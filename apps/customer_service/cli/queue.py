@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from apps.customer_service.cli.options import JsonOption
 from core.console import console, exit_on_error
@@ -79,13 +80,14 @@ def queue_cmd(
     for column in ("id", "age", "reason", "status", "question", "sources"):
         table.add_column(column, overflow="fold")
     for case in cases:
+        # Text cells: a question or a source id is the customer's text, never rich markup
         table.add_row(
             str(case.id),
             format_age(case.age()),
-            case.reason_label,
-            case.status + (f" ({case.taken_by})" if case.taken_by else ""),
-            case.question[:120],
-            ", ".join(s["id"] for s in case.sources[:3]),
+            Text(case.reason_label),
+            Text(case.status + (f" ({case.taken_by})" if case.taken_by else "")),
+            Text(case.question[:120]),
+            Text(", ".join(s["id"] for s in case.sources[:3])),
         )
     out_console.print(table)
 

@@ -62,3 +62,21 @@ def test_refusals_are_one_line_with_exit_code_2():
     ]
     deliveries = run_aigc("support", "deliveries")
     assert deliveries.code == 0 and "0 pending, 0 delivered, 0 dead" in deliveries.stderr
+
+
+def test_the_queue_table_prints_a_customers_brackets_as_typed():
+    """A question is the customer's text: rich markup in it is neither obeyed nor a crash."""
+    store = SupportStore()
+    questions = [
+        "my card [/b] was declined",
+        "[bold red]URGENT[/] refund [link=https://evil.example]now[/link]",
+    ]
+    for question in questions:
+        store.add_exchange(store.start_conversation(question), question, handoff())
+    listed = run_aigc("support", "queue", "--status", "all")
+    assert listed.code == 0, listed.stderr
+    # the question column's pieces, in order (a narrow table folds a long cell over lines)
+    cells = [line.split("│")[5] for line in listed.stdout.splitlines() if line.count("│") == 7]
+    shown = "".join("".join(cells).split())
+    for question in questions:
+        assert "".join(question.split()) in shown

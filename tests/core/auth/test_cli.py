@@ -52,3 +52,16 @@ def test_ui_refuses_a_public_address_while_no_user_exists(capsys):
     assert "warning: serving on 0.0.0.0 WITHOUT sign-in" in capsys.readouterr().err
     add_user("lead", "admin", "correct horse")
     check_ui_exposure("0.0.0.0", no_auth=False)  # sign-in is on now
+
+
+def test_the_audit_table_prints_brackets_in_names_and_details_as_typed():
+    """A failed sign-in records the name as typed: rich markup in it is shown, not obeyed or fatal."""
+    from core.auth.audit import record_event
+    from core.schema import migrate
+
+    migrate()
+    record_event("sign_in", actor="[/b]mallory", outcome="denied", details={"note": "[red]x[/red]"})
+    shown = aigc("audit", "--since", "1h")
+    assert shown.exit_code == 0, shown.output
+    flat = "".join(shown.stdout.split())
+    assert "[/b]" in flat and "[red]x[/red]" in flat
