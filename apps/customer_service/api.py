@@ -251,8 +251,12 @@ def _payload(conversation_id: str, message_id: int, answer: Answer) -> dict[str,
 
 
 def _stream(service: SupportService, request: AskRequest, principal: Principal) -> tuple[str, Any]:
+    """The answer stream; while a person has the conversation, the bot's holding reply instead."""
     conversation_id, history = _start(service, request, principal)
+    case = service.queue.open_case(conversation_id) if request.conversation_id is not None else None
     try:
+        if case is not None:
+            return conversation_id, service.bot.held(request.question, case.reason, case.status == "taken")
         return conversation_id, service.bot.stream(request.question, history)
     except EmptyQuestionError as err:
         raise ApiError(422, str(err), "body.question") from None
@@ -266,7 +270,9 @@ def ask(
 ) -> dict[str, Any]:
     """Answer one question from the knowledge base with cited sources, or hand off to a human.
 
-    Without ``conversation_id`` a new conversation owned by the key's user is started."""
+    Without ``conversation_id`` a new conversation owned by the key's user is started. While a person
+    has the conversation (its hand-off is waiting or taken) the bot does not answer: the reply says an
+    agent will answer (``route`` handoff, the case's reason) and the question joins the open case."""
     conversation_id, stream = _stream(service, request, principal)
     for _ in stream:
         pass

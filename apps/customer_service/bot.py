@@ -51,6 +51,8 @@ from apps.customer_service.prompts import (
     HUMAN_REQUESTED,
     NOT_COVERED,
     TRUNCATION_NOTICE,
+    WITH_AGENT,
+    WITH_QUEUE,
     build_messages,
     finalize_citations,
     passage_text,
@@ -368,6 +370,43 @@ class SupportBot:
             self._suggest(plan)
             chunks = iter([plan.text])
         return AnswerStream(chunks, lambda text, first: self._finish(plan, first))
+
+    def held(self, question: str, reason: str | None, taken: bool) -> AnswerStream:
+        """The reply to a question asked while a person has the conversation (its hand-off case is
+        waiting or taken): the bot retrieves and answers nothing itself, which could contradict the
+        agent, and says who will answer (:data:`~apps.customer_service.prompts.WITH_QUEUE`, or
+        :data:`~apps.customer_service.prompts.WITH_AGENT` once an agent took it). The answer is a
+        hand-off with the open case's ``reason``; stored, the question joins that case.
+
+        Raises:
+            EmptyQuestionError: The question is empty.
+        """
+        start = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise EmptyQuestionError("the question is empty: type a question for the bot")
+        question = question.strip()
+        notice = None
+        if len(question) > self.config.max_question_chars:
+            notice = TRUNCATION_NOTICE.format(limit=self.config.max_question_chars)
+        text = WITH_AGENT if taken else WITH_QUEUE
+
+        def finish(_streamed: str, first: float | None) -> tuple[Answer, str]:
+            now = time.perf_counter()
+            answer = Answer(
+                text=text,
+                sources=[],
+                confidence=0.0,
+                handoff=True,
+                handoff_reason=reason,
+                route="handoff",
+                query=question[: self.config.max_question_chars],
+                notice=notice,
+                latency_ms=(now - start) * 1000,
+                ttft_ms=((first or now) - start) * 1000,
+            )
+            return answer, ""
+
+        return AnswerStream(iter([text]), finish)
 
     def compose(self, question: str, hits: Sequence[Hit], generate: bool = False) -> Answer:
         """A grounded answer to ``question`` from the given ``hits``: no retrieval, no confidence gate.

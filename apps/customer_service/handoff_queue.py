@@ -205,6 +205,17 @@ class HandoffQueue:
             )
         return HandoffState(latest or HandoffState.BOT)
 
+    def open_case(self, conversation_id: str) -> Case | None:
+        """The conversation's waiting or taken case (a person has it), or ``None`` (with the bot)."""
+        with session_scope(self.engine) as session:
+            rows = session.execute(
+                self._select()
+                .where(Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_STATES))
+                .order_by(Handoff.handed_off_at.desc(), Handoff.id.desc())
+                .limit(1)
+            ).all()
+            return self._cases(session, rows)[0] if rows else None
+
     def counts(self) -> dict[str, int]:
         """``{status: cases}`` for waiting, taken and resolved (zeros included)."""
         with session_scope(self.engine) as session:

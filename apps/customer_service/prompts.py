@@ -44,6 +44,9 @@ NOT_COVERED = (
     "conversation to a human agent."
 )
 HUMAN_REQUESTED = "Of course: I'm handing this conversation to a human agent, who will answer you here."
+#: The bot's only reply while a person has the conversation (:meth:`SupportBot.held`).
+WITH_QUEUE = "Your conversation is with our support team now; an agent will answer you here."
+WITH_AGENT = "A support agent is handling your conversation and will answer you here."
 TRUNCATION_NOTICE = (
     "Note: your question was longer than {limit} characters; only the first {limit} were used."
 )

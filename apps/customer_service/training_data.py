@@ -16,8 +16,9 @@ order; on a duplicate question (compared by :func:`normalize_question`) the late
 
 *Where the agent's answer comes from, and hooks for data other features add.* A hand-off counts
 once its row in ``support_handoffs`` is ``resolved``. Its question is the user turn before the bot's
-hand-off answer; its answer is the first agent turn after it (a ``support_messages`` row with role
-``agent``: what a hand-off queue stores as the agent's reply) or, where there is none, the agent's
+hand-off answer; its answer is the agent's first reply after it (``support_messages`` rows with role
+``agent``: what a hand-off queue stores as the agent's reply; consecutive replies are joined, and what
+the customer wrote while the case waited is skipped) or, where there is none, the agent's
 correction of the bot's hand-off answer (thumbs down with a corrected answer, all the chat page
 records today). Another source of approved answers plugs in as one more function in
 :data:`SOURCES`; nothing else changes.
@@ -184,7 +185,10 @@ def resolved_handoffs(ctx: SourceContext) -> Iterator[Example]:
     for case in cases:
         conversation = turns.get(case.conversation_id, [])
         question = next((t for p, r, t in conversation if p == case.position - 1 and r == "user"), None)
-        later = [(r, t) for p, r, t in conversation if p > case.position]
+        # the agent's answer: the replies after the hand-off, past what the customer added meanwhile
+        later = itertools.dropwhile(
+            lambda turn: turn[0] == "user", ((r, t) for p, r, t in conversation if p > case.position)
+        )
         replies = [t for r, t in itertools.takewhile(lambda turn: turn[0] == "agent", later)]
         answer = (" ".join(replies) if replies else case.corrected_answer or "").strip()
         if question and answer:

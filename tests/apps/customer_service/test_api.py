@@ -114,6 +114,41 @@ def test_a_handoff_is_taken_answered_and_resolved_over_the_api(api) -> None:
     )
 
 
+def test_the_bot_stays_quiet_while_a_person_has_the_conversation(api) -> None:
+    from apps.customer_service.prompts import WITH_AGENT, WITH_QUEUE
+
+    def ask(question: str, conversation: str | None = None, path: str = "/v1/support/ask") -> dict:
+        body = {"question": question} | ({"conversation_id": conversation} if conversation else {})
+        response = api.client.post(path, json=body, headers=api.headers("agent"))
+        assert response.status_code == 200, response.text
+        return response.json() if path.endswith("/ask") else sse_events(response.text)[-1][1]
+
+    first = ask("I want to speak to a human please")
+    conversation = first["conversation_id"]
+    cases = api.client.get("/v1/support/handoffs", headers=api.headers("agent")).json()
+    [case] = [c for c in cases if c["conversation_id"] == conversation]
+    # waiting: the FAQ question is not answered by the bot; it joins the open case
+    waiting = ask(FAQ_QUESTION, conversation)
+    assert (waiting["answer"], waiting["route"], waiting["handoff"], waiting["sources"]) == (
+        WITH_QUEUE, "handoff", True, []
+    )  # fmt: skip
+    assert waiting["handoff_reason"] == "asked_for_human"
+    path = f"/v1/support/handoffs/{case['id']}"
+    assert api.client.post(f"{path}/take", headers=api.headers("agent")).status_code == 200
+    taken = ask(FAQ_QUESTION, conversation, path="/v1/support/ask/stream")
+    assert taken["answer"] == WITH_AGENT and taken["route"] == "handoff"
+    cases = api.client.get("/v1/support/handoffs?status=all", headers=api.headers("agent")).json()
+    assert [c["id"] for c in cases if c["conversation_id"] == conversation] == [case["id"]]  # no new case
+    messages = api.client.get(
+        f"/v1/support/conversations/{conversation}", headers=api.headers("agent")
+    ).json()
+    assert [m["content"] for m in messages["messages"] if m["role"] == "user"][1:] == [FAQ_QUESTION] * 2
+    api.client.post(f"{path}/reply", json={"text": "Lena here: use Settings."}, headers=api.headers("agent"))
+    assert api.client.post(f"{path}/resolve", headers=api.headers("agent")).status_code == 200
+    back = ask(FAQ_QUESTION, conversation)  # resolved: the bot answers again
+    assert back["route"] == "faq" and back["handoff"] is False and back["sources"]
+
+
 def test_stream_sends_chunks_then_the_stored_answer(api) -> None:
     with api.client.stream(
         "POST", "/v1/support/ask/stream", json={"question": FAQ_QUESTION}, headers=api.headers("agent")

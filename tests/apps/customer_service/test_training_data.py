@@ -114,6 +114,25 @@ def test_resolved_handoffs_train_with_the_agents_reply_or_correction(tmp_path, s
     assert list(SOURCES) == ["intents_file", "pairs_file", "kb", "approved_faqs", "corrections", "handoffs"]
 
 
+def test_a_handoff_the_customer_wrote_to_while_it_waited_still_trains_with_the_agents_reply(tmp_path, store):
+    from apps.customer_service.handoff_queue import HandoffQueue
+
+    conversation = store.start_conversation("invoice")
+    store.add_exchange(conversation, "Can I pay by invoice?", answer("Handing you over.", handoff=True))
+    held = answer("An agent will answer you here.", handoff=True)
+    store.add_exchange(conversation, "hello? anyone there?", held)  # the bot's holding reply
+    queue = HandoffQueue(store)
+    [case] = queue.waiting()
+    queue.take(case.id, "ana")
+    queue.reply(case.id, "ana", "Yes, for business accounts.")
+    queue.resolve(case.id, "ana")
+
+    data = collect(SourceContext(config(tmp_path), store))
+    assert [(e.question, e.answer) for e in data.pairs if e.source == "handoffs"] == [
+        ("Can I pay by invoice?", "Yes, for business accounts.")
+    ]
+
+
 def test_approved_gap_faqs_train_before_the_kb_is_rebuilt_with_them(tmp_path, store, kb):
     gap = add_approved_gap(store, kb.path, "Do you gift wrap orders?", "Yes, gift wrapping costs 3 euros.")
     add_approved_gap(
