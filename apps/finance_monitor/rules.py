@@ -65,6 +65,8 @@ WATCHLIST = "watchlist"  # `entity: watchlist`: every company of the watch list
 #: The alert rules shipped with the sample data (used when the settings name no rules file).
 SAMPLE_RULES = Path(__file__).resolve().parent / "sample_data" / "alert_rules.yaml"
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)\s*")
+#: Fewest baseline values of a rule that does not say (``min_baseline_buckets``).
+DEFAULT_MIN_BASELINE_BUCKETS = 3
 _UNITS = {"s": "seconds", "sec": "seconds", "min": "minutes", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -85,7 +87,10 @@ class AlertRule:
     threshold: float | None = dataclasses.field(default=None, metadata={"help": "fire at or above this"})
     min_volume: int = dataclasses.field(default=5, metadata={"help": "fewest items in the bucket"})
     baseline_buckets: int = dataclasses.field(default=24, metadata={"help": "buckets in the baseline"})
-    min_baseline_buckets: int = dataclasses.field(default=3, metadata={"help": "fewest baseline values"})
+    min_baseline_buckets: int = dataclasses.field(
+        default=DEFAULT_MIN_BASELINE_BUCKETS,
+        metadata={"help": "fewest baseline values, <= baseline_buckets"},
+    )
     cooldown: timedelta = dataclasses.field(
         default=timedelta(hours=6), metadata={"help": "breaches this close to an alert extend it"}
     )
@@ -107,6 +112,15 @@ class AlertRule:
             problems.append("std_factor/threshold: give at least one")
         if self.min_volume < 1 or self.baseline_buckets < 1 or self.min_baseline_buckets < 2:
             problems.append("min_volume and baseline_buckets must be >= 1, min_baseline_buckets >= 2")
+        elif self.min_baseline_buckets > self.baseline_buckets:
+            # The baseline window could never hold enough buckets: aggregation refuses such a rule
+            # at its first evaluation, after the scores were committed, so refuse it here.
+            default = ", the default" if self.min_baseline_buckets == DEFAULT_MIN_BASELINE_BUCKETS else ""
+            problems.append(
+                f"baseline_buckets: {self.baseline_buckets} is fewer than min_baseline_buckets "
+                f"({self.min_baseline_buckets}{default}), so the rule could never have a baseline; "
+                "raise baseline_buckets or lower min_baseline_buckets"
+            )
         if self.cooldown < timedelta(0):
             problems.append("cooldown: must not be negative")
         if self.entity and self.scope != "entity":
@@ -150,7 +164,8 @@ def load_rules(path: str | Path) -> list[AlertRule]:
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Invalid YAML, unknown keys or bad values, naming the file, rule and key.
+        ValueError: Invalid YAML, an entry that is not a mapping, unknown keys or bad values (such as
+            fewer ``baseline_buckets`` than ``min_baseline_buckets``), naming the file, rule and key.
     """
     path = Path(path)
     doc = _read_doc(path)
@@ -160,6 +175,12 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     if not isinstance(defaults, dict):
         raise ValueError(f"{path}: 'defaults' must be a mapping")
     named = parse_channel_section(str(path), doc.get("channels"))
+    for i, raw in enumerate(doc["rules"], 1):
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError(
+                f"{path}: rule {i}: expected a mapping of rule keys (name: ..., scope: ...), "
+                f"got {type(raw).__name__} {raw!r:.80}"
+            )
     rules = [
         _rule_from_mapping(path, i, {**defaults, **(raw or {})}, named)
         for i, raw in enumerate(doc["rules"], 1)

@@ -30,6 +30,7 @@ from apps.finance_monitor.storage import Alert, Delivery, ScoreRow, scored_frame
 from apps.finance_monitor.ui import queries
 from core.storage import session_scope
 from core.webhook_safety import AllowList, UnsafeWebhookURL, check_webhook_url
+from tests.cli_run import assert_one_line_error, run_aigc
 
 T0 = datetime(2026, 3, 2, 0, tzinfo=UTC)
 RULE = AlertRule(
@@ -146,6 +147,16 @@ def test_load_rules_with_defaults(tmp_path):
         ("rules:\n  - name: a\n  - name: a\n", r"repeated: \['a'\]"),
         ("rules: []\n", "non-empty 'rules:' list"),
         ("rules: [\n", "not valid YAML"),
+        (
+            "rules:\n  - name: a\n    baseline_buckets: 2\n",
+            r"rule 1 \('a'\): .*baseline_buckets: 2 is fewer than min_baseline_buckets \(3, the default\)",
+        ),
+        (
+            "defaults:\n  min_baseline_buckets: 6\nrules:\n  - name: a\n    baseline_buckets: 5\n",
+            r"rule 1 \('a'\): .*baseline_buckets: 5 is fewer than min_baseline_buckets \(6\)",
+        ),
+        ("rules:\n  - name: a\n  - foo\n", r"rule 2: expected a mapping of rule keys .*got str 'foo'"),
+        ("rules:\n  - [a, b]\n", r"rule 1: expected a mapping of rule keys .*got list \['a', 'b'\]"),
     ],
 )
 def test_load_rules_errors(tmp_path, text, message):
@@ -154,6 +165,32 @@ def test_load_rules_errors(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as info:
         load_rules(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragments"),
+    [
+        ("  - name: short\n    baseline_buckets: 1\n", ["rule 1 ('short')", "baseline_buckets: 1 is fewer"]),
+        ("  - foo\n", ["rule 1: expected a mapping", "got str 'foo'"]),
+        ("  - [a, b]\n", ["rule 1: expected a mapping", "got list"]),
+    ],
+)
+def test_a_rules_file_the_monitor_cannot_use_is_one_error_line_and_exit_2(tmp_path, entry, fragments):
+    """Refused when the file is read, not at the first evaluation after the scores were committed."""
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n" + entry, encoding="utf-8")
+    result = run_aigc("finance", "digest", "--alert", "1", "--set", f"rules={path}")
+    assert_one_line_error(result, str(path), *fragments)
+
+
+def test_a_rule_with_its_minimum_as_its_whole_baseline_loads_and_fires(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - name: short\n    baseline_buckets: 2\n    min_baseline_buckets: 2\n")
+    (short,) = load_rules(path)
+    frame = pd.DataFrame(hourly({0: (1, 5), 1: (1, 5), 2: (5, 5)}))
+    assert [(b.key, b.bucket_start, b.reason) for b in find_breaches(short, frame)] == [
+        ("Energy", T0 + timedelta(hours=2), "baseline")
+    ]
 
 
 def test_find_breaches_baseline_absolute_volume_and_keys():
