@@ -12,6 +12,12 @@ be in ``assume_tz`` (UTC by default). XML is parsed with ``defusedxml`` (no enti
 A bus message (:func:`parse_message`) is one JSON object with the keys of a JSON Lines record.
 Every bad record raises :class:`~apps.finance_monitor.errors.DataError` naming file, row, field
 (for a message: the masked bus URL with the message id, and the field).
+
+Every reader builds its items in one place, which also makes them fit the ``finance_items`` table:
+control characters (NUL, ...; tab and newline aside) and unpaired surrogates are removed from every
+text field, as they carry no meaning and a database refuses them; a source name longer than
+:data:`MAX_SOURCE_LENGTH` is cut to fit (logged); a url longer than :data:`MAX_URL_LENGTH` is
+refused for its item (a shortened link would point elsewhere).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -63,6 +69,10 @@ _TAG = re.compile(r"<[^>]+>")
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _DC_DATE = "{http://purl.org/dc/elements/1.1/}date"
 MAX_ID_LENGTH = 128
+MAX_SOURCE_LENGTH = 256  # finance_items.source
+MAX_URL_LENGTH = 2048  # finance_items.url
+# C0 and C1 controls but tab, newline and carriage return, and unpaired surrogates (from JSON "\ud800").
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,7 @@ def read_news(
     default_source: str | None = None,
     assume_tz: tzinfo = UTC,
     dayfirst: bool = False,
+    on_bad_record: Callable[[DataError], None] | None = None,
 ) -> list[NewsItem]:
     """Read news items from a CSV, JSON Lines, RSS 2.0 or Atom file (chosen by extension, then content).
 
@@ -126,6 +137,9 @@ def read_news(
             feeds use their channel title).
         assume_tz: Zone of timestamps without one.
         dayfirst: Read ambiguous dates as day/month.
+        on_bad_record: Called with the error of each bad record (a missing title, a bad timestamp,
+            an over-long url, ...), which is then left out; default: the first one is raised.
+            Errors of the whole file are raised either way.
 
     Returns:
         Items in file order.
@@ -141,9 +155,14 @@ def read_news(
     raw = path.read_bytes()
     kind = _news_format(path, raw)
     records = _feed_records(path, raw) if kind == "feed" else _table_records(path, kind)
-    items = [
-        _to_item(path, row, line, rec, default_source, assume_tz, dayfirst) for row, line, rec in records
-    ]
+    items: list[NewsItem] = []
+    for row, line, rec in records:
+        try:
+            items.append(_to_item(path, row, line, rec, default_source, assume_tz, dayfirst))
+        except DataError as err:
+            if on_bad_record is None:
+                raise
+            on_bad_record(err)
     return _drop_repeats(path, items)
 
 
@@ -337,17 +356,28 @@ def _to_item(
     assume_tz: tzinfo,
     dayfirst: bool,
 ) -> NewsItem:
+    """The item of one record, its text fields cleaned and bounded (see the module docstring)."""
+
     def fail(field: str, problem: str) -> DataError:
         return DataError(path, problem, row=row, line=line, field=field)
 
+    origin = f"{path}:{row}" if row is not None else str(path)
     title = _pick(rec, "title")
     if not isinstance(title, str):
         raise fail("title", "missing title" if title is None else f"title must be text, got {title!r}")
-    if not title.strip():
+    title = " ".join(_clean(title).split())
+    if not title:
         raise fail("title", "empty title")
     source = _pick(rec, "source") or default_source
-    if not source or not str(source).strip():
+    source = _clean(str(source)).strip() if source else ""
+    if not source:
         raise fail("source", "no source: add a 'source' column/key or pass default_source")
+    if len(source) > MAX_SOURCE_LENGTH:  # a publisher's name: its start still names it
+        logger.warning(
+            "Source name cut to fit",
+            extra={"origin": origin, "field": "source", "length": len(source), "kept": MAX_SOURCE_LENGTH},
+        )
+        source = source[:MAX_SOURCE_LENGTH].rstrip()
     raw_ts = _pick(rec, "timestamp")
     if raw_ts is None:
         raise fail("timestamp", "missing timestamp")
@@ -356,29 +386,49 @@ def _to_item(
     except (ValueError, OverflowError, OSError) as err:
         raise fail("timestamp", str(err)) from None
     body = _pick(rec, "body")
-    body = (str(body).strip() or None) if body is not None else None
-    title = " ".join(title.split())
-    source = str(source).strip()
-    given_tickers = _pick(rec, "tickers")
-    if isinstance(given_tickers, list | tuple):
-        given_tickers = " ".join(str(t) for t in given_tickers)
-    tickers = [t.lstrip("$").upper() for t in _TICKER_SPLIT.split(str(given_tickers or "")) if t.strip("$ ")]
-    tickers += extract_cashtags(title) + extract_cashtags(body or "")
-    given_id = _pick(rec, "id")
-    item_id = str(given_id).strip() if given_id is not None else ""
-    if len(item_id) > MAX_ID_LENGTH:  # long GUID URLs: keep the key short and stable
-        item_id = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:40]
+    body = (_clean(str(body)).strip() or None) if body is not None else None
     url = _pick(rec, "url")
+    url = (_clean(str(url)).strip() or None) if url else None
+    if url is not None and len(url) > MAX_URL_LENGTH:
+        raise fail(
+            "url",
+            f"url of {len(url)} characters; at most {MAX_URL_LENGTH} fit, and a shortened link "
+            "would point elsewhere",
+        )
     return NewsItem(
-        id=item_id or stable_item_id(source, title, timestamp),
+        id=_given_id(rec) or stable_item_id(source, title, timestamp),
         timestamp=timestamp,
         source=source,
         title=title,
         body=body,
-        tickers=tuple(dict.fromkeys(tickers)),
-        url=str(url).strip() if url else None,
-        origin=f"{path}:{row}" if row is not None else str(path),
+        tickers=_tickers(rec, title, body),
+        url=url,
+        origin=origin,
     )
+
+
+def _clean(text: str) -> str:
+    """``text`` without control characters (tab and newlines kept) and unpaired surrogates."""
+    return _CONTROL.sub("", text)
+
+
+def _given_id(rec: Mapping[str, Any]) -> str:
+    """The record's own id, cleaned ("" if none); a long one (a GUID URL) hashed to a short stable key."""
+    given = _pick(rec, "id")
+    item_id = _clean(str(given)).strip() if given is not None else ""
+    if len(item_id) > MAX_ID_LENGTH:
+        item_id = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:40]
+    return item_id
+
+
+def _tickers(rec: Mapping[str, Any], title: str, body: str | None) -> tuple[str, ...]:
+    """The given tickers, then the cashtags of title and body: upper case, no ``$``, each once."""
+    given = _pick(rec, "tickers")
+    if isinstance(given, list | tuple):
+        given = " ".join(str(t) for t in given)
+    tickers = [t.lstrip("$").upper() for t in _TICKER_SPLIT.split(_clean(str(given or ""))) if t.strip("$ ")]
+    tickers += extract_cashtags(title) + extract_cashtags(body or "")
+    return tuple(dict.fromkeys(tickers))
 
 
 def _drop_repeats(path: Path, items: list[NewsItem]) -> list[NewsItem]:

@@ -35,7 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from apps.finance_monitor.sources import NewsItem
+from apps.finance_monitor.sources import MAX_SOURCE_LENGTH, MAX_URL_LENGTH, NewsItem
 from core.outbox import OutboxColumns
 from core.schema import register_migrations as _register_migrations
 from core.storage import TYPE_ANNOTATION_MAP, new_metadata, upsert, utcnow
@@ -60,10 +60,11 @@ class Item(FinanceBase):
 
     id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     timestamp: Mapped[datetime] = mapped_column(index=True)
-    source: Mapped[str] = mapped_column(sa.String(256), index=True)
+    # The readers make items fit these two (apps.finance_monitor.sources).
+    source: Mapped[str] = mapped_column(sa.String(MAX_SOURCE_LENGTH), index=True)
     title: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str | None] = mapped_column(sa.Text)
-    url: Mapped[str | None] = mapped_column(sa.String(2048))
+    url: Mapped[str | None] = mapped_column(sa.String(MAX_URL_LENGTH))
     tickers: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     group_id: Mapped[str] = mapped_column(sa.String(128), index=True)
     origin: Mapped[str | None] = mapped_column(sa.String(1024))

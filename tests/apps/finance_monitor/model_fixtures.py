@@ -85,3 +85,19 @@ class TruthScorer(Scorer):
             p = {"sentiment": {row["sentiment"]: 1.0}, "topic": {row["topic"]: 1.0}}
             out.append(Label(row["sentiment"], 1.0, row["topic"], 1.0, p))
         return out
+
+
+class ConstantScorer(Scorer):
+    """Labels every text neutral, with no model: for tests about what is stored and scored, not how.
+
+    Only ``label`` (and ``label_titles`` over it) is used by scoring and the bus consumer; nothing is
+    trained or loaded.
+    """
+
+    def __init__(self, version: str = "constant-v1") -> None:  # no super(): there is no model
+        self.sentiment_model = self.topic_model = None
+        self.sentiment_head, self.topic_head = "sentiment", None
+        self.version = version
+
+    def label(self, texts, batch_size=64):
+        return [Label("neutral", 1.0, None, None, {"sentiment": {"neutral": 1.0}}) for _ in texts]

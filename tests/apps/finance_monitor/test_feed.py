@@ -21,7 +21,8 @@ from apps.finance_monitor.sources import encode_message, parse_message, read_new
 from apps.finance_monitor.storage import Alert, AlertItem, Item, Score
 from core.bus import BusSettings, open_publisher, open_source
 from core.storage import session_scope
-from tests.apps.finance_monitor.model_fixtures import TruthScorer
+from tests.apps.finance_monitor.model_fixtures import ConstantScorer, TruthScorer
+from tests.apps.finance_monitor.unfit_batch import CLEAN_TITLE, RECORDS, STORED, messages
 from tests.bus_harness import bus_url, dead_letters, require_server  # noqa: F401 - fixture
 from tests.cli_run import assert_one_line_error, run_aigc
 
@@ -240,3 +241,30 @@ def test_a_bus_batch_stores_the_labels_computed_ahead_and_labels_the_rest(sqlite
     )  # fmt: skip
     expected = scorer.label([i.title for i in items[1:]], 4)
     assert [scores[i.id].probabilities for i in items[1:]] == [lab.probabilities for lab in expected]
+
+
+def test_an_item_that_does_not_fit_is_dead_lettered_alone_and_the_batch_stored(bus_url, db):  # noqa: F811
+    with open_publisher(bus_url) as publisher:
+        assert publisher.publish(messages()) == len(RECORDS)
+    monitor = Monitor(db, ConstantScorer(), [], [])
+    with open_source(bus_url, FAST) as source:
+        result, stats = consume_feed(monitor, source, FAST, drain=True)
+        assert source.pending() == 0
+    assert (result.new_items, result.scored, stats.acked, stats.dead_lettered) == (4, 4, 4, 1)
+    [letter] = dead_letters(bus_url)
+    assert json.loads(letter["data"])["id"] == "u1"
+    assert f"#{letter['id']}: field 'url': url of 3018 characters" in letter["reason"]
+    assert result.errors == [letter["reason"]]
+    with session_scope(db) as session:
+        stored = {i.id: i for i in session.scalars(sa.select(Item))}
+        assert set(stored) == set(session.scalars(sa.select(Score.item_id))) == STORED
+    assert (
+        stored["n1"].title == CLEAN_TITLE and len(stored["s1"].source) == Item.__table__.c.source.type.length
+    )
+
+    before = counts(db)  # every message again, to a second group: nothing new, nothing twice
+    again_settings = replace(FAST, group="finance-test-2")
+    with open_source(bus_url, again_settings) as source:
+        again, again_stats = consume_feed(monitor, source, again_settings, drain=True)
+    assert (again.new_items, again.scored, again_stats.messages) == (0, 0, len(RECORDS))
+    assert counts(db) == before

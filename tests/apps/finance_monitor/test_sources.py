@@ -8,8 +8,19 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from apps.finance_monitor.errors import DataError
-from apps.finance_monitor.sources import extract_cashtags, read_news, stable_item_id
+from apps.finance_monitor.sources import (
+    extract_cashtags,
+    parse_message,
+    parse_records,
+    read_news,
+    stable_item_id,
+)
+from apps.finance_monitor.storage import Item
 from apps.finance_monitor.timestamps import parse_timestamp
+from tests.apps.finance_monitor.unfit_batch import CLEAN_TITLE, LONG_SOURCE, STORED, records, write_batch
+
+SOURCE_COLUMN = Item.__table__.c.source.type.length  # 256
+URL_COLUMN = Item.__table__.c.url.type.length  # 2048
 
 
 def utc(*args: int) -> datetime:
@@ -218,3 +229,56 @@ def test_unknown_format_and_missing_file(tmp_path):
         read_news(path)
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_news(tmp_path / "missing.csv")
+
+
+# --- items that must fit the items table ------------------------------------------------------------
+
+
+def test_control_characters_and_lone_surrogates_are_removed_from_every_text_field():
+    record = {
+        "id": "a\x00b",
+        "timestamp": "2026-03-02T09:00:00Z",
+        "source": "Wire\x00watch\x7f",
+        "title": "Acme\x00 $AC\x01ME \ud800cuts\x9b outlook",
+        "body": "Line\x00 one\nline two\t\x0c",
+        "url": "https://news.test/a\x00b",
+        "tickers": "NW\x00DE",
+    }
+    for item in (parse_message(json.dumps(record).encode(), "bus#1"), parse_records([record])[0]):
+        assert (item.id, item.source, item.title) == ("ab", "Wirewatch", "Acme $ACME cuts outlook")
+        assert (item.body, item.url, item.tickers) == (
+            "Line one\nline two",
+            "https://news.test/ab",
+            ("NWDE", "ACME"),
+        )
+    with pytest.raises(DataError, match="row 1, field 'title': empty title"):
+        parse_records([{**record, "title": "\x00\x01"}])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "rss"])
+def test_a_source_too_long_is_cut_to_its_column_and_a_url_too_long_refused(tmp_path, fmt, caplog):
+    path = write_batch(tmp_path / f"batch.{fmt}", fmt)
+    rows = {r["id"]: row for row, r in enumerate(records(fmt), 1)}  # the RSS batch has no n1
+    with pytest.raises(DataError) as info:
+        read_news(path)
+    assert (info.value.row, info.value.field) == (rows["u1"], "url")
+    assert str(info.value).startswith(f"{path}: row {rows['u1']}")
+    assert "field 'url': url of 3018 characters; at most 2048 fit" in str(info.value)
+
+    caplog.clear()
+    bad: list[DataError] = []
+    items = {i.id: i for i in read_news(path, on_bad_record=bad.append)}
+    assert [e.row for e in bad] == [rows["u1"]] and set(items) == STORED & set(rows)
+    assert items["s1"].source == LONG_SOURCE[:SOURCE_COLUMN] and len(items["s1"].source) == 256
+    cut = [r for r in caplog.records if r.getMessage() == "Source name cut to fit"]
+    assert [(r.origin, r.field, r.length) for r in cut] == [(f"{path}:{rows['s1']}", "source", 305)]
+    if "n1" in items:
+        assert items["n1"].title == CLEAN_TITLE
+
+
+def test_a_url_as_long_as_its_column_is_kept():
+    record = {"timestamp": "2026-03-02T09:00:00Z", "source": "W", "title": "Acme up"}
+    url = "https://news.test/" + "a" * (URL_COLUMN - 18)
+    assert parse_records([{**record, "url": url}])[0].url == url
+    with pytest.raises(DataError, match="bus#7: field 'url': url of 2049 characters"):
+        parse_message(json.dumps({**record, "url": url + "b"}).encode(), "bus#7")
