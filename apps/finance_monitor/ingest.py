@@ -5,7 +5,10 @@ interrupted run (Ctrl-C, the database going away) leaves either all of a file or
 and running again neither loses nor duplicates items. Files are recognised by path, size and
 modification time (cheap), then by SHA-256 of their content, so a file copied in under a new
 name is not processed twice. A file that fails to parse is recorded as failed with the error
-and retried only once it changes.
+and retried only once it changes. A bad record (a missing title, a bad timestamp, a url too long to
+store) does not hold back the good ones: it is left out and logged naming file, row and field, the
+others are stored, and the file is recorded as done with those errors (it is read again once it
+changes, and the records stored before are skipped by id). A file with no good record fails.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -38,6 +42,7 @@ from core.storage import session_scope
 logger = logging.getLogger(__name__)
 
 NEWS_PATTERNS: tuple[str, ...] = ("*.csv", "*.jsonl", "*.ndjson", "*.xml", "*.rss", "*.atom")
+REPORTED_BAD_RECORDS = 20  # errors of skipped records kept in a file's one-line error (all are logged)
 
 
 @dataclass
@@ -51,7 +56,9 @@ class IngestResult:
         items: Items read.
         new_ids: Ids stored by this call (the others were stored before).
         near_duplicates: New items that joined an existing story group.
-        error: The error message when ``status`` is ``failed``.
+        error: The error message when ``status`` is ``failed``; when records were skipped, their
+            errors on one line.
+        skipped: One error (naming file, row and field) per bad record left out.
     """
 
     path: str | None
@@ -60,6 +67,7 @@ class IngestResult:
     new_ids: list[str] = field(default_factory=list)
     near_duplicates: int = 0
     error: str | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
 class Ingestor:
@@ -125,7 +133,8 @@ class Ingestor:
 
         Raises:
             FileNotFoundError: No such file.
-            DataError: The file is malformed (it is recorded as failed first).
+            DataError: The file is malformed, or none of its records is good (it is recorded as
+                failed first).
         """
         path = Path(path).resolve()
         stat = path.stat()
@@ -140,20 +149,45 @@ class Ingestor:
                 record_file(session, status="copy", **meta)
                 logger.info("Skipped copy of an ingested file", extra={"path": key})
                 return IngestResult(key, "copy")
+        items, skipped = self._read(path, meta)
+        error = "; ".join(skipped[:REPORTED_BAD_RECORDS]) or None
+        if len(skipped) > REPORTED_BAD_RECORDS:
+            error = f"{error}; and {len(skipped) - REPORTED_BAD_RECORDS} more bad records in {key}"
+        with session_scope(self.engine) as session:
+            new_ids, near = self._store(session, items)
+            record_file(session, status="done", items=len(items), new_items=len(new_ids), error=error, **meta)
+        logger.info(
+            "Ingested file",
+            extra={
+                "path": key,
+                "items": len(items),
+                "new": len(new_ids),
+                "near_duplicates": near,
+                "skipped": len(skipped),
+            },
+        )
+        return IngestResult(key, "ingested", len(items), new_ids, near, error=error, skipped=skipped)
+
+    def _read(self, path: Path, meta: dict[str, Any]) -> tuple[list[NewsItem], list[str]]:
+        """The file's good items and the errors of its bad records (logged); no good record fails it.
+
+        Raises:
+            DataError: The file is malformed or has no good record (recorded as failed first).
+        """
+        bad: list[DataError] = []
         try:
-            items = read_news(path, default_source=self.default_source, assume_tz=self.assume_tz)
+            items = read_news(
+                path, default_source=self.default_source, assume_tz=self.assume_tz, on_bad_record=bad.append
+            )
+            if bad and not items:
+                raise bad[0]
         except DataError as err:
             with session_scope(self.engine) as session:
                 record_file(session, status="failed", error=str(err), **meta)
             raise
-        with session_scope(self.engine) as session:
-            new_ids, near = self._store(session, items)
-            record_file(session, status="done", items=len(items), new_items=len(new_ids), **meta)
-        logger.info(
-            "Ingested file",
-            extra={"path": key, "items": len(items), "new": len(new_ids), "near_duplicates": near},
-        )
-        return IngestResult(key, "ingested", len(items), new_ids, near)
+        for err in bad:
+            logger.error("Skipped bad record", extra={"path": str(path), "error": str(err)})
+        return items, [str(err) for err in bad]
 
     def scan_folder(self, folder: str | Path, patterns: Sequence[str] = NEWS_PATTERNS) -> list[IngestResult]:
         """Ingest the files in ``folder`` not seen before, oldest first; failures are logged, not raised.

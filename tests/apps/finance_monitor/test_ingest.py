@@ -10,9 +10,12 @@ import sqlalchemy as sa
 
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.ingest import Ingestor
+from apps.finance_monitor.monitor import Monitor
 from apps.finance_monitor.sources import NewsItem
-from apps.finance_monitor.storage import Item, ProcessedFile
+from apps.finance_monitor.storage import Item, ProcessedFile, Score
 from core.storage import session_scope
+from tests.apps.finance_monitor.model_fixtures import ConstantScorer
+from tests.apps.finance_monitor.unfit_batch import CLEAN_TITLE, RECORDS, STORED, records, write_batch
 
 HEADER = "id,timestamp,source,title\n"
 FIRST = (
@@ -118,3 +121,45 @@ def test_ingest_items_directly(sqlite_db):
     assert (result.new_ids, result.near_duplicates) == (["a", "b", "c"], 1)
     assert _groups(sqlite_db) == {"a": "a", "b": "a", "c": "c"}  # c is outside the window
     assert ingestor.ingest_items(items).new_ids == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "rss"])
+def test_a_bad_record_is_reported_and_the_good_ones_stored_and_scored_once(db, tmp_path, fmt):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    path = write_batch(folder / f"batch.{fmt}", fmt).resolve()
+    rows = {r["id"]: row for row, r in enumerate(records(fmt), 1)}  # the RSS batch has no n1
+    good = STORED & set(rows)
+    monitor = Monitor(db, ConstantScorer(), [], ingestor=Ingestor(db, min_age_s=0))
+
+    result = monitor.cycle(folder)
+    assert (result.new_items, result.scored) == (len(good), len(good))
+    [error] = result.errors  # one line: file, row and field of the item left out
+    assert error.startswith(f"{path}: row {rows['u1']}") and "field 'url': url of 3018 characters" in error
+    with session_scope(db) as session:
+        stored = {i.id: i for i in session.scalars(sa.select(Item))}
+        scored = set(session.scalars(sa.select(Score.item_id)))
+        record = session.scalars(sa.select(ProcessedFile)).one()
+    assert set(stored) == scored == good
+    assert len(stored["s1"].source) == Item.__table__.c.source.type.length
+    if "n1" in stored:
+        assert stored["n1"].title == CLEAN_TITLE
+    assert (record.status, record.items, record.error) == ("done", len(good), error)
+
+    again = monitor.cycle(folder)  # unchanged: neither read again nor reported again
+    assert (again.new_items, again.scored, again.errors) == (0, 0, [])
+    fixed = [{**r, "url": "https://news.test/u1"} if r["id"] == "u1" else r for r in records(fmt)]
+    write_batch(path, fmt, fixed)
+    again = monitor.cycle(folder)  # the fixed file: only the item left out before is new
+    assert (again.new_items, again.scored, again.errors) == (1, 1, [])
+    with session_scope(db) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Item)) == len(good) + 1
+        assert session.scalar(sa.select(sa.func.count()).select_from(Score)) == len(good) + 1
+
+
+def test_a_file_with_no_good_record_fails_with_the_first_error(sqlite_db, tmp_path):
+    path = write_batch(tmp_path / "bad.jsonl", "jsonl", [r for r in RECORDS if r["id"] == "u1"] * 2)
+    with pytest.raises(DataError, match=r"row 1 \(line 1\), field 'url'"):
+        Ingestor(sqlite_db).ingest_file(path)
+    with session_scope(sqlite_db) as session:
+        assert session.scalars(sa.select(ProcessedFile.status)).one() == "failed"
