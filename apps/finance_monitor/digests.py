@@ -437,14 +437,17 @@ def share_windows(
     """Sentiment of the alert's key in its window and in the ``baseline_buckets`` buckets before it.
 
     Counted by :func:`apps.finance_monitor.aggregate.aggregate` (copies once, at their earliest copy),
-    so the window's counts are the rule's.
+    so the window's counts are the rule's. Any ``baseline_buckets`` works, however short: a rule's
+    ``min_baseline_buckets`` governs its baseline statistics, which a digest does not show.
     """
     step = bucket_offset(alert.window).to_pytimedelta()
     base_start = alert.window_start - step * baseline_buckets
     frame = scored_frame(session, start=base_start, end=alert.window_end, model_version=model_version)
+    # Only the bucket counts are read here, never the rolling baseline statistics, so the smallest
+    # settings aggregate accepts do: with its default minimum (3) a 2-bucket rule's digest failed.
     table = aggregate(
         frame, by=alert.scope, bucket=alert.window, start=base_start, end=alert.window_end,
-        baseline_buckets=max(baseline_buckets, 1),
+        baseline_buckets=max(baseline_buckets, 2), min_baseline_buckets=2,
     )  # fmt: skip
     table = table[table["key"] == alert.key] if not table.empty else table
     start = pd.Timestamp(alert.window_start)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from apps.finance_monitor.digests import Digester
 from apps.finance_monitor.ui import queries
+from core.console import one_line
 from core.storage import StorageError, create_engine, get_db_url, mask_url
 
 PAGES_DIR = Path(__file__).with_name("pages")
@@ -44,6 +45,22 @@ def digest_settings() -> tuple[Digester, str]:
 
     cfg = load_config(MonitorConfig, CONFIG_FILE if CONFIG_FILE.is_file() else None, section="monitor")
     return Digester(cfg.digest), cfg.rules
+
+
+def compute_digest(db: Engine, alert_id: int) -> bool:
+    """Compute (again) and store an alert's digest; when it cannot be computed, say why in one line.
+
+    Returns:
+        Whether the digest was computed and stored.
+    """
+    try:
+        digester, rules = digest_settings()
+        with st.spinner("Summarising the alert's stories…"):
+            queries.compute_alert_digest(db, alert_id, digester, rules)
+    except (ImportError, OSError, RuntimeError, ValueError) as err:  # what a model or a settings file raises
+        st.error(f"The digest could not be computed: {one_line(err)}", icon=":material/error:")
+        return False
+    return True
 
 
 def status_or_stop(db: Engine) -> queries.MonitorStatus:

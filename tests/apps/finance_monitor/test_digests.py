@@ -7,7 +7,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from apps.finance_monitor.sample_data import SAMPLE_DATA_DIR
 from apps.finance_monitor.storage import AlertDigest, AlertItem, Item, scored_frame
 from core.embeddings import Embedder
 from core.grounding import lexical_problems
-from core.storage import session_scope
+from core.storage import create_engine, session_scope
 from core.webhook_safety import AllowList
 from core.webhooks import WebhookSink
 from tests.apps.finance_monitor.sample_db import copy_db, fill_sample_db
@@ -139,6 +139,47 @@ def test_a_digest_that_cannot_be_computed_never_holds_an_alert_back(sqlite_db, c
     with session_scope(sqlite_db) as session:
         assert session.scalars(sa.select(AlertDigest)).all() == []
         assert stored_digest(session, created[0].id) is None
+
+
+SHORT_RULES = (
+    "rules:\n  - name: short-baseline\n    scope: topic\n    std_factor: null\n    threshold: 0.7\n"
+    "    min_volume: 6\n    baseline_buckets: 2\n    min_baseline_buckets: 2\n"
+)
+
+
+def short_rules(tmp_path: Path) -> Path:
+    """A rules file whose one rule's baseline is its minimum, two buckets."""
+    path = tmp_path / "short_rules.yaml"
+    path.write_text(SHORT_RULES, encoding="utf-8")
+    return path
+
+
+def test_a_rule_with_a_two_bucket_baseline_gets_digests(sqlite_db, digester, tmp_path):
+    fill_sample_db(sqlite_db, raise_alerts=False)
+    with session_scope(sqlite_db) as session:
+        frame = scored_frame(session)
+    created = AlertEngine(sqlite_db, load_rules(short_rules(tmp_path)), digester=digester).evaluate(frame)
+    assert created
+    with session_scope(sqlite_db) as session:
+        for alert in created:
+            digest, current = stored_digest(session, alert.id)
+            assert current and digest.summary
+            assert digest.baseline.end == alert.window_start
+            assert alert.window_start - digest.baseline.start == timedelta(hours=2)  # the rule's 2 buckets
+
+
+def test_cli_digest_of_an_alert_of_a_two_bucket_rule(sample_template, tmp_path):
+    engine = create_engine(f"sqlite:///{copy_db(sample_template, Path(os.environ['AIGC_DATA_DIR']))}")
+    rules = short_rules(tmp_path)
+    with session_scope(engine) as session:
+        frame = scored_frame(session)
+    alert = AlertEngine(engine, load_rules(rules)).evaluate(frame)[0]  # no digester: no digest yet
+    engine.dispose()
+    result = run_aigc("finance", "digest", "--alert", str(alert.id), "--json", "--set", f"rules={rules}")
+    assert result.code == 0, result.stderr[-2000:]
+    baseline = json.loads(result.stdout)["sentiment"]["baseline"]
+    start, end = (datetime.fromisoformat(baseline[k]) for k in ("start", "end"))
+    assert end == alert.window_start and end - start == timedelta(hours=2)
 
 
 def test_a_stale_digest_is_computed_again_on_demand(sample_engine, digester):

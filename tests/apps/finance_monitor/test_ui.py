@@ -334,3 +334,22 @@ def test_alerts_page_computes_and_shows_the_digest_with_links_to_its_items(sampl
     assert window["alert window", "negative"] == pytest.approx(digest.window.share_negative)
     assert window["baseline", "negative"] == pytest.approx(digest.baseline.share_negative)
     assert "No digest yet" not in " ".join(c.value for c in at.caption)
+
+
+def test_a_digest_that_cannot_be_computed_is_one_error_line_on_the_alerts_page(sample_db, monkeypatch):
+    from apps.finance_monitor.digests import Digester
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the encoder could not be loaded:\nout of memory")
+
+    monkeypatch.setattr(Digester, "build", broken)
+    engine = engine_for_test()
+    energy = int(queries.alerts_frame(engine).set_index("key").loc["Energy | Oil", "id"])
+    engine.dispose()
+    at = open_page("alerts.py", {"alert": str(energy)})
+    at.button(key="alerts_digest_compute").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [
+        "The digest could not be computed: the encoder could not be loaded: out of memory"
+    ]
+    assert "No digest yet" in " ".join(c.value for c in at.caption)  # the page goes on

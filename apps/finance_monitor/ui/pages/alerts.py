@@ -70,10 +70,8 @@ def digest_view(alert_id: int) -> None:
         st.caption(
             "No digest yet for this alert." if found is None else "The alert has new items since this digest."
         )
-        if st.button(label, key="alerts_digest_compute", icon=":material/summarize:"):
-            digester, rules = common.digest_settings()
-            with st.spinner("Summarising the alert's stories…"):
-                queries.compute_alert_digest(db, alert_id, digester, rules)
+        clicked = st.button(label, key="alerts_digest_compute", icon=":material/summarize:")
+        if clicked and common.compute_digest(db, alert_id):  # else it shows why, in one line
             st.rerun()
     if found is None:
         return
