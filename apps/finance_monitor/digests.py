@@ -737,12 +737,19 @@ def get_digest(
 ) -> Digest | None:
     """The digest of an alert: the stored one when current, else computed now and stored.
 
+    A digest computed again keeps the baseline length of the stored one (:func:`digest_baseline_buckets`):
+    the monitor computes the first digest in the alert's transaction with the rule the alert was raised
+    under, so a reader of another rules file (the dashboard reads the shipped settings, not the
+    monitor's ``--config``) still compares the alert with that rule's baseline. ``baseline_buckets``
+    applies only to an alert without a stored digest.
+
     Args:
         engine: A migrated database.
         alert_id: The alert.
         digester: What computes a missing or stale digest (or a function returning one, called only
             then); ``None`` returns the stored digest as it is, or ``None``.
-        baseline_buckets: Baseline length per rule name (from the rules file); default 24 buckets.
+        baseline_buckets: Baseline length per rule name (from the rules file) for an alert without a
+            stored digest; default 24 buckets.
         refresh: Compute it again even when the stored one is current.
 
     Raises:
@@ -758,8 +765,18 @@ def get_digest(
         if digester is None:
             return None
         maker = digester if isinstance(digester, Digester) else digester()
-        buckets = (baseline_buckets or {}).get(alert.rule, DEFAULT_BASELINE_BUCKETS)
+        if found is not None:
+            buckets = digest_baseline_buckets(found[0], alert.window)
+        else:
+            buckets = (baseline_buckets or {}).get(alert.rule, DEFAULT_BASELINE_BUCKETS)
         return compute_digest(session, alert, maker, buckets)
+
+
+def digest_baseline_buckets(digest: Digest, window: str) -> int:
+    """The baseline length ``digest`` was computed with: its baseline window in buckets of ``window``
+    (the alert's bucket size), as :func:`share_windows` laid it out."""
+    span = digest.baseline.end - digest.baseline.start
+    return round(span / bucket_offset(window).to_pytimedelta())
 
 
 def digest_text(digest: Digest) -> str:
@@ -802,6 +819,7 @@ __all__ = [
     "ShareWindow",
     "baseline_lengths",
     "compute_digest",
+    "digest_baseline_buckets",
     "digest_text",
     "get_digest",
     "items_key",

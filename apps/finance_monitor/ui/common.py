@@ -50,6 +50,10 @@ def digest_settings() -> tuple[Digester, str]:
 def compute_digest(db: Engine, alert_id: int) -> bool:
     """Compute (again) and store an alert's digest; when it cannot be computed, say why in one line.
 
+    The settings are the shipped ``configs/finance_monitor.yaml`` (:func:`digest_settings`), not the
+    monitor's ``--config``; the baseline is still the rule's the alert was raised under once the
+    monitor has stored a digest (see :func:`apps.finance_monitor.digests.get_digest`).
+
     Returns:
         Whether the digest was computed and stored.
     """

@@ -726,7 +726,8 @@ def alert_digest(engine: Engine, alert_id: int) -> tuple[Digest, bool] | None:
 
 
 def compute_alert_digest(engine: Engine, alert_id: int, digester: Digester, rules_file: str | None) -> Digest:
-    """Compute (again) and store an alert's digest, with the baseline length of its rule in ``rules_file``.
+    """Compute (again) and store an alert's digest, with the baseline length of its stored digest, else
+    of its rule in ``rules_file`` (see :func:`apps.finance_monitor.digests.get_digest`).
 
     Raises:
         ValueError: No alert with this id, or a bad rules file.

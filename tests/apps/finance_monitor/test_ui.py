@@ -353,3 +353,41 @@ def test_a_digest_that_cannot_be_computed_is_one_error_line_on_the_alerts_page(s
         "The digest could not be computed: the encoder could not be loaded: out of memory"
     ]
     assert "No digest yet" in " ".join(c.value for c in at.caption)  # the page goes on
+
+
+def test_the_alerts_page_recomputes_a_digest_with_the_baseline_of_the_alert_s_own_rule(sample_db, tmp_path):
+    """The monitor ran with its own rules file; the page reads the shipped settings, which lack the rule."""
+    import sqlalchemy as sa
+
+    from apps.finance_monitor.alerts import AlertEngine
+    from apps.finance_monitor.config import DigestConfig
+    from apps.finance_monitor.digests import Digester, get_digest
+    from apps.finance_monitor.rules import load_rules
+    from apps.finance_monitor.storage import AlertItem, Item, scored_frame
+    from core.storage import session_scope
+
+    rules = tmp_path / "desk_rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: desk-short-baseline\n    scope: topic\n    std_factor: null\n    threshold: 0.7\n"
+        "    min_volume: 6\n    baseline_buckets: 2\n    min_baseline_buckets: 2\n",
+        encoding="utf-8",
+    )
+    engine = engine_for_test()
+    with session_scope(engine) as session:
+        frame = scored_frame(session)
+    monitor = AlertEngine(engine, load_rules(rules), digester=Digester(DigestConfig()))
+    alert = monitor.evaluate(frame)[0]  # with its digest, as the monitor stores it
+    with session_scope(engine) as session:
+        linked = sa.select(AlertItem.item_id).where(AlertItem.alert_id == alert.id)
+        extra = session.scalars(sa.select(Item.id).where(Item.id.not_in(linked)).limit(1)).one()
+        session.add(AlertItem(alert_id=alert.id, item_id=extra))  # the incident grew: the digest is stale
+    at = open_page("alerts.py", {"alert": str(alert.id)})
+    assert "new items since this digest" in " ".join(c.value for c in at.caption)
+    at.button(key="alerts_digest_compute").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    digest = get_digest(engine, alert.id, None)
+    engine.dispose()
+    assert extra in {i for c in digest.clusters for i in c.item_ids}  # computed again
+    assert digest.baseline.end == alert.window_start
+    assert alert.window_start - digest.baseline.start == pd.Timedelta(hours=2)  # not the 24-bucket default
