@@ -1,7 +1,8 @@
 """The knowledge-gap report: what customers ask that the knowledge base does not answer.
 
 Questions come from the conversation store (answers that handed off, answers below
-``GapsConfig.low_confidence`` and answers an agent rated down, optionally only since a date) or
+``GapsConfig.low_confidence`` and answers an agent rated down, optionally only since a date; only
+conversations on the bot's knowledge base, as are the agents' corrections that may become drafts) or
 from a file of questions (column ``question``) that the bot answers one by one: only those it
 cannot answer (hand-off, or confidence below ``low_confidence``) count. Stored questions are asked
 again too (``recheck``), so a gap that an approved FAQ answer has closed drops out of the next report.
@@ -192,16 +193,24 @@ def stored_gaps(
     bot: SupportBot | None,
     config: GapsConfig,
     since: datetime | None = None,
+    kb: str | Path | None = None,
 ) -> tuple[list[GapQuestion], int]:
     """Stored hand-offs, low-confidence and rated-down answers (the newest ``max_questions``).
 
     With ``config.recheck`` and a ``bot``, each question is asked again: it still counts when the
     bot cannot answer it now, or (rated down) when it still gives the answer the agent rated down.
 
+    Args:
+        store: The conversation store.
+        bot: The bot that re-asks the questions (``None``: no recheck).
+        config: ``low_confidence``, ``max_questions`` and ``recheck``.
+        since: Only answers given at or after this time.
+        kb: Only conversations on this knowledge base (``None``: every KB's).
+
     Returns:
         The gap questions (oldest first) and how many stored answers were read.
     """
-    rows = store.gap_candidates(since, config.low_confidence, limit=config.max_questions)
+    rows = store.gap_candidates(since, config.low_confidence, limit=config.max_questions, kb=kb)
     found = []
     now: dict[str, Answer] = {}  # one answer per distinct question
     for row in rows:
@@ -230,6 +239,12 @@ def stored_gaps(
 
 def _plain(text: str) -> str:
     return strip_citations(text).lower()
+
+
+def _kb_of(bot: SupportBot) -> Path | None:
+    """The directory of the bot's KB: stored questions and corrections are read for it alone
+    (``None`` for a KB that was never saved, which reads every KB's)."""
+    return bot.kb.path
 
 
 # ------------------------------------------------------------------------------- reporting
@@ -395,7 +410,7 @@ def gaps_from_file(
     """The gap report of a file of questions (column ``question``, read by core's table reader).
 
     Every question is answered by ``bot``; only those it cannot answer are clustered. Agents'
-    corrections in ``store`` (when given) may become drafts.
+    corrections in ``store`` (when given) of conversations on the bot's KB may become drafts.
 
     Raises:
         FileNotFoundError: No such file.
@@ -414,7 +429,7 @@ def gaps_from_questions(
     """The gap report of ``questions`` already read (see :func:`gaps_from_file`)."""
     config = config or GapsConfig()
     found = unanswered(bot, questions, config.low_confidence, show_progress_bar)
-    corrections = store.corrections() if store is not None else []
+    corrections = store.corrections(kb=_kb_of(bot)) if store is not None else []
     return find_gaps(bot, found, config, corrections, asked=len(questions), source="file")
 
 
@@ -424,10 +439,13 @@ def gaps_from_store(
     config: GapsConfig | None = None,
     since: datetime | None = None,
 ) -> GapReport:
-    """The gap report of the stored hand-offs, low-confidence and rated-down answers (``since``)."""
+    """The gap report of the stored hand-offs, low-confidence and rated-down answers (``since``) of
+    conversations on the bot's knowledge base; drafts may come from corrections on that KB only."""
     config = config or GapsConfig()
-    found, read = stored_gaps(store, bot, config, since)
-    return find_gaps(bot, found, config, store.corrections(), asked=read, source="store", since=since)
+    kb = _kb_of(bot)
+    found, read = stored_gaps(store, bot, config, since, kb=kb)
+    corrections = store.corrections(kb=kb)
+    return find_gaps(bot, found, config, corrections, asked=read, source="store", since=since)
 
 
 __all__ = [

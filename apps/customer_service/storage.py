@@ -269,6 +269,17 @@ def _kb_key(kb: str | Path) -> str:
     return str(Path(kb).expanduser().resolve())
 
 
+def _kb_spellings(session: Session, kb: str | Path) -> list[str]:
+    """Every ``Conversation.kb`` value that names ``kb`` (paths compared resolved).
+
+    Each distinct recorded spelling is resolved once, not once per message; filter with
+    ``Conversation.kb.in_(...)``. Conversations that recorded no KB match no KB.
+    """
+    wanted = _kb_key(kb)
+    recorded = session.scalars(sa.select(Conversation.kb).distinct()).all()
+    return [k for k in recorded if k and _kb_key(k) == wanted]
+
+
 class SupportStore:
     """Conversations, answers, hand-offs and feedback in the suite's database.
 
@@ -544,8 +555,13 @@ class SupportStore:
                 for m in rows
             ]
 
-    def corrections(self, since: datetime | None = None) -> list[Correction]:
-        """Answers rated down with a corrected answer, oldest first (optionally only newer than ``since``)."""
+    def corrections(self, since: datetime | None = None, kb: str | Path | None = None) -> list[Correction]:
+        """Answers rated down with a corrected answer, oldest first.
+
+        Args:
+            since: Only feedback saved after this time.
+            kb: Only conversations on this knowledge base (paths compared resolved); ``None``: all.
+        """
         question = aliased(Message)
         stmt = (
             sa.select(Feedback, Message, question.content)
@@ -561,6 +577,10 @@ class SupportStore:
         if since is not None:
             stmt = stmt.where(Feedback.updated_at > since)
         with session_scope(self.engine) as session:
+            if kb is not None:
+                stmt = stmt.join(Conversation, Conversation.id == Message.conversation_id).where(
+                    Conversation.kb.in_(_kb_spellings(session, kb))
+                )
             return [
                 Correction(
                     message_id=m.id,
@@ -603,10 +623,8 @@ class SupportStore:
         if since is not None:
             stmt = stmt.where(Message.created_at >= since)
         with session_scope(self.engine) as session:
-            if kb is not None:  # each recorded spelling of a KB path is resolved once, not per message
-                wanted = _kb_key(kb)
-                recorded = session.scalars(sa.select(Conversation.kb).distinct()).all()
-                stmt = stmt.where(Conversation.kb.in_([k for k in recorded if k and _kb_key(k) == wanted]))
+            if kb is not None:
+                stmt = stmt.where(Conversation.kb.in_(_kb_spellings(session, kb)))
             rows = session.execute(stmt).all()
             ids = [reply_id for *_, reply_id, _route in rows if reply_id is not None]
             retrieved: dict[int, list[str]] = {i: [] for i in ids}
@@ -631,10 +649,20 @@ class SupportStore:
 
     # ------------------------------------------------------------------------ knowledge gaps
     def gap_candidates(
-        self, since: datetime | None = None, low_confidence: float = 0.5, limit: int | None = None
+        self,
+        since: datetime | None = None,
+        low_confidence: float = 0.5,
+        limit: int | None = None,
+        kb: str | Path | None = None,
     ) -> list[dict[str, Any]]:
         """Answers that show a knowledge gap, oldest first: hand-offs, answers below ``low_confidence``
         and answers rated down (only those asked at or after ``since`` when given).
+
+        Args:
+            since: Only answers given at or after this time.
+            low_confidence: Answers below this confidence count.
+            limit: Only the newest ``limit`` answers.
+            kb: Only conversations on this knowledge base (paths compared resolved); ``None``: all.
 
         Returns:
             Dicts with ``message_id``, ``question``, ``answer``, ``route``, ``confidence``,
@@ -658,9 +686,13 @@ class SupportStore:
         )
         if since is not None:
             stmt = stmt.where(Message.created_at >= since)
-        if limit is not None:
-            stmt = stmt.limit(limit)
         with session_scope(self.engine) as session:
+            if kb is not None:
+                stmt = stmt.join(Conversation, Conversation.id == Message.conversation_id).where(
+                    Conversation.kb.in_(_kb_spellings(session, kb))
+                )
+            if limit is not None:  # the newest ``limit`` answers of this KB, not of all
+                stmt = stmt.limit(limit)
             rows = [
                 {
                     "message_id": m.id,

@@ -84,6 +84,26 @@ def test_no_stored_gaps_gives_an_empty_report(calibrated_kb_dir):  # noqa: F811
     assert json.loads(result.stdout) == {"clusters": [], "unclustered": []}
 
 
+def test_stored_questions_of_another_kb_are_no_gaps_of_this_one(calibrated_kb_dir, tmp_path):  # noqa: F811
+    from apps.customer_service.bot import Answer
+
+    handoff = Answer(text="A person will help.", sources=[], confidence=0.1, handoff=True, route="handoff")
+    store = SupportStore()
+    for kb, question in [
+        (calibrated_kb_dir, "Do you offer gift wrapping?"),
+        (calibrated_kb_dir, "Can you wrap my present for me?"),
+        (tmp_path / "other-kb", "Do you have a mobile app?"),
+        (tmp_path / "other-kb", "Is there an app for iPhone?"),
+    ]:
+        store.add_exchange(store.start_conversation(question, kb=kb), question, handoff)
+    result = gaps("--kb-dir", str(calibrated_kb_dir), "--json", "--set", "draft=extractive")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    asked = [q for c in payload["clusters"] for q in c["questions"]] + payload["unclustered"]
+    assert sorted(asked) == ["Can you wrap my present for me?", "Do you offer gift wrapping?"]
+    assert "2 questions read, 2 not answered" in " ".join(result.stderr.split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -67,8 +68,15 @@ def test_a_bad_questions_file_names_the_row_and_field(bot, tmp_path):
         gaps_from_file(bot, path, EXTRACTIVE)
 
 
-def store_exchange(store: SupportStore, bot: SupportBot, question: str, answer: Answer | None = None) -> int:
-    conversation = store.start_conversation(question)
+def store_exchange(
+    store: SupportStore,
+    bot: SupportBot,
+    question: str,
+    answer: Answer | None = None,
+    kb: str | Path | None = None,
+) -> int:
+    """Ask ``question`` in a new conversation on ``kb`` (default: the bot's KB); the answer's id."""
+    conversation = store.start_conversation(question, kb=kb or bot.kb.path)
     return store.add_exchange(conversation, question, answer or bot.answer(question))
 
 
@@ -109,6 +117,25 @@ def test_an_agents_correction_becomes_the_draft_of_its_cluster(bot):
     assert gift.draft.method == "correction"
     assert gift.draft.answer == "Yes: tick Gift wrap at checkout; it costs 3 EUR per parcel."
     assert gift.draft.sources == [f"feedback-{corrected}"]
+
+
+def test_a_report_reads_only_the_questions_and_corrections_of_its_kb(bot, tmp_path):
+    store = SupportStore()
+    for question in GIFT_WRAP:
+        store_exchange(store, bot, question)
+    other = tmp_path / "other-kb"  # another KB's questions: this bot cannot answer them either
+    for question in APP:
+        store_exchange(store, bot, question, kb=other)
+    corrected = store_exchange(store, bot, "could you gift wrap my order", kb=other)
+    store.record_feedback(corrected, -1, "Another KB's answer about gift wrap.", "ana")
+
+    report = gaps_from_store(bot, store, EXTRACTIVE)
+    asked = {q for c in report.clusters for q in c.questions} | set(report.unclustered)
+    assert asked == set(GIFT_WRAP) and report.asked == 3
+    [gift] = report.clusters
+    assert gift.draft.method != "correction"  # the other KB's correction is no draft here
+    from_file = gaps_from_file(bot, questions_csv(tmp_path, GIFT_WRAP), EXTRACTIVE, store)
+    assert [c.draft.method for c in from_file.clusters] == [gift.draft.method]
 
 
 def test_a_draft_is_written_by_the_answer_model_verified_and_cited(calibrated_kb_dir, minilm):  # noqa: F811

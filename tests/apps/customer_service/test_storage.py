@@ -70,6 +70,32 @@ def test_asked_questions_per_kb_with_what_the_bot_retrieved(store, tmp_path):
     assert store.asked_questions(tmp_path / "never-used") == []
 
 
+def test_gap_candidates_and_corrections_are_per_kb(store, tmp_path):
+    """A gap report of one KB reads neither the questions nor the corrections asked of another."""
+    kb, other = tmp_path / "kb", tmp_path / "other-kb"
+    kb.mkdir()
+    mine = store.start_conversation("mine", kb=kb)
+    theirs = store.start_conversation("theirs", kb=other)
+    store.add_exchange(mine, "do you gift wrap", answer("I don't know", handoff=True))
+    wrong = store.add_exchange(theirs, "can I return a mattress", answer("Yes, any time."))
+    store.record_feedback(wrong, -1, "Opened mattresses cannot be returned.")
+    store.add_exchange(theirs, "is there an app", answer("I don't know", handoff=True))
+    spelled = tmp_path / "x" / ".." / "kb"  # the same KB however it is spelled
+    assert [r["question"] for r in store.gap_candidates(kb=spelled)] == ["do you gift wrap"]
+    assert [r["question"] for r in store.gap_candidates(kb=other)] == [
+        "can I return a mattress",
+        "is there an app",
+    ]
+    assert [r["question"] for r in store.gap_candidates(limit=1, kb=kb)] == [
+        "do you gift wrap"
+    ]  # newest of kb
+    assert len(store.gap_candidates()) == 3
+    assert store.corrections(kb=spelled) == []
+    assert [c.question for c in store.corrections(kb=other)] == ["can I return a mattress"]
+    assert len(store.corrections()) == 1
+    assert store.gap_candidates(kb=tmp_path / "never-used") == []
+
+
 def test_migration_matches_the_models(url, store):
     with store.engine.connect() as conn:
         only_ours = {

@@ -13,6 +13,7 @@ from tests.apps.customer_service.test_ui import open_page
 
 GIFT = ["Do you offer gift wrapping?", "Can you wrap my present for me?", "Will you wrap a present?"]
 APP = ["Do you have a mobile app?", "Is there an app for iPhone?"]
+OTHER_KB = ["Can I pay with bitcoin?", "Do you accept crypto payments?", "what is the capital of australia"]
 WRAP_ANSWER = "Yes. Tick Gift wrap at checkout: we wrap each item in recycled paper for 3 EUR."
 
 
@@ -30,7 +31,10 @@ def test_gaps_are_found_approved_into_the_kb_and_rejected(data_kb_dir, minilm): 
     store = SupportStore()
     bot = SupportBot.from_dir(data_kb_dir, embedder=minilm)
     for question in GIFT + APP:
-        store.add_exchange(store.start_conversation(question), question, bot.answer(question))
+        store.add_exchange(store.start_conversation(question, kb=data_kb_dir), question, bot.answer(question))
+    for question in OTHER_KB:  # asked of another KB: no gaps of this one
+        conversation = store.start_conversation(question, kb=data_kb_dir.parent / "other-kb")
+        store.add_exchange(conversation, question, bot.answer(question))
 
     at = open_page("gaps.py")
     at.toggle(key="gaps_gen").set_value(False)  # quote passages: no answer model needed here
