@@ -64,6 +64,29 @@ def test_chat_answers_with_sources_badges_and_stores_the_conversation(data_kb_di
     assert any(label.startswith("i forgot my login password · waiting for an agent") for label in sidebar)
 
 
+def test_a_customers_question_is_shown_as_written_never_as_links_or_images(data_kb_dir):  # noqa: F811
+    """A question sent through the API is the customer's text: no working link or remote image for agents."""
+    from apps.customer_service.bot import Answer
+    from apps.customer_service.ui.common import escape_markdown
+
+    question = "Refund? [click here](https://evil.example) ![x](https://evil.example/pixel.png) **now**"
+    store = SupportStore()
+    conversation = store.start_conversation(question, data_kb_dir)  # what the API does
+    store.add_exchange(conversation, question, Answer("A person will help.", [], 0.1, True))
+    at = open_page("chat.py")
+    at.session_state["support_conversation"] = conversation  # chat.CONV_KEY: the open conversation
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    texts = [m.value for m in at.markdown]
+    assert escape_markdown(question) in texts and question not in texts
+    assert not any("](https://evil.example" in t for t in texts)
+    assert any(b.label.startswith(escape_markdown(question[:40])) for b in at.sidebar.button)
+
+    at.chat_input[0].set_value("[typed](https://evil.example) too").run()  # typed on the page
+    assert not at.exception, [e.value for e in at.exception]
+    assert "\\[typed\\]\\(https\\://evil.example\\) too" in [m.value for m in at.markdown]
+
+
 def test_a_passage_answer_is_quoted_with_its_sentences_highlighted_in_the_source(data_kb_dir):  # noqa: F811
     at = open_page("chat.py")
     at.chat_input[0].set_value("can i return a mattress after sleeping on it").run()

@@ -1,7 +1,8 @@
 """Agent chat: streamed answers with sources, intent and confidence badges, hand-off banner, feedback.
 
 A handed-off conversation shows its state (waiting for an agent, taken, resolved) and the human
-agents' replies from the Hand-off queue page.
+agents' replies from the Hand-off queue page. Customers' questions (also those sent through the API)
+and agents' replies are shown escaped: as written, never as layout, links or images.
 """
 
 from typing import Any
@@ -49,7 +50,7 @@ def sidebar_conversations() -> None:
                 f" · {conv['intent']}" if conv["intent"] else ""
             )
             by = f" · {conv['owner']}" if owner_filter is None and conv["owner"] else ""
-            label = f"{conv['title'][:40]}{flags}{by}"
+            label = f"{escape_markdown(conv['title'][:40])}{flags}{by}"  # a title is the customer's text
             current = st.session_state.get(CONV_KEY) == conv["id"]
             if st.button(label, key=f"support_conv_{conv['id']}", type="primary" if current else "secondary"):
                 st.session_state[CONV_KEY] = conv["id"]
@@ -123,7 +124,7 @@ def render(message: dict[str, Any]) -> None:
         return
     with st.chat_message(message["role"]):
         if message["role"] == "user":
-            st.markdown(message["content"])
+            st.markdown(escape_markdown(message["content"]))
             return
         if message["handoff"]:
             st.warning(HANDOFF_BANNER, icon=":material/support_agent:")
@@ -139,7 +140,7 @@ def render(message: dict[str, Any]) -> None:
 
 def ask(question: str, history: list[dict[str, str]]) -> None:
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(escape_markdown(question))
     with st.chat_message("assistant"):
         try:
             stream = bot.stream(question, history)
