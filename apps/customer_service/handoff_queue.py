@@ -353,11 +353,14 @@ class HandoffQueue:
 
     # ------------------------------------------------------------------------------ metrics
     def metrics(self, days: int = 30, now: datetime | None = None) -> pd.DataFrame:
-        """Per day of hand-off (UTC): counts and median minutes to take and to resolve.
+        """Per day of hand-off (UTC): counts, median minutes to take and to resolve, and what still waits.
 
         Columns: ``day`` (date), ``handed_off``, ``taken`` (cases taken since), ``resolved``,
-        ``median_take_min`` and ``median_resolve_min`` (both from the hand-off; empty when none).
-        The last ``days`` days, oldest first; days without hand-offs are left out.
+        ``median_take_min`` and ``median_resolve_min`` (both from the hand-off, over the cases taken
+        or resolved; empty when none), ``waiting`` (cases still untaken) and ``taken_share``
+        (``taken / handed_off``). The medians alone flatter a day whose cases mostly still wait;
+        ``waiting`` and ``taken_share`` show it. The last ``days`` days, oldest first; days without
+        hand-offs are left out.
         """
         now = now or self.clock()
         start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -419,13 +422,30 @@ class HandoffQueue:
 
 
 def daily_metrics(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Per-day counts and median minutes from ``(handed_off_at, taken_at, resolved_at, status)`` rows."""
-    columns = ["day", "handed_off", "taken", "resolved", "median_take_min", "median_resolve_min"]
+    """Per-day counts and median minutes from ``(handed_off_at, taken_at, resolved_at, status)`` rows.
+
+    Args:
+        rows: One row per hand-off case.
+
+    Returns:
+        The frame :meth:`HandoffQueue.metrics` describes, one row per day of hand-off, oldest first.
+    """
+    columns = [
+        "day",
+        "handed_off",
+        "taken",
+        "resolved",
+        "median_take_min",
+        "median_resolve_min",
+        "waiting",
+        "taken_share",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(
         [tuple(r[:3]) for r in rows], columns=["handed_off_at", "taken_at", "resolved_at"]
     ).astype("datetime64[ns, UTC]")
+    frame["waiting"] = [r[3] == HandoffState.WAITING for r in rows]
     frame["day"] = frame["handed_off_at"].dt.date
     frame["take_min"] = (frame["taken_at"] - frame["handed_off_at"]).dt.total_seconds() / 60
     frame["resolve_min"] = (frame["resolved_at"] - frame["handed_off_at"]).dt.total_seconds() / 60
@@ -437,8 +457,10 @@ def daily_metrics(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
             "resolved": grouped["resolved_at"].count(),
             "median_take_min": grouped["take_min"].median().round(2),
             "median_resolve_min": grouped["resolve_min"].median().round(2),
+            "waiting": grouped["waiting"].sum().astype(int),
         }
     ).reset_index()
+    out["taken_share"] = (out["taken"] / out["handed_off"]).round(3)
     return out[columns]
 
 

@@ -143,12 +143,31 @@ def _done(case, message: str, as_json: bool) -> None:  # noqa: ANN001 - a handof
         console.print(message, markup=False)
 
 
+#: ``queue-stats`` table: metric column -> header, in print order.
+STATS_COLUMNS = {
+    "day": "day",
+    "handed_off": "handed off",
+    "taken": "taken",
+    "waiting": "still waiting",
+    "taken_share": "taken %",
+    "resolved": "resolved",
+    "median_take_min": "median take (min)",
+    "median_resolve_min": "median resolve (min)",
+}
+
+
 @app.command("queue-stats")
 def queue_stats_cmd(
     days: Annotated[int, typer.Option(min=1, help="The last N days.")] = 30,
     as_json: JsonOption = False,
 ) -> None:
-    """Per day of hand-off: cases, taken, resolved, median minutes to take and to resolve."""
+    """Per day of hand-off: cases, taken, still waiting, share taken, resolved, median minutes to take
+    and to resolve (the medians count only the cases taken or resolved, so read them with the cases
+    still waiting).
+
+    With --json, prints {"counts": {status: cases}, "days": [{"day", "handed_off", "taken",
+    "resolved", "median_take_min", "median_resolve_min", "waiting", "taken_share"}]}.
+    """
     with exit_on_error(*_errors()):
         queue = _queue()
         frame = queue.metrics(days)
@@ -162,11 +181,21 @@ def queue_stats_cmd(
         return
     console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
     table = Table(title=f"Hand-offs per day (last {days} days, UTC)")
-    for column in ("day", "handed off", "taken", "resolved", "median take (min)", "median resolve (min)"):
+    for column in STATS_COLUMNS.values():
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+        table.add_row(*(_stats_cell(key, row[key]) for key in STATS_COLUMNS))
     out_console.print(table)
+    console.print("Medians count only the cases taken (or resolved); see 'still waiting'.", markup=False)
+
+
+def _stats_cell(key: str, value: float | str | None) -> str:
+    """One ``queue-stats`` table cell: ``-`` for no value, the share taken as a whole percentage."""
+    if value is None:
+        return "-"
+    if key == "taken_share":
+        return f"{float(value):.0%}"
+    return str(value)
 
 
 @app.command("deliveries")

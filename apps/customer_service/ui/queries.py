@@ -12,7 +12,8 @@ The model-versions page reads the refreshed versions (:mod:`apps.customer_servic
 charts their held-out scores and switches the active one.
 
 Hand-off queue (the queue page): who acts (:func:`agent_name`), one line about a case
-(:func:`case_caption`) and the per-day chart data (:func:`handoff_times_chart`).
+(:func:`case_caption`) and the per-day charts and table (:func:`handoff_times_chart`,
+:func:`handoff_backlog_chart`, :func:`handoff_days_table`).
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ def adaptation_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
 LOCAL_AGENT = "local"  # who acts on the queue while sign-in is off
 TAKE_LABEL = "median minutes to take"
 RESOLVE_LABEL = "median minutes to resolve"
+TAKEN_LABEL = "taken"
+WAITING_LABEL = "still waiting"
 
 
 def question_sample(store: SupportStore, kb_dir: Path, size: int, seed: int = 0) -> tuple[str, int, int]:
@@ -286,6 +289,39 @@ def handoff_times_chart(metrics: pd.DataFrame) -> pd.DataFrame:
     )
     frame["day"] = frame["day"].astype(str)  # one bar group per day, even for a single day
     return frame
+
+
+def handoff_backlog_chart(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per day: the hand-offs taken since and those still waiting (stacked, they make the day's total).
+
+    The medians count only taken cases, so a day where most cases were never taken looks good on
+    them; this chart shows that day as a tall ``still waiting`` bar.
+    """
+    frame = metrics[["day", "taken", "waiting"]].rename(
+        columns={"taken": TAKEN_LABEL, "waiting": WAITING_LABEL}
+    )
+    frame["day"] = frame["day"].astype(str)
+    return frame
+
+
+def handoff_days_table(metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    """One display row per day, newest first: hand-offs, taken, still waiting, share taken (%),
+    resolved and the two medians (``None`` when no case of the day was taken or resolved)."""
+    rows = []
+    for row in metrics.iloc[::-1].to_dict("records"):
+        rows.append(
+            {
+                "day": str(row["day"]),
+                "handed off": int(row["handed_off"]),
+                TAKEN_LABEL: int(row["taken"]),
+                WAITING_LABEL: int(row["waiting"]),
+                "taken %": round(100 * float(row["taken_share"])),
+                "resolved": int(row["resolved"]),
+                TAKE_LABEL: None if pd.isna(row["median_take_min"]) else row["median_take_min"],
+                RESOLVE_LABEL: None if pd.isna(row["median_resolve_min"]) else row["median_resolve_min"],
+            }
+        )
+    return rows
 
 
 # ----------------------------------------------------------------------------- model versions
@@ -371,8 +407,12 @@ __all__ = [
     "TAKE_LABEL",
     "UPLOAD_SUFFIXES",
     "VERSION_METRICS",
+    "TAKEN_LABEL",
+    "WAITING_LABEL",
     "agent_name",
     "case_caption",
+    "handoff_backlog_chart",
+    "handoff_days_table",
     "handoff_times_chart",
     "ReindexResult",
     "approve_gap",

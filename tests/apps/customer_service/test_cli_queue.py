@@ -50,6 +50,26 @@ def test_queue_take_reply_resolve_from_the_terminal(tmp_path):
     }
 
 
+def test_queue_stats_show_what_each_day_left_waiting(wide_output):
+    """Medians count only taken cases, so each day also says how many still wait and the share taken."""
+    store = SupportStore()
+    for question in ("first", "second"):
+        store.add_exchange(store.start_conversation(question), question, handoff())
+    assert run_aigc("support", "take", "1").code == 0
+    stats = json.loads(run_aigc("support", "queue-stats", "--json").stdout)
+    [day] = stats["days"]
+    assert {"day", "handed_off", "taken", "resolved", "median_take_min", "median_resolve_min"} <= set(day)
+    assert (day["handed_off"], day["taken"], day["waiting"], day["taken_share"]) == (2, 1, 1, 0.5)
+    text = run_aigc("support", "queue-stats")
+    assert text.code == 0, text.stderr
+    lines = text.stdout.splitlines()
+    [header] = [[c.strip() for c in line.split("┃")[1:-1]] for line in lines if line.count("┃") == 9]
+    [row] = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.count("│") == 9]
+    assert header[1:5] == ["handed off", "taken", "still waiting", "taken %"]
+    assert row[1:5] == ["2", "1", "1", "50%"]
+    assert "Medians count only the cases taken" in text.stderr
+
+
 def test_refusals_are_one_line_with_exit_code_2():
     assert run_aigc("support", "take", "41").error_lines == ["error: no hand-off 41"]
     assert run_aigc("support", "queue", "--status", "lost").error_lines == [

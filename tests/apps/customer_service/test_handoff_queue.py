@@ -217,8 +217,33 @@ def test_metrics_per_day_from_the_stored_timestamps(store):
         "median_resolve_min": 15.0,
     }
     assert rows[0].items() >= expected.items()
+    assert rows[0]["waiting"] == 0 and rows[0]["taken_share"] == 1.0
     assert rows[1]["handed_off"] == 1 and rows[1]["taken"] == 0 and pd.isna(rows[1]["median_take_min"])
+    assert rows[1]["waiting"] == 1 and rows[1]["taken_share"] == 0.0
     assert queue.metrics(days=1, now=datetime(2026, 12, 2, 12, tzinfo=UTC))["handed_off"].tolist() == [1]
+
+
+def test_a_day_whose_cases_mostly_still_wait_shows_them_beside_its_median(store):
+    """The median counts only taken cases: a day that left most cases waiting must not look good."""
+    clock = Clock(datetime(2026, 12, 1, 9, tzinfo=UTC))
+    queue = HandoffQueue(store, clock)
+    for i in range(4):  # good day: all four taken after 30 minutes
+        store_at(store, clock, f"good {i}")
+    clock.advance(minutes=30)
+    for case in queue.waiting():
+        queue.take(case.id, "ana")
+    clock.now = datetime(2026, 12, 2, 9, tzinfo=UTC)  # bad day: one taken after 2 minutes, three never
+    for i in range(4):
+        store_at(store, clock, f"bad {i}")
+    clock.advance(minutes=2)
+    first, second, *_ = queue.waiting()
+    queue.take(first.id, "ana")
+    queue.take(second.id, "ben")
+    queue.release(second.id, "ben")  # put back: waiting again, not taken
+    good, bad = queue.metrics(days=7, now=clock.now).to_dict("records")
+    assert (good["median_take_min"], good["waiting"], good["taken_share"]) == (30.0, 0, 1.0)
+    assert (bad["median_take_min"], bad["waiting"], bad["taken_share"]) == (2.0, 3, 0.25)
+    assert bad["taken"] + bad["waiting"] == bad["handed_off"] == 4
 
 
 def store_at(store: SupportStore, clock: Clock, question: str) -> None:
@@ -248,6 +273,7 @@ def test_metrics_with_the_real_clock(store):
 
 def test_daily_metrics_of_nothing_and_ages():
     assert daily_metrics([]).empty and list(daily_metrics([]).columns)[0] == "day"
+    assert list(daily_metrics([]).columns)[-2:] == ["waiting", "taken_share"]
     assert [format_age(timedelta(seconds=s)) for s in (42, 720, 3 * 3600 + 300, 2 * 86400 + 4 * 3600)] == [
         "42 s", "12 min", "3 h 05 min", "2 d 04 h",
     ]  # fmt: skip

@@ -68,6 +68,31 @@ def test_queue_helpers_caption_agent_and_chart():
     assert chart["day"].tolist() == ["2026-12-01"]
 
 
+def test_the_queue_dashboard_shows_each_days_cases_still_waiting():
+    """A day whose one taken case was quick but whose other three still wait: the backlog chart and the
+    table show the three beside the flattering median."""
+    from datetime import UTC, datetime, timedelta
+
+    from apps.customer_service.handoff_queue import daily_metrics
+    from apps.customer_service.ui.queries import (
+        TAKE_LABEL,
+        TAKEN_LABEL,
+        WAITING_LABEL,
+        handoff_backlog_chart,
+        handoff_days_table,
+    )
+
+    t0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    quick = (t0, t0 + timedelta(minutes=2), None, "taken")
+    metrics = daily_metrics([quick] + [(t0, None, None, "waiting")] * 3)
+    chart = handoff_backlog_chart(metrics)
+    assert chart.to_dict("records") == [{"day": "2026-12-01", TAKEN_LABEL: 1, WAITING_LABEL: 3}]
+    assert handoff_days_table(metrics) == [
+        {"day": "2026-12-01", "handed off": 4, TAKEN_LABEL: 1, WAITING_LABEL: 3, "taken %": 25,
+         "resolved": 0, TAKE_LABEL: 2.0, "median minutes to resolve": None}
+    ]  # fmt: skip
+
+
 def test_the_adaptation_summary_shows_the_decision_and_its_evidence():
     from apps.customer_service.adaptation import AdaptationReport
     from apps.customer_service.ui.queries import adaptation_summary

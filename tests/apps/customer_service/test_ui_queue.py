@@ -103,6 +103,21 @@ def test_take_reply_resolve(handed_off):
     assert [e["action"] for e in audit_events()][:2] == ["handoff_resolve", "handoff_take"]
 
 
+def test_the_dashboard_shows_what_each_day_left_waiting():
+    """The medians count only taken cases: a day with most cases untaken shows them waiting."""
+    from tests.apps.customer_service.test_handoff_queue import hand_off
+
+    store = SupportStore()
+    for question in ("first", "second", "third", "fourth"):
+        hand_off(store, question)
+    HandoffQueue(store).take(HandoffQueue(store).waiting()[0].id, "ana")
+    at = open_queue()
+    assert len(at.get("vega_lite_chart")) == 2, "the medians chart and the taken / still waiting chart"
+    [day] = at.dataframe[0].value.to_dict("records")
+    assert (day["handed off"], day["taken"], day["still waiting"], day["taken %"]) == (4, 1, 3, 25)
+    assert any("4 hand-offs, 1 taken, 0 resolved, 3 still waiting" in c.value for c in at.caption)
+
+
 def test_a_case_someone_else_took_meanwhile_leaves_the_list(handed_off):
     at = open_queue()
     [case] = HandoffQueue(SupportStore()).waiting()

@@ -170,7 +170,18 @@ else:
         x_label="day of hand-off (UTC)",
         stack=False,
     )
+    # The medians count only the cases someone took: show what each day left waiting beside them.
+    st.bar_chart(
+        queries.handoff_backlog_chart(metrics),
+        x="day",
+        y=[queries.TAKEN_LABEL, queries.WAITING_LABEL],
+        y_label="hand-offs",
+        x_label="day of hand-off (UTC)",
+        stack=True,
+    )
+    st.dataframe(queries.handoff_days_table(metrics), hide_index=True)
     st.caption(
         f"Last 30 days: {int(metrics['handed_off'].sum())} hand-offs, {int(metrics['taken'].sum())} taken, "
-        f"{int(metrics['resolved'].sum())} resolved; both times are counted from the hand-off."
+        f"{int(metrics['resolved'].sum())} resolved, {int(metrics['waiting'].sum())} still waiting; "
+        "both times are counted from the hand-off, and the medians only over the cases taken or resolved."
     )
