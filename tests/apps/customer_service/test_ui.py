@@ -177,3 +177,22 @@ def test_a_handoff_for_an_uncovered_specific_shows_its_reason(data_kb_dir):  # n
     texts = [m.value for m in at.markdown]
     assert any("don't mention \u201cCanada\u201d" in t for t in texts)
     assert not any("28 countries" in t for t in texts)
+
+
+def test_the_bot_does_not_answer_a_conversation_a_person_has(data_kb_dir):  # noqa: F811
+    from apps.customer_service.handoff_queue import HandoffQueue
+    from apps.customer_service.prompts import WITH_AGENT, WITH_QUEUE
+
+    at = open_page("chat.py")
+    at.chat_input[0].set_value("how tall is mount everest").run()  # out of scope: handed off
+    assert "bot does not answer it" in at.info[0].value and "waiting for an agent" in at.info[0].value
+    at.chat_input[0].set_value("i forgot my login password").run()  # an FAQ, but a person has it
+    assert not at.exception, [e.value for e in at.exception]
+    texts = [m.value for m in at.markdown]
+    assert WITH_QUEUE in texts and not any(t.startswith("Click Sign in, then Forgot") for t in texts)
+    queue = HandoffQueue(SupportStore())
+    [case] = queue.waiting()
+    queue.take(case.id, "ana")
+    at.chat_input[0].set_value("hello?").run()
+    assert "taken by ana" in at.info[0].value and WITH_AGENT in [m.value for m in at.markdown]
+    assert len(queue.cases("all")) == 1  # the follow-ups joined the open case

@@ -11,6 +11,7 @@ import streamlit as st
 
 from apps.customer_service.bot import EmptyQuestionError, SupportBot
 from apps.customer_service.handoff import REASON_LABELS
+from apps.customer_service.handoff_queue import Case, HandoffQueue
 from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
 from apps.customer_service.ui.common import confidence_level, escape_markdown, highlighted_markdown
@@ -138,12 +139,17 @@ def render(message: dict[str, Any]) -> None:
         feedback(message)
 
 
-def ask(question: str, history: list[dict[str, str]]) -> None:
+def ask(question: str, history: list[dict[str, str]], case: Case | None) -> None:
+    """Answer ``question``; while ``case`` (the conversation's open hand-off) is waiting or taken, the
+    bot only says that a person will answer, and the question joins that case."""
     with st.chat_message("user"):
         st.markdown(escape_markdown(question))
     with st.chat_message("assistant"):
         try:
-            stream = bot.stream(question, history)
+            if case is not None:
+                stream = bot.held(question, case.reason, case.status == "taken")
+            else:
+                stream = bot.stream(question, history)
         except EmptyQuestionError as err:
             st.error(str(err))
             return
@@ -187,5 +193,13 @@ if not messages:
     st.caption(f"Ask a customer's question; answers come from `{kb_dir}` with their sources.")
 for msg in messages:
     render(msg)
+open_case = HandoffQueue(db).open_case(conversation) if conversation else None
+if open_case is not None:
+    who_has_it = f"taken by {open_case.taken_by}" if open_case.status == "taken" else "waiting for an agent"
+    st.info(
+        f"This conversation is with a person (hand-off {open_case.id}, {who_has_it}): the bot does not "
+        "answer it until the hand-off is resolved.",
+        icon=":material/support_agent:",
+    )
 if question := st.chat_input("Type the customer's question"):
-    ask(question, [{"role": m["role"], "content": m["content"]} for m in messages])
+    ask(question, [{"role": m["role"], "content": m["content"]} for m in messages], open_case)
