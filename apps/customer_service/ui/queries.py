@@ -174,7 +174,14 @@ def find_gaps(
 
     Raises:
         SourceError: A bad questions file (naming the row and field).
+        ValueError: Both ``since`` and ``questions`` given (nothing is run), as the CLI refuses
+            ``--since`` with ``--questions``: the date would be silently ignored.
     """
+    if since is not None and questions is not None:
+        raise ValueError(
+            "The date applies to stored questions, not to a questions file: clear the date to use the "
+            "file, or remove the file to report on stored questions since that date."
+        )
     config = replace(load_gaps_config(), draft="generate" if generate else "extractive")
     if questions is not None:
         name, content = questions

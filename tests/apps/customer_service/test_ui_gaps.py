@@ -3,6 +3,8 @@ their sizes, edit and approve a draft (the bot then answers with the new entry),
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from apps.customer_service.bot import SupportBot
@@ -66,3 +68,20 @@ def test_gaps_are_found_approved_into_the_kb_and_rejected(data_kb_dir, minilm): 
     assert store.gap_draft(app["id"])["status"] == "rejected"
     assert "Rejected the draft of cluster 2." in at.success[0].value
     assert any("3 questions · approved" in e.label for e in at.expander)
+
+
+def test_a_date_with_a_questions_file_is_refused_as_the_cli_does(data_kb_dir):  # noqa: F811
+    at = open_page("gaps.py")
+    at.date_input(key="gaps_since").set_value(date(2026, 12, 1))
+    at.file_uploader(key="gaps_file").set_value(
+        ("q.csv", ("question\n" + "\n".join(GIFT)).encode(), "text/csv")
+    )
+    at.toggle(key="gaps_gen").set_value(False)
+    [find] = [b for b in at.button if b.label == "Find gaps"]
+    find.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [
+        "The date applies to stored questions, not to a questions file: clear the date to use the file, "
+        "or remove the file to report on stored questions since that date."
+    ]
+    assert SupportStore().gap_reports() == []  # nothing was run
