@@ -3,13 +3,16 @@ their sizes, edit and approve a draft (the bot then answers with the new entry),
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from apps.customer_service.bot import SupportBot
 from apps.customer_service.storage import SupportStore
 from core.auth import AuditAction, audit_events
+from core.storage import StorageError
 from tests.apps.customer_service.bot_fixtures import calibrated_kb_dir, data_kb_dir  # noqa: F401
 from tests.apps.customer_service.test_ui import open_page
 
@@ -85,3 +88,26 @@ def test_a_date_with_a_questions_file_is_refused_as_the_cli_does(data_kb_dir):  
         "or remove the file to report on stored questions since that date."
     ]
     assert SupportStore().gap_reports() == []  # nothing was run
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        StorageError("Cannot connect to database postgresql://x:***@db/aigc: timeout.\nCheck the server."),
+        OperationalError("SELECT ...", {}, sqlite3.OperationalError("database is locked")),
+    ],
+)
+def test_a_database_error_while_finding_gaps_is_one_line_not_a_traceback(data_kb_dir, monkeypatch, failure):  # noqa: F811
+    at = open_page("gaps.py")
+
+    def broken(*_args, **_kwargs):
+        raise failure
+
+    monkeypatch.setattr(SupportStore, "gap_candidates", broken)
+    at.toggle(key="gaps_gen").set_value(False)
+    [find] = [b for b in at.button if b.label == "Find gaps"]
+    find.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [error] = [e.value for e in at.error]
+    assert error.startswith("No gap report: the database failed. ") and "\n" not in error
+    assert ("timeout. Check the server." in error) or error.endswith("database is locked")

@@ -1,10 +1,12 @@
 """Knowledge gaps: cluster the questions the bot could not answer; approve, edit or reject draft answers."""
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from apps.customer_service.errors import KBFormatError, SourceError
 from apps.customer_service.ui import common, queries
 from core.auth import AuditAction, Permission
+from core.console import one_line
 from core.storage import StorageError
 from core.ui import auth
 
@@ -50,6 +52,9 @@ with st.expander("Find gaps", expanded=True, icon=":material/manage_search:"):
                 )
             except (SourceError, ValueError) as err:
                 st.error(str(err))
+            except (StorageError, SQLAlchemyError) as err:  # the database went away or failed a query
+                st.error(f"No gap report: the database failed. {one_line(getattr(err, 'orig', None) or err)}")
+                st.stop()  # the stored report below would need the same database
             else:
                 auth.audit(AuditAction.KB_GAP_REPORT, target=str(kb_dir), details={"report": report_id})
 
