@@ -10,6 +10,11 @@ The loser gets :class:`~apps.customer_service.handoff.InvalidTransition` naming 
 The page, the ``aigc support queue|take|reply|release|resolve`` commands and the HTTP endpoints all
 call :class:`HandoffQueue`.
 
+Resolving, the agent may say which intent the customer's question was (``intent``): it is stored
+with the case and audited, and ``aigc support refresh`` trains the intent model on it
+(:func:`apps.customer_service.training_data.resolved_handoffs`). The bot's own guess is never used
+as a label.
+
 Example:
     >>> queue = HandoffQueue(SupportStore())
     >>> [case] = queue.waiting()
@@ -57,6 +62,8 @@ AUDIT_ACTIONS: dict[HandoffAction, str] = {
     HandoffAction.RESOLVE: "handoff_resolve",
 }
 MAX_REPLY_CHARS = 20_000
+#: Longest intent label an agent may give (the ``support_handoffs.intent`` column).
+MAX_INTENT_CHARS: int = Handoff.__table__.c.intent.type.length
 STATUS_FILTERS: tuple[str, ...] = ("waiting", "taken", "resolved", "open", "all")
 
 
@@ -82,6 +89,8 @@ class Case:
             ``suggested``: whether the suggestion quotes it), best first.
         message_id: The bot's answer that handed off.
         kb: The knowledge base the conversation was answered from.
+        intent: The intent the resolving agent said the question was (``None``: not given); the
+            refresh trains the intent model on it.
     """
 
     id: int
@@ -100,6 +109,7 @@ class Case:
     sources: list[dict[str, Any]] = field(default_factory=list)
     message_id: int = 0
     kb: str | None = None
+    intent: str | None = None
 
     @property
     def reason_label(self) -> str:
@@ -242,13 +252,22 @@ class HandoffQueue:
         """
         return self._move(case_id, HandoffAction.RELEASE, agent, override)
 
-    def resolve(self, case_id: int, agent: str, override: bool = False) -> Case:
+    def resolve(self, case_id: int, agent: str, override: bool = False, intent: str | None = None) -> Case:
         """Close a taken case (``override``: someone else's, for an admin).
 
+        Args:
+            case_id: The case.
+            agent: Who resolves it.
+            override: Act on another agent's case (an admin).
+            intent: Which intent the customer's question was, in the agent's judgement (stripped;
+                ``None``: not given). Stored with the case and in the audit entry, in the same
+                transaction; the refresh trains the intent model on it.
+
         Raises:
+            HandoffError: An empty or too long intent.
             KeyError, InvalidTransition, NotYourCase: No such case, not taken, or another agent's.
         """
-        return self._move(case_id, HandoffAction.RESOLVE, agent, override)
+        return self._move(case_id, HandoffAction.RESOLVE, agent, override, intent=check_intent(intent))
 
     def reply(self, case_id: int, agent: str, text: str, override: bool = False) -> int:
         """Add the agent's answer to the conversation of a case they have taken.
@@ -289,8 +308,15 @@ class HandoffQueue:
         logger.info("Agent replied", extra={"handoff_id": case_id, "agent": agent, "message_id": message_id})
         return message_id
 
-    def _move(self, case_id: int, action: HandoffAction, agent: str, override: bool = False) -> Case:
-        """Apply a state change and its audit entry in one transaction."""
+    def _move(
+        self,
+        case_id: int,
+        action: HandoffAction,
+        agent: str,
+        override: bool = False,
+        intent: str | None = None,
+    ) -> Case:
+        """Apply a state change (resolving: with the agent's intent), audited, in one transaction."""
         now = self.clock()
         with session_scope(self.engine) as session:
             case = self._locked(session, case_id, action, agent, override, now)
@@ -308,6 +334,9 @@ class HandoffQueue:
                 case.taken_by, case.taken_at = None, None
             elif action == HandoffAction.RESOLVE:
                 case.resolved_by, case.resolved_at = agent, now
+                if intent is not None:
+                    case.intent = intent
+                    details["intent"] = intent
             record_event(
                 AUDIT_ACTIONS[action],
                 actor=agent,
@@ -416,9 +445,26 @@ class HandoffQueue:
                     sources=[s | {"suggested": s["id"] in suggested} for s in sources[h.message_id]],
                     message_id=h.message_id,
                     kb=kb or None,
+                    intent=h.intent,
                 )
             )
         return cases
+
+
+def check_intent(intent: str | None) -> str | None:
+    """The agent's intent label, stripped (``None`` stays ``None``: not given).
+
+    Raises:
+        HandoffError: It is empty or longer than :data:`MAX_INTENT_CHARS`.
+    """
+    if intent is None:
+        return None
+    label = intent.strip()
+    if not label:
+        raise HandoffError("the intent is empty: give an intent label, or leave it out")
+    if len(label) > MAX_INTENT_CHARS:
+        raise HandoffError(f"the intent has {len(label)} characters; at most {MAX_INTENT_CHARS} are stored")
+    return label
 
 
 def daily_metrics(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -466,10 +512,12 @@ def daily_metrics(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
 
 __all__ = [
     "AUDIT_ACTIONS",
+    "MAX_INTENT_CHARS",
     "MAX_REPLY_CHARS",
     "STATUS_FILTERS",
     "Case",
     "HandoffQueue",
+    "check_intent",
     "daily_metrics",
     "format_age",
 ]

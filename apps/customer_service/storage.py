@@ -165,6 +165,9 @@ class Handoff(SupportBase):
     # The bot's draft for the agent and the entry ids it quotes (shown beside the reply box).
     suggestion: Mapped[str | None] = mapped_column(sa.Text)
     suggestion_sources: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    # The intent the resolving agent said the question was: a label the refresh trains the intent
+    # model on (never the bot's own guess, which would teach it its mistakes). None: not given.
+    intent: Mapped[str | None] = mapped_column(sa.String(128))
 
 
 class HandoffDelivery(OutboxColumns, SupportBase):

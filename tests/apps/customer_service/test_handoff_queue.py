@@ -139,6 +139,42 @@ def test_invalid_actions_are_refused_clearly_and_change_nothing(store):
         queue.resolve(case.id, "lead", override=True)
 
 
+def test_the_resolving_agent_says_which_intent_it_was_stored_and_audited(store):
+    """The agent's label is kept with the case; the bot's own guess (``returns`` here) is no label."""
+    hand_off(store, "my refund has not arrived")
+    queue = HandoffQueue(store)
+    [case] = queue.waiting()
+    assert case.intent is None
+    queue.take(case.id, "ana")
+    done = queue.resolve(case.id, "ana", intent="  refund_status ")
+    assert done.intent == "refund_status" and queue.get(case.id).intent == "refund_status"
+    assert done.to_json()["intent"] == "refund_status"
+    [event] = [e for e in audit_events(engine=store.engine) if e["action"] == "handoff_resolve"]
+    assert event["details"]["intent"] == "refund_status"
+    # Resolved without one: no label, and none in the audit entry.
+    hand_off(store, "something else")
+    [other] = queue.waiting()
+    queue.take(other.id, "ana")
+    assert queue.resolve(other.id, "ana").intent is None
+    assert "intent" not in audit_events(engine=store.engine)[0]["details"]
+
+
+@pytest.mark.parametrize(
+    ("intent", "message"),
+    [("   ", "^the intent is empty: give an intent label, or leave it out$"),
+     ("x" * 129, "^the intent has 129 characters; at most 128 are stored$")],
+)  # fmt: skip
+def test_a_bad_intent_is_refused_in_one_line_and_the_case_stays_taken(store, intent, message):
+    hand_off(store, "where is my order")
+    queue = HandoffQueue(store)
+    [case] = queue.waiting()
+    queue.take(case.id, "ana")
+    with pytest.raises(HandoffError, match=message):
+        queue.resolve(case.id, "ana", intent=intent)
+    assert queue.get(case.id).status == "taken" and queue.get(case.id).intent is None
+    assert [e["action"] for e in audit_events(engine=store.engine)] == ["handoff_take"]
+
+
 def test_release_puts_it_back_and_a_resolved_conversation_can_be_handed_off_again(store):
     conv = hand_off(store, "damaged item")
     queue = HandoffQueue(store)

@@ -236,3 +236,45 @@ def test_support_0004_turns_old_handoff_rows_into_cases(url):
         conn.execute(sa.text("UPDATE support_handoffs SET status = 'waiting' WHERE id = 3"))
         conn.execute(sa.text("UPDATE support_handoffs SET conversation_id = 'c1' WHERE id = 3"))
     engine.dispose()
+
+
+def test_support_0005_adds_the_agents_intent_to_existing_cases(url):
+    """A support_0004 database with a resolved case upgrades: old cases have no intent, new ones get one."""
+    from core.schema import migrate
+
+    migrate(url, target="support_0004")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO support_conversations (id, title, kb, handoff, created_at, updated_at) "
+                "VALUES ('c1', 't', '', true, '2026-12-01 08:00:00', '2026-12-01 08:00:00')"
+            )
+        )
+        for position, role in ((0, "user"), (1, "assistant")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO support_messages (conversation_id, position, role, content, handoff, "
+                    "created_at) VALUES ('c1', :position, :role, 'x', false, '2026-12-01 08:00:00')"
+                ),
+                {"position": position, "role": role},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO support_handoffs (conversation_id, message_id, reason, status, handed_off_at, "
+                "taken_at, taken_by, resolved_at, resolved_by, updated_at, suggestion_sources) SELECT "
+                "'c1', id, 'low_confidence', 'resolved', '2026-12-01 08:00:00', '2026-12-01 08:01:00', "
+                "'ana', '2026-12-01 08:02:00', 'ana', '2026-12-01 08:02:00', '[]' "
+                "FROM support_messages WHERE position = 1"
+            )
+        )
+        assert "intent" not in {c["name"] for c in sa.inspect(conn).get_columns("support_handoffs")}
+    migrate(url)
+    store = SupportStore(engine)
+    queue = HandoffQueue(store)
+    assert [(c.status, c.resolved_by, c.intent) for c in queue.cases("all")] == [("resolved", "ana", None)]
+    store.add_exchange("c1", "where is my refund", answer("Handing over.", handoff=True))
+    [case] = queue.waiting()
+    queue.take(case.id, "ana")
+    assert queue.resolve(case.id, "ana", intent="refund_status").intent == "refund_status"
+    engine.dispose()
