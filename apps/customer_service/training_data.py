@@ -12,7 +12,15 @@ order; on a duplicate question (compared by :func:`normalize_question`) the late
 * ``approved_faqs`` — gap drafts a kb_admin approved for this KB (:mod:`apps.customer_service.gap_review`),
   also those the KB has not been rebuilt with yet;
 * ``corrections`` — agents' corrected answers (thumbs down with a correction) in the conversation store;
-* ``handoffs`` — resolved hand-offs with the agent's answer.
+* ``handoffs`` — resolved hand-offs with the agent's answer and the intent the agent gave on resolving.
+
+*Where new intent utterances come from.* Every source but the intents file and the KB comes without
+a label; the one that teaches the intent model utterances it has not seen is a resolved hand-off
+whose agent said which intent the question was (``support_handoffs.intent``: the queue page's
+*Intent* box, ``aigc support resolve ID --intent LABEL``, the API's resolve body). Such a case is an
+intent example even without an agent answer. The bot's own predicted intent is never a label (that
+would train it on its own mistakes). A label that is none of the intents file's trains nothing: a
+note counts them so the refresh says why.
 
 *Where the agent's answer comes from, and hooks for data other features add.* A hand-off counts
 once its row in ``support_handoffs`` is ``resolved``. Its question is the user turn before the bot's
@@ -161,13 +169,18 @@ def agent_corrections(ctx: SourceContext) -> Iterator[Example]:
 
 
 def resolved_handoffs(ctx: SourceContext) -> Iterator[Example]:
-    """Resolved hand-offs with the agent's answer (see the module docstring for where it comes from)."""
+    """Resolved hand-offs with the agent's answer and intent label (see the module docstring for where
+    they come from); a case with neither teaches nothing and is skipped."""
     if ctx.store is None:
         return
     with session_scope(ctx.store.engine) as session:
         cases = session.execute(
             sa.select(
-                Handoff.message_id, Message.conversation_id, Message.position, Feedback.corrected_answer
+                Handoff.message_id,
+                Handoff.intent,
+                Message.conversation_id,
+                Message.position,
+                Feedback.corrected_answer,
             )
             .join(Message, Message.id == Handoff.message_id)
             .outerjoin(Feedback, Feedback.message_id == Handoff.message_id)
@@ -191,8 +204,8 @@ def resolved_handoffs(ctx: SourceContext) -> Iterator[Example]:
         )
         replies = [t for r, t in itertools.takewhile(lambda turn: turn[0] == "agent", later)]
         answer = (" ".join(replies) if replies else case.corrected_answer or "").strip()
-        if question and answer:
-            yield Example(f"handoff-{case.message_id}", question, answer, None, "handoffs")
+        if question and (answer or case.intent):
+            yield Example(f"handoff-{case.message_id}", question, answer or None, case.intent, "handoffs")
 
 
 #: The sources of a refresh, in order (a later source's answer to the same question wins).
@@ -226,14 +239,17 @@ def collect(ctx: SourceContext, sources: Mapping[str, Source] | None = None) -> 
     """Read every source, keep the last answer and label per question, drop flagged pairs.
 
     Intent labels are those of the ``intents_file`` source: an example elsewhere labels its
-    question only with one of them (a KB category that is no intent label labels nothing). Pairs are
-    the examples with an answer.
+    question only with one of them (a KB category that is no intent label labels nothing; an agent's
+    label on a resolved hand-off that is none of them is counted in a note). Pairs are the examples
+    with an answer.
 
     Raises:
         FileNotFoundError, SourceError: A configured file is missing or malformed.
     """
     read = {name: list(source(ctx)) for name, source in (sources or SOURCES).items()}
     known = {e.intent for e in read.get("intents_file", []) if e.intent}
+    if note := _unknown_agent_labels(read.get("handoffs", []), known):
+        ctx.notes.append(note)
     merged: dict[str, Example] = {}
     for examples in read.values():
         for example in examples:
@@ -242,6 +258,8 @@ def collect(ctx: SourceContext, sources: Mapping[str, Source] | None = None) -> 
                 continue
             earlier = merged.get(key)
             intent = example.intent if example.intent in known else None
+            if not example.answer and intent is None:
+                continue  # an agent's label the intents file lacks, and no answer: nothing to learn
             if earlier is not None:  # keep what the later source lacks (a file's label, a KB answer)
                 intent = intent or earlier.intent
             answer = example.answer or (earlier.answer if earlier is not None else None)
@@ -256,6 +274,19 @@ def collect(ctx: SourceContext, sources: Mapping[str, Source] | None = None) -> 
     if flagged:
         ctx.notes.append(f"{len(flagged)} pairs flagged by the injection screen were left out")
     return TrainingData(intents, pairs, counts, len(flagged), list(ctx.notes))
+
+
+def _unknown_agent_labels(examples: Sequence[Example], known: set[str | None]) -> str | None:
+    """A note counting the agents' intent labels that are none of the intents file's (they train nothing)."""
+    unknown = sorted(e.intent for e in examples if e.intent and e.intent not in known)
+    if not unknown:
+        return None
+    names = sorted(set(unknown))
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return (
+        f"{len(unknown)} resolved hand-offs have an agent's intent label that the intents file does not "
+        f"have ({shown}); they did not train the intent model (add the label to the intents file)"
+    )
 
 
 def _flagged_pairs(examples: Sequence[Example]) -> set[str]:

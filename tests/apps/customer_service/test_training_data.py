@@ -133,6 +133,44 @@ def test_a_handoff_the_customer_wrote_to_while_it_waited_still_trains_with_the_a
     ]
 
 
+def test_the_agents_intent_on_a_resolved_handoff_teaches_the_intent_model_its_question(tmp_path, store):
+    """The label is the agent's, never the bot's guess (every fixture answer guessed ``track_order``)."""
+    from apps.customer_service.handoff_queue import HandoffQueue
+
+    queue = HandoffQueue(store)
+
+    def resolve(question: str, reply: str | None, intent: str | None) -> None:
+        conversation = store.start_conversation(question)
+        store.add_exchange(conversation, question, answer("Handing you over.", handoff=True))
+        [case] = queue.waiting()
+        queue.take(case.id, "ana")
+        if reply:
+            queue.reply(case.id, "ana", reply)
+        queue.resolve(case.id, "ana", intent=intent)
+
+    resolve("My money still hasn't come back", "It was sent today.", "refund_status")
+    resolve("Wheres the box I ordered", None, "track_order")  # no answer: still an intent example
+    resolve("Can I pay by invoice?", "Yes, for business accounts.", None)  # no label: a pair only
+    resolve("Do you sell gift cards?", None, "gift_cards")  # not an intents-file label: trains nothing
+    resolve("Can I get a loan?", "No.", "loans")
+
+    data = collect(SourceContext(config(tmp_path), store))
+    learned = {(e.question, e.intent, e.answer) for e in data.intents if e.source == "handoffs"}
+    assert learned == {
+        ("My money still hasn't come back", "refund_status", "It was sent today."),
+        ("Wheres the box I ordered", "track_order", None),
+    }
+    assert len(data.intents) == len(TRACK) + len(REFUND) + 2
+    assert data.labels == ["refund_status", "track_order"]
+    assert {e.question for e in data.pairs if e.source == "handoffs"} == {
+        "My money still hasn't come back", "Can I pay by invoice?", "Can I get a loan?",
+    }  # fmt: skip
+    assert "Do you sell gift cards?" not in {e.question for e in data.intents + data.pairs}
+    [note] = [n for n in data.notes if "intent label" in n]
+    assert note.startswith("2 resolved hand-offs have an agent's intent label that the intents file does not")
+    assert "(gift_cards, loans)" in note and "did not train the intent model" in note
+
+
 def test_approved_gap_faqs_train_before_the_kb_is_rebuilt_with_them(tmp_path, store, kb):
     gap = add_approved_gap(store, kb.path, "Do you gift wrap orders?", "Yes, gift wrapping costs 3 euros.")
     add_approved_gap(
