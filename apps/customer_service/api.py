@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from apps.customer_service.bot import Answer, EmptyQuestionError, SupportBot
 from apps.customer_service.handoff import HandoffError, InvalidTransition, NotYourCase
-from apps.customer_service.handoff_queue import MAX_REPLY_CHARS, Case, HandoffQueue
+from apps.customer_service.handoff_queue import MAX_INTENT_CHARS, MAX_REPLY_CHARS, Case, HandoffQueue
 from apps.customer_service.storage import SupportStore
 from core.api import ApiError, ApiPlugin, BenchRequest, Principal, require, service_dependency
 
@@ -180,12 +180,26 @@ class HandoffOut(BaseModel):
     resolved_by: str | None = None
     suggestion: str = Field(description="The bot's draft answer for the agent (empty: none)")
     sources: list[HandoffSourceOut]
+    intent: str | None = Field(
+        None, description="The intent the resolving agent said the question was (null: not given)"
+    )
 
 
 class ReplyRequest(BaseModel):
     """An agent's answer to the customer of a taken hand-off."""
 
     text: str = Field(min_length=1, max_length=MAX_REPLY_CHARS)
+
+
+class ResolveRequest(BaseModel):
+    """Optional body of a resolve: which intent the customer's question was, in the agent's judgement."""
+
+    intent: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_INTENT_CHARS,
+        description="A label of the intents file; `aigc support refresh` trains the intent model on it",
+    )
 
 
 class HandoffDayOut(BaseModel):
@@ -379,16 +393,17 @@ def handoff_metrics(
     return [{k: (str(v) if k == "day" else None if v != v else v) for k, v in row.items()} for row in rows]
 
 
-def _act(action: Any, *args: Any) -> Any:
-    """Run a queue action; its refusals as HTTP errors (404 unknown, 409 wrong state or agent)."""
+def _act(action: Any, *args: Any, field: str = "body.text", **kwargs: Any) -> Any:
+    """Run a queue action; its refusals as HTTP errors (404 unknown, 409 wrong state or agent, 422 at
+    ``field`` for bad input)."""
     try:
-        return action(*args)
+        return action(*args, **kwargs)
     except KeyError as err:
         raise ApiError(404, str(err), "path.case_id") from None
     except (InvalidTransition, NotYourCase) as err:
         raise ApiError(409, str(err), "path.case_id") from None
     except HandoffError as err:
-        raise ApiError(422, str(err), "body.text") from None
+        raise ApiError(422, str(err), field) from None
 
 
 @router.get("/handoffs/{case_id}", response_model=HandoffOut, summary="One hand-off case")
@@ -436,11 +451,23 @@ def release(
 @router.post("/handoffs/{case_id}/resolve", response_model=HandoffOut, summary="Resolve a hand-off")
 def resolve(
     case_id: CaseId,
+    request: ResolveRequest | None = None,
     service: SupportService = Depends(support),
     principal: Principal = Depends(require(HANDOFFS)),
 ) -> dict[str, Any]:
-    """Close a taken case (an admin may resolve another agent's)."""
-    return _case_out(_act(service.queue.resolve, case_id, principal.user, _sees_all(principal)))
+    """Close a taken case (an admin may resolve another agent's); the optional body
+    ``{"intent": LABEL}`` says which intent its question was, for the refresh to train on."""
+    intent = request.intent if request is not None else None
+    return _case_out(
+        _act(
+            service.queue.resolve,
+            case_id,
+            principal.user,
+            _sees_all(principal),
+            intent=intent,
+            field="body.intent",
+        )
+    )
 
 
 def _bench_requests() -> list[BenchRequest]:

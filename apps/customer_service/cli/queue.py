@@ -2,8 +2,9 @@
 ``queue-stats`` and ``deliveries`` (the outbox of hand-off notifications).
 
 A terminal acts as ``cli:<login>`` (the audit log's actor); ``--force`` lets it release or resolve a
-case another agent has taken, as an admin may on the page. Refusals (taking a taken case, resolving
-a waiting one...) end with one ``error:`` line and exit code 2.
+case another agent has taken, as an admin may on the page. ``resolve --intent LABEL`` records which
+intent the customer's question was, for the refresh to train the intent model on. Refusals (taking a
+taken case, resolving a waiting one, an empty intent...) end with one ``error:`` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -129,11 +130,25 @@ def release_cmd(case_id: CaseArgument, force: ForceOption = False, as_json: Json
 
 
 @app.command("resolve")
-def resolve_cmd(case_id: CaseArgument, force: ForceOption = False, as_json: JsonOption = False) -> None:
-    """Close a hand-off you have taken."""
+def resolve_cmd(
+    case_id: CaseArgument,
+    intent: Annotated[
+        str | None,
+        typer.Option(
+            "--intent",
+            metavar="LABEL",
+            help="Which intent the customer's question was (a label of the intents file): "
+            "`aigc support refresh` trains the intent model on it.",
+        ),
+    ] = None,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Close a hand-off you have taken, optionally saying which intent its question was."""
     with exit_on_error(*_errors()):
-        case = _queue().resolve(case_id, _actor(), override=force)
-    _done(case, f"Resolved hand-off {case.id}.", as_json)
+        case = _queue().resolve(case_id, _actor(), override=force, intent=intent)
+    labelled = f" (intent {case.intent})" if case.intent else ""
+    _done(case, f"Resolved hand-off {case.id}{labelled}.", as_json)
 
 
 def _done(case, message: str, as_json: bool) -> None:  # noqa: ANN001 - a handoff_queue.Case

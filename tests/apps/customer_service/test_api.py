@@ -114,6 +114,29 @@ def test_a_handoff_is_taken_answered_and_resolved_over_the_api(api) -> None:
     )
 
 
+def test_resolving_over_the_api_may_say_which_intent_the_question_was(api) -> None:
+    asked = api.client.post(
+        "/v1/support/ask",
+        json={"question": "A human please: my refund is late"},
+        headers=api.headers("agent"),
+    ).json()
+    cases = api.client.get("/v1/support/handoffs", headers=api.headers("agent")).json()
+    [case] = [c for c in cases if c["conversation_id"] == asked["conversation_id"]]
+    assert case["intent"] is None  # the bot's guess is not the case's intent
+    path = f"/v1/support/handoffs/{case['id']}"
+    assert api.client.post(f"{path}/take", headers=api.headers("agent")).status_code == 200
+    for bad in ("   ", "", "x" * 129):
+        refused = api.client.post(f"{path}/resolve", json={"intent": bad}, headers=api.headers("agent"))
+        assert refused.status_code == 422 and refused.json()["field"] == "body.intent", refused.text
+    assert api.client.get(path, headers=api.headers("agent")).json()["status"] == "taken"
+    resolved = api.client.post(
+        f"{path}/resolve", json={"intent": " refund_status "}, headers=api.headers("agent")
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert (resolved.json()["status"], resolved.json()["intent"]) == ("resolved", "refund_status")
+    assert api.client.get(path, headers=api.headers("agent")).json()["intent"] == "refund_status"
+
+
 def test_the_bot_stays_quiet_while_a_person_has_the_conversation(api) -> None:
     from apps.customer_service.prompts import WITH_AGENT, WITH_QUEUE
 

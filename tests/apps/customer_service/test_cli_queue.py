@@ -8,7 +8,7 @@ from apps.customer_service.storage import SupportStore
 from core.auth import audit_events
 from core.auth.cli import cli_actor
 from tests.apps.customer_service.test_handoff_queue import handoff
-from tests.cli_run import run_aigc
+from tests.cli_run import assert_one_line_error, run_aigc
 
 
 def test_queue_take_reply_resolve_from_the_terminal(tmp_path):
@@ -48,6 +48,26 @@ def test_queue_take_reply_resolve_from_the_terminal(tmp_path):
     assert {"handoff_take", "handoff_resolve"} <= {
         e["action"] for e in audit_events() if e["actor"] == cli_actor()
     }
+
+
+def test_resolve_says_which_intent_the_question_was():
+    store = SupportStore()
+    store.add_exchange(store.start_conversation("q"), "my refund is late", handoff())
+    assert run_aigc("support", "take", "1").code == 0
+    assert_one_line_error(run_aigc("support", "resolve", "1", "--intent", "  "), "the intent is empty")
+    assert_one_line_error(
+        run_aigc("support", "resolve", "1", "--intent", "x" * 200),
+        "the intent has 200 characters; at most 128",
+    )
+    done = run_aigc("support", "resolve", "1", "--intent", "refund_status")
+    assert done.code == 0 and "Resolved hand-off 1 (intent refund_status)." in done.stderr
+    [case] = [
+        json.loads(line)
+        for line in run_aigc("support", "queue", "--status", "all", "--json").stdout.splitlines()
+    ]
+    assert (case["status"], case["intent"]) == ("resolved", "refund_status")
+    [event] = [e for e in audit_events() if e["action"] == "handoff_resolve"]
+    assert event["details"]["intent"] == "refund_status" and event["actor"] == cli_actor()
 
 
 def test_queue_stats_show_what_each_day_left_waiting(wide_output):
