@@ -65,7 +65,7 @@ from apps.customer_service.config import RefreshConfig
 from apps.customer_service.entries import Entry
 from apps.customer_service.gap_review import approved_rows
 from apps.customer_service.injection_screen import screen_entries
-from apps.customer_service.intents import read_intents_csv
+from apps.customer_service.intents import HEAD, read_intents_csv
 from apps.customer_service.knowledge_base import KnowledgeBase
 from apps.customer_service.storage import Feedback, Handoff, Message, SupportStore
 from core.atomic import write_bytes_atomic
@@ -276,6 +276,34 @@ def collect(ctx: SourceContext, sources: Mapping[str, Source] | None = None) -> 
     return TrainingData(intents, pairs, counts, len(flagged), list(ctx.notes))
 
 
+def agent_intent_labels(config: RefreshConfig, served_model: str | Path | None = None) -> list[str]:
+    """The intent labels to offer an agent resolving a hand-off, sorted (the queue page's choices).
+
+    The labels of ``refresh.intents_data`` when it is configured (exactly those the refresh trains
+    on); else those of the served intent model when ``served_model`` holds one (a classifier's
+    ``config.json``); else the shipped sample's, which the refresh then trains on.
+
+    Args:
+        config: The refresh settings.
+        served_model: The intent classifier the bot serves
+            (:func:`apps.customer_service.served_models.intent_model_path`), if any.
+
+    Raises:
+        FileNotFoundError, SourceError: The configured intents file is missing or malformed.
+        ValueError: The served model's ``config.json`` is not valid JSON or has no intent labels.
+    """
+    if config.intents_data:
+        return read_intents_csv(config.intents_data).label_set(HEAD)
+    manifest = Path(served_model) / "config.json" if served_model else None
+    if manifest is not None and manifest.is_file():
+        try:
+            labels = json.loads(manifest.read_text(encoding="utf-8"))["heads"][HEAD]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{manifest} names no intent labels ({err!r}); retrain the model") from err
+        return sorted({str(label) for label in labels})
+    return read_intents_csv(SAMPLE_INTENTS).label_set(HEAD)
+
+
 def _unknown_agent_labels(examples: Sequence[Example], known: set[str | None]) -> str | None:
     """A note counting the agents' intent labels that are none of the intents file's (they train nothing)."""
     unknown = sorted(e.intent for e in examples if e.intent and e.intent not in known)
@@ -443,6 +471,7 @@ __all__ = [
     "TrainingData",
     "TrainingDataError",
     "agent_corrections",
+    "agent_intent_labels",
     "approved_faqs",
     "collect",
     "draw_heldout",

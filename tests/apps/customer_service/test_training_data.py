@@ -13,6 +13,7 @@ from apps.customer_service.training_data import (
     SOURCES,
     SourceContext,
     TrainingDataError,
+    agent_intent_labels,
     collect,
     draw_heldout,
     freeze_heldout,
@@ -169,6 +170,21 @@ def test_the_agents_intent_on_a_resolved_handoff_teaches_the_intent_model_its_qu
     [note] = [n for n in data.notes if "intent label" in n]
     assert note.startswith("2 resolved hand-offs have an agent's intent label that the intents file does not")
     assert "(gift_cards, loans)" in note and "did not train the intent model" in note
+
+
+def test_the_labels_offered_to_agents_are_those_the_refresh_trains_on(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "config.json").write_text('{"heads": {"label": ["loans", "cards", "loans"]}}', "utf-8")
+    # the intents file when configured, whatever is served
+    assert agent_intent_labels(config(tmp_path), served) == ["refund_status", "track_order"]
+    # else the served model's labels, else the shipped sample's
+    assert agent_intent_labels(RefreshConfig(), served) == ["cards", "loans"]
+    sample = agent_intent_labels(RefreshConfig(), tmp_path / "nothing-served")
+    assert len(sample) == 10 and "refund_status" in sample and sample == sorted(sample)
+    (served / "config.json").write_text('{"heads": {}}', "utf-8")
+    with pytest.raises(ValueError, match="names no intent labels"):
+        agent_intent_labels(RefreshConfig(), served)
 
 
 def test_approved_gap_faqs_train_before_the_kb_is_rebuilt_with_them(tmp_path, store, kb):

@@ -103,6 +103,28 @@ def test_take_reply_resolve(handed_off):
     assert [e["action"] for e in audit_events()][:2] == ["handoff_resolve", "handoff_take"]
 
 
+def test_resolving_with_the_intent_the_agent_picked():
+    """The agent picks the intent among the refresh's labels; nothing is pre-selected (no bot guess)."""
+    from tests.apps.customer_service.test_handoff_queue import hand_off
+
+    store = SupportStore()
+    hand_off(store, "my money has not come back")  # the bot guessed "returns"
+    queue = HandoffQueue(store)
+    [case] = queue.waiting()
+    queue.take(case.id, "local")
+    at = open_queue()
+    box = at.selectbox(key=f"queue_intent_{case.id}")
+    assert box.label == "Intent (trains the intent model)" and box.value is None
+    assert box.options[0] == "(not set)" and "refund_status" in box.options and "returns" not in box.options
+    box.set_value("refund_status").run()
+    button(at, "Resolve").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success[0].value == f"Hand-off {case.id} resolved as refund_status."
+    assert queue.get(case.id).intent == "refund_status"
+    [event] = [e for e in audit_events() if e["action"] == "handoff_resolve"]
+    assert event["details"]["intent"] == "refund_status"
+
+
 def test_the_dashboard_shows_what_each_day_left_waiting():
     """The medians count only taken cases: a day with most cases untaken shows them waiting."""
     from tests.apps.customer_service.test_handoff_queue import hand_off

@@ -1,5 +1,7 @@
 """Hand-off queue: waiting conversations oldest first; take one, answer beside the bot's draft, resolve.
 
+Resolving, the agent may pick which intent the customer's question was, among the labels the refresh
+trains on (``training_data.agent_intent_labels``); nothing is pre-selected, never the bot's guess.
 Customers' and agents' text is shown escaped (as written, never as layout or links).
 """
 
@@ -7,9 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from apps.customer_service.config import load_bot_config, load_refresh_config
 from apps.customer_service.handoff import HandoffError
 from apps.customer_service.handoff_queue import Case, HandoffQueue
 from apps.customer_service.knowledge_base import MANIFEST_FILE
+from apps.customer_service.served_models import intent_model_path
+from apps.customer_service.training_data import agent_intent_labels
 from apps.customer_service.ui import common, queries
 from apps.customer_service.ui.common import escape_markdown
 from core.auth import Permission
@@ -17,6 +22,8 @@ from core.ui import auth
 
 CASE_KEY = "support_queue_case"
 FLASH_KEY = "support_queue_flash"
+INTENT_LABEL = "Intent (trains the intent model)"
+NOT_SET = "(not set)"
 ROLE_AVATARS = {"user": "user", "assistant": ":material/smart_toy:", "agent": ":material/support_agent:"}
 
 who = auth.require(Permission.HANDOFFS, "Hand-off queue")
@@ -104,6 +111,15 @@ def suggestion(case: Case, reply_key: str) -> None:
             st.table([{"id": s["id"], "title": s["title"], "score": round(s["score"], 3)} for s in others])
 
 
+def intent_choices() -> list[str]:
+    """The labels the refresh trains on (none, said so, when the settings or files cannot be read)."""
+    try:
+        return agent_intent_labels(load_refresh_config(), intent_model_path(load_bot_config().intent_model))
+    except (OSError, ValueError) as err:
+        st.caption(f"No intent labels to offer: {err}")
+        return []
+
+
 def work_on(case: Case) -> None:
     st.caption(queries.case_caption(case) + f" · conversation {case.conversation_id[:8]}")
     history(case)
@@ -115,10 +131,20 @@ def work_on(case: Case) -> None:
             act(queue.reply, case.id, agent, text, is_admin, success="Reply sent.")
     with right:
         suggestion(case, reply_key)
-    buttons = st.container(horizontal=True)
+    buttons = st.container(horizontal=True, vertical_alignment="bottom")
+    intent = buttons.selectbox(
+        INTENT_LABEL,
+        [None, *intent_choices()],
+        format_func=lambda label: NOT_SET if label is None else label,
+        key=f"queue_intent_{case.id}",
+        help="Which intent the customer's question was: `aigc support refresh` trains the intent model "
+        "on it. Leave it (not set) when unsure.",
+        width=300,
+    )
     if buttons.button("Resolve", key=f"queue_resolve_{case.id}", icon=":material/task_alt:"):
         st.session_state.pop(CASE_KEY, None)
-        act(queue.resolve, case.id, agent, is_admin, success=f"Hand-off {case.id} resolved.")
+        done = f"Hand-off {case.id} resolved" + (f" as {intent}." if intent else ".")
+        act(queue.resolve, case.id, agent, is_admin, intent, success=done)
     if buttons.button("Put back in the queue", key=f"queue_release_{case.id}", icon=":material/undo:"):
         st.session_state.pop(CASE_KEY, None)
         act(queue.release, case.id, agent, is_admin, success=f"Hand-off {case.id} is waiting again.")
