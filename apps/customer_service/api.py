@@ -209,8 +209,10 @@ class HandoffDayOut(BaseModel):
     handed_off: int
     taken: int
     resolved: int
-    median_take_min: float | None = None
+    median_take_min: float | None = Field(None, description="Median over the day's taken cases only")
     median_resolve_min: float | None = None
+    waiting: int = Field(0, description="The day's cases still waiting (never taken, or released)")
+    taken_share: float | None = Field(None, description="Share of the day's cases taken")
 
 
 def _sees_all(principal: Principal) -> bool:

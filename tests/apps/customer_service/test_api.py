@@ -108,6 +108,9 @@ def test_a_handoff_is_taken_answered_and_resolved_over_the_api(api) -> None:
     assert messages[-1]["role"] == "agent" and messages[-1]["author"] == "user-agent"
     metrics = api.client.get("/v1/support/handoffs/metrics", headers=api.headers("agent")).json()
     assert metrics[-1]["taken"] >= 1 and metrics[-1]["median_take_min"] >= 0
+    today = metrics[-1]  # what each day left waiting, as the page and queue-stats show it
+    assert today["taken_share"] == round(today["taken"] / today["handed_off"], 3)
+    assert 0 <= today["waiting"] <= today["handed_off"] - today["taken"]
     assert api.client.get(path, headers=api.headers("analyst")).status_code == 403
     assert (
         api.client.post("/v1/support/handoffs/999999/take", headers=api.headers("agent")).status_code == 404

@@ -167,3 +167,20 @@ def test_the_page_is_for_agents_and_admins_not_analysts(handed_off):
     at.button(key=f"queue_take_{case.id}").click().run()
     assert HandoffQueue(SupportStore()).get(case.id).taken_by == "ana"
     assert ("handoff_take", "ana") in {(e["action"], e["actor"]) for e in audit_events()}
+
+
+def test_a_taken_cases_question_is_listed_as_typed_not_as_markdown():
+    from apps.customer_service.bot import Answer
+
+    question = "**free** money at [my site](https://evil.example) ![x](https://evil.example/p.png)"
+    store = SupportStore()
+    conversation = store.start_conversation(question, owner="web")
+    handoff = Answer(text="A person will answer.", sources=[], confidence=0.1, handoff=True,
+                     handoff_reason="low_confidence")  # fmt: skip
+    store.add_exchange(conversation, question, handoff)
+    [case] = HandoffQueue(store).waiting()
+    HandoffQueue(store).take(case.id, "local")
+    at = open_queue()
+    [label] = at.radio[0].options
+    assert label.startswith(f"#{case.id} · ") and "https\\://evil.example" in label  # no autolink
+    assert "\\*\\*free\\*\\*" in label and "\\[my site\\]" in label and "\\!\\[x\\]" in label

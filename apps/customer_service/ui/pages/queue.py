@@ -155,7 +155,9 @@ if not workable:
     st.caption("None taken. Take a waiting conversation below.")
 else:
     labels = {
-        c.id: f"#{c.id} · {c.question[:60]}" + (f" · {c.taken_by}" if is_admin else "") for c in workable
+        # radio labels render Markdown: the question is the customer's text, shown as typed
+        c.id: f"#{c.id} · {escape_markdown(c.question[:60])}" + (f" · {c.taken_by}" if is_admin else "")
+        for c in workable
     }
     ids = list(labels)
     current = st.session_state.get(CASE_KEY)
