@@ -1,0 +1,155 @@
+"""PhraseBank with an intermediate task: the accurate preset started from an mpnet encoder first trained
+on TFNS sentiment, against the same preset started from mpnet-base, compared on validation.
+
+Issue 17, item 5 (PhraseBank ≥ 0.88) left "intermediate TFNS -> PhraseBank fine-tuning" untried. This
+bench:
+
+1. writes every row of TFNS ``sent_train.csv`` (tweets, the ``tfns`` label map) minus any text of the
+   PhraseBank benchmark's training or test part as ``intermediate.csv`` under ``FINANCE_BENCH_RUNS``
+   (outside the project: the data's licence);
+2. trains ``aigc finance train --preset accurate --set epochs=N`` on it (one epoch by default);
+3. writes that model's encoder weights into a copy of mpnet-base's directory (config, tokenizer and
+   pooling files), a local Hugging Face directory the suite loads like any model;
+4. for each ``--seeds`` seed, trains PhraseBank's training part with the product's settings
+   (``--confidence-column agreement --preset accurate --set label_smoothing=0.1 --set seed=S``) once
+   from mpnet-base and once from the TFNS encoder, and reads each run's validation macro F1 (the 10 %
+   carve-out, which depends on the seed): the only numbers a preset may be chosen on.
+
+Runs are kept under ``FINANCE_BENCH_RUNS/intermediate/`` and a finished one (its ``report.json``) is
+read instead of trained again, so a killed bench continues where it stopped. The test part is not
+scored here: a run that validation favours is scored with ``bench.finance_product --set model=DIR``.
+Results: ``bench/results/finance_phrasebank_intermediate.json``.
+
+Run: ``FINANCE_BENCH_RUNS=/work/runs .venv/bin/python -m bench.finance_intermediate --seeds 42,7,1234``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.finance_common import DATA, RESULTS, RUNS
+from bench.finance_product import aigc, write_parts
+from core.atomic import write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+OUT = RESULTS / "finance_phrasebank_intermediate.json"
+#: The product settings both arms train PhraseBank with (the accurate preset with agreement targets).
+PRODUCT_OPTIONS: tuple[str, ...] = (
+    "--confidence-column", "agreement", "--preset", "accurate", "--set", "label_smoothing=0.1",
+)  # fmt: skip
+#: Files of a model directory that are not the weights (the copy keeps them, the weights are replaced).
+_WEIGHT_FILES = frozenset({"model.safetensors", "pytorch_model.bin", "artifact.json", "source.json"})
+
+
+def write_intermediate(folder: Path, train_csv: Path, test_csv: Path) -> tuple[Path, dict[str, Any]]:
+    """TFNS ``sent_train.csv`` (all rows, ``tfns`` labels) minus the PhraseBank parts' texts, as CSV."""
+    from apps.finance_monitor.datasets import load_labelled, text_key
+
+    tfns = load_labelled(DATA / "twitter_financial_news_sentiment" / "sent_train.csv", label_map="tfns")
+    taken = {text_key(t) for part in (train_csv, test_csv) for t in pd.read_csv(part)["text"]}
+    rows = [(t, label) for t, label in zip(tfns.texts, tfns.labels, strict=True) if text_key(t) not in taken]
+    path = folder / "intermediate.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    info = {"file": "sent_train.csv", "rows": len(rows), "dropped_as_phrasebank_text": len(tfns) - len(rows)}
+    return path, info
+
+
+def encoder_directory(model_dir: Path, out: Path) -> Path:
+    """mpnet-base's directory with the weights of the trained classifier ``model_dir``'s encoder."""
+    from core.classification import ENCODER_FILE
+    from core.models import model_path
+
+    if (out / "model.safetensors").is_file():
+        return out
+    base = model_path("mpnet-base")
+    building = out.with_name(out.name + ".tmp")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    for item in base.iterdir():
+        if item.name not in _WEIGHT_FILES:
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, building / item.name)
+    shutil.copy2(model_dir / ENCODER_FILE, building / "model.safetensors")
+    building.rename(out)
+    return out
+
+
+def train(data: Path, out: Path, *options: str) -> dict[str, Any]:
+    """``aigc finance train --task sentiment`` into ``out`` (its report read back when it is there)."""
+    report = out / "report.json"
+    if not report.is_file():
+        started = time.perf_counter()
+        aigc("finance", "train", "--task", "sentiment", "--data", str(data), "--out", str(out), *options)
+        logger.info("Trained %s in %.0f s", out.name, time.perf_counter() - started)
+    return json.loads(report.read_text())
+
+
+def validation_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The validation numbers of one run's report."""
+    return {
+        "val_macro_f1": round(float(report["best_metric"]), 4),
+        "best_epoch": report["best_epoch"],
+        "train_wall_s": round(float(report["wall_time_s"]), 1),
+        "epochs": [
+            {k: round(float(v), 4) for k, v in epoch.items() if k in ("epoch", "val_macro_f1", "val_loss")}
+            for epoch in report.get("history", [])
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="42,7,1234", help="comma-separated seeds of the PhraseBank runs")
+    parser.add_argument("--intermediate-epochs", type=int, default=1, help="epochs on TFNS")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    root = RUNS / "intermediate"
+    train_csv, test_csv, protocol = write_parts(root / "data", agreement=True)
+    data, intermediate = write_intermediate(root / "data", train_csv, test_csv)
+    tfns_model = root / f"tfns-{args.intermediate_epochs}ep"
+    epochs = f"epochs={args.intermediate_epochs}"
+    tfns_report = train(data, tfns_model, "--preset", "accurate", "--set", epochs)
+    encoder = encoder_directory(tfns_model, root / f"mpnet-tfns-{args.intermediate_epochs}ep")
+    runs = []
+    for seed in seeds:
+        row: dict[str, Any] = {"seed": seed}
+        for arm, extra in (("base", ()), ("intermediate", ("--set", f"model={encoder}"))):
+            out = root / f"phrasebank-{arm}-seed{seed}"
+            report = train(train_csv, out, *PRODUCT_OPTIONS, "--set", f"seed={seed}", *extra)
+            row[arm] = validation_row(report)
+        row["gain"] = round(row["intermediate"]["val_macro_f1"] - row["base"]["val_macro_f1"], 4)
+        runs.append(row)
+        logger.info("Seed %d: base %.4f, intermediate %.4f", seed, row["base"]["val_macro_f1"],
+                    row["intermediate"]["val_macro_f1"])  # fmt: skip
+    gains = [r["gain"] for r in runs]
+    result = {
+        "protocol": protocol,
+        "intermediate": {
+            **intermediate,
+            "command": f"aigc finance train --preset accurate --set epochs={args.intermediate_epochs}",
+            "val_macro_f1": round(float(tfns_report["best_metric"]), 4),
+            "train_wall_s": round(float(tfns_report["wall_time_s"]), 1),
+        },
+        "phrasebank_options": " ".join(PRODUCT_OPTIONS) + " --set seed=S [--set model=<TFNS encoder>]",
+        "runs": runs,
+        "mean_gain": round(statistics.mean(gains), 4),
+        "seeds_gaining": sum(g > 0 for g in gains),
+        "load_average_at_end": list(os.getloadavg()),
+    }
+    write_bytes_atomic(OUT, (json.dumps(result, indent=2) + "\n").encode())
+    print(json.dumps({k: result[k] for k in ("mean_gain", "seeds_gaining")} | {"runs": len(runs)}))
+
+
+if __name__ == "__main__":
+    main()
