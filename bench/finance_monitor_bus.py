@@ -12,7 +12,10 @@ and ``duplicated`` (rows beyond one item and one score per id). ``alerts`` are t
 sample rules raised. ``scoring_items_per_s`` measures the model alone on 2,000 of the same texts,
 so the report shows how much of the pipeline's time is the model. The model is the demo's
 two-head MiniLM (``$AIGC_DATA_DIR/finance/models/news``, trained first if absent, as
-``aigc prepare-demo`` does). The database is a fresh SQLite file (WAL), the suite's default.
+``aigc prepare-demo`` does). The monitor is the one ``aigc finance monitor`` builds from the default
+settings (``build_monitor``: alert digests computed with each alert, cashtag linking, the ingest's
+near-duplicate threshold), so digest time counts. The database is a fresh SQLite file (WAL), the
+suite's default.
 
 Results: ``bench/results/finance_monitor_bus.json`` (one entry per source, the latest run of each)
 and ``.md``. Target of issue 17: >= 200 items/s on 2 cores, 0 lost, 0 duplicated.
@@ -27,6 +30,7 @@ import socket
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -169,11 +173,9 @@ def measure(
 
     from apps.finance_monitor.config import BUS_GROUP, MonitorConfig
     from apps.finance_monitor.feed import consume_feed, publish_items
-    from apps.finance_monitor.monitor import SAMPLE_RULES, Monitor
-    from apps.finance_monitor.rules import load_rules
-    from apps.finance_monitor.scoring import Scorer
+    from apps.finance_monitor.monitor import SAMPLE_RULES, build_monitor
     from apps.finance_monitor.sources import encode_message
-    from core.batching import forward_workers, single_thread_passes
+    from core.batching import forward_workers
     from core.bus import BusSettings, open_source, remove
     from core.schema import migrate
     from core.storage import create_engine
@@ -183,14 +185,12 @@ def measure(
     news = make_items(items, run_id, texts)
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
-    config = config or MonitorConfig()
+    # The monitor `aigc finance monitor` builds from these settings (digests with alerts, entity
+    # linking, dedup threshold, outbox), on the demo model and the shipped sample rules.
+    config = replace(config or MonitorConfig(), sentiment_model=str(_model_dir()), rules=str(SAMPLE_RULES))
     workers = forward_workers(config.model_workers)
-    single_thread_passes(workers)  # as build_monitor does for `aigc finance monitor`
-    scorer = Scorer.from_dirs(_model_dir(), precision=config.model_precision, workers=workers)
-    monitor = Monitor(
-        engine, scorer, load_rules(SAMPLE_RULES), [], batch_size=config.batch_size,
-        model_batch_size=config.model_batch_size,
-    )  # fmt: skip
+    monitor = build_monitor(engine, config, work)
+    scorer = monitor.scorer
     settings = BusSettings(group=BUS_GROUP, consumer="bench", batch=batch, wait_s=0.5, pipeline=pipeline)
     load_before = os.getloadavg()[0]
     url = _bus_url(source, run_id) if source != "folder" else None
