@@ -16,11 +16,14 @@ bench:
    carve-out, which depends on the seed): the only numbers a preset may be chosen on.
 
 Runs are kept under ``FINANCE_BENCH_RUNS/intermediate/`` and a finished one (its ``report.json``) is
-read instead of trained again, so a killed bench continues where it stopped. The test part is not
-scored here: a run that validation favours is scored with ``bench.finance_product --set model=DIR``.
+read instead of trained again, so a killed bench continues where it stopped. With ``--score-test`` the
+runs are then scored on the test part, one by one and each arm's averaged (not refitted: they keep
+their validation carve-out), to see whether the validation result holds on test; the choice is the
+validation comparison's.
 Results: ``bench/results/finance_phrasebank_intermediate.json``.
 
-Run: ``FINANCE_BENCH_RUNS=/work/runs .venv/bin/python -m bench.finance_intermediate --seeds 42,7,1234``.
+Run: ``FINANCE_BENCH_RUNS=/work/runs .venv/bin/python -m bench.finance_intermediate --seeds 42,7,1234
+[--score-test]``.
 """
 
 from __future__ import annotations
@@ -107,10 +110,44 @@ def validation_row(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def test_scores(runs: dict[str, list[Path]], test_csv: Path) -> dict[str, Any]:
+    """Test weighted F1 of every run and of each arm's runs averaged (calibrated probabilities), with
+    the bootstrap interval of each average (:func:`bench.finance_product.bootstrap_interval`)."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from apps.finance_monitor.classifiers import head_probabilities, load_model
+    from apps.finance_monitor.datasets import load_labelled
+    from bench.finance_product import bootstrap_interval
+
+    test = load_labelled(test_csv)
+    labels = list(test.labels)
+    scores: dict[str, Any] = {}
+    for arm, dirs in runs.items():
+        probs, classes = [], []
+        for directory in dirs:
+            model = load_model(directory)
+            probs.append(head_probabilities(model, test.texts)["sentiment"])
+            classes = list(model.labels("sentiment"))
+        each = [
+            round(float(f1_score(labels, np.asarray(classes)[p.argmax(axis=1)], average="weighted")), 4)
+            for p in probs
+        ]
+        scores[arm] = {"runs": each, "mean_of_runs": round(statistics.mean(each), 4)}
+        scores[arm]["average_of_runs"] = bootstrap_interval(probs, labels, classes)
+    return scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="42,7,1234", help="comma-separated seeds of the PhraseBank runs")
     parser.add_argument("--intermediate-epochs", type=int, default=1, help="epochs on TFNS")
+    parser.add_argument(
+        "--score-test",
+        action="store_true",
+        help="also score every run, and each arm's runs averaged, on the test part (after the "
+        "validation comparison, which alone decides)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -133,6 +170,10 @@ def main() -> None:
         logger.info("Seed %d: base %.4f, intermediate %.4f", seed, row["base"]["val_macro_f1"],
                     row["intermediate"]["val_macro_f1"])  # fmt: skip
     gains = [r["gain"] for r in runs]
+    tested = None
+    if args.score_test:
+        arms = ("base", "intermediate")
+        tested = test_scores({a: [root / f"phrasebank-{a}-seed{s}" for s in seeds] for a in arms}, test_csv)
     result = {
         "protocol": protocol,
         "intermediate": {
@@ -145,6 +186,7 @@ def main() -> None:
         "runs": runs,
         "mean_gain": round(statistics.mean(gains), 4),
         "seeds_gaining": sum(g > 0 for g in gains),
+        "test": tested,
         "load_average_at_end": list(os.getloadavg()),
     }
     write_bytes_atomic(OUT, (json.dumps(result, indent=2) + "\n").encode())
