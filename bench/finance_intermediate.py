@@ -20,7 +20,7 @@ read instead of trained again, so a killed bench continues where it stopped. Wit
 runs are then scored on the test part, one by one and each arm's averaged (not refitted: they keep
 their validation carve-out), to see whether the validation result holds on test; the choice is the
 validation comparison's.
-Results: ``bench/results/finance_phrasebank_intermediate.json``.
+Results: ``bench/results/finance_phrasebank_intermediate.json`` and ``.png``.
 
 Run: ``FINANCE_BENCH_RUNS=/work/runs .venv/bin/python -m bench.finance_intermediate --seeds 42,7,1234
 [--score-test]``.
@@ -138,6 +138,38 @@ def test_scores(runs: dict[str, list[Path]], test_csv: Path) -> dict[str, Any]:
     return scores
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Validation macro F1 per seed for both arms, and (when scored) test weighted F1 beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    panels = [("validation macro F1", "val")] + ([("test weighted F1", "test")] if result.get("test") else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, kind) in zip(axes[0], panels, strict=True):
+        for offset, (arm, color, name) in enumerate(
+            (("base", "#8C8C8C", "from mpnet-base"), ("intermediate", "#4C72B0", "from the TFNS encoder"))
+        ):
+            test = result["test"][arm]["runs"] if kind == "test" else []
+            values = test or [r[arm]["val_macro_f1"] for r in runs]
+            xs = [i + (offset - 0.5) * 0.38 for i in range(len(runs))]
+            ax.bar(xs, values, width=0.36, color=color, label=name)
+            for x, v in zip(xs, values, strict=True):
+                ax.annotate(f"{v:.3f}", (x, v), ha="center", va="bottom", fontsize=7)
+        if kind == "test":
+            ax.axhline(0.88, color="#C44E52", linestyle="--", linewidth=1, label="target 0.88")
+        ax.set_xticks(range(len(runs)), [f"seed {r['seed']}" for r in runs])
+        ax.set_ylim(0.8, 0.91)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("PhraseBank, accurate preset + agreement + label smoothing 0.1", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="42,7,1234", help="comma-separated seeds of the PhraseBank runs")
@@ -148,7 +180,11 @@ def main() -> None:
         help="also score every run, and each arm's runs averaged, on the test part (after the "
         "validation comparison, which alone decides)",
     )
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(OUT.read_text()), OUT.with_suffix(".png"))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seeds = [int(s) for s in args.seeds.split(",")]
     root = RUNS / "intermediate"
@@ -190,6 +226,7 @@ def main() -> None:
         "load_average_at_end": list(os.getloadavg()),
     }
     write_bytes_atomic(OUT, (json.dumps(result, indent=2) + "\n").encode())
+    plot(result, OUT.with_suffix(".png"))
     print(json.dumps({k: result[k] for k in ("mean_gain", "seeds_gaining")} | {"runs": len(runs)}))
 
 
