@@ -47,6 +47,7 @@ HUMAN_REQUESTED = "Of course: I'm handing this conversation to a human agent, wh
 #: The bot's only reply while a person has the conversation (:meth:`SupportBot.held`).
 WITH_QUEUE = "Your conversation is with our support team now; an agent will answer you here."
 WITH_AGENT = "A support agent is handling your conversation and will answer you here."
+HELD_REPLIES: tuple[str, ...] = (WITH_QUEUE, WITH_AGENT)
 TRUNCATION_NOTICE = (
     "Note: your question was longer than {limit} characters; only the first {limit} were used."
 )

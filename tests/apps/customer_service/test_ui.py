@@ -190,6 +190,10 @@ def test_the_bot_does_not_answer_a_conversation_a_person_has(data_kb_dir):  # no
     assert not at.exception, [e.value for e in at.exception]
     texts = [m.value for m in at.markdown]
     assert WITH_QUEUE in texts and not any(t.startswith("Click Sign in, then Forgot") for t in texts)
+    # the holding reply is no low-confidence answer: no hand-off banner of its own, no rating
+    assert len(at.warning) == 1 and "With a person: the bot did not answer this." in [
+        c.value for c in at.caption
+    ]
     queue = HandoffQueue(SupportStore())
     [case] = queue.waiting()
     queue.take(case.id, "ana")

@@ -12,6 +12,7 @@ import streamlit as st
 from apps.customer_service.bot import EmptyQuestionError, SupportBot
 from apps.customer_service.handoff import REASON_LABELS
 from apps.customer_service.handoff_queue import Case, HandoffQueue
+from apps.customer_service.prompts import HELD_REPLIES
 from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
 from apps.customer_service.ui.common import confidence_level, escape_markdown, highlighted_markdown
@@ -126,6 +127,10 @@ def render(message: dict[str, Any]) -> None:
     with st.chat_message(message["role"]):
         if message["role"] == "user":
             st.markdown(escape_markdown(message["content"]))
+            return
+        if message["content"] in HELD_REPLIES:  # a person has the conversation: the bot only said so
+            st.caption("With a person: the bot did not answer this.")
+            st.markdown(message["content"])
             return
         if message["handoff"]:
             st.warning(HANDOFF_BANNER, icon=":material/support_agent:")
