@@ -382,12 +382,7 @@ class SupportBot:
             EmptyQuestionError: The question is empty.
         """
         start = time.perf_counter()
-        if not isinstance(question, str) or not question.strip():
-            raise EmptyQuestionError("the question is empty: type a question for the bot")
-        question = question.strip()
-        notice = None
-        if len(question) > self.config.max_question_chars:
-            notice = TRUNCATION_NOTICE.format(limit=self.config.max_question_chars)
+        question, notice = self._question(question)
         text = WITH_AGENT if taken else WITH_QUEUE
 
         def finish(_streamed: str, first: float | None) -> tuple[Answer, str]:
@@ -399,7 +394,7 @@ class SupportBot:
                 handoff=True,
                 handoff_reason=reason,
                 route="handoff",
-                query=question[: self.config.max_question_chars],
+                query=question,
                 notice=notice,
                 latency_ms=(now - start) * 1000,
                 ttft_ms=((first or now) - start) * 1000,
@@ -423,9 +418,7 @@ class SupportBot:
             EmptyQuestionError: The question is empty.
         """
         start = time.perf_counter()
-        if not isinstance(question, str) or not question.strip():
-            raise EmptyQuestionError("the question is empty: type a question for the bot")
-        question = question.strip()[: self.config.max_question_chars]
+        question, _notice = self._question(question)
         hits = list(hits)
         used = [h for h in hits if not self.kb.is_flagged(h.entry)][: self.config.answer.passages]
         dropped = [h.id for h in hits if self.kb.is_flagged(h.entry)]
@@ -642,16 +635,22 @@ class SupportBot:
             messages = build_messages(question, hits, cfg.passage_chars)
         return messages
 
-    def _plan(self, question: str, history: Sequence[Turn] | None) -> _Plan:
-        start = time.perf_counter()
+    def _question(self, question: str) -> tuple[str, str | None]:
+        """The question stripped and cut to ``config.max_question_chars``, and the notice when cut.
+
+        Raises:
+            EmptyQuestionError: The question is empty.
+        """
         if not isinstance(question, str) or not question.strip():
             raise EmptyQuestionError("the question is empty: type a question for the bot")
-        question = question.strip()
-        notice = None
-        limit = self.config.max_question_chars
+        question, limit = question.strip(), self.config.max_question_chars
         if len(question) > limit:
-            question = question[:limit]
-            notice = TRUNCATION_NOTICE.format(limit=limit)
+            return question[:limit], TRUNCATION_NOTICE.format(limit=limit)
+        return question, None
+
+    def _plan(self, question: str, history: Sequence[Turn] | None) -> _Plan:
+        start = time.perf_counter()
+        question, notice = self._question(question)
         query = rewrite_question(question, history, self.config.rewrite)
         hits = self.retriever.search(query, k=self.config.top_k)
         # Prompt-injection screen (issue 12): verdicts stored in the KB at index time, every field.
