@@ -125,6 +125,19 @@ class BusSource(ABC):
         """
 
     @abstractmethod
+    def extend(self, messages: Sequence[BusMessage]) -> None:
+        """``messages`` are still being worked on: restart the broker's timeout for them.
+
+        Without it a batch whose commit outlasts the timeout (``ack_wait_s``, ``claim_idle_s``) is
+        delivered again, to another replica too, while this one still holds it.
+        :func:`core.bus.consumer.consume` calls it from a second thread every third of the timeout
+        while a batch is handled.
+
+        Raises:
+            BusError: The broker is unreachable.
+        """
+
+    @abstractmethod
     def release(self, messages: Sequence[BusMessage]) -> None:
         """Processing ``messages`` failed: deliver them again (to this consumer or another)."""
 

@@ -16,6 +16,12 @@ batch is fetched *before* the current one is handled. Batches are still handled 
 one at a time, in fetch order, each only after its own ``handle`` returned; the batch fetched ahead
 is unacknowledged until then, so a kill delivers it again like any other.
 
+While a batch is handled, a second thread tells the broker every third of its timeout
+(``min(ack_wait_s, claim_idle_s) / 3``) that the batch, and the one fetched ahead, are still being
+worked on (:meth:`~core.bus.base.BusSource.extend`): a commit that takes longer than the timeout (a
+digest written by a language model, a slow database) is not delivered again to another replica
+while this one still holds it.
+
 Fault point (:mod:`core.failpoints`): ``bus.before_ack``, after ``handle`` returned and before
 the batch is acknowledged, the window in which a kill makes the broker deliver committed messages
 again.
@@ -25,8 +31,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +147,8 @@ def consume(
                     if drain and source.pending() == 0:
                         break
                     continue
-                _finish(source, current, handle, worker is not None)
+                with _kept_alive(source, [current, ahead], _keepalive_every(settings)):
+                    _finish(source, current, handle, worker is not None)
             except (BusError, *retry_on) as err:
                 failures += 1
                 stats.failures += 1
@@ -196,6 +204,37 @@ def _finish(source: BusSource, batch: _Batch, handle: Handler, prepared: bool) -
         if message.id in rejected:
             source.dead_letter(message, rejected[message.id])
     source.ack([m for m in batch.messages if m.id not in rejected])
+
+
+def _keepalive_every(settings: BusSettings) -> float:
+    """Seconds between two :meth:`BusSource.extend` calls: a third of the shorter broker timeout."""
+    return max(min(settings.ack_wait_s, settings.claim_idle_s) / 3, 0.1)
+
+
+@contextmanager
+def _kept_alive(source: BusSource, batches: Sequence[_Batch | None], every_s: float) -> Iterator[None]:
+    """Extend the broker's hold on ``batches`` every ``every_s`` seconds until the block ends."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every_s):
+            held = [m for b in batches if b is not None for m in b.messages]
+            try:
+                source.extend(held)
+            except Exception as err:  # noqa: BLE001 - the broker redelivers at worst; the commit goes on
+                logger.warning(
+                    "Could not extend the hold on a batch", extra={"url": source.url, "error": str(err)}
+                )
+            else:
+                logger.debug("Extended the hold on a batch", extra={"url": source.url, "messages": len(held)})
+
+    thread = threading.Thread(target=beat, name="bus-keepalive", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _settle(batch: _Batch) -> None:

@@ -235,6 +235,14 @@ class NatsJetStreamSource(BusSource):
             },
         )
 
+    def extend(self, messages: Sequence[BusMessage]) -> None:
+        async def in_progress() -> None:
+            for m in messages:
+                await m.ref.in_progress()  # +WPI: ack_wait starts again
+            await self._conn.nc.flush()
+
+        self._conn.call(in_progress(), "extending the ack wait")
+
     def release(self, messages: Sequence[BusMessage]) -> None:
         async def nak() -> None:
             for m in messages:

@@ -141,6 +141,16 @@ class RedisStreamSource(BusSource):
             },
         )
 
+    def extend(self, messages: Sequence[BusMessage]) -> None:
+        # XCLAIM by the owner with JUSTID resets the entries' idle time without counting a delivery,
+        # so XAUTOCLAIM of another consumer leaves them alone.
+        ids = [m.id for m in messages]
+        with _errors(self.url, "extending the claim"):
+            for start in range(0, len(ids), _CHUNK):
+                self._redis.xclaim(
+                    self.stream, self.group, self.consumer, 0, ids[start : start + _CHUNK], justid=True
+                )
+
     def release(self, messages: Sequence[BusMessage]) -> None:
         # They stay in this consumer's pending list; the next fetch reads that list first.
         self._backlog, self._backlog_after = True, "0"

@@ -317,3 +317,42 @@ def test_a_restart_holding_two_batches_gets_each_pending_message_once():
         assert stats.redelivered == 8
     finally:
         drop(url)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_commit_longer_than_the_broker_timeout_is_not_delivered_to_another_replica(bus_url, pipelined):  # noqa: F811
+    """While one replica commits a batch for 3.5 x the broker's timeout (a digest written by a language
+    model), the consumer keeps extending its hold: the second replica of the group gets none of it."""
+    import threading
+
+    slow = BusSettings(group="g", consumer="c1", batch=4, wait_s=0.2, ack_wait_s=1.0, claim_idle_s=1.0)
+    other = BusSettings(group="g", consumer="c2", batch=4, wait_s=0.2, ack_wait_s=1.0, claim_idle_s=1.0)
+    publish(bus_url, 4)
+    handling = threading.Event()
+    handled: list[str] = []
+    stolen: list[str] = []
+
+    def handle(messages, prepared=None):
+        handled.extend(m.id for m in messages)
+        handling.set()
+        time.sleep(3.5)
+        return {}
+
+    def second_replica() -> None:
+        handling.wait(10)
+        deadline = time.monotonic() + 4.5
+        with open_source(bus_url, other) as source:
+            while time.monotonic() < deadline:
+                batch = source.fetch(4, 0.2)
+                stolen.extend(m.id for m in batch)
+                source.ack(batch)
+
+    thread = threading.Thread(target=second_replica)
+    thread.start()
+    prepare = (lambda ms: None) if pipelined else None
+    with open_source(bus_url, slow) as source:
+        stats = consume(source, handle, slow, drain=True, prepare=prepare)
+        thread.join()
+        assert source.pending() == 0
+    assert len(handled) == 4 and stolen == []
+    assert (stats.acked, stats.redelivered) == (4, 0)
