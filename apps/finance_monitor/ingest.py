@@ -29,6 +29,7 @@ from apps.finance_monitor.dedup import NearDuplicateIndex
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.sources import NewsItem, read_news
 from apps.finance_monitor.storage import (
+    MAX_FILE_PATH_LENGTH,
     existing_item_ids,
     file_done,
     file_unchanged,
@@ -134,11 +135,17 @@ class Ingestor:
         Raises:
             FileNotFoundError: No such file.
             DataError: The file is malformed, or none of its records is good (it is recorded as
-                failed first).
+                failed first), or its path is too long to record (nothing is read).
         """
         path = Path(path).resolve()
         stat = path.stat()
         key = str(path)
+        if len(key) > MAX_FILE_PATH_LENGTH:  # finance_files could not record it, so it would be read forever
+            raise DataError(
+                "…" + key[-200:],
+                f"path of {len(key)} characters; at most {MAX_FILE_PATH_LENGTH} are recorded: move or "
+                "rename the file (nothing of it was read)",
+            )
         with session_scope(self.engine) as session:
             if not force and file_unchanged(session, key, stat.st_size, stat.st_mtime_ns):
                 return IngestResult(key, "unchanged")

@@ -17,7 +17,8 @@ Every reader builds its items in one place, which also makes them fit the ``fina
 control characters (NUL, ...; tab and newline aside) and unpaired surrogates are removed from every
 text field, as they carry no meaning and a database refuses them; a source name longer than
 :data:`MAX_SOURCE_LENGTH` is cut to fit (logged); a url longer than :data:`MAX_URL_LENGTH` is
-refused for its item (a shortened link would point elsewhere).
+refused for its item (a shortened link would point elsewhere); the item's origin (file and row, or
+bus URL and message id) keeps its last :data:`MAX_ORIGIN_LENGTH` characters.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ _DC_DATE = "{http://purl.org/dc/elements/1.1/}date"
 MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 256  # finance_items.source
 MAX_URL_LENGTH = 2048  # finance_items.url
+MAX_ORIGIN_LENGTH = 1024  # finance_items.origin (the end is kept: file name and row)
 # C0 and C1 controls but tab, newline and carriage return, and unpaired surrogates (from JSON "\ud800").
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -361,7 +363,7 @@ def _to_item(
     def fail(field: str, problem: str) -> DataError:
         return DataError(path, problem, row=row, line=line, field=field)
 
-    origin = f"{path}:{row}" if row is not None else str(path)
+    origin = bounded_origin(f"{path}:{row}" if row is not None else str(path))
     title = _pick(rec, "title")
     if not isinstance(title, str):
         raise fail("title", "missing title" if title is None else f"title must be text, got {title!r}")
@@ -405,6 +407,15 @@ def _to_item(
         url=url,
         origin=origin,
     )
+
+
+def bounded_origin(origin: str) -> str:
+    """``origin`` cleaned and cut to :data:`MAX_ORIGIN_LENGTH`, keeping its end (the file name, row
+    or message id) behind an ellipsis: a deep folder's path still fits ``finance_items.origin``."""
+    origin = _clean(origin)
+    if len(origin) <= MAX_ORIGIN_LENGTH:
+        return origin
+    return "…" + origin[-(MAX_ORIGIN_LENGTH - 1) :]
 
 
 def _clean(text: str) -> str:

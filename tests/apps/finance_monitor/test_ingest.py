@@ -163,3 +163,41 @@ def test_a_file_with_no_good_record_fails_with_the_first_error(sqlite_db, tmp_pa
         Ingestor(sqlite_db).ingest_file(path)
     with session_scope(sqlite_db) as session:
         assert session.scalars(sa.select(ProcessedFile.status)).one() == "failed"
+
+
+def _deep_folder(root, length: int):
+    """A folder under ``root`` whose resolved path is ``length`` characters long."""
+    folder = root.resolve()
+    while len(str(folder)) < length - 201:
+        folder = folder / ("d" * 200)
+    folder = folder / ("e" * (length - len(str(folder)) - 1))
+    folder.mkdir(parents=True)
+    assert len(str(folder)) == length
+    return folder
+
+
+def test_a_deep_folder_fits_the_tables_and_a_path_too_long_to_record_is_refused(db, tmp_path):
+    """The origin ``path:row`` of a file 1,019 characters deep is cut to its column, keeping the file
+    name and row; a file whose path finance_files cannot record fails with one line, nothing read."""
+    from apps.finance_monitor.sources import MAX_ORIGIN_LENGTH
+    from apps.finance_monitor.storage import MAX_FILE_PATH_LENGTH
+
+    deep = _deep_folder(tmp_path / "a", MAX_FILE_PATH_LENGTH - 11)
+    fits = write_batch(deep / "batch.csv", "csv", [r for r in RECORDS if r["id"] in ("g1", "g2")])
+    assert len(str(fits.resolve())) == MAX_FILE_PATH_LENGTH - 1
+    result = Ingestor(db, min_age_s=0).scan_folder(deep)
+    assert [(r.status, sorted(r.new_ids)) for r in result] == [("ingested", ["g1", "g2"])]
+    with session_scope(db) as session:
+        origins = dict(session.execute(sa.select(Item.id, Item.origin)).all())
+        assert session.scalars(sa.select(ProcessedFile.status)).one() == "done"
+    assert all(len(o) == MAX_ORIGIN_LENGTH and o.startswith("…") for o in origins.values())
+    assert origins["g1"].endswith("/batch.csv:1") and origins["g2"].endswith("/batch.csv:2")
+
+    deeper = _deep_folder(tmp_path / "b", MAX_FILE_PATH_LENGTH + 100)
+    write_batch(deeper / "batch.csv", "csv", [r for r in RECORDS if r["id"] == "s1"])
+    [failed] = Ingestor(db, min_age_s=0).scan_folder(deeper)
+    assert failed.status == "failed" and "\n" not in failed.error
+    assert f"path of {MAX_FILE_PATH_LENGTH + 110} characters; at most {MAX_FILE_PATH_LENGTH}" in failed.error
+    with session_scope(db) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Item)) == 2
+        assert session.scalar(sa.select(sa.func.count()).select_from(ProcessedFile)) == 1
