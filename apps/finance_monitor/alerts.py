@@ -171,6 +171,7 @@ class AlertEngine:
         alert = Alert(
             rule=rule.name, scope=rule.scope, key=breach.key, metric=rule.metric, window=rule.window,
             window_start=breach.bucket_start, window_end=breach.bucket_end, created_at=now, updated_at=now,
+            baseline_buckets=int(rule.baseline_buckets),
             status="muted" if _muted(session, rule.name, breach.key, now) else "open",
             deliveries={}, message="",
         )  # fmt: skip

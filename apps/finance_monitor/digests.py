@@ -750,16 +750,17 @@ def get_digest(
     A digest computed again keeps the baseline length of the stored one (:func:`digest_baseline_buckets`):
     the monitor computes the first digest in the alert's transaction with the rule the alert was raised
     under, so a reader of another rules file (the dashboard reads the shipped settings, not the
-    monitor's ``--config``) still compares the alert with that rule's baseline. ``baseline_buckets``
-    applies only to an alert without a stored digest.
+    monitor's ``--config``) still compares the alert with that rule's baseline. An alert without a
+    stored digest uses the baseline length recorded with it when it was raised; ``baseline_buckets``
+    applies only to an alert raised before that was recorded (``finance_0005``).
 
     Args:
         engine: A migrated database.
         alert_id: The alert.
         digester: What computes a missing or stale digest (or a function returning one, called only
             then); ``None`` returns the stored digest as it is, or ``None``.
-        baseline_buckets: Baseline length per rule name (from the rules file) for an alert without a
-            stored digest; default 24 buckets.
+        baseline_buckets: Baseline length per rule name (from the rules file) for an old alert with
+            neither a stored digest nor a recorded baseline length; default 24 buckets.
         refresh: Compute it again even when the stored one is current.
 
     Raises:
@@ -777,7 +778,9 @@ def get_digest(
         maker = digester if isinstance(digester, Digester) else digester()
         if found is not None:
             buckets = digest_baseline_buckets(found[0], alert.window)
-        else:
+        elif alert.baseline_buckets is not None:  # the rule's, recorded when the alert was raised
+            buckets = alert.baseline_buckets
+        else:  # an alert raised before finance_0005
             buckets = (baseline_buckets or {}).get(alert.rule, DEFAULT_BASELINE_BUCKETS)
         return compute_digest(session, alert, maker, buckets)
 

@@ -35,7 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from apps.finance_monitor.sources import MAX_SOURCE_LENGTH, MAX_URL_LENGTH, NewsItem
+from apps.finance_monitor.sources import MAX_ORIGIN_LENGTH, MAX_SOURCE_LENGTH, MAX_URL_LENGTH, NewsItem
 from core.outbox import OutboxColumns
 from core.schema import register_migrations as _register_migrations
 from core.storage import TYPE_ANNOTATION_MAP, new_metadata, upsert, utcnow
@@ -43,6 +43,8 @@ from core.storage import TYPE_ANNOTATION_MAP, new_metadata, upsert, utcnow
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "versions"
+#: Longest file path ``finance_files`` records (ingestion refuses a file at a longer one).
+MAX_FILE_PATH_LENGTH = 1024
 _CHUNK = 500  # ids per IN (...) clause; stays under SQLite's bound-parameter limit
 
 
@@ -60,14 +62,14 @@ class Item(FinanceBase):
 
     id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     timestamp: Mapped[datetime] = mapped_column(index=True)
-    # The readers make items fit these two (apps.finance_monitor.sources).
+    # The readers make items fit source, url and origin (apps.finance_monitor.sources).
     source: Mapped[str] = mapped_column(sa.String(MAX_SOURCE_LENGTH), index=True)
     title: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str | None] = mapped_column(sa.Text)
     url: Mapped[str | None] = mapped_column(sa.String(MAX_URL_LENGTH))
     tickers: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     group_id: Mapped[str] = mapped_column(sa.String(128), index=True)
-    origin: Mapped[str | None] = mapped_column(sa.String(1024))
+    origin: Mapped[str | None] = mapped_column(sa.String(MAX_ORIGIN_LENGTH))
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -106,6 +108,8 @@ class Alert(FinanceBase):
     reason: Mapped[str] = mapped_column(sa.String(16))  # baseline | absolute
     baseline_mean: Mapped[float | None]
     baseline_std: Mapped[float | None]
+    # The rule's baseline_buckets when it was raised (finance_0005); NULL for older alerts.
+    baseline_buckets: Mapped[int | None]
     volume: Mapped[int]
     window: Mapped[str] = mapped_column(sa.String(16))  # bucket size, e.g. "hour"
     window_start: Mapped[datetime] = mapped_column(index=True)
@@ -142,7 +146,7 @@ class ProcessedFile(FinanceBase):
     __table_args__ = (sa.UniqueConstraint("path", "sha256"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    path: Mapped[str] = mapped_column(sa.String(1024), index=True)
+    path: Mapped[str] = mapped_column(sa.String(MAX_FILE_PATH_LENGTH), index=True)
     sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
     size: Mapped[int] = mapped_column(sa.BigInteger)
     mtime_ns: Mapped[int] = mapped_column(sa.BigInteger)

@@ -182,6 +182,21 @@ def test_cli_digest_of_an_alert_of_a_two_bucket_rule(sample_template, tmp_path):
     assert end == alert.window_start and end - start == timedelta(hours=2)
 
 
+def test_an_alert_raised_without_a_digest_keeps_its_rules_baseline_for_any_reader(db, digester, tmp_path):
+    """Raised under a 2-bucket rule with digests off, then digested by a reader of the shipped rules
+    file (which has no such rule: 24 buckets by default), as the dashboard is; on SQLite and PostgreSQL."""
+    fill_sample_db(db, raise_alerts=False)
+    with session_scope(db) as session:
+        frame = scored_frame(session)
+    created = AlertEngine(db, load_rules(short_rules(tmp_path))).evaluate(frame)  # no digester
+    assert created and "short-baseline" not in BUCKETS
+    for alert in created:
+        assert alert.baseline_buckets == 2
+        digest = get_digest(db, alert.id, digester, BUCKETS)
+        assert digest.baseline.end == alert.window_start
+        assert alert.window_start - digest.baseline.start == timedelta(hours=2)
+
+
 def test_a_stale_digest_is_computed_again_on_demand(sample_engine, digester):
     nwde = alert_ids(sample_engine)["NWDE"]
     before = get_digest(sample_engine, nwde, digester, BUCKETS)

@@ -36,7 +36,7 @@ def _items(n: int = 3) -> list[NewsItem]:
 
 
 def test_migration_creates_finance_branch_matching_models(db):
-    assert "finance_0004" in current_revisions(db)  # the head: alert digests
+    assert "finance_0005" in current_revisions(db)  # the head: the alert's baseline length
     with db.connect() as conn:
         context = MigrationContext.configure(
             conn,
