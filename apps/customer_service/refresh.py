@@ -12,7 +12,12 @@
    ``refresh.intent_training`` / ``refresh.answer_training``). A part skipped (``--skip-intents``,
    ``--skip-adapter``, or too few pairs) is carried over from the active version.
 4. **Evaluate** the served models (what :mod:`~apps.customer_service.served_models` resolves) and the
-   candidate on the held-out set: intent accuracy and macro-F1, answer ROUGE-L and BLEU (as BLEU/100).
+   candidate on the held-out set: intent accuracy and macro-F1, answer ROUGE-L and BLEU (as BLEU/100)
+   closed-book (question -> answer, as the adapter is trained), and, when there is a knowledge base,
+   the answer model as the bot uses it (:func:`~apps.customer_service.answer_eval.grounded_answer_scores`:
+   each held-out question answered from the KB's passages in ``generate`` mode, behind the grounding
+   verifier): the share of verified generated answers and their ROUGE-L. These depend on the KB, which
+   changes between refreshes, so the served adapter is scored on it again each time.
 5. **Guard** (:func:`core.model_versions.compare_scores`): the candidate is promoted only if it is not
    worse on any compared score by more than ``refresh.tolerance``. Both scores and the decision are
    kept in the version's ``record.json``, in the pointer's history (when promoted) and in the core
@@ -31,16 +36,18 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from apps.customer_service.answer_eval import GROUNDED_METRICS, grounded_answer_scores
 from apps.customer_service.answer_tuning import (
     SUPPORT_SYSTEM_PROMPT,
     QAPair,
     finetune_answers,
     score_answer_model,
 )
+from apps.customer_service.bot import SupportBot
 from apps.customer_service.config import BotConfig, RefreshConfig, load_bot_config, load_refresh_config
 from apps.customer_service.intents import HEAD, evaluate_intents, train_intents
 from apps.customer_service.knowledge_base import KnowledgeBase, default_kb_dir
@@ -265,7 +272,9 @@ def refresh(
             raise RefreshError("no held-out set could be frozen")
         active = registry.active()
         with registry.build() as candidate:
-            components, scores = _build(candidate.path, plan, heldout, active, config, bot_config, registry)
+            components, scores = _build(
+                candidate.path, plan, heldout, active, config, bot_config, registry, ctx.kb
+            )
             metrics = _compared(components)
             comparison = compare_scores(
                 {m: scores["old"].get(m) for m in metrics},
@@ -305,7 +314,7 @@ def _compared(components: dict[str, dict[str, Any]]) -> list[str]:
     if components[INTENTS_PART]["status"] == "trained":
         metrics += INTENT_METRICS
     if components[ADAPTER_PART]["status"] == "trained":
-        metrics += ANSWER_METRICS
+        metrics += ANSWER_METRICS + GROUNDED_METRICS  # the grounded ones only where a KB scored them
     return metrics
 
 
@@ -321,6 +330,7 @@ def _build(
     config: RefreshConfig,
     bot_config: BotConfig,
     registry: ModelRegistry,
+    kb: KnowledgeBase | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Scores]]:
     """Train or carry each part into ``build``; score the served and the new models on ``heldout``."""
     write_training_rows(
@@ -335,6 +345,11 @@ def _build(
         answer_model = config.answer_model or bot_config.answer.model
         served_adapter = answer_adapter_path(bot_config.answer.adapter, answer_model, registry.root)
         adapter = _train_adapter(build, plan, heldout, active, config, answer_model, served_adapter)
+        if kb is not None:
+            for side, path in ((1, served_adapter), (2, str(build / ADAPTER_PART))):
+                adapter[side].update(_grounded_scores(path, answer_model, heldout.pairs, kb, bot_config))
+        else:
+            plan.notes.append("no knowledge base: the answer adapter was scored closed-book only")
     else:
         adapter = _carry(build, ADAPTER_PART, active, heldout.digests.get("pairs"), ANSWER_METRICS)
     if bot_config.intent_model or bot_config.answer.adapter:
@@ -402,6 +417,25 @@ def _train_adapter(
         served, answer_model, heldout.pairs, config.max_new_tokens
     )
     return component, old, new
+
+
+def _grounded_scores(
+    adapter: str | None, model: str, pairs: list[QAPair], kb: KnowledgeBase, bot_config: BotConfig
+) -> dict[str, float]:
+    """The answer model with ``adapter`` (``None``: the base) as the bot uses it, on ``pairs``."""
+    from core.generation import Generator
+
+    answer = replace(bot_config.answer, model=model, adapter=adapter)
+    generator = Generator(model, adapter, backend=answer.backend)  # type: ignore[arg-type]
+    bot = SupportBot(kb, replace(bot_config, answer=answer), generator=generator)
+    started = time.perf_counter()
+    scores = grounded_answer_scores(bot, pairs)
+    logger.info(
+        "Scored grounded answers",
+        extra={"adapter": adapter, "pairs": len(pairs), "seconds": round(time.perf_counter() - started, 1)}
+        | scores,
+    )
+    return scores
 
 
 def _carry(

@@ -30,7 +30,14 @@ logger = logging.getLogger(__name__)
 app = typer.Typer(no_args_is_help=True)
 #: Bad input: one error line and exit code 2 (the refresh's own errors are ValueErrors).
 INPUT_ERRORS = (FileNotFoundError, SourceError, KBFormatError, ConfigError, ValueError)
-METRICS = ("intent_accuracy", "intent_macro_f1", "answer_rouge_l", "answer_bleu")
+METRICS = (
+    "intent_accuracy",
+    "intent_macro_f1",
+    "answer_rouge_l",
+    "answer_bleu",
+    "grounded_answer_share",
+    "grounded_rouge_l",
+)
 
 
 def _fmt(value: Any) -> str:
@@ -162,11 +169,17 @@ def versions_cmd(as_json: JsonOption = False) -> None:
         console.print("No model versions yet: run `aigc support refresh`.")
         return
     table = Table(title="Support model versions (scores on the frozen held-out set: old -> new)")
-    for column in ("version", "created", "intents", "adapter", *METRICS, "promoted", "active"):
+    # Only the scores some version has (grounded ones need a KB at refresh time).
+    metrics = [
+        m
+        for m in METRICS
+        if any(r["scores"][side].get(m) is not None for r in rows for side in ("old", "new"))
+    ]
+    for column in ("version", "created", "intents", "adapter", *metrics, "promoted", "active"):
         table.add_column(column, justify="right")
     for row in rows:
         scores = row["scores"]
-        cells = [f"{_fmt(scores['old'].get(m))} -> {_fmt(scores['new'].get(m))}" for m in METRICS]
+        cells = [f"{_fmt(scores['old'].get(m))} -> {_fmt(scores['new'].get(m))}" for m in metrics]
         table.add_row(
             row["version"],
             (row["created_at"] or "")[:16],

@@ -338,6 +338,8 @@ VERSION_METRICS = {
     "intent_macro_f1": "Intent macro-F1",
     "answer_rouge_l": "Answer ROUGE-L",
     "answer_bleu": "Answer BLEU (/100)",
+    "grounded_answer_share": "Grounded answers shown",
+    "grounded_rouge_l": "Grounded ROUGE-L",
 }
 
 

@@ -49,3 +49,41 @@ def test_eval_cli_answers_section(calibrated_kb_dir, tmp_path):  # noqa: F811
     assert {"bm25", "dense", "hybrid", "answers"} <= set(report)
     assert report["answers"]["gold_citation_rate"] == 1.0
     assert report["answers"]["routes"] == {"faq": 1}
+
+
+REFUND_PAIRS = [
+    (
+        "When will I get my refund?",
+        "We refund within 5 working days after the returned item reaches our warehouse.",
+    ),
+    (
+        "how long until i get my money back after a return",
+        "Refunds take 5 working days after the return arrives.",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("generated", "share"),
+    [
+        ("We refund within 5 working days after the returned item reaches our warehouse [ret-03].", 1.0),
+        ("The return window for shoes is 4 weeks after the purchase date [ret-03]. Call 0800 555 0199.", 0.0),
+    ],
+)
+def test_grounded_scores_count_only_answers_the_verifier_keeps(calibrated_kb_dir, minilm, generated, share):  # noqa: F811
+    """The refresh guard's grounded scores: the scripted text stands in for the answer model; retrieval,
+    the verifier and the output check run for real on the sample KB."""
+    from apps.customer_service.answer_eval import grounded_answer_scores
+    from apps.customer_service.answer_tuning import QAPair
+    from tests.apps.customer_service.test_bot import ScriptedGenerator
+
+    bot = SupportBot.from_dir(calibrated_kb_dir, embedder=minilm, generator=ScriptedGenerator(generated))
+    pairs = [QAPair(q, a, f"p{i}") for i, (q, a) in enumerate(REFUND_PAIRS)]
+    scores = grounded_answer_scores(bot, pairs)
+    assert scores["grounded_answer_share"] == share
+    if share:  # the citation is not part of the text scored against the reference
+        assert scores["grounded_rouge_l"] > 0.6
+    else:
+        assert scores["grounded_rouge_l"] == 0.0
+    with pytest.raises(ValueError, match="no pairs"):
+        grounded_answer_scores(bot, [])

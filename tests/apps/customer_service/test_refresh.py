@@ -35,6 +35,7 @@ from core.auth import audit_events
 from core.failpoints import EXIT_CODE
 from tests.cli_run import run_aigc
 
+from .bot_fixtures import calibrated_kb_dir  # noqa: F401 - fixture
 from .refresh_fixtures import FAST_INTENTS, add_correction, refresh_yaml, write_intents, write_pairs
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -192,6 +193,8 @@ def test_an_adapter_refresh_with_a_tiny_lm(tmp_path, tiny_encoder_dir, tiny_caus
             0 <= result.scores[side]["answer_rouge_l"] <= 1 and 0 <= result.scores[side]["answer_bleu"] <= 1
         )
     assert any("no GGUF export" in note for note in result.notes)  # the tiny Llama has no GGUF base
+    assert "no knowledge base: the answer adapter was scored closed-book only" in result.notes
+    assert "grounded_answer_share" not in result.scores["new"]
     adapter = support_registry().active_path("adapter")
     assert (adapter / "adapter_model.safetensors").is_file() and not (adapter / "checkpoint").exists()
     assert answer_adapter_path(None, str(tiny_causal_lm_dir)) == str(adapter)
@@ -208,6 +211,33 @@ def test_an_adapter_refresh_with_a_tiny_lm(tmp_path, tiny_encoder_dir, tiny_caus
         support_registry().active_path("adapter").joinpath("adapter_model.safetensors").read_bytes()
         == (adapter / "adapter_model.safetensors").read_bytes()
     )
+
+
+def test_with_a_kb_the_adapter_is_also_scored_as_the_bot_uses_it(
+    tmp_path,
+    tiny_encoder_dir,
+    tiny_causal_lm_dir,
+    calibrated_kb_dir,  # noqa: F811
+):
+    """Both the served base model and the candidate answer the held-out questions from the KB's
+    passages behind the grounding verifier; the guard compares those scores too, kept with the version."""
+    config = fast_config(
+        write_intents(tmp_path / "intents.csv"),
+        tiny_encoder_dir,
+        pairs_data=str(write_pairs(tmp_path / "pairs.jsonl")),
+        answer_model=str(tiny_causal_lm_dir),
+    )
+    result = refresh(config=config, bot_config=BotConfig(), kb_dir=calibrated_kb_dir, skip_intents=True)
+    assert result.components["adapter"]["status"] == "trained" and result.heldout["pairs"] >= 2
+    for side in ("old", "new"):
+        scores = result.scores[side]
+        assert 0 <= scores["grounded_answer_share"] <= 1 and 0 <= scores["grounded_rouge_l"] <= 1, scores
+        if scores["grounded_answer_share"] == 0:  # nothing shown: nothing to overlap the references
+            assert scores["grounded_rouge_l"] == 0
+    assert {"grounded_answer_share", "grounded_rouge_l"} <= set(result.decision["compared"])
+    assert not any("closed-book only" in note for note in result.notes)
+    [row] = list_versions()
+    assert row["scores"] == result.scores
 
 
 def test_dry_run_plans_and_writes_nothing(tmp_path, tiny_encoder_dir):
