@@ -14,6 +14,9 @@ import os
 import sys
 from typing import Annotated
 
+from rich.markup import escape
+from rich.text import Text
+
 # Passive OpenMP waiting for every command, set before anything below imports torch: libgomp reads it
 # once, when torch loads it, so a later setdefault (as `aigc bench` had) changes nothing. Spinning
 # threads collapse on a shared CPU: on a busy 2-core box the finance model scored 60 items/s at
@@ -104,7 +107,9 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         for row in rows:
             status = row["status"] + (" (optional)" if row["optional"] else "")
             style = "green" if row["status"] == "installed" else "yellow" if row["optional"] else "red"
-            table.add_row(row["name"], row["kind"], row["package"], f"[{style}]{status}[/]", row["path"])
+            table.add_row(
+                row["name"], row["kind"], row["package"], f"[{style}]{status}[/]", Text(str(row["path"]))
+            )
         out.print(table)
     if any(row["status"] != "installed" and not row["optional"] for row in rows):
         raise typer.Exit(1)
@@ -140,7 +145,7 @@ def prepare_demo(
     for name, prepare in demo_preparers().items():
         if only and name not in only:
             continue
-        console.print(f"[bold]{name}[/]: preparing demo data in {target}")
+        console.print(f"[bold]{name}[/]: preparing demo data in {escape(str(target))}")
         prepare(target)
     console.print("[green]demo data ready[/]")
 

@@ -218,11 +218,24 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: field {section!r}: expected a mapping")
         data = loaded
+    given = data
     data = apply_overrides(data, overrides)
     try:
         return from_dict(cls, data)
     except ConfigError as err:
+        if overrides and _valid(cls, given):  # the file (or the defaults) is fine: a --set value is not
+            named = [o for o in overrides if o.split("=", 1)[0].strip() in str(err)] or list(overrides)
+            raise ConfigError(f"--set {' '.join(named)}: {err}") from err
         raise ConfigError(f"{path}: {err}" if path else str(err)) from err
+
+
+def _valid(cls: type[T], data: dict[str, Any]) -> bool:
+    """Whether ``data`` loads as ``cls`` (to tell a bad ``--set`` from a bad file)."""
+    try:
+        from_dict(cls, data)
+    except ConfigError:
+        return False
+    return True
 
 
 def save_config(obj: Any, path: str | Path, **extra: Any) -> Path:

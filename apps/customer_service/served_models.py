@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.generation.adapters import adapter_base_model
-from core.model_versions import Activation, ModelRegistry, RegistryError
+from core.model_versions import RECORD_FILE, Activation, ModelRegistry, RegistryError
 from core.paths import data_dir
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def list_versions(registry: ModelRegistry | None = None) -> list[dict[str, Any]]
     rows = []
     for info in registry.versions():
         record = info.record
+        _check_record(info.path / RECORD_FILE, record)
         decision = record.get("decision", {})
         rows.append(
             {
@@ -117,6 +118,33 @@ def list_versions(registry: ModelRegistry | None = None) -> list[dict[str, Any]]
             }
         )
     return rows
+
+
+def _check_record(path: Path, record: dict[str, Any]) -> None:
+    """Refuse a ``record.json`` whose parts :func:`list_versions` reads have the wrong shape (edited by hand).
+
+    Raises:
+        RegistryError: Naming the file and the key.
+    """
+
+    def bad(key: str, expected: str) -> RegistryError:
+        return RegistryError(f"{path}: {key!r} must be {expected}; the version's record is damaged")
+
+    for key in ("decision", "components", "scores", "data"):
+        if not isinstance(record.get(key, {}), dict):
+            raise bad(key, "an object")
+    if not all(isinstance(v, dict) for v in record.get("components", {}).values()):
+        raise bad("components", "an object of objects")
+    if not isinstance(record.get("decision", {}).get("worse", {}), dict):
+        raise bad("decision.worse", "an object")
+    scores = record.get("scores", {"old": {}, "new": {}})
+    for side in ("old", "new"):
+        values = scores.get(side)
+        if not isinstance(values, dict):
+            raise bad(f"scores.{side}", "an object")
+        for metric, value in values.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise bad(f"scores.{side}.{metric}", "a number or null")
 
 
 def switch_version(

@@ -250,7 +250,7 @@ def _rule_from_mapping(
     for key, value in raw.items():
         try:
             values[key] = _coerce(key, value)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:  # OverflowError: int(inf), a huge timedelta
             raise ValueError(f"{where}, key {key!r}: {err}") from None
     try:
         return AlertRule(**values, channels=channels)
@@ -270,10 +270,13 @@ def _coerce(key: str, value: Any) -> Any:
         return tuple(
             WATCHLIST if v.strip().lower() == WATCHLIST else v.strip().lstrip("$").upper() for v in values
         )
-    if key in ("std_factor", "threshold"):
-        return None if value is None else float(value)
-    if key == "min_std":
-        return float(value)
+    if key in ("std_factor", "threshold", "min_std"):
+        if value is None and key != "min_std":
+            return None
+        number = float(value)
+        if not math.isfinite(number):  # a rule comparing with NaN or infinity never fires
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
     if key in ("min_volume", "baseline_buckets", "min_baseline_buckets"):
         if isinstance(value, bool) or float(value) != int(value):
             raise ValueError(f"expected a whole number, got {value!r}")

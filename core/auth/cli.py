@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from core.cli_bounds import MAX_ROWS
 from core.console import console, fail, out
 
 T = TypeVar("T")
@@ -106,7 +108,7 @@ def users_add(
     password = read_password(password_stdin)
     user = _run(add_user, name, role, password, actor=cli_actor(), engine=_engine())
     console.print(
-        f"added user [bold]{user.name}[/] ({user.role.value}); sign-in is now required in `aigc ui`"
+        f"added user [bold]{escape(user.name)}[/] ({user.role.value}); sign-in is now required in `aigc ui`"
     )
 
 
@@ -142,7 +144,7 @@ def users_set_role(
     from core.auth.users import set_role
 
     user = _run(set_role, name, role, actor=cli_actor(), engine=_engine())
-    console.print(f"{user.name} is now {user.role.value}")
+    console.print(f"{user.name} is now {user.role.value}", markup=False)
 
 
 @users_app.command("disable")
@@ -154,7 +156,7 @@ def users_disable(
     from core.auth.users import set_disabled
 
     user = _run(set_disabled, name, not enable, actor=cli_actor(), engine=_engine())
-    console.print(f"{user.name} is {'disabled' if user.disabled else 'enabled'}")
+    console.print(f"{user.name} is {'disabled' if user.disabled else 'enabled'}", markup=False)
 
 
 @users_app.command("reset-password")
@@ -172,7 +174,7 @@ def users_reset_password(
         raise fail(f"no user {name.strip()!r}; `aigc users list` shows who exists")
     password = read_password(password_stdin)
     user = _run(reset_password, name, password, actor=cli_actor(), engine=engine)
-    console.print(f"password of {user.name} reset")
+    console.print(f"password of {user.name} reset", markup=False)
 
 
 @users_app.command("api-key")
@@ -187,10 +189,10 @@ def users_api_key(
     engine = _engine()
     if revoke is not None:
         info = _run(revoke_api_key, revoke, actor=cli_actor(), engine=engine)
-        console.print(f"revoked key {info.prefix} of {info.user}")
+        console.print(f"revoked key {info.prefix} of {info.user}", markup=False)
         return
     info, key = _run(create_api_key, name, label=label, actor=cli_actor(), engine=engine)
-    console.print(f"API key {info.prefix} for {info.user} (shown once; store it now):")
+    console.print(f"API key {info.prefix} for {info.user} (shown once; store it now):", markup=False)
     sys.stdout.write(key + "\n")
     sys.stdout.flush()
 
@@ -218,7 +220,7 @@ def audit(
     since: Annotated[str | None, typer.Option(help="Only events since: ISO time or 30m, 2h, 7d.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only this user's events.")] = None,
     action: Annotated[str | None, typer.Option(help="Only this action (sign_in, kb_upload...).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many events.")] = 200,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="At most this many events.")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show the audit log, newest first: sign-ins, lockouts, uploads, re-indexes, user changes..."""

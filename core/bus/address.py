@@ -87,8 +87,11 @@ def parse_bus_url(url: str) -> BusAddress:
     try:
         parts = urlsplit(url.strip())
         port = parts.port
-    except ValueError as err:
-        raise ValueError(f"bad bus URL {masked!r}: {err}") from None
+    except ValueError:  # urllib's text can quote part of the password (``user:pa/ss@`` splits at ``/``)
+        raise ValueError(
+            f"bad bus URL {masked!r}: the port is not a number, or the URL is malformed; write '/', '#', "
+            "'?' and '@' in a user name or password percent-encoded (%2F, %23, %3F, %40)"
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ValueError(

@@ -14,6 +14,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from core.console import console, print_error
 from core.errors import UserError
@@ -119,7 +120,7 @@ def launch_ui(
         "--client.toolbarMode", "viewer",
         "--client.showErrorDetails", "type",
     ]  # fmt: skip
-    console.print(f"[bold]aigc-suite[/] on http://{address}:{port}  (Ctrl-C stops it)")
+    console.print(f"[bold]aigc-suite[/] on {escape(f'http://{address}:{port}')}  (Ctrl-C stops it)")
     proc = subprocess.Popen(cmd, env=env)
 
     def forward(signum: int, _frame: Any) -> None:

@@ -356,3 +356,11 @@ def test_a_commit_longer_than_the_broker_timeout_is_not_delivered_to_another_rep
         assert source.pending() == 0
     assert len(handled) == 4 and stolen == []
     assert (stats.acked, stats.redelivered) == (4, 0)
+
+
+@pytest.mark.parametrize("password", ["s3c/ret", "s3c#ret", "s3c?ret"])
+def test_a_password_with_a_url_delimiter_is_never_quoted_in_the_error(password):
+    """urllib cuts such a URL at the delimiter and names what it took for the port: part of the password."""
+    with pytest.raises(ValueError, match="percent-encoded") as err:
+        parse_bus_url(f"redis://user:{password}@127.0.0.1:6379/news")
+    assert "s3c" not in str(err.value) and "ret" not in str(err.value).replace("or the URL", "")

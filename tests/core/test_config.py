@@ -55,6 +55,22 @@ def test_bad_overrides_name_the_key(override, message):
         load_config(Train, overrides=[override])
 
 
+def test_a_bad_override_blames_the_override_and_a_bad_file_the_file(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("epochs: 7\n")
+    bad.write_text("epochs: seven\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Train, good, overrides=["lr=0.1", "epochs=three"])
+    assert str(err.value).startswith("--set epochs=three: epochs: expected int") and "good.yaml" not in str(
+        err.value
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(Train, bad, overrides=["lr=0.1"])
+    assert str(err.value).startswith(f"{bad}: epochs: expected int")
+    with pytest.raises(ConfigError, match=r"^--set nosuch=1: .*nosuch"):
+        load_config(Train, good, overrides=["nosuch=1"])
+
+
 def test_bad_yaml_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("epochs: [1, 2\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from apps.customer_service.cli.options import JsonOption, KBDirOption
@@ -93,7 +94,7 @@ def index(
     counts = kb.manifest["counts"]
     console.print(
         f"[green]Indexed {counts['entries']} entries[/] (faq {counts['faq']}, doc {counts['doc']}, "
-        f"dialogue {counts['dialogue']}) into {target}\n"
+        f"dialogue {counts['dialogue']}) into {escape(str(target))}\n"
         f"added {report.added}, updated {report.updated}, removed {report.removed}, "
         f"unchanged {report.unchanged}; embedded {report.embedded} texts in {report.seconds:.1f} s"
     )
@@ -129,7 +130,8 @@ def _print_adaptation(adaptation: dict | None, asked: bool) -> None:
         return
     if not asked:
         console.print(
-            f"Encoder: the adapted encoder of the previous build is kept ({adaptation['model_id']})."
+            f"Encoder: the adapted encoder of the previous build is kept ({adaptation['model_id']}).",
+            markup=False,
         )
         return
     seconds = ", ".join(f"{phase} {value:.0f} s" for phase, value in adaptation.get("seconds", {}).items())
@@ -306,9 +308,11 @@ def export_feedback_cmd(
         typer.echo(json.dumps({"rows": rows, "path": str(out)}))
         return
     if rows:
-        console.print(f"[green]Wrote {rows} corrected answer(s)[/] to {out}; index it with the KB sources.")
+        console.print(
+            f"[green]Wrote {rows} corrected answer(s)[/] to {escape(str(out))}; index it with the KB sources."
+        )
     else:
-        console.print(f"[yellow]No corrected answers yet[/]; wrote an empty file {out}.")
+        console.print(f"[yellow]No corrected answers yet[/]; wrote an empty file {escape(str(out))}.")
 
 
 @app.command("sample-questions")
@@ -343,7 +347,10 @@ def sample_questions_cmd(
         typer.echo(json.dumps({"rows": len(rows), "asked": len(asked), "path": str(out)}))
         return
     if not rows:
-        console.print(f"[yellow]No questions asked on {target} yet[/]; wrote an empty file {out}.")
+        console.print(
+            f"[yellow]No questions asked on {escape(str(target))} yet[/]; "
+            f"wrote an empty file {escape(str(out))}."
+        )
         return
     console.print(
         f"Wrote {len(rows)} of the questions asked on {target} to {out}. Fill in gold_ids (entry ids, "

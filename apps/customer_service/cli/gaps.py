@@ -45,9 +45,9 @@ def parse_since(value: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone offset past year 1 or 9999 in UTC
         raise ValueError(f"--since: {value!r} is not a date; give YYYY-MM-DD or an ISO date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @app.command("gaps")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from apps.customer_service.cli.options import JsonOption
@@ -89,7 +90,7 @@ def train_intents_cmd(
     console.print(
         f"[green]Trained intent classifier[/] on {report['train_size']} utterances, "
         f"{len(report['labels'])} intents: validation {report['metric']} {report['best_metric']:.3f} "
-        f"(epoch {report['best_epoch']}) in {report['wall_time_s']:.0f} s -> {target}"
+        f"(epoch {report['best_epoch']}) in {report['wall_time_s']:.0f} s -> {escape(str(target))}"
     )
 
 
@@ -127,7 +128,7 @@ def eval_intents_cmd(
         table.add_row(key, f"{result[key]:.3f}")
     out_console.print(table)
     if result["unknown_labels"]:
-        console.print(f"[yellow]Labels the model does not know:[/] {result['unknown_labels']}")
+        console.print(f"[yellow]Labels the model does not know:[/] {escape(str(result['unknown_labels']))}")
 
 
 @app.command("finetune")
@@ -163,8 +164,8 @@ def finetune_cmd(
         return
     console.print(
         f"[green]Trained answer adapter[/] on {report['train_size']} pairs ({report['heldout']} held out) "
-        f"in {report['wall_time_s']:.0f} s -> {target}\n"
-        f"Compare before/after: aigc support eval-answers --adapter {target}"
+        f"in {report['wall_time_s']:.0f} s -> {escape(str(target))}\n"
+        f"Compare before/after: aigc support eval-answers --adapter {escape(str(target))}"
     )
 
 

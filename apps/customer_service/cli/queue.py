@@ -18,13 +18,15 @@ from rich.table import Table
 from rich.text import Text
 
 from apps.customer_service.cli.options import JsonOption
+from core.cli_bounds import MAX_DAYS, MAX_ID, MAX_ROWS
 from core.console import console, exit_on_error
 from core.console import out as out_console
+from core.errors import check_path_kind
 
 app = typer.Typer(no_args_is_help=True)
 
 CaseArgument = Annotated[
-    int, typer.Argument(help="The hand-off's id (first column of `aigc support queue`).")
+    int, typer.Argument(min=1, max=MAX_ID, help="The hand-off's id (first column of `aigc support queue`).")
 ]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Act on a case another agent has taken (as an admin would).")
@@ -58,7 +60,7 @@ def queue_cmd(
         typer.Option("--status", help="waiting (default), taken, resolved, open (waiting or taken) or all."),
     ] = "waiting",
     mine: Annotated[bool, typer.Option("--mine", help="Only the cases this terminal has taken.")] = False,
-    limit: Annotated[int, typer.Option(help="Most cases listed.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Most cases listed.")] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """The hand-off queue: conversations waiting for an agent, oldest first, with reason, sources and age.
@@ -103,6 +105,13 @@ def take_cmd(case_id: CaseArgument, as_json: JsonOption = False) -> None:
         console.print(f"Bot's suggestion: {case.suggestion}", markup=False)
 
 
+def _read_reply(path: Path) -> str:
+    """The answer in ``path`` (UTF-8, or UTF-16 with its BOM); bad bytes name the file and line."""
+    from core.io.tables import decode_text
+
+    return decode_text(check_path_kind(path, "file").read_bytes(), path)
+
+
 @app.command("reply")
 def reply_cmd(
     case_id: CaseArgument,
@@ -116,7 +125,7 @@ def reply_cmd(
     with exit_on_error(*_errors(), OSError, UnicodeDecodeError):
         if (text is None) == (from_file is None):
             raise ValueError("give the answer as TEXT or with --file, not both")
-        body = text if text is not None else Path(from_file).read_text(encoding="utf-8")  # type: ignore[arg-type]
+        body = text if text is not None else _read_reply(Path(from_file))  # type: ignore[arg-type]
         message_id = _queue().reply(case_id, _actor(), body, override=force)
     console.print(f"Replied to hand-off {case_id} (message {message_id}).", markup=False)
 
@@ -173,7 +182,7 @@ STATS_COLUMNS = {
 
 @app.command("queue-stats")
 def queue_stats_cmd(
-    days: Annotated[int, typer.Option(min=1, help="The last N days.")] = 30,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="The last N days.")] = 30,
     as_json: JsonOption = False,
 ) -> None:
     """Per day of hand-off: cases, taken, still waiting, share taken, resolved, median minutes to take
@@ -220,7 +229,8 @@ def deliveries_cmd(
         typer.Option("--status", help="pending, delivered or dead (repeatable); default pending and dead."),
     ] = None,
     retry_ids: Annotated[
-        list[int] | None, typer.Option("--retry", help="Send this dead or waiting notification again.")
+        list[int] | None,
+        typer.Option("--retry", min=1, max=MAX_ID, help="Send this dead or waiting notification again."),
     ] = None,
     retry_dead: Annotated[
         bool, typer.Option("--retry-dead", help="Send every dead notification again.")
@@ -232,7 +242,7 @@ def deliveries_cmd(
             "--config", help="YAML with a 'queue:' section (default configs/customer_service.yaml)."
         ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Most rows listed.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Most rows listed.")] = 50,
 ) -> None:
     """The outbox of hand-off notifications: waiting retries and dead letters; requeue or send them.
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from apps.customer_service.cli.options import JsonOption, KBDirOption
 from apps.customer_service.errors import KBFormatError, SourceError
@@ -130,10 +132,13 @@ def _print_refresh(result: Any) -> None:
         f"{result.heldout['intents']} utterances, {result.heldout['pairs']} pairs."
     )
     for note in result.notes:
-        console.print(f"[yellow]Note:[/] {note}", markup=True)
+        console.print(f"[yellow]Note:[/] {escape(note)}")
     if result.dry_run:
         plan = ", ".join(f"{k}: {v['status']}" for k, v in result.components.items())
-        console.print(f"Dry run: {plan}; would freeze {result.heldout.get('would_freeze')}. Nothing written.")
+        console.print(
+            f"Dry run: {plan}; would freeze {result.heldout.get('would_freeze')}. Nothing written.",
+            markup=False,
+        )
         return
     table = Table(title=f"Held-out scores: served ({result.previous or 'defaults'}) vs {result.version}")
     for column in ("metric", "old", "new", ""):
@@ -181,10 +186,10 @@ def versions_cmd(as_json: JsonOption = False) -> None:
         scores = row["scores"]
         cells = [f"{_fmt(scores['old'].get(m))} -> {_fmt(scores['new'].get(m))}" for m in metrics]
         table.add_row(
-            row["version"],
-            (row["created_at"] or "")[:16],
-            row["components"].get("intents", "-"),
-            row["components"].get("adapter", "-"),
+            Text(str(row["version"])),
+            Text(str(row["created_at"] or "")[:16]),
+            Text(str(row["components"].get("intents", "-"))),
+            Text(str(row["components"].get("adapter", "-"))),
             *cells,
             "yes" if row["promoted"] else "no",
             "*" if row["active"] else "",

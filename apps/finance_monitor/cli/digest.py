@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
+from core.cli_bounds import MAX_ID
 from core.console import fail, out
 
 app = typer.Typer()
@@ -20,7 +21,9 @@ app = typer.Typer()
 
 @app.command("digest")
 def digest_cmd(
-    alert: Annotated[int, typer.Option("--alert", help="The alert's id (see the Alerts page).")],
+    alert: Annotated[
+        int, typer.Option("--alert", min=1, max=MAX_ID, help="The alert's id (see the Alerts page).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="The whole digest as one JSON document.")] = False,
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Compute it again even if it is current.")

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
+from core.cli_bounds import MAX_ROWS, finite_days
 from core.console import console, out
 
 app = typer.Typer(
@@ -32,7 +33,7 @@ def entities_cmd(
     days: Annotated[
         float, typer.Option("--days", help="Period before the newest item; 0: every stored item.")
     ] = 7.0,
-    limit: Annotated[int, typer.Option("--limit", help="Most entities listed.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_ROWS, help="Most entities listed.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON on stdout.")] = False,
 ) -> None:
     """Entities with their stories, sentiment mix and net sentiment (most stories first)."""
@@ -42,8 +43,7 @@ def entities_cmd(
     from core.schema import migrate
     from core.storage import create_engine
 
-    if days < 0:
-        raise typer.BadParameter("must be >= 0", param_hint="--days")
+    finite_days(days)
     with command_errors():
         engine = create_engine()
         migrate(engine)
@@ -87,7 +87,7 @@ def relink_cmd(
     every: Annotated[
         bool, typer.Option("--all", help="Re-link every item, also those linked by this watch list.")
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="Items per transaction.")] = 500,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Items per transaction.")] = 500,
     config: ConfigOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -115,5 +115,6 @@ def relink_cmd(
         report = relink(engine, linker, every=every, batch_size=batch_size, show_progress_bar=True)
     console.print(
         f"linked {report.items} items ({report.changed} changed, {report.links} links) "
-        f"with {report.linker_version}"
+        f"with {report.linker_version}",
+        markup=False,
     )

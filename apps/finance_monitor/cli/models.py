@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
 from apps.finance_monitor.presets import DEFAULT_PRESET
@@ -125,7 +126,8 @@ def train_cmd(
         if "transfer" in report["teacher"]:
             kind += f" (+{report['teacher']['transfer']['rows']} transfer texts)"
     console.print(
-        f"[green]trained[/] {task} {kind} -> {out} (version {report['model_version']}, "
+        f"[green]trained[/] {task} {kind} -> {escape(str(out))} "
+        f"(version {escape(str(report['model_version']))}, "
         f"validation {report['metric']} {shown}, {report['wall_time_s']:.0f}s)"
     )
 
@@ -185,4 +187,4 @@ def classify_cmd(
 
     with command_errors():
         rows = classify_file(model, input_path, out, text_column=text_column, batch_size=batch_size)
-    console.print(f"[green]classified[/] {rows} rows -> {out}")
+    console.print(f"[green]classified[/] {rows} rows -> {escape(str(out))}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from apps.finance_monitor.cli.options import ConfigOption, SetOption, command_errors, config_path
+from core.cli_bounds import MAX_ID, MAX_ROWS
 from core.console import console, fail, print_error
 
 if TYPE_CHECKING:
@@ -108,11 +109,13 @@ def monitor_cmd(
     if address is not None and source is not None:
         with command_errors():
             bus = open_source(source, cfg.bus)
-        console.print(f"consuming {address.masked} as {cfg.bus.group} with model {monitor.scorer.version}")
+        console.print(
+            f"consuming {address.masked} as {cfg.bus.group} with model {monitor.scorer.version}", markup=False
+        )
         with bus:
             _consume(monitor, bus, cfg, once)
         return
-    console.print(f"monitoring {folder} with model {monitor.scorer.version}")
+    console.print(f"monitoring {folder} with model {monitor.scorer.version}", markup=False)
     if once:
         with command_errors():
             result = monitor.cycle(folder, files or [])
@@ -200,7 +203,7 @@ def publish_cmd(
     with command_errors():
         masked = parse_bus_url(to).masked
         sent = publish_files(to, files, default_source=default_source)
-    console.print(f"published {sent} messages to {masked}")
+    console.print(f"published {sent} messages to {masked}", markup=False)
 
 
 @app.command("deliveries")
@@ -210,10 +213,11 @@ def deliveries_cmd(
         typer.Option("--status", help="pending, delivered or dead (repeatable); default pending and dead."),
     ] = None,
     retry_ids: Annotated[
-        list[int] | None, typer.Option("--retry", help="Send this dead or waiting delivery again.")
+        list[int] | None,
+        typer.Option("--retry", min=1, max=MAX_ID, help="Send this dead or waiting delivery again."),
     ] = None,
     retry_dead: Annotated[bool, typer.Option("--retry-dead", help="Send every dead delivery again.")] = False,
-    limit: Annotated[int, typer.Option(help="Most rows listed.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Most rows listed.")] = 50,
 ) -> None:
     """The alert outbox: deliveries waiting for a retry and dead letters; requeue them.
 

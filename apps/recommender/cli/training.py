@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from core.console import console, exit_on_error
@@ -81,7 +82,7 @@ def train(
         settings = load_settings(config, set_)
         dataset = load_data(movielens, items, interactions, settings)
         model = train_model(dataset, out, settings, show_progress_bar=True)
-    console.print(f"[green]model saved[/] to {out}")
+    console.print(f"[green]model saved[/] to {escape(str(out))}")
     encoder = model.metrics.get("encoder")
     if encoder:
         val = encoder["validation_text_only"]
@@ -140,4 +141,4 @@ def eval_(
         table.add_row(name, *(f"{result[k]:.4f}" for k in keys))
     console.print(table)
     for name, result in report.get("cold_start", {}).get("models", {}).items():
-        console.print(f"cold start {name}: recall@50 {result['recall@50']}")
+        console.print(f"cold start {name}: recall@50 {result['recall@50']}", markup=False)

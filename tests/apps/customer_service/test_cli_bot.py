@@ -143,3 +143,16 @@ def test_calibrate_writes_the_gate_into_the_kb(calibrated_kb_dir, tmp_path):  # 
     assert result.exit_code == 0, result.output
     saved = json.loads((kb_dir / CALIBRATION_FILE).read_text())
     assert saved["fitted"] and saved == json.loads(result.stdout)
+
+
+def test_paths_with_brackets_are_printed_as_given_not_as_markup(tmp_path):
+    """Rich markup in a path ended in a MarkupError traceback after the work was done (exit 1)."""
+    from tests.cli_run import run_aigc
+
+    out = tmp_path / "label[/b].csv"
+    result = run_aigc("support", "sample-questions", "--out", str(out), "--kb-dir", str(tmp_path / "kb[/b]"))
+    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert out.is_file() and str(out) in result.stderr
+    dry = run_aigc("support", "refresh", "--dry-run", "--kb-dir", str(tmp_path / "nokb[/b]"))
+    assert dry.code == 0 and "Traceback" not in dry.stderr, dry.stderr[-2000:]
+    assert f"no knowledge base at {tmp_path / 'nokb[/b]'}" in dry.stderr

@@ -110,6 +110,9 @@ def test_stored_questions_of_another_kb_are_no_gaps_of_this_one(calibrated_kb_di
         (["--since", "last week"], "--since: 'last week' is not a date; give YYYY-MM-DD or an ISO date-time"),
         (["--set", "clustering.method=kmeans"], "clustering.method"),
         (["--set", "low_confidence=2"], "low_confidence"),
+        (["--set", "low_confidence=abc"], "--set low_confidence=abc: low_confidence: expected float"),
+        (["--since", "0001-01-01T00:00:00+05:00"], "--since: '0001-01-01T00:00:00+05:00' is not a date"),
+        (["--since", "9999-12-31T23:00:00-05:00"], "is not a date"),
     ],
 )
 def test_bad_options_end_with_one_line_and_code_2(calibrated_kb_dir, args, message):  # noqa: F811

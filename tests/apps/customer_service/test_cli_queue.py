@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from apps.customer_service.storage import SupportStore
 from core.auth import audit_events
 from core.auth.cli import cli_actor
@@ -120,3 +122,30 @@ def test_the_queue_table_prints_a_customers_brackets_as_typed():
     shown = "".join("".join(cells).split())
     for question in questions:
         assert "".join(question.split()) in shown
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("take", "99999999999999999999"),
+        ("resolve", "99999999999999999999"),
+        ("queue", "--limit", "99999999999999999999"),
+        ("queue-stats", "--days", "1000000000"),
+        ("deliveries", "--retry", "99999999999999999999"),
+        ("deliveries", "--limit", "0"),
+    ],
+)
+def test_numbers_no_database_or_date_holds_are_refused_by_the_option(args):
+    """They used to reach SQLite or timedelta and end in an OverflowError traceback (exit 1)."""
+    result = run_aigc("support", *args)
+    assert result.code == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "Invalid value" in result.stderr and "Overflow" not in result.stderr
+
+
+def test_a_reply_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    path = tmp_path / "reply.txt"
+    path.write_bytes("Hallo,\nIhre Rückerstattung ist unterwegs.".encode("latin-1"))
+    assert_one_line_error(
+        run_aigc("support", "reply", "1", "--file", str(path)), str(path), "line 2", "UTF-8"
+    )
+    assert_one_line_error(run_aigc("support", "reply", "1", "--file", str(tmp_path)), str(tmp_path), "folder")

@@ -137,3 +137,42 @@ def test_chart_rows_and_switch_labels():
     assert queries.score_chart_rows(rows, "intent_accuracy") == []
     assert queries.switch_label(rows, "v0009") == "Roll back"  # numbers, not strings: v0009 < v0010
     assert queries.switch_label([{**rows[0], "active": True}, rows[1]], "v0010") == "Promote"
+
+
+@pytest.mark.parametrize(
+    ("damage", "key"),
+    [
+        ({"decision": "promoted"}, "'decision' must be an object"),
+        ({"scores": {"new": {"intent_accuracy": 0.9}}}, "'scores.old' must be an object"),
+        ({"scores": {"old": {}, "new": {"intent_accuracy": "high"}}}, "'scores.new.intent_accuracy' must be"),
+        ({"components": {"intents": "ok[/b]"}}, "'components' must be an object of objects"),
+    ],
+)
+def test_a_record_edited_by_hand_is_one_line_naming_file_and_key(three_versions, damage, key):
+    """On the page, and in `aigc support versions` (exit 2, no traceback)."""
+    import json
+
+    from tests.cli_run import assert_one_line_error, run_aigc
+
+    record = support_registry().versions_dir / three_versions[1] / "record.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), **damage}), encoding="utf-8")
+    assert_one_line_error(run_aigc("support", "versions"), str(record), key)
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60)
+    at.run()
+    at.switch_page(os.path.relpath(PAGES_DIR / "models.py", Path(APP_SCRIPT).parent)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert key in at.error[0].value and str(record) in at.error[0].value
+
+
+def test_the_versions_table_prints_a_status_with_brackets_as_written(three_versions):
+    import json
+
+    from tests.cli_run import run_aigc
+
+    record = support_registry().versions_dir / three_versions[0] / "record.json"
+    data = json.loads(record.read_text())
+    data["components"]["intents"]["status"] = "ok[/b]"
+    record.write_text(json.dumps(data), encoding="utf-8")
+    result = run_aigc("support", "versions")
+    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "ok[/b]" in "".join(result.stdout.split()), result.stdout

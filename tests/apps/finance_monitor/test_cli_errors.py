@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -183,3 +184,44 @@ def test_train_refuses_to_write_into_a_knowledge_base(tmp_path):
     assert_one_line_error(result, str(kb), "aigc-support-kb", "refusing")
     assert {p.name: p.read_text() for p in kb.iterdir()} == files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kb"]
+
+
+def test_publish_prints_a_stream_name_with_brackets_as_given(tmp_path):
+    """The messages were published, then a MarkupError traceback: a caller retrying published twice."""
+    from tests.bus_harness import drop, fresh_url
+
+    url = fresh_url("redis") + "[/b]"
+    news = tmp_path / "news.jsonl"
+    news.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"m{i}", "timestamp": "2026-03-02T09:00:00Z", "source": "Wire", "title": f"T {i}"}
+            )
+            + "\n"
+            for i in range(2)
+        ),
+        encoding="utf-8",
+    )
+    try:
+        result = run_aigc("finance", "publish", str(news), "--to", url)
+        assert result.code == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert f"published 2 messages to {url}" in result.stderr
+    finally:
+        drop(url)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("digest", "--alert", "99999999999999999999"),
+        ("entities", "--days", "nan"),
+        ("entities", "--days", "inf"),
+        ("entities", "--limit", "-2"),
+        ("entities", "relink", "--batch-size", "0"),
+        ("deliveries", "--retry", "99999999999999999999"),
+    ],
+)
+def test_numbers_no_database_or_date_holds_are_refused_by_the_option(args):
+    result = run_aigc("finance", *args)
+    assert result.code == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "Invalid value" in result.stderr and "Overflow" not in result.stderr

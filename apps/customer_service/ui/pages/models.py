@@ -15,7 +15,11 @@ st.caption(
     "it against the models served before, on a held-out set frozen at the first refresh. A version "
     "becomes active only if it is not worse on any score."
 )
-rows = queries.model_versions()
+try:
+    rows = queries.model_versions()
+except RegistryError as err:  # a record.json edited by hand: one line naming the file and key
+    st.error(f"The model versions cannot be listed: {err}", icon=":material/error:")
+    st.stop()
 if not rows:
     st.info("No model versions yet: run `aigc support refresh` (try `--dry-run` first).")
     st.stop()
