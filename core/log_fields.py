@@ -53,7 +53,10 @@ def format_value(name: str, value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:.4g}"
     elif isinstance(value, str):
-        text = value if value and not any(c.isspace() for c in value) else json.dumps(value)
+        # Quoted (JSON-escaped) when it has spaces or anything unprintable: a NUL, a terminal escape
+        # sequence or a bell from a request path must not reach an operator's terminal raw.
+        plain = value and value.isprintable() and not any(c.isspace() for c in value)
+        text = value if plain else json.dumps(value)
     elif isinstance(value, Mapping | list | tuple):
         text = json.dumps(_rounded(value), default=str, separators=(",", ":"))
     else:

@@ -23,14 +23,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.engine import Engine
 
 from apps.customer_service.bot import Answer, EmptyQuestionError, SupportBot
 from apps.customer_service.handoff import HandoffError, InvalidTransition, NotYourCase
 from apps.customer_service.handoff_queue import MAX_INTENT_CHARS, MAX_REPLY_CHARS, Case, HandoffQueue
-from apps.customer_service.storage import SupportStore
+from apps.customer_service.storage import NotABotAnswer, SupportStore
 from core.api import ApiError, ApiPlugin, BenchRequest, Principal, require, service_dependency
+from core.control_chars import has_control, strip_control
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +88,35 @@ support = service_dependency("support")
 router = APIRouter()
 
 
+def _clean_text(value: str | None) -> str | None:
+    """Free text with its control characters removed (PostgreSQL refuses NUL; escapes reach terminals)."""
+    return None if value is None else strip_control(value)
+
+
+def _plain_id(value: str | None) -> str | None:
+    """An id or label as given, refused when it holds a control character (a cleaned id names another)."""
+    if value is not None and has_control(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+#: A conversation id in a path: at most 64 characters, no control characters.
+ConversationPath = Annotated[str, PathParam(max_length=64), AfterValidator(_plain_id)]
+
+
 class AskRequest(BaseModel):
     """A customer's question, optionally continuing a conversation."""
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    conversation_id: str | None = Field(default=None, max_length=64)
+    question: Annotated[str, AfterValidator(_clean_text)] = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    conversation_id: Annotated[str | None, AfterValidator(_plain_id)] = Field(default=None, max_length=64)
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # Refused here, before a conversation is started for it (the bot refuses it too, too late).
+        if not value.strip():
+            raise ValueError("the question is empty")
+        return value
 
 
 class SourceOut(BaseModel):
@@ -133,7 +158,9 @@ class FeedbackRequest(BaseModel):
 
     message_id: int = Field(ge=1, le=2**62)
     rating: Literal[1, -1]
-    corrected_answer: str | None = Field(default=None, max_length=MAX_QUESTION_CHARS)
+    corrected_answer: Annotated[str | None, AfterValidator(_clean_text)] = Field(
+        default=None, max_length=MAX_QUESTION_CHARS
+    )
 
 
 class ConversationOut(BaseModel):
@@ -188,13 +215,13 @@ class HandoffOut(BaseModel):
 class ReplyRequest(BaseModel):
     """An agent's answer to the customer of a taken hand-off."""
 
-    text: str = Field(min_length=1, max_length=MAX_REPLY_CHARS)
+    text: Annotated[str, AfterValidator(_clean_text)] = Field(min_length=1, max_length=MAX_REPLY_CHARS)
 
 
 class ResolveRequest(BaseModel):
     """Optional body of a resolve: which intent the customer's question was, in the agent's judgement."""
 
-    intent: str | None = Field(
+    intent: Annotated[str | None, AfterValidator(_plain_id)] = Field(
         None,
         min_length=1,
         max_length=MAX_INTENT_CHARS,
@@ -342,7 +369,7 @@ def conversations(
 
 @router.get("/conversations/{conversation_id}", summary="A conversation's messages")
 def conversation(
-    conversation_id: str,
+    conversation_id: ConversationPath,
     service: SupportService = Depends(support),
     principal: Principal = Depends(require(CHAT)),
 ) -> dict[str, Any]:
@@ -357,13 +384,24 @@ def feedback(
     service: SupportService = Depends(support),
     principal: Principal = Depends(require(CHAT)),
 ) -> dict[str, Any]:
-    """Thumbs up/down on an answer (replacing earlier feedback); a correction becomes an FAQ candidate."""
+    """Thumbs up/down on an answer (replacing earlier feedback); a correction becomes an FAQ candidate.
+
+    Only on an answer of the key's user's own conversations (any, for a role that sees every
+    conversation); another agent's message reads as absent, as its conversation does.
+    """
+    absent = ApiError(404, f"message {request.message_id} is not a bot answer", "body.message_id")
+    try:
+        owner = service.store.conversation_owner(service.store.message_conversation(request.message_id))
+    except KeyError:
+        raise absent from None
+    if owner != principal.user and not _sees_all(principal):
+        raise absent
     try:
         service.store.record_feedback(
             request.message_id, request.rating, request.corrected_answer, principal.user
         )
-    except ValueError as err:
-        raise ApiError(404, str(err), "body.message_id") from None
+    except NotABotAnswer:
+        raise absent from None
     return {"message_id": request.message_id, "rating": request.rating}
 
 

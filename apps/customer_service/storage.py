@@ -66,6 +66,10 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "versions"
 
 
+class NotABotAnswer(ValueError):
+    """Feedback on a message that does not exist or is not the bot's answer."""
+
+
 class SupportBase(DeclarativeBase):
     """Declarative base of the support bot's tables."""
 
@@ -443,7 +447,8 @@ class SupportStore:
         """Rate an answer (+1 / -1), replacing earlier feedback on it.
 
         Raises:
-            ValueError: Rating not +1 or -1, or the message is not a bot answer.
+            ValueError: Rating not +1 or -1.
+            NotABotAnswer: The message does not exist or is not a bot answer (a ``ValueError``).
         """
         if rating not in (1, -1):
             raise ValueError(f"rating must be 1 (thumbs up) or -1 (thumbs down), got {rating!r}")
@@ -451,11 +456,25 @@ class SupportStore:
         with session_scope(self.engine) as session:
             message = session.get(Message, message_id)
             if message is None or message.role != "assistant":
-                raise ValueError(f"message {message_id} is not a bot answer")
+                raise NotABotAnswer(f"message {message_id} is not a bot answer")
             row = {"message_id": message_id, "rating": rating, "corrected_answer": corrected, "agent": agent}
             upsert(session, Feedback, [row], key_columns=["message_id"])
 
     # ------------------------------------------------------------------------------- reads
+    def message_conversation(self, message_id: int) -> str:
+        """The conversation a message belongs to.
+
+        Raises:
+            KeyError: No such message.
+        """
+        with session_scope(self.engine) as session:
+            conversation_id = session.scalar(
+                sa.select(Message.conversation_id).where(Message.id == message_id)
+            )
+        if conversation_id is None:
+            raise KeyError(f"no message {message_id}")
+        return str(conversation_id)
+
     def conversation_owner(self, conversation_id: str) -> str | None:
         """The owner of a conversation (``None`` for one started without sign-in).
 
@@ -840,6 +859,7 @@ __all__ = [
     "HandoffDelivery",
     "Message",
     "MessageSource",
+    "NotABotAnswer",
     "SupportBase",
     "SupportStore",
     "register_migrations",

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from sqlalchemy.engine import Engine
 
 from apps.finance_monitor.alerts import acknowledge, alert_items, alert_payload, list_alerts
@@ -109,7 +109,10 @@ class NewsItemIn(BaseModel):
     """A news item: the keys of a JSON Lines news file (``id`` is derived when absent)."""
 
     id: str | None = Field(default=None, max_length=2048)
-    timestamp: str | int | float = Field(description="ISO 8601 (UTC unless a zone is given) or epoch seconds")
+    # Strict: pydantic would turn true into 1 (1970-01-01) before the parser could refuse it.
+    timestamp: StrictStr | StrictInt | StrictFloat = Field(
+        description="ISO 8601 (UTC unless a zone is given) or epoch seconds; from 1970 to a day ahead of now"
+    )
     source: str = Field(min_length=1, max_length=512)
     title: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     body: str | None = Field(default=None, max_length=100_000)

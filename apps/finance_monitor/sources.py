@@ -40,6 +40,7 @@ from defusedxml import DefusedXmlException
 
 from apps.finance_monitor.errors import DataError
 from apps.finance_monitor.timestamps import parse_timestamp, to_utc
+from core.control_chars import strip_control
 from core.errors import check_path_kind
 from core.io.tables import read_frame, read_rows
 
@@ -73,8 +74,6 @@ MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 256  # finance_items.source
 MAX_URL_LENGTH = 2048  # finance_items.url
 MAX_ORIGIN_LENGTH = 1024  # finance_items.origin (the end is kept: file name and row)
-# C0 and C1 controls but tab, newline and carriage return, and unpaired surrogates (from JSON "\ud800").
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -420,7 +419,7 @@ def bounded_origin(origin: str) -> str:
 
 def _clean(text: str) -> str:
     """``text`` without control characters (tab and newlines kept) and unpaired surrogates."""
-    return _CONTROL.sub("", text)
+    return strip_control(text)
 
 
 def _given_id(rec: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from dateutil import parser as date_parser
@@ -29,6 +29,10 @@ TZ_ABBREVIATIONS: dict[str, Any] = {
 }  # fmt: skip
 
 _EPOCH = re.compile(r"\d{9,13}(\.\d+)?")
+#: The earliest timestamp accepted (UTC).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: How far past the current time a timestamp may lie (a source's clock or zone slightly off).
+MAX_AHEAD = timedelta(days=1)
 
 
 def parse_timestamp(value: Any, *, assume_tz: tzinfo = UTC, dayfirst: bool = False) -> datetime:
@@ -45,7 +49,8 @@ def parse_timestamp(value: Any, *, assume_tz: tzinfo = UTC, dayfirst: bool = Fal
         The time in UTC.
 
     Raises:
-        ValueError: Empty, unparseable, incomplete (no date), or an unknown zone abbreviation.
+        ValueError: Empty, unparseable, incomplete (no date), an unknown zone abbreviation, or a time
+            before :data:`EARLIEST` or more than :data:`MAX_AHEAD` past now.
     """
     if isinstance(value, datetime):
         parsed = value
@@ -53,14 +58,29 @@ def parse_timestamp(value: Any, *, assume_tz: tzinfo = UTC, dayfirst: bool = Fal
         raise ValueError(f"expected a timestamp, got {value!r}")
     elif isinstance(value, int | float) or (isinstance(value, str) and _EPOCH.fullmatch(value)):
         number = float(value)
-        parsed = datetime.fromtimestamp(number / 1000 if number > 1e11 else number, tz=UTC)
+        try:
+            parsed = datetime.fromtimestamp(number / 1000 if number > 1e11 else number, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # NaN, infinity, or past the platform's range
+            raise ValueError(f"epoch time {value!r} is out of range") from None
     elif isinstance(value, str) and value.strip():
         parsed = _parse_text_timestamp(value.strip(), dayfirst)
     else:
         raise ValueError(f"expected a timestamp, got {value!r}")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         parsed = parsed.replace(tzinfo=assume_tz)
-    return to_utc(parsed)
+    try:
+        parsed = to_utc(parsed)
+    except OverflowError:  # year 1 or 9999 moved past the calendar by its zone
+        raise ValueError(f"{value!r} is out of range") from None
+    latest = datetime.now(UTC) + MAX_AHEAD
+    if not EARLIEST <= parsed <= latest:
+        # One item in year 9999 (or 0001) made every later rule evaluation span thousands of years of
+        # hourly buckets: a typo or a wrong unit, never news.
+        raise ValueError(
+            f"{parsed.isoformat()} is before {EARLIEST.year} or more than {MAX_AHEAD.days} day ahead of "
+            "now: check the year, the unit (seconds or milliseconds) and the time zone"
+        )
+    return parsed
 
 
 def _parse_text_timestamp(text: str, dayfirst: bool) -> datetime:

@@ -69,6 +69,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     loc = tuple(first.get("loc", ()))
     message = str(first.get("msg", "invalid request"))
+    if first.get("type") == "json_invalid":  # its loc is ("body", offset): a character, not an item
+        offset = loc[1] if len(loc) > 1 else None
+        message = "the body is not valid JSON" + (f" (at character {offset})" if offset is not None else "")
+        loc = ("body",)
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
     return error_response(422, message, _field_of(loc) or None)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.engine import Engine
 
 from core.api.errors import ApiError
@@ -129,11 +129,16 @@ def service(request: Request, name: str) -> Any:
     return slot.value
 
 
-def service_dependency(name: str) -> Callable[[Request], Any]:
-    """A FastAPI dependency returning app ``name``'s loaded service."""
+def service_dependency(name: str) -> Callable[..., Any]:
+    """A FastAPI dependency returning app ``name``'s loaded service, for an authenticated caller only.
 
-    async def dependency(request: Request) -> Any:  # no blocking work: stays on the event loop
-        return service(request, name)
+    The key is checked first (FastAPI runs ``authenticate`` once per request, shared with the route's
+    ``require``), so a caller without a valid key gets 401, never an app's loading state or load error.
+    """
+    from core.api.auth import Principal, authenticate
+
+    async def dependency(request: Request, _principal: Principal = Depends(authenticate)) -> Any:
+        return service(request, name)  # no blocking work: stays on the event loop
 
     dependency.__name__ = f"{name}_service"
     return dependency

@@ -149,3 +149,10 @@ def test_sessions_starting_at_once_configure_the_server_log_once():
     )
     proc = _fresh_python(script)
     assert proc.stdout.strip() == "[False, False, False, True] 1", proc.stdout + proc.stderr
+
+
+def test_unprintable_characters_in_a_field_are_escaped_never_written_raw():
+    """A request path with a NUL, a terminal escape sequence and a bell (logged by the API's 500 handler)."""
+    text = FieldsFormatter("%(message)s").format(_record(path="/v1/x\x00\x1b[2J\x1b[31mFAKE\x07"))
+    assert text == 'Epoch done  path="/v1/x\\u0000\\u001b[2J\\u001b[31mFAKE\\u0007"'
+    assert all(c.isprintable() for c in text)

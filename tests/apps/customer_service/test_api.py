@@ -234,3 +234,64 @@ def test_conversations_belong_to_the_keys_user(api) -> None:
         for c in api.client.get("/v1/support/conversations", headers=api.headers("admin")).json()
     }
     assert owners[cid] == "user-agent"
+
+
+def test_control_characters_are_removed_from_text_and_refused_in_ids(api) -> None:
+    """PostgreSQL refuses a NUL in any text value (a 500 before); escapes must not reach a terminal."""
+    reply = api.client.post(
+        "/v1/support/ask",
+        json={"question": "How do I reset\u0000 my \u001b[2Jpassword?"},
+        headers=api.headers("agent"),
+    )
+    assert reply.status_code == 200, reply.text
+    cid = reply.json()["conversation_id"]
+    messages = api.client.get(f"/v1/support/conversations/{cid}", headers=api.headers("agent")).json()[
+        "messages"
+    ]
+    assert messages[0]["content"] == "How do I reset my [2Jpassword?"
+    for path in ("/v1/support/conversations/a%00b", "/v1/support/conversations/x%1B%5B31m"):
+        refused = api.client.get(path, headers=api.headers("agent"))
+        assert refused.status_code == 422 and refused.json()["field"] == "path.conversation_id", refused.text
+    follow = {"question": "and then?", "conversation_id": "a\u0000b"}
+    refused = api.client.post("/v1/support/ask", json=follow, headers=api.headers("agent"))
+    assert refused.status_code == 422 and refused.json()["field"] == "body.conversation_id"
+    intent = api.client.post(
+        "/v1/support/handoffs/1/resolve", json={"intent": "order\u0000status"}, headers=api.headers("agent")
+    )
+    assert intent.status_code == 422 and intent.json()["field"] == "body.intent"
+
+
+def test_a_blank_question_starts_no_conversation(api) -> None:
+    def count() -> int:
+        return len(api.client.get("/v1/support/conversations", headers=api.headers("agent")).json())
+
+    before = count()
+    for question in ("   \n\t ", "\u0000\u0000"):
+        blank = api.client.post("/v1/support/ask", json={"question": question}, headers=api.headers("agent"))
+        assert blank.status_code == 422 and blank.json()["field"] == "body.question", blank.text
+        stream = api.client.post(
+            "/v1/support/ask/stream", json={"question": question}, headers=api.headers("agent")
+        )
+        assert stream.status_code == 422
+    assert count() == before
+
+
+def test_feedback_only_on_answers_of_ones_own_conversations(api) -> None:
+    reply = api.client.post(
+        "/v1/support/ask", json={"question": FAQ_QUESTION}, headers=api.headers("agent")
+    ).json()
+    mine = {"message_id": reply["message_id"], "rating": 1}
+    assert api.client.post("/v1/support/feedback", json=mine, headers=api.headers("agent")).status_code == 200
+    theirs = {"message_id": reply["message_id"], "rating": -1, "corrected_answer": "Wrong, call us."}
+    other = api.client.post("/v1/support/feedback", json=theirs, headers=api.headers("kb_admin"))
+    absent = api.client.post(
+        "/v1/support/feedback", json={**theirs, "message_id": 10**9}, headers=api.headers("kb_admin")
+    )
+    # The same answer as for a message that does not exist: nothing is confirmed to another agent.
+    assert other.status_code == absent.status_code == 404 and other.json()["error"].startswith("message ")
+    messages = api.client.get(
+        f"/v1/support/conversations/{reply['conversation_id']}", headers=api.headers("agent")
+    ).json()["messages"]
+    assert messages[1]["feedback"] == {"rating": 1, "corrected_answer": None}
+    admin = api.client.post("/v1/support/feedback", json=theirs, headers=api.headers("admin"))
+    assert admin.status_code == 200  # a role that sees every conversation may rate any answer

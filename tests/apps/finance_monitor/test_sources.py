@@ -65,6 +65,13 @@ def test_parse_timestamp_assume_tz_and_dayfirst():
         ("10:30", "no full date"),  # dateutil would fill in today's date
         ("2026-03-02 09:15 XYZT", "unknown time zone"),
         (None, "expected a timestamp"),
+        ("9999-12-31", r"9999-12-31T00:00:00\+00:00 is before 1970 or more than 1 day ahead of now"),
+        ("0001-01-01T00:00:00Z", "is before 1970"),
+        ("0001-01-01T00:00:00+05:00", "out of range"),
+        ("1969-12-31T23:59:59Z", "is before 1970"),
+        (99999999999999999999, "epoch time .* is out of range"),
+        (float("nan"), "epoch time nan is out of range"),
+        (True, "expected a timestamp"),
     ],
 )
 def test_parse_timestamp_errors(raw, message):

@@ -97,6 +97,8 @@ def test_validation_errors_name_the_field(client) -> None:
         headers={**auth("key-analyst"), "Content-Type": "application/json"},
     )
     assert broken.status_code == 422 and set(broken.json()) == {"error", "field"}
+    # Not "body.1": the offset is a character of the text, not an item of a list.
+    assert broken.json() == {"error": "the body is not valid JSON (at character 1)", "field": "body"}
 
 
 def test_unexpected_errors_are_json_without_internals(client) -> None:
@@ -153,6 +155,9 @@ def test_loading_and_failed_apps_are_503_with_the_reason() -> None:
     with client_for(toy_plugin(slow_load)) as client:
         loading = client.post("/v1/toy/echo", json={"texts": ["a"]}, headers=auth("key-analyst"))
         assert loading.status_code == 503 and loading.headers["retry-after"] == "5"
+        # Without a valid key: 401, the app's state is not for strangers.
+        assert client.post("/v1/toy/echo", json={"texts": ["a"]}).status_code == 401
+        assert client.post("/v1/toy/echo", json={"texts": ["a"]}, headers=auth("wrong")).status_code == 401
         assert client.get("/readyz").json()["checks"]["toy"] == "loading"
         release.set()
         assert wait_loaded(client.app, 30)
@@ -167,4 +172,6 @@ def test_loading_and_failed_apps_are_503_with_the_reason() -> None:
         assert ready.status_code == 503 and "prepare-demo" in ready.json()["checks"]["toy"]
         down = client.post("/v1/toy/echo", json={"texts": ["a"]}, headers=auth("key-analyst"))
         assert down.status_code == 503 and "prepare-demo" in down.json()["error"]
+        stranger = client.post("/v1/toy/echo", json={"texts": ["a"]})
+        assert stranger.status_code == 401 and "prepare-demo" not in stranger.text
         assert client.get("/healthz").status_code == 200
