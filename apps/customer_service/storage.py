@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, validates
 
 from apps.customer_service.handoff import (
     OPEN_STATES,
@@ -45,6 +45,7 @@ from apps.customer_service.handoff import (
     notification_payload,
     parse_reason,
 )
+from core.control_chars import strip_control
 from core.outbox import OutboxColumns, new_delivery
 from core.schema import migrate
 from core.schema import register_migrations as _register_migrations
@@ -91,6 +92,10 @@ class Conversation(SupportBase):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    @validates("title")
+    def _clean_title(self, _key: str, value: str) -> str:
+        return strip_control(value)
+
 
 class Message(SupportBase):
     """A user question or a bot answer."""
@@ -115,6 +120,11 @@ class Message(SupportBase):
     ttft_ms: Mapped[float | None]
     author: Mapped[str | None] = mapped_column(sa.String(64))  # the agent who wrote an agent turn
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @validates("content", "query")
+    def _clean(self, _key: str, value: str | None) -> str | None:
+        # Whatever wrote it (API, chat page, CLI file): PostgreSQL refuses a NUL, terminals obey escapes.
+        return None if value is None else strip_control(value)
 
 
 class MessageSource(SupportBase):
@@ -452,7 +462,7 @@ class SupportStore:
         """
         if rating not in (1, -1):
             raise ValueError(f"rating must be 1 (thumbs up) or -1 (thumbs down), got {rating!r}")
-        corrected = (corrected_answer or "").strip() or None
+        corrected = strip_control(corrected_answer or "").strip() or None
         with session_scope(self.engine) as session:
             message = session.get(Message, message_id)
             if message is None or message.role != "assistant":

@@ -137,6 +137,28 @@ def test_exchanges_are_stored_with_sources_intent_and_handoffs(store):
         store.add_exchange("nope", "q", answer("a"))
 
 
+def test_control_characters_never_reach_the_database(store):
+    """On SQLite and PostgreSQL (which refuses a NUL): a file, a paste or a request can carry them."""
+    conv = store.start_conversation("refund\x00 question\x1b[2J")
+    message = store.add_exchange(conv, "when do i get\x00 my money back\x07", answer("Within 5 days."))
+    queue = HandoffQueue(store)
+    handed = store.add_exchange(conv, "a person\x00 please", answer("I don't know", handoff=True))
+    [case] = queue.waiting()
+    queue.take(case.id, "ana")
+    queue.reply(case.id, "ana", "Hello\x00, it is on its way.\x1b[31m")
+    store.record_feedback(message, -1, "Five\x00 working days.", "ana")
+    messages = store.messages(conv)
+    assert [m["content"] for m in messages] == [
+        "when do i get my money back",
+        "Within 5 days.",
+        "a person please",
+        "I don't know",
+        "Hello, it is on its way.[31m",
+    ]
+    assert messages[1]["feedback"]["corrected_answer"] == "Five working days."
+    assert store.conversations()[0]["title"] == "refund question[2J" and handed
+
+
 def test_feedback_is_one_row_per_answer_and_corrections_export_as_faq_rows(store, tmp_path):
     conv = store.start_conversation("c")
     good = store.add_exchange(conv, "do you take paypal", answer("Yes."))
