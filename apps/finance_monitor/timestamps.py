@@ -4,7 +4,9 @@ Accepted: ``datetime`` objects, epoch seconds or milliseconds, ISO 8601, RFC 822
 ``pubDate``) and free formats that ``dateutil`` reads, with a numeric offset or a zone
 abbreviation from :data:`TZ_ABBREVIATIONS`. A timestamp without a zone is taken to be in
 ``assume_tz`` (UTC by default). Unknown abbreviations and texts without a full date are errors,
-never guesses.
+never guesses, and so is a time before 1970 or more than a day past now (:data:`EARLIEST`,
+:data:`MAX_AHEAD`): a wrong year or unit, which would otherwise stretch every alert evaluation
+over decades of empty hourly buckets.
 """
 
 from __future__ import annotations
