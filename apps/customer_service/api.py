@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictInt, field_validator
 from sqlalchemy.engine import Engine
 
 from apps.customer_service.bot import Answer, EmptyQuestionError, SupportBot
@@ -100,6 +100,13 @@ def _plain_id(value: str | None) -> str | None:
     return value
 
 
+def _not_bool(value: Any) -> Any:
+    """Refuse JSON true/false where a number belongs (pydantic reads true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
 #: A conversation id in a path: at most 64 characters, no control characters.
 ConversationPath = Annotated[str, PathParam(max_length=64), AfterValidator(_plain_id)]
 
@@ -156,8 +163,9 @@ class AskResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     """An agent's rating of one answer (+1 / -1), optionally with the answer it should have given."""
 
-    message_id: int = Field(ge=1, le=2**62)
-    rating: Literal[1, -1]
+    # Strict: true is not a thumbs-up and "2" is not a message id (pydantic would convert both).
+    message_id: StrictInt = Field(ge=1, le=2**62)
+    rating: Annotated[Literal[1, -1], BeforeValidator(_not_bool)]
     corrected_answer: Annotated[str | None, AfterValidator(_clean_text)] = Field(
         default=None, max_length=MAX_QUESTION_CHARS
     )

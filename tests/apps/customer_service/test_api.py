@@ -201,6 +201,12 @@ def test_feedback_is_recorded_and_validated(api) -> None:
     assert messages[1]["feedback"] == {"rating": -1, "corrected_answer": "Use the reset link."}
     bad = api.client.post("/v1/support/feedback", json={**body, "rating": 5}, headers=api.headers("agent"))
     assert bad.status_code == 422 and bad.json()["field"] == "body.rating"
+    # true is no thumbs-up and "12" no message id: pydantic would have converted both.
+    for field, value in (("rating", True), ("message_id", str(reply["message_id"]))):
+        bad = api.client.post(
+            "/v1/support/feedback", json={**body, field: value}, headers=api.headers("agent")
+        )
+        assert bad.status_code == 422 and bad.json()["field"] == f"body.{field}", bad.text
     unknown = api.client.post(
         "/v1/support/feedback", json={**body, "message_id": 10**9}, headers=api.headers("agent")
     )
