@@ -164,7 +164,7 @@ def test_a_record_edited_by_hand_is_one_line_naming_file_and_key(three_versions,
     assert key in at.error[0].value and str(record) in at.error[0].value
 
 
-def test_the_versions_table_prints_a_status_with_brackets_as_written(three_versions):
+def test_the_versions_table_prints_a_status_with_brackets_as_written(three_versions, wide_output):
     import json
 
     from tests.cli_run import run_aigc
