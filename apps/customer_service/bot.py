@@ -60,6 +60,7 @@ from apps.customer_service.prompts import (
 from apps.customer_service.retrieval import Hit, Retriever
 from apps.customer_service.rewrite import rewrite_question
 from apps.customer_service.served_models import answer_adapter_path, intent_model_path
+from core.control_chars import strip_control
 from core.embeddings import Embedder
 from core.extractive import PickedSentence, SentencePicker
 from core.generation import GenerationUnavailableError
@@ -641,7 +642,8 @@ class SupportBot:
         Raises:
             EmptyQuestionError: The question is empty.
         """
-        if not isinstance(question, str) or not question.strip():
+        question = strip_control(question) if isinstance(question, str) else ""  # NUL, escapes: no text
+        if not question.strip():
             raise EmptyQuestionError("the question is empty: type a question for the bot")
         question, limit = question.strip(), self.config.max_question_chars
         if len(question) > limit:

@@ -39,6 +39,7 @@ from apps.customer_service.sources import Source
 from apps.customer_service.storage import SupportStore
 from core.atomic import write_bytes_atomic
 from core.config import to_dict
+from core.control_chars import strip_control
 from core.embeddings import Embedder
 from core.grounding import strip_citations
 
@@ -129,8 +130,9 @@ def approve(
         raise ValueError(f"gap draft {draft_id} belongs to the knowledge base {draft['kb']}, not {kb_dir}")
     if draft["status"] != "pending":
         raise ValueError(f"gap draft {draft_id} is already {draft['status']}")
-    question = " ".join((question if question is not None else draft["questions"][0]).split())
-    answer = strip_citations(answer if answer is not None else draft["draft_answer"] or "")
+    # Control characters first: text made only of them is empty, not an FAQ entry.
+    question = " ".join(strip_control(question if question is not None else draft["questions"][0]).split())
+    answer = strip_citations(strip_control(answer if answer is not None else draft["draft_answer"] or ""))
     if not question:
         raise ValueError(f"gap draft {draft_id}: the question is empty; write the question the entry answers")
     if not answer:

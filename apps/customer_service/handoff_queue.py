@@ -51,6 +51,7 @@ from apps.customer_service.handoff import (
 )
 from apps.customer_service.storage import Conversation, Handoff, Message, MessageSource, SupportStore
 from core.auth.audit import record_event
+from core.control_chars import strip_control
 from core.storage import session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ class HandoffQueue:
             HandoffError: An empty or too long reply.
             KeyError, InvalidTransition, NotYourCase: No such case, not taken, or another agent's.
         """
-        text = (text or "").strip()
+        text = strip_control(text or "").strip()  # control characters only: an empty reply
         if not text:
             raise HandoffError("the reply is empty: type the answer for the customer")
         if len(text) > MAX_REPLY_CHARS:

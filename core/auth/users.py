@@ -22,6 +22,7 @@ from core.auth.audit import AuditAction, record_event
 from core.auth.models import User
 from core.auth.passwords import hash_password, needs_rehash, verify_password
 from core.auth.roles import Role, parse_role
+from core.control_chars import has_control, strip_control
 from core.storage import engine_for, session_scope, utcnow
 
 logger = logging.getLogger(__name__)
@@ -292,11 +293,18 @@ def authenticate(
         ``locked_until``), also for the attempt that triggers the lock; ``disabled``.
     """
     now = now or utcnow()
-    name = name.strip()[:64]
+    # A name with control characters is no user's (names are checked when created); it is looked up
+    # as nothing, and audited without them (PostgreSQL refuses a NUL; a terminal obeys escapes).
+    unknown = has_control(name)
+    name = strip_control(name).strip()[:64]
     details = {"source": source}
     with engine_for(engine) as eng:
         with session_scope(eng) as session:
-            user = session.scalars(sa.select(User).where(User.name == name).with_for_update()).one_or_none()
+            user = None
+            if not unknown:
+                user = session.scalars(
+                    sa.select(User).where(User.name == name).with_for_update()
+                ).one_or_none()
             if user is not None and user.locked_until is not None and user.locked_until > now:
                 result = SignInResult("locked", locked_until=user.locked_until)
             elif not verify_password(user.password_hash if user else None, password) or user is None:

@@ -137,6 +137,21 @@ def highlighted_markdown(passage: str, answer: str) -> str:
     return "".join(out)
 
 
+#: A plain http(s) link, shown as a link; anything else (javascript:, data:, text) is shown as text.
+SAFE_URL = re.compile(r"https?://[^\s<>\"'()\[\]\\]+")
+
+
+def link_markdown(url: str) -> str:
+    """``url`` as a Markdown link when it is a plain http(s) URL, else as escaped text."""
+    return f"[{escape_markdown(url)}]({url})" if SAFE_URL.fullmatch(url) else escape_markdown(url)
+
+
+def source_label(source: dict[str, object]) -> str:
+    """An expander label for a retrieved KB entry: its id and title as text, never as Markdown."""
+    name = escape_markdown(f"[{source['id']}] {source['title']}")
+    return f"Source {name} · score {float(source['score']):.3f}"
+
+
 def escape_markdown(text: str) -> str:
     """``text`` with Markdown control characters escaped (KB and user text shown as it is)."""
     return re.sub(r"([\\`*_{}\[\]()#+!|<>~:$-])", r"\\\1", text)

@@ -39,7 +39,8 @@ else:
             for e in shown
         ]
     )
-    st.table(frame.head(SHOWN).set_index("when (UTC)"))
+    # A dataframe, not st.table: its cells render Markdown, and a failed sign-in's name is any visitor's text.
+    st.dataframe(frame.head(SHOWN).set_index("when (UTC)"))
     st.caption(
         f"The newest {min(SHOWN, len(frame))} of {len(frame)} events. The same log: "
         "`aigc audit --since 24h --json`."

@@ -169,7 +169,7 @@ def test_json_payload_has_the_documented_keys(bot):
     assert list(bot.answer("i forgot my login password").to_json("q?"))[:2] == ["question", "answer"]
 
 
-@pytest.mark.parametrize("question", ["", "   \n\t"])
+@pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x01 \x1b"])
 def test_empty_questions_raise_a_clear_error(bot, question):
     with pytest.raises(EmptyQuestionError, match="question is empty"):
         bot.answer(question)

@@ -125,6 +125,8 @@ def test_empty_or_instruction_like_answers_are_refused_and_nothing_changes(store
     gift, _ = report_of(store, kb_dir)
     with pytest.raises(ValueError, match="the answer is empty"):
         approve(store, gift["id"], kb_dir, "kim", embedder=minilm)  # "none" draft: nothing to approve
+    with pytest.raises(ValueError, match="the answer is empty"):  # control characters are no answer
+        approve(store, gift["id"], kb_dir, "kim", answer="\x00\x01\x02", embedder=minilm)
     with pytest.raises(ValueError, match="reads as instructions"):
         approve(
             store,

@@ -128,6 +128,8 @@ def test_invalid_actions_are_refused_clearly_and_change_nothing(store):
         queue.reply(case.id, "ben", "hello")
     with pytest.raises(HandoffError, match="the reply is empty"):
         queue.reply(case.id, "ana", "   ")
+    with pytest.raises(HandoffError, match="the reply is empty"):  # control characters only
+        queue.reply(case.id, "ana", "\x00\x01 \x1b")
     with pytest.raises(KeyError, match="no hand-off 999"):
         queue.take(999, "ana")
     assert queue.get(case.id).status == "taken" and queue.get(case.id).taken_by == "ana"

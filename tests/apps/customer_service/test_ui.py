@@ -49,7 +49,11 @@ def test_chat_answers_with_sources_badges_and_stores_the_conversation(data_kb_di
     texts = [m.value for m in at.markdown]
     assert any(t.startswith("Click Sign in, then Forgot password") for t in texts)
     labels = [e.label for e in at.expander]
-    assert any(label.startswith("Source [acct-01] Resetting your password · score") for label in labels)
+    # labels are escaped Markdown (KB text shown as written): compare what the browser shows
+    assert any(
+        label.replace("\\", "").startswith("Source [acct-01] Resetting your password · score")
+        for label in labels
+    )
     badges = " ".join(t for t in texts if "-badge[" in t)  # st.badge renders as badge markdown
     assert "confidence" in badges and "route: faq" in badges
     assert not at.warning  # no hand-off banner
@@ -93,7 +97,8 @@ def test_a_passage_answer_is_quoted_with_its_sentences_highlighted_in_the_source
     assert not at.exception, [e.value for e in at.exception]
     texts = [m.value for m in at.markdown]
     answer = next(t for t in texts if t.startswith("Opened mattresses"))
-    assert "[policies/returns.md#items-we-cannot-take-back-0]" in answer
+    # Quoted KB text is escaped Markdown (a KB's [link](url) or ![image](url) shows as written):
+    assert "\\[policies/returns.md\\#items\\-we\\-cannot\\-take\\-back\\-0\\]" in answer
     badges = " ".join(t for t in texts if "-badge[" in t)
     assert "route: extract" in badges and "quoted from sources" in badges
     highlighted = [t for t in texts if ":orange-background[" in t]

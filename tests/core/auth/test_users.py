@@ -56,6 +56,9 @@ def test_unknown_name_and_wrong_password_get_the_same_answer(engine):
     wrong = authenticate("alice", "wrong password", engine=engine)
     assert unknown.status == wrong.status == "invalid"
     assert unknown.message() == wrong.message()
+    # On PostgreSQL a NUL in the name was an error any visitor of the sign-in form could cause.
+    assert authenticate("ali\x00ce", "correct horse", engine=engine).status == "invalid"
+    assert authenticate("alice\x1b[2J", "correct horse", engine=engine).status == "invalid"
 
 
 def test_lockout_after_five_failures_for_fifteen_minutes(engine):

@@ -15,7 +15,13 @@ from apps.customer_service.handoff_queue import Case, HandoffQueue
 from apps.customer_service.prompts import HELD_REPLIES
 from apps.customer_service.storage import SupportStore
 from apps.customer_service.ui import common
-from apps.customer_service.ui.common import confidence_level, escape_markdown, highlighted_markdown
+from apps.customer_service.ui.common import (
+    confidence_level,
+    escape_markdown,
+    highlighted_markdown,
+    link_markdown,
+    source_label,
+)
 from core.auth import Permission
 from core.generation import queue_status
 from core.ui import auth
@@ -85,16 +91,18 @@ def badges(message: dict[str, Any]) -> None:
 def sources(message: dict[str, Any]) -> None:
     cited = [s for s in message["sources"] if s["cited"]]
     for source in cited:
-        with st.expander(f"Source [{source['id']}] {source['title']} · score {source['score']:.3f}"):
+        with st.expander(source_label(source)):
             if source["id"] in bot.kb:
                 # The sentences the answer quotes are highlighted in their passage.
                 st.markdown(highlighted_markdown(bot.kb.get(source["id"]).text, message["content"]))
             if source["url"]:
-                st.markdown(f"[{source['url']}]({source['url']})")
+                st.markdown(link_markdown(source["url"]))
     others = [s for s in message["sources"] if not s["cited"]]
     if others:
         with st.expander("Other retrieved entries"):
-            st.table([{"id": s["id"], "title": s["title"], "score": round(s["score"], 3)} for s in others])
+            # A dataframe, not st.table: table cells render Markdown (links, images from KB titles).
+            rows = [{"id": s["id"], "title": s["title"], "score": round(s["score"], 3)} for s in others]
+            st.dataframe(rows, hide_index=True)
 
 
 def feedback(message: dict[str, Any]) -> None:
@@ -138,7 +146,7 @@ def render(message: dict[str, Any]) -> None:
                 st.caption(
                     f"Reason: {REASON_LABELS.get(message['handoff_reason'], message['handoff_reason'])}"
                 )
-        st.markdown(message["content"])
+        st.markdown(escape_markdown(message["content"]))  # quoted KB text: shown as written
         badges(message)
         sources(message)
         feedback(message)
@@ -167,7 +175,7 @@ def ask(question: str, history: list[dict[str, str]], case: Case | None) -> None
                 waiting.empty()
 
         with queue_status(show_queue):
-            st.write_stream(stream)
+            st.write_stream(escape_markdown(chunk) for chunk in stream)
     answer = stream.answer
     conv_id = st.session_state.get(CONV_KEY) or db.start_conversation(question[:80], kb_dir, owner=who.name)
     st.session_state[CONV_KEY] = conv_id

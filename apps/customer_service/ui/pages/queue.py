@@ -100,7 +100,7 @@ def suggestion(case: Case, reply_key: str) -> None:
     suggested = [s for s in case.sources if s["suggested"]]
     others = [s for s in case.sources if not s["suggested"]]
     for source in suggested:
-        with st.expander(f"Source [{source['id']}] {source['title']} · score {source['score']:.3f}"):
+        with st.expander(common.source_label(source)):
             text = source_text(case, source["id"])
             if text:
                 st.markdown(common.highlighted_markdown(text, case.suggestion))
@@ -108,7 +108,8 @@ def suggestion(case: Case, reply_key: str) -> None:
                 st.markdown(escape_markdown(source["url"]))
     if others:
         with st.expander("Other retrieved entries"):
-            st.table([{"id": s["id"], "title": s["title"], "score": round(s["score"], 3)} for s in others])
+            rows = [{"id": s["id"], "title": s["title"], "score": round(s["score"], 3)} for s in others]
+            st.dataframe(rows, hide_index=True)  # st.table cells render Markdown
 
 
 def intent_choices() -> list[str]:
