@@ -19,6 +19,7 @@ from core.generation import GenerationWorker, shared_worker
 from core.paths import data_dir
 from core.storage import get_db_url
 from core.ui import auth
+from core.ui.markdown import escape_markdown
 
 KB_KEY = "support_kb_dir"
 
@@ -150,11 +151,6 @@ def source_label(source: dict[str, object]) -> str:
     """An expander label for a retrieved KB entry: its id and title as text, never as Markdown."""
     name = escape_markdown(f"[{source['id']}] {source['title']}")
     return f"Source {name} · score {float(source['score']):.3f}"
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` with Markdown control characters escaped (KB and user text shown as it is)."""
-    return re.sub(r"([\\`*_{}\[\]()#+!|<>~:$-])", r"\\\1", text)
 
 
 def kb_ready(kb_dir: Path) -> bool:

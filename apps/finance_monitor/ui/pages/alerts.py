@@ -6,6 +6,7 @@ import streamlit as st
 from apps.finance_monitor import alerts, outbox
 from apps.finance_monitor.ui import charts, common, queries
 from core.auth import AuditAction, Permission
+from core.control_chars import strip_control
 from core.ui import auth
 
 STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
@@ -30,7 +31,8 @@ def alerts_view() -> None:
         st.success(f"No {status_label.lower() if status_label != 'All' else ''} alerts.")
         return
     table = queries.alerts_table(frame)
-    st.table(table.head(TABLE_ROWS))
+    # st.table cells render Markdown, and keys (source names, tickers) come from news: escaped.
+    st.table(table.head(TABLE_ROWS).map(lambda v: queries.markdown_text(v) if isinstance(v, str) else v))
     if len(table) > TABLE_ROWS:
         st.caption(f"The {TABLE_ROWS} newest of {len(table)} alerts; pick any below.")
     ids = frame["id"].tolist()
@@ -40,8 +42,8 @@ def alerts_view() -> None:
     st.query_params["alert"] = str(chosen)
     alert = frame.set_index("id").loc[chosen]
     shown = table.loc[f"#{chosen}"]
-    st.subheader(f"Alert #{chosen}: {alert['key']}")
-    st.markdown(alert["message"])
+    st.subheader(f"Alert #{chosen}: {queries.markdown_text(str(alert['key']))}")
+    st.markdown(queries.markdown_text(str(alert["message"])))
     cols = st.columns(4)
     cols[0].metric(alert["metric"].replace("_", " ").capitalize(), shown["Value"])
     cols[1].metric("Threshold", shown["Threshold"], alert["reason"], delta_color="off")
@@ -119,7 +121,10 @@ def actions(alert_id: int, alert: pd.Series) -> None:
         name.text_input("Acknowledged as", value=who.name, disabled=True, key="alerts_who_signed_in")
         by = who.name
     else:
-        by = name.text_input("Your name", key="alerts_who", placeholder="analyst")
+        # Stored in finance_alerts.acknowledged_by (128 characters); control characters are no name.
+        by = strip_control(
+            name.text_input("Your name", key="alerts_who", placeholder="analyst", max_chars=128)
+        )
     acknowledged = alert["status"] == "acknowledged"
     target = f"alert #{alert_id} {alert['key']}"
     if ack.button("Acknowledge", key="alerts_ack", disabled=acknowledged, type="primary", width="stretch"):
