@@ -11,6 +11,10 @@ escape turns off; they are links the text itself shows, never an image loaded on
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|<>~:$-])")
 
@@ -20,4 +24,9 @@ def escape_markdown(text: str) -> str:
     return _SPECIALS.sub(r"\\\1", text)
 
 
-__all__ = ["escape_markdown"]
+def escaped_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell escaped, for ``st.table`` (whose cells render Markdown)."""
+    return frame.map(lambda v: escape_markdown(v) if isinstance(v, str) else v)
+
+
+__all__ = ["escape_markdown", "escaped_table"]

@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.console import one_line
+
 logger = logging.getLogger(__name__)
 
 METRICS = ("hr@10", "ndcg@10", "recall@50", "mrr", "coverage")
@@ -69,12 +71,37 @@ def batch_rows(path: Path, model: Any, user_id: str) -> pd.DataFrame:
 
 
 def _read_batch(path: Path, columns: list[str] | None = None, user_id: str | None = None) -> pd.DataFrame:
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype={"user_id": str, "item_id": str}, keep_default_na=False)
-        frame = frame if user_id is None else frame[frame["user_id"] == user_id]
-        return frame if columns is None else frame[columns]
-    filters = None if user_id is None else [("user_id", "==", user_id)]
-    return pd.read_parquet(path, columns=columns, filters=filters)
+    """Rows of a batch output file (CSV or Parquet).
+
+    Raises:
+        ValueError: The file is not a batch output: unreadable, not UTF-8, empty, or a column missing
+            (one line naming the file and the column).
+    """
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(
+                path, dtype={"user_id": str, "item_id": str}, keep_default_na=False, encoding="utf-8"
+            )
+        else:
+            filters = None if user_id is None else [("user_id", "==", user_id)]
+            frame = pd.read_parquet(path, filters=filters)
+    except (
+        ValueError,
+        OSError,
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+    ) as err:  # pyarrow's are ValueErrors
+        raise ValueError(
+            f"{path}: not a batch output of `aigc recommend score` ({one_line(err)[:200]})"
+        ) from None
+    from apps.recommender.model import OUTPUT_COLUMNS  # the columns `aigc recommend score` writes
+
+    wanted = list(columns) if columns is not None else list(OUTPUT_COLUMNS)
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: column {missing[0]!r} is missing; found {list(frame.columns)[:10]}")
+    frame = frame if user_id is None else frame[frame["user_id"].astype(str) == user_id]
+    return frame if columns is None else frame[columns]
 
 
 def similar_table(model: Any, item_id: str, k: int) -> pd.DataFrame:
@@ -110,7 +137,38 @@ def load_eval(path: Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(report, dict) or not isinstance(report.get("models"), dict):
         raise ValueError(f"{path}: no 'models' section; expected the output of `aigc recommend eval --json`")
+    _check_eval_shape(path, report)
     return report
+
+
+def _check_eval_shape(path: Path, report: dict[str, Any]) -> None:
+    """Refuse a report whose parts the page reads have the wrong shape (one line naming the key)."""
+
+    def bad(key: str, expected: str) -> ValueError:
+        return ValueError(
+            f"{path}: {key!r} must be {expected}; expected the output of `aigc recommend eval --json`"
+        )
+
+    def check_models(models: Any, key: str, shown: Any) -> None:
+        for name, values in models.items():
+            if not isinstance(values, dict):
+                raise bad(f"{key}.{name}", "an object of metrics")
+            for metric in shown(values):  # the metrics the page charts (others may be anything)
+                value = values.get(metric)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    raise bad(f"{key}.{name}.{metric}", "a number")
+
+    check_models(report["models"], "models", lambda _values: METRICS)
+    for key in ("protocol", "cold_start"):
+        if key in report and not isinstance(report[key], dict):
+            raise bad(key, "an object")
+    if not isinstance(report.get("protocol", {}).get("dataset", {}), dict):
+        raise bad("protocol.dataset", "an object")
+    cold = report.get("cold_start", {}).get("models")
+    if cold is not None:
+        if not isinstance(cold, dict):
+            raise bad("cold_start.models", "an object")
+        check_models(cold, "cold_start.models", lambda values: [m for m in values if m != "n_users"])
 
 
 def metrics_table(report: dict[str, Any]) -> pd.DataFrame:

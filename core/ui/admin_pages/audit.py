@@ -9,7 +9,7 @@ from core.auth import Permission, audit_events
 from core.io.spreadsheet import spreadsheet_csv
 from core.storage import utcnow
 from core.ui import auth
-from core.ui.markdown import escape_markdown
+from core.ui.markdown import escaped_table
 
 auth.require(Permission.AUDIT_READ, "Audit log")
 st.title("Audit log")
@@ -41,8 +41,7 @@ else:
         ]
     )
     # st.table cells render Markdown, and a failed sign-in's name is any visitor's text: escaped.
-    shown_frame = frame.head(SHOWN).map(lambda v: escape_markdown(v) if isinstance(v, str) else v)
-    st.table(shown_frame.set_index("when (UTC)"))
+    st.table(escaped_table(frame.head(SHOWN)).set_index("when (UTC)"))
     st.caption(
         f"The newest {min(SHOWN, len(frame))} of {len(frame)} events. The same log: "
         "`aigc audit --since 24h --json`."

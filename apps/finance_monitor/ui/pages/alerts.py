@@ -8,6 +8,7 @@ from apps.finance_monitor.ui import charts, common, queries
 from core.auth import AuditAction, Permission
 from core.control_chars import strip_control
 from core.ui import auth
+from core.ui.markdown import escaped_table
 
 STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
 TABLE_ROWS = 25
@@ -32,7 +33,7 @@ def alerts_view() -> None:
         return
     table = queries.alerts_table(frame)
     # st.table cells render Markdown, and keys (source names, tickers) come from news: escaped.
-    st.table(table.head(TABLE_ROWS).map(lambda v: queries.markdown_text(v) if isinstance(v, str) else v))
+    st.table(escaped_table(table.head(TABLE_ROWS)))
     if len(table) > TABLE_ROWS:
         st.caption(f"The {TABLE_ROWS} newest of {len(table)} alerts; pick any below.")
     ids = frame["id"].tolist()

@@ -8,6 +8,7 @@ import streamlit as st
 from apps.recommender.ui import common, queries
 from core.auth import Permission
 from core.ui import auth
+from core.ui.markdown import escaped_table
 
 auth.require(Permission.RECOMMEND_VIEW, "User recommendations")
 st.title("User recommendations")
@@ -33,16 +34,21 @@ hist_col, rec_col = st.columns([2, 3])
 with hist_col:
     st.subheader("History")
     st.caption(f"{len(model.history(user))} interactions; newest {len(history)} shown, newest first")
-    st.table(history)
+    st.table(escaped_table(history))  # titles are catalogue text: shown as written
 with rec_col:
     st.subheader("Recommendations")
     st.caption(
         "Unseen items ranked by the learned ranker; the reason names the features that lifted each one."
     )
-    st.table(queries.recommendation_table(model, user, k))
+    st.table(escaped_table(queries.recommendation_table(model, user, k)))
 
 st.subheader("In the batch output")
-summary = queries.batch_summary(batch_path)
+try:
+    summary = queries.batch_summary(batch_path)
+    rows = queries.batch_rows(batch_path, model, user) if summary is not None else None
+except ValueError as err:  # not a batch output: one line naming the file and column
+    st.error(str(err), icon=":material/error:")
+    st.stop()
 if summary is None:
     st.caption(f"No batch output at `{batch_path}` (write one with `aigc recommend score --out PATH`).")
 else:
@@ -50,8 +56,7 @@ else:
         f"`{batch_path}` ({summary['modified']}): {summary['rows']} rows for {summary['users']} users, "
         f"{summary['items']} distinct items."
     )
-    rows = queries.batch_rows(batch_path, model, user)
-    if rows.empty:
+    if rows is None or rows.empty:
         st.caption(f"`{user}` is not in this batch output.")
     else:
-        st.table(rows)
+        st.table(escaped_table(rows))

@@ -124,3 +124,44 @@ def test_queries_reject_a_bad_eval_file(tmp_path):
     with pytest.raises(ValueError, match="no 'models' section"):
         queries.load_eval(tmp_path / "e.json")
     assert queries.load_eval(tmp_path / "missing.json") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("out.csv", b"user,item\nU1,I1\n", "column 'user_id' is missing"),
+        ("out.csv", "user_id,item_id\nU1,Ã\xa9t\xe9\n".encode("latin-1"), "not a batch output"),
+        ("out.csv", b"", "not a batch output"),
+        ("out.parquet", b"PAR1 but not parquet", "not a batch output"),
+    ],
+)
+def test_a_bad_batch_output_file_is_one_line_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as err:
+        queries.batch_summary(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_user_page_shows_a_bad_batch_output_as_one_error(demo_state):
+    (demo_state / "recommendations.parquet").write_bytes(b"PAR1 but not parquet")
+    at = open_page("user.py")
+    assert not at.exception and "not a batch output" in at.error[0].value
+
+
+@pytest.mark.parametrize(
+    ("report", "key"),
+    [
+        ({"models": {"itemknn": [0.1, 0.2]}}, "'models.itemknn' must be an object of metrics"),
+        ({"models": {"itemknn": {"hr@10": "high"}}}, "'models.itemknn.hr@10' must be a number"),
+        ({"models": {}, "protocol": "leave-last-out"}, "'protocol' must be an object"),
+        ({"models": {}, "cold_start": {"models": [1]}}, "'cold_start.models' must be an object"),
+    ],
+)
+def test_an_eval_report_of_the_wrong_shape_is_refused_naming_the_key(tmp_path, report, key):
+    import json
+
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=key.replace("[", r"\[")):
+        queries.load_eval(path)
