@@ -130,6 +130,8 @@ def _check_record(path: Path, record: dict[str, Any]) -> None:
     def bad(key: str, expected: str) -> RegistryError:
         return RegistryError(f"{path}: {key!r} must be {expected}; the version's record is damaged")
 
+    if not isinstance(record.get("created_at"), str | None):
+        raise bad("created_at", "a date-time text")
     for key in ("decision", "components", "scores", "data"):
         if not isinstance(record.get(key, {}), dict):
             raise bad(key, "an object")

@@ -54,6 +54,7 @@ from apps.customer_service.storage import SupportStore
 from core.atomic import write_bytes_atomic
 from core.embeddings import Embedder
 from core.grounding import strip_citations
+from core.model_versions import ACTIVE_FILE, RegistryError
 
 logger = logging.getLogger(__name__)
 
@@ -398,16 +399,24 @@ def version_history() -> list[dict[str, Any]]:
     """Every switch of the active version, newest first: when, to which, from which, why, who."""
     from apps.customer_service.served_models import support_registry
 
-    return [
-        {
-            "when (UTC)": h["at"][:19].replace("T", " "),
-            "version": h["version"],
-            "previous": h.get("previous") or "-",
-            "action": h["action"],
-            "by": h.get("actor") or "-",
-        }
-        for h in reversed(support_registry().history())
-    ]
+    registry = support_registry()
+    rows = []
+    for index, h in enumerate(registry.history()):
+        if not isinstance(h, dict) or not all(isinstance(h.get(k), str) for k in ("at", "version", "action")):
+            raise RegistryError(  # active.json edited by hand: one line naming the file and the entry
+                f"{registry.root / ACTIVE_FILE}: history entry {index + 1} must be an object with text "
+                "'at', 'version' and 'action'; the pointer's history is damaged"
+            )
+        rows.append(
+            {
+                "when (UTC)": h["at"][:19].replace("T", " "),
+                "version": h["version"],
+                "previous": h.get("previous") or "-",
+                "action": h["action"],
+                "by": h.get("actor") or "-",
+            }
+        )
+    return rows[::-1]
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from core.auth import (
     set_role,
 )
 from core.ui import auth
+from core.ui.markdown import escape_markdown
 
 who = auth.require(Permission.USERS_MANAGE, "Users")
 engine = auth.ui_engine()
@@ -46,9 +47,9 @@ with st.form("users_add", clear_on_submit=True):
         try:
             add_user(name, role, password, actor=who.name, engine=engine)
         except UserError as err:
-            st.error(str(err))
+            st.error(escape_markdown(str(err)))
         else:
-            st.success(f"Added {name.strip()} ({role}).")
+            st.success(f"Added {escape_markdown(name.strip())} ({role}).")
             st.rerun()
 
 if users:
@@ -71,6 +72,6 @@ if users:
         try:
             reset_password(target, new_password, actor=who.name, engine=engine)
         except UserError as err:
-            st.error(str(err))
+            st.error(escape_markdown(str(err)))
         else:
             st.success(f"Password of {target} reset; their sessions ended.")

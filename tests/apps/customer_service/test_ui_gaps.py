@@ -83,7 +83,7 @@ def test_a_date_with_a_questions_file_is_refused_as_the_cli_does(data_kb_dir):  
     [find] = [b for b in at.button if b.label == "Find gaps"]
     find.click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [e.value for e in at.error] == [
+    assert [e.value.replace("\\", "") for e in at.error] == [  # escaped Markdown: as the page shows it
         "The date applies to stored questions, not to a questions file: clear the date to use the file, "
         "or remove the file to report on stored questions since that date."
     ]

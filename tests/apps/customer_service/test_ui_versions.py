@@ -146,6 +146,7 @@ def test_chart_rows_and_switch_labels():
         ({"scores": {"new": {"intent_accuracy": 0.9}}}, "'scores.old' must be an object"),
         ({"scores": {"old": {}, "new": {"intent_accuracy": "high"}}}, "'scores.new.intent_accuracy' must be"),
         ({"components": {"intents": "ok[/b]"}}, "'components' must be an object of objects"),
+        ({"created_at": 1733500000}, "'created_at' must be a date-time text"),
     ],
 )
 def test_a_record_edited_by_hand_is_one_line_naming_file_and_key(three_versions, damage, key):
@@ -176,3 +177,16 @@ def test_the_versions_table_prints_a_status_with_brackets_as_written(three_versi
     result = run_aigc("support", "versions")
     assert result.code == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "ok[/b]" in "".join(result.stdout.split()), result.stdout
+
+
+def test_a_damaged_pointer_history_is_one_line_on_the_page(three_versions):
+    import json
+
+    from core.model_versions import ACTIVE_FILE
+
+    pointer = support_registry().root / ACTIVE_FILE
+    data = json.loads(pointer.read_text())
+    data["history"].append("promoted by hand")
+    pointer.write_text(json.dumps(data), encoding="utf-8")
+    at = open_page()
+    assert "history entry 3 must be an object" in at.error[0].value and str(pointer) in at.error[0].value

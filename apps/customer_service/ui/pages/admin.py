@@ -7,6 +7,7 @@ from apps.customer_service.errors import KBFormatError, SourceError
 from apps.customer_service.ui import common, queries
 from core.auth import AuditAction, Permission
 from core.ui import auth
+from core.ui.markdown import escape_markdown
 
 auth.require(Permission.KB_ADMIN, "Knowledge base")
 st.title("Knowledge base")
@@ -23,10 +24,10 @@ if uploads and st.button("Save uploaded files", icon=":material/upload:"):
     try:
         saved = queries.save_uploads(sources_dir, [(f.name, f.getvalue()) for f in uploads])
     except SourceError as err:
-        st.error(str(err))
+        st.error(escape_markdown(str(err)))
     else:
         auth.audit(AuditAction.KB_UPLOAD, target=str(kb_dir), details={"files": [p.name for p in saved]})
-        st.success(f"Saved {', '.join(p.name for p in saved)} to `{sources_dir}`.")
+        st.success(f"Saved {escape_markdown(', '.join(p.name for p in saved))} to `{sources_dir}`.")
 include_sample = st.checkbox("Include the shipped sample store (FAQ + policies)", value=True)
 files = queries.source_files(sources_dir)
 if files:
@@ -46,7 +47,7 @@ if st.button("(Re)index", type="primary", icon=":material/sync:"):
         auth.audit(
             AuditAction.KB_REINDEX, target=str(kb_dir), outcome="failed", details={"error": str(err)[:500]}
         )
-        st.error(f"Indexing failed; the previous knowledge base is unchanged. {err}")
+        st.error(f"Indexing failed; the previous knowledge base is unchanged. {escape_markdown(str(err))}")
     else:
         report = result.report
         auth.audit(

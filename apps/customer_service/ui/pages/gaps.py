@@ -9,6 +9,7 @@ from core.auth import AuditAction, Permission
 from core.console import one_line
 from core.storage import StorageError
 from core.ui import auth
+from core.ui.markdown import escape_markdown
 
 METHODS = {
     "correction": ("from an agent's correction", "green"),
@@ -51,7 +52,7 @@ with st.expander("Find gaps", expanded=True, icon=":material/manage_search:"):
                     created_by=who.name,
                 )
             except (SourceError, ValueError) as err:
-                st.error(str(err))
+                st.error(escape_markdown(str(err)))
             except (StorageError, SQLAlchemyError) as err:  # the database went away or failed a query
                 st.error(f"No gap report: the database failed. {one_line(getattr(err, 'orig', None) or err)}")
                 st.stop()  # the stored report below would need the same database
@@ -72,7 +73,7 @@ if missing:
         try:
             queries.sync_approved(db, kb_dir)
         except REBUILD_ERRORS as err:
-            st.error(f"The knowledge base is unchanged. {err}")
+            st.error(f"The knowledge base is unchanged. {escape_markdown(str(err))}")
         else:
             st.rerun()
 
@@ -131,7 +132,7 @@ def review(draft: dict) -> None:
                 )
         except REBUILD_ERRORS as err:
             auth.audit(AuditAction.KB_GAP_APPROVE, str(kb_dir), details | {"error": str(err)[:500]}, "failed")
-            st.error(str(err))
+            st.error(escape_markdown(str(err)))
         else:
             auth.audit(AuditAction.KB_GAP_APPROVE, str(kb_dir), details | {"entry": approval.entry_id})
             message = f"Added {approval.entry_id}; the knowledge base now has {approval.entries} entries."
@@ -141,7 +142,7 @@ def review(draft: dict) -> None:
         try:
             queries.reject(db, key, kb_dir, who.name)
         except (ValueError, KeyError) as err:
-            st.error(str(err))
+            st.error(escape_markdown(str(err)))
         else:
             auth.audit(AuditAction.KB_GAP_REJECT, str(kb_dir), {"draft": key})
             st.session_state[FLASH] = (f"Rejected the draft of cluster {draft['rank'] + 1}.", None)

@@ -61,7 +61,11 @@ else:
             st.success(f"{switch.version} is active now (was {switch.previous or 'none'}).")
             st.rerun()
 
-history = queries.version_history()
+try:
+    history = queries.version_history()
+except RegistryError as err:
+    st.error(f"The version history cannot be shown: {err}", icon=":material/error:")
+    st.stop()
 if history:
     st.subheader("History")
     st.table(pd.DataFrame(history).set_index("when (UTC)"))
