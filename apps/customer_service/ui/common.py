@@ -15,6 +15,7 @@ from apps.customer_service.knowledge_base import MANIFEST_FILE, default_kb_dir
 from apps.customer_service.served_models import active_version, answer_adapter_path
 from apps.customer_service.storage import SupportStore
 from core.auth import Permission
+from core.control_chars import has_control
 from core.generation import GenerationWorker, shared_worker
 from core.paths import data_dir
 from core.storage import get_db_url
@@ -108,6 +109,9 @@ def kb_picker(label: str = "Knowledge base") -> Path:
             typed = st.text_input(
                 "…or another KB directory", value="", placeholder="/path/to/kb", key="support_kb_typed"
             )
+    if has_control(typed):  # a NUL makes every file call fail ("embedded null byte"): no such path
+        st.sidebar.error("A KB directory cannot contain control characters; the list's choice is used.")
+        typed = ""
     picked = typed.strip() or choice
     st.session_state[KB_KEY] = picked
     return Path(picked)

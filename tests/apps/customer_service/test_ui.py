@@ -205,3 +205,11 @@ def test_the_bot_does_not_answer_a_conversation_a_person_has(data_kb_dir):  # no
     at.chat_input[0].set_value("hello?").run()
     assert "taken by ana" in at.info[0].value and WITH_AGENT in [m.value for m in at.markdown]
     assert len(queue.cases("all")) == 1  # the follow-ups joined the open case
+
+
+def test_a_typed_kb_directory_with_a_nul_is_refused_not_an_exception(data_kb_dir):  # noqa: F811
+    at = open_page("admin.py")
+    at.text_input(key="support_kb_typed").set_value("/tmp/kb\x00x").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("cannot contain control characters" in e.value for e in at.error)
+    assert at.metric[1].label == "FAQ" and at.metric[1].value == "46"  # the list's KB is shown instead
