@@ -88,11 +88,6 @@ support = service_dependency("support")
 router = APIRouter()
 
 
-def _clean_text(value: str | None) -> str | None:
-    """Free text with its control characters removed (PostgreSQL refuses NUL; escapes reach terminals)."""
-    return None if value is None else strip_control(value)
-
-
 def _plain_id(value: str | None) -> str | None:
     """An id or label as given, refused when it holds a control character (a cleaned id names another)."""
     if value is not None and has_control(value):
@@ -114,14 +109,15 @@ ConversationPath = Annotated[str, PathParam(max_length=64), AfterValidator(_plai
 class AskRequest(BaseModel):
     """A customer's question, optionally continuing a conversation."""
 
-    question: Annotated[str, AfterValidator(_clean_text)] = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     conversation_id: Annotated[str | None, AfterValidator(_plain_id)] = Field(default=None, max_length=64)
 
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        # Refused here, before a conversation is started for it (the bot refuses it too, too late).
-        if not value.strip():
+        # Refused here, before a conversation is started for it (the bot refuses it too, too late). Control
+        # characters are no text: the bot and the store remove them from whatever they keep.
+        if not strip_control(value).strip():
             raise ValueError("the question is empty")
         return value
 
@@ -166,9 +162,7 @@ class FeedbackRequest(BaseModel):
     # Strict: true is not a thumbs-up and "2" is not a message id (pydantic would convert both).
     message_id: StrictInt = Field(ge=1, le=2**62)
     rating: Annotated[Literal[1, -1], BeforeValidator(_not_bool)]
-    corrected_answer: Annotated[str | None, AfterValidator(_clean_text)] = Field(
-        default=None, max_length=MAX_QUESTION_CHARS
-    )
+    corrected_answer: str | None = Field(default=None, max_length=MAX_QUESTION_CHARS)
 
 
 class ConversationOut(BaseModel):
@@ -223,7 +217,7 @@ class HandoffOut(BaseModel):
 class ReplyRequest(BaseModel):
     """An agent's answer to the customer of a taken hand-off."""
 
-    text: Annotated[str, AfterValidator(_clean_text)] = Field(min_length=1, max_length=MAX_REPLY_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_REPLY_CHARS)
 
 
 class ResolveRequest(BaseModel):
@@ -397,19 +391,13 @@ def feedback(
     Only on an answer of the key's user's own conversations (any, for a role that sees every
     conversation); another agent's message reads as absent, as its conversation does.
     """
-    absent = ApiError(404, f"message {request.message_id} is not a bot answer", "body.message_id")
-    try:
-        owner = service.store.conversation_owner(service.store.message_conversation(request.message_id))
-    except KeyError:
-        raise absent from None
-    if owner != principal.user and not _sees_all(principal):
-        raise absent
+    owner = None if _sees_all(principal) else principal.user
     try:
         service.store.record_feedback(
-            request.message_id, request.rating, request.corrected_answer, principal.user
+            request.message_id, request.rating, request.corrected_answer, principal.user, owner=owner
         )
-    except NotABotAnswer:
-        raise absent from None
+    except NotABotAnswer as err:
+        raise ApiError(404, str(err), "body.message_id") from None
     return {"message_id": request.message_id, "rating": request.rating}
 
 

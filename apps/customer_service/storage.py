@@ -452,39 +452,44 @@ class SupportStore:
         return case.id
 
     def record_feedback(
-        self, message_id: int, rating: int, corrected_answer: str | None = None, agent: str | None = None
+        self,
+        message_id: int,
+        rating: int,
+        corrected_answer: str | None = None,
+        agent: str | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         """Rate an answer (+1 / -1), replacing earlier feedback on it.
 
+        Args:
+            message_id: The bot's answer.
+            rating: +1 or -1.
+            corrected_answer: The answer it should have given (an FAQ candidate).
+            agent: Who rated it.
+            owner: Only an answer of this user's conversations (``None``: any); another user's answer
+                is refused as if it did not exist, so its id is not confirmed.
+
         Raises:
             ValueError: Rating not +1 or -1.
-            NotABotAnswer: The message does not exist or is not a bot answer (a ``ValueError``).
+            NotABotAnswer: The message does not exist, is not a bot answer, or is in a conversation
+                of someone other than ``owner`` (a ``ValueError``).
         """
         if rating not in (1, -1):
             raise ValueError(f"rating must be 1 (thumbs up) or -1 (thumbs down), got {rating!r}")
         corrected = strip_control(corrected_answer or "").strip() or None
         with session_scope(self.engine) as session:
             message = session.get(Message, message_id)
-            if message is None or message.role != "assistant":
+            if (
+                message is None
+                or message.role != "assistant"
+                or (owner is not None and session.get(Conversation, message.conversation_id).owner != owner)
+            ):
                 raise NotABotAnswer(f"message {message_id} is not a bot answer")
             row = {"message_id": message_id, "rating": rating, "corrected_answer": corrected, "agent": agent}
             upsert(session, Feedback, [row], key_columns=["message_id"])
 
     # ------------------------------------------------------------------------------- reads
-    def message_conversation(self, message_id: int) -> str:
-        """The conversation a message belongs to.
-
-        Raises:
-            KeyError: No such message.
-        """
-        with session_scope(self.engine) as session:
-            conversation_id = session.scalar(
-                sa.select(Message.conversation_id).where(Message.id == message_id)
-            )
-        if conversation_id is None:
-            raise KeyError(f"no message {message_id}")
-        return str(conversation_id)
-
     def conversation_owner(self, conversation_id: str) -> str | None:
         """The owner of a conversation (``None`` for one started without sign-in).
 
