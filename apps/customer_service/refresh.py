@@ -346,8 +346,11 @@ def _build(
         served_adapter = answer_adapter_path(bot_config.answer.adapter, answer_model, registry.root)
         adapter = _train_adapter(build, plan, heldout, active, config, answer_model, served_adapter)
         if kb is not None:
-            for side, path in ((1, served_adapter), (2, str(build / ADAPTER_PART))):
-                adapter[side].update(_grounded_scores(path, answer_model, heldout.pairs, kb, bot_config))
+            served_scores, new_scores = _grounded_scores(
+                [served_adapter, str(build / ADAPTER_PART)], answer_model, heldout.pairs, kb, bot_config
+            )
+            adapter[1].update(served_scores)
+            adapter[2].update(new_scores)
         else:
             plan.notes.append("no knowledge base: the answer adapter was scored closed-book only")
     else:
@@ -420,22 +423,31 @@ def _train_adapter(
 
 
 def _grounded_scores(
-    adapter: str | None, model: str, pairs: list[QAPair], kb: KnowledgeBase, bot_config: BotConfig
-) -> dict[str, float]:
-    """The answer model with ``adapter`` (``None``: the base) as the bot uses it, on ``pairs``."""
+    adapters: list[str | None], model: str, pairs: list[QAPair], kb: KnowledgeBase, bot_config: BotConfig
+) -> list[dict[str, float]]:
+    """The answer model with each adapter (``None``: the base) as the bot uses it, on ``pairs``; the
+    bots share one query encoder (the KB's), loaded once."""
     from core.generation import Generator
 
-    answer = replace(bot_config.answer, model=model, adapter=adapter)
-    generator = Generator(model, adapter, backend=answer.backend)  # type: ignore[arg-type]
-    bot = SupportBot(kb, replace(bot_config, answer=answer), generator=generator)
-    started = time.perf_counter()
-    scores = grounded_answer_scores(bot, pairs)
-    logger.info(
-        "Scored grounded answers",
-        extra={"adapter": adapter, "pairs": len(pairs), "seconds": round(time.perf_counter() - started, 1)}
-        | scores,
-    )
-    return scores
+    results, embedder = [], None
+    for adapter in adapters:
+        answer = replace(bot_config.answer, model=model, adapter=adapter)
+        generator = Generator(model, adapter, backend=answer.backend)  # type: ignore[arg-type]
+        bot = SupportBot(kb, replace(bot_config, answer=answer), generator=generator, embedder=embedder)
+        started = time.perf_counter()
+        scores = grounded_answer_scores(bot, pairs)
+        embedder = bot.retriever.embedder
+        logger.info(
+            "Scored grounded answers",
+            extra={
+                "adapter": adapter,
+                "pairs": len(pairs),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            | scores,
+        )
+        results.append(scores)
+    return results
 
 
 def _carry(
