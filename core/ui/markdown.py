@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|<>~:$-])")
+#: A plain http(s) URL, safe as a link target; anything else (``javascript:``, ``data:``, text with
+#: brackets or quotes that could close the link) is shown as text.
+SAFE_URL = re.compile(r"https?://[^\s<>\"'()\[\]\\]+")
 
 
 def escape_markdown(text: str) -> str:
@@ -29,4 +32,4 @@ def escaped_table(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.map(lambda v: escape_markdown(v) if isinstance(v, str) else v)
 
 
-__all__ = ["escape_markdown", "escaped_table"]
+__all__ = ["SAFE_URL", "escape_markdown", "escaped_table"]

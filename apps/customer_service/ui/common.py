@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -20,7 +19,7 @@ from core.generation import GenerationWorker, shared_worker
 from core.paths import data_dir
 from core.storage import get_db_url
 from core.ui import auth
-from core.ui.markdown import escape_markdown
+from core.ui.markdown import SAFE_URL, escape_markdown
 
 KB_KEY = "support_kb_dir"
 
@@ -140,10 +139,6 @@ def highlighted_markdown(passage: str, answer: str) -> str:
         last = end
     out.append(escape_markdown(passage[last:]))
     return "".join(out)
-
-
-#: A plain http(s) link, shown as a link; anything else (javascript:, data:, text) is shown as text.
-SAFE_URL = re.compile(r"https?://[^\s<>\"'()\[\]\\]+")
 
 
 def link_markdown(url: str) -> str:

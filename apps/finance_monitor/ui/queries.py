@@ -38,6 +38,7 @@ from apps.finance_monitor.storage import (
     scored_frame,
 )
 from core.storage import session_scope, utcnow
+from core.ui.markdown import SAFE_URL
 
 logger = logging.getLogger(__name__)
 
@@ -714,7 +715,6 @@ def alert_context(engine: Engine, alert_id: int, before: timedelta = timedelta(d
 # --- alert digests -------------------------------------------------------------------------------------
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()!|$~#+>-])")
-_SAFE_URL = re.compile(r"https?://[^\s<>\"'()\[\]\\]+")
 
 
 def alert_digest(engine: Engine, alert_id: int) -> tuple[Digest, bool] | None:
@@ -774,7 +774,7 @@ def digest_reference_lines(digest: Digest) -> list[str]:
     for n, ref in enumerate(digest.refs, 1):
         when = pd.Timestamp(ref["timestamp"]).strftime("%Y-%m-%d %H:%M")
         url = ref.get("url") or ""
-        link = f" · [open]({url})" if _SAFE_URL.fullmatch(url) else ""
+        link = f" · [open]({url})" if SAFE_URL.fullmatch(url) else ""
         anchor = f'<span id="{digest_anchor(digest.alert_id, n)}"></span>'
         lines.append(
             f"{anchor}**\\[{n}\\]** {markdown_text(ref['title'])} — {markdown_text(ref['source'])}, "

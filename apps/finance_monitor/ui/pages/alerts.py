@@ -8,7 +8,7 @@ from apps.finance_monitor.ui import charts, common, queries
 from core.auth import AuditAction, Permission
 from core.control_chars import strip_control
 from core.ui import auth
-from core.ui.markdown import escaped_table
+from core.ui.markdown import escape_markdown, escaped_table
 
 STATUSES = {"Open": "open", "Acknowledged": "acknowledged", "Muted": "muted", "All": None}
 TABLE_ROWS = 25
@@ -43,8 +43,8 @@ def alerts_view() -> None:
     st.query_params["alert"] = str(chosen)
     alert = frame.set_index("id").loc[chosen]
     shown = table.loc[f"#{chosen}"]
-    st.subheader(f"Alert #{chosen}: {queries.markdown_text(str(alert['key']))}")
-    st.markdown(queries.markdown_text(str(alert["message"])))
+    st.subheader(f"Alert #{chosen}: {escape_markdown(str(alert['key']))}")  # news text: as written
+    st.markdown(escape_markdown(str(alert["message"])))
     cols = st.columns(4)
     cols[0].metric(alert["metric"].replace("_", " ").capitalize(), shown["Value"])
     cols[1].metric("Threshold", shown["Threshold"], alert["reason"], delta_color="off")
