@@ -366,11 +366,11 @@ def _to_item(
     title = _pick(rec, "title")
     if not isinstance(title, str):
         raise fail("title", "missing title" if title is None else f"title must be text, got {title!r}")
-    title = " ".join(_clean(title).split())
+    title = " ".join(strip_control(title).split())
     if not title:
         raise fail("title", "empty title")
     source = _pick(rec, "source") or default_source
-    source = _clean(str(source)).strip() if source else ""
+    source = strip_control(str(source)).strip() if source else ""
     if not source:
         raise fail("source", "no source: add a 'source' column/key or pass default_source")
     if len(source) > MAX_SOURCE_LENGTH:  # a publisher's name: its start still names it
@@ -387,9 +387,9 @@ def _to_item(
     except (ValueError, OverflowError, OSError) as err:
         raise fail("timestamp", str(err)) from None
     body = _pick(rec, "body")
-    body = (_clean(str(body)).strip() or None) if body is not None else None
+    body = (strip_control(str(body)).strip() or None) if body is not None else None
     url = _pick(rec, "url")
-    url = (_clean(str(url)).strip() or None) if url else None
+    url = (strip_control(str(url)).strip() or None) if url else None
     if url is not None and len(url) > MAX_URL_LENGTH:
         raise fail(
             "url",
@@ -411,21 +411,16 @@ def _to_item(
 def bounded_origin(origin: str) -> str:
     """``origin`` cleaned and cut to :data:`MAX_ORIGIN_LENGTH`, keeping its end (the file name, row
     or message id) behind an ellipsis: a deep folder's path still fits ``finance_items.origin``."""
-    origin = _clean(origin)
+    origin = strip_control(origin)
     if len(origin) <= MAX_ORIGIN_LENGTH:
         return origin
     return "…" + origin[-(MAX_ORIGIN_LENGTH - 1) :]
 
 
-def _clean(text: str) -> str:
-    """``text`` without control characters (tab and newlines kept) and unpaired surrogates."""
-    return strip_control(text)
-
-
 def _given_id(rec: Mapping[str, Any]) -> str:
     """The record's own id, cleaned ("" if none); a long one (a GUID URL) hashed to a short stable key."""
     given = _pick(rec, "id")
-    item_id = _clean(str(given)).strip() if given is not None else ""
+    item_id = strip_control(str(given)).strip() if given is not None else ""
     if len(item_id) > MAX_ID_LENGTH:
         item_id = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:40]
     return item_id
@@ -436,7 +431,9 @@ def _tickers(rec: Mapping[str, Any], title: str, body: str | None) -> tuple[str,
     given = _pick(rec, "tickers")
     if isinstance(given, list | tuple):
         given = " ".join(str(t) for t in given)
-    tickers = [t.lstrip("$").upper() for t in _TICKER_SPLIT.split(_clean(str(given or ""))) if t.strip("$ ")]
+    tickers = [
+        t.lstrip("$").upper() for t in _TICKER_SPLIT.split(strip_control(str(given or ""))) if t.strip("$ ")
+    ]
     tickers += extract_cashtags(title) + extract_cashtags(body or "")
     return tuple(dict.fromkeys(tickers))
 

@@ -88,9 +88,7 @@ def _read_batch(path: Path, columns: list[str] | None = None, user_id: str | Non
     except (
         ValueError,
         OSError,
-        UnicodeDecodeError,
-        pd.errors.ParserError,
-    ) as err:  # pyarrow's are ValueErrors
+    ) as err:  # pandas' ParserError, UnicodeDecodeError and pyarrow's are ValueErrors
         raise ValueError(
             f"{path}: not a batch output of `aigc recommend score` ({one_line(err)[:200]})"
         ) from None
